@@ -1,0 +1,60 @@
+//! Wire messages between agent and hub. Every frame carries [`PROTOCOL_VERSION`];
+//! the byte layout lives in [`crate::codec`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{AgentId, Event};
+
+/// Version of the message set below; a peer speaking another version is refused with
+/// a clear message, never misread.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// QUIC ALPN protocol id.
+pub const ALPN: &[u8] = b"till360/1";
+
+/// Frames larger than this are refused before any allocation of their size.
+pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Agent → hub, first frame on a connection: who the agent claims to be (checked
+    /// against its certificate) and the last seq it has journaled.
+    Hello {
+        agent: AgentId,
+        journal_last_seq: u64,
+        software: String,
+    },
+    /// Hub → agent: the highest seq the hub has committed for this agent; the agent
+    /// resumes sending after it.
+    Welcome { acked_seq: u64 },
+    /// Agent → hub: events in seq order, contiguous.
+    Events(Vec<Event>),
+    /// Hub → agent: everything up to and including `acked_seq` is committed.
+    Ack { acked_seq: u64 },
+    /// Either side: the connection is refused or closed for this reason.
+    Refused { reason: Refusal, detail: String },
+}
+
+impl Message {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Welcome { .. } => "welcome",
+            Message::Events(_) => "events",
+            Message::Ack { .. } => "ack",
+            Message::Refused { .. } => "refused",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// The payload names a store/till other than the client certificate.
+    IdentityMismatch,
+    /// Events do not continue the agent's sequence (a gap, or out of order).
+    SequenceGap,
+    /// A frame could not be decoded or was not expected in this state.
+    ProtocolError,
+    /// The hub could not commit; the agent should retry later.
+    Unavailable,
+}
