@@ -1,1 +1,17 @@
+//! Till360 agent: sits between a till's POS, its receipt printer and its barcode
+//! scanner; journals what it sees and syncs it to the hub.
+//!
+//! Pure cores (no IO, `now` passed in): `escpos`, `scanner`, `layout`, `checkout`.
+//! IO edges: `ports`, `proxy`, `journal`, `uplink`, `runtime`, `cli`.
 
+pub mod checkout;
+pub mod cli;
+pub mod config;
+pub mod escpos;
+pub mod journal;
+pub mod layout;
+pub mod ports;
+pub mod proxy;
+pub mod runtime;
+pub mod scanner;
+pub mod uplink;
