@@ -1,7 +1,168 @@
-//! TODO: command line (`run`, `status`).
+//! Command line: `till360-agent run --config agent.toml` and
+//! `till360-agent status --config agent.toml [--json]`.
+
 use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn main_with_args(_args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    ExitCode::FAILURE
+use clap::{Parser, Subcommand};
+
+use crate::config::{AgentConfig, ConfigError};
+use crate::journal::{Journal, JournalError, JournalStatus};
+use crate::layout::LayoutError;
+use crate::uplink::TlsConfigError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "till360-agent",
+    version,
+    about = "Till360 agent: scanner, ESC/POS proxy, journal, uplink"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Proxy the POS to the printer, journal cards and receipts, sync to the hub.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Show the journal: store/till, last and acknowledged seq, pending events.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit code for a bad config file (1 is every other failure).
+const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Runs the agent's command line; `args` includes the program name.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Status { config, json } => status(&config, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            if is_config_error(&e) {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.is::<TlsConfigError>()
+            || cause.is::<LayoutError>()
+            || matches!(
+                cause.downcast_ref::<JournalError>(),
+                Some(JournalError::AgentMismatch { .. })
+            )
+    })
+}
+
+fn report(e: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    let mut shown = e.to_string();
+    let _ = writeln!(err, "error: {shown}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        // Many messages already end with their source's text: don't say it twice.
+        if !shown.contains(&text) {
+            let _ = writeln!(err, "  caused by: {text}");
+        }
+        shown = text;
+    }
+}
+
+fn init_tracing(config: Option<&AgentConfig>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let directive = config.and_then(|c| c.log.as_deref()).unwrap_or("info");
+        EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    // Ignore "already set": the root package's passthrough may have installed one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = AgentConfig::load(config_path)?;
+    init_tracing(Some(&config));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("till360-agent")
+        .build()?;
+    runtime.block_on(crate::runtime::run(config, shutdown_signal()))
+}
+
+/// Resolves on Ctrl-C or SIGTERM (how systemd stops the agent).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}; only Ctrl-C stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping");
+}
+
+fn status(config_path: &Path, json: bool) -> anyhow::Result<()> {
+    let config = AgentConfig::load(config_path)?;
+    init_tracing(Some(&config));
+    let journal = Journal::open_existing(&config.data_dir, &config.agent_id())?;
+    let status = journal.status()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+    } else {
+        write!(out, "{}", status_text(&status))?;
+    }
+    Ok(())
+}
+
+/// The text form of `status`, one `key: value` per line.
+pub fn status_text(status: &JournalStatus) -> String {
+    let oldest = status
+        .oldest_pending_at
+        .map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
+    format!(
+        "store: {}\ntill: {}\nlast_seq: {}\nacked_seq: {}\npending: {}\noldest_pending: {}\n",
+        status.store, status.till, status.last_seq, status.acked_seq, status.pending, oldest
+    )
 }

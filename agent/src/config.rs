@@ -1,1 +1,481 @@
-//! TODO
+//! `agent.toml`: what a till's agent connects to and where it keeps its journal.
+//!
+//! Parsing is two steps: serde reads the raw shape (unknown keys refused), then
+//! [`AgentConfig::from_toml_str`] checks every value and resolves relative paths
+//! against the config file's folder. Every error names the file, the key and the reason.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use till360_shared::{AgentId, CardPrefixes};
+
+use crate::escpos::CodePage;
+use crate::ports::PortSpec;
+use crate::scanner::Suffix;
+
+pub const DEFAULT_BAUD: u32 = 9600;
+pub const DEFAULT_SUFFIX: &str = "cr";
+pub const DEFAULT_CODEPAGE: &str = "cp437";
+pub const DEFAULT_CARD_TIMEOUT_SECS: u64 = 600;
+pub const DEFAULT_BATCH_MAX: usize = 500;
+pub const DEFAULT_WINDOW: u64 = 2000;
+
+/// A config problem, already worded for the operator: `agent.toml: [scanner] suffix: ...`.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {key}{reason}")]
+    Invalid {
+        file: String,
+        /// `[section] key`, `[section]` or `key`; empty when the error has no position.
+        key: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(file: &str, key: &str, reason: impl fmt::Display) -> Self {
+        ConfigError::Invalid {
+            file: file.to_string(),
+            key: if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key}: ")
+            },
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// The file this config came from (used in messages).
+    pub origin: PathBuf,
+    pub store: String,
+    pub till: String,
+    pub data_dir: PathBuf,
+    pub scanner: Option<ScannerConfig>,
+    pub pos: PosConfig,
+    pub printer: PrinterConfig,
+    pub cards: CardsConfig,
+    /// `None`: no `[hub]` section, the agent only journals.
+    pub hub: Option<HubLink>,
+    pub checkout: CheckoutConfig,
+    /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
+    pub log: Option<String>,
+}
+
+impl AgentConfig {
+    pub fn agent_id(&self) -> AgentId {
+        AgentId::new(&self.store, &self.till)
+    }
+
+    /// The file name used in messages (`agent.toml`).
+    pub fn origin_name(&self) -> String {
+        file_label(&self.origin)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannerConfig {
+    pub port: PortSpec,
+    pub suffix: Suffix,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PosConfig {
+    pub port: PortSpec,
+    pub codepage: CodePage,
+    /// The receipt layout file (`config/receipts/*.toml`).
+    pub layout: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrinterConfig {
+    pub port: PortSpec,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardsConfig {
+    pub prefixes: CardPrefixes,
+}
+
+/// How to reach the hub: `[hub]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubLink {
+    /// `HOST:PORT` (UDP), resolved at every connect.
+    pub address: String,
+    /// The name the hub's certificate must carry.
+    pub server_name: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Events per `Events` frame.
+    pub batch_max: usize,
+    /// Events sent but not yet acknowledged.
+    pub window: u64,
+    /// The config file name, for TLS loading messages.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckoutConfig {
+    /// How long a scanned card waits for its receipt.
+    pub card_timeout_secs: u64,
+}
+
+impl CheckoutConfig {
+    pub fn card_timeout_ms(&self) -> i64 {
+        i64::try_from(self.card_timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            card_timeout_secs: DEFAULT_CARD_TIMEOUT_SECS,
+        }
+    }
+}
+
+// ---- the raw shape, as serde reads it ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    store: String,
+    till: String,
+    data_dir: String,
+    scanner: Option<RawScanner>,
+    pos: RawPos,
+    printer: RawPrinter,
+    cards: RawCards,
+    hub: Option<RawHub>,
+    checkout: Option<RawCheckout>,
+    log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScanner {
+    port: String,
+    baud: Option<u32>,
+    suffix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPos {
+    port: String,
+    baud: Option<u32>,
+    codepage: Option<String>,
+    layout: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrinter {
+    port: String,
+    baud: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCards {
+    prefixes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHub {
+    address: String,
+    server_name: Option<String>,
+    ca: String,
+    cert: String,
+    key: String,
+    batch_max: Option<usize>,
+    window: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheckout {
+    card_timeout_secs: Option<u64>,
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses `text` as if read from `origin` (whose folder anchors relative paths).
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let file = file_label(origin);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let key = match e.span() {
+                None => String::new(),
+                // A missing key is reported on its table: the whole file for the top
+                // level (blame no key), the header line for a section.
+                Some(span) if e.message().starts_with("missing field") => {
+                    let table = key_at(text, span.start);
+                    let whole_file = span.start == 0 && span.end >= text.trim_end().len();
+                    if whole_file || !table.starts_with('[') || table.contains("] ") {
+                        String::new()
+                    } else {
+                        table
+                    }
+                }
+                Some(span) => key_at(text, span.start),
+            };
+            ConfigError::invalid(&file, &key, e.message())
+        })?;
+        let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let bad = |key: &str, reason: String| ConfigError::invalid(&file, key, reason);
+
+        for (key, value) in [("store", &raw.store), ("till", &raw.till)] {
+            if !AgentId::is_valid_part(value) {
+                return Err(bad(
+                    key,
+                    format!("{value:?} is not a valid id (1 to 32 of A-Z a-z 0-9 _ . -)"),
+                ));
+            }
+        }
+        if raw.data_dir.trim().is_empty() {
+            return Err(bad("data_dir", "must not be empty".into()));
+        }
+
+        let port = |section: &str, value: &str, baud: Option<u32>, tcp_ok: bool| {
+            let key = format!("[{section}] port");
+            if value.trim().is_empty() {
+                return Err(bad(&key, "must not be empty".into()));
+            }
+            let baud = baud.unwrap_or(DEFAULT_BAUD);
+            if baud == 0 {
+                return Err(bad(&format!("[{section}] baud"), "must be above 0".into()));
+            }
+            let spec = PortSpec::parse(value, baud, &base).map_err(|e| bad(&key, e.to_string()))?;
+            if !tcp_ok && matches!(spec, PortSpec::Tcp { .. }) {
+                return Err(bad(
+                    &key,
+                    format!("{value:?}: tcp:// is only for the printer; use a serial device"),
+                ));
+            }
+            Ok(spec)
+        };
+
+        let scanner = match raw.scanner {
+            None => None,
+            Some(s) => {
+                let suffix_text = s.suffix.as_deref().unwrap_or(DEFAULT_SUFFIX);
+                let suffix = suffix_text.parse::<Suffix>().map_err(|_| {
+                    bad(
+                        "[scanner] suffix",
+                        format!("{suffix_text:?} is not one of cr, lf, crlf"),
+                    )
+                })?;
+                Some(ScannerConfig {
+                    port: port("scanner", &s.port, s.baud, false)?,
+                    suffix,
+                })
+            }
+        };
+
+        let codepage_name = raw.pos.codepage.as_deref().unwrap_or(DEFAULT_CODEPAGE);
+        let codepage = CodePage::from_name(codepage_name).ok_or_else(|| {
+            bad(
+                "[pos] codepage",
+                format!("{codepage_name:?} is not a supported code page"),
+            )
+        })?;
+        if raw.pos.layout.trim().is_empty() {
+            return Err(bad("[pos] layout", "must not be empty".into()));
+        }
+        let pos = PosConfig {
+            port: port("pos", &raw.pos.port, raw.pos.baud, false)?,
+            codepage,
+            layout: resolve(&raw.pos.layout),
+        };
+        let printer = PrinterConfig {
+            port: port("printer", &raw.printer.port, raw.printer.baud, true)?,
+        };
+
+        if raw.cards.prefixes.is_empty() {
+            return Err(bad(
+                "[cards] prefixes",
+                "lists no prefix: no scan could ever be a loyalty card".into(),
+            ));
+        }
+        let prefixes = CardPrefixes::new(raw.cards.prefixes.iter().map(String::as_str))
+            .map_err(|e| bad("[cards] prefixes", e.to_string()))?;
+
+        let hub = match raw.hub {
+            None => None,
+            Some(h) => {
+                let server_name = match h.server_name {
+                    Some(name) => name,
+                    None => host_of(&h.address).to_string(),
+                };
+                if host_of(&h.address).is_empty() || !h.address.contains(':') {
+                    return Err(bad(
+                        "[hub] address",
+                        format!("{:?} is not HOST:PORT", h.address),
+                    ));
+                }
+                if server_name.trim().is_empty() {
+                    return Err(bad("[hub] server_name", "must not be empty".into()));
+                }
+                let batch_max = h.batch_max.unwrap_or(DEFAULT_BATCH_MAX);
+                if batch_max == 0 {
+                    return Err(bad("[hub] batch_max", "must be above 0".into()));
+                }
+                let window = h.window.unwrap_or(DEFAULT_WINDOW);
+                if window == 0 {
+                    return Err(bad("[hub] window", "must be above 0".into()));
+                }
+                for (key, value) in [("ca", &h.ca), ("cert", &h.cert), ("key", &h.key)] {
+                    if value.trim().is_empty() {
+                        return Err(bad(&format!("[hub] {key}"), "must not be empty".into()));
+                    }
+                }
+                Some(HubLink {
+                    address: h.address,
+                    server_name,
+                    ca: resolve(&h.ca),
+                    cert: resolve(&h.cert),
+                    key: resolve(&h.key),
+                    batch_max,
+                    window,
+                    origin: file.clone(),
+                })
+            }
+        };
+
+        let checkout = match raw.checkout.and_then(|c| c.card_timeout_secs) {
+            Some(0) => {
+                return Err(bad(
+                    "[checkout] card_timeout_secs",
+                    "must be above 0".into(),
+                ))
+            }
+            Some(secs) => CheckoutConfig {
+                card_timeout_secs: secs,
+            },
+            None => CheckoutConfig::default(),
+        };
+
+        if let Some(filter) = &raw.log {
+            if filter.trim().is_empty() {
+                return Err(bad(
+                    "log",
+                    "must not be empty (leave it out for info)".into(),
+                ));
+            }
+        }
+
+        Ok(AgentConfig {
+            origin: origin.to_path_buf(),
+            store: raw.store,
+            till: raw.till,
+            data_dir: resolve(&raw.data_dir),
+            scanner,
+            pos,
+            printer,
+            cards: CardsConfig { prefixes },
+            hub,
+            checkout,
+            log: raw.log,
+        })
+    }
+}
+
+/// The host part of `HOST:PORT` or `[V6]:PORT`.
+fn host_of(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    address.rsplit_once(':').map_or(address, |(host, _)| host)
+}
+
+/// Names the key a parse error points at: `[section] key`, `[section]` (the error is
+/// about the table itself, e.g. a missing key) or `key` at the top level.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| {
+            l.split(']')
+                .next()
+                .unwrap_or(l)
+                .trim_start_matches('[')
+                .trim()
+        });
+    if line.starts_with('[') {
+        // The error concerns a whole table (e.g. a missing key in it).
+        let name = line
+            .split(']')
+            .next()
+            .unwrap_or(line)
+            .trim_start_matches('[');
+        return format!("[{}]", name.trim());
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
+    match (section, key) {
+        (Some(s), Some(k)) => format!("[{s}] {k}"),
+        (None, Some(k)) => k,
+        (Some(s), None) => format!("[{s}]"),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_at_names_section_and_key() {
+        let text = "store = \"S1\"\n[scanner]\nport = \"/dev/x\"\nbaud = \"fast\"\n";
+        let at = text.find("\"fast\"").unwrap();
+        assert_eq!(key_at(text, at), "[scanner] baud");
+        assert_eq!(key_at(text, 2), "store");
+        assert_eq!(key_at(text, text.find("[scanner]").unwrap()), "[scanner]");
+    }
+
+    #[test]
+    fn host_of_handles_v6() {
+        assert_eq!(host_of("hub.example:4433"), "hub.example");
+        assert_eq!(host_of("[::1]:4433"), "::1");
+    }
+}

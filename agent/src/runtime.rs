@@ -1,1 +1,356 @@
-//! TODO
+//! Wires the agent together: the proxy threads, the scanner thread, the till core
+//! thread (ESC/POS parser + layout + checkout + journal) and the QUIC uplink.
+//!
+//! The proxy never waits for anything else (principle 1): it hands POS bytes to the
+//! till core through an unbounded channel. The till core owns the pure state machines
+//! and is the only writer to the journal; a journal failure is logged and printing goes
+//! on. `now` is read from the system clock here, at the edge, and passed in.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use till360_shared::{CardNumber, CardPrefixes, Currency, EventKind, Timestamp};
+use tokio::sync::watch;
+
+use crate::checkout::Checkout;
+use crate::config::{AgentConfig, ScannerConfig};
+use crate::escpos::{EscPosParser, PrintEvent};
+use crate::journal::Journal;
+use crate::layout::Layout;
+use crate::ports::{reopen_backoff, PortError};
+use crate::proxy::Proxy;
+use crate::scanner::{classify, Scan, ScanFramer};
+use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
+
+/// The current time with the till's local offset.
+pub fn now() -> Timestamp {
+    let local = chrono::Local::now();
+    let offset_min = i16::try_from(local.offset().local_minus_utc() / 60).unwrap_or(0);
+    Timestamp::from_unix_ms(local.timestamp_millis(), offset_min)
+}
+
+/// What the till core thread receives.
+enum CoreInput {
+    /// Bytes the POS sent (already on their way to the printer).
+    Print(Vec<u8>),
+    /// A loyalty card was scanned.
+    Card(CardNumber, Timestamp),
+}
+
+/// A running agent. Prefer [`RunningAgent::shutdown`]; dropping it only signals the
+/// threads to stop and does not wait for them.
+pub struct RunningAgent {
+    running: Arc<AtomicBool>,
+    proxy: Option<Proxy>,
+    scanner: Option<JoinHandle<()>>,
+    core: Option<JoinHandle<()>>,
+    uplink: Option<UplinkHandle>,
+    journal: Arc<Mutex<Journal>>,
+    journal_seq: watch::Receiver<u64>,
+}
+
+impl RunningAgent {
+    /// Opens the journal, loads the layout and TLS config, and starts every part.
+    /// Must be called inside a tokio runtime (the uplink is a task).
+    pub fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
+        let agent = config.agent_id();
+        let layout = Layout::load(&config.pos.layout)
+            .with_context(|| format!("{}: [pos] layout", config.origin_name()))?;
+        let client_config = match &config.hub {
+            Some(hub) => Some(uplink::client_config(hub)?),
+            None => None,
+        };
+        let journal = Journal::open(&config.data_dir, &agent)?;
+        let last_seq = journal.last_seq();
+        tracing::info!(
+            "agent {agent}: journal {} at seq {last_seq} (hub acked {})",
+            journal.path().display(),
+            journal.acked_seq()
+        );
+        let journal = Arc::new(Mutex::new(journal));
+        let (seq_tx, journal_seq) = watch::channel(last_seq);
+        let running = Arc::new(AtomicBool::new(true));
+        let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
+
+        let core = {
+            let core = TillCore {
+                parser: EscPosParser::new(config.pos.codepage),
+                currency: layout.currency(),
+                layout,
+                checkout: Checkout::new(config.checkout.card_timeout_ms()),
+                journal: Arc::clone(&journal),
+                seq_tx,
+                lines: Vec::new(),
+            };
+            std::thread::Builder::new()
+                .name("till-core".into())
+                .spawn(move || core.run(core_rx))
+                .context("starting the till core thread")?
+        };
+
+        let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
+        // The tap feeds the till core; forwarding keeps the proxy free of core types.
+        let tap_forward = {
+            let core_tx = core_tx.clone();
+            std::thread::Builder::new()
+                .name("receipt-tap".into())
+                .spawn(move || {
+                    for bytes in tap_rx {
+                        if core_tx.send(CoreInput::Print(bytes)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .context("starting the receipt tap thread")?
+        };
+        let proxy = Proxy::start(config.pos.port.clone(), config.printer.port.clone(), tap_tx)
+            .context("starting the POS/printer proxy")?;
+
+        let scanner = match config.scanner.clone() {
+            Some(scanner) => {
+                let running = Arc::clone(&running);
+                let prefixes = config.cards.prefixes.clone();
+                let core_tx = core_tx.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("scanner".into())
+                        .spawn(move || read_scanner(scanner, prefixes, core_tx, &running))
+                        .context("starting the scanner thread")?,
+                )
+            }
+            None => None,
+        };
+        drop(core_tx);
+        // The tap thread ends when the proxy drops its sender; nothing to join.
+        drop(tap_forward);
+
+        let uplink = match (config.hub.clone(), client_config) {
+            (Some(hub), Some(client_config)) => Some(
+                Uplink {
+                    agent,
+                    hub,
+                    client_config,
+                    journal: Arc::clone(&journal),
+                    journal_seq: journal_seq.clone(),
+                }
+                .spawn(),
+            ),
+            _ => {
+                tracing::info!("no [hub] configured: journaling only");
+                None
+            }
+        };
+
+        Ok(RunningAgent {
+            running,
+            proxy: Some(proxy),
+            scanner,
+            core: Some(core),
+            uplink,
+            journal,
+            journal_seq,
+        })
+    }
+
+    /// Follows the last journaled seq.
+    pub fn journal_seq(&self) -> watch::Receiver<u64> {
+        self.journal_seq.clone()
+    }
+
+    /// The uplink's status, if a hub is configured.
+    pub fn uplink_status(&self) -> Option<watch::Receiver<UplinkStatus>> {
+        self.uplink.as_ref().map(UplinkHandle::status)
+    }
+
+    /// The journal the agent writes (shared; lock briefly).
+    pub fn journal(&self) -> Arc<Mutex<Journal>> {
+        Arc::clone(&self.journal)
+    }
+
+    /// Stops the ports, lets the till core journal what it already has, then closes the
+    /// uplink.
+    pub async fn shutdown(mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        let proxy = self.proxy.take();
+        let scanner = self.scanner.take();
+        let core = self.core.take();
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(proxy) = proxy {
+                proxy.stop();
+            }
+            if let Some(scanner) = scanner {
+                if scanner.join().is_err() {
+                    tracing::error!("scanner thread panicked");
+                }
+            }
+            // Every sender is gone now: the core drains its queue and ends.
+            if let Some(core) = core {
+                if core.join().is_err() {
+                    tracing::error!("till core thread panicked");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = joined {
+            tracing::error!("stopping threads failed: {e}");
+        }
+        if let Some(uplink) = self.uplink.take() {
+            uplink.shutdown().await;
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let agent = RunningAgent::start(config)?;
+    shutdown.await;
+    agent.shutdown().await;
+    Ok(())
+}
+
+/// The till core: turns printed bytes into receipts and scans into card events, and
+/// journals both. Pure state machines inside; this loop only moves values.
+struct TillCore {
+    parser: EscPosParser,
+    layout: Layout,
+    currency: Currency,
+    checkout: Checkout,
+    journal: Arc<Mutex<Journal>>,
+    seq_tx: watch::Sender<u64>,
+    /// Lines of the receipt being printed (since the last cut).
+    lines: Vec<String>,
+}
+
+impl TillCore {
+    fn run(mut self, inputs: Receiver<CoreInput>) {
+        for input in inputs {
+            match input {
+                CoreInput::Print(bytes) => {
+                    self.parser.feed(&bytes);
+                    while let Some(event) = self.parser.poll() {
+                        self.on_print_event(event);
+                    }
+                }
+                CoreInput::Card(card, at) => {
+                    tracing::info!("card scanned: {card}");
+                    self.checkout.on_card(card.clone(), at);
+                    self.record(at, EventKind::CardScanned { card });
+                }
+            }
+        }
+        if !self.lines.is_empty() {
+            tracing::warn!(
+                "stopping with {} printed lines not yet cut; they are not journaled",
+                self.lines.len()
+            );
+        }
+    }
+
+    fn on_print_event(&mut self, event: PrintEvent) {
+        match event {
+            PrintEvent::Line(line) => self.lines.push(line),
+            PrintEvent::Cut { .. } => {
+                let lines = std::mem::take(&mut self.lines);
+                if lines.iter().all(|l| l.trim().is_empty()) {
+                    tracing::debug!("cut without text: nothing to journal");
+                    return;
+                }
+                let at = now();
+                let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
+                for line in &parsed.unmatched {
+                    tracing::debug!("layout did not match: {line:?}");
+                }
+                let receipt = self.checkout.on_receipt(parsed, self.currency, at);
+                tracing::info!(
+                    "receipt {} total {} {} ({} lines)",
+                    receipt.receipt_no.as_deref().unwrap_or("?"),
+                    receipt.total_cents,
+                    receipt.currency,
+                    receipt.lines.len()
+                );
+                self.record(at, EventKind::Receipt(receipt));
+            }
+            PrintEvent::StatusRequest { command } => {
+                tracing::trace!("status request {command:?}");
+            }
+            PrintEvent::Diagnostic(message) => tracing::debug!("escpos: {message}"),
+        }
+    }
+
+    fn record(&mut self, at: Timestamp, kind: EventKind) {
+        let name = kind.name();
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        match journal.append(at, kind) {
+            Ok(event) => {
+                drop(journal);
+                self.seq_tx.send_replace(event.seq);
+            }
+            // Principle 1: the journal failing never stops printing.
+            Err(e) => tracing::error!("{name} event NOT journaled: {e}"),
+        }
+    }
+}
+
+/// Reads the scanner port forever (reopening it when it goes away) and passes loyalty
+/// cards to the till core. Anything else is logged and dropped.
+fn read_scanner(
+    config: ScannerConfig,
+    prefixes: CardPrefixes,
+    core: Sender<CoreInput>,
+    running: &AtomicBool,
+) {
+    let keep_going = || running.load(Ordering::SeqCst);
+    let mut attempt = 0u32;
+    while keep_going() {
+        let mut port = match config.port.open() {
+            Ok(port) => port,
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::error!("scanner: {e}; retrying");
+                }
+                reopen_backoff(attempt, &keep_going);
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        tracing::info!("scanner: reading {}", port.name());
+        attempt = 0;
+        let mut framer = ScanFramer::new(config.suffix);
+        let mut buf = [0u8; 512];
+        let gone: Result<(), PortError> = (|| {
+            while keep_going() {
+                let Some(n) = port.read_chunk(&mut buf)? else {
+                    continue;
+                };
+                framer.feed(&buf[..n]);
+                while let Some(frame) = framer.poll() {
+                    let scan = frame.and_then(|code| classify(&code, &prefixes));
+                    match scan {
+                        Ok(Scan::Card(card)) => {
+                            if core.send(CoreInput::Card(card, now())).is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => tracing::warn!("scanner: ignored scan: {e}"),
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = gone {
+            tracing::warn!("scanner: {e}; reopening");
+            reopen_backoff(attempt, &keep_going);
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}

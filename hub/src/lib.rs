@@ -1,1 +1,13 @@
+//! Till360 hub: PKI, the QUIC listener with exactly-once ingest, the profile store and
+//! the HTTP API. `cli::main_with_args` is the binary; `server::start` runs a hub
+//! in-process (the demo and end-to-end tests use it).
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod listener;
+pub mod pki;
+pub mod profile;
+pub mod server;
+pub mod store;
+pub mod synthetic;

@@ -1,1 +1,15 @@
-//! TODO
+//! ESC/POS text extraction (pure): which lines a receipt printer prints, where the
+//! paper is cut and when the POS asks for printer status.
+//!
+//! - `codepage`: single-byte code pages and Epson's `ESC t n` numbering.
+//! - `commands`: the command table (argument shapes as data).
+//! - `parser`: the streaming `feed`/`poll` state machine over that table.
+
+mod codepage;
+mod commands;
+mod parser;
+#[cfg(test)]
+mod tests;
+
+pub use codepage::CodePage;
+pub use parser::{EscPosParser, PrintEvent, StatusCommand, MAX_LINE_CHARS};

@@ -1,0 +1,437 @@
+//! The streaming text extractor: bytes in (split anywhere), print events out.
+
+use std::collections::VecDeque;
+
+use super::codepage::CodePage;
+use super::commands::{lookup, prefix_name, Args, Command, Effect, Lookup, DLE, ESC, FS, GS};
+
+const LF: u8 = 0x0A;
+const CR: u8 = 0x0D;
+const HT: u8 = 0x09;
+const FF: u8 = 0x0C;
+const DEL: u8 = 0x7F;
+
+/// A line longer than this (in characters) is emitted in pieces, so a POS that never
+/// sends a line feed cannot make the parser grow without bound.
+pub const MAX_LINE_CHARS: usize = 1024;
+/// NUL-terminated barcode data longer than this is not a barcode: give up skipping.
+const MAX_BARCODE_DATA: u16 = 255;
+
+/// What the text extractor saw in the print stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrintEvent {
+    /// A printed text line (ended by LF, CR LF, ESC d n / ESC J n print-and-feed, FF);
+    /// trailing spaces trimmed.
+    Line(String),
+    /// A cut (GS V m [n], ESC i, ESC m): ends the receipt. Pending text is emitted as a
+    /// Line first. `offset` = stream offset of the cut command's first byte.
+    Cut { offset: u64, partial: bool },
+    /// The POS asked the printer for status (DLE EOT n, GS r n, GS a n); informational.
+    StatusRequest { command: StatusCommand },
+    /// Something odd but harmless (unknown command, bad argument); never a failure.
+    Diagnostic(String),
+}
+
+/// A status request the POS sent, with its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusCommand {
+    DleEot(u8),
+    GsR(u8),
+    GsA(u8),
+}
+
+/// Repeated records inside one command's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// `ESC &`: per character `x` then `y * x` bytes.
+    UserChar { y: u8 },
+    /// `FS q`: per image `xL xH yL yH` then `x * y * 8` bytes.
+    NvImage,
+}
+
+impl Record {
+    fn header_len(self) -> usize {
+        match self {
+            Record::UserChar { .. } => 1,
+            Record::NvImage => 4,
+        }
+    }
+
+    fn data_len(self, header: &[u8]) -> u64 {
+        match self {
+            Record::UserChar { y } => u64::from(y) * u64::from(header[0]),
+            Record::NvImage => le(&header[0..2]) * le(&header[2..4]) * 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Text and command headers.
+    Normal,
+    /// Counting off command data; afterwards continue with `then` records, if any.
+    Skip {
+        left: u64,
+        then: Option<(u32, Record)>,
+    },
+    /// Skipping data up to a NUL; give up after `left` more bytes.
+    UntilNul { left: u16, name: &'static str },
+    /// `left` more records of `record` follow.
+    Records { left: u32, record: Record },
+}
+
+/// Extracts printed text, cuts and status requests from an ESC/POS byte stream.
+///
+/// Sans-IO: [`feed`](Self::feed) bytes as they arrive (a command may be split anywhere),
+/// then [`poll`](Self::poll) events. Feeding one byte at a time gives the same events as
+/// feeding everything at once. Memory is bounded: only an incomplete command header
+/// (a few bytes) and the current line are kept; command data is skipped by counting.
+#[derive(Debug, Clone)]
+pub struct EscPosParser {
+    default_page: CodePage,
+    page: CodePage,
+    /// Bytes fed but not yet consumed (after `feed` returns: at most an incomplete header).
+    pending: Vec<u8>,
+    /// Stream offset of `pending[0]`.
+    pending_start: u64,
+    mode: Mode,
+    line: String,
+    line_chars: usize,
+    /// The previous byte ended a line with CR, so an LF right after it is the same line end.
+    after_cr: bool,
+    events: VecDeque<PrintEvent>,
+}
+
+impl EscPosParser {
+    pub fn new(default_codepage: CodePage) -> Self {
+        Self {
+            default_page: default_codepage,
+            page: default_codepage,
+            pending: Vec::new(),
+            pending_start: 0,
+            mode: Mode::Normal,
+            line: String::new(),
+            line_chars: 0,
+            after_cr: false,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Bytes as the POS sent them, in arbitrary chunks (a command may be split anywhere).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        let consumed = self.process();
+        self.pending.drain(..consumed);
+        self.pending_start += consumed as u64;
+    }
+
+    pub fn poll(&mut self) -> Option<PrintEvent> {
+        self.events.pop_front()
+    }
+
+    /// Total bytes fed so far.
+    pub fn offset(&self) -> u64 {
+        self.pending_start + self.pending.len() as u64
+    }
+
+    /// Bytes held back because they start a command whose header is incomplete
+    /// (never more than a command header: data is counted, not buffered).
+    pub fn buffered_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The code page text is currently decoded with.
+    pub fn code_page(&self) -> CodePage {
+        self.page
+    }
+
+    /// Whether the stream currently ends inside a command (header or data): the bytes
+    /// so far are not a complete print job.
+    pub fn in_command(&self) -> bool {
+        self.mode != Mode::Normal || !self.pending.is_empty()
+    }
+
+    /// Consumes as much of `pending` as possible; returns how many bytes were consumed.
+    fn process(&mut self) -> usize {
+        let mut pos = 0;
+        loop {
+            let available = self.pending.len() - pos;
+            match self.mode {
+                Mode::Skip { left, then } => {
+                    let n = left.min(available as u64);
+                    // n <= available, which is a usize.
+                    pos += n as usize;
+                    if n < left {
+                        self.mode = Mode::Skip {
+                            left: left - n,
+                            then,
+                        };
+                        return pos;
+                    }
+                    self.mode = match then {
+                        Some((left, record)) => Mode::Records { left, record },
+                        None => Mode::Normal,
+                    };
+                }
+                Mode::UntilNul { left, name } => {
+                    let Some(&byte) = self.pending.get(pos) else {
+                        return pos;
+                    };
+                    pos += 1;
+                    if byte == 0 {
+                        self.mode = Mode::Normal;
+                    } else if left <= 1 {
+                        let at = self.pending_start + pos as u64;
+                        self.diagnostic(format!(
+                            "{name}: data not NUL-terminated, resuming at offset {at}"
+                        ));
+                        self.mode = Mode::Normal;
+                    } else {
+                        self.mode = Mode::UntilNul {
+                            left: left - 1,
+                            name,
+                        };
+                    }
+                }
+                Mode::Records { left, record } => {
+                    if left == 0 {
+                        self.mode = Mode::Normal;
+                        continue;
+                    }
+                    let header_len = record.header_len();
+                    if available < header_len {
+                        return pos;
+                    }
+                    let data = record.data_len(&self.pending[pos..pos + header_len]);
+                    pos += header_len;
+                    self.mode = Mode::Skip {
+                        left: data,
+                        then: Some((left - 1, record)),
+                    };
+                }
+                Mode::Normal => {
+                    let Some(&byte) = self.pending.get(pos) else {
+                        return pos;
+                    };
+                    if byte != LF {
+                        self.after_cr = false;
+                    }
+                    match byte {
+                        LF => {
+                            if !std::mem::take(&mut self.after_cr) {
+                                self.end_line();
+                            }
+                            pos += 1;
+                        }
+                        CR => {
+                            self.end_line();
+                            self.after_cr = true;
+                            pos += 1;
+                        }
+                        HT => {
+                            self.push_char(' ');
+                            pos += 1;
+                        }
+                        FF => {
+                            self.end_line_if_text();
+                            pos += 1;
+                        }
+                        ESC | GS | FS | DLE => match self.command(pos) {
+                            Some(used) => pos += used,
+                            None => return pos,
+                        },
+                        0x00..=0x1F | DEL => pos += 1,
+                        _ => {
+                            let c = self.page.decode(byte);
+                            self.push_char(c);
+                            pos += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the command starting at `pending[pos]`. Returns the bytes consumed
+    /// (code and header; data is left to the mode), or `None` if more bytes are needed.
+    fn command(&mut self, pos: usize) -> Option<usize> {
+        let offset = self.pending_start + pos as u64;
+        let command = match lookup(&self.pending[pos..]) {
+            Lookup::Incomplete => return None,
+            Lookup::Found(command) => command,
+            Lookup::Unknown => {
+                let prefix = self.pending[pos];
+                let code = self.pending[pos + 1];
+                self.diagnostic(format!(
+                    "unknown command {} 0x{code:02X} at offset {offset}",
+                    prefix_name(prefix)
+                ));
+                // A stray DLE is only a control byte: what follows may well be text.
+                return Some(if prefix == DLE { 1 } else { 2 });
+            }
+        };
+        let start = pos + 1 + command.code.len();
+        let args = &self.pending[start..];
+        let header_len = header_len(command.args, args)?;
+        let header: Vec<u8> = args[..header_len].to_vec();
+        self.apply(command, &header, offset);
+        Some(1 + command.code.len() + header_len)
+    }
+
+    /// Acts on a complete command header and sets up skipping of its data.
+    fn apply(&mut self, command: &Command, header: &[u8], offset: u64) {
+        match command.effect {
+            Effect::Nothing => {}
+            Effect::PrintAndFeed => self.end_line_if_text(),
+            Effect::Cut { partial } => self.cut(offset, partial),
+            Effect::CutByMode => match header[0] {
+                0 | 48 | 65 | 97 | 103 => self.cut(offset, false),
+                1 | 49 | 66 | 98 | 104 => self.cut(offset, true),
+                m => self.diagnostic(format!(
+                    "GS V with unknown cut mode {m} at offset {offset}: ignored"
+                )),
+            },
+            Effect::Reset => self.page = self.default_page,
+            Effect::SelectCodePage => match CodePage::from_esc_t(header[0]) {
+                Some(page) => self.page = page,
+                None => self.diagnostic(format!(
+                    "ESC t {} at offset {offset}: unsupported code page, keeping {}",
+                    header[0], self.page
+                )),
+            },
+            Effect::StatusDleEot => self.status(StatusCommand::DleEot(header[0])),
+            Effect::StatusGsR => self.status(StatusCommand::GsR(header[0])),
+            Effect::StatusGsA => self.status(StatusCommand::GsA(header[0])),
+        }
+        self.mode = match command.args {
+            Args::None | Args::Fixed(_) | Args::Cut | Args::DleEot => Mode::Normal,
+            Args::Length { head, width } => skip(le(&header[head..head + width])),
+            Args::NulTerminated { max } => Mode::UntilNul {
+                left: max,
+                name: command.name,
+            },
+            Args::Raster => skip(le(&header[1..3]) * le(&header[3..5])),
+            Args::BitImage => {
+                let columns = le(&header[1..3]);
+                skip(if header[0] <= 1 { columns } else { columns * 3 })
+            }
+            Args::DownloadedBitImage => skip(u64::from(header[0]) * u64::from(header[1]) * 8),
+            Args::Barcode => match header[0] {
+                0..=6 => Mode::UntilNul {
+                    left: MAX_BARCODE_DATA + 1,
+                    name: command.name,
+                },
+                65..=79 => skip(u64::from(header[1])),
+                m => {
+                    self.diagnostic(format!(
+                        "GS k with unknown barcode system {m} at offset {offset}"
+                    ));
+                    Mode::Normal
+                }
+            },
+            Args::UserChars => {
+                let (y, first, last) = (header[0], header[1], header[2]);
+                if last < first {
+                    self.diagnostic(format!(
+                        "ESC & with character range {first}..{last} at offset {offset}: empty"
+                    ));
+                    Mode::Normal
+                } else {
+                    Mode::Records {
+                        left: u32::from(last - first) + 1,
+                        record: Record::UserChar { y },
+                    }
+                }
+            }
+            Args::NvImages => Mode::Records {
+                left: u32::from(header[0]),
+                record: Record::NvImage,
+            },
+        };
+    }
+
+    fn push_char(&mut self, c: char) {
+        if self.line_chars >= MAX_LINE_CHARS {
+            self.diagnostic(format!(
+                "line longer than {MAX_LINE_CHARS} characters: split"
+            ));
+            self.end_line();
+        }
+        self.line.push(c);
+        self.line_chars += 1;
+    }
+
+    fn end_line(&mut self) {
+        let mut line = std::mem::take(&mut self.line);
+        self.line_chars = 0;
+        line.truncate(line.trim_end().len());
+        self.events.push_back(PrintEvent::Line(line));
+    }
+
+    /// Print-and-feed commands print the buffer; with nothing buffered they only feed paper.
+    fn end_line_if_text(&mut self) {
+        if !self.line.is_empty() {
+            self.end_line();
+        }
+    }
+
+    fn cut(&mut self, offset: u64, partial: bool) {
+        self.end_line_if_text();
+        self.events.push_back(PrintEvent::Cut { offset, partial });
+    }
+
+    fn status(&mut self, command: StatusCommand) {
+        self.events.push_back(PrintEvent::StatusRequest { command });
+    }
+
+    fn diagnostic(&mut self, message: String) {
+        self.events.push_back(PrintEvent::Diagnostic(message));
+    }
+}
+
+fn skip(left: u64) -> Mode {
+    if left == 0 {
+        Mode::Normal
+    } else {
+        Mode::Skip { left, then: None }
+    }
+}
+
+/// A little-endian unsigned number of up to 8 bytes.
+fn le(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+/// How many header bytes `args` needs, given the bytes available after the command
+/// code; `None` if more bytes are needed to know or to have them all.
+fn header_len(args: Args, available: &[u8]) -> Option<usize> {
+    let needed = match args {
+        Args::None | Args::NulTerminated { .. } => 0,
+        Args::Fixed(n) => n,
+        Args::Length { head, width } => head + width,
+        Args::Raster => 5,
+        Args::BitImage => 3,
+        Args::DownloadedBitImage => 2,
+        Args::UserChars => 3,
+        Args::NvImages => 1,
+        Args::Barcode => match available.first()? {
+            65..=79 => 2,
+            _ => 1,
+        },
+        Args::Cut => match available.first()? {
+            65 | 66 | 97 | 98 | 103 | 104 => 2,
+            _ => 1,
+        },
+        Args::DleEot => match available.first()? {
+            7 | 8 => 2,
+            _ => 1,
+        },
+    };
+    (available.len() >= needed).then_some(needed)
+}

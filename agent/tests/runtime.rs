@@ -1,0 +1,169 @@
+//! The whole agent without a hub, over real ptys: a card scan and a printed receipt
+//! end up in the journal, and the printer gets every byte.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::pty::openpty;
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use till360_agent::config::AgentConfig;
+use till360_agent::runtime::RunningAgent;
+use till360_shared::card::with_check_digit;
+use till360_shared::EventKind;
+
+/// A deadlock guard, not a timing assertion.
+const GIVE_UP: Duration = Duration::from_secs(20);
+
+struct Pty {
+    master: File,
+    _slave: OwnedFd,
+    path: PathBuf,
+}
+
+impl Pty {
+    fn new() -> Pty {
+        let pair = openpty(None, None).expect("openpty");
+        let mut termios = tcgetattr(&pair.slave).unwrap();
+        cfmakeraw(&mut termios);
+        tcsetattr(&pair.slave, SetArg::TCSANOW, &termios).unwrap();
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
+        Pty {
+            master: File::from(pair.master),
+            _slave: pair.slave,
+            path,
+        }
+    }
+
+    fn read_exactly(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n);
+        let mut buf = [0u8; 4096];
+        while out.len() < n {
+            let mut pfd = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut pfd, 1, GIVE_UP.as_millis() as i32) };
+            assert!(ready > 0, "gave up after {} of {n} bytes", out.len());
+            let want = (n - out.len()).min(buf.len());
+            let got = self.master.read(&mut buf[..want]).unwrap();
+            out.extend_from_slice(&buf[..got]);
+        }
+        out
+    }
+}
+
+fn config(dir: &Path, scanner: &Pty, pos: &Pty, printer: &Pty) -> AgentConfig {
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");
+    let text = format!(
+        r#"
+store = "S001"
+till = "T01"
+data_dir = "data"
+
+[scanner]
+port = "{}"
+suffix = "cr"
+
+[pos]
+port = "{}"
+codepage = "cp858"
+layout = "{}"
+
+[printer]
+port = "{}"
+
+[cards]
+prefixes = ["2401"]
+"#,
+        scanner.path.display(),
+        pos.path.display(),
+        layout.display(),
+        printer.path.display()
+    );
+    AgentConfig::from_toml_str(&text, &dir.join("agent.toml")).unwrap()
+}
+
+async fn wait_for_seq(agent: &RunningAgent, seq: u64) {
+    let mut rx = agent.journal_seq();
+    tokio::time::timeout(GIVE_UP, rx.wait_for(|s| *s >= seq))
+        .await
+        .expect("journal did not reach the seq")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_and_receipt_are_journaled_while_printing_passes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Pty::new();
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let agent = RunningAgent::start(config(dir.path(), &scanner, &pos, &printer)).unwrap();
+
+    // Noise on the scanner is dropped; the loyalty card is journaled.
+    let card = with_check_digit("240100000012").unwrap();
+    let mut scanner_out = scanner.master.try_clone().unwrap();
+    scanner_out
+        .write_all(b"\x01\x02garbage\r4006381333931\r")
+        .unwrap();
+    scanner_out
+        .write_all(format!("{card}\r").as_bytes())
+        .unwrap();
+    wait_for_seq(&agent, 1).await;
+
+    let receipt: &[u8] = b"\x1b@\x1bt\x13SUPERMARKT\n\
+Bon 0012-3456\n\
+Halfvolle melk 1L        1,29\n\
+2 x 0,99\n\
+Appels                   1,98 B\n\
+TOTAAL                   3,27\n\
+PIN                      3,27\n\
+\x1bd\x03\x1dV\x00";
+    let mut pos_out = pos.master.try_clone().unwrap();
+    let printed = std::thread::spawn({
+        let receipt = receipt.to_vec();
+        move || {
+            let got = printer.read_exactly(receipt.len());
+            (got, printer)
+        }
+    });
+    pos_out.write_all(receipt).unwrap();
+    let (got, _printer) = printed.join().unwrap();
+    assert_eq!(got, receipt, "the printer gets the POS bytes unchanged");
+    wait_for_seq(&agent, 2).await;
+
+    let events = {
+        let journal = agent.journal();
+        let journal = journal.lock().unwrap();
+        journal.read_from(1, 10).unwrap()
+    };
+    agent.shutdown().await;
+
+    assert_eq!(events.len(), 2, "{events:#?}");
+    match &events[0].kind {
+        EventKind::CardScanned { card: scanned } => assert_eq!(scanned.as_str(), card),
+        other => panic!("expected a card scan, got {other:?}"),
+    }
+    match &events[1].kind {
+        EventKind::Receipt(r) => {
+            assert_eq!(r.receipt_no.as_deref(), Some("0012-3456"));
+            assert_eq!(r.total_cents, 327);
+            assert_eq!(r.lines.len(), 2);
+            assert_eq!(r.card.as_ref().map(|c| c.as_str()), Some(card.as_str()));
+        }
+        other => panic!("expected a receipt, got {other:?}"),
+    }
+    let status = till360_agent::journal::Journal::open(&dir.path().join("data"), &events[0].agent)
+        .unwrap()
+        .status()
+        .unwrap();
+    assert_eq!(
+        (status.last_seq, status.pending),
+        (2, 2),
+        "nothing acked without a hub"
+    );
+}

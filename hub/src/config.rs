@@ -1,0 +1,232 @@
+//! `hub.toml`: keys are binding (DESIGN.md). Relative paths are relative to the folder
+//! of the config file; every error names the file, the key and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+/// Where the hub keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+}
+
+/// The resolved hub configuration (all paths absolute or relative to the working
+/// directory, never to the config file any more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// The config file this came from (for messages).
+    pub origin: PathBuf,
+    pub data_dir: PathBuf,
+    /// QUIC (UDP) listen address for agents.
+    pub listen: SocketAddr,
+    /// HTTP (TCP) listen address for the API and console.
+    pub http: SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub campaigns: Option<PathBuf>,
+    pub database: DatabaseUrl,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: PathBuf,
+    listen: String,
+    http: String,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    campaigns: Option<PathBuf>,
+    #[serde(default)]
+    database: RawDatabase,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<String>,
+}
+
+impl HubConfig {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// Parses config text as if it had been read from `origin_path` (relative paths
+    /// resolve against that file's folder).
+    pub fn from_toml_str(text: &str, origin_path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let origin = origin_path.as_ref().to_path_buf();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.clone(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let invalid = |key, reason: String| ConfigError::Invalid {
+            path: origin.clone(),
+            key,
+            reason,
+        };
+        let addr = |key, text: &str| {
+            text.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    key,
+                    format!("{text:?} is not an address such as 127.0.0.1:4433: {e}"),
+                )
+            })
+        };
+        let listen = addr("listen", &raw.listen)?;
+        let http = addr("http", &raw.http)?;
+        let data_dir = resolve(&raw.data_dir);
+        let database = match raw.database.url.as_deref() {
+            None => DatabaseUrl::Sqlite(data_dir.join("hub.db")),
+            Some(url) => {
+                if let Some(path) = url.strip_prefix("sqlite://") {
+                    if path.is_empty() {
+                        return Err(invalid(
+                            "database.url",
+                            "sqlite:// needs a file path".into(),
+                        ));
+                    }
+                    DatabaseUrl::Sqlite(resolve(Path::new(path)))
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    return Err(invalid(
+                        "database.url",
+                        "PostgreSQL store is not built yet (use sqlite://PATH)".into(),
+                    ));
+                } else {
+                    return Err(invalid(
+                        "database.url",
+                        format!("{url:?}: expected sqlite://PATH or postgres://…"),
+                    ));
+                }
+            }
+        };
+        Ok(HubConfig {
+            data_dir,
+            listen,
+            http,
+            ca: resolve(&raw.ca),
+            cert: resolve(&raw.cert),
+            key: resolve(&raw.key),
+            campaigns: raw.campaigns.as_deref().map(resolve),
+            database,
+            origin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+data_dir = "data"
+listen = "127.0.0.1:0"
+http = "127.0.0.1:0"
+ca = "pki/ca.pem"
+cert = "pki/hub.pem"
+key = "/abs/hub.key"
+"#;
+
+    #[test]
+    fn resolves_relative_paths_against_the_file() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/till360/hub.toml").unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/till360/data"));
+        assert_eq!(c.ca, Path::new("/etc/till360/pki/ca.pem"));
+        assert_eq!(c.key, Path::new("/abs/hub.key"));
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite("/etc/till360/data/hub.db".into())
+        );
+        assert_eq!(c.campaigns, None);
+        assert_eq!(c.listen.port(), 0);
+    }
+
+    #[test]
+    fn sqlite_url_is_resolved_too() {
+        let text = format!("{MINIMAL}\n[database]\nurl = \"sqlite://db/x.db\"\n");
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        assert_eq!(c.database, DatabaseUrl::Sqlite("/srv/db/x.db".into()));
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
+        let c = HubConfig::load(&path).unwrap();
+        let folder = path.parent().unwrap();
+        assert_eq!(c.ca, folder.join("../var/pki/ca.pem"));
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite(folder.join("../var/hub/hub.db"))
+        );
+        assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let text = MINIMAL.replace("127.0.0.1:0\"\nhttp", "nowhere\"\nhttp");
+        let err = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/srv/hub.toml") && msg.contains("`listen`") && msg.contains("nowhere"),
+            "{msg}"
+        );
+
+        let text = format!("{MINIMAL}\n[database]\nurl = \"postgres://db/hub\"\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("database.url") && msg.contains("PostgreSQL store is not built yet"),
+            "{msg}"
+        );
+
+        let text = format!("{MINIMAL}\nlisten_port = 3\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/srv/hub.toml") && msg.contains("listen_port"),
+            "{msg}"
+        );
+
+        let text = MINIMAL.replace("http = \"127.0.0.1:0\"\n", "");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("missing field `http`"), "{msg}");
+    }
+}

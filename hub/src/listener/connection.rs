@@ -1,0 +1,194 @@
+//! The IO of one agent connection: read bytes, feed the frame decoder, let the
+//! [`HubSession`] decide, perform its steps. Never panics on what the peer sends.
+
+use std::time::Duration;
+
+use quinn::{Connection, Incoming, RecvStream, SendStream};
+use rustls_pki_types::CertificateDer;
+use till360_shared::codec::{encode_frame, FrameDecoder};
+use till360_shared::wire::{Message, Refusal};
+use till360_shared::{AgentId, Timestamp};
+
+use super::session::{HubSession, Reply, Step};
+use crate::pki::agent_from_cert_der;
+use crate::store::StoreWriter;
+
+/// QUIC application close codes.
+pub const CLOSE_DONE: u32 = 0;
+pub const CLOSE_REFUSED: u32 = 1;
+pub const CLOSE_SHUTDOWN: u32 = 2;
+
+/// How long a peer gets to receive our last frame before the close.
+const LINGER: Duration = Duration::from_secs(2);
+const READ_CHUNK: usize = 64 * 1024;
+
+pub async fn serve(incoming: Incoming, writer: StoreWriter) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(err) => {
+            tracing::info!("{remote}: handshake refused: {err}");
+            return;
+        }
+    };
+    let agent = match certificate_agent(&conn) {
+        Ok(agent) => agent,
+        Err(reason) => {
+            tracing::warn!("{remote}: {reason}");
+            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+            return;
+        }
+    };
+    let (send, recv) = match conn.accept_bi().await {
+        Ok(streams) => streams,
+        Err(err) => {
+            tracing::debug!("{remote} ({agent}): closed before opening a stream: {err}");
+            return;
+        }
+    };
+    tracing::info!("{remote}: agent {agent} connected");
+    let mut link = Link {
+        conn,
+        send,
+        recv,
+        writer,
+        session: HubSession::new(agent.clone()),
+    };
+    match link.run().await {
+        Ok(()) => tracing::info!("{remote}: agent {agent} finished"),
+        Err(reason) => tracing::info!("{remote}: agent {agent} disconnected: {reason}"),
+    }
+}
+
+fn certificate_agent(conn: &Connection) -> Result<AgentId, String> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("no client certificate")?;
+    let leaf = certs.first().ok_or("empty client certificate chain")?;
+    agent_from_cert_der(leaf).map_err(|e| e.to_string())
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_utc(chrono::Utc::now(), 0)
+}
+
+struct Link {
+    conn: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    writer: StoreWriter,
+    session: HubSession,
+}
+
+impl Link {
+    /// Runs until the peer finishes, the connection drops, or the session refuses.
+    async fn run(&mut self) -> Result<(), String> {
+        let mut decoder = FrameDecoder::new();
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            loop {
+                let step = match decoder.poll() {
+                    Ok(Some(msg)) => self.session.handle(msg),
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!("agent {}: bad frame: {err}", self.session.agent());
+                        self.session.decode_error(&err)
+                    }
+                };
+                let reply = match step {
+                    Step::Welcome {
+                        journal_last_seq,
+                        software,
+                    } => {
+                        let agent = self.session.agent().clone();
+                        // Peer-chosen text: bounded and escaped before it reaches a log.
+                        let software: String = software.chars().take(64).collect();
+                        tracing::info!(
+                            "agent {agent} ({}) journal at seq {journal_last_seq}",
+                            software.escape_debug()
+                        );
+                        let high_water = self.writer.hello(agent, now()).await;
+                        self.session.after_hello(high_water)
+                    }
+                    Step::Ingest(events) => {
+                        let agent = self.session.agent().clone();
+                        let outcome = self.writer.ingest(agent, events, now()).await;
+                        self.session.after_ingest(outcome)
+                    }
+                    Step::Refuse { reason, detail } => Reply {
+                        message: Message::Refused { reason, detail },
+                        close: true,
+                    },
+                };
+                self.send_reply(reply).await?;
+            }
+            match self.recv.read(&mut buf).await {
+                Ok(Some(n)) => decoder.feed(&buf[..n]),
+                Ok(None) => {
+                    if decoder.buffered() > 0 {
+                        tracing::warn!(
+                            "agent {}: stream ended inside a frame ({} bytes)",
+                            self.session.agent(),
+                            decoder.buffered()
+                        );
+                    }
+                    self.linger_and_close(CLOSE_DONE, "done").await;
+                    return Ok(());
+                }
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+    }
+
+    async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {
+        if let Message::Refused { reason, detail } = &reply.message {
+            tracing::warn!(
+                "agent {}: refused ({reason:?}): {detail}",
+                self.session.agent()
+            );
+        }
+        let frame = match encode_frame(&reply.message) {
+            Ok(frame) => frame,
+            Err(err) => {
+                // Only a huge detail string could do this; the close reason still says why.
+                tracing::error!("cannot encode {}: {err}", reply.message.name());
+                Vec::new()
+            }
+        };
+        self.send
+            .write_all(&frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        if reply.close {
+            let reason = match &reply.message {
+                Message::Refused { reason, detail } => refusal_text(*reason, detail),
+                other => other.name().to_string(),
+            };
+            self.linger_and_close(CLOSE_REFUSED, &reason).await;
+            return Err(reason);
+        }
+        Ok(())
+    }
+
+    /// Finishes our side, gives the peer a moment to receive what was written (the last
+    /// ack or the refusal), then closes; the close reason repeats it in case it did not.
+    async fn linger_and_close(&mut self, code: u32, reason: &str) {
+        let _ = self.send.finish();
+        let _ = tokio::time::timeout(LINGER, self.send.stopped()).await;
+        self.conn.close(code.into(), reason.as_bytes());
+    }
+}
+
+fn refusal_text(reason: Refusal, detail: &str) -> String {
+    // QUIC close reasons must fit a packet.
+    let mut text = format!("{reason:?}: {detail}");
+    if text.len() > 512 {
+        let mut cut = 512;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}

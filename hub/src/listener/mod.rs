@@ -1,0 +1,56 @@
+//! The QUIC listener: accepts agents (mutual TLS), one task per connection, all
+//! commits through the store writer.
+
+mod connection;
+mod session;
+mod tls;
+
+use std::net::SocketAddr;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
+pub use session::{HubSession, Reply, Step};
+pub use tls::{load_certs, load_key, server_config, TlsSetupError, IDLE_TIMEOUT};
+
+use crate::store::StoreWriter;
+
+/// Binds the QUIC endpoint (UDP) at `addr`.
+pub fn bind(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::server(config, addr)
+}
+
+/// Accepts connections until `stop` turns true, then closes every connection and waits
+/// for their tasks (a commit in progress finishes; its ack may not reach the agent,
+/// which resends and gets a no-op).
+pub async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    writer: StoreWriter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    tasks.spawn(connection::serve(incoming, writer.clone()));
+                }
+                None => break,
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(err) = done {
+                    tracing::error!("connection task failed: {err}");
+                }
+            }
+        }
+    }
+    endpoint.close(CLOSE_SHUTDOWN.into(), b"hub shutting down");
+    while tasks.join_next().await.is_some() {}
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+}

@@ -1,0 +1,325 @@
+//! Profiles, pure: what an event means for the profile store (as a list of idempotent,
+//! commutative operations) and how a profile is presented. No SQL, no IO: the store
+//! applies [`MergeOp`]s, and because every op is "ensure" or "add a row keyed by
+//! (agent, seq)", the same events in any order leave the same profiles (DESIGN.md
+//! principle 3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use till360_shared::{CardNumber, Event, EventKind, ReceiptLine, Timestamp};
+
+/// The deterministic profile id of a card: `p-` and 16 hex digits of SHA-256(card).
+/// The same card gives the same id on every hub, whatever order events arrive in.
+pub fn profile_id_for(card: &CardNumber) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, card.as_str().as_bytes());
+    let mut id = String::with_capacity(18);
+    id.push_str("p-");
+    for b in &digest.as_ref()[..8] {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+/// One transaction as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRow {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub receipt_no: Option<String>,
+    /// When the agent saw the receipt end (its clock, with the till's offset).
+    pub at: Timestamp,
+    /// The time printed on the receipt (the POS clock), when the layout found it.
+    pub printed_at: Option<Timestamp>,
+    pub card: Option<CardNumber>,
+    pub profile_id: Option<String>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub lines: Vec<ReceiptLine>,
+}
+
+/// A change to the profile store. Every op is idempotent and commutes with the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOp {
+    /// The card belongs to this profile; the profile exists at least since `seen_at`
+    /// (the store keeps the earliest `seen_at`, so order does not matter).
+    EnsureProfile {
+        card: CardNumber,
+        profile_id: String,
+        seen_at: Timestamp,
+    },
+    /// A new transaction, keyed by (store, till, seq).
+    AddTransaction(TransactionRow),
+}
+
+/// What one event does to the profile store, plus diagnostics for odd input (never a
+/// failure: the raw event is kept regardless and can be re-derived later).
+pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
+    let mut ops = Vec::new();
+    let mut notes = Vec::new();
+    match &event.kind {
+        EventKind::CardScanned { card } => match checked_card(card) {
+            Some(card) => ops.push(MergeOp::EnsureProfile {
+                profile_id: profile_id_for(&card),
+                card,
+                seen_at: event.recorded_at,
+            }),
+            None => notes.push(format!(
+                "{} seq {}: scanned card {:?} fails its check digit; no profile",
+                event.agent,
+                event.seq,
+                card.as_str()
+            )),
+        },
+        EventKind::Receipt(receipt) => {
+            let card = receipt.card.as_ref().and_then(|c| {
+                let checked = checked_card(c);
+                if checked.is_none() {
+                    notes.push(format!(
+                        "{} seq {}: receipt card {:?} fails its check digit; kept as anonymous",
+                        event.agent,
+                        event.seq,
+                        c.as_str()
+                    ));
+                }
+                checked
+            });
+            let profile_id = card.as_ref().map(profile_id_for);
+            if let (Some(card), Some(profile_id)) = (&card, &profile_id) {
+                ops.push(MergeOp::EnsureProfile {
+                    card: card.clone(),
+                    profile_id: profile_id.clone(),
+                    seen_at: receipt.completed_at,
+                });
+            }
+            ops.push(MergeOp::AddTransaction(TransactionRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: event.seq,
+                receipt_no: receipt.receipt_no.clone(),
+                at: receipt.completed_at,
+                printed_at: receipt.printed_at,
+                card,
+                profile_id,
+                total_cents: receipt.total_cents,
+                currency: receipt.currency.as_str().to_string(),
+                lines: receipt.lines.clone(),
+            }));
+        }
+    }
+    (ops, notes)
+}
+
+/// The hub does not trust a deserialized card number: it re-checks the check digit.
+fn checked_card(card: &CardNumber) -> Option<CardNumber> {
+    CardNumber::parse(card.as_str())
+        .ok()
+        .filter(|parsed| parsed == card)
+}
+
+/// The facts of one transaction a profile summary needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionFact {
+    pub store: String,
+    pub at: Timestamp,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+/// A profile as the HTTP API shows it (field names are binding, DESIGN.md).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProfileView {
+    pub profile_id: String,
+    /// The earliest event that named one of the profile's cards.
+    pub created_at: String,
+    pub cards: Vec<String>,
+    pub customer_no: Option<String>,
+    pub consents: BTreeMap<String, bool>,
+    pub transactions: TransactionSummary,
+    pub coupons: CouponSummary,
+    pub segments: Vec<String>,
+    pub traits: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransactionSummary {
+    pub count: u64,
+    /// Total in `currency`, the profile's main currency (the one most transactions use).
+    pub total_cents: i64,
+    pub currency: Option<String>,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+    pub stores: Vec<String>,
+    /// Totals per currency, for the rare profile that paid in more than one.
+    pub by_currency: Vec<CurrencyTotal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyTotal {
+    pub currency: String,
+    pub count: u64,
+    pub total_cents: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CouponSummary {
+    pub issued: u64,
+    pub redeemed: u64,
+}
+
+/// Builds the API view of a profile from its stored parts.
+pub fn profile_view(
+    profile_id: String,
+    created_at: Timestamp,
+    mut cards: Vec<String>,
+    facts: &[TransactionFact],
+) -> ProfileView {
+    cards.sort();
+    ProfileView {
+        profile_id,
+        created_at: created_at.to_rfc3339(),
+        cards,
+        customer_no: None,
+        consents: BTreeMap::new(),
+        transactions: summarize(facts),
+        coupons: CouponSummary::default(),
+        segments: Vec::new(),
+        traits: BTreeMap::new(),
+    }
+}
+
+/// Count, totals, first/last time (in the till's own offset) and stores of a profile.
+pub fn summarize(facts: &[TransactionFact]) -> TransactionSummary {
+    let mut per_currency: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
+    for f in facts {
+        let entry = per_currency.entry(f.currency.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.saturating_add(f.total_cents);
+    }
+    // Most transactions wins; ties go to the alphabetically first code (deterministic).
+    let main = per_currency
+        .iter()
+        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
+        .map(|(code, (_, total))| (code.to_string(), *total));
+    let stores: BTreeSet<&str> = facts.iter().map(|f| f.store.as_str()).collect();
+    TransactionSummary {
+        count: facts.len() as u64,
+        total_cents: main.as_ref().map_or(0, |m| m.1),
+        currency: main.map(|m| m.0),
+        first_at: facts.iter().map(|f| f.at).min().map(|t| t.to_rfc3339()),
+        last_at: facts.iter().map(|f| f.at).max().map(|t| t.to_rfc3339()),
+        stores: stores.into_iter().map(str::to_string).collect(),
+        by_currency: per_currency
+            .into_iter()
+            .map(|(currency, (count, total_cents))| CurrencyTotal {
+                currency: currency.to_string(),
+                count,
+                total_cents,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use till360_shared::{AgentId, Currency, Receipt};
+
+    fn card(body: &str) -> CardNumber {
+        CardNumber::parse(&till360_shared::card::with_check_digit(body).unwrap()).unwrap()
+    }
+
+    fn receipt_event(seq: u64, card: Option<CardNumber>) -> Event {
+        let at = Timestamp::from_unix_ms(1_764_060_000_000 + seq as i64, 60);
+        Event {
+            agent: AgentId::new("S1", "T1"),
+            seq,
+            recorded_at: at,
+            kind: EventKind::Receipt(Receipt {
+                receipt_no: Some(format!("R{seq}")),
+                printed_at: None,
+                completed_at: at,
+                card,
+                card_last4: None,
+                lines: vec![],
+                total_cents: 250,
+                currency: Currency::EUR,
+            }),
+        }
+    }
+
+    #[test]
+    fn profile_id_is_stable_and_distinct() {
+        let a = profile_id_for(&card("240100000001"));
+        assert_eq!(a, profile_id_for(&card("240100000001")));
+        assert_ne!(a, profile_id_for(&card("240100000002")));
+        assert_eq!(a.len(), 18);
+        assert!(a.starts_with("p-") && a[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+        // SHA-256 test vector: the id is a prefix of the digest of the digits.
+        let abc = CardNumber::parse("4006381333931").unwrap();
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"4006381333931");
+        assert_eq!(
+            profile_id_for(&abc)[2..4],
+            format!("{:02x}", digest.as_ref()[0])
+        );
+    }
+
+    #[test]
+    fn carded_receipt_ensures_profile_and_adds_transaction() {
+        let c = card("240100000001");
+        let (ops, notes) = merge_ops(&receipt_event(4, Some(c.clone())));
+        assert!(notes.is_empty());
+        assert_eq!(ops.len(), 2);
+        assert!(matches!(&ops[0], MergeOp::EnsureProfile { card, .. } if card == &c));
+        match &ops[1] {
+            MergeOp::AddTransaction(row) => {
+                assert_eq!(row.profile_id, Some(profile_id_for(&c)));
+                assert_eq!((row.store.as_str(), row.seq), ("S1", 4));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn anonymous_and_forged_cards_make_anonymous_transactions() {
+        let (ops, _) = merge_ops(&receipt_event(1, None));
+        assert!(matches!(&ops[..], [MergeOp::AddTransaction(row)] if row.profile_id.is_none()));
+        // A card number that bypassed parsing on the wire (bad check digit).
+        let forged: CardNumber = till360_shared::codec::from_bytes(
+            &till360_shared::codec::to_bytes(&"4006381333932".to_string()).unwrap(),
+        )
+        .unwrap();
+        let (ops, notes) = merge_ops(&receipt_event(2, Some(forged)));
+        assert_eq!(notes.len(), 1);
+        assert!(
+            matches!(&ops[..], [MergeOp::AddTransaction(row)] if row.profile_id.is_none() && row.card.is_none())
+        );
+    }
+
+    #[test]
+    fn summary_uses_main_currency_and_local_offsets() {
+        let fact = |store: &str, ms: i64, offset: i16, cents: i64, cur: &str| TransactionFact {
+            store: store.into(),
+            at: Timestamp::from_unix_ms(ms, offset),
+            total_cents: cents,
+            currency: cur.into(),
+        };
+        let s = summarize(&[
+            fact("S2", 1_764_060_000_000, 60, 100, "EUR"),
+            fact("S1", 1_764_050_000_000, 0, 999, "GBP"),
+            fact("S1", 1_764_070_000_000, 60, 250, "EUR"),
+        ]);
+        assert_eq!(s.count, 3);
+        assert_eq!((s.total_cents, s.currency.as_deref()), (350, Some("EUR")));
+        assert_eq!(s.first_at.as_deref(), Some("2025-11-25T05:53:20.000+00:00"));
+        assert_eq!(s.last_at.as_deref(), Some("2025-11-25T12:26:40.000+01:00"));
+        assert_eq!(s.stores, vec!["S1", "S2"]);
+        assert_eq!(s.by_currency.len(), 2);
+        let empty = summarize(&[]);
+        assert_eq!(
+            (empty.count, empty.currency, empty.first_at),
+            (0, None, None)
+        );
+    }
+}

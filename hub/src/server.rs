@@ -1,0 +1,153 @@
+//! Runs a hub: store writer thread, QUIC listener and HTTP API, started from a
+//! [`HubConfig`] and stopped cleanly (the last commit finishes before `shutdown` returns).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{DatabaseUrl, HubConfig};
+use crate::store::{spawn_writer, SqliteStore, Store, WriterThread};
+use crate::{api, listener};
+
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+pub struct RunningHub {
+    quic_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    quic_task: Option<JoinHandle<()>>,
+    http_task: Option<JoinHandle<std::io::Result<()>>>,
+    writer_thread: WriterThread,
+}
+
+/// Opens the store, binds both listeners and starts serving.
+pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let DatabaseUrl::Sqlite(db_path) = &config.database;
+    let write_store = SqliteStore::open(db_path)
+        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let read_store = SqliteStore::open(db_path)
+        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+
+    let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
+        .with_context(|| format!("{}: TLS files", config.origin.display()))?;
+    let endpoint = listener::bind(quic_config, config.listen)
+        .with_context(|| format!("cannot listen for QUIC on udp {}", config.listen))?;
+    let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
+    let http_listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on tcp {}", config.http))?;
+    let http_addr = http_listener.local_addr().context("HTTP address")?;
+
+    let (writer, writer_thread) =
+        spawn_writer(Box::new(write_store)).context("cannot start the store writer")?;
+    let (stop, stop_rx) = watch::channel(false);
+
+    let quic_task = tokio::spawn(listener::accept_loop(endpoint, writer, stop_rx.clone()));
+    let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
+    let mut http_stop = stop_rx;
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, api::router(reader))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
+    tracing::info!(
+        "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
+        db_path.display()
+    );
+    Ok(RunningHub {
+        quic_addr,
+        http_addr,
+        stop,
+        quic_task: Some(quic_task),
+        http_task: Some(http_task),
+        writer_thread,
+    })
+}
+
+impl RunningHub {
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops accepting, closes every connection, lets the writer finish its last
+    /// commit and closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.quic_task.take() {
+            if let Err(err) = task.await {
+                tracing::error!("QUIC listener task failed: {err}");
+            }
+        }
+        if let Some(mut task) = self.http_task.take() {
+            match tokio::time::timeout(HTTP_DRAIN, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => tracing::error!("HTTP server failed: {err}"),
+                Ok(Err(err)) => tracing::error!("HTTP server task failed: {err}"),
+                Err(_) => task.abort(),
+            }
+        }
+        // The accept loop and its connection tasks held the last writer handles.
+        let thread = self.writer_thread;
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("could not wait for the store writer");
+        }
+        tracing::info!("hub stopped");
+    }
+
+    /// Serves until Ctrl-C, SIGTERM or a listener failing, then shuts down cleanly.
+    pub async fn wait(mut self) {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let (Some(quic), Some(http)) = (self.quic_task.as_mut(), self.http_task.as_mut()) else {
+            return self.shutdown().await;
+        };
+        // Which task ended by itself (and must not be awaited again).
+        let ended = tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: shutting down");
+                None
+            }
+            _ = terminated => {
+                tracing::info!("terminated: shutting down");
+                None
+            }
+            result = quic => {
+                tracing::error!("QUIC listener stopped unexpectedly: {result:?}");
+                Some(true)
+            }
+            result = http => {
+                tracing::error!("HTTP server stopped unexpectedly: {result:?}");
+                Some(false)
+            }
+        };
+        match ended {
+            Some(true) => self.quic_task = None,
+            Some(false) => self.http_task = None,
+            None => {}
+        }
+        self.shutdown().await
+    }
+}

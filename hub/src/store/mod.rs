@@ -1,0 +1,80 @@
+//! The hub's store: a narrow trait (so PostgreSQL can follow) and its SQLite
+//! implementation, plus the single writer thread that serialises all commits.
+
+mod sqlite;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use thiserror::Error;
+use till360_shared::wire::Refusal;
+use till360_shared::{AgentId, CardNumber, Event, Timestamp};
+
+use crate::profile::ProfileView;
+
+pub use sqlite::{SqliteStore, SCHEMA};
+pub use writer::{spawn_writer, StoreWriter, WriterThread};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot encode a stored value: {0}")]
+    Codec(#[from] till360_shared::codec::CodecError),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the database says {0}, which this hub cannot read")]
+    Corrupt(String),
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+/// One agent's batch, identified by the agent's certificate (never by the payload).
+#[derive(Debug, Clone, Copy)]
+pub struct IngestRequest<'a> {
+    pub agent: &'a AgentId,
+    pub events: &'a [Event],
+}
+
+/// The result for one batch: the committed high-water mark to acknowledge, or why the
+/// batch was refused (nothing of it was written).
+pub type IngestOutcome = Result<u64, (Refusal, String)>;
+
+/// An agent as `GET /api/v1/agents` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentView {
+    pub store: String,
+    pub till: String,
+    pub last_seq: u64,
+    /// When the hub last heard from the agent (hub clock, UTC, RFC 3339).
+    pub last_seen: String,
+}
+
+/// Everything the hub needs from its database. Writes go through one instance owned
+/// by the writer thread; reads through another (SQLite WAL lets them run side by side).
+pub trait Store: Send {
+    /// Notes that `agent` connected at `now` and returns its committed high-water mark.
+    fn hello(&mut self, agent: &AgentId, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Plans each batch against the high-water mark read inside the transaction
+    /// (`sync::plan_ingest`), merges the new events, stores the new high-water marks and
+    /// commits everything in ONE transaction. A refused batch writes nothing; a store
+    /// error writes nothing for any batch.
+    fn ingest(
+        &mut self,
+        requests: &[IngestRequest<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    fn agents(&self) -> Result<Vec<AgentView>, StoreError>;
+    fn profile(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError>;
+    fn profile_by_card(&self, card: &CardNumber) -> Result<Option<ProfileView>, StoreError>;
+    /// Profiles, newest first (by creation), at most `limit`.
+    fn profiles(&self, limit: usize) -> Result<Vec<ProfileView>, StoreError>;
+}

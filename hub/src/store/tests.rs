@@ -1,0 +1,191 @@
+use till360_shared::wire::Refusal;
+use till360_shared::{AgentId, Event, Timestamp};
+
+use super::{IngestRequest, SqliteStore, Store};
+use crate::synthetic::Generator;
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_ms(1_800_000_000_000, 0)
+}
+
+fn ingest_one(store: &mut SqliteStore, agent: &AgentId, events: &[Event]) -> super::IngestOutcome {
+    let mut out = store
+        .ingest(&[IngestRequest { agent, events }], now())
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn count(store: &SqliteStore, table: &str) -> i64 {
+    store
+        .conn
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn merge_is_order_independent_across_interleavings_and_batch_sizes() {
+    let agents = [
+        AgentId::new("S1", "T1"),
+        AgentId::new("S1", "T2"),
+        AgentId::new("S2", "T1"),
+    ];
+    // Few cards so that the agents share customers.
+    let mut gen = Generator::new(7, 25, 80);
+    let streams: Vec<Vec<Event>> = agents.iter().map(|a| gen.events(a, 1, 120)).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = SqliteStore::open(&dir.path().join("a.db")).unwrap();
+    let mut b = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+
+    // Order A: each agent completely, in agent order, batches of 10.
+    for (agent, stream) in agents.iter().zip(&streams) {
+        for batch in stream.chunks(10) {
+            assert!(ingest_one(&mut a, agent, batch).is_ok());
+        }
+    }
+    // Order B: agents in reverse, interleaved batch by batch, uneven batch sizes, and
+    // several agents' batches in one group commit.
+    let mut cursors = [0usize; 3];
+    let mut size = 1;
+    while cursors.iter().zip(&streams).any(|(c, s)| *c < s.len()) {
+        let mut slices = Vec::new();
+        for i in (0..agents.len()).rev() {
+            let stream = &streams[i];
+            let end = (cursors[i] + size).min(stream.len());
+            slices.push((i, cursors[i], end));
+            cursors[i] = end;
+        }
+        let requests: Vec<IngestRequest<'_>> = slices
+            .iter()
+            .map(|&(i, from, to)| IngestRequest {
+                agent: &agents[i],
+                events: &streams[i][from..to],
+            })
+            .collect();
+        for outcome in b.ingest(&requests, now()).unwrap() {
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        size = size % 17 + 3;
+    }
+
+    let profiles_a = a.profiles(usize::MAX).unwrap();
+    let profiles_b = b.profiles(usize::MAX).unwrap();
+    assert!(profiles_a.len() > 10, "the generator makes many profiles");
+    assert_eq!(profiles_a, profiles_b);
+    assert_eq!(a.agents().unwrap(), b.agents().unwrap());
+    for table in ["events", "transactions", "cards"] {
+        assert_eq!(count(&a, table), count(&b, table), "{table}");
+    }
+    assert_eq!(count(&a, "events"), 360);
+    let carded: u64 = profiles_a.iter().map(|p| p.transactions.count).sum();
+    let anonymous: i64 = a
+        .conn
+        .query_row(
+            "SELECT count(*) FROM transactions WHERE profile_id IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(carded as i64 + anonymous, count(&a, "transactions"));
+}
+
+#[test]
+fn replay_is_a_no_op_and_refusals_write_nothing() {
+    let agent = AgentId::new("S1", "T1");
+    let mut gen = Generator::new(3, 50, 100);
+    let events = gen.events(&agent, 1, 6);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+
+    assert_eq!(ingest_one(&mut store, &agent, &events[..3]), Ok(3));
+    let before = store.profiles(100).unwrap();
+    assert_eq!(ingest_one(&mut store, &agent, &events[1..3]), Ok(3));
+    assert_eq!(
+        store.profiles(100).unwrap(),
+        before,
+        "replay changed profiles"
+    );
+    assert_eq!(count(&store, "events"), 3);
+
+    // A gap (4 missing) is refused and writes nothing.
+    let err = ingest_one(&mut store, &agent, &events[4..]).unwrap_err();
+    assert_eq!(err.0, Refusal::SequenceGap);
+    // Someone else's events are refused.
+    let err = ingest_one(&mut store, &AgentId::new("S9", "T1"), &events[3..]).unwrap_err();
+    assert_eq!(err.0, Refusal::IdentityMismatch);
+    assert_eq!(count(&store, "events"), 3);
+    assert_eq!(store.hello(&agent, now()).unwrap(), 3);
+
+    // Overlapping resend: 2..=6 merges only 4..=6.
+    assert_eq!(ingest_one(&mut store, &agent, &events[1..]), Ok(6));
+    assert_eq!(count(&store, "events"), 6);
+}
+
+#[test]
+fn high_water_survives_reopen_and_unknown_agents_start_at_zero() {
+    let agent = AgentId::new("S1", "T1");
+    let mut gen = Generator::new(5, 10, 50);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/hub.db");
+    {
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.hello(&agent, now()).unwrap(), 0);
+        assert_eq!(
+            ingest_one(&mut store, &agent, &gen.events(&agent, 1, 4)),
+            Ok(4)
+        );
+    }
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.hello(&agent, now()).unwrap(), 4);
+    assert_eq!(store.hello(&AgentId::new("S2", "T1"), now()).unwrap(), 0);
+    let agents = store.agents().unwrap();
+    assert_eq!(agents.len(), 2);
+    assert_eq!((agents[0].store.as_str(), agents[0].last_seq), ("S1", 4));
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+}
+
+#[tokio::test]
+async fn writer_serves_concurrent_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let (writer, thread) = super::spawn_writer(Box::new(store)).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let agent = AgentId::new("S1", format!("T{t}"));
+            let mut gen = Generator::new(t + 1, 30, 80);
+            let events = gen.events(&agent, 1, 50);
+            assert_eq!(writer.hello(agent.clone(), now()).await.unwrap(), 0);
+            for batch in events.chunks(7) {
+                let acked = batch.last().unwrap().seq;
+                let got = writer
+                    .ingest(agent.clone(), batch.to_vec(), now())
+                    .await
+                    .unwrap();
+                assert_eq!(got, Ok(acked));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    drop(writer);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(count(&store, "events"), 400);
+    assert!(store.agents().unwrap().iter().all(|a| a.last_seq == 50));
+}

@@ -1,0 +1,217 @@
+//! Test helpers: a PKI in a tempdir, a hub on 127.0.0.1 ports, a minimal QUIC agent
+//! client speaking the shared codec, and a raw HTTP/1.1 GET.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use till360_hub::config::HubConfig;
+use till360_hub::pki;
+use till360_hub::server::{self, RunningHub};
+use till360_shared::codec::{encode_frame, FrameDecoder};
+use till360_shared::wire::{Message, ALPN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A temp folder with `pki/` (CA + hub cert) and a `hub.toml` using port 0.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_ca(
+            &dir.path().join("pki"),
+            &["localhost".to_string()],
+            &["127.0.0.1".parse().unwrap()],
+            false,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("hub.toml"),
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
+        )
+        .unwrap();
+        Site { dir }
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn config(&self) -> HubConfig {
+        HubConfig::load(self.dir.path().join("hub.toml")).unwrap()
+    }
+
+    pub async fn start(&self) -> RunningHub {
+        server::start(self.config()).await.unwrap()
+    }
+
+    /// Issues an agent certificate from this site's CA into `agents/STORE-TILL/`.
+    pub fn agent(&self, store: &str, till: &str) -> PathBuf {
+        let out = self
+            .dir
+            .path()
+            .join("agents")
+            .join(format!("{store}-{till}"));
+        pki::issue_agent(&self.pki(), store, till, &out).unwrap();
+        out
+    }
+}
+
+fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// A client endpoint trusting `ca_pem`, presenting the cert in `agent_dir` (if any).
+pub fn client_endpoint(ca_pem: &Path, agent_dir: Option<&Path>) -> quinn::Endpoint {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for c in certs(ca_pem) {
+        roots.add(c).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut tls = match agent_dir {
+        Some(dir) => builder
+            .with_client_auth_cert(
+                certs(&dir.join("agent.pem")),
+                PrivateKeyDer::from_pem_file(dir.join("agent.key")).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    endpoint
+}
+
+/// A minimal agent uplink: one connection, one bidirectional stream.
+pub struct Agent {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+}
+
+impl Agent {
+    /// Connects and opens the stream; errors as text (handshake refusals land here or
+    /// on the first read).
+    pub async fn connect(
+        hub: SocketAddr,
+        ca_pem: &Path,
+        agent_dir: Option<&Path>,
+    ) -> Result<Agent, String> {
+        let endpoint = client_endpoint(ca_pem, agent_dir);
+        let connecting = endpoint
+            .connect(hub, "localhost")
+            .map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(STEP, connecting)
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        Ok(Agent {
+            endpoint,
+            conn,
+            send,
+            recv,
+            decoder: FrameDecoder::new(),
+        })
+    }
+
+    pub async fn send(&mut self, msg: &Message) -> Result<(), String> {
+        let frame = encode_frame(msg).map_err(|e| e.to_string())?;
+        self.send_raw(&frame).await
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self.send.write_all(bytes).await {
+            Ok(()) => Ok(()),
+            Err(quinn::WriteError::ConnectionLost(c)) => Err(format!("connection lost: {c}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Ends our sending side (the hub answers what it got, then closes).
+    pub fn finish(&mut self) {
+        self.send.finish().unwrap();
+    }
+
+    /// The next message from the hub; `Err` when the stream or connection ends first.
+    pub async fn recv(&mut self) -> Result<Message, String> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(msg) = self.decoder.poll().map_err(|e| e.to_string())? {
+                return Ok(msg);
+            }
+            let read = tokio::time::timeout(STEP, self.recv.read(&mut buf))
+                .await
+                .map_err(|_| "no answer from the hub".to_string())?;
+            match read {
+                Ok(Some(n)) => self.decoder.feed(&buf[..n]),
+                Ok(None) => return Err("stream finished".into()),
+                Err(quinn::ReadError::ConnectionLost(c)) => {
+                    return Err(format!("connection lost: {c}"))
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Sends and waits for the answer.
+    pub async fn call(&mut self, msg: &Message) -> Result<Message, String> {
+        self.send(msg).await?;
+        self.recv().await
+    }
+
+    /// Waits until the hub has closed the connection and returns why.
+    pub async fn closed(&self) -> quinn::ConnectionError {
+        tokio::time::timeout(STEP, self.conn.closed())
+            .await
+            .expect("hub did not close the connection")
+    }
+}
+
+/// `GET path` over a fresh TCP connection; returns the status and the JSON body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response timed out")
+        .unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("no status");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "helper expects a Content-Length body"
+    );
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("body {body:?}: {e}"));
+    (status, json)
+}
