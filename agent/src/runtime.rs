@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::checkout::Checkout;
 use crate::config::{AgentConfig, ScannerConfig};
 use crate::escpos::{EscPosParser, PrintEvent};
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
 use crate::ports::{reopen_backoff, PortError};
 use crate::proxy::Proxy;
@@ -41,21 +41,97 @@ enum CoreInput {
     Card(CardNumber, Timestamp),
 }
 
+/// How often an agent whose journal could not be opened tries again.
+const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The parts that need the journal. They start as soon as it opens, which may be
+/// after the proxy is already printing (principle 1: a broken disk never stops it).
+#[derive(Default)]
+struct JournaledParts {
+    core: Option<JoinHandle<()>>,
+    uplink: Option<UplinkHandle>,
+    journal: Option<Arc<Mutex<Journal>>>,
+}
+
 /// A running agent. Prefer [`RunningAgent::shutdown`]; dropping it only signals the
 /// threads to stop and does not wait for them.
 pub struct RunningAgent {
     running: Arc<AtomicBool>,
     proxy: Option<Proxy>,
     scanner: Option<JoinHandle<()>>,
-    core: Option<JoinHandle<()>>,
-    uplink: Option<UplinkHandle>,
-    journal: Arc<Mutex<Journal>>,
+    journal_opener: Option<JoinHandle<()>>,
+    parts: Arc<Mutex<JournaledParts>>,
     journal_seq: watch::Receiver<u64>,
 }
 
+/// Everything needed to start the till core and the uplink once the journal is open.
+struct CoreSetup {
+    config: AgentConfig,
+    layout: Layout,
+    client_config: Option<quinn::ClientConfig>,
+    core_rx: Receiver<CoreInput>,
+    seq_tx: watch::Sender<u64>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl CoreSetup {
+    fn start(self, journal: Journal, parts: &Mutex<JournaledParts>) -> std::io::Result<()> {
+        let agent = self.config.agent_id();
+        let last_seq = journal.last_seq();
+        tracing::info!(
+            "agent {agent}: journal {} at seq {last_seq} (hub acked {})",
+            journal.path().display(),
+            journal.acked_seq()
+        );
+        self.seq_tx.send_replace(last_seq);
+        let journal_seq = self.seq_tx.subscribe();
+        let journal = Arc::new(Mutex::new(journal));
+        let core = TillCore {
+            parser: EscPosParser::new(self.config.pos.codepage),
+            currency: self.layout.currency(),
+            layout: self.layout,
+            checkout: Checkout::new(self.config.checkout.card_timeout_ms()),
+            journal: Arc::clone(&journal),
+            seq_tx: self.seq_tx,
+            lines: Vec::new(),
+        };
+        let core_rx = self.core_rx;
+        let core = std::thread::Builder::new()
+            .name("till-core".into())
+            .spawn(move || core.run(core_rx))?;
+        let uplink = match (self.config.hub, self.client_config) {
+            (Some(hub), Some(client_config)) => {
+                let _runtime = self.runtime.enter();
+                Some(
+                    Uplink {
+                        agent,
+                        hub,
+                        client_config,
+                        journal: Arc::clone(&journal),
+                        journal_seq,
+                    }
+                    .spawn(),
+                )
+            }
+            _ => {
+                tracing::info!("no [hub] configured: journaling only");
+                None
+            }
+        };
+        let mut parts = parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.core = Some(core);
+        parts.uplink = uplink;
+        parts.journal = Some(journal);
+        Ok(())
+    }
+}
+
 impl RunningAgent {
-    /// Opens the journal, loads the layout and TLS config, and starts every part.
-    /// Must be called inside a tokio runtime (the uplink is a task).
+    /// Checks the configuration (layout, TLS files), starts the proxy and the scanner,
+    /// then opens the journal and starts the till core and the uplink. A journal that
+    /// cannot be opened (full or broken disk) is retried in the background while the
+    /// proxy prints and bytes and scans queue for the till core; only a journal that
+    /// belongs to another till is fatal. Must be called inside a tokio runtime.
     pub fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         let agent = config.agent_id();
         let layout = Layout::load(&config.pos.layout)
@@ -64,34 +140,15 @@ impl RunningAgent {
             Some(hub) => Some(uplink::client_config(hub)?),
             None => None,
         };
-        let journal = Journal::open(&config.data_dir, &agent)?;
-        let last_seq = journal.last_seq();
-        tracing::info!(
-            "agent {agent}: journal {} at seq {last_seq} (hub acked {})",
-            journal.path().display(),
-            journal.acked_seq()
-        );
-        let journal = Arc::new(Mutex::new(journal));
-        let (seq_tx, journal_seq) = watch::channel(last_seq);
+        let first_try = Journal::open(&config.data_dir, &agent);
+        if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
+            &first_try
+        {
+            anyhow::bail!("{e}");
+        }
+
         let running = Arc::new(AtomicBool::new(true));
         let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
-
-        let core = {
-            let core = TillCore {
-                parser: EscPosParser::new(config.pos.codepage),
-                currency: layout.currency(),
-                layout,
-                checkout: Checkout::new(config.checkout.card_timeout_ms()),
-                journal: Arc::clone(&journal),
-                seq_tx,
-                lines: Vec::new(),
-            };
-            std::thread::Builder::new()
-                .name("till-core".into())
-                .spawn(move || core.run(core_rx))
-                .context("starting the till core thread")?
-        };
-
         let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
         // The tap feeds the till core; forwarding keeps the proxy free of core types.
         let tap_forward = {
@@ -109,6 +166,8 @@ impl RunningAgent {
         };
         let proxy = Proxy::start(config.pos.port.clone(), config.printer.port.clone(), tap_tx)
             .context("starting the POS/printer proxy")?;
+        // The tap thread ends when the proxy drops its sender; nothing to join.
+        drop(tap_forward);
 
         let scanner = match config.scanner.clone() {
             Some(scanner) => {
@@ -125,23 +184,34 @@ impl RunningAgent {
             None => None,
         };
         drop(core_tx);
-        // The tap thread ends when the proxy drops its sender; nothing to join.
-        drop(tap_forward);
 
-        let uplink = match (config.hub.clone(), client_config) {
-            (Some(hub), Some(client_config)) => Some(
-                Uplink {
-                    agent,
-                    hub,
-                    client_config,
-                    journal: Arc::clone(&journal),
-                    journal_seq: journal_seq.clone(),
-                }
-                .spawn(),
-            ),
-            _ => {
-                tracing::info!("no [hub] configured: journaling only");
+        let (seq_tx, journal_seq) = watch::channel(0);
+        let setup = CoreSetup {
+            config,
+            layout,
+            client_config,
+            core_rx,
+            seq_tx,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let parts = Arc::new(Mutex::new(JournaledParts::default()));
+        let journal_opener = match first_try {
+            Ok(journal) => {
+                setup
+                    .start(journal, &parts)
+                    .context("starting the till core thread")?;
                 None
+            }
+            Err(e) => {
+                tracing::error!("{e}: printing goes on; journaling starts when it opens");
+                let parts = Arc::clone(&parts);
+                let running = Arc::clone(&running);
+                Some(
+                    std::thread::Builder::new()
+                        .name("journal-opener".into())
+                        .spawn(move || open_journal_later(setup, &parts, &running))
+                        .context("starting the journal opener thread")?,
+                )
             }
         };
 
@@ -149,26 +219,27 @@ impl RunningAgent {
             running,
             proxy: Some(proxy),
             scanner,
-            core: Some(core),
-            uplink,
-            journal,
+            journal_opener,
+            parts,
             journal_seq,
         })
     }
 
-    /// Follows the last journaled seq.
+    /// Follows the last journaled seq (0 until the journal is open).
     pub fn journal_seq(&self) -> watch::Receiver<u64> {
         self.journal_seq.clone()
     }
 
-    /// The uplink's status, if a hub is configured.
+    /// The uplink's status, if a hub is configured and the journal is open.
     pub fn uplink_status(&self) -> Option<watch::Receiver<UplinkStatus>> {
-        self.uplink.as_ref().map(UplinkHandle::status)
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.uplink.as_ref().map(UplinkHandle::status)
     }
 
-    /// The journal the agent writes (shared; lock briefly).
-    pub fn journal(&self) -> Arc<Mutex<Journal>> {
-        Arc::clone(&self.journal)
+    /// The journal the agent writes (shared; lock briefly), once it is open.
+    pub fn journal(&self) -> Option<Arc<Mutex<Journal>>> {
+        let parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        parts.journal.clone()
     }
 
     /// Stops the ports, lets the till core journal what it already has, then closes the
@@ -177,29 +248,64 @@ impl RunningAgent {
         self.running.store(false, Ordering::SeqCst);
         let proxy = self.proxy.take();
         let scanner = self.scanner.take();
-        let core = self.core.take();
+        let opener = self.journal_opener.take();
+        let parts = Arc::clone(&self.parts);
         let joined = tokio::task::spawn_blocking(move || {
             if let Some(proxy) = proxy {
                 proxy.stop();
             }
-            if let Some(scanner) = scanner {
-                if scanner.join().is_err() {
-                    tracing::error!("scanner thread panicked");
-                }
-            }
+            join_thread(scanner, "scanner");
+            join_thread(opener, "journal opener");
             // Every sender is gone now: the core drains its queue and ends.
-            if let Some(core) = core {
-                if core.join().is_err() {
-                    tracing::error!("till core thread panicked");
-                }
-            }
+            let core = parts.lock().unwrap_or_else(|p| p.into_inner()).core.take();
+            join_thread(core, "till core");
         })
         .await;
         if let Err(e) = joined {
             tracing::error!("stopping threads failed: {e}");
         }
-        if let Some(uplink) = self.uplink.take() {
+        let uplink = self
+            .parts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .uplink
+            .take();
+        if let Some(uplink) = uplink {
             uplink.shutdown().await;
+        }
+    }
+}
+
+fn join_thread(thread: Option<JoinHandle<()>>, name: &str) {
+    if let Some(thread) = thread {
+        if thread.join().is_err() {
+            tracing::error!("{name} thread panicked");
+        }
+    }
+}
+
+/// Retries opening the journal until it opens or the agent stops. Meanwhile printed
+/// bytes and scans wait in the till core's queue, so receipts printed while the disk
+/// was unusable are still journaled once it is back.
+fn open_journal_later(setup: CoreSetup, parts: &Mutex<JournaledParts>, running: &AtomicBool) {
+    let agent = setup.config.agent_id();
+    loop {
+        let deadline = std::time::Instant::now() + JOURNAL_RETRY;
+        while std::time::Instant::now() < deadline {
+            if !running.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        match Journal::open(&setup.config.data_dir, &agent) {
+            Ok(journal) => {
+                tracing::info!("journal opened after all; journaling resumes");
+                if let Err(e) = setup.start(journal, parts) {
+                    tracing::error!("cannot start the till core: {e}");
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("journal still unavailable: {e}"),
         }
     }
 }

@@ -137,7 +137,7 @@ PIN                      3,27\n\
     wait_for_seq(&agent, 2).await;
 
     let events = {
-        let journal = agent.journal();
+        let journal = agent.journal().expect("journal is open");
         let journal = journal.lock().unwrap();
         journal.read_from(1, 10).unwrap()
     };
@@ -166,4 +166,53 @@ PIN                      3,27\n\
         (2, 2),
         "nothing acked without a hub"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printing_goes_on_while_the_journal_cannot_open_and_receipts_are_journaled_later() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the data folder should be: the journal cannot be created.
+    let blocker = dir.path().join("data");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let scanner = Pty::new();
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let agent = RunningAgent::start(config(dir.path(), &scanner, &pos, &printer)).unwrap();
+    assert!(agent.journal().is_none(), "the journal cannot be open yet");
+
+    let receipt: &[u8] = b"\x1b@Bon 0099-0001\nAppels                   1,98\nTOTAAL                   1,98\n\x1dV\x00";
+    let mut pos_out = pos.master.try_clone().unwrap();
+    let printed = std::thread::spawn({
+        let n = receipt.len();
+        move || printer.read_exactly(n)
+    });
+    pos_out.write_all(receipt).unwrap();
+    assert_eq!(
+        printed.join().unwrap(),
+        receipt,
+        "printing does not wait for the journal"
+    );
+    assert!(
+        agent.journal().is_none(),
+        "still no journal while the disk is unusable"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    wait_for_seq(&agent, 1).await;
+    let events = {
+        let journal = agent
+            .journal()
+            .expect("journal opened after the disk came back");
+        let journal = journal.lock().unwrap();
+        journal.read_from(1, 10).unwrap()
+    };
+    agent.shutdown().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    match &events[0].kind {
+        EventKind::Receipt(r) => {
+            assert_eq!(r.receipt_no.as_deref(), Some("0099-0001"));
+            assert_eq!(r.total_cents, 198);
+        }
+        other => panic!("expected the receipt printed while the journal was down, got {other:?}"),
+    }
 }
