@@ -23,8 +23,18 @@ fn dependencies(manifest: &Path) -> Vec<String> {
 #[test]
 fn shared_depends_on_no_io_crate() {
     let forbidden = [
-        "tokio", "rusqlite", "serialport", "quinn", "rustls", "axum", "postgres", "nix", "libc",
-        "mio", "socket2", "hyper",
+        "tokio",
+        "rusqlite",
+        "serialport",
+        "quinn",
+        "rustls",
+        "axum",
+        "postgres",
+        "nix",
+        "libc",
+        "mio",
+        "socket2",
+        "hyper",
     ];
     for dep in dependencies(&root().join("shared/Cargo.toml")) {
         assert!(
@@ -40,8 +50,14 @@ fn agent_and_hub_never_depend_on_each_other() {
     let hub = dependencies(&root().join("hub/Cargo.toml"));
     assert!(agent.contains(&"till360-shared".to_string()));
     assert!(hub.contains(&"till360-shared".to_string()));
-    assert!(!agent.iter().any(|d| d == "till360-hub"), "agent depends on hub");
-    assert!(!hub.iter().any(|d| d == "till360-agent"), "hub depends on agent");
+    assert!(
+        !agent.iter().any(|d| d == "till360-hub"),
+        "agent depends on hub"
+    );
+    assert!(
+        !hub.iter().any(|d| d == "till360-agent"),
+        "hub depends on agent"
+    );
 }
 
 /// Source files that must stay pure: no clock (now is an argument), no files, sockets,

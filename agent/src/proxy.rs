@@ -25,7 +25,11 @@ pub struct Proxy {
 impl Proxy {
     /// Starts proxying between `pos` and `printer`, copying POS bytes to `tap` after
     /// they reached the printer. Ports are opened (and reopened) by the proxy's thread.
-    pub fn start(pos: PortSpec, printer: PortSpec, tap: Sender<Vec<u8>>) -> std::io::Result<Proxy> {
+    pub fn start<T: From<Vec<u8>> + Send + 'static>(
+        pos: PortSpec,
+        printer: PortSpec,
+        tap: Sender<T>,
+    ) -> std::io::Result<Proxy> {
         let running = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&running);
         let supervisor = std::thread::Builder::new()
@@ -57,10 +61,10 @@ impl Drop for Proxy {
     }
 }
 
-fn supervise(
+fn supervise<T: From<Vec<u8>>>(
     pos_spec: PortSpec,
     printer_spec: PortSpec,
-    mut tap: Option<Sender<Vec<u8>>>,
+    mut tap: Option<Sender<T>>,
     running: Arc<AtomicBool>,
 ) {
     let keep_going = || running.load(Ordering::SeqCst);
@@ -99,11 +103,11 @@ fn supervise(
 }
 
 /// Runs one session until a device goes away (`Err`) or `running` turns false (`Ok`).
-fn run_session(
+fn run_session<T: From<Vec<u8>>>(
     mut pos: Box<dyn Port>,
     mut printer: Box<dyn Port>,
     unsent: &mut Vec<u8>,
-    tap: &mut Option<Sender<Vec<u8>>>,
+    tap: &mut Option<Sender<T>>,
     running: &Arc<AtomicBool>,
 ) -> Result<(), PortError> {
     let session_over = Arc::new(AtomicBool::new(false));
@@ -170,11 +174,11 @@ fn run_session(
 
 /// Writes POS bytes to the printer, then copies them to the tap. What the printer did
 /// not take stays in `unsent` for the next session.
-fn forward(
+fn forward<T: From<Vec<u8>>>(
     printer: &mut dyn Port,
     bytes: Vec<u8>,
     unsent: &mut Vec<u8>,
-    tap: &mut Option<Sender<Vec<u8>>>,
+    tap: &mut Option<Sender<T>>,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<(), PortError> {
     match write_fully(printer, &bytes, keep_going) {
@@ -192,9 +196,9 @@ fn forward(
     }
 }
 
-fn send_to_tap(tap: &mut Option<Sender<Vec<u8>>>, bytes: Vec<u8>) {
+fn send_to_tap<T: From<Vec<u8>>>(tap: &mut Option<Sender<T>>, bytes: Vec<u8>) {
     if let Some(sender) = tap {
-        if sender.send(bytes).is_err() {
+        if sender.send(T::from(bytes)).is_err() {
             // The receipt reader is gone; printing goes on without it.
             tracing::error!("proxy: receipt tap closed; printing continues without capture");
             *tap = None;

@@ -34,11 +34,17 @@ pub fn now() -> Timestamp {
 }
 
 /// What the till core thread receives.
-enum CoreInput {
+pub(crate) enum CoreInput {
     /// Bytes the POS sent (already on their way to the printer).
     Print(Vec<u8>),
     /// A loyalty card was scanned.
     Card(CardNumber, Timestamp),
+}
+
+impl From<Vec<u8>> for CoreInput {
+    fn from(bytes: Vec<u8>) -> Self {
+        CoreInput::Print(bytes)
+    }
 }
 
 /// How often an agent whose journal could not be opened tries again.
@@ -149,25 +155,15 @@ impl RunningAgent {
 
         let running = Arc::new(AtomicBool::new(true));
         let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
-        let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
-        // The tap feeds the till core; forwarding keeps the proxy free of core types.
-        let tap_forward = {
-            let core_tx = core_tx.clone();
-            std::thread::Builder::new()
-                .name("receipt-tap".into())
-                .spawn(move || {
-                    for bytes in tap_rx {
-                        if core_tx.send(CoreInput::Print(bytes)).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .context("starting the receipt tap thread")?
-        };
-        let proxy = Proxy::start(config.pos.port.clone(), config.printer.port.clone(), tap_tx)
-            .context("starting the POS/printer proxy")?;
-        // The tap thread ends when the proxy drops its sender; nothing to join.
-        drop(tap_forward);
+        // The proxy sends printed bytes straight into the till core's queue, the same
+        // queue scans go to: a scan read after a cut is ordered after that cut, so a
+        // quick next customer's card never lands on the previous receipt.
+        let proxy = Proxy::start(
+            config.pos.port.clone(),
+            config.printer.port.clone(),
+            core_tx.clone(),
+        )
+        .context("starting the POS/printer proxy")?;
 
         let scanner = match config.scanner.clone() {
             Some(scanner) => {

@@ -28,8 +28,9 @@ use crate::config::HubLink;
 use crate::journal::{Journal, JournalError};
 
 pub const SOFTWARE: &str = concat!("till360-agent/", env!("CARGO_PKG_VERSION"));
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+// A dead hub is noticed within the idle timeout; keep-alives keep a quiet link up.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);

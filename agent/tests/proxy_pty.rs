@@ -132,7 +132,7 @@ fn write_in_chunks(mut out: File, bytes: Vec<u8>, seed: u64) -> std::thread::Joi
 fn bytes_reach_the_printer_unchanged_in_any_chunking() {
     let pos = Pty::new();
     let mut printer = Pty::new();
-    let (tap_tx, tap_rx) = mpsc::channel();
+    let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
     let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx).unwrap();
 
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
@@ -163,7 +163,7 @@ fn bytes_reach_the_printer_unchanged_in_any_chunking() {
 fn status_replies_go_back_to_the_pos() {
     let mut pos = Pty::new();
     let mut printer = Pty::new();
-    let (tap_tx, _tap_rx) = mpsc::channel();
+    let (tap_tx, _tap_rx) = mpsc::channel::<Vec<u8>>();
     let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx).unwrap();
 
     // The fake printer answers DLE EOT 1 (printer status) and GS r 1 (paper status).
@@ -225,7 +225,7 @@ fn reconnects_to_a_tcp_printer_that_went_away() {
     let printer = PortSpec::Tcp {
         address: listener.local_addr().unwrap().to_string(),
     };
-    let (tap_tx, _tap_rx) = mpsc::channel();
+    let (tap_tx, _tap_rx) = mpsc::channel::<Vec<u8>>();
     let proxy = Proxy::start(pos.spec(), printer, tap_tx).unwrap();
 
     let read_n = |stream: &mut std::net::TcpStream, n: usize| {

@@ -1,0 +1,7 @@
+//! Till360 root package: simulated till hardware on virtual serial ports, the
+//! `demo` command, and passthroughs to the agent and hub command lines.
+
+pub mod demo;
+pub mod http_client;
+pub mod rig;
+pub mod sim;

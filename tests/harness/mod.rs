@@ -1,0 +1,287 @@
+//! End-to-end harness: a temp folder with a PKI, configs on free ports, the hub and
+//! agents as real child processes (`till360 hub run`, `till360 agent run`) killed on
+//! drop, virtual devices per till and an HTTP client for the hub's API.
+
+#![allow(dead_code)] // each test uses a different part
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use till360::http_client::{http_get, HttpResponse};
+use till360::rig::{
+    free_tcp_addr, free_udp_addr, install_layouts, play_visit, profile_differences, wait_until,
+    write_agent_config, write_hub_config, AgentSettings, HubFiles, PlayOptions, TillDevices,
+};
+use till360::sim::{CardExpectation, Morning, ReceiptStyle, SimRng, StoreSetup, Suffix, Visit};
+
+/// How long any wait on the system may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    child: Option<Child>,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL: no shutdown code runs, as with a power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Fails the test if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!(
+                    "{} exited with {status}; log:\n{}",
+                    self.name,
+                    read_log(&self.log)
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn read_log(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // The tail is what explains a failure.
+    let start = text.len().saturating_sub(6000);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text[start..].to_string()
+}
+
+/// One till: its devices and config.
+pub struct Till {
+    pub setup: StoreSetup,
+    pub devices: TillDevices,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub rng: SimRng,
+    pub cuts: usize,
+}
+
+impl Till {
+    /// Plays `visit` and checks every status poll was answered by the printer.
+    pub fn play(&mut self, visit: &Visit) {
+        let report = play_visit(
+            &self.devices,
+            visit,
+            &mut self.rng,
+            self.cuts,
+            &PlayOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}/{}: {e}", self.setup.store, self.setup.till));
+        assert_eq!(
+            report.status_replies.len(),
+            visit.receipt.status_polls(),
+            "every DLE EOT is answered"
+        );
+        self.cuts += 1;
+    }
+}
+
+pub struct Site {
+    pub dir: TempDir,
+    pub pki: PathBuf,
+    pub layouts: PathBuf,
+    pub hub: HubFiles,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let mut dir = tempfile::Builder::new()
+            .prefix("till360-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        // TILL360_KEEP_E2E=1 keeps the folder (configs, logs, databases) for a post-mortem.
+        if std::env::var_os("TILL360_KEEP_E2E").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
+        let pki = dir.path().join("pki");
+        till360_hub::pki::init_ca(
+            &pki,
+            &["localhost".to_string()],
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            false,
+        )
+        .expect("init CA");
+        let layouts = dir.path().join("receipts");
+        install_layouts(&layouts).expect("layouts");
+        let hub = write_hub_config(
+            dir.path(),
+            &pki,
+            free_udp_addr().expect("free udp port"),
+            free_tcp_addr().expect("free tcp port"),
+        )
+        .expect("hub.toml");
+        Site {
+            dir,
+            pki,
+            layouts,
+            hub,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Issues a certificate for `store/till` from this site's CA.
+    pub fn issue(&self, store: &str, till: &str) -> PathBuf {
+        let out = self.path().join(format!("certs-{store}-{till}"));
+        till360_hub::pki::issue_agent(&self.pki, store, till, &out).expect("issue agent cert");
+        out
+    }
+
+    /// A till with certificates from this site's CA.
+    pub fn till(&self, store: &str, style: ReceiptStyle, suffix: Suffix, seed: u64) -> Till {
+        let certs = self.issue(store, "T01");
+        self.till_with_certs(store, style, suffix, seed, &certs)
+    }
+
+    pub fn till_with_certs(
+        &self,
+        store: &str,
+        style: ReceiptStyle,
+        suffix: Suffix,
+        seed: u64,
+        certs: &Path,
+    ) -> Till {
+        let setup = StoreSetup {
+            store: store.to_string(),
+            till: "T01".to_string(),
+            style,
+        };
+        let devices = TillDevices::open(suffix).expect("virtual devices");
+        let data_dir = self.path().join(format!("agent-{store}-T01"));
+        let config = self.path().join(format!("agent-{store}-T01.toml"));
+        let layout = self.layouts.join(format!("{}.toml", style.layout_name()));
+        write_agent_config(
+            &config,
+            &AgentSettings {
+                store,
+                till: "T01",
+                data_dir: &data_dir,
+                layout: &layout,
+                hub: self.hub.quic,
+                certs,
+            },
+            &devices,
+        )
+        .expect("agent.toml");
+        Till {
+            setup,
+            devices,
+            config,
+            data_dir,
+            rng: SimRng::new(seed),
+            cuts: 0,
+        }
+    }
+
+    fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        let log = self.path().join(format!("{name}.log"));
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_till360"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn till360");
+        Proc {
+            child: Some(child),
+            name: name.to_string(),
+            log,
+        }
+    }
+
+    /// Starts the hub and waits until its API answers.
+    pub fn start_hub(&self) -> Proc {
+        let config = self.hub.config.display().to_string();
+        let mut hub = self.spawn("hub", &["hub", "run", "--config", &config]);
+        let up = wait_until(DEADLINE, || {
+            hub.assert_running();
+            self.get("/api/v1/health").filter(|r| r.status == 200)
+        });
+        assert!(up.is_some(), "hub did not come up:\n{}", read_log(&hub.log));
+        hub
+    }
+
+    pub fn start_agent(&self, till: &Till) -> Proc {
+        let config = till.config.display().to_string();
+        let name = format!("agent-{}", till.setup.store);
+        self.spawn(&name, &["agent", "run", "--config", &config])
+    }
+
+    pub fn get(&self, path: &str) -> Option<HttpResponse> {
+        http_get(self.hub.http, path, Duration::from_secs(5)).ok()
+    }
+
+    /// The profile for `card`: `Some(json)` on 200, `None` on 404; panics otherwise.
+    pub fn profile(&self, card: &str) -> Option<Value> {
+        let r = self.get(&format!("/api/v1/profiles/by-card/{card}"))?;
+        match r.status {
+            200 => r.json(),
+            _ => None,
+        }
+    }
+
+    pub fn status_of(&self, path: &str) -> Option<u16> {
+        self.get(path).map(|r| r.status)
+    }
+
+    /// Waits until every card's profile shows exactly the expected count, total and
+    /// stores; on timeout panics with the differences.
+    pub fn wait_for_profiles(&self, expected: &BTreeMap<String, CardExpectation>, logs: &[&Proc]) {
+        let mut last_diff = Vec::new();
+        let ok = wait_until(DEADLINE, || {
+            last_diff = profile_differences(self.hub.http, expected);
+            last_diff.is_empty().then_some(())
+        });
+        if ok.is_none() {
+            let mut msg = format!(
+                "profiles never matched the simulation ({} cards differ), e.g.:\n",
+                last_diff.len()
+            );
+            for d in last_diff.iter().take(5) {
+                msg.push_str(&format!("  {d}\n"));
+            }
+            for p in logs {
+                msg.push_str(&format!("--- {} log:\n{}\n", p.name, read_log(&p.log)));
+            }
+            panic!("{msg}");
+        }
+    }
+}
+
+/// Visits of `morning` at store index `i`, cloned so tills can be played on threads.
+pub fn visits_at(morning: &Morning, i: usize) -> Vec<Visit> {
+    morning.visits_at(i).cloned().collect()
+}
