@@ -21,7 +21,7 @@ use crate::rig::{
     fetch_profile, free_tcp_addr, free_udp_addr, install_layouts, play_visit, profile_differences,
     write_agent_config, write_hub_config, AgentSettings, PlayOptions, TillDevices,
 };
-use crate::sim::{Morning, MorningPlan, ReceiptStyle, SimRng, StoreSetup, Suffix, Visit};
+use crate::sim::{Morning, MorningPlan, SimRng, StoreSetup, Suffix, Visit};
 
 /// How long the hub may take to have everything after the last receipt.
 const SYNC_DEADLINE: Duration = Duration::from_secs(120);
@@ -83,18 +83,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let http = hub.http_addr();
     eprintln!("hub: QUIC udp {}, API http://{http}/", hub.quic_addr());
 
-    let stores = vec![
-        StoreSetup {
-            store: "S001".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Supermarket,
-        },
-        StoreSetup {
-            store: "S002".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Boutique,
-        },
-    ];
+    let stores = StoreSetup::demo_stores();
     let (stop_agents, stop_rx) = watch::channel(false);
     let mut tills = Vec::new();
     let mut agent_tasks = Vec::new();

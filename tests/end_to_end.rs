@@ -15,18 +15,7 @@ use till360::sim::{
 };
 
 fn two_stores() -> Vec<StoreSetup> {
-    vec![
-        StoreSetup {
-            store: "S001".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Supermarket,
-        },
-        StoreSetup {
-            store: "S002".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Boutique,
-        },
-    ]
+    StoreSetup::demo_stores()
 }
 
 fn two_tills(site: &Site, seed: u64) -> Vec<Till> {

@@ -19,6 +19,24 @@ pub struct StoreSetup {
     pub style: ReceiptStyle,
 }
 
+impl StoreSetup {
+    /// The demo's chain: a supermarket (S001) and a boutique (S002), one till each.
+    pub fn demo_stores() -> Vec<StoreSetup> {
+        vec![
+            StoreSetup {
+                store: "S001".into(),
+                till: "T01".into(),
+                style: ReceiptStyle::Supermarket,
+            },
+            StoreSetup {
+                store: "S002".into(),
+                till: "T01".into(),
+                style: ReceiptStyle::Boutique,
+            },
+        ]
+    }
+}
+
 /// What the scanner sends before a receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scan {

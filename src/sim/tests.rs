@@ -137,18 +137,7 @@ fn garbage_stays_one_frame() {
 
 #[test]
 fn morning_is_deterministic_and_adds_up() {
-    let stores = [
-        StoreSetup {
-            store: "S001".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Supermarket,
-        },
-        StoreSetup {
-            store: "S002".into(),
-            till: "T01".into(),
-            style: ReceiptStyle::Boutique,
-        },
-    ];
+    let stores = StoreSetup::demo_stores();
     let plan = MorningPlan::new(99, 300);
     let a = Morning::generate(&plan, &stores);
     let b = Morning::generate(&plan, &stores);
