@@ -5,9 +5,13 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod identity;
+pub mod import;
 pub mod listener;
 pub mod pki;
 pub mod profile;
+pub mod segments;
 pub mod server;
 pub mod store;
 pub mod synthetic;
+pub mod traits;

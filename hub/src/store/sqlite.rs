@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 CREATE INDEX IF NOT EXISTS transactions_profile ON transactions(profile_id);
 CREATE INDEX IF NOT EXISTS profiles_created ON profiles(created_at_ms);
+CREATE TABLE IF NOT EXISTS erasures (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    card TEXT NOT NULL,
+    erased_at_ms INTEGER NOT NULL
+);
 ";
 
 const INSERT_EVENT: &str =

@@ -1,0 +1,1 @@
+//! Segments defined in the hub config (pure evaluation).

@@ -1,0 +1,1 @@
+//! RFM, buy-till-you-die, spend, CLV and behaviour traits (pure).
