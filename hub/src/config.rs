@@ -32,7 +32,7 @@ pub enum DatabaseUrl {
 
 /// The resolved hub configuration (all paths absolute or relative to the working
 /// directory, never to the config file any more).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HubConfig {
     /// The config file this came from (for messages).
     pub origin: PathBuf,
@@ -46,6 +46,56 @@ pub struct HubConfig {
     pub key: PathBuf,
     pub campaigns: Option<PathBuf>,
     pub database: DatabaseUrl,
+    /// Bearer token the HTTP API requires. Mandatory when `http` is not a loopback
+    /// address: people's data never goes out unauthenticated.
+    pub api_token: Option<String>,
+    pub identity: IdentityConfig,
+    pub traits: TraitsConfig,
+    /// `[[segment]]` tables, as written; `segments::` compiles them.
+    pub segments: Vec<toml::Table>,
+}
+
+/// `[identity]`: how identifiers are normalised and when they may link customers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Country calling code for phone numbers written without one (`31` for NL).
+    pub default_country_code: u16,
+    /// An identifier (e-mail, phone, card, ...) that would link more than this many
+    /// customers is blocked from merging and reported (a shared store card, a junk
+    /// e-mail address).
+    pub max_customers_per_identifier: usize,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            default_country_code: 31,
+            max_customers_per_identifier: 3,
+        }
+    }
+}
+
+/// `[traits]`: customer value and behaviour models.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraitsConfig {
+    /// Horizon of expected purchases and CLV, in days.
+    pub horizon_days: u32,
+    /// Gross margin applied to expected spend for CLV, in percent (100 = revenue).
+    pub margin_percent: f64,
+    /// How often the hub recomputes traits and segments, in minutes.
+    pub recompute_minutes: u32,
+}
+
+impl Default for TraitsConfig {
+    fn default() -> Self {
+        Self {
+            horizon_days: 365,
+            margin_percent: 100.0,
+            recompute_minutes: 60,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -60,6 +110,13 @@ struct RawConfig {
     campaigns: Option<PathBuf>,
     #[serde(default)]
     database: RawDatabase,
+    api_token: Option<String>,
+    #[serde(default)]
+    identity: IdentityConfig,
+    #[serde(default)]
+    traits: TraitsConfig,
+    #[serde(default)]
+    segment: Vec<toml::Table>,
 }
 
 #[derive(Deserialize, Default)]
@@ -134,7 +191,38 @@ impl HubConfig {
                 }
             }
         };
+        if let Some(token) = &raw.api_token {
+            if token.len() < 16 || token.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "api_token",
+                    "must be at least 16 characters without spaces".into(),
+                ));
+            }
+        } else if !http.ip().is_loopback() {
+            return Err(invalid(
+                "api_token",
+                format!(
+                    "the API listens on {http}, which is not a loopback address: set api_token"
+                ),
+            ));
+        }
+        if raw.identity.max_customers_per_identifier == 0 {
+            return Err(invalid(
+                "identity.max_customers_per_identifier",
+                "must be at least 1".into(),
+            ));
+        }
+        if raw.traits.horizon_days == 0 || !(0.0..=100.0).contains(&raw.traits.margin_percent) {
+            return Err(invalid(
+                "traits",
+                "horizon_days must be at least 1 and margin_percent within 0..=100".into(),
+            ));
+        }
         Ok(HubConfig {
+            api_token: raw.api_token,
+            identity: raw.identity,
+            traits: raw.traits,
+            segments: raw.segment,
             data_dir,
             listen,
             http,
@@ -160,6 +248,43 @@ ca = "pki/ca.pem"
 cert = "pki/hub.pem"
 key = "/abs/hub.key"
 "#;
+
+    #[test]
+    fn a_non_loopback_api_needs_a_token() {
+        let open = MINIMAL.replace("http = \"127.0.0.1:0\"", "http = \"0.0.0.0:8080\"");
+        let err = HubConfig::from_toml_str(&open, "/etc/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/hub.toml") && err.contains("api_token"),
+            "{err}"
+        );
+        let with_token = format!("api_token = \"0123456789abcdef-secret\"\n{open}");
+        let c = HubConfig::from_toml_str(&with_token, "/etc/hub.toml").unwrap();
+        assert_eq!(c.api_token.as_deref(), Some("0123456789abcdef-secret"));
+        let short = format!("api_token = \"short\"\n{open}");
+        assert!(HubConfig::from_toml_str(&short, "/etc/hub.toml").is_err());
+    }
+
+    #[test]
+    fn identity_traits_and_segments_sections() {
+        let text = format!(
+            "{MINIMAL}\n[identity]\nmax_customers_per_identifier = 5\n[traits]\nhorizon_days = 90\n[[segment]]\nid = \"vip\"\n"
+        );
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!(c.identity.max_customers_per_identifier, 5);
+        assert_eq!(c.identity.default_country_code, 31);
+        assert_eq!(c.traits.horizon_days, 90);
+        assert_eq!(c.segments.len(), 1);
+        let bad = format!("{MINIMAL}\n[identity]\nmax_customers_per_identifier = 0\n");
+        let err = HubConfig::from_toml_str(&bad, "/etc/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("identity.max_customers_per_identifier"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn resolves_relative_paths_against_the_file() {

@@ -34,6 +34,38 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("{0} is not supported by this store")]
+    Unsupported(&'static str),
+}
+
+/// A profile search (`GET /api/v1/profiles/search?...`): identifiers are normalised the
+/// way the identity graph stores them before they are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileQuery {
+    Card(String),
+    CustomerNo(String),
+    Email(String),
+    Phone(String),
+    /// Case-insensitive prefix of the first or last name.
+    NamePrefix(String),
+}
+
+/// One consent purpose set through the API (`PUT /api/v1/profiles/{id}/consents`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ConsentChange {
+    /// `email`, `sms`, `post` or `personalization`.
+    pub purpose: String,
+    pub granted: bool,
+}
+
+/// What an erase did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErasureReport {
+    pub profile_id: String,
+    pub identifiers_removed: usize,
+    pub transactions_anonymised: usize,
+    /// The erasure log's version after this erase (agents catch up to it).
+    pub erasure_version: u64,
 }
 
 /// One agent's batch, identified by the agent's certificate (never by the payload).
@@ -78,4 +110,38 @@ pub trait Store: Send {
     fn profile_by_card(&self, card: &CardNumber) -> Result<Option<ProfileView>, StoreError>;
     /// Profiles, newest first (by creation), at most `limit`.
     fn profiles(&self, limit: usize) -> Result<Vec<ProfileView>, StoreError>;
+
+    // The privacy and search operations below have default bodies only while the
+    // stores grow them; every store the hub ships implements them.
+
+    fn search(&self, _query: &ProfileQuery, _limit: usize) -> Result<Vec<ProfileView>, StoreError> {
+        Err(StoreError::Unsupported("search"))
+    }
+
+    /// Everything held on the person (GDPR access request), or `None` if unknown.
+    fn export_profile(&self, _profile_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Err(StoreError::Unsupported("export"))
+    }
+
+    /// Erases a person: personal data and identifiers removed, transactions kept only
+    /// anonymised; each erased card is appended to the erasure log (`erasures`) so every
+    /// agent drops it. `None` if the profile is unknown.
+    fn erase_profile(
+        &mut self,
+        _profile_id: &str,
+        _now: Timestamp,
+    ) -> Result<Option<ErasureReport>, StoreError> {
+        Err(StoreError::Unsupported("erase"))
+    }
+
+    /// Records consent changes with their source and time. `None` if unknown.
+    fn set_consents(
+        &mut self,
+        _profile_id: &str,
+        _changes: &[ConsentChange],
+        _source: &str,
+        _now: Timestamp,
+    ) -> Result<Option<ProfileView>, StoreError> {
+        Err(StoreError::Unsupported("consents"))
+    }
 }
