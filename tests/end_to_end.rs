@@ -13,6 +13,8 @@ use till360::sim::scanner::{card_number, garbage, with_bad_check_digit};
 use till360::sim::{
     CardExpectation, Morning, MorningPlan, ReceiptStyle, Scan, SimRng, StoreSetup, Suffix, Visit,
 };
+use till360_agent::journal::Journal;
+use till360_shared::AgentId;
 
 fn two_stores() -> Vec<StoreSetup> {
     StoreSetup::demo_stores()
@@ -330,4 +332,93 @@ fn demo_exits_zero_when_the_hub_has_everything() {
         stdout.contains("/api/v1/agents"),
         "API URL shown:\n{stdout}"
     );
+}
+
+/// Events a visit journals: one per loyalty-card scan, one for the receipt.
+fn journaled_events(visits: &[Visit]) -> u64 {
+    visits
+        .iter()
+        .map(|v| {
+            let cards = v
+                .scans
+                .iter()
+                .filter(|s| matches!(s, Scan::Card(_)))
+                .count();
+            cards as u64 + 1
+        })
+        .sum()
+}
+
+/// The journal's last seq as the agent's `status` reads it (WAL lets a second
+/// connection read while the agent runs).
+fn journal_last_seq(till: &Till) -> Option<u64> {
+    let agent = AgentId::new(till.setup.store.clone(), till.setup.till.clone());
+    let journal = Journal::open_existing(&till.data_dir, &agent).ok()?;
+    Some(journal.status().ok()?.last_seq)
+}
+
+/// (d') The agent SIGKILLed while its journal holds events the hub never acknowledged
+/// (the hub is down), then everything restarted: the unacknowledged events reach the
+/// hub exactly once, and the hub's high-water mark equals the journal's last seq.
+#[test]
+fn agent_killed_with_unacknowledged_events_loses_and_doubles_nothing() {
+    let site = Site::new();
+    let stores = two_stores();
+    let morning = Morning::generate(&MorningPlan::new(505, 36), &stores);
+    let expected = morning.expected_by_card();
+    let halves = |i: usize| {
+        let v = visits_at(&morning, i);
+        let n = v.len() / 2;
+        (v[..n].to_vec(), v[n..].to_vec())
+    };
+    let (a1, a2) = halves(0);
+    let (b1, b2) = halves(1);
+    let pending = [journaled_events(&a1), journaled_events(&b1)];
+
+    let mut hub = site.start_hub();
+    let tills = two_tills(&site, 23);
+    let mut agents: Vec<_> = tills.iter().map(|t| site.start_agent(t)).collect();
+    hub.kill();
+    let tills = play_all(tills, vec![a1, b1]);
+    for (till, want) in tills.iter().zip(pending) {
+        let journaled = wait_until(DEADLINE, || {
+            (journal_last_seq(till) == Some(want)).then_some(())
+        });
+        assert!(
+            journaled.is_some(),
+            "{}: journal at {:?}, expected {want}",
+            till.setup.store,
+            journal_last_seq(till)
+        );
+    }
+    for a in agents.iter_mut() {
+        a.kill();
+    }
+    let hub = site.start_hub();
+    let agents: Vec<_> = tills.iter().map(|t| site.start_agent(t)).collect();
+    // Kept: dropping the devices would close the ptys under the agents.
+    let tills = play_all(tills, vec![a2, b2]);
+    let mut logs = vec![&hub];
+    logs.extend(agents.iter());
+    site.wait_for_profiles(&expected, &logs);
+    let hub_seqs = site
+        .get("/api/v1/agents")
+        .and_then(|r| r.json())
+        .expect("agents");
+    for till in &tills {
+        let hub_seq = hub_seqs
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["store"] == till.setup.store.as_str())
+                    .and_then(|x| x["last_seq"].as_u64())
+            })
+            .expect("the hub knows the agent");
+        assert_eq!(
+            Some(hub_seq),
+            journal_last_seq(till),
+            "{}: the hub's high water equals the journal's last seq",
+            till.setup.store
+        );
+    }
 }
