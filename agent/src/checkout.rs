@@ -38,6 +38,19 @@ impl Checkout {
             .map(|(card, _)| card)
     }
 
+    /// Cards erased on the hub: a pending card among them is dropped, so it never
+    /// reaches a receipt. Returns whether one was dropped.
+    pub fn forget_cards(&mut self, erased: &[CardNumber]) -> bool {
+        let pending_erased = self
+            .card
+            .as_ref()
+            .is_some_and(|(card, _)| erased.contains(card));
+        if pending_erased {
+            self.card = None;
+        }
+        pending_erased
+    }
+
     /// Builds the Receipt event payload. The card scanned since the previous receipt
     /// (and not older than the timeout) belongs to this receipt and is consumed; a
     /// stale card is dropped too, so it cannot attach to a later receipt.
@@ -140,6 +153,21 @@ mod tests {
         checkout.on_card(card("240100000029"), now(T0 + 1000));
         let receipt = checkout.on_receipt(ParsedReceipt::default(), Currency::EUR, now(T0 + 2000));
         assert_eq!(receipt.card, Some(card("240100000029")));
+    }
+
+    #[test]
+    fn an_erased_pending_card_never_reaches_the_receipt() {
+        let mut checkout = Checkout::default();
+        let kept = card("240100000029");
+        checkout.on_card(kept.clone(), now(T0));
+        assert!(!checkout.forget_cards(&[card("240100000012")]));
+        assert_eq!(checkout.pending_card(now(T0)), Some(&kept));
+
+        checkout.on_card(card("240100000012"), now(T0));
+        assert!(checkout.forget_cards(&[card("240100000012"), kept]));
+        assert_eq!(checkout.pending_card(now(T0)), None);
+        let receipt = checkout.on_receipt(ParsedReceipt::default(), Currency::EUR, now(T0 + 1000));
+        assert_eq!(receipt.card, None);
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //! `acked_seq` live in a one-row meta table, so deleting acknowledged events never lets
 //! a seq be handed out twice. The journal remembers its store/till: a `data_dir` copied
 //! to another till refuses to open there. Payloads are encoded by `shared::codec` only.
+//!
+//! Erasures from the hub ([`Journal::apply_erasures`]) pseudonymise the unacknowledged
+//! events of erased cards in place (a seq is never lost) and record the erasure version
+//! in the meta row in the same transaction: after a crash both or neither are there.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,10 +18,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use thiserror::Error;
 use till360_shared::codec;
-use till360_shared::{AgentId, Event, EventKind, Timestamp};
+use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 pub const JOURNAL_FILE: &str = "journal.db";
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added `journal_meta.erasure_version`; a version 1 journal is upgraded on open.
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -78,6 +84,17 @@ pub struct JournalStatus {
     /// When the oldest pending event was recorded (RFC 3339 in JSON).
     #[serde(serialize_with = "rfc3339_opt")]
     pub oldest_pending_at: Option<Timestamp>,
+    /// The newest hub erasure this journal has applied.
+    pub erasure_version: u64,
+}
+
+/// What [`Journal::apply_erasures`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErasureOutcome {
+    /// Unacknowledged events that carried an erased card and were pseudonymised.
+    pub events_pseudonymised: usize,
+    /// The journal's erasure version afterwards.
+    pub erasure_version: u64,
 }
 
 fn rfc3339_opt<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -165,7 +182,8 @@ impl Journal {
                  store TEXT NOT NULL,
                  till TEXT NOT NULL,
                  last_seq INTEGER NOT NULL,
-                 acked_seq INTEGER NOT NULL
+                 acked_seq INTEGER NOT NULL,
+                 erasure_version INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS events (
                  seq INTEGER PRIMARY KEY,
@@ -195,7 +213,13 @@ impl Journal {
                 (0, 0)
             }
             Some((version, store, till, last, acked)) => {
-                if version != SCHEMA_VERSION {
+                if version == 1 {
+                    tx.execute_batch(
+                        "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;
+                         UPDATE journal_meta SET schema_version = 2 WHERE id = 1;",
+                    )
+                    .map_err(sql)?;
+                } else if version != SCHEMA_VERSION {
                     return Err(JournalError::Schema {
                         path: label,
                         found: version,
@@ -434,8 +458,99 @@ impl Journal {
         Ok(())
     }
 
+    /// The newest hub erasure version applied to this journal (0 if none).
+    pub fn erasure_version(&self) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT erasure_version FROM journal_meta WHERE id = 1",
+                [],
+                |r| Ok(to_u64(r.get(0)?)),
+            )
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Applies erasures from the hub: every unacknowledged event carrying one of
+    /// `cards` is pseudonymised in place (same seq; see `EventKind::forget_cards`) and
+    /// `up_to_version` is stored, in ONE transaction. A version at or below the stored
+    /// one is a no-op (a resend after a lost `ErasuresApplied`). Acknowledged events are
+    /// already deleted here; the hub erases its own copy.
+    pub fn apply_erasures(
+        &mut self,
+        cards: &[CardNumber],
+        up_to_version: u64,
+    ) -> Result<ErasureOutcome, JournalError> {
+        let path = self.path.display().to_string();
+        let sql = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT erasure_version FROM journal_meta WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        let current = to_u64(current);
+        if up_to_version <= current {
+            return Ok(ErasureOutcome {
+                events_pseudonymised: 0,
+                erasure_version: current,
+            });
+        }
+        let erased: HashSet<&str> = cards.iter().map(CardNumber::as_str).collect();
+        let mut pseudonymised = 0;
+        if !erased.is_empty() {
+            // Every row still here is unacknowledged (an ack deletes).
+            let mut select = tx
+                .prepare("SELECT seq, payload FROM events ORDER BY seq")
+                .map_err(sql)?;
+            let mut rows = select.query([]).map_err(sql)?;
+            let mut update = tx
+                .prepare("UPDATE events SET kind = ?1, payload = ?2 WHERE seq = ?3")
+                .map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let seq: i64 = row.get(0).map_err(sql)?;
+                let payload: Vec<u8> = row.get(1).map_err(sql)?;
+                // An event that cannot be read cannot be cleared: fail rather than
+                // record the erasure as applied.
+                let mut kind: EventKind =
+                    codec::from_bytes(&payload).map_err(|e| JournalError::CorruptEvent {
+                        path: path.clone(),
+                        seq: to_u64(seq),
+                        reason: e.to_string(),
+                    })?;
+                if kind.forget_cards(|card| erased.contains(card.as_str())) {
+                    let payload = codec::to_bytes(&kind).map_err(|e| JournalError::Encode {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    update
+                        .execute(params![kind.name(), payload, seq])
+                        .map_err(sql)?;
+                    pseudonymised += 1;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE journal_meta SET erasure_version = ?1 WHERE id = 1",
+            params![to_i64(up_to_version)],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(ErasureOutcome {
+            events_pseudonymised: pseudonymised,
+            erasure_version: up_to_version,
+        })
+    }
+
     pub fn status(&self) -> Result<JournalStatus, JournalError> {
         let (last_seq, acked_seq) = self.read_meta()?;
+        let erasure_version = self.erasure_version()?;
         let oldest: Option<(i64, i64)> = self
             .conn
             .query_row(
@@ -453,6 +568,7 @@ impl Journal {
             pending: last_seq.saturating_sub(acked_seq),
             oldest_pending_at: oldest
                 .map(|(ms, off)| Timestamp::from_unix_ms(ms, i16::try_from(off).unwrap_or(0))),
+            erasure_version,
         })
     }
 }

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -46,6 +46,10 @@ impl From<Vec<u8>> for CoreInput {
         CoreInput::Print(bytes)
     }
 }
+
+/// How often an idle till core looks for cards erased by the hub (a pending scan of
+/// one is dropped; every input checks first anyway).
+const ERASURE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How often an agent whose journal could not be opened tries again.
 const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -92,6 +96,9 @@ impl CoreSetup {
         self.seq_tx.send_replace(last_seq);
         let journal_seq = self.seq_tx.subscribe();
         let journal = Arc::new(Mutex::new(journal));
+        // Erasures reach the uplink; the cards go on to the till core's checkout. A
+        // separate channel: the uplink must not keep the core's input queue open.
+        let (erased_tx, erased_rx) = mpsc::channel();
         let core = TillCore {
             parser: EscPosParser::new(self.config.pos.codepage),
             currency: self.layout.currency(),
@@ -100,6 +107,7 @@ impl CoreSetup {
             journal: Arc::clone(&journal),
             seq_tx: self.seq_tx,
             lines: Vec::new(),
+            erased_rx,
         };
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
@@ -115,6 +123,7 @@ impl CoreSetup {
                         client_config,
                         journal: Arc::clone(&journal),
                         journal_seq,
+                        erased_cards: Some(erased_tx),
                     }
                     .spawn(),
                 )
@@ -331,11 +340,22 @@ struct TillCore {
     seq_tx: watch::Sender<u64>,
     /// Lines of the receipt being printed (since the last cut).
     lines: Vec<String>,
+    /// Cards erased on the hub (already cleared from the journal by the uplink).
+    erased_rx: Receiver<Vec<CardNumber>>,
 }
 
 impl TillCore {
     fn run(mut self, inputs: Receiver<CoreInput>) {
-        for input in inputs {
+        loop {
+            let input = match inputs.recv_timeout(ERASURE_CHECK) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.forget_erased_cards();
+            let Some(input) = input else {
+                continue;
+            };
             match input {
                 CoreInput::Print(bytes) => {
                     self.parser.feed(&bytes);
@@ -355,6 +375,14 @@ impl TillCore {
                 "stopping with {} printed lines not yet cut; they are not journaled",
                 self.lines.len()
             );
+        }
+    }
+
+    fn forget_erased_cards(&mut self) {
+        while let Ok(cards) = self.erased_rx.try_recv() {
+            if self.checkout.forget_cards(&cards) {
+                tracing::info!("a scanned card was erased on the hub; it is dropped");
+            }
         }
     }
 

@@ -4,7 +4,10 @@
 //! frames. One bidirectional stream per connection, opened by the agent: `Hello` →
 //! `Welcome {acked_seq}` (or `Refused`), then `Events` frames within the window and
 //! `Ack` after each hub commit. Every ack is written to the journal, which deletes
-//! the acknowledged events. After any error the task reconnects with a jittered
+//! the acknowledged events. Right after `Hello` the agent sends `Subscribe` with the
+//! journal's erasure version; `Erasures` frames from the hub are applied to the journal
+//! (one transaction with the new version), passed on to the till core (a pending card
+//! is dropped) and answered with `ErasuresApplied`. After any error the task reconnects with a jittered
 //! exponential backoff, forever, and resumes from the hub's `Welcome`.
 
 use std::net::SocketAddr;
@@ -20,7 +23,7 @@ use thiserror::Error;
 use till360_shared::codec::{self, CodecError, FrameDecoder};
 use till360_shared::sync::{SyncError, UplinkEvent, UplinkSession};
 use till360_shared::wire::{Message, ALPN};
-use till360_shared::AgentId;
+use till360_shared::{AgentId, CardNumber};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -58,6 +61,8 @@ pub struct UplinkStatus {
     pub acked_seq: u64,
     /// Why the last session ended, if it failed.
     pub last_error: Option<String>,
+    /// The newest hub erasure the journal has applied.
+    pub erasure_version: u64,
 }
 
 #[derive(Debug, Error)]
@@ -207,6 +212,9 @@ pub struct Uplink {
     pub journal: Arc<Mutex<Journal>>,
     /// The last seq appended; a change wakes the uplink.
     pub journal_seq: watch::Receiver<u64>,
+    /// Where erased cards go once the journal has applied them (the till core drops
+    /// a pending scan of one). `None`: journal only.
+    pub erased_cards: Option<std::sync::mpsc::Sender<Vec<CardNumber>>>,
 }
 
 impl Uplink {
@@ -288,15 +296,20 @@ impl Uplink {
             .map_err(|_| UplinkError::ConnectTimeout)??;
         let (mut send, mut recv) = conn.open_bi().await?;
 
-        let journal_last = self.with_journal(|j| Ok(j.last_seq())).await?;
+        let (journal_last, erasure_version) = self
+            .with_journal(|j| Ok((j.last_seq(), j.erasure_version()?)))
+            .await?;
+        status.send_modify(|s| s.erasure_version = erasure_version);
         let mut session = UplinkSession::new(
             self.agent.clone(),
             journal_last.max(*self.journal_seq.borrow_and_update()),
             self.hub.window,
             self.hub.batch_max,
-        );
-        send.write_all(&codec::encode_frame(&session.hello(SOFTWARE))?)
-            .await?;
+        )
+        .with_erasure_version(erasure_version);
+        let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
+        opening.extend(codec::encode_frame(&session.subscribe())?);
+        send.write_all(&opening).await?;
 
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 64 * 1024];
@@ -318,17 +331,25 @@ impl Uplink {
                     decoder.feed(&buf[..n]);
                     while let Some(msg) = decoder.poll()? {
                         let was_streaming = session.is_streaming();
-                        if let Some(UplinkEvent::Acked(seq)) = session.handle(msg)? {
-                            self.with_journal(move |j| j.ack(seq)).await?;
-                            status.send_modify(|s| {
-                                s.acked_seq = seq;
-                                s.connected = true;
-                                s.last_error = None;
-                            });
-                            if !was_streaming {
-                                tracing::info!("uplink: connected to {}, hub has seq {seq}", self.hub.address);
-                                *attempt = 0;
+                        match session.handle(msg)? {
+                            Some(UplinkEvent::Acked(seq)) => {
+                                self.with_journal(move |j| j.ack(seq)).await?;
+                                status.send_modify(|s| {
+                                    s.acked_seq = seq;
+                                    s.connected = true;
+                                    s.last_error = None;
+                                });
+                                if !was_streaming {
+                                    tracing::info!("uplink: connected to {}, hub has seq {seq}", self.hub.address);
+                                    *attempt = 0;
+                                }
                             }
+                            Some(UplinkEvent::Erase { cards, up_to_version }) => {
+                                self.apply_erasures(cards, up_to_version, status).await?;
+                                let applied = session.erasures_applied(up_to_version);
+                                send.write_all(&codec::encode_frame(&applied)?).await?;
+                            }
+                            None => {}
                         }
                     }
                 }
@@ -345,6 +366,33 @@ impl Uplink {
                 }
             }
         }
+    }
+
+    /// Pseudonymises the journal's events of `cards` and stores `up_to_version` (one
+    /// transaction), then tells the till core so a pending scan is dropped too.
+    async fn apply_erasures(
+        &self,
+        cards: Vec<CardNumber>,
+        up_to_version: u64,
+        status: &watch::Sender<UplinkStatus>,
+    ) -> Result<(), UplinkError> {
+        let count = cards.len();
+        let (outcome, cards) = self
+            .with_journal(move |j| Ok((j.apply_erasures(&cards, up_to_version)?, cards)))
+            .await?;
+        tracing::info!(
+            "uplink: {count} erased cards applied (erasure version {}), {} journal events pseudonymised",
+            outcome.erasure_version,
+            outcome.events_pseudonymised
+        );
+        if let Some(tx) = &self.erased_cards {
+            if !cards.is_empty() {
+                // The till core may have stopped; the journal is what counts.
+                let _ = tx.send(cards);
+            }
+        }
+        status.send_modify(|s| s.erasure_version = outcome.erasure_version);
+        Ok(())
     }
 
     async fn with_journal<T, F>(&self, f: F) -> Result<T, UplinkError>

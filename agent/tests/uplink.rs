@@ -122,6 +122,8 @@ async fn serve_hub(endpoint: quinn::Endpoint, state: Arc<Mutex<HubState>>, drop_
                                 acked_seq: state.lock().unwrap().high_water,
                             }
                         }
+                        // This fake hub has no downlink.
+                        Message::Subscribe { .. } => continue,
                         Message::Events(batch) => {
                             let mut s = state.lock().unwrap();
                             let plan = plan_ingest(&agent(), s.high_water, &batch)
@@ -199,6 +201,7 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
         hub,
         journal: Arc::clone(&journal),
         journal_seq,
+        erased_cards: None,
     }
     .spawn();
     let mut status = uplink.status();

@@ -93,7 +93,13 @@ fn main() {
         baseline.as_secs_f64() * 1e3
     );
     println!("ratio hub / baseline: {:.2}", rate(hub) / rate(baseline));
-    for table in ["events", "transactions", "profiles", "cards", "agents"] {
+    for table in [
+        "events",
+        "transactions",
+        "profiles",
+        "identifiers",
+        "agents",
+    ] {
         let count = |db: &str| -> i64 {
             Connection::open(dir.path().join(db))
                 .and_then(|c| {
@@ -231,14 +237,16 @@ fn baseline_path(db: &Path, batches: &[(AgentId, Vec<Event>)]) -> Duration {
                     .expect("event");
             }
             let mut pr = tx
-                .prepare_cached("INSERT OR IGNORE INTO profiles VALUES (?1, ?2, ?3)")
+                .prepare_cached("INSERT OR IGNORE INTO profiles (profile_id, created_at_ms, created_offset_min) VALUES (?1, ?2, ?3)")
                 .expect("prepare");
             let mut ca = tx
-                .prepare_cached("INSERT OR IGNORE INTO cards VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO identifiers VALUES ('card', ?1, ?2, 'till', ?3)",
+                )
                 .expect("prepare");
             for p in &batch.profiles {
                 pr.execute(params![p.0, p.1, p.2]).expect("profile");
-                ca.execute(params![p.3, p.0]).expect("card");
+                ca.execute(params![p.3, p.0, p.1]).expect("card");
             }
             let mut trs = tx
                 .prepare_cached(

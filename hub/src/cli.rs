@@ -2,13 +2,19 @@
 //! [`main_with_args`]; tests call it in-process too.
 
 use std::ffi::OsString;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use till360_shared::Timestamp;
 
-use crate::config::HubConfig;
+use crate::config::{DatabaseUrl, HubConfig};
+use crate::import::{self, progress::ProgressLine, ImportError};
+use crate::store::SqliteStore;
 use crate::{pki, server};
 
 #[derive(Parser, Debug)]
@@ -40,6 +46,27 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Customer traits (RFM, p_alive, CLV, churn risk).
+    Traits {
+        #[command(subcommand)]
+        action: TraitsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TraitsAction {
+    /// Write traits as of the end of a date as CSV (standard output or --out).
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only events up to the end of this day count (YYYY-MM-DD).
+        #[arg(long = "as-of")]
+        as_of: chrono::NaiveDate,
+        #[arg(long = "horizon-days")]
+        horizon_days: u32,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -91,10 +118,149 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Ca { action } => run_ca(action),
         Command::Run { config } => run_hub(config),
-        Command::Import { kind, .. } => {
-            let kind = format!("{kind:?}").to_lowercase();
-            eprintln!("till360-hub import {kind}: not implemented yet");
-            ExitCode::from(2)
+        Command::Import { kind, file, config } => run_import(kind, &file, &config),
+        Command::Traits {
+            action:
+                TraitsAction::Export {
+                    config,
+                    as_of,
+                    horizon_days,
+                    out,
+                },
+        } => run_traits_export(&config, as_of, horizon_days, out.as_deref()),
+    }
+}
+
+fn open_store(config: &HubConfig) -> Result<SqliteStore, String> {
+    let DatabaseUrl::Sqlite(path) = &config.database;
+    let mut store = SqliteStore::open(path)
+        .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
+    store.set_identity_config(config.identity.clone());
+    Ok(store)
+}
+
+/// Counts the bytes the import has consumed, for the progress bar.
+struct CountingReader<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
+    let name = format!("{kind:?}").to_lowercase();
+    let config = match HubConfig::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut store = match open_store(&config) {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opened = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("till360-hub: {}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let size = opened.metadata().ok().map(|m| m.len());
+    let consumed = Arc::new(AtomicU64::new(0));
+    let reader = BufReader::new(CountingReader {
+        inner: opened,
+        read: Arc::clone(&consumed),
+    });
+    let mut bar = ProgressLine::new(format!("import {name}"), size);
+    let mut progress = |records: u64| bar.update(records, consumed.load(Ordering::Relaxed));
+    let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+    let conn = store.connection_mut();
+    let result = match kind {
+        ImportKind::Customers => {
+            import::customers_with_progress(conn, reader, &config.identity, now, &mut progress)
+        }
+        ImportKind::Orders => {
+            import::orders_with_progress(conn, reader, &config.identity, now, &mut progress)
+        }
+        ImportKind::Products => import::products_with_progress(conn, reader, now, &mut progress),
+    };
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            println!("import {name} {}: {summary}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(ImportError::Rejected(summary)) => {
+            eprintln!(
+                "till360-hub: import {name} {}: NOT applied, {} bad line(s): {summary}",
+                file.display(),
+                summary.rejected.len()
+            );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("till360-hub: import {name} {}: {err}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_traits_export(
+    config_path: &Path,
+    as_of: chrono::NaiveDate,
+    horizon_days: u32,
+    out: Option<&Path>,
+) -> ExitCode {
+    let result = (|| -> Result<crate::traits::ExportSummary, String> {
+        let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
+        let segments = crate::segments::compile(&config.segments)
+            .map_err(|e| format!("{}: {e}", config.origin.display()))?;
+        let store = open_store(&config)?;
+        let mut sink: Box<dyn Write> = match out {
+            Some(path) => Box::new(BufWriter::new(
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            )),
+            None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        };
+        // Segments are evaluated as of the date too, so a back-test sees what the
+        // marketer would have seen then.
+        let summary = crate::traits::export_csv_with_segments(
+            store.connection(),
+            &config.traits,
+            &segments,
+            as_of,
+            horizon_days,
+            &mut sink,
+        )
+        .map_err(|e| e.to_string())?;
+        sink.flush().map_err(|e| e.to_string())?;
+        Ok(summary)
+    })();
+    match result {
+        Ok(summary) => {
+            eprintln!(
+                "traits export: {} customers as of {as_of}",
+                summary.customers
+            );
+            for note in &summary.models.notes {
+                eprintln!("traits export: note: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: traits export: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -107,6 +107,8 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 lines: receipt.lines.clone(),
             }));
         }
+        // A scan pseudonymised on the till after an erase: nothing to merge.
+        EventKind::Redacted => {}
     }
     (ops, notes)
 }
@@ -131,15 +133,267 @@ pub struct TransactionFact {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProfileView {
     pub profile_id: String,
-    /// The earliest event that named one of the profile's cards.
+    /// The earliest event or record that named one of the profile's identifiers.
     pub created_at: String,
     pub cards: Vec<String>,
     pub customer_no: Option<String>,
-    pub consents: BTreeMap<String, bool>,
+    pub identity: IdentityView,
+    pub personal: PersonalView,
+    /// Per purpose (`email`, `sms`, `post`, `personalization`).
+    pub consents: BTreeMap<String, ConsentView>,
+    pub loyalty: LoyaltyView,
+    /// Till receipts (the store channel).
     pub transactions: TransactionSummary,
+    pub channels: ChannelsView,
+    /// The most recent receipts and orders, newest first, with their lines.
+    pub timeline: Vec<TimelineEntry>,
+    /// Categories bought (sensitive ones never appear), by spend, largest first.
+    pub categories: Vec<CategorySpend>,
     pub coupons: CouponSummary,
     pub segments: Vec<String>,
     pub traits: BTreeMap<String, serde_json::Value>,
+}
+
+/// All identifiers of a profile, sorted per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IdentityView {
+    pub cards: Vec<String>,
+    pub customer_no: Vec<String>,
+    pub emails: Vec<String>,
+    pub phones: Vec<String>,
+    pub online_accounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PersonalView {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<String>,
+    pub postal_code: Option<String>,
+    pub language: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentView {
+    pub granted: bool,
+    /// `crm`, `api`, ...
+    pub source: String,
+    /// RFC 3339 (UTC).
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoyaltyView {
+    /// `YYYY-MM-DD`.
+    pub member_since: Option<String>,
+    pub points: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChannelsView {
+    pub store: ChannelSummary,
+    pub online: ChannelSummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChannelSummary {
+    pub count: u64,
+    /// In the channel's main currency.
+    pub total_cents: i64,
+    pub first_at: Option<String>,
+    pub last_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// `receipt` or `order`.
+    pub kind: &'static str,
+    pub at: String,
+    /// Receipt number or order id.
+    pub reference: Option<String>,
+    /// The store for a receipt, the sales channel (`web`, `app`, ...) for an order.
+    pub place: String,
+    pub total_cents: i64,
+    pub currency: String,
+    pub lines: Vec<TimelineLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineLine {
+    pub sku: Option<String>,
+    pub description: String,
+    pub qty: f64,
+    pub unit_cents: Option<i64>,
+    pub amount_cents: i64,
+    pub discount: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategorySpend {
+    pub category: String,
+    pub spend_cents: i64,
+    pub lines: u64,
+}
+
+/// A receipt or an order with its lines, as the store loaded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purchase {
+    pub reference: Option<String>,
+    /// Store (receipt) or channel (order).
+    pub place: String,
+    pub at: Timestamp,
+    pub total_cents: i64,
+    pub currency: String,
+    pub lines: Vec<PurchaseLine>,
+}
+
+/// A purchase line with the product category the store matched (by sku, else by
+/// description), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseLine {
+    pub line: TimelineLine,
+    pub category: Option<String>,
+    pub sensitive: bool,
+}
+
+/// Everything stored on a profile, as loaded; [`profile_view`] presents it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileParts {
+    pub profile_id: String,
+    pub created_at: Option<Timestamp>,
+    pub customer_no: Option<String>,
+    /// `(kind, value)` as in the `identifiers` table.
+    pub identifiers: Vec<(String, String)>,
+    pub personal: PersonalView,
+    pub loyalty: LoyaltyView,
+    pub consents: BTreeMap<String, ConsentView>,
+    pub receipts: Vec<Purchase>,
+    pub orders: Vec<Purchase>,
+    pub segments: Vec<String>,
+    pub traits: BTreeMap<String, serde_json::Value>,
+}
+
+/// How many receipts and orders the timeline shows.
+pub const TIMELINE_LEN: usize = 20;
+
+/// Builds the API view of a profile from its stored parts.
+pub fn profile_view(parts: ProfileParts) -> ProfileView {
+    let mut identity = IdentityView::default();
+    for (kind, value) in parts.identifiers {
+        let list = match kind.as_str() {
+            "card" => &mut identity.cards,
+            "customer_no" => &mut identity.customer_no,
+            "email" => &mut identity.emails,
+            "phone" => &mut identity.phones,
+            _ => &mut identity.online_accounts,
+        };
+        list.push(value);
+    }
+    for list in [
+        &mut identity.cards,
+        &mut identity.customer_no,
+        &mut identity.emails,
+        &mut identity.phones,
+        &mut identity.online_accounts,
+    ] {
+        list.sort();
+    }
+    let facts = |purchases: &[Purchase]| -> Vec<TransactionFact> {
+        purchases
+            .iter()
+            .map(|p| TransactionFact {
+                store: p.place.clone(),
+                at: p.at,
+                total_cents: p.total_cents,
+                currency: p.currency.clone(),
+            })
+            .collect()
+    };
+    let store_facts = facts(&parts.receipts);
+    let transactions = summarize(&store_facts);
+    let channel = |s: &TransactionSummary| ChannelSummary {
+        count: s.count,
+        total_cents: s.total_cents,
+        first_at: s.first_at.clone(),
+        last_at: s.last_at.clone(),
+    };
+    let channels = ChannelsView {
+        store: channel(&transactions),
+        online: channel(&summarize(&facts(&parts.orders))),
+    };
+
+    let mut spend: BTreeMap<&str, (i64, u64)> = BTreeMap::new();
+    for p in parts.receipts.iter().chain(&parts.orders) {
+        for l in &p.lines {
+            if let (Some(category), false) = (&l.category, l.sensitive) {
+                let entry = spend.entry(category.as_str()).or_default();
+                entry.0 = entry.0.saturating_add(l.line.amount_cents);
+                entry.1 += 1;
+            }
+        }
+    }
+    let mut categories: Vec<CategorySpend> = spend
+        .into_iter()
+        .map(|(category, (spend_cents, lines))| CategorySpend {
+            category: category.to_string(),
+            spend_cents,
+            lines,
+        })
+        .collect();
+    categories.sort_by(|a, b| {
+        b.spend_cents
+            .cmp(&a.spend_cents)
+            .then_with(|| a.category.cmp(&b.category))
+    });
+
+    let mut recent: Vec<(&'static str, &Purchase)> = parts
+        .receipts
+        .iter()
+        .map(|p| ("receipt", p))
+        .chain(parts.orders.iter().map(|p| ("order", p)))
+        .collect();
+    recent.sort_by(|a, b| {
+        b.1.at
+            .cmp(&a.1.at)
+            .then_with(|| a.1.reference.cmp(&b.1.reference))
+    });
+    let timeline = recent
+        .into_iter()
+        .take(TIMELINE_LEN)
+        .map(|(kind, p)| TimelineEntry {
+            kind,
+            at: p.at.to_rfc3339(),
+            reference: p.reference.clone(),
+            place: p.place.clone(),
+            total_cents: p.total_cents,
+            currency: p.currency.clone(),
+            lines: p.lines.iter().map(|l| l.line.clone()).collect(),
+        })
+        .collect();
+
+    let customer_no = parts
+        .customer_no
+        .or_else(|| identity.customer_no.first().cloned());
+    let mut segments = parts.segments;
+    segments.sort();
+    ProfileView {
+        profile_id: parts.profile_id,
+        created_at: parts.created_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        cards: identity.cards.clone(),
+        customer_no,
+        identity,
+        personal: parts.personal,
+        consents: parts.consents,
+        loyalty: parts.loyalty,
+        transactions,
+        channels,
+        timeline,
+        categories,
+        coupons: CouponSummary::default(),
+        segments,
+        traits: parts.traits,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,27 +420,6 @@ pub struct CurrencyTotal {
 pub struct CouponSummary {
     pub issued: u64,
     pub redeemed: u64,
-}
-
-/// Builds the API view of a profile from its stored parts.
-pub fn profile_view(
-    profile_id: String,
-    created_at: Timestamp,
-    mut cards: Vec<String>,
-    facts: &[TransactionFact],
-) -> ProfileView {
-    cards.sort();
-    ProfileView {
-        profile_id,
-        created_at: created_at.to_rfc3339(),
-        cards,
-        customer_no: None,
-        consents: BTreeMap::new(),
-        transactions: summarize(facts),
-        coupons: CouponSummary::default(),
-        segments: Vec::new(),
-        traits: BTreeMap::new(),
-    }
 }
 
 /// Count, totals, first/last time (in the till's own offset) and stores of a profile.

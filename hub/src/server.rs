@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseUrl, HubConfig};
 use crate::store::{spawn_writer, SqliteStore, Store, WriterThread};
-use crate::{api, listener};
+use crate::traits::{RecomputeSummary, TraitsSchedule};
+use crate::{api, listener, segments};
 
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
@@ -20,8 +21,10 @@ pub struct RunningHub {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     quic_task: Option<JoinHandle<()>>,
+    erasure_task: Option<JoinHandle<()>>,
     http_task: Option<JoinHandle<std::io::Result<()>>>,
     writer_thread: WriterThread,
+    traits: Arc<Mutex<Option<TraitsSchedule>>>,
 }
 
 /// Opens the store, binds both listeners and starts serving.
@@ -29,10 +32,15 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let DatabaseUrl::Sqlite(db_path) = &config.database;
-    let write_store = SqliteStore::open(db_path)
+    // A bad segment definition is a config error at start, not a log line an hour later.
+    segments::compile(&config.segments)
+        .with_context(|| format!("{}: [[segment]]", config.origin.display()))?;
+    let mut write_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-    let read_store = SqliteStore::open(db_path)
+    let mut read_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    write_store.set_identity_config(config.identity.clone());
+    read_store.set_identity_config(config.identity.clone());
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;
@@ -48,16 +56,28 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         spawn_writer(Box::new(write_store)).context("cannot start the store writer")?;
     let (stop, stop_rx) = watch::channel(false);
 
-    let quic_task = tokio::spawn(listener::accept_loop(endpoint, writer, stop_rx.clone()));
+    // Its own read connection: polls the erasure log for the downlink to every agent.
+    let (erasures, erasure_task) =
+        listener::ErasureFeed::start(db_path, listener::ERASURE_POLL, stop_rx.clone())
+            .with_context(|| format!("cannot read the erasure log in {}", db_path.display()))?;
+    let quic_task = tokio::spawn(listener::accept_loop(
+        endpoint,
+        writer,
+        erasures,
+        stop_rx.clone(),
+    ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
+    let app = api::router(reader, api::ApiOptions::from_config(&config));
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, api::router(reader))
+        axum::serve(http_listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|stopped| *stopped).await;
             })
             .await
     });
+    let traits = TraitsSchedule::start(db_path, config.clone())
+        .context("cannot start the traits schedule")?;
     tracing::info!(
         "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
         db_path.display()
@@ -67,8 +87,10 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         http_addr,
         stop,
         quic_task: Some(quic_task),
+        erasure_task: Some(erasure_task),
         http_task: Some(http_task),
         writer_thread,
+        traits: Arc::new(Mutex::new(Some(traits))),
     })
 }
 
@@ -81,6 +103,19 @@ impl RunningHub {
         self.http_addr
     }
 
+    /// Recomputes traits and segments now (they also refresh on the schedule).
+    pub async fn recompute_traits(&self) -> anyhow::Result<RecomputeSummary> {
+        let traits = Arc::clone(&self.traits);
+        tokio::task::spawn_blocking(move || {
+            let guard = traits.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_ref() {
+                Some(schedule) => schedule.recompute_now().map_err(anyhow::Error::msg),
+                None => Err(anyhow::anyhow!("the hub is stopping")),
+            }
+        })
+        .await?
+    }
+
     /// Stops accepting, closes every connection, lets the writer finish its last
     /// commit and closes the store.
     pub async fn shutdown(mut self) {
@@ -90,6 +125,11 @@ impl RunningHub {
                 tracing::error!("QUIC listener task failed: {err}");
             }
         }
+        if let Some(task) = self.erasure_task.take() {
+            if let Err(err) = task.await {
+                tracing::error!("erasure poller failed: {err}");
+            }
+        }
         if let Some(mut task) = self.http_task.take() {
             match tokio::time::timeout(HTTP_DRAIN, &mut task).await {
                 Ok(Ok(Ok(()))) => {}
@@ -97,6 +137,10 @@ impl RunningHub {
                 Ok(Err(err)) => tracing::error!("HTTP server task failed: {err}"),
                 Err(_) => task.abort(),
             }
+        }
+        let traits = self.traits.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(traits) = traits {
+            let _ = tokio::task::spawn_blocking(move || traits.stop()).await;
         }
         // The accept loop and its connection tasks held the last writer handles.
         let thread = self.writer_thread;

@@ -173,9 +173,10 @@ fn ca_commands_and_exit_codes() {
 
     let cfg = tmp.path().join("hub.toml");
     let cfg_s = cfg.to_str().unwrap();
+    // A missing config for a real import is an error (1), not a usage error (2).
     assert_eq!(
         run(&["import", "customers", "x.csv", "--config", cfg_s]),
-        ExitCode::from(2)
+        ExitCode::FAILURE
     );
     assert_eq!(
         run(&["import", "nonsense", "x.csv", "--config", cfg_s]),

@@ -54,13 +54,35 @@ pub enum EventKind {
     CardScanned { card: CardNumber },
     /// A receipt was printed and parsed.
     Receipt(Receipt),
+    /// An event whose only content was an identifier erased since (a card scan of an
+    /// erased card). It keeps its seq, so the journal stays gapless; the hub ignores it.
+    Redacted,
 }
 
 impl EventKind {
+    /// Removes every card for which `erased` is true (an erase on the hub): a scan of
+    /// such a card becomes [`EventKind::Redacted`], a receipt loses its card and the
+    /// printed last digits. Returns whether anything changed.
+    pub fn forget_cards(&mut self, erased: impl Fn(&CardNumber) -> bool) -> bool {
+        match self {
+            EventKind::CardScanned { card } if erased(card) => {
+                *self = EventKind::Redacted;
+                true
+            }
+            EventKind::Receipt(receipt) if receipt.card.as_ref().is_some_and(&erased) => {
+                receipt.card = None;
+                receipt.card_last4 = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::CardScanned { .. } => "card_scanned",
             EventKind::Receipt(_) => "receipt",
+            EventKind::Redacted => "redacted",
         }
     }
 }
@@ -100,5 +122,53 @@ impl Receipt {
     /// Sum of line amounts; compared with `total_cents` to flag misparsed receipts.
     pub fn lines_sum_cents(&self) -> i64 {
         self.lines.iter().map(|l| l.amount_cents).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(card: Option<&str>) -> EventKind {
+        EventKind::Receipt(Receipt {
+            receipt_no: Some("1".into()),
+            printed_at: None,
+            completed_at: Timestamp::from_unix_ms(1, 0),
+            card: card.map(|c| CardNumber::parse(c).unwrap()),
+            card_last4: card.map(|c| c[c.len() - 4..].to_string()),
+            lines: vec![],
+            total_cents: 100,
+            currency: Currency::EUR,
+        })
+    }
+
+    #[test]
+    fn forgetting_a_card_redacts_scans_and_strips_receipts() {
+        let erased = |c: &CardNumber| c.as_str() == "4006381333931";
+        let mut scan = EventKind::CardScanned {
+            card: CardNumber::parse("4006381333931").unwrap(),
+        };
+        assert!(scan.forget_cards(erased));
+        assert_eq!(scan, EventKind::Redacted);
+
+        let mut other_scan = EventKind::CardScanned {
+            card: CardNumber::parse("96385074").unwrap(),
+        };
+        assert!(!other_scan.forget_cards(erased));
+        assert_eq!(other_scan.name(), "card_scanned");
+
+        let mut carded = receipt(Some("4006381333931"));
+        assert!(carded.forget_cards(erased));
+        let EventKind::Receipt(r) = &carded else {
+            panic!("still a receipt")
+        };
+        assert_eq!((r.card.as_ref(), r.card_last4.as_ref()), (None, None));
+        assert_eq!(r.total_cents, 100, "the purchase itself is kept");
+
+        let mut someone_else = receipt(Some("96385074"));
+        assert!(!someone_else.forget_cards(erased));
+        assert_eq!(someone_else, receipt(Some("96385074")));
+        let mut anonymous = receipt(None);
+        assert!(!anonymous.forget_cards(erased));
     }
 }

@@ -6,11 +6,17 @@
 //! session from the hub's `acked_seq`, so nothing is skipped and nothing is resent twice
 //! into the hub's commit (the hub drops seqs at or below its high-water mark).
 //!
+//! Downlink (erasures): right after `Hello` the agent sends `Subscribe` with the
+//! erasure version it has applied; once streaming, the hub sends `Erasures` frames with
+//! strictly increasing `up_to_version`, and the agent answers each with
+//! `ErasuresApplied` after persisting it (see [`UplinkSession::erasures_applied`]).
+//!
 //! Hub side ([`plan_ingest`]): given the stored high-water mark and a batch, which
 //! events are new, which are replays, and whether the batch leaves a gap.
 
 use thiserror::Error;
 
+use crate::card::CardNumber;
 use crate::event::{AgentId, Event};
 use crate::wire::{Message, Refusal};
 
@@ -29,6 +35,10 @@ pub enum SyncError {
     HubAhead { hub: u64, journal: u64 },
     #[error("hub refused: {reason:?}: {detail}")]
     Refused { reason: Refusal, detail: String },
+    #[error(
+        "hub sent erasures up to version {got}, not newer than version {previous} already received"
+    )]
+    ErasureWentBack { got: u64, previous: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +52,12 @@ enum Phase {
 pub enum UplinkEvent {
     /// The hub has committed everything up to this seq: the journal may compact it.
     Acked(u64),
+    /// These cards were erased on the hub: drop them, persist `up_to_version` with the
+    /// change, then send [`UplinkSession::erasures_applied`].
+    Erase {
+        cards: Vec<CardNumber>,
+        up_to_version: u64,
+    },
 }
 
 /// The agent's half of one connection.
@@ -54,6 +70,8 @@ pub struct UplinkSession {
     journal_last: u64,
     window: u64,
     max_batch: usize,
+    /// The newest erasure version applied at connect or received since.
+    erasure_version: u64,
 }
 
 impl UplinkSession {
@@ -68,7 +86,31 @@ impl UplinkSession {
             journal_last,
             window: window.max(1),
             max_batch: max_batch.max(1),
+            erasure_version: 0,
         }
+    }
+
+    /// The erasure version the journal has applied (0 for a fresh journal).
+    pub fn with_erasure_version(mut self, erasure_version: u64) -> Self {
+        self.erasure_version = erasure_version;
+        self
+    }
+
+    /// Sent right after [`Self::hello`]: asks for the erasures newer than ours.
+    pub fn subscribe(&self) -> Message {
+        Message::Subscribe {
+            erasure_version: self.erasure_version,
+        }
+    }
+
+    /// The newest erasure version received (applied, or being applied).
+    pub fn erasure_version(&self) -> u64 {
+        self.erasure_version
+    }
+
+    /// The answer once an [`UplinkEvent::Erase`] is persisted.
+    pub fn erasures_applied(&self, up_to_version: u64) -> Message {
+        Message::ErasuresApplied { up_to_version }
     }
 
     pub fn hello(&self, software: &str) -> Message {
@@ -127,6 +169,25 @@ impl UplinkSession {
                 self.acked = acked_seq;
                 Ok(Some(UplinkEvent::Acked(acked_seq)))
             }
+            (
+                Phase::Streaming,
+                Message::Erasures {
+                    cards,
+                    up_to_version,
+                },
+            ) => {
+                if up_to_version <= self.erasure_version {
+                    return Err(SyncError::ErasureWentBack {
+                        got: up_to_version,
+                        previous: self.erasure_version,
+                    });
+                }
+                self.erasure_version = up_to_version;
+                Ok(Some(UplinkEvent::Erase {
+                    cards,
+                    up_to_version,
+                }))
+            }
             (phase, other) => Err(SyncError::Unexpected {
                 got: other.name(),
                 state: match phase {
@@ -155,6 +216,108 @@ impl UplinkSession {
     /// Records that events up to `last_seq` were written to the connection.
     pub fn on_sent(&mut self, last_seq: u64) {
         self.sent = self.sent.max(last_seq);
+    }
+}
+
+/// The hub's half of the erasure downlink for one connection: which part of the
+/// erasure log to read next and the frame to send. Nothing is sent before the agent
+/// subscribes; at most `window` versions are unapplied at a time, so a backlog of
+/// millions of erasures streams in bounded batches without flooding a slow till.
+#[derive(Debug, Clone)]
+pub struct ErasureDownlink {
+    max_batch: usize,
+    window: u64,
+    /// The agent's version at subscribe, then the end of the newest frame sent.
+    sent: Option<u64>,
+    applied: u64,
+}
+
+/// A downlink message the hub cannot accept.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DownlinkError {
+    #[error("the agent subscribed twice")]
+    SubscribedTwice,
+    #[error("the agent applied erasures without subscribing")]
+    NotSubscribed,
+    #[error("the agent applied erasure version {got}, but only {sent} was sent")]
+    AppliedBeyondSent { got: u64, sent: u64 },
+    #[error("the agent applied erasure version {got}, below version {previous} it applied before")]
+    AppliedWentBack { got: u64, previous: u64 },
+}
+
+impl ErasureDownlink {
+    pub fn new(max_batch: usize, window: u64) -> Self {
+        Self {
+            max_batch: max_batch.max(1),
+            window: window.max(1),
+            sent: None,
+            applied: 0,
+        }
+    }
+
+    /// The agent has applied everything up to `erasure_version`.
+    pub fn subscribe(&mut self, erasure_version: u64) -> Result<(), DownlinkError> {
+        if self.sent.is_some() {
+            return Err(DownlinkError::SubscribedTwice);
+        }
+        self.sent = Some(erasure_version);
+        self.applied = erasure_version;
+        Ok(())
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.sent.is_some()
+    }
+
+    /// The newest version the agent confirmed as applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// What to read from the erasure log when it stands at `hub_version`: erasures after
+    /// the returned version, at most the returned count. `None` when the agent is up to
+    /// date, not subscribed, or has a full window to apply first.
+    pub fn poll(&self, hub_version: u64) -> Option<(u64, usize)> {
+        let sent = self.sent?;
+        if sent >= hub_version || sent - self.applied >= self.window {
+            return None;
+        }
+        Some((sent, self.max_batch))
+    }
+
+    /// The frame for erasures read after a [`Self::poll`] (`(version, card)`, oldest
+    /// first). An empty read (rows pruned from the log) still moves the agent to
+    /// `hub_version`, so it never asks for them again.
+    pub fn frame(&mut self, rows: Vec<(u64, CardNumber)>, hub_version: u64) -> Option<Message> {
+        let sent = self.sent?;
+        let up_to_version = rows.last().map_or(hub_version, |(v, _)| *v);
+        if up_to_version <= sent {
+            return None;
+        }
+        self.sent = Some(up_to_version);
+        Some(Message::Erasures {
+            cards: rows.into_iter().map(|(_, card)| card).collect(),
+            up_to_version,
+        })
+    }
+
+    /// The agent persisted erasures up to `up_to_version`.
+    pub fn on_applied(&mut self, up_to_version: u64) -> Result<(), DownlinkError> {
+        let sent = self.sent.ok_or(DownlinkError::NotSubscribed)?;
+        if up_to_version > sent {
+            return Err(DownlinkError::AppliedBeyondSent {
+                got: up_to_version,
+                sent,
+            });
+        }
+        if up_to_version < self.applied {
+            return Err(DownlinkError::AppliedWentBack {
+                got: up_to_version,
+                previous: self.applied,
+            });
+        }
+        self.applied = up_to_version;
+        Ok(())
     }
 }
 
@@ -289,6 +452,117 @@ mod tests {
             s.handle(Message::Ack { acked_seq: 2 }),
             Err(SyncError::AckWentBack { .. })
         ));
+    }
+
+    fn card(code: &str) -> CardNumber {
+        CardNumber::parse(code).unwrap()
+    }
+
+    fn erasures(codes: &[&str], up_to_version: u64) -> Message {
+        Message::Erasures {
+            cards: codes.iter().map(|c| card(c)).collect(),
+            up_to_version,
+        }
+    }
+
+    #[test]
+    fn erasures_are_refused_before_welcome() {
+        let mut s = UplinkSession::new(agent(), 5, 10, 10).with_erasure_version(3);
+        assert_eq!(s.subscribe(), Message::Subscribe { erasure_version: 3 });
+        assert!(matches!(
+            s.handle(erasures(&["4006381333931"], 4)),
+            Err(SyncError::Unexpected {
+                got: "erasures",
+                state: "awaiting welcome"
+            })
+        ));
+    }
+
+    #[test]
+    fn erasures_stream_after_welcome_with_growing_versions() {
+        let mut s = UplinkSession::new(agent(), 5, 10, 10).with_erasure_version(3);
+        s.handle(Message::Welcome { acked_seq: 5 }).unwrap();
+        assert_eq!(
+            s.handle(erasures(&["4006381333931", "96385074"], 5)),
+            Ok(Some(UplinkEvent::Erase {
+                cards: vec![card("4006381333931"), card("96385074")],
+                up_to_version: 5
+            }))
+        );
+        assert_eq!(s.erasure_version(), 5);
+        assert_eq!(
+            s.erasures_applied(5),
+            Message::ErasuresApplied { up_to_version: 5 }
+        );
+        // Acks and erasures interleave freely.
+        assert_eq!(
+            s.handle(Message::Ack { acked_seq: 5 }),
+            Ok(Some(UplinkEvent::Acked(5)))
+        );
+        // An empty frame (pruned log) still moves the version.
+        assert_eq!(
+            s.handle(erasures(&[], 9)),
+            Ok(Some(UplinkEvent::Erase {
+                cards: vec![],
+                up_to_version: 9
+            }))
+        );
+        for stale in [9, 4] {
+            assert_eq!(
+                s.handle(erasures(&["4006381333931"], stale)),
+                Err(SyncError::ErasureWentBack {
+                    got: stale,
+                    previous: 9
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn downlink_sends_the_delta_in_bounded_batches_within_a_window() {
+        let mut d = ErasureDownlink::new(2, 3);
+        assert_eq!(d.poll(10), None, "nothing before subscribe");
+        assert_eq!(d.on_applied(1), Err(DownlinkError::NotSubscribed));
+        d.subscribe(4).unwrap();
+        assert_eq!(d.subscribe(4), Err(DownlinkError::SubscribedTwice));
+        assert_eq!(d.poll(4), None, "agent is up to date");
+        assert_eq!(d.poll(10), Some((4, 2)), "only what is newer than 4");
+        let rows = vec![(5, card("4006381333931")), (7, card("96385074"))];
+        assert_eq!(
+            d.frame(rows, 10),
+            Some(erasures(&["4006381333931", "96385074"], 7))
+        );
+        assert_eq!(d.poll(10), None, "window: 5..=7 unapplied");
+        assert_eq!(
+            d.on_applied(8),
+            Err(DownlinkError::AppliedBeyondSent { got: 8, sent: 7 })
+        );
+        d.on_applied(7).unwrap();
+        assert_eq!(d.applied(), 7);
+        assert_eq!(
+            d.on_applied(5),
+            Err(DownlinkError::AppliedWentBack {
+                got: 5,
+                previous: 7
+            })
+        );
+        assert_eq!(d.poll(10), Some((7, 2)));
+        // Rows pruned from the log: the agent still moves to the hub's version.
+        assert_eq!(d.frame(vec![], 10), Some(erasures(&[], 10)));
+        assert_eq!(d.poll(10), None);
+        assert_eq!(d.poll(11), None, "window: 8..=10 unapplied");
+        d.on_applied(10).unwrap();
+        assert_eq!(d.poll(11), Some((10, 2)));
+        // A read that found nothing newer sends nothing.
+        assert_eq!(d.frame(vec![], 10), None);
+    }
+
+    #[test]
+    fn an_agent_ahead_of_the_hub_gets_nothing_until_the_log_passes_it() {
+        let mut d = ErasureDownlink::new(100, 100);
+        d.subscribe(50).unwrap();
+        assert_eq!(d.poll(3), None);
+        assert_eq!(d.poll(51), Some((50, 100)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::card::CardNumber;
 use crate::event::{AgentId, Event};
 
 /// Version of the message set below; a peer speaking another version is refused with
@@ -33,6 +34,18 @@ pub enum Message {
     Ack { acked_seq: u64 },
     /// Either side: the connection is refused or closed for this reason.
     Refused { reason: Refusal, detail: String },
+    /// Agent → hub, right after `Hello`: the downlink versions this agent has applied.
+    /// The hub then sends only what is newer (the delta) and keeps pushing new
+    /// changes. A peer that never subscribes gets no downlink frames.
+    Subscribe { erasure_version: u64 },
+    /// Hub → agent: cards erased on the hub, in version order, everything up to and
+    /// including `up_to_version` (bounded batches; the agent drops these cards).
+    Erasures {
+        cards: Vec<CardNumber>,
+        up_to_version: u64,
+    },
+    /// Agent → hub: erasures up to `up_to_version` are applied and persisted.
+    ErasuresApplied { up_to_version: u64 },
 }
 
 impl Message {
@@ -43,6 +56,9 @@ impl Message {
             Message::Events(_) => "events",
             Message::Ack { .. } => "ack",
             Message::Refused { .. } => "refused",
+            Message::Subscribe { .. } => "subscribe",
+            Message::Erasures { .. } => "erasures",
+            Message::ErasuresApplied { .. } => "erasures_applied",
         }
     }
 }

@@ -234,10 +234,29 @@ impl Site {
         hub
     }
 
+    /// Starts an agent and waits until it reads its scanner and POS ports. Bytes
+    /// written before that wait in the ptys, and a scan and a receipt buffered on two
+    /// ports cannot be put back in the order they were written; at a real till nobody
+    /// scans while the agent boots.
     pub fn start_agent(&self, till: &Till) -> Proc {
         let config = till.config.display().to_string();
         let name = format!("agent-{}", till.setup.store);
-        self.spawn(&name, &["agent", "run", "--config", &config])
+        // Each start appends to the same log: read only what this start wrote.
+        let log_path = self.path().join(format!("{name}.log"));
+        let offset = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
+        let mut agent = self.spawn(&name, &["agent", "run", "--config", &config]);
+        let ready = wait_until(DEADLINE, || {
+            agent.assert_running();
+            let log = std::fs::read(&agent.log).unwrap_or_default();
+            let new = String::from_utf8_lossy(log.get(offset..).unwrap_or_default());
+            (new.contains("scanner: reading") && new.contains("proxy: ")).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "{name} never opened its ports:\n{}",
+            read_log(&agent.log)
+        );
+        agent
     }
 
     pub fn get(&self, path: &str) -> Option<HttpResponse> {

@@ -1,35 +1,108 @@
 //! The HTTP API (JSON). Paths and field names are binding (DESIGN.md). Reads go
 //! through their own store connection, never through the writer.
+//!
+//! Role files: `auth` (bearer token), `profiles` (profile reads and search),
+//! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
+//! blocked identifiers).
 
+mod auth;
+mod privacy;
+mod profiles;
+mod segments;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::routing::{get, put};
+use axum::{middleware, Json, Router};
 use serde_json::json;
-use till360_shared::CardNumber;
 
+use crate::config::{DatabaseUrl, HubConfig};
 use crate::store::{Store, StoreError};
 
-/// The read side of the store, shared by all requests.
+pub use segments::SegmentDef;
+
+/// The read side of the store, shared by all requests. The few API writes (erase,
+/// consents) also go through it: SQLite serialises them with the writer thread's
+/// commits, and they must not queue behind agent ingest.
 pub type Reader = Arc<Mutex<Box<dyn Store>>>;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
-pub fn router(reader: Reader) -> Router {
+/// What the API needs besides the store.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// Bearer token every endpoint except health requires (`hub.toml` `api_token`).
+    pub token: Option<String>,
+    /// Segment definitions (`[[segment]]` tables; the API uses `id` and `name`).
+    pub segments: Vec<toml::Table>,
+    /// The SQLite file, for the segment and blocked-identifier listings, which read
+    /// tables directly over their own read-only connection.
+    pub database: Option<PathBuf>,
+}
+
+impl ApiOptions {
+    pub fn from_config(config: &HubConfig) -> Self {
+        let DatabaseUrl::Sqlite(path) = &config.database;
+        Self {
+            token: config.api_token.clone(),
+            segments: config.segments.clone(),
+            database: Some(path.clone()),
+        }
+    }
+}
+
+/// Shared by every handler; handlers that only read profiles extract the [`Reader`].
+#[derive(Clone)]
+struct ApiState {
+    reader: Reader,
+    segments: Arc<Vec<SegmentDef>>,
+    database: Option<Arc<PathBuf>>,
+}
+
+impl FromRef<ApiState> for Reader {
+    fn from_ref(state: &ApiState) -> Reader {
+        state.reader.clone()
+    }
+}
+
+pub fn router(reader: Reader, options: ApiOptions) -> Router {
+    let state = ApiState {
+        reader,
+        segments: Arc::new(SegmentDef::from_tables(&options.segments)),
+        database: options.database.map(Arc::new),
+    };
+    let token = auth::Token::new(options.token);
     Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/agents", get(agents))
-        .route("/api/v1/profiles", get(profiles))
-        .route("/api/v1/profiles/by-card/{card}", get(profile_by_card))
-        .route("/api/v1/profiles/{id}", get(profile))
+        .route(auth::HEALTH_PATH, get(health))
+        .route("/api/v1/agents", get(profiles::agents))
+        .route("/api/v1/profiles", get(profiles::profiles))
+        .route("/api/v1/profiles/search", get(profiles::search))
+        .route(
+            "/api/v1/profiles/by-card/{card}",
+            get(profiles::profile_by_card),
+        )
+        .route(
+            "/api/v1/profiles/{id}",
+            get(profiles::profile).delete(privacy::erase),
+        )
+        .route("/api/v1/profiles/{id}/export", get(privacy::export))
+        .route("/api/v1/profiles/{id}/consents", put(privacy::consents))
+        .route("/api/v1/segments", get(segments::list))
+        .route(
+            "/api/v1/segments/{id}/members.csv",
+            get(segments::members_csv),
+        )
+        .route("/api/v1/identifiers/blocked", get(segments::blocked))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(reader)
+        // On the whole router (fallback included): nothing answers without the token
+        // but health.
+        .layer(middleware::from_fn_with_state(token, auth::require_token))
+        .with_state(state)
 }
 
 /// An error as JSON: `{"error": "..."}` with a status.
@@ -46,6 +119,14 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -56,7 +137,7 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        tracing::error!("API read failed: {err}");
+        tracing::error!("API store call failed: {err}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
     }
 }
@@ -67,11 +148,20 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
+    write(reader, move |store| f(store)).await
+}
+
+/// Runs a blocking store call that may write (erase, consents) off the async runtime.
+async fn write<T, F>(reader: Reader, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
     tokio::task::spawn_blocking(move || {
-        let store = reader
+        let mut store = reader
             .lock()
             .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned"))?;
-        f(store.as_ref()).map_err(ApiError::from)
+        f(store.as_mut()).map_err(ApiError::from)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -83,55 +173,4 @@ async fn health() -> Json<serde_json::Value> {
         "service": "till360-hub",
         "version": env!("CARGO_PKG_VERSION"),
     }))
-}
-
-async fn agents(State(reader): State<Reader>) -> Result<Response, ApiError> {
-    let agents = read(reader, |s| s.agents()).await?;
-    Ok(Json(agents).into_response())
-}
-
-async fn profile_by_card(
-    State(reader): State<Reader>,
-    Path(card): Path<String>,
-) -> Result<Response, ApiError> {
-    let card = CardNumber::parse(&card)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let shown = card.to_string();
-    match read(reader, move |s| s.profile_by_card(&card)).await? {
-        Some(view) => Ok(Json(view).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no profile for card {shown}"),
-        )),
-    }
-}
-
-async fn profile(
-    State(reader): State<Reader>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let shown = id.clone();
-    match read(reader, move |s| s.profile(&id)).await? {
-        Some(view) => Ok(Json(view).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no profile {shown:?}"),
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-struct ListParams {
-    limit: Option<usize>,
-}
-
-async fn profiles(
-    State(reader): State<Reader>,
-    params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) =
-        params.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let views = read(reader, move |s| s.profiles(limit)).await?;
-    Ok(Json(views).into_response())
 }

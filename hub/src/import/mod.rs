@@ -1,1 +1,223 @@
-//! Imports: customers, orders, products.
+//! Imports: CRM customers (CSV), online orders (JSONL) and products (CSV).
+//!
+//! Each import runs in ONE transaction: every line is parsed and checked, good lines
+//! are applied as they come, and if any line is bad the whole transaction is rolled
+//! back and the bad lines are reported with their line numbers (nothing half-applied).
+//! Re-importing a file changes nothing: customers and products are upserted only
+//! where a value differs, an order id already stored is skipped.
+
+mod customers;
+mod orders;
+mod products;
+pub mod progress;
+
+use std::io::BufRead;
+
+use rusqlite::Connection;
+use serde::Serialize;
+use thiserror::Error;
+use till360_shared::Timestamp;
+
+use crate::config::IdentityConfig;
+use crate::identity::BlockedIdentifier;
+use crate::store::StoreError;
+
+pub use orders::OrderLine;
+
+/// A rejected line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// 1-based line number in the file.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What an import read and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Records read (header and blank lines excluded).
+    pub read: u64,
+    /// New rows: profiles created (customers), orders stored, products added.
+    pub inserted: u64,
+    /// Existing rows whose values changed (customers' data, products).
+    pub updated: u64,
+    /// Times this import joined (or split) existing profiles.
+    pub merged: u64,
+    /// Records that changed nothing (already imported).
+    pub unchanged: u64,
+    pub rejected: Vec<Rejection>,
+    /// Identifiers this import blocked from merging.
+    pub blocked: Vec<BlockedIdentifier>,
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "read {}, inserted {}, updated {}, merged {}, unchanged {}, rejected {}",
+            self.read,
+            self.inserted,
+            self.updated,
+            self.merged,
+            self.unchanged,
+            self.rejected.len()
+        )?;
+        for r in &self.rejected {
+            write!(f, "\n  line {}: {}", r.line, r.reason)?;
+        }
+        for b in &self.blocked {
+            write!(f, "\n  blocked {} {}: {}", b.kind, b.value, b.reason)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Header(String),
+    /// Bad lines: the file was not applied.
+    #[error("{} bad line(s); nothing was imported", .0.rejected.len())]
+    Rejected(ImportSummary),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for ImportError {
+    fn from(e: rusqlite::Error) -> Self {
+        ImportError::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// Called every [`progress::EVERY`] records and at the end, with the records read.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(u64);
+
+/// Imports CRM customers (CSV with a header).
+pub fn customers(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    config: &IdentityConfig,
+    now: Timestamp,
+) -> Result<ImportSummary, ImportError> {
+    customers::run(conn, reader, config, now, &mut |_| {})
+}
+
+/// [`customers`] with a progress callback.
+pub fn customers_with_progress(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    config: &IdentityConfig,
+    now: Timestamp,
+    progress: ProgressFn<'_>,
+) -> Result<ImportSummary, ImportError> {
+    customers::run(conn, reader, config, now, progress)
+}
+
+/// Imports online orders (one JSON object per line).
+pub fn orders(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    config: &IdentityConfig,
+    now: Timestamp,
+) -> Result<ImportSummary, ImportError> {
+    orders::run(conn, reader, config, now, &mut |_| {})
+}
+
+/// [`orders`] with a progress callback.
+pub fn orders_with_progress(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    config: &IdentityConfig,
+    now: Timestamp,
+    progress: ProgressFn<'_>,
+) -> Result<ImportSummary, ImportError> {
+    orders::run(conn, reader, config, now, progress)
+}
+
+/// Imports products (CSV with a header).
+pub fn products(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    now: Timestamp,
+) -> Result<ImportSummary, ImportError> {
+    products::run(conn, reader, now, &mut |_| {})
+}
+
+/// [`products`] with a progress callback.
+pub fn products_with_progress(
+    conn: &mut Connection,
+    reader: impl BufRead,
+    now: Timestamp,
+    progress: ProgressFn<'_>,
+) -> Result<ImportSummary, ImportError> {
+    products::run(conn, reader, now, progress)
+}
+
+/// `yes/no/true/false/1/0` (any case); empty is `None`.
+fn parse_flag(raw: &str, column: &str) -> Result<Option<bool>, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "yes" | "true" | "1" => Ok(Some(true)),
+        "no" | "false" | "0" => Ok(Some(false)),
+        other => Err(format!("{column}: {other:?} is not yes/no/true/false/1/0")),
+    }
+}
+
+/// Column positions of a CSV header, by name.
+struct Columns {
+    names: Vec<String>,
+}
+
+impl Columns {
+    fn new(header: &csv::StringRecord, required: &[&str]) -> Result<Self, ImportError> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .collect();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|r| !names.iter().any(|n| n == r))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::Header(format!(
+                "line 1: the header lacks column(s) {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(Self { names })
+    }
+
+    /// The trimmed field of `column` (empty when the column is absent).
+    fn get<'r>(&self, record: &'r csv::StringRecord, column: &str) -> &'r str {
+        self.names
+            .iter()
+            .position(|n| n == column)
+            .and_then(|i| record.get(i))
+            .map_or("", str::trim)
+    }
+}
+
+/// Shared by the CSV imports: a reader that tolerates ragged rows (reported per line).
+fn csv_reader(reader: impl BufRead) -> csv::Reader<impl BufRead> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(reader)
+}
+
+/// Ends an import: commit when every line was good, else roll back and report.
+fn finish(
+    tx: rusqlite::Transaction<'_>,
+    summary: ImportSummary,
+) -> Result<ImportSummary, ImportError> {
+    if summary.rejected.is_empty() {
+        tx.commit()?;
+        Ok(summary)
+    } else {
+        tx.rollback()?;
+        Err(ImportError::Rejected(summary))
+    }
+}

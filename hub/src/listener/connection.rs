@@ -1,5 +1,7 @@
 //! The IO of one agent connection: read bytes, feed the frame decoder, let the
 //! [`HubSession`] decide, perform its steps. Never panics on what the peer sends.
+//! Besides the peer's frames, the connection wakes on a new erasure version and sends
+//! the agent what it has not got yet.
 
 use std::time::Duration;
 
@@ -8,7 +10,9 @@ use rustls_pki_types::CertificateDer;
 use till360_shared::codec::{encode_frame, FrameDecoder};
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, Timestamp};
+use tokio::sync::watch;
 
+use super::erasures::ErasureFeed;
 use super::session::{HubSession, Reply, Step};
 use crate::pki::agent_from_cert_der;
 use crate::store::StoreWriter;
@@ -22,7 +26,7 @@ pub const CLOSE_SHUTDOWN: u32 = 2;
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(incoming: Incoming, writer: StoreWriter) {
+pub async fn serve(incoming: Incoming, writer: StoreWriter, erasures: ErasureFeed) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -52,6 +56,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter) {
         send,
         recv,
         writer,
+        erasures,
         session: HubSession::new(agent.clone()),
     };
     match link.run().await {
@@ -78,6 +83,7 @@ struct Link {
     send: SendStream,
     recv: RecvStream,
     writer: StoreWriter,
+    erasures: ErasureFeed,
     session: HubSession,
 }
 
@@ -86,6 +92,8 @@ impl Link {
     async fn run(&mut self) -> Result<(), String> {
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut erasure_version = self.erasures.version();
+        let mut erasure_version_open = true;
         loop {
             loop {
                 let step = match decoder.poll() {
@@ -120,25 +128,76 @@ impl Link {
                         message: Message::Refused { reason, detail },
                         close: true,
                     },
+                    Step::ErasuresApplied { up_to_version } => {
+                        tracing::debug!(
+                            "agent {}: erasures applied up to version {up_to_version}",
+                            self.session.agent()
+                        );
+                        continue;
+                    }
                 };
                 self.send_reply(reply).await?;
             }
-            match self.recv.read(&mut buf).await {
-                Ok(Some(n)) => decoder.feed(&buf[..n]),
-                Ok(None) => {
-                    if decoder.buffered() > 0 {
-                        tracing::warn!(
-                            "agent {}: stream ended inside a frame ({} bytes)",
-                            self.session.agent(),
-                            decoder.buffered()
-                        );
+            // After a welcome, an applied batch or a new version: send what is newer.
+            self.send_erasures(&mut erasure_version).await?;
+            tokio::select! {
+                read = self.recv.read(&mut buf) => match read {
+                    Ok(Some(n)) => decoder.feed(&buf[..n]),
+                    Ok(None) => {
+                        if decoder.buffered() > 0 {
+                            tracing::warn!(
+                                "agent {}: stream ended inside a frame ({} bytes)",
+                                self.session.agent(),
+                                decoder.buffered()
+                            );
+                        }
+                        self.linger_and_close(CLOSE_DONE, "done").await;
+                        return Ok(());
                     }
-                    self.linger_and_close(CLOSE_DONE, "done").await;
-                    return Ok(());
+                    Err(err) => return Err(err.to_string()),
+                },
+                changed = erasure_version.changed(), if erasure_version_open => {
+                    // The poller stopped (hub shutting down): no more pushes.
+                    erasure_version_open = changed.is_ok();
                 }
-                Err(err) => return Err(err.to_string()),
             }
         }
+    }
+
+    /// Sends the erasures the agent has not got yet, in bounded batches within the
+    /// session's window. A log that cannot be read ends the connection as `Unavailable`
+    /// (the agent reconnects and resumes from its applied version).
+    async fn send_erasures(&mut self, version: &mut watch::Receiver<u64>) -> Result<(), String> {
+        let hub_version = *version.borrow_and_update();
+        while let Some((after, limit)) = self.session.poll_erasures(hub_version) {
+            let rows = match self.erasures.since(after, limit).await {
+                Ok(rows) => rows,
+                Err(err) => {
+                    let reply = self.session.erasures_unavailable(err);
+                    return self.send_reply(reply).await;
+                }
+            };
+            let Some(message) = self.session.erasure_frame(rows, hub_version) else {
+                break;
+            };
+            if let Message::Erasures {
+                cards,
+                up_to_version,
+            } = &message
+            {
+                tracing::info!(
+                    "agent {}: sending {} erased cards (up to version {up_to_version})",
+                    self.session.agent(),
+                    cards.len()
+                );
+            }
+            self.send_reply(Reply {
+                message,
+                close: false,
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {

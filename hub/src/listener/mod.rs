@@ -1,7 +1,9 @@
 //! The QUIC listener: accepts agents (mutual TLS), one task per connection, all
-//! commits through the store writer.
+//! commits through the store writer; erasures flow back to every agent through the
+//! [`ErasureFeed`].
 
 mod connection;
+mod erasures;
 mod session;
 mod tls;
 
@@ -11,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
-pub use session::{HubSession, Reply, Step};
+pub use erasures::{ErasureFeed, ERASURE_POLL};
+pub use session::{HubSession, Reply, Step, ERASURE_BATCH, ERASURE_WINDOW};
 pub use tls::{load_certs, load_key, server_config, TlsSetupError, IDLE_TIMEOUT};
 
 use crate::store::StoreWriter;
@@ -27,6 +30,7 @@ pub fn bind(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<qu
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     writer: StoreWriter,
+    erasures: ErasureFeed,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
@@ -39,7 +43,7 @@ pub async fn accept_loop(
             }
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    tasks.spawn(connection::serve(incoming, writer.clone()));
+                    tasks.spawn(connection::serve(incoming, writer.clone(), erasures.clone()));
                 }
                 None => break,
             },

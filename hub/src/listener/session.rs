@@ -1,9 +1,14 @@
 //! One agent connection as a pure state machine: messages in, steps out. The IO task
 //! in `connection.rs` performs the steps (store calls, frames) and nothing else.
+//!
+//! The erasure downlink (`shared::sync::ErasureDownlink`) runs beside the uplink:
+//! after `Welcome`, [`HubSession::poll_erasures`] says which part of the erasure log
+//! to read and [`HubSession::erasure_frame`] turns the rows into the frame to send.
 
 use till360_shared::codec::CodecError;
+use till360_shared::sync::ErasureDownlink;
 use till360_shared::wire::{Message, Refusal};
-use till360_shared::{AgentId, Event};
+use till360_shared::{AgentId, CardNumber, Event};
 
 use crate::store::{IngestOutcome, StoreError};
 
@@ -25,7 +30,15 @@ pub enum Step {
     Ingest(Vec<Event>),
     /// Send `Refused` and close the connection.
     Refuse { reason: Refusal, detail: String },
+    /// The agent has applied erasures up to this version (its subscribe, or an
+    /// `ErasuresApplied`); nothing to answer.
+    ErasuresApplied { up_to_version: u64 },
 }
+
+/// Cards per `Erasures` frame.
+pub const ERASURE_BATCH: usize = 500;
+/// Erasure versions sent but not yet applied by the agent, at most.
+pub const ERASURE_WINDOW: u64 = 4 * ERASURE_BATCH as u64;
 
 /// The answer to a finished store call; `close` means "after sending, close".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +51,9 @@ pub struct Reply {
 pub struct HubSession {
     agent: AgentId,
     phase: Phase,
+    /// `Welcome` was sent: downlink frames may follow.
+    welcomed: bool,
+    erasures: ErasureDownlink,
 }
 
 impl HubSession {
@@ -46,7 +62,27 @@ impl HubSession {
         Self {
             agent,
             phase: Phase::AwaitingHello,
+            welcomed: false,
+            erasures: ErasureDownlink::new(ERASURE_BATCH, ERASURE_WINDOW),
         }
+    }
+
+    /// What to read from the erasure log standing at `hub_version`: erasures after the
+    /// returned version, at most the returned count (see `ErasureDownlink::poll`).
+    pub fn poll_erasures(&self, hub_version: u64) -> Option<(u64, usize)> {
+        if !self.welcomed {
+            return None;
+        }
+        self.erasures.poll(hub_version)
+    }
+
+    /// The `Erasures` frame for rows read after [`Self::poll_erasures`].
+    pub fn erasure_frame(
+        &mut self,
+        rows: Vec<(u64, CardNumber)>,
+        hub_version: u64,
+    ) -> Option<Message> {
+        self.erasures.frame(rows, hub_version)
     }
 
     pub fn agent(&self) -> &AgentId {
@@ -79,6 +115,20 @@ impl HubSession {
                 }
             }
             (Phase::Streaming, Message::Events(events)) => Step::Ingest(events),
+            (Phase::Streaming, Message::Subscribe { erasure_version }) => {
+                match self.erasures.subscribe(erasure_version) {
+                    Ok(()) => Step::ErasuresApplied {
+                        up_to_version: erasure_version,
+                    },
+                    Err(err) => protocol_error(err),
+                }
+            }
+            (Phase::Streaming, Message::ErasuresApplied { up_to_version }) => {
+                match self.erasures.on_applied(up_to_version) {
+                    Ok(()) => Step::ErasuresApplied { up_to_version },
+                    Err(err) => protocol_error(err),
+                }
+            }
             (phase, other) => Step::Refuse {
                 reason: Refusal::ProtocolError,
                 detail: format!(
@@ -102,14 +152,22 @@ impl HubSession {
     }
 
     /// The answer to the hello once the store has (or has not) read the high-water mark.
-    pub fn after_hello(&self, high_water: Result<u64, StoreError>) -> Reply {
+    pub fn after_hello(&mut self, high_water: Result<u64, StoreError>) -> Reply {
         match high_water {
-            Ok(acked_seq) => Reply {
-                message: Message::Welcome { acked_seq },
-                close: false,
-            },
+            Ok(acked_seq) => {
+                self.welcomed = true;
+                Reply {
+                    message: Message::Welcome { acked_seq },
+                    close: false,
+                }
+            }
             Err(err) => unavailable(err),
         }
+    }
+
+    /// The erasure log could not be read: the agent retries on a new connection.
+    pub fn erasures_unavailable(&self, err: StoreError) -> Reply {
+        unavailable(err)
     }
 
     /// The answer to a batch once the store has committed (or refused) it.
@@ -125,6 +183,13 @@ impl HubSession {
             },
             Err(err) => unavailable(err),
         }
+    }
+}
+
+fn protocol_error(err: impl std::fmt::Display) -> Step {
+    Step::Refuse {
+        reason: Refusal::ProtocolError,
+        detail: err.to_string(),
     }
 }
 
@@ -186,9 +251,63 @@ mod tests {
         ));
     }
 
+    fn erasure_rows(versions: std::ops::RangeInclusive<u64>) -> Vec<(u64, CardNumber)> {
+        versions
+            .map(|v| (v, CardNumber::parse("4006381333931").unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn erasures_flow_only_after_welcome_and_subscribe() {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        assert!(matches!(
+            s.handle(Message::Subscribe { erasure_version: 0 }),
+            Step::Refuse {
+                reason: Refusal::ProtocolError,
+                ..
+            }
+        ));
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        assert_eq!(
+            s.handle(Message::Subscribe { erasure_version: 2 }),
+            Step::ErasuresApplied { up_to_version: 2 }
+        );
+        assert_eq!(s.poll_erasures(5), None, "not before the welcome is sent");
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_erasures(5), Some((2, ERASURE_BATCH)));
+        assert_eq!(
+            s.erasure_frame(erasure_rows(3..=5), 5),
+            Some(Message::Erasures {
+                cards: vec![CardNumber::parse("4006381333931").unwrap(); 3],
+                up_to_version: 5
+            })
+        );
+        assert_eq!(s.poll_erasures(5), None, "up to date");
+        assert_eq!(
+            s.handle(Message::ErasuresApplied { up_to_version: 5 }),
+            Step::ErasuresApplied { up_to_version: 5 }
+        );
+        assert!(matches!(
+            s.handle(Message::ErasuresApplied { up_to_version: 6 }),
+            Step::Refuse {
+                reason: Refusal::ProtocolError,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_never_subscribes_gets_no_erasures() {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_erasures(100), None);
+    }
+
     #[test]
     fn store_results_become_replies() {
-        let s = HubSession::new(AgentId::new("S1", "T1"));
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
         assert_eq!(
             s.after_ingest(Ok(Ok(5))),
             Reply {

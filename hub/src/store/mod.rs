@@ -2,6 +2,7 @@
 //! implementation, plus the single writer thread that serialises all commits.
 
 pub mod erasures;
+mod privacy;
 mod sqlite;
 mod writer;
 
@@ -34,8 +35,6 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
-    #[error("{0} is not supported by this store")]
-    Unsupported(&'static str),
 }
 
 /// A profile search (`GET /api/v1/profiles/search?...`): identifiers are normalised the
@@ -111,37 +110,26 @@ pub trait Store: Send {
     /// Profiles, newest first (by creation), at most `limit`.
     fn profiles(&self, limit: usize) -> Result<Vec<ProfileView>, StoreError>;
 
-    // The privacy and search operations below have default bodies only while the
-    // stores grow them; every store the hub ships implements them.
-
-    fn search(&self, _query: &ProfileQuery, _limit: usize) -> Result<Vec<ProfileView>, StoreError> {
-        Err(StoreError::Unsupported("search"))
-    }
+    fn search(&self, query: &ProfileQuery, limit: usize) -> Result<Vec<ProfileView>, StoreError>;
 
     /// Everything held on the person (GDPR access request), or `None` if unknown.
-    fn export_profile(&self, _profile_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        Err(StoreError::Unsupported("export"))
-    }
+    fn export_profile(&self, profile_id: &str) -> Result<Option<serde_json::Value>, StoreError>;
 
     /// Erases a person: personal data and identifiers removed, transactions kept only
     /// anonymised; each erased card is appended to the erasure log (`erasures`) so every
     /// agent drops it. `None` if the profile is unknown.
     fn erase_profile(
         &mut self,
-        _profile_id: &str,
-        _now: Timestamp,
-    ) -> Result<Option<ErasureReport>, StoreError> {
-        Err(StoreError::Unsupported("erase"))
-    }
+        profile_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<ErasureReport>, StoreError>;
 
     /// Records consent changes with their source and time. `None` if unknown.
     fn set_consents(
         &mut self,
-        _profile_id: &str,
-        _changes: &[ConsentChange],
-        _source: &str,
-        _now: Timestamp,
-    ) -> Result<Option<ProfileView>, StoreError> {
-        Err(StoreError::Unsupported("consents"))
-    }
+        profile_id: &str,
+        changes: &[ConsentChange],
+        source: &str,
+        now: Timestamp,
+    ) -> Result<Option<ProfileView>, StoreError>;
 }

@@ -1,19 +1,26 @@
 //! The SQLite store: WAL, `synchronous=FULL`, raw events kept for re-derivation.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use till360_shared::sync::plan_ingest;
-use till360_shared::{codec, AgentId, CardNumber, Event, Timestamp};
+use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
-use super::{AgentView, IngestOutcome, IngestRequest, Store, StoreError};
+use super::{
+    privacy, AgentView, ConsentChange, ErasureReport, IngestOutcome, IngestRequest, ProfileQuery,
+    Store, StoreError,
+};
+use crate::config::IdentityConfig;
+use crate::identity::{self, IdKind, Identifier};
 use crate::profile::{
-    merge_ops, profile_view, MergeOp, ProfileView, TransactionFact, TransactionRow,
+    merge_ops, profile_view, ConsentView, LoyaltyView, MergeOp, PersonalView, ProfileParts,
+    ProfileView, Purchase, PurchaseLine, TimelineLine, TransactionRow,
 };
 
 /// Bumped when the schema changes incompatibly.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -37,13 +44,79 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS profiles (
     profile_id TEXT PRIMARY KEY,
     created_at_ms INTEGER NOT NULL,
-    created_offset_min INTEGER NOT NULL
+    created_offset_min INTEGER NOT NULL,
+    customer_no TEXT,
+    first_name TEXT,
+    last_name TEXT,
+    birth_date TEXT,
+    postal_code TEXT,
+    language TEXT,
+    member_since TEXT,
+    points INTEGER,
+    updated_at_ms INTEGER
 );
-CREATE TABLE IF NOT EXISTS cards (
-    card TEXT PRIMARY KEY,
-    profile_id TEXT NOT NULL REFERENCES profiles(profile_id)
+CREATE INDEX IF NOT EXISTS profiles_first_name ON profiles(first_name COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS profiles_last_name ON profiles(last_name COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS identifiers (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    profile_id TEXT NOT NULL REFERENCES profiles(profile_id),
+    source TEXT NOT NULL,
+    added_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identifiers_profile ON identifiers(profile_id);
+CREATE TABLE IF NOT EXISTS blocked_identifiers (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    customers INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
 );
-CREATE INDEX IF NOT EXISTS cards_profile ON cards(profile_id);
+CREATE TABLE IF NOT EXISTS identity_links (
+    row_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (row_key, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identity_links_identifier ON identity_links(kind, value);
+CREATE TABLE IF NOT EXISTS consents (
+    profile_id TEXT NOT NULL REFERENCES profiles(profile_id),
+    purpose TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (profile_id, purpose)
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    profile_id TEXT REFERENCES profiles(profile_id),
+    ordered_at_ms INTEGER NOT NULL,
+    offset_min INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    total_cents INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    lines TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_profile ON orders(profile_id);
+CREATE TABLE IF NOT EXISTS products (
+    sku TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    category TEXT NOT NULL,
+    sensitive INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS products_description ON products(description COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS profile_traits (
+    profile_id TEXT PRIMARY KEY,
+    as_of_ms INTEGER NOT NULL,
+    traits TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segment_members (
+    segment_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    PRIMARY KEY (segment_id, profile_id)
+);
+CREATE INDEX IF NOT EXISTS segment_members_profile ON segment_members(profile_id);
 CREATE TABLE IF NOT EXISTS transactions (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
@@ -67,21 +140,12 @@ CREATE TABLE IF NOT EXISTS erasures (
     card TEXT NOT NULL,
     erased_at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS erasures_card ON erasures(card);
 ";
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (store, till, seq, kind, recorded_at_ms, offset_min, payload)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-// Keep the earliest sighting so the creation time does not depend on arrival order.
-const ENSURE_PROFILE: &str = "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
-     VALUES (?1, ?2, ?3)
-     ON CONFLICT (profile_id) DO UPDATE SET
-         created_at_ms = excluded.created_at_ms,
-         created_offset_min = excluded.created_offset_min
-     WHERE (excluded.created_at_ms, excluded.created_offset_min)
-         < (profiles.created_at_ms, profiles.created_offset_min)";
-const ENSURE_CARD: &str =
-    "INSERT INTO cards (card, profile_id) VALUES (?1, ?2) ON CONFLICT (card) DO NOTHING";
 const INSERT_TRANSACTION: &str =
     "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
          printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines)
@@ -94,6 +158,7 @@ const UPSERT_AGENT: &str =
 
 pub struct SqliteStore {
     pub(super) conn: Connection,
+    identity: IdentityConfig,
 }
 
 impl SqliteStore {
@@ -127,7 +192,10 @@ impl SqliteStore {
                 )))
             }
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            identity: IdentityConfig::default(),
+        })
     }
 
     fn high_water(tx: &Transaction<'_>, agent: &AgentId) -> Result<u64, StoreError> {
@@ -152,22 +220,25 @@ impl SqliteStore {
         for note in notes {
             tracing::warn!("{note}");
         }
+        let mut resolved = None;
         for op in ops {
             match op {
-                MergeOp::EnsureProfile {
-                    card,
-                    profile_id,
-                    seen_at,
-                } => {
-                    tx.prepare_cached(ENSURE_PROFILE)?.execute(params![
-                        profile_id,
-                        seen_at.unix_ms,
-                        seen_at.offset_min
-                    ])?;
-                    tx.prepare_cached(ENSURE_CARD)?
-                        .execute(params![card.as_str(), profile_id])?;
+                // The profile comes from the identity graph (the card may have joined
+                // a larger profile, or be erased or blocked), not from the pure op.
+                MergeOp::EnsureProfile { card, seen_at, .. } => {
+                    resolved = Some(identity::resolve_card(tx, &card, seen_at)?);
                 }
-                MergeOp::AddTransaction(row) => Self::insert_transaction(tx, &row)?,
+                MergeOp::AddTransaction(mut row) => {
+                    if row.card.is_some() {
+                        row.profile_id = None;
+                        match resolved.take() {
+                            Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
+                            Some(identity::CardOwner::Blocked) => {}
+                            Some(identity::CardOwner::Erased) | None => row.card = None,
+                        }
+                    }
+                    Self::insert_transaction(tx, &row)?
+                }
             }
         }
         Ok(())
@@ -192,43 +263,262 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn load_view(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
-        let created: Option<(i64, i16)> = self
-            .conn
+    pub(super) fn load_view(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
+        let conn = &self.conn;
+        let row = conn
             .prepare_cached(
-                "SELECT created_at_ms, created_offset_min FROM profiles WHERE profile_id = ?1",
+                "SELECT created_at_ms, created_offset_min, customer_no, first_name, last_name,
+                        birth_date, postal_code, language, member_since, points
+                 FROM profiles WHERE profile_id = ?1",
             )?
-            .query_row([profile_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([profile_id], |r| {
+                Ok((
+                    Timestamp::from_unix_ms(r.get(0)?, r.get(1)?),
+                    r.get::<_, Option<String>>(2)?,
+                    PersonalView {
+                        first_name: r.get(3)?,
+                        last_name: r.get(4)?,
+                        birth_date: r.get(5)?,
+                        postal_code: r.get(6)?,
+                        language: r.get(7)?,
+                    },
+                    LoyaltyView {
+                        member_since: r.get(8)?,
+                        points: r.get(9)?,
+                    },
+                ))
+            })
             .optional()?;
-        let Some((created_ms, created_offset)) = created else {
+        let Some((created_at, customer_no, personal, loyalty)) = row else {
             return Ok(None);
         };
-        let cards = self
-            .conn
-            .prepare_cached("SELECT card FROM cards WHERE profile_id = ?1")?
-            .query_map([profile_id], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        let facts = self
-            .conn
+        let identifiers = conn
+            .prepare_cached("SELECT kind, value FROM identifiers WHERE profile_id = ?1")?
+            .query_map([profile_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        let consents = conn
             .prepare_cached(
-                "SELECT store, at_ms, offset_min, total_cents, currency
+                "SELECT purpose, granted, source, at_ms FROM consents WHERE profile_id = ?1",
+            )?
+            .query_map([profile_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ConsentView {
+                        granted: r.get(1)?,
+                        source: r.get(2)?,
+                        at: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
+                    },
+                ))
+            })?
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let mut receipts = Vec::new();
+        let rows = conn
+            .prepare_cached(
+                "SELECT store, receipt_no, at_ms, offset_min, total_cents, currency, lines
                  FROM transactions WHERE profile_id = ?1",
             )?
             .query_map([profile_id], |r| {
-                Ok(TransactionFact {
-                    store: r.get(0)?,
-                    at: Timestamp::from_unix_ms(r.get(1)?, r.get(2)?),
-                    total_cents: r.get(3)?,
-                    currency: r.get(4)?,
-                })
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    Timestamp::from_unix_ms(r.get(2)?, r.get(3)?),
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Vec<u8>>(6)?,
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(profile_view(
-            profile_id.to_string(),
-            Timestamp::from_unix_ms(created_ms, created_offset),
-            cards,
-            &facts,
-        )))
+        for (store, reference, at, total_cents, currency, blob) in rows {
+            let lines: Vec<ReceiptLine> = codec::from_bytes(&blob)?;
+            let mut out = Vec::with_capacity(lines.len());
+            for l in lines {
+                let line = TimelineLine {
+                    sku: l.sku,
+                    description: l.description,
+                    qty: l.quantity_milli as f64 / 1000.0,
+                    unit_cents: l.unit_cents,
+                    amount_cents: l.amount_cents,
+                    discount: l.discount,
+                };
+                out.push(self.categorised(line)?);
+            }
+            receipts.push(Purchase {
+                reference,
+                place: store,
+                at,
+                total_cents,
+                currency,
+                lines: out,
+            });
+        }
+        let mut orders = Vec::new();
+        let rows = conn
+            .prepare_cached(
+                "SELECT order_id, channel, ordered_at_ms, offset_min, total_cents, currency, lines
+                 FROM orders WHERE profile_id = ?1",
+            )?
+            .query_map([profile_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    Timestamp::from_unix_ms(r.get(2)?, r.get(3)?),
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (order_id, channel, at, total_cents, currency, json) in rows {
+            let lines: Vec<crate::import::OrderLine> = serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("order {order_id} lines: {e}")))?;
+            let mut out = Vec::with_capacity(lines.len());
+            for l in lines {
+                let line = TimelineLine {
+                    sku: l.sku,
+                    description: l.description,
+                    qty: l.qty,
+                    unit_cents: l.unit_cents,
+                    amount_cents: l.amount_cents,
+                    discount: false,
+                };
+                out.push(self.categorised(line)?);
+            }
+            orders.push(Purchase {
+                reference: Some(order_id),
+                place: channel,
+                at,
+                total_cents,
+                currency,
+                lines: out,
+            });
+        }
+        let segments = conn
+            .prepare_cached("SELECT segment_id FROM segment_members WHERE profile_id = ?1")?
+            .query_map([profile_id], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        let traits_json: Option<String> = conn
+            .prepare_cached("SELECT traits FROM profile_traits WHERE profile_id = ?1")?
+            .query_row([profile_id], |r| r.get(0))
+            .optional()?;
+        let traits = match traits_json.map(|j| serde_json::from_str(&j)) {
+            None => BTreeMap::new(),
+            Some(Ok(map)) => map,
+            Some(Err(e)) => {
+                tracing::warn!("profile {profile_id}: unreadable traits ({e}); shown as none");
+                BTreeMap::new()
+            }
+        };
+        Ok(Some(profile_view(ProfileParts {
+            profile_id: profile_id.to_string(),
+            created_at: Some(created_at),
+            customer_no,
+            identifiers,
+            personal,
+            loyalty,
+            consents,
+            receipts,
+            orders,
+            segments,
+            traits,
+        })))
+    }
+
+    /// Matches a line to a product: by sku, else by description (case-insensitive).
+    fn categorised(&self, line: TimelineLine) -> Result<PurchaseLine, StoreError> {
+        let mut product: Option<(String, bool)> = None;
+        if let Some(sku) = &line.sku {
+            product = self
+                .conn
+                .prepare_cached("SELECT category, sensitive FROM products WHERE sku = ?1")?
+                .query_row([sku], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+        }
+        if product.is_none() {
+            product = self
+                .conn
+                .prepare_cached(
+                    "SELECT category, sensitive FROM products
+                     WHERE description = ?1 COLLATE NOCASE ORDER BY sku LIMIT 1",
+                )?
+                .query_row([&line.description], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+        }
+        let (category, sensitive) = match product {
+            Some((c, s)) => (Some(c), s),
+            None => (None, false),
+        };
+        Ok(PurchaseLine {
+            line,
+            category,
+            sensitive,
+        })
+    }
+
+    /// Profile ids matching a search, identifiers normalised as the graph stores them.
+    fn search_ids(&self, query: &ProfileQuery, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cc = self.identity.default_country_code;
+        let (kind, raw) = match query {
+            ProfileQuery::Card(v) => (IdKind::Card, v),
+            ProfileQuery::CustomerNo(v) => (IdKind::CustomerNo, v),
+            ProfileQuery::Email(v) => (IdKind::Email, v),
+            ProfileQuery::Phone(v) => (IdKind::Phone, v),
+            ProfileQuery::NamePrefix(prefix) => {
+                let prefix = prefix.trim();
+                if prefix.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut pattern = String::with_capacity(prefix.len() + 1);
+                for c in prefix.chars() {
+                    if matches!(c, '%' | '_' | '\\') {
+                        pattern.push('\\');
+                    }
+                    pattern.push(c);
+                }
+                pattern.push('%');
+                let ids = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT profile_id FROM profiles
+                         WHERE first_name LIKE ?1 ESCAPE '\\' OR last_name LIKE ?1 ESCAPE '\\'
+                         ORDER BY last_name COLLATE NOCASE, first_name COLLATE NOCASE, profile_id
+                         LIMIT ?2",
+                    )?
+                    .query_map(params![pattern, limit], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                return Ok(ids);
+            }
+        };
+        // Something that cannot be an identifier finds nobody.
+        let Ok(id) = Identifier::parse(kind, raw, cc) else {
+            return Ok(Vec::new());
+        };
+        let found: Option<String> = self
+            .conn
+            .prepare_cached("SELECT profile_id FROM identifiers WHERE kind = ?1 AND value = ?2")?
+            .query_row(params![id.kind.as_str(), id.value], |r| r.get(0))
+            .optional()?;
+        Ok(found.into_iter().take(limit.max(0) as usize).collect())
+    }
+
+    /// Sets how search normalises phone numbers (`[identity]` of hub.toml).
+    pub fn set_identity_config(&mut self, config: IdentityConfig) {
+        self.identity = config;
+    }
+
+    /// Identifiers blocked from merging (reported by imports and listable by the API).
+    pub fn blocked_identifiers(&self) -> Result<Vec<identity::BlockedIdentifier>, StoreError> {
+        identity::blocked_identifiers(&self.conn)
+    }
+
+    /// The underlying connection, for imports and traits (same process, same file).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Mutable access for operations that open their own transaction (imports).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 }
 
@@ -310,7 +600,9 @@ impl Store for SqliteStore {
     fn profile_by_card(&self, card: &CardNumber) -> Result<Option<ProfileView>, StoreError> {
         let id: Option<String> = self
             .conn
-            .prepare_cached("SELECT profile_id FROM cards WHERE card = ?1")?
+            .prepare_cached(
+                "SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1",
+            )?
             .query_row([card.as_str()], |r| r.get(0))
             .optional()?;
         match id {
@@ -329,6 +621,42 @@ impl Store for SqliteStore {
             )?
             .query_map([limit], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
+        let mut views = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(view) = self.load_view(&id)? {
+                views.push(view);
+            }
+        }
+        Ok(views)
+    }
+
+    fn export_profile(&self, profile_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        privacy::export_profile(&self.conn, profile_id)
+    }
+
+    fn erase_profile(
+        &mut self,
+        profile_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<ErasureReport>, StoreError> {
+        privacy::erase_profile(&mut self.conn, profile_id, now)
+    }
+
+    fn set_consents(
+        &mut self,
+        profile_id: &str,
+        changes: &[ConsentChange],
+        source: &str,
+        now: Timestamp,
+    ) -> Result<Option<ProfileView>, StoreError> {
+        match privacy::set_consents(&mut self.conn, profile_id, changes, source, now)? {
+            Some(()) => self.load_view(profile_id),
+            None => Ok(None),
+        }
+    }
+
+    fn search(&self, query: &ProfileQuery, limit: usize) -> Result<Vec<ProfileView>, StoreError> {
+        let ids = self.search_ids(query, limit)?;
         let mut views = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(view) = self.load_view(&id)? {

@@ -74,7 +74,7 @@ fn merge_is_order_independent_across_interleavings_and_batch_sizes() {
     assert!(profiles_a.len() > 10, "the generator makes many profiles");
     assert_eq!(profiles_a, profiles_b);
     assert_eq!(a.agents().unwrap(), b.agents().unwrap());
-    for table in ["events", "transactions", "cards"] {
+    for table in ["events", "transactions", "identifiers"] {
         assert_eq!(count(&a, table), count(&b, table), "{table}");
     }
     assert_eq!(count(&a, "events"), 360);

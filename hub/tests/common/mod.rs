@@ -55,6 +55,22 @@ impl Site {
         server::start(self.config()).await.unwrap()
     }
 
+    /// Appends erasures of `cards` to the hub's erasure log directly in its database
+    /// (as an erase through the API does) and returns the last version.
+    pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
+        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database;
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let tx = conn.transaction().unwrap();
+        let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
+        let mut version = 0;
+        for card in cards {
+            version = till360_hub::store::erasures::record_erasure(&tx, card, now).unwrap();
+        }
+        tx.commit().unwrap();
+        version
+    }
+
     /// Issues an agent certificate from this site's CA into `agents/STORE-TILL/`.
     pub fn agent(&self, store: &str, till: &str) -> PathBuf {
         let out = self

@@ -1,0 +1,280 @@
+//! Segments (sizes, members as a mailing CSV) and blocked identifiers. These read
+//! tables directly over a read-only connection of their own: listings for
+//! marketers, not profile reads, so they stay out of the `Store` trait.
+
+use std::collections::HashMap;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiState};
+
+/// A segment as the config defines it (`[[segment]]` `id` and `name`; the conditions
+/// are the segment engine's business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentDef {
+    pub id: String,
+    pub name: String,
+}
+
+impl SegmentDef {
+    /// The config's segments as the segment engine reads them; the hub refuses to start
+    /// with a bad definition (`server::start`), so nothing is skipped silently here.
+    pub fn from_tables(tables: &[toml::Table]) -> Vec<SegmentDef> {
+        crate::segments::compile(tables)
+            .map(|segments| {
+                segments
+                    .into_iter()
+                    .map(|s| SegmentDef {
+                        id: s.id,
+                        name: s.name,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SegmentSize {
+    id: String,
+    name: String,
+    size: u64,
+}
+
+/// Runs `f` on a fresh read-only connection to the store's file, off the runtime.
+async fn query<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let Some(path) = state.database.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this hub has no SQLite store to list from",
+        ));
+    };
+    tokio::task::spawn_blocking(move || open(&path).and_then(|conn| f(&conn)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            tracing::error!("API listing failed: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("database error: {e}"),
+            )
+        })
+}
+
+fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
+    let path: &FsPath = path.as_ref();
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let sizes: HashMap<String, u64> = query(&state, |conn| {
+        conn.prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect()
+    })
+    .await?;
+    let list: Vec<SegmentSize> = state
+        .segments
+        .iter()
+        .map(|def| SegmentSize {
+            id: def.id.clone(),
+            name: def.name.clone(),
+            size: sizes.get(&def.id).copied().unwrap_or(0),
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// A mailing channel and what a mailing on it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Channel {
+    Email,
+    Post,
+}
+
+impl Channel {
+    /// The consent purpose that allows mailing on this channel.
+    fn purpose(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Post => "post",
+        }
+    }
+
+    fn header(self) -> [&'static str; 4] {
+        match self {
+            Channel::Email => ["customer_no", "first_name", "last_name", "email"],
+            Channel::Post => ["customer_no", "first_name", "last_name", "postal_code"],
+        }
+    }
+
+    /// The address column: an e-mail identifier, or the profile's postal code.
+    fn address_sql(self) -> &'static str {
+        match self {
+            Channel::Email => {
+                "(SELECT min(i.value) FROM identifiers i
+                  WHERE i.profile_id = p.profile_id AND i.kind = 'email')"
+            }
+            Channel::Post => "p.postal_code",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CsvParams {
+    channel: Channel,
+}
+
+/// Members of a segment with that channel's consent granted (and an address on it),
+/// as CSV for a mailing house.
+pub(super) async fn members_csv(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    params: Result<Query<CsvParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(CsvParams { channel }) = params.map_err(|e| {
+        ApiError::bad_request(format!("channel=email or channel=post: {}", e.body_text()))
+    })?;
+    if !state.segments.iter().any(|def| def.id == id) {
+        return Err(ApiError::not_found(format!("no segment {id:?}")));
+    }
+    let file: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect();
+    let sql = format!(
+        "SELECT p.customer_no, p.first_name, p.last_name, {address}
+         FROM segment_members m
+         JOIN profiles p ON p.profile_id = m.profile_id
+         JOIN consents c ON c.profile_id = m.profile_id AND c.purpose = ?2 AND c.granted = 1
+         WHERE m.segment_id = ?1
+         ORDER BY p.customer_no, p.profile_id",
+        address = channel.address_sql()
+    );
+    let rows: Vec<[Option<String>; 4]> = query(&state, move |conn| {
+        conn.prepare(&sql)?
+            .query_map([id.as_str(), channel.purpose()], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })?
+            .collect()
+    })
+    .await?;
+    let mut csv = String::new();
+    write_csv_row(&mut csv, channel.header().map(Some).as_slice());
+    // Without an address on the channel a row cannot be mailed.
+    for row in rows.iter().filter(|row| row[3].is_some()) {
+        write_csv_row(&mut csv, row.as_slice());
+    }
+    let disposition = format!(
+        "attachment; filename=\"segment-{file}-{}.csv\"",
+        channel.purpose()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+fn write_csv_row<S: AsRef<str>>(out: &mut String, fields: &[Option<S>]) {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let field = field.as_ref().map_or("", AsRef::as_ref);
+        if field.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+#[derive(Debug, Serialize)]
+struct BlockedIdentifier {
+    kind: String,
+    value: String,
+    customers: Option<i64>,
+    reason: Option<String>,
+}
+
+pub(super) async fn blocked(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let rows: Vec<BlockedIdentifier> = query(&state, |conn| {
+        conn.prepare(
+            "SELECT kind, value, customers, reason FROM blocked_identifiers ORDER BY kind, value",
+        )?
+        .query_map([], |r| {
+            Ok(BlockedIdentifier {
+                kind: r.get(0)?,
+                value: r.get(1)?,
+                customers: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?
+        .collect()
+    })
+    .await?;
+    Ok(Json(rows).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_what_needs_it() {
+        let mut out = String::new();
+        write_csv_row(
+            &mut out,
+            &[Some("1"), None, Some("O\"Neil, Jr"), Some("a\nb")],
+        );
+        assert_eq!(out, "1,,\"O\"\"Neil, Jr\",\"a\nb\"\r\n");
+    }
+
+    #[test]
+    fn definitions_come_from_the_segment_engine() {
+        let tables: Vec<toml::Table> = vec![
+            toml::from_str("id = \"vip\"\nname = \"Best customers\"").unwrap(),
+            toml::from_str("id = \"lapsing\"").unwrap(),
+        ];
+        assert_eq!(
+            SegmentDef::from_tables(&tables),
+            vec![
+                SegmentDef {
+                    id: "vip".into(),
+                    name: "Best customers".into()
+                },
+                SegmentDef {
+                    id: "lapsing".into(),
+                    name: "lapsing".into()
+                },
+            ]
+        );
+    }
+}

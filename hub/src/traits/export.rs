@@ -1,0 +1,158 @@
+//! The traits CSV (`till360-hub traits export`): point in time, back-testable.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use chrono::NaiveDate;
+use rusqlite::Connection;
+
+use super::history::{day_number, load, MS_PER_DAY};
+use super::population::{compute, Models};
+use super::subject::subject;
+use super::TraitsError;
+use crate::config::TraitsConfig;
+use crate::segments::Segment;
+
+/// The header, exactly (scripts depend on it).
+pub const CSV_HEADER: &str = "customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSummary {
+    /// Data rows (customers with a purchase on or before `as_of`).
+    pub customers: usize,
+    /// The models fitted for it, with notes on any left out.
+    pub models: Models,
+    /// Receipts/orders whose lines could not be read (counted without categories).
+    pub unreadable_lines: usize,
+}
+
+/// Writes one row per customer with a purchase on or before the end of `as_of`
+/// (local till date), fitting the models on exactly that data; segment membership is
+/// evaluated as of that date too (consents given later do not count). Model columns
+/// are empty when the data cannot support a fit (`ExportSummary::models.notes` says
+/// why); a population without purchases gives just the header.
+pub fn export_csv_with_segments(
+    conn: &Connection,
+    config: &TraitsConfig,
+    segments: &[Segment],
+    as_of: NaiveDate,
+    horizon_days: u32,
+    out: &mut dyn Write,
+) -> Result<ExportSummary, TraitsError> {
+    write_csv(
+        conn,
+        config,
+        Membership::AsOf(segments),
+        as_of,
+        horizon_days,
+        out,
+    )
+}
+
+/// Where the `segments` column comes from.
+pub(super) enum Membership<'a> {
+    /// Evaluate these definitions as of the export date.
+    AsOf(&'a [Segment]),
+    /// The `segment_members` rows of the last recompute.
+    Stored,
+}
+
+pub(super) fn write_csv(
+    conn: &Connection,
+    config: &TraitsConfig,
+    membership: Membership<'_>,
+    as_of: NaiveDate,
+    horizon_days: u32,
+    out: &mut dyn Write,
+) -> Result<ExportSummary, TraitsError> {
+    // One read transaction: every table read from the same snapshot.
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let loaded = load(conn, as_of).and_then(|data| {
+        let stored = match membership {
+            Membership::Stored => Some(stored_membership(conn)?),
+            Membership::AsOf(_) => None,
+        };
+        Ok((data, stored))
+    });
+    conn.execute_batch("COMMIT")?;
+    let (data, stored) = loaded?;
+    let population = compute(&data.histories, as_of, horizon_days, config.margin_percent);
+    let consents_until = (day_number(as_of) + 1) * MS_PER_DAY;
+
+    let mut out = std::io::BufWriter::new(out);
+    writeln!(out, "{CSV_HEADER}")?;
+    let mut rows = 0;
+    for (i, history) in data.histories.iter().enumerate() {
+        let Some(t) = &population.customers[i] else {
+            continue;
+        };
+        let member_of: Vec<&str> = match (&membership, &stored) {
+            (Membership::AsOf(segments), _) => {
+                let s = subject(Some(t), &data.consents[i], Some(consents_until));
+                segments
+                    .iter()
+                    .filter(|seg| seg.matches(&s))
+                    .map(|seg| seg.id.as_str())
+                    .collect()
+            }
+            (Membership::Stored, Some(stored)) => stored
+                .get(&history.profile_id)
+                .map(|ids| ids.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
+            (Membership::Stored, None) => Vec::new(),
+        };
+        let cells = [
+            csv_cell(history.customer_no.as_deref().unwrap_or("")),
+            csv_cell(&history.cards.join(";")),
+            t.frequency.to_string(),
+            t.recency_days.to_string(),
+            t.t_days.to_string(),
+            decimal(Some(t.monetary_cents)),
+            t.rfm.clone(),
+            decimal(t.p_alive),
+            decimal(t.expected_purchases),
+            decimal(t.clv_cents),
+            decimal(t.churn_risk),
+            csv_cell(&member_of.join(";")),
+        ];
+        writeln!(out, "{}", cells.join(","))?;
+        rows += 1;
+    }
+    out.flush()?;
+    Ok(ExportSummary {
+        customers: rows,
+        models: population.models,
+        unreadable_lines: data.unreadable_lines,
+    })
+}
+
+/// profile id → segment ids (sorted), as the last recompute stored them.
+fn stored_membership(conn: &Connection) -> Result<HashMap<String, Vec<String>>, TraitsError> {
+    let mut members: HashMap<String, Vec<String>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT profile_id, segment_id FROM segment_members ORDER BY profile_id, segment_id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        members.entry(row.get(0)?).or_default().push(row.get(1)?);
+    }
+    Ok(members)
+}
+
+/// Four decimals; empty for a missing or non-finite value.
+fn decimal(value: Option<f64>) -> String {
+    value
+        .filter(|v| v.is_finite())
+        .map(|v| format!("{v:.4}"))
+        .unwrap_or_default()
+}
+
+/// RFC 4180 quoting: a cell with a comma, quote or line break is quoted, quotes doubled.
+pub fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}

@@ -1,0 +1,311 @@
+//! Purchase histories: the pure model's input, and loading them from the hub's SQLite
+//! store (carded till transactions and online orders, lines matched to products).
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection};
+use till360_shared::{codec, ReceiptLine, Timestamp};
+
+use super::TraitsError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Store,
+    Online,
+}
+
+/// One purchase (a till receipt or an online order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Purchase {
+    pub at: Timestamp,
+    pub channel: Channel,
+    pub store: Option<String>,
+    pub amount_cents: i64,
+    /// Spend on discount lines and on lines with a discount line below them.
+    pub discounted_cents: i64,
+    /// Non-sensitive category → cents spent on it in this purchase.
+    pub categories: Vec<(String, i64)>,
+}
+
+impl Purchase {
+    /// Days since 1970-01-01 of the purchase's local (till) date.
+    pub fn local_day(&self) -> i64 {
+        (self.at.unix_ms + i64::from(self.at.offset_min) * 60_000).div_euclid(MS_PER_DAY)
+    }
+}
+
+/// Everything the traits are computed from for one profile.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CustomerHistory {
+    pub profile_id: String,
+    pub customer_no: Option<String>,
+    pub cards: Vec<String>,
+    pub purchases: Vec<Purchase>,
+}
+
+/// A consent row as stored (purpose, granted, when it was last set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentRow {
+    pub purpose: String,
+    pub granted: bool,
+    pub at_ms: i64,
+}
+
+/// What the loader read, in profile id order; `consents[i]` belongs to `histories[i]`.
+#[derive(Debug, Default)]
+pub struct HubData {
+    pub histories: Vec<CustomerHistory>,
+    pub consents: Vec<Vec<ConsentRow>>,
+    /// Receipts or orders whose stored lines could not be read (counted, not fatal:
+    /// the purchase still counts with its total, just without categories).
+    pub unreadable_lines: usize,
+}
+
+pub(super) const MS_PER_DAY: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a date.
+pub fn day_number(date: NaiveDate) -> i64 {
+    date.signed_duration_since(NaiveDate::default()).num_days()
+}
+
+/// Loads every profile with its cards, consents and the purchases whose local date is
+/// on or before `as_of` (point in time).
+pub fn load(conn: &Connection, as_of: NaiveDate) -> Result<HubData, TraitsError> {
+    // "local date ≤ as_of" ⇔ at_ms + offset < start of the next day as local wall time.
+    let end_local_ms = (day_number(as_of) + 1) * MS_PER_DAY;
+    let mut data = HubData::default();
+    let mut index: HashMap<String, usize> = HashMap::new();
+
+    let mut stmt =
+        conn.prepare("SELECT profile_id, customer_no FROM profiles ORDER BY profile_id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let profile_id: String = row.get(0)?;
+        index.insert(profile_id.clone(), data.histories.len());
+        data.histories.push(CustomerHistory {
+            profile_id,
+            customer_no: row.get(1)?,
+            ..CustomerHistory::default()
+        });
+        data.consents.push(Vec::new());
+    }
+
+    let mut stmt = conn
+        .prepare("SELECT profile_id, value FROM identifiers WHERE kind = 'card' ORDER BY value")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let profile_id: String = row.get(0)?;
+        if let Some(&i) = index.get(&profile_id) {
+            data.histories[i].cards.push(row.get(1)?);
+        }
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT profile_id, purpose, granted, at_ms FROM consents ORDER BY profile_id, purpose",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let profile_id: String = row.get(0)?;
+        if let Some(&i) = index.get(&profile_id) {
+            data.consents[i].push(ConsentRow {
+                purpose: row.get(1)?,
+                granted: row.get::<_, i64>(2)? != 0,
+                at_ms: row.get(3)?,
+            });
+        }
+    }
+
+    let products = Products::load(conn)?;
+
+    let mut stmt = conn.prepare(
+        "SELECT profile_id, store, at_ms, offset_min, total_cents, lines FROM transactions
+         WHERE profile_id IS NOT NULL AND at_ms + offset_min * 60000 < ?1
+         ORDER BY at_ms, store, till, seq",
+    )?;
+    let mut rows = stmt.query(params![end_local_ms])?;
+    while let Some(row) = rows.next()? {
+        let profile_id: String = row.get(0)?;
+        let Some(&i) = index.get(&profile_id) else {
+            continue;
+        };
+        let lines: Vec<u8> = row.get(5)?;
+        let lines = match codec::from_bytes::<Vec<ReceiptLine>>(&lines) {
+            Ok(lines) => lines
+                .into_iter()
+                .map(|l| Line {
+                    sku: l.sku,
+                    description: l.description,
+                    amount_cents: l.amount_cents,
+                    discount: l.discount,
+                    below_list_price: false,
+                })
+                .collect(),
+            Err(_) => {
+                data.unreadable_lines += 1;
+                Vec::new()
+            }
+        };
+        let (discounted_cents, categories) = products.classify(&lines);
+        data.histories[i].purchases.push(Purchase {
+            at: Timestamp::from_unix_ms(row.get(2)?, clamp_offset(row.get(3)?)),
+            channel: Channel::Store,
+            store: Some(row.get(1)?),
+            amount_cents: row.get(4)?,
+            discounted_cents,
+            categories,
+        });
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT profile_id, ordered_at_ms, offset_min, total_cents, lines FROM orders
+         WHERE profile_id IS NOT NULL AND ordered_at_ms + offset_min * 60000 < ?1
+         ORDER BY ordered_at_ms, order_id",
+    )?;
+    let mut rows = stmt.query(params![end_local_ms])?;
+    while let Some(row) = rows.next()? {
+        let profile_id: String = row.get(0)?;
+        let Some(&i) = index.get(&profile_id) else {
+            continue;
+        };
+        let text: String = row.get(4)?;
+        let lines = match order_lines(&text) {
+            Some(lines) => lines,
+            None => {
+                data.unreadable_lines += 1;
+                Vec::new()
+            }
+        };
+        let (discounted_cents, categories) = products.classify(&lines);
+        data.histories[i].purchases.push(Purchase {
+            at: Timestamp::from_unix_ms(row.get(1)?, clamp_offset(row.get(2)?)),
+            channel: Channel::Online,
+            store: None,
+            amount_cents: row.get(3)?,
+            discounted_cents,
+            categories,
+        });
+    }
+    Ok(data)
+}
+
+fn clamp_offset(minutes: i64) -> i16 {
+    minutes.clamp(-24 * 60, 24 * 60) as i16
+}
+
+/// A receipt or order line, reduced to what the traits need.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Line {
+    pub sku: Option<String>,
+    pub description: String,
+    pub amount_cents: i64,
+    /// A discount line (attached to the item above it).
+    pub discount: bool,
+    /// An order line sold below qty × unit price.
+    pub below_list_price: bool,
+}
+
+/// Order lines as imported: `[{sku, description, qty, unit_cents, amount_cents}]`.
+/// A negative amount is a discount on the line above, as on till receipts. `None` if
+/// the text is not such an array.
+pub(super) fn order_lines(text: &str) -> Option<Vec<Line>> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let items = value.as_array()?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let amount_cents = item.get("amount_cents")?.as_i64()?;
+        let qty = item.get("qty").and_then(serde_json::Value::as_f64);
+        let unit = item.get("unit_cents").and_then(serde_json::Value::as_f64);
+        let below_list_price = match (qty, unit) {
+            (Some(q), Some(u)) if q > 0.0 && u > 0.0 => (amount_cents as f64) < q * u - 0.5,
+            _ => false,
+        };
+        out.push(Line {
+            sku: item
+                .get("sku")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+            description: item
+                .get("description")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            amount_cents,
+            discount: amount_cents < 0,
+            below_list_price,
+        });
+    }
+    Some(out)
+}
+
+/// The product catalogue: category and sensitivity by sku and by lower-cased description.
+#[derive(Debug, Default)]
+pub(super) struct Products {
+    by_sku: HashMap<String, (String, bool)>,
+    by_description: HashMap<String, (String, bool)>,
+}
+
+impl Products {
+    fn load(conn: &Connection) -> Result<Self, TraitsError> {
+        let mut products = Products::default();
+        let mut stmt = conn
+            .prepare("SELECT sku, description, category, sensitive FROM products ORDER BY sku")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (sku, description, category, sensitive): (String, String, String, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let entry = (category, sensitive != 0);
+            products
+                .by_description
+                .entry(description.to_lowercase())
+                .or_insert_with(|| entry.clone());
+            products.by_sku.insert(sku, entry);
+        }
+        Ok(products)
+    }
+
+    #[cfg(test)]
+    pub(super) fn insert(&mut self, sku: &str, description: &str, category: &str, sensitive: bool) {
+        let entry = (category.to_string(), sensitive);
+        self.by_description
+            .insert(description.to_lowercase(), entry.clone());
+        self.by_sku.insert(sku.to_string(), entry);
+    }
+
+    /// (category, sensitive) of a line: by sku, else by description.
+    fn lookup(&self, line: &Line) -> Option<&(String, bool)> {
+        line.sku
+            .as_ref()
+            .and_then(|sku| self.by_sku.get(sku))
+            .or_else(|| self.by_description.get(&line.description.to_lowercase()))
+    }
+
+    /// Discounted spend and non-sensitive category spend of a purchase's lines. A
+    /// discount line counts towards the item above it (its category, and that item as
+    /// discounted).
+    pub(super) fn classify(&self, lines: &[Line]) -> (i64, Vec<(String, i64)>) {
+        let mut discounted = 0;
+        let mut categories: Vec<(String, i64)> = Vec::new();
+        let mut item_category: Option<&(String, bool)> = None;
+        for (i, line) in lines.iter().enumerate() {
+            let discount_below = lines.get(i + 1).is_some_and(|l| l.discount);
+            if line.discount || line.below_list_price || discount_below {
+                discounted += line.amount_cents;
+            }
+            let category = if line.discount {
+                self.lookup(line).or(item_category)
+            } else {
+                item_category = self.lookup(line);
+                item_category
+            };
+            if let Some((name, false)) = category {
+                match categories.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, cents)) => *cents += line.amount_cents,
+                    None => categories.push((name.clone(), line.amount_cents)),
+                }
+            }
+        }
+        (discounted, categories)
+    }
+}

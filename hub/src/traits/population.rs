@@ -1,0 +1,223 @@
+//! Traits for a whole population as of a date: summaries, RFM quintiles, the fitted
+//! models and every customer's scores. Pure: no IO, `as_of` passed in.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::behaviour::{behaviour, Label};
+use super::bgnbd::{BgNbd, Observation};
+use super::gamma_gamma::GammaGamma;
+use super::history::{day_number, CustomerHistory};
+use super::rfm::{quintile_scores, summarize};
+
+/// Bumped when the meaning of a stored trait or the models change.
+pub const MODEL_VERSION: &str = "bgnbd+gamma-gamma/1";
+
+/// One customer's traits (only customers with a purchase on or before `as_of`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerTraits {
+    pub purchases: u32,
+    pub spend_cents: i64,
+    pub frequency: u32,
+    pub recency_days: u32,
+    pub t_days: u32,
+    pub monetary_cents: f64,
+    pub days_since_last: u32,
+    pub rfm_r: u8,
+    pub rfm_f: u8,
+    pub rfm_m: u8,
+    pub rfm: String,
+    /// Model outputs: `None` when the population could not support a fit (see
+    /// `Models::notes`).
+    pub p_alive: Option<f64>,
+    pub churn_risk: Option<f64>,
+    pub expected_purchases: Option<f64>,
+    pub expected_spend_cents: Option<f64>,
+    pub clv_cents: Option<f64>,
+    pub favourite_categories: Vec<String>,
+    pub categories: Vec<String>,
+    pub stores: Vec<String>,
+    pub sale_share: Option<f64>,
+    pub label: Option<Label>,
+    pub store_share: f64,
+    pub online_share: f64,
+}
+
+/// The fitted models and why one is missing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Models {
+    pub version: &'static str,
+    pub as_of: NaiveDate,
+    pub horizon_days: u32,
+    pub margin_percent: f64,
+    pub bgnbd: Option<BgNbd>,
+    pub gamma_gamma: Option<GammaGamma>,
+    /// Customers with a purchase as of the date, and those with a repeat purchase day.
+    pub customers: usize,
+    pub repeat_customers: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Population {
+    pub models: Models,
+    /// Parallel to the input histories; `None` for customers without purchases yet.
+    pub customers: Vec<Option<CustomerTraits>>,
+}
+
+/// Computes every customer's traits as of the end of `as_of`, fitting BG/NBD and
+/// Gamma–Gamma on the same data. Never fails: a model the data cannot support is
+/// left out (its outputs are `None`) and the reason is noted.
+pub fn compute(
+    histories: &[CustomerHistory],
+    as_of: NaiveDate,
+    horizon_days: u32,
+    margin_percent: f64,
+) -> Population {
+    let as_of_day = day_number(as_of);
+    let summaries: Vec<_> = histories
+        .iter()
+        .map(|h| summarize(&h.purchases, as_of_day))
+        .collect();
+    let active: Vec<usize> = (0..histories.len())
+        .filter(|&i| summaries[i].is_some())
+        .collect();
+    let column = |f: &dyn Fn(&super::rfm::Summary) -> f64| -> Vec<f64> {
+        active
+            .iter()
+            .filter_map(|&i| summaries[i].as_ref().map(f))
+            .collect()
+    };
+    let r_scores = quintile_scores(&column(&|s| -f64::from(s.days_since_last)));
+    let f_scores = quintile_scores(&column(&|s| f64::from(s.purchases)));
+    let m_scores = quintile_scores(&column(&|s| s.spend_cents as f64));
+
+    let mut grouped: HashMap<(u32, u32, u32), u64> = HashMap::new();
+    let mut spends: Vec<(u32, f64)> = Vec::new();
+    for s in summaries.iter().flatten() {
+        *grouped
+            .entry((s.frequency, s.recency_days, s.t_days))
+            .or_default() += 1;
+        if s.frequency > 0 {
+            spends.push((s.frequency, s.monetary_cents));
+        }
+    }
+    let mut observations: Vec<(Observation, u64)> = grouped
+        .into_iter()
+        .map(|((x, t_x, t), n)| {
+            (
+                Observation {
+                    x,
+                    t_x: f64::from(t_x),
+                    t: f64::from(t),
+                },
+                n,
+            )
+        })
+        .collect();
+    // HashMap order is random; the fit must not depend on it.
+    observations.sort_by(|a, b| {
+        (a.0.x, a.0.t_x, a.0.t)
+            .partial_cmp(&(b.0.x, b.0.t_x, b.0.t))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+
+    let mut notes = Vec::new();
+    let bgnbd = if active.is_empty() {
+        notes.push(format!("no customer has a purchase on or before {as_of}"));
+        None
+    } else {
+        BgNbd::fit(&observations)
+            .map_err(|e| notes.push(format!("BG/NBD not fitted: {e}")))
+            .ok()
+    };
+    let gamma_gamma = if active.is_empty() {
+        None
+    } else {
+        GammaGamma::fit(&spends)
+            .map_err(|e| {
+                notes.push(format!(
+                    "Gamma-Gamma not fitted (needs customers with a repeat purchase and positive spend): {e}"
+                ))
+            })
+            .ok()
+    };
+
+    let horizon = f64::from(horizon_days);
+    let mut customers: Vec<Option<CustomerTraits>> = vec![None; histories.len()];
+    let mut unconverged = 0usize;
+    for (rank, &i) in active.iter().enumerate() {
+        let Some(s) = summaries[i] else { continue };
+        let observation = Observation {
+            x: s.frequency,
+            t_x: f64::from(s.recency_days),
+            t: f64::from(s.t_days),
+        };
+        let p_alive = bgnbd.map(|m| m.p_alive(observation));
+        let expected_purchases = bgnbd.and_then(|m| {
+            let e = m.expected_purchases(observation, horizon);
+            if e.is_none() {
+                unconverged += 1;
+            }
+            e
+        });
+        let expected_spend = gamma_gamma.map(|g| g.expected_spend(s.frequency, s.monetary_cents));
+        let clv = match (expected_purchases, expected_spend) {
+            (Some(e), Some(m)) => Some(e * m * margin_percent / 100.0).filter(|v| v.is_finite()),
+            _ => None,
+        };
+        let purchases = histories[i]
+            .purchases
+            .iter()
+            .filter(|p| p.local_day() <= as_of_day);
+        let b = behaviour(purchases);
+        let (r, f, m) = (r_scores[rank], f_scores[rank], m_scores[rank]);
+        customers[i] = Some(CustomerTraits {
+            purchases: s.purchases,
+            spend_cents: s.spend_cents,
+            frequency: s.frequency,
+            recency_days: s.recency_days,
+            t_days: s.t_days,
+            monetary_cents: s.monetary_cents,
+            days_since_last: s.days_since_last,
+            rfm_r: r,
+            rfm_f: f,
+            rfm_m: m,
+            rfm: format!("{r}{f}{m}"),
+            p_alive,
+            churn_risk: p_alive.map(|p| 1.0 - p),
+            expected_purchases,
+            expected_spend_cents: expected_spend.filter(|v| v.is_finite()),
+            clv_cents: clv,
+            favourite_categories: b.favourite_categories,
+            categories: b.categories,
+            stores: b.stores,
+            sale_share: b.sale_share,
+            label: b.label,
+            store_share: b.store_share,
+            online_share: b.online_share,
+        });
+    }
+    if unconverged > 0 {
+        notes.push(format!(
+            "expected purchases left out for {unconverged} customers (series did not converge)"
+        ));
+    }
+    Population {
+        models: Models {
+            version: MODEL_VERSION,
+            as_of,
+            horizon_days,
+            margin_percent,
+            bgnbd,
+            gamma_gamma,
+            customers: active.len(),
+            repeat_customers: spends.len(),
+            notes,
+        },
+        customers,
+    }
+}

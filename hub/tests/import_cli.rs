@@ -1,0 +1,151 @@
+//! `till360-hub import customers|orders|products FILE --config hub.toml`, in-process.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use till360_hub::cli::main_with_args;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn run(args: &[&str]) -> ExitCode {
+    main_with_args(
+        std::iter::once("till360-hub")
+            .chain(args.iter().copied())
+            .map(Into::into),
+    )
+}
+
+#[test]
+fn import_commands_apply_good_files_and_refuse_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
+         [identity]\ndefault_country_code = 31\nmax_customers_per_identifier = 3\n\
+         [[segment]]\nid = \"online-only\"\nwhere = [\"online_share >= 1\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let file = |name: &str| data(name).to_str().unwrap().to_string();
+    assert_eq!(
+        run(&[
+            "import",
+            "products",
+            &file("products.csv"),
+            "--config",
+            config
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&[
+            "import",
+            "customers",
+            &file("customers.csv"),
+            "--config",
+            config
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&[
+            "import",
+            "orders",
+            &file("orders.jsonl"),
+            "--config",
+            config
+        ]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        run(&[
+            "import",
+            "customers",
+            &file("customers_bad_line7.csv"),
+            "--config",
+            config
+        ]),
+        ExitCode::FAILURE
+    );
+    assert_eq!(
+        run(&[
+            "import",
+            "customers",
+            &file("no-such-file.csv"),
+            "--config",
+            config
+        ]),
+        ExitCode::FAILURE
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("data/hub.db")).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM products"), 4);
+    assert_eq!(count("SELECT count(*) FROM orders"), 2);
+    assert_eq!(count("SELECT count(*) FROM profiles"), 3);
+    assert_eq!(
+        count("SELECT count(*) FROM profiles WHERE customer_no = 'C206'"),
+        0
+    );
+
+    // Traits as of a date use only what happened by then (a back-test).
+    let export = |as_of: &str| -> Vec<String> {
+        let out = dir.path().join(format!("traits-{as_of}.csv"));
+        let out_s = out.to_str().unwrap();
+        assert_eq!(
+            run(&[
+                "traits",
+                "export",
+                "--config",
+                config,
+                "--as-of",
+                as_of,
+                "--horizon-days",
+                "90",
+                "--out",
+                out_s,
+            ]),
+            ExitCode::SUCCESS
+        );
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let header = "customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,\
+                  expected_purchases,clv_cents,churn_risk,segments";
+    let before = export("2025-12-31");
+    assert_eq!(before, vec![header.to_string()], "nothing happened yet");
+    let first_day = export("2026-01-10");
+    assert_eq!(
+        first_day.len(),
+        2,
+        "only the first order by then: {first_day:?}"
+    );
+    let later = export("2026-02-01");
+    assert_eq!(later.len(), 3, "both online orders: {later:?}");
+    for row in &later[1..] {
+        assert!(
+            row.ends_with("online-only"),
+            "online-only buyers are in the segment as of the date: {row}"
+        );
+    }
+    assert_eq!(
+        run(&[
+            "traits",
+            "export",
+            "--config",
+            config,
+            "--as-of",
+            "yesterday"
+        ]),
+        ExitCode::from(2),
+        "a bad date is a usage error"
+    );
+}
