@@ -319,3 +319,102 @@ fn an_erase_reaches_an_agent_process_with_unsynced_events() {
     );
     agent.kill();
 }
+
+/// `DELETE path` over a raw socket; returns the status code and the body.
+fn http_delete(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// The whole path a person's erase takes: a carded receipt synced to the hub, the
+/// profile erased through the API, the erasure pushed to the connected agent process,
+/// and the hub answering 404 for the card and the export afterwards.
+#[test]
+fn an_erase_through_the_api_reaches_the_agent() {
+    let site = Site::new();
+    let stores = StoreSetup::demo_stores();
+    let mut plan = MorningPlan::new(606, 12);
+    plan.carded_percent = 100;
+    plan.misread_percent = 0;
+    let morning = Morning::generate(&plan, &stores);
+    let visit = morning
+        .visits_at(0)
+        .find(|v| v.card.is_some())
+        .expect("a carded visit at S001")
+        .clone();
+    let card = visit.card.clone().expect("a card");
+
+    let hub = site.start_hub();
+    let mut till = site.till("S001", ReceiptStyle::Supermarket, Suffix::Cr, 9);
+    let mut agent = site.start_agent(&till);
+    till.play(&visit);
+    let profile = wait_until(DEADLINE, || {
+        agent.assert_running();
+        site.profile(&card)
+    });
+    let profile = profile.unwrap_or_else(|| {
+        panic!(
+            "the receipt never reached the hub:\n{}",
+            harness::read_log(&hub.log)
+        )
+    });
+    let id = profile["profile_id"]
+        .as_str()
+        .expect("profile_id")
+        .to_string();
+    assert_eq!(profile["transactions"]["count"], 1);
+
+    let (status, body) = http_delete(site.hub.http, &format!("/api/v1/profiles/{id}"));
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("an erasure report");
+    let version = report["erasure_version"].as_u64().expect("erasure_version");
+    assert!(version >= 1, "{report}");
+
+    let status_json = || -> Option<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_till360"))
+            .args(["agent", "status", "--json", "--config"])
+            .arg(&till.config)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let applied = wait_until(DEADLINE, || {
+        agent.assert_running();
+        status_json().filter(|s| s["erasure_version"].as_u64() == Some(version))
+    });
+    assert!(
+        applied.is_some(),
+        "the agent never applied erasure {version}; status {:?}\nagent log:\n{}",
+        status_json(),
+        harness::read_log(&agent.log)
+    );
+    assert_eq!(
+        site.status_of(&format!("/api/v1/profiles/by-card/{card}")),
+        Some(404)
+    );
+    assert_eq!(
+        site.status_of(&format!("/api/v1/profiles/{id}/export")),
+        Some(404)
+    );
+    // The receipt stays in the store's statistics, anonymised.
+    let agents = site.get("/api/v1/agents").and_then(|r| r.json()).unwrap();
+    assert!(agents[0]["last_seq"].as_u64().unwrap_or(0) >= 2, "{agents}");
+    agent.kill();
+}
