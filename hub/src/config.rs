@@ -318,6 +318,8 @@ key = "/abs/hub.key"
             DatabaseUrl::Sqlite(folder.join("../var/hub/hub.db"))
         );
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
+        let segments = crate::segments::compile(&c.segments).unwrap();
+        assert_eq!(segments.len(), 2, "the example's segments compile");
     }
 
     #[test]
