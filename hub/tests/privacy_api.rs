@@ -177,8 +177,13 @@ fn configure(site: &Site, http: &str, extra: &str) {
     .unwrap();
 }
 
+/// Starts the hub and waits for its start-up traits run, which replaces all of
+/// `profile_traits` and `segment_members`: rows the tests write afterwards stay (the
+/// next scheduled run is an hour away).
 async fn start(site: &Site) -> RunningHub {
-    server::start(site.config()).await.unwrap()
+    let hub = server::start(site.config()).await.unwrap();
+    hub.recompute_traits().await.unwrap();
+    hub
 }
 
 fn store_statistics(conn: &Connection) -> Vec<(String, i64, i64)> {

@@ -51,8 +51,12 @@ impl Site {
         HubConfig::load(self.dir.path().join("hub.toml")).unwrap()
     }
 
+    /// Starts the hub and waits for its start-up traits run (on the still empty
+    /// store), so no test races it.
     pub async fn start(&self) -> RunningHub {
-        server::start(self.config()).await.unwrap()
+        let hub = server::start(self.config()).await.unwrap();
+        hub.recompute_traits().await.unwrap();
+        hub
     }
 
     /// Appends erasures of `cards` to the hub's erasure log directly in its database
