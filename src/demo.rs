@@ -2,7 +2,7 @@
 //! each till on three virtual serial ports, a morning of shopping played through them,
 //! then the merged profiles as the hub's API shows them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,16 +12,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use till360_agent::config::AgentConfig;
 use till360_agent::journal::Journal;
-use till360_hub::config::HubConfig;
-use till360_shared::AgentId;
+use till360_hub::config::{DatabaseUrl, HubConfig};
+use till360_hub::import::{self, ImportError};
+use till360_hub::store::SqliteStore;
+use till360_shared::{AgentId, Timestamp};
 use tokio::sync::watch;
 
 use crate::http_client::http_get;
 use crate::rig::{
     fetch_profile, free_tcp_addr, free_udp_addr, install_layouts, play_visit, profile_differences,
-    write_agent_config, write_hub_config, AgentSettings, PlayOptions, TillDevices,
+    write_agent_config, write_hub_config_with_segments, AgentSettings, PlayOptions, SegmentSpec,
+    TillDevices,
 };
-use crate::sim::{Morning, MorningPlan, SimRng, StoreSetup, Suffix, Visit};
+use crate::sim::{BackOffice, Morning, MorningPlan, SimRng, StoreSetup, Suffix, Visit};
 
 /// How long the hub may take to have everything after the last receipt.
 const SYNC_DEADLINE: Duration = Duration::from_secs(120);
@@ -75,15 +78,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let layouts = dir.join("receipts");
     install_layouts(&layouts)?;
 
-    let hub_files = write_hub_config(&dir, &pki, free_udp_addr()?, free_tcp_addr()?)?;
+    let hub_files = write_hub_config_with_segments(
+        &dir,
+        &pki,
+        free_udp_addr()?,
+        free_tcp_addr()?,
+        &demo_segments(),
+    )?;
     let hub_config = HubConfig::load(&hub_files.config)?;
+
+    // The back office first: the CRM, catalogue and web shop know these customers
+    // before the morning starts, as in a real chain.
+    let stores = StoreSetup::demo_stores();
+    let morning = Morning::generate(&MorningPlan::new(args.seed, args.receipts), &stores);
+    let office = BackOffice::generate(&morning, args.seed, chrono::Local::now().date_naive());
+    import_back_office(&dir, &hub_config, &office)?;
+
     let hub = till360_hub::server::start(hub_config)
         .await
         .context("starting the hub")?;
     let http = hub.http_addr();
     eprintln!("hub: QUIC udp {}, API http://{http}/", hub.quic_addr());
 
-    let stores = StoreSetup::demo_stores();
     let (stop_agents, stop_rx) = watch::channel(false);
     let mut tills = Vec::new();
     let mut agent_tasks = Vec::new();
@@ -129,7 +145,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         });
     }
 
-    let morning = Morning::generate(&MorningPlan::new(args.seed, args.receipts), &stores);
     let expected = morning.expected_by_card();
     eprintln!(
         "playing a morning of {} receipts ({} carded, {} loyalty customers), seed {}",
@@ -142,13 +157,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let played = play_morning(tills.clone(), &morning).await?;
     eprintln!("all {played} receipts printed; waiting for the hub");
 
-    let outcome = wait_for_hub(http, &tills, &expected).await;
+    let mut outcome = wait_for_hub(http, &tills, &expected).await;
+    if outcome.is_ok() {
+        eprintln!("the hub has every receipt, each counted once");
+        outcome = show_360(&hub, &expected).await;
+    }
     match &outcome {
         Ok(()) => {
-            eprintln!("the hub has every receipt, each counted once");
-            show_profiles(http, &expected);
+            println!();
             println!("hub API: http://{http}/api/v1/agents");
             println!("         http://{http}/api/v1/profiles/by-card/{{card}}");
+            println!("         http://{http}/api/v1/segments/{{id}}/members.csv?channel=email");
         }
         Err(e) => eprintln!("error: {e:#}"),
     }
@@ -297,27 +316,259 @@ fn journal_last_seq(data_dir: &Path, setup: &StoreSetup) -> Option<u64> {
         .map(|s| s.last_seq)
 }
 
-/// Prints the busiest customers' profiles.
-fn show_profiles(http: SocketAddr, expected: &BTreeMap<String, crate::sim::CardExpectation>) {
-    let mut busiest: Vec<_> = expected.iter().collect();
-    busiest.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
-    println!("busiest customers:");
-    for (card, e) in busiest.iter().take(3) {
-        println!(
-            "  card {card}: {} receipts, {} EUR, stores {:?}",
-            e.count,
-            till360_shared::money::format_cents(e.total_cents),
-            e.stores
-        );
+/// The demo's segments: who comes back, and who may be e-mailed.
+fn demo_segments() -> Vec<SegmentSpec> {
+    vec![
+        SegmentSpec {
+            id: "regulars".into(),
+            name: "Regulars: bought on 3 or more days".into(),
+            conditions: vec!["frequency >= 2".into()],
+        },
+        SegmentSpec {
+            id: "emailable".into(),
+            name: "May be e-mailed".into(),
+            conditions: vec!["consent.email = true".into()],
+        },
+    ]
+}
+
+/// The current time with this machine's UTC offset, as a till stamps it.
+fn local_now() -> Timestamp {
+    let now = chrono::Local::now();
+    let offset_min = i16::try_from(now.offset().local_minus_utc() / 60).unwrap_or(0);
+    Timestamp::from_unix_ms(now.timestamp_millis(), offset_min)
+}
+
+/// Writes the back office's files into `dir` and imports them into the hub's store,
+/// as `till360-hub import products|customers|orders` would. Products first (they only
+/// categorise), then customers, then orders (which find their customer by e-mail).
+fn import_back_office(dir: &Path, config: &HubConfig, office: &BackOffice) -> anyhow::Result<()> {
+    let DatabaseUrl::Sqlite(db) = &config.database;
+    if let Some(parent) = db.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
-    for (card, _) in busiest.iter().take(2) {
-        println!("GET /api/v1/profiles/by-card/{card}");
-        match fetch_profile(http, card) {
-            Some(p) => println!(
-                "{}",
-                serde_json::to_string_pretty(&p).unwrap_or_else(|_| p.to_string())
-            ),
-            None => println!("  (no profile)"),
+    let mut store =
+        SqliteStore::open(db).with_context(|| format!("opening the hub store {}", db.display()))?;
+    let now = local_now();
+    enum Kind {
+        Products,
+        Customers,
+        Orders,
+    }
+    let files = [
+        ("products.csv", office.products_csv(), Kind::Products),
+        ("customers.csv", office.customers_csv(), Kind::Customers),
+        ("orders.jsonl", office.orders_jsonl(), Kind::Orders),
+    ];
+    for (name, text, kind) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        let file = std::fs::File::open(&path)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let conn = store.connection_mut();
+        let result = match kind {
+            Kind::Products => import::products(conn, file, now),
+            Kind::Customers => import::customers(conn, file, &config.identity, now),
+            Kind::Orders => import::orders(conn, file, &config.identity, now),
+        };
+        match result {
+            Ok(summary) => eprintln!("imported {}: {summary}", path.display()),
+            // The summary lists every bad line; the error alone only counts them.
+            Err(ImportError::Rejected(summary)) => {
+                bail!("importing {}: nothing imported: {summary}", path.display())
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("importing {}", path.display())))
+            }
         }
+    }
+    eprintln!(
+        "back office: {} CRM customers, {} products, {} online orders",
+        office.customers.len(),
+        office.catalogue.len(),
+        office.orders.len()
+    );
+    Ok(())
+}
+
+/// Recomputes traits and segments, then prints the busiest customers' profiles and the
+/// segment sizes as the API serves them.
+async fn show_360(
+    hub: &till360_hub::server::RunningHub,
+    expected: &BTreeMap<String, crate::sim::CardExpectation>,
+) -> anyhow::Result<()> {
+    let summary = hub
+        .recompute_traits()
+        .await
+        .context("recomputing traits and segments")?;
+    let sizes: Vec<String> = summary
+        .segments
+        .iter()
+        .map(|(id, n)| format!("{id} {n}"))
+        .collect();
+    eprintln!(
+        "traits recomputed for {} profiles ({} with purchases, {} on more than one day); \
+         segments: {}",
+        summary.profiles,
+        summary.models.customers,
+        summary.models.repeat_customers,
+        sizes.join(", ")
+    );
+    for note in &summary.models.notes {
+        eprintln!("  model note: {note}");
+    }
+    let http = hub.http_addr();
+    let mut busiest: Vec<String> = {
+        let mut cards: Vec<_> = expected.iter().collect();
+        cards.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        cards.into_iter().map(|(card, _)| card.clone()).collect()
+    };
+    busiest.truncate(SHOWN_IN_TABLE);
+    tokio::task::spawn_blocking(move || print_profiles(http, &busiest))
+        .await
+        .context("printing the profiles")?
+}
+
+/// Rows in the table of busiest customers.
+const SHOWN_IN_TABLE: usize = 10;
+
+fn print_profiles(http: SocketAddr, busiest: &[String]) -> anyhow::Result<()> {
+    let Some(first) = busiest.first() else {
+        println!("no loyalty customers this morning");
+        return Ok(());
+    };
+    let mut profile = fetch_profile(http, first)
+        .with_context(|| format!("no profile for the busiest card {first}"))?;
+    let entries = trim_timeline(&mut profile);
+    println!("The busiest customer, as the hub sees them (timeline: the newest receipt and");
+    println!("the newest online order of {entries} entries):");
+    println!("GET /api/v1/profiles/by-card/{first}");
+    println!("{}", pretty(&profile));
+
+    println!();
+    println!("The {} busiest customers:", busiest.len());
+    println!(
+        "{:<13}  {:<7}  {:<20}  {:>5}  {:>6}  {:>9}  {:>4}  {:>3}  {:<19}  {:<26}  segments",
+        "card",
+        "cust.",
+        "name",
+        "store",
+        "online",
+        "spend EUR",
+        "freq",
+        "RFM",
+        "consents",
+        "favourite categories",
+    );
+    for card in busiest {
+        match fetch_profile(http, card) {
+            Some(p) => println!("{}", table_row(card, &p)),
+            None => println!("{card:<13}  (no profile)"),
+        }
+    }
+    println!(
+        "store/online: receipts and web orders; freq: repeat purchase days; RFM: recency, \
+         frequency, monetary quintiles (5 = best)"
+    );
+
+    println!();
+    println!("GET /api/v1/segments");
+    let segments = http_get(http, "/api/v1/segments", Duration::from_secs(5))
+        .context("GET /api/v1/segments")?;
+    if segments.status != 200 {
+        bail!("GET /api/v1/segments answered {}", segments.status);
+    }
+    let listing = segments.json().context("GET /api/v1/segments: not JSON")?;
+    println!("{}", pretty(&listing));
+    Ok(())
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// Keeps the newest receipt and the newest order of the profile's timeline (newest
+/// first, as served), so one profile fits on a screen; returns how many there were.
+fn trim_timeline(profile: &mut serde_json::Value) -> usize {
+    let Some(timeline) = profile
+        .get_mut("timeline")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return 0;
+    };
+    let total = timeline.len();
+    let mut seen = BTreeSet::new();
+    timeline.retain(|entry| seen.insert(entry["kind"].as_str().unwrap_or("").to_string()));
+    total
+}
+
+/// One line of the busiest-customers table.
+fn table_row(card: &str, p: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let name = format!(
+        "{} {}",
+        text(&p["personal"]["first_name"]),
+        text(&p["personal"]["last_name"])
+    );
+    let name = match name.trim() {
+        "" => "(not in the CRM)".to_string(),
+        n => clip(n, 20),
+    };
+    let channels = &p["channels"];
+    let spend = channels["store"]["total_cents"].as_i64().unwrap_or(0)
+        + channels["online"]["total_cents"].as_i64().unwrap_or(0);
+    let traits = &p["traits"];
+    let consents: Vec<&str> = [
+        ("email", "email"),
+        ("sms", "sms"),
+        ("post", "post"),
+        ("personalization", "pers"),
+    ]
+    .into_iter()
+    .filter(|(purpose, _)| p["consents"][purpose]["granted"].as_bool() == Some(true))
+    .map(|(_, short)| short)
+    .collect();
+    let consents = if consents.is_empty() {
+        "-".to_string()
+    } else {
+        consents.join(" ")
+    };
+    let favourites: Vec<String> = traits["favourite_categories"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    let segments: Vec<String> = p["segments"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    format!(
+        "{card:<13}  {:<7}  {name:<20}  {:>5}  {:>6}  {:>9}  {:>4}  {:>3}  {consents:<19}  {:<26}  {}",
+        p["customer_no"].as_str().unwrap_or("-"),
+        channels["store"]["count"].as_u64().unwrap_or(0),
+        channels["online"]["count"].as_u64().unwrap_or(0),
+        till360_shared::money::format_cents(spend),
+        traits["frequency"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), |f| f.to_string()),
+        traits["rfm"].as_str().unwrap_or("-"),
+        clip(&favourites.join(", "), 26),
+        if segments.is_empty() {
+            "-".to_string()
+        } else {
+            segments.join(", ")
+        },
+    )
+}
+
+/// At most `width` characters, with an ellipsis when cut.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+        out.push('…');
+        out
     }
 }

@@ -186,6 +186,15 @@ pub struct HubFiles {
     pub http: SocketAddr,
 }
 
+/// A `[[segment]]` of the hub config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSpec {
+    pub id: String,
+    pub name: String,
+    /// Conditions such as `frequency >= 2` (hub `segments` syntax), all must hold.
+    pub conditions: Vec<String>,
+}
+
 /// Writes `dir/hub.toml` using the PKI in `pki` (`ca.pem hub.pem hub.key`).
 pub fn write_hub_config(
     dir: &Path,
@@ -193,9 +202,20 @@ pub fn write_hub_config(
     quic: SocketAddr,
     http: SocketAddr,
 ) -> Result<HubFiles, RigError> {
+    write_hub_config_with_segments(dir, pki, quic, http, &[])
+}
+
+/// [`write_hub_config`] plus `[[segment]]` definitions.
+pub fn write_hub_config_with_segments(
+    dir: &Path,
+    pki: &Path,
+    quic: SocketAddr,
+    http: SocketAddr,
+    segments: &[SegmentSpec],
+) -> Result<HubFiles, RigError> {
     let data_dir = dir.join("hub-data");
     let config = dir.join("hub.toml");
-    let text = format!(
+    let mut text = format!(
         "# Written by till360 (demo / end-to-end tests).\n\
          data_dir = {}\nlisten = {}\nhttp = {}\nca = {}\ncert = {}\nkey = {}\n\n\
          [database]\nurl = {}\n",
@@ -207,6 +227,17 @@ pub fn write_hub_config(
         path_str(&pki.join("hub.key")),
         quoted(&format!("sqlite://{}", data_dir.join("hub.db").display())),
     );
+    for segment in segments {
+        let conditions: Vec<String> = segment.conditions.iter().map(|c| quoted(c)).collect();
+        // Writing into a String cannot fail.
+        let _ = write!(
+            text,
+            "\n[[segment]]\nid = {}\nname = {}\nwhere = [{}]\n",
+            quoted(&segment.id),
+            quoted(&segment.name),
+            conditions.join(", ")
+        );
+    }
     std::fs::write(&config, text).map_err(io_err(format!("writing {}", config.display())))?;
     Ok(HubFiles {
         config,

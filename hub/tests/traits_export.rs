@@ -242,11 +242,13 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert_eq!(p1[1], "2000000000011;2000000000028");
     // Days Jan 5, Jan 12, Jan 31 (local): two repeat days; Jan 12 spent 1200, Jan 31 800.
     assert_eq!(&p1[2..5], ["2", "26", "26"]);
-    assert_eq!(p1[5], "1000.0000");
+    // Money leaves the hub in whole cents, model outputs with four decimals.
+    assert_eq!(p1[5], "1000");
     assert_eq!(p1[6].len(), 3);
-    for cell in &p1[7..11] {
+    for cell in [&p1[7], &p1[8], &p1[10]] {
         assert!(is_decimal4(cell), "{cell:?} in {p1:?}");
     }
+    assert!(p1[9].parse::<i64>().is_ok(), "clv_cents {:?}", p1[9]);
     let (p_alive, churn): (f64, f64) = (p1[7].parse().unwrap(), p1[10].parse().unwrap());
     assert!((p_alive + churn - 1.0).abs() < 2e-4);
     // Consent given Jan 10 counts; the e-mail consent of p2 (Feb 10) does not yet.

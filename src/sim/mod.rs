@@ -3,6 +3,7 @@
 //! morning of shopping. Deterministic by seed, so tests can compare what the hub got
 //! with what was printed.
 
+pub mod backoffice;
 pub mod escpos;
 pub mod morning;
 pub mod pos;
@@ -15,6 +16,7 @@ pub mod style;
 #[cfg(test)]
 mod tests;
 
+pub use backoffice::BackOffice;
 pub use morning::{CardExpectation, Morning, MorningPlan, Scan, StoreSetup, Visit};
 pub use pos::{play_receipt, ExpectedReceipt, PlayError, PosSimulator, SimReceipt};
 pub use printer::{PrinterModel, PrinterSimulator};

@@ -100,6 +100,7 @@ const GROCERIES: &[(&str, i64)] = &[
     ("Paté de campagne", 279),
     ("Wasmiddel 2L", 999),
     ("Bloemen boeket", 799),
+    ("Paracetamol 500mg 20st", 189),
 ];
 
 /// (description, cents per kg) for goods sold by weight.
@@ -284,6 +285,22 @@ impl ReceiptStyle {
                 columns("Card", &self.amount(total_cents)),
                 "Thank you & à bientôt!".into(),
             ],
+        }
+    }
+
+    /// Every article this shop can print: (sku if printed, description, cents per
+    /// piece or per kg). The demo's product catalogue is checked against it.
+    pub fn articles(self) -> Vec<(Option<&'static str>, &'static str, i64)> {
+        match self {
+            ReceiptStyle::Supermarket => GROCERIES
+                .iter()
+                .chain(WEIGHED)
+                .map(|&(desc, cents)| (None, desc, cents))
+                .collect(),
+            ReceiptStyle::Boutique => FASHION
+                .iter()
+                .map(|&(sku, desc, cents)| (Some(sku), desc, cents))
+                .collect(),
         }
     }
 

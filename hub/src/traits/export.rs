@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 
 use super::history::{day_number, load, MS_PER_DAY};
-use super::population::{compute, Models};
+use super::population::{compute, round_cents, Models};
 use super::subject::subject;
 use super::TraitsError;
 use crate::config::TraitsConfig;
@@ -108,11 +108,13 @@ pub(super) fn write_csv(
             t.frequency.to_string(),
             t.recency_days.to_string(),
             t.t_days.to_string(),
-            decimal(Some(t.monetary_cents)),
+            round_cents(t.monetary_cents).to_string(),
             t.rfm.clone(),
             decimal(t.p_alive),
             decimal(t.expected_purchases),
-            decimal(t.clv_cents),
+            t.clv_cents
+                .map(round_cents)
+                .map_or_else(String::new, |c| c.to_string()),
             decimal(t.churn_risk),
             csv_cell(&member_of.join(";")),
         ];

@@ -23,6 +23,9 @@ pub struct CustomerTraits {
     pub frequency: u32,
     pub recency_days: u32,
     pub t_days: u32,
+    /// Model inputs and outputs in cents are estimates (floats inside the models);
+    /// they leave the hub as whole cents, as all money does (DESIGN.md principle 6).
+    #[serde(serialize_with = "whole_cents")]
     pub monetary_cents: f64,
     pub days_since_last: u32,
     pub rfm_r: u8,
@@ -34,7 +37,9 @@ pub struct CustomerTraits {
     pub p_alive: Option<f64>,
     pub churn_risk: Option<f64>,
     pub expected_purchases: Option<f64>,
+    #[serde(serialize_with = "whole_cents_opt")]
     pub expected_spend_cents: Option<f64>,
+    #[serde(serialize_with = "whole_cents_opt")]
     pub clv_cents: Option<f64>,
     pub favourite_categories: Vec<String>,
     pub categories: Vec<String>,
@@ -43,6 +48,22 @@ pub struct CustomerTraits {
     pub label: Option<Label>,
     pub store_share: f64,
     pub online_share: f64,
+}
+
+/// Rounds an estimated amount to whole cents (values are finite by construction).
+pub fn round_cents(value: f64) -> i64 {
+    value.round() as i64
+}
+
+fn whole_cents<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(round_cents(*value))
+}
+
+fn whole_cents_opt<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_some(&round_cents(*v)),
+        None => s.serialize_none(),
+    }
 }
 
 /// The fitted models and why one is missing.

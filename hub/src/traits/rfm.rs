@@ -70,9 +70,10 @@ pub fn summarize<'a>(
     })
 }
 
-/// Quintile scores 1–5, higher value → higher score: a value scores
-/// 1 + ⌊5 · (share of the population strictly below it)⌋, so ties always share a
-/// score and the lowest value always scores 1.
+/// Quintile scores 1–5, higher value → higher score, by mid-percentile: a value scores
+/// 1 + ⌊5 · (below + tied / 2) / n⌋. Ties share a score, and a value everyone shares
+/// scores 3 (no information is neither best nor worst: when all customers bought
+/// today, nobody is "not recent").
 pub fn quintile_scores(values: &[f64]) -> Vec<u8> {
     let mut sorted: Vec<f64> = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -81,7 +82,10 @@ pub fn quintile_scores(values: &[f64]) -> Vec<u8> {
         .iter()
         .map(|v| {
             let below = sorted.partition_point(|s| s.total_cmp(v).is_lt());
-            (1 + 5 * below / n).min(5) as u8
+            let upto = sorted.partition_point(|s| s.total_cmp(v).is_le());
+            // Twice the mid-percentile's numerator, kept in integers.
+            let twice_mid = 2 * below + (upto - below);
+            (1 + 5 * twice_mid / (2 * n)).min(5) as u8
         })
         .collect()
 }

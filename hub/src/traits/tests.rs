@@ -342,8 +342,14 @@ fn quintiles_share_ties_and_order_by_value() {
     let scores = quintile_scores(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]);
     assert_eq!(scores, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
     let ties = quintile_scores(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 3.0, 9.0]);
-    assert_eq!(ties, vec![1, 1, 1, 1, 1, 1, 4, 4, 5, 5]);
-    assert_eq!(quintile_scores(&[7.0]), vec![1]);
+    // Six tied at the bottom: 1 + ⌊5 · (0 + 6/2) / 10⌋ = 2.
+    assert_eq!(ties, vec![2, 2, 2, 2, 2, 2, 4, 4, 5, 5]);
+    assert_eq!(quintile_scores(&[7.0]), vec![3]);
+    assert_eq!(
+        quintile_scores(&[4.0; 8]),
+        vec![3; 8],
+        "all tied: the middle"
+    );
     assert!(quintile_scores(&[]).is_empty());
 }
 
