@@ -1,61 +1,16 @@
 //! The whole agent without a hub, over real ptys: a card scan and a printed receipt
 //! end up in the journal, and the printer gets every byte.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::io::Write;
+use std::path::Path;
 
-use nix::pty::openpty;
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+mod common;
+
+use common::{Pty, GIVE_UP};
 use till360_agent::config::AgentConfig;
 use till360_agent::runtime::RunningAgent;
 use till360_shared::card::with_check_digit;
 use till360_shared::EventKind;
-
-/// A deadlock guard, not a timing assertion.
-const GIVE_UP: Duration = Duration::from_secs(20);
-
-struct Pty {
-    master: File,
-    _slave: OwnedFd,
-    path: PathBuf,
-}
-
-impl Pty {
-    fn new() -> Pty {
-        let pair = openpty(None, None).expect("openpty");
-        let mut termios = tcgetattr(&pair.slave).unwrap();
-        cfmakeraw(&mut termios);
-        tcsetattr(&pair.slave, SetArg::TCSANOW, &termios).unwrap();
-        let path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
-        Pty {
-            master: File::from(pair.master),
-            _slave: pair.slave,
-            path,
-        }
-    }
-
-    fn read_exactly(&mut self, n: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(n);
-        let mut buf = [0u8; 4096];
-        while out.len() < n {
-            let mut pfd = libc::pollfd {
-                fd: self.master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut pfd, 1, GIVE_UP.as_millis() as i32) };
-            assert!(ready > 0, "gave up after {} of {n} bytes", out.len());
-            let want = (n - out.len()).min(buf.len());
-            let got = self.master.read(&mut buf[..want]).unwrap();
-            out.extend_from_slice(&buf[..got]);
-        }
-        out
-    }
-}
 
 fn config(dir: &Path, scanner: &Pty, pos: &Pty, printer: &Pty) -> AgentConfig {
     let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");

@@ -2,8 +2,7 @@
 
 mod common;
 
-use common::{http_get, Agent, Site};
-use till360_shared::wire::Message;
+use common::{http_get, send_all, Site};
 use till360_shared::{
     AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
 };
@@ -43,27 +42,6 @@ fn receipt(
             currency: Currency::EUR,
         }),
     }
-}
-
-async fn send_all(site: &Site, hub: std::net::SocketAddr, agent: &AgentId, events: Vec<Event>) {
-    let dir = site.agent(&agent.store, &agent.till);
-    let mut client = Agent::connect(hub, &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
-    let last = events.last().unwrap().seq;
-    let hello = Message::Hello {
-        agent: agent.clone(),
-        journal_last_seq: last,
-        software: "test".into(),
-    };
-    assert_eq!(
-        client.call(&hello).await,
-        Ok(Message::Welcome { acked_seq: 0 })
-    );
-    assert_eq!(
-        client.call(&Message::Events(events)).await,
-        Ok(Message::Ack { acked_seq: last })
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,10 @@ mod common;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use common::{Agent, Site, STEP};
+use common::{send_all, Site, STEP};
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use till360_hub::server::{self, RunningHub};
-use till360_shared::wire::Message;
 use till360_shared::{
     AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
 };
@@ -61,27 +60,6 @@ fn receipt(
             currency: Currency::EUR,
         }),
     }
-}
-
-async fn send_all(site: &Site, hub: SocketAddr, agent: &AgentId, events: Vec<Event>) {
-    let dir = site.agent(&agent.store, &agent.till);
-    let mut client = Agent::connect(hub, &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
-    let last = events.last().unwrap().seq;
-    let hello = Message::Hello {
-        agent: agent.clone(),
-        journal_last_seq: last,
-        software: "test".into(),
-    };
-    assert_eq!(
-        client.call(&hello).await,
-        Ok(Message::Welcome { acked_seq: 0 })
-    );
-    assert_eq!(
-        client.call(&Message::Events(events)).await,
-        Ok(Message::Ack { acked_seq: last })
-    );
 }
 
 /// A raw HTTP/1.1 exchange.

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{http_get, Agent, Site};
-use till360_shared::wire::Message;
+use common::{http_get, send_all, Site};
 use till360_shared::{
     AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
 };
@@ -64,23 +63,7 @@ async fn recompute_fills_profile_traits_and_segment_sizes() {
         receipt(&agent, 4, t0 + 20 * DAY_MS, &regular, 1800),
         receipt(&agent, 5, t0 + 30 * DAY_MS, &regular, 2100),
     ];
-    let dir = site.agent(&agent.store, &agent.till);
-    let mut client = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
-    let hello = Message::Hello {
-        agent: agent.clone(),
-        journal_last_seq: 5,
-        software: "test".into(),
-    };
-    assert_eq!(
-        client.call(&hello).await,
-        Ok(Message::Welcome { acked_seq: 0 })
-    );
-    assert_eq!(
-        client.call(&Message::Events(events)).await,
-        Ok(Message::Ack { acked_seq: 5 })
-    );
+    send_all(&site, hub.quic_addr(), &agent, events).await;
 
     let summary = hub.recompute_traits().await.unwrap();
     assert_eq!(summary.profiles, 2);

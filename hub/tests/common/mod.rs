@@ -235,3 +235,31 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) 
     let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("body {body:?}: {e}"));
     (status, json)
 }
+
+/// Sends `events` (seq 1..) as a fresh agent of `site` and checks the hub commits them:
+/// Hello → Welcome 0, Events → Ack of the last seq.
+pub async fn send_all(
+    site: &Site,
+    hub: SocketAddr,
+    agent: &till360_shared::AgentId,
+    events: Vec<till360_shared::Event>,
+) {
+    let dir = site.agent(&agent.store, &agent.till);
+    let mut client = Agent::connect(hub, &dir.join("ca.pem"), Some(&dir))
+        .await
+        .unwrap();
+    let last = events.last().unwrap().seq;
+    let hello = Message::Hello {
+        agent: agent.clone(),
+        journal_last_seq: last,
+        software: "test".into(),
+    };
+    assert_eq!(
+        client.call(&hello).await,
+        Ok(Message::Welcome { acked_seq: 0 })
+    );
+    assert_eq!(
+        client.call(&Message::Events(events)).await,
+        Ok(Message::Ack { acked_seq: last })
+    );
+}
