@@ -221,7 +221,8 @@ fn baseline_path(db: &Path, batches: &[(AgentId, Vec<Event>)]) -> Duration {
     let prepared: Vec<Rows> = batches.iter().map(|(a, b)| rows(a, b)).collect();
     let mut conn = Connection::open(db).expect("open baseline");
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;",
     )
     .expect("pragmas");
     conn.execute_batch(SCHEMA).expect("schema");
