@@ -3,8 +3,10 @@
 //! port, a file or a clock (`now` is always an argument). `tests/invariants.rs` holds
 //! that line by checking the manifest.
 
+pub mod campaign;
 pub mod card;
 pub mod codec;
+pub mod coupon;
 pub mod event;
 pub mod money;
 pub mod sync;

@@ -27,9 +27,13 @@ impl Timestamp {
         }
     }
 
-    /// The instant in UTC. Out-of-range values (only from corrupt input) clamp to the epoch.
+    /// The instant in UTC. Values outside years 1..=9999 (only from corrupt input)
+    /// clamp to that range, so converting to any local offset cannot overflow.
     pub fn utc(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.unix_ms)
+        // 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+        const MIN_MS: i64 = -62_135_596_800_000;
+        const MAX_MS: i64 = 253_402_300_799_999;
+        Utc.timestamp_millis_opt(self.unix_ms.clamp(MIN_MS, MAX_MS))
             .single()
             .unwrap_or_default()
     }
@@ -63,5 +67,16 @@ mod tests {
         let ts = Timestamp::from_unix_ms(1_764_060_000_000, 60);
         assert_eq!(ts.to_rfc3339(), "2025-11-25T09:40:00.000+01:00");
         assert_eq!(ts.utc().timestamp_millis(), 1_764_060_000_000);
+    }
+
+    #[test]
+    fn corrupt_extremes_clamp_instead_of_panicking() {
+        for (ms, off) in [(i64::MAX, i16::MAX), (i64::MIN, i16::MIN), (i64::MAX, 840)] {
+            let ts = Timestamp::from_unix_ms(ms, off);
+            let year = chrono::Datelike::year(&ts.utc());
+            assert!((1..=9999).contains(&year), "{year}");
+            // Local time may step into year 10000 or 0 but never overflows.
+            assert!(!ts.to_rfc3339().is_empty());
+        }
     }
 }

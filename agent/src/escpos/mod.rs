@@ -7,6 +7,7 @@
 
 mod codepage;
 mod commands;
+pub mod encode;
 mod parser;
 #[cfg(test)]
 mod tests;
