@@ -203,7 +203,7 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
         }
         Err(ImportError::Rejected(summary)) => {
             eprintln!(
-                "till360-hub: import {name} {}: NOT applied, {} bad line(s): {summary}",
+                "till360-hub: import {name} {}: NOT applied, nothing was written ({} bad line(s)); without them: {summary}",
                 file.display(),
                 summary.rejected.len()
             );
