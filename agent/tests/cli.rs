@@ -69,6 +69,7 @@ fn status_prints_text_and_json() {
         text.contains("oldest_pending: 2025-11-25T09:40:00.002+01:00"),
         "{text}"
     );
+    assert!(text.contains("erasure_version: 0\n"), "{text}");
 
     let out = agent(&["status", "--config", config, "--json"]);
     assert!(out.status.success(), "{out:?}");
