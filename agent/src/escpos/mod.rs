@@ -4,10 +4,12 @@
 //! - `codepage`: single-byte code pages and Epson's `ESC t n` numbering.
 //! - `commands`: the command table (argument shapes as data).
 //! - `parser`: the streaming `feed`/`poll` state machine over that table.
+//! - `gate`: holds a cut until its coupon decision (or its budget), inserting the block.
 
 mod codepage;
 mod commands;
 pub mod encode;
+pub mod gate;
 mod parser;
 #[cfg(test)]
 mod tests;
