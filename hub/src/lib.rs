@@ -3,6 +3,7 @@
 //! in-process (the demo and end-to-end tests use it).
 
 pub mod api;
+pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod identity;

@@ -40,6 +40,20 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut read_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
+    let campaigns = match &config.campaigns {
+        Some(path) => Some(
+            crate::campaigns::load(path, write_store.connection())
+                .with_context(|| format!("{}: campaigns", config.origin.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(set) = &campaigns {
+        tracing::info!(
+            "campaigns: {} loaded, version {}",
+            set.campaigns.len(),
+            set.version
+        );
+    }
     read_store.set_identity_config(config.identity.clone());
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
@@ -67,7 +81,9 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         stop_rx.clone(),
     ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
-    let app = api::router(reader, api::ApiOptions::from_config(&config));
+    let mut api_options = api::ApiOptions::from_config(&config);
+    api_options.campaigns = campaigns;
+    let app = api::router(reader, api_options);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

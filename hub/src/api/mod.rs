@@ -43,6 +43,8 @@ pub struct ApiOptions {
     /// The SQLite file, for the segment and blocked-identifier listings, which read
     /// tables directly over their own read-only connection.
     pub database: Option<PathBuf>,
+    /// The campaign set the hub serves, if `campaigns` is configured.
+    pub campaigns: Option<till360_shared::campaign::CampaignSet>,
 }
 
 impl ApiOptions {
@@ -52,6 +54,7 @@ impl ApiOptions {
             token: config.api_token.clone(),
             segments: config.segments.clone(),
             database: Some(path.clone()),
+            campaigns: None,
         }
     }
 }
@@ -62,6 +65,7 @@ struct ApiState {
     reader: Reader,
     segments: Arc<Vec<SegmentDef>>,
     database: Option<Arc<PathBuf>>,
+    campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
 }
 
 impl FromRef<ApiState> for Reader {
@@ -75,6 +79,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         reader,
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database.map(Arc::new),
+        campaigns: Arc::new(options.campaigns),
     };
     let token = auth::Token::new(options.token);
     Router::new()
@@ -98,6 +103,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
             get(segments::members_csv),
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
+        .route("/api/v1/campaigns", get(campaigns))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         // On the whole router (fallback included): nothing answers without the token
         // but health.
@@ -173,4 +179,26 @@ async fn health() -> Json<serde_json::Value> {
         "service": "till360-hub",
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// `GET /api/v1/campaigns`: the campaign set the hub serves, each campaign with the
+/// set's version (empty when no `campaigns` file is configured).
+async fn campaigns(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Json<serde_json::Value> {
+    let list = match state.campaigns.as_ref() {
+        Some(set) => set
+            .campaigns
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("version".into(), set.version.into());
+                }
+                v
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Json(serde_json::Value::Array(list))
 }

@@ -1,0 +1,102 @@
+//! The campaign set a hub serves: loaded from `campaigns` at start, versioned by
+//! content, listed by `GET /api/v1/campaigns`; a broken file or a campaign aimed at a
+//! sensitive category stops the hub at start with the file named.
+
+mod common;
+
+use common::{http_get, Site};
+use till360_hub::server;
+
+fn with_campaigns(site: &Site, text: &str) {
+    std::fs::write(site.dir.path().join("campaigns.toml"), text).unwrap();
+    let config = site.dir.path().join("hub.toml");
+    let mut hub = std::fs::read_to_string(&config).unwrap();
+    hub.insert_str(0, "campaigns = \"campaigns.toml\"\n");
+    std::fs::write(&config, hub).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_set_is_served_with_a_stable_version() {
+    let site = Site::new();
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/campaigns.toml"),
+    )
+    .unwrap();
+    with_campaigns(&site, &example);
+    let hub = site.start().await;
+    let (status, list) = http_get(hub.http_addr(), "/api/v1/campaigns").await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().expect("an array").clone();
+    let ids: Vec<&str> = list.iter().filter_map(|c| c["id"].as_str()).collect();
+    let tables = example
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[[campaign]]"))
+        .count();
+    assert_eq!(ids.len(), tables, "{ids:?}");
+    assert!(ids.contains(&"big-basket"), "{ids:?}");
+    let version = list[0]["version"].as_u64().expect("version");
+    assert!(version > 0);
+    hub.shutdown().await;
+
+    // The same file gives the same version after a restart.
+    let hub = site.start().await;
+    let (_, again) = http_get(hub.http_addr(), "/api/v1/campaigns").await;
+    assert_eq!(again[0]["version"].as_u64(), Some(version));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_campaigns_file_serves_an_empty_list() {
+    let site = Site::new();
+    let hub = site.start().await;
+    let (status, list) = http_get(hub.http_addr(), "/api/v1/campaigns").await;
+    assert_eq!((status, list), (200, serde_json::json!([])));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_campaign_file_stops_the_hub_naming_it() {
+    let site = Site::new();
+    with_campaigns(
+        &site,
+        "[[campaign]]\nid = \"x\"\nname = \"X\"\ntrigger = \"moon_phase\"\noffer = \"?\"\nvalid_days = 7\n",
+    );
+    let err = match server::start(site.config()).await {
+        Ok(_) => panic!("a hub with a broken campaign file started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("campaigns.toml") && err.contains("moon_phase"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_aimed_at_a_sensitive_category_stops_the_hub() {
+    let site = Site::new();
+    // The catalog says pharmacy is sensitive.
+    let config = site.config();
+    let till360_hub::config::DatabaseUrl::Sqlite(db) = &config.database;
+    drop(till360_hub::store::SqliteStore::open(db).unwrap());
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute(
+            "INSERT INTO products (sku, description, category, sensitive)
+             VALUES ('P1', 'Pregnancy test', 'pharmacy', 1)",
+            [],
+        )
+        .unwrap();
+    with_campaigns(
+        &site,
+        "[[campaign]]\nid = \"pharma\"\nname = \"Health\"\ntrigger = \"basket_category\"\n\
+         category = \"pharmacy\"\noffer = \"10% off\"\nvalid_days = 7\n",
+    );
+    let err = match server::start(site.config()).await {
+        Ok(_) => panic!("a hub targeting a sensitive category started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("campaigns.toml") && err.contains("pharma") && err.contains("sensitive"),
+        "{err}"
+    );
+}
