@@ -14,7 +14,8 @@ use till360_hub::store::{spawn_writer, SqliteStore, SCHEMA};
 use till360_hub::synthetic::Generator;
 use till360_shared::{codec, AgentId, Event, Timestamp};
 
-const BATCH: usize = 200;
+// The agent's default `[hub] batch_max`.
+const BATCH: usize = 500;
 const CARDS: usize = 2_000;
 const CARDED_PERCENT: u64 = 80;
 
