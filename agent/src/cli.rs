@@ -164,13 +164,14 @@ pub fn status_text(status: &JournalStatus) -> String {
         .map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
     format!(
         "store: {}\ntill: {}\nlast_seq: {}\nacked_seq: {}\npending: {}\noldest_pending: {}\n\
-         erasure_version: {}\n",
+         erasure_version: {}\ncampaign_version: {}\n",
         status.store,
         status.till,
         status.last_seq,
         status.acked_seq,
         status.pending,
         oldest,
-        status.erasure_version
+        status.erasure_version,
+        status.campaign_version
     )
 }

@@ -9,6 +9,9 @@
 //! Erasures from the hub ([`Journal::apply_erasures`]) pseudonymise the unacknowledged
 //! events of erased cards in place (a seq is never lost) and record the erasure version
 //! in the meta row in the same transaction: after a crash both or neither are there.
+//!
+//! The hub's campaign set and this till's coupon key ([`Journal::store_campaigns`])
+//! live in a one-row `campaigns` table, set, key and version written together.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,12 +20,15 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use thiserror::Error;
+use till360_shared::campaign::CampaignSet;
 use till360_shared::codec;
+use till360_shared::coupon::TillKey;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 pub const JOURNAL_FILE: &str = "journal.db";
-/// 2 added `journal_meta.erasure_version`; a version 1 journal is upgraded on open.
-const SCHEMA_VERSION: i64 = 2;
+/// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table; older journals
+/// are upgraded on open.
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -70,6 +76,8 @@ pub enum JournalError {
     },
     #[error("journal {path}: cannot encode event: {reason}")]
     Encode { path: String, reason: String },
+    #[error("journal {path}: the stored campaign set is corrupt: {reason}")]
+    CorruptCampaigns { path: String, reason: String },
 }
 
 /// What `till360-agent status` shows.
@@ -86,6 +94,8 @@ pub struct JournalStatus {
     pub oldest_pending_at: Option<Timestamp>,
     /// The newest hub erasure this journal has applied.
     pub erasure_version: u64,
+    /// The version of the campaign set held (0: none yet). The key is never shown.
+    pub campaign_version: u64,
 }
 
 /// What [`Journal::apply_erasures`] did.
@@ -191,6 +201,12 @@ impl Journal {
                  offset_min INTEGER NOT NULL,
                  kind TEXT NOT NULL,
                  payload BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS campaigns (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 version INTEGER NOT NULL,
+                 campaign_set BLOB NOT NULL,
+                 till_key BLOB NOT NULL
              );",
         )
         .map_err(sql)?;
@@ -215,8 +231,15 @@ impl Journal {
             Some((version, store, till, last, acked)) => {
                 if version == 1 {
                     tx.execute_batch(
-                        "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;
-                         UPDATE journal_meta SET schema_version = 2 WHERE id = 1;",
+                        "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;",
+                    )
+                    .map_err(sql)?;
+                }
+                if version == 1 || version == 2 {
+                    // The `campaigns` table was created above; only the number moves.
+                    tx.execute(
+                        "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
+                        params![SCHEMA_VERSION],
                     )
                     .map_err(sql)?;
                 } else if version != SCHEMA_VERSION {
@@ -548,9 +571,69 @@ impl Journal {
         })
     }
 
+    /// The version of the campaign set held (0 when none was received).
+    pub fn campaign_version(&self) -> Result<u64, JournalError> {
+        self.conn
+            .query_row("SELECT version FROM campaigns WHERE id = 1", [], |r| {
+                Ok(to_u64(r.get(0)?))
+            })
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Replaces the campaign set and this till's coupon key (one statement, so after a
+    /// crash the old pair or the new one is there, never a mix).
+    pub fn store_campaigns(
+        &mut self,
+        set: &CampaignSet,
+        till_key: &TillKey,
+    ) -> Result<(), JournalError> {
+        let blob = codec::to_bytes(set).map_err(|e| JournalError::Encode {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO campaigns (id, version, campaign_set, till_key)
+                 VALUES (1, ?1, ?2, ?3)",
+                params![to_i64(set.version), blob, till_key.as_bytes().as_slice()],
+            )
+            .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
+    /// The campaign set and coupon key held, for the coupon decision; `None` before the
+    /// hub sent any.
+    pub fn campaigns(&self) -> Result<Option<(CampaignSet, [u8; 32])>, JournalError> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT campaign_set, till_key FROM campaigns WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql_err(e))?;
+        let Some((blob, key)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| JournalError::CorruptCampaigns {
+            path: self.path.display().to_string(),
+            reason,
+        };
+        let set: CampaignSet = codec::from_bytes(&blob).map_err(|e| corrupt(e.to_string()))?;
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt(format!("the till key has {} bytes, not 32", key.len())))?;
+        Ok(Some((set, key)))
+    }
+
     pub fn status(&self) -> Result<JournalStatus, JournalError> {
         let (last_seq, acked_seq) = self.read_meta()?;
         let erasure_version = self.erasure_version()?;
+        let campaign_version = self.campaign_version()?;
         let oldest: Option<(i64, i64)> = self
             .conn
             .query_row(
@@ -569,6 +652,7 @@ impl Journal {
             oldest_pending_at: oldest
                 .map(|(ms, off)| Timestamp::from_unix_ms(ms, i16::try_from(off).unwrap_or(0))),
             erasure_version,
+            campaign_version,
         })
     }
 }

@@ -7,7 +7,9 @@
 //! the acknowledged events. Right after `Hello` the agent sends `Subscribe` with the
 //! journal's erasure version; `Erasures` frames from the hub are applied to the journal
 //! (one transaction with the new version), passed on to the till core (a pending card
-//! is dropped) and answered with `ErasuresApplied`. After any error the task reconnects with a jittered
+//! is dropped) and answered with `ErasuresApplied`. `Subscribe` also carries the
+//! campaign set version held; a `Campaigns` frame (set + this till's coupon key) is
+//! stored in the journal and needs no answer. After any error the task reconnects with a jittered
 //! exponential backoff, forever, and resumes from the hub's `Welcome`.
 
 use std::net::SocketAddr;
@@ -63,6 +65,8 @@ pub struct UplinkStatus {
     pub last_error: Option<String>,
     /// The newest hub erasure the journal has applied.
     pub erasure_version: u64,
+    /// The version of the campaign set the journal holds (0: none).
+    pub campaign_version: u64,
 }
 
 #[derive(Debug, Error)]
@@ -296,17 +300,21 @@ impl Uplink {
             .map_err(|_| UplinkError::ConnectTimeout)??;
         let (mut send, mut recv) = conn.open_bi().await?;
 
-        let (journal_last, erasure_version) = self
-            .with_journal(|j| Ok((j.last_seq(), j.erasure_version()?)))
+        let (journal_last, erasure_version, campaign_version) = self
+            .with_journal(|j| Ok((j.last_seq(), j.erasure_version()?, j.campaign_version()?)))
             .await?;
-        status.send_modify(|s| s.erasure_version = erasure_version);
+        status.send_modify(|s| {
+            s.erasure_version = erasure_version;
+            s.campaign_version = campaign_version;
+        });
         let mut session = UplinkSession::new(
             self.agent.clone(),
             journal_last.max(*self.journal_seq.borrow_and_update()),
             self.hub.window,
             self.hub.batch_max,
         )
-        .with_erasure_version(erasure_version);
+        .with_erasure_version(erasure_version)
+        .with_campaign_version(campaign_version);
         let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
         opening.extend(codec::encode_frame(&session.subscribe())?);
         send.write_all(&opening).await?;
@@ -348,6 +356,14 @@ impl Uplink {
                                 self.apply_erasures(cards, up_to_version, status).await?;
                                 let applied = session.erasures_applied(up_to_version);
                                 send.write_all(&codec::encode_frame(&applied)?).await?;
+                            }
+                            Some(UplinkEvent::Campaigns { set, till_key }) => {
+                                let version = set.version;
+                                let count = set.campaigns.len();
+                                self.with_journal(move |j| j.store_campaigns(&set, &till_key)).await?;
+                                // The key is never logged.
+                                tracing::info!("uplink: {count} campaigns stored (version {version}) with this till's coupon key");
+                                status.send_modify(|s| s.campaign_version = version);
                             }
                             None => {}
                         }

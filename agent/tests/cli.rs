@@ -70,6 +70,7 @@ fn status_prints_text_and_json() {
         "{text}"
     );
     assert!(text.contains("erasure_version: 0\n"), "{text}");
+    assert!(text.contains("campaign_version: 0\n"), "{text}");
 
     let out = agent(&["status", "--config", config, "--json"]);
     assert!(out.status.success(), "{out:?}");

@@ -55,6 +55,13 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         );
     }
     read_store.set_identity_config(config.identity.clone());
+    // Created on first start even without campaigns: codes already issued are
+    // verified with it later.
+    let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
+        .with_context(|| format!("{}: data_dir", config.origin.display()))?;
+    let campaign_feed = campaigns
+        .clone()
+        .map(|set| listener::CampaignFeed::new(set, master));
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;
@@ -78,6 +85,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         endpoint,
         writer,
         erasures,
+        campaign_feed,
         stop_rx.clone(),
     ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));

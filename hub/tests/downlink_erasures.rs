@@ -39,7 +39,10 @@ async fn subscribed(site: &Site, hub: std::net::SocketAddr, erasure_version: u64
         .unwrap();
     agent.send(&hello()).await.unwrap();
     agent
-        .send(&Message::Subscribe { erasure_version })
+        .send(&Message::Subscribe {
+            erasure_version,
+            campaign_version: 0,
+        })
         .await
         .unwrap();
     assert_eq!(agent.recv().await, Ok(Message::Welcome { acked_seq: 0 }));

@@ -11,12 +11,18 @@
 //! strictly increasing `up_to_version`, and the agent answers each with
 //! `ErasuresApplied` after persisting it (see [`UplinkSession::erasures_applied`]).
 //!
+//! Downlink (campaigns): `Subscribe` also carries the campaign set version the agent
+//! holds; when the hub's differs it sends one `Campaigns` frame after `Welcome` (the
+//! whole set and the till's coupon key), which the agent persists.
+//!
 //! Hub side ([`plan_ingest`]): given the stored high-water mark and a batch, which
 //! events are new, which are replays, and whether the batch leaves a gap.
 
 use thiserror::Error;
 
+use crate::campaign::CampaignSet;
 use crate::card::CardNumber;
+use crate::coupon::TillKey;
 use crate::event::{AgentId, Event};
 use crate::wire::{Message, Refusal};
 
@@ -48,7 +54,7 @@ enum Phase {
 }
 
 /// What the uplink should do after handling a hub message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum UplinkEvent {
     /// The hub has committed everything up to this seq: the journal may compact it.
     Acked(u64),
@@ -58,7 +64,42 @@ pub enum UplinkEvent {
         cards: Vec<CardNumber>,
         up_to_version: u64,
     },
+    /// The hub's campaign set and this till's coupon key: persist both (one
+    /// transaction). `Debug` of this variant never shows the key.
+    Campaigns { set: CampaignSet, till_key: TillKey },
 }
+
+// By hand: `TillKey` has no `PartialEq` (keys are not compared in ordinary code).
+impl PartialEq for UplinkEvent {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (UplinkEvent::Acked(a), UplinkEvent::Acked(b)) => a == b,
+            (
+                UplinkEvent::Erase {
+                    cards: a,
+                    up_to_version: va,
+                },
+                UplinkEvent::Erase {
+                    cards: b,
+                    up_to_version: vb,
+                },
+            ) => a == b && va == vb,
+            (
+                UplinkEvent::Campaigns {
+                    set: a,
+                    till_key: ka,
+                },
+                UplinkEvent::Campaigns {
+                    set: b,
+                    till_key: kb,
+                },
+            ) => a == b && ka.as_bytes() == kb.as_bytes(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for UplinkEvent {}
 
 /// The agent's half of one connection.
 #[derive(Debug, Clone)]
@@ -72,6 +113,8 @@ pub struct UplinkSession {
     max_batch: usize,
     /// The newest erasure version applied at connect or received since.
     erasure_version: u64,
+    /// The campaign set version held at connect or received since (0: none).
+    campaign_version: u64,
 }
 
 impl UplinkSession {
@@ -87,7 +130,19 @@ impl UplinkSession {
             window: window.max(1),
             max_batch: max_batch.max(1),
             erasure_version: 0,
+            campaign_version: 0,
         }
+    }
+
+    /// The campaign set version the journal holds (0 for none).
+    pub fn with_campaign_version(mut self, campaign_version: u64) -> Self {
+        self.campaign_version = campaign_version;
+        self
+    }
+
+    /// The campaign set version held (received sets included).
+    pub fn campaign_version(&self) -> u64 {
+        self.campaign_version
     }
 
     /// The erasure version the journal has applied (0 for a fresh journal).
@@ -100,6 +155,7 @@ impl UplinkSession {
     pub fn subscribe(&self) -> Message {
         Message::Subscribe {
             erasure_version: self.erasure_version,
+            campaign_version: self.campaign_version,
         }
     }
 
@@ -186,6 +242,15 @@ impl UplinkSession {
                 Ok(Some(UplinkEvent::Erase {
                     cards,
                     up_to_version,
+                }))
+            }
+            (Phase::Streaming, Message::Campaigns { set, till_key }) => {
+                // A set replaces the one held whatever its version: the hub's file may
+                // have been rolled back, and its content hash is not ordered.
+                self.campaign_version = set.version;
+                Ok(Some(UplinkEvent::Campaigns {
+                    set,
+                    till_key: TillKey::from_bytes(till_key),
                 }))
             }
             (phase, other) => Err(SyncError::Unexpected {
@@ -468,7 +533,13 @@ mod tests {
     #[test]
     fn erasures_are_refused_before_welcome() {
         let mut s = UplinkSession::new(agent(), 5, 10, 10).with_erasure_version(3);
-        assert_eq!(s.subscribe(), Message::Subscribe { erasure_version: 3 });
+        assert_eq!(
+            s.subscribe(),
+            Message::Subscribe {
+                erasure_version: 3,
+                campaign_version: 0
+            }
+        );
         assert!(matches!(
             s.handle(erasures(&["4006381333931"], 4)),
             Err(SyncError::Unexpected {
@@ -516,6 +587,69 @@ mod tests {
                 })
             );
         }
+    }
+
+    fn campaign_set(version: u64) -> CampaignSet {
+        CampaignSet {
+            version,
+            ..CampaignSet::default()
+        }
+    }
+
+    #[test]
+    fn campaigns_are_refused_before_welcome() {
+        let mut s = UplinkSession::new(agent(), 5, 10, 10).with_campaign_version(7);
+        assert_eq!(
+            s.subscribe(),
+            Message::Subscribe {
+                erasure_version: 0,
+                campaign_version: 7
+            }
+        );
+        assert_eq!(
+            s.handle(Message::Campaigns {
+                set: campaign_set(9),
+                till_key: [1; 32]
+            }),
+            Err(SyncError::Unexpected {
+                got: "campaigns",
+                state: "awaiting welcome"
+            })
+        );
+        assert_eq!(s.campaign_version(), 7, "a refused frame changes nothing");
+    }
+
+    #[test]
+    fn campaigns_are_accepted_after_welcome_and_replace_the_version() {
+        let mut s = UplinkSession::new(agent(), 5, 10, 10).with_campaign_version(7);
+        s.handle(Message::Welcome { acked_seq: 5 }).unwrap();
+        let event = s
+            .handle(Message::Campaigns {
+                set: campaign_set(3),
+                till_key: [2; 32],
+            })
+            .unwrap();
+        assert_eq!(
+            event,
+            Some(UplinkEvent::Campaigns {
+                set: campaign_set(3),
+                till_key: TillKey::from_bytes([2; 32])
+            })
+        );
+        assert_ne!(
+            event,
+            Some(UplinkEvent::Campaigns {
+                set: campaign_set(3),
+                till_key: TillKey::from_bytes([3; 32])
+            }),
+            "events with different keys differ"
+        );
+        assert_eq!(s.campaign_version(), 3);
+        let shown = format!("{event:?}");
+        assert!(
+            !shown.contains("2, 2, 2"),
+            "Debug must not show the key: {shown}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::campaign::CampaignSet;
 use crate::card::CardNumber;
 use crate::event::{AgentId, Event};
 
@@ -37,7 +38,11 @@ pub enum Message {
     /// Agent → hub, right after `Hello`: the downlink versions this agent has applied.
     /// The hub then sends only what is newer (the delta) and keeps pushing new
     /// changes. A peer that never subscribes gets no downlink frames.
-    Subscribe { erasure_version: u64 },
+    /// `campaign_version` is the version of the campaign set the agent holds (0: none).
+    Subscribe {
+        erasure_version: u64,
+        campaign_version: u64,
+    },
     /// Hub → agent: cards erased on the hub, in version order, everything up to and
     /// including `up_to_version` (bounded batches; the agent drops these cards).
     Erasures {
@@ -46,6 +51,13 @@ pub enum Message {
     },
     /// Agent → hub: erasures up to `up_to_version` are applied and persisted.
     ErasuresApplied { up_to_version: u64 },
+    /// Hub → agent, after `Welcome` and only when the agent subscribed with another
+    /// campaign version: the whole set (small) and this till's coupon signing key,
+    /// derived for the certificate's store/till. Never log this frame's fields.
+    Campaigns {
+        set: CampaignSet,
+        till_key: [u8; 32],
+    },
 }
 
 impl Message {
@@ -59,6 +71,7 @@ impl Message {
             Message::Subscribe { .. } => "subscribe",
             Message::Erasures { .. } => "erasures",
             Message::ErasuresApplied { .. } => "erasures_applied",
+            Message::Campaigns { .. } => "campaigns",
         }
     }
 }

@@ -12,6 +12,7 @@ use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, Timestamp};
 use tokio::sync::watch;
 
+use super::campaigns::CampaignFeed;
 use super::erasures::ErasureFeed;
 use super::session::{HubSession, Reply, Step};
 use crate::pki::agent_from_cert_der;
@@ -26,7 +27,12 @@ pub const CLOSE_SHUTDOWN: u32 = 2;
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(incoming: Incoming, writer: StoreWriter, erasures: ErasureFeed) {
+pub async fn serve(
+    incoming: Incoming,
+    writer: StoreWriter,
+    erasures: ErasureFeed,
+    campaigns: Option<CampaignFeed>,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -57,6 +63,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, erasures: ErasureFee
         recv,
         writer,
         erasures,
+        campaigns,
         session: HubSession::new(agent.clone()),
     };
     match link.run().await {
@@ -84,6 +91,7 @@ struct Link {
     recv: RecvStream,
     writer: StoreWriter,
     erasures: ErasureFeed,
+    campaigns: Option<CampaignFeed>,
     session: HubSession,
 }
 
@@ -140,6 +148,7 @@ impl Link {
             }
             // After a welcome, an applied batch or a new version: send what is newer.
             self.send_erasures(&mut erasure_version).await?;
+            self.send_campaigns().await?;
             tokio::select! {
                 read = self.recv.read(&mut buf) => match read {
                     Ok(Some(n)) => decoder.feed(&buf[..n]),
@@ -198,6 +207,33 @@ impl Link {
             .await?;
         }
         Ok(())
+    }
+
+    /// Sends the campaign set and the till's key once, if the agent subscribed with
+    /// another version than the hub's. No campaigns configured: nothing is sent.
+    async fn send_campaigns(&mut self) -> Result<(), String> {
+        let Some(feed) = &self.campaigns else {
+            return Ok(());
+        };
+        if !self.session.campaigns_due(feed.version()) {
+            return Ok(());
+        }
+        let message = feed.frame_for(self.session.agent());
+        self.session.campaigns_sent();
+        // The key is never logged; the version and count are enough.
+        if let Message::Campaigns { set, .. } = &message {
+            tracing::info!(
+                "agent {}: sending {} campaigns (version {}) and its coupon key",
+                self.session.agent(),
+                set.campaigns.len(),
+                set.version
+            );
+        }
+        self.send_reply(Reply {
+            message,
+            close: false,
+        })
+        .await
     }
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! The QUIC listener: accepts agents (mutual TLS), one task per connection, all
 //! commits through the store writer; erasures flow back to every agent through the
-//! [`ErasureFeed`].
+//! [`ErasureFeed`], the campaign set and till keys through the [`CampaignFeed`].
 
+mod campaigns;
 mod connection;
 mod erasures;
 mod session;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use campaigns::CampaignFeed;
 pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
 pub use erasures::{ErasureFeed, ERASURE_POLL};
 pub use session::{HubSession, Reply, Step, ERASURE_BATCH, ERASURE_WINDOW};
@@ -31,6 +33,7 @@ pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     writer: StoreWriter,
     erasures: ErasureFeed,
+    campaigns: Option<CampaignFeed>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
@@ -43,7 +46,12 @@ pub async fn accept_loop(
             }
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    tasks.spawn(connection::serve(incoming, writer.clone(), erasures.clone()));
+                    tasks.spawn(connection::serve(
+                        incoming,
+                        writer.clone(),
+                        erasures.clone(),
+                        campaigns.clone(),
+                    ));
                 }
                 None => break,
             },

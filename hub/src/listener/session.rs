@@ -54,6 +54,10 @@ pub struct HubSession {
     /// `Welcome` was sent: downlink frames may follow.
     welcomed: bool,
     erasures: ErasureDownlink,
+    /// The campaign version the agent subscribed with (`None`: not subscribed).
+    campaign_version: Option<u64>,
+    /// The `Campaigns` frame went out on this connection (once per connection).
+    campaigns_sent: bool,
 }
 
 impl HubSession {
@@ -64,7 +68,24 @@ impl HubSession {
             phase: Phase::AwaitingHello,
             welcomed: false,
             erasures: ErasureDownlink::new(ERASURE_BATCH, ERASURE_WINDOW),
+            campaign_version: None,
+            campaigns_sent: false,
         }
+    }
+
+    /// Whether the hub's campaign set (at `hub_version`) must be sent now: after
+    /// `Welcome`, to a subscribed agent holding another version, once.
+    pub fn campaigns_due(&self, hub_version: u64) -> bool {
+        self.welcomed
+            && !self.campaigns_sent
+            && self
+                .campaign_version
+                .is_some_and(|held| held != hub_version)
+    }
+
+    /// The `Campaigns` frame is being sent.
+    pub fn campaigns_sent(&mut self) {
+        self.campaigns_sent = true;
     }
 
     /// What to read from the erasure log standing at `hub_version`: erasures after the
@@ -115,14 +136,21 @@ impl HubSession {
                 }
             }
             (Phase::Streaming, Message::Events(events)) => Step::Ingest(events),
-            (Phase::Streaming, Message::Subscribe { erasure_version }) => {
-                match self.erasures.subscribe(erasure_version) {
-                    Ok(()) => Step::ErasuresApplied {
+            (
+                Phase::Streaming,
+                Message::Subscribe {
+                    erasure_version,
+                    campaign_version,
+                },
+            ) => match self.erasures.subscribe(erasure_version) {
+                Ok(()) => {
+                    self.campaign_version = Some(campaign_version);
+                    Step::ErasuresApplied {
                         up_to_version: erasure_version,
-                    },
-                    Err(err) => protocol_error(err),
+                    }
                 }
-            }
+                Err(err) => protocol_error(err),
+            },
             (Phase::Streaming, Message::ErasuresApplied { up_to_version }) => {
                 match self.erasures.on_applied(up_to_version) {
                     Ok(()) => Step::ErasuresApplied { up_to_version },
@@ -258,10 +286,30 @@ mod tests {
     }
 
     #[test]
+    fn campaigns_are_due_once_after_welcome_for_another_version() {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        assert!(!s.campaigns_due(5), "not subscribed");
+        s.handle(Message::Subscribe {
+            erasure_version: 0,
+            campaign_version: 3,
+        });
+        assert!(!s.campaigns_due(5), "no welcome yet");
+        s.after_hello(Ok(0));
+        assert!(!s.campaigns_due(3), "the agent holds this version");
+        assert!(s.campaigns_due(5));
+        s.campaigns_sent();
+        assert!(!s.campaigns_due(5), "once per connection");
+    }
+
+    #[test]
     fn erasures_flow_only_after_welcome_and_subscribe() {
         let mut s = HubSession::new(AgentId::new("S1", "T1"));
         assert!(matches!(
-            s.handle(Message::Subscribe { erasure_version: 0 }),
+            s.handle(Message::Subscribe {
+                erasure_version: 0,
+                campaign_version: 0
+            }),
             Step::Refuse {
                 reason: Refusal::ProtocolError,
                 ..
@@ -270,7 +318,10 @@ mod tests {
         let mut s = HubSession::new(AgentId::new("S1", "T1"));
         s.handle(hello("S1"));
         assert_eq!(
-            s.handle(Message::Subscribe { erasure_version: 2 }),
+            s.handle(Message::Subscribe {
+                erasure_version: 2,
+                campaign_version: 0
+            }),
             Step::ErasuresApplied { up_to_version: 2 }
         );
         assert_eq!(s.poll_erasures(5), None, "not before the welcome is sent");
