@@ -47,6 +47,13 @@ fn play_all(tills: Vec<Till>, visits: Vec<Vec<Visit>>) -> Vec<Till> {
         .collect()
 }
 
+/// The visits of store `i`, split after `num/den` of them (for a kill or outage midway).
+fn split_visits(morning: &Morning, i: usize, num: usize, den: usize) -> (Vec<Visit>, Vec<Visit>) {
+    let v = visits_at(morning, i);
+    let n = num * v.len() / den;
+    (v[..n].to_vec(), v[n..].to_vec())
+}
+
 fn expectation_of(stores: &[StoreSetup], visits: &[Visit]) -> BTreeMap<String, CardExpectation> {
     Morning {
         stores: stores.to_vec(),
@@ -161,13 +168,8 @@ fn hub_killed_and_restarted_counts_every_receipt_once() {
     let stores = two_stores();
     let morning = Morning::generate(&MorningPlan::new(303, 48), &stores);
     let expected = morning.expected_by_card();
-    let halves = |i: usize| {
-        let v = visits_at(&morning, i);
-        let n = 2 * v.len() / 3;
-        (v[..n].to_vec(), v[n..].to_vec())
-    };
-    let (a1, a2) = halves(0);
-    let (b1, b2) = halves(1);
+    let (a1, a2) = split_visits(&morning, 0, 2, 3);
+    let (b1, b2) = split_visits(&morning, 1, 2, 3);
 
     let mut hub = site.start_hub();
     let tills = two_tills(&site, 13);
@@ -206,13 +208,8 @@ fn agent_killed_between_receipts_loses_and_doubles_nothing() {
     let stores = two_stores();
     let morning = Morning::generate(&MorningPlan::new(404, 40), &stores);
     let expected = morning.expected_by_card();
-    let halves = |i: usize| {
-        let v = visits_at(&morning, i);
-        let n = v.len() / 2;
-        (v[..n].to_vec(), v[n..].to_vec())
-    };
-    let (a1, a2) = halves(0);
-    let (b1, b2) = halves(1);
+    let (a1, a2) = split_visits(&morning, 0, 1, 2);
+    let (b1, b2) = split_visits(&morning, 1, 1, 2);
     let first_half: Vec<Visit> = a1.iter().chain(b1.iter()).cloned().collect();
 
     let hub = site.start_hub();
@@ -366,13 +363,8 @@ fn agent_killed_with_unacknowledged_events_loses_and_doubles_nothing() {
     let stores = two_stores();
     let morning = Morning::generate(&MorningPlan::new(505, 36), &stores);
     let expected = morning.expected_by_card();
-    let halves = |i: usize| {
-        let v = visits_at(&morning, i);
-        let n = v.len() / 2;
-        (v[..n].to_vec(), v[n..].to_vec())
-    };
-    let (a1, a2) = halves(0);
-    let (b1, b2) = halves(1);
+    let (a1, a2) = split_visits(&morning, 0, 1, 2);
+    let (b1, b2) = split_visits(&morning, 1, 1, 2);
     let pending = [journaled_events(&a1), journaled_events(&b1)];
 
     let mut hub = site.start_hub();

@@ -45,6 +45,30 @@ fn record_erasures(db: &Path, cards: &[CardNumber]) -> u64 {
     version
 }
 
+/// The first carded visit at S001 of a morning where everyone scans a valid card.
+fn carded_visit(seed: u64) -> till360::sim::Visit {
+    let mut plan = MorningPlan::new(seed, 12);
+    plan.carded_percent = 100;
+    plan.misread_percent = 0;
+    let morning = Morning::generate(&plan, &StoreSetup::demo_stores());
+    let visit = morning
+        .visits_at(0)
+        .find(|v| v.card.is_some())
+        .expect("a carded visit at S001")
+        .clone();
+    visit
+}
+
+/// `till360 agent status --json` for a till's config, as an IT person would run it.
+fn agent_status_json(config: &Path) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_till360"))
+        .args(["agent", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 fn hub_db(config: &HubConfig) -> std::path::PathBuf {
     let DatabaseUrl::Sqlite(path) = &config.database;
     path.clone()
@@ -245,16 +269,7 @@ async fn an_erasure_backlog_and_unsynced_events_both_get_through() {
 #[test]
 fn an_erase_reaches_an_agent_process_with_unsynced_events() {
     let site = Site::new();
-    let stores = StoreSetup::demo_stores();
-    let mut plan = MorningPlan::new(404, 12);
-    plan.carded_percent = 100;
-    plan.misread_percent = 0;
-    let morning = Morning::generate(&plan, &stores);
-    let visit = morning
-        .visits_at(0)
-        .find(|v| v.card.is_some())
-        .expect("a carded visit at S001")
-        .clone();
+    let visit = carded_visit(404);
     let erased = CardNumber::parse(visit.card.as_deref().expect("a card")).unwrap();
 
     let mut till = site.till("S001", ReceiptStyle::Supermarket, Suffix::Cr, 5);
@@ -283,14 +298,7 @@ fn an_erase_reaches_an_agent_process_with_unsynced_events() {
     );
     let hub = site.start_hub();
 
-    let status_json = || -> Option<serde_json::Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_till360"))
-            .args(["agent", "status", "--json", "--config"])
-            .arg(&till.config)
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    };
+    let status_json = || agent_status_json(&till.config);
     let applied = wait_until(DEADLINE, || {
         agent.assert_running();
         status_json().filter(|s| s["erasure_version"] == 1)
@@ -349,16 +357,7 @@ fn http_delete(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 #[test]
 fn an_erase_through_the_api_reaches_the_agent() {
     let site = Site::new();
-    let stores = StoreSetup::demo_stores();
-    let mut plan = MorningPlan::new(606, 12);
-    plan.carded_percent = 100;
-    plan.misread_percent = 0;
-    let morning = Morning::generate(&plan, &stores);
-    let visit = morning
-        .visits_at(0)
-        .find(|v| v.card.is_some())
-        .expect("a carded visit at S001")
-        .clone();
+    let visit = carded_visit(606);
     let card = visit.card.clone().expect("a card");
 
     let hub = site.start_hub();
@@ -387,14 +386,7 @@ fn an_erase_through_the_api_reaches_the_agent() {
     let version = report["erasure_version"].as_u64().expect("erasure_version");
     assert!(version >= 1, "{report}");
 
-    let status_json = || -> Option<serde_json::Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_till360"))
-            .args(["agent", "status", "--json", "--config"])
-            .arg(&till.config)
-            .output()
-            .ok()?;
-        serde_json::from_slice(&out.stdout).ok()
-    };
+    let status_json = || agent_status_json(&till.config);
     let applied = wait_until(DEADLINE, || {
         agent.assert_running();
         status_json().filter(|s| s["erasure_version"].as_u64() == Some(version))

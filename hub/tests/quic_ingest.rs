@@ -44,12 +44,9 @@ async fn ingest_acks_after_commit_and_replays_are_no_ops() {
     let site = Site::new();
     let hub = site.start().await;
     let id = AgentId::new("S001", "T01");
-    let dir = site.agent("S001", "T01");
     let events = receipts(&id, 5);
 
-    let mut agent = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut agent = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_eq!(
         agent.call(&hello(&id, 5)).await,
         Ok(Message::Welcome { acked_seq: 0 })
@@ -79,9 +76,7 @@ async fn ingest_acks_after_commit_and_replays_are_no_ops() {
 
     // A reconnect resumes from the committed seq.
     drop(agent);
-    let mut again = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut again = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_eq!(
         again.call(&hello(&id, 5)).await,
         Ok(Message::Welcome { acked_seq: 5 })
@@ -94,12 +89,9 @@ async fn batch_with_a_gap_is_refused_and_nothing_of_it_is_stored() {
     let site = Site::new();
     let hub = site.start().await;
     let id = AgentId::new("S001", "T01");
-    let dir = site.agent("S001", "T01");
     let events = receipts(&id, 6);
 
-    let mut agent = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut agent = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_eq!(
         agent.call(&hello(&id, 6)).await,
         Ok(Message::Welcome { acked_seq: 0 })
@@ -116,17 +108,13 @@ async fn batch_with_a_gap_is_refused_and_nothing_of_it_is_stored() {
     agent.closed().await;
     assert_eq!(transactions_in_profiles(hub.http_addr()).await, 2);
 
-    let mut again = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut again = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_eq!(
         again.call(&hello(&id, 6)).await,
         Ok(Message::Welcome { acked_seq: 2 })
     );
     // Events before the hello are a protocol error on a fresh connection.
-    let mut early = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut early = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_refused(
         early.call(&Message::Events(events[2..3].to_vec())).await,
         Refusal::ProtocolError,
@@ -139,12 +127,9 @@ async fn identity_comes_from_the_certificate() {
     let site = Site::new();
     let hub = site.start().await;
     let id = AgentId::new("S001", "T01");
-    let dir = site.agent("S001", "T01");
 
     // Hello claiming another store.
-    let mut agent = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut agent = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_refused(
         agent.call(&hello(&AgentId::new("S002", "T01"), 0)).await,
         Refusal::IdentityMismatch,
@@ -153,9 +138,7 @@ async fn identity_comes_from_the_certificate() {
 
     // A correct hello, then events written as another till.
     let other = AgentId::new("S001", "T02");
-    let mut agent = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut agent = site.connect(hub.quic_addr(), "S001", "T01").await;
     assert_eq!(
         agent.call(&hello(&id, 1)).await,
         Ok(Message::Welcome { acked_seq: 0 })
@@ -328,10 +311,7 @@ async fn an_agent_that_finishes_its_stream_still_gets_its_last_ack() {
     let site = Site::new();
     let hub = site.start().await;
     let id = AgentId::new("S001", "T01");
-    let dir = site.agent("S001", "T01");
-    let mut agent = Agent::connect(hub.quic_addr(), &dir.join("ca.pem"), Some(&dir))
-        .await
-        .unwrap();
+    let mut agent = site.connect(hub.quic_addr(), "S001", "T01").await;
     agent.send(&hello(&id, 2)).await.unwrap();
     agent
         .send(&Message::Events(receipts(&id, 2)))

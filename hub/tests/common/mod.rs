@@ -76,6 +76,14 @@ impl Site {
     }
 
     /// Issues an agent certificate from this site's CA into `agents/STORE-TILL/`.
+    /// Connects to `hub` as `store/till` with a certificate issued by this site's CA.
+    pub async fn connect(&self, hub: SocketAddr, store: &str, till: &str) -> Agent {
+        let dir = self.agent(store, till);
+        Agent::connect(hub, &dir.join("ca.pem"), Some(&dir))
+            .await
+            .unwrap()
+    }
+
     pub fn agent(&self, store: &str, till: &str) -> PathBuf {
         let out = self
             .dir
