@@ -317,7 +317,12 @@ fn an_erase_reaches_an_agent_process_with_unsynced_events() {
         .filter(|e| match &e.kind {
             EventKind::CardScanned { card } => card == &erased,
             EventKind::Receipt(r) => r.card.as_ref() == Some(&erased),
-            EventKind::Redacted => false,
+            EventKind::CouponIssued(c) | EventKind::CouponWouldHave(c) => {
+                c.card.as_ref() == Some(&erased)
+            }
+            EventKind::Redacted
+            | EventKind::CouponRedeemed(_)
+            | EventKind::CouponRefused { .. } => false,
         })
         .map(|e| e.seq)
         .collect();

@@ -22,7 +22,7 @@ use serde::Serialize;
 use thiserror::Error;
 use till360_shared::campaign::CampaignSet;
 use till360_shared::codec;
-use till360_shared::coupon::TillKey;
+use till360_shared::coupon::Keyring;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 pub const JOURNAL_FILE: &str = "journal.db";
@@ -582,30 +582,34 @@ impl Journal {
             .map_err(|e| self.sql_err(e))
     }
 
-    /// Replaces the campaign set and this till's coupon key (one statement, so after a
-    /// crash the old pair or the new one is there, never a mix).
+    /// Replaces the campaign set and this till's coupon keyring with the hub's frame
+    /// `version` (one statement, so after a crash the old pair or the new one is there,
+    /// never a mix).
     pub fn store_campaigns(
         &mut self,
+        version: u64,
         set: &CampaignSet,
-        till_key: &TillKey,
+        keyring: &Keyring,
     ) -> Result<(), JournalError> {
-        let blob = codec::to_bytes(set).map_err(|e| JournalError::Encode {
+        let encode = |e: till360_shared::codec::CodecError| JournalError::Encode {
             path: self.path.display().to_string(),
             reason: e.to_string(),
-        })?;
+        };
+        let set_blob = codec::to_bytes(set).map_err(encode)?;
+        let ring_blob = codec::to_bytes(keyring).map_err(encode)?;
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO campaigns (id, version, campaign_set, till_key)
                  VALUES (1, ?1, ?2, ?3)",
-                params![to_i64(set.version), blob, till_key.as_bytes().as_slice()],
+                params![to_i64(version), set_blob, ring_blob],
             )
             .map_err(|e| self.sql_err(e))?;
         Ok(())
     }
 
-    /// The campaign set and coupon key held, for the coupon decision; `None` before the
-    /// hub sent any.
-    pub fn campaigns(&self) -> Result<Option<(CampaignSet, [u8; 32])>, JournalError> {
+    /// The campaign set and coupon keyring held, for the coupon decision; `None` before
+    /// the hub sent any.
+    pub fn campaigns(&self) -> Result<Option<(CampaignSet, Keyring)>, JournalError> {
         let row: Option<(Vec<u8>, Vec<u8>)> = self
             .conn
             .query_row(
@@ -615,19 +619,17 @@ impl Journal {
             )
             .optional()
             .map_err(|e| self.sql_err(e))?;
-        let Some((blob, key)) = row else {
+        let Some((set_blob, ring_blob)) = row else {
             return Ok(None);
         };
         let corrupt = |reason: String| JournalError::CorruptCampaigns {
             path: self.path.display().to_string(),
             reason,
         };
-        let set: CampaignSet = codec::from_bytes(&blob).map_err(|e| corrupt(e.to_string()))?;
-        let key: [u8; 32] = key
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt(format!("the till key has {} bytes, not 32", key.len())))?;
-        Ok(Some((set, key)))
+        let set: CampaignSet = codec::from_bytes(&set_blob).map_err(|e| corrupt(e.to_string()))?;
+        let keyring: Keyring =
+            codec::from_bytes(&ring_blob).map_err(|e| corrupt(format!("keyring: {e}")))?;
+        Ok(Some((set, keyring)))
     }
 
     pub fn status(&self) -> Result<JournalStatus, JournalError> {

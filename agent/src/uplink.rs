@@ -357,14 +357,15 @@ impl Uplink {
                                 let applied = session.erasures_applied(up_to_version);
                                 send.write_all(&codec::encode_frame(&applied)?).await?;
                             }
-                            Some(UplinkEvent::Campaigns { set, till_key }) => {
-                                let version = set.version;
+                            Some(UplinkEvent::Campaigns { version, set, keyring }) => {
                                 let count = set.campaigns.len();
-                                self.with_journal(move |j| j.store_campaigns(&set, &till_key)).await?;
+                                self.with_journal(move |j| j.store_campaigns(version, &set, &keyring)).await?;
                                 // The key is never logged.
                                 tracing::info!("uplink: {count} campaigns stored (version {version}) with this till's coupon key");
                                 status.send_modify(|s| s.campaign_version = version);
                             }
+                            // TODO(issue 4): digest cache and coupon verdicts.
+                            Some(UplinkEvent::Digests { .. } | UplinkEvent::Digest { .. } | UplinkEvent::CouponVerdict { .. }) => {}
                             None => {}
                         }
                     }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use till360_agent::cli::status_text;
 use till360_agent::journal::{Journal, JOURNAL_FILE};
 use till360_shared::campaign::CampaignSet;
-use till360_shared::coupon::TillKey;
+use till360_shared::coupon::Keyring;
 use till360_shared::AgentId;
 
 fn agent() -> AgentId {
@@ -22,6 +22,14 @@ fn example_set(version: u64) -> CampaignSet {
         CampaignSet::from_toml_str(&text, std::path::Path::new("campaigns.toml")).unwrap();
     set.version = version;
     set
+}
+
+fn ring(byte: u8) -> Keyring {
+    Keyring {
+        till_number: 3,
+        till_key: [byte; 32],
+        ..Keyring::default()
+    }
 }
 
 #[test]
@@ -40,19 +48,17 @@ fn stored_set_key_and_version_survive_a_reopen_and_a_newer_set_replaces_them() {
     assert!(!set.campaigns.is_empty());
     {
         let mut j = Journal::open(dir.path(), &agent()).unwrap();
-        j.store_campaigns(&set, &TillKey::from_bytes([9; 32]))
-            .unwrap();
+        j.store_campaigns(41, &set, &ring(9)).unwrap();
     }
     let mut j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.campaign_version().unwrap(), 41);
-    assert_eq!(j.campaigns().unwrap(), Some((set, [9; 32])));
+    assert_eq!(j.campaigns().unwrap(), Some((set, ring(9))));
 
     let newer = example_set(7);
-    j.store_campaigns(&newer, &TillKey::from_bytes([3; 32]))
-        .unwrap();
+    j.store_campaigns(7, &newer, &ring(3)).unwrap();
     drop(j);
     let j = Journal::open(dir.path(), &agent()).unwrap();
-    assert_eq!(j.campaigns().unwrap(), Some((newer, [3; 32])));
+    assert_eq!(j.campaigns().unwrap(), Some((newer, ring(3))));
     assert_eq!(j.campaign_version().unwrap(), 7);
 }
 
@@ -61,7 +67,7 @@ fn status_shows_the_version_but_never_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = Journal::open(dir.path(), &agent()).unwrap();
     // A key whose bytes would be recognisable in any encoding.
-    j.store_campaigns(&example_set(12345), &TillKey::from_bytes([0xAB; 32]))
+    j.store_campaigns(12345, &example_set(12345), &ring(0xAB))
         .unwrap();
     let status = j.status().unwrap();
     assert_eq!(status.campaign_version, 12345);
@@ -99,8 +105,7 @@ fn a_schema_2_journal_is_upgraded_without_campaigns() {
     let mut j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.erasure_version().unwrap(), 4);
     assert_eq!(j.campaigns().unwrap(), None);
-    j.store_campaigns(&example_set(5), &TillKey::from_bytes([1; 32]))
-        .unwrap();
+    j.store_campaigns(5, &example_set(5), &ring(1)).unwrap();
     drop(j);
     let schema: i64 = Connection::open(dir.path().join(JOURNAL_FILE))
         .unwrap()
@@ -115,8 +120,7 @@ fn a_schema_2_journal_is_upgraded_without_campaigns() {
 fn a_corrupt_stored_set_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = Journal::open(dir.path(), &agent()).unwrap();
-    j.store_campaigns(&example_set(5), &TillKey::from_bytes([1; 32]))
-        .unwrap();
+    j.store_campaigns(5, &example_set(5), &ring(1)).unwrap();
     let side = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
     side.execute("UPDATE campaigns SET campaign_set = x'ff'", [])
         .unwrap();

@@ -56,7 +56,10 @@ fn carries(kind: &EventKind, card: &CardNumber) -> bool {
     match kind {
         EventKind::CardScanned { card: c } => c == card,
         EventKind::Receipt(r) => r.card.as_ref() == Some(card),
-        EventKind::Redacted => false,
+        EventKind::CouponIssued(c) | EventKind::CouponWouldHave(c) => c.card.as_ref() == Some(card),
+        EventKind::Redacted | EventKind::CouponRedeemed(_) | EventKind::CouponRefused { .. } => {
+            false
+        }
     }
 }
 

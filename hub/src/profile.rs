@@ -109,6 +109,11 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
         }
         // A scan pseudonymised on the till after an erase: nothing to merge.
         EventKind::Redacted => {}
+        // TODO(issue 4): coupon ledger.
+        EventKind::CouponIssued(_)
+        | EventKind::CouponWouldHave(_)
+        | EventKind::CouponRedeemed(_)
+        | EventKind::CouponRefused { .. } => {}
     }
     (ops, notes)
 }

@@ -59,9 +59,13 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
-    let campaign_feed = campaigns
-        .clone()
-        .map(|set| listener::CampaignFeed::new(set, master));
+    let campaign_feed = match campaigns.clone() {
+        Some(set) => Some(
+            listener::CampaignFeed::new(set, master, db_path)
+                .with_context(|| format!("cannot open the store {}", db_path.display()))?,
+        ),
+        None => None,
+    };
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;

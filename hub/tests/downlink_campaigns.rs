@@ -7,7 +7,7 @@ mod common;
 
 use common::{Agent, Site};
 use till360_hub::campaigns::MASTER_KEY_FILE;
-use till360_shared::coupon::derive_till_key;
+use till360_shared::coupon::{derive_digest_key, derive_till_key, Keyring};
 use till360_shared::wire::Message;
 use till360_shared::{AgentId, Event, EventKind, Timestamp};
 
@@ -52,6 +52,7 @@ async fn subscribed(
         .send(&Message::Subscribe {
             erasure_version: 0,
             campaign_version,
+            digest_version: 0,
         })
         .await
         .unwrap();
@@ -59,10 +60,20 @@ async fn subscribed(
     agent
 }
 
-/// The `Campaigns` frame an agent gets right after `Welcome`: (set version, key).
+/// The `Campaigns` frame an agent gets right after `Welcome`: (frame version, campaign
+/// count, till key).
 async fn campaigns(agent: &mut Agent) -> (u64, usize, [u8; 32]) {
+    let (version, count, keyring) = keyring(agent).await;
+    (version, count, keyring.till_key)
+}
+
+async fn keyring(agent: &mut Agent) -> (u64, usize, Keyring) {
     match agent.recv().await {
-        Ok(Message::Campaigns { set, till_key }) => (set.version, set.campaigns.len(), till_key),
+        Ok(Message::Campaigns {
+            version,
+            set,
+            keyring,
+        }) => (version, set.campaigns.len(), keyring),
         other => panic!("expected campaigns, got {other:?}"),
     }
 }
@@ -99,15 +110,38 @@ async fn a_fresh_agent_gets_the_set_and_its_own_key_and_an_up_to_date_one_nothin
     next_frame_is_the_ack(&mut t1, "S001", "T01").await;
 
     let mut t2 = subscribed(&site, hub.quic_addr(), "S001", "T02", 0).await;
-    let (_, _, key2) = campaigns(&mut t2).await;
+    let (t2_version, _, ring2) = keyring(&mut t2).await;
+    let key2 = ring2.till_key;
     assert_eq!(&key2, derive_till_key(&master, "S001", "T02").as_bytes());
     assert_ne!(key1, key2, "every till signs with its own key");
+    assert_ne!(
+        t2_version, version,
+        "the version covers the till's own keyring"
+    );
+    assert_eq!(ring2.digest_key, derive_digest_key(&master));
+    // T02 can check T01's codes offline: same store.
+    let t1_number = ring2
+        .store_tills
+        .iter()
+        .find(|(n, _)| *n != ring2.till_number)
+        .map(|(n, key)| (*n, *key));
+    assert_eq!(t1_number.map(|(_, key)| key), Some(key1));
+    assert_eq!(
+        ring2.campaign_numbers.len(),
+        count,
+        "every campaign numbered"
+    );
 
-    // A stale version also gets the set.
+    // A stale version also gets the set; another store's tills are not in its ring.
     let mut stale = subscribed(&site, hub.quic_addr(), "S002", "T01", version + 1).await;
-    assert_eq!(campaigns(&mut stale).await.0, version);
+    let (_, _, ring3) = keyring(&mut stale).await;
+    assert_eq!(ring3.store_tills.len(), 1);
+    assert_eq!(ring3.campaign_numbers, ring2.campaign_numbers);
 
-    let mut current = subscribed(&site, hub.quic_addr(), "S003", "T01", version).await;
+    let mut fresh = subscribed(&site, hub.quic_addr(), "S003", "T01", 0).await;
+    let (s3_version, _, _) = campaigns(&mut fresh).await;
+    drop(fresh);
+    let mut current = subscribed(&site, hub.quic_addr(), "S003", "T01", s3_version).await;
     next_frame_is_the_ack(&mut current, "S003", "T01").await;
     hub.shutdown().await;
 }

@@ -42,6 +42,7 @@ async fn subscribed(site: &Site, hub: std::net::SocketAddr, erasure_version: u64
         .send(&Message::Subscribe {
             erasure_version,
             campaign_version: 0,
+            digest_version: 0,
         })
         .await
         .unwrap();

@@ -57,6 +57,67 @@ pub enum EventKind {
     /// An event whose only content was an identifier erased since (a card scan of an
     /// erased card). It keeps its seq, so the journal stays gapless; the hub ignores it.
     Redacted,
+    /// A coupon was printed right before the cut of the receipt journaled as
+    /// `receipt_seq` (journaled only once the printer has the block).
+    CouponIssued(CouponIssue),
+    /// Control group: the coupon this receipt would have had. Nothing was printed; the
+    /// hub counts it for the KPIs and the caps. `code` is `None`.
+    CouponWouldHave(CouponIssue),
+    /// A coupon code scanned at this till and accepted, used on the receipt journaled
+    /// as `receipt_seq` (`None` when the till stopped before the next receipt).
+    CouponRedeemed(CouponRedemption),
+    /// A coupon code scanned at this till and refused (forged, expired, unknown
+    /// campaign): reported so the hub can count refused codes per store.
+    CouponRefused { code: String, reason: String },
+}
+
+/// A coupon decided at the cut (printed or, for the control group, would-have).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponIssue {
+    /// The campaign's stable id (`[[campaign]] id`).
+    pub campaign_id: String,
+    /// The printed code (24 digits); `None` for a would-have.
+    pub code: Option<String>,
+    /// The loyalty card of the receipt, if any.
+    pub card: Option<CardNumber>,
+    /// The digest's pseudonymous customer key (the control-group key), if any.
+    pub customer_key: Option<String>,
+    /// Last day the coupon is valid.
+    pub expires: chrono::NaiveDate,
+    /// The journal seq of the receipt the coupon belongs to.
+    pub receipt_seq: u64,
+}
+
+/// A coupon code accepted at a till.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CouponRedemption {
+    /// The 24 digits as scanned.
+    pub code: String,
+    /// The journal seq of the receipt the coupon was used on.
+    pub receipt_seq: Option<u64>,
+    pub verified: Verification,
+}
+
+/// How a till checked a scanned coupon code before accepting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verification {
+    /// Signed by a till of this store: checked offline with the store's keys.
+    OwnStore,
+    /// Another store's code, confirmed by the hub at the scan.
+    Hub,
+    /// Another store's code while the hub could not be asked: accepted and flagged;
+    /// the hub checks the signature when the event arrives.
+    Unverified,
+}
+
+impl Verification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::OwnStore => "own_store",
+            Verification::Hub => "hub",
+            Verification::Unverified => "unverified",
+        }
+    }
 }
 
 impl EventKind {
@@ -74,6 +135,13 @@ impl EventKind {
                 receipt.card_last4 = None;
                 true
             }
+            EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue)
+                if issue.card.as_ref().is_some_and(&erased) =>
+            {
+                issue.card = None;
+                issue.customer_key = None;
+                true
+            }
             _ => false,
         }
     }
@@ -83,6 +151,10 @@ impl EventKind {
             EventKind::CardScanned { .. } => "card_scanned",
             EventKind::Receipt(_) => "receipt",
             EventKind::Redacted => "redacted",
+            EventKind::CouponIssued(_) => "coupon_issued",
+            EventKind::CouponWouldHave(_) => "coupon_would_have",
+            EventKind::CouponRedeemed(_) => "coupon_redeemed",
+            EventKind::CouponRefused { .. } => "coupon_refused",
         }
     }
 }
@@ -170,5 +242,30 @@ mod tests {
         assert_eq!(someone_else, receipt(Some("96385074")));
         let mut anonymous = receipt(None);
         assert!(!anonymous.forget_cards(erased));
+
+        let issue = |card: &str| CouponIssue {
+            campaign_id: "big-basket".into(),
+            code: Some("0".repeat(24)),
+            card: Some(CardNumber::parse(card).unwrap()),
+            customer_key: Some("k".into()),
+            expires: chrono::NaiveDate::from_ymd_opt(2026, 12, 9).unwrap(),
+            receipt_seq: 7,
+        };
+        let mut coupon = EventKind::CouponIssued(issue("4006381333931"));
+        assert!(coupon.forget_cards(erased));
+        let EventKind::CouponIssued(stripped) = &coupon else {
+            panic!("still a coupon")
+        };
+        assert_eq!(
+            (stripped.card.as_ref(), stripped.customer_key.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            stripped.code,
+            issue("4006381333931").code,
+            "the coupon itself is kept"
+        );
+        let mut would_have = EventKind::CouponWouldHave(issue("96385074"));
+        assert!(!would_have.forget_cards(erased));
     }
 }

@@ -15,16 +15,22 @@
 //! holds; when the hub's differs it sends one `Campaigns` frame after `Welcome` (the
 //! whole set and the till's coupon key), which the agent persists.
 //!
+//! Downlink (digests): `Subscribe` carries the digest version of the agent's cache; the
+//! hub sends `Digests` deltas (strictly increasing `up_to_version`, or `reset` to start
+//! over). A card scan may send `DigestRequest`, answered by `DigestReply`; a coupon code
+//! of another store may send `CouponCheck`, answered by `CouponVerdict`. Answers that
+//! come too late are the caller's to drop (the session only passes them on).
+//!
 //! Hub side ([`plan_ingest`]): given the stored high-water mark and a batch, which
 //! events are new, which are replays, and whether the batch leaves a gap.
 
 use thiserror::Error;
 
-use crate::campaign::CampaignSet;
+use crate::campaign::{CampaignSet, Digest};
 use crate::card::CardNumber;
-use crate::coupon::TillKey;
+use crate::coupon::Keyring;
 use crate::event::{AgentId, Event};
-use crate::wire::{Message, Refusal};
+use crate::wire::{CouponVerdict, DigestEntry, Message, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SyncError {
@@ -45,6 +51,10 @@ pub enum SyncError {
         "hub sent erasures up to version {got}, not newer than version {previous} already received"
     )]
     ErasureWentBack { got: u64, previous: u64 },
+    #[error(
+        "hub sent digests up to version {got}, not newer than version {previous} already received"
+    )]
+    DigestWentBack { got: u64, previous: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +64,7 @@ enum Phase {
 }
 
 /// What the uplink should do after handling a hub message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UplinkEvent {
     /// The hub has committed everything up to this seq: the journal may compact it.
     Acked(u64),
@@ -64,42 +74,31 @@ pub enum UplinkEvent {
         cards: Vec<CardNumber>,
         up_to_version: u64,
     },
-    /// The hub's campaign set and this till's coupon key: persist both (one
-    /// transaction). `Debug` of this variant never shows the key.
-    Campaigns { set: CampaignSet, till_key: TillKey },
+    /// The hub's campaign set and this till's coupon keyring: persist both with
+    /// `version` (one transaction). `Debug` of this variant never shows a key.
+    Campaigns {
+        version: u64,
+        set: CampaignSet,
+        keyring: Keyring,
+    },
+    /// Digest changes: persist them with `up_to_version` (one transaction); with `reset`
+    /// drop the cache first.
+    Digests {
+        entries: Vec<DigestEntry>,
+        up_to_version: u64,
+        reset: bool,
+    },
+    /// The answer to a `DigestRequest`.
+    Digest {
+        card: CardNumber,
+        digest: Option<Digest>,
+    },
+    /// The answer to a `CouponCheck`.
+    CouponVerdict {
+        code: String,
+        verdict: CouponVerdict,
+    },
 }
-
-// By hand: `TillKey` has no `PartialEq` (keys are not compared in ordinary code).
-impl PartialEq for UplinkEvent {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (UplinkEvent::Acked(a), UplinkEvent::Acked(b)) => a == b,
-            (
-                UplinkEvent::Erase {
-                    cards: a,
-                    up_to_version: va,
-                },
-                UplinkEvent::Erase {
-                    cards: b,
-                    up_to_version: vb,
-                },
-            ) => a == b && va == vb,
-            (
-                UplinkEvent::Campaigns {
-                    set: a,
-                    till_key: ka,
-                },
-                UplinkEvent::Campaigns {
-                    set: b,
-                    till_key: kb,
-                },
-            ) => a == b && ka.as_bytes() == kb.as_bytes(),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for UplinkEvent {}
 
 /// The agent's half of one connection.
 #[derive(Debug, Clone)]
@@ -115,6 +114,8 @@ pub struct UplinkSession {
     erasure_version: u64,
     /// The campaign set version held at connect or received since (0: none).
     campaign_version: u64,
+    /// The digest version of the cache at connect or received since (0: empty).
+    digest_version: u64,
 }
 
 impl UplinkSession {
@@ -131,7 +132,19 @@ impl UplinkSession {
             max_batch: max_batch.max(1),
             erasure_version: 0,
             campaign_version: 0,
+            digest_version: 0,
         }
+    }
+
+    /// The digest version the journal's cache holds (0: empty).
+    pub fn with_digest_version(mut self, digest_version: u64) -> Self {
+        self.digest_version = digest_version;
+        self
+    }
+
+    /// The digest version held (received deltas included).
+    pub fn digest_version(&self) -> u64 {
+        self.digest_version
     }
 
     /// The campaign set version the journal holds (0 for none).
@@ -156,6 +169,7 @@ impl UplinkSession {
         Message::Subscribe {
             erasure_version: self.erasure_version,
             campaign_version: self.campaign_version,
+            digest_version: self.digest_version,
         }
     }
 
@@ -244,14 +258,49 @@ impl UplinkSession {
                     up_to_version,
                 }))
             }
-            (Phase::Streaming, Message::Campaigns { set, till_key }) => {
+            (
+                Phase::Streaming,
+                Message::Campaigns {
+                    version,
+                    set,
+                    keyring,
+                },
+            ) => {
                 // A set replaces the one held whatever its version: the hub's file may
                 // have been rolled back, and its content hash is not ordered.
-                self.campaign_version = set.version;
+                self.campaign_version = version;
                 Ok(Some(UplinkEvent::Campaigns {
+                    version,
                     set,
-                    till_key: TillKey::from_bytes(till_key),
+                    keyring,
                 }))
+            }
+            (
+                Phase::Streaming,
+                Message::Digests {
+                    entries,
+                    up_to_version,
+                    reset,
+                },
+            ) => {
+                if !reset && up_to_version <= self.digest_version {
+                    return Err(SyncError::DigestWentBack {
+                        got: up_to_version,
+                        previous: self.digest_version,
+                    });
+                }
+                self.digest_version = up_to_version;
+                Ok(Some(UplinkEvent::Digests {
+                    entries,
+                    up_to_version,
+                    reset,
+                }))
+            }
+            (Phase::Streaming, Message::DigestReply { card, digest }) => {
+                Ok(Some(UplinkEvent::Digest { card, digest }))
+            }
+            (Phase::Streaming, Message::CouponVerdict { code, verdict }) => {
+                Ok(Some(UplinkEvent::CouponVerdict { code, verdict }))
             }
             (phase, other) => Err(SyncError::Unexpected {
                 got: other.name(),
@@ -537,7 +586,8 @@ mod tests {
             s.subscribe(),
             Message::Subscribe {
                 erasure_version: 3,
-                campaign_version: 0
+                campaign_version: 0,
+                digest_version: 0,
             }
         );
         assert!(matches!(
@@ -596,20 +646,32 @@ mod tests {
         }
     }
 
+    fn keyring(byte: u8) -> Keyring {
+        Keyring {
+            till_number: 1,
+            till_key: [byte; 32],
+            ..Keyring::default()
+        }
+    }
+
     #[test]
     fn campaigns_are_refused_before_welcome() {
-        let mut s = UplinkSession::new(agent(), 5, 10, 10).with_campaign_version(7);
+        let mut s = UplinkSession::new(agent(), 5, 10, 10)
+            .with_campaign_version(7)
+            .with_digest_version(4);
         assert_eq!(
             s.subscribe(),
             Message::Subscribe {
                 erasure_version: 0,
-                campaign_version: 7
+                campaign_version: 7,
+                digest_version: 4,
             }
         );
         assert_eq!(
             s.handle(Message::Campaigns {
+                version: 9,
                 set: campaign_set(9),
-                till_key: [1; 32]
+                keyring: keyring(1),
             }),
             Err(SyncError::Unexpected {
                 got: "campaigns",
@@ -625,30 +687,93 @@ mod tests {
         s.handle(Message::Welcome { acked_seq: 5 }).unwrap();
         let event = s
             .handle(Message::Campaigns {
-                set: campaign_set(3),
-                till_key: [2; 32],
+                version: 3,
+                set: campaign_set(2),
+                keyring: keyring(2),
             })
             .unwrap();
         assert_eq!(
             event,
             Some(UplinkEvent::Campaigns {
-                set: campaign_set(3),
-                till_key: TillKey::from_bytes([2; 32])
+                version: 3,
+                set: campaign_set(2),
+                keyring: keyring(2),
             })
         );
-        assert_ne!(
-            event,
-            Some(UplinkEvent::Campaigns {
-                set: campaign_set(3),
-                till_key: TillKey::from_bytes([3; 32])
-            }),
-            "events with different keys differ"
+        assert_eq!(
+            s.campaign_version(),
+            3,
+            "the frame's version, not the set's"
         );
-        assert_eq!(s.campaign_version(), 3);
         let shown = format!("{event:?}");
         assert!(
             !shown.contains("2, 2, 2"),
             "Debug must not show the key: {shown}"
+        );
+    }
+
+    fn digest_entry(byte: u8) -> DigestEntry {
+        DigestEntry {
+            card_key: crate::coupon::CardKey([byte; 16]),
+            digest: Some(Digest {
+                customer_key: format!("c{byte}"),
+                ..Digest::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn digests_move_forward_unless_reset_and_answers_pass_through() {
+        let mut s = UplinkSession::new(agent(), 0, 10, 10).with_digest_version(5);
+        let early = s.handle(Message::DigestReply {
+            card: card("4006381333931"),
+            digest: None,
+        });
+        assert!(early.is_err(), "nothing but welcome first");
+        s.handle(Message::Welcome { acked_seq: 0 }).unwrap();
+        let delta = Message::Digests {
+            entries: vec![digest_entry(1)],
+            up_to_version: 8,
+            reset: false,
+        };
+        assert_eq!(
+            s.handle(delta.clone()).unwrap(),
+            Some(UplinkEvent::Digests {
+                entries: vec![digest_entry(1)],
+                up_to_version: 8,
+                reset: false
+            })
+        );
+        assert_eq!(s.digest_version(), 8);
+        assert_eq!(
+            s.handle(delta),
+            Err(SyncError::DigestWentBack {
+                got: 8,
+                previous: 8
+            })
+        );
+        let rebuilt = s
+            .handle(Message::Digests {
+                entries: vec![],
+                up_to_version: 2,
+                reset: true,
+            })
+            .unwrap();
+        assert!(matches!(
+            rebuilt,
+            Some(UplinkEvent::Digests { reset: true, .. })
+        ));
+        assert_eq!(s.digest_version(), 2, "a reset may go back");
+        assert_eq!(
+            s.handle(Message::CouponVerdict {
+                code: "1".repeat(24),
+                verdict: CouponVerdict::AlreadyRedeemed
+            })
+            .unwrap(),
+            Some(UplinkEvent::CouponVerdict {
+                code: "1".repeat(24),
+                verdict: CouponVerdict::AlreadyRedeemed
+            })
         );
     }
 

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::CampaignSet;
+use crate::campaign::{CampaignSet, Digest};
 use crate::card::CardNumber;
+use crate::coupon::{CardKey, Keyring};
 use crate::event::{AgentId, Event};
 
 /// Version of the message set below; a peer speaking another version is refused with
@@ -42,6 +43,8 @@ pub enum Message {
     Subscribe {
         erasure_version: u64,
         campaign_version: u64,
+        /// The digest version of the agent's cache (0: empty).
+        digest_version: u64,
     },
     /// Hub → agent: cards erased on the hub, in version order, everything up to and
     /// including `up_to_version` (bounded batches; the agent drops these cards).
@@ -52,12 +55,69 @@ pub enum Message {
     /// Agent → hub: erasures up to `up_to_version` are applied and persisted.
     ErasuresApplied { up_to_version: u64 },
     /// Hub → agent, after `Welcome` and only when the agent subscribed with another
-    /// campaign version: the whole set (small) and this till's coupon signing key,
-    /// derived for the certificate's store/till. Never log this frame's fields.
+    /// campaign version: the whole set (small) and this till's coupon keyring (its
+    /// number and key, its store's till keys, campaign numbers, the card-key secret),
+    /// derived for the certificate's store/till. `version` covers set and keyring.
+    /// Never log this frame's fields.
     Campaigns {
+        version: u64,
         set: CampaignSet,
-        till_key: [u8; 32],
+        keyring: Keyring,
     },
+    /// Hub → agent, after `Subscribe`: profile digests of the store's customers changed
+    /// after the agent's `digest_version`, in version order, in bounded batches. `None`
+    /// removes a card's digest (erased, or no longer a customer of this store). With
+    /// `reset` the agent drops its whole cache first (the hub's feed was rebuilt).
+    Digests {
+        entries: Vec<DigestEntry>,
+        up_to_version: u64,
+        reset: bool,
+    },
+    /// Agent → hub: a card was scanned; its freshest digest, please.
+    DigestRequest { card: CardNumber },
+    /// Hub → agent: the answer (`None`: the hub knows no such customer).
+    DigestReply {
+        card: CardNumber,
+        digest: Option<Digest>,
+    },
+    /// Agent → hub: may this coupon code (another store's) be redeemed?
+    CouponCheck { code: String },
+    /// Hub → agent: the answer to `CouponCheck`.
+    CouponVerdict {
+        code: String,
+        verdict: CouponVerdict,
+    },
+}
+
+/// One card's digest in the digest downlink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    pub card_key: CardKey,
+    pub digest: Option<Digest>,
+}
+
+/// The hub's answer about a scanned coupon code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CouponVerdict {
+    /// Signed by the till it names, not expired, not redeemed before.
+    Valid,
+    /// Genuine, but already redeemed (a duplicate).
+    AlreadyRedeemed,
+    /// Genuine, past its expiry date.
+    Expired,
+    /// Not signed by the till it names, or naming an unknown till or campaign.
+    Forged,
+}
+
+impl CouponVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CouponVerdict::Valid => "valid",
+            CouponVerdict::AlreadyRedeemed => "already_redeemed",
+            CouponVerdict::Expired => "expired",
+            CouponVerdict::Forged => "forged",
+        }
+    }
 }
 
 impl Message {
@@ -72,6 +132,11 @@ impl Message {
             Message::Erasures { .. } => "erasures",
             Message::ErasuresApplied { .. } => "erasures_applied",
             Message::Campaigns { .. } => "campaigns",
+            Message::Digests { .. } => "digests",
+            Message::DigestRequest { .. } => "digest_request",
+            Message::DigestReply { .. } => "digest_reply",
+            Message::CouponCheck { .. } => "coupon_check",
+            Message::CouponVerdict { .. } => "coupon_verdict",
         }
     }
 }

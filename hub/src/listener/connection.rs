@@ -209,26 +209,39 @@ impl Link {
         Ok(())
     }
 
-    /// Sends the campaign set and the till's key once, if the agent subscribed with
-    /// another version than the hub's. No campaigns configured: nothing is sent.
+    /// Sends the campaign set and the till's keyring once, if the agent subscribed with
+    /// another version than this till's. No campaigns configured: nothing is sent.
     async fn send_campaigns(&mut self) -> Result<(), String> {
-        let Some(feed) = &self.campaigns else {
+        let Some(feed) = self.campaigns.clone() else {
             return Ok(());
         };
-        if !self.session.campaigns_due(feed.version()) {
+        if !self.session.campaigns_pending() {
             return Ok(());
         }
-        let message = feed.frame_for(self.session.agent());
-        self.session.campaigns_sent();
-        // The key is never logged; the version and count are enough.
-        if let Message::Campaigns { set, .. } = &message {
-            tracing::info!(
-                "agent {}: sending {} campaigns (version {}) and its coupon key",
-                self.session.agent(),
-                set.campaigns.len(),
-                set.version
-            );
+        let agent = self.session.agent().clone();
+        let framed = tokio::task::spawn_blocking(move || feed.frame_for(&agent))
+            .await
+            .map_err(|e| format!("campaign frame task failed: {e}"))?;
+        let message = match framed {
+            Ok(message) => message,
+            Err(err) => {
+                let reply = self.session.campaigns_unavailable(err);
+                return self.send_reply(reply).await;
+            }
+        };
+        let Message::Campaigns { version, set, .. } = &message else {
+            return Ok(());
+        };
+        if !self.session.campaigns_due(*version) {
+            return Ok(());
         }
+        // Keys are never logged; the version and count are enough.
+        tracing::info!(
+            "agent {}: sending {} campaigns (version {version}) and its coupon keyring",
+            self.session.agent(),
+            set.campaigns.len(),
+        );
+        self.session.campaigns_sent();
         self.send_reply(Reply {
             message,
             close: false,

@@ -58,6 +58,8 @@ pub struct HubSession {
     campaign_version: Option<u64>,
     /// The `Campaigns` frame went out on this connection (once per connection).
     campaigns_sent: bool,
+    /// The digest version the agent subscribed with (`None`: not subscribed).
+    digest_version: Option<u64>,
 }
 
 impl HubSession {
@@ -70,10 +72,23 @@ impl HubSession {
             erasures: ErasureDownlink::new(ERASURE_BATCH, ERASURE_WINDOW),
             campaign_version: None,
             campaigns_sent: false,
+            digest_version: None,
         }
     }
 
-    /// Whether the hub's campaign set (at `hub_version`) must be sent now: after
+    /// Whether a `Campaigns` frame may be due: after `Welcome`, to a subscribed agent,
+    /// not yet sent on this connection (the frame's version decides, see
+    /// [`Self::campaigns_due`]).
+    pub fn campaigns_pending(&self) -> bool {
+        self.welcomed && !self.campaigns_sent && self.campaign_version.is_some()
+    }
+
+    /// The campaign frame could not be built (the database failed).
+    pub fn campaigns_unavailable(&self, err: StoreError) -> Reply {
+        unavailable(err)
+    }
+
+    /// Whether the till's campaign frame (at `hub_version`) must be sent now: after
     /// `Welcome`, to a subscribed agent holding another version, once.
     pub fn campaigns_due(&self, hub_version: u64) -> bool {
         self.welcomed
@@ -141,10 +156,12 @@ impl HubSession {
                 Message::Subscribe {
                     erasure_version,
                     campaign_version,
+                    digest_version,
                 },
             ) => match self.erasures.subscribe(erasure_version) {
                 Ok(()) => {
                     self.campaign_version = Some(campaign_version);
+                    self.digest_version = Some(digest_version);
                     Step::ErasuresApplied {
                         up_to_version: erasure_version,
                     }
@@ -293,6 +310,7 @@ mod tests {
         s.handle(Message::Subscribe {
             erasure_version: 0,
             campaign_version: 3,
+            digest_version: 0,
         });
         assert!(!s.campaigns_due(5), "no welcome yet");
         s.after_hello(Ok(0));
@@ -308,7 +326,8 @@ mod tests {
         assert!(matches!(
             s.handle(Message::Subscribe {
                 erasure_version: 0,
-                campaign_version: 0
+                campaign_version: 0,
+                digest_version: 0,
             }),
             Step::Refuse {
                 reason: Refusal::ProtocolError,
@@ -320,7 +339,8 @@ mod tests {
         assert_eq!(
             s.handle(Message::Subscribe {
                 erasure_version: 2,
-                campaign_version: 0
+                campaign_version: 0,
+                digest_version: 0,
             }),
             Step::ErasuresApplied { up_to_version: 2 }
         );

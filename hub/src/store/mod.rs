@@ -2,6 +2,7 @@
 //! implementation, plus the single writer thread that serialises all commits.
 
 pub mod erasures;
+pub mod numbering;
 mod privacy;
 mod sqlite;
 mod writer;

@@ -20,7 +20,7 @@ use crate::profile::{
 };
 
 /// Bumped when the schema changes incompatibly.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -141,6 +141,62 @@ CREATE TABLE IF NOT EXISTS erasures (
     erased_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS erasures_card ON erasures(card);
+-- Coupon codes carry compact numbers for tills and campaigns, assigned once, never reused.
+CREATE TABLE IF NOT EXISTS till_numbers (
+    number INTEGER PRIMARY KEY,
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    UNIQUE (store, till)
+);
+CREATE TABLE IF NOT EXISTS campaign_numbers (
+    number INTEGER PRIMARY KEY,
+    campaign_id TEXT NOT NULL UNIQUE
+);
+-- Coupons decided at tills: printed (control = 0, code set) and would-haves (control = 1).
+CREATE TABLE IF NOT EXISTS coupons (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    campaign_id TEXT NOT NULL,
+    control INTEGER NOT NULL,
+    code TEXT,
+    card TEXT,
+    profile_id TEXT,
+    customer_key TEXT,
+    issued_at_ms INTEGER NOT NULL,
+    offset_min INTEGER NOT NULL,
+    expires TEXT NOT NULL,
+    receipt_seq INTEGER NOT NULL,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE INDEX IF NOT EXISTS coupons_campaign ON coupons(campaign_id, control);
+CREATE INDEX IF NOT EXISTS coupons_profile ON coupons(profile_id);
+CREATE INDEX IF NOT EXISTS coupons_code ON coupons(code);
+-- Coupon codes scanned at tills: accepted ones (status genuine or forged, as the hub's
+-- check of the signature says) and ones the till refused (status refused).
+CREATE TABLE IF NOT EXISTS redemptions (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    offset_min INTEGER NOT NULL,
+    receipt_seq INTEGER,
+    verified TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
+-- Profile digests per store as last pushed (digest NULL: removed), versioned per store.
+CREATE TABLE IF NOT EXISTS digest_feed (
+    store TEXT NOT NULL,
+    card_key BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    digest BLOB,
+    PRIMARY KEY (store, card_key)
+);
+CREATE INDEX IF NOT EXISTS digest_feed_version ON digest_feed(store, version);
 ";
 
 const INSERT_EVENT: &str =
@@ -185,7 +241,8 @@ impl SqliteStore {
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
-            0 => conn.execute_batch(&format!(
+            // Every statement is `IF NOT EXISTS`: an older schema gains the new tables.
+            0..=2 => conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?,
             SCHEMA_VERSION => {}

@@ -67,3 +67,56 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
 }
+
+const CARD_KEY_TAG: &[u8] = b"till360/card-key/v1";
+const DIGEST_KEY_TAG: &[u8] = b"till360/digest-key/v1";
+const CUSTOMER_KEY_TAG: &[u8] = b"till360/customer-key/v1";
+
+/// The key of the keyed hash that pseudonymises card numbers in the digests a till
+/// holds (one per chain: a card has the same key in every store).
+pub fn derive_digest_key(master: &[u8]) -> [u8; 32] {
+    let mut mac = hmac(master);
+    mac.update(DIGEST_KEY_TAG);
+    mac.finalize().into_bytes().into()
+}
+
+/// A card number pseudonymised for the till's digest cache: the first 16 bytes of
+/// HMAC-SHA256 under the digest key. The till computes it from a scanned card; the card
+/// number itself is never stored with the digest.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct CardKey(pub [u8; 16]);
+
+impl CardKey {
+    pub fn of(digest_key: &[u8; 32], card: &crate::card::CardNumber) -> CardKey {
+        let mut mac = hmac(digest_key);
+        mac.update(CARD_KEY_TAG);
+        mac.update(card.as_str().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&tag[..16]);
+        CardKey(key)
+    }
+}
+
+impl std::fmt::Debug for CardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardKey(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "..)")
+    }
+}
+
+/// The pseudonymous customer key of a profile (the control-group key in digests): 16
+/// hex digits of HMAC-SHA256 under the master secret, stable for the profile id on
+/// every till and store, and meaningless without the secret.
+pub fn derive_customer_key(master: &[u8], profile_id: &str) -> String {
+    let mut mac = hmac(master);
+    mac.update(CUSTOMER_KEY_TAG);
+    mac.update(profile_id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    tag[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -28,12 +28,14 @@
 
 mod check_digit;
 mod key;
+mod keyring;
 #[cfg(test)]
 mod tests;
 
 use chrono::NaiveDate;
 
-pub use key::{derive_till_key, TillKey};
+pub use key::{derive_customer_key, derive_digest_key, derive_till_key, CardKey, TillKey};
+pub use keyring::Keyring;
 
 /// Digits in a coupon code.
 pub const CODE_LEN: usize = 24;
