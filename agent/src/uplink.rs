@@ -357,7 +357,7 @@ impl Uplink {
                                 let applied = session.erasures_applied(up_to_version);
                                 send.write_all(&codec::encode_frame(&applied)?).await?;
                             }
-                            Some(UplinkEvent::Campaigns { version, set, keyring }) => {
+                            Some(UplinkEvent::Campaigns { version, set, keyring, catalog: _ }) => {
                                 let count = set.campaigns.len();
                                 self.with_journal(move |j| j.store_campaigns(version, &set, &keyring)).await?;
                                 // The key is never logged.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod coupons;
 pub mod identity;
 pub mod import;
 pub mod listener;

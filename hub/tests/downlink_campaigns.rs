@@ -73,6 +73,7 @@ async fn keyring(agent: &mut Agent) -> (u64, usize, Keyring) {
             version,
             set,
             keyring,
+            ..
         }) => (version, set.campaigns.len(), keyring),
         other => panic!("expected campaigns, got {other:?}"),
     }

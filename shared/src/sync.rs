@@ -26,7 +26,7 @@
 
 use thiserror::Error;
 
-use crate::campaign::{CampaignSet, Digest};
+use crate::campaign::{CampaignSet, CatalogItem, Digest};
 use crate::card::CardNumber;
 use crate::coupon::Keyring;
 use crate::event::{AgentId, Event};
@@ -80,6 +80,7 @@ pub enum UplinkEvent {
         version: u64,
         set: CampaignSet,
         keyring: Keyring,
+        catalog: Vec<CatalogItem>,
     },
     /// Digest changes: persist them with `up_to_version` (one transaction); with `reset`
     /// drop the cache first.
@@ -264,6 +265,7 @@ impl UplinkSession {
                     version,
                     set,
                     keyring,
+                    catalog,
                 },
             ) => {
                 // A set replaces the one held whatever its version: the hub's file may
@@ -273,6 +275,7 @@ impl UplinkSession {
                     version,
                     set,
                     keyring,
+                    catalog,
                 }))
             }
             (
@@ -646,6 +649,15 @@ mod tests {
         }
     }
 
+    fn catalog_item() -> CatalogItem {
+        CatalogItem {
+            sku: "8710000000017".into(),
+            description: "Zwangerschapstest".into(),
+            category: "intieme verzorging".into(),
+            sensitive: true,
+        }
+    }
+
     fn keyring(byte: u8) -> Keyring {
         Keyring {
             till_number: 1,
@@ -672,6 +684,7 @@ mod tests {
                 version: 9,
                 set: campaign_set(9),
                 keyring: keyring(1),
+                catalog: vec![],
             }),
             Err(SyncError::Unexpected {
                 got: "campaigns",
@@ -690,6 +703,7 @@ mod tests {
                 version: 3,
                 set: campaign_set(2),
                 keyring: keyring(2),
+                catalog: vec![catalog_item()],
             })
             .unwrap();
         assert_eq!(
@@ -698,6 +712,7 @@ mod tests {
                 version: 3,
                 set: campaign_set(2),
                 keyring: keyring(2),
+                catalog: vec![catalog_item()],
             })
         );
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::{CampaignSet, Digest};
+use crate::campaign::{CampaignSet, CatalogItem, Digest};
 use crate::card::CardNumber;
 use crate::coupon::{CardKey, Keyring};
 use crate::event::{AgentId, Event};
@@ -57,12 +57,14 @@ pub enum Message {
     /// Hub → agent, after `Welcome` and only when the agent subscribed with another
     /// campaign version: the whole set (small) and this till's coupon keyring (its
     /// number and key, its store's till keys, campaign numbers, the card-key secret),
-    /// derived for the certificate's store/till. `version` covers set and keyring.
-    /// Never log this frame's fields.
+    /// derived for the certificate's store/till, and the catalog items the triggers
+    /// need (sensitive products, products of targeted categories). `version` covers all
+    /// three. Never log this frame's fields.
     Campaigns {
         version: u64,
         set: CampaignSet,
         keyring: Keyring,
+        catalog: Vec<CatalogItem>,
     },
     /// Hub → agent, after `Subscribe`: profile digests of the store's customers changed
     /// after the agent's `digest_version`, in version order, in bounded batches. `None`

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use till360_shared::campaign::{fnv1a64, CampaignSet};
+use till360_shared::campaign::{fnv1a64, CampaignSet, CatalogItem, Trigger};
 use till360_shared::coupon::{derive_digest_key, derive_till_key, Keyring};
 use till360_shared::wire::Message;
 use till360_shared::AgentId;
@@ -63,6 +63,7 @@ impl CampaignFeed {
         let ids: Vec<&str> = self.set.campaigns.iter().map(|c| c.id.as_str()).collect();
         let campaign_numbers = numbering::campaign_numbers(&mut conn, &ids)?;
         let store_tills = numbering::store_tills(&conn, &agent.store)?;
+        let catalog = catalog_for(&conn, &self.set)?;
         drop(conn);
         let master = self.master.as_bytes();
         let keyring = Keyring {
@@ -84,12 +85,52 @@ impl CampaignFeed {
             fingerprint.extend_from_slice(id.as_bytes());
             fingerprint.extend_from_slice(&n.to_be_bytes());
         }
+        for item in &catalog {
+            for part in [&item.sku, &item.description, &item.category] {
+                fingerprint.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                fingerprint.extend_from_slice(part.as_bytes());
+            }
+            fingerprint.push(u8::from(item.sensitive));
+        }
         // 0 means "none held" on the agent; tills store versions as SQLite integers.
         let version = (fnv1a64(&fingerprint) & i64::MAX as u64).max(1);
         Ok(Message::Campaigns {
             version,
             set: (*self.set).clone(),
             keyring,
+            catalog,
         })
     }
+}
+
+/// The catalog items a till needs to apply `set`: every sensitive product (never counted
+/// towards a trigger) and every product of a category a campaign targets.
+fn catalog_for(conn: &Connection, set: &CampaignSet) -> Result<Vec<CatalogItem>, StoreError> {
+    let targeted: Vec<String> = set
+        .campaigns
+        .iter()
+        .filter_map(|c| match &c.trigger {
+            Trigger::BasketCategory { category, .. } => Some(category.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT sku, description, category, sensitive FROM products ORDER BY sku",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CatalogItem {
+            sku: r.get(0)?,
+            description: r.get(1)?,
+            category: r.get(2)?,
+            sensitive: r.get::<_, i64>(3)? != 0,
+        })
+    })?;
+    let mut items = Vec::new();
+    for row in rows {
+        let item = row?;
+        if item.sensitive || targeted.contains(&item.category.to_lowercase()) {
+            items.push(item);
+        }
+    }
+    Ok(items)
 }

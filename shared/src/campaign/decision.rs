@@ -62,6 +62,17 @@ pub struct BasketLine {
     pub sensitive: bool,
 }
 
+/// A product the till must recognise on a receipt line: sensitive ones (never counted)
+/// and those in a category a campaign targets. Matched by sku, else by description
+/// (case-insensitive), as the hub matches lines. Other lines count with no category.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CatalogItem {
+    pub sku: String,
+    pub description: String,
+    pub category: String,
+    pub sensitive: bool,
+}
+
 /// A birthday without a year (the till does not need the year).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonthDay {

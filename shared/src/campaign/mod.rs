@@ -17,7 +17,9 @@ pub mod decision;
 pub mod definition;
 
 pub use control::{control_bucket, fnv1a64, in_control_group, ControlSubject};
-pub use decision::{decide, BasketLine, Decision, DecisionInput, Digest, MonthDay, Offer, Reason};
+pub use decision::{
+    decide, BasketLine, CatalogItem, Decision, DecisionInput, Digest, MonthDay, Offer, Reason,
+};
 pub use definition::{
     Campaign, CampaignError, CampaignSet, Section, SensitiveConflict, Settings, Trigger,
     TriggerKind,
