@@ -8,6 +8,7 @@ pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod escpos;
+pub mod hub_link;
 pub mod journal;
 pub mod layout;
 pub mod ports;
