@@ -122,7 +122,7 @@ pub fn play_visit(
     let scanner = devices.scanner();
     for scan in &visit.scans {
         match scan {
-            Scan::Card(code) | Scan::BadCheckDigit(code) => scanner.scan(code),
+            Scan::Card(code) | Scan::BadCheckDigit(code) | Scan::Coupon(code) => scanner.scan(code),
             Scan::Garbage(bytes) => scanner.scan_bytes(bytes),
         }
         .map_err(io_err("scanning"))?;

@@ -71,6 +71,7 @@ fn pure_cores_do_no_io() {
         "agent/src/scanner.rs",
         "agent/src/layout/matcher.rs",
         "agent/src/checkout.rs",
+        "agent/src/coupons",
         "hub/src/profile.rs",
         "hub/src/listener/session.rs",
     ];

@@ -151,6 +151,9 @@ fn start_uplink(
         journal: Arc::clone(journal),
         journal_seq: watch::channel(last).1,
         erased_cards: Some(erased_tx),
+        news: None,
+        requests: None,
+        request_timeout: till360_agent::uplink::DEFAULT_REQUEST_TIMEOUT,
     }
     .spawn();
     (uplink, erased_rx)

@@ -7,8 +7,9 @@
 //! before the chunk holding the cut's last byte is fed and covers: gate and parser feed,
 //! the supermarket [`Layout`] on the receipt's lines, the basket (catalog category and
 //! sensitive flag per line), the card's [`Digest`] from a map of 100,000, [`decide`]
-//! against 50 campaigns, [`mint`] and [`coupon_block`] for the first issued offer, and
-//! [`CutGate::on_decision`]. It stops when that call returns `forward` ending in the block
+//! against 50 campaigns, [`mint`] and [`coupon_block`] for the issued offers — all of it
+//! the till core's real code: [`Checkout`] builds the receipt and [`CouponDesk`] decides
+//! — and [`CutGate::on_decision`]. It stops when that call returns `forward` ending in the block
 //! and the cut (or the cut alone when there is no coupon).
 //!
 //! Baseline from the same run: the same chunks through a gate alone, answered with
@@ -21,17 +22,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate, Timelike};
-use till360_agent::escpos::encode::{coupon_block, PrintedCoupon, PrinterModes};
+use till360_agent::checkout::Checkout;
+use till360_agent::coupons::CouponDesk;
+use till360_agent::escpos::encode::PrinterModes;
 use till360_agent::escpos::gate::{CutGate, CutOutcome, DEFAULT_BUDGET};
 use till360_agent::escpos::{CodePage, EscPosParser, PrintEvent};
+use till360_agent::hub_link::CampaignState;
 use till360_agent::layout::Layout;
 use till360_shared::campaign::definition::is_valid_campaign_id;
 use till360_shared::campaign::{
-    decide, BasketLine, Campaign, CampaignSet, DecisionInput, Digest, MonthDay, Settings, Trigger,
+    Campaign, CampaignSet, CatalogItem, Digest, MonthDay, Settings, Trigger,
 };
 use till360_shared::card::with_check_digit;
-use till360_shared::coupon::{derive_till_key, mint, CouponFields, TillKey};
-use till360_shared::{CardNumber, Timestamp};
+use till360_shared::coupon::{derive_digest_key, derive_till_key, Keyring};
+use till360_shared::{CardNumber, Currency, Timestamp};
 
 const RECEIPTS: usize = 10_000;
 const WARM_UP: usize = 500;
@@ -464,12 +468,8 @@ fn generate_campaigns(rng: &mut Rng) -> CampaignSet {
 /// Everything the till holds while it runs.
 struct Till<'a> {
     layout: &'a Layout,
-    campaigns: &'a CampaignSet,
-    /// Campaign id → (compact number, name).
-    numbers: HashMap<&'a str, (u16, &'a str)>,
-    digests: &'a HashMap<CardNumber, Digest>,
-    catalog: HashMap<&'static str, &'static Product>,
-    key: TillKey,
+    /// Campaigns, keyring, catalog and the digest cache.
+    desk: CouponDesk,
 }
 
 #[derive(Default)]
@@ -490,6 +490,7 @@ fn run_decided(till: &Till<'_>, receipts: &[GeneratedReceipt]) -> Run {
     let mut parser = EscPosParser::new(CodePage::Cp437);
     let mut lines: Vec<String> = Vec::with_capacity(64);
     let mut serials: HashMap<(u16, NaiveDate), u16> = HashMap::new();
+    let mut checkout = Checkout::default();
     let (mut fed, mut forwarded, mut blocks) = (0usize, 0usize, 0usize);
 
     for r in receipts {
@@ -518,66 +519,47 @@ fn run_decided(till: &Till<'_>, receipts: &[GeneratedReceipt]) -> Run {
             };
 
             let parsed = till.layout.match_lines(lines.iter().map(String::as_str));
-            let mut basket = Vec::with_capacity(parsed.lines.len());
-            let mut previous: Option<&Product> = None;
-            for line in &parsed.lines {
-                let product = if line.discount {
-                    previous
-                } else {
-                    till.catalog.get(line.description.as_str()).copied()
-                };
-                previous = product;
-                basket.push(BasketLine {
-                    amount_cents: line.amount_cents,
-                    discount: line.discount,
-                    category: product.map(|p| p.category.to_string()),
-                    sensitive: product.is_some_and(|p| p.sensitive),
-                });
+            let layout_total = parsed.total_cents;
+            let layout_lines: i64 = parsed.lines.iter().map(|l| l.amount_cents).sum();
+            if let Some(card) = &r.card {
+                checkout.on_card(card.clone(), r.now);
             }
-            let digest = r.card.as_ref().and_then(|c| till.digests.get(c)).cloned();
-            let receipt_no = parsed.receipt_no.as_deref().unwrap_or("?");
-            let input = DecisionInput {
-                store: STORE.to_string(),
-                basket,
-                digest,
-                offline: false,
-                receipt_key: format!("{STORE}/{TILL}/{receipt_no}"),
-            };
-            let decision = decide(&input, till.campaigns, r.now);
-            let coupon = decision.issue.first().map(|offer| {
-                let (number, name) = till.numbers[offer.campaign_id.as_str()];
-                let serial = serials.entry((number, offer.expires)).or_insert(0);
-                let fields = CouponFields::new(number, TILL_NUMBER, offer.expires, *serial)
-                    .expect("coupon fields in range");
-                *serial += 1;
-                let code = mint(&till.key, &fields);
-                PrintedCoupon {
-                    headline: name.to_string(),
-                    offer: offer.text.clone(),
-                    expiry_label: "Geldig t/m".to_string(),
-                    expires: offer.expires,
-                    code: code.as_str().to_string(),
-                    columns: COLUMNS,
-                }
-            });
+            let receipt = checkout.on_receipt(parsed, Currency::EUR, r.now);
+            let receipt_no = receipt.receipt_no.as_deref().unwrap_or("?");
+            let receipt_key = format!("{STORE}/{TILL}/{receipt_no}");
             let modes = PrinterModes::of(&parser);
-            let block = coupon
-                .as_ref()
-                .map(|c| coupon_block(c, &modes).expect("coupon block"));
+            let cut_coupons = till.desk.decide_at_cut(
+                &receipt,
+                &receipt_key,
+                STORE,
+                false,
+                modes,
+                r.now,
+                |number, expires| {
+                    let serial = serials.entry((number, expires)).or_insert(0);
+                    *serial += 1;
+                    Ok::<u16, std::convert::Infallible>(*serial - 1)
+                },
+            );
+            let block = cut_coupons.block.clone();
             let out = gate.on_decision(cut, block, Instant::now());
             let elapsed = start.elapsed();
 
             // Checks, off the clock.
             forwarded += out.forward.len();
-            assert_eq!(parsed.total_cents, Some(r.total_cents), "layout total");
-            assert_eq!(
-                parsed.lines.iter().map(|l| l.amount_cents).sum::<i64>(),
-                r.total_cents,
-                "layout lines"
+            assert_eq!(layout_total, Some(r.total_cents), "layout total");
+            assert_eq!(layout_lines, r.total_cents, "layout lines");
+            assert!(
+                till.desk
+                    .basket(&receipt)
+                    .iter()
+                    .all(|l| l.category.is_some()),
+                "catalog"
             );
-            assert!(input.basket.iter().all(|l| l.category.is_some()), "catalog");
-            let expected = match &coupon {
-                Some(c) => [coupon_block(c, &modes).expect("block"), CUT.to_vec()].concat(),
+            assert!(cut_coupons.not_printed.is_empty(), "{cut_coupons:?}");
+            let printed = cut_coupons.block.is_some();
+            let expected = match &cut_coupons.block {
+                Some(block) => [block.as_slice(), &CUT].concat(),
                 None => CUT.to_vec(),
             };
             if out.rejected.is_some() {
@@ -585,28 +567,28 @@ fn run_decided(till: &Till<'_>, receipts: &[GeneratedReceipt]) -> Run {
             } else {
                 assert!(out.forward.ends_with(&expected), "forward = … block cut");
                 let outcome = out.released.first().map(|rc| rc.outcome);
-                let want = if coupon.is_some() {
+                let want = if printed {
                     CutOutcome::CouponPrinted
                 } else {
                     CutOutcome::Declined
                 };
                 assert_eq!(outcome, Some(want));
-                if coupon.is_some() {
+                if printed {
                     blocks += expected.len() - CUT.len();
                 }
             }
             lines.clear();
 
             run.all.push(elapsed);
-            if r.card.is_none() {
-                run.anonymous += 1;
-            } else if input.digest.is_none() {
-                run.unknown_card += 1;
+            match &r.card {
+                None => run.anonymous += 1,
+                Some(card) if till.desk.digest_of(card).is_none() => run.unknown_card += 1,
+                Some(_) => {}
             }
-            if coupon.is_some() {
+            if printed {
                 run.coupons += 1;
                 run.printed.push(elapsed);
-            } else if !decision.would_have.is_empty() {
+            } else if !cut_coupons.would_have.is_empty() {
                 run.would_have += 1;
             } else {
                 run.nothing += 1;
@@ -665,6 +647,47 @@ fn report(label: &str, times: &[Duration]) {
     println!("{label} max: {:.1} us", percentile_us(&sorted, 1.0));
 }
 
+/// The desk as the till core holds it: the campaign state the hub pushed (keyring with
+/// campaign numbers 1.., the catalog) and the digest cache keyed by card key.
+fn coupon_desk(campaigns: &CampaignSet, digests: &HashMap<CardNumber, Digest>) -> CouponDesk {
+    const MASTER: &[u8] = b"bench master secret, 32 bytes or more";
+    let till_key = derive_till_key(MASTER, STORE, TILL);
+    let keyring = Keyring {
+        till_number: TILL_NUMBER,
+        till_key: *till_key.as_bytes(),
+        store_tills: vec![(TILL_NUMBER, *till_key.as_bytes())],
+        campaign_numbers: campaigns
+            .campaigns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i as u16 + 1))
+            .collect(),
+        digest_key: derive_digest_key(MASTER),
+    };
+    let catalog = CATALOG
+        .iter()
+        .map(|p| CatalogItem {
+            sku: String::new(),
+            description: p.description.to_string(),
+            category: p.category.to_string(),
+            sensitive: p.sensitive,
+        })
+        .collect();
+    let mut desk = CouponDesk::new(COLUMNS, "Geldig t/m");
+    let keyed: Vec<_> = digests
+        .iter()
+        .map(|(card, digest)| (keyring.card_key(card), digest.clone()))
+        .collect();
+    desk.on_campaigns(CampaignState {
+        version: campaigns.version,
+        set: campaigns.clone(),
+        keyring,
+        catalog,
+    });
+    desk.load_digests(keyed);
+    desk
+}
+
 fn main() {
     let started = Instant::now();
     let layout_path =
@@ -678,16 +701,7 @@ fn main() {
         .collect();
     let till = Till {
         layout: &layout,
-        campaigns: &campaigns,
-        numbers: campaigns
-            .campaigns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.as_str(), (i as u16 + 1, c.name.as_str())))
-            .collect(),
-        digests: &digests,
-        catalog: CATALOG.iter().map(|p| (p.description, p)).collect(),
-        key: derive_till_key(b"bench master secret, 32 bytes or more", STORE, TILL),
+        desk: coupon_desk(&campaigns, &digests),
     };
     let bytes: usize = receipts.iter().map(|r| r.bytes.len()).sum();
     let chunks: usize = receipts.iter().map(|r| r.chunks.len()).sum();

@@ -164,7 +164,7 @@ pub fn status_text(status: &JournalStatus) -> String {
         .map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
     format!(
         "store: {}\ntill: {}\nlast_seq: {}\nacked_seq: {}\npending: {}\noldest_pending: {}\n\
-         erasure_version: {}\ncampaign_version: {}\n",
+         erasure_version: {}\ncampaign_version: {}\ndigests: {}\ndigest_version: {}\n",
         status.store,
         status.till,
         status.last_seq,
@@ -172,6 +172,8 @@ pub fn status_text(status: &JournalStatus) -> String {
         status.pending,
         oldest,
         status.erasure_version,
-        status.campaign_version
+        status.campaign_version,
+        status.digests,
+        status.digest_version
     )
 }

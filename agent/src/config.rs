@@ -21,6 +21,14 @@ pub const DEFAULT_CODEPAGE: &str = "cp437";
 pub const DEFAULT_CARD_TIMEOUT_SECS: u64 = 600;
 pub const DEFAULT_BATCH_MAX: usize = 500;
 pub const DEFAULT_WINDOW: u64 = 2000;
+pub const DEFAULT_COUPON_BUDGET_MS: u64 = 50;
+pub const DEFAULT_DIGEST_TIMEOUT_MS: u64 = 150;
+pub const DEFAULT_COUPON_COLUMNS: usize = 48;
+pub const DEFAULT_EXPIRY_LABEL: &str = "Geldig t/m";
+/// The longest a cut may wait for its coupon: beyond this the POS would notice.
+pub const MAX_COUPON_BUDGET_MS: u64 = 1000;
+pub const MAX_DIGEST_TIMEOUT_MS: u64 = 10_000;
+pub const COUPON_COLUMNS: std::ops::RangeInclusive<usize> = 16..=96;
 
 /// A config problem, already worded for the operator: `agent.toml: [scanner] suffix: ...`.
 #[derive(Debug, Error)]
@@ -68,6 +76,7 @@ pub struct AgentConfig {
     /// `None`: no `[hub]` section, the agent only journals.
     pub hub: Option<HubLink>,
     pub checkout: CheckoutConfig,
+    pub coupons: CouponsConfig,
     /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
     pub log: Option<String>,
 }
@@ -145,6 +154,44 @@ impl Default for CheckoutConfig {
     }
 }
 
+/// `[coupons]`: printing coupons at the cut and redeeming scanned ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CouponsConfig {
+    /// `false`: no coupon is decided or printed; the proxy never holds a cut.
+    pub enabled: bool,
+    /// How long a cut waits for its coupon decision at most.
+    pub budget_ms: u64,
+    /// How long the uplink waits for the hub's answer to a request (a scanned card's
+    /// digest, another store's coupon code).
+    pub digest_timeout_ms: u64,
+    /// Characters per line in the printer's normal font (48 on 80 mm paper, 32 on 58 mm).
+    pub columns: usize,
+    /// Printed before the expiry date.
+    pub expiry_label: String,
+}
+
+impl CouponsConfig {
+    pub fn budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.budget_ms)
+    }
+
+    pub fn digest_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.digest_timeout_ms)
+    }
+}
+
+impl Default for CouponsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            budget_ms: DEFAULT_COUPON_BUDGET_MS,
+            digest_timeout_ms: DEFAULT_DIGEST_TIMEOUT_MS,
+            columns: DEFAULT_COUPON_COLUMNS,
+            expiry_label: DEFAULT_EXPIRY_LABEL.to_string(),
+        }
+    }
+}
+
 // ---- the raw shape, as serde reads it ----
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +206,7 @@ struct RawConfig {
     cards: RawCards,
     hub: Option<RawHub>,
     checkout: Option<RawCheckout>,
+    coupons: Option<RawCoupons>,
     log: Option<String>,
 }
 
@@ -208,6 +256,16 @@ struct RawHub {
 #[serde(deny_unknown_fields)]
 struct RawCheckout {
     card_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCoupons {
+    enabled: Option<bool>,
+    budget_ms: Option<u64>,
+    digest_timeout_ms: Option<u64>,
+    columns: Option<usize>,
+    expiry_label: Option<String>,
 }
 
 fn file_label(path: &Path) -> String {
@@ -388,6 +446,57 @@ impl AgentConfig {
             None => CheckoutConfig::default(),
         };
 
+        let coupons = match raw.coupons {
+            None => CouponsConfig::default(),
+            Some(c) => {
+                let defaults = CouponsConfig::default();
+                let budget_ms = c.budget_ms.unwrap_or(defaults.budget_ms);
+                if !(1..=MAX_COUPON_BUDGET_MS).contains(&budget_ms) {
+                    return Err(bad(
+                        "[coupons] budget_ms",
+                        format!(
+                            "{budget_ms} is out of range (1..={MAX_COUPON_BUDGET_MS}): \
+                             the receipt's cut waits this long at most"
+                        ),
+                    ));
+                }
+                let digest_timeout_ms = c.digest_timeout_ms.unwrap_or(defaults.digest_timeout_ms);
+                if !(1..=MAX_DIGEST_TIMEOUT_MS).contains(&digest_timeout_ms) {
+                    return Err(bad(
+                        "[coupons] digest_timeout_ms",
+                        format!(
+                            "{digest_timeout_ms} is out of range (1..={MAX_DIGEST_TIMEOUT_MS})"
+                        ),
+                    ));
+                }
+                let columns = c.columns.unwrap_or(defaults.columns);
+                if !COUPON_COLUMNS.contains(&columns) {
+                    return Err(bad(
+                        "[coupons] columns",
+                        format!(
+                            "{columns} is out of range ({}..={})",
+                            COUPON_COLUMNS.start(),
+                            COUPON_COLUMNS.end()
+                        ),
+                    ));
+                }
+                let expiry_label = c.expiry_label.unwrap_or(defaults.expiry_label);
+                if expiry_label.trim().is_empty() || expiry_label.chars().any(char::is_control) {
+                    return Err(bad(
+                        "[coupons] expiry_label",
+                        format!("{expiry_label:?} must be printable text, not empty"),
+                    ));
+                }
+                CouponsConfig {
+                    enabled: c.enabled.unwrap_or(defaults.enabled),
+                    budget_ms,
+                    digest_timeout_ms,
+                    columns,
+                    expiry_label,
+                }
+            }
+        };
+
         if let Some(filter) = &raw.log {
             if filter.trim().is_empty() {
                 return Err(bad(
@@ -408,6 +517,7 @@ impl AgentConfig {
             cards: CardsConfig { prefixes },
             hub,
             checkout,
+            coupons,
             log: raw.log,
         })
     }
@@ -471,6 +581,39 @@ mod tests {
         assert_eq!(key_at(text, at), "[scanner] baud");
         assert_eq!(key_at(text, 2), "store");
         assert_eq!(key_at(text, text.find("[scanner]").unwrap()), "[scanner]");
+    }
+
+    #[test]
+    fn coupons_default_and_errors_name_the_key() {
+        let base = "store = \"S1\"\ntill = \"T1\"\ndata_dir = \"d\"\n\
+                    [pos]\nport = \"/dev/a\"\nlayout = \"l.toml\"\n\
+                    [printer]\nport = \"/dev/b\"\n[cards]\nprefixes = [\"2401\"]\n";
+        let origin = Path::new("/etc/till/agent.toml");
+        let config = AgentConfig::from_toml_str(base, origin).unwrap();
+        assert_eq!(config.coupons, CouponsConfig::default());
+        let with = |section: &str| {
+            AgentConfig::from_toml_str(&format!("{base}[coupons]\n{section}"), origin)
+        };
+        let set =
+            with("enabled = false\nbudget_ms = 80\ncolumns = 32\nexpiry_label = \"Valid until\"\n")
+                .unwrap()
+                .coupons;
+        assert!(!set.enabled);
+        assert_eq!((set.budget_ms, set.columns), (80, 32));
+        assert_eq!(set.expiry_label, "Valid until");
+        assert_eq!(set.digest_timeout_ms, DEFAULT_DIGEST_TIMEOUT_MS);
+        for (section, key) in [
+            ("budget_ms = 0\n", "[coupons] budget_ms"),
+            ("budget_ms = 5000\n", "[coupons] budget_ms"),
+            ("digest_timeout_ms = 0\n", "[coupons] digest_timeout_ms"),
+            ("columns = 3\n", "[coupons] columns"),
+            ("expiry_label = \"\"\n", "[coupons] expiry_label"),
+            ("colums = 32\n", "[coupons]"),
+        ] {
+            let err = with(section).unwrap_err().to_string();
+            assert!(err.starts_with("agent.toml: "), "{err}");
+            assert!(err.contains(key), "{section:?}: {err}");
+        }
     }
 
     #[test]

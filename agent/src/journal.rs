@@ -10,25 +10,37 @@
 //! events of erased cards in place (a seq is never lost) and record the erasure version
 //! in the meta row in the same transaction: after a crash both or neither are there.
 //!
-//! The hub's campaign set and this till's coupon key ([`Journal::store_campaigns`])
-//! live in a one-row `campaigns` table, set, key and version written together.
+//! The hub's campaign set, this till's coupon keyring and the catalog items
+//! ([`Journal::store_campaigns`]) live in a one-row `campaigns` table, written together.
+//! Customer digests are cached in `digests`, keyed by the card key (a keyed hash of the
+//! card: the card number is never stored with a digest), with the feed's version in
+//! the meta row. `coupon_serials` counts the serials handed out per campaign number and
+//! expiry day, so a coupon printed after a crash never repeats a code.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use thiserror::Error;
-use till360_shared::campaign::CampaignSet;
+use till360_shared::campaign::{CampaignSet, CatalogItem, Digest};
 use till360_shared::codec;
-use till360_shared::coupon::Keyring;
+use till360_shared::coupon::{CardKey, CouponFields, Keyring};
+use till360_shared::wire::DigestEntry;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
+use crate::hub_link::CampaignState;
+
 pub const JOURNAL_FILE: &str = "journal.db";
-/// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table; older journals
-/// are upgraded on open.
-const SCHEMA_VERSION: i64 = 3;
+/// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table, 4 the keyring and
+/// catalog in `campaigns`, the digest cache and coupon serials; older journals are
+/// upgraded on open.
+const SCHEMA_VERSION: i64 = 4;
+/// Serial counters this far before the expiry day asked for are deleted: a coupon
+/// expired that long ago is never issued again, and the table stays small.
+const SERIAL_RETENTION_DAYS: i64 = 400;
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -78,6 +90,12 @@ pub enum JournalError {
     Encode { path: String, reason: String },
     #[error("journal {path}: the stored campaign set is corrupt: {reason}")]
     CorruptCampaigns { path: String, reason: String },
+    #[error("journal {path}: all {} coupon serials of campaign number {campaign} expiring {expires} are used", u32::from(CouponFields::MAX_SERIAL) + 1)]
+    SerialsExhausted {
+        path: String,
+        campaign: u16,
+        expires: NaiveDate,
+    },
 }
 
 /// What `till360-agent status` shows.
@@ -96,6 +114,10 @@ pub struct JournalStatus {
     pub erasure_version: u64,
     /// The version of the campaign set held (0: none yet). The key is never shown.
     pub campaign_version: u64,
+    /// Customer digests cached (their content is never shown).
+    pub digests: u64,
+    /// The version of the hub's digest feed the cache holds (0: empty).
+    pub digest_version: u64,
 }
 
 /// What [`Journal::apply_erasures`] did.
@@ -132,6 +154,9 @@ impl std::fmt::Debug for Journal {
             .finish()
     }
 }
+
+/// A `campaigns` row as stored: version, set, keyring and catalog blobs.
+type CampaignRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -193,7 +218,8 @@ impl Journal {
                  till TEXT NOT NULL,
                  last_seq INTEGER NOT NULL,
                  acked_seq INTEGER NOT NULL,
-                 erasure_version INTEGER NOT NULL DEFAULT 0
+                 erasure_version INTEGER NOT NULL DEFAULT 0,
+                 digest_version INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS events (
                  seq INTEGER PRIMARY KEY,
@@ -201,12 +227,6 @@ impl Journal {
                  offset_min INTEGER NOT NULL,
                  kind TEXT NOT NULL,
                  payload BLOB NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS campaigns (
-                 id INTEGER PRIMARY KEY CHECK (id = 1),
-                 version INTEGER NOT NULL,
-                 campaign_set BLOB NOT NULL,
-                 till_key BLOB NOT NULL
              );",
         )
         .map_err(sql)?;
@@ -235,8 +255,15 @@ impl Journal {
                     )
                     .map_err(sql)?;
                 }
-                if version == 1 || version == 2 {
-                    // The `campaigns` table was created above; only the number moves.
+                if (1..SCHEMA_VERSION).contains(&version) {
+                    // Schema 3 kept the keyring in a column named `till_key` and had no
+                    // catalog: drop that row's table; with version 0 the hub resends.
+                    // The new tables are created below.
+                    tx.execute_batch(
+                        "ALTER TABLE journal_meta ADD COLUMN digest_version INTEGER NOT NULL DEFAULT 0;
+                         DROP TABLE IF EXISTS campaigns;",
+                    )
+                    .map_err(sql)?;
                     tx.execute(
                         "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
                         params![SCHEMA_VERSION],
@@ -259,6 +286,26 @@ impl Journal {
                 (to_u64(last), to_u64(acked))
             }
         };
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS campaigns (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 version INTEGER NOT NULL,
+                 campaign_set BLOB NOT NULL,
+                 keyring BLOB NOT NULL,
+                 catalog BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS digests (
+                 card_key BLOB PRIMARY KEY,
+                 digest BLOB NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS coupon_serials (
+                 campaign_number INTEGER NOT NULL,
+                 expires TEXT NOT NULL,
+                 next_serial INTEGER NOT NULL,
+                 PRIMARY KEY (campaign_number, expires)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(sql)?;
         let (min, max): (Option<i64>, Option<i64>) = tx
             .query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -582,44 +629,40 @@ impl Journal {
             .map_err(|e| self.sql_err(e))
     }
 
-    /// Replaces the campaign set and this till's coupon keyring with the hub's frame
-    /// `version` (one statement, so after a crash the old pair or the new one is there,
-    /// never a mix).
-    pub fn store_campaigns(
-        &mut self,
-        version: u64,
-        set: &CampaignSet,
-        keyring: &Keyring,
-    ) -> Result<(), JournalError> {
+    /// Replaces the campaign set, this till's coupon keyring and the catalog with the
+    /// hub's frame (one statement, so after a crash the old state or the new one is
+    /// there, never a mix).
+    pub fn store_campaigns(&mut self, state: &CampaignState) -> Result<(), JournalError> {
         let encode = |e: till360_shared::codec::CodecError| JournalError::Encode {
             path: self.path.display().to_string(),
             reason: e.to_string(),
         };
-        let set_blob = codec::to_bytes(set).map_err(encode)?;
-        let ring_blob = codec::to_bytes(keyring).map_err(encode)?;
+        let set_blob = codec::to_bytes(&state.set).map_err(encode)?;
+        let ring_blob = codec::to_bytes(&state.keyring).map_err(encode)?;
+        let catalog_blob = codec::to_bytes(&state.catalog).map_err(encode)?;
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO campaigns (id, version, campaign_set, till_key)
-                 VALUES (1, ?1, ?2, ?3)",
-                params![to_i64(version), set_blob, ring_blob],
+                "INSERT OR REPLACE INTO campaigns (id, version, campaign_set, keyring, catalog)
+                 VALUES (1, ?1, ?2, ?3, ?4)",
+                params![to_i64(state.version), set_blob, ring_blob, catalog_blob],
             )
             .map_err(|e| self.sql_err(e))?;
         Ok(())
     }
 
-    /// The campaign set and coupon keyring held, for the coupon decision; `None` before
-    /// the hub sent any.
-    pub fn campaigns(&self) -> Result<Option<(CampaignSet, Keyring)>, JournalError> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = self
+    /// The campaign set, coupon keyring and catalog held, for the coupon decision;
+    /// `None` before the hub sent any.
+    pub fn campaigns(&self) -> Result<Option<CampaignState>, JournalError> {
+        let row: Option<CampaignRow> = self
             .conn
             .query_row(
-                "SELECT campaign_set, till_key FROM campaigns WHERE id = 1",
+                "SELECT version, campaign_set, keyring, catalog FROM campaigns WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(|e| self.sql_err(e))?;
-        let Some((set_blob, ring_blob)) = row else {
+        let Some((version, set_blob, ring_blob, catalog_blob)) = row else {
             return Ok(None);
         };
         let corrupt = |reason: String| JournalError::CorruptCampaigns {
@@ -629,13 +672,220 @@ impl Journal {
         let set: CampaignSet = codec::from_bytes(&set_blob).map_err(|e| corrupt(e.to_string()))?;
         let keyring: Keyring =
             codec::from_bytes(&ring_blob).map_err(|e| corrupt(format!("keyring: {e}")))?;
-        Ok(Some((set, keyring)))
+        let catalog: Vec<CatalogItem> =
+            codec::from_bytes(&catalog_blob).map_err(|e| corrupt(format!("catalog: {e}")))?;
+        Ok(Some(CampaignState {
+            version: to_u64(version),
+            set,
+            keyring,
+            catalog,
+        }))
+    }
+
+    /// The version of the hub's digest feed the cache holds (0: empty).
+    pub fn digest_version(&self) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT digest_version FROM journal_meta WHERE id = 1",
+                [],
+                |r| Ok(to_u64(r.get(0)?)),
+            )
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Applies a digest delta from the hub in ONE transaction: with `reset` the cache is
+    /// emptied first; an entry with a digest stores it, one without deletes the card's;
+    /// `up_to_version` is stored. Erasures need nothing here: digests are keyed by card
+    /// key, not card, so [`Self::apply_erasures`] cannot find them; the hub turns an
+    /// erased profile's digests into removals in this feed.
+    pub fn apply_digests(
+        &mut self,
+        entries: &[DigestEntry],
+        up_to_version: u64,
+        reset: bool,
+    ) -> Result<(), JournalError> {
+        let path = self.path.display().to_string();
+        let sql = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let encoded = entries
+            .iter()
+            .map(|entry| {
+                let blob = entry
+                    .digest
+                    .as_ref()
+                    .map(codec::to_bytes)
+                    .transpose()
+                    .map_err(|e| JournalError::Encode {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                Ok((entry.card_key, blob))
+            })
+            .collect::<Result<Vec<_>, JournalError>>()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if reset {
+            tx.execute("DELETE FROM digests", []).map_err(sql)?;
+        }
+        {
+            let mut put = tx
+                .prepare_cached("INSERT OR REPLACE INTO digests (card_key, digest) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM digests WHERE card_key = ?1")
+                .map_err(sql)?;
+            for (card_key, blob) in &encoded {
+                match blob {
+                    Some(blob) => put.execute(params![&card_key.0[..], blob]),
+                    None => delete.execute(params![&card_key.0[..]]),
+                }
+                .map_err(sql)?;
+            }
+        }
+        tx.execute(
+            "UPDATE journal_meta SET digest_version = ?1 WHERE id = 1",
+            params![to_i64(up_to_version)],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+
+    /// Stores (or, with `None`, deletes) one card's digest as the hub answered it at a
+    /// scan. The feed's version is left alone: the next delta may repeat this entry.
+    pub fn put_digest(
+        &mut self,
+        card_key: &CardKey,
+        digest: Option<&Digest>,
+    ) -> Result<(), JournalError> {
+        match digest {
+            Some(digest) => {
+                let blob = codec::to_bytes(digest).map_err(|e| JournalError::Encode {
+                    path: self.path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO digests (card_key, digest) VALUES (?1, ?2)",
+                    params![&card_key.0[..], blob],
+                )
+            }
+            None => self.conn.execute(
+                "DELETE FROM digests WHERE card_key = ?1",
+                params![&card_key.0[..]],
+            ),
+        }
+        .map_err(|e| self.sql_err(e))?;
+        Ok(())
+    }
+
+    /// The whole digest cache, for the till core to load at start. A row that cannot
+    /// be read is skipped with a warning: one bad digest must not cost every coupon.
+    pub fn digests(&self) -> Result<Vec<(CardKey, Digest)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT card_key, digest FROM digests")
+            .map_err(|e| self.sql_err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql_err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.sql_err(e))? {
+            let (key_blob, digest_blob): (Vec<u8>, Vec<u8>) = match (row.get(0), row.get(1)) {
+                (Ok(k), Ok(d)) => (k, d),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!("journal {}: digest row skipped: {e}", self.path.display());
+                    continue;
+                }
+            };
+            let Ok(key) = <[u8; 16]>::try_from(key_blob.as_slice()) else {
+                tracing::warn!(
+                    "journal {}: digest row skipped: card key of {} bytes, not 16",
+                    self.path.display(),
+                    key_blob.len()
+                );
+                continue;
+            };
+            match codec::from_bytes::<Digest>(&digest_blob) {
+                Ok(digest) => out.push((CardKey(key), digest)),
+                Err(e) => tracing::warn!(
+                    "journal {}: digest of {:?} skipped: {e}",
+                    self.path.display(),
+                    CardKey(key)
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next serial for a coupon of `campaign_number` expiring on `expires`: 0, 1,
+    /// 2, … per (campaign, expiry day), committed before it returns so a code is never
+    /// minted twice, even across a crash. After [`CouponFields::MAX_SERIAL`] the
+    /// serials of that day are exhausted.
+    pub fn next_coupon_serial(
+        &mut self,
+        campaign_number: u16,
+        expires: NaiveDate,
+    ) -> Result<u16, JournalError> {
+        let path = self.path.display().to_string();
+        let sql = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let day = expires.format("%Y-%m-%d").to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let next: i64 = tx
+            .query_row(
+                "SELECT next_serial FROM coupon_serials WHERE campaign_number = ?1 AND expires = ?2",
+                params![campaign_number, day],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or(0);
+        let serial = u16::try_from(next)
+            .ok()
+            .filter(|s| *s <= CouponFields::MAX_SERIAL)
+            .ok_or_else(|| JournalError::SerialsExhausted {
+                path: path.clone(),
+                campaign: campaign_number,
+                expires,
+            })?;
+        tx.execute(
+            "INSERT OR REPLACE INTO coupon_serials (campaign_number, expires, next_serial)
+             VALUES (?1, ?2, ?3)",
+            params![campaign_number, day, next + 1],
+        )
+        .map_err(sql)?;
+        if serial == 0 {
+            // A new day's counter: forget the counters of coupons long expired.
+            if let Some(cutoff) =
+                expires.checked_sub_signed(chrono::Duration::days(SERIAL_RETENTION_DAYS))
+            {
+                tx.execute(
+                    "DELETE FROM coupon_serials WHERE expires < ?1",
+                    params![cutoff.format("%Y-%m-%d").to_string()],
+                )
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(serial)
     }
 
     pub fn status(&self) -> Result<JournalStatus, JournalError> {
         let (last_seq, acked_seq) = self.read_meta()?;
         let erasure_version = self.erasure_version()?;
         let campaign_version = self.campaign_version()?;
+        let digest_version = self.digest_version()?;
+        let digests: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM digests", [], |r| r.get(0))
+            .map_err(|e| self.sql_err(e))?;
         let oldest: Option<(i64, i64)> = self
             .conn
             .query_row(
@@ -655,6 +905,8 @@ impl Journal {
                 .map(|(ms, off)| Timestamp::from_unix_ms(ms, i16::try_from(off).unwrap_or(0))),
             erasure_version,
             campaign_version,
+            digests: to_u64(digests),
+            digest_version,
         })
     }
 }

@@ -1,12 +1,14 @@
 //! Till360 agent: sits between a till's POS, its receipt printer and its barcode
 //! scanner; journals what it sees and syncs it to the hub.
 //!
-//! Pure cores (no IO, `now` passed in): `escpos`, `scanner`, `layout`, `checkout`.
+//! Pure cores (no IO, `now` passed in): `escpos`, `scanner`, `layout`, `checkout`,
+//! `coupons`.
 //! IO edges: `ports`, `proxy`, `journal`, `uplink`, `runtime`, `cli`.
 
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod coupons;
 pub mod escpos;
 pub mod hub_link;
 pub mod journal;

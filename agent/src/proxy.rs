@@ -1,20 +1,59 @@
 //! The POS ↔ printer pass-through (DESIGN.md principle 1: the till never waits for us).
 //!
-//! Two dedicated OS threads per session: POS → printer (read the POS, write the same
-//! bytes to the printer at once, then hand a copy to the tap) and printer → POS (status
-//! replies to DLE EOT, GS r, GS a go back unchanged). No parsing, no journal, no async on
-//! this path: the tap is an unbounded channel, so a slow or dead consumer never holds
-//! up a byte. When either device goes away, the session ends, both ports are reopened
-//! with a backoff, and bytes the printer did not take are written first on the new one.
+//! Two dedicated OS threads per session: POS → printer (read the POS, write the bytes to
+//! the printer at once, then hand a copy to the tap) and printer → POS (status replies to
+//! DLE EOT, GS r, GS a go back unchanged). No parsing, no journal, no async on this path:
+//! the tap is an unbounded channel, so a slow or dead consumer never holds up a byte.
+//! When either device goes away, the session ends, both ports are reopened with a
+//! backoff, and bytes the printer did not take are written first on the new one.
+//!
+//! With a [`CouponGate`], the POS → printer thread runs a [`CutGate`]: a receipt's cut
+//! waits at most the budget for the till core's coupon decision, which arrives on the
+//! gate's `decisions` channel as `(cut offset, block)`. Bytes before a cut still leave at
+//! once. While a cut is held the thread waits on that channel, not on the POS: bytes the
+//! POS sends meanwhile stay in the kernel buffer for at most the budget. A till core that
+//! is gone (channel closed) cannot hold anything up: its cuts pass at once. The gate is
+//! kept across sessions, so its stream offsets stay those of the till core's parser,
+//! which sees every POS byte exactly once through the tap.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use crate::escpos::gate::{CutGate, CutId, CutOutcome, GateOutput};
 use crate::ports::{reopen_backoff, write_fully, Port, PortError, PortSpec};
 
 const CHUNK: usize = 4096;
+/// Longest single wait for a decision, so a stop is seen promptly whatever the budget.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// How long a session that ends may still try to print the bytes its gate held.
+const FLUSH_GRACE: Duration = Duration::from_millis(500);
+
+/// What the proxy tells the till core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapEvent {
+    /// POS bytes, each exactly once and in order, as they arrived (after the bytes that
+    /// could leave were written to the printer).
+    Bytes(Vec<u8>),
+    /// A held cut left the gate: with the coupon block (`CouponPrinted`) or without.
+    CutReleased { offset: u64, outcome: CutOutcome },
+}
+
+/// The till core's decision for the cut at a stream offset: a coupon block to print
+/// right before it, or `None`.
+pub type CutDecision = (u64, Option<Vec<u8>>);
+
+/// Holding cuts for coupon decisions.
+#[derive(Debug)]
+pub struct CouponGate {
+    /// How long a cut waits for its decision at most.
+    pub budget: Duration,
+    /// Decisions from the till core, answering the cuts it saw through the tap.
+    pub decisions: Receiver<CutDecision>,
+}
 
 /// A running proxy; [`Proxy::stop`] ends it within a read timeout or so.
 pub struct Proxy {
@@ -24,17 +63,25 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts proxying between `pos` and `printer`, copying POS bytes to `tap` after
-    /// they reached the printer. Ports are opened (and reopened) by the proxy's thread.
-    pub fn start<T: From<Vec<u8>> + Send + 'static>(
+    /// what could go was written to the printer. Ports are opened (and reopened) by the
+    /// proxy's thread. Without `gate`, bytes pass through unchanged and never wait.
+    pub fn start<T: From<TapEvent> + Send + 'static>(
         pos: PortSpec,
         printer: PortSpec,
         tap: Sender<T>,
+        gate: Option<CouponGate>,
     ) -> std::io::Result<Proxy> {
         let running = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&running);
         let supervisor = std::thread::Builder::new()
             .name("pos-to-printer".into())
-            .spawn(move || supervise(pos, printer, Some(tap), flag))?;
+            .spawn(move || {
+                let mut link = Link {
+                    tap: Some(tap),
+                    gating: gate.map(Gating::new),
+                };
+                supervise(pos, printer, &mut link, flag)
+            })?;
         Ok(Proxy {
             running,
             supervisor: Some(supervisor),
@@ -61,14 +108,125 @@ impl Drop for Proxy {
     }
 }
 
-fn supervise<T: From<Vec<u8>>>(
+/// The gate and the cuts it holds, kept across sessions.
+struct Gating {
+    gate: CutGate,
+    decisions: Receiver<CutDecision>,
+    /// Held cuts not yet released, in stream order.
+    held: VecDeque<CutId>,
+    /// The till core dropped its end: cuts pass without waiting.
+    decider_gone: bool,
+}
+
+impl Gating {
+    fn new(gate: CouponGate) -> Self {
+        Self {
+            gate: CutGate::new(gate.budget),
+            decisions: gate.decisions,
+            held: VecDeque::new(),
+            decider_gone: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> GateOutput {
+        let out = self.gate.feed(bytes, Instant::now());
+        self.held.extend(out.held_cuts.iter().copied());
+        out
+    }
+
+    /// Waits for one decision (or the earliest deadline) and applies it.
+    fn wait_for_decision(&mut self) -> GateOutput {
+        let Some(deadline) = self.gate.poll_timeout() else {
+            return GateOutput::default();
+        };
+        if self.decider_gone {
+            return self.release_undecided();
+        }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(WAIT_SLICE);
+        match self.decisions.recv_timeout(wait) {
+            Ok((offset, block)) => self.apply(offset, block),
+            Err(RecvTimeoutError::Timeout) => self.gate.handle_timeout(Instant::now()),
+            Err(RecvTimeoutError::Disconnected) => {
+                tracing::error!("proxy: the till core is gone; cuts pass without coupons");
+                self.decider_gone = true;
+                self.release_undecided()
+            }
+        }
+    }
+
+    fn apply(&mut self, offset: u64, block: Option<Vec<u8>>) -> GateOutput {
+        let Some(cut) = self.held.iter().find(|c| c.offset() == offset).copied() else {
+            // Its cut already left (timed out): the till core hears so through the tap.
+            tracing::debug!("proxy: decision for the cut at {offset} came after its release");
+            return GateOutput::default();
+        };
+        let out = self.gate.on_decision(cut, block, Instant::now());
+        if let Some(rejected) = &out.rejected {
+            tracing::debug!("proxy: decision not applied: {rejected:?}");
+        }
+        out
+    }
+
+    /// Releases every held cut without a coupon, at once.
+    fn release_undecided(&mut self) -> GateOutput {
+        let mut all = GateOutput::default();
+        let now = Instant::now();
+        for cut in self.held.clone() {
+            let out = self.gate.on_decision(cut, None, now);
+            all.forward.extend_from_slice(&out.forward);
+            all.released.extend(out.released);
+        }
+        all
+    }
+
+    fn forget_released(&mut self, out: &GateOutput) {
+        for released in &out.released {
+            self.held.retain(|c| *c != released.cut);
+        }
+    }
+}
+
+/// Where the POS → printer thread reports, and its gate.
+struct Link<T> {
+    tap: Option<Sender<T>>,
+    gating: Option<Gating>,
+}
+
+impl<T: From<TapEvent>> Link<T> {
+    fn send(&mut self, event: TapEvent) {
+        if let Some(sender) = &self.tap {
+            if sender.send(T::from(event)).is_err() {
+                // The receipt reader is gone; printing goes on without it.
+                tracing::error!("proxy: receipt tap closed; printing continues without capture");
+                self.tap = None;
+            }
+        }
+    }
+
+    fn report_released(&mut self, out: &GateOutput) {
+        if let Some(gating) = &mut self.gating {
+            gating.forget_released(out);
+        }
+        for released in &out.released {
+            self.send(TapEvent::CutReleased {
+                offset: released.cut.offset(),
+                outcome: released.outcome,
+            });
+        }
+    }
+}
+
+fn supervise<T: From<TapEvent>>(
     pos_spec: PortSpec,
     printer_spec: PortSpec,
-    mut tap: Option<Sender<T>>,
+    link: &mut Link<T>,
     running: Arc<AtomicBool>,
 ) {
     let keep_going = || running.load(Ordering::SeqCst);
-    // POS bytes read but not yet accepted by the printer; written first after a reopen.
+    // POS bytes the gate let go but the printer did not take; written first after a
+    // reopen.
     let mut unsent: Vec<u8> = Vec::new();
     let mut attempt = 0u32;
     while keep_going() {
@@ -89,7 +247,7 @@ fn supervise<T: From<Vec<u8>>>(
             }
         };
         tracing::info!("proxy: {} -> {}", pos.name(), printer.name());
-        match run_session(pos, printer, &mut unsent, &mut tap, &running) {
+        match run_session(pos, printer, &mut unsent, link, &running) {
             Ok(()) => {
                 attempt = 0;
             }
@@ -103,11 +261,11 @@ fn supervise<T: From<Vec<u8>>>(
 }
 
 /// Runs one session until a device goes away (`Err`) or `running` turns false (`Ok`).
-fn run_session<T: From<Vec<u8>>>(
+fn run_session<T: From<TapEvent>>(
     mut pos: Box<dyn Port>,
     mut printer: Box<dyn Port>,
     unsent: &mut Vec<u8>,
-    tap: &mut Option<Sender<T>>,
+    link: &mut Link<T>,
     running: &Arc<AtomicBool>,
 ) -> Result<(), PortError> {
     let session_over = Arc::new(AtomicBool::new(false));
@@ -138,24 +296,58 @@ fn run_session<T: From<Vec<u8>>>(
     let result = (|| {
         if !unsent.is_empty() {
             let bytes = std::mem::take(unsent);
-            forward(printer.as_mut(), bytes, unsent, tap, &keep_going)?;
+            write_out(printer.as_mut(), &bytes, unsent, &keep_going)?;
         }
         let mut buf = vec![0u8; CHUNK];
         while keep_going() {
+            if let Some(gating) = link.gating.as_mut().filter(|g| g.gate.is_holding_cut()) {
+                let out = gating.wait_for_decision();
+                let written = write_out(printer.as_mut(), &out.forward, unsent, &keep_going);
+                link.report_released(&out);
+                written?;
+                continue;
+            }
             let Some(n) = pos.read_chunk(&mut buf)? else {
                 continue;
             };
-            forward(
-                printer.as_mut(),
-                buf[..n].to_vec(),
-                unsent,
-                tap,
-                &keep_going,
-            )?;
+            let chunk = &buf[..n];
+            let (written, out) = match link.gating.as_mut() {
+                Some(gating) => {
+                    let out = gating.feed(chunk);
+                    let written = write_out(printer.as_mut(), &out.forward, unsent, &keep_going);
+                    (written, Some(out))
+                }
+                None => (
+                    write_out(printer.as_mut(), chunk, unsent, &keep_going),
+                    None,
+                ),
+            };
+            // Tapped after the write: the till core sees a cut only once it is held (so
+            // its decision has somewhere to go) and the bytes before it are printing.
+            link.send(TapEvent::Bytes(chunk.to_vec()));
+            if let Some(out) = out {
+                link.report_released(&out);
+            }
+            written?;
         }
         Ok(())
     })();
     session_over.store(true, Ordering::SeqCst);
+    // What the gate still holds goes out unchanged (decided blocks included), behind
+    // anything the printer did not take yet.
+    if let Some(gating) = link.gating.as_mut() {
+        let out = gating.gate.release_all();
+        if unsent.is_empty() {
+            let grace = Instant::now() + FLUSH_GRACE;
+            let in_grace = || Instant::now() < grace;
+            if let Err(e) = write_out(printer.as_mut(), &out.forward, unsent, &in_grace) {
+                tracing::debug!("proxy: held bytes wait for the next session: {e}");
+            }
+        } else {
+            unsent.extend_from_slice(&out.forward);
+        }
+        link.report_released(&out);
+    }
     let replies_result = replies.join().unwrap_or_else(|_| {
         Err(PortError::Gone {
             port: printer.name().to_string(),
@@ -172,38 +364,21 @@ fn run_session<T: From<Vec<u8>>>(
     Ok(())
 }
 
-/// Writes POS bytes to the printer, then copies them to the tap. What the printer did
-/// not take stays in `unsent` for the next session.
-fn forward<T: From<Vec<u8>>>(
+/// Writes bytes to the printer. What the printer did not take goes to `unsent` for the
+/// next session.
+fn write_out(
     printer: &mut dyn Port,
-    bytes: Vec<u8>,
+    bytes: &[u8],
     unsent: &mut Vec<u8>,
-    tap: &mut Option<Sender<T>>,
     keep_going: &dyn Fn() -> bool,
 ) -> Result<(), PortError> {
-    match write_fully(printer, &bytes, keep_going) {
-        Ok(()) => {
-            send_to_tap(tap, bytes);
-            Ok(())
-        }
-        Err((written, e)) => {
-            if written > 0 {
-                send_to_tap(tap, bytes[..written].to_vec());
-            }
-            unsent.extend_from_slice(&bytes[written..]);
-            Err(e)
-        }
+    if bytes.is_empty() {
+        return Ok(());
     }
-}
-
-fn send_to_tap<T: From<Vec<u8>>>(tap: &mut Option<Sender<T>>, bytes: Vec<u8>) {
-    if let Some(sender) = tap {
-        if sender.send(T::from(bytes)).is_err() {
-            // The receipt reader is gone; printing goes on without it.
-            tracing::error!("proxy: receipt tap closed; printing continues without capture");
-            *tap = None;
-        }
-    }
+    write_fully(printer, bytes, keep_going).map_err(|(written, e)| {
+        unsent.extend_from_slice(&bytes[written..]);
+        e
+    })
 }
 
 fn relay_replies(

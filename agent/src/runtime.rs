@@ -2,10 +2,14 @@
 //! thread (ESC/POS parser + layout + checkout + journal) and the QUIC uplink.
 //!
 //! The proxy never waits for anything else (principle 1): it hands POS bytes to the
-//! till core through an unbounded channel. The till core owns the pure state machines
-//! and is the only writer to the journal; a journal failure is logged and printing goes
-//! on. `now` is read from the system clock here, at the edge, and passed in.
+//! till core through an unbounded channel. The one exception is a receipt's cut, which
+//! waits at most `[coupons] budget_ms` for the till core's coupon decision (the till
+//! core answers every cut it sees, at once when there is nothing to decide). The till
+//! core owns the pure state machines and is the only writer to the journal; a journal
+//! failure is logged and printing goes on. `now` is read from the system clock here, at
+//! the edge, and passed in.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -13,16 +17,21 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
+use till360_shared::event::{CouponIssue, CouponRedemption};
 use till360_shared::{CardNumber, CardPrefixes, Currency, EventKind, Timestamp};
 use tokio::sync::watch;
 
 use crate::checkout::Checkout;
 use crate::config::{AgentConfig, ScannerConfig};
+use crate::coupons::{CouponDesk, ScanOutcome, ScannedCoupons, VerdictOutcome};
+use crate::escpos::encode::PrinterModes;
+use crate::escpos::gate::CutOutcome;
 use crate::escpos::{EscPosParser, PrintEvent};
+use crate::hub_link::{HubNews, HubRequest, NewsSink};
 use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
 use crate::ports::{reopen_backoff, PortError};
-use crate::proxy::Proxy;
+use crate::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
 use crate::scanner::{classify, Scan, ScanFramer};
 use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
 
@@ -35,16 +44,39 @@ pub fn now() -> Timestamp {
 
 /// What the till core thread receives.
 pub(crate) enum CoreInput {
-    /// Bytes the POS sent (already on their way to the printer).
+    /// Bytes the POS sent (already on their way to the printer, or held with a cut).
     Print(Vec<u8>),
+    /// The proxy released the cut at this stream offset (with the coupon or without).
+    CutReleased { offset: u64, outcome: CutOutcome },
     /// A loyalty card was scanned.
     Card(CardNumber, Timestamp),
+    /// A coupon code (well-formed, not yet verified) was scanned.
+    Coupon(String, Timestamp),
+    /// News from the uplink.
+    Hub(HubNews),
 }
 
-impl From<Vec<u8>> for CoreInput {
-    fn from(bytes: Vec<u8>) -> Self {
-        CoreInput::Print(bytes)
+impl From<TapEvent> for CoreInput {
+    fn from(event: TapEvent) -> Self {
+        match event {
+            TapEvent::Bytes(bytes) => CoreInput::Print(bytes),
+            TapEvent::CutReleased { offset, outcome } => CoreInput::CutReleased { offset, outcome },
+        }
     }
+}
+
+/// The uplink's way into the till core's queue. Taken at shutdown, so the queue can
+/// close while the uplink still runs.
+type NewsSender = Arc<Mutex<Option<Sender<CoreInput>>>>;
+
+fn news_sink(sender: NewsSender) -> NewsSink {
+    Arc::new(move |news| {
+        let sender = sender.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = sender.as_ref() {
+            // A closed queue means the till core is stopping: the news no longer matters.
+            let _ = sender.send(CoreInput::Hub(news));
+        }
+    })
 }
 
 /// How often an idle till core looks for cards erased by the hub (a pending scan of
@@ -67,6 +99,7 @@ struct JournaledParts {
 /// threads to stop and does not wait for them.
 pub struct RunningAgent {
     running: Arc<AtomicBool>,
+    news: NewsSender,
     proxy: Option<Proxy>,
     scanner: Option<JoinHandle<()>>,
     journal_opener: Option<JoinHandle<()>>,
@@ -82,6 +115,9 @@ struct CoreSetup {
     core_rx: Receiver<CoreInput>,
     seq_tx: watch::Sender<u64>,
     runtime: tokio::runtime::Handle,
+    /// Where the till core answers held cuts; `None` when coupons are disabled.
+    decisions: Option<Sender<CutDecision>>,
+    news: NewsSender,
 }
 
 impl CoreSetup {
@@ -95,7 +131,10 @@ impl CoreSetup {
         );
         self.seq_tx.send_replace(last_seq);
         let journal_seq = self.seq_tx.subscribe();
+        let desk = load_desk(&self.config, &journal);
         let journal = Arc::new(Mutex::new(journal));
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+        let has_uplink = self.config.hub.is_some() && self.client_config.is_some();
         // Erasures reach the uplink; the cards go on to the till core's checkout. A
         // separate channel: the uplink must not keep the core's input queue open.
         let (erased_tx, erased_rx) = mpsc::channel();
@@ -108,6 +147,15 @@ impl CoreSetup {
             seq_tx: self.seq_tx,
             lines: Vec::new(),
             erased_rx,
+            store: self.config.store.clone(),
+            till: self.config.till.clone(),
+            coupons_enabled: self.config.coupons.enabled,
+            desk,
+            decisions: self.decisions,
+            requests: has_uplink.then_some(requests_tx),
+            online: false,
+            scanned: ScannedCoupons::new(),
+            printing: HashMap::new(),
         };
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
@@ -124,6 +172,9 @@ impl CoreSetup {
                         journal: Arc::clone(&journal),
                         journal_seq,
                         erased_cards: Some(erased_tx),
+                        news: Some(news_sink(Arc::clone(&self.news))),
+                        requests: Some(requests_rx),
+                        request_timeout: self.config.coupons.digest_timeout(),
                     }
                     .spawn(),
                 )
@@ -164,6 +215,18 @@ impl RunningAgent {
 
         let running = Arc::new(AtomicBool::new(true));
         let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
+        // With coupons on, the proxy holds each cut until the till core's decision (at
+        // most the budget); off, it never holds anything.
+        let (decisions, gate) = if config.coupons.enabled {
+            let (tx, rx) = mpsc::channel();
+            let gate = CouponGate {
+                budget: config.coupons.budget(),
+                decisions: rx,
+            };
+            (Some(tx), Some(gate))
+        } else {
+            (None, None)
+        };
         // The proxy sends printed bytes straight into the till core's queue, the same
         // queue scans go to: a scan read after a cut is ordered after that cut, so a
         // quick next customer's card never lands on the previous receipt.
@@ -171,8 +234,10 @@ impl RunningAgent {
             config.pos.port.clone(),
             config.printer.port.clone(),
             core_tx.clone(),
+            gate,
         )
         .context("starting the POS/printer proxy")?;
+        let news: NewsSender = Arc::new(Mutex::new(config.hub.is_some().then(|| core_tx.clone())));
 
         let scanner = match config.scanner.clone() {
             Some(scanner) => {
@@ -198,6 +263,8 @@ impl RunningAgent {
             core_rx,
             seq_tx,
             runtime: tokio::runtime::Handle::current(),
+            decisions,
+            news: Arc::clone(&news),
         };
         let parts = Arc::new(Mutex::new(JournaledParts::default()));
         let journal_opener = match first_try {
@@ -222,6 +289,7 @@ impl RunningAgent {
 
         Ok(RunningAgent {
             running,
+            news,
             proxy: Some(proxy),
             scanner,
             journal_opener,
@@ -255,6 +323,8 @@ impl RunningAgent {
         let scanner = self.scanner.take();
         let opener = self.journal_opener.take();
         let parts = Arc::clone(&self.parts);
+        // The uplink's way into the queue closes first, so the till core can end.
+        self.news.lock().unwrap_or_else(|p| p.into_inner()).take();
         let joined = tokio::task::spawn_blocking(move || {
             if let Some(proxy) = proxy {
                 proxy.stop();
@@ -342,6 +412,47 @@ struct TillCore {
     lines: Vec<String>,
     /// Cards erased on the hub (already cleared from the journal by the uplink).
     erased_rx: Receiver<Vec<CardNumber>>,
+    store: String,
+    till: String,
+    coupons_enabled: bool,
+    /// Campaigns, keyring, catalog and digest cache: decides the coupons at a cut.
+    desk: CouponDesk,
+    /// Answers to the proxy's held cuts; `None` when coupons are disabled (no gate).
+    decisions: Option<Sender<CutDecision>>,
+    /// Requests to the hub; `None` without an uplink.
+    requests: Option<tokio::sync::mpsc::UnboundedSender<HubRequest>>,
+    /// The uplink is connected to the hub.
+    online: bool,
+    /// Coupon codes scanned for the next receipt.
+    scanned: ScannedCoupons,
+    /// Coupons handed to the proxy, by cut offset, until it says whether they printed.
+    printing: HashMap<u64, PrintingCoupons>,
+}
+
+/// Coupons decided at a cut whose release the proxy has not reported yet.
+struct PrintingCoupons {
+    /// The journal seq of their receipt (`None`: the receipt was not journaled).
+    receipt_seq: Option<u64>,
+    issued: Vec<CouponIssue>,
+}
+
+/// The coupon desk with what the journal holds (campaign state, digest cache). A
+/// journal that cannot say starts the desk empty: no coupons until the hub sends them.
+fn load_desk(config: &AgentConfig, journal: &Journal) -> CouponDesk {
+    let mut desk = CouponDesk::new(config.coupons.columns, config.coupons.expiry_label.clone());
+    match journal.campaigns() {
+        Ok(Some(state)) => {
+            tracing::info!("coupons: campaign set version {} held", state.version);
+            desk.on_campaigns(state);
+        }
+        Ok(None) => tracing::info!("coupons: no campaign set yet"),
+        Err(e) => tracing::error!("coupons: cannot read the campaign set: {e}"),
+    }
+    match journal.digests() {
+        Ok(digests) => desk.load_digests(digests),
+        Err(e) => tracing::error!("coupons: cannot read the digest cache: {e}"),
+    }
+    desk
 }
 
 impl TillCore {
@@ -363,11 +474,15 @@ impl TillCore {
                         self.on_print_event(event);
                     }
                 }
+                CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
                 CoreInput::Card(card, at) => {
                     tracing::info!("card scanned: {card}");
                     self.checkout.on_card(card.clone(), at);
+                    self.ask_hub(HubRequest::Digest { card: card.clone() });
                     self.record(at, EventKind::CardScanned { card });
                 }
+                CoreInput::Coupon(code, at) => self.on_coupon_scanned(code, at),
+                CoreInput::Hub(news) => self.on_hub_news(news),
             }
         }
         if !self.lines.is_empty() {
@@ -375,6 +490,9 @@ impl TillCore {
                 "stopping with {} printed lines not yet cut; they are not journaled",
                 self.lines.len()
             );
+        }
+        for (code, _) in self.scanned.take_for_receipt() {
+            tracing::warn!("stopping with coupon {code} scanned but no receipt after it");
         }
     }
 
@@ -389,27 +507,7 @@ impl TillCore {
     fn on_print_event(&mut self, event: PrintEvent) {
         match event {
             PrintEvent::Line(line) => self.lines.push(line),
-            PrintEvent::Cut { .. } => {
-                let lines = std::mem::take(&mut self.lines);
-                if lines.iter().all(|l| l.trim().is_empty()) {
-                    tracing::debug!("cut without text: nothing to journal");
-                    return;
-                }
-                let at = now();
-                let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
-                for line in &parsed.unmatched {
-                    tracing::debug!("layout did not match: {line:?}");
-                }
-                let receipt = self.checkout.on_receipt(parsed, self.currency, at);
-                tracing::info!(
-                    "receipt {} total {} {} ({} lines)",
-                    receipt.receipt_no.as_deref().unwrap_or("?"),
-                    receipt.total_cents,
-                    receipt.currency,
-                    receipt.lines.len()
-                );
-                self.record(at, EventKind::Receipt(receipt));
-            }
+            PrintEvent::Cut { offset, .. } => self.on_cut(offset),
             PrintEvent::StatusRequest { command } => {
                 tracing::trace!("status request {command:?}");
             }
@@ -417,22 +515,208 @@ impl TillCore {
         }
     }
 
-    fn record(&mut self, at: Timestamp, kind: EventKind) {
+    /// A receipt ends: decide its coupons and hand them to the proxy first (the cut is
+    /// waiting), then journal the receipt and what belongs to it.
+    fn on_cut(&mut self, offset: u64) {
+        let lines = std::mem::take(&mut self.lines);
+        if lines.iter().all(|l| l.trim().is_empty()) {
+            tracing::debug!("cut without text: nothing to journal");
+            self.decide(offset, None);
+            return;
+        }
+        let at = now();
+        let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
+        for line in &parsed.unmatched {
+            tracing::debug!("layout did not match: {line:?}");
+        }
+        let receipt = self.checkout.on_receipt(parsed, self.currency, at);
+        let coupons = if self.coupons_enabled && self.desk.state().is_some() {
+            let receipt_key = self.receipt_key(receipt.receipt_no.as_deref());
+            let journal = &self.journal;
+            self.desk.decide_at_cut(
+                &receipt,
+                &receipt_key,
+                &self.store,
+                !self.online,
+                PrinterModes::of(&self.parser),
+                at,
+                |campaign, expires| {
+                    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+                    journal.next_coupon_serial(campaign, expires)
+                },
+            )
+        } else {
+            Default::default()
+        };
+        self.decide(offset, coupons.block);
+        tracing::info!(
+            "receipt {} total {} {} ({} lines, {} coupons)",
+            receipt.receipt_no.as_deref().unwrap_or("?"),
+            receipt.total_cents,
+            receipt.currency,
+            receipt.lines.len(),
+            coupons.issued.len()
+        );
+        let receipt_seq = self.record(at, EventKind::Receipt(receipt));
+        for (code, verified) in self.scanned.take_for_receipt() {
+            let redemption = CouponRedemption {
+                code,
+                receipt_seq,
+                verified,
+            };
+            self.record(at, EventKind::CouponRedeemed(redemption));
+        }
+        let Some(seq) = receipt_seq else {
+            if !coupons.would_have.is_empty() || !coupons.issued.is_empty() {
+                tracing::error!("coupons of a receipt that was not journaled are not journaled");
+            }
+            return;
+        };
+        for mut issue in coupons.would_have {
+            issue.receipt_seq = seq;
+            self.record(at, EventKind::CouponWouldHave(issue));
+        }
+        if !coupons.issued.is_empty() {
+            let printing = PrintingCoupons {
+                receipt_seq,
+                issued: coupons.issued,
+            };
+            self.printing.insert(offset, printing);
+        }
+    }
+
+    /// Answers the proxy's held cut at `offset` (it waits for every cut it holds).
+    fn decide(&mut self, offset: u64, block: Option<Vec<u8>>) {
+        let Some(decisions) = &self.decisions else {
+            return;
+        };
+        if decisions.send((offset, block)).is_err() {
+            tracing::error!("the proxy is gone: coupons are no longer printed");
+            self.decisions = None;
+        }
+    }
+
+    /// The control-group key of an anonymous basket: unique per receipt.
+    fn receipt_key(&self, receipt_no: Option<&str>) -> String {
+        let number = match receipt_no {
+            Some(no) => no.to_string(),
+            None => {
+                let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+                format!("seq{}", journal.last_seq() + 1)
+            }
+        };
+        format!("{}/{}/{number}", self.store, self.till)
+    }
+
+    /// The proxy released a cut: its coupons are journaled only if they were printed.
+    fn on_cut_released(&mut self, offset: u64, outcome: CutOutcome) {
+        let Some(printing) = self.printing.remove(&offset) else {
+            return;
+        };
+        if outcome != CutOutcome::CouponPrinted {
+            let why = match outcome {
+                CutOutcome::TimedOut => "timed out",
+                CutOutcome::Overflow => "too many bytes held",
+                CutOutcome::Flushed => "the printer session ended",
+                CutOutcome::Declined | CutOutcome::CouponPrinted => "declined",
+            };
+            tracing::warn!(
+                "{} coupon(s) decided but not printed ({why})",
+                printing.issued.len()
+            );
+            return;
+        }
+        let Some(seq) = printing.receipt_seq else {
+            return;
+        };
+        let at = now();
+        for mut issue in printing.issued {
+            issue.receipt_seq = seq;
+            tracing::info!("coupon of campaign {} printed", issue.campaign_id);
+            self.record(at, EventKind::CouponIssued(issue));
+        }
+    }
+
+    fn on_coupon_scanned(&mut self, code: String, at: Timestamp) {
+        let today = at.local().date_naive();
+        let keyring = self.desk.state().map(|s| &s.keyring);
+        match self.scanned.on_scan(&code, keyring, today) {
+            ScanOutcome::Accepted(verified) => {
+                tracing::info!("coupon {code} accepted ({})", verified.as_str());
+            }
+            ScanOutcome::Refused(reason) => self.refuse(code, reason, at),
+            ScanOutcome::AskHub => {
+                tracing::info!("coupon {code} of another store: asking the hub");
+                if !self.ask_hub(HubRequest::CouponCheck { code: code.clone() }) {
+                    self.on_verdict(code, None);
+                }
+            }
+            ScanOutcome::Duplicate => tracing::info!("coupon {code} scanned again: counted once"),
+        }
+    }
+
+    fn on_verdict(&mut self, code: String, verdict: Option<till360_shared::wire::CouponVerdict>) {
+        match self.scanned.on_verdict(&code, verdict) {
+            Some(VerdictOutcome::Accepted(verified)) => {
+                tracing::info!("coupon {code} accepted ({})", verified.as_str());
+            }
+            Some(VerdictOutcome::Refused(reason)) => self.refuse(code, reason, now()),
+            None => tracing::debug!("verdict on coupon {code} after its receipt: ignored"),
+        }
+    }
+
+    fn refuse(&mut self, code: String, reason: String, at: Timestamp) {
+        tracing::warn!("coupon {code} refused: {reason}");
+        self.record(at, EventKind::CouponRefused { code, reason });
+    }
+
+    /// Sends a request to the uplink; `false` when there is none to ask.
+    fn ask_hub(&mut self, request: HubRequest) -> bool {
+        let Some(requests) = &self.requests else {
+            return false;
+        };
+        if requests.send(request).is_err() {
+            tracing::warn!("the uplink is gone: the hub is no longer asked");
+            self.requests = None;
+            return false;
+        }
+        true
+    }
+
+    fn on_hub_news(&mut self, news: HubNews) {
+        match news {
+            HubNews::Campaigns(state) => {
+                tracing::info!("coupons: campaign set version {} received", state.version);
+                self.desk.on_campaigns(*state);
+            }
+            HubNews::Digests { entries, reset } => self.desk.on_digests(entries, reset),
+            HubNews::Digest { card, digest } => self.desk.on_digest(&card, digest),
+            HubNews::CouponVerdict { code, verdict } => self.on_verdict(code, verdict),
+            HubNews::Online(online) => self.online = online,
+        }
+    }
+
+    /// Journals an event; its seq, or `None` when the journal failed (logged).
+    fn record(&mut self, at: Timestamp, kind: EventKind) -> Option<u64> {
         let name = kind.name();
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         match journal.append(at, kind) {
             Ok(event) => {
                 drop(journal);
                 self.seq_tx.send_replace(event.seq);
+                Some(event.seq)
             }
             // Principle 1: the journal failing never stops printing.
-            Err(e) => tracing::error!("{name} event NOT journaled: {e}"),
+            Err(e) => {
+                tracing::error!("{name} event NOT journaled: {e}");
+                None
+            }
         }
     }
 }
 
 /// Reads the scanner port forever (reopening it when it goes away) and passes loyalty
-/// cards to the till core. Anything else is logged and dropped.
+/// cards and coupon codes to the till core. Anything else is logged and dropped.
 fn read_scanner(
     config: ScannerConfig,
     prefixes: CardPrefixes,
@@ -465,13 +749,16 @@ fn read_scanner(
                 framer.feed(&buf[..n]);
                 while let Some(frame) = framer.poll() {
                     let scan = frame.and_then(|code| classify(&code, &prefixes));
-                    match scan {
-                        Ok(Scan::Card(card)) => {
-                            if core.send(CoreInput::Card(card, now())).is_err() {
-                                return Ok(());
-                            }
+                    let input = match scan {
+                        Ok(Scan::Card(card)) => CoreInput::Card(card, now()),
+                        Ok(Scan::Coupon(code)) => CoreInput::Coupon(code, now()),
+                        Err(e) => {
+                            tracing::warn!("scanner: ignored scan: {e}");
+                            continue;
                         }
-                        Err(e) => tracing::warn!("scanner: ignored scan: {e}"),
+                    };
+                    if core.send(input).is_err() {
+                        return Ok(());
                     }
                 }
             }

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 
 use thiserror::Error;
+use till360_shared::coupon;
 use till360_shared::{CardError, CardNumber, CardPrefixes};
 
 /// The longest frame we accept; real barcodes are far shorter, so anything longer is
@@ -174,10 +175,14 @@ fn escape(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scan {
     Card(CardNumber),
+    /// A coupon code: 24 digits with a valid check digit (not yet verified).
+    Coupon(String),
 }
 
 /// Classifies a framed scan. A leading AIM symbology identifier (`]E0`, `]E3` ...),
-/// which some scanners are configured to send, is ignored.
+/// which some scanners are configured to send, is ignored. Loyalty cards first; a
+/// well-formed coupon code (24 digits, valid check digit) is a coupon; anything else is
+/// refused with the card error.
 pub fn classify(text: &str, prefixes: &CardPrefixes) -> Result<Scan, ScanError> {
     let mut code = text.trim();
     if let Some(rest) = code.strip_prefix(']') {
@@ -186,7 +191,11 @@ pub fn classify(text: &str, prefixes: &CardPrefixes) -> Result<Scan, ScanError> 
     if code.is_empty() {
         return Err(ScanError::Empty);
     }
-    Ok(Scan::Card(prefixes.loyalty_card(code)?))
+    match prefixes.loyalty_card(code) {
+        Ok(card) => Ok(Scan::Card(card)),
+        Err(_) if coupon::parse(code).is_ok() => Ok(Scan::Coupon(code.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +314,26 @@ mod tests {
             Err(ScanError::Card(CardError::NotDigits(_)))
         ));
         assert_eq!(classify("  ", &prefixes), Err(ScanError::Empty));
+    }
+
+    #[test]
+    fn classify_knows_coupon_codes_by_their_check_digit() {
+        let prefixes = CardPrefixes::new(["2401"]).unwrap();
+        let key = coupon::TillKey::from_bytes([7; 32]);
+        let expires = chrono::NaiveDate::from_ymd_opt(2026, 12, 9).unwrap();
+        let fields = coupon::CouponFields::new(5, 1, expires, 2).unwrap();
+        let code = coupon::mint(&key, &fields).as_str().to_string();
+        assert_eq!(
+            classify(&format!("]C0{code}"), &prefixes),
+            Ok(Scan::Coupon(code.clone()))
+        );
+        // One digit misread: not a coupon, and refused like any other unknown scan.
+        let mut misread = code.into_bytes();
+        misread[5] = b'0' + (misread[5] - b'0' + 1) % 10;
+        assert!(matches!(
+            classify(std::str::from_utf8(&misread).unwrap(), &prefixes),
+            Err(ScanError::Card(_))
+        ));
     }
 
     proptest! {

@@ -1,15 +1,20 @@
 //! The POS ↔ printer proxy over real pty pairs: the test holds the masters (the POS
 //! writes to one, the printer reads the other); the proxy opens the slaves by path.
+//! With a coupon gate, the test plays the till core: it reads the tap, finds the cut
+//! and answers it (or does not).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::mpsc;
+use std::time::Duration;
 
 mod common;
 
 use common::{Pty, GIVE_UP};
+use till360_agent::escpos::gate::CutOutcome;
+use till360_agent::escpos::{CodePage, EscPosParser, PrintEvent};
 use till360_agent::ports::PortSpec;
-use till360_agent::proxy::Proxy;
+use till360_agent::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
 
 /// Deterministic pseudo-random numbers for chunk sizes and payloads.
 struct XorShift(u64);
@@ -69,12 +74,20 @@ fn write_in_chunks(mut out: File, bytes: Vec<u8>, seed: u64) -> std::thread::Joi
     })
 }
 
+/// The next bytes from the tap (no gate: the tap carries nothing else).
+fn tapped_bytes(tap: &mpsc::Receiver<TapEvent>) -> Vec<u8> {
+    match tap.recv_timeout(GIVE_UP).expect("tap fell silent") {
+        TapEvent::Bytes(bytes) => bytes,
+        other => panic!("expected bytes, got {other:?}"),
+    }
+}
+
 #[test]
 fn bytes_reach_the_printer_unchanged_in_any_chunking() {
     let pos = Pty::new();
     let mut printer = Pty::new();
-    let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
-    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx).unwrap();
+    let (tap_tx, tap_rx) = mpsc::channel::<TapEvent>();
+    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx, None).unwrap();
 
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut sent = Vec::new();
@@ -93,8 +106,7 @@ fn bytes_reach_the_printer_unchanged_in_any_chunking() {
     // The tap saw the same bytes, in order.
     let mut tapped = Vec::new();
     while tapped.len() < sent.len() {
-        let chunk = tap_rx.recv_timeout(GIVE_UP).expect("tap fell silent");
-        tapped.extend_from_slice(&chunk);
+        tapped.extend_from_slice(&tapped_bytes(&tap_rx));
     }
     assert!(tapped == sent, "tap bytes differ");
     proxy.stop();
@@ -104,8 +116,8 @@ fn bytes_reach_the_printer_unchanged_in_any_chunking() {
 fn status_replies_go_back_to_the_pos() {
     let mut pos = Pty::new();
     let mut printer = Pty::new();
-    let (tap_tx, _tap_rx) = mpsc::channel::<Vec<u8>>();
-    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx).unwrap();
+    let (tap_tx, _tap_rx) = mpsc::channel::<TapEvent>();
+    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx, None).unwrap();
 
     // The fake printer answers DLE EOT 1 (printer status) and GS r 1 (paper status).
     let mut printer_out = printer.writer();
@@ -135,8 +147,8 @@ fn status_replies_go_back_to_the_pos() {
 fn printing_goes_on_when_the_tap_is_dropped() {
     let pos = Pty::new();
     let mut printer = Pty::new();
-    let (tap_tx, tap_rx) = mpsc::channel::<Vec<u8>>();
-    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx).unwrap();
+    let (tap_tx, tap_rx) = mpsc::channel::<TapEvent>();
+    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx, None).unwrap();
 
     let mut rng = XorShift(7);
     let first = receipt(&mut rng);
@@ -145,7 +157,7 @@ fn printing_goes_on_when_the_tap_is_dropped() {
     writer.join().unwrap();
     let mut tapped = 0;
     while tapped < first.len() {
-        tapped += tap_rx.recv_timeout(GIVE_UP).expect("tap fell silent").len();
+        tapped += tapped_bytes(&tap_rx).len();
     }
     drop(tap_rx);
 
@@ -166,8 +178,8 @@ fn reconnects_to_a_tcp_printer_that_went_away() {
     let printer = PortSpec::Tcp {
         address: listener.local_addr().unwrap().to_string(),
     };
-    let (tap_tx, _tap_rx) = mpsc::channel::<Vec<u8>>();
-    let proxy = Proxy::start(pos.spec(), printer, tap_tx).unwrap();
+    let (tap_tx, _tap_rx) = mpsc::channel::<TapEvent>();
+    let proxy = Proxy::start(pos.spec(), printer, tap_tx, None).unwrap();
 
     let read_n = |stream: &mut std::net::TcpStream, n: usize| {
         stream.set_read_timeout(Some(GIVE_UP)).unwrap();
@@ -184,5 +196,137 @@ fn reconnects_to_a_tcp_printer_that_went_away() {
     let (mut second, _) = listener.accept().unwrap();
     pos.writer().write_all(b"second receipt\n").unwrap();
     assert_eq!(read_n(&mut second, 15), b"second receipt\n");
+    proxy.stop();
+}
+
+// ---- the coupon gate ----
+
+const BLOCK: &[u8] = b"\x1b@--- COUPON 10% ---\n\x1b@";
+
+/// Reads the tap as the till core does: every POS byte once, through a parser, until
+/// `cuts` cuts were seen; returns their offsets and the bytes seen.
+fn read_cuts(tap: &mpsc::Receiver<TapEvent>, parser: &mut EscPosParser, cuts: usize) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    while offsets.len() < cuts {
+        match tap.recv_timeout(GIVE_UP).expect("tap fell silent") {
+            TapEvent::Bytes(bytes) => {
+                parser.feed(&bytes);
+                while let Some(event) = parser.poll() {
+                    if let PrintEvent::Cut { offset, .. } = event {
+                        offsets.push(offset);
+                    }
+                }
+            }
+            TapEvent::CutReleased { .. } => panic!("a cut left before it was seen"),
+        }
+    }
+    offsets
+}
+
+/// The next release the tap reports (skipping bytes).
+fn next_release(tap: &mpsc::Receiver<TapEvent>) -> (u64, CutOutcome) {
+    loop {
+        match tap.recv_timeout(GIVE_UP).expect("tap fell silent") {
+            TapEvent::Bytes(_) => continue,
+            TapEvent::CutReleased { offset, outcome } => return (offset, outcome),
+        }
+    }
+}
+
+fn gated_proxy(
+    pos: &Pty,
+    printer: &Pty,
+    budget: Duration,
+) -> (Proxy, mpsc::Receiver<TapEvent>, mpsc::Sender<CutDecision>) {
+    let (tap_tx, tap_rx) = mpsc::channel::<TapEvent>();
+    let (decisions_tx, decisions) = mpsc::channel();
+    let gate = CouponGate { budget, decisions };
+    let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx, Some(gate)).unwrap();
+    (proxy, tap_rx, decisions_tx)
+}
+
+#[test]
+fn a_decision_in_time_prints_the_block_right_before_the_cut() {
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    // A budget no test machine misses: the decision is what releases the cut here.
+    let (proxy, tap, decisions) = gated_proxy(&pos, &printer, Duration::from_secs(10));
+    let mut rng = XorShift(21);
+    let first = receipt(&mut rng);
+    let second = receipt(&mut rng);
+    let mut parser = EscPosParser::new(CodePage::Cp437);
+
+    let writer = write_in_chunks(pos.writer(), first.clone(), 3);
+    let cut = read_cuts(&tap, &mut parser, 1)[0];
+    let cut_at = usize::try_from(cut).unwrap();
+    assert_eq!(
+        &first[cut_at..],
+        b"\x1dV\x42\x00",
+        "the parser found the cut"
+    );
+    // Everything before the cut is already at the printer while the cut waits.
+    assert!(printer.read_exactly(cut_at) == first[..cut_at]);
+    decisions.send((cut, Some(BLOCK.to_vec()))).unwrap();
+    writer.join().unwrap();
+    let rest = printer.read_exactly(BLOCK.len() + first.len() - cut_at);
+    assert!(
+        rest == [BLOCK, &first[cut_at..]].concat(),
+        "block, then the cut"
+    );
+    assert_eq!(next_release(&tap), (cut, CutOutcome::CouponPrinted));
+
+    // The next receipt's cut is held and answered the same way, offsets continuing.
+    let writer = write_in_chunks(pos.writer(), second.clone(), 4);
+    let cut2 = read_cuts(&tap, &mut parser, 1)[0];
+    assert_eq!(cut2, (first.len() + second.len() - 4) as u64);
+    decisions.send((cut2, None)).unwrap();
+    writer.join().unwrap();
+    assert!(
+        printer.read_exactly(second.len()) == second,
+        "declined: byte-exact"
+    );
+    assert_eq!(next_release(&tap), (cut2, CutOutcome::Declined));
+    proxy.stop();
+}
+
+#[test]
+fn no_decision_passes_the_receipt_through_after_the_budget() {
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let (proxy, tap, decisions) = gated_proxy(&pos, &printer, Duration::from_millis(50));
+    let mut rng = XorShift(22);
+    let bytes = [receipt(&mut rng), receipt(&mut rng)].concat();
+    let writer = write_in_chunks(pos.writer(), bytes.clone(), 5);
+    assert!(
+        printer.read_exactly(bytes.len()) == bytes,
+        "exact pass-through"
+    );
+    writer.join().unwrap();
+    let (first_cut, outcome) = next_release(&tap);
+    assert_eq!(outcome, CutOutcome::TimedOut);
+    assert_eq!(&bytes[first_cut as usize..][..4], b"\x1dV\x42\x00");
+    assert_eq!(next_release(&tap).1, CutOutcome::TimedOut);
+    // A decision after the release is dropped: nothing more reaches the printer.
+    decisions.send((first_cut, Some(BLOCK.to_vec()))).unwrap();
+    pos.writer().write_all(b"after\n").unwrap();
+    assert_eq!(printer.read_exactly(6), b"after\n");
+    proxy.stop();
+}
+
+#[test]
+fn a_gone_till_core_never_holds_up_printing() {
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let (proxy, tap, decisions) = gated_proxy(&pos, &printer, Duration::from_secs(600));
+    drop(decisions);
+    let mut rng = XorShift(23);
+    for seed in 6..=8 {
+        let bytes = receipt(&mut rng);
+        let writer = write_in_chunks(pos.writer(), bytes.clone(), seed);
+        // With a 10-minute budget, only passing without waiting gets these bytes out.
+        assert!(printer.read_exactly(bytes.len()) == bytes, "receipt {seed}");
+        writer.join().unwrap();
+        assert_ne!(next_release(&tap).1, CutOutcome::CouponPrinted);
+    }
     proxy.stop();
 }

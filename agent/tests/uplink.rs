@@ -202,6 +202,9 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
         journal: Arc::clone(&journal),
         journal_seq,
         erased_cards: None,
+        news: None,
+        requests: None,
+        request_timeout: till360_agent::uplink::DEFAULT_REQUEST_TIMEOUT,
     }
     .spawn();
     let mut status = uplink.status();

@@ -51,6 +51,7 @@ pub struct HubConfig {
     pub api_token: Option<String>,
     pub identity: IdentityConfig,
     pub traits: TraitsConfig,
+    pub digests: DigestsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
 }
@@ -98,6 +99,27 @@ impl Default for TraitsConfig {
     }
 }
 
+/// `[digests]`: the profile digests pushed to each store's tills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestsConfig {
+    /// A store's tills get the digests of customers with a transaction in that store
+    /// within this many months.
+    pub months: u32,
+    /// How often the hub refreshes the digests (also at start and after a traits
+    /// recompute asked through the running hub), in seconds.
+    pub refresh_seconds: u64,
+}
+
+impl Default for DigestsConfig {
+    fn default() -> Self {
+        Self {
+            months: 12,
+            refresh_seconds: 300,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -115,6 +137,8 @@ struct RawConfig {
     identity: IdentityConfig,
     #[serde(default)]
     traits: TraitsConfig,
+    #[serde(default)]
+    digests: DigestsConfig,
     #[serde(default)]
     segment: Vec<toml::Table>,
 }
@@ -218,8 +242,24 @@ impl HubConfig {
                 "horizon_days must be at least 1 and margin_percent within 0..=100".into(),
             ));
         }
+        if !(1..=120).contains(&raw.digests.months) {
+            return Err(invalid(
+                "digests.months",
+                format!("{} is not within 1..=120", raw.digests.months),
+            ));
+        }
+        if !(1..=86_400).contains(&raw.digests.refresh_seconds) {
+            return Err(invalid(
+                "digests.refresh_seconds",
+                format!(
+                    "{} is not within 1..=86400 (one day)",
+                    raw.digests.refresh_seconds
+                ),
+            ));
+        }
         Ok(HubConfig {
             api_token: raw.api_token,
+            digests: raw.digests,
             identity: raw.identity,
             traits: raw.traits,
             segments: raw.segment,
@@ -283,6 +323,37 @@ key = "/abs/hub.key"
         assert!(
             err.contains("identity.max_customers_per_identifier"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn digests_section_has_defaults_and_checked_bounds() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
+        assert_eq!(c.digests, DigestsConfig::default());
+        assert_eq!((c.digests.months, c.digests.refresh_seconds), (12, 300));
+        let text = format!("{MINIMAL}\n[digests]\nmonths = 6\nrefresh_seconds = 60\n");
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!((c.digests.months, c.digests.refresh_seconds), (6, 60));
+        for (bad, key) in [
+            ("months = 0", "digests.months"),
+            ("refresh_seconds = 0", "digests.refresh_seconds"),
+        ] {
+            let text = format!("{MINIMAL}\n[digests]\n{bad}\n");
+            let msg = HubConfig::from_toml_str(&text, "/etc/hub.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("/etc/hub.toml") && msg.contains(key) && msg.contains("within"),
+                "{msg}"
+            );
+        }
+        let text = format!("{MINIMAL}\n[digests]\nmonth = 6\n");
+        let msg = HubConfig::from_toml_str(&text, "/etc/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/etc/hub.toml") && msg.contains("month"),
+            "{msg}"
         );
     }
 

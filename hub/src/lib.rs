@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod coupons;
+pub mod digests;
 pub mod identity;
 pub mod import;
 pub mod listener;

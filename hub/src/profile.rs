@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use till360_shared::{CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
+use crate::coupons::ledger::{CouponRow, RedemptionRow, ScanOutcome};
+use crate::coupons::verify::code_digits;
+
 /// The deterministic profile id of a card: `p-` and 16 hex digits of SHA-256(card).
 /// The same card gives the same id on every hub, whatever order events arrive in.
 pub fn profile_id_for(card: &CardNumber) -> String {
@@ -51,6 +54,11 @@ pub enum MergeOp {
     },
     /// A new transaction, keyed by (store, till, seq).
     AddTransaction(TransactionRow),
+    /// A printed coupon or a would-have, keyed by (store, till, seq); its profile is
+    /// the one the `EnsureProfile` before it resolves to.
+    AddCoupon(CouponRow),
+    /// A scanned coupon code (accepted or refused), keyed by (store, till, seq).
+    AddRedemption(RedemptionRow),
 }
 
 /// What one event does to the profile store, plus diagnostics for odd input (never a
@@ -109,11 +117,81 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
         }
         // A scan pseudonymised on the till after an erase: nothing to merge.
         EventKind::Redacted => {}
-        // TODO(issue 4): coupon ledger.
-        EventKind::CouponIssued(_)
-        | EventKind::CouponWouldHave(_)
-        | EventKind::CouponRedeemed(_)
-        | EventKind::CouponRefused { .. } => {}
+        EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
+            let control = matches!(event.kind, EventKind::CouponWouldHave(_));
+            let card = issue.card.as_ref().and_then(|c| {
+                let checked = checked_card(c);
+                if checked.is_none() {
+                    notes.push(format!(
+                        "{} seq {}: coupon card {:?} fails its check digit; kept as anonymous",
+                        event.agent,
+                        event.seq,
+                        c.as_str()
+                    ));
+                }
+                checked
+            });
+            let code = issue.code.as_deref().map(code_digits);
+            if control && code.is_some() {
+                notes.push(format!(
+                    "{} seq {}: a would-have with a code; the code is ignored",
+                    event.agent, event.seq
+                ));
+            }
+            if !control && code.is_none() {
+                notes.push(format!(
+                    "{} seq {}: a printed coupon without a code",
+                    event.agent, event.seq
+                ));
+            }
+            let profile_id = card.as_ref().map(profile_id_for);
+            if let (Some(card), Some(profile_id)) = (&card, &profile_id) {
+                ops.push(MergeOp::EnsureProfile {
+                    card: card.clone(),
+                    profile_id: profile_id.clone(),
+                    seen_at: event.recorded_at,
+                });
+            }
+            ops.push(MergeOp::AddCoupon(CouponRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: event.seq,
+                campaign_id: issue.campaign_id.clone(),
+                control,
+                code: if control { None } else { code },
+                card,
+                profile_id,
+                customer_key: issue.customer_key.clone(),
+                issued_at: event.recorded_at,
+                expires: issue.expires,
+                receipt_seq: issue.receipt_seq,
+            }));
+        }
+        EventKind::CouponRedeemed(redemption) => {
+            ops.push(MergeOp::AddRedemption(RedemptionRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: event.seq,
+                code: code_digits(&redemption.code),
+                at: event.recorded_at,
+                outcome: ScanOutcome::Accepted {
+                    receipt_seq: redemption.receipt_seq,
+                    verified: redemption.verified,
+                },
+            }));
+        }
+        EventKind::CouponRefused { code, reason } => {
+            ops.push(MergeOp::AddRedemption(RedemptionRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: event.seq,
+                code: code_digits(code),
+                at: event.recorded_at,
+                outcome: ScanOutcome::Refused {
+                    reason: reason.clone(),
+                },
+            }));
+        }
     }
     (ops, notes)
 }
@@ -277,6 +355,8 @@ pub struct ProfileParts {
     pub orders: Vec<Purchase>,
     pub segments: Vec<String>,
     pub traits: BTreeMap<String, serde_json::Value>,
+    /// Printed coupons of the profile and how many of them were redeemed.
+    pub coupons: CouponSummary,
 }
 
 /// How many receipts and orders the timeline shows.
@@ -395,7 +475,7 @@ pub fn profile_view(parts: ProfileParts) -> ProfileView {
         channels,
         timeline,
         categories,
-        coupons: CouponSummary::default(),
+        coupons: parts.coupons,
         segments,
         traits: parts.traits,
     }

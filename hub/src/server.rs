@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseUrl, HubConfig};
+use crate::digests::{DigestRefresh, RefreshSummary};
 use crate::store::{spawn_writer, SqliteStore, Store, WriterThread};
 use crate::traits::{RecomputeSummary, TraitsSchedule};
 use crate::{api, listener, segments};
@@ -22,6 +23,8 @@ pub struct RunningHub {
     stop: watch::Sender<bool>,
     quic_task: Option<JoinHandle<()>>,
     erasure_task: Option<JoinHandle<()>>,
+    digest_task: Option<JoinHandle<()>>,
+    digests: DigestRefresh,
     http_task: Option<JoinHandle<std::io::Result<()>>>,
     writer_thread: WriterThread,
     traits: Arc<Mutex<Option<TraitsSchedule>>>,
@@ -59,9 +62,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
+    // Coupon events are checked (genuine or forged) as they are merged.
+    write_store.set_coupon_master(master.as_bytes());
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
-            listener::CampaignFeed::new(set, master, db_path)
+            listener::CampaignFeed::new(set, master.clone(), db_path)
                 .with_context(|| format!("cannot open the store {}", db_path.display()))?,
         ),
         None => None,
@@ -85,11 +90,21 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let (erasures, erasure_task) =
         listener::ErasureFeed::start(db_path, listener::ERASURE_POLL, stop_rx.clone())
             .with_context(|| format!("cannot read the erasure log in {}", db_path.display()))?;
+    // Its own write connection: refreshes the digest feed, at start and on its timer.
+    let (digests, digest_task) =
+        DigestRefresh::start(db_path, master.clone(), config.digests, stop_rx.clone())
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let digest_feed = listener::DigestFeed::new(db_path, master, &digests)
+        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let downlinks = listener::Downlinks {
+        erasures,
+        campaigns: campaign_feed,
+        digests: digest_feed,
+    };
     let quic_task = tokio::spawn(listener::accept_loop(
         endpoint,
         writer,
-        erasures,
-        campaign_feed,
+        downlinks,
         stop_rx.clone(),
     ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
@@ -116,6 +131,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         stop,
         quic_task: Some(quic_task),
         erasure_task: Some(erasure_task),
+        digest_task: Some(digest_task),
+        digests,
         http_task: Some(http_task),
         writer_thread,
         traits: Arc::new(Mutex::new(Some(traits))),
@@ -131,17 +148,26 @@ impl RunningHub {
         self.http_addr
     }
 
-    /// Recomputes traits and segments now (they also refresh on the schedule).
+    /// Recomputes traits and segments now (they also refresh on the schedule), then
+    /// the digests, so the tills see the new segments.
     pub async fn recompute_traits(&self) -> anyhow::Result<RecomputeSummary> {
         let traits = Arc::clone(&self.traits);
-        tokio::task::spawn_blocking(move || {
+        let summary = tokio::task::spawn_blocking(move || {
             let guard = traits.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
                 Some(schedule) => schedule.recompute_now().map_err(anyhow::Error::msg),
                 None => Err(anyhow::anyhow!("the hub is stopping")),
             }
         })
-        .await?
+        .await??;
+        self.refresh_digests().await?;
+        Ok(summary)
+    }
+
+    /// Refreshes the digest feed now (it also refreshes every `[digests]
+    /// refresh_seconds`); connected agents get the changes right after.
+    pub async fn refresh_digests(&self) -> anyhow::Result<RefreshSummary> {
+        self.digests.refresh_now().await.map_err(anyhow::Error::msg)
     }
 
     /// Stops accepting, closes every connection, lets the writer finish its last
@@ -156,6 +182,11 @@ impl RunningHub {
         if let Some(task) = self.erasure_task.take() {
             if let Err(err) = task.await {
                 tracing::error!("erasure poller failed: {err}");
+            }
+        }
+        if let Some(task) = self.digest_task.take() {
+            if let Err(err) = task.await {
+                tracing::error!("digest refresh failed: {err}");
             }
         }
         if let Some(mut task) = self.http_task.take() {

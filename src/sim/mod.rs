@@ -23,4 +23,4 @@ pub use printer::{PrinterModel, PrinterSimulator};
 pub use pty::{PtyError, VirtualPort};
 pub use rng::SimRng;
 pub use scanner::{ScannerSimulator, Suffix};
-pub use style::ReceiptStyle;
+pub use style::{BasketItem, Quantity, ReceiptStyle};

@@ -45,6 +45,8 @@ pub enum Scan {
     BadCheckDigit(String),
     /// Line noise from the scanner (never contains the suffix bytes).
     Garbage(Vec<u8>),
+    /// A coupon code (24 digits) scanned at the till to redeem it.
+    Coupon(String),
 }
 
 /// One customer at one till.

@@ -10,7 +10,7 @@ use till360_shared::ReceiptLine;
 use super::escpos::{Align, EscPosWriter, CODEPAGE_PC858};
 use super::pty::VirtualPort;
 use super::rng::SimRng;
-use super::style::ReceiptStyle;
+use super::style::{BasketItem, ReceiptStyle};
 
 /// What the agent should record for one printed receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,11 +107,17 @@ impl PosSimulator {
 
     /// Builds the next receipt; `card_last4` is printed when a loyalty card was scanned.
     pub fn next_receipt(&mut self, card_last4: Option<&str>) -> SimReceipt {
+        let basket = self.style.basket(&mut self.rng);
+        self.receipt_for(basket, card_last4)
+    }
+
+    /// The next receipt with a given basket (a test that needs a big basket, or a
+    /// sensitive product, chooses its own).
+    pub fn receipt_for(&mut self, basket: Vec<BasketItem>, card_last4: Option<&str>) -> SimReceipt {
         let receipt_no = self.style.receipt_no(&self.store, self.next_no);
         self.next_no += 1;
         self.clock += TimeDelta::seconds(self.rng.range(20, 150) as i64);
         let printed_at = self.style.printed_time(self.clock);
-        let basket = self.style.basket(&mut self.rng);
 
         let mut lines = Vec::new();
         let mut printed = Vec::new();

@@ -82,14 +82,13 @@ pub struct Till {
 impl Till {
     /// Plays `visit` and checks every status poll was answered by the printer.
     pub fn play(&mut self, visit: &Visit) {
-        let report = play_visit(
-            &self.devices,
-            visit,
-            &mut self.rng,
-            self.cuts,
-            &PlayOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{}/{}: {e}", self.setup.store, self.setup.till));
+        self.play_with(visit, &PlayOptions::default());
+    }
+
+    /// [`Till::play`] with other pacing (e.g. a longer pause after the scans).
+    pub fn play_with(&mut self, visit: &Visit, options: &PlayOptions) {
+        let report = play_visit(&self.devices, visit, &mut self.rng, self.cuts, options)
+            .unwrap_or_else(|e| panic!("{}/{}: {e}", self.setup.store, self.setup.till));
         assert_eq!(
             report.status_replies.len(),
             visit.receipt.status_polls(),

@@ -3,9 +3,10 @@
 //!
 //! Role files: `auth` (bearer token), `profiles` (profile reads and search),
 //! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
-//! blocked identifiers).
+//! blocked identifiers), `coupons` (campaign list with counts, KPIs, scans per store).
 
 mod auth;
+mod coupons;
 mod privacy;
 mod profiles;
 mod segments;
@@ -103,7 +104,9 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
             get(segments::members_csv),
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
-        .route("/api/v1/campaigns", get(campaigns))
+        .route("/api/v1/campaigns", get(coupons::campaigns))
+        .route("/api/v1/campaigns/{id}/kpis", get(coupons::campaign_kpis))
+        .route("/api/v1/coupons/stores", get(coupons::stores))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         // On the whole router (fallback included): nothing answers without the token
         // but health.
@@ -179,26 +182,4 @@ async fn health() -> Json<serde_json::Value> {
         "service": "till360-hub",
         "version": env!("CARGO_PKG_VERSION"),
     }))
-}
-
-/// `GET /api/v1/campaigns`: the campaign set the hub serves, each campaign with the
-/// set's version (empty when no `campaigns` file is configured).
-async fn campaigns(
-    axum::extract::State(state): axum::extract::State<ApiState>,
-) -> Json<serde_json::Value> {
-    let list = match state.campaigns.as_ref() {
-        Some(set) => set
-            .campaigns
-            .iter()
-            .map(|c| {
-                let mut v = serde_json::to_value(c).unwrap_or_default();
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("version".into(), set.version.into());
-                }
-                v
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    Json(serde_json::Value::Array(list))
 }

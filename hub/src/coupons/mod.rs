@@ -1,6 +1,13 @@
 //! Coupons on the hub: checking a scanned code (`verify`), the ledger of issued,
-//! would-have and redeemed coupons, and the campaign KPIs.
+//! would-have and redeemed coupons (`ledger`), and the campaign KPIs (`kpis`).
 
+pub mod kpis;
+pub mod ledger;
 pub mod verify;
 
-pub use verify::{check_code, coupon_verdict, CodeCheck};
+#[cfg(test)]
+mod tests;
+
+pub use kpis::{CampaignKpis, CouponCounts, StoreCoupons, Uplift};
+pub use ledger::{CouponRow, RedemptionRow, RedemptionStatus, ScanOutcome};
+pub use verify::{check_code, code_digits, coupon_verdict, CodeCheck};

@@ -53,6 +53,12 @@ pub fn check_code(conn: &Connection, master: &[u8], code: &str) -> Result<CodeCh
     }
 }
 
+/// A code as the ledger keys it: what was scanned or typed, whitespace removed (people
+/// type the grouped form).
+pub fn code_digits(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// The hub's answer to a till asking about a code (`CouponCheck`): forged, expired on
 /// `today` (the asking till's local date), already redeemed (a genuine redemption of
 /// the code is on record), or valid.
@@ -69,7 +75,7 @@ pub fn coupon_verdict(
     if fields.check_not_expired(today).is_err() {
         return Ok(CouponVerdict::Expired);
     }
-    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = code_digits(code);
     let redeemed: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM redemptions WHERE code = ?1 AND status = 'genuine' LIMIT 1")?
         .query_row([&digits], |r| r.get(0))

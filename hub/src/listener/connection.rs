@@ -1,7 +1,9 @@
 //! The IO of one agent connection: read bytes, feed the frame decoder, let the
 //! [`HubSession`] decide, perform its steps. Never panics on what the peer sends.
-//! Besides the peer's frames, the connection wakes on a new erasure version and sends
-//! the agent what it has not got yet.
+//! Besides the peer's frames, the connection wakes on a new erasure version or digest
+//! refresh and sends the agent what it has not got yet. Digest pages go out one frame
+//! per turn of the loop, between reads, so a big first download never holds up the
+//! agent's ingest; QUIC flow control paces them.
 
 use std::time::Duration;
 
@@ -13,8 +15,10 @@ use till360_shared::{AgentId, Timestamp};
 use tokio::sync::watch;
 
 use super::campaigns::CampaignFeed;
+use super::digests::DigestFeed;
 use super::erasures::ErasureFeed;
 use super::session::{HubSession, Reply, Step};
+use super::Downlinks;
 use crate::pki::agent_from_cert_der;
 use crate::store::StoreWriter;
 
@@ -27,12 +31,7 @@ pub const CLOSE_SHUTDOWN: u32 = 2;
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(
-    incoming: Incoming,
-    writer: StoreWriter,
-    erasures: ErasureFeed,
-    campaigns: Option<CampaignFeed>,
-) {
+pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -62,8 +61,9 @@ pub async fn serve(
         send,
         recv,
         writer,
-        erasures,
-        campaigns,
+        erasures: downlinks.erasures,
+        campaigns: downlinks.campaigns,
+        digests: downlinks.digests,
         session: HubSession::new(agent.clone()),
     };
     match link.run().await {
@@ -92,6 +92,7 @@ struct Link {
     writer: StoreWriter,
     erasures: ErasureFeed,
     campaigns: Option<CampaignFeed>,
+    digests: DigestFeed,
     session: HubSession,
 }
 
@@ -102,6 +103,10 @@ impl Link {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut erasure_version = self.erasures.version();
         let mut erasure_version_open = true;
+        let mut digest_generation = self.digests.generation();
+        let mut digest_generation_open = true;
+        // A digest page may be due: true after a wake, false once up to date.
+        let mut digests_due = true;
         loop {
             loop {
                 let step = match decoder.poll() {
@@ -141,7 +146,18 @@ impl Link {
                             "agent {}: erasures applied up to version {up_to_version}",
                             self.session.agent()
                         );
+                        // A subscribe also lands here: the digest downlink may start.
+                        digests_due = true;
                         continue;
+                    }
+                    Step::DigestRequest { card } => {
+                        let digest = self.digests.digest_of(card.clone()).await;
+                        self.session.digest_reply(card, digest)
+                    }
+                    Step::CouponCheck { code } => {
+                        let today = chrono::Utc::now().date_naive();
+                        let verdict = self.digests.coupon_verdict(code.clone(), today).await;
+                        self.session.coupon_reply(code, verdict)
                     }
                 };
                 self.send_reply(reply).await?;
@@ -149,7 +165,12 @@ impl Link {
             // After a welcome, an applied batch or a new version: send what is newer.
             self.send_erasures(&mut erasure_version).await?;
             self.send_campaigns().await?;
+            if digests_due {
+                digests_due = self.send_digest_page().await?;
+            }
             tokio::select! {
+                // Reads first: the agent's frames never wait behind a digest download.
+                biased;
                 read = self.recv.read(&mut buf) => match read {
                     Ok(Some(n)) => decoder.feed(&buf[..n]),
                     Ok(None) => {
@@ -169,6 +190,12 @@ impl Link {
                     // The poller stopped (hub shutting down): no more pushes.
                     erasure_version_open = changed.is_ok();
                 }
+                changed = digest_generation.changed(), if digest_generation_open => {
+                    digest_generation_open = changed.is_ok();
+                    digests_due = true;
+                }
+                // Nothing to read right now: the next page of a download.
+                () = std::future::ready(()), if digests_due => {}
             }
         }
     }
@@ -247,6 +274,57 @@ impl Link {
             close: false,
         })
         .await
+    }
+
+    /// Sends at most one `Digests` frame of the agent's store's rows it has not got.
+    /// Returns whether another page may follow. A feed that cannot be read ends the
+    /// connection as `Unavailable` (the agent resumes from its version).
+    async fn send_digest_page(&mut self) -> Result<bool, String> {
+        if !self.session.digests_subscribed() {
+            return Ok(false);
+        }
+        let store = self.session.agent().store.clone();
+        let store_max = match self.digests.max_version(&store).await {
+            Ok(max) => max,
+            Err(err) => {
+                let reply = self.session.digests_unavailable(err);
+                self.send_reply(reply).await?;
+                return Ok(false);
+            }
+        };
+        let Some(poll) = self.session.poll_digests(store_max) else {
+            return Ok(false);
+        };
+        let page = match self.digests.page(&store, poll.after, poll.limit).await {
+            Ok(page) => page,
+            Err(err) => {
+                let reply = self.session.digests_unavailable(err);
+                self.send_reply(reply).await?;
+                return Ok(false);
+            }
+        };
+        let Some(message) = self.session.digest_frame(page, store_max) else {
+            return Ok(true);
+        };
+        if let Message::Digests {
+            entries,
+            up_to_version,
+            reset,
+        } = &message
+        {
+            // Counts only: digests are personal data.
+            tracing::debug!(
+                "agent {}: sending {} digests (up to version {up_to_version}, reset {reset})",
+                self.session.agent(),
+                entries.len()
+            );
+        }
+        self.send_reply(Reply {
+            message,
+            close: false,
+        })
+        .await?;
+        Ok(true)
     }
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {

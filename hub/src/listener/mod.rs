@@ -1,9 +1,12 @@
 //! The QUIC listener: accepts agents (mutual TLS), one task per connection, all
 //! commits through the store writer; erasures flow back to every agent through the
-//! [`ErasureFeed`], the campaign set and till keys through the [`CampaignFeed`].
+//! [`ErasureFeed`], the campaign set and till keys through the [`CampaignFeed`], the
+//! store's profile digests through the [`DigestFeed`] (which also answers the on-scan
+//! digest requests and coupon checks).
 
 mod campaigns;
 mod connection;
+mod digests;
 mod erasures;
 mod session;
 mod tls;
@@ -15,8 +18,11 @@ use tokio::task::JoinSet;
 
 pub use campaigns::CampaignFeed;
 pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
+pub use digests::DigestFeed;
 pub use erasures::{ErasureFeed, ERASURE_POLL};
-pub use session::{HubSession, Reply, Step, ERASURE_BATCH, ERASURE_WINDOW};
+pub use session::{
+    DigestPoll, HubSession, Reply, Step, DIGEST_BATCH, ERASURE_BATCH, ERASURE_WINDOW,
+};
 pub use tls::{load_certs, load_key, server_config, TlsSetupError, IDLE_TIMEOUT};
 
 use crate::store::StoreWriter;
@@ -26,14 +32,22 @@ pub fn bind(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<qu
     quinn::Endpoint::server(config, addr)
 }
 
+/// What the hub pushes to every agent (cheap to clone: one per connection).
+#[derive(Clone)]
+pub struct Downlinks {
+    pub erasures: ErasureFeed,
+    /// `None`: no campaigns configured, nothing is sent.
+    pub campaigns: Option<CampaignFeed>,
+    pub digests: DigestFeed,
+}
+
 /// Accepts connections until `stop` turns true, then closes every connection and waits
 /// for their tasks (a commit in progress finishes; its ack may not reach the agent,
 /// which resends and gets a no-op).
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     writer: StoreWriter,
-    erasures: ErasureFeed,
-    campaigns: Option<CampaignFeed>,
+    downlinks: Downlinks,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
@@ -46,12 +60,7 @@ pub async fn accept_loop(
             }
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    tasks.spawn(connection::serve(
-                        incoming,
-                        writer.clone(),
-                        erasures.clone(),
-                        campaigns.clone(),
-                    ));
+                    tasks.spawn(connection::serve(incoming, writer.clone(), downlinks.clone()));
                 }
                 None => break,
             },

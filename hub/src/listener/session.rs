@@ -4,12 +4,18 @@
 //! The erasure downlink (`shared::sync::ErasureDownlink`) runs beside the uplink:
 //! after `Welcome`, [`HubSession::poll_erasures`] says which part of the erasure log
 //! to read and [`HubSession::erasure_frame`] turns the rows into the frame to send.
+//! The digest downlink works the same way ([`HubSession::poll_digests`],
+//! [`HubSession::digest_frame`]); the on-scan requests (`DigestRequest`,
+//! `CouponCheck`) become steps whose store results [`HubSession::digest_reply`] and
+//! [`HubSession::coupon_reply`] turn into answers.
 
+use till360_shared::campaign::Digest;
 use till360_shared::codec::CodecError;
 use till360_shared::sync::ErasureDownlink;
-use till360_shared::wire::{Message, Refusal};
+use till360_shared::wire::{CouponVerdict, Message, Refusal};
 use till360_shared::{AgentId, CardNumber, Event};
 
+use crate::digests::FeedPage;
 use crate::store::{IngestOutcome, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,38 @@ pub enum Step {
     /// The agent has applied erasures up to this version (its subscribe, or an
     /// `ErasuresApplied`); nothing to answer.
     ErasuresApplied { up_to_version: u64 },
+    /// Read the card holder's digest, answer with [`HubSession::digest_reply`].
+    DigestRequest { card: CardNumber },
+    /// Check the code, answer with [`HubSession::coupon_reply`].
+    CouponCheck { code: String },
+}
+
+/// Digests per `Digests` frame, at most.
+pub const DIGEST_BATCH: usize = 1000;
+
+/// What to read from the store's digest feed next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestPoll {
+    /// Rows with a version after this one...
+    pub after: u64,
+    /// ...at most this many.
+    pub limit: usize,
+}
+
+/// The digest downlink of one connection.
+#[derive(Debug, Default)]
+struct DigestDownlink {
+    /// The version the agent subscribed with (`None`: not subscribed).
+    held: Option<u64>,
+    /// Decided at the first poll: the first frame tells the agent to drop its cache.
+    reset_pending: bool,
+    /// The agent starts from an empty cache: removals up to `initial_max` (the feed's
+    /// newest version at the first poll) mean nothing to it.
+    from_empty: bool,
+    initial_max: u64,
+    started: bool,
+    /// The version the agent holds once it has read what was sent.
+    sent: u64,
 }
 
 /// Cards per `Erasures` frame.
@@ -58,8 +96,7 @@ pub struct HubSession {
     campaign_version: Option<u64>,
     /// The `Campaigns` frame went out on this connection (once per connection).
     campaigns_sent: bool,
-    /// The digest version the agent subscribed with (`None`: not subscribed).
-    digest_version: Option<u64>,
+    digests: DigestDownlink,
 }
 
 impl HubSession {
@@ -72,7 +109,7 @@ impl HubSession {
             erasures: ErasureDownlink::new(ERASURE_BATCH, ERASURE_WINDOW),
             campaign_version: None,
             campaigns_sent: false,
-            digest_version: None,
+            digests: DigestDownlink::default(),
         }
     }
 
@@ -125,6 +162,101 @@ impl HubSession {
         &self.agent
     }
 
+    /// Whether digests may flow: after `Welcome`, to an agent that subscribed.
+    pub fn digests_subscribed(&self) -> bool {
+        self.welcomed && self.digests.held.is_some()
+    }
+
+    /// What to read from the agent's store's feed, whose newest version is `store_max`
+    /// (`None`: the agent is up to date). The first call decides whether the agent must
+    /// drop its cache: it holds nothing (0), or more than the feed has (the feed was
+    /// rebuilt); then the whole feed is sent from the start.
+    pub fn poll_digests(&mut self, store_max: u64) -> Option<DigestPoll> {
+        if !self.welcomed {
+            return None;
+        }
+        let held = self.digests.held?;
+        let d = &mut self.digests;
+        if !d.started {
+            d.started = true;
+            d.initial_max = store_max;
+            if held == 0 || held > store_max {
+                d.reset_pending = true;
+                d.from_empty = true;
+                d.sent = 0;
+            } else {
+                d.sent = held;
+            }
+        }
+        // An agent holding a cache the feed no longer knows hears so even when the
+        // feed is empty; an empty agent of an empty store hears nothing.
+        let must_reset = d.reset_pending && held > 0;
+        (must_reset || d.sent < store_max).then_some(DigestPoll {
+            after: d.sent,
+            limit: DIGEST_BATCH,
+        })
+    }
+
+    /// The `Digests` frame for a page read after [`Self::poll_digests`] (`None`:
+    /// nothing to send).
+    pub fn digest_frame(&mut self, page: FeedPage, store_max: u64) -> Option<Message> {
+        let d = &mut self.digests;
+        let reset = d.reset_pending;
+        let Some(last) = page.last_version else {
+            // Nothing after what was sent: the feed's max was read before a rebuild.
+            d.sent = d.sent.max(store_max);
+            d.reset_pending = false;
+            let held = d.held.unwrap_or(0);
+            return (reset && held > 0).then_some(Message::Digests {
+                entries: Vec::new(),
+                up_to_version: 0,
+                reset: true,
+            });
+        };
+        d.sent = last;
+        d.reset_pending = false;
+        let mut entries = page.entries;
+        if d.from_empty && last <= d.initial_max {
+            entries.retain(|e| e.digest.is_some());
+        }
+        Some(Message::Digests {
+            entries,
+            up_to_version: last,
+            reset,
+        })
+    }
+
+    /// The digest feed could not be read: the agent resumes on a new connection.
+    pub fn digests_unavailable(&self, err: StoreError) -> Reply {
+        unavailable(err)
+    }
+
+    /// The answer to a `DigestRequest` once the store has read the digest.
+    pub fn digest_reply(
+        &self,
+        card: CardNumber,
+        digest: Result<Option<Digest>, StoreError>,
+    ) -> Reply {
+        match digest {
+            Ok(digest) => Reply {
+                message: Message::DigestReply { card, digest },
+                close: false,
+            },
+            Err(err) => unavailable(err),
+        }
+    }
+
+    /// The answer to a `CouponCheck` once the store has checked the code.
+    pub fn coupon_reply(&self, code: String, verdict: Result<CouponVerdict, StoreError>) -> Reply {
+        match verdict {
+            Ok(verdict) => Reply {
+                message: Message::CouponVerdict { code, verdict },
+                close: false,
+            },
+            Err(err) => unavailable(err),
+        }
+    }
+
     pub fn handle(&mut self, msg: Message) -> Step {
         match (self.phase, msg) {
             (
@@ -161,13 +293,15 @@ impl HubSession {
             ) => match self.erasures.subscribe(erasure_version) {
                 Ok(()) => {
                     self.campaign_version = Some(campaign_version);
-                    self.digest_version = Some(digest_version);
+                    self.digests.held = Some(digest_version);
                     Step::ErasuresApplied {
                         up_to_version: erasure_version,
                     }
                 }
                 Err(err) => protocol_error(err),
             },
+            (Phase::Streaming, Message::DigestRequest { card }) => Step::DigestRequest { card },
+            (Phase::Streaming, Message::CouponCheck { code }) => Step::CouponCheck { code },
             (Phase::Streaming, Message::ErasuresApplied { up_to_version }) => {
                 match self.erasures.on_applied(up_to_version) {
                     Ok(()) => Step::ErasuresApplied { up_to_version },
@@ -251,6 +385,8 @@ fn unavailable(err: StoreError) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use till360_shared::coupon::CardKey;
+    use till360_shared::wire::DigestEntry;
 
     fn hello(store: &str) -> Message {
         Message::Hello {
@@ -374,6 +510,171 @@ mod tests {
         s.handle(hello("S1"));
         s.after_hello(Ok(0));
         assert_eq!(s.poll_erasures(100), None);
+    }
+
+    fn subscribed_at(digest_version: u64) -> HubSession {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        s.handle(Message::Subscribe {
+            erasure_version: 0,
+            campaign_version: 0,
+            digest_version,
+        });
+        s
+    }
+
+    fn entry(n: u8, present: bool) -> DigestEntry {
+        DigestEntry {
+            card_key: CardKey([n; 16]),
+            digest: present.then(Digest::default),
+        }
+    }
+
+    fn page(entries: Vec<DigestEntry>, last_version: u64) -> FeedPage {
+        FeedPage {
+            entries,
+            last_version: Some(last_version),
+        }
+    }
+
+    #[test]
+    fn a_fresh_agent_gets_the_whole_feed_once_with_reset_and_without_removals() {
+        let mut s = subscribed_at(0);
+        assert_eq!(s.poll_digests(5), None, "not before the welcome");
+        s.after_hello(Ok(0));
+        assert_eq!(
+            s.poll_digests(5),
+            Some(DigestPoll {
+                after: 0,
+                limit: DIGEST_BATCH
+            })
+        );
+        assert_eq!(
+            s.digest_frame(page(vec![entry(1, true), entry(2, false)], 3), 5),
+            Some(Message::Digests {
+                entries: vec![entry(1, true)],
+                up_to_version: 3,
+                reset: true
+            })
+        );
+        assert_eq!(s.poll_digests(5).map(|p| p.after), Some(3));
+        assert_eq!(
+            s.digest_frame(page(vec![entry(3, true)], 5), 5),
+            Some(Message::Digests {
+                entries: vec![entry(3, true)],
+                up_to_version: 5,
+                reset: false
+            })
+        );
+        assert_eq!(s.poll_digests(5), None, "up to date");
+        // Later changes are deltas, removals included: the agent now holds a cache.
+        assert_eq!(s.poll_digests(6).map(|p| p.after), Some(5));
+        assert_eq!(
+            s.digest_frame(page(vec![entry(1, false)], 6), 6),
+            Some(Message::Digests {
+                entries: vec![entry(1, false)],
+                up_to_version: 6,
+                reset: false
+            })
+        );
+    }
+
+    #[test]
+    fn an_agent_gets_the_delta_or_a_reset_when_the_feed_was_rebuilt() {
+        let mut s = subscribed_at(4);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(4), None, "holds the newest version");
+        assert_eq!(s.poll_digests(6).map(|p| p.after), Some(4));
+        assert!(matches!(
+            s.digest_frame(page(vec![entry(1, false)], 6), 6),
+            Some(Message::Digests { reset: false, ref entries, .. }) if entries.len() == 1
+        ));
+
+        // The agent holds more than the feed knows: start over, and say so.
+        let mut s = subscribed_at(9);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(2).map(|p| p.after), Some(0));
+        assert!(matches!(
+            s.digest_frame(page(vec![entry(1, true)], 2), 2),
+            Some(Message::Digests {
+                reset: true,
+                up_to_version: 2,
+                ..
+            })
+        ));
+        // ...even when the feed is empty.
+        let mut s = subscribed_at(9);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(0).map(|p| p.after), Some(0));
+        assert_eq!(
+            s.digest_frame(FeedPage::default(), 0),
+            Some(Message::Digests {
+                entries: vec![],
+                up_to_version: 0,
+                reset: true
+            })
+        );
+        assert_eq!(s.poll_digests(0), None);
+
+        // An empty agent of an empty store hears nothing; an unsubscribed one neither.
+        let mut s = subscribed_at(0);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(0), None);
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        s.after_hello(Ok(0));
+        assert!(!s.digests_subscribed());
+        assert_eq!(s.poll_digests(7), None);
+    }
+
+    #[test]
+    fn requests_become_steps_and_answers() {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        let card = CardNumber::parse("4006381333931").unwrap();
+        assert!(matches!(
+            s.handle(Message::DigestRequest { card: card.clone() }),
+            Step::Refuse {
+                reason: Refusal::ProtocolError,
+                ..
+            }
+        ));
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        assert_eq!(
+            s.handle(Message::DigestRequest { card: card.clone() }),
+            Step::DigestRequest { card: card.clone() }
+        );
+        assert_eq!(
+            s.handle(Message::CouponCheck { code: "12".into() }),
+            Step::CouponCheck { code: "12".into() }
+        );
+        assert_eq!(
+            s.digest_reply(card.clone(), Ok(None)),
+            Reply {
+                message: Message::DigestReply {
+                    card: card.clone(),
+                    digest: None
+                },
+                close: false
+            }
+        );
+        assert_eq!(
+            s.coupon_reply("12".into(), Ok(CouponVerdict::Forged))
+                .message,
+            Message::CouponVerdict {
+                code: "12".into(),
+                verdict: CouponVerdict::Forged
+            }
+        );
+        let down = s.digest_reply(card, Err(StoreError::WriterGone));
+        assert!(down.close);
+        assert!(matches!(
+            down.message,
+            Message::Refused {
+                reason: Refusal::Unavailable,
+                ..
+            }
+        ));
     }
 
     #[test]

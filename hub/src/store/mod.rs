@@ -133,4 +133,19 @@ pub trait Store: Send {
         source: &str,
         now: Timestamp,
     ) -> Result<Option<ProfileView>, StoreError>;
+
+    /// The KPIs of one campaign, with uplift over `window_days` (its `valid_days`).
+    fn campaign_kpis(
+        &self,
+        campaign_id: &str,
+        window_days: u32,
+    ) -> Result<crate::coupons::CampaignKpis, StoreError>;
+
+    /// Issued, control and redeemed per campaign id that has coupon rows.
+    fn coupon_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::coupons::CouponCounts>, StoreError>;
+
+    /// Redeemed, duplicate, forged and refused scans per store where they were scanned.
+    fn coupon_stores(&self) -> Result<Vec<crate::coupons::StoreCoupons>, StoreError>;
 }

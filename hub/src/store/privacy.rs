@@ -153,6 +153,29 @@ pub(super) fn export_profile(
         .query_map([profile_id], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
 
+    // Coupons printed for the person (or withheld: the control group), by profile or
+    // by one of the person's cards.
+    let coupons = conn
+        .prepare_cached(
+            "SELECT campaign_id, control, code, issued_at_ms, offset_min, expires, store, till
+             FROM coupons
+             WHERE profile_id = ?1
+                OR card IN (SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card')
+             ORDER BY issued_at_ms, store, till, seq",
+        )?
+        .query_map([profile_id], |r| {
+            Ok(json!({
+                "campaign_id": r.get::<_, String>(0)?,
+                "control_group": r.get::<_, bool>(1)?,
+                "code": r.get::<_, Option<String>>(2)?,
+                "issued_at": rfc3339(r.get(3)?, r.get(4)?),
+                "expires": r.get::<_, String>(5)?,
+                "store": r.get::<_, String>(6)?,
+                "till": r.get::<_, String>(7)?,
+            }))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
     let mut out = Map::new();
     out.insert("profile_id".into(), Value::String(profile_id.to_string()));
     out.insert("personal".into(), person);
@@ -162,9 +185,7 @@ pub(super) fn export_profile(
     out.insert("orders".into(), Value::Array(orders));
     out.insert("traits".into(), traits.unwrap_or(Value::Null));
     out.insert("segments".into(), json!(segments));
-    // The store keeps no per-person coupon rows yet; the key is there so the export's
-    // shape does not change when it does.
-    out.insert("coupons".into(), json!([]));
+    out.insert("coupons".into(), Value::Array(coupons));
     Ok(Some(Value::Object(out)))
 }
 
@@ -204,6 +225,13 @@ pub(super) fn erase_profile(
     anonymised += tx
         .prepare_cached("UPDATE orders SET profile_id = NULL WHERE profile_id = ?1")?
         .execute([profile_id])?;
+    // Coupons stay counted in the KPIs, without the person.
+    let forget_coupons = "UPDATE coupons SET card = NULL, profile_id = NULL, customer_key = NULL
+                          WHERE profile_id = ?1 OR card = ?1";
+    tx.prepare_cached(forget_coupons)?.execute([profile_id])?;
+    for card in &cards {
+        tx.prepare_cached(forget_coupons)?.execute([card])?;
+    }
 
     // The identity graph's evidence names the person too; without it a later merge
     // could not bring the erased identifiers back. A row holding one of the person's
@@ -279,18 +307,16 @@ fn scrub_events(tx: &Connection, card: &str) -> Result<(), StoreError> {
                 )?
                 .execute(params![store, till, seq])?;
             }
-            EventKind::Receipt(receipt)
-                if receipt.card.as_ref().is_some_and(|c| c.as_str() == card) =>
-            {
-                receipt.card = None;
-                receipt.card_last4 = None;
-                tx.prepare_cached(
-                    "UPDATE events SET payload = ?4 WHERE store = ?1 AND till = ?2 AND seq = ?3",
-                )?
-                .execute(params![store, till, seq, codec::to_bytes(&event)?])?;
+            // Receipts and coupons keep what happened, without the card; otherwise the
+            // card's digits happened to occur in other bytes.
+            kind => {
+                if kind.forget_cards(|c| c.as_str() == card) {
+                    tx.prepare_cached(
+                        "UPDATE events SET payload = ?4 WHERE store = ?1 AND till = ?2 AND seq = ?3",
+                    )?
+                    .execute(params![store, till, seq, codec::to_bytes(&event)?])?;
+                }
             }
-            // The card's digits happened to occur in other bytes.
-            _ => {}
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ use super::{
     Store, StoreError,
 };
 use crate::config::IdentityConfig;
+use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};
 use crate::profile::{
     merge_ops, profile_view, ConsentView, LoyaltyView, MergeOp, PersonalView, ProfileParts,
@@ -172,8 +173,11 @@ CREATE TABLE IF NOT EXISTS coupons (
 CREATE INDEX IF NOT EXISTS coupons_campaign ON coupons(campaign_id, control);
 CREATE INDEX IF NOT EXISTS coupons_profile ON coupons(profile_id);
 CREATE INDEX IF NOT EXISTS coupons_code ON coupons(code);
+CREATE INDEX IF NOT EXISTS coupons_card ON coupons(card);
 -- Coupon codes scanned at tills: accepted ones (status genuine or forged, as the hub's
--- check of the signature says) and ones the till refused (status refused).
+-- check of the signature says; unchecked without a master secret) and ones the till
+-- refused (status refused). campaign_id: the checked campaign of a genuine code, the
+-- one its number claims otherwise. Which scan is THE redemption is decided when read.
 CREATE TABLE IF NOT EXISTS redemptions (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
@@ -185,6 +189,7 @@ CREATE TABLE IF NOT EXISTS redemptions (
     verified TEXT,
     status TEXT NOT NULL,
     reason TEXT,
+    campaign_id TEXT,
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
@@ -215,6 +220,9 @@ const UPSERT_AGENT: &str =
 pub struct SqliteStore {
     pub(super) conn: Connection,
     identity: IdentityConfig,
+    /// The coupon master secret, to check redeemed codes at merge; without it every
+    /// accepted scan is stored as `unchecked` (and counted as genuine).
+    coupon_master: Option<[u8; 32]>,
 }
 
 impl SqliteStore {
@@ -255,6 +263,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             identity: IdentityConfig::default(),
+            coupon_master: None,
         })
     }
 
@@ -266,7 +275,11 @@ impl SqliteStore {
         Ok(seq.map_or(0, |s| s.max(0) as u64))
     }
 
-    fn merge_event(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
+    fn merge_event(
+        tx: &Transaction<'_>,
+        event: &Event,
+        coupon_master: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         tx.prepare_cached(INSERT_EVENT)?.execute(params![
             event.agent.store,
             event.agent.till,
@@ -298,6 +311,33 @@ impl SqliteStore {
                         }
                     }
                     Self::insert_transaction(tx, &row)?
+                }
+                MergeOp::AddCoupon(mut row) => {
+                    if row.card.is_some() {
+                        row.profile_id = None;
+                        match resolved.take() {
+                            Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
+                            Some(identity::CardOwner::Blocked) => {}
+                            // The customer key names the person as much as the card.
+                            Some(identity::CardOwner::Erased) | None => {
+                                row.card = None;
+                                row.customer_key = None;
+                            }
+                        }
+                    }
+                    ledger::insert_coupon(tx, &row)?
+                }
+                MergeOp::AddRedemption(row) => {
+                    let status = ledger::insert_redemption(tx, &row, coupon_master)?;
+                    if status == ledger::RedemptionStatus::Forged {
+                        tracing::warn!(
+                            "{}/{} seq {}: coupon code {:?} accepted by the till is forged",
+                            row.store,
+                            row.till,
+                            row.seq,
+                            row.code
+                        );
+                    }
                 }
             }
         }
@@ -468,6 +508,7 @@ impl SqliteStore {
                 BTreeMap::new()
             }
         };
+        let coupons = kpis::load_profile_coupons(conn, profile_id)?;
         Ok(Some(profile_view(ProfileParts {
             profile_id: profile_id.to_string(),
             created_at: Some(created_at),
@@ -480,6 +521,7 @@ impl SqliteStore {
             orders,
             segments,
             traits,
+            coupons,
         })))
     }
 
@@ -561,6 +603,12 @@ impl SqliteStore {
         Ok(found.into_iter().take(limit.max(0) as usize).collect())
     }
 
+    /// Gives the store the coupon master secret, so it checks every redeemed code at
+    /// merge (`genuine` or `forged`) instead of storing it `unchecked`.
+    pub fn set_coupon_master(&mut self, master: &[u8; 32]) {
+        self.coupon_master = Some(*master);
+    }
+
     /// Sets how search normalises phone numbers (`[identity]` of hub.toml).
     pub fn set_identity_config(&mut self, config: IdentityConfig) {
         self.identity = config;
@@ -607,6 +655,7 @@ impl Store for SqliteStore {
         requests: &[IngestRequest<'_>],
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let master = self.coupon_master.as_ref().map(|m| m.as_slice());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -619,7 +668,7 @@ impl Store for SqliteStore {
                 Err(refusal) => outcomes.push(Err(refusal)),
                 Ok(plan) => {
                     for event in &req.events[plan.first_new..] {
-                        Self::merge_event(&tx, event)?;
+                        Self::merge_event(&tx, event, master)?;
                     }
                     tx.prepare_cached(UPSERT_AGENT)?.execute(params![
                         req.agent.store,
@@ -724,5 +773,21 @@ impl Store for SqliteStore {
             }
         }
         Ok(views)
+    }
+
+    fn campaign_kpis(
+        &self,
+        campaign_id: &str,
+        window_days: u32,
+    ) -> Result<CampaignKpis, StoreError> {
+        kpis::load_campaign_kpis(&self.conn, campaign_id, window_days)
+    }
+
+    fn coupon_counts(&self) -> Result<BTreeMap<String, CouponCounts>, StoreError> {
+        kpis::load_coupon_counts(&self.conn)
+    }
+
+    fn coupon_stores(&self) -> Result<Vec<StoreCoupons>, StoreError> {
+        kpis::load_store_report(&self.conn)
     }
 }

@@ -8,29 +8,39 @@
 //! journal's erasure version; `Erasures` frames from the hub are applied to the journal
 //! (one transaction with the new version), passed on to the till core (a pending card
 //! is dropped) and answered with `ErasuresApplied`. `Subscribe` also carries the
-//! campaign set version held; a `Campaigns` frame (set + this till's coupon key) is
-//! stored in the journal and needs no answer. After any error the task reconnects with a jittered
-//! exponential backoff, forever, and resumes from the hub's `Welcome`.
+//! campaign set version held; a `Campaigns` frame (set, keyring, catalog) is stored in
+//! the journal and needs no answer, and the digest cache's version; `Digests` deltas are
+//! applied to the journal's cache (one transaction with the version). Everything stored
+//! is also passed to the till core as [`HubNews`].
+//!
+//! The till core's [`HubRequest`]s (a scanned card's digest, another store's coupon
+//! code) are sent while streaming and answered within `request_timeout` (see
+//! [`pending`]); when the hub cannot be asked they are answered at once as unanswered.
+//! After any error the task reconnects with a jittered exponential backoff, forever,
+//! and resumes from the hub's `Welcome`.
 
+mod pending;
+mod tls;
+
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use quinn::crypto::rustls::QuicClientConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 use thiserror::Error;
 use till360_shared::codec::{self, CodecError, FrameDecoder};
 use till360_shared::sync::{SyncError, UplinkEvent, UplinkSession};
-use till360_shared::wire::{Message, ALPN};
+use till360_shared::wire::Message;
 use till360_shared::{AgentId, CardNumber};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::HubLink;
+use crate::hub_link::{CampaignState, HubNews, HubRequest, NewsSink};
 use crate::journal::{Journal, JournalError};
+use pending::{offline_answer, PendingRequests, Reply, MAX_PENDING};
+pub use tls::{client_config, TlsConfigError};
 
 pub const SOFTWARE: &str = concat!("till360-agent/", env!("CARGO_PKG_VERSION"));
 // A dead hub is noticed within the idle timeout; keep-alives keep a quiet link up.
@@ -39,20 +49,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-/// A problem with `[hub] ca`, `cert` or `key`, named as the config names it.
-#[derive(Debug, Error)]
-pub enum TlsConfigError {
-    #[error("{file}: [hub] {key}: {path}: {reason}")]
-    File {
-        file: String,
-        key: &'static str,
-        path: String,
-        reason: String,
-    },
-    #[error("{file}: [hub]: {reason}")]
-    Build { file: String, reason: String },
-}
+/// How long the till core waits for the hub to answer a request (DESIGN.md: 150 ms).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 
 /// What the uplink is doing, for `status` and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -67,6 +65,8 @@ pub struct UplinkStatus {
     pub erasure_version: u64,
     /// The version of the campaign set the journal holds (0: none).
     pub campaign_version: u64,
+    /// The version of the hub's digest feed the journal's cache holds (0: empty).
+    pub digest_version: u64,
 }
 
 #[derive(Debug, Error)]
@@ -97,92 +97,6 @@ enum UplinkError {
     JournalTask(String),
     #[error("journal returned no events for seq {0} although the session expects some")]
     NothingToSend(u64),
-}
-
-fn file_err(
-    hub: &HubLink,
-    key: &'static str,
-    path: &Path,
-    reason: impl ToString,
-) -> TlsConfigError {
-    TlsConfigError::File {
-        file: hub.origin.clone(),
-        key,
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-fn pem_reason(e: rustls_pki_types::pem::Error) -> String {
-    match e {
-        rustls_pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            "no PEM item of the expected kind found".into()
-        }
-        other => format!("not valid PEM: {other}"),
-    }
-}
-
-fn load_certs(
-    hub: &HubLink,
-    key: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(hub, key, path, pem_reason(e)))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(hub, key, path, pem_reason(e)))?;
-    if certs.is_empty() {
-        return Err(file_err(hub, key, path, "contains no CERTIFICATE"));
-    }
-    Ok(certs)
-}
-
-/// Builds the QUIC client config: trust only `[hub] ca`, present `[hub] cert` + `key`,
-/// TLS 1.3 with the ring provider, ALPN `till360/1`, keep-alive below the idle timeout.
-pub fn client_config(hub: &HubLink) -> Result<quinn::ClientConfig, TlsConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in load_certs(hub, "ca", &hub.ca)? {
-        roots.add(cert).map_err(|e| {
-            file_err(
-                hub,
-                "ca",
-                &hub.ca,
-                format!("not a usable CA certificate: {e}"),
-            )
-        })?;
-    }
-    let chain = load_certs(hub, "cert", &hub.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&hub.key)
-        .map_err(|e| file_err(hub, "key", &hub.key, pem_reason(e)))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let build = |reason: String| TlsConfigError::Build {
-        file: hub.origin.clone(),
-        reason,
-    };
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| build(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| {
-            file_err(
-                hub,
-                "key",
-                &hub.key,
-                format!("does not fit [hub] cert: {e}"),
-            )
-        })?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = QuicClientConfig::try_from(tls).map_err(|e| build(e.to_string()))?;
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| build(e.to_string()))?,
-    ));
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
 }
 
 /// A running uplink task.
@@ -219,6 +133,26 @@ pub struct Uplink {
     /// Where erased cards go once the journal has applied them (the till core drops
     /// a pending scan of one). `None`: journal only.
     pub erased_cards: Option<std::sync::mpsc::Sender<Vec<CardNumber>>>,
+    /// Where news for the till core goes (campaigns, digests, answers, online state).
+    /// `None`: journal only.
+    pub news: Option<NewsSink>,
+    /// Requests of the till core (a scanned card's digest, a coupon check). `None`: none.
+    pub requests: Option<mpsc::UnboundedReceiver<HubRequest>>,
+    /// How long an answer to a request may take before it counts as not given.
+    pub request_timeout: Duration,
+}
+
+/// The till core's request queue; `None` once there is none (never given, or closed).
+type Requests = Option<mpsc::UnboundedReceiver<HubRequest>>;
+
+/// What one connection knows beyond the protocol session.
+struct Link {
+    /// Requests sent and not yet answered.
+    pending: PendingRequests,
+    /// The digest key of the keyring held (to store a digest answered for a card).
+    digest_key: Option<[u8; 32]>,
+    /// `HubNews::Online(true)` was sent for this connection.
+    online: bool,
 }
 
 impl Uplink {
@@ -230,7 +164,31 @@ impl Uplink {
         UplinkHandle { status, stop, task }
     }
 
+    fn tell(&self, news: HubNews) {
+        if let Some(sink) = &self.news {
+            sink(news);
+        }
+    }
+
+    fn answer_offline(&self, request: HubRequest) {
+        if let Some(news) = offline_answer(request) {
+            self.tell(news);
+        }
+    }
+
+    /// Runs `fut` while answering requests as "the hub cannot be asked".
+    async fn offline_while<F: Future>(&self, requests: &mut Requests, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                request = next_request(requests) => self.answer_offline(request),
+            }
+        }
+    }
+
     async fn run(mut self, status: watch::Sender<UplinkStatus>, mut stop: watch::Receiver<bool>) {
+        let mut requests = self.requests.take();
         let mut attempt = 0u32;
         let mut jitter = Jitter::seeded();
         loop {
@@ -238,7 +196,9 @@ impl Uplink {
                 break;
             }
             let result = tokio::select! {
-                r = self.session(&status, &mut attempt, stop.clone()) => r,
+                // A session that sees the stop first ends cleanly (news included).
+                biased;
+                r = self.session(&status, &mut attempt, stop.clone(), &mut requests) => r,
                 _ = stopped(&mut stop) => Ok(()),
             };
             status.send_modify(|s| s.connected = false);
@@ -255,9 +215,17 @@ impl Uplink {
             }
             let delay = jitter.backoff(attempt);
             attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stopped(&mut stop) => break,
+            let mut stop_wait = stop.clone();
+            let stopping = self
+                .offline_while(&mut requests, async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => false,
+                        _ = stopped(&mut stop_wait) => true,
+                    }
+                })
+                .await;
+            if stopping {
+                break;
             }
         }
     }
@@ -268,8 +236,11 @@ impl Uplink {
         status: &watch::Sender<UplinkStatus>,
         attempt: &mut u32,
         mut stop: watch::Receiver<bool>,
+        requests: &mut Requests,
     ) -> Result<(), UplinkError> {
-        let addr = resolve(&self.hub.address).await?;
+        let addr = self
+            .offline_while(requests, resolve(&self.hub.address))
+            .await?;
         let bind: SocketAddr = if addr.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
@@ -277,15 +248,35 @@ impl Uplink {
         };
         let mut endpoint = quinn::Endpoint::client(bind).map_err(UplinkError::Bind)?;
         endpoint.set_default_client_config(self.client_config.clone());
+        let mut link = Link {
+            pending: PendingRequests::new(self.request_timeout, MAX_PENDING),
+            digest_key: None,
+            online: false,
+        };
         let result = self
-            .converse(&endpoint, addr, status, attempt, &mut stop)
+            .converse(
+                &endpoint, addr, status, attempt, &mut stop, requests, &mut link,
+            )
             .await;
+        // Nothing sent on this connection will be answered now.
+        for news in link.pending.give_up_all() {
+            self.tell(news);
+        }
+        if link.online {
+            self.tell(HubNews::Online(false));
+        }
         endpoint.close(0u32.into(), b"agent closing");
         // Give the close frame a moment to leave; never block shutdown for long.
-        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        let _ = self
+            .offline_while(
+                requests,
+                tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()),
+            )
+            .await;
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn converse(
         &mut self,
         endpoint: &quinn::Endpoint,
@@ -293,19 +284,40 @@ impl Uplink {
         status: &watch::Sender<UplinkStatus>,
         attempt: &mut u32,
         stop: &mut watch::Receiver<bool>,
+        requests: &mut Requests,
+        link: &mut Link,
     ) -> Result<(), UplinkError> {
         let connecting = endpoint.connect(addr, &self.hub.server_name)?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let conn = self
+            .offline_while(requests, tokio::time::timeout(CONNECT_TIMEOUT, connecting))
             .await
             .map_err(|_| UplinkError::ConnectTimeout)??;
-        let (mut send, mut recv) = conn.open_bi().await?;
+        let (mut send, mut recv) = self.offline_while(requests, conn.open_bi()).await?;
 
-        let (journal_last, erasure_version, campaign_version) = self
-            .with_journal(|j| Ok((j.last_seq(), j.erasure_version()?, j.campaign_version()?)))
+        let (journal_last, erasure_version, campaign_version, digest_version, digest_key) = self
+            .with_journal(move |j| {
+                // A corrupt stored set only costs the key until the hub resends it.
+                let digest_key = match j.campaigns() {
+                    Ok(state) => state.map(|s| s.keyring.digest_key),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        None
+                    }
+                };
+                Ok((
+                    j.last_seq(),
+                    j.erasure_version()?,
+                    j.campaign_version()?,
+                    j.digest_version()?,
+                    digest_key,
+                ))
+            })
             .await?;
+        link.digest_key = digest_key;
         status.send_modify(|s| {
             s.erasure_version = erasure_version;
             s.campaign_version = campaign_version;
+            s.digest_version = digest_version;
         });
         let mut session = UplinkSession::new(
             self.agent.clone(),
@@ -314,7 +326,8 @@ impl Uplink {
             self.hub.batch_max,
         )
         .with_erasure_version(erasure_version)
-        .with_campaign_version(campaign_version);
+        .with_campaign_version(campaign_version)
+        .with_digest_version(digest_version);
         let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
         opening.extend(codec::encode_frame(&session.subscribe())?);
         send.write_all(&opening).await?;
@@ -331,6 +344,7 @@ impl Uplink {
                 send_events(&mut send, events).await?;
                 session.on_sent(last);
             }
+            let deadline = link.pending.next_deadline();
             tokio::select! {
                 read = recv.read(&mut buf) => {
                     let Some(n) = read? else {
@@ -339,7 +353,12 @@ impl Uplink {
                     decoder.feed(&buf[..n]);
                     while let Some(msg) = decoder.poll()? {
                         let was_streaming = session.is_streaming();
-                        match session.handle(msg)? {
+                        let event = session.handle(msg)?;
+                        if !was_streaming && session.is_streaming() && !link.online {
+                            link.online = true;
+                            self.tell(HubNews::Online(true));
+                        }
+                        match event {
                             Some(UplinkEvent::Acked(seq)) => {
                                 self.with_journal(move |j| j.ack(seq)).await?;
                                 status.send_modify(|s| {
@@ -357,17 +376,36 @@ impl Uplink {
                                 let applied = session.erasures_applied(up_to_version);
                                 send.write_all(&codec::encode_frame(&applied)?).await?;
                             }
-                            Some(UplinkEvent::Campaigns { version, set, keyring, catalog: _ }) => {
-                                let count = set.campaigns.len();
-                                self.with_journal(move |j| j.store_campaigns(version, &set, &keyring)).await?;
-                                // The key is never logged.
-                                tracing::info!("uplink: {count} campaigns stored (version {version}) with this till's coupon key");
-                                status.send_modify(|s| s.campaign_version = version);
+                            Some(UplinkEvent::Campaigns { version, set, keyring, catalog }) => {
+                                let state = CampaignState { version, set, keyring, catalog };
+                                self.store_campaigns(state, status, link).await?;
                             }
-                            // TODO(issue 4): digest cache and coupon verdicts.
-                            Some(UplinkEvent::Digests { .. } | UplinkEvent::Digest { .. } | UplinkEvent::CouponVerdict { .. }) => {}
+                            Some(UplinkEvent::Digests { entries, up_to_version, reset }) => {
+                                self.apply_digests(entries, up_to_version, reset, status).await?;
+                            }
+                            Some(UplinkEvent::Digest { card, digest }) => {
+                                self.digest_reply(card, digest, link).await?;
+                            }
+                            Some(UplinkEvent::CouponVerdict { code, verdict }) => {
+                                match link.pending.coupon_reply(&code, verdict, Instant::now()) {
+                                    Some(news) => self.tell(news),
+                                    None => tracing::debug!("uplink: late coupon verdict dropped"),
+                                }
+                            }
                             None => {}
                         }
+                    }
+                }
+                request = next_request(requests) => {
+                    if session.is_streaming() {
+                        self.ask(request, &mut send, link).await?;
+                    } else {
+                        self.answer_offline(request);
+                    }
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    for news in link.pending.expire(Instant::now()) {
+                        self.tell(news);
                     }
                 }
                 changed = self.journal_seq.changed(), if journal_seq_open => {
@@ -383,6 +421,108 @@ impl Uplink {
                 }
             }
         }
+    }
+
+    /// Sends a request to the hub and remembers it until answered or timed out.
+    async fn ask(
+        &self,
+        request: HubRequest,
+        send: &mut quinn::SendStream,
+        link: &mut Link,
+    ) -> Result<(), UplinkError> {
+        let (frame, evicted) = match request {
+            HubRequest::Digest { card } => {
+                let frame = codec::encode_frame(&Message::DigestRequest { card: card.clone() })?;
+                (frame, link.pending.digest_sent(card, Instant::now()))
+            }
+            HubRequest::CouponCheck { code } => {
+                let frame = codec::encode_frame(&Message::CouponCheck { code: code.clone() })?;
+                (frame, link.pending.coupon_sent(code, Instant::now()))
+            }
+        };
+        if let Some(news) = evicted {
+            self.tell(news);
+        }
+        send.write_all(&frame).await?;
+        Ok(())
+    }
+
+    /// The hub answered a digest request: store it under the card key and pass it on,
+    /// unless it came too late.
+    async fn digest_reply(
+        &self,
+        card: CardNumber,
+        digest: Option<till360_shared::campaign::Digest>,
+        link: &mut Link,
+    ) -> Result<(), UplinkError> {
+        if link.pending.digest_reply(&card, Instant::now()) == Reply::Late {
+            tracing::debug!("uplink: late digest reply dropped");
+            return Ok(());
+        }
+        // Without a keyring there is no card key to store it under; the till core still
+        // gets it for this scan.
+        let (card, digest) = match link.digest_key {
+            Some(key) => {
+                self.with_journal(move |j| {
+                    let card_key = till360_shared::coupon::CardKey::of(&key, &card);
+                    j.put_digest(&card_key, digest.as_ref())?;
+                    Ok((card, digest))
+                })
+                .await?
+            }
+            None => (card, digest),
+        };
+        self.tell(HubNews::Digest { card, digest });
+        Ok(())
+    }
+
+    /// Stores a campaign frame, then tells the till core.
+    async fn store_campaigns(
+        &self,
+        state: CampaignState,
+        status: &watch::Sender<UplinkStatus>,
+        link: &mut Link,
+    ) -> Result<(), UplinkError> {
+        let state = self
+            .with_journal(move |j| {
+                j.store_campaigns(&state)?;
+                Ok(state)
+            })
+            .await?;
+        let version = state.version;
+        // The keys are never logged.
+        tracing::info!(
+            "uplink: {} campaigns and {} catalog items stored (version {version}) with this till's keyring",
+            state.set.campaigns.len(),
+            state.catalog.len()
+        );
+        link.digest_key = Some(state.keyring.digest_key);
+        status.send_modify(|s| s.campaign_version = version);
+        self.tell(HubNews::Campaigns(Box::new(state)));
+        Ok(())
+    }
+
+    /// Applies a digest delta to the journal's cache, then tells the till core.
+    async fn apply_digests(
+        &self,
+        entries: Vec<till360_shared::wire::DigestEntry>,
+        up_to_version: u64,
+        reset: bool,
+        status: &watch::Sender<UplinkStatus>,
+    ) -> Result<(), UplinkError> {
+        let entries = self
+            .with_journal(move |j| {
+                j.apply_digests(&entries, up_to_version, reset)?;
+                Ok(entries)
+            })
+            .await?;
+        tracing::debug!(
+            "uplink: {} digest changes applied (digest version {up_to_version}, reset {reset})",
+            entries.len()
+        );
+        status.send_modify(|s| s.digest_version = up_to_version);
+        self.tell(HubNews::Digests { entries, reset });
+        Ok(())
     }
 
     /// Pseudonymises the journal's events of `cards` and stores `up_to_version` (one
@@ -451,6 +591,25 @@ async fn send_events(
     Ok(())
 }
 
+/// The next request of the till core; never resolves when there is no queue (a closed
+/// queue is forgotten, so a stopped till core costs no wake-ups).
+async fn next_request(requests: &mut Requests) -> HubRequest {
+    if let Some(rx) = requests {
+        if let Some(request) = rx.recv().await {
+            return request;
+        }
+        *requests = None;
+    }
+    std::future::pending().await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when a stop is requested (or the handle is gone). Returns nothing so no
 /// watch guard lives across an await.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -501,20 +660,4 @@ impl Jitter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let mut j = Jitter(12345);
-        let first = j.backoff(0);
-        assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
-        for attempt in 10..40 {
-            let d = j.backoff(attempt);
-            assert!(
-                d >= Duration::from_millis(7500) && d <= Duration::from_millis(12500),
-                "{d:?}"
-            );
-        }
-    }
-}
+mod tests;

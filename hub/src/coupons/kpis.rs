@@ -1,0 +1,445 @@
+//! Campaign KPIs: pure functions over ledger rows (which scan of a code is THE
+//! redemption, counts, revenue, uplift against the control group), and the SQL that
+//! loads those rows. Everything is computed when read, so merge order never matters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::ledger::{RedemptionStatus, COUNTING_STATUSES};
+use crate::profile::CouponSummary;
+use crate::store::StoreError;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A coupon row as the KPIs need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCoupon {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub control: bool,
+    pub code: Option<String>,
+    /// The profile of the coupon's card now (cards can join profiles after the issue).
+    pub profile_id: Option<String>,
+    pub issued_at_ms: i64,
+    pub receipt_seq: u64,
+}
+
+/// A scan of a code, with the total of the receipt it was used on (if that receipt
+/// reached the hub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub code: String,
+    pub at_ms: i64,
+    pub status: RedemptionStatus,
+    pub receipt_total_cents: Option<i64>,
+}
+
+/// A receipt of a profile, for the spend after a coupon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileReceipt {
+    pub profile_id: String,
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub at_ms: i64,
+    pub total_cents: i64,
+}
+
+/// `GET /api/v1/campaigns/{id}/kpis`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignKpis {
+    pub campaign_id: String,
+    /// Printed coupons.
+    pub issued: u64,
+    /// Control-group would-haves.
+    pub control: u64,
+    /// Codes with a counted redemption (one per code).
+    pub redeemed: u64,
+    /// `redeemed / issued`, 0 when nothing was issued.
+    pub redemption_rate: f64,
+    /// Genuine scans of an already redeemed code.
+    pub duplicate_redemptions: u64,
+    /// Scans the tills accepted whose signature the hub refutes.
+    pub forged_redemptions: u64,
+    /// Sum of the receipts the counted redemptions were used on.
+    pub revenue_cents: i64,
+    pub uplift: Uplift,
+}
+
+/// Spend per customer after the coupon, treated against control.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Uplift {
+    pub window_days: u32,
+    pub treated_customers: u64,
+    pub control_customers: u64,
+    pub treated_spend_per_customer_cents: i64,
+    pub control_spend_per_customer_cents: i64,
+    pub uplift_cents_per_customer: i64,
+    /// `None` when the control group spent nothing (no base to compare with).
+    pub uplift_percent: Option<f64>,
+}
+
+/// Counts per campaign for `GET /api/v1/campaigns`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CouponCounts {
+    pub issued: u64,
+    pub control: u64,
+    pub redeemed: u64,
+}
+
+/// Scans per store (where the code was scanned): `GET /api/v1/coupons/stores`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCoupons {
+    pub store: String,
+    pub redeemed: u64,
+    pub duplicates: u64,
+    pub forged: u64,
+    pub refused: u64,
+}
+
+/// The scans that count, split into THE redemption of each code (the earliest by
+/// (at, store, till, seq)) and the duplicates.
+pub struct Tally<'a> {
+    pub redemptions: Vec<&'a Scan>,
+    pub duplicates: Vec<&'a Scan>,
+}
+
+pub fn tally(scans: &[Scan]) -> Tally<'_> {
+    let mut per_code: BTreeMap<&str, Vec<&Scan>> = BTreeMap::new();
+    for scan in scans.iter().filter(|s| s.status.counts()) {
+        per_code.entry(scan.code.as_str()).or_default().push(scan);
+    }
+    let mut out = Tally {
+        redemptions: Vec::new(),
+        duplicates: Vec::new(),
+    };
+    for (_, mut list) in per_code {
+        list.sort_by(|a, b| {
+            (a.at_ms, &a.store, &a.till, a.seq).cmp(&(b.at_ms, &b.store, &b.till, b.seq))
+        });
+        let mut list = list.into_iter();
+        out.redemptions.extend(list.next());
+        out.duplicates.extend(list);
+    }
+    out
+}
+
+/// `sum / n` rounded half away from zero (0 when `n` is 0).
+pub fn mean_cents(sum: i128, n: u64) -> i64 {
+    if n == 0 {
+        return 0;
+    }
+    let n = i128::from(n);
+    let (q, r) = (sum / n, sum % n);
+    let rounded = if 2 * r.abs() >= n {
+        q + sum.signum()
+    } else {
+        q
+    };
+    i64::try_from(rounded).unwrap_or(if rounded < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The KPIs of one campaign from its coupons, the scans of its codes and the receipts
+/// of its customers.
+pub fn campaign_kpis(
+    campaign_id: &str,
+    window_days: u32,
+    coupons: &[IssuedCoupon],
+    scans: &[Scan],
+    receipts: &[ProfileReceipt],
+) -> CampaignKpis {
+    let issued = coupons.iter().filter(|c| !c.control).count() as u64;
+    let control = coupons.iter().filter(|c| c.control).count() as u64;
+    let counted = tally(scans);
+    let redeemed = counted.redemptions.len() as u64;
+    let revenue_cents = counted
+        .redemptions
+        .iter()
+        .filter_map(|s| s.receipt_total_cents)
+        .fold(0i64, i64::saturating_add);
+    CampaignKpis {
+        campaign_id: campaign_id.to_string(),
+        issued,
+        control,
+        redeemed,
+        redemption_rate: if issued == 0 {
+            0.0
+        } else {
+            redeemed as f64 / issued as f64
+        },
+        duplicate_redemptions: counted.duplicates.len() as u64,
+        forged_redemptions: scans
+            .iter()
+            .filter(|s| s.status == RedemptionStatus::Forged)
+            .count() as u64,
+        revenue_cents,
+        uplift: uplift(window_days, coupons, receipts),
+    }
+}
+
+/// Spend per customer in the `window_days` after their first coupon of the campaign
+/// (treated: printed; control: would-have), the issuing receipt excluded.
+pub fn uplift(window_days: u32, coupons: &[IssuedCoupon], receipts: &[ProfileReceipt]) -> Uplift {
+    let mut by_profile: HashMap<&str, Vec<&ProfileReceipt>> = HashMap::new();
+    for r in receipts {
+        by_profile.entry(r.profile_id.as_str()).or_default().push(r);
+    }
+    let window_ms = i64::from(window_days) * DAY_MS;
+    let group = |control: bool| -> (u64, i64) {
+        let mut first: BTreeMap<&str, &IssuedCoupon> = BTreeMap::new();
+        for c in coupons.iter().filter(|c| c.control == control) {
+            let Some(profile) = c.profile_id.as_deref() else {
+                continue;
+            };
+            let key = |c: &IssuedCoupon| (c.issued_at_ms, c.store.clone(), c.till.clone(), c.seq);
+            match first.get(profile) {
+                Some(seen) if key(seen) <= key(c) => {}
+                _ => {
+                    first.insert(profile, c);
+                }
+            }
+        }
+        let mut total: i128 = 0;
+        for (profile, coupon) in &first {
+            let end = coupon.issued_at_ms.saturating_add(window_ms);
+            for r in by_profile.get(profile).into_iter().flatten() {
+                let issuing_receipt =
+                    r.store == coupon.store && r.till == coupon.till && r.seq == coupon.receipt_seq;
+                if r.at_ms > coupon.issued_at_ms && r.at_ms <= end && !issuing_receipt {
+                    total += i128::from(r.total_cents);
+                }
+            }
+        }
+        let customers = first.len() as u64;
+        (customers, mean_cents(total, customers))
+    };
+    let (treated_customers, treated) = group(false);
+    let (control_customers, control) = group(true);
+    let uplift = treated.saturating_sub(control);
+    Uplift {
+        window_days,
+        treated_customers,
+        control_customers,
+        treated_spend_per_customer_cents: treated,
+        control_spend_per_customer_cents: control,
+        uplift_cents_per_customer: uplift,
+        // Two decimals, computed in integers so it is the same on every machine.
+        uplift_percent: (control != 0).then(|| {
+            mean_cents(i128::from(uplift) * 10_000, control.unsigned_abs()) as f64 / 100.0
+        }),
+    }
+}
+
+/// Per store where codes were scanned: counted redemptions, duplicates, forged and
+/// refused scans, by store.
+pub fn store_report(scans: &[Scan]) -> Vec<StoreCoupons> {
+    fn entry<'m>(
+        stores: &'m mut BTreeMap<String, StoreCoupons>,
+        store: &str,
+    ) -> &'m mut StoreCoupons {
+        stores
+            .entry(store.to_string())
+            .or_insert_with(|| StoreCoupons {
+                store: store.to_string(),
+                ..StoreCoupons::default()
+            })
+    }
+    let mut stores = BTreeMap::new();
+    let counted = tally(scans);
+    for s in &counted.redemptions {
+        entry(&mut stores, &s.store).redeemed += 1;
+    }
+    for s in &counted.duplicates {
+        entry(&mut stores, &s.store).duplicates += 1;
+    }
+    for s in scans {
+        match s.status {
+            RedemptionStatus::Forged => entry(&mut stores, &s.store).forged += 1,
+            RedemptionStatus::Refused => entry(&mut stores, &s.store).refused += 1,
+            RedemptionStatus::Genuine | RedemptionStatus::Unchecked => {}
+        }
+    }
+    stores.into_values().collect()
+}
+
+// ---- SQL: loading the rows ----
+
+/// The profile a coupon belongs to now: its card's profile in the identity graph (a
+/// card can join another profile after the issue; an erased card has none), else the
+/// profile recorded at merge.
+const COUPON_PROFILE: &str = "CASE WHEN c.card IS NULL THEN c.profile_id
+     ELSE (SELECT i.profile_id FROM identifiers i WHERE i.kind = 'card' AND i.value = c.card) END";
+
+/// The campaign a scanned code belongs to: the printed coupon with that code, else the
+/// campaign its number names (stored at merge).
+const SCAN_CAMPAIGN: &str = "coalesce((SELECT c.campaign_id FROM coupons c
+         WHERE c.code = r.code AND c.control = 0
+         ORDER BY c.issued_at_ms, c.store, c.till, c.seq LIMIT 1), r.campaign_id)";
+
+fn seq_of(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+fn status_of(text: &str) -> Result<RedemptionStatus, StoreError> {
+    RedemptionStatus::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("redemption status {text:?}")))
+}
+
+/// Loads the rows of one campaign and computes its KPIs.
+pub fn load_campaign_kpis(
+    conn: &Connection,
+    campaign_id: &str,
+    window_days: u32,
+) -> Result<CampaignKpis, StoreError> {
+    let coupons = conn
+        .prepare_cached(&format!(
+            "SELECT c.store, c.till, c.seq, c.control, c.code, {COUPON_PROFILE},
+                    c.issued_at_ms, c.receipt_seq
+             FROM coupons c WHERE c.campaign_id = ?1"
+        ))?
+        .query_map([campaign_id], |r| {
+            Ok(IssuedCoupon {
+                store: r.get(0)?,
+                till: r.get(1)?,
+                seq: seq_of(r.get(2)?),
+                control: r.get(3)?,
+                code: r.get(4)?,
+                profile_id: r.get(5)?,
+                issued_at_ms: r.get(6)?,
+                receipt_seq: seq_of(r.get(7)?),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let scans = load_scans(conn, Some(campaign_id))?;
+    let receipts = conn
+        .prepare_cached(&format!(
+            "SELECT t.profile_id, t.store, t.till, t.seq, t.at_ms, t.total_cents
+             FROM transactions t
+             WHERE t.profile_id IN (SELECT {COUPON_PROFILE} FROM coupons c WHERE c.campaign_id = ?1)
+               AND t.at_ms > (SELECT min(issued_at_ms) FROM coupons WHERE campaign_id = ?1)"
+        ))?
+        .query_map([campaign_id], |r| {
+            Ok(ProfileReceipt {
+                profile_id: r.get(0)?,
+                store: r.get(1)?,
+                till: r.get(2)?,
+                seq: seq_of(r.get(3)?),
+                at_ms: r.get(4)?,
+                total_cents: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(campaign_kpis(
+        campaign_id,
+        window_days,
+        &coupons,
+        &scans,
+        &receipts,
+    ))
+}
+
+/// Every scan (or those of one campaign's codes), with the total of the receipt of
+/// the scanning till it was used on.
+pub fn load_scans(conn: &Connection, campaign_id: Option<&str>) -> Result<Vec<Scan>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT r.store, r.till, r.seq, r.code, r.at_ms, r.status, t.total_cents
+         FROM redemptions r
+         LEFT JOIN transactions t
+             ON t.store = r.store AND t.till = r.till AND t.seq = r.receipt_seq
+         WHERE ?1 IS NULL OR {SCAN_CAMPAIGN} = ?1"
+    ))?;
+    let rows = stmt
+        .query_map(params![campaign_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(store, till, seq, code, at_ms, status, total)| {
+            Ok(Scan {
+                store,
+                till,
+                seq: seq_of(seq),
+                code,
+                at_ms,
+                status: status_of(&status)?,
+                receipt_total_cents: total,
+            })
+        })
+        .collect()
+}
+
+/// Issued, control and redeemed per campaign id (campaigns without rows are absent).
+pub fn load_coupon_counts(conn: &Connection) -> Result<BTreeMap<String, CouponCounts>, StoreError> {
+    let mut counts: BTreeMap<String, CouponCounts> = BTreeMap::new();
+    let issued = conn
+        .prepare_cached(
+            "SELECT campaign_id, total(control = 0), total(control = 1)
+             FROM coupons GROUP BY campaign_id",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, printed, control) in issued {
+        let entry = counts.entry(id).or_default();
+        entry.issued = printed as u64;
+        entry.control = control as u64;
+    }
+    let redeemed = conn
+        .prepare_cached(&format!(
+            "SELECT campaign, count(DISTINCT code) FROM
+                 (SELECT r.code AS code, {SCAN_CAMPAIGN} AS campaign FROM redemptions r
+                  WHERE r.status IN {COUNTING_STATUSES})
+             WHERE campaign IS NOT NULL GROUP BY campaign"
+        ))?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, n) in redeemed {
+        counts.entry(id).or_default().redeemed = seq_of(n);
+    }
+    Ok(counts)
+}
+
+/// The scan report per store.
+pub fn load_store_report(conn: &Connection) -> Result<Vec<StoreCoupons>, StoreError> {
+    Ok(store_report(&load_scans(conn, None)?))
+}
+
+/// A profile's printed coupons and how many of their codes were redeemed.
+pub fn load_profile_coupons(
+    conn: &Connection,
+    profile_id: &str,
+) -> Result<CouponSummary, StoreError> {
+    let (issued, redeemed): (i64, f64) = conn
+        .prepare_cached(&format!(
+            "SELECT count(*), total(EXISTS (SELECT 1 FROM redemptions r
+                     WHERE r.code = c.code AND r.status IN {COUNTING_STATUSES}))
+             FROM coupons c
+             WHERE c.control = 0
+               AND (c.card IN (SELECT value FROM identifiers WHERE kind = 'card' AND profile_id = ?1)
+                    OR (c.card IS NULL AND c.profile_id = ?1))"
+        ))?
+        .query_row([profile_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(CouponSummary {
+        issued: seq_of(issued),
+        redeemed: redeemed as u64,
+    })
+}

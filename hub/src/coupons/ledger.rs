@@ -1,0 +1,221 @@
+//! The coupon ledger: coupon events merged into the `coupons` and `redemptions` tables.
+//!
+//! Each event becomes one row keyed by the event's (store, till, seq), so a replay is
+//! refused by the key and the order of arrival never matters. A scan's status is the
+//! hub's own check of the code's signature (the till's `verified` is kept, never
+//! trusted); which scan of a code is THE redemption is decided when read (`kpis`).
+
+use chrono::NaiveDate;
+use rusqlite::{params, Connection};
+use till360_shared::coupon::parse;
+use till360_shared::event::Verification;
+use till360_shared::{CardNumber, Timestamp};
+
+use super::verify::{check_code, code_digits, CodeCheck};
+use crate::store::{numbering, StoreError};
+
+/// A printed coupon (`control == false`) or a control-group would-have, as merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponRow {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub campaign_id: String,
+    pub control: bool,
+    /// The printed digits (no spaces); `None` for a would-have.
+    pub code: Option<String>,
+    pub card: Option<CardNumber>,
+    /// Filled by the store from the identity graph (like a receipt's profile).
+    pub profile_id: Option<String>,
+    pub customer_key: Option<String>,
+    /// The event's `recorded_at`.
+    pub issued_at: Timestamp,
+    pub expires: NaiveDate,
+    pub receipt_seq: u64,
+}
+
+/// What the till did with a scanned code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    Accepted {
+        receipt_seq: Option<u64>,
+        verified: Verification,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// A coupon code scanned at a till, as merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedemptionRow {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    /// The code as scanned, spaces removed (a misread stays as it is).
+    pub code: String,
+    pub at: Timestamp,
+    pub outcome: ScanOutcome,
+}
+
+/// The `status` column of `redemptions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RedemptionStatus {
+    /// Accepted by the till, and the hub's check of the signature passed.
+    Genuine,
+    /// Accepted by the till, but the hub's check failed.
+    Forged,
+    /// Accepted by the till while the hub had no master secret to check it with:
+    /// counted as genuine.
+    Unchecked,
+    /// Refused by the till.
+    Refused,
+}
+
+impl RedemptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedemptionStatus::Genuine => "genuine",
+            RedemptionStatus::Forged => "forged",
+            RedemptionStatus::Unchecked => "unchecked",
+            RedemptionStatus::Refused => "refused",
+        }
+    }
+
+    /// `None` for a value this hub did not write.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "genuine" => Some(RedemptionStatus::Genuine),
+            "forged" => Some(RedemptionStatus::Forged),
+            "unchecked" => Some(RedemptionStatus::Unchecked),
+            "refused" => Some(RedemptionStatus::Refused),
+            _ => None,
+        }
+    }
+
+    /// Whether a scan with this status can be the redemption of its code.
+    pub fn counts(self) -> bool {
+        matches!(
+            self,
+            RedemptionStatus::Genuine | RedemptionStatus::Unchecked
+        )
+    }
+}
+
+/// The statuses [`RedemptionStatus::counts`] accepts, for SQL.
+pub(crate) const COUNTING_STATUSES: &str = "('genuine', 'unchecked')";
+
+const INSERT_COUPON: &str = "INSERT INTO coupons (store, till, seq, campaign_id, control, code,
+         card, profile_id, customer_key, issued_at_ms, offset_min, expires, receipt_seq)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const INSERT_REDEMPTION: &str = "INSERT INTO redemptions (store, till, seq, code, at_ms,
+         offset_min, receipt_seq, verified, status, reason, campaign_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+fn sql_int(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} beyond i64")))
+}
+
+/// Adds a coupon row (the caller has resolved its profile).
+pub fn insert_coupon(conn: &Connection, row: &CouponRow) -> Result<(), StoreError> {
+    conn.prepare_cached(INSERT_COUPON)?.execute(params![
+        row.store,
+        row.till,
+        sql_int(row.seq, "seq")?,
+        row.campaign_id,
+        row.control,
+        row.code,
+        row.card.as_ref().map(CardNumber::as_str),
+        row.profile_id,
+        row.customer_key,
+        row.issued_at.unix_ms,
+        row.issued_at.offset_min,
+        row.expires.format("%Y-%m-%d").to_string(),
+        sql_int(row.receipt_seq, "receipt_seq")?,
+    ])?;
+    Ok(())
+}
+
+/// How the hub classifies a scan: its status, the campaign it names (the checked one
+/// for a genuine code, the one its campaign number claims otherwise) and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub status: RedemptionStatus,
+    pub campaign_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Classifies a scan with the master secret (if the hub has one).
+pub fn classify(
+    conn: &Connection,
+    master: Option<&[u8]>,
+    code: &str,
+    outcome: &ScanOutcome,
+) -> Result<Classification, StoreError> {
+    match (outcome, master) {
+        (ScanOutcome::Refused { reason }, _) => Ok(Classification {
+            status: RedemptionStatus::Refused,
+            campaign_id: claimed_campaign(conn, code)?,
+            reason: Some(reason.clone()),
+        }),
+        (ScanOutcome::Accepted { .. }, None) => Ok(Classification {
+            status: RedemptionStatus::Unchecked,
+            campaign_id: claimed_campaign(conn, code)?,
+            reason: None,
+        }),
+        (ScanOutcome::Accepted { .. }, Some(master)) => match check_code(conn, master, code)? {
+            CodeCheck::Genuine { campaign_id, .. } => Ok(Classification {
+                status: RedemptionStatus::Genuine,
+                campaign_id: Some(campaign_id),
+                reason: None,
+            }),
+            CodeCheck::Forged(reason) => Ok(Classification {
+                status: RedemptionStatus::Forged,
+                campaign_id: claimed_campaign(conn, code)?,
+                reason: Some(reason),
+            }),
+        },
+    }
+}
+
+/// The campaign a code's campaign number names, without checking its signature.
+fn claimed_campaign(conn: &Connection, code: &str) -> Result<Option<String>, StoreError> {
+    match parse(code) {
+        Ok(fields) => numbering::campaign_of_number(conn, fields.campaign()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Adds a scan row, classified by the hub's own check of the code.
+pub fn insert_redemption(
+    conn: &Connection,
+    row: &RedemptionRow,
+    master: Option<&[u8]>,
+) -> Result<RedemptionStatus, StoreError> {
+    let code = code_digits(&row.code);
+    let class = classify(conn, master, &code, &row.outcome)?;
+    let (receipt_seq, verified) = match &row.outcome {
+        ScanOutcome::Accepted {
+            receipt_seq,
+            verified,
+        } => (
+            receipt_seq.map(|s| sql_int(s, "receipt_seq")).transpose()?,
+            Some(verified.as_str()),
+        ),
+        ScanOutcome::Refused { .. } => (None, None),
+    };
+    conn.prepare_cached(INSERT_REDEMPTION)?.execute(params![
+        row.store,
+        row.till,
+        sql_int(row.seq, "seq")?,
+        code,
+        row.at.unix_ms,
+        row.at.offset_min,
+        receipt_seq,
+        verified,
+        class.status.as_str(),
+        class.reason,
+        class.campaign_id,
+    ])?;
+    Ok(class.status)
+}

@@ -1,0 +1,117 @@
+//! Reads a profile's [`ProfileFacts`] from the hub's database (the same tables the
+//! profile view reads), and the profile a card belongs to.
+
+use rusqlite::{Connection, OptionalExtension};
+use till360_shared::{CardNumber, Timestamp};
+
+use super::build::{caps_since, ProfileFacts};
+use crate::store::StoreError;
+
+/// The profile `card` belongs to; `None` when unknown or erased (an erase deletes the
+/// card's identifier).
+pub fn profile_of_card(conn: &Connection, card: &CardNumber) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1")?
+        .query_row([card.as_str()], |r| r.get(0))
+        .optional()?)
+}
+
+/// The valid card numbers of a profile (a stored value that is not a card is skipped:
+/// a till could never scan it).
+pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, StoreError> {
+    let values = conn
+        .prepare_cached(
+            "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card' ORDER BY value",
+        )?
+        .query_map([profile_id], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(values
+        .iter()
+        .filter_map(|v| match CardNumber::parse(v) {
+            Ok(card) => Some(card),
+            Err(e) => {
+                tracing::warn!("profile {profile_id}: stored card {v:?} is invalid: {e}");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Everything a digest needs about `profile_id`; `None` when there is no such profile
+/// (erased, or merged away). Coupons older than the caps window at `now` are not read.
+pub fn profile_facts(
+    conn: &Connection,
+    profile_id: &str,
+    now: Timestamp,
+) -> Result<Option<ProfileFacts>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT first_name, birth_date, member_since, points, created_at_ms,
+                    created_offset_min
+             FROM profiles WHERE profile_id = ?1",
+        )?
+        .query_row([profile_id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                Timestamp::from_unix_ms(r.get(4)?, r.get(5)?),
+            ))
+        })
+        .optional()?;
+    let Some((first_name, birth_date, member_since, points, first_seen)) = row else {
+        return Ok(None);
+    };
+    let last_visit = conn
+        .prepare_cached(
+            "SELECT at_ms, offset_min FROM transactions WHERE profile_id = ?1
+             ORDER BY at_ms DESC LIMIT 1",
+        )?
+        .query_row([profile_id], |r| {
+            Ok(Timestamp::from_unix_ms(r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let personalisation = conn
+        .prepare_cached(
+            "SELECT granted FROM consents WHERE profile_id = ?1 AND purpose = 'personalization'",
+        )?
+        .query_row([profile_id], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|granted| granted != 0);
+    let segments = conn
+        .prepare_cached(
+            "SELECT segment_id FROM segment_members WHERE profile_id = ?1 ORDER BY segment_id",
+        )?
+        .query_map([profile_id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    // Printed coupons and would-haves alike: control and treated are capped the same.
+    let coupons = conn
+        .prepare_cached(
+            "SELECT campaign_id, issued_at_ms, offset_min FROM coupons
+             WHERE profile_id = ?1 AND issued_at_ms >= ?2
+             ORDER BY issued_at_ms, campaign_id",
+        )?
+        .query_map(
+            rusqlite::params![profile_id, caps_since(now).unix_ms],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Timestamp::from_unix_ms(r.get(1)?, r.get(2)?),
+                ))
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ProfileFacts {
+        profile_id: profile_id.to_string(),
+        first_name,
+        birth_date,
+        member_since,
+        first_seen,
+        points,
+        last_visit,
+        personalisation,
+        segments,
+        coupons,
+    }))
+}

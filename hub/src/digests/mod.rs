@@ -1,0 +1,39 @@
+//! Profile digests for the tills (issue 4): what the campaign triggers need about a
+//! card holder, pseudonymised by the card key.
+//!
+//! - [`build`]: pure, [`ProfileFacts`] → [`Digest`];
+//! - [`facts`]: reads the facts of a profile (and the profile of a card);
+//! - [`feed`]: the versioned `digest_feed` table per store (refresh, delta reads);
+//! - [`refresh`]: the task that refreshes the feed at start, on a timer and on demand.
+
+pub mod build;
+pub mod facts;
+pub mod feed;
+pub mod refresh;
+
+#[cfg(test)]
+mod tests;
+
+use rusqlite::Connection;
+use till360_shared::campaign::Digest;
+use till360_shared::{CardNumber, Timestamp};
+
+pub use build::{build_digest, ProfileFacts, CAPS_WINDOW_DAYS};
+pub use feed::{max_version, refresh_all, refresh_store, rows_after, FeedPage, RefreshSummary};
+pub use refresh::DigestRefresh;
+
+use crate::store::StoreError;
+
+/// The digest of `card`'s holder, fresh from the database (a till asking on a scan);
+/// `None` when the card is unknown or erased.
+pub fn digest_of_card(
+    conn: &Connection,
+    master: &[u8],
+    card: &CardNumber,
+    now: Timestamp,
+) -> Result<Option<Digest>, StoreError> {
+    let Some(profile_id) = facts::profile_of_card(conn, card)? else {
+        return Ok(None);
+    };
+    Ok(facts::profile_facts(conn, &profile_id, now)?.map(|f| build_digest(master, &f, now)))
+}
