@@ -363,7 +363,7 @@ fn revenue_is_the_redeeming_receipt_and_uplift_compares_spend_after_the_coupon()
     assert_eq!((u.treated_customers, u.control_customers), (1, 1));
     assert_eq!(u.treated_spend_per_customer_cents, 5500);
     assert_eq!(u.control_spend_per_customer_cents, 1000);
-    assert_eq!(u.uplift_cents_per_customer, 4500);
+    assert_eq!(u.uplift_cents_per_customer, Some(4500));
     assert_eq!(u.uplift_percent, Some(450.0));
 }
 

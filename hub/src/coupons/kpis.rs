@@ -80,8 +80,10 @@ pub struct Uplift {
     pub control_customers: u64,
     pub treated_spend_per_customer_cents: i64,
     pub control_spend_per_customer_cents: i64,
-    pub uplift_cents_per_customer: i64,
-    /// `None` when the control group spent nothing (no base to compare with).
+    /// `None` when either group has no customer yet (nothing to compare).
+    pub uplift_cents_per_customer: Option<i64>,
+    /// `None` when there is no comparison, or the control group spent nothing (no
+    /// base for a percentage).
     pub uplift_percent: Option<f64>,
 }
 
@@ -222,15 +224,16 @@ pub fn uplift(window_days: u32, coupons: &[IssuedCoupon], receipts: &[ProfileRec
     let (treated_customers, treated) = group(false);
     let (control_customers, control) = group(true);
     let uplift = treated.saturating_sub(control);
+    let compared = treated_customers > 0 && control_customers > 0;
     Uplift {
         window_days,
         treated_customers,
         control_customers,
         treated_spend_per_customer_cents: treated,
         control_spend_per_customer_cents: control,
-        uplift_cents_per_customer: uplift,
+        uplift_cents_per_customer: compared.then_some(uplift),
         // Two decimals, computed in integers so it is the same on every machine.
-        uplift_percent: (control != 0).then(|| {
+        uplift_percent: (compared && control != 0).then(|| {
             mean_cents(i128::from(uplift) * 10_000, control.unsigned_abs()) as f64 / 100.0
         }),
     }

@@ -123,7 +123,7 @@ fn uplift_on_a_hand_computed_example() {
             control_customers: 1,
             treated_spend_per_customer_cents: 2000,
             control_spend_per_customer_cents: 1000,
-            uplift_cents_per_customer: 1000,
+            uplift_cents_per_customer: Some(1000),
             uplift_percent: Some(100.0),
         }
     );
@@ -131,7 +131,11 @@ fn uplift_on_a_hand_computed_example() {
     // Without control spend there is no percentage.
     let no_control = uplift(7, &coupons[..3], &receipts);
     assert_eq!(no_control.control_customers, 0);
-    assert_eq!(no_control.uplift_cents_per_customer, 2000);
+    assert_eq!(
+        no_control.uplift_cents_per_customer, None,
+        "no control group: no uplift"
+    );
+    assert_eq!(no_control.treated_spend_per_customer_cents, 2000);
     assert_eq!(no_control.uplift_percent, None);
 
     // A window of one day keeps only p-a's 2000 and p-c's 1000.

@@ -26,6 +26,8 @@ use crate::rig::{
 };
 use crate::sim::{BackOffice, Morning, MorningPlan, SimRng, StoreSetup, Suffix, Visit};
 
+mod coupons;
+
 /// How long the hub may take to have everything after the last receipt.
 const SYNC_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -85,6 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         free_tcp_addr()?,
         &demo_segments(),
     )?;
+    coupons::install_campaigns(&dir, &hub_files.config)?;
     let hub_config = HubConfig::load(&hub_files.config)?;
 
     // The back office first: the CRM, catalogue and web shop know these customers
@@ -161,6 +164,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if outcome.is_ok() {
         eprintln!("the hub has every receipt, each counted once");
         outcome = show_360(&hub, &expected).await;
+    }
+    if outcome.is_ok() {
+        outcome = show_coupons(http, tills.clone(), args.seed).await;
+    }
+    // What each printer got, for a look with any ESC/POS viewer.
+    for till in tills.iter() {
+        let path = dir.join(format!(
+            "printer-{}-{}.bin",
+            till.setup.store, till.setup.till
+        ));
+        if let Err(e) = std::fs::write(&path, till.devices.printer.bytes()) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
     }
     match &outcome {
         Ok(()) => {
@@ -429,6 +445,27 @@ async fn show_360(
     tokio::task::spawn_blocking(move || print_profiles(http, &busiest))
         .await
         .context("printing the profiles")?
+}
+
+/// The afternoon: half of the morning's coupons come back at the other store; then
+/// the campaign KPIs.
+async fn show_coupons(
+    http: SocketAddr,
+    tills: Arc<Vec<DemoTill>>,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let printed: usize = tills
+        .iter()
+        .map(|t| coupons::printed_codes(&t.devices.printer.bytes()).len())
+        .sum();
+    eprintln!("{printed} coupons printed this morning; half of them come back this afternoon");
+    tokio::task::spawn_blocking(move || {
+        let scanned = coupons::redeem_in_the_afternoon(&tills, seed)?;
+        eprintln!("{scanned} coupons redeemed at the other store");
+        coupons::print_kpis(http, scanned, SYNC_DEADLINE)
+    })
+    .await
+    .context("the coupon afternoon")?
 }
 
 /// Rows in the table of busiest customers.
