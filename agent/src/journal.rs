@@ -530,12 +530,13 @@ impl Journal {
 
     /// The newest hub erasure version applied to this journal (0 if none).
     pub fn erasure_version(&self) -> Result<u64, JournalError> {
+        self.meta_version("SELECT erasure_version FROM journal_meta WHERE id = 1")
+    }
+
+    /// A downlink version kept in `journal_meta` (`query` selects one column of its row).
+    fn meta_version(&self, query: &str) -> Result<u64, JournalError> {
         self.conn
-            .query_row(
-                "SELECT erasure_version FROM journal_meta WHERE id = 1",
-                [],
-                |r| Ok(to_u64(r.get(0)?)),
-            )
+            .query_row(query, [], |r| Ok(to_u64(r.get(0)?)))
             .map_err(|e| self.sql_err(e))
     }
 
@@ -684,13 +685,7 @@ impl Journal {
 
     /// The version of the hub's digest feed the cache holds (0: empty).
     pub fn digest_version(&self) -> Result<u64, JournalError> {
-        self.conn
-            .query_row(
-                "SELECT digest_version FROM journal_meta WHERE id = 1",
-                [],
-                |r| Ok(to_u64(r.get(0)?)),
-            )
-            .map_err(|e| self.sql_err(e))
+        self.meta_version("SELECT digest_version FROM journal_meta WHERE id = 1")
     }
 
     /// Applies a digest delta from the hub in ONE transaction: with `reset` the cache is
