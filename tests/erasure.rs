@@ -325,7 +325,8 @@ fn an_erase_reaches_an_agent_process_with_unsynced_events() {
             }
             EventKind::Redacted
             | EventKind::CouponRedeemed(_)
-            | EventKind::CouponRefused { .. } => false,
+            | EventKind::CouponRefused { .. }
+            | EventKind::Quarantined { .. } => false,
         })
         .map(|e| e.seq)
         .collect();

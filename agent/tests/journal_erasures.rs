@@ -57,9 +57,10 @@ fn carries(kind: &EventKind, card: &CardNumber) -> bool {
         EventKind::CardScanned { card: c } => c == card,
         EventKind::Receipt(r) => r.card.as_ref() == Some(card),
         EventKind::CouponIssued(c) | EventKind::CouponWouldHave(c) => c.card.as_ref() == Some(card),
-        EventKind::Redacted | EventKind::CouponRedeemed(_) | EventKind::CouponRefused { .. } => {
-            false
-        }
+        EventKind::Redacted
+        | EventKind::CouponRedeemed(_)
+        | EventKind::CouponRefused { .. }
+        | EventKind::Quarantined { .. } => false,
     }
 }
 

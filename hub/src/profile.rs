@@ -117,6 +117,11 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
         }
         // A scan pseudonymised on the till after an erase: nothing to merge.
         EventKind::Redacted => {}
+        // The till lost this row to disk corruption: nothing to merge, but worth a note.
+        EventKind::Quarantined { reason } => notes.push(format!(
+            "{} seq {}: the till quarantined this journal row: {reason}",
+            event.agent, event.seq
+        )),
         EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
             let control = matches!(event.kind, EventKind::CouponWouldHave(_));
             let card = issue.card.as_ref().and_then(|c| {

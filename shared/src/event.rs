@@ -69,6 +69,10 @@ pub enum EventKind {
     /// A coupon code scanned at this till and refused (forged, expired, unknown
     /// campaign): reported so the hub can count refused codes per store.
     CouponRefused { code: String, reason: String },
+    /// A journal row that could no longer be read (disk corruption): its content is lost,
+    /// its seq is kept so the sequence stays gapless; the till keeps the raw bytes in its
+    /// quarantine and the hub reports it.
+    Quarantined { reason: String },
 }
 
 /// A coupon decided at the cut (printed or, for the control group, would-have).
@@ -155,6 +159,7 @@ impl EventKind {
             EventKind::CouponWouldHave(_) => "coupon_would_have",
             EventKind::CouponRedeemed(_) => "coupon_redeemed",
             EventKind::CouponRefused { .. } => "coupon_refused",
+            EventKind::Quarantined { .. } => "quarantined",
         }
     }
 }

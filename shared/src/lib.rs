@@ -5,6 +5,7 @@
 
 pub mod campaign;
 pub mod card;
+pub mod chain;
 pub mod codec;
 pub mod coupon;
 pub mod event;

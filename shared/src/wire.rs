@@ -32,6 +32,11 @@ pub enum Message {
     Welcome { acked_seq: u64 },
     /// Agent → hub: events in seq order, contiguous.
     Events(Vec<Event>),
+    /// Agent → hub, right after an `Events` frame: the journal's hash chain
+    /// (`shared::chain`) at `last_seq`, the batch's last seq, as recorded when each event
+    /// was journaled. The hub recomputes it over what it received and reports a
+    /// mismatch (a journal edited on the till).
+    Chain { last_seq: u64, hash: [u8; 32] },
     /// Hub → agent: everything up to and including `acked_seq` is committed.
     Ack { acked_seq: u64 },
     /// Either side: the connection is refused or closed for this reason.
@@ -128,6 +133,7 @@ impl Message {
             Message::Hello { .. } => "hello",
             Message::Welcome { .. } => "welcome",
             Message::Events(_) => "events",
+            Message::Chain { .. } => "chain",
             Message::Ack { .. } => "ack",
             Message::Refused { .. } => "refused",
             Message::Subscribe { .. } => "subscribe",
@@ -153,4 +159,9 @@ pub enum Refusal {
     ProtocolError,
     /// The hub could not commit; the agent should retry later.
     Unavailable,
+    /// The till's certificate is on the hub's revocation list.
+    Revoked,
+    /// A newer certificate was issued for this store/till (the till was re-provisioned):
+    /// this older one may no longer write.
+    Fenced,
 }
