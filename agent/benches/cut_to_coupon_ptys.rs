@@ -20,7 +20,8 @@
 //!
 //! Baseline from the same run: the same receipts through two fresh ptys and a plain copy
 //! thread (the agent's port layer, no gate, no till core). Also the agent with
-//! `[coupons] enabled = false` (the proxy never holds a cut).
+//! `[coupons] enabled = false` (the proxy never holds a cut), and the one disk write in
+//! the window of a printed coupon, `Journal::next_coupon_serial`, timed on its own.
 //!
 //! `cargo bench -p till360-agent --bench cut_to_coupon_ptys`. Deterministic input.
 
@@ -41,7 +42,7 @@ use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use till360_agent::config::AgentConfig;
 use till360_agent::escpos::{CodePage, EscPosParser, PrintEvent};
 use till360_agent::journal::Journal;
-use till360_agent::ports::{write_fully, Port, PortSpec};
+use till360_agent::ports::{write_fully, PortSpec};
 use till360_agent::runtime::RunningAgent;
 use till360_shared::coupon::{mint, CouponFields, TillKey};
 use till360_shared::wire::DigestEntry;
@@ -51,7 +52,7 @@ mod support;
 
 use support::{
     campaign_state, generate_campaigns, generate_digests, generate_receipt, report,
-    GeneratedReceipt, Rng, CAMPAIGNS, CUT, ESC, GOAL, GS, MAX_CHUNK, STORE, TILL, TILL_NUMBER,
+    GeneratedReceipt, Rng, CAMPAIGNS, CUT, ESC, GOAL, MAX_CHUNK, STORE, TILL, TILL_NUMBER,
 };
 
 const RECEIPTS: usize = 10_000;
@@ -225,6 +226,7 @@ fn coupon_block_of<'a>(
 struct Run {
     all: Vec<Duration>,
     printed: Vec<Duration>,
+    no_coupon: Vec<Duration>,
     /// Coupon block per receipt (warm-up included), for the journal audit.
     blocks: Vec<Option<Vec<u8>>>,
     over_budget: usize,
@@ -430,6 +432,8 @@ expiry_label = "Geldig t/m"
             run.all.push(elapsed);
             if block.is_some() {
                 run.printed.push(elapsed);
+            } else {
+                run.no_coupon.push(elapsed);
             }
             if elapsed >= BUDGET {
                 run.over_budget += 1;
@@ -598,6 +602,23 @@ fn run_baseline(receipts: &[GeneratedReceipt], warm_up: usize) -> anyhow::Result
     Ok(times)
 }
 
+/// The one disk write inside the cut's window when a coupon prints: the journal's
+/// committed serial (a fresh journal, one call per coupon printed in the run).
+fn time_serials(data_dir: &Path, calls: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut journal = Journal::open(data_dir, &AgentId::new(STORE, TILL))?;
+    let today = chrono::Local::now().date_naive();
+    let mut times = Vec::with_capacity(calls);
+    for i in 0..calls {
+        // Spread over campaigns and expiry days as the run's coupons are.
+        let campaign = 1 + (i % CAMPAIGNS) as u16;
+        let expires = today + chrono::Days::new(7 + (i % 24) as u64);
+        let start = Instant::now();
+        journal.next_coupon_serial(campaign, expires)?;
+        times.push(start.elapsed());
+    }
+    Ok(times)
+}
+
 /// Journal with the campaign state and digest cache as the uplink would have stored them.
 fn prepare_journal(
     data_dir: &Path,
@@ -678,24 +699,37 @@ fn main() -> anyhow::Result<()> {
         BUDGET.as_millis()
     );
 
+    // The same store with coupons switched off: campaigns and digests held, none decided.
     let off_dir = dir.path().join("coupons-off");
+    prepare_journal(&off_dir.join("data"), &campaigns, &digests)?;
     let mut agent = AgentUnderTest::start(&off_dir, &layout, false, forged)?;
     let off = agent.run(&receipts, WARM_UP)?;
     ensure!(
         off.coupons() == 0,
         "coupons printed with [coupons] enabled = false"
     );
-    drop(agent.shutdown());
+    let journal = agent
+        .shutdown()
+        .context("the agent's journal was never open")?;
+    let audited_off = audit(&journal, &receipts, &off.blocks)?;
+    drop(journal);
+    ensure!(
+        audited_off.issued == 0 && audited_off.would_have == 0,
+        "coupons journaled with [coupons] enabled = false"
+    );
     println!(
         "agent, coupons off: {} receipts in {:.1} s",
-        off.blocks.len(),
+        audited_off.receipts,
         off.elapsed.as_secs_f64()
     );
 
     let baseline = run_baseline(&receipts, WARM_UP)?;
+    let serials = time_serials(&dir.path().join("serials"), run.printed.len())?;
 
     report("agent cut→coupon, all receipts", &run.all);
     report("agent cut→coupon, coupon printed", &run.printed);
+    report("agent cut→coupon, no coupon", &run.no_coupon);
+    report("journal next_coupon_serial alone", &serials);
     report("agent, [coupons] enabled = false", &off.all);
     report("baseline plain copy thread over ptys", &baseline);
     let p99 = p99(&run.all);

@@ -823,6 +823,21 @@ impl Journal {
         campaign_number: u16,
         expires: NaiveDate,
     ) -> Result<u16, JournalError> {
+        Ok(self
+            .reserve_coupon_serials(campaign_number, expires, 1)?
+            .start)
+    }
+
+    /// Reserves up to `count` serials at once (fewer near the end of the day's range),
+    /// committed before it returns: the till core hands them out from memory, so a
+    /// printed coupon rarely waits for the disk. Serials reserved but never printed
+    /// (the agent stopped) are skipped, never reused.
+    pub fn reserve_coupon_serials(
+        &mut self,
+        campaign_number: u16,
+        expires: NaiveDate,
+        count: u16,
+    ) -> Result<std::ops::Range<u16>, JournalError> {
         let path = self.path.display().to_string();
         let sql = |source| JournalError::Sqlite {
             path: path.clone(),
@@ -842,7 +857,7 @@ impl Journal {
             .optional()
             .map_err(sql)?
             .unwrap_or(0);
-        let serial = u16::try_from(next)
+        let first = u16::try_from(next)
             .ok()
             .filter(|s| *s <= CouponFields::MAX_SERIAL)
             .ok_or_else(|| JournalError::SerialsExhausted {
@@ -850,13 +865,15 @@ impl Journal {
                 campaign: campaign_number,
                 expires,
             })?;
+        let end = (u32::from(first) + u32::from(count.max(1)))
+            .min(u32::from(CouponFields::MAX_SERIAL) + 1);
         tx.execute(
             "INSERT OR REPLACE INTO coupon_serials (campaign_number, expires, next_serial)
              VALUES (?1, ?2, ?3)",
-            params![campaign_number, day, next + 1],
+            params![campaign_number, day, i64::from(end)],
         )
         .map_err(sql)?;
-        if serial == 0 {
+        if first == 0 {
             // A new day's counter: forget the counters of coupons long expired.
             if let Some(cutoff) =
                 expires.checked_sub_signed(chrono::Duration::days(SERIAL_RETENTION_DAYS))
@@ -869,7 +886,8 @@ impl Journal {
             }
         }
         tx.commit().map_err(sql)?;
-        Ok(serial)
+        // `end` ≤ MAX_SERIAL + 1 = 4096 fits in u16.
+        Ok(first..u16::try_from(end).unwrap_or(u16::MAX))
     }
 
     pub fn status(&self) -> Result<JournalStatus, JournalError> {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::checkout::Checkout;
 use crate::config::{AgentConfig, ScannerConfig};
-use crate::coupons::{CouponDesk, ScanOutcome, ScannedCoupons, VerdictOutcome};
+use crate::coupons::{CouponDesk, ScanOutcome, ScannedCoupons, SerialBlocks, VerdictOutcome};
 use crate::escpos::encode::PrinterModes;
 use crate::escpos::gate::CutOutcome;
 use crate::escpos::{EscPosParser, PrintEvent};
@@ -151,6 +151,7 @@ impl CoreSetup {
             till: self.config.till.clone(),
             coupons_enabled: self.config.coupons.enabled,
             desk,
+            serials: SerialBlocks::default(),
             decisions: self.decisions,
             requests: has_uplink.then_some(requests_tx),
             online: false,
@@ -417,6 +418,8 @@ struct TillCore {
     coupons_enabled: bool,
     /// Campaigns, keyring, catalog and digest cache: decides the coupons at a cut.
     desk: CouponDesk,
+    /// Coupon serials reserved in the journal, handed out at cuts.
+    serials: SerialBlocks,
     /// Answers to the proxy's held cuts; `None` when coupons are disabled (no gate).
     decisions: Option<Sender<CutDecision>>,
     /// Requests to the hub; `None` without an uplink.
@@ -533,6 +536,7 @@ impl TillCore {
         let coupons = if self.coupons_enabled && self.desk.state().is_some() {
             let receipt_key = self.receipt_key(receipt.receipt_no.as_deref());
             let journal = &self.journal;
+            let serials = &mut self.serials;
             self.desk.decide_at_cut(
                 &receipt,
                 &receipt_key,
@@ -541,8 +545,13 @@ impl TillCore {
                 PrinterModes::of(&self.parser),
                 at,
                 |campaign, expires| {
-                    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-                    journal.next_coupon_serial(campaign, expires)
+                    serials
+                        .next(campaign, expires, |campaign, expires, count| {
+                            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+                            journal.reserve_coupon_serials(campaign, expires, count)
+                        })
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| "the journal reserved no serial".to_string())
                 },
             )
         } else {

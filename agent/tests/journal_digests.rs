@@ -223,6 +223,20 @@ fn serials_count_per_campaign_and_expiry_day_across_reopens() {
 }
 
 #[test]
+fn serial_blocks_are_reserved_whole_and_never_handed_out_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(dir.path(), &agent()).unwrap();
+    assert_eq!(j.reserve_coupon_serials(4, day(2), 64).unwrap(), 0..64);
+    drop(j);
+    // A restart skips what the stopped till core had reserved but not printed.
+    let mut j = Journal::open(dir.path(), &agent()).unwrap();
+    assert_eq!(j.next_coupon_serial(4, day(2)).unwrap(), 64);
+    assert_eq!(j.reserve_coupon_serials(4, day(2), 4095).unwrap(), 65..4096);
+    let err = j.reserve_coupon_serials(4, day(2), 64).unwrap_err();
+    assert!(matches!(err, JournalError::SerialsExhausted { .. }), "{err}");
+}
+
+#[test]
 fn a_serial_is_committed_before_it_is_returned() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = Journal::open(dir.path(), &agent()).unwrap();

@@ -10,8 +10,10 @@
 
 pub mod desk;
 pub mod redeem;
+pub mod serials;
 #[cfg(test)]
 mod tests;
 
 pub use desk::{CouponDesk, CutCoupons, NotPrinted};
 pub use redeem::{check_code, CodeCheck, ScanOutcome, ScannedCoupons, VerdictOutcome};
+pub use serials::{SerialBlocks, SERIAL_BLOCK};
