@@ -233,7 +233,10 @@ fn serial_blocks_are_reserved_whole_and_never_handed_out_twice() {
     assert_eq!(j.next_coupon_serial(4, day(2)).unwrap(), 64);
     assert_eq!(j.reserve_coupon_serials(4, day(2), 4095).unwrap(), 65..4096);
     let err = j.reserve_coupon_serials(4, day(2), 64).unwrap_err();
-    assert!(matches!(err, JournalError::SerialsExhausted { .. }), "{err}");
+    assert!(
+        matches!(err, JournalError::SerialsExhausted { .. }),
+        "{err}"
+    );
 }
 
 #[test]
