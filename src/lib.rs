@@ -2,6 +2,8 @@
 //! `demo` command, and passthroughs to the agent and hub command lines.
 
 pub mod demo;
+pub mod faults;
 pub mod http_client;
+pub mod loadgen;
 pub mod rig;
 pub mod sim;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a hub and two simulated tills, play a morning of shopping, show profiles.
     Demo(till360::demo::DemoArgs),
+    /// Simulate N tills sending R receipts each to a running hub; print one JSON line.
+    Loadgen(till360::loadgen::LoadgenArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,16 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     match cli.command {
+        Command::Loadgen(loadgen_args) => {
+            init_tracing();
+            match till360::loadgen::main(loadgen_args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo(demo_args) => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

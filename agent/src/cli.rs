@@ -146,7 +146,8 @@ async fn shutdown_signal() {
 fn status(config_path: &Path, json: bool) -> anyhow::Result<()> {
     let config = AgentConfig::load(config_path)?;
     init_tracing(Some(&config));
-    let journal = Journal::open_existing(&config.data_dir, &config.agent_id())?;
+    let mut journal = Journal::open_existing(&config.data_dir, &config.agent_id())?;
+    journal.set_max_bytes(config.journal.max_bytes);
     let status = journal.status()?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -164,7 +165,8 @@ pub fn status_text(status: &JournalStatus) -> String {
         .map_or_else(|| "-".to_string(), |t| t.to_rfc3339());
     format!(
         "store: {}\ntill: {}\nlast_seq: {}\nacked_seq: {}\npending: {}\noldest_pending: {}\n\
-         erasure_version: {}\ncampaign_version: {}\ndigests: {}\ndigest_version: {}\n",
+         erasure_version: {}\ncampaign_version: {}\ndigests: {}\ndigest_version: {}\n\
+         quarantined: {}\nbytes: {}\nmax_bytes: {}\nquota_exceeded: {}\nchain_head: {}\n",
         status.store,
         status.till,
         status.last_seq,
@@ -174,6 +176,11 @@ pub fn status_text(status: &JournalStatus) -> String {
         status.erasure_version,
         status.campaign_version,
         status.digests,
-        status.digest_version
+        status.digest_version,
+        status.quarantined,
+        status.bytes,
+        status.max_bytes,
+        status.quota_exceeded,
+        status.chain_head
     )
 }

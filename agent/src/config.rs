@@ -77,8 +77,24 @@ pub struct AgentConfig {
     pub hub: Option<HubLink>,
     pub checkout: CheckoutConfig,
     pub coupons: CouponsConfig,
+    pub journal: JournalConfig,
     /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
     pub log: Option<String>,
+}
+
+/// `[journal]`: the outbox's disk quota.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalConfig {
+    /// Above this size the agent alarms (error log, `status`); events are never dropped.
+    pub max_bytes: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: crate::journal::DEFAULT_MAX_BYTES,
+        }
+    }
 }
 
 impl AgentConfig {
@@ -192,6 +208,9 @@ impl Default for CouponsConfig {
     }
 }
 
+/// The smallest `[journal] max_bytes` accepted.
+const MIN_JOURNAL_BYTES: u64 = 1 << 20;
+
 // ---- the raw shape, as serde reads it ----
 
 #[derive(Debug, Deserialize)]
@@ -207,7 +226,14 @@ struct RawConfig {
     hub: Option<RawHub>,
     checkout: Option<RawCheckout>,
     coupons: Option<RawCoupons>,
+    journal: Option<RawJournal>,
     log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,6 +523,21 @@ impl AgentConfig {
             }
         };
 
+        let journal = match raw.journal {
+            None => JournalConfig::default(),
+            Some(j) => {
+                let max_bytes = j.max_bytes.unwrap_or(crate::journal::DEFAULT_MAX_BYTES);
+                // Below 1 MiB every till would alarm after a few receipts offline.
+                if max_bytes < MIN_JOURNAL_BYTES {
+                    return Err(bad(
+                        "[journal] max_bytes",
+                        format!("{max_bytes} is below the minimum of {MIN_JOURNAL_BYTES} (1 MiB)"),
+                    ));
+                }
+                JournalConfig { max_bytes }
+            }
+        };
+
         if let Some(filter) = &raw.log {
             if filter.trim().is_empty() {
                 return Err(bad(
@@ -518,6 +559,7 @@ impl AgentConfig {
             hub,
             checkout,
             coupons,
+            journal,
             log: raw.log,
         })
     }

@@ -121,7 +121,8 @@ struct CoreSetup {
 }
 
 impl CoreSetup {
-    fn start(self, journal: Journal, parts: &Mutex<JournaledParts>) -> std::io::Result<()> {
+    fn start(self, mut journal: Journal, parts: &Mutex<JournaledParts>) -> std::io::Result<()> {
+        journal.set_max_bytes(self.config.journal.max_bytes);
         let agent = self.config.agent_id();
         let last_seq = journal.last_seq();
         tracing::info!(

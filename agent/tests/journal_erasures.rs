@@ -181,18 +181,23 @@ fn pseudonymisation_and_version_commit_together_or_not_at_all() {
 }
 
 #[test]
-fn an_unreadable_event_fails_the_erasure_instead_of_claiming_it() {
+fn an_unreadable_event_is_quarantined_and_the_erasure_applied() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = journal_with_two_customers(dir.path());
     let side = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
     side.execute("UPDATE events SET payload = x'ff' WHERE seq = 4", [])
         .unwrap();
-    let err = j.apply_erasures(&[card(1)], 2).unwrap_err();
+    j.apply_erasures(&[card(1)], 2).unwrap();
+    assert_eq!(j.erasure_version().unwrap(), 2);
+    let events = pending(&j);
     assert!(
-        matches!(err, JournalError::CorruptEvent { seq: 4, .. }),
-        "{err}"
+        events
+            .iter()
+            .any(|e| matches!(e, (4, EventKind::Quarantined { .. }))),
+        "{events:?}"
     );
-    assert_eq!(j.erasure_version().unwrap(), 0);
+    assert!(events.iter().all(|(_, kind)| !carries(kind, &card(1))));
+    assert_eq!(j.status().unwrap().quarantined, 1);
 }
 
 #[test]

@@ -171,3 +171,74 @@ async fn printing_goes_on_while_the_journal_cannot_open_and_receipts_are_journal
         other => panic!("expected the receipt printed while the journal was down, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_stops_printing_and_journaling_resumes_when_space_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Pty::new();
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let agent = RunningAgent::start(config(dir.path(), &scanner, &pos, &printer)).unwrap();
+    let journal = agent.journal().expect("journal is open");
+    // The disk is full: the journal cannot grow by a single page.
+    journal.lock().unwrap().limit_pages(1).unwrap();
+
+    // Receipts with many lines: their rows need new pages the "disk" does not have.
+    let receipt = |no: u32| {
+        let mut r = format!("\x1b@Bon 0007-{no:04}\n");
+        for i in 0..60 {
+            r.push_str(&format!(
+                "Artikel nummer {i:03} met een lange naam   1,00\n"
+            ));
+        }
+        r.push_str("TOTAAL                  60,00\n\x1dV\x00");
+        r.into_bytes()
+    };
+    let mut pos_out = pos.master.try_clone().unwrap();
+    let full: Vec<Vec<u8>> = (1..=20).map(receipt).collect();
+    let expected: Vec<u8> = full.concat();
+    let printed = std::thread::spawn({
+        let n = expected.len();
+        move || {
+            let got = printer.read_exactly(n);
+            (got, printer)
+        }
+    });
+    for r in &full {
+        pos_out.write_all(r).unwrap();
+    }
+    let (got, mut printer) = printed.join().unwrap();
+    assert_eq!(
+        got, expected,
+        "every byte printed while the journal is full"
+    );
+    let stuck_at = *agent.journal_seq().borrow();
+    assert!(
+        stuck_at < 20,
+        "the full journal could not take every receipt (took {stuck_at})"
+    );
+
+    // Space is back: the next receipt is journaled.
+    journal.lock().unwrap().limit_pages(1_000_000).unwrap();
+    let next = receipt(21);
+    let printed = std::thread::spawn({
+        let n = next.len();
+        move || printer.read_exactly(n)
+    });
+    pos_out.write_all(&next).unwrap();
+    assert_eq!(printed.join().unwrap(), next);
+    wait_for_seq(&agent, stuck_at + 1).await;
+    let last = {
+        let j = journal.lock().unwrap();
+        j.read_from(stuck_at + 1, 10).unwrap()
+    };
+    agent.shutdown().await;
+    match &last
+        .last()
+        .expect("journaled after the disk came back")
+        .kind
+    {
+        EventKind::Receipt(r) => assert_eq!(r.receipt_no.as_deref(), Some("0007-0021")),
+        other => panic!("expected receipt 21, got {other:?}"),
+    }
+}

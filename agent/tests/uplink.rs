@@ -66,6 +66,8 @@ fn pki(dir: &Path) -> Pki {
 struct HubState {
     high_water: u64,
     merged: Vec<Event>,
+    /// `Chain` claims: (seq, whether the claim equals the chain over `merged`).
+    claims: Vec<(u64, bool)>,
     connections: usize,
 }
 
@@ -124,6 +126,15 @@ async fn serve_hub(endpoint: quinn::Endpoint, state: Arc<Mutex<HubState>>, drop_
                         }
                         // This fake hub has no downlink.
                         Message::Subscribe { .. } => continue,
+                        Message::Chain { last_seq, hash } => {
+                            let mut s = state.lock().unwrap();
+                            let upto = s.merged.iter().take_while(|e| e.seq <= last_seq);
+                            let ours = upto.fold(till360_shared::chain::GENESIS, |prev, e| {
+                                till360_shared::chain::link(&prev, e).unwrap()
+                            });
+                            s.claims.push((last_seq, ours == hash));
+                            continue;
+                        }
                         Message::Events(batch) => {
                             let mut s = state.lock().unwrap();
                             let plan = plan_ingest(&agent(), s.high_water, &batch)
@@ -226,6 +237,15 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
 
     let s = state.lock().unwrap();
     let seqs: Vec<u64> = s.merged.iter().map(|e| e.seq).collect();
+    assert!(
+        !s.claims.is_empty(),
+        "every Events frame is followed by a Chain claim"
+    );
+    assert!(
+        s.claims.iter().all(|(_, ok)| *ok),
+        "an honest journal's claims match the chain over what arrived: {:?}",
+        s.claims
+    );
     assert_eq!(
         seqs,
         (1..=10).collect::<Vec<_>>(),

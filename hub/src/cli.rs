@@ -97,6 +97,24 @@ enum CaAction {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a till's certificates (or one, by --serial) in PKI/revoked.toml; a running
+    /// hub refuses them within a second, also on open connections.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        till: String,
+        /// Only the certificate with this serial (hex, as `ca issue` printed it).
+        /// Without it: every certificate issued so far for the till; a certificate
+        /// issued later (re-provisioning) works.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Why (kept in the list and told to the refused agent).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -283,11 +301,34 @@ fn run_ca(action: CaAction) -> ExitCode {
             store,
             till,
             out,
-        } => pki::issue_agent(&dir, &store, &till, &out).map(|()| {
+        } => pki::issue_agent(&dir, &store, &till, &out).map(|issued| {
             println!(
-                "certificate for {store}/{till} written to {}",
+                "certificate for {store}/{till} (epoch {}, serial {}) written to {}",
+                issued.epoch,
+                issued.serial,
                 out.display()
             );
+        }),
+        CaAction::Revoke {
+            dir,
+            store,
+            till,
+            serial,
+            reason,
+        } => pki::revoke(&dir, &store, &till, serial.as_deref(), &reason).map(|outcome| {
+            let list = pki::revocation_list_path(&dir);
+            match outcome {
+                pki::RevokeOutcome::Added(entry) => {
+                    println!("{}: {}", list.display(), entry.describe());
+                }
+                pki::RevokeOutcome::AlreadyRevoked(entry) => {
+                    println!(
+                        "{}: already there, nothing changed: {}",
+                        list.display(),
+                        entry.describe()
+                    );
+                }
+            }
         }),
     };
     match result {

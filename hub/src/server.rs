@@ -24,6 +24,7 @@ pub struct RunningHub {
     quic_task: Option<JoinHandle<()>>,
     erasure_task: Option<JoinHandle<()>>,
     digest_task: Option<JoinHandle<()>>,
+    revocation_task: Option<JoinHandle<()>>,
     digests: DigestRefresh,
     http_task: Option<JoinHandle<std::io::Result<()>>>,
     writer_thread: WriterThread,
@@ -74,7 +75,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;
-    let endpoint = listener::bind(quic_config, config.listen)
+    let endpoint = listener::bind(quic_config, config.listen, &config.data_dir)
         .with_context(|| format!("cannot listen for QUIC on udp {}", config.listen))?;
     let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
     let http_listener = tokio::net::TcpListener::bind(config.http)
@@ -101,10 +102,19 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         campaigns: campaign_feed,
         digests: digest_feed,
     };
+    // The revocation list lives in the PKI folder, beside the CA certificate.
+    let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
+    let gate = listener::Gate::open(&crate::pki::revocation_list_path(pki_dir), db_path)
+        .with_context(|| format!("{}: ca: revocation list", config.origin.display()))?;
+    let revocation_task = tokio::spawn(
+        gate.clone()
+            .watch(listener::REVOCATION_POLL, stop_rx.clone()),
+    );
     let quic_task = tokio::spawn(listener::accept_loop(
         endpoint,
         writer,
         downlinks,
+        gate,
         stop_rx.clone(),
     ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
@@ -132,6 +142,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         quic_task: Some(quic_task),
         erasure_task: Some(erasure_task),
         digest_task: Some(digest_task),
+        revocation_task: Some(revocation_task),
         digests,
         http_task: Some(http_task),
         writer_thread,
@@ -187,6 +198,11 @@ impl RunningHub {
         if let Some(task) = self.digest_task.take() {
             if let Err(err) = task.await {
                 tracing::error!("digest refresh failed: {err}");
+            }
+        }
+        if let Some(task) = self.revocation_task.take() {
+            if let Err(err) = task.await {
+                tracing::error!("revocation list watcher failed: {err}");
             }
         }
         if let Some(mut task) = self.http_task.take() {

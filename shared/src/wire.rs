@@ -8,14 +8,19 @@ use crate::card::CardNumber;
 use crate::coupon::{CardKey, Keyring};
 use crate::event::{AgentId, Event};
 
-/// Version of the message set below; a peer speaking another version is refused with
-/// a clear message, never misread.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of the frame layout and the message set below; a peer speaking another
+/// version is refused with a clear message, never misread. Version 2 added the flags
+/// byte (compressed bodies).
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// QUIC ALPN protocol id.
+/// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
+/// across frame versions, so a peer of another [`PROTOCOL_VERSION`] still connects and
+/// is refused in-band with a clear `VersionMismatch` instead of an opaque handshake
+/// failure.
 pub const ALPN: &[u8] = b"till360/1";
 
-/// Frames larger than this are refused before any allocation of their size.
+/// Frames larger than this are refused before any allocation of their size; a
+/// compressed body may not inflate beyond it either.
 pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

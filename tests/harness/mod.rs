@@ -6,19 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
+use till360::faults::ReceiptKey;
 use till360::http_client::{http_get, HttpResponse};
 use till360::rig::{
     free_tcp_addr, free_udp_addr, install_layouts, play_visit, profile_differences, wait_until,
     write_agent_config, write_hub_config, AgentSettings, HubFiles, PlayOptions, TillDevices,
 };
-use till360::sim::{CardExpectation, Morning, ReceiptStyle, SimRng, StoreSetup, Suffix, Visit};
+use till360::sim::{
+    CardExpectation, Morning, ReceiptStyle, Scan, SimRng, StoreSetup, Suffix, Visit,
+};
+use till360_agent::journal::{Journal, JournalStatus};
+use till360_shared::AgentId;
 
 /// How long any wait on the system may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -166,6 +171,32 @@ impl Site {
         seed: u64,
         certs: &Path,
     ) -> Till {
+        self.till_towards(store, style, suffix, seed, certs, self.hub.quic)
+    }
+
+    /// A till whose agent talks to `hub_address` (e.g. a fault proxy in front of the
+    /// hub) instead of the hub's own QUIC address.
+    pub fn till_via(
+        &self,
+        store: &str,
+        style: ReceiptStyle,
+        suffix: Suffix,
+        seed: u64,
+        hub_address: SocketAddr,
+    ) -> Till {
+        let certs = self.issue(store, "T01");
+        self.till_towards(store, style, suffix, seed, &certs, hub_address)
+    }
+
+    fn till_towards(
+        &self,
+        store: &str,
+        style: ReceiptStyle,
+        suffix: Suffix,
+        seed: u64,
+        certs: &Path,
+        hub_address: SocketAddr,
+    ) -> Till {
         let setup = StoreSetup {
             store: store.to_string(),
             till: "T01".to_string(),
@@ -182,7 +213,7 @@ impl Site {
                 till: "T01",
                 data_dir: &data_dir,
                 layout: &layout,
-                hub: self.hub.quic,
+                hub: hub_address,
                 certs,
             },
             &devices,
@@ -297,6 +328,76 @@ impl Site {
             panic!("{msg}");
         }
     }
+}
+
+impl Site {
+    /// Every receipt the hub has committed (`transactions`: its commit is the only
+    /// truth for exactly-once), read from its SQLite file read-only. A row without a
+    /// receipt number is named by its seq so it still counts as unexpected.
+    pub fn hub_receipts(&self) -> Result<Vec<ReceiptKey>, rusqlite::Error> {
+        let path = self.hub.data_dir.join("hub.db");
+        let db = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        db.busy_timeout(Duration::from_secs(5))?;
+        let mut stmt = db.prepare("SELECT store, till, seq, receipt_no FROM transactions")?;
+        let rows = stmt.query_map([], |r| {
+            let store: String = r.get(0)?;
+            let till: String = r.get(1)?;
+            let seq: i64 = r.get(2)?;
+            let no: Option<String> = r.get(3)?;
+            Ok(ReceiptKey {
+                store,
+                till,
+                receipt_no: no.unwrap_or_else(|| format!("(none, seq {seq})")),
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// `(store, till) → last_seq` from `GET /api/v1/agents`.
+    pub fn hub_high_water(&self) -> Option<BTreeMap<(String, String), u64>> {
+        let agents = self.get("/api/v1/agents")?.json()?;
+        Some(
+            agents
+                .as_array()?
+                .iter()
+                .filter_map(|a| {
+                    Some((
+                        (
+                            a["store"].as_str()?.to_string(),
+                            a["till"].as_str()?.to_string(),
+                        ),
+                        a["last_seq"].as_u64()?,
+                    ))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The till's journal as `till360-agent status` reads it (WAL lets a second connection
+/// read while the agent runs).
+pub fn journal_status(till: &Till) -> Option<JournalStatus> {
+    journal_status_in(&till.data_dir, &till.setup.store, &till.setup.till)
+}
+
+/// [`journal_status`] by the agent's data_dir, for a till another thread holds.
+pub fn journal_status_in(data_dir: &Path, store: &str, till: &str) -> Option<JournalStatus> {
+    let agent = AgentId::new(store.to_string(), till.to_string());
+    let journal = Journal::open_existing(data_dir, &agent).ok()?;
+    journal.status().ok()
+}
+
+/// Events a visit journals: one per loyalty-card scan, one for the receipt.
+pub fn journaled_events(visit: &Visit) -> u64 {
+    let cards = visit
+        .scans
+        .iter()
+        .filter(|s| matches!(s, Scan::Card(_)))
+        .count();
+    cards as u64 + 1
 }
 
 /// Visits of `morning` at store index `i`, cloned so tills can be played on threads.

@@ -2,12 +2,16 @@
 //!
 //! The protocol lives in `till360_shared::sync::UplinkSession`; this task only moves
 //! frames. One bidirectional stream per connection, opened by the agent: `Hello` →
-//! `Welcome {acked_seq}` (or `Refused`), then `Events` frames within the window and
-//! `Ack` after each hub commit. Every ack is written to the journal, which deletes
+//! `Welcome {acked_seq}` (or `Refused`), then `Events` frames within the window, each
+//! followed by `Chain` (the journal's stored chain link at the frame's last seq, so the
+//! hub notices a journal edited on the till), and `Ack` after each hub commit. Every ack is written to the journal, which deletes
 //! the acknowledged events. Right after `Hello` the agent sends `Subscribe` with the
 //! journal's erasure version; `Erasures` frames from the hub are applied to the journal
 //! (one transaction with the new version), passed on to the till core (a pending card
-//! is dropped) and answered with `ErasuresApplied`. `Subscribe` also carries the
+//! is dropped) and answered with `ErasuresApplied`. An erasure re-links the journal's
+//! chain, so it waits until every event sent is acknowledged (and sends nothing new
+//! meanwhile): the hub then has no copy of a rewritten event that the new links do
+//! not cover. `Subscribe` also carries the
 //! campaign set version held; a `Campaigns` frame (set, keyring, catalog) is stored in
 //! the journal and needs no answer, and the digest cache's version; `Digests` deltas are
 //! applied to the journal's cache (one transaction with the version). Everything stored
@@ -29,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use thiserror::Error;
+use till360_shared::chain::ChainHash;
 use till360_shared::codec::{self, CodecError, FrameDecoder};
 use till360_shared::sync::{SyncError, UplinkEvent, UplinkSession};
-use till360_shared::wire::Message;
+use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, CardNumber};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -49,6 +54,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How often a till the hub locked out (revoked or fenced certificate) tries again: it
+/// keeps journaling and printing, but hammering the hub would not help.
+const LOCKED_OUT_RETRY: Duration = Duration::from_secs(300);
 /// How long the till core waits for the hub to answer a request (DESIGN.md: 150 ms).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -202,10 +210,21 @@ impl Uplink {
                 _ = stopped(&mut stop) => Ok(()),
             };
             status.send_modify(|s| s.connected = false);
+            let mut delay = jitter.backoff(attempt);
             match result {
                 Ok(()) => break,
                 Err(e) => {
-                    if attempt == 0 {
+                    if let Some(reason) = locked_out(&e) {
+                        tracing::error!(
+                            "uplink to {}: the hub refuses this till's certificate ({reason:?}): \
+                             it was revoked, or the till was re-provisioned with a newer one; \
+                             issue a new certificate (till360-hub ca issue). Journaling and \
+                             printing go on; retrying every {}s",
+                            self.hub.address,
+                            LOCKED_OUT_RETRY.as_secs()
+                        );
+                        delay = LOCKED_OUT_RETRY;
+                    } else if attempt == 0 {
                         tracing::warn!("uplink to {}: {e}; reconnecting", self.hub.address);
                     } else {
                         tracing::debug!("uplink to {}: {e}; reconnecting", self.hub.address);
@@ -213,7 +232,6 @@ impl Uplink {
                     status.send_modify(|s| s.last_error = Some(e.to_string()));
                 }
             }
-            let delay = jitter.backoff(attempt);
             attempt = attempt.saturating_add(1);
             let mut stop_wait = stop.clone();
             let stopping = self
@@ -335,10 +353,24 @@ impl Uplink {
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut journal_seq_open = true;
+        // Erasure frames waiting for everything sent to be acknowledged.
+        let mut deferred_erasures: Vec<(Vec<CardNumber>, u64)> = Vec::new();
         loop {
-            while let Some((first, max)) = session.poll_batch() {
-                let events = self.with_journal(move |j| j.read_from(first, max)).await?;
-                let Some(last) = events.last().map(|e| e.seq) else {
+            if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
+                for (cards, up_to_version) in std::mem::take(&mut deferred_erasures) {
+                    self.apply_erasures(cards, up_to_version, status).await?;
+                    let applied = session.erasures_applied(up_to_version);
+                    send.write_all(&codec::encode_frame(&applied)?).await?;
+                }
+            }
+            while deferred_erasures.is_empty() {
+                let Some((first, max)) = session.poll_batch() else {
+                    break;
+                };
+                let events = self
+                    .with_journal(move |j| j.read_linked(first, max))
+                    .await?;
+                let Some(last) = events.last().map(|(e, _)| e.seq) else {
                     return Err(UplinkError::NothingToSend(first));
                 };
                 send_events(&mut send, events).await?;
@@ -372,9 +404,8 @@ impl Uplink {
                                 }
                             }
                             Some(UplinkEvent::Erase { cards, up_to_version }) => {
-                                self.apply_erasures(cards, up_to_version, status).await?;
-                                let applied = session.erasures_applied(up_to_version);
-                                send.write_all(&codec::encode_frame(&applied)?).await?;
+                                // Applied at the top of the loop once nothing is in flight.
+                                deferred_erasures.push((cards, up_to_version));
                             }
                             Some(UplinkEvent::Campaigns { version, set, keyring, catalog }) => {
                                 let state = CampaignState { version, set, keyring, catalog };
@@ -569,15 +600,26 @@ impl Uplink {
     }
 }
 
-/// Sends `events` as one frame, or as several if one would exceed the frame limit.
+/// Sends `events` as one frame, or as several if one would exceed the frame limit;
+/// each `Events` frame is followed by the `Chain` claim at its last event.
 async fn send_events(
     send: &mut quinn::SendStream,
-    events: Vec<till360_shared::Event>,
+    events: Vec<(till360_shared::Event, ChainHash)>,
 ) -> Result<(), UplinkError> {
     let mut pending = vec![events];
     while let Some(batch) = pending.pop() {
-        match codec::encode_frame(&Message::Events(batch.clone())) {
-            Ok(frame) => send.write_all(&frame).await?,
+        let Some((last, hash)) = batch.last().map(|(e, link)| (e.seq, *link)) else {
+            continue;
+        };
+        let events = batch.iter().map(|(e, _)| e.clone()).collect();
+        match codec::encode_frame(&Message::Events(events)) {
+            Ok(mut frame) => {
+                frame.extend(codec::encode_frame(&Message::Chain {
+                    last_seq: last,
+                    hash,
+                })?);
+                send.write_all(&frame).await?
+            }
             Err(CodecError::TooLarge { .. }) if batch.len() > 1 => {
                 let mut first = batch;
                 let second = first.split_off(first.len() / 2);
@@ -627,6 +669,22 @@ async fn resolve(address: &str) -> Result<SocketAddr, UplinkError> {
         address: address.to_string(),
         reason: "no address found".into(),
     })
+}
+
+/// The refusal, when the hub locked this till out: a `Refused {Revoked | Fenced}` frame,
+/// or the connection closed with that reason (the hub closes right after the frame).
+fn locked_out(error: &UplinkError) -> Option<Refusal> {
+    let lockout = |r: Refusal| matches!(r, Refusal::Revoked | Refusal::Fenced).then_some(r);
+    match error {
+        UplinkError::Sync(SyncError::Refused { reason, .. }) => lockout(*reason),
+        UplinkError::Connection(quinn::ConnectionError::ApplicationClosed(close)) => {
+            let text = String::from_utf8_lossy(&close.reason);
+            [Refusal::Revoked, Refusal::Fenced]
+                .into_iter()
+                .find(|r| text.starts_with(&format!("{r:?}:")))
+        }
+        _ => None,
+    }
 }
 
 /// Exponential backoff with ±25 % jitter so a fleet of tills does not reconnect in step.

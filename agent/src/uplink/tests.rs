@@ -154,3 +154,20 @@ fn requests_the_hub_cannot_be_asked_get_their_answer_at_once() {
         None
     );
 }
+
+#[test]
+fn only_revoked_or_fenced_refusals_lock_the_till_out() {
+    let refused = |reason| {
+        UplinkError::Sync(SyncError::Refused {
+            reason,
+            detail: "x".into(),
+        })
+    };
+    assert_eq!(
+        locked_out(&refused(Refusal::Revoked)),
+        Some(Refusal::Revoked)
+    );
+    assert_eq!(locked_out(&refused(Refusal::Fenced)), Some(Refusal::Fenced));
+    assert_eq!(locked_out(&refused(Refusal::Unavailable)), None);
+    assert_eq!(locked_out(&UplinkError::ConnectTimeout), None);
+}

@@ -66,7 +66,8 @@ fn load_certs(
 }
 
 /// Builds the QUIC client config: trust only `[hub] ca`, present `[hub] cert` + `key`,
-/// TLS 1.3 with the ring provider, ALPN `till360/1`, keep-alive below the idle timeout.
+/// TLS 1.3 with the ring provider, ALPN `till360/1`, keep-alive below the idle timeout,
+/// 0-RTT off.
 pub fn client_config(hub: &HubLink) -> Result<quinn::ClientConfig, TlsConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in load_certs(hub, "ca", &hub.ca)? {
@@ -101,13 +102,30 @@ pub fn client_config(hub: &HubLink) -> Result<quinn::ClientConfig, TlsConfigErro
             )
         })?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    // Never 0-RTT: early data can be replayed, and the uplink promises exactly once.
+    tls.enable_early_data = false;
     let quic = QuicClientConfig::try_from(tls).map_err(|e| build(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config().map_err(build)?));
+    Ok(config)
+}
+
+/// The uplink's transport: keep-alive below the idle timeout, no streams opened by the
+/// hub, small receive windows (the downlink is small), no datagrams.
+fn transport_config() -> Result<quinn::TransportConfig, String> {
+    const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
+    const RECEIVE_WINDOW: u32 = 1024 * 1024;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| build(e.to_string()))?,
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| e.to_string())?,
     ));
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    // The agent opens the one stream; the hub opens none.
+    transport.max_concurrent_bidi_streams(0u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.stream_receive_window(STREAM_RECEIVE_WINDOW.into());
+    transport.receive_window(RECEIVE_WINDOW.into());
+    transport.datagram_receive_buffer_size(None);
+    transport.datagram_send_buffer_size(0);
+    Ok(transport)
 }

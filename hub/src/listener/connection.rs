@@ -11,15 +11,16 @@ use quinn::{Connection, Incoming, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use till360_shared::codec::{encode_frame, FrameDecoder};
 use till360_shared::wire::{Message, Refusal};
-use till360_shared::{AgentId, Timestamp};
+use till360_shared::Timestamp;
 use tokio::sync::watch;
 
 use super::campaigns::CampaignFeed;
 use super::digests::DigestFeed;
 use super::erasures::ErasureFeed;
+use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
 use super::Downlinks;
-use crate::pki::agent_from_cert_der;
+use crate::pki::{identity_from_cert_der, CertIdentity};
 use crate::store::StoreWriter;
 
 /// QUIC application close codes.
@@ -31,7 +32,7 @@ pub const CLOSE_SHUTDOWN: u32 = 2;
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks) {
+pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks, gate: Gate) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -40,11 +41,25 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
             return;
         }
     };
-    let agent = match certificate_agent(&conn) {
-        Ok(agent) => agent,
+    let cert = match certificate_identity(&conn) {
+        Ok(cert) => cert,
         Err(reason) => {
             tracing::warn!("{remote}: {reason}");
             conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+            return;
+        }
+    };
+    let agent = cert.agent.clone();
+    // Revoked or fenced certificates never reach the session.
+    let ticket = match gate.admit(cert).await {
+        Ok(ticket) => ticket,
+        Err(kick) => {
+            tracing::warn!(
+                "{remote}: agent {agent} refused ({:?}): {}",
+                kick.reason,
+                kick.detail
+            );
+            super::revocation::refuse(conn, kick).await;
             return;
         }
     };
@@ -65,6 +80,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         campaigns: downlinks.campaigns,
         digests: downlinks.digests,
         session: HubSession::new(agent.clone()),
+        ticket,
     };
     match link.run().await {
         Ok(()) => tracing::info!("{remote}: agent {agent} finished"),
@@ -72,13 +88,13 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
     }
 }
 
-fn certificate_agent(conn: &Connection) -> Result<AgentId, String> {
+fn certificate_identity(conn: &Connection) -> Result<CertIdentity, String> {
     let certs = conn
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or("no client certificate")?;
     let leaf = certs.first().ok_or("empty client certificate chain")?;
-    agent_from_cert_der(leaf).map_err(|e| e.to_string())
+    identity_from_cert_der(leaf).map_err(|e| e.to_string())
 }
 
 fn now() -> Timestamp {
@@ -94,6 +110,8 @@ struct Link {
     campaigns: Option<CampaignFeed>,
     digests: DigestFeed,
     session: HubSession,
+    /// Resolves when the certificate is revoked or fenced while connected.
+    ticket: Ticket,
 }
 
 impl Link {
@@ -137,6 +155,19 @@ impl Link {
                         let outcome = self.writer.ingest(agent, events, now()).await;
                         self.session.after_ingest(outcome)
                     }
+                    Step::Chain { last_seq, hash } => {
+                        let agent = self.session.agent().clone();
+                        // A break is logged and recorded by the store; a failed check
+                        // costs only this claim.
+                        let checked = self.writer.chain_claim(agent, last_seq, hash, now()).await;
+                        if let Err(err) = checked {
+                            tracing::warn!(
+                                "agent {}: chain claim at seq {last_seq} not checked: {err}",
+                                self.session.agent()
+                            );
+                        }
+                        continue;
+                    }
                     Step::Refuse { reason, detail } => Reply {
                         message: Message::Refused { reason, detail },
                         close: true,
@@ -170,7 +201,9 @@ impl Link {
             }
             tokio::select! {
                 // Reads first: the agent's frames never wait behind a digest download.
+                // Only a revocation goes before them, so a busy agent cannot delay it.
                 biased;
+                kick = self.ticket.kicked() => return self.cut(kick).await,
                 read = self.recv.read(&mut buf) => match read {
                     Ok(Some(n)) => decoder.feed(&buf[..n]),
                     Ok(None) => {
@@ -357,6 +390,22 @@ impl Link {
         Ok(())
     }
 
+    /// Ends a connection whose certificate was revoked or fenced: the refusal, then
+    /// the close, even if the agent does not read (its window full).
+    async fn cut(&mut self, kick: Kick) -> Result<(), String> {
+        let reason = refusal_text(kick.reason, &kick.detail);
+        let refusal = Reply {
+            message: Message::Refused {
+                reason: kick.reason,
+                detail: kick.detail,
+            },
+            close: true,
+        };
+        let _ = tokio::time::timeout(LINGER * 2, self.send_reply(refusal)).await;
+        self.conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+        Err(reason)
+    }
+
     /// Finishes our side, gives the peer a moment to receive what was written (the last
     /// ack or the refusal), then closes; the close reason repeats it in case it did not.
     async fn linger_and_close(&mut self, code: u32, reason: &str) {
@@ -366,7 +415,7 @@ impl Link {
     }
 }
 
-fn refusal_text(reason: Refusal, detail: &str) -> String {
+pub(super) fn refusal_text(reason: Refusal, detail: &str) -> String {
     // QUIC close reasons must fit a packet.
     let mut text = format!("{reason:?}: {detail}");
     if text.len() > 512 {

@@ -7,11 +7,11 @@
 mod campaigns;
 mod connection;
 mod digests;
+mod endpoint;
 mod erasures;
+mod revocation;
 mod session;
 mod tls;
-
-use std::net::SocketAddr;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,18 +19,20 @@ use tokio::task::JoinSet;
 pub use campaigns::CampaignFeed;
 pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
 pub use digests::DigestFeed;
+pub use endpoint::{
+    bind, endpoint_config, load_or_create_reset_secret, EndpointError, RESET_KEY_FILE,
+};
 pub use erasures::{ErasureFeed, ERASURE_POLL};
+pub use revocation::{Gate, GateError, Kick, Ticket, REVOCATION_POLL};
 pub use session::{
     DigestPoll, HubSession, Reply, Step, DIGEST_BATCH, ERASURE_BATCH, ERASURE_WINDOW,
 };
-pub use tls::{load_certs, load_key, server_config, TlsSetupError, IDLE_TIMEOUT};
+pub use tls::{
+    load_certs, load_key, server_config, transport_config, TlsSetupError, IDLE_TIMEOUT, KEEP_ALIVE,
+    RECEIVE_WINDOW, SEND_WINDOW, STREAM_RECEIVE_WINDOW,
+};
 
 use crate::store::StoreWriter;
-
-/// Binds the QUIC endpoint (UDP) at `addr`.
-pub fn bind(config: quinn::ServerConfig, addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    quinn::Endpoint::server(config, addr)
-}
 
 /// What the hub pushes to every agent (cheap to clone: one per connection).
 #[derive(Clone)]
@@ -48,6 +50,7 @@ pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     writer: StoreWriter,
     downlinks: Downlinks,
+    gate: Gate,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
@@ -60,7 +63,12 @@ pub async fn accept_loop(
             }
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    tasks.spawn(connection::serve(incoming, writer.clone(), downlinks.clone()));
+                    tasks.spawn(connection::serve(
+                        incoming,
+                        writer.clone(),
+                        downlinks.clone(),
+                        gate.clone(),
+                    ));
                 }
                 None => break,
             },

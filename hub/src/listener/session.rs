@@ -34,6 +34,9 @@ pub enum Step {
     },
     /// Commit these events for the certificate's agent, then answer with [`HubSession::after_ingest`].
     Ingest(Vec<Event>),
+    /// Check the agent's journal chain claim (its link at `last_seq`) against the
+    /// hub's; nothing to answer (a break is recorded, not refused: nothing is lost).
+    Chain { last_seq: u64, hash: [u8; 32] },
     /// Send `Refused` and close the connection.
     Refuse { reason: Refusal, detail: String },
     /// The agent has applied erasures up to this version (its subscribe, or an
@@ -283,6 +286,7 @@ impl HubSession {
                 }
             }
             (Phase::Streaming, Message::Events(events)) => Step::Ingest(events),
+            (Phase::Streaming, Message::Chain { last_seq, hash }) => Step::Chain { last_seq, hash },
             (
                 Phase::Streaming,
                 Message::Subscribe {

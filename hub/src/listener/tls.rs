@@ -14,7 +14,20 @@ use till360_shared::wire::ALPN;
 
 /// Without traffic for this long a connection is dead (agents keep it alive).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Below the shortest idle timeout an agent negotiates (the agent's 8 s), so the
+/// hub's side of the rule holds whatever the agent sends.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Flow-control windows: a connection's buffers grow only with data in flight, so
+/// these bound what one agent can make the hub hold. One uplink stream carries at most
+/// an 8 MiB frame; 1 MiB per window keeps a loopback or LAN link busy (window / RTT)
+/// while 2,000 tills draining at once cannot pin more than 2 GiB in the worst case.
+pub const STREAM_RECEIVE_WINDOW: u32 = 1024 * 1024;
+pub const RECEIVE_WINDOW: u32 = 1024 * 1024;
+/// The downlink (campaign sets, digest batches) is small and bursty.
+pub const SEND_WINDOW: u64 = 512 * 1024;
+/// TLS handshake messages buffered per connection (certificate chains are small).
+const CRYPTO_BUFFER: usize = 8 * 1024;
 
 #[derive(Debug, Error)]
 pub enum TlsSetupError {
@@ -47,7 +60,8 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
 }
 
-/// The quinn server config for the hub: mutual TLS against `ca`, ALPN `till360/1`.
+/// The quinn server config for the hub: mutual TLS against `ca`, ALPN `till360/1`, no
+/// 0-RTT, the transport of [`transport_config`].
 pub fn server_config(
     ca: &Path,
     cert: &Path,
@@ -68,9 +82,18 @@ pub fn server_config(
         .with_single_cert(load_certs(cert)?, load_key(key)?)
         .map_err(|e| file_err(key, format!("does not fit {}: {e}", cert.display())))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    // No 0-RTT: replayable early data has no place in an exactly-once uplink.
+    tls.max_early_data_size = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsSetupError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()?));
+    Ok(config)
+}
+
+/// Transport parameters for every agent connection: idle timeout and keep-alive, one
+/// stream, bounded windows, no datagrams (see the constants for the reasoning).
+pub fn transport_config() -> Result<quinn::TransportConfig, TlsSetupError> {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(IDLE_TIMEOUT)
@@ -80,6 +103,12 @@ pub fn server_config(
     // The protocol uses exactly one bidirectional stream per connection.
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    transport.stream_receive_window(STREAM_RECEIVE_WINDOW.into());
+    transport.receive_window(RECEIVE_WINDOW.into());
+    transport.send_window(SEND_WINDOW);
+    transport.crypto_buffer_size(CRYPTO_BUFFER);
+    // Datagrams are unused: advertise none and reserve no buffer for them.
+    transport.datagram_receive_buffer_size(None);
+    transport.datagram_send_buffer_size(0);
+    Ok(transport)
 }

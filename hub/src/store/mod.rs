@@ -1,6 +1,7 @@
 //! The hub's store: a narrow trait (so PostgreSQL can follow) and its SQLite
 //! implementation, plus the single writer thread that serialises all commits.
 
+mod chain;
 pub mod erasures;
 pub mod numbering;
 mod privacy;
@@ -11,11 +12,13 @@ mod writer;
 mod tests;
 
 use thiserror::Error;
+use till360_shared::chain::ChainHash;
 use till360_shared::wire::Refusal;
 use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 use crate::profile::ProfileView;
 
+pub use chain::ChainCheck;
 pub use sqlite::{SqliteStore, SCHEMA};
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 
@@ -87,6 +90,38 @@ pub struct AgentView {
     pub last_seq: u64,
     /// When the hub last heard from the agent (hub clock, UTC, RFC 3339).
     pub last_seen: String,
+    /// The journal hash chain: `"ok"`, or the first break the hub found.
+    pub chain: ChainStatus,
+}
+
+/// Whether an agent's journal chain held (`"ok"` in JSON) or where it first broke
+/// (`{"broken_at_seq": N, "detected_at": "..."}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    Ok,
+    Broken {
+        broken_at_seq: u64,
+        /// Hub clock, UTC, RFC 3339.
+        detected_at: String,
+    },
+}
+
+impl serde::Serialize for ChainStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        match self {
+            ChainStatus::Ok => s.serialize_str("ok"),
+            ChainStatus::Broken {
+                broken_at_seq,
+                detected_at,
+            } => {
+                let mut out = s.serialize_struct("ChainBreak", 2)?;
+                out.serialize_field("broken_at_seq", broken_at_seq)?;
+                out.serialize_field("detected_at", detected_at)?;
+                out.end()
+            }
+        }
+    }
 }
 
 /// Everything the hub needs from its database. Writes go through one instance owned
@@ -104,6 +139,16 @@ pub trait Store: Send {
         requests: &[IngestRequest<'_>],
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Checks an agent's `Chain` claim (its journal's link at `last_seq`) against the
+    /// hub's own link there; a difference is recorded as a break (see `store/chain.rs`).
+    fn chain_claim(
+        &mut self,
+        agent: &AgentId,
+        last_seq: u64,
+        claimed: &ChainHash,
+        now: Timestamp,
+    ) -> Result<ChainCheck, StoreError>;
 
     fn agents(&self) -> Result<Vec<AgentView>, StoreError>;
     fn profile(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError>;

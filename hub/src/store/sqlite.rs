@@ -5,12 +5,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use till360_shared::chain::{link_bytes, ChainHash};
 use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
+use super::chain::{self, ChainBreak, ChainCheck};
 use super::{
-    privacy, AgentView, ConsentChange, ErasureReport, IngestOutcome, IngestRequest, ProfileQuery,
-    Store, StoreError,
+    privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
+    ProfileQuery, Store, StoreError,
 };
 use crate::config::IdentityConfig;
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
@@ -20,8 +22,9 @@ use crate::profile::{
     ProfileView, Purchase, PurchaseLine, TimelineLine, TransactionRow,
 };
 
-/// Bumped when the schema changes incompatibly.
-const SCHEMA_VERSION: i64 = 3;
+/// Bumped when the schema changes incompatibly. 4: the journal hash chain
+/// (`agents.chain_hash`, `chain_breaks`).
+const SCHEMA_VERSION: i64 = 4;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -30,7 +33,20 @@ CREATE TABLE IF NOT EXISTS agents (
     till TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
     last_seen_ms INTEGER NOT NULL,
+    -- The journal hash chain's link at last_seq (NULL: unknown, see store/chain.rs).
+    chain_hash BLOB,
     PRIMARY KEY (store, till)
+);
+-- Chain claims of agents that differed from the hub's own link (a journal edited on
+-- the till): seq is the claim's.
+CREATE TABLE IF NOT EXISTS chain_breaks (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    detected_at_ms INTEGER NOT NULL,
+    hub_hash BLOB NOT NULL,
+    claimed_hash BLOB NOT NULL,
+    PRIMARY KEY (store, till, seq)
 );
 CREATE TABLE IF NOT EXISTS events (
     store TEXT NOT NULL,
@@ -211,11 +227,20 @@ const INSERT_TRANSACTION: &str =
     "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
          printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
-const UPSERT_AGENT: &str =
-    "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES (?1, ?2, ?3, ?4)
+/// A new agent starts its chain at GENESIS (`zeroblob(32)`); a known one keeps its head.
+const UPSERT_AGENT: &str = "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
+     VALUES (?1, ?2, ?3, ?4, zeroblob(32))
      ON CONFLICT (store, till) DO UPDATE SET
          last_seq = max(agents.last_seq, excluded.last_seq),
          last_seen_ms = excluded.last_seen_ms";
+/// After a merge: the new high-water mark with the chain extended to it.
+const UPSERT_AGENT_CHAIN: &str =
+    "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (store, till) DO UPDATE SET
+         last_seq = excluded.last_seq,
+         last_seen_ms = excluded.last_seen_ms,
+         chain_hash = excluded.chain_hash";
 
 pub struct SqliteStore {
     pub(super) conn: Connection,
@@ -249,10 +274,20 @@ impl SqliteStore {
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
-            // Every statement is `IF NOT EXISTS`: an older schema gains the new tables.
-            0..=2 => conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?,
+            // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
+            // (and, from 3, the chain column).
+            0..=3 => {
+                conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
+                let upgraded = chain::upgrade(&conn).and_then(|()| {
+                    Ok(conn.execute_batch(&format!(
+                        "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    ))?)
+                });
+                if let Err(e) = upgraded {
+                    let _ = conn.execute_batch("ROLLBACK;");
+                    return Err(e);
+                }
+            }
             SCHEMA_VERSION => {}
             other => {
                 return Err(StoreError::Corrupt(format!(
@@ -275,11 +310,13 @@ impl SqliteStore {
         Ok(seq.map_or(0, |s| s.max(0) as u64))
     }
 
+    /// Merges one event; returns its canonical encoding (what the chain is over).
     fn merge_event(
         tx: &Transaction<'_>,
         event: &Event,
         coupon_master: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<u8>, StoreError> {
+        let encoded = codec::to_bytes(event)?;
         tx.prepare_cached(INSERT_EVENT)?.execute(params![
             event.agent.store,
             event.agent.till,
@@ -287,7 +324,7 @@ impl SqliteStore {
             event.kind.name(),
             event.recorded_at.unix_ms,
             event.recorded_at.offset_min,
-            codec::to_bytes(event)?,
+            &encoded,
         ])?;
         let (ops, notes) = merge_ops(event);
         for note in notes {
@@ -341,7 +378,7 @@ impl SqliteStore {
                 }
             }
         }
-        Ok(())
+        Ok(encoded)
     }
 
     fn insert_transaction(tx: &Transaction<'_>, row: &TransactionRow) -> Result<(), StoreError> {
@@ -663,18 +700,20 @@ impl Store for SqliteStore {
         for req in requests {
             // Read inside the transaction: two connections of one agent cannot both
             // pass the same seq.
-            let high_water = Self::high_water(&tx, req.agent)?;
+            let (high_water, mut head) = chain::head(&tx, req.agent)?;
             match plan_ingest(req.agent, high_water, req.events) {
                 Err(refusal) => outcomes.push(Err(refusal)),
                 Ok(plan) => {
                     for event in &req.events[plan.first_new..] {
-                        Self::merge_event(&tx, event, master)?;
+                        let encoded = Self::merge_event(&tx, event, master)?;
+                        head = head.map(|prev| link_bytes(&prev, &encoded));
                     }
-                    tx.prepare_cached(UPSERT_AGENT)?.execute(params![
+                    tx.prepare_cached(UPSERT_AGENT_CHAIN)?.execute(params![
                         req.agent.store,
                         req.agent.till,
                         to_sql_seq(plan.new_high_water)?,
-                        now.unix_ms
+                        now.unix_ms,
+                        head.as_ref().map(|h| &h[..])
                     ])?;
                     outcomes.push(Ok(plan.new_high_water));
                 }
@@ -685,7 +724,7 @@ impl Store for SqliteStore {
     }
 
     fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        let rows = self
+        let mut rows = self
             .conn
             .prepare_cached(
                 "SELECT store, till, last_seq, last_seen_ms FROM agents ORDER BY store, till",
@@ -696,10 +735,38 @@ impl Store for SqliteStore {
                     till: r.get(1)?,
                     last_seq: r.get::<_, i64>(2)?.max(0) as u64,
                     last_seen: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
+                    chain: ChainStatus::Ok,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        for view in &mut rows {
+            if let Some(ChainBreak {
+                seq,
+                detected_at_ms,
+            }) = chain::first_break(&self.conn, &view.store, &view.till)?
+            {
+                view.chain = ChainStatus::Broken {
+                    broken_at_seq: seq,
+                    detected_at: Timestamp::from_unix_ms(detected_at_ms, 0).to_rfc3339(),
+                };
+            }
+        }
         Ok(rows)
+    }
+
+    fn chain_claim(
+        &mut self,
+        agent: &AgentId,
+        last_seq: u64,
+        claimed: &ChainHash,
+        now: Timestamp,
+    ) -> Result<ChainCheck, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let check = chain::check_claim(&tx, agent, last_seq, claimed, now)?;
+        tx.commit()?;
+        Ok(check)
     }
 
     fn profile(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {

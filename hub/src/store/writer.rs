@@ -7,7 +7,9 @@ use std::thread::JoinHandle;
 use till360_shared::{AgentId, Event, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IngestOutcome, IngestRequest, Store, StoreError};
+use till360_shared::chain::ChainHash;
+
+use super::{ChainCheck, IngestOutcome, IngestRequest, Store, StoreError};
 
 /// How many queued requests one commit may take.
 const MAX_GROUP: usize = 64;
@@ -25,6 +27,13 @@ enum Request {
         events: Vec<Event>,
         now: Timestamp,
         reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    Chain {
+        agent: AgentId,
+        last_seq: u64,
+        hash: ChainHash,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<ChainCheck, StoreError>>,
     },
 }
 
@@ -86,6 +95,28 @@ impl StoreWriter {
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
+
+    /// Checks `agent`'s chain claim after the batch it follows was committed.
+    pub async fn chain_claim(
+        &self,
+        agent: AgentId,
+        last_seq: u64,
+        hash: ChainHash,
+        now: Timestamp,
+    ) -> Result<ChainCheck, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Chain {
+                agent,
+                last_seq,
+                hash,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
 }
 
 fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
@@ -105,6 +136,17 @@ fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 Request::Hello { agent, now, reply } => {
                     commit_group(store.as_mut(), std::mem::take(&mut group));
                     let _ = reply.send(store.hello(&agent, now));
+                }
+                // After the batches queued before it: a claim follows its own batch.
+                Request::Chain {
+                    agent,
+                    last_seq,
+                    hash,
+                    now,
+                    reply,
+                } => {
+                    commit_group(store.as_mut(), std::mem::take(&mut group));
+                    let _ = reply.send(store.chain_claim(&agent, last_seq, &hash, now));
                 }
             }
         }

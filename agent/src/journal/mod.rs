@@ -16,6 +16,13 @@
 //! card: the card number is never stored with a digest), with the feed's version in
 //! the meta row. `coupon_serials` counts the serials handed out per campaign number and
 //! expiry day, so a coupon printed after a crash never repeats a code.
+//!
+//! Every event row carries its link of the journal's hash chain and rows that cannot be
+//! read are quarantined ([`integrity`]); the WAL and the file are kept bounded and the
+//! quota alarm raised ([`space`]).
+
+mod integrity;
+mod space;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,18 +33,23 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use thiserror::Error;
 use till360_shared::campaign::{CampaignSet, CatalogItem, Digest};
+use till360_shared::chain::{self, ChainHash, GENESIS};
 use till360_shared::codec;
 use till360_shared::coupon::{CardKey, CouponFields, Keyring};
 use till360_shared::wire::DigestEntry;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use crate::hub_link::CampaignState;
+pub use integrity::Quarantined;
+use space::{Quota, QuotaChange};
+pub use space::{CHECKPOINT_EVERY, DEFAULT_MAX_BYTES};
 
 pub const JOURNAL_FILE: &str = "journal.db";
 /// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table, 4 the keyring and
-/// catalog in `campaigns`, the digest cache and coupon serials; older journals are
-/// upgraded on open.
-const SCHEMA_VERSION: i64 = 4;
+/// catalog in `campaigns`, the digest cache and coupon serials, 5 the hash chain
+/// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine;
+/// older journals are upgraded on open.
+const SCHEMA_VERSION: i64 = 5;
 /// Serial counters this far before the expiry day asked for are deleted: a coupon
 /// expired that long ago is never issued again, and the table stays small.
 const SERIAL_RETENTION_DAYS: i64 = 400;
@@ -86,6 +98,12 @@ pub enum JournalError {
         seq: u64,
         last_seq: u64,
     },
+    #[error("journal {path} is full (disk or page limit): the event was not recorded: {source}")]
+    Full {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("journal {path}: cannot encode event: {reason}")]
     Encode { path: String, reason: String },
     #[error("journal {path}: the stored campaign set is corrupt: {reason}")]
@@ -118,6 +136,17 @@ pub struct JournalStatus {
     pub digests: u64,
     /// The version of the hub's digest feed the cache holds (0: empty).
     pub digest_version: u64,
+    /// Rows that could not be read and were replaced by `Quarantined` events (their
+    /// raw bytes are kept in the `quarantine` table).
+    pub quarantined: u64,
+    /// The journal file's size.
+    pub bytes: u64,
+    /// `[journal] max_bytes`.
+    pub max_bytes: u64,
+    /// The file is larger than `max_bytes`: nothing is dropped, the agent alarms.
+    pub quota_exceeded: bool,
+    /// The hash chain's head (the link at `last_seq`), hex.
+    pub chain_head: String,
 }
 
 /// What [`Journal::apply_erasures`] did.
@@ -142,6 +171,8 @@ pub struct Journal {
     agent: AgentId,
     last_seq: u64,
     acked_seq: u64,
+    quota: Quota,
+    appends_since_checkpoint: u32,
 }
 
 impl std::fmt::Debug for Journal {
@@ -158,11 +189,11 @@ impl std::fmt::Debug for Journal {
 /// A `campaigns` row as stored: version, set, keyring and catalog blobs.
 type CampaignRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
-fn to_u64(v: i64) -> u64 {
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -195,6 +226,7 @@ impl Journal {
         };
         let mut conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        space::configure(&conn).map_err(sql)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(sql)?;
@@ -219,14 +251,17 @@ impl Journal {
                  last_seq INTEGER NOT NULL,
                  acked_seq INTEGER NOT NULL,
                  erasure_version INTEGER NOT NULL DEFAULT 0,
-                 digest_version INTEGER NOT NULL DEFAULT 0
+                 digest_version INTEGER NOT NULL DEFAULT 0,
+                 chain_head BLOB,
+                 acked_link BLOB
              );
              CREATE TABLE IF NOT EXISTS events (
                  seq INTEGER PRIMARY KEY,
                  recorded_at_ms INTEGER NOT NULL,
                  offset_min INTEGER NOT NULL,
                  kind TEXT NOT NULL,
-                 payload BLOB NOT NULL
+                 payload BLOB NOT NULL,
+                 link BLOB
              );",
         )
         .map_err(sql)?;
@@ -238,24 +273,33 @@ impl Journal {
             )
             .optional()
             .map_err(sql)?;
+        // Journals from before the chain get their links computed below.
+        let mut needs_relink = false;
         let (last_seq, acked_seq) = match meta {
             None => {
                 tx.execute(
-                    "INSERT INTO journal_meta (id, schema_version, store, till, last_seq, acked_seq)
-                     VALUES (1, ?1, ?2, ?3, 0, 0)",
-                    params![SCHEMA_VERSION, agent.store, agent.till],
+                    "INSERT INTO journal_meta
+                         (id, schema_version, store, till, last_seq, acked_seq, chain_head, acked_link)
+                     VALUES (1, ?1, ?2, ?3, 0, 0, ?4, ?4)",
+                    params![SCHEMA_VERSION, agent.store, agent.till, &GENESIS[..]],
                 )
                 .map_err(sql)?;
                 (0, 0)
             }
             Some((version, store, till, last, acked)) => {
+                if !(1..=SCHEMA_VERSION).contains(&version) {
+                    return Err(JournalError::Schema {
+                        path: label,
+                        found: version,
+                    });
+                }
                 if version == 1 {
                     tx.execute_batch(
                         "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;",
                     )
                     .map_err(sql)?;
                 }
-                if (1..SCHEMA_VERSION).contains(&version) {
+                if version < 4 {
                     // Schema 3 kept the keyring in a column named `till_key` and had no
                     // catalog: drop that row's table; with version 0 the hub resends.
                     // The new tables are created below.
@@ -264,16 +308,24 @@ impl Journal {
                          DROP TABLE IF EXISTS campaigns;",
                     )
                     .map_err(sql)?;
+                }
+                if version < 5 {
+                    // The chain starts at the acked seq: the rows before it are gone.
+                    for (table, column) in [
+                        ("journal_meta", "chain_head"),
+                        ("journal_meta", "acked_link"),
+                        ("events", "link"),
+                    ] {
+                        add_blob_column(&tx, table, column).map_err(sql)?;
+                    }
+                    needs_relink = true;
+                }
+                if version < SCHEMA_VERSION {
                     tx.execute(
                         "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
                         params![SCHEMA_VERSION],
                     )
                     .map_err(sql)?;
-                } else if version != SCHEMA_VERSION {
-                    return Err(JournalError::Schema {
-                        path: label,
-                        found: version,
-                    });
                 }
                 let found = AgentId::new(store, till);
                 if &found != agent {
@@ -303,7 +355,18 @@ impl Journal {
                  expires TEXT NOT NULL,
                  next_serial INTEGER NOT NULL,
                  PRIMARY KEY (campaign_number, expires)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             -- Rows that could not be read, as they were found (the events table holds
+             -- a Quarantined event with the same seq instead).
+             CREATE TABLE IF NOT EXISTS quarantine (
+                 seq INTEGER PRIMARY KEY,
+                 kind TEXT,
+                 recorded_at_ms INTEGER,
+                 offset_min INTEGER,
+                 payload BLOB,
+                 reason TEXT NOT NULL,
+                 quarantined_at_ms INTEGER NOT NULL
+             );",
         )
         .map_err(sql)?;
         let (min, max): (Option<i64>, Option<i64>) = tx
@@ -322,14 +385,23 @@ impl Journal {
                 ),
             });
         }
+        if needs_relink || integrity::chain_head(&tx).map_err(sql)?.is_none() {
+            let quarantined =
+                integrity::relink_from(&tx, agent, acked_seq + 1, acked_seq).map_err(sql)?;
+            log_quarantined(&label, &quarantined);
+        }
         tx.commit().map_err(sql)?;
-        Ok(Journal {
+        let mut journal = Journal {
             conn,
             path: path.to_path_buf(),
             agent: agent.clone(),
             last_seq,
             acked_seq,
-        })
+            quota: Quota::new(DEFAULT_MAX_BYTES),
+            appends_since_checkpoint: 0,
+        };
+        journal.check_quota();
+        Ok(journal)
     }
 
     fn sql_err(&self, source: rusqlite::Error) -> JournalError {
@@ -347,7 +419,9 @@ impl Journal {
         &self.path
     }
 
-    /// Records an event with the next seq; it is committed (fsynced) when this returns.
+    /// Records an event with the next seq and its chain link; it is committed (fsynced)
+    /// when this returns. A full disk (or page limit) is [`JournalError::Full`]: nothing
+    /// was recorded and the journal stays usable once space is back.
     pub fn append(
         &mut self,
         recorded_at: Timestamp,
@@ -358,44 +432,123 @@ impl Journal {
             reason: e.to_string(),
         })?;
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
+        let sql = |source: rusqlite::Error| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+                JournalError::Full {
+                    path: path.clone(),
+                    source,
+                }
+            } else {
+                JournalError::Sqlite {
+                    path: path.clone(),
+                    source,
+                }
+            }
         };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         // Read inside the write transaction: the meta row, not this struct, is the truth.
-        let last: i64 = tx
-            .query_row("SELECT last_seq FROM journal_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })
+        let (last, acked): (i64, i64) = tx
+            .query_row(
+                "SELECT last_seq, acked_seq FROM journal_meta WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(sql)?;
+        let head = match integrity::chain_head(&tx).map_err(sql)? {
+            Some(head) => head,
+            None => {
+                // A damaged head is rebuilt from the rows (quarantining what cannot be read).
+                let quarantined =
+                    integrity::relink_from(&tx, &self.agent, 0, to_u64(acked)).map_err(sql)?;
+                log_quarantined(&path, &quarantined);
+                integrity::chain_head(&tx).map_err(sql)?.unwrap_or(GENESIS)
+            }
+        };
         let seq = to_u64(last) + 1;
-        tx.execute(
-            "INSERT INTO events (seq, recorded_at_ms, offset_min, kind, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![to_i64(seq), recorded_at.unix_ms, recorded_at.offset_min, kind.name(), payload],
-        )
-        .map_err(sql)?;
-        tx.execute(
-            "UPDATE journal_meta SET last_seq = ?1 WHERE id = 1",
-            params![to_i64(seq)],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        self.last_seq = seq;
-        Ok(Event {
+        let event = Event {
             agent: self.agent.clone(),
             seq,
             recorded_at,
             kind,
-        })
+        };
+        let link = chain::link(&head, &event).map_err(|e| JournalError::Encode {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        tx.execute(
+            "INSERT INTO events (seq, recorded_at_ms, offset_min, kind, payload, link)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                to_i64(seq),
+                recorded_at.unix_ms,
+                recorded_at.offset_min,
+                event.kind.name(),
+                payload,
+                &link[..]
+            ],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE journal_meta SET last_seq = ?1, chain_head = ?2 WHERE id = 1",
+            params![to_i64(seq), &link[..]],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.last_seq = seq;
+        self.appends_since_checkpoint += 1;
+        if self.appends_since_checkpoint >= CHECKPOINT_EVERY {
+            self.checkpoint();
+        }
+        self.check_quota();
+        Ok(event)
     }
 
     /// Up to `max` unacknowledged events from `first_seq` on, in seq order, contiguous.
-    /// Asking for a seq already acknowledged (and deleted) is an error, not a skip.
+    /// Asking for a seq already acknowledged (and deleted) is an error, not a skip. A
+    /// row that cannot be read is quarantined (see [`integrity`]) and read as the
+    /// `Quarantined` event that replaced it.
     pub fn read_from(&self, first_seq: u64, max: usize) -> Result<Vec<Event>, JournalError> {
+        Ok(self
+            .read_linked(first_seq, max)?
+            .into_iter()
+            .map(|(event, _)| event)
+            .collect())
+    }
+
+    /// [`Self::read_from`] with each event's stored chain link (what the uplink claims
+    /// in `Chain` after a batch).
+    pub fn read_linked(
+        &self,
+        first_seq: u64,
+        max: usize,
+    ) -> Result<Vec<(Event, ChainHash)>, JournalError> {
+        match self.try_read(first_seq, max)? {
+            Ok(events) => Ok(events),
+            Err(bad_seq) => {
+                self.repair_from(bad_seq)?;
+                match self.try_read(first_seq, max)? {
+                    Ok(events) => Ok(events),
+                    // Repair quarantines every unreadable row: this is not disk damage
+                    // the journal can mend.
+                    Err(seq) => Err(JournalError::CorruptEvent {
+                        path: self.path.display().to_string(),
+                        seq,
+                        reason: "still unreadable after quarantine".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The events, or the first seq whose row cannot be read or has no usable link.
+    fn try_read(
+        &self,
+        first_seq: u64,
+        max: usize,
+    ) -> Result<Result<Vec<(Event, ChainHash)>, u64>, JournalError> {
         let first_seq = first_seq.max(1);
         let (last_seq, acked_seq) = self.read_meta()?;
         if first_seq <= acked_seq {
@@ -406,12 +559,12 @@ impl Journal {
             });
         }
         if max == 0 || first_seq > last_seq {
-            return Ok(Vec::new());
+            return Ok(Ok(Vec::new()));
         }
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT seq, recorded_at_ms, offset_min, payload FROM events
+                "SELECT seq, recorded_at_ms, offset_min, payload, link FROM events
                  WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(|e| self.sql_err(e))?;
@@ -422,13 +575,14 @@ impl Journal {
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, Option<Vec<u8>>>(4)?,
                 ))
             })
             .map_err(|e| self.sql_err(e))?;
         let mut events = Vec::new();
         let mut expected = first_seq;
         for row in rows {
-            let (seq, unix_ms, offset_min, payload) = row.map_err(|e| self.sql_err(e))?;
+            let (seq, unix_ms, offset_min, payload, link) = row.map_err(|e| self.sql_err(e))?;
             let seq = to_u64(seq);
             if seq != expected {
                 return Err(JournalError::Inconsistent {
@@ -436,21 +590,11 @@ impl Journal {
                     reason: format!("event seq {expected} is missing (found {seq} next)"),
                 });
             }
-            let corrupt = |reason: String| JournalError::CorruptEvent {
-                path: self.path.display().to_string(),
-                seq,
-                reason,
-            };
-            let offset_min = i16::try_from(offset_min)
-                .map_err(|_| corrupt(format!("offset {offset_min} minutes is out of range")))?;
-            let kind: EventKind =
-                codec::from_bytes(&payload).map_err(|e| corrupt(e.to_string()))?;
-            events.push(Event {
-                agent: self.agent.clone(),
-                seq,
-                recorded_at: Timestamp::from_unix_ms(unix_ms, offset_min),
-                kind,
-            });
+            let decoded = integrity::decode_row(&self.agent, seq, unix_ms, offset_min, &payload);
+            match (decoded, integrity::stored_link(link)) {
+                (Ok(event), Some(link)) => events.push((event, link)),
+                _ => return Ok(Err(seq)),
+            }
             expected += 1;
         }
         let wanted = (last_seq - first_seq + 1).min(max as u64);
@@ -460,7 +604,124 @@ impl Journal {
                 reason: format!("event seq {expected} is missing (journal reached {last_seq})"),
             });
         }
-        Ok(events)
+        Ok(Ok(events))
+    }
+
+    /// Quarantines the unreadable rows from `seq` on and re-links the tail, in one
+    /// transaction (a legitimate rewrite, like an erasure).
+    fn repair_from(&self, seq: u64) -> Result<(), JournalError> {
+        let path = self.path.display().to_string();
+        let sql = |source| JournalError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        // `&self` readers may find a bad row: the connection itself is not shared.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let acked: i64 = tx
+            .query_row("SELECT acked_seq FROM journal_meta WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql)?;
+        let quarantined =
+            integrity::relink_from(&tx, &self.agent, seq, to_u64(acked)).map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        log_quarantined(&path, &quarantined);
+        Ok(())
+    }
+
+    /// The hash chain's head: the link at `last_seq` (GENESIS for a new journal).
+    pub fn chain_head(&self) -> Result<ChainHash, JournalError> {
+        integrity::chain_head(&self.conn)
+            .map(|head| head.unwrap_or(GENESIS))
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// The rows quarantined so far: seq and reason, in seq order.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, reason FROM quarantine ORDER BY seq")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Quarantined {
+                    seq: to_u64(r.get(0)?),
+                    reason: r.get(1)?,
+                })
+            })
+            .map_err(|e| self.sql_err(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Sets `[journal] max_bytes` (the quota alarm's threshold) and checks it at once.
+    pub fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.quota = Quota::new(max_bytes);
+        self.check_quota();
+    }
+
+    /// Caps the file at `pages` pages (SQLite `max_page_count`, this connection only)
+    /// and returns the cap SQLite applied: how tests emulate a full disk.
+    pub fn limit_pages(&mut self, pages: u64) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(to_u64)
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Whether the journal file is past its quota (the alarm is raised).
+    pub fn quota_exceeded(&self) -> bool {
+        self.quota.exceeded
+    }
+
+    /// The journal file's size in bytes.
+    pub fn bytes(&self) -> Result<u64, JournalError> {
+        space::database_bytes(&self.conn).map_err(|e| self.sql_err(e))
+    }
+
+    /// Truncates the WAL now (also done after acks and every [`CHECKPOINT_EVERY`]
+    /// appends). A failure is logged: it costs disk, never an event.
+    pub fn checkpoint(&mut self) {
+        self.appends_since_checkpoint = 0;
+        match space::checkpoint(&self.conn) {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(
+                "journal {}: WAL checkpoint deferred (a reader holds it)",
+                self.path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "journal {}: WAL checkpoint failed: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Compares the file's size with the quota; logs once per crossing.
+    fn check_quota(&mut self) {
+        let bytes = match space::database_bytes(&self.conn) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("journal {}: cannot read its size: {e}", self.path.display());
+                return;
+            }
+        };
+        match self.quota.observe(bytes) {
+            QuotaChange::Crossed => tracing::error!(
+                "journal {} is {bytes} bytes, over its quota of {} ([journal] max_bytes): \
+                 nothing is dropped, but the hub has not acknowledged events for a while",
+                self.path.display(),
+                self.quota.max_bytes
+            ),
+            QuotaChange::Back => tracing::info!(
+                "journal {} is back under its quota ({bytes} of {} bytes)",
+                self.path.display(),
+                self.quota.max_bytes
+            ),
+            QuotaChange::Same => {}
+        }
     }
 
     fn read_meta(&self) -> Result<(u64, u64), JournalError> {
@@ -484,7 +745,8 @@ impl Journal {
     }
 
     /// Records that the hub committed everything up to `seq` and deletes those events,
-    /// in one transaction. Acknowledging an older seq again is a no-op.
+    /// in one transaction (keeping the chain link at `seq` as the new base); then gives
+    /// the space back and truncates the WAL. Acknowledging an older seq again is a no-op.
     pub fn ack(&mut self, seq: u64) -> Result<(), JournalError> {
         let path = self.path.display().to_string();
         let sql = |source| JournalError::Sqlite {
@@ -515,9 +777,21 @@ impl Journal {
             self.last_seq = last;
             return Ok(());
         }
+        let link: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT link FROM events WHERE seq = ?1",
+                params![to_i64(seq)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .flatten();
+        // A missing link (a damaged row) leaves the base unknown: the next re-link
+        // starts from GENESIS, which the hub reports rather than hides.
+        let link = integrity::stored_link(link).unwrap_or(GENESIS);
         tx.execute(
-            "UPDATE journal_meta SET acked_seq = ?1 WHERE id = 1",
-            params![to_i64(seq)],
+            "UPDATE journal_meta SET acked_seq = ?1, acked_link = ?2 WHERE id = 1",
+            params![to_i64(seq), &link[..]],
         )
         .map_err(sql)?;
         tx.execute("DELETE FROM events WHERE seq <= ?1", params![to_i64(seq)])
@@ -525,6 +799,14 @@ impl Journal {
         tx.commit().map_err(sql)?;
         self.acked_seq = seq;
         self.last_seq = last;
+        if let Err(e) = space::give_back_free_pages(&self.conn) {
+            tracing::warn!(
+                "journal {}: incremental vacuum failed: {e}",
+                self.path.display()
+            );
+        }
+        self.checkpoint();
+        self.check_quota();
         Ok(())
     }
 
@@ -541,8 +823,9 @@ impl Journal {
     }
 
     /// Applies erasures from the hub: every unacknowledged event carrying one of
-    /// `cards` is pseudonymised in place (same seq; see `EventKind::forget_cards`) and
-    /// `up_to_version` is stored, in ONE transaction. A version at or below the stored
+    /// `cards` is pseudonymised in place (same seq; see `EventKind::forget_cards`), the
+    /// chain re-linked from the first rewritten event (a row that cannot be read is
+    /// quarantined on the way) and `up_to_version` is stored, in ONE transaction. A version at or below the stored
     /// one is a no-op (a resend after a lost `ErasuresApplied`). Acknowledged events are
     /// already deleted here; the hub erases its own copy.
     pub fn apply_erasures(
@@ -575,6 +858,8 @@ impl Journal {
         }
         let erased: HashSet<&str> = cards.iter().map(CardNumber::as_str).collect();
         let mut pseudonymised = 0;
+        // The first row rewritten or found unreadable: the chain changes from there.
+        let mut relink_from: Option<u64> = None;
         if !erased.is_empty() {
             // Every row still here is unacknowledged (an ack deletes).
             let mut select = tx
@@ -587,15 +872,14 @@ impl Journal {
             while let Some(row) = rows.next().map_err(sql)? {
                 let seq: i64 = row.get(0).map_err(sql)?;
                 let payload: Vec<u8> = row.get(1).map_err(sql)?;
-                // An event that cannot be read cannot be cleared: fail rather than
-                // record the erasure as applied.
-                let mut kind: EventKind =
-                    codec::from_bytes(&payload).map_err(|e| JournalError::CorruptEvent {
-                        path: path.clone(),
-                        seq: to_u64(seq),
-                        reason: e.to_string(),
-                    })?;
+                // An event that cannot be read holds no card anyone can read: the
+                // re-link below quarantines it.
+                let Ok(mut kind) = codec::from_bytes::<EventKind>(&payload) else {
+                    relink_from.get_or_insert(to_u64(seq));
+                    continue;
+                };
                 if kind.forget_cards(|card| erased.contains(card.as_str())) {
+                    relink_from.get_or_insert(to_u64(seq));
                     let payload = codec::to_bytes(&kind).map_err(|e| JournalError::Encode {
                         path: path.clone(),
                         reason: e.to_string(),
@@ -606,6 +890,16 @@ impl Journal {
                     pseudonymised += 1;
                 }
             }
+        }
+        if let Some(first) = relink_from {
+            let acked: i64 = tx
+                .query_row("SELECT acked_seq FROM journal_meta WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql)?;
+            let quarantined =
+                integrity::relink_from(&tx, &self.agent, first, to_u64(acked)).map_err(sql)?;
+            log_quarantined(&path, &quarantined);
         }
         tx.execute(
             "UPDATE journal_meta SET erasure_version = ?1 WHERE id = 1",
@@ -899,6 +1193,11 @@ impl Journal {
             .conn
             .query_row("SELECT COUNT(*) FROM digests", [], |r| r.get(0))
             .map_err(|e| self.sql_err(e))?;
+        let quarantined: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))
+            .map_err(|e| self.sql_err(e))?;
+        let bytes = self.bytes()?;
         let oldest: Option<(i64, i64)> = self
             .conn
             .query_row(
@@ -920,6 +1219,36 @@ impl Journal {
             campaign_version,
             digests: to_u64(digests),
             digest_version,
+            quarantined: to_u64(quarantined),
+            bytes,
+            max_bytes: self.quota.max_bytes,
+            // From the size just read: `status` in another process has no alarm state.
+            quota_exceeded: bytes > self.quota.max_bytes,
+            chain_head: chain::to_hex(&self.chain_head()?),
         })
     }
+}
+
+/// A quarantine is disk damage: always worth an error line per row.
+fn log_quarantined(path: &str, quarantined: &[Quarantined]) {
+    for q in quarantined {
+        tracing::error!(
+            "journal {path}: event seq {} could not be read and was quarantined ({}); \
+             its raw bytes are kept in the quarantine table",
+            q.seq,
+            q.reason
+        );
+    }
+}
+
+/// Adds a BLOB column unless the table has it (a schema-1 journal gets its `events`
+/// table created with today's columns).
+fn add_blob_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<()> {
+    let exists = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists(params![table, column])?;
+    if !exists {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} BLOB;"))?;
+    }
+    Ok(())
 }

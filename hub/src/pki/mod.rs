@@ -1,6 +1,11 @@
 //! The hub's small certificate authority: one CA, one hub server certificate, and one
 //! client certificate per agent whose identity (store/till) the hub trusts instead of
-//! anything the agent says in its payload (DESIGN.md principle 4).
+//! anything the agent says in its payload (DESIGN.md principle 4). Each agent
+//! certificate also carries its till's epoch ([`epochs`]) and can be revoked
+//! ([`revocations`]).
+
+pub mod epochs;
+pub mod revocations;
 
 use std::fs;
 use std::io::Write;
@@ -26,6 +31,14 @@ pub const AGENT_KEY: &str = "agent.key";
 
 /// The SAN URI prefix that carries an agent's identity: `urn:till360:agent:STORE:TILL`.
 pub const AGENT_URI_PREFIX: &str = "urn:till360:agent:";
+/// The SAN URI prefix that carries the certificate's epoch: `urn:till360:epoch:N`.
+pub const EPOCH_URI_PREFIX: &str = "urn:till360:epoch:";
+
+pub use epochs::{current_epoch, EPOCHS_FILE};
+pub use revocations::{
+    normalize_serial, revocation_list_path, revoke, RevocationList, RevokeOutcome, Revoked,
+    REVOKED_FILE,
+};
 
 const CA_YEARS: i32 = 20;
 const LEAF_YEARS: i32 = 5;
@@ -52,6 +65,12 @@ pub enum PkiError {
     BadName(String),
     #[error("{path}: {reason}")]
     BadCa { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+    #[error("{0} not found: not a PKI folder (create one with `ca init`)")]
+    NotAPki(PathBuf),
+    #[error("invalid serial {0:?}: expected hex digits (colons allowed)")]
+    BadSerial(String),
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -112,9 +131,15 @@ pub fn init_ca(dir: &Path, names: &[String], ips: &[IpAddr], force: bool) -> Res
     Ok(())
 }
 
-/// Issues a client certificate for the till `store/till` with the CA in `dir`, writing
-/// `ca.pem agent.pem agent.key` to `out` (everything the agent's `[hub]` section needs).
-pub fn issue_agent(dir: &Path, store: &str, till: &str, out: &Path) -> Result<(), PkiError> {
+/// What `ca issue` wrote: the till's new epoch and the certificate's serial (what
+/// `ca revoke --serial` takes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    pub epoch: u64,
+    pub serial: String,
+}
+
+pub(crate) fn validate_identity(store: &str, till: &str) -> Result<(), PkiError> {
     for (what, value) in [("store", store), ("till", till)] {
         if !AgentId::is_valid_part(value) {
             return Err(PkiError::BadIdentity {
@@ -123,6 +148,20 @@ pub fn issue_agent(dir: &Path, store: &str, till: &str, out: &Path) -> Result<()
             });
         }
     }
+    Ok(())
+}
+
+/// Issues a client certificate for the till `store/till` with the CA in `dir`, writing
+/// `ca.pem agent.pem agent.key` to `out` (everything the agent's `[hub]` section needs).
+/// Each certificate gets the till's next epoch: once the hub has seen it, certificates
+/// issued earlier for the same till are fenced.
+pub fn issue_agent(
+    dir: &Path,
+    store: &str,
+    till: &str,
+    out: &Path,
+) -> Result<IssuedCert, PkiError> {
+    validate_identity(store, till)?;
     let ca_cert_path = dir.join(CA_CERT);
     let ca_key_path = dir.join(CA_KEY);
     let ca_pem = read_string(&ca_cert_path)?;
@@ -146,11 +185,28 @@ pub fn issue_agent(dir: &Path, store: &str, till: &str, out: &Path) -> Result<()
             what: "agent",
             value: agent.to_string(),
         })?;
-    params.subject_alt_names = vec![SanType::URI(uri)];
+    // The lock is held until the certificate is written, so epochs are handed out in
+    // the order certificates appear.
+    let held = epochs::lock(dir)?;
+    let epoch = epochs::next_epoch(dir, &agent, &held)?;
+    let epoch_uri = format!("{EPOCH_URI_PREFIX}{epoch}")
+        .as_str()
+        .try_into()
+        .map_err(|_| PkiError::BadIdentity {
+            what: "agent",
+            value: agent.to_string(),
+        })?;
+    params.subject_alt_names = vec![SanType::URI(uri), SanType::URI(epoch_uri)];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     set_validity(&mut params, LEAF_YEARS);
     let cert = params.signed_by(&agent_key, &issuer)?;
+    let serial = identity_from_cert_der(cert.der())
+        .map_err(|e| PkiError::BadCa {
+            path: ca_cert_path.clone(),
+            reason: format!("issued an unreadable certificate: {e}"),
+        })?
+        .serial;
 
     fs::create_dir_all(out).map_err(|source| PkiError::Write {
         path: out.to_path_buf(),
@@ -163,7 +219,8 @@ pub fn issue_agent(dir: &Path, store: &str, till: &str, out: &Path) -> Result<()
         agent_key.serialize_pem().as_bytes(),
         true,
     )?;
-    Ok(())
+    drop(held);
+    Ok(IssuedCert { epoch, serial })
 }
 
 /// The SAN URI that names `agent` in its certificate.
@@ -181,25 +238,67 @@ pub enum IdentityError {
     NoAgentUri,
     #[error("the peer certificate names an invalid agent {0:?}")]
     BadAgentUri(String),
+    #[error("the peer certificate has an invalid epoch {0:?}")]
+    BadEpoch(String),
+}
+
+/// Everything the hub reads from an agent certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertIdentity {
+    pub agent: AgentId,
+    /// 0 for certificates issued before epochs existed.
+    pub epoch: u64,
+    /// Normalized hex ([`normalize_serial`]).
+    pub serial: String,
 }
 
 /// Reads the agent identity from a DER end-entity certificate's SAN URI.
 pub fn agent_from_cert_der(der: &[u8]) -> Result<AgentId, IdentityError> {
+    identity_from_cert_der(der).map(|identity| identity.agent)
+}
+
+/// Reads the agent identity, epoch and serial from a DER end-entity certificate.
+pub fn identity_from_cert_der(der: &[u8]) -> Result<CertIdentity, IdentityError> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| IdentityError::Unparsable(e.to_string()))?;
     let san = cert
         .subject_alternative_name()
         .map_err(|e| IdentityError::Unparsable(e.to_string()))?
         .ok_or(IdentityError::NoAgentUri)?;
+    let mut agent = None;
+    let mut epoch = None;
     for general in &san.value.general_names {
         if let x509_parser::extensions::GeneralName::URI(uri) = general {
             if let Some(rest) = uri.strip_prefix(AGENT_URI_PREFIX) {
-                return parse_agent_part(rest)
-                    .ok_or_else(|| IdentityError::BadAgentUri(uri.to_string()));
+                if agent.is_none() {
+                    agent = Some(
+                        parse_agent_part(rest)
+                            .ok_or_else(|| IdentityError::BadAgentUri(uri.to_string()))?,
+                    );
+                }
+            } else if let Some(rest) = uri.strip_prefix(EPOCH_URI_PREFIX) {
+                if epoch.is_none() {
+                    epoch = Some(
+                        rest.parse::<u64>()
+                            .map_err(|_| IdentityError::BadEpoch(uri.to_string()))?,
+                    );
+                }
             }
         }
     }
-    Err(IdentityError::NoAgentUri)
+    let agent = agent.ok_or(IdentityError::NoAgentUri)?;
+    let serial = serial_hex(cert.raw_serial());
+    Ok(CertIdentity {
+        agent,
+        epoch: epoch.unwrap_or(0),
+        serial,
+    })
+}
+
+fn serial_hex(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // Every byte string is hex: normalizing only strips leading zeros.
+    normalize_serial(&hex).unwrap_or(hex)
 }
 
 fn parse_agent_part(rest: &str) -> Option<AgentId> {
@@ -230,6 +329,19 @@ fn set_validity(params: &mut CertificateParams, years: i32) {
 
 fn read_string(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Replaces a record file whole (temp file + rename), so the hub, reading it while it
+/// changes, sees either the old or the new list, never half of one.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    write_file(&temp, bytes, false)?;
+    fs::rename(&temp, path).map_err(|source| PkiError::Write {
         path: path.to_path_buf(),
         source,
     })
@@ -272,6 +384,31 @@ mod tests {
         assert_eq!(parse_agent_part("S001:T 1"), None);
         assert_eq!(parse_agent_part(":T1"), None);
         assert_eq!(parse_agent_part("S1:T1:x"), None);
+    }
+
+    fn self_signed_with_uris(uris: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_without_an_epoch_is_epoch_zero_and_a_bad_epoch_is_an_error() {
+        let legacy = self_signed_with_uris(&["urn:till360:agent:S1:T1"]);
+        let read = identity_from_cert_der(&legacy).unwrap();
+        assert_eq!((read.agent, read.epoch), (AgentId::new("S1", "T1"), 0));
+        assert!(!read.serial.is_empty());
+        let epoch = self_signed_with_uris(&["urn:till360:epoch:7", "urn:till360:agent:S1:T1"]);
+        assert_eq!(identity_from_cert_der(&epoch).unwrap().epoch, 7);
+        let bad = self_signed_with_uris(&["urn:till360:agent:S1:T1", "urn:till360:epoch:x"]);
+        assert!(matches!(
+            identity_from_cert_der(&bad),
+            Err(IdentityError::BadEpoch(_))
+        ));
     }
 
     #[test]
