@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use quinn::{Connection, Incoming, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
+use till360_shared::chain::ChainHash;
 use till360_shared::codec::{encode_frame, FrameDecoder};
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::Timestamp;
@@ -31,6 +32,8 @@ pub const CLOSE_SHUTDOWN: u32 = 2;
 /// How long a peer gets to receive our last frame before the close.
 const LINGER: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
+/// Events gathered from buffered `Events` frames into one commit.
+const MAX_GATHERED_EVENTS: usize = 5_000;
 
 pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks, gate: Gate) {
     let remote = incoming.remote_address();
@@ -125,15 +128,16 @@ impl Link {
         let mut digest_generation_open = true;
         // A digest page may be due: true after a wake, false once up to date.
         let mut digests_due = true;
+        // A step decoded while gathering batches, handled next.
+        let mut pending: Option<Step> = None;
         loop {
             loop {
-                let step = match decoder.poll() {
-                    Ok(Some(msg)) => self.session.handle(msg),
-                    Ok(None) => break,
-                    Err(err) => {
-                        tracing::warn!("agent {}: bad frame: {err}", self.session.agent());
-                        self.session.decode_error(&err)
-                    }
+                let step = match pending.take() {
+                    Some(step) => step,
+                    None => match self.next_step(&mut decoder) {
+                        Some(step) => step,
+                        None => break,
+                    },
                 };
                 let reply = match step {
                     Step::Welcome {
@@ -150,22 +154,34 @@ impl Link {
                         let high_water = self.writer.hello(agent, now()).await;
                         self.session.after_hello(high_water)
                     }
-                    Step::Ingest(events) => {
+                    Step::Ingest(mut events) => {
+                        // Batches already buffered behind this one join it: one commit and
+                        // one ack for all (the agent pipelines up to its window).
+                        let mut claims = Vec::new();
+                        while events.len() < MAX_GATHERED_EVENTS {
+                            match self.next_step(&mut decoder) {
+                                Some(Step::Ingest(more)) => events.extend(more),
+                                Some(Step::Chain { last_seq, hash }) => {
+                                    claims.push((last_seq, hash))
+                                }
+                                Some(other) => {
+                                    pending = Some(other);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
                         let agent = self.session.agent().clone();
                         let outcome = self.writer.ingest(agent, events, now()).await;
+                        // Claims are checked once their events are committed; one for a
+                        // seq before the gathered batch's last is ignored by the store.
+                        for (last_seq, hash) in claims {
+                            self.check_chain(last_seq, hash).await;
+                        }
                         self.session.after_ingest(outcome)
                     }
                     Step::Chain { last_seq, hash } => {
-                        let agent = self.session.agent().clone();
-                        // A break is logged and recorded by the store; a failed check
-                        // costs only this claim.
-                        let checked = self.writer.chain_claim(agent, last_seq, hash, now()).await;
-                        if let Err(err) = checked {
-                            tracing::warn!(
-                                "agent {}: chain claim at seq {last_seq} not checked: {err}",
-                                self.session.agent()
-                            );
-                        }
+                        self.check_chain(last_seq, hash).await;
                         continue;
                     }
                     Step::Refuse { reason, detail } => Reply {
@@ -230,6 +246,31 @@ impl Link {
                 // Nothing to read right now: the next page of a download.
                 () = std::future::ready(()), if digests_due => {}
             }
+        }
+    }
+
+    /// The next buffered frame as a session step, `None` when a whole frame is not
+    /// buffered yet. A bad frame becomes the session's refusal.
+    fn next_step(&mut self, decoder: &mut FrameDecoder) -> Option<Step> {
+        match decoder.poll() {
+            Ok(Some(msg)) => Some(self.session.handle(msg)),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!("agent {}: bad frame: {err}", self.session.agent());
+                Some(self.session.decode_error(&err))
+            }
+        }
+    }
+
+    /// Checks a chain claim against the committed chain. A break is logged and recorded
+    /// by the store; a failed check costs only this claim.
+    async fn check_chain(&mut self, last_seq: u64, hash: ChainHash) {
+        let agent = self.session.agent().clone();
+        if let Err(err) = self.writer.chain_claim(agent, last_seq, hash, now()).await {
+            tracing::warn!(
+                "agent {}: chain claim at seq {last_seq} not checked: {err}",
+                self.session.agent()
+            );
         }
     }
 
