@@ -59,7 +59,7 @@ fn a_journal_edited_on_the_till_is_reported_by_the_hub_and_an_honest_one_is_not(
     let mut plan = MorningPlan::new(77, 16);
     plan.misread_percent = 0;
     let morning = Morning::generate(&plan, &StoreSetup::demo_stores());
-    let mut tills = vec![
+    let mut tills = [
         site.till("S001", ReceiptStyle::Supermarket, Suffix::Cr, 1),
         site.till("S002", ReceiptStyle::Boutique, Suffix::CrLf, 2),
     ];
