@@ -18,8 +18,8 @@ pub struct SerialBlocks {
 
 impl SerialBlocks {
     /// The next serial for (campaign, expires); `reserve(campaign, expires, count)`
-    /// commits a new block when the current one is used up. Blocks of past expiry days
-    /// are forgotten as soon as a new one is reserved. `None` if `reserve` gave an empty
+    /// commits a new block when the current one is used up. A campaign's blocks of
+    /// earlier expiry days are forgotten when it reserves a later one. `None` if `reserve` gave an empty
     /// block (the journal reports exhaustion as an error instead).
     pub fn next<E>(
         &mut self,
@@ -33,7 +33,10 @@ impl SerialBlocks {
         }
         let mut block = reserve(campaign, expires, SERIAL_BLOCK)?;
         let serial = block.next();
-        self.reserved.retain(|(_, day), _| *day >= expires);
+        // A campaign's expiry day only moves forward (issue day + valid_days): its
+        // earlier blocks are done. Other campaigns keep theirs.
+        self.reserved
+            .retain(|(c, day), _| *c != campaign || *day >= expires);
         self.reserved.insert(key, block);
         Ok(serial)
     }
