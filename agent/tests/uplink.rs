@@ -68,6 +68,8 @@ struct HubState {
     merged: Vec<Event>,
     /// `Chain` claims: (seq, whether the claim equals the chain over `merged`).
     claims: Vec<(u64, bool)>,
+    /// Health reports received (one per connection at least).
+    health: Vec<till360_shared::wire::TillHealth>,
     connections: usize,
 }
 
@@ -133,6 +135,10 @@ async fn serve_hub(endpoint: quinn::Endpoint, state: Arc<Mutex<HubState>>, drop_
                                 till360_shared::chain::link(&prev, e).unwrap()
                             });
                             s.claims.push((last_seq, ours == hash));
+                            continue;
+                        }
+                        Message::Health(health) => {
+                            state.lock().unwrap().health.push(health);
                             continue;
                         }
                         Message::Events(batch) => {
@@ -241,6 +247,15 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
         !s.claims.is_empty(),
         "every Events frame is followed by a Chain claim"
     );
+    assert!(
+        s.health.len() >= 2,
+        "each connection reports the till's health: {:?}",
+        s.health
+    );
+    assert!(s
+        .health
+        .iter()
+        .all(|h| h.journal_bytes > 0 && !h.quota_exceeded));
     assert!(
         s.claims.iter().all(|(_, ok)| *ok),
         "an honest journal's claims match the chain over what arrived: {:?}",

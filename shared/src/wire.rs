@@ -37,6 +37,9 @@ pub enum Message {
     Welcome { acked_seq: u64 },
     /// Agent → hub: events in seq order, contiguous.
     Events(Vec<Event>),
+    /// Agent → hub, after `Welcome` and whenever it changes: the till's own health, so
+    /// the hub's operators see a till in trouble before it loses anything.
+    Health(TillHealth),
     /// Agent → hub, right after an `Events` frame: the journal's hash chain
     /// (`shared::chain`) at `last_seq`, the batch's last seq, as recorded when each event
     /// was journaled. The hub recomputes it over what it received and reports a
@@ -101,6 +104,21 @@ pub enum Message {
     },
 }
 
+/// What a till reports about itself (`Message::Health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TillHealth {
+    /// Size of the journal file.
+    pub journal_bytes: u64,
+    /// The journal's quota (`[journal] max_bytes`).
+    pub journal_max_bytes: u64,
+    /// The journal is past its quota (nothing is dropped; the disk may fill up).
+    pub quota_exceeded: bool,
+    /// Journal rows that could not be read and were quarantined.
+    pub quarantined: u64,
+    /// Events journaled but not yet acknowledged by the hub.
+    pub pending: u64,
+}
+
 /// One card's digest in the digest downlink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestEntry {
@@ -139,6 +157,7 @@ impl Message {
             Message::Welcome { .. } => "welcome",
             Message::Events(_) => "events",
             Message::Chain { .. } => "chain",
+            Message::Health(_) => "health",
             Message::Ack { .. } => "ack",
             Message::Refused { .. } => "refused",
             Message::Subscribe { .. } => "subscribe",

@@ -23,6 +23,7 @@
 //! After any error the task reconnects with a jittered exponential backoff, forever,
 //! and resumes from the hub's `Welcome`.
 
+mod health;
 mod pending;
 mod tls;
 
@@ -57,6 +58,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often a till the hub locked out (revoked or fenced certificate) tries again: it
 /// keeps journaling and printing, but hammering the hub would not help.
 const LOCKED_OUT_RETRY: Duration = Duration::from_secs(300);
+/// How often the journal's health is looked at (a report goes out only when it changed).
+const HEALTH_CHECK: Duration = Duration::from_secs(10);
 /// How long the till core waits for the hub to answer a request (DESIGN.md: 150 ms).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -346,8 +349,13 @@ impl Uplink {
         .with_erasure_version(erasure_version)
         .with_campaign_version(campaign_version)
         .with_digest_version(digest_version);
+        // The till's health goes with the opening, then again when it changes.
+        let health_now = self
+            .with_journal(|j| Ok(health::of_status(&j.status()?)))
+            .await?;
         let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
         opening.extend(codec::encode_frame(&session.subscribe())?);
+        opening.extend(codec::encode_frame(&Message::Health(health_now))?);
         send.write_all(&opening).await?;
 
         let mut decoder = FrameDecoder::new();
@@ -355,6 +363,10 @@ impl Uplink {
         let mut journal_seq_open = true;
         // Erasure frames waiting for everything sent to be acknowledged.
         let mut deferred_erasures: Vec<(Vec<CardNumber>, u64)> = Vec::new();
+        // The till's health, reported once per connection and when it changes.
+        let mut last_health = Some(health_now);
+        let mut health_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_CHECK, HEALTH_CHECK);
         loop {
             if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
                 for (cards, up_to_version) in std::mem::take(&mut deferred_erasures) {
@@ -437,6 +449,13 @@ impl Uplink {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     for news in link.pending.expire(Instant::now()) {
                         self.tell(news);
+                    }
+                }
+                _ = health_tick.tick() => {
+                    let now = self.with_journal(|j| Ok(health::of_status(&j.status()?))).await?;
+                    if health::report_due(last_health.as_ref(), &now) {
+                        send.write_all(&codec::encode_frame(&Message::Health(now))?).await?;
+                        last_health = Some(now);
                     }
                 }
                 changed = self.journal_seq.changed(), if journal_seq_open => {

@@ -11,7 +11,7 @@ use quinn::{Connection, Incoming, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
 use till360_shared::chain::ChainHash;
 use till360_shared::codec::{encode_frame, FrameDecoder};
-use till360_shared::wire::{Message, Refusal};
+use till360_shared::wire::{Message, Refusal, TillHealth};
 use till360_shared::Timestamp;
 use tokio::sync::watch;
 
@@ -184,6 +184,10 @@ impl Link {
                         self.check_chain(last_seq, hash).await;
                         continue;
                     }
+                    Step::Health(health) => {
+                        self.record_health(health).await;
+                        continue;
+                    }
                     Step::Refuse { reason, detail } => Reply {
                         message: Message::Refused { reason, detail },
                         close: true,
@@ -259,6 +263,28 @@ impl Link {
                 tracing::warn!("agent {}: bad frame: {err}", self.session.agent());
                 Some(self.session.decode_error(&err))
             }
+        }
+    }
+
+    /// Records a till's health report; a till in trouble is logged where on-call looks.
+    async fn record_health(&mut self, health: TillHealth) {
+        let agent = self.session.agent().clone();
+        if health.quota_exceeded || health.quarantined > 0 {
+            tracing::warn!(
+                "agent {agent}: journal {} of {} bytes{}, {} quarantined rows, {} pending events",
+                health.journal_bytes,
+                health.journal_max_bytes,
+                if health.quota_exceeded {
+                    " (OVER QUOTA)"
+                } else {
+                    ""
+                },
+                health.quarantined,
+                health.pending
+            );
+        }
+        if let Err(err) = self.writer.health(agent.clone(), health, now()).await {
+            tracing::warn!("agent {agent}: health report not recorded: {err}");
         }
     }
 

@@ -12,7 +12,7 @@
 use till360_shared::campaign::Digest;
 use till360_shared::codec::CodecError;
 use till360_shared::sync::ErasureDownlink;
-use till360_shared::wire::{CouponVerdict, Message, Refusal};
+use till360_shared::wire::{CouponVerdict, Message, Refusal, TillHealth};
 use till360_shared::{AgentId, CardNumber, Event};
 
 use crate::digests::FeedPage;
@@ -46,6 +46,8 @@ pub enum Step {
     DigestRequest { card: CardNumber },
     /// Check the code, answer with [`HubSession::coupon_reply`].
     CouponCheck { code: String },
+    /// Record the till's health report; nothing to answer.
+    Health(TillHealth),
 }
 
 /// Digests per `Digests` frame, at most.
@@ -287,6 +289,7 @@ impl HubSession {
             }
             (Phase::Streaming, Message::Events(events)) => Step::Ingest(events),
             (Phase::Streaming, Message::Chain { last_seq, hash }) => Step::Chain { last_seq, hash },
+            (Phase::Streaming, Message::Health(health)) => Step::Health(health),
             (
                 Phase::Streaming,
                 Message::Subscribe {

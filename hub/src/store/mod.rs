@@ -13,7 +13,7 @@ mod tests;
 
 use thiserror::Error;
 use till360_shared::chain::ChainHash;
-use till360_shared::wire::Refusal;
+use till360_shared::wire::{Refusal, TillHealth};
 use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 use crate::profile::ProfileView;
@@ -92,6 +92,20 @@ pub struct AgentView {
     pub last_seen: String,
     /// The journal hash chain: `"ok"`, or the first break the hub found.
     pub chain: ChainStatus,
+    /// The till's last health report, if it sent one.
+    pub health: Option<HealthView>,
+}
+
+/// A till's last health report as `GET /api/v1/agents` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthView {
+    pub journal_bytes: u64,
+    pub journal_max_bytes: u64,
+    pub quota_exceeded: bool,
+    pub quarantined: u64,
+    pub pending: u64,
+    /// Hub clock, UTC, RFC 3339.
+    pub reported_at: String,
 }
 
 /// Whether an agent's journal chain held (`"ok"` in JSON) or where it first broke
@@ -139,6 +153,14 @@ pub trait Store: Send {
         requests: &[IngestRequest<'_>],
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Keeps a till's latest health report (`Message::Health`), shown by `agents`.
+    fn set_health(
+        &mut self,
+        agent: &AgentId,
+        health: &TillHealth,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Checks an agent's `Chain` claim (its journal's link at `last_seq`) against the
     /// hub's own link there; a difference is recorded as a break (see `store/chain.rs`).

@@ -10,6 +10,7 @@ use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
+use super::HealthView;
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
@@ -21,10 +22,11 @@ use crate::profile::{
     merge_ops, profile_view, ConsentView, LoyaltyView, MergeOp, PersonalView, ProfileParts,
     ProfileView, Purchase, PurchaseLine, TimelineLine, TransactionRow,
 };
+use till360_shared::wire::TillHealth;
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -209,6 +211,18 @@ CREATE TABLE IF NOT EXISTS redemptions (
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
+-- The last health report of each till (journal size, quota alarm, quarantined rows).
+CREATE TABLE IF NOT EXISTS agent_health (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    journal_bytes INTEGER NOT NULL,
+    journal_max_bytes INTEGER NOT NULL,
+    quota_exceeded INTEGER NOT NULL,
+    quarantined INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    reported_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (store, till)
+);
 -- Profile digests per store as last pushed (digest NULL: removed), versioned per store.
 CREATE TABLE IF NOT EXISTS digest_feed (
     store TEXT NOT NULL,
@@ -276,7 +290,7 @@ impl SqliteStore {
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
             // (and, from 3, the chain column).
-            0..=3 => {
+            0..=4 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
                 let upgraded = chain::upgrade(&conn).and_then(|()| {
                     Ok(conn.execute_batch(&format!(
@@ -736,9 +750,33 @@ impl Store for SqliteStore {
                     last_seq: r.get::<_, i64>(2)?.max(0) as u64,
                     last_seen: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
                     chain: ChainStatus::Ok,
+                    health: None,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        for view in &mut rows {
+            view.health = self
+                .conn
+                .prepare_cached(
+                    "SELECT journal_bytes, journal_max_bytes, quota_exceeded, quarantined,
+                            pending, reported_at_ms
+                     FROM agent_health WHERE store = ?1 AND till = ?2",
+                )?
+                .query_row(params![view.store, view.till], |r| {
+                    let n = |i: usize| -> rusqlite::Result<u64> {
+                        Ok(r.get::<_, i64>(i)?.max(0) as u64)
+                    };
+                    Ok(HealthView {
+                        journal_bytes: n(0)?,
+                        journal_max_bytes: n(1)?,
+                        quota_exceeded: r.get(2)?,
+                        quarantined: n(3)?,
+                        pending: n(4)?,
+                        reported_at: Timestamp::from_unix_ms(r.get(5)?, 0).to_rfc3339(),
+                    })
+                })
+                .optional()?;
+        }
         for view in &mut rows {
             if let Some(ChainBreak {
                 seq,
@@ -752,6 +790,32 @@ impl Store for SqliteStore {
             }
         }
         Ok(rows)
+    }
+
+    fn set_health(
+        &mut self,
+        agent: &AgentId,
+        health: &TillHealth,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO agent_health (store, till, journal_bytes,
+                     journal_max_bytes, quota_exceeded, quarantined, pending, reported_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                agent.store,
+                agent.till,
+                clamp(health.journal_bytes),
+                clamp(health.journal_max_bytes),
+                health.quota_exceeded,
+                clamp(health.quarantined),
+                clamp(health.pending),
+                now.unix_ms
+            ])?;
+        Ok(())
     }
 
     fn chain_claim(

@@ -4,6 +4,7 @@
 
 use std::thread::JoinHandle;
 
+use till360_shared::wire::TillHealth;
 use till360_shared::{AgentId, Event, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,6 +35,12 @@ enum Request {
         hash: ChainHash,
         now: Timestamp,
         reply: oneshot::Sender<Result<ChainCheck, StoreError>>,
+    },
+    Health {
+        agent: AgentId,
+        health: TillHealth,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -117,6 +124,26 @@ impl StoreWriter {
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
+
+    /// Records a till's health report (`Message::Health`).
+    pub async fn health(
+        &self,
+        agent: AgentId,
+        health: TillHealth,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Health {
+                agent,
+                health,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
 }
 
 fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
@@ -147,6 +174,15 @@ fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 } => {
                     commit_group(store.as_mut(), std::mem::take(&mut group));
                     let _ = reply.send(store.chain_claim(&agent, last_seq, &hash, now));
+                }
+                Request::Health {
+                    agent,
+                    health,
+                    now,
+                    reply,
+                } => {
+                    commit_group(store.as_mut(), std::mem::take(&mut group));
+                    let _ = reply.send(store.set_health(&agent, &health, now));
                 }
             }
         }
