@@ -263,7 +263,9 @@ fn baseline_path(db: &Path, batches: &[(AgentId, Vec<Event>)]) -> Duration {
                 ])
                 .expect("transaction");
             }
-            tx.prepare_cached("INSERT OR REPLACE INTO agents VALUES (?1, ?2, ?3, 0)")
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO agents (store, till, last_seq, last_seen_ms) VALUES (?1, ?2, ?3, 0)",
+            )
                 .expect("prepare")
                 .execute(params![batch.agent.0, batch.agent.1, batch.agent.2])
                 .expect("agent");
