@@ -1,5 +1,6 @@
-//! Command line: `till360-agent run --config agent.toml` and
-//! `till360-agent status --config agent.toml [--json]`.
+//! Command line: `till360-agent run --config agent.toml`,
+//! `till360-agent status --config agent.toml [--json]` and
+//! `till360-agent doctor --config agent.toml [--seconds N] [--json]`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -39,6 +40,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Open every configured port, listen, and report what each one sends.
+    Doctor {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// How long to listen on the ports.
+        #[arg(long, value_name = "N", default_value_t = crate::doctor::DEFAULT_LISTEN.as_secs())]
+        seconds: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for a bad config file (1 is every other failure).
@@ -60,6 +72,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Status { config, json } => status(&config, json),
+        Command::Doctor {
+            config,
+            seconds,
+            json,
+        } => doctor(&config, seconds, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +173,25 @@ fn status(config_path: &Path, json: bool) -> anyhow::Result<()> {
         write!(out, "{}", status_text(&status))?;
     }
     Ok(())
+}
+
+fn doctor(config_path: &Path, seconds: u64, json: bool) -> anyhow::Result<()> {
+    let config = AgentConfig::load(config_path)?;
+    init_tracing(Some(&config));
+    let report = crate::doctor::examine(&config, std::time::Duration::from_secs(seconds));
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{}", report.to_text())?;
+    }
+    out.flush()?;
+    let problems = report.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("{}", problems.join("; ")))
+    }
 }
 
 /// The text form of `status`, one `key: value` per line.

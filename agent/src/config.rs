@@ -11,7 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use till360_shared::{AgentId, CardPrefixes};
 
-use crate::escpos::CodePage;
+use crate::escpos::{CodePage, EscTTable};
 use crate::ports::PortSpec;
 use crate::scanner::Suffix;
 
@@ -112,12 +112,16 @@ impl AgentConfig {
 pub struct ScannerConfig {
     pub port: PortSpec,
     pub suffix: Suffix,
+    /// The POS's scanner input: every scanner byte is copied there unchanged.
+    pub forward_to: Option<PortSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PosConfig {
     pub port: PortSpec,
     pub codepage: CodePage,
+    /// What `ESC t n` selects on this printer (`printer_model` preset + `codepage_map`).
+    pub esc_t: EscTTable,
     /// The receipt layout file (`config/receipts/*.toml`).
     pub layout: PathBuf,
 }
@@ -242,6 +246,7 @@ struct RawScanner {
     port: String,
     baud: Option<u32>,
     suffix: Option<String>,
+    forward_to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,7 +255,41 @@ struct RawPos {
     port: String,
     baud: Option<u32>,
     codepage: Option<String>,
+    printer_model: Option<String>,
+    /// `ESC t` number (a TOML key is a string: `{ 19 = "cp858" }`) to code page name.
+    codepage_map: Option<std::collections::BTreeMap<String, String>>,
     layout: String,
+}
+
+/// `[pos] printer_model` (default "epson") with `[pos] codepage_map` on top; an error
+/// is (key, reason).
+fn esc_t_table(pos: &RawPos) -> Result<EscTTable, (&'static str, String)> {
+    let model = pos.printer_model.as_deref().unwrap_or("epson");
+    let mut table = EscTTable::for_model(model).ok_or_else(|| {
+        (
+            "[pos] printer_model",
+            format!(
+                "{model:?} is not a known printer model (known: {})",
+                EscTTable::MODELS.join(", ")
+            ),
+        )
+    })?;
+    for (number, name) in pos.codepage_map.iter().flatten() {
+        let n: u8 = number.trim().parse().map_err(|_| {
+            (
+                "[pos] codepage_map",
+                format!("{number:?} is not an ESC t number (0 to 255)"),
+            )
+        })?;
+        let page = CodePage::from_name(name).ok_or_else(|| {
+            (
+                "[pos] codepage_map",
+                format!("{number} = {name:?} is not a supported code page"),
+            )
+        })?;
+        table = table.with(n, page);
+    }
+    Ok(table)
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,12 +418,40 @@ impl AgentConfig {
                 let suffix = suffix_text.parse::<Suffix>().map_err(|_| {
                     bad(
                         "[scanner] suffix",
-                        format!("{suffix_text:?} is not one of cr, lf, crlf"),
+                        format!("{suffix_text:?} is not one of cr, lf, crlf, stx_etx"),
                     )
                 })?;
+                let scanner_port = port("scanner", &s.port, s.baud, false)?;
+                let forward_to = match s.forward_to.as_deref() {
+                    None => None,
+                    Some(value) => {
+                        let key = "[scanner] forward_to";
+                        if value.trim().is_empty() {
+                            return Err(bad(
+                                key,
+                                "must not be empty (leave the key out to forward nothing)".into(),
+                            ));
+                        }
+                        // The POS's scanner input runs at the scanner's line speed.
+                        let baud = s.baud.unwrap_or(DEFAULT_BAUD);
+                        let spec = PortSpec::parse(value, baud, &base)
+                            .map_err(|e| bad(key, e.to_string()))?;
+                        if matches!(spec, PortSpec::Tcp { .. }) {
+                            return Err(bad(
+                                key,
+                                format!("{value:?}: tcp:// is only for the printer; use a serial device"),
+                            ));
+                        }
+                        if spec == scanner_port {
+                            return Err(bad(key, format!("{value:?} is the scanner's own port")));
+                        }
+                        Some(spec)
+                    }
+                };
                 Some(ScannerConfig {
-                    port: port("scanner", &s.port, s.baud, false)?,
+                    port: scanner_port,
                     suffix,
+                    forward_to,
                 })
             }
         };
@@ -399,9 +466,11 @@ impl AgentConfig {
         if raw.pos.layout.trim().is_empty() {
             return Err(bad("[pos] layout", "must not be empty".into()));
         }
+        let esc_t = esc_t_table(&raw.pos).map_err(|(key, reason)| bad(key, reason))?;
         let pos = PosConfig {
             port: port("pos", &raw.pos.port, raw.pos.baud, false)?,
             codepage,
+            esc_t,
             layout: resolve(&raw.pos.layout),
         };
         let printer = PrinterConfig {
@@ -655,6 +724,50 @@ mod tests {
             let err = with(section).unwrap_err().to_string();
             assert!(err.starts_with("agent.toml: "), "{err}");
             assert!(err.contains(key), "{section:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn esc_t_numbering_from_printer_model_and_codepage_map() {
+        let base = "store = \"S1\"\ntill = \"T1\"\ndata_dir = \"d\"\n\
+                    [printer]\nport = \"/dev/b\"\n[cards]\nprefixes = [\"2401\"]\n\
+                    [pos]\nport = \"/dev/a\"\nlayout = \"l.toml\"\n";
+        let origin = Path::new("/etc/till/agent.toml");
+        let with = |keys: &str| AgentConfig::from_toml_str(&format!("{base}{keys}"), origin);
+        assert_eq!(with("").unwrap().pos.esc_t, EscTTable::epson());
+        let mapped =
+            with("printer_model = \"Epson\"\ncodepage_map = { 40 = \"cp858\", 16 = \"cp866\" }\n")
+                .unwrap()
+                .pos
+                .esc_t;
+        assert_eq!(mapped.get(40), Some(CodePage::Cp858));
+        assert_eq!(mapped.get(16), Some(CodePage::Cp866));
+        assert_eq!(
+            mapped.get(19),
+            Some(CodePage::Cp858),
+            "the rest stays Epson"
+        );
+        for (keys, reason) in [
+            (
+                "printer_model = \"acme\"\n",
+                "[pos] printer_model: \"acme\" is not a known",
+            ),
+            (
+                "codepage_map = { 256 = \"cp858\" }\n",
+                "[pos] codepage_map: \"256\"",
+            ),
+            (
+                "codepage_map = { x = \"cp858\" }\n",
+                "[pos] codepage_map: \"x\"",
+            ),
+            (
+                "codepage_map = { 19 = \"utf8\" }\n",
+                "[pos] codepage_map: 19 = \"utf8\"",
+            ),
+        ] {
+            let err = with(keys).unwrap_err().to_string();
+            assert!(err.starts_with("agent.toml: "), "{err}");
+            assert!(err.contains(reason), "{keys:?}: {err}");
         }
     }
 

@@ -3,12 +3,13 @@
 //!
 //! Pure cores (no IO, `now` passed in): `escpos`, `scanner`, `layout`, `checkout`,
 //! `coupons`.
-//! IO edges: `ports`, `proxy`, `journal`, `uplink`, `runtime`, `cli`.
+//! IO edges: `ports`, `proxy`, `journal`, `uplink`, `runtime`, `doctor`, `cli`.
 
 pub mod checkout;
 pub mod cli;
 pub mod config;
 pub mod coupons;
+pub mod doctor;
 pub mod escpos;
 pub mod hub_link;
 pub mod journal;

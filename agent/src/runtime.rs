@@ -30,9 +30,9 @@ use crate::escpos::{EscPosParser, PrintEvent};
 use crate::hub_link::{HubNews, HubRequest, NewsSink};
 use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
-use crate::ports::{reopen_backoff, PortError};
+use crate::ports::{reopen_backoff, PortError, PortSpec};
 use crate::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
-use crate::scanner::{classify, Scan, ScanFramer};
+use crate::scanner::{classify, Scan, ScanCounts, ScanFramer};
 use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
 
 /// The current time with the till's local offset.
@@ -140,7 +140,7 @@ impl CoreSetup {
         // separate channel: the uplink must not keep the core's input queue open.
         let (erased_tx, erased_rx) = mpsc::channel();
         let core = TillCore {
-            parser: EscPosParser::new(self.config.pos.codepage),
+            parser: EscPosParser::with_esc_t(self.config.pos.codepage, self.config.pos.esc_t),
             currency: self.layout.currency(),
             layout: self.layout,
             checkout: Checkout::new(self.config.checkout.card_timeout_ms()),
@@ -726,15 +726,72 @@ impl TillCore {
 }
 
 /// Reads the scanner port forever (reopening it when it goes away) and passes loyalty
-/// cards and coupon codes to the till core. Anything else is logged and dropped.
+/// cards and coupon codes to the till core. Noise is logged; other scans are counted and
+/// ignored. With `[scanner] forward_to`, every byte read is also copied to that port by
+/// a second thread, so a slow or absent POS input never holds up reading.
 fn read_scanner(
     config: ScannerConfig,
     prefixes: CardPrefixes,
     core: Sender<CoreInput>,
     running: &AtomicBool,
 ) {
+    std::thread::scope(|scope| {
+        let forward = config.forward_to.clone().and_then(|spec| {
+            let (tx, rx) = mpsc::sync_channel(FORWARD_QUEUE_CHUNKS);
+            let started = std::thread::Builder::new()
+                .name("scanner-forward".into())
+                .spawn_scoped(scope, move || forward_scanner(spec, rx, running));
+            match started {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::error!("scanner: cannot start forwarding: {e}");
+                    None
+                }
+            }
+        });
+        read_scanner_port(&config, &prefixes, &core, forward.as_ref(), running);
+        // Dropping the sender ends the forward thread once its queue is written.
+    });
+}
+
+/// Chunks (of up to 512 bytes) queued for `forward_to` while it is slow or absent;
+/// beyond that, bytes are dropped with a log line rather than memory growing.
+const FORWARD_QUEUE_CHUNKS: usize = 64;
+
+fn read_scanner_port(
+    config: &ScannerConfig,
+    prefixes: &CardPrefixes,
+    core: &Sender<CoreInput>,
+    forward: Option<&mpsc::SyncSender<Vec<u8>>>,
+    running: &AtomicBool,
+) {
     let keep_going = || running.load(Ordering::SeqCst);
     let mut attempt = 0u32;
+    let mut counts = ScanCounts::default();
+    let mut forward_dropped = 0usize;
+    // Returns false when the till core is gone.
+    let handle = |framer: &mut ScanFramer, counts: &mut ScanCounts| -> bool {
+        while let Some(frame) = framer.poll() {
+            let scan = frame.and_then(|code| classify(&code, prefixes));
+            counts.record(&scan);
+            let input = match scan {
+                Ok(Scan::Card(card)) => CoreInput::Card(card, now()),
+                Ok(Scan::Coupon(code)) => CoreInput::Coupon(code, now()),
+                Err(e) if e.is_noise() => {
+                    tracing::warn!("scanner: {e} ({} noise frames so far)", counts.noise);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("scanner: ignored scan ({} so far): {e}", counts.ignored);
+                    continue;
+                }
+            };
+            if core.send(input).is_err() {
+                return false;
+            }
+        }
+        true
+    };
     while keep_going() {
         let mut port = match config.port.open() {
             Ok(port) => port,
@@ -756,28 +813,86 @@ fn read_scanner(
                 let Some(n) = port.read_chunk(&mut buf)? else {
                     continue;
                 };
-                framer.feed(&buf[..n]);
-                while let Some(frame) = framer.poll() {
-                    let scan = frame.and_then(|code| classify(&code, &prefixes));
-                    let input = match scan {
-                        Ok(Scan::Card(card)) => CoreInput::Card(card, now()),
-                        Ok(Scan::Coupon(code)) => CoreInput::Coupon(code, now()),
-                        Err(e) => {
-                            tracing::warn!("scanner: ignored scan: {e}");
-                            continue;
+                if let Some(forward) = forward {
+                    match forward.try_send(buf[..n].to_vec()) {
+                        Ok(()) if forward_dropped > 0 => {
+                            tracing::warn!(
+                                "scanner: forwarding again; {forward_dropped} bytes were dropped"
+                            );
+                            forward_dropped = 0;
                         }
-                    };
-                    if core.send(input).is_err() {
-                        return Ok(());
+                        Ok(()) => {}
+                        Err(mpsc::TrySendError::Full(chunk)) => {
+                            if forward_dropped == 0 {
+                                tracing::warn!(
+                                    "scanner: forward port not keeping up; dropping bytes for it"
+                                );
+                            }
+                            forward_dropped = forward_dropped.saturating_add(chunk.len());
+                        }
+                        // The forward thread ended (shutdown): nothing to forward to.
+                        Err(mpsc::TrySendError::Disconnected(_)) => {}
                     }
+                }
+                framer.feed(&buf[..n]);
+                if !handle(&mut framer, &mut counts) {
+                    return Ok(());
                 }
             }
             Ok(())
         })();
         if let Err(e) = gone {
+            // A scan cut by the unplug must not glue onto the first scan after it.
+            framer.finish();
+            handle(&mut framer, &mut counts);
             tracing::warn!("scanner: {e}; reopening");
             reopen_backoff(attempt, &keep_going);
             attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+/// Copies scanner bytes to `[scanner] forward_to` unchanged, reopening it with backoff
+/// when it fails; bytes queued meanwhile are delivered once it is back.
+fn forward_scanner(spec: PortSpec, chunks: Receiver<Vec<u8>>, running: &AtomicBool) {
+    let keep_going = || running.load(Ordering::SeqCst);
+    let mut attempt = 0u32;
+    // What a failed write left unwritten, sent first on the reopened port.
+    let mut unwritten: Option<Vec<u8>> = None;
+    while keep_going() {
+        let mut port = match spec.open() {
+            Ok(port) => port,
+            Err(e) => {
+                if attempt == 0 {
+                    tracing::error!("scanner: forward_to {e}; retrying");
+                }
+                reopen_backoff(attempt, &keep_going);
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        tracing::info!("scanner: forwarding to {}", port.name());
+        attempt = 0;
+        loop {
+            let chunk = match unwritten.take() {
+                Some(chunk) => chunk,
+                None => match chunks.recv_timeout(crate::ports::READ_TIMEOUT) {
+                    Ok(chunk) => chunk,
+                    Err(RecvTimeoutError::Timeout) if keep_going() => continue,
+                    Err(_) => return,
+                },
+            };
+            let written = crate::ports::write_fully(&mut *port, &chunk, &keep_going);
+            if let Err((written, e)) = written {
+                unwritten = Some(chunk[written..].to_vec());
+                if !keep_going() {
+                    return;
+                }
+                tracing::warn!("scanner: forward_to {e}; reopening");
+                reopen_backoff(attempt, &keep_going);
+                attempt = attempt.saturating_add(1);
+                break;
+            }
         }
     }
 }

@@ -113,7 +113,7 @@ fn annotated_example_loads() {
 fn bad_suffix_names_file_key_and_reason() {
     assert_eq!(
         error(&with("scanner", "suffix", "\"crr\"")),
-        r#"agent.toml: [scanner] suffix: "crr" is not one of cr, lf, crlf"#
+        r#"agent.toml: [scanner] suffix: "crr" is not one of cr, lf, crlf, stx_etx"#
     );
 }
 

@@ -63,6 +63,102 @@ const CASES: &[Case] = &[
         codepage: CodePage::Cp858,
         build: unknown_and_truncated_command,
     },
+    Case {
+        name: "diy_store_vat_table",
+        layout: "baumarkt",
+        codepage: CodePage::Cp858,
+        build: diy_store_vat_table,
+    },
+    Case {
+        name: "diy_store_multi_page",
+        layout: "baumarkt",
+        codepage: CodePage::Cp858,
+        build: diy_store_multi_page,
+    },
+    Case {
+        name: "pharmacy_cp850_status_polls",
+        layout: "supermarket",
+        codepage: CodePage::Cp437,
+        build: pharmacy_cp850_status_polls,
+    },
+    Case {
+        name: "clothing_returns_negative_total",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: clothing_returns_negative_total,
+    },
+    Case {
+        name: "supermarket_vat_table_print_modes",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: supermarket_vat_table_print_modes,
+    },
+    Case {
+        name: "supermarket_deposits_and_weighed",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: supermarket_deposits_and_weighed,
+    },
+    Case {
+        name: "receipt_and_card_slip_one_write",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: receipt_and_card_slip_one_write,
+    },
+    Case {
+        name: "pos_restart_mid_logo",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: pos_restart_mid_logo,
+    },
+    Case {
+        name: "boutique_nv_graphics_gs_paren_l",
+        layout: "boutique",
+        codepage: CodePage::Cp858,
+        build: boutique_nv_graphics_gs_paren_l,
+    },
+    Case {
+        name: "boutique_two_d_codes_all_symbols",
+        layout: "boutique",
+        codepage: CodePage::Cp858,
+        build: boutique_two_d_codes_all_symbols,
+    },
+    Case {
+        name: "boutique_user_chars_intl_set",
+        layout: "boutique",
+        codepage: CodePage::Cp858,
+        build: boutique_user_chars_intl_set,
+    },
+    Case {
+        name: "deli_page_mode",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: deli_page_mode,
+    },
+    Case {
+        name: "code_page_switches_mid_receipt",
+        layout: "supermarket",
+        codepage: CodePage::Cp437,
+        build: code_page_switches_mid_receipt,
+    },
+    Case {
+        name: "kanji_mode_commands_ignored",
+        layout: "supermarket",
+        codepage: CodePage::Cp858,
+        build: kanji_mode_commands_ignored,
+    },
+    Case {
+        name: "old_pos_crlf_print_feed",
+        layout: "supermarket",
+        codepage: CodePage::Cp437,
+        build: old_pos_crlf_print_feed,
+    },
+    Case {
+        name: "diy_store_huge_logo_real_time",
+        layout: "baumarkt",
+        codepage: CodePage::Cp858,
+        build: diy_store_huge_logo_real_time,
+    },
 ];
 
 // ---------------------------------------------------------------------------------
@@ -71,6 +167,7 @@ const CASES: &[Case] = &[
 const ESC: u8 = 0x1B;
 const GS: u8 = 0x1D;
 const DLE: u8 = 0x10;
+const FS: u8 = 0x1C;
 
 struct Stream {
     bytes: Vec<u8>,
@@ -192,6 +289,39 @@ impl Stream {
     /// `GS V 0`: full cut.
     fn full_cut(&mut self) -> &mut Self {
         self.raw(&[GS, b'V', 0])
+    }
+
+    /// `GS ( k` with `cn fn` and the data (length from the data).
+    fn two_d(&mut self, cn: u8, function: u8, data: &[u8]) -> &mut Self {
+        let [pl, ph] = u16::try_from(data.len() + 2)
+            .expect("short 2D data")
+            .to_le_bytes();
+        self.raw(&[GS, b'(', b'k', pl, ph, cn, function]).raw(data)
+    }
+
+    /// `GS ( L` (2-byte length) with `m fn` and the rest of the function's data.
+    fn graphics(&mut self, function: u8, data: &[u8]) -> &mut Self {
+        let [pl, ph] = u16::try_from(data.len() + 2)
+            .expect("short graphics data")
+            .to_le_bytes();
+        self.raw(&[GS, b'(', b'L', pl, ph, 48, function]).raw(data)
+    }
+
+    /// `GS 8 L` (4-byte length): store `width` x `height` raster dots in the print
+    /// buffer (fn 112), the data made of poison.
+    fn big_graphics(&mut self, width: u16, height: u16) -> &mut Self {
+        let data_len = usize::from(width).div_ceil(8) * usize::from(height);
+        let len = u32::try_from(data_len + 10).expect("fits").to_le_bytes();
+        let [xl, xh] = width.to_le_bytes();
+        let [yl, yh] = height.to_le_bytes();
+        self.raw(&[GS, b'8', b'L']).raw(&len);
+        self.raw(&[48, 112, 48, 1, 1, 49, xl, xh, yl, yh]);
+        self.poison(data_len)
+    }
+
+    /// A plain-ASCII line as old POS software ends it: CR LF.
+    fn crlf_line(&mut self, text: &str) -> &mut Self {
+        self.raw(text.as_bytes()).raw(b"\r\n")
     }
 
     fn poison(&mut self, len: usize) -> &mut Self {
@@ -320,6 +450,421 @@ fn unknown_and_truncated_command() -> Vec<u8> {
     s.raw(b"Bon 0012-3463");
     s.raw(&[GS, b'(', b'k', 203, 0, 49, 80, 48])
         .raw(b"TOTAAL 99,99");
+    s.build()
+}
+
+/// German DIY store: article numbers, quantity lines in Stk and metres, a VAT letter
+/// after each amount, a VAT table after the total, an NV logo printed with GS ( L.
+fn diy_header(s: &mut Stream, beleg: &str, when: &str) {
+    // GS ( L fn 69: print the NV graphics stored under key "LG".
+    s.align(1).graphics(69, b"LG\x01\x01");
+    s.bold(true).line("BAUMARKT HAMMER & SÖHNE").bold(false);
+    s.line("Industriestraße 4, 50667 Köln").align(0);
+    s.line(&format!("Beleg-Nr. {beleg}"));
+    s.line(&format!("Datum {when} Kasse 2"));
+    s.line(&"-".repeat(40));
+}
+
+fn diy_store_vat_table() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    diy_header(&mut s, "4711-0815", "25.11.2026 Zeit 15:42");
+    s.line("3 Stk x 4,99")
+        .columns("Art.-Nr. 401234 Holzschrauben", "14,97 A");
+    s.columns("Art.-Nr. 400017 Dübel 8mm 50St", "3,49 A");
+    s.columns("Rabatt 10% Aktion", "-0,35 A");
+    s.line("2,500 m x 1,20")
+        .columns("Art.-Nr. 512200 Kette verz.", "3,00 A");
+    s.columns("Art.-Nr. 700100 Blumenerde 40L", "5,99 B");
+    s.line(&"-".repeat(40));
+    s.columns("Zwischensumme", "27,10");
+    s.bold(true).columns("SUMME EUR", "27,10").bold(false);
+    s.columns("EC-Karte", "27,10");
+    s.line("MwSt      Netto    MwSt   Brutto");
+    s.line("A 19%     17,74    3,37    21,11");
+    s.line("B  7%      5,60    0,39     5,99");
+    s.line("Kundenkarte Nr. ********9876");
+    s.align(1).code128(b"{B4711-0815\nTOTAAL 99,99\n");
+    s.line("Vielen Dank für Ihren Einkauf!").feed(4);
+    s.raw(&[GS, b'V', 65, 5]);
+    s.build()
+}
+
+/// A long receipt the POS prints as three jobs (ESC @ and the header again on each
+/// page, "Seite n von 3"), with the one cut at the end.
+fn diy_store_multi_page() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    let mut total = 0u32;
+    for page in 1..=3u32 {
+        if page > 1 {
+            s.raw(&[ESC, b'@']);
+        }
+        diy_header(&mut s, "4711-0816", "25.11.2026 Zeit 16:05");
+        s.line(&format!("Seite {page} von 3"));
+        for i in 0..12u32 {
+            let n = (page - 1) * 12 + i;
+            let cents = 99 + n * 37;
+            total += cents;
+            s.columns(
+                &format!("Art.-Nr. {} Artikel {n:02}", 300_000 + n * 7),
+                &format!("{},{:02} A", cents / 100, cents % 100),
+            );
+        }
+        if page < 3 {
+            s.line("Fortsetzung auf Seite ...").feed(2);
+        }
+    }
+    s.bold(true)
+        .columns("SUMME EUR", &format!("{},{:02}", total / 100, total % 100))
+        .bold(false);
+    s.columns("EC-Karte", &format!("{},{:02}", total / 100, total % 100));
+    s.line("Vielen Dank für Ihren Einkauf!").feed(4).full_cut();
+    s.build()
+}
+
+/// Pharmacy software on a CP850 printer (accents, no euro sign) that polls the
+/// printer's status before every block.
+fn pharmacy_cp850_status_polls() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp437);
+    s.raw(&[DLE, 0x04, 1, DLE, 0x04, 2, DLE, 0x04, 4])
+        .code_page(2);
+    s.align(1)
+        .line("APOTHEEK DE LINDE")
+        .line("Lindelaan 3, Zwolle")
+        .align(0);
+    s.line("Bon 0077-0012").line("25-11-2026 08:31  Kassa 1");
+    s.line(&"-".repeat(40));
+    s.raw(&[DLE, 0x04, 1]);
+    s.columns("Paracetamol 500mg 20st", "1,89 A");
+    s.columns("Crème à l'arnica 50ml", "7,45 A");
+    s.line("2 x 3,99")
+        .columns("Keelpastilles citroen", "7,98 A");
+    s.columns("Korting 2e artikel", "-2,00");
+    s.columns("Eigen bijdrage recept", "12,50 B");
+    s.raw(&[DLE, 0x04, 1, GS, b'r', 1]);
+    s.line(&"-".repeat(40));
+    s.bold(true).columns("TOTAAL", "27,82").bold(false);
+    s.columns("PIN", "27,82");
+    s.line("BTW    over     bedrag");
+    s.line("BTW 9%  14,06    1,26");
+    s.line("BTW 21% 10,33    2,17");
+    s.line("Klantenkaart ****5521");
+    s.line("Bedankt, beterschap!").feed(3).partial_cut();
+    s.raw(&[DLE, 0x04, 1]);
+    s.build()
+}
+
+/// A fashion store till: an exchange with a returned item (negative line) and a
+/// refund, so the total is negative.
+fn clothing_returns_negative_total() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.align(1).bit_image(24).raw(b"\n");
+    s.double_size(true)
+        .line("MODEHUIS VAN DAM")
+        .double_size(false);
+    s.line("Kalverstraat 101, Amsterdam").align(0);
+    s.line("Bon 0310-0991").line("25-11-2026 17:48  Kassa 4");
+    s.line(&"=".repeat(40));
+    s.columns("Trui merino grijs M", "49,95");
+    s.columns("Korting 20% winteractie", "-9,99");
+    s.columns("Retour spijkerbroek slim 32", "-79,95");
+    s.columns("Retour riem leer", "-24,95");
+    s.line("2 x 4,50").columns("Sokken katoen", "9,00");
+    s.line(&"=".repeat(40));
+    s.bold(true).columns("TOTAAL", "-55,94").bold(false);
+    s.columns("PIN terugbetaling", "-55,94");
+    s.line("Klantenkaart ****0042");
+    s.line("Bedankt en tot ziens!").feed(5).full_cut();
+    s.build()
+}
+
+/// Supermarket with a VAT table and every print mode command around the text.
+fn supermarket_vat_table_print_modes() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    supermarket_header(&mut s, "0012-3500", "25-11-2026 13:15");
+    s.raw(&[ESC, b'!', 0x08, ESC, b'-', 1, GS, b'B', 1]);
+    s.line("KLANTENKAART VOORDEEL");
+    s.raw(&[ESC, b'!', 0, ESC, b'-', 0, GS, b'B', 0, ESC, b'M', 1]);
+    s.columns("Koffiebonen 1kg", "12,49 A");
+    s.raw(&[ESC, b'M', 0, ESC, b'3', 30, ESC, b' ', 1, GS, b'L', 10, 0]);
+    s.columns("Thee groen 20st", "2,19 A");
+    s.columns("Korting bonus", "-0,50");
+    s.raw(&[ESC, b'2', ESC, b'V', 1, ESC, b'{', 0, ESC, b'G', 1]);
+    s.columns("Schoonmaakazijn 1L", "1,09 B");
+    s.raw(&[ESC, b'V', 0, ESC, b'G', 0, GS, b'W', 0x40, 2]);
+    s.line("3 x 0,89").columns("Tomaten blik", "2,67 A");
+    s.line(&"-".repeat(40)).columns("SUBTOTAAL", "17,94");
+    s.bold(true).columns("TOTAAL", "17,94").bold(false);
+    s.columns("Contant", "20,00").columns("Wisselgeld", "2,06");
+    s.line("BTW    excl     btw    incl");
+    s.line("BTW A 9%   15,46   1,39   16,85");
+    s.line("BTW B 21%   0,90   0,19    1,09");
+    s.line("Klantenkaart ****7788").drawer_kick();
+    s.line("Bedankt en tot ziens!").feed(4).partial_cut();
+    s.build()
+}
+
+/// Weighed goods, bottle deposits and a deposit return (negative line).
+fn supermarket_deposits_and_weighed() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    supermarket_header(&mut s, "0012-3501", "25-11-2026 18:02");
+    s.columns("Appels Jonagold 1,245 kg", "2,48");
+    s.line("0,318 kg x 12,99").columns("Oude kaas", "4,13");
+    s.line("6 x 1,19").columns("Cola 1,5L", "7,14");
+    s.line("6 x 0,25").columns("Statiegeld fles", "1,50");
+    s.columns("Retour statiegeld", "-3,75");
+    s.columns("Korting 6 halen 5 betalen", "-1,19");
+    s.line(&"-".repeat(40)).columns("SUBTOTAAL", "10,31");
+    s.bold(true).columns("TOTAAL", "10,31").bold(false);
+    s.columns("PIN", "10,31");
+    s.line("Bedankt en tot ziens!").feed(4).partial_cut();
+    s.build()
+}
+
+/// The POS writes the receipt and the card terminal's slip in one write: two cuts.
+fn receipt_and_card_slip_one_write() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    supermarket_header(&mut s, "0012-3502", "25-11-2026 18:10");
+    s.columns("Brood wit", "1,99").columns("Pindakaas", "3,29");
+    s.bold(true).columns("TOTAAL", "5,28").bold(false);
+    s.columns("PIN", "5,28").line("Klantenkaart ****3141");
+    s.feed(3).partial_cut();
+    s.raw(&[ESC, b'@']).align(1);
+    s.line("KLANTTICKET").line("Betaalautomaat 0042").align(0);
+    s.columns("Kaart", "MAESTRO")
+        .columns("Kaartnummer", "xxxxxxxxxxxx1234");
+    s.columns("Datum", "25-11-2026 18:10")
+        .columns("Bedrag", "EUR 5,28");
+    s.line("Akkoord").feed(3).partial_cut();
+    s.build()
+}
+
+/// The POS dies while sending the logo (40 of 96 raster bytes sent) and, restarted,
+/// prints the receipt again from ESC @ without a logo. The printer takes the first 56
+/// bytes after the restart as the rest of the image, and so does the parser: the
+/// shop name is lost, the line after it starts mid-word; the receipt is still read.
+fn pos_restart_mid_logo() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.align(1).raw(&[GS, b'v', b'0', 0, 8, 0, 12, 0]).poison(40);
+    s.raw(&[ESC, b'@']).align(1).bold(true).double_size(true);
+    s.line("SUPERMARKT DE HOEK").double_size(false).bold(false);
+    s.line("Dorpsstraat 12, Utrecht").align(0);
+    s.line("Bon 0012-3503").line("25-11-2026 19:20  Kassa 3");
+    s.line(&"-".repeat(40));
+    s.columns("Chips paprika", "1,79")
+        .columns("Frisdrank 1L", "0,99");
+    s.bold(true).columns("TOTAAL", "2,78").bold(false);
+    s.columns("Contant", "5,00").columns("Wisselgeld", "2,22");
+    s.feed(3).partial_cut();
+    s.build()
+}
+
+/// A clothing store that defines its logo once in NV memory (GS ( L fn 67), prints it
+/// (fn 69), a BMP logo with GS D, prints a promo banner through the print buffer
+/// (GS 8 L fn 112 + fn 50) and an old-style NV bit image (FS q define, FS p print).
+fn boutique_nv_graphics_gs_paren_l() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    // fn 67: a1 kc1 kc2 b xL xH yL yH c, then 2 x 16 bytes of raster.
+    let mut logo = vec![48, b'L', b'G', 1, 16, 0, 16, 0, 49];
+    logo.extend(POISON.iter().cycle().take(32));
+    s.graphics(67, &logo);
+    // GS D fn 67: the same logo once more as a Windows BMP (bfSize = 62 + 64 bytes).
+    s.raw(&[
+        GS, b'D', 48, 67, 48, b'L', b'H', 1, 49, b'B', b'M', 126, 0, 0, 0,
+    ]);
+    s.poison(120);
+    s.raw(&[FS, b'q', 1, 1, 0, 2, 0]).poison(16);
+    s.align(1).graphics(69, b"LG\x01\x01");
+    s.line("MAISON LUMEN").line("Store 014 Utrecht").align(0);
+    s.line("Receipt #A-1030").line("2026-11-25T14:20:00");
+    s.line(&"=".repeat(40));
+    s.columns("SKU 100234  T-shirt organic", "29.95");
+    s.columns("SKU 300100  Scarf wool", "39.00");
+    s.columns("Subtotal", "68.95");
+    s.bold(true).line("Total EUR 68.95").bold(false);
+    s.columns("Cash", "70.00").columns("Change", "1.05");
+    s.big_graphics(384, 60).graphics(50, &[]);
+    s.raw(&[FS, b'p', 1, 0]);
+    s.line("Returns within 30 days").feed(5).raw(&[ESC, b'i']);
+    s.build()
+}
+
+/// Every 2D symbology of GS ( k, each with settings, store and print functions.
+fn boutique_two_d_codes_all_symbols() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.align(1)
+        .line("MAISON LUMEN")
+        .line("Store 022 Haarlem")
+        .align(0);
+    s.line("Receipt #B-0007").line("2026-11-25T15:45:30");
+    s.line(&"=".repeat(40));
+    s.columns("SKU 100555  Socks bamboo  3 @ 7.50", "22.50");
+    s.columns("SKU 400001  Gift card", "25.00");
+    s.bold(true).line("Total EUR 47.50").bold(false);
+    s.columns("Card", "47.50")
+        .line("Member card ************9090");
+    let data: &[u8] = b"B-0007\nTOTAAL 99,99\nPOISON\n";
+    // Store-data functions: m (or a symbol-specific argument) then the text.
+    let store = |head: &[u8], text: &[u8]| [head, text].concat();
+    // PDF417: columns, rows, width, row height, error level, options; store; print.
+    for (function, arg) in [(65u8, 0u8), (66, 0), (67, 3), (68, 3), (70, 0)] {
+        s.two_d(48, function, &[48, arg]);
+    }
+    s.two_d(48, 69, &[48, 49, 1]);
+    s.two_d(48, 80, &store(&[48], data)).two_d(48, 81, &[48]);
+    // MaxiCode mode 2, store, print.
+    s.two_d(50, 65, &[50]).two_d(50, 80, &store(&[48], data));
+    s.two_d(50, 81, &[48]);
+    // GS1 DataBar: width, expanded stacked max width, store, print.
+    s.two_d(51, 67, &[2]).two_d(51, 71, &[0, 0]);
+    s.two_d(51, 80, &store(&[48, 72], b"0101234567890128"));
+    s.two_d(51, 81, &[]);
+    // Composite: width, max width, font, store, print.
+    s.two_d(52, 67, &[2])
+        .two_d(52, 71, &[0, 0])
+        .two_d(52, 72, &[1]);
+    s.two_d(52, 80, &store(&[48, 65], data)).two_d(52, 81, &[]);
+    // Aztec: mode, size, error correction, store, print.
+    s.two_d(53, 66, &[0, 0])
+        .two_d(53, 67, &[3])
+        .two_d(53, 69, &[23]);
+    s.two_d(53, 80, &store(&[48], data)).two_d(53, 81, &[48]);
+    // DataMatrix: type, size, store, print.
+    s.two_d(54, 66, &[0, 0, 0]).two_d(54, 67, &[3]);
+    s.two_d(54, 80, &store(&[48], data)).two_d(54, 81, &[48]);
+    s.qr(data);
+    s.line("Thank you!").feed(5).full_cut();
+    s.build()
+}
+
+/// User-defined characters (a small icon set, printed as the codes they replace) and
+/// an international character set (ESC R 2, Germany) for one product line.
+fn boutique_user_chars_intl_set() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    // ESC & 3 for '!'..'#' with widths 12, 6 and 0, then ESC % 1 to use them.
+    s.raw(&[ESC, b'&', 3, b'!', b'#', 12]).poison(36);
+    s.raw(&[6]).poison(18).raw(&[0]);
+    s.raw(&[ESC, b'%', 1])
+        .align(1)
+        .raw(b"!\"\n")
+        .raw(&[ESC, b'%', 0]);
+    s.raw(&[ESC, b'?', b'!']);
+    s.line("MAISON LUMEN").line("Store 014 Utrecht").align(0);
+    s.line("Receipt #A-1031").line("2026-11-25T16:02:45");
+    // The German set for the German product name: "Gr|~e" prints as "Größe".
+    s.raw(&[ESC, b'R', 2]);
+    s.columns("SKU 200871  Leinenhemd Gr|~e M", "59.90");
+    s.columns("Member discount 10%", "-5.99");
+    s.raw(&[ESC, b'R', 0]);
+    s.bold(true).line("Total EUR 53.91").bold(false);
+    s.columns("Card", "53.91");
+    s.line("Member card ************5678");
+    s.line("Returns within 30 days").feed(5).partial_cut();
+    s.build()
+}
+
+/// A deli counter POS that prints the order header in page mode (print area, text
+/// direction, absolute positions), prints the page with ESC FF, drafts a second page
+/// that it cancels with CAN, and prints the items in standard mode.
+fn deli_page_mode() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.raw(&[
+        ESC, b'L', ESC, b'W', 0, 0, 0, 0, 0x80, 1, 0xC8, 0, ESC, b'T', 0,
+    ]);
+    s.raw(&[GS, b'$', 10, 0, ESC, b'$', 13, 0])
+        .line("SUPERMARKT DE HOEK");
+    s.raw(&[GS, b'$', 40, 0]).line("Versafdeling");
+    s.raw(&[ESC, 0x0C]);
+    s.raw(&[ESC, b'T', 1])
+        .line("CONCEPT - NIET GELDIG")
+        .raw(&[0x18]);
+    s.raw(&[ESC, b'S']);
+    s.line("Bon 0012-3504").line("25-11-2026 10:45  Kassa 7");
+    s.line(&"-".repeat(40));
+    s.line("0,150 kg x 24,90").columns("Serranoham", "3,74");
+    s.columns("Olijven gemengd 1,200 kg", "8,38");
+    s.bold(true).columns("TOTAAL", "12,12").bold(false);
+    s.raw(&[ESC, b'L'])
+        .line("PIN  12,12")
+        .line("Bedankt!")
+        .raw(&[0x0C]);
+    s.feed(3).partial_cut();
+    s.build()
+}
+
+/// Code pages switched mid-receipt: CP850, CP858 for the euro, CP1252, CP866 for a
+/// Russian product name, CP852 for a Polish one, an unknown ESC t (kept), ESC @ back
+/// to the configured CP437.
+fn code_page_switches_mid_receipt() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp437);
+    supermarket_header(&mut s, "0012-3505", "25-11-2026 20:00");
+    s.code_page(2).columns("Crème brûlée 2st", "3,49");
+    s.code_page(19).line("Prijzen in €");
+    s.code_page(16).columns("Brötchen ‘Körner’", "0,59");
+    s.code_page(17).columns("Водка Столичная 0,5L", "14,99");
+    s.code_page(18).columns("Żubrówka 0,7L", "17,49");
+    // ESC t 30 (TCVN-3 on Epson) is not decoded: CP852 stays.
+    s.raw(&[ESC, b't', 30]).columns("Ogórki kiszone", "2,29");
+    s.raw(&[ESC, b'@']);
+    s.page = CodePage::Cp437;
+    s.bold(true).columns("TOTAAL", "38,85").bold(false);
+    s.columns("PIN", "38,85").line("Klantenkaart ****6060");
+    s.feed(3).full_cut();
+    s.build()
+}
+
+/// POS software written for Asian-market printers: it switches kanji mode on and off,
+/// sets kanji print modes and defines a user kanji. The agent reads single-byte text
+/// only; these commands are skipped.
+fn kanji_mode_commands_ignored() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.raw(&[FS, b'.', FS, b'C', 0, FS, b'!', 0x0C, FS, b'S', 0, 2]);
+    s.raw(&[FS, b'2', 0x77, 0x21]).poison(72);
+    s.raw(&[
+        FS, b'&', FS, b'-', 1, FS, b'W', 1, FS, b'.', FS, b'?', 0x77, 0x21,
+    ]);
+    supermarket_header(&mut s, "0012-3506", "25-11-2026 20:15");
+    s.raw(&[FS, b'(', b'A', 2, 0, 48, 1]);
+    s.columns("Sushi rijst 1kg", "3,99")
+        .columns("Sojasaus 250ml", "2,49");
+    s.raw(&[FS, b'&'])
+        .columns("Nori vellen 10st", "4,29")
+        .raw(&[FS, b'.']);
+    s.bold(true).columns("TOTAAL", "10,77").bold(false);
+    s.columns("PIN", "10,77");
+    s.feed(3).partial_cut();
+    s.build()
+}
+
+/// Old POS software: CR LF line ends, lines printed with ESC J (print and feed) and
+/// ESC d instead of LF, a lone CR, line spacing set, ESC i to cut.
+fn old_pos_crlf_print_feed() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp437);
+    s.raw(&[ESC, b'3', 24, ESC, b'D', 10, 20, 0]);
+    s.crlf_line("SUPERMARKT DE HOEK").crlf_line("Bon 0012-3507");
+    s.raw(b"25-11-2026 07:55  Kassa 1").raw(&[ESC, b'J', 10]);
+    s.raw(b"Melk vol 1L              1,19\r");
+    s.raw(b"Eieren 10st              3,29").raw(&[ESC, b'd', 1]);
+    s.crlf_line("TOTAAL                   4,48");
+    s.crlf_line("Contant                  5,00").crlf_line("");
+    s.raw(&[ESC, b'd', 5, ESC, b'i']);
+    s.build()
+}
+
+/// A DIY store with a 48 kB banner (GS 8 L), a drawer pulse and buzzer through
+/// DLE DC4 and real-time status requests between the lines.
+fn diy_store_huge_logo_real_time() -> Vec<u8> {
+    let mut s = Stream::new(CodePage::Cp858);
+    s.big_graphics(576, 680).graphics(50, &[]);
+    diy_header(&mut s, "4711-0817", "26.11.2026 Zeit 09:01");
+    s.raw(&[DLE, 0x14, 7, 1, DLE, 0x05, 2]);
+    s.columns("Art.-Nr. 880001 Akkuschrauber 18V", "89,00 A");
+    s.raw(&[DLE, 0x04, 4, DLE, 0x14, 8, 1, 3, 20, 1, 6, 2, 8]);
+    s.columns("Art.-Nr. 880002 Bitset 32tlg", "12,99 A");
+    s.bold(true).columns("SUMME EUR", "101,99").bold(false);
+    s.columns("EC-Karte", "101,99");
+    s.line("Kundenkarte Nr. ********1111");
+    s.raw(&[DLE, 0x14, 1, 0, 10, DLE, 0x14, 3, 1, 10, 13, 5, 5]);
+    s.line("Umtausch innerhalb 14 Tagen").feed(4).full_cut();
     s.build()
 }
 

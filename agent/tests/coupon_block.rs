@@ -29,7 +29,7 @@ fn coupon(code: &str) -> PrintedCoupon {
 
 fn block(coupon: &PrintedCoupon, page: CodePage) -> Vec<u8> {
     let mut out = Vec::new();
-    write_coupon_block(&mut out, coupon, &PrinterModes { code_page: page }).unwrap();
+    write_coupon_block(&mut out, coupon, &PrinterModes::epson(page)).unwrap();
     out
 }
 
@@ -124,9 +124,7 @@ fn a_code_too_long_for_a_barcode_writes_nothing() {
     let result = write_coupon_block(
         &mut out,
         &coupon(&"A".repeat(300)),
-        &PrinterModes {
-            code_page: CodePage::Cp437,
-        },
+        &PrinterModes::epson(CodePage::Cp437),
     );
     assert_eq!(
         result.map_err(|e| e.kind()),
@@ -197,4 +195,22 @@ proptest! {
         prop_assert_eq!(parser.code_page(), CodePage::Cp852);
         prop_assert!(!parser.in_command());
     }
+}
+
+#[test]
+fn the_code_page_is_restored_with_the_printer_models_own_number() {
+    // A printer whose table puts CP858 at ESC t 5 (not Epson's 19).
+    let table = till360_agent::escpos::EscTTable::epson().with(5, CodePage::Cp858);
+    let mut parser = EscPosParser::with_esc_t(CodePage::Cp437, table);
+    parser.feed(&[0x1B, b't', 5]);
+    while parser.poll().is_some() {}
+    let modes = PrinterModes::of(&parser);
+    assert_eq!((modes.code_page, modes.esc_t), (CodePage::Cp858, 5));
+    let mut out = Vec::new();
+    write_coupon_block(&mut out, &coupon("123456789012"), &modes).unwrap();
+    assert!(
+        out.windows(3).any(|w| w == [0x1B, b't', 5]),
+        "the block selects and restores the page as this printer numbers it"
+    );
+    assert!(!out.windows(3).any(|w| w == [0x1B, b't', 19]));
 }

@@ -127,9 +127,7 @@ fn receipt(lines: Vec<ReceiptLine>, card: Option<CardNumber>) -> Receipt {
 }
 
 fn modes() -> PrinterModes {
-    PrinterModes {
-        code_page: CodePage::Cp858,
-    }
+    PrinterModes::epson(CodePage::Cp858)
 }
 
 fn card() -> CardNumber {

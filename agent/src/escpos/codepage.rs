@@ -78,6 +78,110 @@ impl CodePage {
     }
 }
 
+/// Which code page each `ESC t n` selects on one printer model: Epson's numbering
+/// by default, changed per number by `[pos] codepage_map` for printers that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscTTable {
+    pages: [Option<CodePage>; 256],
+}
+
+impl EscTTable {
+    /// The `printer_model` presets [`for_model`](Self::for_model) knows.
+    pub const MODELS: &'static [&'static str] = &["epson"];
+
+    /// Epson TM printers (and the many that copy them): 0 PC437, 2 PC850, 16 WPC1252,
+    /// 17 PC866, 18 PC852, 19 PC858; other numbers select pages we do not decode.
+    pub fn epson() -> Self {
+        let mut pages = [None; 256];
+        for n in 0..=255u8 {
+            pages[usize::from(n)] = CodePage::from_esc_t(n);
+        }
+        EscTTable { pages }
+    }
+
+    /// The preset for a `printer_model` name (case-insensitive), if there is one.
+    pub fn for_model(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "epson" => Some(Self::epson()),
+            _ => None,
+        }
+    }
+
+    /// The same table with `ESC t n` selecting `page` instead.
+    pub fn with(mut self, n: u8, page: CodePage) -> Self {
+        self.pages[usize::from(n)] = Some(page);
+        self
+    }
+
+    /// The page `ESC t n` selects, `None` when we cannot decode it.
+    pub fn get(&self, n: u8) -> Option<CodePage> {
+        self.pages[usize::from(n)]
+    }
+
+    /// The `n` to send in `ESC t n` to select `page` on this printer (the lowest, if
+    /// several select it), for text the agent prints itself.
+    pub fn number_of(&self, page: CodePage) -> Option<u8> {
+        (0..=255u8).find(|&n| self.get(n) == Some(page))
+    }
+}
+
+impl Default for EscTTable {
+    fn default() -> Self {
+        Self::epson()
+    }
+}
+
+/// The ASCII positions an `ESC R n` international character set replaces.
+const NATIONAL_POSITIONS: [u8; 12] = [
+    0x23, 0x24, 0x40, 0x5B, 0x5C, 0x5D, 0x5E, 0x60, 0x7B, 0x7C, 0x7D, 0x7E,
+];
+
+/// What each Epson `ESC R n` set prints at [`NATIONAL_POSITIONS`], `n` = index.
+const NATIONAL_SETS: [[char; 12]; 17] = [
+    ['#', '$', '@', '[', '\\', ']', '^', '`', '{', '|', '}', '~'], // 0 USA
+    ['#', '$', 'à', '°', 'ç', '§', '^', '`', 'é', 'ù', 'è', '¨'],  // 1 France
+    ['#', '$', '§', 'Ä', 'Ö', 'Ü', '^', '`', 'ä', 'ö', 'ü', 'ß'],  // 2 Germany
+    ['£', '$', '@', '[', '\\', ']', '^', '`', '{', '|', '}', '~'], // 3 UK
+    ['#', '$', '@', 'Æ', 'Ø', 'Å', '^', '`', 'æ', 'ø', 'å', '~'],  // 4 Denmark I
+    ['#', '¤', 'É', 'Ä', 'Ö', 'Å', 'Ü', 'é', 'ä', 'ö', 'å', 'ü'],  // 5 Sweden
+    ['#', '$', '@', '°', '\\', 'é', '^', 'ù', 'à', 'ò', 'è', 'ì'], // 6 Italy
+    ['₧', '$', '@', '¡', 'Ñ', '¿', '^', '`', '¨', 'ñ', '}', '~'],  // 7 Spain I
+    ['#', '$', '@', '[', '¥', ']', '^', '`', '{', '|', '}', '~'],  // 8 Japan
+    ['#', '¤', 'É', 'Æ', 'Ø', 'Å', 'Ü', 'é', 'æ', 'ø', 'å', 'ü'],  // 9 Norway
+    ['#', '$', 'É', 'Æ', 'Ø', 'Å', 'Ü', 'é', 'æ', 'ø', 'å', 'ü'],  // 10 Denmark II
+    ['#', '$', 'á', '¡', 'Ñ', '¿', 'é', '`', 'í', 'ñ', 'ó', 'ú'],  // 11 Spain II
+    ['#', '$', 'á', '¡', 'Ñ', '¿', 'é', 'ü', 'í', 'ñ', 'ó', 'ú'],  // 12 Latin America
+    ['#', '$', '@', '[', '₩', ']', '^', '`', '{', '|', '}', '~'],  // 13 Korea
+    ['#', '$', 'Ž', 'Š', 'Đ', 'Ć', 'Č', 'ž', 'š', 'đ', 'ć', 'č'],  // 14 Slovenia/Croatia
+    ['#', '¥', '@', '[', '\\', ']', '^', '`', '{', '|', '}', '~'], // 15 China
+    ['#', '₫', '@', '[', '\\', ']', '^', '`', '{', '|', '}', '~'], // 16 Vietnam
+];
+
+/// An Epson `ESC R n` international character set: it changes 12 ASCII positions
+/// (`#`, `$`, `@`, `[` ...) into national letters and currency signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NationalSet(u8);
+
+impl NationalSet {
+    pub const USA: NationalSet = NationalSet(0);
+
+    /// The set `ESC R n` selects, if we decode it (0 to 16; Arabia and the Indian
+    /// scripts are not).
+    pub fn from_esc_r(n: u8) -> Option<NationalSet> {
+        (usize::from(n) < NATIONAL_SETS.len()).then_some(NationalSet(n))
+    }
+
+    /// What the printer prints for ASCII `byte` in this set.
+    pub fn decode(self, byte: u8) -> char {
+        if self.0 != 0 {
+            if let Some(i) = NATIONAL_POSITIONS.iter().position(|&p| p == byte) {
+                return NATIONAL_SETS[usize::from(self.0)][i];
+            }
+        }
+        char::from(byte)
+    }
+}
+
 impl std::fmt::Display for CodePage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -60,13 +60,29 @@ pub struct PrintedCoupon {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrinterModes {
     pub code_page: CodePage,
+    /// The `ESC t` number that selects `code_page` on this printer (its model's table).
+    pub esc_t: u8,
 }
 
 impl PrinterModes {
-    /// The state the parser has seen the POS select so far.
+    /// The state the parser has seen the POS select so far, numbered as the parser's
+    /// printer model numbers it.
     pub fn of(parser: &EscPosParser) -> Self {
+        let code_page = parser.code_page();
         Self {
-            code_page: parser.code_page(),
+            code_page,
+            esc_t: parser
+                .esc_t_table()
+                .number_of(code_page)
+                .unwrap_or_else(|| code_page.esc_t_number()),
+        }
+    }
+
+    /// `code_page` on an Epson-numbered printer.
+    pub fn epson(code_page: CodePage) -> Self {
+        Self {
+            code_page,
+            esc_t: code_page.esc_t_number(),
         }
     }
 }
@@ -115,7 +131,7 @@ pub fn write_coupon_block<W: io::Write>(
 /// The bytes of [`write_coupon_block`].
 pub fn coupon_block(coupon: &PrintedCoupon, restore: &PrinterModes) -> io::Result<Vec<u8>> {
     let page = restore.code_page;
-    let select_page = [ESC, b't', page.esc_t_number()];
+    let select_page = [ESC, b't', restore.esc_t];
     let columns = coupon.columns.max(1);
     let barcode = code128_data(&coupon.code)?;
     let separator = "-".repeat(columns);

@@ -2,18 +2,28 @@
 
 use std::collections::VecDeque;
 
-use super::codepage::CodePage;
-use super::commands::{lookup, prefix_name, Args, Command, Effect, Lookup, DLE, ESC, FS, GS};
+use super::codepage::{CodePage, EscTTable, NationalSet};
+use super::commands::{
+    dle_dc4_args, lookup, prefix_name, unknown_function, Args, Command, Effect, Lookup, DLE, ESC,
+    FS, GS,
+};
 
 const LF: u8 = 0x0A;
 const CR: u8 = 0x0D;
 const HT: u8 = 0x09;
 const FF: u8 = 0x0C;
+/// Page mode: cancel the print data of the page.
+const CAN: u8 = 0x18;
 const DEL: u8 = 0x7F;
 
 /// A line longer than this (in characters) is emitted in pieces, so a POS that never
 /// sends a line feed cannot make the parser grow without bound.
 pub const MAX_LINE_CHARS: usize = 1024;
+/// A page-mode page holding more text than this (in characters) is emitted early, so
+/// a POS that never prints its page cannot make the parser grow without bound.
+pub const MAX_PAGE_CHARS: usize = 16 * 1024;
+/// `GS D` arguments before the BMP file.
+const BMP_ARGS: usize = 7;
 /// NUL-terminated barcode data longer than this is not a barcode: give up skipping.
 const MAX_BARCODE_DATA: u16 = 255;
 
@@ -38,6 +48,8 @@ pub enum StatusCommand {
     DleEot(u8),
     GsR(u8),
     GsA(u8),
+    /// `DLE DC4 7 m`: transmit the specified status in real time.
+    DleDc4(u8),
 }
 
 /// Repeated records inside one command's data.
@@ -85,11 +97,15 @@ enum Mode {
 /// Sans-IO: [`feed`](Self::feed) bytes as they arrive (a command may be split anywhere),
 /// then [`poll`](Self::poll) events. Feeding one byte at a time gives the same events as
 /// feeding everything at once. Memory is bounded: only an incomplete command header
-/// (a few bytes) and the current line are kept; command data is skipped by counting.
+/// (at most 76 bytes, `FS 2`), the current line and an unprinted page-mode page
+/// ([`MAX_PAGE_CHARS`]) are kept; command data is skipped by counting, however long
+/// the length it declares.
 #[derive(Debug, Clone)]
 pub struct EscPosParser {
     default_page: CodePage,
+    esc_t: EscTTable,
     page: CodePage,
+    national: NationalSet,
     /// Bytes fed but not yet consumed (after `feed` returns: at most an incomplete header).
     pending: Vec<u8>,
     /// Stream offset of `pending[0]`.
@@ -99,20 +115,42 @@ pub struct EscPosParser {
     line_chars: usize,
     /// The previous byte ended a line with CR, so an LF right after it is the same line end.
     after_cr: bool,
+    /// In page mode (ESC L) lines collect in `page_lines` until the page is printed
+    /// (FF, ESC FF); a page that is cleared or abandoned never prints.
+    page_mode: bool,
+    page_lines: Vec<String>,
+    page_chars: usize,
     events: VecDeque<PrintEvent>,
 }
 
 impl EscPosParser {
+    /// A parser for an Epson-numbered printer (`ESC t n` as in [`EscTTable::epson`]).
     pub fn new(default_codepage: CodePage) -> Self {
+        Self::with_esc_t(default_codepage, EscTTable::epson())
+    }
+
+    /// A parser for a printer whose `ESC t n` numbering is `esc_t` (`[pos] printer_model`
+    /// and `codepage_map`).
+    /// The printer model's `ESC t` table this parser decodes with.
+    pub fn esc_t_table(&self) -> EscTTable {
+        self.esc_t
+    }
+
+    pub fn with_esc_t(default_codepage: CodePage, esc_t: EscTTable) -> Self {
         Self {
             default_page: default_codepage,
+            esc_t,
             page: default_codepage,
+            national: NationalSet::USA,
             pending: Vec::new(),
             pending_start: 0,
             mode: Mode::Normal,
             line: String::new(),
             line_chars: 0,
             after_cr: false,
+            page_mode: false,
+            page_lines: Vec::new(),
+            page_chars: 0,
             events: VecDeque::new(),
         }
     }
@@ -236,7 +274,15 @@ impl EscPosParser {
                             pos += 1;
                         }
                         FF => {
-                            self.end_line_if_text();
+                            // In page mode FF prints the page and returns to standard mode.
+                            self.print_page();
+                            self.page_mode = false;
+                            pos += 1;
+                        }
+                        CAN => {
+                            if self.page_mode {
+                                self.discard_page("CAN");
+                            }
                             pos += 1;
                         }
                         ESC | GS | FS | DLE => match self.command(pos) {
@@ -244,6 +290,11 @@ impl EscPosParser {
                             None => return pos,
                         },
                         0x00..=0x1F | DEL => pos += 1,
+                        0x20..=0x7E => {
+                            let c = self.national.decode(byte);
+                            self.push_char(c);
+                            pos += 1;
+                        }
                         _ => {
                             let c = self.page.decode(byte);
                             self.push_char(c);
@@ -294,26 +345,84 @@ impl EscPosParser {
                     "GS V with unknown cut mode {m} at offset {offset}: ignored"
                 )),
             },
-            Effect::Reset => self.page = self.default_page,
-            Effect::SelectCodePage => match CodePage::from_esc_t(header[0]) {
+            Effect::Reset => {
+                self.page = self.default_page;
+                self.national = NationalSet::USA;
+                if self.page_mode {
+                    self.discard_page("ESC @");
+                    self.page_mode = false;
+                }
+            }
+            Effect::PageMode => {
+                if !self.page_mode {
+                    self.end_line_if_text();
+                    self.page_mode = true;
+                }
+            }
+            Effect::StandardMode => {
+                if self.page_mode {
+                    self.discard_page("ESC S");
+                    self.page_mode = false;
+                }
+            }
+            Effect::PrintPage => self.print_page(),
+            Effect::SelectCodePage => match self.esc_t.get(header[0]) {
                 Some(page) => self.page = page,
                 None => self.diagnostic(format!(
                     "ESC t {} at offset {offset}: unsupported code page, keeping {}",
                     header[0], self.page
                 )),
             },
+            Effect::SelectNationalSet => match NationalSet::from_esc_r(header[0]) {
+                Some(set) => self.national = set,
+                None => {
+                    self.national = NationalSet::USA;
+                    self.diagnostic(format!(
+                        "ESC R {} at offset {offset}: international set not decoded, using USA",
+                        header[0]
+                    ));
+                }
+            },
             Effect::StatusDleEot => self.status(StatusCommand::DleEot(header[0])),
             Effect::StatusGsR => self.status(StatusCommand::GsR(header[0])),
             Effect::StatusGsA => self.status(StatusCommand::GsA(header[0])),
+            Effect::RealTimeDc4 => match (header[0], dle_dc4_args(header[0])) {
+                (7, _) => self.status(StatusCommand::DleDc4(header[1])),
+                (_, Some(_)) => {}
+                (function, None) => self.diagnostic(format!(
+                    "DLE DC4 with unknown function {function} at offset {offset}"
+                )),
+            },
         }
         self.mode = match command.args {
-            Args::None | Args::Fixed(_) | Args::Cut | Args::DleEot => Mode::Normal,
-            Args::Length { head, width } => skip(le(&header[head..head + width])),
+            Args::None | Args::Fixed(_) | Args::Cut | Args::DleEot | Args::DleDc4 => Mode::Normal,
+            Args::Length { head, width, .. } => {
+                let length = le(&header[head..head + width]);
+                let peeked = &header[head + width..];
+                let letter = header.first().copied().unwrap_or(0);
+                if let Some(odd) = unknown_function(command, letter, peeked) {
+                    self.diagnostic(format!("{odd} at offset {offset}: skipped"));
+                }
+                // The peeked bytes are part of the declared length.
+                skip(length - peeked.len() as u64)
+            }
             Args::NulTerminated { max } => Mode::UntilNul {
                 left: max,
                 name: command.name,
             },
             Args::Raster => skip(le(&header[1..3]) * le(&header[3..5])),
+            Args::WindowsBmp => {
+                let (magic, size) = header[BMP_ARGS..].split_at(2);
+                if magic == b"BM" {
+                    // bfSize counts the whole file, the 6 bytes already read included.
+                    skip(le(size).saturating_sub(6))
+                } else {
+                    self.diagnostic(format!(
+                        "GS D at offset {offset}: data is not a BMP file, not skipped"
+                    ));
+                    Mode::Normal
+                }
+            }
             Args::BitImage => {
                 let columns = le(&header[1..3]);
                 skip(if header[0] <= 1 { columns } else { columns * 3 })
@@ -366,9 +475,47 @@ impl EscPosParser {
 
     fn end_line(&mut self) {
         let mut line = std::mem::take(&mut self.line);
-        self.line_chars = 0;
+        let chars = std::mem::take(&mut self.line_chars);
         line.truncate(line.trim_end().len());
-        self.events.push_back(PrintEvent::Line(line));
+        if !self.page_mode {
+            self.events.push_back(PrintEvent::Line(line));
+            return;
+        }
+        if self.page_chars + chars > MAX_PAGE_CHARS {
+            self.diagnostic(format!(
+                "page mode: more than {MAX_PAGE_CHARS} characters unprinted, emitted early"
+            ));
+            self.flush_page();
+        }
+        self.page_chars += chars;
+        self.page_lines.push(line);
+    }
+
+    /// FF / ESC FF: the page (and a pending line) is printed.
+    fn print_page(&mut self) {
+        self.end_line_if_text();
+        self.flush_page();
+    }
+
+    fn flush_page(&mut self) {
+        self.page_chars = 0;
+        for line in std::mem::take(&mut self.page_lines) {
+            self.events.push_back(PrintEvent::Line(line));
+        }
+    }
+
+    /// The page's text will never be printed (ESC S, CAN, ESC @ in page mode).
+    fn discard_page(&mut self, by: &str) {
+        let lines = self.page_lines.len() + usize::from(!self.line.is_empty());
+        self.page_lines.clear();
+        self.page_chars = 0;
+        self.line.clear();
+        self.line_chars = 0;
+        if lines > 0 {
+            self.diagnostic(format!(
+                "page mode: {by} discarded {lines} unprinted line(s)"
+            ));
+        }
     }
 
     /// Print-and-feed commands print the buffer; with nothing buffered they only feed paper.
@@ -379,6 +526,14 @@ impl EscPosParser {
     }
 
     fn cut(&mut self, offset: u64, partial: bool) {
+        if self.page_mode {
+            // Capture what the POS meant to print rather than lose the receipt.
+            self.diagnostic(format!(
+                "cut in page mode at offset {offset}: page emitted, standard mode"
+            ));
+            self.flush_page();
+            self.page_mode = false;
+        }
         self.end_line_if_text();
         self.events.push_back(PrintEvent::Cut { offset, partial });
     }
@@ -414,8 +569,15 @@ fn header_len(args: Args, available: &[u8]) -> Option<usize> {
     let needed = match args {
         Args::None | Args::NulTerminated { .. } => 0,
         Args::Fixed(n) => n,
-        Args::Length { head, width } => head + width,
+        Args::Length { head, width, peek } => {
+            let fixed = head + width;
+            let length = le(available.get(head..fixed)?);
+            // length >= the peeked part, so the skip that follows never underflows.
+            fixed + peek.min(usize::try_from(length).unwrap_or(usize::MAX))
+        }
         Args::Raster => 5,
+        // m fn a kc1 kc2 b c, then "BM" and the file size.
+        Args::WindowsBmp => BMP_ARGS + 6,
         Args::BitImage => 3,
         Args::DownloadedBitImage => 2,
         Args::UserChars => 3,
@@ -432,6 +594,7 @@ fn header_len(args: Args, available: &[u8]) -> Option<usize> {
             7 | 8 => 2,
             _ => 1,
         },
+        Args::DleDc4 => 1 + dle_dc4_args(*available.first()?).unwrap_or(0),
     };
     (available.len() >= needed).then_some(needed)
 }
