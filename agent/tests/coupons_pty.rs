@@ -23,40 +23,9 @@ const MASTER: &[u8] = b"coupon pty test master, 32 bytes+";
 const CUT: &[u8] = b"\x1dV\x00";
 
 fn config(dir: &Path, scanner: &Pty, pos: &Pty, printer: &Pty) -> AgentConfig {
-    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");
-    let text = format!(
-        r#"
-store = "S001"
-till = "T01"
-data_dir = "data"
-
-[scanner]
-port = "{}"
-suffix = "cr"
-
-[pos]
-port = "{}"
-codepage = "cp858"
-layout = "{}"
-
-[printer]
-port = "{}"
-
-[cards]
-prefixes = ["2401"]
-
-[coupons]
-# Generous: this test is about what is printed, not how fast.
-budget_ms = 1000
-columns = 32
-expiry_label = "Geldig t/m"
-"#,
-        scanner.path.display(),
-        pos.path.display(),
-        layout.display(),
-        printer.path.display()
-    );
-    AgentConfig::from_toml_str(&text, &dir.join("agent.toml")).unwrap()
+    // A generous budget: this test is about what is printed, not how fast.
+    let coupons = "[coupons]\nbudget_ms = 1000\ncolumns = 32\nexpiry_label = \"Geldig t/m\"\n";
+    common::agent_config(dir, &scanner.path, &pos.path, &printer.path, coupons)
 }
 
 fn campaign_state() -> CampaignState {

@@ -91,34 +91,7 @@ PIN                      1,98\n\
 }
 
 fn agent_config(dir: &Path, scanner: &Path, pos: &Path, printer: &Path) -> AgentConfig {
-    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");
-    let text = format!(
-        r#"
-store = "S001"
-till = "T01"
-data_dir = "data"
-
-[scanner]
-port = "{}"
-suffix = "cr"
-
-[pos]
-port = "{}"
-codepage = "cp858"
-layout = "{}"
-
-[printer]
-port = "{}"
-
-[cards]
-prefixes = ["2401"]
-"#,
-        scanner.display(),
-        pos.display(),
-        layout.display(),
-        printer.display()
-    );
-    AgentConfig::from_toml_str(&text, &dir.join("agent.toml")).unwrap()
+    common::agent_config(dir, scanner, pos, printer, "")
 }
 
 async fn wait_for_seq(agent: &RunningAgent, seq: u64) {

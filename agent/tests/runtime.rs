@@ -13,34 +13,7 @@ use till360_shared::card::with_check_digit;
 use till360_shared::EventKind;
 
 fn config(dir: &Path, scanner: &Pty, pos: &Pty, printer: &Pty) -> AgentConfig {
-    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");
-    let text = format!(
-        r#"
-store = "S001"
-till = "T01"
-data_dir = "data"
-
-[scanner]
-port = "{}"
-suffix = "cr"
-
-[pos]
-port = "{}"
-codepage = "cp858"
-layout = "{}"
-
-[printer]
-port = "{}"
-
-[cards]
-prefixes = ["2401"]
-"#,
-        scanner.path.display(),
-        pos.path.display(),
-        layout.display(),
-        printer.path.display()
-    );
-    AgentConfig::from_toml_str(&text, &dir.join("agent.toml")).unwrap()
+    common::agent_config(dir, &scanner.path, &pos.path, &printer.path, "")
 }
 
 async fn wait_for_seq(agent: &RunningAgent, seq: u64) {

@@ -67,3 +67,45 @@ impl Pty {
         out
     }
 }
+
+/// An `agent.toml` for store S001, till T01 over these ports (paths of pty slaves or
+/// symlinks to them), the supermarket layout, loyalty prefix 2401, no hub; `extra` is
+/// appended (more sections, e.g. `[coupons]`). `data_dir` is `dir/data`.
+pub fn agent_config(
+    dir: &std::path::Path,
+    scanner: &std::path::Path,
+    pos: &std::path::Path,
+    printer: &std::path::Path,
+    extra: &str,
+) -> till360_agent::config::AgentConfig {
+    let layout = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/receipts/supermarket.toml");
+    let text = format!(
+        r#"
+store = "S001"
+till = "T01"
+data_dir = "data"
+
+[scanner]
+port = "{}"
+suffix = "cr"
+
+[pos]
+port = "{}"
+codepage = "cp858"
+layout = "{}"
+
+[printer]
+port = "{}"
+
+[cards]
+prefixes = ["2401"]
+{extra}
+"#,
+        scanner.display(),
+        pos.display(),
+        layout.display(),
+        printer.display()
+    );
+    till360_agent::config::AgentConfig::from_toml_str(&text, &dir.join("agent.toml")).unwrap()
+}
