@@ -60,15 +60,7 @@ async fn send_batch(agent: &mut Agent, journal: &TillJournal, first: u64, last: 
 }
 
 async fn chain_of(site_hub: std::net::SocketAddr, store: &str) -> serde_json::Value {
-    let (status, agents) = http_get(site_hub, "/api/v1/agents").await;
-    assert_eq!(status, 200);
-    agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["store"] == store)
-        .unwrap_or_else(|| panic!("agent of {store} not listed: {agents}"))["chain"]
-        .clone()
+    common::agent_entry(site_hub, store).await["chain"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

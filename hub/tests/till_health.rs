@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::{http_get, Site};
+use common::Site;
 use till360_hub::synthetic::Generator;
 use till360_shared::wire::{Message, TillHealth};
 use till360_shared::AgentId;
 
 async fn health_of(hub: std::net::SocketAddr, store: &str) -> serde_json::Value {
-    let (status, agents) = http_get(hub, "/api/v1/agents").await;
-    assert_eq!(status, 200);
-    agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["store"] == store)
-        .unwrap_or_else(|| panic!("{store} not listed: {agents}"))["health"]
-        .clone()
+    common::agent_entry(hub, store).await["health"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

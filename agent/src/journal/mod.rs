@@ -450,24 +450,18 @@ impl Journal {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
         // Read inside the write transaction: the meta row, not this struct, is the truth.
-        let (last, acked): (i64, i64) = tx
-            .query_row(
-                "SELECT last_seq, acked_seq FROM journal_meta WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql)?;
+        let (last, acked) = meta_seqs(&tx).map_err(sql)?;
         let head = match integrity::chain_head(&tx).map_err(sql)? {
             Some(head) => head,
             None => {
                 // A damaged head is rebuilt from the rows (quarantining what cannot be read).
                 let quarantined =
-                    integrity::relink_from(&tx, &self.agent, 0, to_u64(acked)).map_err(sql)?;
+                    integrity::relink_from(&tx, &self.agent, 0, acked).map_err(sql)?;
                 log_quarantined(&path, &quarantined);
                 integrity::chain_head(&tx).map_err(sql)?.unwrap_or(GENESIS)
             }
         };
-        let seq = to_u64(last) + 1;
+        let seq = last + 1;
         let event = Event {
             agent: self.agent.clone(),
             seq,
@@ -725,13 +719,7 @@ impl Journal {
     }
 
     fn read_meta(&self) -> Result<(u64, u64), JournalError> {
-        self.conn
-            .query_row(
-                "SELECT last_seq, acked_seq FROM journal_meta WHERE id = 1",
-                [],
-                |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
-            )
-            .map_err(|e| self.sql_err(e))
+        meta_seqs(&self.conn).map_err(|e| self.sql_err(e))
     }
 
     /// The highest seq appended through this connection (or found at open).
@@ -757,14 +745,7 @@ impl Journal {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
-        let (last, acked): (i64, i64) = tx
-            .query_row(
-                "SELECT last_seq, acked_seq FROM journal_meta WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(sql)?;
-        let (last, acked) = (to_u64(last), to_u64(acked));
+        let (last, acked) = meta_seqs(&tx).map_err(sql)?;
         if seq > last {
             return Err(JournalError::AckBeyondLast {
                 path,
@@ -1227,6 +1208,16 @@ impl Journal {
             chain_head: chain::to_hex(&self.chain_head()?),
         })
     }
+}
+
+/// `(last_seq, acked_seq)` from the meta row (inside the caller's transaction, if any:
+/// the row, not the `Journal` struct, is the truth).
+fn meta_seqs(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT last_seq, acked_seq FROM journal_meta WHERE id = 1",
+        [],
+        |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))),
+    )
 }
 
 /// A quarantine is disk damage: always worth an error line per row.

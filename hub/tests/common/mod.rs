@@ -271,3 +271,14 @@ pub async fn send_all(
         Ok(Message::Ack { acked_seq: last })
     );
 }
+
+/// The entry of `store` in `GET /api/v1/agents` (panics when it is not listed).
+pub async fn agent_entry(hub: SocketAddr, store: &str) -> serde_json::Value {
+    let (status, agents) = http_get(hub, "/api/v1/agents").await;
+    assert_eq!(status, 200);
+    agents
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["store"] == store))
+        .cloned()
+        .unwrap_or_else(|| panic!("agent of {store} not listed: {agents}"))
+}
