@@ -283,8 +283,12 @@ impl SqliteStore {
             )));
         }
         // A 64 MiB page cache keeps the identity and transaction indexes hot while ingesting.
+        // Checkpoints every 64 MiB of WAL instead of SQLite's 4 MiB: a backlog drain of
+        // a million events runs about 30 % faster (`benches/sync_drain.rs`). The WAL file
+        // is reused after each checkpoint, so the hub's disk holds about 64 MiB more.
         conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
+             PRAGMA wal_autocheckpoint = 16384;",
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
