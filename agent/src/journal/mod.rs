@@ -439,10 +439,7 @@ impl Journal {
                     source,
                 }
             } else {
-                JournalError::Sqlite {
-                    path: path.clone(),
-                    source,
-                }
+                sql_error(&path)(source)
             }
         };
         let tx = self
@@ -605,10 +602,7 @@ impl Journal {
     /// transaction (a legitimate rewrite, like an erasure).
     fn repair_from(&self, seq: u64) -> Result<(), JournalError> {
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&path);
         // `&self` readers may find a bad row: the connection itself is not shared.
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .map_err(sql)?;
@@ -737,10 +731,7 @@ impl Journal {
     /// the space back and truncates the WAL. Acknowledging an older seq again is a no-op.
     pub fn ack(&mut self, seq: u64) -> Result<(), JournalError> {
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -815,10 +806,7 @@ impl Journal {
         up_to_version: u64,
     ) -> Result<ErasureOutcome, JournalError> {
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -975,10 +963,7 @@ impl Journal {
         reset: bool,
     ) -> Result<(), JournalError> {
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&path);
         let encoded = entries
             .iter()
             .map(|entry| {
@@ -1114,10 +1099,7 @@ impl Journal {
         count: u16,
     ) -> Result<std::ops::Range<u16>, JournalError> {
         let path = self.path.display().to_string();
-        let sql = |source| JournalError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = sql_error(&path);
         let day = expires.format("%Y-%m-%d").to_string();
         let tx = self
             .conn
@@ -1207,6 +1189,14 @@ impl Journal {
             quota_exceeded: bytes > self.quota.max_bytes,
             chain_head: chain::to_hex(&self.chain_head()?),
         })
+    }
+}
+
+/// Turns an SQLite error into the journal's error naming its file.
+fn sql_error(path: &str) -> impl Fn(rusqlite::Error) -> JournalError + Copy + '_ {
+    move |source| JournalError::Sqlite {
+        path: path.to_string(),
+        source,
     }
 }
 
