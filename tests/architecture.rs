@@ -135,3 +135,34 @@ fn collect_rs(path: &Path, out: &mut Vec<PathBuf>) {
         out.push(path.to_path_buf());
     }
 }
+
+/// Every crate builds its integration tests as one binary (`autotests = false`), so a test file
+/// that `tests/integration.rs` does not name would silently never run.
+#[test]
+fn every_integration_test_file_is_in_its_crates_test_binary() {
+    for crate_dir in [".", "agent", "hub"] {
+        let tests = root().join(crate_dir).join("tests");
+        let listed = std::fs::read_to_string(tests.join("integration.rs")).unwrap();
+        let manifest = std::fs::read_to_string(root().join(crate_dir).join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("autotests = false") && manifest.contains("tests/integration.rs"),
+            "{crate_dir}/Cargo.toml must build tests/integration.rs as its one test binary"
+        );
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&tests).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let is_module =
+                path.extension().is_some_and(|e| e == "rs") || path.join("mod.rs").is_file();
+            if is_module && stem != "integration" && !listed.contains(&format!("\nmod {stem};\n")) {
+                missing.push(path.display().to_string());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "not named in {crate_dir}/tests/integration.rs: {missing:?}"
+        );
+    }
+}

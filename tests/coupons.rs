@@ -5,7 +5,7 @@
 //! The printed stream is checked byte for byte: a coupon is exactly one block inserted
 //! right before the receipt's cut, every other byte as the POS sent it.
 
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! processes talking QUIC on 127.0.0.1, SQLite files in temp folders. Every wait is
 //! bounded by `harness::DEADLINE`; nothing asserts on timing.
 
-mod harness;
+use crate::harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 

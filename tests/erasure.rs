@@ -5,7 +5,7 @@
 //! because the events under test are, on purpose, not yet on the hub. Every wait is
 //! bounded; nothing asserts on timing.
 
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 use std::process::Command;

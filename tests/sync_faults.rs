@@ -4,7 +4,7 @@
 //! printed with what the hub committed: lost = duplicated = unexpected = 0. Every wait
 //! is bounded; nothing asserts on timing.
 
-mod harness;
+use crate::harness;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

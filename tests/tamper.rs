@@ -2,7 +2,7 @@
 //! by the hub through the journal's hash chain; an untouched till stays "ok". Real
 //! parts: agents and hub as child processes, ptys, QUIC on 127.0.0.1, SQLite files.
 
-mod harness;
+use crate::harness;
 
 use harness::{journal_status, visits_at, Site, Till, DEADLINE};
 use rusqlite::Connection;

@@ -2,7 +2,7 @@
 //! `till360 loadgen` with 20 tills × 50 receipts, and the stateless reset that tells a
 //! connected agent at once that the hub it talked to is gone.
 
-mod harness;
+use crate::harness;
 
 use std::process::Command;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! `<name>.expected.txt` (the print events, one per line) and `<name>.expected.json`
 //! (the ParsedReceipt of every cut-terminated receipt under the stream's layout).
 //!
-//! `UPDATE_EXPECT=1 cargo test -p till360-agent --test corpus` rewrites the `.bin`
+//! `UPDATE_EXPECT=1 cargo test -p till360-agent --test integration corpus::` rewrites the `.bin`
 //! files from the builders and the expectations from the current code; review the diff.
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
-mod common;
+use crate::common;
 
 use chrono::NaiveDate;
 use common::{Pty, GIVE_UP};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
 use common::{Pty, GIVE_UP};
 use till360_agent::config::AgentConfig;

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use common::{Pty, GIVE_UP};
 use till360_agent::escpos::gate::CutOutcome;

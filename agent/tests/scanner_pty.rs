@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-mod common;
+use crate::common;
 
 use common::{Pty, GIVE_UP};
 use till360_agent::config::AgentConfig;

@@ -2,7 +2,7 @@
 //! content, listed by `GET /api/v1/campaigns`; a broken file or a campaign aimed at a
 //! sensitive category stops the hub at start with the file named.
 
-mod common;
+use crate::common;
 
 use common::{http_get, Site};
 use till360_hub::server;

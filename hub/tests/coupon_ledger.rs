@@ -3,7 +3,7 @@
 //! reported with the store that scanned them, revenue of the redeeming receipts, the
 //! uplift against the control group; and the HTTP endpoints over the real router.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

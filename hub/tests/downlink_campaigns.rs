@@ -3,7 +3,7 @@
 //! key (derived from the master secret for its certificate's store/till) after
 //! `Welcome`; an agent up to date gets nothing; the master secret survives a restart.
 
-mod common;
+use crate::common;
 
 use common::{Agent, Site};
 use till360_hub::campaigns::MASTER_KEY_FILE;

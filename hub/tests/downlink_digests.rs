@@ -4,7 +4,7 @@
 //! changed, a change arrives as a delta while connected; a card scan gets any
 //! customer's digest fresh; a coupon check tells a genuine code from a forged one.
 
-mod common;
+use crate::common;
 
 use chrono::{Days, NaiveDate, Utc};
 use common::{send_all, Agent, Site};

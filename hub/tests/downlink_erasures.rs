@@ -3,7 +3,7 @@
 //! while it is connected, and a client that never subscribes sees no downlink frames.
 //! (The real agent's uplink against this hub: `tests/erasure.rs` at the root.)
 
-mod common;
+use crate::common;
 
 use common::{Agent, Site};
 use till360_hub::listener::ERASURE_BATCH;

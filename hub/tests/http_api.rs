@@ -1,6 +1,6 @@
 //! The HTTP API after real ingest over QUIC.
 
-mod common;
+use crate::common;
 
 use common::{http_get, send_all, Site};
 use till360_shared::{

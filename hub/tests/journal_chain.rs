@@ -2,7 +2,7 @@
 //! events it commits and compares the agent's `Chain` claims; an edited journal shows
 //! as a break in `GET /api/v1/agents`, its events still merged.
 
-mod common;
+use crate::common;
 
 use common::{http_get, Agent, Site};
 use till360_hub::synthetic::Generator;

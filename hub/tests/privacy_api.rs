@@ -1,7 +1,7 @@
 //! Privacy, consents, search, segments and the bearer token, over real HTTP on
 //! 127.0.0.1 against a hub with a real SQLite file (till data arrives over QUIC).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

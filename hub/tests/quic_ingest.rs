@@ -1,6 +1,6 @@
 //! The QUIC listener over real sockets: mutual TLS, exactly-once ingest, refusals.
 
-mod common;
+use crate::common;
 
 use common::{http_get, Agent, Site};
 use till360_hub::synthetic::Generator;

@@ -2,7 +2,7 @@
 //! certificate is refused at connect and cut while connected; oversize frames and other
 //! protocol versions close only their own connection; the `ca revoke` command.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

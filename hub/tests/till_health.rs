@@ -2,7 +2,7 @@
 //! one per till and `GET /api/v1/agents` shows it, so an over-quota journal or
 //! quarantined rows are visible where on-call looks.
 
-mod common;
+use crate::common;
 
 use common::Site;
 use till360_hub::synthetic::Generator;

@@ -1,7 +1,7 @@
 //! Traits and segments in a running hub: receipts arrive over QUIC, the hub recomputes
 //! (as its schedule does), and the profile and `GET /api/v1/segments` show the result.
 
-mod common;
+use crate::common;
 
 use common::{http_get, send_all, Site};
 use till360_shared::{

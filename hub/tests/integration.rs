@@ -1,0 +1,23 @@
+//! All of this crate's integration tests in one binary: one link instead of one per file keeps a
+//! test build small on disk and quick to link. `autotests = false` in Cargo.toml; every file
+//! under tests/ is a module here (`tests/architecture.rs` checks none is left out).
+
+mod common;
+
+mod campaigns_api;
+mod coupon_ledger;
+mod downlink_campaigns;
+mod downlink_digests;
+mod downlink_erasures;
+mod http_api;
+mod identity_merge_order;
+mod import_cli;
+mod import_files;
+mod journal_chain;
+mod pki;
+mod privacy_api;
+mod quic_ingest;
+mod revocation;
+mod till_health;
+mod traits_export;
+mod traits_running_hub;

@@ -1,0 +1,14 @@
+//! All of this crate's integration tests in one binary: one link instead of one per file keeps a
+//! test build small on disk and quick to link. `autotests = false` in Cargo.toml; every file
+//! under tests/ is a module here (`tests/architecture.rs` checks none is left out).
+
+mod harness;
+
+mod architecture;
+mod campaigns_downlink;
+mod coupons;
+mod end_to_end;
+mod erasure;
+mod sync_faults;
+mod tamper;
+mod wire;
