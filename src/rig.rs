@@ -44,6 +44,8 @@ pub enum RigError {
         expected: usize,
         waited: Duration,
     },
+    #[error("the agent did not read the scan from its scanner port within {0:?}")]
+    ScanNotRead(Duration),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RigError {
@@ -87,8 +89,8 @@ impl TillDevices {
 pub struct PlayOptions {
     /// Largest write to the POS port (writes are 1..=max_chunk bytes).
     pub max_chunk: usize,
-    /// Pause after a scan so the agent has taken the card before the receipt starts,
-    /// as at a real till where the receipt follows seconds later.
+    /// Pause after the agent has read a scan, before the receipt starts (at a real till the
+    /// receipt follows seconds later); covers the agent's step from reading to queueing.
     pub scan_gap: Duration,
     /// Pause after the printer has the cut, before the next customer (at a real till,
     /// seconds). The agent queues printed bytes and scans in read order, so no pause is
@@ -126,6 +128,15 @@ pub fn play_visit(
             Scan::Garbage(bytes) => scanner.scan_bytes(bytes),
         }
         .map_err(io_err("scanning"))?;
+        // The receipt must not start before the agent has the scan: its ports are read on
+        // separate threads, and on a busy machine a fixed pause was sometimes not enough.
+        let read = devices
+            .scanner
+            .wait_read_by_agent(Instant::now() + options.timeout)
+            .map_err(io_err("waiting for the agent to read the scan"))?;
+        if !read {
+            return Err(RigError::ScanNotRead(options.timeout));
+        }
         std::thread::sleep(options.scan_gap);
     }
     let report = play_receipt(

@@ -29,8 +29,9 @@ pub enum PtyError {
 #[derive(Debug)]
 pub struct VirtualPort {
     master: File,
-    // Held so the pty never hangs up while the agent closes and reopens its side.
-    _slave: OwnedFd,
+    // Held so the pty never hangs up while the agent closes and reopens its side, and to
+    // see how many bytes wait for the agent.
+    slave: OwnedFd,
     path: PathBuf,
 }
 
@@ -58,7 +59,7 @@ impl VirtualPort {
         let path = nix::unistd::ttyname(pair.slave.as_fd()).map_err(PtyError::Name)?;
         Ok(Self {
             master: File::from(pair.master),
-            _slave: pair.slave,
+            slave: pair.slave,
             path,
         })
     }
@@ -77,6 +78,29 @@ impl VirtualPort {
     /// pty before `deadline` (a dead agent must fail a test, not hang it).
     pub fn write_all_by(&self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
         write_all_by(&self.master, bytes, deadline)
+    }
+
+    /// Waits until the agent has read every byte written so far (the slave's input queue is
+    /// empty), at most until `deadline`; false when bytes are still waiting. The agent reads
+    /// its ports on separate threads, so a till that prints right after a scan must know the
+    /// scan was taken, or a busy machine may let the receipt overtake it.
+    pub fn wait_read_by_agent(&self, deadline: Instant) -> io::Result<bool> {
+        loop {
+            // Polling the slave (not FIONREAD) first moves bytes the kernel still holds in
+            // the pty's flip buffer to the line discipline, so "nothing to read" means the
+            // agent read them, not that they have not arrived yet.
+            let mut fds = [PollFd::new(self.slave.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::ZERO) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(io::Error::from(e)),
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Reads what is available, waiting at most `timeout`; `Ok(0)` means nothing came.

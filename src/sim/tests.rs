@@ -209,6 +209,30 @@ fn pty_is_raw_both_ways() {
 }
 
 #[test]
+fn a_scan_counts_as_read_only_once_the_agent_side_has_read_it() {
+    let port = VirtualPort::open().unwrap();
+    let mut agent_side = open_slave(&port);
+    let now = std::time::Instant::now;
+    assert!(
+        port.wait_read_by_agent(now()).unwrap(),
+        "nothing written yet"
+    );
+    port.write_all_by(b"2401000000017\r", now() + Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        !port
+            .wait_read_by_agent(now() + Duration::from_millis(50))
+            .unwrap(),
+        "14 bytes still wait for the agent"
+    );
+    let mut got = [0u8; 14];
+    agent_side.read_exact(&mut got).unwrap();
+    assert!(port
+        .wait_read_by_agent(now() + Duration::from_secs(5))
+        .unwrap());
+}
+
+#[test]
 fn printer_simulator_over_a_pty_keeps_bytes_and_answers() {
     let port = VirtualPort::open().unwrap();
     let printer = PrinterSimulator::start(&port).unwrap();
