@@ -547,7 +547,7 @@ fn audit(
 /// Code128 set C data of a coupon code, as the block's `GS k 73` barcode carries it.
 fn barcode_of(code: &str) -> anyhow::Result<Vec<u8>> {
     ensure!(
-        code.len() % 2 == 0 && code.bytes().all(|b| b.is_ascii_digit()),
+        code.len().is_multiple_of(2) && code.bytes().all(|b| b.is_ascii_digit()),
         "coupon code {code:?} is not an even number of digits"
     );
     let mut data = b"{C".to_vec();

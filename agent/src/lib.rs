@@ -12,6 +12,7 @@ pub mod coupons;
 pub mod doctor;
 pub mod escpos;
 pub mod hub_link;
+pub mod instance;
 pub mod journal;
 pub mod layout;
 pub mod ports;

@@ -28,9 +28,10 @@ use crate::escpos::encode::PrinterModes;
 use crate::escpos::gate::CutOutcome;
 use crate::escpos::{EscPosParser, PrintEvent};
 use crate::hub_link::{HubNews, HubRequest, NewsSink};
+use crate::instance::{InstanceError, InstanceLock};
 use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
-use crate::ports::{reopen_backoff, PortError, PortSpec};
+use crate::ports::{log_notice, PortError, PortSpec, Reconnect};
 use crate::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
 use crate::scanner::{classify, Scan, ScanCounts, ScanFramer};
 use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
@@ -105,6 +106,8 @@ pub struct RunningAgent {
     journal_opener: Option<JoinHandle<()>>,
     parts: Arc<Mutex<JournaledParts>>,
     journal_seq: watch::Receiver<u64>,
+    /// Declared last so it is released last, after everything else has stopped.
+    _instance: Option<InstanceLock>,
 }
 
 /// Everything needed to start the till core and the uplink once the journal is open.
@@ -208,6 +211,17 @@ impl RunningAgent {
             Some(hub) => Some(uplink::client_config(hub)?),
             None => None,
         };
+        // Before any port or the journal is touched: a second agent on the same data
+        // folder would share the journal's seqs. A lock that cannot be taken at all (full
+        // or read-only disk) must not stop printing.
+        let instance = match InstanceLock::acquire(&config.data_dir) {
+            Ok(lock) => Some(lock),
+            Err(e @ InstanceError::AlreadyRunning { .. }) => anyhow::bail!("{e}"),
+            Err(e @ InstanceError::Unavailable { .. }) => {
+                tracing::warn!("{e}; starting without it");
+                None
+            }
+        };
         let first_try = Journal::open(&config.data_dir, &agent);
         if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
             &first_try
@@ -297,6 +311,7 @@ impl RunningAgent {
             journal_opener,
             parts,
             journal_seq,
+            _instance: instance,
         })
     }
 
@@ -757,6 +772,8 @@ fn read_scanner(
 /// Chunks (of up to 512 bytes) queued for `forward_to` while it is slow or absent;
 /// beyond that, bytes are dropped with a log line rather than memory growing.
 const FORWARD_QUEUE_CHUNKS: usize = 64;
+/// Longest sleep while the scanner is away, so a shutdown is seen promptly.
+const SCANNER_IDLE_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn read_scanner_port(
     config: &ScannerConfig,
@@ -766,7 +783,7 @@ fn read_scanner_port(
     running: &AtomicBool,
 ) {
     let keep_going = || running.load(Ordering::SeqCst);
-    let mut attempt = 0u32;
+    let mut reconnect = Reconnect::new();
     let mut counts = ScanCounts::default();
     let mut forward_dropped = 0usize;
     // Returns false when the till core is gone.
@@ -793,19 +810,25 @@ fn read_scanner_port(
         true
     };
     while keep_going() {
+        let tried_at = std::time::Instant::now();
+        if !reconnect.is_due(tried_at) {
+            std::thread::sleep(reconnect.wait(tried_at).min(SCANNER_IDLE_SLICE));
+            continue;
+        }
         let mut port = match config.port.open() {
             Ok(port) => port,
             Err(e) => {
-                if attempt == 0 {
-                    tracing::error!("scanner: {e}; retrying");
+                match reconnect.open_failed(tried_at) {
+                    Some(notice) => log_notice("scanner", &config.port.to_string(), &notice, &e),
+                    None => tracing::debug!("scanner: {e}"),
                 }
-                reopen_backoff(attempt, &keep_going);
-                attempt = attempt.saturating_add(1);
                 continue;
             }
         };
-        tracing::info!("scanner: reading {}", port.name());
-        attempt = 0;
+        match reconnect.opened(tried_at) {
+            Some(notice) => log_notice("scanner", port.name(), &notice, &""),
+            None => tracing::info!("scanner: reading {}", port.name()),
+        }
         let mut framer = ScanFramer::new(config.suffix);
         let mut buf = [0u8; 512];
         let gone: Result<(), PortError> = (|| {
@@ -845,9 +868,9 @@ fn read_scanner_port(
             // A scan cut by the unplug must not glue onto the first scan after it.
             framer.finish();
             handle(&mut framer, &mut counts);
-            tracing::warn!("scanner: {e}; reopening");
-            reopen_backoff(attempt, &keep_going);
-            attempt = attempt.saturating_add(1);
+            if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
+                log_notice("scanner", port.name(), &notice, &e);
+            }
         }
     }
 }
@@ -856,23 +879,30 @@ fn read_scanner_port(
 /// when it fails; bytes queued meanwhile are delivered once it is back.
 fn forward_scanner(spec: PortSpec, chunks: Receiver<Vec<u8>>, running: &AtomicBool) {
     let keep_going = || running.load(Ordering::SeqCst);
-    let mut attempt = 0u32;
+    let name = spec.to_string();
+    let mut reconnect = Reconnect::new();
     // What a failed write left unwritten, sent first on the reopened port.
     let mut unwritten: Option<Vec<u8>> = None;
     while keep_going() {
+        let tried_at = std::time::Instant::now();
+        if !reconnect.is_due(tried_at) {
+            std::thread::sleep(reconnect.wait(tried_at).min(SCANNER_IDLE_SLICE));
+            continue;
+        }
         let mut port = match spec.open() {
             Ok(port) => port,
             Err(e) => {
-                if attempt == 0 {
-                    tracing::error!("scanner: forward_to {e}; retrying");
+                match reconnect.open_failed(tried_at) {
+                    Some(notice) => log_notice("scanner forward_to", &name, &notice, &e),
+                    None => tracing::debug!("scanner forward_to: {e}"),
                 }
-                reopen_backoff(attempt, &keep_going);
-                attempt = attempt.saturating_add(1);
                 continue;
             }
         };
-        tracing::info!("scanner: forwarding to {}", port.name());
-        attempt = 0;
+        match reconnect.opened(tried_at) {
+            Some(notice) => log_notice("scanner forward_to", port.name(), &notice, &""),
+            None => tracing::info!("scanner: forwarding to {}", port.name()),
+        }
         loop {
             let chunk = match unwritten.take() {
                 Some(chunk) => chunk,
@@ -888,9 +918,9 @@ fn forward_scanner(spec: PortSpec, chunks: Receiver<Vec<u8>>, running: &AtomicBo
                 if !keep_going() {
                     return;
                 }
-                tracing::warn!("scanner: forward_to {e}; reopening");
-                reopen_backoff(attempt, &keep_going);
-                attempt = attempt.saturating_add(1);
+                if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
+                    log_notice("scanner forward_to", port.name(), &notice, &e);
+                }
                 break;
             }
         }

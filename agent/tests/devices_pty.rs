@@ -1,7 +1,8 @@
 //! Devices that come and go, over real ptys and sockets: a scanner replugged under a new
-//! node behind the same symlink, a printer away for five seconds while the POS keeps
-//! printing, a tcp:9100 printer whose listener restarts, a POS replugged while the
-//! printer stays connected, and an absent printer answering status requests as off line.
+//! node behind the same symlink, a scanner plugged in after the start, a printer away
+//! for five seconds while the POS keeps printing, a tcp:9100 printer whose listener
+//! restarts, a POS replugged while the printer stays connected, and an absent printer
+//! answering status requests (DLE EOT n, ink and peeler status too) as off line.
 //!
 //! Ports are configured through symlinks in a tempdir (as `/dev/serial/by-id/...` in a
 //! shop). Before a pty is closed its link is pointed elsewhere, so the agent can never
@@ -27,6 +28,9 @@ use till360_shared::EventKind;
 const STATUS_REQUEST: [u8; 3] = [0x10, 0x04, 0x01];
 /// DLE EOT 1 from an off-line printer: bits 1 and 4 fixed, bit 3 off-line.
 const OFFLINE: u8 = 0x1A;
+/// DLE EOT 7 1 (ink status A) and DLE EOT 8 3 (peeler status) from an off-line printer:
+/// only the fixed bits, nothing wrong (these statuses have no off-line bit).
+const INK_AND_PEELER_FINE: u8 = 0x12;
 
 /// Points `link` at `target`, atomically (as udev replaces a by-id link).
 fn point(link: &Path, target: &Path) {
@@ -202,6 +206,36 @@ async fn a_scanner_replugged_under_a_new_node_is_read_through_the_same_symlink()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_plugged_in_after_the_start_is_read() {
+    let links = Links::new();
+    let pos = Pty::new();
+    let printer = Pty::new();
+    let scanner_link = links.link("usb-Honeywell_1900-if00", &links.nowhere());
+    let config = agent_config(links.dir.path(), &scanner_link, &pos.path, &printer.path);
+    let agent = RunningAgent::start(config).unwrap();
+
+    // A receipt journaled: the agent runs without its scanner (whose thread started
+    // first, so its first open has failed by now and it is on its retry schedule).
+    pos.writer().write_all(&receipt(1)).unwrap();
+    wait_for_seq(&agent, 1).await;
+
+    let scanner = Pty::new();
+    point(&scanner_link, &scanner.path);
+    let card = with_check_digit("240100000012").unwrap();
+    scanner
+        .writer()
+        .write_all(format!("{card}\r").as_bytes())
+        .unwrap();
+    wait_for_seq(&agent, 2).await;
+    let events = journaled(&agent);
+    agent.shutdown().await;
+    assert!(
+        matches!(&events[1], EventKind::CardScanned { card: c } if c.as_str() == card),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_printer_away_for_five_seconds_gets_every_byte_and_receipts_are_journaled() {
     let links = Links::new();
     let scanner = Pty::new();
@@ -224,6 +258,15 @@ async fn a_printer_away_for_five_seconds_gets_every_byte_and_receipts_are_journa
     // The POS keeps printing; it asks for status and hears "off line".
     let polls = poll_until_offline(&mut pos);
     let mut sent_while_away = STATUS_REQUEST.repeat(polls);
+    // Ink status A and peeler status carry one more byte; DLE EOT 1 after them shows
+    // that each got exactly one answer.
+    let more_requests = b"\x10\x04\x07\x01\x10\x04\x08\x03\x10\x04\x01";
+    pos.writer().write_all(more_requests).unwrap();
+    sent_while_away.extend_from_slice(more_requests);
+    assert_eq!(
+        pos.read_exactly(3),
+        [INK_AND_PEELER_FINE, INK_AND_PEELER_FINE, OFFLINE]
+    );
     for no in 2..=4 {
         let bytes = receipt(no);
         pos.writer().write_all(&bytes).unwrap();
@@ -277,15 +320,25 @@ fn an_absent_printer_answers_status_as_off_line_and_gets_the_held_bytes_later() 
 
     // Until the first attempt to open the printer has failed, requests wait for it.
     let polls = poll_until_offline(&mut pos);
-    // DLE EOT 1..4 (and a DLE EOT 7 a an off-line printer answers otherwise: no byte).
+    // DLE EOT 1..4, ink status A (7 1) and peeler status (8 3); a DLE ENQ and a DLE EOT 7
+    // with an undefined `a` get no answer.
     let mut more = b"\x1b@held receipt\n".to_vec();
-    more.extend_from_slice(b"\x10\x04\x01\x10\x04\x02\x10\x04\x07\x01\x10\x04\x03\x10\x04\x04");
+    more.extend_from_slice(b"\x10\x04\x01\x10\x04\x02\x10\x04\x07\x01\x10\x05\x02");
+    more.extend_from_slice(b"\x10\x04\x03\x10\x04\x07\x03\x10\x04\x04\x10\x04\x08\x03");
     pos.writer().write_all(&more).unwrap();
     let sent = [STATUS_REQUEST.repeat(polls), more].concat();
     assert_eq!(
-        pos.read_exactly(4),
-        [0x1A, 0x52, 0x52, 0x12],
-        "printer status off line, off-line cause error, recoverable error, paper present"
+        pos.read_exactly(6),
+        [
+            0x1A,
+            0x52,
+            INK_AND_PEELER_FINE,
+            0x52,
+            0x12,
+            INK_AND_PEELER_FINE
+        ],
+        "printer status off line, off-line cause error, ink fine, recoverable error, \
+         paper present, peeler fine"
     );
     let mut tapped = Vec::new();
     while tapped.len() < sent.len() {

@@ -258,3 +258,97 @@ fn scanner_forward_to_is_opened_and_named_when_missing() {
         "{stderr}"
     );
 }
+
+/// Waits for `child` to exit, killing it after `limit`; its output either way.
+fn output_within(mut child: std::process::Child, limit: std::time::Duration) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_running_agent_is_named_its_ports_left_alone_and_a_second_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scanner, pos, mut printer) = (Pty::new(), Pty::new(), Pty::new());
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/receipts/supermarket.toml");
+    let config = write_config(dir.path(), &scanner.path, &pos.path, &printer.path);
+    let with_layout = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("receipts/none.toml", &layout.display().to_string());
+    std::fs::write(&config, with_layout).unwrap();
+
+    let run = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_till360-agent"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let first = run("first agent");
+    let lock = dir.path().join("data/agent.lock");
+    // The agent is up once its lock names it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != first.id().to_string() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never took its lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let out = doctor(&config, &["--json"]);
+    assert!(!out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["agent_running"]["pid"], first.id(), "{report}");
+    for port in report["ports"].as_array().unwrap() {
+        assert_eq!(port["open"]["state"], "held_by_agent", "{report}");
+    }
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "[printer] port: {}: held by the agent running with this config (pid {})",
+            printer.path.display(),
+            first.id()
+        )),
+        "{stderr}"
+    );
+
+    // The doctor sent nothing to the printer and the agent still proxies the POS.
+    pos.writer().write_all(b"still printing\n").unwrap();
+    assert_eq!(printer.read_exactly(15), b"still printing\n");
+
+    let second = output_within(run("second agent"), std::time::Duration::from_secs(20));
+    assert!(!second.status.success(), "{second:?}");
+    let stderr = text(&second.stderr);
+    assert!(
+        stderr.contains("another agent is already running with data_dir")
+            && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+
+    // Killed hard, the lock goes with the process: the next agent starts.
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut third = run("third agent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != third.id().to_string() {
+        assert!(
+            third.try_wait().unwrap().is_none(),
+            "the third agent exited: {:?}",
+            third.wait_with_output()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third agent never took its lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

@@ -236,7 +236,7 @@ fn logo_raster(style: ReceiptStyle) -> (u16, u16, Vec<u8>) {
     let mut i = 0usize;
     while data.len() < usize::from(WIDTH_BYTES) * usize::from(HEIGHT) {
         // Alternate decoy text with a gradient of plain pixel bytes.
-        if (i / 64) % 2 == 0 {
+        if (i / 64).is_multiple_of(2) {
             data.push(decoy[i % decoy.len()]);
         } else {
             data.push(((i * 7) % 251) as u8 | 0x20);

@@ -2,9 +2,13 @@
 //! what it saw. This file is the IO edge (open, lock check, read, write `DLE EOT 1`);
 //! `probe` says what the bytes mean and `report` words the result.
 //!
-//! A port held by the running agent is detected by its lock: the agent opens serial
-//! ports with a shared `flock`, so the doctor's non-blocking exclusive `flock` fails;
-//! a port opened exclusively (`TIOCEXCL`) by anyone refuses the open with `EBUSY`.
+//! An agent running with the same config is found by its data folder's lock
+//! (`instance`): then no port is touched, so the doctor never steals a live till's
+//! bytes, whatever the port kind (tcp and device-file printers have no lock of their
+//! own). Otherwise a port held by another process is detected by its lock: the agent
+//! opens serial ports with a shared `flock`, so the doctor's non-blocking exclusive
+//! `flock` fails; a port opened exclusively (`TIOCEXCL`) by anyone refuses the open
+//! with `EBUSY`.
 
 pub mod probe;
 pub mod report;
@@ -20,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::AgentConfig;
 use crate::escpos::{CodePage, EscPosParser, EscTTable};
+use crate::instance::running_agent;
 use crate::ports::{write_fully, Port, PortError, PortSpec};
 
 use probe::{guess_scanner, preview, summarize_escpos, PrinterStatus, PRINTER_STATUS_REQUEST};
@@ -87,6 +92,21 @@ pub fn examine(config: &AgentConfig, listen: Duration) -> DoctorReport {
         probe: Probe::Printer,
     });
 
+    let config_name = config.origin.display().to_string();
+    if let Some(holder) = running_agent(&config.data_dir) {
+        let ports = targets
+            .iter()
+            .map(|t| {
+                PortReport::new(
+                    t.role,
+                    t.spec.to_string(),
+                    OpenState::HeldByAgent { pid: holder.pid },
+                )
+            })
+            .collect();
+        return DoctorReport::new(config_name, 0, ports, Some(holder));
+    }
+
     let deadline = Instant::now() + listen;
     let ports = std::thread::scope(|scope| {
         let handles: Vec<_> = targets
@@ -107,7 +127,7 @@ pub fn examine(config: &AgentConfig, listen: Duration) -> DoctorReport {
             })
             .collect()
     });
-    DoctorReport::new(config.origin.display().to_string(), listen.as_secs(), ports)
+    DoctorReport::new(config_name, listen.as_secs(), ports, None)
 }
 
 fn examine_port(target: &Target, deadline: Instant) -> PortReport {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::probe::{EscPosSummary, Preview, PrinterStatus, ScannerGuess};
+use crate::instance::LockHolder;
 
 /// Which configured port a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +46,11 @@ pub enum OpenState {
     Opened,
     Missing,
     Busy,
+    /// The agent runs with this config (its data folder's lock is held): the doctor
+    /// leaves its ports alone rather than steal bytes from a working till.
+    HeldByAgent {
+        pid: Option<u32>,
+    },
     Failed(String),
 }
 
@@ -54,6 +60,13 @@ impl std::fmt::Display for OpenState {
             OpenState::Opened => f.write_str("opened"),
             OpenState::Missing => f.write_str("no such device"),
             OpenState::Busy => f.write_str("in use by another process (is the agent running?)"),
+            OpenState::HeldByAgent { pid: Some(pid) } => write!(
+                f,
+                "held by the agent running with this config (pid {pid}); stop it to examine the port"
+            ),
+            OpenState::HeldByAgent { pid: None } => f.write_str(
+                "held by the agent running with this config; stop it to examine the port",
+            ),
             OpenState::Failed(reason) => write!(f, "cannot open: {reason}"),
         }
     }
@@ -115,17 +128,25 @@ pub struct DoctorReport {
     pub config: String,
     pub seconds: u64,
     pub ports: Vec<PortReport>,
+    /// The agent already running with this config's data folder, if any.
+    pub agent_running: Option<LockHolder>,
     /// Every port opened.
     pub ok: bool,
 }
 
 impl DoctorReport {
-    pub fn new(config: String, seconds: u64, ports: Vec<PortReport>) -> Self {
+    pub fn new(
+        config: String,
+        seconds: u64,
+        ports: Vec<PortReport>,
+        agent_running: Option<LockHolder>,
+    ) -> Self {
         let ok = ports.iter().all(PortReport::opened);
         Self {
             config,
             seconds,
             ports,
+            agent_running,
             ok,
         }
     }
@@ -137,11 +158,29 @@ impl DoctorReport {
 
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{}: listened {} s on each port",
-            self.config, self.seconds
-        );
+        match self.agent_running {
+            Some(LockHolder { pid: Some(pid) }) => {
+                let _ = writeln!(
+                    out,
+                    "{}: an agent is running with this config (pid {pid}); ports not examined",
+                    self.config
+                );
+            }
+            Some(LockHolder { pid: None }) => {
+                let _ = writeln!(
+                    out,
+                    "{}: an agent is running with this config; ports not examined",
+                    self.config
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: listened {} s on each port",
+                    self.config, self.seconds
+                );
+            }
+        }
         for port in &self.ports {
             port_text(&mut out, port);
         }

@@ -146,6 +146,7 @@ fn report_names_key_and_reason_of_each_problem() {
             PortReport::new(Role::Printer, "/dev/lp".into(), OpenState::Missing),
             PortReport::new(Role::Scanner, "/dev/scan".into(), OpenState::Busy),
         ],
+        None,
     );
     assert!(!report.ok);
     assert_eq!(
@@ -160,4 +161,32 @@ fn report_names_key_and_reason_of_each_problem() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["ports"][1]["open"]["state"], "missing");
     assert_eq!(json["ports"][1]["key"], "[printer] port");
+}
+
+#[test]
+fn a_running_agent_is_named_and_its_ports_are_problems() {
+    let held = OpenState::HeldByAgent { pid: Some(4242) };
+    let report = DoctorReport::new(
+        "agent.toml".into(),
+        0,
+        vec![
+            PortReport::new(Role::Pos, "/dev/pos".into(), held.clone()),
+            PortReport::new(Role::Printer, "tcp://10.0.0.7:9100".into(), held),
+        ],
+        Some(crate::instance::LockHolder { pid: Some(4242) }),
+    );
+    assert!(!report.ok, "nothing was examined");
+    assert_eq!(
+        report.problems()[1],
+        "[printer] port: tcp://10.0.0.7:9100: held by the agent running with this config \
+         (pid 4242); stop it to examine the port"
+    );
+    let text = report.to_text();
+    assert!(
+        text.starts_with("agent.toml: an agent is running with this config (pid 4242)"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["agent_running"]["pid"], 4242);
+    assert_eq!(json["ports"][0]["open"]["state"], "held_by_agent");
 }

@@ -188,7 +188,7 @@ pub fn coupon_block(coupon: &PrintedCoupon, restore: &PrinterModes) -> io::Resul
 fn code128_data(code: &str) -> io::Result<Vec<u8>> {
     let digits = code.bytes().all(|b| b.is_ascii_digit());
     let mut data = Vec::with_capacity(2 + code.len());
-    if digits && !code.is_empty() && code.len() % 2 == 0 {
+    if digits && !code.is_empty() && code.len().is_multiple_of(2) {
         data.extend_from_slice(b"{C");
         data.extend(
             code.as_bytes()

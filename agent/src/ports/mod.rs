@@ -4,8 +4,8 @@
 //! Every port reads with a short timeout so the thread that owns it can notice a
 //! shutdown; a timeout is "no bytes yet", never end of file. End of file, EIO or a
 //! hang-up means the device went away: [`Port::read_chunk`] reports that as
-//! [`PortError::Gone`] so the caller can reopen: with [`Reconnect`] (a schedule that
-//! never spins on a dead port and logs once per outage) or [`reopen_backoff`].
+//! [`PortError::Gone`] so the caller can reopen with [`Reconnect`] (a schedule that
+//! never spins on a dead port and logs once per outage).
 //!
 //! A path is resolved again at every open, so a symlink such as
 //! `/dev/serial/by-id/usb-...` finds a replugged device under its new node. A path that
@@ -184,21 +184,4 @@ pub fn write_fully(
         }
     }
     Ok(())
-}
-
-/// Sleeps before reopening a port: 100 ms doubling to 5 s, in 100 ms steps so a shutdown
-/// is seen promptly. Returns `false` if `keep_going()` turned false meanwhile.
-pub fn reopen_backoff(attempt: u32, keep_going: &dyn Fn() -> bool) -> bool {
-    let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)))
-        .min(Duration::from_secs(5));
-    let step = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    while waited < delay {
-        if !keep_going() {
-            return false;
-        }
-        std::thread::sleep(step);
-        waited += step;
-    }
-    keep_going()
 }

@@ -22,8 +22,9 @@
 //! [`HELD_LIMIT`] (bytes beyond it are refused with an error log; see `outbox`), and are
 //! printed first once it is back, before anything newer. Bytes a write did not get
 //! through go back to the front. Meanwhile the POS's real-time status requests
-//! (`DLE EOT n`) are answered at once as an off-line printer answers them (see
-//! [`realtime::offline_status`]), so the POS knows. "Absent" means an open failed or the
+//! (`DLE EOT n`, also the ink and peeler forms `DLE EOT 7/8 a`) are answered at once as
+//! an off-line printer answers them (see [`realtime::offline_status`]), so the POS knows;
+//! `DLE ENQ n` is recognised and, as by a real printer, not answered. "Absent" means an open failed or the
 //! printer went away; before the first attempt has ended requests simply wait for the
 //! printer like other bytes. The requests stay in the held bytes
 //! (byte-exact delivery), so the printer answers them too once it is back.

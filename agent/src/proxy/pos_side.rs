@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports::{log_notice, write_fully, Port, PortSpec, Reconnect};
 
-use super::realtime::{offline_status, StatusRequests};
+use super::realtime::{offline_status, RealTimeRequest, StatusRequests};
 use super::{Link, Shared, TapEvent, CHUNK, HELD_LIMIT};
 
 /// Longest sleep while the POS is away, so decisions, stops and reopens are timely.
@@ -172,8 +172,11 @@ fn write_directly<'a>(bytes: &'a [u8], shared: &Shared) -> &'a [u8] {
     }
 }
 
-fn answer_offline(requests: &[u8], shared: &Shared) {
-    let answers: Vec<u8> = requests.iter().filter_map(|n| offline_status(*n)).collect();
+fn answer_offline(requests: &[RealTimeRequest], shared: &Shared) {
+    let answers: Vec<u8> = requests
+        .iter()
+        .filter_map(|request| offline_status(*request))
+        .collect();
     if answers.is_empty() {
         return;
     }
