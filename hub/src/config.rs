@@ -106,9 +106,12 @@ pub struct DigestsConfig {
     /// A store's tills get the digests of customers with a transaction in that store
     /// within this many months.
     pub months: u32,
-    /// How often the hub refreshes the digests (also at start and after a traits
-    /// recompute asked through the running hub), in seconds.
+    /// How often the hub refreshes the digests (also at start and after every traits
+    /// recompute), in seconds.
     pub refresh_seconds: u64,
+    /// How long the feed keeps a removal (a customer lapsed or erased), in days. A till
+    /// that was away longer gets all its store's digests again, its cache emptied first.
+    pub removal_retention_days: u32,
 }
 
 impl Default for DigestsConfig {
@@ -116,6 +119,7 @@ impl Default for DigestsConfig {
         Self {
             months: 12,
             refresh_seconds: 300,
+            removal_retention_days: 30,
         }
     }
 }
@@ -257,6 +261,15 @@ impl HubConfig {
                 ),
             ));
         }
+        if !(1..=3650).contains(&raw.digests.removal_retention_days) {
+            return Err(invalid(
+                "digests.removal_retention_days",
+                format!(
+                    "{} is not within 1..=3650 (ten years)",
+                    raw.digests.removal_retention_days
+                ),
+            ));
+        }
         Ok(HubConfig {
             api_token: raw.api_token,
             digests: raw.digests,
@@ -330,13 +343,37 @@ key = "/abs/hub.key"
     fn digests_section_has_defaults_and_checked_bounds() {
         let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
         assert_eq!(c.digests, DigestsConfig::default());
-        assert_eq!((c.digests.months, c.digests.refresh_seconds), (12, 300));
-        let text = format!("{MINIMAL}\n[digests]\nmonths = 6\nrefresh_seconds = 60\n");
+        assert_eq!(
+            (
+                c.digests.months,
+                c.digests.refresh_seconds,
+                c.digests.removal_retention_days
+            ),
+            (12, 300, 30)
+        );
+        let text = format!(
+            "{MINIMAL}\n[digests]\nmonths = 6\nrefresh_seconds = 60\nremoval_retention_days = 7\n"
+        );
         let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
-        assert_eq!((c.digests.months, c.digests.refresh_seconds), (6, 60));
+        assert_eq!(
+            (
+                c.digests.months,
+                c.digests.refresh_seconds,
+                c.digests.removal_retention_days
+            ),
+            (6, 60, 7)
+        );
         for (bad, key) in [
             ("months = 0", "digests.months"),
             ("refresh_seconds = 0", "digests.refresh_seconds"),
+            (
+                "removal_retention_days = 0",
+                "digests.removal_retention_days",
+            ),
+            (
+                "removal_retention_days = 3651",
+                "digests.removal_retention_days",
+            ),
         ] {
             let text = format!("{MINIMAL}\n[digests]\n{bad}\n");
             let msg = HubConfig::from_toml_str(&text, "/etc/hub.toml")

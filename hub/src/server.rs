@@ -129,8 +129,17 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             })
             .await
     });
-    let traits = TraitsSchedule::start(db_path, config.clone())
-        .context("cannot start the traits schedule")?;
+    // Every finished traits run (start, schedule, asked) refreshes the digests at once:
+    // they carry the segments.
+    let refresh_on_traits = digests.clone();
+    let traits = TraitsSchedule::start(
+        db_path,
+        config.clone(),
+        Box::new(move || {
+            refresh_on_traits.trigger();
+        }),
+    )
+    .context("cannot start the traits schedule")?;
     tracing::info!(
         "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
         db_path.display()
@@ -159,8 +168,9 @@ impl RunningHub {
         self.http_addr
     }
 
-    /// Recomputes traits and segments now (they also refresh on the schedule), then
-    /// the digests, so the tills see the new segments.
+    /// Recomputes traits and segments now (they also refresh on the schedule) and
+    /// returns once the digest refresh that the finished run triggered is done, so the
+    /// tills see the new segments.
     pub async fn recompute_traits(&self) -> anyhow::Result<RecomputeSummary> {
         let traits = Arc::clone(&self.traits);
         let summary = tokio::task::spawn_blocking(move || {
@@ -171,7 +181,12 @@ impl RunningHub {
             }
         })
         .await??;
-        self.refresh_digests().await?;
+        // The run fired its trigger before answering: it is among those fired so far.
+        let fired = self.digests.triggers_fired();
+        self.digests
+            .refreshed_after(fired)
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(summary)
     }
 

@@ -26,7 +26,7 @@ const PIET_2: &str = "2401000009037";
 /// A valid card nobody ever used.
 const STRANGER: &str = "4006381333931";
 
-fn card(code: &str) -> CardNumber {
+pub(crate) fn card(code: &str) -> CardNumber {
     CardNumber::parse(code).unwrap()
 }
 
@@ -34,7 +34,7 @@ fn master(site: &Site) -> Vec<u8> {
     std::fs::read(site.config().data_dir.join(MASTER_KEY_FILE)).unwrap()
 }
 
-fn card_key(site: &Site, code: &str) -> CardKey {
+pub(crate) fn card_key(site: &Site, code: &str) -> CardKey {
     let master: [u8; 32] = master(site).try_into().unwrap();
     CardKey::of(&derive_digest_key(&master), &card(code))
 }
@@ -82,7 +82,7 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber) -> Event {
 
 /// Connects as STORE/TILL, says hello, subscribes at `digest_version` (no campaigns
 /// held) and returns after `Welcome`.
-async fn subscribed(
+pub(crate) async fn subscribed(
     site: &Site,
     hub: std::net::SocketAddr,
     agent: &AgentId,
@@ -114,7 +114,7 @@ async fn subscribed(
 }
 
 /// The next frame must be a `Digests` frame: (entries, up_to_version, reset).
-async fn digests(agent: &mut Agent) -> (Vec<DigestEntry>, u64, bool) {
+pub(crate) async fn digests(agent: &mut Agent) -> (Vec<DigestEntry>, u64, bool) {
     match agent.recv().await {
         Ok(Message::Digests {
             entries,
@@ -132,7 +132,7 @@ fn only(entries: &[DigestEntry], key: CardKey) -> &Digest {
 }
 
 /// Sends one event and expects its ack: proves no other frame was queued before it.
-async fn next_frame_is_the_ack(agent: &mut Agent, id: &AgentId, seq: u64) {
+pub(crate) async fn next_frame_is_the_ack(agent: &mut Agent, id: &AgentId, seq: u64) {
     let event = Event {
         agent: id.clone(),
         seq,

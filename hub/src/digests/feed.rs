@@ -2,6 +2,17 @@
 //! under a new version (strictly increasing per store), so an agent at version `v`
 //! catches up with the rows after `v`. A refresh streams a store's eligible profiles a
 //! page at a time (committing each page), so memory stays bounded for big stores.
+//!
+//! A change overwrites the card key's row, so the feed holds one row per card key ever
+//! pushed; what would grow without end are the removals (lapsed or erased customers).
+//! [`compact`] drops removals older than the retention and raises the store's
+//! `compacted_through` to the newest version it dropped. An agent that has read up to
+//! that version or further never needed those rows (they are at or below its version);
+//! an agent behind it gets them from no delta, so the downlink starts it over from an
+//! empty cache (a `reset` frame, then the current digests: see
+//! `listener::session::digest_frame`), which the agent already handles. Versions never go
+//! back: the next version follows the newest row or `compacted_through`, whichever is
+//! higher.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use till360_shared::coupon::{derive_digest_key, CardKey};
@@ -17,6 +28,9 @@ use crate::store::StoreError;
 const PROFILE_PAGE: i64 = 200;
 /// Removals written per transaction.
 const REMOVAL_PAGE: i64 = 500;
+/// Removal rows one compaction run drops at most (over all stores): a backlog (the
+/// first run after an upgrade, a long-stopped hub) is worked off over several runs.
+pub const COMPACTION_BATCH: usize = 5_000;
 const DAY_MS: i64 = 86_400_000;
 
 /// What a refresh changed, over all stores.
@@ -27,6 +41,8 @@ pub struct RefreshSummary {
     pub changed: usize,
     /// Rows turned into removals (no longer a customer of the store, or erased).
     pub removed: usize,
+    /// Removal rows dropped by the compaction after the refresh (see [`compact`]).
+    pub compacted: usize,
 }
 
 impl RefreshSummary {
@@ -158,10 +174,10 @@ pub fn refresh_store(
         }
         for key in &gone {
             tx.prepare_cached(
-                "UPDATE digest_feed SET version = ?3, digest = NULL
+                "UPDATE digest_feed SET version = ?3, digest = NULL, removed_at_ms = ?4
                  WHERE store = ?1 AND card_key = ?2",
             )?
-            .execute(params![store, key, to_sql(next_version)?])?;
+            .execute(params![store, key, to_sql(next_version)?, now.unix_ms])?;
             next_version += 1;
             summary.removed += 1;
         }
@@ -179,9 +195,10 @@ fn upsert(
     digest: &[u8],
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO digest_feed (store, card_key, version, digest) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO digest_feed (store, card_key, version, digest, removed_at_ms)
+         VALUES (?1, ?2, ?3, ?4, NULL)
          ON CONFLICT (store, card_key) DO UPDATE SET
-             version = excluded.version, digest = excluded.digest",
+             version = excluded.version, digest = excluded.digest, removed_at_ms = NULL",
     )?
     .execute(params![store, &key.0[..], to_sql(version)?, digest])?;
     Ok(())
@@ -192,12 +209,91 @@ fn to_sql(version: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("digest version {version} beyond i64")))
 }
 
-/// The newest version of `store`'s rows (0: none).
+/// The newest version `store`'s feed has given out (0: none): its newest row, or the
+/// newest version compaction dropped if that is higher (versions never go back).
 pub fn max_version(conn: &Connection, store: &str) -> Result<u64, StoreError> {
     let v: i64 = conn
-        .prepare_cached("SELECT coalesce(max(version), 0) FROM digest_feed WHERE store = ?1")?
+        .prepare_cached(
+            "SELECT max(
+                 coalesce((SELECT max(version) FROM digest_feed WHERE store = ?1), 0),
+                 coalesce((SELECT compacted_through FROM digest_compaction WHERE store = ?1), 0))",
+        )?
         .query_row([store], |r| r.get(0))?;
     Ok(v.max(0) as u64)
+}
+
+/// The version at or below which `store`'s removals may have been dropped (0: none).
+pub fn compacted_through(conn: &Connection, store: &str) -> Result<u64, StoreError> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT compacted_through FROM digest_compaction WHERE store = ?1")?
+        .query_row([store], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0).max(0) as u64)
+}
+
+/// Drops removal rows that became removals more than `retention_days` before `now`,
+/// oldest versions first, at most `budget` rows, in ONE transaction; each store's
+/// `compacted_through` rises to the newest version dropped there. Removals from before
+/// schema 6 (no time) are stamped with `now` first, so their retention starts now.
+/// Returns the rows dropped.
+pub fn compact(
+    conn: &mut Connection,
+    now: Timestamp,
+    retention_days: u32,
+    budget: usize,
+) -> Result<usize, StoreError> {
+    let cutoff = now
+        .unix_ms
+        .saturating_sub(i64::from(retention_days).saturating_mul(DAY_MS));
+    let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.prepare_cached(
+        "UPDATE digest_feed SET removed_at_ms = ?1 WHERE rowid IN (
+             SELECT rowid FROM digest_feed
+             WHERE digest IS NULL AND removed_at_ms IS NULL LIMIT ?2)",
+    )?
+    .execute(params![now.unix_ms, budget])?;
+    let stores = tx
+        .prepare_cached(
+            "SELECT DISTINCT store FROM digest_feed
+             WHERE digest IS NULL AND removed_at_ms <= ?1 ORDER BY store",
+        )?
+        .query_map([cutoff], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut dropped: i64 = 0;
+    for store in &stores {
+        let left = budget - dropped;
+        if left <= 0 {
+            break;
+        }
+        // The newest version among the `left` oldest droppable removals.
+        let through: Option<i64> = tx
+            .prepare_cached(
+                "SELECT max(version) FROM (
+                     SELECT version FROM digest_feed
+                     WHERE store = ?1 AND digest IS NULL AND removed_at_ms <= ?2
+                     ORDER BY version LIMIT ?3)",
+            )?
+            .query_row(params![store, cutoff, left], |r| r.get(0))?;
+        let Some(through) = through else {
+            continue;
+        };
+        let n = tx
+            .prepare_cached(
+                "DELETE FROM digest_feed
+                 WHERE store = ?1 AND digest IS NULL AND removed_at_ms <= ?2 AND version <= ?3",
+            )?
+            .execute(params![store, cutoff, through])?;
+        tx.prepare_cached(
+            "INSERT INTO digest_compaction (store, compacted_through) VALUES (?1, ?2)
+             ON CONFLICT (store) DO UPDATE SET
+                 compacted_through = max(compacted_through, excluded.compacted_through)",
+        )?
+        .execute(params![store, through])?;
+        dropped += i64::try_from(n).unwrap_or(i64::MAX);
+    }
+    tx.commit()?;
+    Ok(usize::try_from(dropped).unwrap_or(usize::MAX))
 }
 
 /// A page of `store`'s feed: the entries to send and the version of the last row read
@@ -206,12 +302,17 @@ pub fn max_version(conn: &Connection, store: &str) -> Result<u64, StoreError> {
 pub struct FeedPage {
     pub entries: Vec<DigestEntry>,
     pub last_version: Option<u64>,
+    /// The store's [`compacted_through`], read with the rows: an agent that had read
+    /// less than this (and holds a cache) cannot use the page and must start over.
+    pub compacted_through: u64,
 }
 
-/// `store`'s rows after `after_version`, oldest first, at most `limit`. A row the hub
-/// cannot read any more (a digest from an older hub) goes out as a removal, so the till
-/// asks on the next scan instead of holding a stale digest; a damaged card key is
-/// skipped. Either way the feed never stalls on it.
+/// `store`'s rows after `after_version`, oldest first, at most `limit`, with the
+/// store's `compacted_through` from the same read transaction (a compaction between the
+/// two reads could otherwise hide a dropped removal). A row the hub cannot read any
+/// more (a digest from an older hub) goes out as a removal, so the till asks on the
+/// next scan instead of holding a stale digest; a damaged card key is skipped. Either
+/// way the feed never stalls on it.
 pub fn rows_after(
     conn: &Connection,
     store: &str,
@@ -220,7 +321,13 @@ pub fn rows_after(
 ) -> Result<FeedPage, StoreError> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
+    // Reads only: dropping it rolls back, which ends the snapshot all the same.
+    let snapshot = conn.unchecked_transaction()?;
+    let mut page = FeedPage {
+        compacted_through: compacted_through(&snapshot, store)?,
+        ..FeedPage::default()
+    };
+    let mut stmt = snapshot.prepare_cached(
         "SELECT version, card_key, digest FROM digest_feed
          WHERE store = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
     )?;
@@ -231,7 +338,6 @@ pub fn rows_after(
             r.get::<_, Option<Vec<u8>>>(2)?,
         ))
     })?;
-    let mut page = FeedPage::default();
     for row in rows {
         let (version, key, digest) = row?;
         let version = version.max(0) as u64;

@@ -3,8 +3,10 @@
 //!
 //! - [`build`]: pure, [`ProfileFacts`] → [`Digest`];
 //! - [`facts`]: reads the facts of a profile (and the profile of a card);
-//! - [`feed`]: the versioned `digest_feed` table per store (refresh, delta reads);
-//! - [`refresh`]: the task that refreshes the feed at start, on a timer and on demand.
+//! - [`feed`]: the versioned `digest_feed` table per store (refresh, delta reads,
+//!   compaction of old removals);
+//! - [`refresh`]: the task that refreshes (then compacts) the feed at start, on a timer,
+//!   on demand and when a traits run finished.
 
 pub mod build;
 pub mod facts;
@@ -19,7 +21,10 @@ use till360_shared::campaign::Digest;
 use till360_shared::{CardNumber, Timestamp};
 
 pub use build::{build_digest, ProfileFacts, CAPS_WINDOW_DAYS};
-pub use feed::{max_version, refresh_all, refresh_store, rows_after, FeedPage, RefreshSummary};
+pub use feed::{
+    compact, compacted_through, max_version, refresh_all, refresh_store, rows_after, FeedPage,
+    RefreshSummary, COMPACTION_BATCH,
+};
 pub use refresh::DigestRefresh;
 
 use crate::store::StoreError;

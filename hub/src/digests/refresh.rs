@@ -1,30 +1,57 @@
-//! Runs [`refresh_all`] on its own SQLite connection (on the blocking pool, never on the
-//! async workers or the ingest writer): at start, every `[digests] refresh_seconds`,
-//! and when asked ([`DigestRefresh::refresh_now`]). After a refresh that changed rows,
-//! the generation on its `watch` grows: every connection task wakes and sends its
-//! store's new rows.
+//! Runs [`refresh_all`] then [`compact`] on its own SQLite connection (on the blocking
+//! pool, never on the async workers or the ingest writer): at start, every `[digests]
+//! refresh_seconds`, when asked ([`DigestRefresh::refresh_now`]) and when triggered
+//! ([`DigestRefresh::trigger`]: a traits run finished, so segments may have changed).
+//! After a refresh that changed rows, the generation on its `watch` grows: every
+//! connection task wakes and sends its store's new rows.
+//!
+//! Triggers are debounced: a run covers every trigger fired before it started, so a
+//! burst of triggers costs one run (two when the burst straddles a run's start).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use till360_shared::Timestamp;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use super::feed::{refresh_all, RefreshSummary};
+use super::feed::{compact, refresh_all, RefreshSummary, COMPACTION_BATCH};
 use crate::campaigns::MasterKey;
 use crate::config::DigestsConfig;
 use crate::store::StoreError;
 
 type Reply = oneshot::Sender<Result<RefreshSummary, String>>;
+type RunResult = Result<RefreshSummary, String>;
+
+const STOPPED: &str = "the digest refresh has stopped";
+
+/// Triggers fired so far, and the refresh task's wake-up for them.
+#[derive(Default)]
+struct Triggers {
+    fired: AtomicU64,
+    wake: Notify,
+}
+
+/// The last finished run: how many triggers it covered, its result, and how many runs
+/// finished so far.
+#[derive(Clone, Default)]
+struct Covered {
+    triggers: u64,
+    result: Option<RunResult>,
+    runs: u64,
+}
 
 /// Asks the refresh task for a refresh; follows its generation (cheap to clone).
 #[derive(Clone)]
 pub struct DigestRefresh {
     requests: mpsc::Sender<Reply>,
     generation: watch::Receiver<u64>,
+    triggers: Arc<Triggers>,
+    covered: watch::Receiver<Covered>,
 }
 
 impl DigestRefresh {
@@ -41,18 +68,26 @@ impl DigestRefresh {
         conn.busy_timeout(Duration::from_secs(30))?;
         let (requests, inbox) = mpsc::channel(8);
         let (tx, generation) = watch::channel(0);
+        let (covered_tx, covered) = watch::channel(Covered::default());
+        let triggers = Arc::new(Triggers::default());
         let task = tokio::spawn(run(
             Arc::new(Mutex::new(conn)),
             master,
             config,
-            inbox,
-            tx,
+            Channels {
+                inbox,
+                triggers: Arc::clone(&triggers),
+                generation: tx,
+                covered: covered_tx,
+            },
             stop,
         ));
         Ok((
             DigestRefresh {
                 requests,
                 generation,
+                triggers,
+                covered,
             },
             task,
         ))
@@ -69,63 +104,183 @@ impl DigestRefresh {
         self.requests
             .send(reply)
             .await
-            .map_err(|_| "the digest refresh has stopped".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the digest refresh has stopped".to_string())?
+            .map_err(|_| STOPPED.to_string())?;
+        answer.await.map_err(|_| STOPPED.to_string())?
     }
+
+    /// Asks for a refresh soon without waiting (callable from any thread); returns the
+    /// trigger's number for [`Self::refreshed_after`]. Triggers fired before a run
+    /// starts share that run.
+    pub fn trigger(&self) -> u64 {
+        let number = self.triggers.fired.fetch_add(1, Ordering::SeqCst) + 1;
+        self.triggers.wake.notify_one();
+        number
+    }
+
+    /// How many triggers were fired so far.
+    pub fn triggers_fired(&self) -> u64 {
+        self.triggers.fired.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a finished run covers trigger `number` (it started after the trigger
+    /// was fired) and returns the result of the latest run.
+    pub async fn refreshed_after(&self, number: u64) -> Result<RefreshSummary, String> {
+        let mut covered = self.covered.clone();
+        let done = covered
+            .wait_for(|c| c.triggers >= number && c.result.is_some())
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+        done.result.clone().unwrap_or_else(|| Err(STOPPED.into()))
+    }
+}
+
+struct Channels {
+    inbox: mpsc::Receiver<Reply>,
+    triggers: Arc<Triggers>,
+    generation: watch::Sender<u64>,
+    covered: watch::Sender<Covered>,
 }
 
 async fn run(
     conn: Arc<Mutex<Connection>>,
     master: MasterKey,
     config: DigestsConfig,
-    mut inbox: mpsc::Receiver<Reply>,
-    generation: watch::Sender<u64>,
+    mut channels: Channels,
     mut stop: watch::Receiver<bool>,
 ) {
     let every = Duration::from_secs(config.refresh_seconds.max(1));
     let mut why = "start";
     let mut reply: Option<Reply> = None;
     loop {
-        let conn = Arc::clone(&conn);
-        let master = master.clone();
-        let months = config.months;
-        let result = tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-            refresh_all(&mut conn, master.as_bytes(), months, now).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("digest refresh task failed: {e}")));
+        // Every trigger fired until here is committed in the database: this run sees it.
+        let covers = channels.triggers.fired.load(Ordering::SeqCst);
+        let result = refresh_and_compact(&conn, &master, config).await;
         match &result {
             Ok(s) => {
                 if s.any() {
-                    generation.send_modify(|g| *g += 1);
+                    channels.generation.send_modify(|g| *g += 1);
                 }
                 tracing::info!(
-                    "digests refreshed ({why}): {} stores, {} changed, {} removed",
+                    "digests refreshed ({why}): {} stores, {} changed, {} removed, {} old removals dropped",
                     s.stores,
                     s.changed,
-                    s.removed
+                    s.removed,
+                    s.compacted
                 );
             }
             // The next run tries again; tills keep their cache meanwhile.
             Err(e) => tracing::error!("digest refresh ({why}) failed: {e}"),
         }
+        channels.covered.send_modify(|c| {
+            c.triggers = covers;
+            c.result = Some(result.clone());
+            c.runs += 1;
+        });
         if let Some(reply) = reply.take() {
             let _ = reply.send(result);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => why = "schedule",
-            asked = inbox.recv() => match asked {
-                Some(asker) => {
-                    why = "asked";
-                    reply = Some(asker);
+        let next = Instant::now() + every;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {
+                    why = "schedule";
+                    break;
                 }
-                None => return,
-            },
-            _ = stop.wait_for(|stopped| *stopped) => return,
+                asked = channels.inbox.recv() => match asked {
+                    Some(asker) => {
+                        why = "asked";
+                        reply = Some(asker);
+                        break;
+                    }
+                    None => return,
+                },
+                () = channels.triggers.wake.notified() => {
+                    // A trigger the last run already covered (it was fired before that
+                    // run started) needs no run of its own.
+                    if channels.triggers.fired.load(Ordering::SeqCst) > covers {
+                        why = "traits recomputed";
+                        break;
+                    }
+                }
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
         }
+    }
+}
+
+/// One refresh, then one compaction run; a failed compaction is logged and retried on
+/// the next run (the refresh's changes stand either way).
+async fn refresh_and_compact(
+    conn: &Arc<Mutex<Connection>>,
+    master: &MasterKey,
+    config: DigestsConfig,
+) -> RunResult {
+    let conn = Arc::clone(conn);
+    let master = master.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+        let mut summary = refresh_all(&mut conn, master.as_bytes(), config.months, now)
+            .map_err(|e| e.to_string())?;
+        match compact(
+            &mut conn,
+            now,
+            config.removal_retention_days,
+            COMPACTION_BATCH,
+        ) {
+            Ok(dropped) => summary.compacted = dropped,
+            Err(e) => tracing::error!("digest feed compaction failed: {e}"),
+        }
+        Ok(summary)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("digest refresh task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Triggers fired while a refresh cannot finish (a writer holds the database) are
+    /// all served by at most two runs: the one under way, and one after it for those
+    /// it had not covered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_triggers_costs_at_most_two_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        drop(crate::store::SqliteStore::open(&path).unwrap());
+        let blocker = Connection::open(&path).unwrap();
+        blocker
+            .execute(
+                "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
+                [],
+            )
+            .unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let master = MasterKey::load_or_create(dir.path()).unwrap();
+        let config = DigestsConfig {
+            refresh_seconds: 86_400,
+            ..DigestsConfig::default()
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let (refresh, task) = DigestRefresh::start(&path, master, config, stop).unwrap();
+        let mut last = 0;
+        for _ in 0..50 {
+            last = refresh.trigger();
+        }
+        assert_eq!((last, refresh.triggers_fired()), (50, 50));
+        blocker.execute_batch("COMMIT").unwrap();
+
+        let summary = refresh.refreshed_after(last).await.unwrap();
+        assert_eq!(summary.stores, 1);
+        let runs = refresh.covered.borrow().runs;
+        assert!((1..=2).contains(&runs), "{runs} runs for 50 triggers");
+        // An asked refresh still runs once more; nothing else ran meanwhile.
+        refresh.refresh_now().await.unwrap();
+        assert_eq!(refresh.covered.borrow().runs, runs + 1);
+
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        assert!(refresh.refresh_now().await.is_err(), "stopped");
     }
 }

@@ -327,3 +327,311 @@ fn an_unreadable_row_goes_out_as_a_removal_and_a_bad_key_is_skipped() {
     assert_eq!(page.entries.len(), 1);
     assert_eq!(page.entries[0].digest, None);
 }
+
+fn feed_rows(conn: &Connection, store: &str) -> (i64, i64) {
+    conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE digest IS NULL) FROM digest_feed
+         WHERE store = ?1",
+        [store],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn compaction_drops_old_removals_and_versions_never_go_back() {
+    let (_dir, mut conn) = database();
+    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
+    // Everyone lapses in a 1-month window 40 days on: Anna (S1, v1) and Piet's two
+    // cards (S2, v1 and v2) become removals (S1 v2, S2 v3 and v4).
+    let lapsed = now().unix_ms + 40 * DAY_MS;
+    let at = |days: i64| Timestamp::from_unix_ms(lapsed + days * DAY_MS, 0);
+    assert_eq!(refresh_all(&mut conn, MASTER, 1, at(0)).unwrap().removed, 3);
+    assert_eq!(feed_rows(&conn, "S2"), (2, 2));
+
+    // Within the retention nothing goes.
+    assert_eq!(compact(&mut conn, at(6), 7, COMPACTION_BATCH).unwrap(), 0);
+    assert_eq!(compacted_through(&conn, "S2").unwrap(), 0);
+    // A budget of one: S1's only removal, the oldest by store then version.
+    assert_eq!(compact(&mut conn, at(7), 7, 1).unwrap(), 1);
+    assert_eq!(feed_rows(&conn, "S1"), (0, 0));
+    assert_eq!(compacted_through(&conn, "S1").unwrap(), 2);
+    assert_eq!(compacted_through(&conn, "S2").unwrap(), 0);
+    assert_eq!(compact(&mut conn, at(7), 7, COMPACTION_BATCH).unwrap(), 2);
+    assert_eq!(feed_rows(&conn, "S2"), (0, 0));
+    assert_eq!(compacted_through(&conn, "S2").unwrap(), 4);
+
+    // The feed is empty but its versions stand: the page says what was dropped.
+    assert_eq!(max_version(&conn, "S2").unwrap(), 4);
+    let page = rows_after(&conn, "S2", 0, 100).unwrap();
+    assert_eq!(
+        (
+            page.entries.len(),
+            page.last_version,
+            page.compacted_through
+        ),
+        (0, None, 4)
+    );
+    // Piet is back: his cards come after the dropped versions, not at 1 and 2.
+    assert_eq!(
+        refresh_all(&mut conn, MASTER, 12, now()).unwrap().changed,
+        3
+    );
+    let back = rows_after(&conn, "S2", 0, 100).unwrap();
+    assert_eq!((back.last_version, back.compacted_through), (Some(6), 4));
+    assert!(back.entries.iter().all(|e| e.digest.is_some()));
+    assert_eq!(max_version(&conn, "S1").unwrap(), 3);
+
+    // A removal written before schema 6 (no time) is kept a full retention from the
+    // first compaction that sees it.
+    conn.execute(
+        "INSERT INTO digest_feed (store, card_key, version, digest) VALUES ('S1', ?1, 9, NULL)",
+        [&[7u8; 16][..]],
+    )
+    .unwrap();
+    assert_eq!(compact(&mut conn, at(100), 7, COMPACTION_BATCH).unwrap(), 0);
+    assert_eq!(compact(&mut conn, at(106), 7, COMPACTION_BATCH).unwrap(), 0);
+    assert_eq!(compact(&mut conn, at(107), 7, COMPACTION_BATCH).unwrap(), 1);
+    assert_eq!(compacted_through(&conn, "S1").unwrap(), 9);
+}
+
+/// A till as the agent keeps it: its digest version and cache (`Journal::apply_digests`:
+/// a reset empties the cache, a digest replaces, a removal deletes).
+#[derive(Debug, Clone, Default)]
+struct Till {
+    version: u64,
+    cache: std::collections::BTreeMap<CardKey, Digest>,
+    resets: usize,
+}
+
+/// Connects `till` to `store`'s downlink as the listener does (session + feed reads)
+/// and applies every frame until the session has nothing more to send.
+fn sync(conn: &Connection, store: &str, till: &mut Till) {
+    use crate::listener::HubSession;
+    use till360_shared::wire::Message;
+    use till360_shared::AgentId;
+    let agent = AgentId::new(store, "T9");
+    let mut session = HubSession::new(agent.clone());
+    session.handle(Message::Hello {
+        agent,
+        journal_last_seq: 0,
+        software: "model".into(),
+    });
+    session.handle(Message::Subscribe {
+        erasure_version: 0,
+        campaign_version: 0,
+        digest_version: till.version,
+    });
+    session.after_hello(Ok(0));
+    for _ in 0..10_000 {
+        let store_max = max_version(conn, store).unwrap();
+        let Some(poll) = session.poll_digests(store_max) else {
+            return;
+        };
+        let page = rows_after(conn, store, poll.after, poll.limit).unwrap();
+        let Some(frame) = session.digest_frame(page, store_max) else {
+            continue;
+        };
+        let Message::Digests {
+            entries,
+            up_to_version,
+            reset,
+        } = frame
+        else {
+            panic!("not a digest frame: {frame:?}");
+        };
+        // What the agent's uplink session checks.
+        assert!(reset || up_to_version > till.version, "the feed went back");
+        if reset {
+            till.cache.clear();
+            till.resets += 1;
+        }
+        for entry in entries {
+            match entry.digest {
+                Some(digest) => till.cache.insert(entry.card_key, digest),
+                None => till.cache.remove(&entry.card_key),
+            };
+        }
+        till.version = up_to_version;
+    }
+    panic!("the downlink never settled");
+}
+
+/// `got` equals `want`, or a short account of the difference (a full dump of a few
+/// hundred digests says nothing).
+fn assert_same_cache(
+    got: &std::collections::BTreeMap<CardKey, Digest>,
+    want: &std::collections::BTreeMap<CardKey, Digest>,
+    what: &str,
+) {
+    let stale = got.keys().filter(|k| !want.contains_key(k)).count();
+    let missing = want.keys().filter(|k| !got.contains_key(k)).count();
+    let different = want
+        .iter()
+        .filter(|(k, d)| got.get(k).is_some_and(|g| g != *d))
+        .count();
+    assert_eq!(
+        (stale, missing, different),
+        (0, 0, 0),
+        "{what}: digests it should not hold, missing, different"
+    );
+}
+
+/// 90 days of a store whose customers come, shop again, lapse after a month or are
+/// erased, refreshed and compacted daily (7 days' retention): the feed stays within the
+/// current customers plus a week of removals, and tills that resume after any absence
+/// end with exactly the digests a new till gets, which are the store's customers'.
+#[test]
+fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
+    const DAYS: i64 = 90;
+    const NEW_PER_DAY: i64 = 4;
+    const RETENTION: u32 = 7;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let mut conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
+        [],
+    )
+    .unwrap();
+    let start = NOW_MS;
+    let day = |d: i64| Timestamp::from_unix_ms(start + d * DAY_MS, 0);
+    let card_of = |n: i64| {
+        CardNumber::parse(&till360_shared::card::with_check_digit(&format!("24{n:010}")).unwrap())
+            .unwrap()
+    };
+    let mut seq = 0i64;
+    let mut shop = |conn: &Connection, n: i64, at: Timestamp| {
+        seq += 1;
+        conn.execute(
+            "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
+                 total_cents, currency, lines)
+             VALUES ('S1', 'T1', ?1, ?2, 0, ?3, ?4, 1000, 'EUR', x'00')",
+            params![seq, at.unix_ms, card_of(n).as_str(), format!("p-{n:05}")],
+        )
+        .unwrap();
+    };
+
+    let mut tills: Vec<(i64, Till)> = [3, 10, 40, 80, 86]
+        .into_iter()
+        .map(|d| (d, Till::default()))
+        .collect();
+    let mut daily = Till::default();
+    let mut removed_ever = 0;
+    let mut compacted_ever = 0;
+    for d in 0..DAYS {
+        let now = day(d);
+        for i in 0..NEW_PER_DAY {
+            let n = d * NEW_PER_DAY + i;
+            conn.execute(
+                "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, first_name)
+                 VALUES (?1, ?2, 0, ?3)",
+                params![format!("p-{n:05}"), now.unix_ms, format!("C{n}")],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+                 VALUES ('card', ?1, ?2, 'test', 0)",
+                params![card_of(n).as_str(), format!("p-{n:05}")],
+            )
+            .unwrap();
+            shop(&conn, n, now);
+        }
+        // A customer of three days ago comes back (a changed digest); every fifth day
+        // one of last week's is erased (as the store's erase leaves it).
+        if d >= 3 {
+            shop(&conn, (d - 3) * NEW_PER_DAY, now);
+        }
+        if d >= 7 && d % 5 == 0 {
+            let id = format!("p-{:05}", (d - 7) * NEW_PER_DAY + 1);
+            conn.execute(
+                "UPDATE transactions SET profile_id = NULL, card = NULL WHERE profile_id = ?1",
+                [&id],
+            )
+            .unwrap();
+            conn.execute("DELETE FROM identifiers WHERE profile_id = ?1", [&id])
+                .unwrap();
+            conn.execute("DELETE FROM profiles WHERE profile_id = ?1", [&id])
+                .unwrap();
+        }
+        let s = refresh_all(&mut conn, MASTER, 1, now).unwrap();
+        removed_ever += s.removed;
+        compacted_ever += compact(&mut conn, now, RETENTION, COMPACTION_BATCH).unwrap();
+
+        let (rows, removals) = feed_rows(&conn, "S1");
+        let live = rows - removals;
+        // About a month of customers are current; removals of the last week remain.
+        assert!(live <= 32 * NEW_PER_DAY, "day {d}: {live} live rows");
+        assert!(
+            removals <= i64::from(RETENTION) * (NEW_PER_DAY + 1),
+            "day {d}: {removals} removals kept"
+        );
+        let stale: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM digest_feed WHERE digest IS NULL AND removed_at_ms <= ?1",
+                [now.unix_ms - i64::from(RETENTION) * DAY_MS],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stale, 0, "day {d}: removals past the retention");
+
+        sync(&conn, "S1", &mut daily);
+        for (last_seen, till) in &mut tills {
+            if *last_seen == d {
+                sync(&conn, "S1", till);
+            }
+        }
+    }
+    assert!(
+        removed_ever > 4 * i64::from(RETENTION) as usize * NEW_PER_DAY as usize,
+        "churn made {removed_ever} removals"
+    );
+    assert!(compacted_ever > 0 && compacted_ever < removed_ever);
+
+    // What the store should see: the current digest of every card that shopped there
+    // within the month, built fresh.
+    let last = day(DAYS - 1);
+    let since = feed::customers_since(last, 1).unix_ms;
+    let mut expected = std::collections::BTreeMap::new();
+    let cards: Vec<String> = conn
+        .prepare("SELECT DISTINCT card FROM transactions WHERE card IS NOT NULL AND at_ms >= ?1")
+        .unwrap()
+        .query_map([since], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for code in cards {
+        let digest = digest_of_card(&conn, MASTER, &card(&code), last)
+            .unwrap()
+            .expect("a current customer");
+        expected.insert(key(&code), digest);
+    }
+    assert!(expected.len() as i64 > 25 * NEW_PER_DAY);
+
+    let mut fresh = Till::default();
+    sync(&conn, "S1", &mut fresh);
+    assert_same_cache(&fresh.cache, &expected, "a new till");
+    assert_same_cache(&daily.cache, &expected, "the till that synced daily");
+    assert_eq!(daily.resets, 1, "only its first sync");
+    let floor = compacted_through(&conn, "S1").unwrap();
+    for (last_seen, mut till) in tills {
+        let held = till.version;
+        let resets = till.resets;
+        sync(&conn, "S1", &mut till);
+        assert_same_cache(
+            &till.cache,
+            &expected,
+            &format!("the till last seen on day {last_seen}"),
+        );
+        assert_eq!(till.version, max_version(&conn, "S1").unwrap());
+        // Away longer than the retention (removals made after its last sync were
+        // dropped): one reset more; otherwise a plain delta.
+        let behind = last_seen + 1 < DAYS - 1 - i64::from(RETENTION);
+        assert_eq!(
+            (held < floor, till.resets - resets),
+            (behind, usize::from(behind)),
+            "the till last seen on day {last_seen} held v{held}, compacted through v{floor}"
+        );
+    }
+}

@@ -203,9 +203,20 @@ impl HubSession {
     }
 
     /// The `Digests` frame for a page read after [`Self::poll_digests`] (`None`:
-    /// nothing to send).
+    /// nothing to send). A page of a compacted feed whose dropped removals the agent may
+    /// still need (it read less than `compacted_through`, and its cache is not about
+    /// to be emptied) is not sent: the agent starts over with a reset from the next
+    /// poll, as if it held more than the feed has.
     pub fn digest_frame(&mut self, page: FeedPage, store_max: u64) -> Option<Message> {
         let d = &mut self.digests;
+        let emptying = d.reset_pending && d.sent == 0;
+        if page.compacted_through > d.sent && !emptying {
+            d.reset_pending = true;
+            d.from_empty = true;
+            d.initial_max = store_max;
+            d.sent = 0;
+            return None;
+        }
         let reset = d.reset_pending;
         let Some(last) = page.last_version else {
             // Nothing after what was sent: the feed's max was read before a rebuild.
@@ -541,7 +552,112 @@ mod tests {
         FeedPage {
             entries,
             last_version: Some(last_version),
+            compacted_through: 0,
         }
+    }
+
+    fn compacted(page: FeedPage, through: u64) -> FeedPage {
+        FeedPage {
+            compacted_through: through,
+            ..page
+        }
+    }
+
+    #[test]
+    fn an_agent_behind_a_compacted_feed_starts_over_with_a_reset() {
+        // Held 3; removals up to 5 were dropped: the delta after 3 cannot be trusted.
+        let mut s = subscribed_at(3);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(8).map(|p| p.after), Some(3));
+        assert_eq!(
+            s.digest_frame(compacted(page(vec![entry(6, true)], 8), 5), 8),
+            None,
+            "the page is not sent"
+        );
+        assert_eq!(s.poll_digests(8).map(|p| p.after), Some(0));
+        assert_eq!(
+            s.digest_frame(
+                compacted(page(vec![entry(1, true), entry(6, false)], 8), 5),
+                8
+            ),
+            Some(Message::Digests {
+                entries: vec![entry(1, true)],
+                up_to_version: 8,
+                reset: true
+            }),
+            "the current set, removals up to the start left out"
+        );
+        assert_eq!(s.poll_digests(8), None);
+        // Later pages are deltas again: the agent is past the compaction.
+        assert_eq!(s.poll_digests(9).map(|p| p.after), Some(8));
+        assert!(matches!(
+            s.digest_frame(compacted(page(vec![entry(1, false)], 9), 5), 9),
+            Some(Message::Digests { reset: false, ref entries, .. }) if entries.len() == 1
+        ));
+
+        // Held at (or past) the compacted version: the delta is whole.
+        let mut s = subscribed_at(5);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(8).map(|p| p.after), Some(5));
+        assert!(matches!(
+            s.digest_frame(compacted(page(vec![entry(6, false)], 8), 5), 8),
+            Some(Message::Digests {
+                reset: false,
+                up_to_version: 8,
+                ..
+            })
+        ));
+
+        // A compaction between two pages of a download: from the start again.
+        let mut s = subscribed_at(0);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(0));
+        assert!(matches!(
+            s.digest_frame(page(vec![entry(1, true)], 1000), 2000),
+            Some(Message::Digests { reset: true, .. })
+        ));
+        assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(1000));
+        assert_eq!(
+            s.digest_frame(compacted(page(vec![entry(2, true)], 2000), 1500), 2000),
+            None
+        );
+        assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(0));
+        assert!(matches!(
+            s.digest_frame(compacted(page(vec![entry(1, true)], 1000), 1500), 2000),
+            Some(Message::Digests {
+                reset: true,
+                up_to_version: 1000,
+                ..
+            })
+        ));
+
+        // A fresh agent reads a compacted feed from the start: nothing to distrust.
+        let mut s = subscribed_at(0);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(8).map(|p| p.after), Some(0));
+        assert!(matches!(
+            s.digest_frame(compacted(page(vec![entry(1, true)], 8), 5), 8),
+            Some(Message::Digests {
+                reset: true,
+                up_to_version: 8,
+                ..
+            })
+        ));
+        // Every row dropped: a held cache is emptied even so.
+        let mut s = subscribed_at(3);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(5).map(|p| p.after), Some(3));
+        assert_eq!(s.digest_frame(compacted(FeedPage::default(), 5), 5), None);
+        assert_eq!(s.poll_digests(5).map(|p| p.after), Some(0));
+        assert_eq!(
+            s.digest_frame(compacted(FeedPage::default(), 5), 5),
+            Some(Message::Digests {
+                entries: vec![],
+                up_to_version: 0,
+                reset: true
+            })
+        );
+        assert_eq!(s.poll_digests(5), None);
     }
 
     #[test]

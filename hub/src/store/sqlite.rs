@@ -25,8 +25,9 @@ use crate::profile::{
 use till360_shared::wire::TillHealth;
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
-/// (`agents.chain_hash`, `chain_breaks`).
-const SCHEMA_VERSION: i64 = 5;
+/// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
+/// (`digest_feed.removed_at_ms`, `digest_compaction`).
+const SCHEMA_VERSION: i64 = 6;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -224,14 +225,26 @@ CREATE TABLE IF NOT EXISTS agent_health (
     PRIMARY KEY (store, till)
 );
 -- Profile digests per store as last pushed (digest NULL: removed), versioned per store.
+-- removed_at_ms: when the row became a removal (NULL for a digest, or a removal written
+-- before schema 6); compaction drops removals older than `[digests]
+-- removal_retention_days`.
 CREATE TABLE IF NOT EXISTS digest_feed (
     store TEXT NOT NULL,
     card_key BLOB NOT NULL,
     version INTEGER NOT NULL,
     digest BLOB,
+    removed_at_ms INTEGER,
     PRIMARY KEY (store, card_key)
 );
 CREATE INDEX IF NOT EXISTS digest_feed_version ON digest_feed(store, version);
+CREATE INDEX IF NOT EXISTS digest_feed_removals ON digest_feed(store, version)
+    WHERE digest IS NULL;
+-- Per store: removal rows at or below this version may have been dropped, so an agent
+-- holding an older version starts over from an empty cache (see digests/feed.rs).
+CREATE TABLE IF NOT EXISTS digest_compaction (
+    store TEXT PRIMARY KEY,
+    compacted_through INTEGER NOT NULL
+);
 ";
 
 const INSERT_EVENT: &str =
@@ -255,6 +268,18 @@ const UPSERT_AGENT_CHAIN: &str =
          last_seq = excluded.last_seq,
          last_seen_ms = excluded.last_seen_ms,
          chain_hash = excluded.chain_hash";
+
+/// Schema 6 on a database of an older hub: `digest_feed` gains `removed_at_ms`. Its
+/// removals keep NULL there: compaction starts their retention when it first sees them.
+fn upgrade_digest_feed(conn: &Connection) -> Result<(), StoreError> {
+    let has_column: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('digest_feed') WHERE name = 'removed_at_ms'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE digest_feed ADD COLUMN removed_at_ms INTEGER;")?;
+    }
+    Ok(())
+}
 
 pub struct SqliteStore {
     pub(super) conn: Connection,
@@ -293,14 +318,16 @@ impl SqliteStore {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
-            // (and, from 3, the chain column).
-            0..=4 => {
+            // (and, from 3, the chain column; from 5, the digest feed's removal time).
+            0..=5 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
-                let upgraded = chain::upgrade(&conn).and_then(|()| {
-                    Ok(conn.execute_batch(&format!(
-                        "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                    ))?)
-                });
+                let upgraded = chain::upgrade(&conn)
+                    .and_then(|()| upgrade_digest_feed(&conn))
+                    .and_then(|()| {
+                        Ok(conn.execute_batch(&format!(
+                            "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                        ))?)
+                    });
                 if let Err(e) = upgraded {
                     let _ = conn.execute_batch("ROLLBACK;");
                     return Err(e);

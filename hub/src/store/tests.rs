@@ -189,3 +189,47 @@ async fn writer_serves_concurrent_agents() {
     assert_eq!(count(&store, "events"), 400);
     assert!(store.agents().unwrap().iter().all(|a| a.last_seq == 50));
 }
+
+/// A database of schema 5 (before digest feed compaction) opens as 6: the feed keeps its
+/// rows and gains `removed_at_ms` (NULL: compaction stamps such removals when it first
+/// sees them) and the `digest_compaction` table.
+#[test]
+fn a_schema_5_database_gains_the_digest_feed_removal_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        // Back to schema 5's shape.
+        store
+            .conn
+            .execute_batch(
+                "DROP INDEX digest_feed_removals;
+                 DROP TABLE digest_compaction;
+                 ALTER TABLE digest_feed DROP COLUMN removed_at_ms;
+                 INSERT INTO digest_feed (store, card_key, version, digest)
+                     VALUES ('S1', x'01', 1, x'00'), ('S1', x'02', 2, NULL);
+                 PRAGMA user_version = 5;",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 6);
+    let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
+        .conn
+        .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, vec![(1, Some(vec![0]), None), (2, None, None)]);
+    assert_eq!(count(&store, "digest_compaction"), 0);
+    drop(store);
+    // Opening again is a no-op.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(count(&store, "digest_feed"), 2);
+}

@@ -1,7 +1,8 @@
 //! Runs [`recompute`](super::recompute) on its own thread and SQLite connection:
 //! once at start, then every `[traits] recompute_minutes`, and whenever asked
 //! (`RunningHub::recompute_traits`). Fitting takes seconds on a large population, so it
-//! never runs on the async runtime or the ingest writer.
+//! never runs on the async runtime or the ingest writer. After every run that committed,
+//! it calls the `recomputed` hook (the hub refreshes the digests: segments changed).
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -25,7 +26,13 @@ pub struct TraitsSchedule {
 }
 
 impl TraitsSchedule {
-    pub fn start(db_path: &Path, config: HubConfig) -> std::io::Result<TraitsSchedule> {
+    /// `recomputed` is called on the traits thread after each committed recompute,
+    /// before an asker hears the result; it must not block.
+    pub fn start(
+        db_path: &Path,
+        config: HubConfig,
+        recomputed: Box<dyn Fn() + Send>,
+    ) -> std::io::Result<TraitsSchedule> {
         let conn = Connection::open(db_path).map_err(std::io::Error::other)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(std::io::Error::other)?;
@@ -39,11 +46,14 @@ impl TraitsSchedule {
                     let now = Timestamp::from_utc(chrono::Utc::now(), 0);
                     let result = recompute(&mut conn, &config, now).map_err(|e| e.to_string());
                     match &result {
-                        Ok(s) => tracing::info!(
-                            "traits recomputed ({why}): {} profiles, segments {:?}",
-                            s.profiles,
-                            s.segments
-                        ),
+                        Ok(s) => {
+                            tracing::info!(
+                                "traits recomputed ({why}): {} profiles, segments {:?}",
+                                s.profiles,
+                                s.segments
+                            );
+                            recomputed();
+                        }
                         Err(e) => tracing::error!("traits recompute ({why}) failed: {e}"),
                     }
                     result
