@@ -259,6 +259,30 @@ fn scanner_forward_to_is_opened_and_named_when_missing() {
     );
 }
 
+/// An agent process killed and reaped when the test ends, also when an assertion fails
+/// (a leftover agent would hold ptys whose numbers later tests get).
+struct Reaped(std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits for `child` to exit, killing it after `limit`; its output either way.
 fn output_within(mut child: std::process::Child, limit: std::time::Duration) -> Output {
     let deadline = std::time::Instant::now() + limit;
@@ -289,7 +313,7 @@ fn a_running_agent_is_named_its_ports_left_alone_and_a_second_one_refused() {
             .spawn()
             .unwrap_or_else(|e| panic!("{name}: {e}"))
     };
-    let first = run("first agent");
+    let mut first = Reaped(run("first agent"));
     let lock = dir.path().join("data/agent.lock");
     // The agent is up once its lock names it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -332,16 +356,14 @@ fn a_running_agent_is_named_its_ports_left_alone_and_a_second_one_refused() {
     );
 
     // Killed hard, the lock goes with the process: the next agent starts.
-    let mut first = first;
     first.kill().unwrap();
     first.wait().unwrap();
-    let mut third = run("third agent");
+    let mut third = Reaped(run("third agent"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::fs::read_to_string(&lock).unwrap_or_default().trim() != third.id().to_string() {
         assert!(
             third.try_wait().unwrap().is_none(),
-            "the third agent exited: {:?}",
-            third.wait_with_output()
+            "the third agent exited"
         );
         assert!(
             std::time::Instant::now() < deadline,
@@ -349,6 +371,4 @@ fn a_running_agent_is_named_its_ports_left_alone_and_a_second_one_refused() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    third.kill().unwrap();
-    third.wait().unwrap();
 }

@@ -83,6 +83,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         .with_context(|| format!("cannot listen for HTTP on tcp {}", config.http))?;
     let http_addr = http_listener.local_addr().context("HTTP address")?;
 
+    // The revocation list lives in the PKI folder, beside the CA certificate. Read before
+    // any task starts: a hub that refuses to start leaves nothing running behind.
+    let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
+    let gate = listener::Gate::open(&crate::pki::revocation_list_path(pki_dir), db_path)
+        .with_context(|| format!("{}: ca: revocation list", config.origin.display()))?;
     let (writer, writer_thread) =
         spawn_writer(Box::new(write_store)).context("cannot start the store writer")?;
     let (stop, stop_rx) = watch::channel(false);
@@ -102,10 +107,6 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         campaigns: campaign_feed,
         digests: digest_feed,
     };
-    // The revocation list lives in the PKI folder, beside the CA certificate.
-    let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
-    let gate = listener::Gate::open(&crate::pki::revocation_list_path(pki_dir), db_path)
-        .with_context(|| format!("{}: ca: revocation list", config.origin.display()))?;
     let revocation_task = tokio::spawn(
         gate.clone()
             .watch(listener::REVOCATION_POLL, stop_rx.clone()),
