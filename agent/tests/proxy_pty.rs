@@ -330,3 +330,23 @@ fn a_gone_till_core_never_holds_up_printing() {
     }
     proxy.stop();
 }
+
+#[test]
+fn a_stop_prints_the_cut_the_gate_still_held() {
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    // No decision ever comes and the budget outlasts the test: only the stop releases it.
+    let (proxy, tap, _decisions) = gated_proxy(&pos, &printer, Duration::from_secs(600));
+    let bytes = receipt(&mut XorShift(23));
+    let writer = write_in_chunks(pos.writer(), bytes.clone(), 6);
+    let mut parser = EscPosParser::new(CodePage::Cp437);
+    let cut_at = usize::try_from(read_cuts(&tap, &mut parser, 1)[0]).unwrap();
+    writer.join().unwrap();
+    assert!(printer.read_exactly(cut_at) == bytes[..cut_at]);
+
+    // Stopping releases what the gate holds, and the printer side gets a grace to print
+    // it before the connection (and its reply side) ends.
+    let reader = std::thread::spawn(move || printer.read_exactly(bytes.len() - cut_at));
+    proxy.stop();
+    assert_eq!(reader.join().unwrap(), b"\x1dV\x42\x00");
+}

@@ -166,7 +166,10 @@ fn relay_replies(
     connection_over: &AtomicBool,
 ) -> Result<(), PortError> {
     let mut buf = vec![0u8; CHUNK];
-    while shared.running() && !connection_over.load(Ordering::SeqCst) {
+    // Ends with the connection, not with `running`: at a shutdown the writer side still
+    // flushes the held bytes (for up to its grace), and ending here first would read as
+    // a printer that went away.
+    while !connection_over.load(Ordering::SeqCst) {
         let Some(n) = printer.read_chunk(&mut buf)? else {
             continue;
         };
