@@ -15,9 +15,7 @@ use till360_hub::store::{SqliteStore, Store};
 use till360_shared::campaign::Digest;
 use till360_shared::coupon::CardKey;
 use till360_shared::wire::Message;
-use till360_shared::{
-    AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
-};
+use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 const STORE: &str = "S001";
 const DAY_MS: i64 = 86_400_000;
@@ -28,28 +26,7 @@ fn code(n: u32) -> String {
 
 fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event {
     let at = Timestamp::from_unix_ms(Utc::now().timestamp_millis() - days_ago * DAY_MS, 60);
-    Event {
-        agent: agent.clone(),
-        seq,
-        recorded_at: at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: Some(format!("R{seq}")),
-            printed_at: Some(at),
-            completed_at: at,
-            card: Some(card.clone()),
-            card_last4: None,
-            lines: vec![ReceiptLine {
-                description: "Tea".into(),
-                sku: None,
-                quantity_milli: 1000,
-                unit_cents: Some(450),
-                amount_cents: 450,
-                discount: false,
-            }],
-            total_cents: 450,
-            currency: Currency::EUR,
-        }),
-    }
+    common::one_line_receipt(agent, seq, card, at, ("Tea", 450))
 }
 
 /// A till's digest cache as its journal keeps it.

@@ -9,36 +9,13 @@ use crate::downlink_digests::{card_key, digests, next_frame_is_the_ack, subscrib
 
 use chrono::Utc;
 use common::{send_all, Site};
-use till360_shared::{
-    AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
-};
+use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 const DAY_MS: i64 = 86_400_000;
 
 fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event {
     let at = Timestamp::from_unix_ms(Utc::now().timestamp_millis() - days_ago * DAY_MS, 60);
-    Event {
-        agent: agent.clone(),
-        seq,
-        recorded_at: at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: Some(format!("R{seq}")),
-            printed_at: Some(at),
-            completed_at: at,
-            card: Some(card.clone()),
-            card_last4: None,
-            lines: vec![ReceiptLine {
-                description: "Coffee".into(),
-                sku: None,
-                quantity_milli: 1000,
-                unit_cents: Some(1250),
-                amount_cents: 1250,
-                discount: false,
-            }],
-            total_cents: 1250,
-            currency: Currency::EUR,
-        }),
-    }
+    common::one_line_receipt(agent, seq, card, at, ("Coffee", 1250))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

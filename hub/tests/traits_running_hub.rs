@@ -4,9 +4,7 @@
 use crate::common;
 
 use common::{http_get, send_all, Site};
-use till360_shared::{
-    AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
-};
+use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -16,28 +14,7 @@ fn card(body: &str) -> CardNumber {
 
 fn receipt(agent: &AgentId, seq: u64, unix_ms: i64, card: &CardNumber, cents: i64) -> Event {
     let at = Timestamp::from_unix_ms(unix_ms, 60);
-    Event {
-        agent: agent.clone(),
-        seq,
-        recorded_at: at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: Some(format!("R{seq}")),
-            printed_at: Some(at),
-            completed_at: at,
-            card: Some(card.clone()),
-            card_last4: None,
-            lines: vec![ReceiptLine {
-                description: "Coffee".into(),
-                sku: None,
-                quantity_milli: 1000,
-                unit_cents: Some(cents),
-                amount_cents: cents,
-                discount: false,
-            }],
-            total_cents: cents,
-            currency: Currency::EUR,
-        }),
-    }
+    common::one_line_receipt(agent, seq, card, at, ("Coffee", cents))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

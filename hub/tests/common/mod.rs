@@ -282,3 +282,36 @@ pub async fn agent_entry(hub: SocketAddr, store: &str) -> serde_json::Value {
         .cloned()
         .unwrap_or_else(|| panic!("agent of {store} not listed: {agents}"))
 }
+
+/// A carded receipt of one line (`description`, `cents`) at `at`, numbered `R{seq}`.
+pub fn one_line_receipt(
+    agent: &till360_shared::AgentId,
+    seq: u64,
+    card: &till360_shared::CardNumber,
+    at: till360_shared::Timestamp,
+    (description, cents): (&str, i64),
+) -> till360_shared::Event {
+    use till360_shared::{Currency, EventKind, Receipt, ReceiptLine};
+    till360_shared::Event {
+        agent: agent.clone(),
+        seq,
+        recorded_at: at,
+        kind: EventKind::Receipt(Receipt {
+            receipt_no: Some(format!("R{seq}")),
+            printed_at: Some(at),
+            completed_at: at,
+            card: Some(card.clone()),
+            card_last4: None,
+            lines: vec![ReceiptLine {
+                description: description.into(),
+                sku: None,
+                quantity_milli: 1000,
+                unit_cents: Some(cents),
+                amount_cents: cents,
+                discount: false,
+            }],
+            total_cents: cents,
+            currency: Currency::EUR,
+        }),
+    }
+}
