@@ -26,7 +26,7 @@ fn code(n: u32) -> String {
 
 fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event {
     let at = Timestamp::from_unix_ms(Utc::now().timestamp_millis() - days_ago * DAY_MS, 60);
-    common::one_line_receipt(agent, seq, card, at, ("Tea", 450))
+    common::one_line_receipt(agent, seq, Some(card), at, ("Tea", 450))
 }
 
 /// A till's digest cache as its journal keeps it.

@@ -15,7 +15,7 @@ const DAY_MS: i64 = 86_400_000;
 
 fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event {
     let at = Timestamp::from_unix_ms(Utc::now().timestamp_millis() - days_ago * DAY_MS, 60);
-    common::one_line_receipt(agent, seq, card, at, ("Coffee", 1250))
+    common::one_line_receipt(agent, seq, Some(card), at, ("Coffee", 1250))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

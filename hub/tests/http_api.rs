@@ -3,9 +3,7 @@
 use crate::common;
 
 use common::{http_get, send_all, Site};
-use till360_shared::{
-    AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
-};
+use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 fn card(body: &str) -> CardNumber {
     CardNumber::parse(&till360_shared::card::with_check_digit(body).unwrap()).unwrap()
@@ -20,28 +18,7 @@ fn receipt(
     cents: i64,
 ) -> Event {
     let at = Timestamp::from_unix_ms(unix_ms, offset_min);
-    Event {
-        agent: agent.clone(),
-        seq,
-        recorded_at: at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: Some(format!("R{seq}")),
-            printed_at: Some(at),
-            completed_at: at,
-            card,
-            card_last4: None,
-            lines: vec![ReceiptLine {
-                description: "Coffee".into(),
-                sku: None,
-                quantity_milli: 1000,
-                unit_cents: Some(cents),
-                amount_cents: cents,
-                discount: false,
-            }],
-            total_cents: cents,
-            currency: Currency::EUR,
-        }),
-    }
+    common::one_line_receipt(agent, seq, card.as_ref(), at, ("Coffee", cents))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ fn card(body: &str) -> CardNumber {
 
 fn receipt(agent: &AgentId, seq: u64, unix_ms: i64, card: &CardNumber, cents: i64) -> Event {
     let at = Timestamp::from_unix_ms(unix_ms, 60);
-    common::one_line_receipt(agent, seq, card, at, ("Coffee", cents))
+    common::one_line_receipt(agent, seq, Some(card), at, ("Coffee", cents))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -283,11 +283,11 @@ pub async fn agent_entry(hub: SocketAddr, store: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("agent of {store} not listed: {agents}"))
 }
 
-/// A carded receipt of one line (`description`, `cents`) at `at`, numbered `R{seq}`.
+/// A receipt of one line (`description`, `cents`) at `at`, numbered `R{seq}`.
 pub fn one_line_receipt(
     agent: &till360_shared::AgentId,
     seq: u64,
-    card: &till360_shared::CardNumber,
+    card: Option<&till360_shared::CardNumber>,
     at: till360_shared::Timestamp,
     (description, cents): (&str, i64),
 ) -> till360_shared::Event {
@@ -300,7 +300,7 @@ pub fn one_line_receipt(
             receipt_no: Some(format!("R{seq}")),
             printed_at: Some(at),
             completed_at: at,
-            card: Some(card.clone()),
+            card: card.cloned(),
             card_last4: None,
             lines: vec![ReceiptLine {
                 description: description.into(),
