@@ -7,7 +7,7 @@
 use crate::harness;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{
@@ -71,22 +71,42 @@ fn printed_keys(till: &Till, visits: &[Visit]) -> Vec<ReceiptKey> {
         .collect()
 }
 
-/// One till's part of a run: its visits, and before which of them to SIGKILL and
-/// restart its agent.
+/// One till's part of a run: its visits, before which of them to SIGKILL and restart
+/// its agent, and the stretch that must be played inside the blackhole.
 struct TillScript {
     till: Till,
     agent: Proc,
     visits: Vec<Visit>,
     kill_before: Vec<usize>,
+    /// Visits from `.0` up to `.1` are played only while the hub is blackholed: the till
+    /// waits at `.0` until the blackhole is on, and the blackhole is lifted only once
+    /// every till has reached `.1` (the run's `at(0.50)`). A kill in this stretch hits
+    /// an agent whose unacknowledged events must come from its journal.
+    blackholed: (usize, usize),
 }
 
 /// Plays the script; `played` counts finished visits. Kills happen between receipts,
 /// once the journal holds everything printed so far (a receipt counts as recorded once
-/// journaled: Principle 2).
-fn run_script(site: &Site, mut s: TillScript, played: &AtomicUsize) -> (Till, Proc) {
+/// journaled: Principle 2). Returns how many kills hit the agent inside the blackhole
+/// with events still unacknowledged.
+fn run_script(
+    site: &Site,
+    mut s: TillScript,
+    played: &AtomicUsize,
+    blackhole: &AtomicBool,
+) -> (Till, Proc, usize) {
     let options = fast_pacing();
     let mut journaled = 0u64;
+    let mut kills_in_blackhole = 0;
     for (i, visit) in s.visits.iter().enumerate() {
+        if i == s.blackholed.0 {
+            let on = wait_until(DEADLINE, || blackhole.load(Ordering::SeqCst).then_some(()));
+            assert!(
+                on.is_some(),
+                "{}: the blackhole never came",
+                s.till.setup.store
+            );
+        }
         if s.kill_before.contains(&i) {
             let recorded = wait_until(DEADLINE, || {
                 journal_status(&s.till)
@@ -99,6 +119,13 @@ fn run_script(site: &Site, mut s: TillScript, played: &AtomicUsize) -> (Till, Pr
                 s.till.setup.store,
                 read_log(&s.agent.log)
             );
+            if (s.blackholed.0..s.blackholed.1).contains(&i) {
+                let status = journal_status(&s.till);
+                let pending = status.map_or(0, |st| st.last_seq - st.acked_seq);
+                if blackhole.load(Ordering::SeqCst) && pending > 0 {
+                    kills_in_blackhole += 1;
+                }
+            }
             s.agent.kill();
             s.agent = site.start_agent(&s.till);
         }
@@ -106,7 +133,7 @@ fn run_script(site: &Site, mut s: TillScript, played: &AtomicUsize) -> (Till, Pr
         journaled += journaled_events(visit);
         played.fetch_add(1, Ordering::SeqCst);
     }
-    (s.till, s.agent)
+    (s.till, s.agent, kills_in_blackhole)
 }
 
 /// Waits until every till has played `fraction` of its visits (or a till thread ended,
@@ -232,6 +259,7 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
                 // The second kill falls inside the blackhole: unacknowledged events die
                 // with the agent and must come from the journal.
                 kill_before: vec![n / 10, n * 2 / 5, n * 9 / 10],
+                blackholed: (n * 3 / 10, n / 2),
                 visits,
             }
         })
@@ -253,13 +281,15 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
         })
         .collect();
     let played: Vec<AtomicUsize> = totals.iter().map(|_| AtomicUsize::new(0)).collect();
+    let blackhole = AtomicBool::new(false);
 
-    let (tills, agents, timeline) = std::thread::scope(|scope| {
+    let (tills, agents, kills_in_blackhole, timeline) = std::thread::scope(|scope| {
         let site = &site;
+        let blackhole = &blackhole;
         let handles: Vec<_> = scripts
             .into_iter()
             .zip(&played)
-            .map(|(s, p)| scope.spawn(move || run_script(site, s, p)))
+            .map(|(s, p)| scope.spawn(move || run_script(site, s, p, blackhole)))
             .collect();
         let finished = || handles.iter().all(|h| h.is_finished());
         let until = started + PRINTING_BOUND;
@@ -286,8 +316,10 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
         at(0.22);
         hub = site.start_hub();
         mark("hub restarted");
-        at(0.30);
+        // Before the tills' blackholed stretch (at 30 %, where they wait for it).
+        at(0.25);
         proxy.set_blackhole(true);
+        blackhole.store(true, Ordering::SeqCst);
         mark("blackhole on");
         // The "week": a few hundred receipts, and longer than the agents' idle timeout
         // (8 s) so the connection dies and the agent reconnects as after a real outage.
@@ -295,6 +327,7 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
         at(0.50);
         std::thread::sleep(BLACKHOLE_AT_LEAST.saturating_sub(outage_from.elapsed()));
         let journaled_in_outage = journal_seqs(&journals);
+        blackhole.store(false, Ordering::SeqCst);
         proxy.set_blackhole(false);
         mark("blackhole lifted");
         // Rebind live connections: first let the agents reconnect and catch up.
@@ -324,12 +357,14 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
 
         let mut tills = Vec::new();
         let mut agents = Vec::new();
+        let mut kills_in_blackhole = Vec::new();
         for h in handles {
-            let (till, agent) = h.join().expect("till thread");
+            let (till, agent, kills) = h.join().expect("till thread");
             tills.push(till);
             agents.push(agent);
+            kills_in_blackhole.push(kills);
         }
-        (tills, agents, timeline)
+        (tills, agents, kills_in_blackhole, timeline)
     });
     let printed_in = started.elapsed();
 
@@ -349,6 +384,11 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
     assert!(
         c.to_hub.dropped > c.to_hub.blackholed && c.to_agent.duplicated > 0,
         "faults were applied"
+    );
+    assert_eq!(
+        kills_in_blackhole,
+        vec![1; kills_in_blackhole.len()],
+        "each till's agent was killed inside the blackhole with events unacknowledged"
     );
 }
 

@@ -71,10 +71,12 @@ fn loadgen_with_20_tills_gets_every_receipt_acked_and_committed() {
 
 #[test]
 fn a_connected_agent_learns_of_a_hub_restart_by_stateless_reset() {
-    let reason = close_reason_after_hub_restart(true);
+    let (reason, restart) = close_reason_after_hub_restart(true);
     assert!(
         matches!(reason, quinn::ConnectionError::Reset),
-        "expected a stateless reset, got {reason:?}"
+        "expected a stateless reset, got {reason:?} (the hub took {restart:?} to restart; \
+         the connection's idle timeout is {:?})",
+        till360_hub::listener::IDLE_TIMEOUT
     );
 }
 
@@ -82,7 +84,7 @@ fn a_connected_agent_learns_of_a_hub_restart_by_stateless_reset() {
 fn without_the_persisted_reset_key_the_agent_waits_for_its_idle_timeout() {
     // The control for the test above: same crash and restart, but the hub starts with a
     // new reset secret, so the agent cannot recognise the hub's resets.
-    let reason = close_reason_after_hub_restart(false);
+    let (reason, _) = close_reason_after_hub_restart(false);
     assert!(
         matches!(reason, quinn::ConnectionError::TimedOut),
         "expected an idle timeout, got {reason:?}"
@@ -91,8 +93,16 @@ fn without_the_persisted_reset_key_the_agent_waits_for_its_idle_timeout() {
 
 /// Connects an agent (its real transport config), crashes the hub (SIGKILL: no
 /// CONNECTION_CLOSE leaves it), starts a new hub on the same port and data_dir (with
-/// its reset secret kept or removed) and returns why the agent's connection ended.
-fn close_reason_after_hub_restart(keep_reset_key: bool) -> quinn::ConnectionError {
+/// its reset secret kept or removed) and returns why the agent's connection ended and
+/// how long the restart took.
+///
+/// With the key kept, the agent's idle timeout is raised to the hub's (30 s; the
+/// connection uses the smaller of the two): the reset must arrive before the idle
+/// timeout ends the connection, and the agent's own 8 s made that a race with the new
+/// hub process's start on a loaded machine. The control keeps the agent's real config.
+fn close_reason_after_hub_restart(
+    keep_reset_key: bool,
+) -> (quinn::ConnectionError, std::time::Duration) {
     let site = Site::new();
     let mut hub = site.start_hub();
     let certs = site.issue("S001", "T01");
@@ -106,7 +116,15 @@ fn close_reason_after_hub_restart(keep_reset_key: bool) -> quinn::ConnectionErro
         server_name: "localhost".into(),
         certs: None,
     };
-    let config = till360_agent::uplink::client_config(&hub_link(&args, &certs)).unwrap();
+    let mut config = till360_agent::uplink::client_config(&hub_link(&args, &certs)).unwrap();
+    if keep_reset_key {
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(till360_hub::listener::IDLE_TIMEOUT).unwrap(),
+        ));
+        config.transport_config(std::sync::Arc::new(transport));
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -135,6 +153,7 @@ fn close_reason_after_hub_restart(keep_reset_key: bool) -> quinn::ConnectionErro
         };
         assert_eq!(welcome, Message::Welcome { acked_seq: 0 });
 
+        let killed = std::time::Instant::now();
         hub.kill();
         let key = site
             .hub
@@ -145,10 +164,12 @@ fn close_reason_after_hub_restart(keep_reset_key: bool) -> quinn::ConnectionErro
             std::fs::remove_file(&key).unwrap();
         }
         let _restarted = site.start_hub();
+        let restart = killed.elapsed();
         // The agent's keep-alives reach the new hub, which answers with a stateless
         // reset; only with the same key do its tokens match.
-        tokio::time::timeout(Duration::from_secs(60), conn.closed())
+        let reason = tokio::time::timeout(Duration::from_secs(90), conn.closed())
             .await
-            .expect("the connection ends")
+            .expect("the connection ends");
+        (reason, restart)
     })
 }

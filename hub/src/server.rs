@@ -25,6 +25,7 @@ pub struct RunningHub {
     erasure_task: Option<JoinHandle<()>>,
     digest_task: Option<JoinHandle<()>>,
     revocation_task: Option<JoinHandle<()>>,
+    gate: listener::Gate,
     digests: DigestRefresh,
     http_task: Option<JoinHandle<std::io::Result<()>>>,
     writer_thread: WriterThread,
@@ -115,7 +116,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         endpoint,
         writer,
         downlinks,
-        gate,
+        gate.clone(),
         stop_rx.clone(),
     ));
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
@@ -153,6 +154,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         erasure_task: Some(erasure_task),
         digest_task: Some(digest_task),
         revocation_task: Some(revocation_task),
+        gate,
         digests,
         http_task: Some(http_task),
         writer_thread,
@@ -167,6 +169,12 @@ impl RunningHub {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// How many times the running hub found its revocation list changed but unreadable
+    /// (it kept the previous list each time).
+    pub fn revocation_list_rejections(&self) -> u64 {
+        self.gate.rejected_reads()
     }
 
     /// Recomputes traits and segments now (they also refresh on the schedule) and

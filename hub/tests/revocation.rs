@@ -367,8 +367,16 @@ async fn a_list_damaged_while_running_keeps_the_previous_revocations() {
     assert_eq!(revoke(&site.pki(), "S6", "T1", &[]), ExitCode::SUCCESS);
     let hub = site.start().await;
     std::fs::write(site.pki().join(pki::REVOKED_FILE), "not toml [[").unwrap();
-    // Give the watcher a few polls to see (and reject) the damaged file.
-    tokio::time::sleep(REVOCATION_POLL * 2 + Duration::from_millis(200)).await;
+    // The watcher has seen (and rejected) the damaged file: only then does the refusal
+    // below show that the previous list was kept.
+    let deadline = tokio::time::Instant::now() + REVOCATION_POLL * 20;
+    while hub.revocation_list_rejections() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the damaged list was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut agent = connect(&site, hub.quic_addr(), &dir).await;
     let reply = agent.call(&hello(&id)).await;
     expect_refused(&mut agent, reply, Refusal::Revoked).await;

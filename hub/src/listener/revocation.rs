@@ -144,6 +144,8 @@ struct State {
     db_path: PathBuf,
     live: HashMap<u64, Live>,
     next_id: u64,
+    /// Rereads of a changed list that failed (the previous list was kept).
+    rejected_reads: u64,
 }
 
 impl State {
@@ -238,6 +240,7 @@ impl Gate {
                 db_path: db_path.to_path_buf(),
                 live: HashMap::new(),
                 next_id: 0,
+                rejected_reads: 0,
             })),
         })
     }
@@ -288,6 +291,11 @@ impl Gate {
         })
     }
 
+    /// How many rereads of a changed list failed (each kept the previous list).
+    pub fn rejected_reads(&self) -> u64 {
+        self.lock().rejected_reads
+    }
+
     /// [`Self::admit_blocking`] off the async threads.
     pub async fn admit(&self, cert: CertIdentity) -> Result<Ticket, Kick> {
         let gate = self.clone();
@@ -325,6 +333,7 @@ impl Gate {
             }
             Err(err) => {
                 tracing::error!("{err}: keeping the previous revocation list");
+                state.rejected_reads += 1;
                 false
             }
         }
