@@ -15,6 +15,7 @@ pub mod pki;
 pub mod profile;
 pub mod segments;
 pub mod server;
+pub mod spreadsheet;
 pub mod store;
 pub mod synthetic;
 pub mod traits;

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
+use crate::spreadsheet::text_cell;
 
 /// A segment as the config defines it (`[[segment]]` `id` and `name`; the conditions
 /// are the segment engine's business).
@@ -104,8 +105,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
 }
 
 /// A mailing channel and what a mailing on it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Channel {
     Email,
     Post,
@@ -139,10 +139,26 @@ impl Channel {
     }
 }
 
+/// The query string as given; `channel` is checked by hand so a client is told the
+/// parameter and its values, not a deserializer's message.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CsvParams {
-    channel: Channel,
+    channel: Option<String>,
+}
+
+impl CsvParams {
+    fn channel(&self) -> Result<Channel, ApiError> {
+        match self.channel.as_deref() {
+            None => Err(ApiError::bad_request(
+                "query parameter `channel` is required: `email` or `post`",
+            )),
+            Some("email") => Ok(Channel::Email),
+            Some("post") => Ok(Channel::Post),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "query parameter `channel` must be `email` or `post`, not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// Members of a segment with that channel's consent granted (and an address on it),
@@ -152,9 +168,13 @@ pub(super) async fn members_csv(
     Path(id): Path<String>,
     params: Result<Query<CsvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(CsvParams { channel }) = params.map_err(|e| {
-        ApiError::bad_request(format!("channel=email or channel=post: {}", e.body_text()))
+    let Query(params) = params.map_err(|e| {
+        ApiError::bad_request(format!(
+            "query parameter `channel` must be `email` or `post`: {}",
+            e.body_text()
+        ))
     })?;
+    let channel = params.channel()?;
     if !state.segments.iter().any(|def| def.id == id) {
         return Err(ApiError::not_found(format!("no segment {id:?}")));
     }
@@ -204,14 +224,7 @@ fn write_csv_row<S: AsRef<str>>(out: &mut String, fields: &[Option<S>]) {
         if i > 0 {
             out.push(',');
         }
-        let field = field.as_ref().map_or("", AsRef::as_ref);
-        if field.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
+        out.push_str(&text_cell(field.as_ref().map_or("", AsRef::as_ref)));
     }
     out.push_str("\r\n");
 }

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub use export::{csv_cell, export_csv_with_segments, ExportSummary, CSV_HEADER};
+pub use export::{export_csv_with_segments, ExportSummary, CSV_HEADER};
 pub use history::{Channel, CustomerHistory, Purchase};
 pub use population::{compute, CustomerTraits, Models, Population, MODEL_VERSION};
 pub use recompute::{recompute, RecomputeSummary};
