@@ -16,6 +16,7 @@ mod identity_merge_order;
 mod import_cli;
 mod import_files;
 mod journal_chain;
+mod one_bad_till;
 mod pki;
 mod privacy_api;
 mod quic_ingest;

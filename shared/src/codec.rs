@@ -425,10 +425,9 @@ mod tests {
         let mut dec = FrameDecoder::new();
         dec.feed(&raw_frame(FLAG_ZSTD, &packed));
         match dec.poll() {
-            Err(CodecError::Malformed(detail)) => assert!(
-                detail.contains("window"),
-                "the error says why: {detail}"
-            ),
+            Err(CodecError::Malformed(detail)) => {
+                assert!(detail.contains("window"), "the error says why: {detail}")
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(dec.buffered(), 0, "the frame is consumed");
