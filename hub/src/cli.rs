@@ -40,6 +40,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check hub.toml and the files it names (TLS, campaigns, segments); start nothing,
+    /// create nothing.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Import CRM customers, online orders or products from a file.
     Import {
         kind: ImportKind,
@@ -136,6 +142,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Ca { action } => run_ca(action),
         Command::Run { config } => run_hub(config),
+        Command::Check { config } => run_check(&config),
         Command::Import { kind, file, config } => run_import(kind, &file, &config),
         Command::Traits {
             action:
@@ -335,6 +342,22 @@ fn run_ca(action: CaAction) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("till360-hub: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_check(config_path: &Path) -> ExitCode {
+    let checked = HubConfig::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| server::check(&config));
+    match checked {
+        Ok(()) => {
+            println!("{}: ok", config_path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: {err:#}");
             ExitCode::FAILURE
         }
     }

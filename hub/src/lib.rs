@@ -10,6 +10,7 @@ pub mod coupons;
 pub mod digests;
 pub mod identity;
 pub mod import;
+pub mod instance;
 pub mod listener;
 pub mod pki;
 pub mod profile;
