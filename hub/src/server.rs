@@ -87,8 +87,6 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let DatabaseUrl::Sqlite(db_path) = &config.database;
     let mut write_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-    let mut read_store = SqliteStore::open(db_path)
-        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
     let campaigns = match &config.campaigns {
         Some(path) => Some(
@@ -104,7 +102,6 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             set.version
         );
     }
-    read_store.set_identity_config(config.identity.clone());
     // Created on first start even without campaigns: codes already issued are
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
@@ -170,7 +167,14 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         gate,
         stop_rx.clone(),
     ));
-    let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
+    let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
+    for _ in 0..api::READ_CONNECTIONS {
+        let mut store = SqliteStore::open(db_path)
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+        store.set_identity_config(config.identity.clone());
+        read_stores.push(Box::new(store) as Box<dyn Store>);
+    }
+    let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
     let app = api::router(reader, api_options);

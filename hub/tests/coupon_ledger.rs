@@ -7,7 +7,7 @@ use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rusqlite::Connection;
@@ -516,7 +516,8 @@ async fn serve(dir: &Path, token: Option<&str>) -> SocketAddr {
     let sc = scenario(&mut store);
     ingest(&mut store, &s1(), &sc.s1);
     ingest(&mut store, &s2(), &sc.s2);
-    let reader: api::Reader = Arc::new(Mutex::new(Box::new(store) as Box<dyn Store>));
+    let reader: api::Reader =
+        Arc::new(api::StorePool::new(vec![Box::new(store) as Box<dyn Store>]));
     let options = ApiOptions {
         token: token.map(str::to_string),
         database: Some(path),

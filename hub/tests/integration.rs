@@ -12,6 +12,7 @@ mod downlink_digests;
 mod downlink_digests_traits;
 mod downlink_erasures;
 mod http_api;
+mod http_guard;
 mod hub_start;
 mod identity_merge_order;
 mod import_cli;

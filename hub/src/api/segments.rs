@@ -65,14 +65,8 @@ where
     };
     tokio::task::spawn_blocking(move || open(&path).and_then(|conn| f(&conn)))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            tracing::error!("API listing failed: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("database error: {e}"),
-            )
-        })
+        .map_err(|e| ApiError::internal(format!("listing task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("listing: {e}")))
 }
 
 fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
