@@ -74,6 +74,12 @@ enum TraitsAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Recompute traits and segments now (a running hub also does after every import
+    /// and on its schedule, and passes the result on to the tills).
+    Recompute {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +159,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     out,
                 },
         } => run_traits_export(&config, as_of, horizon_days, out.as_deref()),
+        Command::Traits {
+            action: TraitsAction::Recompute { config },
+        } => run_traits_recompute(&config),
     }
 }
 
@@ -285,6 +294,34 @@ fn run_traits_export(
         }
         Err(err) => {
             eprintln!("till360-hub: traits export: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_traits_recompute(config_path: &Path) -> ExitCode {
+    let result = (|| -> Result<crate::traits::RecomputeSummary, String> {
+        let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
+        let mut store = open_store(&config)?;
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+        crate::traits::recompute(store.connection_mut(), &config, now).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(summary) => {
+            println!(
+                "traits recomputed: {} profiles, segments {}",
+                summary.profiles,
+                summary
+                    .segments
+                    .iter()
+                    .map(|(id, n)| format!("{id} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: traits recompute: {err}");
             ExitCode::FAILURE
         }
     }

@@ -174,20 +174,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         store.set_identity_config(config.identity.clone());
         read_stores.push(Box::new(store) as Box<dyn Store>);
     }
-    let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
-    let mut api_options = api::ApiOptions::from_config(&config);
-    api_options.campaigns = campaigns;
-    let app = api::router(reader, api_options);
-    let mut http_stop = stop_rx;
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-    });
-    // Every finished traits run (start, schedule, asked) refreshes the digests at once:
-    // they carry the segments.
+    // Every finished traits run (start, schedule, import, asked) refreshes the digests
+    // at once: they carry the segments.
     let refresh_on_traits = digests.clone();
     let traits = TraitsSchedule::start(
         db_path,
@@ -197,6 +185,19 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         }),
     )
     .context("cannot start the traits schedule")?;
+    let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
+    let mut api_options = api::ApiOptions::from_config(&config);
+    api_options.campaigns = campaigns;
+    api_options.traits = Some(traits.handle());
+    let app = api::router(reader, api_options);
+    let mut http_stop = stop_rx;
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
     tracing::info!(
         "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
         db_path.display()

@@ -711,8 +711,13 @@ async fn segment_mailing_lists_only_consenting_people() {
 
     let segments = get(http, "/api/v1/segments").await;
     assert_eq!(segments.status, 200, "{}", segments.body);
+    let mut listed = segments.json();
+    for segment in listed.as_array_mut().unwrap() {
+        let computed_at = segment.as_object_mut().unwrap().remove("computed_at");
+        assert!(computed_at.unwrap().is_string(), "{}", segments.body);
+    }
     assert_eq!(
-        segments.json(),
+        listed,
         json!([
             {"id": "vip", "name": "Best customers", "size": 4},
             {"id": "lapsing", "name": "About to leave", "size": 1}

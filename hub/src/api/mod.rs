@@ -19,7 +19,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
@@ -104,6 +104,8 @@ pub struct ApiOptions {
     /// How long a request may take before it is answered 503 (`[api]
     /// request_timeout_seconds`).
     pub request_timeout: Duration,
+    /// The running hub's traits thread (`POST /api/v1/traits/recompute`).
+    pub traits: Option<crate::traits::RecomputeHandle>,
 }
 
 impl Default for ApiOptions {
@@ -117,6 +119,7 @@ impl Default for ApiOptions {
             request_timeout: Duration::from_secs(
                 crate::config::ApiConfig::default().request_timeout_seconds,
             ),
+            traits: None,
         }
     }
 }
@@ -131,6 +134,7 @@ impl ApiOptions {
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
+            traits: None,
         }
     }
 }
@@ -142,6 +146,7 @@ struct ApiState {
     segments: Arc<Vec<SegmentDef>>,
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
+    traits: Option<crate::traits::RecomputeHandle>,
 }
 
 impl FromRef<ApiState> for Reader {
@@ -156,6 +161,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
+        traits: options.traits,
     };
     let token = auth::Token::new(options.token);
     let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);
@@ -180,6 +186,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
             get(segments::members_csv),
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
+        .route("/api/v1/traits/recompute", post(segments::recompute))
         .route("/api/v1/campaigns", get(coupons::campaigns))
         .route("/api/v1/campaigns/{id}/kpis", get(coupons::campaign_kpis))
         .route("/api/v1/coupons/stores", get(coupons::stores))

@@ -49,6 +49,8 @@ struct SegmentSize {
     id: String,
     name: String,
     size: u64,
+    /// When the members were computed (hub clock, RFC 3339); null before the first run.
+    computed_at: Option<String>,
 }
 
 /// Runs `f` on a fresh read-only connection to the store's file, off the runtime.
@@ -80,10 +82,15 @@ fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
 }
 
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let sizes: HashMap<String, u64> = query(&state, |conn| {
-        conn.prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
+    let (sizes, computed_at): (HashMap<String, u64>, _) = query(&state, |conn| {
+        // One snapshot: sizes and their time agree.
+        let tx = conn.unchecked_transaction()?;
+        let sizes = tx
+            .prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?;
+        let at = crate::traits::freshness::computed_at(&tx)?;
+        Ok((sizes, at.map(|t| t.to_rfc3339())))
     })
     .await?;
     let list: Vec<SegmentSize> = state
@@ -93,9 +100,37 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
             id: def.id.clone(),
             name: def.name.clone(),
             size: sizes.get(&def.id).copied().unwrap_or(0),
+            computed_at: computed_at.clone(),
         })
         .collect();
     Ok(Json(list).into_response())
+}
+
+/// `POST /api/v1/traits/recompute`: traits and segments now (they also follow every
+/// import and the schedule); answers what was computed.
+pub(super) async fn recompute(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let Some(traits) = state.traits.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this API runs without a traits schedule",
+        ));
+    };
+    let summary = tokio::task::spawn_blocking(move || traits.recompute_now())
+        .await
+        .map_err(|e| ApiError::internal(format!("recompute task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("recompute: {e}")))?;
+    let segments: Vec<serde_json::Value> = summary
+        .segments
+        .iter()
+        .map(|(id, size)| serde_json::json!({ "id": id, "size": size }))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "profiles": summary.profiles,
+        "segments": segments,
+        "computed_at": summary.computed_at.to_rfc3339(),
+        "notes": summary.models.notes,
+    }))
+    .into_response())
 }
 
 /// A mailing channel and what a mailing on it needs.

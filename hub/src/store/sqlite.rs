@@ -26,7 +26,8 @@ use till360_shared::wire::{Refusal, TillHealth};
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
-/// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`.
+/// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`,
+/// `traits_runs`, `change_counters`.
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
@@ -137,6 +138,16 @@ CREATE TABLE IF NOT EXISTS segment_members (
     PRIMARY KEY (segment_id, profile_id)
 );
 CREATE INDEX IF NOT EXISTS segment_members_profile ON segment_members(profile_id);
+-- When traits and segments were last computed (traits/freshness.rs).
+CREATE TABLE IF NOT EXISTS traits_runs (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    computed_at_ms INTEGER NOT NULL
+);
+-- Bumped by every import that changed something: the running hub polls it.
+CREATE TABLE IF NOT EXISTS change_counters (
+    name TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS transactions (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
