@@ -99,7 +99,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         tracing::info!(
             "campaigns: {} loaded, version {}",
             set.campaigns.len(),
-            set.version
+            set.content_version()
         );
     }
     // Created on first start even without campaigns: codes already issued are
