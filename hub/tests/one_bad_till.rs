@@ -243,3 +243,35 @@ async fn a_second_connection_with_the_same_certificate_replaces_the_first() {
     assert_eq!(agents.as_array().unwrap().len(), 1);
     hub.shutdown().await;
 }
+
+/// A till re-provisioned (a newer certificate epoch) fences the old certificate; the old
+/// one trying again is refused and shown as a possible clone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_certificate_epoch_is_refused_and_shown() {
+    let site = Site::new();
+    let hub = site.start().await;
+    let id = AgentId::new("S001", "T01");
+    let old = tempfile::tempdir().unwrap();
+    let old_dir = old.path().join("old");
+    till360_hub::pki::issue_agent(&site.pki(), "S001", "T01", &old_dir).unwrap();
+    let mut new = site.connect(hub.quic_addr(), "S001", "T01").await;
+    assert_eq!(
+        new.call(&hello(&id)).await,
+        Ok(Message::Welcome { acked_seq: 0 })
+    );
+    let mut clone = Agent::connect(hub.quic_addr(), &old_dir.join("ca.pem"), Some(&old_dir))
+        .await
+        .unwrap();
+    // The refusal frame, or the close carrying it, whichever the client reads first.
+    match clone.recv().await {
+        Ok(Message::Refused {
+            reason: Refusal::Fenced,
+            ..
+        }) => {}
+        Err(closed) if closed.contains("Fenced") => {}
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let entry = agent_entry(hub.http_addr(), "S001").await;
+    assert_eq!(entry["certificate_alert"]["reason"], "old_epoch", "{entry}");
+    hub.shutdown().await;
+}
