@@ -5,27 +5,11 @@
 
 use std::net::SocketAddr;
 
-use crate::common::{self, Site, STEP};
+use crate::common::{self, Site};
 use till360_shared::{AgentId, CardNumber, Timestamp};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One raw HTTP exchange: status, head, body.
 async fn exchange(addr: SocketAddr, request: String) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
-        .await
-        .expect("HTTP response timed out")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("no status");
-    (status, head.to_string(), body.to_string())
+    common::http_exchange(addr, &request).await
 }
 
 async fn get_with_host(addr: SocketAddr, path: &str, host: Option<&str>) -> u16 {
