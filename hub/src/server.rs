@@ -56,9 +56,18 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
     listener::load_certs(&config.ca).map_err(|e| named("ca", &config.ca, &tls_reason(e)))?;
     listener::load_certs(&config.cert).map_err(|e| named("cert", &config.cert, &tls_reason(e)))?;
     listener::load_key(&config.key).map_err(|e| named("key", &config.key, &tls_reason(e)))?;
-    // Builds the whole TLS setup: a key that does not fit the certificate fails here.
-    listener::server_config(&config.ca, &config.cert, &config.key)
-        .map_err(|e| named("key", &config.key, &tls_reason(e)))?;
+    // Builds the whole TLS setup: a key that does not fit the certificate fails here
+    // (named by the file the error is about).
+    listener::server_config(&config.ca, &config.cert, &config.key).map_err(|e| {
+        let (key, path) = match &e {
+            listener::TlsSetupError::File { path, .. } if path == &config.ca => ("ca", &config.ca),
+            listener::TlsSetupError::File { path, .. } if path == &config.cert => {
+                ("cert", &config.cert)
+            }
+            _ => ("key", &config.key),
+        };
+        named(key, path, &tls_reason(e))
+    })?;
     let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
     crate::pki::RevocationList::load(&crate::pki::revocation_list_path(pki_dir))
         .with_context(|| format!("{origin}: ca: revocation list"))?;
