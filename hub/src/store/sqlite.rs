@@ -898,7 +898,7 @@ impl Store for SqliteStore {
                     outcomes.push(Ok(plan.new_high_water));
                 }
                 Err(detail) => {
-                    tracing::warn!("agent {}: batch refused: {detail}", req.agent);
+                    // Logged once, where the till is told (listener/connection.rs).
                     let refusal = (Refusal::ProtocolError, detail);
                     record_refusal(&tx, req.agent, &refusal, now)?;
                     outcomes.push(Err(refusal));
