@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -53,7 +53,12 @@ impl Guard {
 pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let id = guard.request_id();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // The route, not the path: a path can carry a card number, which logs never do.
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("(no route)", |p| p.as_str())
+        .to_string();
     let host = request
         .headers()
         .get(header::HOST)
