@@ -223,7 +223,6 @@ CREATE TABLE IF NOT EXISTS redemptions (
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
--- The last health report of each till (journal size, quota alarm, quarantined rows).
 -- The last refused batch of an agent (kind 'refusal') and the last sign of a cloned
 -- certificate (kind 'certificate': two live connections, or an old epoch), for `agents`.
 CREATE TABLE IF NOT EXISTS agent_alerts (
@@ -235,6 +234,7 @@ CREATE TABLE IF NOT EXISTS agent_alerts (
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (store, till, kind)
 );
+-- The last health report of each till (journal size, quota alarm, quarantined rows).
 CREATE TABLE IF NOT EXISTS agent_health (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
