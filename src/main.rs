@@ -1,5 +1,5 @@
-//! `till360`: the demo, plus hidden passthroughs to the agent and hub command lines so
-//! tests can run real agent and hub processes from this one binary.
+//! `till360`: the demo, plus passthroughs to the agent and hub command lines, so one
+//! binary runs real agent and hub processes (the tests use it).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -23,26 +23,31 @@ enum Command {
     Demo(till360::demo::DemoArgs),
     /// Simulate N tills sending R receipts each to a running hub; print one JSON line.
     Loadgen(till360::loadgen::LoadgenArgs),
+    /// The hub's command line, as `till360-hub` (see `till360 hub --help`).
+    Hub {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The agent's command line, as `till360-agent` (see `till360 agent --help`).
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    // Passthroughs take the rest of the line as the other binary would see it.
+    // Passthroughs take the rest of the line as the other binary would see it (their
+    // `--help` too); clap only lists them.
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("agent") => {
-            let rest =
-                std::iter::once(OsString::from("till360-agent")).chain(args[2..].iter().cloned());
-            return till360_agent::cli::main_with_args(rest);
-        }
-        Some("hub") => {
-            let rest =
-                std::iter::once(OsString::from("till360-hub")).chain(args[2..].iter().cloned());
-            return till360_hub::cli::main_with_args(rest);
-        }
+        Some("agent") => return agent(&args[2..]),
+        Some("hub") => return hub(&args[2..]),
         _ => {}
     }
     let cli = Cli::parse_from(args);
     match cli.command {
+        Command::Hub { args } => hub(&args),
+        Command::Agent { args } => agent(&args),
         Command::Loadgen(loadgen_args) => {
             init_tracing();
             match till360::loadgen::main(loadgen_args) {
@@ -74,6 +79,16 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn hub(args: &[OsString]) -> ExitCode {
+    let rest = std::iter::once(OsString::from("till360-hub")).chain(args.iter().cloned());
+    till360_hub::cli::main_with_args(rest)
+}
+
+fn agent(args: &[OsString]) -> ExitCode {
+    let rest = std::iter::once(OsString::from("till360-agent")).chain(args.iter().cloned());
+    till360_agent::cli::main_with_args(rest)
 }
 
 /// Warnings only by default, so the demo's own output stays readable; RUST_LOG wins.

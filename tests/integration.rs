@@ -6,6 +6,7 @@ mod harness;
 
 mod architecture;
 mod campaigns_downlink;
+mod cli_help;
 mod coupons;
 mod end_to_end;
 mod erasure;

@@ -40,6 +40,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check hub.toml and the files it names (TLS, campaigns, segments); start nothing,
+    /// create nothing.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Import CRM customers, online orders or products from a file.
     Import {
         kind: ImportKind,
@@ -67,6 +73,12 @@ enum TraitsAction {
         horizon_days: u32,
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Recompute traits and segments now (a running hub also does after every import
+    /// and on its schedule, and passes the result on to the tills).
+    Recompute {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -136,6 +148,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Ca { action } => run_ca(action),
         Command::Run { config } => run_hub(config),
+        Command::Check { config } => run_check(&config),
         Command::Import { kind, file, config } => run_import(kind, &file, &config),
         Command::Traits {
             action:
@@ -146,6 +159,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     out,
                 },
         } => run_traits_export(&config, as_of, horizon_days, out.as_deref()),
+        Command::Traits {
+            action: TraitsAction::Recompute { config },
+        } => run_traits_recompute(&config),
     }
 }
 
@@ -283,6 +299,34 @@ fn run_traits_export(
     }
 }
 
+fn run_traits_recompute(config_path: &Path) -> ExitCode {
+    let result = (|| -> Result<crate::traits::RecomputeSummary, String> {
+        let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
+        let mut store = open_store(&config)?;
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+        crate::traits::recompute(store.connection_mut(), &config, now).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(summary) => {
+            println!(
+                "traits recomputed: {} profiles, segments {}",
+                summary.profiles,
+                summary
+                    .segments
+                    .iter()
+                    .map(|(id, n)| format!("{id} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: traits recompute: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run_ca(action: CaAction) -> ExitCode {
     let result = match action {
         CaAction::Init {
@@ -335,6 +379,22 @@ fn run_ca(action: CaAction) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("till360-hub: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_check(config_path: &Path) -> ExitCode {
+    let checked = HubConfig::load(config_path)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| server::check(&config));
+    match checked {
+        Ok(()) => {
+            println!("{}: ok", config_path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: {err:#}");
             ExitCode::FAILURE
         }
     }

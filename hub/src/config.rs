@@ -54,6 +54,23 @@ pub struct HubConfig {
     pub digests: DigestsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
+    pub api: ApiConfig,
+}
+
+/// `[api]`: the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// A request not answered within this many seconds gets 503 (with its request id).
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_seconds: 30,
+        }
+    }
 }
 
 /// `[identity]`: how identifiers are normalised and when they may link customers.
@@ -145,6 +162,8 @@ struct RawConfig {
     digests: DigestsConfig,
     #[serde(default)]
     segment: Vec<toml::Table>,
+    #[serde(default)]
+    api: ApiConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -270,7 +289,17 @@ impl HubConfig {
                 ),
             ));
         }
+        if !(1..=3600).contains(&raw.api.request_timeout_seconds) {
+            return Err(invalid(
+                "api.request_timeout_seconds",
+                format!(
+                    "{} is not within 1..=3600 (one hour)",
+                    raw.api.request_timeout_seconds
+                ),
+            ));
+        }
         Ok(HubConfig {
+            api: raw.api,
             api_token: raw.api_token,
             digests: raw.digests,
             identity: raw.identity,

@@ -30,19 +30,72 @@ pub struct RunningHub {
     http_task: Option<JoinHandle<std::io::Result<()>>>,
     writer_thread: WriterThread,
     traits: Arc<Mutex<Option<TraitsSchedule>>>,
+    /// Released when the hub is dropped (after `shutdown`).
+    _lock: crate::instance::HubLock,
+}
+
+/// Checks what a start reads before anything is created (`till360-hub check`, and the
+/// first step of [`start`]): the TLS files (readable, PEM, the key fits the
+/// certificate), the revocation list, the segments and the campaigns file. Errors name
+/// the config file, the key and the reason.
+pub fn check(config: &HubConfig) -> anyhow::Result<()> {
+    let origin = config.origin.display();
+    let named = |key: &str, path: &std::path::Path, reason: &dyn std::fmt::Display| {
+        anyhow::anyhow!("{origin}: {key} = \"{}\": {reason}", path.display())
+    };
+    let tls_reason = |err: listener::TlsSetupError| match err {
+        listener::TlsSetupError::File { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    for (key, path) in [
+        ("ca", &config.ca),
+        ("cert", &config.cert),
+        ("key", &config.key),
+    ] {
+        std::fs::File::open(path).map_err(|e| named(key, path, &e))?;
+    }
+    listener::load_certs(&config.ca).map_err(|e| named("ca", &config.ca, &tls_reason(e)))?;
+    listener::load_certs(&config.cert).map_err(|e| named("cert", &config.cert, &tls_reason(e)))?;
+    listener::load_key(&config.key).map_err(|e| named("key", &config.key, &tls_reason(e)))?;
+    // Builds the whole TLS setup: a key that does not fit the certificate fails here
+    // (named by the file the error is about).
+    listener::server_config(&config.ca, &config.cert, &config.key).map_err(|e| {
+        let (key, path) = match &e {
+            listener::TlsSetupError::File { path, .. } if path == &config.ca => ("ca", &config.ca),
+            listener::TlsSetupError::File { path, .. } if path == &config.cert => {
+                ("cert", &config.cert)
+            }
+            _ => ("key", &config.key),
+        };
+        named(key, path, &tls_reason(e))
+    })?;
+    let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
+    crate::pki::RevocationList::load(&crate::pki::revocation_list_path(pki_dir))
+        .with_context(|| format!("{origin}: ca: revocation list"))?;
+    // A bad segment definition is a config error at start, not a log line an hour later.
+    segments::compile(&config.segments).with_context(|| format!("{origin}: [[segment]]"))?;
+    if let Some(path) = &config.campaigns {
+        let text = std::fs::read_to_string(path).map_err(|e| named("campaigns", path, &e))?;
+        till360_shared::campaign::CampaignSet::from_toml_str(&text, path)
+            .map_err(|e| named("campaigns", path, &e))?;
+    }
+    Ok(())
 }
 
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    check(&config)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "{}: data_dir = \"{}\": cannot create it",
+            config.origin.display(),
+            config.data_dir.display()
+        )
+    })?;
+    // Before the store is opened: a second hub must not touch the first one's files.
+    let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
     let DatabaseUrl::Sqlite(db_path) = &config.database;
-    // A bad segment definition is a config error at start, not a log line an hour later.
-    segments::compile(&config.segments)
-        .with_context(|| format!("{}: [[segment]]", config.origin.display()))?;
     let mut write_store = SqliteStore::open(db_path)
-        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-    let mut read_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
     let campaigns = match &config.campaigns {
@@ -56,10 +109,9 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         tracing::info!(
             "campaigns: {} loaded, version {}",
             set.campaigns.len(),
-            set.version
+            set.content_version()
         );
     }
-    read_store.set_identity_config(config.identity.clone());
     // Created on first start even without campaigns: codes already issued are
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
@@ -77,11 +129,17 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;
     let endpoint = listener::bind(quic_config, config.listen, &config.data_dir)
-        .with_context(|| format!("cannot listen for QUIC on udp {}", config.listen))?;
+        .with_context(|| format!("{}: listen", config.origin.display()))?;
     let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
     let http_listener = tokio::net::TcpListener::bind(config.http)
         .await
-        .with_context(|| format!("cannot listen for HTTP on tcp {}", config.http))?;
+        .with_context(|| {
+            format!(
+                "{}: http: cannot listen for HTTP on tcp {}",
+                config.origin.display(),
+                config.http
+            )
+        })?;
     let http_addr = http_listener.local_addr().context("HTTP address")?;
 
     // The revocation list lives in the PKI folder, beside the CA certificate. Read before
@@ -119,20 +177,15 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         gate.clone(),
         stop_rx.clone(),
     ));
-    let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
-    let mut api_options = api::ApiOptions::from_config(&config);
-    api_options.campaigns = campaigns;
-    let app = api::router(reader, api_options);
-    let mut http_stop = stop_rx;
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-    });
-    // Every finished traits run (start, schedule, asked) refreshes the digests at once:
-    // they carry the segments.
+    let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
+    for _ in 0..api::READ_CONNECTIONS {
+        let mut store = SqliteStore::open(db_path)
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+        store.set_identity_config(config.identity.clone());
+        read_stores.push(Box::new(store) as Box<dyn Store>);
+    }
+    // Every finished traits run (start, schedule, import, asked) refreshes the digests
+    // at once: they carry the segments.
     let refresh_on_traits = digests.clone();
     let traits = TraitsSchedule::start(
         db_path,
@@ -142,6 +195,19 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         }),
     )
     .context("cannot start the traits schedule")?;
+    let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
+    let mut api_options = api::ApiOptions::from_config(&config);
+    api_options.campaigns = campaigns;
+    api_options.traits = Some(traits.handle());
+    let app = api::router(reader, api_options);
+    let mut http_stop = stop_rx;
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
     tracing::info!(
         "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
         db_path.display()
@@ -159,6 +225,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         http_task: Some(http_task),
         writer_thread,
         traits: Arc::new(Mutex::new(Some(traits))),
+        _lock: lock,
     })
 }
 

@@ -34,14 +34,26 @@ async fn the_example_set_is_served_with_a_stable_version() {
         .count();
     assert_eq!(ids.len(), tables, "{ids:?}");
     assert!(ids.contains(&"big-basket"), "{ids:?}");
-    let version = list[0]["version"].as_u64().expect("version");
-    assert!(version > 0);
+    // The content version, as `till360-agent status` shows the set it holds: 12 hex
+    // digits of the set's content hash.
+    let version = list[0]["version"].as_str().expect("version").to_string();
+    assert_eq!(version.len(), 12, "{version}");
+    assert!(version
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let catalog = rusqlite::Connection::open_in_memory().unwrap();
+    catalog
+        .execute_batch("CREATE TABLE products (category TEXT, sensitive INTEGER)")
+        .unwrap();
+    let served =
+        till360_hub::campaigns::load(&site.dir.path().join("campaigns.toml"), &catalog).unwrap();
+    assert_eq!(version, served.content_version());
     hub.shutdown().await;
 
     // The same file gives the same version after a restart.
     let hub = site.start().await;
     let (_, again) = http_get(hub.http_addr(), "/api/v1/campaigns").await;
-    assert_eq!(again[0]["version"].as_u64(), Some(version));
+    assert_eq!(again[0]["version"].as_str(), Some(version.as_str()));
     hub.shutdown().await;
 }
 

@@ -118,7 +118,8 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
             .map(str::to_string)
             .collect()
     };
-    let header = "customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,\
+    let header =
+        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,\
                   expected_purchases,clv_cents,churn_risk,segments";
     let before = export("2025-12-31");
     assert_eq!(before, vec![header.to_string()], "nothing happened yet");

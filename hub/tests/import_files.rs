@@ -473,3 +473,53 @@ fn an_erased_card_merges_as_anonymous_for_events_before_the_erasure() {
         1
     );
 }
+
+/// A web-only customer known by a customer number from the orders alone gets it on
+/// the profile, so `traits export` names them.
+#[test]
+fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let orders = "{\"order_id\":\"W-9001\",\"customer_no\":\"C-0777\",\"ordered_at\":\"2026-01-11T09:00:00Z\",\
+        \"channel\":\"web\",\"lines\":[{\"description\":\"Tea\",\"qty\":1,\"amount_cents\":450}],\
+        \"total_cents\":450,\"currency\":\"EUR\"}\n\
+        {\"order_id\":\"W-9002\",\"email\":\"web.only@example.com\",\"customer_no\":\"C-0778\",\
+        \"ordered_at\":\"2026-01-12T09:00:00Z\",\"channel\":\"web\",\
+        \"lines\":[{\"description\":\"Cup\",\"qty\":1,\"amount_cents\":900}],\
+        \"total_cents\":900,\"currency\":\"EUR\"}\n";
+    import::orders(
+        store.connection_mut(),
+        orders.as_bytes(),
+        &IdentityConfig::default(),
+        now(),
+    )
+    .unwrap();
+    let numbers: Vec<Option<String>> = store
+        .connection()
+        .prepare("SELECT customer_no FROM profiles ORDER BY customer_no")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        numbers,
+        vec![Some("C-0777".to_string()), Some("C-0778".to_string())]
+    );
+    let mut csv = Vec::new();
+    till360_hub::traits::export_csv_with_segments(
+        store.connection(),
+        &Default::default(),
+        &[],
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+        90,
+        &mut csv,
+    )
+    .unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    let mut exported: Vec<&str> = rows.iter().filter_map(|r| r.split(',').nth(1)).collect();
+    exported.sort();
+    assert_eq!(exported, ["C-0777", "C-0778"], "{csv}");
+}

@@ -711,8 +711,13 @@ async fn segment_mailing_lists_only_consenting_people() {
 
     let segments = get(http, "/api/v1/segments").await;
     assert_eq!(segments.status, 200, "{}", segments.body);
+    let mut listed = segments.json();
+    for segment in listed.as_array_mut().unwrap() {
+        let computed_at = segment.as_object_mut().unwrap().remove("computed_at");
+        assert!(computed_at.unwrap().is_string(), "{}", segments.body);
+    }
     assert_eq!(
-        segments.json(),
+        listed,
         json!([
             {"id": "vip", "name": "Best customers", "size": 4},
             {"id": "lapsing", "name": "About to leave", "size": 1}
@@ -768,6 +773,55 @@ async fn segment_mailing_lists_only_consenting_people() {
         blocked.json(),
         json!([{"kind": "email", "value": "info@shop.example", "customers": 7,
                 "reason": "links 7 customers (limit 3)"}])
+    );
+    hub.shutdown().await;
+}
+
+/// A name or number a spreadsheet would run as a formula reaches the mailing house as
+/// text; the request without a channel is told what to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailing_lists_neutralise_spreadsheet_formulas() {
+    let site = Site::new();
+    configure(
+        &site,
+        "127.0.0.1:0",
+        "[[segment]]\nid = \"vip\"\nwhere = [\"frequency >= 3\"]\n",
+    );
+    let hub = start(&site).await;
+    let http = hub.http_addr();
+    let conn = db(&site);
+    person(
+        &conn,
+        "p-a",
+        "-C1",
+        "=HYPERLINK(\"http://evil.example\",\"x\")",
+        Some("@ann@example.com"),
+        Some("+1011AB"),
+    );
+    consent(&conn, "p-a", "email", true);
+    consent(&conn, "p-a", "post", true);
+    member(&conn, "vip", "p-a");
+    let email = get(http, "/api/v1/segments/vip/members.csv?channel=email").await;
+    assert_eq!(email.status, 200, "{}", email.body);
+    assert_eq!(
+        email.body,
+        "customer_no,first_name,last_name,email\r\n\
+         '-C1,\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",Tester,'@ann@example.com\r\n"
+    );
+    let post = get(http, "/api/v1/segments/vip/members.csv?channel=post").await;
+    assert!(post.body.ends_with(",Tester,'+1011AB\r\n"), "{}", post.body);
+
+    let missing = get(http, "/api/v1/segments/vip/members.csv").await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(
+        missing.json(),
+        json!({"error": "query parameter `channel` is required: `email` or `post`"})
+    );
+    let wrong = get(http, "/api/v1/segments/vip/members.csv?channel=sms").await;
+    assert_eq!(wrong.status, 400);
+    assert_eq!(
+        wrong.json(),
+        json!({"error": "query parameter `channel` must be `email` or `post`, not \"sms\""})
     );
     hub.shutdown().await;
 }

@@ -227,7 +227,7 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(
         CSV_HEADER,
-        "customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments"
+        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments"
     );
     assert_eq!(
         lines.len(),
@@ -236,7 +236,9 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     );
     assert_eq!(summary.customers, 2);
 
-    let p1 = cells(lines[1]);
+    // Past the profile id, which has its own test.
+    let data = |line: &str| cells(line)[1..].to_vec();
+    let p1 = data(lines[1]);
     assert_eq!(p1.len(), 12);
     assert_eq!(p1[0], "C1");
     assert_eq!(p1[1], "2000000000011;2000000000028");
@@ -254,9 +256,9 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     // Consent given Jan 10 counts; the e-mail consent of p2 (Feb 10) does not yet.
     assert_eq!(p1[11], "wine-lovers;mailable");
 
-    let p2 = cells(lines[2]);
+    let p2 = data(lines[2]);
     assert!(
-        lines[2].starts_with("\"C2, \"\"the\"\" second\","),
+        lines[2].starts_with("p2,\"C2, \"\"the\"\" second\","),
         "{}",
         lines[2]
     );
@@ -267,11 +269,41 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     // A month later the February purchases and p2's consent count.
     let (csv, summary) = export(&hub, date(2026, 2, 28));
     assert_eq!(summary.customers, 3);
-    let rows: Vec<Vec<String>> = csv.lines().skip(1).map(cells).collect();
+    let rows: Vec<Vec<String>> = csv.lines().skip(1).map(data).collect();
     assert_eq!(&rows[0][2..5], ["4", "31", "54"]);
     assert_eq!(rows[1][11], "mailable");
     assert_eq!(rows[2][0], "C4");
     assert_eq!(&rows[2][2..5], ["0", "0", "8"]);
+}
+
+/// Every row names its profile; a text cell a spreadsheet would run as a formula is
+/// neutralised, numbers are left as they are.
+#[test]
+fn export_rows_carry_profile_id_and_formulas_are_neutralised() {
+    let hub = hub();
+    hub.conn
+        .execute(
+            "UPDATE profiles SET customer_no = '=cmd|'' /C calc''!A0' WHERE profile_id = 'p1'",
+            [],
+        )
+        .unwrap();
+    let (csv, _) = export(&hub, date(2026, 1, 31));
+    let lines: Vec<&str> = csv.lines().collect();
+    let header = cells(lines[0]);
+    for column in [
+        "profile_id",
+        "customer_no",
+        "expected_purchases",
+        "p_alive",
+        "clv_cents",
+    ] {
+        assert!(header.iter().any(|h| h == column), "{column} in {header:?}");
+    }
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let p1 = cells(lines[1]);
+    assert_eq!(p1[at("profile_id")], "p1");
+    assert_eq!(p1[at("customer_no")], "'=cmd|' /C calc'!A0");
+    assert_eq!(cells(lines[2])[at("profile_id")], "p2");
 }
 
 #[test]
@@ -356,7 +388,7 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
     .unwrap();
     let csv = String::from_utf8(out).unwrap();
     let first_row = cells(csv.lines().nth(1).unwrap());
-    assert_eq!(first_row[11], "mailable;wine-lovers");
+    assert_eq!(first_row[12], "mailable;wine-lovers");
 
     // A second run replaces rather than adds; a removed profile loses its rows.
     hub.conn

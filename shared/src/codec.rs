@@ -97,9 +97,18 @@ fn compress(body: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// Inflates a compressed body, reading at most `MAX_FRAME_LEN + 1` bytes out of it.
+/// The largest zstd window a body may ask for: no body inflates beyond
+/// [`MAX_FRAME_LEN`], so no window needs to be larger (zstd's own limit, 128 MiB, would
+/// be allocated for a frame of a few bytes).
+const WINDOW_LOG_MAX: u32 = MAX_FRAME_LEN.ilog2();
+
+/// Inflates a compressed body, reading at most `MAX_FRAME_LEN + 1` bytes out of it,
+/// through a window of at most `2^WINDOW_LOG_MAX` bytes.
 fn decompress(packed: &[u8]) -> Result<Vec<u8>, CodecError> {
-    let decoder = zstd::stream::read::Decoder::with_buffer(packed)
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(packed)
+        .map_err(|e| CodecError::Malformed(format!("compressed body: {e}")))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
         .map_err(|e| CodecError::Malformed(format!("compressed body: {e}")))?;
     // Grows with what actually comes out, up to the limit, never to a size the peer
     // claims.
@@ -107,7 +116,17 @@ fn decompress(packed: &[u8]) -> Result<Vec<u8>, CodecError> {
     decoder
         .take(MAX_FRAME_LEN as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| CodecError::Malformed(format!("compressed body: {e}")))?;
+        .map_err(|e| {
+            // zstd says "Frame requires too much memory": say which limit.
+            if e.to_string().contains("too much memory") {
+                CodecError::Malformed(format!(
+                    "compressed body asks for a window larger than the limit of {} bytes",
+                    1u64 << WINDOW_LOG_MAX
+                ))
+            } else {
+                CodecError::Malformed(format!("compressed body: {e}"))
+            }
+        })?;
     if out.len() > MAX_FRAME_LEN {
         return Err(CodecError::TooLarge {
             len: out.len(),
@@ -388,6 +407,34 @@ mod tests {
             other => panic!("expected TooLarge, got {other:?}"),
         }
         assert_eq!(dec.buffered(), 0, "the bomb frame is consumed");
+    }
+
+    #[test]
+    fn a_tiny_frame_declaring_a_huge_window_is_refused_not_allocated() {
+        // A few bytes that ask the decoder for a 128 MiB window (zstd's default limit
+        // accepts it and allocates it before producing one byte).
+        let mut packed = Vec::new();
+        let mut encoder = zstd::stream::write::Encoder::new(&mut packed, 3).unwrap();
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::WindowLog(27))
+            .unwrap();
+        encoder.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut encoder, &to_bytes(&hello()).unwrap()).unwrap();
+        encoder.finish().unwrap();
+        assert!(packed.len() < 128, "frame is {} bytes", packed.len());
+        let mut dec = FrameDecoder::new();
+        dec.feed(&raw_frame(FLAG_ZSTD, &packed));
+        match dec.poll() {
+            Err(CodecError::Malformed(detail)) => {
+                assert!(detail.contains("window"), "the error says why: {detail}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(dec.buffered(), 0, "the frame is consumed");
+        // What the encoder sends decodes as before.
+        let mut dec = FrameDecoder::new();
+        dec.feed(&encode_frame(&receipts(200)).unwrap());
+        assert_eq!(dec.poll().unwrap(), Some(receipts(200)));
     }
 
     #[test]

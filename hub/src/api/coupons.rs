@@ -8,7 +8,7 @@ use axum::Json;
 use super::{read, ApiError, ApiState};
 
 /// `GET /api/v1/campaigns`: the campaign set the hub serves, each campaign with the
-/// set's version and its `issued`, `control` and `redeemed` counts (empty when no
+/// set's content version (`CampaignSet::content_version`) and its `issued`, `control` and `redeemed` counts (empty when no
 /// `campaigns` file is configured).
 pub(super) async fn campaigns(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let campaigns = state.campaigns.clone();
@@ -16,6 +16,8 @@ pub(super) async fn campaigns(State(state): State<ApiState>) -> Result<Response,
         return Ok(Json(serde_json::Value::Array(Vec::new())).into_response());
     };
     let counts = read(state.reader.clone(), |s| s.coupon_counts()).await?;
+    // As `till360-agent status` shows the set a till holds.
+    let version = set.content_version();
     let list: Vec<serde_json::Value> = set
         .campaigns
         .iter()
@@ -23,7 +25,7 @@ pub(super) async fn campaigns(State(state): State<ApiState>) -> Result<Response,
             let mut v = serde_json::to_value(c).unwrap_or_default();
             if let Some(obj) = v.as_object_mut() {
                 let n = counts.get(&c.id).copied().unwrap_or_default();
-                obj.insert("version".into(), set.version.into());
+                obj.insert("version".into(), version.clone().into());
                 obj.insert("issued".into(), n.issued.into());
                 obj.insert("control".into(), n.control.into());
                 obj.insert("redeemed".into(), n.redeemed.into());

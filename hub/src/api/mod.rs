@@ -7,17 +7,19 @@
 
 mod auth;
 mod coupons;
+mod guard;
 mod privacy;
 mod profiles;
 mod segments;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
@@ -26,16 +28,66 @@ use crate::store::{Store, StoreError};
 
 pub use segments::SegmentDef;
 
-/// The read side of the store, shared by all requests. The few API writes (erase,
-/// consents) also go through it: SQLite serialises them with the writer thread's
-/// commits, and they must not queue behind agent ingest.
-pub type Reader = Arc<Mutex<Box<dyn Store>>>;
+/// The read side of the store, shared by all requests: a few connections of its own
+/// (WAL lets them read at once), so one slow request does not hold up the others. The
+/// few API writes (erase, consents) also go through it: SQLite serialises them with the
+/// writer thread's commits, and they must not queue behind agent ingest.
+pub type Reader = Arc<StorePool>;
+
+/// How many store connections the API reads through.
+pub const READ_CONNECTIONS: usize = 4;
+
+/// Store connections handed to one request at a time.
+pub struct StorePool {
+    idle: Mutex<Vec<Box<dyn Store>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl StorePool {
+    pub fn new(stores: Vec<Box<dyn Store>>) -> Self {
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(stores.len())),
+            idle: Mutex::new(stores),
+        }
+    }
+
+    /// Runs `f` on an idle store off the async runtime, waiting for one if all are busy.
+    /// The store (and its permit) return to the pool when `f` ends, even if the request
+    /// gave up waiting for it (its timeout).
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::internal(format!("store pool closed: {e}")))?;
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(mut store) = idle.pop() else {
+                return Err(ApiError::internal("no idle store connection"));
+            };
+            drop(idle);
+            let out = f(store.as_mut()).map_err(ApiError::from);
+            pool.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(store);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+    }
+}
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// What the API needs besides the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiOptions {
     /// Bearer token every endpoint except health requires (`hub.toml` `api_token`).
     pub token: Option<String>,
@@ -46,6 +98,30 @@ pub struct ApiOptions {
     pub database: Option<PathBuf>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
+    /// Answer only requests naming a loopback host (set when the API listens on
+    /// loopback without a token: DNS rebinding).
+    pub loopback_hosts_only: bool,
+    /// How long a request may take before it is answered 503 (`[api]
+    /// request_timeout_seconds`).
+    pub request_timeout: Duration,
+    /// The running hub's traits thread (`POST /api/v1/traits/recompute`).
+    pub traits: Option<crate::traits::RecomputeHandle>,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            segments: Vec::new(),
+            database: None,
+            campaigns: None,
+            loopback_hosts_only: false,
+            request_timeout: Duration::from_secs(
+                crate::config::ApiConfig::default().request_timeout_seconds,
+            ),
+            traits: None,
+        }
+    }
 }
 
 impl ApiOptions {
@@ -56,6 +132,9 @@ impl ApiOptions {
             segments: config.segments.clone(),
             database: Some(path.clone()),
             campaigns: None,
+            loopback_hosts_only: config.api_token.is_none(),
+            request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
+            traits: None,
         }
     }
 }
@@ -67,6 +146,7 @@ struct ApiState {
     segments: Arc<Vec<SegmentDef>>,
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
+    traits: Option<crate::traits::RecomputeHandle>,
 }
 
 impl FromRef<ApiState> for Reader {
@@ -81,8 +161,10 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
+        traits: options.traits,
     };
     let token = auth::Token::new(options.token);
+    let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);
     Router::new()
         .route(auth::HEALTH_PATH, get(health))
         .route("/api/v1/agents", get(profiles::agents))
@@ -104,6 +186,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
             get(segments::members_csv),
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
+        .route("/api/v1/traits/recompute", post(segments::recompute))
         .route("/api/v1/campaigns", get(coupons::campaigns))
         .route("/api/v1/campaigns/{id}/kpis", get(coupons::campaign_kpis))
         .route("/api/v1/coupons/stores", get(coupons::stores))
@@ -111,6 +194,8 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         // On the whole router (fallback included): nothing answers without the token
         // but health.
         .layer(middleware::from_fn_with_state(token, auth::require_token))
+        // Outermost: every answer, the token's refusals included, carries a request id.
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
         .with_state(state)
 }
 
@@ -138,16 +223,30 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A failure of the hub, not the request: logged with the request id by the guard,
+    /// never shown to the client.
+    fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            let mut response = self.status.into_response();
+            response
+                .extensions_mut()
+                .insert(guard::Internal(self.message));
+            return response;
+        }
         (self.status, Json(json!({ "error": self.message }))).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        tracing::error!("API store call failed: {err}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+        ApiError::internal(format!("store: {err}"))
     }
 }
 
@@ -157,7 +256,7 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
-    write(reader, move |store| f(store)).await
+    reader.run(move |store| f(store)).await
 }
 
 /// Runs a blocking store call that may write (erase, consents) off the async runtime.
@@ -166,14 +265,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || {
-        let mut store = reader
-            .lock()
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned"))?;
-        f(store.as_mut()).map_err(ApiError::from)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    reader.run(f).await
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
+use crate::spreadsheet::text_cell;
 
 /// A segment as the config defines it (`[[segment]]` `id` and `name`; the conditions
 /// are the segment engine's business).
@@ -48,6 +49,8 @@ struct SegmentSize {
     id: String,
     name: String,
     size: u64,
+    /// When the members were computed (hub clock, RFC 3339); null before the first run.
+    computed_at: Option<String>,
 }
 
 /// Runs `f` on a fresh read-only connection to the store's file, off the runtime.
@@ -64,14 +67,8 @@ where
     };
     tokio::task::spawn_blocking(move || open(&path).and_then(|conn| f(&conn)))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            tracing::error!("API listing failed: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("database error: {e}"),
-            )
-        })
+        .map_err(|e| ApiError::internal(format!("listing task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("listing: {e}")))
 }
 
 fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
@@ -85,10 +82,15 @@ fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
 }
 
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let sizes: HashMap<String, u64> = query(&state, |conn| {
-        conn.prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
+    let (sizes, computed_at): (HashMap<String, u64>, _) = query(&state, |conn| {
+        // One snapshot: sizes and their time agree.
+        let tx = conn.unchecked_transaction()?;
+        let sizes = tx
+            .prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?;
+        let at = crate::traits::freshness::computed_at(&tx)?;
+        Ok((sizes, at.map(|t| t.to_rfc3339())))
     })
     .await?;
     let list: Vec<SegmentSize> = state
@@ -98,14 +100,41 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
             id: def.id.clone(),
             name: def.name.clone(),
             size: sizes.get(&def.id).copied().unwrap_or(0),
+            computed_at: computed_at.clone(),
         })
         .collect();
     Ok(Json(list).into_response())
 }
 
+/// `POST /api/v1/traits/recompute`: traits and segments now (they also follow every
+/// import and the schedule); answers what was computed.
+pub(super) async fn recompute(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let Some(traits) = state.traits.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this API runs without a traits schedule",
+        ));
+    };
+    let summary = tokio::task::spawn_blocking(move || traits.recompute_now())
+        .await
+        .map_err(|e| ApiError::internal(format!("recompute task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("recompute: {e}")))?;
+    let segments: Vec<serde_json::Value> = summary
+        .segments
+        .iter()
+        .map(|(id, size)| serde_json::json!({ "id": id, "size": size }))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "profiles": summary.profiles,
+        "segments": segments,
+        "computed_at": summary.computed_at.to_rfc3339(),
+        "notes": summary.models.notes,
+    }))
+    .into_response())
+}
+
 /// A mailing channel and what a mailing on it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Channel {
     Email,
     Post,
@@ -139,10 +168,26 @@ impl Channel {
     }
 }
 
+/// The query string as given; `channel` is checked by hand so a client is told the
+/// parameter and its values, not a deserializer's message.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CsvParams {
-    channel: Channel,
+    channel: Option<String>,
+}
+
+impl CsvParams {
+    fn channel(&self) -> Result<Channel, ApiError> {
+        match self.channel.as_deref() {
+            None => Err(ApiError::bad_request(
+                "query parameter `channel` is required: `email` or `post`",
+            )),
+            Some("email") => Ok(Channel::Email),
+            Some("post") => Ok(Channel::Post),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "query parameter `channel` must be `email` or `post`, not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// Members of a segment with that channel's consent granted (and an address on it),
@@ -152,9 +197,13 @@ pub(super) async fn members_csv(
     Path(id): Path<String>,
     params: Result<Query<CsvParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(CsvParams { channel }) = params.map_err(|e| {
-        ApiError::bad_request(format!("channel=email or channel=post: {}", e.body_text()))
+    let Query(params) = params.map_err(|e| {
+        ApiError::bad_request(format!(
+            "query parameter `channel` must be `email` or `post`: {}",
+            e.body_text()
+        ))
     })?;
+    let channel = params.channel()?;
     if !state.segments.iter().any(|def| def.id == id) {
         return Err(ApiError::not_found(format!("no segment {id:?}")));
     }
@@ -204,14 +253,7 @@ fn write_csv_row<S: AsRef<str>>(out: &mut String, fields: &[Option<S>]) {
         if i > 0 {
             out.push(',');
         }
-        let field = field.as_ref().map_or("", AsRef::as_ref);
-        if field.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
+        out.push_str(&text_cell(field.as_ref().map_or("", AsRef::as_ref)));
     }
     out.push_str("\r\n");
 }

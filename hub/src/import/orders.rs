@@ -177,6 +177,19 @@ fn apply(
     if outcome.merged {
         summary.merged += 1;
     }
+    // A customer number on an order names the profile as a CRM row would: the smallest
+    // one wins (independent of import order), so a web-only customer is exported by it.
+    let customer_no = order
+        .identifiers
+        .iter()
+        .find(|id| id.kind == IdKind::CustomerNo);
+    if let (Some(profile_id), Some(no)) = (&outcome.profile_id, customer_no) {
+        conn.prepare_cached(
+            "UPDATE profiles SET customer_no = ?2
+             WHERE profile_id = ?1 AND (customer_no IS NULL OR ?2 < customer_no)",
+        )?
+        .execute(params![profile_id, no.value])?;
+    }
     conn.prepare_cached(
         "INSERT INTO orders (order_id, profile_id, ordered_at_ms, offset_min, channel,
              total_cents, currency, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -364,9 +364,10 @@ impl Link {
         }
         // Keys are never logged; the version and count are enough.
         tracing::info!(
-            "agent {}: sending {} campaigns (version {version}) and its coupon keyring",
+            "agent {}: sending {} campaigns (version {}, till frame {version}) and its coupon keyring",
             self.session.agent(),
             set.campaigns.len(),
+            set.content_version(),
         );
         self.session.campaigns_sent();
         self.send_reply(Reply {

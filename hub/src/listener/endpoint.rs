@@ -30,10 +30,11 @@ const CID_KEY_LABEL: &[u8] = b"till360 quic connection id v1";
 pub enum EndpointError {
     #[error("{path}: {reason}")]
     ResetKey { path: PathBuf, reason: String },
-    #[error("cannot bind udp {addr}: {source}")]
+    // The reason is in the message, not a `source`: a chain would print it twice.
+    #[error("cannot listen for QUIC on udp {addr}: {reason}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -113,7 +114,7 @@ pub fn bind(
     data_dir: &Path,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let secret = load_or_create_reset_secret(data_dir)?;
-    let bind_err = |source| EndpointError::Bind { addr, source };
+    let bind_err = |reason| EndpointError::Bind { addr, reason };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| bind_err(std::io::Error::other("no async runtime found")))?;

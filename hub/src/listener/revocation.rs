@@ -113,6 +113,26 @@ pub fn fenced_by<'a>(
         .collect()
 }
 
+/// The live connections `newer` replaces: one certificate identity (till and epoch)
+/// has one live connection, the newest.
+pub fn replaced_by<'a>(
+    newer: &CertIdentity,
+    live: impl IntoIterator<Item = (u64, &'a CertIdentity)>,
+) -> Vec<(u64, Kick)> {
+    live.into_iter()
+        .filter(|(_, cert)| cert.agent == newer.agent && cert.epoch == newer.epoch)
+        .map(|(id, _)| {
+            (
+                id,
+                Kick {
+                    reason: Refusal::Unavailable,
+                    detail: "replaced by a newer connection with the same certificate".into(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Identifies a version of the list file: a rewrite (rename) or append changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileStamp {
@@ -181,6 +201,17 @@ impl State {
             .map_err(|e| format!("{}: till_epochs: {e}", self.db_path.display()))?;
         self.epochs.insert(agent.clone(), epoch);
         Ok(())
+    }
+
+    /// A sign of a cloned certificate: logged at warn and kept for `GET /api/v1/agents`.
+    fn certificate_alert(&self, agent: &AgentId, reason: &str, detail: &str) {
+        tracing::warn!("agent {agent}: {detail}");
+        let now = till360_shared::Timestamp::from_utc(chrono::Utc::now(), 0);
+        if let Err(err) =
+            crate::store::record_alert(&self.db, agent, "certificate", reason, detail, now)
+        {
+            tracing::error!("{}: agent_alerts: {err}", self.db_path.display());
+        }
     }
 }
 
@@ -259,7 +290,19 @@ impl Gate {
     pub fn admit_blocking(&self, cert: CertIdentity) -> Result<Ticket, Kick> {
         let mut state = self.lock();
         let highest = state.epochs.get(&cert.agent).copied().unwrap_or(0);
-        admission(&state.list, highest, &cert)?;
+        if let Err(kick) = admission(&state.list, highest, &cert) {
+            if kick.reason == Refusal::Fenced {
+                state.certificate_alert(
+                    &cert.agent,
+                    "old_epoch",
+                    &format!(
+                        "a connection with an old certificate (a clone?): {}",
+                        kick.detail
+                    ),
+                );
+            }
+            return Err(kick);
+        }
         if cert.epoch > highest {
             state
                 .record_epoch(&cert.agent, cert.epoch)
@@ -279,6 +322,19 @@ impl Gate {
             }
             let kicks = fenced_by(&cert, state.live_certs());
             state.kick(kicks);
+        }
+        let replaced = replaced_by(&cert, state.live_certs());
+        if !replaced.is_empty() {
+            state.certificate_alert(
+                &cert.agent,
+                "duplicate_connection",
+                &format!(
+                    "two live connections with the certificate of epoch {}: the newer replaces \
+                     the older (once: the till reconnected; again and again: a cloned certificate)",
+                    cert.epoch
+                ),
+            );
+            state.kick(replaced);
         }
         let id = state.next_id;
         state.next_id += 1;

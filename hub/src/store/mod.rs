@@ -19,7 +19,7 @@ use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 use crate::profile::ProfileView;
 
 pub use chain::ChainCheck;
-pub use sqlite::{SqliteStore, SCHEMA};
+pub use sqlite::{record_alert, SqliteStore, SCHEMA};
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 
 #[derive(Debug, Error)]
@@ -94,6 +94,20 @@ pub struct AgentView {
     pub chain: ChainStatus,
     /// The till's last health report, if it sent one.
     pub health: Option<HealthView>,
+    /// The last batch the hub refused (a value it cannot store, a gap, ...).
+    pub last_refusal: Option<AlertView>,
+    /// The last sign of a cloned certificate: two live connections with one
+    /// certificate, or a connection with an older certificate epoch.
+    pub certificate_alert: Option<AlertView>,
+}
+
+/// Something the hub noticed about an agent, as `GET /api/v1/agents` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlertView {
+    pub reason: String,
+    pub detail: String,
+    /// Hub clock, UTC, RFC 3339.
+    pub at: String,
 }
 
 /// A till's last health report as `GET /api/v1/agents` shows it.
@@ -146,8 +160,9 @@ pub trait Store: Send {
 
     /// Plans each batch against the high-water mark read inside the transaction
     /// (`sync::plan_ingest`), merges the new events, stores the new high-water marks and
-    /// commits everything in ONE transaction. A refused batch writes nothing; a store
-    /// error writes nothing for any batch.
+    /// commits everything in ONE transaction. A refused batch writes nothing but its
+    /// refusal (kept for `agents`), also when SQLite refuses one of its values: each
+    /// batch is merged under a savepoint. A database error writes nothing for any batch.
     fn ingest(
         &mut self,
         requests: &[IngestRequest<'_>],

@@ -7,14 +7,14 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use till360_shared::chain::{link_bytes, ChainHash};
 use till360_shared::sync::plan_ingest;
-use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
+use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
-use super::HealthView;
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
 };
+use super::{AlertView, HealthView};
 use crate::config::IdentityConfig;
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};
@@ -22,12 +22,13 @@ use crate::profile::{
     merge_ops, profile_view, ConsentView, LoyaltyView, MergeOp, PersonalView, ProfileParts,
     ProfileView, Purchase, PurchaseLine, TimelineLine, TransactionRow,
 };
-use till360_shared::wire::TillHealth;
+use till360_shared::wire::{Refusal, TillHealth};
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
-/// (`digest_feed.removed_at_ms`, `digest_compaction`).
-const SCHEMA_VERSION: i64 = 6;
+/// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`,
+/// `traits_runs`, `change_counters`.
+const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -137,6 +138,16 @@ CREATE TABLE IF NOT EXISTS segment_members (
     PRIMARY KEY (segment_id, profile_id)
 );
 CREATE INDEX IF NOT EXISTS segment_members_profile ON segment_members(profile_id);
+-- When traits and segments were last computed (traits/freshness.rs).
+CREATE TABLE IF NOT EXISTS traits_runs (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    computed_at_ms INTEGER NOT NULL
+);
+-- Bumped by every import that changed something: the running hub polls it.
+CREATE TABLE IF NOT EXISTS change_counters (
+    name TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS transactions (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
@@ -212,6 +223,17 @@ CREATE TABLE IF NOT EXISTS redemptions (
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
+-- The last refused batch of an agent (kind 'refusal') and the last sign of a cloned
+-- certificate (kind 'certificate': two live connections, or an old epoch), for `agents`.
+CREATE TABLE IF NOT EXISTS agent_alerts (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (store, till, kind)
+);
 -- The last health report of each till (journal size, quota alarm, quarantined rows).
 CREATE TABLE IF NOT EXISTS agent_health (
     store TEXT NOT NULL,
@@ -319,7 +341,7 @@ impl SqliteStore {
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
             // (and, from 3, the chain column; from 5, the digest feed's removal time).
-            0..=5 => {
+            0..=6 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
                 let upgraded = chain::upgrade(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
@@ -353,6 +375,20 @@ impl SqliteStore {
             .query_row(params![agent.store, agent.till], |r| r.get(0))
             .optional()?;
         Ok(seq.map_or(0, |s| s.max(0) as u64))
+    }
+
+    /// Merges `events` and returns the chain head extended over them.
+    fn merge_batch(
+        tx: &Transaction<'_>,
+        events: &[Event],
+        mut head: Option<ChainHash>,
+        coupon_master: Option<&[u8]>,
+    ) -> Result<Option<ChainHash>, StoreError> {
+        for event in events {
+            let encoded = Self::merge_event(tx, event, coupon_master)?;
+            head = head.map(|prev| link_bytes(&prev, &encoded));
+        }
+        Ok(head)
     }
 
     /// Merges one event; returns its canonical encoding (what the chain is over).
@@ -712,6 +748,78 @@ impl SqliteStore {
     }
 }
 
+/// Why `events` cannot be stored as they are (a number beyond SQLite's i64), if so.
+fn unstorable(events: &[Event]) -> Option<String> {
+    let beyond = |what: &str, seq: u64, value: u64| {
+        (i64::try_from(value).is_err()).then(|| {
+            format!("event seq {seq}: {what} {value} is beyond what the hub stores (2^63 - 1)")
+        })
+    };
+    events.iter().find_map(|event| {
+        let receipt_seq = match &event.kind {
+            EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
+                Some(issue.receipt_seq)
+            }
+            EventKind::CouponRedeemed(redemption) => redemption.receipt_seq,
+            _ => None,
+        };
+        beyond("seq", event.seq, event.seq)
+            .or_else(|| receipt_seq.and_then(|value| beyond("receipt_seq", event.seq, value)))
+    })
+}
+
+/// Whether `err` comes from the batch's own values (refuse that batch) rather than
+/// the database (disk, lock: fail the commit, every till retries).
+fn is_batch_fault(err: &StoreError) -> bool {
+    use rusqlite::ErrorCode;
+    match err {
+        StoreError::Corrupt(_) | StoreError::Codec(_) => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+            e.code,
+            ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig
+        ),
+        StoreError::Sqlite(
+            rusqlite::Error::ToSqlConversionFailure(_)
+            | rusqlite::Error::IntegralValueOutOfRange(..),
+        ) => true,
+        _ => false,
+    }
+}
+
+/// Keeps an agent's last refusal for `agents` (the till is told too).
+fn record_refusal(
+    tx: &Transaction<'_>,
+    agent: &AgentId,
+    (reason, detail): &(Refusal, String),
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    record_alert(tx, agent, "refusal", &format!("{reason:?}"), detail, now)
+}
+
+/// Keeps the latest alert of `kind` for an agent (see `agent_alerts`).
+pub fn record_alert(
+    conn: &Connection,
+    agent: &AgentId,
+    kind: &str,
+    reason: &str,
+    detail: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO agent_alerts (store, till, kind, reason, detail, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        agent.store,
+        agent.till,
+        kind,
+        reason,
+        detail,
+        now.unix_ms
+    ])?;
+    Ok(())
+}
+
 fn to_sql_seq(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} beyond i64")))
 }
@@ -745,14 +853,41 @@ impl Store for SqliteStore {
         for req in requests {
             // Read inside the transaction: two connections of one agent cannot both
             // pass the same seq.
-            let (high_water, mut head) = chain::head(&tx, req.agent)?;
-            match plan_ingest(req.agent, high_water, req.events) {
-                Err(refusal) => outcomes.push(Err(refusal)),
-                Ok(plan) => {
-                    for event in &req.events[plan.first_new..] {
-                        let encoded = Self::merge_event(&tx, event, master)?;
-                        head = head.map(|prev| link_bytes(&prev, &encoded));
+            let (high_water, head) = chain::head(&tx, req.agent)?;
+            let plan = match plan_ingest(req.agent, high_water, req.events) {
+                Ok(plan) => plan,
+                Err(refusal) => {
+                    record_refusal(&tx, req.agent, &refusal, now)?;
+                    outcomes.push(Err(refusal));
+                    continue;
+                }
+            };
+            let new = &req.events[plan.first_new..];
+            // What can be checked before SQL is; the rest is isolated by a savepoint, so
+            // one till's bad batch never costs the others in this commit theirs.
+            let merged = match unstorable(new) {
+                Some(detail) => Err(detail),
+                None => {
+                    tx.execute_batch("SAVEPOINT batch")?;
+                    match Self::merge_batch(&tx, new, head, master) {
+                        Ok(head) => {
+                            tx.execute_batch("RELEASE batch")?;
+                            Ok(head)
+                        }
+                        Err(err) if is_batch_fault(&err) => {
+                            tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                            Err(format!(
+                                "the hub cannot store events seq {}..={}: {err}",
+                                new.first().map_or(0, |e| e.seq),
+                                new.last().map_or(0, |e| e.seq)
+                            ))
+                        }
+                        Err(err) => return Err(err),
                     }
+                }
+            };
+            match merged {
+                Ok(head) => {
                     tx.prepare_cached(UPSERT_AGENT_CHAIN)?.execute(params![
                         req.agent.store,
                         req.agent.till,
@@ -761,6 +896,12 @@ impl Store for SqliteStore {
                         head.as_ref().map(|h| &h[..])
                     ])?;
                     outcomes.push(Ok(plan.new_high_water));
+                }
+                Err(detail) => {
+                    // Logged once, where the till is told (listener/connection.rs).
+                    let refusal = (Refusal::ProtocolError, detail);
+                    record_refusal(&tx, req.agent, &refusal, now)?;
+                    outcomes.push(Err(refusal));
                 }
             }
         }
@@ -782,6 +923,8 @@ impl Store for SqliteStore {
                     last_seen: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
                     chain: ChainStatus::Ok,
                     health: None,
+                    last_refusal: None,
+                    certificate_alert: None,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -807,6 +950,26 @@ impl Store for SqliteStore {
                     })
                 })
                 .optional()?;
+        }
+        for view in &mut rows {
+            let alert = |kind: &str| -> Result<Option<AlertView>, StoreError> {
+                Ok(self
+                    .conn
+                    .prepare_cached(
+                        "SELECT reason, detail, at_ms FROM agent_alerts
+                         WHERE store = ?1 AND till = ?2 AND kind = ?3",
+                    )?
+                    .query_row(params![view.store, view.till, kind], |r| {
+                        Ok(AlertView {
+                            reason: r.get(0)?,
+                            detail: r.get(1)?,
+                            at: Timestamp::from_unix_ms(r.get(2)?, 0).to_rfc3339(),
+                        })
+                    })
+                    .optional()?)
+            };
+            view.last_refusal = alert("refusal")?;
+            view.certificate_alert = alert("certificate")?;
         }
         for view in &mut rows {
             if let Some(ChainBreak {

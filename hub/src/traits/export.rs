@@ -12,9 +12,10 @@ use super::subject::subject;
 use super::TraitsError;
 use crate::config::TraitsConfig;
 use crate::segments::Segment;
+use crate::spreadsheet::text_cell;
 
 /// The header, exactly (scripts depend on it).
-pub const CSV_HEADER: &str = "customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";
+pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,20 +104,21 @@ pub(super) fn write_csv(
             (Membership::Stored, None) => Vec::new(),
         };
         let cells = [
-            csv_cell(history.customer_no.as_deref().unwrap_or("")),
-            csv_cell(&history.cards.join(";")),
+            text_cell(&history.profile_id),
+            text_cell(history.customer_no.as_deref().unwrap_or("")),
+            text_cell(&history.cards.join(";")),
             t.frequency.to_string(),
             t.recency_days.to_string(),
             t.t_days.to_string(),
             round_cents(t.monetary_cents).to_string(),
-            t.rfm.clone(),
+            text_cell(&t.rfm),
             decimal(t.p_alive),
             decimal(t.expected_purchases),
             t.clv_cents
                 .map(round_cents)
                 .map_or_else(String::new, |c| c.to_string()),
             decimal(t.churn_risk),
-            csv_cell(&member_of.join(";")),
+            text_cell(&member_of.join(";")),
         ];
         writeln!(out, "{}", cells.join(","))?;
         rows += 1;
@@ -148,13 +150,4 @@ fn decimal(value: Option<f64>) -> String {
         .filter(|v| v.is_finite())
         .map(|v| format!("{v:.4}"))
         .unwrap_or_default()
-}
-
-/// RFC 4180 quoting: a cell with a comma, quote or line break is quoted, quotes doubled.
-pub fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }

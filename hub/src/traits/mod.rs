@@ -9,6 +9,7 @@
 pub mod behaviour;
 pub mod bgnbd;
 mod export;
+pub mod freshness;
 pub mod gamma_gamma;
 pub mod history;
 pub mod optimize;
@@ -27,11 +28,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub use export::{csv_cell, export_csv_with_segments, ExportSummary, CSV_HEADER};
+pub use export::{export_csv_with_segments, ExportSummary, CSV_HEADER};
 pub use history::{Channel, CustomerHistory, Purchase};
 pub use population::{compute, CustomerTraits, Models, Population, MODEL_VERSION};
 pub use recompute::{recompute, RecomputeSummary};
-pub use schedule::TraitsSchedule;
+pub use schedule::{RecomputeHandle, TraitsSchedule};
 
 /// Why traits could not be computed or written. (A population too small or too
 /// uniform for a model is not an error: its outputs are left out with a note.)

@@ -20,6 +20,8 @@ pub struct RecomputeSummary {
     pub segments: Vec<(String, usize)>,
     pub models: Models,
     pub unreadable_lines: usize,
+    /// When it was computed (`GET /api/v1/segments` `computed_at`).
+    pub computed_at: Timestamp,
 }
 
 /// Fits the models on all data up to `now`'s (local) date, then replaces every row of
@@ -96,8 +98,10 @@ pub fn recompute(
             }
         }
     }
+    super::freshness::record_run(&tx, now)?;
     tx.commit()?;
     Ok(RecomputeSummary {
+        computed_at: now,
         profiles,
         segments: segments
             .iter()

@@ -1,17 +1,21 @@
 //! Runs [`recompute`](super::recompute) on its own thread and SQLite connection:
-//! once at start, then every `[traits] recompute_minutes`, and whenever asked
-//! (`RunningHub::recompute_traits`). Fitting takes seconds on a large population, so it
-//! never runs on the async runtime or the ingest writer. After every run that committed,
-//! it calls the `recomputed` hook (the hub refreshes the digests: segments changed).
+//! once at start, then every `[traits] recompute_minutes`, after an import (another
+//! process: see [`freshness`](super::freshness)), and whenever asked
+//! (`RunningHub::recompute_traits`, `POST /api/v1/traits/recompute`). Fitting takes
+//! seconds on a large population, so it never runs on the async runtime or the ingest
+//! writer. After every run that committed, and when `till360-hub traits recompute`
+//! computed them in its own process, it calls the `recomputed` hook (the hub refreshes
+//! the digests: segments changed).
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use till360_shared::Timestamp;
 
+use super::freshness::{self, IMPORT_POLL};
 use super::{recompute, RecomputeSummary};
 use crate::config::HubConfig;
 
@@ -21,8 +25,96 @@ enum Request {
 }
 
 pub struct TraitsSchedule {
-    requests: Sender<Request>,
+    handle: RecomputeHandle,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Asks the traits thread for a recompute (cheap to clone, e.g. into the API).
+#[derive(Clone, Debug)]
+pub struct RecomputeHandle {
+    requests: Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Now(_) => "Now",
+            Request::Stop => "Stop",
+        })
+    }
+}
+
+impl RecomputeHandle {
+    /// Recomputes now and waits for the result (blocking: call from a blocking context).
+    pub fn recompute_now(&self) -> Result<RecomputeSummary, String> {
+        let (reply, answer) = mpsc::channel();
+        self.requests
+            .send(Request::Now(reply))
+            .map_err(|_| "the traits thread has stopped".to_string())?;
+        answer
+            .recv()
+            .map_err(|_| "the traits thread has stopped".to_string())?
+    }
+}
+
+/// The traits thread's state between runs.
+struct Thread {
+    conn: Connection,
+    config: HubConfig,
+    recomputed: Box<dyn Fn() + Send>,
+    /// The import counter the last run saw, and a newer value seen at the last poll
+    /// (imports still under way: wait until it stops changing).
+    imports_done: i64,
+    imports_seen: Option<i64>,
+    /// The last `computed_at` this thread knows of.
+    computed_at: Option<Timestamp>,
+}
+
+impl Thread {
+    fn run(&mut self, why: &str) -> Result<RecomputeSummary, String> {
+        if let Ok(imports) = freshness::imports(&self.conn) {
+            self.imports_done = imports;
+            self.imports_seen = None;
+        }
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+        let result = recompute(&mut self.conn, &self.config, now).map_err(|e| e.to_string());
+        match &result {
+            Ok(s) => {
+                tracing::info!(
+                    "traits recomputed ({why}): {} profiles, segments {:?}",
+                    s.profiles,
+                    s.segments
+                );
+                self.computed_at = Some(s.computed_at);
+                (self.recomputed)();
+            }
+            Err(e) => tracing::error!("traits recompute ({why}) failed: {e}"),
+        }
+        result
+    }
+
+    /// One look at the database: an import that has settled is recomputed; traits
+    /// computed by another process are passed on to the hook.
+    fn poll(&mut self) {
+        match freshness::imports(&self.conn) {
+            Ok(imports) if imports != self.imports_done => {
+                if self.imports_seen == Some(imports) {
+                    let _ = self.run("import");
+                    return;
+                }
+                self.imports_seen = Some(imports);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("traits: cannot read the import counter: {e}"),
+        }
+        if let Ok(at) = freshness::computed_at(&self.conn) {
+            if at != self.computed_at {
+                tracing::info!("traits recomputed by another process: refreshing the digests");
+                self.computed_at = at;
+                (self.recomputed)();
+            }
+        }
+    }
 }
 
 impl TraitsSchedule {
@@ -41,56 +133,50 @@ impl TraitsSchedule {
         let thread = std::thread::Builder::new()
             .name("traits".into())
             .spawn(move || {
-                let mut conn = conn;
-                let mut run = |why: &str| {
-                    let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-                    let result = recompute(&mut conn, &config, now).map_err(|e| e.to_string());
-                    match &result {
-                        Ok(s) => {
-                            tracing::info!(
-                                "traits recomputed ({why}): {} profiles, segments {:?}",
-                                s.profiles,
-                                s.segments
-                            );
-                            recomputed();
-                        }
-                        Err(e) => tracing::error!("traits recompute ({why}) failed: {e}"),
-                    }
-                    result
+                let mut state = Thread {
+                    conn,
+                    config,
+                    recomputed,
+                    imports_done: 0,
+                    imports_seen: None,
+                    computed_at: None,
                 };
-                let _ = run("start");
+                let _ = state.run("start");
+                let mut due = Instant::now() + every;
                 loop {
-                    match inbox.recv_timeout(every) {
+                    let wait = IMPORT_POLL.min(due.saturating_duration_since(Instant::now()));
+                    match inbox.recv_timeout(wait) {
                         Ok(Request::Now(reply)) => {
-                            let _ = reply.send(run("asked"));
+                            let _ = reply.send(state.run("asked"));
                         }
-                        Err(RecvTimeoutError::Timeout) => {
-                            let _ = run("schedule");
+                        Err(RecvTimeoutError::Timeout) if Instant::now() >= due => {
+                            let _ = state.run("schedule");
+                            due = Instant::now() + every;
                         }
+                        Err(RecvTimeoutError::Timeout) => state.poll(),
                         Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             })?;
         Ok(TraitsSchedule {
-            requests,
+            handle: RecomputeHandle { requests },
             thread: Some(thread),
         })
     }
 
+    /// A handle that asks for recomputes while the schedule runs.
+    pub fn handle(&self) -> RecomputeHandle {
+        self.handle.clone()
+    }
+
     /// Recomputes now and waits for the result (blocking: call from a blocking context).
     pub fn recompute_now(&self) -> Result<RecomputeSummary, String> {
-        let (reply, answer) = mpsc::channel();
-        self.requests
-            .send(Request::Now(reply))
-            .map_err(|_| "the traits thread has stopped".to_string())?;
-        answer
-            .recv()
-            .map_err(|_| "the traits thread has stopped".to_string())?
+        self.handle.recompute_now()
     }
 
     /// Stops after the recompute in progress, if any.
     pub fn stop(mut self) {
-        let _ = self.requests.send(Request::Stop);
+        let _ = self.handle.requests.send(Request::Stop);
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("traits thread panicked");

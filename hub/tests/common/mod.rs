@@ -217,10 +217,9 @@ impl Agent {
     }
 }
 
-/// `GET path` over a fresh TCP connection; returns the status and the JSON body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+/// One raw HTTP/1.1 exchange over a fresh TCP connection: status, head and body.
+pub async fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
@@ -240,8 +239,27 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) 
             .contains("transfer-encoding: chunked"),
         "helper expects a Content-Length body"
     );
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("body {body:?}: {e}"));
+    (status, head.to_string(), body.to_string())
+}
+
+async fn json_exchange(addr: SocketAddr, request: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http_exchange(addr, request).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("body {body:?}: {e}"));
     (status, json)
+}
+
+/// `GET path`; returns the status and the JSON body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    json_exchange(addr, &request).await
+}
+
+/// `POST path` without a body; the status and the JSON body.
+pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    json_exchange(addr, &request).await
 }
 
 /// Sends `events` (seq 1..) as a fresh agent of `site` and checks the hub commits them:

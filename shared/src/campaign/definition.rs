@@ -245,6 +245,19 @@ const OFFER_MAX_CHARS: usize = 240;
 const NAME_MAX_CHARS: usize = 120;
 
 impl CampaignSet {
+    /// The set's content version as people see it (hub API, `till360-agent status`): 12
+    /// lowercase hex digits of the SHA-256 of its canonical encoding. Both sides compute
+    /// it from the same set, so they show the same text.
+    pub fn content_version(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        // Encoding a set cannot fail (no size limit is near); an empty input still hashes.
+        let bytes = crate::codec::to_bytes(self).unwrap_or_default();
+        Sha256::digest(&bytes)[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Parses the hub's campaigns file. `origin` is the file's path, for messages only.
     /// The optional top-level `version` defaults to 0; the hub may set a newer one.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, CampaignError> {

@@ -1,0 +1,92 @@
+//! Starting a hub: everything is checked before anything is created, errors name the
+//! file, key and reason, one hub per data folder, a busy port said once.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::common::Site;
+use till360_hub::server;
+
+fn rewrite_config(site: &Site, from: &str, to: &str) {
+    let path = site.dir.path().join("hub.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{text}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+fn check(site: &Site) -> ExitCode {
+    let config = site.dir.path().join("hub.toml");
+    till360_hub::cli::main_with_args(
+        ["till360-hub", "check", "--config", config.to_str().unwrap()].map(OsString::from),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_certificate_path_creates_nothing_and_names_the_key() {
+    let site = Site::new();
+    let data = site.dir.path().join("data");
+    assert_eq!(check(&site), ExitCode::SUCCESS);
+    assert!(!data.exists(), "check creates nothing");
+
+    rewrite_config(&site, "cert = \"pki/hub.pem\"", "cert = \"pki/nope.pem\"");
+    let err = format!("{:#}", server::start(site.config()).await.err().unwrap());
+    assert!(err.contains("hub.toml: cert = \""), "{err}");
+    assert!(err.contains("nope.pem\": "), "{err}");
+    assert!(err.to_lowercase().contains("no such file"), "{err}");
+    assert!(!data.exists(), "nothing created: {err}");
+    assert_eq!(check(&site), ExitCode::FAILURE);
+    assert!(!data.exists());
+
+    // A key that does not belong to the certificate: named, before anything exists.
+    let other = tempfile::tempdir().unwrap();
+    till360_hub::pki::init_ca(
+        other.path(),
+        &["localhost".to_string()],
+        &["127.0.0.1".parse().unwrap()],
+        false,
+    )
+    .unwrap();
+    rewrite_config(&site, "cert = \"pki/nope.pem\"", "cert = \"pki/hub.pem\"");
+    let foreign_key = other.path().join("hub.key");
+    rewrite_config(
+        &site,
+        "key = \"pki/hub.key\"",
+        &format!("key = \"{}\"", foreign_key.display()),
+    );
+    let err = format!("{:#}", server::start(site.config()).await.err().unwrap());
+    assert!(err.contains("hub.toml: key = \""), "{err}");
+    assert!(err.contains("does not fit"), "{err}");
+    assert!(!data.exists(), "nothing created: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_hub_on_the_same_data_dir_is_refused_naming_the_first() {
+    let site = Site::new();
+    let first = site.start().await;
+    let err = format!("{:#}", server::start(site.config()).await.err().unwrap());
+    assert!(err.contains("another hub is running"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(err.contains("hub.lock"), "{err}");
+    first.shutdown().await;
+    // The lock goes with the hub.
+    site.start().await.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_is_named_once() {
+    let site = Site::new();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    rewrite_config(
+        &site,
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\""),
+    );
+    let err = format!("{:#}", server::start(site.config()).await.err().unwrap());
+    assert_eq!(err.matches("in use").count(), 1, "{err}");
+    assert!(err.contains(&format!("udp {addr}")), "{err}");
+    assert!(err.contains("hub.toml: listen"), "{err}");
+}
