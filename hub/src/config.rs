@@ -52,6 +52,7 @@ pub struct HubConfig {
     pub identity: IdentityConfig,
     pub traits: TraitsConfig,
     pub digests: DigestsConfig,
+    pub coupons: CouponsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
 }
@@ -124,6 +125,24 @@ impl Default for DigestsConfig {
     }
 }
 
+/// `[coupons]`: checks on the tills' coupon redemptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CouponsConfig {
+    /// A till whose clock differs from the hub's by more than this many seconds is
+    /// logged at warn and flagged in `GET /api/v1/agents` (its timestamps do not decide
+    /// which redemption of a code counts either way: the hub's commit order does).
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for CouponsConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 300,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -143,6 +162,8 @@ struct RawConfig {
     traits: TraitsConfig,
     #[serde(default)]
     digests: DigestsConfig,
+    #[serde(default)]
+    coupons: CouponsConfig,
     #[serde(default)]
     segment: Vec<toml::Table>,
 }
@@ -270,9 +291,19 @@ impl HubConfig {
                 ),
             ));
         }
+        if !(1..=86_400).contains(&raw.coupons.max_clock_skew_secs) {
+            return Err(invalid(
+                "coupons.max_clock_skew_secs",
+                format!(
+                    "{} is not within 1..=86400 (one day)",
+                    raw.coupons.max_clock_skew_secs
+                ),
+            ));
+        }
         Ok(HubConfig {
             api_token: raw.api_token,
             digests: raw.digests,
+            coupons: raw.coupons,
             identity: raw.identity,
             traits: raw.traits,
             segments: raw.segment,

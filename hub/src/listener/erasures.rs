@@ -40,7 +40,13 @@ impl ErasureFeed {
         conn.pragma_update(None, "query_only", true)?;
         let (tx, version) = watch::channel(erasure_version(&conn)?);
         let conn = Arc::new(Mutex::new(conn));
-        let task = tokio::spawn(poll_version(Arc::clone(&conn), tx, interval, stop));
+        let task = tokio::spawn(poll_version(
+            Arc::clone(&conn),
+            erasure_version,
+            tx,
+            interval,
+            stop,
+        ));
         Ok((ErasureFeed { conn, version }, task))
     }
 
@@ -65,8 +71,11 @@ impl ErasureFeed {
     }
 }
 
-async fn poll_version(
+/// Publishes what `read` says on `tx` every `interval` until `stop` (the erasure log's
+/// version here, the redeemed-codes ledger's in `redeemed.rs`).
+pub(super) async fn poll_version(
     conn: Arc<Mutex<Connection>>,
+    read: fn(&Connection) -> Result<u64, StoreError>,
     tx: watch::Sender<u64>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -79,21 +88,21 @@ async fn poll_version(
         let conn = Arc::clone(&conn);
         let read = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            erasure_version(&conn)
+            read(&conn)
         })
         .await;
         match read {
             Ok(Ok(version)) => {
                 tx.send_if_modified(|current| {
-                    // The log only grows; a smaller number is a replaced database.
+                    // Versions only grow; a smaller number is a replaced database.
                     let changed = *current != version;
                     *current = version;
                     changed
                 });
             }
             // Next tick tries again; connected agents just hear later.
-            Ok(Err(err)) => tracing::warn!("cannot read the erasure version: {err}"),
-            Err(err) => tracing::error!("erasure version task failed: {err}"),
+            Ok(Err(err)) => tracing::warn!("cannot read a downlink version: {err}"),
+            Err(err) => tracing::error!("downlink version task failed: {err}"),
         }
     }
 }

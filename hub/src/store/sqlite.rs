@@ -10,7 +10,7 @@ use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
-use super::HealthView;
+use super::{ClockView, HealthView, TillClock};
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
@@ -26,8 +26,10 @@ use till360_shared::wire::TillHealth;
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
-/// (`digest_feed.removed_at_ms`, `digest_compaction`).
-const SCHEMA_VERSION: i64 = 6;
+/// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: the coupon ledger's commit
+/// order and redeemed-codes feed (`redemptions.commit_seq`, `issuer_store`, `expires`)
+/// and the tills' clocks (`agent_clocks`).
+const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -209,9 +211,24 @@ CREATE TABLE IF NOT EXISTS redemptions (
     status TEXT NOT NULL,
     reason TEXT,
     campaign_id TEXT,
+    -- The hub's commit order (THE redemption of a code is its first committed genuine
+    -- scan), the store whose till issued the code and its expiry: see coupons/ledger.rs.
+    -- Added by an upgrade on older databases, which also creates their index.
+    commit_seq INTEGER,
+    issuer_store TEXT,
+    expires TEXT,
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
+-- Each till's clock as it last reported it (`TillClock`): skew_ms = till - hub.
+CREATE TABLE IF NOT EXISTS agent_clocks (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    skew_ms INTEGER NOT NULL,
+    max_skew_ms INTEGER NOT NULL,
+    reported_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (store, till)
+);
 -- The last health report of each till (journal size, quota alarm, quarantined rows).
 CREATE TABLE IF NOT EXISTS agent_health (
     store TEXT NOT NULL,
@@ -318,11 +335,13 @@ impl SqliteStore {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
-            // (and, from 3, the chain column; from 5, the digest feed's removal time).
-            0..=5 => {
+            // (and, from 3, the chain column; from 5, the digest feed's removal time;
+            // from 6, the coupon ledger's commit order).
+            0..=6 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
                 let upgraded = chain::upgrade(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
+                    .and_then(|()| ledger::upgrade(&conn))
                     .and_then(|()| {
                         Ok(conn.execute_batch(&format!(
                             "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -782,6 +801,7 @@ impl Store for SqliteStore {
                     last_seen: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
                     chain: ChainStatus::Ok,
                     health: None,
+                    clock: None,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -804,6 +824,23 @@ impl Store for SqliteStore {
                         quarantined: n(3)?,
                         pending: n(4)?,
                         reported_at: Timestamp::from_unix_ms(r.get(5)?, 0).to_rfc3339(),
+                    })
+                })
+                .optional()?;
+        }
+        for view in &mut rows {
+            view.clock = self
+                .conn
+                .prepare_cached(
+                    "SELECT skew_ms, max_skew_ms, reported_at_ms FROM agent_clocks
+                     WHERE store = ?1 AND till = ?2",
+                )?
+                .query_row(params![view.store, view.till], |r| {
+                    let (skew_ms, max_skew_ms): (i64, i64) = (r.get(0)?, r.get(1)?);
+                    Ok(ClockView {
+                        skew_secs: skew_ms / 1000,
+                        skewed: skew_ms.saturating_abs() > max_skew_ms,
+                        reported_at: Timestamp::from_unix_ms(r.get(2)?, 0).to_rfc3339(),
                     })
                 })
                 .optional()?;
@@ -844,6 +881,28 @@ impl Store for SqliteStore {
                 health.quota_exceeded,
                 clamp(health.quarantined),
                 clamp(health.pending),
+                now.unix_ms
+            ])?;
+        Ok(())
+    }
+
+    fn set_clock(
+        &mut self,
+        agent: &AgentId,
+        clock: &TillClock,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO agent_clocks (store, till, skew_ms, max_skew_ms,
+                     reported_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                agent.store,
+                agent.till,
+                clock.skew_ms,
+                clock.max_skew_ms,
                 now.unix_ms
             ])?;
         Ok(())
