@@ -29,7 +29,7 @@ pub const DEFAULT_EXPIRY_LABEL: &str = "Geldig t/m";
 /// max_unverified` says otherwise.
 pub const DEFAULT_MAX_UNVERIFIED: u32 = 5;
 /// The first line of the notice printed for a refused coupon code.
-pub const DEFAULT_NOTICE_TEXT: &str = "COUPON NIET GELDIG - niet verrekenen";
+pub const DEFAULT_NOTICE_TEXT: &str = "COUPON GEWEIGERD";
 /// The largest `[coupons] max_unverified`.
 const MAX_MAX_UNVERIFIED: u32 = 1000;
 /// The longest a cut may wait for its coupon: beyond this the POS would notice.

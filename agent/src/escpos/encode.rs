@@ -1,5 +1,6 @@
-//! ESC/POS output (pure): the coupon block the agent inserts before a receipt's cut, and
-//! text encoding into the printer's code page.
+//! ESC/POS output (pure): the coupon block the agent inserts before a receipt's cut, the
+//! notice slip for the cashier (a refused coupon code), and text encoding into the
+//! printer's code page.
 //!
 //! Raw ESC/POS bytes, no library: the block needs Code128 (`GS k 73`), which the `escpos`
 //! crate lacks, and a handful of fixed commands is clearer written out than wrapped.
@@ -126,6 +127,30 @@ pub fn write_coupon_block<W: io::Write>(
     restore: &PrinterModes,
 ) -> io::Result<()> {
     w.write_all(&coupon_block(coupon, restore)?)
+}
+
+/// A notice slip for the cashier, printed between receipts (never inside one): the
+/// `lines` (cut to `columns`) between two rows of `*`, fed past the cutter and cut, so
+/// it comes off on its own. Starts with `ESC @` and ends with `ESC @` plus the POS's code
+/// page from `restore`, like the coupon block.
+pub fn notice_block(lines: &[String], columns: usize, restore: &PrinterModes) -> Vec<u8> {
+    let columns = columns.max(1);
+    let stars = "*".repeat(columns);
+    let mut out = Vec::with_capacity(64 + columns * (lines.len() + 2));
+    out.extend_from_slice(&RESET);
+    out.extend_from_slice(&[ESC, b't', restore.esc_t]);
+    out.extend_from_slice(&BOLD_ON);
+    for line in std::iter::once(&stars).chain(lines).chain(std::iter::once(&stars)) {
+        let text: String = line.chars().take(columns).collect();
+        out.extend_from_slice(&restore.code_page.encode_str(&text));
+        out.push(LF);
+    }
+    out.extend_from_slice(&BOLD_OFF);
+    // `GS V 66 0`: feed to the cutter, then a partial cut.
+    out.extend_from_slice(&[GS, b'V', 66, 0]);
+    out.extend_from_slice(&RESET);
+    out.extend_from_slice(&[ESC, b't', restore.esc_t]);
+    out
 }
 
 /// The bytes of [`write_coupon_block`].
