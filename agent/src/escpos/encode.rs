@@ -129,10 +129,11 @@ pub fn write_coupon_block<W: io::Write>(
     w.write_all(&coupon_block(coupon, restore)?)
 }
 
-/// A notice slip for the cashier, printed between receipts (never inside one): the
-/// `lines` (cut to `columns`) between two rows of `*`, fed past the cutter and cut, so
-/// it comes off on its own. Starts with `ESC @` and ends with `ESC @` plus the POS's code
-/// page from `restore`, like the coupon block.
+/// A notice for the cashier, printed between receipts (never inside one): the `lines`
+/// (cut to `columns`) in bold between two rows of `*`, then blank lines so it shows
+/// above the tear bar. It does not cut: the POS's receipts and their cuts stay exactly
+/// the POS's. Starts with `ESC @` and ends with `ESC @` plus the POS's code page from
+/// `restore`, like the coupon block.
 pub fn notice_block(lines: &[String], columns: usize, restore: &PrinterModes) -> Vec<u8> {
     let columns = columns.max(1);
     let stars = "*".repeat(columns);
@@ -146,12 +147,14 @@ pub fn notice_block(lines: &[String], columns: usize, restore: &PrinterModes) ->
         out.push(LF);
     }
     out.extend_from_slice(&BOLD_OFF);
-    // `GS V 66 0`: feed to the cutter, then a partial cut.
-    out.extend_from_slice(&[GS, b'V', 66, 0]);
+    out.extend_from_slice(&[LF; NOTICE_FEED_LINES]);
     out.extend_from_slice(&RESET);
     out.extend_from_slice(&[ESC, b't', restore.esc_t]);
     out
 }
+
+/// Blank lines after a notice, enough to bring it past a printer's tear bar.
+const NOTICE_FEED_LINES: usize = 4;
 
 /// The bytes of [`write_coupon_block`].
 pub fn coupon_block(coupon: &PrintedCoupon, restore: &PrinterModes) -> io::Result<Vec<u8>> {
