@@ -842,6 +842,34 @@ mod tests {
     }
 
     #[test]
+    fn redeemed_codes_move_forward_after_welcome() {
+        let mut s = UplinkSession::new(agent(), 0, 10, 10).with_redeemed_version(4);
+        assert_eq!(s.redeemed_version(), 4);
+        assert!(matches!(s.subscribe(), Message::Subscribe { redeemed_version: 4, .. }));
+        let frame = |up_to_version| Message::Redeemed {
+            codes: vec!["1".repeat(24)],
+            up_to_version,
+        };
+        assert!(s.handle(frame(6)).is_err(), "nothing but welcome first");
+        s.handle(Message::Welcome { acked_seq: 0 }).unwrap();
+        assert_eq!(
+            s.handle(frame(6)).unwrap(),
+            Some(UplinkEvent::Redeemed {
+                codes: vec!["1".repeat(24)],
+                up_to_version: 6
+            })
+        );
+        assert_eq!(s.redeemed_version(), 6);
+        assert_eq!(
+            s.handle(frame(6)),
+            Err(SyncError::RedeemedWentBack {
+                got: 6,
+                previous: 6
+            })
+        );
+    }
+
+    #[test]
     fn downlink_sends_the_delta_in_bounded_batches_within_a_window() {
         let mut d = ErasureDownlink::new(2, 3);
         assert_eq!(d.poll(10), None, "nothing before subscribe");
