@@ -203,7 +203,9 @@ impl CouponSite {
         wait_until(DEADLINE, || {
             let bytes = printer.bytes();
             let new = bytes.get(before..)?;
-            let stars = new.windows(STARS.len()).position(|w| w == STARS.as_bytes())?;
+            let stars = new
+                .windows(STARS.len())
+                .position(|w| w == STARS.as_bytes())?;
             // Its first row comes after ESC @, ESC t n, ESC E 1; the reason is longer.
             (new.len() >= stars - 8 + len).then(|| new.to_vec())
         })
@@ -634,7 +636,11 @@ fn a_photocopied_coupon_is_refused_at_its_own_store_at_every_till_and_with_the_h
     s.scan_coupon(0, &code, "refused: already_redeemed", 1);
     let printed = s.wait_for_notice(0, before);
     let (rest, at) = without_notice(&printed, "already_redeemed", &code);
-    assert_eq!((rest.len(), at), (0, 0), "only the notice, between receipts");
+    assert_eq!(
+        (rest.len(), at),
+        (0, 0),
+        "only the notice, between receipts"
+    );
     let next = s.play(0, None, vec![], small_basket());
     assert_eq!(next.printed, next.sent, "the POS's bytes unchanged");
 
@@ -668,7 +674,8 @@ fn with_the_hub_down_a_till_accepts_at_most_max_unverified_other_store_codes_per
     let fields = verify(&key, &code).unwrap();
     let codes: Vec<String> = (0..7)
         .map(|k| {
-            let serial = CouponFields::new(fields.campaign(), fields.till(), fields.expires(), 200 + k);
+            let serial =
+                CouponFields::new(fields.campaign(), fields.till(), fields.expires(), 200 + k);
             mint(&key, &serial.unwrap()).as_str().to_string()
         })
         .collect();
@@ -689,7 +696,11 @@ fn with_the_hub_down_a_till_accepts_at_most_max_unverified_other_store_codes_per
         .clone();
     let printed = s.wait_for_notice(1, before);
     let (rest, at) = without_notice(&printed, "unverifiable", &refused);
-    assert_eq!((rest.len(), at), (0, 0), "only the notice, between receipts");
+    assert_eq!(
+        (rest.len(), at),
+        (0, 0),
+        "only the notice, between receipts"
+    );
     let receipt = s.play(1, None, vec![], small_basket());
     assert_eq!(receipt.printed, receipt.sent);
 
@@ -719,7 +730,10 @@ fn a_code_refused_at_the_cut_gets_its_notice_right_after_the_receipt() {
     let printed = s.wait_for_notice(0, start);
     let (rest, at) = without_notice(&printed, "already_redeemed", &code);
     assert_eq!(rest, visit.sent, "the POS's bytes unchanged");
-    assert!(between_receipts(&visit.sent, at), "notice at {at} is mid-receipt");
+    assert!(
+        between_receipts(&visit.sent, at),
+        "notice at {at} is mid-receipt"
+    );
 }
 
 #[test]

@@ -754,7 +754,10 @@ mod tests {
         let set = with("max_unverified = 0\nnotice_text = \"Refused coupon\"\n")
             .unwrap()
             .coupons;
-        assert_eq!((set.max_unverified, set.notice_text.as_str()), (0, "Refused coupon"));
+        assert_eq!(
+            (set.max_unverified, set.notice_text.as_str()),
+            (0, "Refused coupon")
+        );
         for (section, key) in [
             ("budget_ms = 0\n", "[coupons] budget_ms"),
             ("budget_ms = 5000\n", "[coupons] budget_ms"),

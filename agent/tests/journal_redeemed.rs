@@ -54,7 +54,11 @@ fn an_own_redemption_enters_the_ledger_with_its_event() {
         .join(" ");
     assert!(j.is_redeemed(&grouped).unwrap(), "typed with spaces");
     assert!(!j.is_redeemed("1234").unwrap());
-    assert_eq!(j.redeemed_version().unwrap(), 0, "own codes move no version");
+    assert_eq!(
+        j.redeemed_version().unwrap(),
+        0,
+        "own codes move no version"
+    );
 }
 
 #[test]

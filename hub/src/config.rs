@@ -459,6 +459,24 @@ key = "/abs/hub.key"
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
         let segments = crate::segments::compile(&c.segments).unwrap();
         assert_eq!(segments.len(), 2, "the example's segments compile");
+        assert_eq!(c.coupons, CouponsConfig::default());
+    }
+
+    #[test]
+    fn coupons_max_clock_skew_secs_is_checked() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/srv/hub.toml").unwrap();
+        assert_eq!(c.coupons.max_clock_skew_secs, 300);
+        let text = format!("{MINIMAL}\n[coupons]\nmax_clock_skew_secs = 60\n");
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        assert_eq!(c.coupons.max_clock_skew_secs, 60);
+        let text = format!("{MINIMAL}\n[coupons]\nmax_clock_skew_secs = 0\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/srv/hub.toml") && msg.contains("coupons.max_clock_skew_secs"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -167,13 +167,22 @@ async fn a_till_whose_clock_is_off_is_reported_in_agents() {
         if !ok["clock"].is_null() && !off["clock"].is_null() {
             break (ok, off);
         }
-        assert!(std::time::Instant::now() < deadline, "no clock reported: {ok} {off}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no clock reported: {ok} {off}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(ok["clock"]["skewed"], false, "{ok}");
-    assert!(ok["clock"]["skew_secs"].as_i64().unwrap().abs() < 60, "{ok}");
+    assert!(
+        ok["clock"]["skew_secs"].as_i64().unwrap().abs() < 60,
+        "{ok}"
+    );
     assert_eq!(off["clock"]["skewed"], true, "{off}");
     let skew = off["clock"]["skew_secs"].as_i64().unwrap();
-    assert!((-4 * 86_400 - 60..=-4 * 86_400 + 60).contains(&skew), "{off}");
+    assert!(
+        (-4 * 86_400 - 60..=-4 * 86_400 + 60).contains(&skew),
+        "{off}"
+    );
     hub.shutdown().await;
 }

@@ -845,7 +845,13 @@ mod tests {
     fn redeemed_codes_move_forward_after_welcome() {
         let mut s = UplinkSession::new(agent(), 0, 10, 10).with_redeemed_version(4);
         assert_eq!(s.redeemed_version(), 4);
-        assert!(matches!(s.subscribe(), Message::Subscribe { redeemed_version: 4, .. }));
+        assert!(matches!(
+            s.subscribe(),
+            Message::Subscribe {
+                redeemed_version: 4,
+                ..
+            }
+        ));
         let frame = |up_to_version| Message::Redeemed {
             codes: vec!["1".repeat(24)],
             up_to_version,

@@ -171,7 +171,16 @@ impl Site {
         seed: u64,
         certs: &Path,
     ) -> Till {
-        self.till_towards(store, "T01", style, suffix, seed, certs, self.hub.quic, None)
+        self.till_towards(
+            store,
+            "T01",
+            style,
+            suffix,
+            seed,
+            certs,
+            self.hub.quic,
+            None,
+        )
     }
 
     /// Till `till` of `store` with its own certificate, and `[coupons] budget_ms` and
@@ -187,7 +196,16 @@ impl Site {
     ) -> Till {
         let certs = self.issue(store, till);
         let hub = self.hub.quic;
-        self.till_towards(store, till, style, suffix, seed, &certs, hub, coupon_timeouts_ms)
+        self.till_towards(
+            store,
+            till,
+            style,
+            suffix,
+            seed,
+            &certs,
+            hub,
+            coupon_timeouts_ms,
+        )
     }
 
     /// A till whose agent talks to `hub_address` (e.g. a fault proxy in front of the

@@ -141,7 +141,10 @@ pub fn notice_block(lines: &[String], columns: usize, restore: &PrinterModes) ->
     out.extend_from_slice(&RESET);
     out.extend_from_slice(&[ESC, b't', restore.esc_t]);
     out.extend_from_slice(&BOLD_ON);
-    for line in std::iter::once(&stars).chain(lines).chain(std::iter::once(&stars)) {
+    for line in std::iter::once(&stars)
+        .chain(lines)
+        .chain(std::iter::once(&stars))
+    {
         let text: String = line.chars().take(columns).collect();
         out.extend_from_slice(&restore.code_page.encode_str(&text));
         out.push(LF);

@@ -376,7 +376,8 @@ impl CutGate {
                     self.boundary = self.forwarded_to;
                     self.write_notices(out);
                 } else {
-                    self.boundary = held.id.offset + command_len(&self.unforwarded).unwrap_or(0) as u64;
+                    self.boundary =
+                        held.id.offset + command_len(&self.unforwarded).unwrap_or(0) as u64;
                 }
             }
         }

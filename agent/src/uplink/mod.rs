@@ -315,7 +315,14 @@ impl Uplink {
             .map_err(|_| UplinkError::ConnectTimeout)??;
         let (mut send, mut recv) = self.offline_while(requests, conn.open_bi()).await?;
 
-        let (journal_last, erasure_version, campaign_version, digest_version, digest_key, redeemed_version) = self
+        let (
+            journal_last,
+            erasure_version,
+            campaign_version,
+            digest_version,
+            digest_key,
+            redeemed_version,
+        ) = self
             .with_journal(move |j| {
                 // A corrupt stored set only costs the key until the hub resends it.
                 let digest_key = match j.campaigns() {

@@ -377,18 +377,20 @@ pub fn load_scans(conn: &Connection, campaign_id: Option<&str>) -> Result<Vec<Sc
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(store, till, seq, code, at_ms, status, total, commit_seq)| {
-            Ok(Scan {
-                store,
-                till,
-                seq: seq_of(seq),
-                code,
-                at_ms,
-                commit_seq: seq_of(commit_seq.unwrap_or(0)),
-                status: status_of(&status)?,
-                receipt_total_cents: total,
-            })
-        })
+        .map(
+            |(store, till, seq, code, at_ms, status, total, commit_seq)| {
+                Ok(Scan {
+                    store,
+                    till,
+                    seq: seq_of(seq),
+                    code,
+                    at_ms,
+                    commit_seq: seq_of(commit_seq.unwrap_or(0)),
+                    status: status_of(&status)?,
+                    receipt_total_cents: total,
+                })
+            },
+        )
         .collect()
 }
 

@@ -237,12 +237,8 @@ pub(crate) fn issuer_of(
     let Ok(fields) = parse(code) else {
         return Ok(None);
     };
-    Ok(numbering::till_of_number(conn, fields.till())?.map(|till| {
-        (
-            till.store,
-            fields.expires().format("%Y-%m-%d").to_string(),
-        )
-    }))
+    Ok(numbering::till_of_number(conn, fields.till())?
+        .map(|till| (till.store, fields.expires().format("%Y-%m-%d").to_string())))
 }
 
 /// The redeemed-codes downlink of `store`: codes whose counted redemption (genuine or

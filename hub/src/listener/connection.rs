@@ -307,7 +307,8 @@ impl Link {
     async fn record_clock(&mut self, till_unix_ms: i64) {
         let agent = self.session.agent().clone();
         let hub = now();
-        let max_skew_ms = i64::try_from(self.redeemed.max_clock_skew().as_millis()).unwrap_or(i64::MAX);
+        let max_skew_ms =
+            i64::try_from(self.redeemed.max_clock_skew().as_millis()).unwrap_or(i64::MAX);
         let clock = TillClock {
             skew_ms: till_unix_ms.saturating_sub(hub.unix_ms),
             max_skew_ms,
@@ -316,7 +317,11 @@ impl Link {
             tracing::warn!(
                 "agent {agent}: clock is off by {} s ({}; [coupons] max_clock_skew_secs = {})",
                 clock.skew_ms / 1000,
-                if clock.skew_ms < 0 { "behind the hub" } else { "ahead of the hub" },
+                if clock.skew_ms < 0 {
+                    "behind the hub"
+                } else {
+                    "ahead of the hub"
+                },
                 max_skew_ms / 1000
             );
         }

@@ -10,11 +10,11 @@ use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
-use super::{ClockView, HealthView, TillClock};
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
 };
+use super::{ClockView, HealthView, TillClock};
 use crate::config::IdentityConfig;
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};

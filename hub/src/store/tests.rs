@@ -275,7 +275,12 @@ fn a_schema_6_database_gains_the_coupon_ledgers_commit_order() {
         assert_eq!(
             rows,
             vec![
-                (code.clone(), 1, Some("S1".into()), Some("2026-12-31".into())),
+                (
+                    code.clone(),
+                    1,
+                    Some("S1".into()),
+                    Some("2026-12-31".into())
+                ),
                 ("misread".into(), 2, None, None),
             ]
         );
