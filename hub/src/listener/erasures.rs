@@ -35,18 +35,7 @@ impl ErasureFeed {
         interval: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(ErasureFeed, JoinHandle<()>), StoreError> {
-        let conn = Connection::open(db_path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", true)?;
-        let (tx, version) = watch::channel(erasure_version(&conn)?);
-        let conn = Arc::new(Mutex::new(conn));
-        let task = tokio::spawn(poll_version(
-            Arc::clone(&conn),
-            erasure_version,
-            tx,
-            interval,
-            stop,
-        ));
+        let (conn, version, task) = start_poller(db_path, erasure_version, interval, stop)?;
         Ok((ErasureFeed { conn, version }, task))
     }
 
@@ -71,9 +60,27 @@ impl ErasureFeed {
     }
 }
 
-/// Publishes what `read` says on `tx` every `interval` until `stop` (the erasure log's
-/// version here, the redeemed-codes ledger's in `redeemed.rs`).
-pub(super) async fn poll_version(
+/// A read connection on the hub's SQLite file, a `watch` of what `read` says on it, and
+/// the task that reads again every `interval` until `stop` (the erasure log's version
+/// here, the redeemed-codes ledger's in `redeemed.rs`). Must run inside a tokio runtime.
+pub(super) type Poller = (Arc<Mutex<Connection>>, watch::Receiver<u64>, JoinHandle<()>);
+
+pub(super) fn start_poller(
+    db_path: &Path,
+    read: fn(&Connection) -> Result<u64, StoreError>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) -> Result<Poller, StoreError> {
+    let conn = Connection::open(db_path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", true)?;
+    let (tx, version) = watch::channel(read(&conn)?);
+    let conn = Arc::new(Mutex::new(conn));
+    let task = tokio::spawn(poll_version(Arc::clone(&conn), read, tx, interval, stop));
+    Ok((conn, version, task))
+}
+
+async fn poll_version(
     conn: Arc<Mutex<Connection>>,
     read: fn(&Connection) -> Result<u64, StoreError>,
     tx: watch::Sender<u64>,

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::erasures::poll_version;
+use super::erasures::start_poller;
 use crate::coupons::ledger::{redeemed_since, redeemed_version};
 use crate::store::StoreError;
 
@@ -38,18 +38,7 @@ impl RedeemedFeed {
         max_clock_skew: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(RedeemedFeed, JoinHandle<()>), StoreError> {
-        let conn = Connection::open(db_path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", true)?;
-        let (tx, version) = watch::channel(redeemed_version(&conn)?);
-        let conn = Arc::new(Mutex::new(conn));
-        let task = tokio::spawn(poll_version(
-            Arc::clone(&conn),
-            redeemed_version,
-            tx,
-            interval,
-            stop,
-        ));
+        let (conn, version, task) = start_poller(db_path, redeemed_version, interval, stop)?;
         let feed = RedeemedFeed {
             conn,
             version,
