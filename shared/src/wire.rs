@@ -113,7 +113,7 @@ pub enum Message {
         codes: Vec<String>,
         up_to_version: u64,
     },
-    /// Agent → hub, after `Subscribe` and with every health check: the till's clock
+    /// Agent → hub, after `Subscribe` and every minute: the till's clock
     /// (UTC milliseconds) when sent, so the hub can report a till whose clock is off.
     TillClock { unix_ms: i64 },
 }

@@ -60,6 +60,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const LOCKED_OUT_RETRY: Duration = Duration::from_secs(300);
 /// How often the journal's health is looked at (a report goes out only when it changed).
 const HEALTH_CHECK: Duration = Duration::from_secs(10);
+/// How often the till's clock goes to the hub (also at every connect), so a clock set
+/// back while connected is reported too.
+const CLOCK_REPORT: Duration = Duration::from_secs(60);
 /// How long the till core waits for the hub to answer a request (DESIGN.md: 150 ms).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -377,6 +380,8 @@ impl Uplink {
         let mut last_health = Some(health_now);
         let mut health_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_CHECK, HEALTH_CHECK);
+        let mut clock_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_REPORT, CLOCK_REPORT);
         loop {
             if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
                 for (cards, up_to_version) in std::mem::take(&mut deferred_erasures) {
@@ -464,8 +469,10 @@ impl Uplink {
                         self.tell(news);
                     }
                 }
-                _ = health_tick.tick() => {
+                _ = clock_tick.tick() => {
                     send.write_all(&codec::encode_frame(&till_clock())?).await?;
+                }
+                _ = health_tick.tick() => {
                     let now = self.with_journal(|j| Ok(health::of_status(&j.status()?))).await?;
                     if health::report_due(last_health.as_ref(), &now) {
                         send.write_all(&codec::encode_frame(&Message::Health(now))?).await?;

@@ -84,6 +84,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         campaigns: downlinks.campaigns,
         digests: downlinks.digests,
         redeemed: downlinks.redeemed,
+        clock_skewed: false,
         session: HubSession::new(agent.clone()),
         ticket,
     };
@@ -115,6 +116,8 @@ struct Link {
     campaigns: Option<CampaignFeed>,
     digests: DigestFeed,
     redeemed: RedeemedFeed,
+    /// The till's clock was off beyond the limit at its last report (warned once).
+    clock_skewed: bool,
     session: HubSession,
     /// Resolves when the certificate is revoked or fenced while connected.
     ticket: Ticket,
@@ -302,8 +305,8 @@ impl Link {
     }
 
     /// Records how far the till's clock is off; beyond `[coupons] max_clock_skew_secs`
-    /// it is logged at warn (its timestamps are its own; the hub's commit order decides
-    /// which redemption of a code counts).
+    /// it is logged at warn, once until it is back within (its timestamps are its own; the
+    /// hub's commit order decides which redemption of a code counts).
     async fn record_clock(&mut self, till_unix_ms: i64) {
         let agent = self.session.agent().clone();
         let hub = now();
@@ -313,7 +316,11 @@ impl Link {
             skew_ms: till_unix_ms.saturating_sub(hub.unix_ms),
             max_skew_ms,
         };
-        if clock.skew_ms.saturating_abs() > max_skew_ms {
+        let skewed = clock.skew_ms.saturating_abs() > max_skew_ms;
+        if !skewed && self.clock_skewed {
+            tracing::info!("agent {agent}: clock is within the limit again");
+        }
+        if skewed && !std::mem::replace(&mut self.clock_skewed, skewed) {
             tracing::warn!(
                 "agent {agent}: clock is off by {} s ({}; [coupons] max_clock_skew_secs = {})",
                 clock.skew_ms / 1000,
@@ -325,6 +332,7 @@ impl Link {
                 max_skew_ms / 1000
             );
         }
+        self.clock_skewed = skewed;
         if let Err(err) = self.writer.clock(agent.clone(), clock, hub).await {
             tracing::warn!("agent {agent}: clock report not recorded: {err}");
         }
