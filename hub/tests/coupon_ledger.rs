@@ -707,4 +707,19 @@ fn a_backdated_tills_redemption_loses_to_the_earlier_committed_one() {
         stores,
         vec![("S001".to_string(), 1, 0), ("S002".to_string(), 0, 1)]
     );
+
+    // The same events committed the other way round: the counts stay, THE redemption
+    // (and its revenue) follows the commit order, and the same order gives the same KPIs.
+    for name in ["b.db", "c.db"] {
+        let mut other = open(&dir.path().join(name), true);
+        ingest(&mut other, &s2(), &backdated);
+        ingest(&mut other, &s1(), &honest);
+        let k = kpis(&other);
+        assert_eq!((k.redeemed, k.duplicate_redemptions), (1, 1));
+        assert_eq!(k.revenue_cents, 900);
+    }
+    assert_eq!(
+        kpis(&open(&dir.path().join("b.db"), true)),
+        kpis(&open(&dir.path().join("c.db"), true))
+    );
 }
