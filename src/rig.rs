@@ -270,6 +270,8 @@ pub struct AgentSettings<'a> {
     pub hub: SocketAddr,
     /// Folder with `ca.pem agent.pem agent.key` from `ca issue`.
     pub certs: &'a Path,
+    /// `[coupons] budget_ms` and `digest_timeout_ms` (`None`: the agent's defaults).
+    pub coupon_timeouts_ms: Option<(u64, u64)>,
 }
 
 /// Writes an agent config for `devices` at `path`.
@@ -303,6 +305,12 @@ pub fn write_agent_config(
         path_str(&settings.certs.join("agent.pem")),
         path_str(&settings.certs.join("agent.key")),
     );
+    if let Some((budget_ms, digest_timeout_ms)) = settings.coupon_timeouts_ms {
+        let _ = write!(
+            text,
+            "\n[coupons]\nbudget_ms = {budget_ms}\ndigest_timeout_ms = {digest_timeout_ms}\n"
+        );
+    }
     std::fs::write(path, text).map_err(io_err(format!("writing {}", path.display())))
 }
 

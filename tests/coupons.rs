@@ -17,6 +17,7 @@ use serde_json::Value;
 use till360::rig::{wait_until, PlayOptions};
 use till360::sim::scanner::card_number;
 use till360::sim::{BasketItem, PosSimulator, Quantity, ReceiptStyle, Scan, Suffix, Visit};
+use till360_agent::escpos::encode::{notice_block, PrinterModes};
 use till360_agent::escpos::{CodePage, EscPosParser, PrintEvent};
 use till360_shared::campaign::{in_control_group, ControlSubject};
 use till360_shared::coupon::{derive_customer_key, derive_till_key, mint, verify, CouponFields};
@@ -58,6 +59,9 @@ const PRODUCTS: &str = "sku,description,category,sensitive\n\
     8710000000017,Koffie bonen 1kg,coffee,no\n\
     8710000000024,Halfvolle melk 1L,dairy,no\n\
     8710000000031,Paracetamol 500mg 20st,pharmacy,yes\n";
+
+/// `[coupons] budget_ms` (the largest allowed) and `digest_timeout_ms` of every till.
+const TIMEOUTS_MS: (u64, u64) = (1000, 2000);
 
 /// CRM customers 1..=CUSTOMERS with card `card_number(n)`.
 const CUSTOMERS: u64 = 40;
@@ -103,6 +107,12 @@ struct CouponSite {
 
 impl CouponSite {
     fn start(big_basket_control: u8) -> CouponSite {
+        Self::start_with(big_basket_control, false)
+    }
+
+    /// With `second_s001_till`, a third till: S001/T02 (index 2). Every till gets a
+    /// generous coupon budget and hub timeout: these tests are not about them.
+    fn start_with(big_basket_control: u8, second_s001_till: bool) -> CouponSite {
         let site = Site::new();
         let dir = site.path().to_path_buf();
         std::fs::write(
@@ -123,16 +133,23 @@ impl CouponSite {
         import(&config, "customers", &dir.join("customers.csv"));
 
         let hub = site.start_hub();
-        let tills = vec![
-            site.till("S001", ReceiptStyle::Supermarket, Suffix::Cr, 41),
-            site.till("S002", ReceiptStyle::Supermarket, Suffix::CrLf, 42),
-        ];
+        let mut stations = vec![("S001", "T01", Suffix::Cr), ("S002", "T01", Suffix::CrLf)];
+        if second_s001_till {
+            stations.push(("S001", "T02", Suffix::Cr));
+        }
+        let style = ReceiptStyle::Supermarket;
+        let tills: Vec<Till> = (0u64..)
+            .zip(&stations)
+            .map(|(i, (store, till, suffix))| {
+                site.till_named(store, till, style, *suffix, 41 + i, Some(TIMEOUTS_MS))
+            })
+            .collect();
         let agents: Vec<Proc> = tills.iter().map(|t| site.start_agent(t)).collect();
         let opening = chrono::Local::now().naive_local();
-        let pos = vec![
-            PosSimulator::new(ReceiptStyle::Supermarket, "S001", opening, 1),
-            PosSimulator::new(ReceiptStyle::Supermarket, "S002", opening, 2),
-        ];
+        let pos = (0u64..)
+            .zip(&stations)
+            .map(|(i, (store, ..))| PosSimulator::new(style, store, opening, 1 + i))
+            .collect();
         let mut this = CouponSite {
             site,
             hub: Some(hub),
@@ -148,19 +165,58 @@ impl CouponSite {
 
     /// Waits until agent `i`'s log contains `needle`.
     fn wait_for_log(&mut self, i: usize, needle: &str) {
+        self.wait_for_logged(i, needle, 1);
+    }
+
+    /// Waits until agent `i`'s log contains `needle` at least `times` times.
+    fn wait_for_logged(&mut self, i: usize, needle: &str, times: usize) {
         let agent = &mut self.agents[i];
         let found = wait_until(DEADLINE, || {
             agent.assert_running();
-            std::fs::read_to_string(&agent.log)
+            (std::fs::read_to_string(&agent.log)
                 .unwrap_or_default()
-                .contains(needle)
+                .matches(needle)
+                .count()
+                >= times)
                 .then_some(())
         });
         assert!(
             found.is_some(),
-            "agent {i} never logged {needle:?}:\n{}",
+            "agent {i} never logged {needle:?} {times} times:\n{}",
             read_log(&agent.log)
         );
+    }
+
+    /// Scans `code` at till `i` and waits until its agent has judged it (`verdict`: the
+    /// log's words, e.g. "refused: already_redeemed", for the `times`th time); a refused
+    /// code also until its notice is printed. Returns what the printer got meanwhile.
+    fn scan_coupon(&mut self, i: usize, code: &str, verdict: &str, times: usize) -> Vec<u8> {
+        let devices = &self.tills[i].devices;
+        let before = devices.printer.bytes().len();
+        devices.scanner().scan(code).expect("scan");
+        self.wait_for_logged(i, &format!("coupon {code} {verdict}"), times);
+        if verdict.starts_with("refused") {
+            self.wait_for_notice(i, before)
+        } else {
+            self.tills[i].devices.printer.bytes()[before..].to_vec()
+        }
+    }
+
+    /// Waits until till `i`'s printer has got a whole notice after its first `before`
+    /// bytes; returns the printer's bytes from `before` on.
+    fn wait_for_notice(&self, i: usize, before: usize) -> Vec<u8> {
+        let printer = &self.tills[i].devices.printer;
+        let len = notice("", "0000", 0).len();
+        wait_until(DEADLINE, || {
+            let bytes = printer.bytes();
+            let new = bytes.get(before..)?;
+            let stars = new
+                .windows(STARS.len())
+                .position(|w| w == STARS.as_bytes())?;
+            // Its first row comes after ESC @, ESC t n, ESC E 1; the reason is longer.
+            (new.len() >= stars - 8 + len).then(|| new.to_vec())
+        })
+        .unwrap_or_else(|| panic!("no notice printed at till {i}"))
     }
 
     fn master(&self) -> Vec<u8> {
@@ -259,6 +315,53 @@ impl CouponSite {
         });
         found.unwrap_or_else(|| panic!("coupon report of {store} never matched; last {last}"))
     }
+}
+
+/// A notice's rows of stars (`[coupons] columns` = 48).
+const STARS: &str = "************************************************";
+
+/// The notice for a refused code as the agent prints it: `notice_text` (the default),
+/// the reason and the code's last four digits. `esc_t` is the code page number the
+/// printed notice restores.
+fn notice(reason: &str, code: &str, esc_t: u8) -> Vec<u8> {
+    let lines = [
+        till360_agent::config::DEFAULT_NOTICE_TEXT.to_string(),
+        format!("{reason}  ...{}", &code[code.len() - 4..]),
+    ];
+    let modes = PrinterModes {
+        code_page: CodePage::Cp858,
+        esc_t,
+    };
+    notice_block(&lines, 48, &modes)
+}
+
+/// Takes the one notice out of `printed` (which must hold exactly `notice(reason,
+/// code)`), checks it sits where nothing is mid-receipt in the POS's bytes (before any
+/// of them, or right after a cut), and returns the rest: the POS's bytes.
+fn without_notice(printed: &[u8], reason: &str, code: &str) -> (Vec<u8>, usize) {
+    let stars = printed
+        .windows(STARS.len())
+        .position(|w| w == STARS.as_bytes())
+        .expect("a notice");
+    // ESC @, ESC t n, ESC E 1 before the first row.
+    let start = stars - 8;
+    let expected = notice(reason, code, printed[start + 4]);
+    assert_eq!(
+        &printed[start..start + expected.len()],
+        &expected[..],
+        "the notice, whole"
+    );
+    let mut rest = printed[..start].to_vec();
+    rest.extend_from_slice(&printed[start + expected.len()..]);
+    (rest, start)
+}
+
+/// Whether POS offset `at` is a point where nothing is mid-receipt: the start, or right
+/// after one of the POS's cuts (`GS V 66 n` / `GS V m` as the simulator prints them).
+fn between_receipts(sent: &[u8], at: usize) -> bool {
+    at == 0
+        || (at >= 4 && sent[at - 4..at - 2] == [GS, b'V'] && sent[at - 2] >= 65)
+        || (at >= 3 && sent[at - 3..at - 1] == [GS, b'V'] && sent[at - 1] < 65)
 }
 
 /// One receipt as sent and as printed.
@@ -494,13 +597,12 @@ fn a_coupon_is_redeemed_once_a_second_scan_is_a_duplicate_and_a_forgery_is_refus
     let issued = s.play(0, Some(&card), card_scan(&card), big_basket());
     let code = issued.coupon_code().expect("a coupon");
 
-    // Redeemed at the issuing store (checked offline with the store's keys) ...
+    // Redeemed at the issuing store ...
     let used = s.play(0, None, vec![Scan::Coupon(code.clone())], small_basket());
-    // ... and once more at the same store: the till cannot know, the hub reports it.
+    // ... and once more at the same store: refused there (the till's own ledger).
     s.play(0, None, vec![Scan::Coupon(code.clone())], small_basket());
-    let kpis = s.wait_for_kpis("big-basket", |k| {
-        n(k, "redeemed") == 1 && n(k, "duplicate_redemptions") == 1
-    });
+    s.wait_for_log(0, &format!("coupon {code} refused: already_redeemed"));
+    let kpis = s.wait_for_kpis("big-basket", |k| n(k, "redeemed") == 1);
     assert_eq!(n(&kpis, "revenue_cents"), used.total_cents);
     assert_eq!(kpis["redemption_rate"].as_f64(), Some(1.0));
 
@@ -520,9 +622,123 @@ fn a_coupon_is_redeemed_once_a_second_scan_is_a_duplicate_and_a_forgery_is_refus
         vec![Scan::Coupon(forged.as_str().to_string())],
         small_basket(),
     );
-    s.wait_for_store_report("S001", |r| n(r, "refused") == 1 && n(r, "duplicates") == 1);
+    s.wait_for_store_report("S001", |r| n(r, "refused") == 2 && n(r, "duplicates") == 0);
     let kpis = s.wait_for_kpis("big-basket", |k| n(k, "redeemed") == 1);
     assert_eq!(n(&kpis, "issued"), 1);
+    assert_eq!(n(&kpis, "duplicate_redemptions"), 0);
+}
+
+#[test]
+fn a_photocopied_coupon_is_refused_at_its_own_store_at_every_till_and_with_the_hub_down() {
+    let mut s = CouponSite::start_with(0, true);
+    let card = card_number(18);
+    let issued = s.play(0, Some(&card), card_scan(&card), big_basket());
+    let code = issued.coupon_code().expect("a coupon");
+    s.scan_coupon(0, &code, "accepted", 1);
+    s.play(0, None, vec![], small_basket());
+
+    // The photocopy at the same till: refused, and the cashier gets a notice at once
+    // (the POS is idle between receipts); the next receipt prints exactly as sent.
+    let printed = s.scan_coupon(0, &code, "refused: already_redeemed", 1);
+    let (rest, at) = without_notice(&printed, "already_redeemed", &code);
+    assert_eq!(
+        (rest.len(), at),
+        (0, 0),
+        "only the notice, between receipts"
+    );
+    let next = s.play(0, None, vec![], small_basket());
+    assert_eq!(next.printed, next.sent, "the POS's bytes unchanged");
+
+    // The hub pushed the redemption to the store's other till; with the hub gone it
+    // refuses the code from its own ledger, and so does the first till.
+    s.wait_for_log(2, "codes redeemed in this store received");
+    s.hub.take().expect("hub").kill();
+    s.scan_coupon(2, &code, "refused: already_redeemed", 1);
+    s.scan_coupon(0, &code, "refused: already_redeemed", 2);
+    // A coupon issued and redeemed while the hub is down is refused the second time.
+    let other_card = card_number(19);
+    let offline = s.play(0, Some(&other_card), card_scan(&other_card), big_basket());
+    let offline_code = offline.coupon_code().expect("a coupon decided offline");
+    s.scan_coupon(0, &offline_code, "accepted", 1);
+    s.play(0, None, vec![], small_basket());
+    s.scan_coupon(0, &offline_code, "refused: already_redeemed", 1);
+
+    s.hub = Some(s.site.start_hub());
+    let report = s.wait_for_store_report("S001", |r| n(r, "refused") == 4);
+    assert_eq!((n(&report, "redeemed"), n(&report, "duplicates")), (2, 0));
+}
+
+#[test]
+fn with_the_hub_down_a_till_accepts_at_most_max_unverified_other_store_codes_per_outage() {
+    let mut s = CouponSite::start(0);
+    let card = card_number(20);
+    let issued = s.play(0, Some(&card), card_scan(&card), big_basket());
+    let code = issued.coupon_code().expect("a coupon");
+    // Genuine codes of S001/T01's (other serials of the same campaign and day).
+    let key = derive_till_key(&s.master(), "S001", "T01");
+    let fields = verify(&key, &code).unwrap();
+    let codes: Vec<String> = (0..7)
+        .map(|k| {
+            let serial =
+                CouponFields::new(fields.campaign(), fields.till(), fields.expires(), 200 + k);
+            mint(&key, &serial.unwrap()).as_str().to_string()
+        })
+        .collect();
+
+    s.hub.take().expect("hub").kill();
+    // At S002: five are accepted unverified (the default), the sixth refused, with a
+    // notice for the cashier.
+    let before = s.tills[1].devices.printer.bytes().len();
+    for code in &codes[..6] {
+        s.tills[1].devices.scanner().scan(code).expect("scan");
+    }
+    s.wait_for_logged(1, "accepted (unverified)", 5);
+    s.wait_for_logged(1, "refused: unverifiable", 1);
+    let refused = codes[..6]
+        .iter()
+        .find(|c| read_log(&s.agents[1].log).contains(&format!("coupon {c} refused")))
+        .expect("the refused code")
+        .clone();
+    let printed = s.wait_for_notice(1, before);
+    let (rest, at) = without_notice(&printed, "unverifiable", &refused);
+    assert_eq!(
+        (rest.len(), at),
+        (0, 0),
+        "only the notice, between receipts"
+    );
+    let receipt = s.play(1, None, vec![], small_basket());
+    assert_eq!(receipt.printed, receipt.sent);
+
+    // The link comes back: the next outage starts a new count.
+    s.hub = Some(s.site.start_hub());
+    s.wait_for_logged(1, "uplink: connected to", 2);
+    s.hub.take().expect("hub").kill();
+    s.scan_coupon(1, &codes[6], "accepted (unverified)", 1);
+    s.play(1, None, vec![], small_basket());
+
+    s.hub = Some(s.site.start_hub());
+    let report = s.wait_for_store_report("S002", |r| n(r, "redeemed") == 6);
+    assert_eq!(n(&report, "refused"), 1);
+}
+
+#[test]
+fn a_code_refused_at_the_cut_gets_its_notice_right_after_the_receipt() {
+    let mut s = CouponSite::start(0);
+    let card = card_number(22);
+    let issued = s.play(0, Some(&card), card_scan(&card), big_basket());
+    let code = issued.coupon_code().expect("a coupon");
+    s.play(0, None, vec![Scan::Coupon(code.clone())], small_basket());
+    // The photocopy scanned as part of a visit: the notice goes right after that
+    // receipt's cut (or before it starts), never inside it.
+    let visit = s.play(0, None, vec![Scan::Coupon(code.clone())], small_basket());
+    let start = s.tills[0].devices.printer.bytes().len() - visit.printed.len();
+    let printed = s.wait_for_notice(0, start);
+    let (rest, at) = without_notice(&printed, "already_redeemed", &code);
+    assert_eq!(rest, visit.sent, "the POS's bytes unchanged");
+    assert!(
+        between_receipts(&visit.sent, at),
+        "notice at {at} is mid-receipt"
+    );
 }
 
 #[test]

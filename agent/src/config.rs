@@ -25,6 +25,13 @@ pub const DEFAULT_COUPON_BUDGET_MS: u64 = 50;
 pub const DEFAULT_DIGEST_TIMEOUT_MS: u64 = 150;
 pub const DEFAULT_COUPON_COLUMNS: usize = 48;
 pub const DEFAULT_EXPIRY_LABEL: &str = "Geldig t/m";
+/// Other stores' codes accepted unverified per hub outage, unless `[coupons]
+/// max_unverified` says otherwise.
+pub const DEFAULT_MAX_UNVERIFIED: u32 = 5;
+/// The first line of the notice printed for a refused coupon code.
+pub const DEFAULT_NOTICE_TEXT: &str = "COUPON GEWEIGERD";
+/// The largest `[coupons] max_unverified`.
+const MAX_MAX_UNVERIFIED: u32 = 1000;
 /// The longest a cut may wait for its coupon: beyond this the POS would notice.
 pub const MAX_COUPON_BUDGET_MS: u64 = 1000;
 pub const MAX_DIGEST_TIMEOUT_MS: u64 = 10_000;
@@ -188,6 +195,11 @@ pub struct CouponsConfig {
     pub columns: usize,
     /// Printed before the expiry date.
     pub expiry_label: String,
+    /// Other stores' codes accepted while the hub is unreachable, per outage; more
+    /// are refused (`unverifiable`). 0: none.
+    pub max_unverified: u32,
+    /// The first line of the notice printed for a refused or unverifiable code.
+    pub notice_text: String,
 }
 
 impl CouponsConfig {
@@ -208,6 +220,8 @@ impl Default for CouponsConfig {
             digest_timeout_ms: DEFAULT_DIGEST_TIMEOUT_MS,
             columns: DEFAULT_COUPON_COLUMNS,
             expiry_label: DEFAULT_EXPIRY_LABEL.to_string(),
+            max_unverified: DEFAULT_MAX_UNVERIFIED,
+            notice_text: DEFAULT_NOTICE_TEXT.to_string(),
         }
     }
 }
@@ -331,6 +345,8 @@ struct RawCoupons {
     digest_timeout_ms: Option<u64>,
     columns: Option<usize>,
     expiry_label: Option<String>,
+    max_unverified: Option<u32>,
+    notice_text: Option<String>,
 }
 
 fn file_label(path: &Path) -> String {
@@ -582,12 +598,34 @@ impl AgentConfig {
                         format!("{expiry_label:?} must be printable text, not empty"),
                     ));
                 }
+                let max_unverified = c.max_unverified.unwrap_or(defaults.max_unverified);
+                if max_unverified > MAX_MAX_UNVERIFIED {
+                    return Err(bad(
+                        "[coupons] max_unverified",
+                        format!("{max_unverified} is out of range (0..={MAX_MAX_UNVERIFIED})"),
+                    ));
+                }
+                let notice_text = c.notice_text.unwrap_or(defaults.notice_text);
+                if notice_text.trim().is_empty()
+                    || notice_text.chars().any(char::is_control)
+                    || notice_text.chars().count() > columns
+                {
+                    return Err(bad(
+                        "[coupons] notice_text",
+                        format!(
+                            "{notice_text:?} must be printable text, not empty, at most \
+                             [coupons] columns ({columns}) characters"
+                        ),
+                    ));
+                }
                 CouponsConfig {
                     enabled: c.enabled.unwrap_or(defaults.enabled),
                     budget_ms,
                     digest_timeout_ms,
                     columns,
                     expiry_label,
+                    max_unverified,
+                    notice_text,
                 }
             }
         };
@@ -713,12 +751,25 @@ mod tests {
         assert_eq!((set.budget_ms, set.columns), (80, 32));
         assert_eq!(set.expiry_label, "Valid until");
         assert_eq!(set.digest_timeout_ms, DEFAULT_DIGEST_TIMEOUT_MS);
+        let set = with("max_unverified = 0\nnotice_text = \"Refused coupon\"\n")
+            .unwrap()
+            .coupons;
+        assert_eq!(
+            (set.max_unverified, set.notice_text.as_str()),
+            (0, "Refused coupon")
+        );
         for (section, key) in [
             ("budget_ms = 0\n", "[coupons] budget_ms"),
             ("budget_ms = 5000\n", "[coupons] budget_ms"),
             ("digest_timeout_ms = 0\n", "[coupons] digest_timeout_ms"),
             ("columns = 3\n", "[coupons] columns"),
             ("expiry_label = \"\"\n", "[coupons] expiry_label"),
+            ("max_unverified = 5000\n", "[coupons] max_unverified"),
+            ("notice_text = \"\"\n", "[coupons] notice_text"),
+            (
+                "columns = 24\nnotice_text = \"a notice longer than the paper is wide\"\n",
+                "[coupons] notice_text",
+            ),
             ("colums = 32\n", "[coupons]"),
         ] {
             let err = with(section).unwrap_err().to_string();

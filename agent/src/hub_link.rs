@@ -1,6 +1,6 @@
 //! What the till core and the uplink tell each other about coupons: requests the till
-//! core makes of the hub (a card's fresh digest at a scan, a check of another store's
-//! coupon code) and the news the uplink brings back (a new campaign set and keyring,
+//! core makes of the hub (a card's fresh digest at a scan, a check of a scanned coupon
+//! code) and the news the uplink brings back (a new campaign set and keyring,
 //! digest deltas, answers). Plain values; the uplink answers every request, with `None`
 //! when the hub could not answer in time (offline, or later than the timeout).
 
@@ -16,7 +16,8 @@ use till360_shared::CardNumber;
 pub enum HubRequest {
     /// A card was scanned: ask for its freshest digest (answered within the timeout).
     Digest { card: CardNumber },
-    /// Another store's coupon code was scanned: may it be redeemed?
+    /// A coupon code was scanned (any store's, while the hub is connected): may it be
+    /// redeemed?
     CouponCheck { code: String },
 }
 

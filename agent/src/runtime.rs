@@ -23,8 +23,10 @@ use tokio::sync::watch;
 
 use crate::checkout::Checkout;
 use crate::config::{AgentConfig, ScannerConfig};
-use crate::coupons::{CouponDesk, ScanOutcome, ScannedCoupons, SerialBlocks, VerdictOutcome};
-use crate::escpos::encode::PrinterModes;
+use crate::coupons::{
+    CouponDesk, ScanContext, ScanOutcome, ScannedCoupons, SerialBlocks, VerdictOutcome,
+};
+use crate::escpos::encode::{notice_block, PrinterModes};
 use crate::escpos::gate::CutOutcome;
 use crate::escpos::{EscPosParser, PrintEvent};
 use crate::hub_link::{HubNews, HubRequest, NewsSink};
@@ -120,6 +122,8 @@ struct CoreSetup {
     runtime: tokio::runtime::Handle,
     /// Where the till core answers held cuts; `None` when coupons are disabled.
     decisions: Option<Sender<CutDecision>>,
+    /// Where the till core sends notices for the cashier; `None` when coupons are disabled.
+    notices: Option<Sender<Vec<u8>>>,
     news: NewsSender,
 }
 
@@ -159,8 +163,11 @@ impl CoreSetup {
             decisions: self.decisions,
             requests: has_uplink.then_some(requests_tx),
             online: false,
-            scanned: ScannedCoupons::new(),
+            scanned: ScannedCoupons::new(self.config.coupons.max_unverified),
             printing: HashMap::new(),
+            notices: self.notices,
+            notice_text: self.config.coupons.notice_text.clone(),
+            columns: self.config.coupons.columns,
         };
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
@@ -233,15 +240,17 @@ impl RunningAgent {
         let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
         // With coupons on, the proxy holds each cut until the till core's decision (at
         // most the budget); off, it never holds anything.
-        let (decisions, gate) = if config.coupons.enabled {
+        let (decisions, notices, gate) = if config.coupons.enabled {
             let (tx, rx) = mpsc::channel();
+            let (notices_tx, notices_rx) = mpsc::channel();
             let gate = CouponGate {
                 budget: config.coupons.budget(),
                 decisions: rx,
+                notices: Some(notices_rx),
             };
-            (Some(tx), Some(gate))
+            (Some(tx), Some(notices_tx), Some(gate))
         } else {
-            (None, None)
+            (None, None, None)
         };
         // The proxy sends printed bytes straight into the till core's queue, the same
         // queue scans go to: a scan read after a cut is ordered after that cut, so a
@@ -280,6 +289,7 @@ impl RunningAgent {
             seq_tx,
             runtime: tokio::runtime::Handle::current(),
             decisions,
+            notices,
             news: Arc::clone(&news),
         };
         let parts = Arc::new(Mutex::new(JournaledParts::default()));
@@ -446,6 +456,11 @@ struct TillCore {
     scanned: ScannedCoupons,
     /// Coupons handed to the proxy, by cut offset, until it says whether they printed.
     printing: HashMap<u64, PrintingCoupons>,
+    /// Notices for the cashier (a refused code), printed by the proxy between receipts.
+    notices: Option<Sender<Vec<u8>>>,
+    /// `[coupons] notice_text` and `columns`.
+    notice_text: String,
+    columns: usize,
 }
 
 /// Coupons decided at a cut whose release the proxy has not reported yet.
@@ -510,7 +525,9 @@ impl TillCore {
                 self.lines.len()
             );
         }
-        for (code, _) in self.scanned.take_for_receipt() {
+        let left = self.scanned.take_for_receipt();
+        let codes = left.accepted.into_iter().map(|(code, _)| code);
+        for code in codes.chain(left.refused.into_iter().map(|(code, _)| code)) {
             tracing::warn!("stopping with coupon {code} scanned but no receipt after it");
         }
     }
@@ -583,13 +600,18 @@ impl TillCore {
             coupons.issued.len()
         );
         let receipt_seq = self.record(at, EventKind::Receipt(receipt));
-        for (code, verified) in self.scanned.take_for_receipt() {
+        let codes = self.scanned.take_for_receipt();
+        for (code, verified) in codes.accepted {
             let redemption = CouponRedemption {
                 code,
                 receipt_seq,
                 verified,
             };
+            // Journaling it also puts it in the store's redemption ledger.
             self.record(at, EventKind::CouponRedeemed(redemption));
+        }
+        for (code, reason) in codes.refused {
+            self.refuse(code, reason, at);
         }
         let Some(seq) = receipt_seq else {
             if !coupons.would_have.is_empty() || !coupons.issued.is_empty() {
@@ -663,15 +685,27 @@ impl TillCore {
     }
 
     fn on_coupon_scanned(&mut self, code: String, at: Timestamp) {
-        let today = at.local().date_naive();
-        let keyring = self.desk.state().map(|s| &s.keyring);
-        match self.scanned.on_scan(&code, keyring, today) {
+        let in_ledger = {
+            let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+            journal.is_redeemed(&code).unwrap_or_else(|e| {
+                // The hub (when reachable) still refuses a code redeemed before.
+                tracing::error!("coupons: cannot read the redemption ledger: {e}");
+                false
+            })
+        };
+        let context = ScanContext {
+            keyring: self.desk.state().map(|s| &s.keyring),
+            today: at.local().date_naive(),
+            in_ledger,
+            hub_reachable: self.online && self.requests.is_some(),
+        };
+        match self.scanned.on_scan(&code, context) {
             ScanOutcome::Accepted(verified) => {
                 tracing::info!("coupon {code} accepted ({})", verified.as_str());
             }
             ScanOutcome::Refused(reason) => self.refuse(code, reason, at),
             ScanOutcome::AskHub => {
-                tracing::info!("coupon {code} of another store: asking the hub");
+                tracing::info!("coupon {code}: asking the hub");
                 if !self.ask_hub(HubRequest::CouponCheck { code: code.clone() }) {
                     self.on_verdict(code, None);
                 }
@@ -690,8 +724,20 @@ impl TillCore {
         }
     }
 
+    /// Journals a refused code and tells the cashier with a notice slip (the POS cannot
+    /// be told: it is never changed).
     fn refuse(&mut self, code: String, reason: String, at: Timestamp) {
         tracing::warn!("coupon {code} refused: {reason}");
+        if let Some(notices) = &self.notices {
+            let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+            let last4 = &digits[digits.len().saturating_sub(4)..];
+            let lines = [self.notice_text.clone(), format!("{reason}  ...{last4}")];
+            let notice = notice_block(&lines, self.columns, &PrinterModes::of(&self.parser));
+            if notices.send(notice).is_err() {
+                tracing::error!("the proxy is gone: refused coupons are no longer printed");
+                self.notices = None;
+            }
+        }
         self.record(at, EventKind::CouponRefused { code, reason });
     }
 
@@ -717,7 +763,10 @@ impl TillCore {
             HubNews::Digests { entries, reset } => self.desk.on_digests(entries, reset),
             HubNews::Digest { card, digest } => self.desk.on_digest(&card, digest),
             HubNews::CouponVerdict { code, verdict } => self.on_verdict(code, verdict),
-            HubNews::Online(online) => self.online = online,
+            HubNews::Online(online) => {
+                self.online = online;
+                self.scanned.on_link(online);
+            }
         }
     }
 

@@ -486,9 +486,16 @@ struct Run {
     released: Vec<(ReleasedCut, Instant)>,
 }
 
-/// Drives the gate through `chunks` (fed `gaps_ms` apart) with decisions per `plans`,
-/// in simulated time, until nothing is pending; then releases whatever is left.
-fn drive(chunks: &[&[u8]], gaps_ms: &[u64], plans: &[Plan]) -> Run {
+/// A notice (the `n`th queued): 0xFF marks it, a byte the streams it is tested with
+/// never carry.
+fn notice_for(n: usize) -> Vec<u8> {
+    vec![0xFF, b'N', n as u8, b'\n', 0xFF]
+}
+
+/// Drives the gate through `chunks` (fed `gaps_ms` apart) with decisions per `plans`
+/// and notices queued `notices_ms` after the start, in simulated time, until nothing is
+/// pending; then releases whatever is left.
+fn drive(chunks: &[&[u8]], gaps_ms: &[u64], plans: &[Plan], notices_ms: &[u64]) -> Run {
     let start = Instant::now();
     let mut gate = CutGate::new(BUDGET);
     let mut run = Run {
@@ -503,12 +510,16 @@ fn drive(chunks: &[&[u8]], gaps_ms: &[u64], plans: &[Plan]) -> Run {
         feeds.push((t, *chunk));
     }
     let mut feeds = feeds.into_iter().peekable();
+    let mut notices: Vec<Instant> = notices_ms.iter().map(|n| start + ms(*n)).collect();
+    notices.sort_unstable();
+    let mut notices = notices.into_iter().enumerate().peekable();
     let mut decisions: Vec<(Instant, CutId, Option<Vec<u8>>)> = Vec::new();
     loop {
         let next_feed = feeds.peek().map(|(at, _)| *at);
         let next_decision = decisions.iter().map(|(at, ..)| *at).min();
         let next_timeout = gate.poll_timeout();
-        let Some(now) = [next_feed, next_decision, next_timeout]
+        let next_notice = notices.peek().map(|(_, at)| *at);
+        let Some(now) = [next_feed, next_decision, next_timeout, next_notice]
             .into_iter()
             .flatten()
             .min()
@@ -522,6 +533,9 @@ fn drive(chunks: &[&[u8]], gaps_ms: &[u64], plans: &[Plan]) -> Run {
                 "the due timeout was handled"
             );
             out
+        } else if next_notice == Some(now) {
+            let (n, _) = notices.next().unwrap();
+            gate.queue_notice(notice_for(n))
         } else if next_decision == Some(now) {
             let i = decisions.iter().position(|(at, ..)| *at == now).unwrap();
             let (_, cut, block) = decisions.remove(i);
@@ -576,7 +590,7 @@ proptest! {
         gaps_ms in prop::collection::vec(0u64..40, 1..6),
         plans in prop::collection::vec(plan(), 1..8),
     ) {
-        let run = drive(&chunked(&stream, &splits), &gaps_ms, &plans);
+        let run = drive(&chunked(&stream, &splits), &gaps_ms, &plans, &[]);
 
         let cuts = reference_cuts(&stream);
         let held_offsets: Vec<u64> = run.held.iter().map(|(cut, _)| cut.offset()).collect();
@@ -622,7 +636,87 @@ proptest! {
             1..8,
         ),
     ) {
-        let run = drive(&chunked(&stream, &splits), &gaps_ms, &plans);
+        let run = drive(&chunked(&stream, &splits), &gaps_ms, &plans, &[]);
         prop_assert_eq!(run.printed, stream);
     }
+
+    #[test]
+    fn printed_bytes_are_the_pos_bytes_plus_whole_notices_between_receipts(
+        stream in pos_stream(),
+        splits in prop::collection::vec(any::<usize>(), 0..12),
+        gaps_ms in prop::collection::vec(0u64..40, 1..6),
+        plans in prop::collection::vec(
+            prop_oneof![
+                Just(Plan::Never),
+                (0u64..80).prop_map(|after_ms| Plan::Decide { after_ms, block: false }),
+            ],
+            1..8,
+        ),
+        notices_ms in prop::collection::vec(0u64..400, 0..5),
+    ) {
+        // 0xFF marks notices: the POS stream never carries it here.
+        let stream: Vec<u8> = stream.iter().map(|&b| if b == 0xFF { 0xFE } else { b }).collect();
+        let run = drive(&chunked(&stream, &splits), &gaps_ms, &plans, &notices_ms);
+
+        // Where a notice may go: before any byte, or right after a cut command.
+        let mut safe = vec![0usize];
+        for offset in reference_cuts(&stream) {
+            let at = offset as usize;
+            let len = match stream[at + 1] {
+                b'i' | b'm' => 2,
+                _ if matches!(stream[at + 2], 0 | 1 | 48 | 49) => 3,
+                _ => 4,
+            };
+            safe.push(at + len);
+        }
+        // Split the printer's bytes into POS bytes and notices.
+        let mut pos_bytes = Vec::new();
+        let mut found = Vec::new();
+        let mut rest = &run.printed[..];
+        while let Some(start) = rest.iter().position(|&b| b == 0xFF) {
+            pos_bytes.extend_from_slice(&rest[..start]);
+            let len = notice_for(0).len();
+            prop_assert!(rest.len() >= start + len, "a notice cut short");
+            let notice = &rest[start..start + len];
+            prop_assert_eq!(notice, &notice_for(found.len())[..], "whole notices, in order");
+            found.push(pos_bytes.len());
+            rest = &rest[start + len..];
+        }
+        pos_bytes.extend_from_slice(rest);
+        prop_assert_eq!(&pos_bytes, &stream, "the POS bytes are unchanged");
+        for at in &found {
+            prop_assert!(safe.contains(at), "a notice at offset {} is mid-receipt", at);
+        }
+        // Every notice is printed when the POS's last bytes end a receipt.
+        if safe.last() == Some(&stream.len()) {
+            prop_assert_eq!(found.len(), notices_ms.len());
+        }
+    }
+}
+
+#[test]
+fn a_notice_waits_for_the_cut_and_goes_right_after_it() {
+    let now = Instant::now();
+    let mut gate = CutGate::new(BUDGET);
+    // Idle before any byte: at once.
+    let out = gate.queue_notice(b"N0".to_vec());
+    assert_eq!((out.forward, out.notices), (b"N0".to_vec(), 1));
+    // Mid-receipt: it waits.
+    let out = gate.feed(b"Brood 2,49\n", now);
+    assert_eq!(out.forward, b"Brood 2,49\n");
+    let out = gate.queue_notice(b"N1".to_vec());
+    assert_eq!((out.forward.len(), gate.pending_notices()), (0, 1));
+    // The cut arrives with the next receipt's first bytes behind it.
+    let out = gate.feed(b"TOTAAL\n\x1dV\x41\x03next", now);
+    assert_eq!(out.forward, b"TOTAAL\n");
+    let cut = out.held_cuts[0];
+    let out = gate.on_decision(cut, Some(b"[C]".to_vec()), now);
+    assert_eq!(out.forward, b"[C]\x1dV\x41\x03N1next");
+    assert_eq!(out.notices, 1);
+    // Idle again right after a cut: at once.
+    let out = gate.feed(b"\n\x1bi", now);
+    let cut = out.held_cuts[0];
+    gate.on_decision(cut, None, now);
+    let out = gate.queue_notice(b"N2".to_vec());
+    assert_eq!(out.forward, b"N2");
 }

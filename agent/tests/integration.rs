@@ -18,6 +18,7 @@ mod journal_campaigns;
 mod journal_digests;
 mod journal_erasures;
 mod journal_integrity;
+mod journal_redeemed;
 mod proxy_pty;
 mod runtime;
 mod scanner_pty;

@@ -141,7 +141,7 @@ fn a_schema_2_journal_is_upgraded_without_campaigns() {
         .unwrap()
         .query_row("SELECT schema_version FROM journal_meta", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(schema, 5);
+    assert_eq!(schema, 6);
     let j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.campaign_version().unwrap(), 5);
 }
@@ -222,11 +222,11 @@ fn a_journal_from_a_newer_agent_is_refused() {
     drop(Journal::open(dir.path(), &agent()).unwrap());
     Connection::open(dir.path().join(JOURNAL_FILE))
         .unwrap()
-        .execute("UPDATE journal_meta SET schema_version = 6", [])
+        .execute("UPDATE journal_meta SET schema_version = 7", [])
         .unwrap();
     let err = Journal::open(dir.path(), &agent()).unwrap_err();
     assert!(
-        matches!(err, JournalError::Schema { found: 6, .. }),
+        matches!(err, JournalError::Schema { found: 7, .. }),
         "{err}"
     );
 }

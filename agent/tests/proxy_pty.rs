@@ -240,7 +240,11 @@ fn gated_proxy(
 ) -> (Proxy, mpsc::Receiver<TapEvent>, mpsc::Sender<CutDecision>) {
     let (tap_tx, tap_rx) = mpsc::channel::<TapEvent>();
     let (decisions_tx, decisions) = mpsc::channel();
-    let gate = CouponGate { budget, decisions };
+    let gate = CouponGate {
+        budget,
+        decisions,
+        notices: None,
+    };
     let proxy = Proxy::start(pos.spec(), printer.spec(), tap_tx, Some(gate)).unwrap();
     (proxy, tap_rx, decisions_tx)
 }

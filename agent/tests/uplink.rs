@@ -126,8 +126,8 @@ async fn serve_hub(endpoint: quinn::Endpoint, state: Arc<Mutex<HubState>>, drop_
                                 acked_seq: state.lock().unwrap().high_water,
                             }
                         }
-                        // This fake hub has no downlink.
-                        Message::Subscribe { .. } => continue,
+                        // This fake hub has no downlink and no clock check.
+                        Message::Subscribe { .. } | Message::TillClock { .. } => continue,
                         Message::Chain { last_seq, hash } => {
                             let mut s = state.lock().unwrap();
                             let upto = s.merged.iter().take_while(|e| e.seq <= last_seq);

@@ -52,6 +52,7 @@ pub struct HubConfig {
     pub identity: IdentityConfig,
     pub traits: TraitsConfig,
     pub digests: DigestsConfig,
+    pub coupons: CouponsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
     pub api: ApiConfig,
@@ -141,6 +142,24 @@ impl Default for DigestsConfig {
     }
 }
 
+/// `[coupons]`: checks on the tills' coupon redemptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CouponsConfig {
+    /// A till whose clock differs from the hub's by more than this many seconds is
+    /// logged at warn and flagged in `GET /api/v1/agents` (its timestamps do not decide
+    /// which redemption of a code counts either way: the hub's commit order does).
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for CouponsConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 300,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -160,6 +179,8 @@ struct RawConfig {
     traits: TraitsConfig,
     #[serde(default)]
     digests: DigestsConfig,
+    #[serde(default)]
+    coupons: CouponsConfig,
     #[serde(default)]
     segment: Vec<toml::Table>,
     #[serde(default)]
@@ -298,10 +319,20 @@ impl HubConfig {
                 ),
             ));
         }
+        if !(1..=86_400).contains(&raw.coupons.max_clock_skew_secs) {
+            return Err(invalid(
+                "coupons.max_clock_skew_secs",
+                format!(
+                    "{} is not within 1..=86400 (one day)",
+                    raw.coupons.max_clock_skew_secs
+                ),
+            ));
+        }
         Ok(HubConfig {
             api: raw.api,
             api_token: raw.api_token,
             digests: raw.digests,
+            coupons: raw.coupons,
             identity: raw.identity,
             traits: raw.traits,
             segments: raw.segment,
@@ -457,6 +488,24 @@ key = "/abs/hub.key"
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
         let segments = crate::segments::compile(&c.segments).unwrap();
         assert_eq!(segments.len(), 2, "the example's segments compile");
+        assert_eq!(c.coupons, CouponsConfig::default());
+    }
+
+    #[test]
+    fn coupons_max_clock_skew_secs_is_checked() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/srv/hub.toml").unwrap();
+        assert_eq!(c.coupons.max_clock_skew_secs, 300);
+        let text = format!("{MINIMAL}\n[coupons]\nmax_clock_skew_secs = 60\n");
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        assert_eq!(c.coupons.max_clock_skew_secs, 60);
+        let text = format!("{MINIMAL}\n[coupons]\nmax_clock_skew_secs = 0\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/srv/hub.toml") && msg.contains("coupons.max_clock_skew_secs"),
+            "{msg}"
+        );
     }
 
     #[test]

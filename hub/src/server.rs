@@ -24,6 +24,7 @@ pub struct RunningHub {
     quic_task: Option<JoinHandle<()>>,
     erasure_task: Option<JoinHandle<()>>,
     digest_task: Option<JoinHandle<()>>,
+    redeemed_task: Option<JoinHandle<()>>,
     revocation_task: Option<JoinHandle<()>>,
     gate: listener::Gate,
     digests: DigestRefresh,
@@ -161,10 +162,18 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let digest_feed = listener::DigestFeed::new(db_path, master, &digests)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let (redeemed, redeemed_task) = listener::RedeemedFeed::start(
+        db_path,
+        listener::REDEEMED_POLL,
+        std::time::Duration::from_secs(config.coupons.max_clock_skew_secs),
+        stop_rx.clone(),
+    )
+    .with_context(|| format!("cannot read the coupon ledger in {}", db_path.display()))?;
     let downlinks = listener::Downlinks {
         erasures,
         campaigns: campaign_feed,
         digests: digest_feed,
+        redeemed,
     };
     let revocation_task = tokio::spawn(
         gate.clone()
@@ -219,6 +228,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         quic_task: Some(quic_task),
         erasure_task: Some(erasure_task),
         digest_task: Some(digest_task),
+        redeemed_task: Some(redeemed_task),
         revocation_task: Some(revocation_task),
         gate,
         digests,
@@ -289,6 +299,11 @@ impl RunningHub {
         if let Some(task) = self.digest_task.take() {
             if let Err(err) = task.await {
                 tracing::error!("digest refresh failed: {err}");
+            }
+        }
+        if let Some(task) = self.redeemed_task.take() {
+            if let Err(err) = task.await {
+                tracing::error!("redeemed-codes poller failed: {err}");
             }
         }
         if let Some(task) = self.revocation_task.take() {

@@ -267,6 +267,10 @@ fn coupon_events_merge_exactly_once_across_replays() {
     assert_eq!(kpis(&store).redeemed, 1);
 }
 
+/// Which scan of a code is THE redemption follows the hub's commit order, so the KPIs
+/// are deterministic given that order; counts (redeemed, duplicates, forged) do not
+/// depend on it at all. Here both scans of the code come from one till, so every
+/// arrival order commits them in the same order and gives the same KPIs.
 #[test]
 fn the_same_events_in_another_order_give_the_same_kpis() {
     let dir = tempfile::tempdir().unwrap();
@@ -671,4 +675,52 @@ async fn a_running_hub_counts_coupons_sent_over_quic() {
     let (status, _) = common::http_get(hub.http_addr(), "/api/v1/campaigns/unknown/kpis").await;
     assert_eq!(status, 404);
     hub.shutdown().await;
+}
+
+#[test]
+fn a_backdated_tills_redemption_loses_to_the_earlier_committed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir.path().join("hub.db"), true);
+    let code = code(store.connection_mut(), 7, false);
+    // S001 redeems the code on day 5 (receipt 4200) and its events are committed first.
+    let honest = vec![
+        ev(&s1(), 1, T0 + 5 * DAY, receipt(None, 4200, T0 + 5 * DAY)),
+        ev(&s1(), 2, T0 + 5 * DAY + 1, redeemed(&code, 1)),
+    ];
+    ingest(&mut store, &s1(), &honest);
+    // S002's clock was set back four days: its later scan of the same code claims day 1.
+    let backdated = vec![
+        ev(&s2(), 1, T0 + DAY, receipt(None, 900, T0 + DAY)),
+        ev(&s2(), 2, T0 + DAY + 1, redeemed(&code, 1)),
+    ];
+    ingest(&mut store, &s2(), &backdated);
+
+    let k = kpis(&store);
+    assert_eq!((k.redeemed, k.duplicate_redemptions), (1, 1), "{k:?}");
+    assert_eq!(k.revenue_cents, 4200, "the first committed scan's receipt");
+    let stores: Vec<(String, u64, u64)> = store
+        .coupon_stores()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.store, s.redeemed, s.duplicates))
+        .collect();
+    assert_eq!(
+        stores,
+        vec![("S001".to_string(), 1, 0), ("S002".to_string(), 0, 1)]
+    );
+
+    // The same events committed the other way round: the counts stay, THE redemption
+    // (and its revenue) follows the commit order, and the same order gives the same KPIs.
+    for name in ["b.db", "c.db"] {
+        let mut other = open(&dir.path().join(name), true);
+        ingest(&mut other, &s2(), &backdated);
+        ingest(&mut other, &s1(), &honest);
+        let k = kpis(&other);
+        assert_eq!((k.redeemed, k.duplicate_redemptions), (1, 1));
+        assert_eq!(k.revenue_cents, 900);
+    }
+    assert_eq!(
+        kpis(&open(&dir.path().join("b.db"), true)),
+        kpis(&open(&dir.path().join("c.db"), true))
+    );
 }

@@ -53,6 +53,7 @@ async fn subscribed(
             erasure_version: 0,
             campaign_version,
             digest_version: 0,
+            redeemed_version: 0,
         })
         .await
         .unwrap();

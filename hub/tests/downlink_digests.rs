@@ -103,6 +103,7 @@ pub(crate) async fn subscribed(
             erasure_version: 0,
             campaign_version: 0,
             digest_version,
+            redeemed_version: 0,
         })
         .await
         .unwrap();

@@ -43,6 +43,7 @@ async fn subscribed(site: &Site, hub: std::net::SocketAddr, erasure_version: u64
             erasure_version,
             campaign_version: 0,
             digest_version: 0,
+            redeemed_version: 0,
         })
         .await
         .unwrap();

@@ -11,6 +11,7 @@ mod downlink_digest_compaction;
 mod downlink_digests;
 mod downlink_digests_traits;
 mod downlink_erasures;
+mod downlink_redeemed;
 mod http_api;
 mod http_guard;
 mod hub_start;

@@ -21,6 +21,10 @@
 //! of another store may send `CouponCheck`, answered by `CouponVerdict`. Answers that
 //! come too late are the caller's to drop (the session only passes them on).
 //!
+//! Downlink (redeemed codes): `Subscribe` carries the version of the store's redeemed-
+//! codes ledger the agent holds; the hub sends `Redeemed` frames with strictly increasing
+//! `up_to_version` (its commit sequence), which the agent persists with the codes.
+//!
 //! Hub side ([`plan_ingest`]): given the stored high-water mark and a batch, which
 //! events are new, which are replays, and whether the batch leaves a gap.
 
@@ -55,6 +59,10 @@ pub enum SyncError {
         "hub sent digests up to version {got}, not newer than version {previous} already received"
     )]
     DigestWentBack { got: u64, previous: u64 },
+    #[error(
+        "hub sent redeemed codes up to version {got}, not newer than version {previous} already received"
+    )]
+    RedeemedWentBack { got: u64, previous: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +107,11 @@ pub enum UplinkEvent {
         code: String,
         verdict: CouponVerdict,
     },
+    /// Codes redeemed at the store: persist them with `up_to_version` (one transaction).
+    Redeemed {
+        codes: Vec<String>,
+        up_to_version: u64,
+    },
 }
 
 /// The agent's half of one connection.
@@ -117,6 +130,8 @@ pub struct UplinkSession {
     campaign_version: u64,
     /// The digest version of the cache at connect or received since (0: empty).
     digest_version: u64,
+    /// The redeemed-codes version held at connect or received since (0: none).
+    redeemed_version: u64,
 }
 
 impl UplinkSession {
@@ -134,7 +149,19 @@ impl UplinkSession {
             erasure_version: 0,
             campaign_version: 0,
             digest_version: 0,
+            redeemed_version: 0,
         }
+    }
+
+    /// The redeemed-codes version the journal holds (0: none).
+    pub fn with_redeemed_version(mut self, redeemed_version: u64) -> Self {
+        self.redeemed_version = redeemed_version;
+        self
+    }
+
+    /// The redeemed-codes version held (received frames included).
+    pub fn redeemed_version(&self) -> u64 {
+        self.redeemed_version
     }
 
     /// The digest version the journal's cache holds (0: empty).
@@ -171,6 +198,7 @@ impl UplinkSession {
             erasure_version: self.erasure_version,
             campaign_version: self.campaign_version,
             digest_version: self.digest_version,
+            redeemed_version: self.redeemed_version,
         }
     }
 
@@ -304,6 +332,25 @@ impl UplinkSession {
             }
             (Phase::Streaming, Message::CouponVerdict { code, verdict }) => {
                 Ok(Some(UplinkEvent::CouponVerdict { code, verdict }))
+            }
+            (
+                Phase::Streaming,
+                Message::Redeemed {
+                    codes,
+                    up_to_version,
+                },
+            ) => {
+                if up_to_version <= self.redeemed_version {
+                    return Err(SyncError::RedeemedWentBack {
+                        got: up_to_version,
+                        previous: self.redeemed_version,
+                    });
+                }
+                self.redeemed_version = up_to_version;
+                Ok(Some(UplinkEvent::Redeemed {
+                    codes,
+                    up_to_version,
+                }))
             }
             (phase, other) => Err(SyncError::Unexpected {
                 got: other.name(),
@@ -591,6 +638,7 @@ mod tests {
                 erasure_version: 3,
                 campaign_version: 0,
                 digest_version: 0,
+                redeemed_version: 0,
             }
         );
         assert!(matches!(
@@ -677,6 +725,7 @@ mod tests {
                 erasure_version: 0,
                 campaign_version: 7,
                 digest_version: 4,
+                redeemed_version: 0,
             }
         );
         assert_eq!(
@@ -788,6 +837,40 @@ mod tests {
             Some(UplinkEvent::CouponVerdict {
                 code: "1".repeat(24),
                 verdict: CouponVerdict::AlreadyRedeemed
+            })
+        );
+    }
+
+    #[test]
+    fn redeemed_codes_move_forward_after_welcome() {
+        let mut s = UplinkSession::new(agent(), 0, 10, 10).with_redeemed_version(4);
+        assert_eq!(s.redeemed_version(), 4);
+        assert!(matches!(
+            s.subscribe(),
+            Message::Subscribe {
+                redeemed_version: 4,
+                ..
+            }
+        ));
+        let frame = |up_to_version| Message::Redeemed {
+            codes: vec!["1".repeat(24)],
+            up_to_version,
+        };
+        assert!(s.handle(frame(6)).is_err(), "nothing but welcome first");
+        s.handle(Message::Welcome { acked_seq: 0 }).unwrap();
+        assert_eq!(
+            s.handle(frame(6)).unwrap(),
+            Some(UplinkEvent::Redeemed {
+                codes: vec!["1".repeat(24)],
+                up_to_version: 6
+            })
+        );
+        assert_eq!(s.redeemed_version(), 6);
+        assert_eq!(
+            s.handle(frame(6)),
+            Err(SyncError::RedeemedWentBack {
+                got: 6,
+                previous: 6
             })
         );
     }

@@ -10,8 +10,9 @@ use crate::event::{AgentId, Event};
 
 /// Version of the frame layout and the message set below; a peer speaking another
 /// version is refused with a clear message, never misread. Version 2 added the flags
-/// byte (compressed bodies).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// byte (compressed bodies); 3 the redeemed-codes downlink (`Subscribe.redeemed_version`,
+/// `Redeemed`) and the till's clock (`TillClock`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
 /// across frame versions, so a peer of another [`PROTOCOL_VERSION`] still connects and
@@ -58,6 +59,8 @@ pub enum Message {
         campaign_version: u64,
         /// The digest version of the agent's cache (0: empty).
         digest_version: u64,
+        /// The version of the store's redeemed-codes ledger the agent holds (0: none).
+        redeemed_version: u64,
     },
     /// Hub → agent: cards erased on the hub, in version order, everything up to and
     /// including `up_to_version` (bounded batches; the agent drops these cards).
@@ -102,6 +105,17 @@ pub enum Message {
         code: String,
         verdict: CouponVerdict,
     },
+    /// Hub → agent, after `Subscribe`: coupon codes redeemed at the agent's store (or
+    /// issued by one of its tills and redeemed elsewhere) committed after the agent's
+    /// `redeemed_version`, in commit order, in bounded batches; `up_to_version` is the
+    /// hub's commit sequence of the last one. Expired codes are left out.
+    Redeemed {
+        codes: Vec<String>,
+        up_to_version: u64,
+    },
+    /// Agent → hub, after `Subscribe` and every minute: the till's clock
+    /// (UTC milliseconds) when sent, so the hub can report a till whose clock is off.
+    TillClock { unix_ms: i64 },
 }
 
 /// What a till reports about itself (`Message::Health`).
@@ -169,6 +183,8 @@ impl Message {
             Message::DigestReply { .. } => "digest_reply",
             Message::CouponCheck { .. } => "coupon_check",
             Message::CouponVerdict { .. } => "coupon_verdict",
+            Message::Redeemed { .. } => "redeemed",
+            Message::TillClock { .. } => "till_clock",
         }
     }
 }

@@ -124,6 +124,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 layout: &layouts.join(format!("{}.toml", setup.style.layout_name())),
                 hub: hub.quic_addr(),
                 certs: &certs,
+                coupon_timeouts_ms: None,
             },
             &devices,
         )?;

@@ -171,7 +171,41 @@ impl Site {
         seed: u64,
         certs: &Path,
     ) -> Till {
-        self.till_towards(store, style, suffix, seed, certs, self.hub.quic)
+        self.till_towards(
+            store,
+            "T01",
+            style,
+            suffix,
+            seed,
+            certs,
+            self.hub.quic,
+            None,
+        )
+    }
+
+    /// Till `till` of `store` with its own certificate, and `[coupons] budget_ms` and
+    /// `digest_timeout_ms` from `coupon_timeouts_ms` (`None`: the defaults).
+    pub fn till_named(
+        &self,
+        store: &str,
+        till: &str,
+        style: ReceiptStyle,
+        suffix: Suffix,
+        seed: u64,
+        coupon_timeouts_ms: Option<(u64, u64)>,
+    ) -> Till {
+        let certs = self.issue(store, till);
+        let hub = self.hub.quic;
+        self.till_towards(
+            store,
+            till,
+            style,
+            suffix,
+            seed,
+            &certs,
+            hub,
+            coupon_timeouts_ms,
+        )
     }
 
     /// A till whose agent talks to `hub_address` (e.g. a fault proxy in front of the
@@ -185,36 +219,40 @@ impl Site {
         hub_address: SocketAddr,
     ) -> Till {
         let certs = self.issue(store, "T01");
-        self.till_towards(store, style, suffix, seed, &certs, hub_address)
+        self.till_towards(store, "T01", style, suffix, seed, &certs, hub_address, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn till_towards(
         &self,
         store: &str,
+        till: &str,
         style: ReceiptStyle,
         suffix: Suffix,
         seed: u64,
         certs: &Path,
         hub_address: SocketAddr,
+        coupon_timeouts_ms: Option<(u64, u64)>,
     ) -> Till {
         let setup = StoreSetup {
             store: store.to_string(),
-            till: "T01".to_string(),
+            till: till.to_string(),
             style,
         };
         let devices = TillDevices::open(suffix).expect("virtual devices");
-        let data_dir = self.path().join(format!("agent-{store}-T01"));
-        let config = self.path().join(format!("agent-{store}-T01.toml"));
+        let data_dir = self.path().join(format!("agent-{store}-{till}"));
+        let config = self.path().join(format!("agent-{store}-{till}.toml"));
         let layout = self.layouts.join(format!("{}.toml", style.layout_name()));
         write_agent_config(
             &config,
             &AgentSettings {
                 store,
-                till: "T01",
+                till,
                 data_dir: &data_dir,
                 layout: &layout,
                 hub: hub_address,
                 certs,
+                coupon_timeouts_ms,
             },
             &devices,
         )
@@ -270,7 +308,10 @@ impl Site {
     /// scans while the agent boots.
     pub fn start_agent(&self, till: &Till) -> Proc {
         let config = till.config.display().to_string();
-        let name = format!("agent-{}", till.setup.store);
+        let name = match till.setup.till.as_str() {
+            "T01" => format!("agent-{}", till.setup.store),
+            other => format!("agent-{}-{other}", till.setup.store),
+        };
         // Each start appends to the same log: read only what this start wrote.
         let log_path = self.path().join(format!("{name}.log"));
         let offset = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);

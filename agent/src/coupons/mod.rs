@@ -15,5 +15,7 @@ pub mod serials;
 mod tests;
 
 pub use desk::{CouponDesk, CutCoupons, NotPrinted};
-pub use redeem::{check_code, CodeCheck, ScanOutcome, ScannedCoupons, VerdictOutcome};
+pub use redeem::{
+    check_code, CodeCheck, ReceiptCodes, ScanContext, ScanOutcome, ScannedCoupons, VerdictOutcome,
+};
 pub use serials::{SerialBlocks, SERIAL_BLOCK};

@@ -12,6 +12,7 @@ use till360_shared::event::Verification;
 use till360_shared::wire::{CouponVerdict, DigestEntry};
 use till360_shared::{CardNumber, Currency, Receipt, ReceiptLine, Timestamp};
 
+use super::redeem::{ALREADY_REDEEMED, UNVERIFIABLE};
 use super::*;
 use crate::escpos::encode::PrinterModes;
 use crate::escpos::CodePage;
@@ -436,6 +437,15 @@ fn own_store_codes_are_checked_offline() {
     ));
 }
 
+fn context(ring: &Keyring, in_ledger: bool, hub_reachable: bool) -> ScanContext<'_> {
+    ScanContext {
+        keyring: Some(ring),
+        today: today(),
+        in_ledger,
+        hub_reachable,
+    }
+}
+
 #[test]
 fn scanned_codes_count_once_and_wait_for_the_next_receipt() {
     let ring = keyring(&["big"]);
@@ -443,25 +453,18 @@ fn scanned_codes_count_once_and_wait_for_the_next_receipt() {
     let asked = code_of("S002", "T01", 40, today());
     let refused_later = code_of("S003", "T01", 41, today());
     let unanswered = code_of("S004", "T01", 42, today());
-    let mut scanned = ScannedCoupons::new();
+    let mut scanned = ScannedCoupons::new(5);
+    let offline = context(&ring, false, false);
+    let online = context(&ring, false, true);
     assert_eq!(
-        scanned.on_scan(&own, Some(&ring), today()),
+        scanned.on_scan(&own, offline),
         ScanOutcome::Accepted(Verification::OwnStore)
     );
-    assert_eq!(
-        scanned.on_scan(&own, Some(&ring), today()),
-        ScanOutcome::Duplicate
-    );
+    assert_eq!(scanned.on_scan(&own, offline), ScanOutcome::Duplicate);
     for code in [&asked, &refused_later, &unanswered] {
-        assert_eq!(
-            scanned.on_scan(code, Some(&ring), today()),
-            ScanOutcome::AskHub
-        );
+        assert_eq!(scanned.on_scan(code, online), ScanOutcome::AskHub);
     }
-    assert_eq!(
-        scanned.on_scan(&asked, Some(&ring), today()),
-        ScanOutcome::Duplicate
-    );
+    assert_eq!(scanned.on_scan(&asked, online), ScanOutcome::Duplicate);
     assert_eq!(
         scanned.on_verdict(&asked, Some(CouponVerdict::Valid)),
         Some(VerdictOutcome::Accepted(Verification::Hub))
@@ -473,11 +476,14 @@ fn scanned_codes_count_once_and_wait_for_the_next_receipt() {
     assert_eq!(scanned.on_verdict(&asked, None), None, "no longer waiting");
     assert_eq!(
         scanned.take_for_receipt(),
-        vec![
-            (own.clone(), Verification::OwnStore),
-            (asked.clone(), Verification::Hub),
-            (unanswered.clone(), Verification::Unverified),
-        ]
+        ReceiptCodes {
+            accepted: vec![
+                (own.clone(), Verification::OwnStore),
+                (asked.clone(), Verification::Hub),
+                (unanswered.clone(), Verification::Unverified),
+            ],
+            refused: vec![],
+        }
     );
     assert_eq!(scanned.pending(), 0);
     assert_eq!(
@@ -488,20 +494,98 @@ fn scanned_codes_count_once_and_wait_for_the_next_receipt() {
 }
 
 #[test]
-fn a_verdict_without_an_answer_accepts_unverified() {
-    let ring = keyring(&[]);
-    let code = code_of("S002", "T01", 40, today());
-    let mut scanned = ScannedCoupons::new();
+fn a_code_in_the_stores_ledger_is_refused_online_or_not() {
+    let ring = keyring(&["big"]);
+    let own = code_of("S001", "T01", 1, today());
+    let other = code_of("S002", "T01", 40, today());
+    let mut scanned = ScannedCoupons::new(5);
+    for code in [&own, &other] {
+        for hub_reachable in [false, true] {
+            assert_eq!(
+                scanned.on_scan(code, context(&ring, true, hub_reachable)),
+                ScanOutcome::Refused(ALREADY_REDEEMED.into())
+            );
+        }
+    }
+    // A forgery stays a forgery, ledger or not.
+    let forged = code_of("S009", "T02", 2, today());
     assert_eq!(
-        scanned.on_scan(&code, Some(&ring), today()),
+        scanned.on_scan(&forged, context(&ring, true, true)),
+        ScanOutcome::Refused("forged".into())
+    );
+    assert_eq!(scanned.pending(), 0);
+}
+
+#[test]
+fn online_every_code_is_asked_and_an_own_code_falls_back_to_the_offline_check() {
+    let ring = keyring(&["big"]);
+    let own = code_of("S001", "T01", 1, today());
+    let own_late = code_of("S001", "T02", 2, today());
+    let mut scanned = ScannedCoupons::new(0);
+    let online = context(&ring, false, true);
+    assert_eq!(scanned.on_scan(&own, online), ScanOutcome::AskHub);
+    assert_eq!(scanned.on_scan(&own_late, online), ScanOutcome::AskHub);
+    assert_eq!(
+        scanned.on_verdict(&own, None),
+        Some(VerdictOutcome::Accepted(Verification::OwnStore)),
+        "no answer in time: the offline check"
+    );
+    // Still waiting at the cut: decided offline there.
+    assert_eq!(
+        scanned.take_for_receipt().accepted,
+        vec![
+            (own.clone(), Verification::OwnStore),
+            (own_late, Verification::OwnStore)
+        ]
+    );
+    // The hub knows better: a code redeemed at another till, not yet in the ledger.
+    assert_eq!(scanned.on_scan(&own, online), ScanOutcome::AskHub);
+    assert_eq!(
+        scanned.on_verdict(&own, Some(CouponVerdict::AlreadyRedeemed)),
+        Some(VerdictOutcome::Refused(ALREADY_REDEEMED.into()))
+    );
+}
+
+#[test]
+fn other_stores_codes_are_accepted_unverified_at_most_max_unverified_per_outage() {
+    let ring = keyring(&[]);
+    let codes: Vec<String> = (0..4)
+        .map(|n| code_of("S002", "T01", 40 + n, today()))
+        .collect();
+    let mut scanned = ScannedCoupons::new(2);
+    let offline = context(&ring, false, false);
+    assert_eq!(
+        scanned.on_scan(&codes[0], offline),
+        ScanOutcome::Accepted(Verification::Unverified)
+    );
+    // Asked while the link was up, but no answer in time: counts too.
+    assert_eq!(
+        scanned.on_scan(&codes[1], context(&ring, false, true)),
         ScanOutcome::AskHub
     );
     assert_eq!(
-        scanned.on_verdict(&code, None),
+        scanned.on_verdict(&codes[1], None),
         Some(VerdictOutcome::Accepted(Verification::Unverified))
     );
     assert_eq!(
-        scanned.take_for_receipt(),
-        vec![(code, Verification::Unverified)]
+        scanned.on_scan(&codes[2], offline),
+        ScanOutcome::Refused(UNVERIFIABLE.into())
+    );
+    // Waiting at the cut beyond the limit: refused there.
+    assert_eq!(
+        scanned.on_scan(&codes[3], context(&ring, false, true)),
+        ScanOutcome::AskHub
+    );
+    let receipt = scanned.take_for_receipt();
+    assert_eq!(receipt.accepted.len(), 2);
+    assert_eq!(
+        receipt.refused,
+        vec![(codes[3].clone(), UNVERIFIABLE.to_string())]
+    );
+    // The link comes back: the next outage has its own count.
+    scanned.on_link(true);
+    assert_eq!(
+        scanned.on_scan(&codes[2], offline),
+        ScanOutcome::Accepted(Verification::Unverified)
     );
 }

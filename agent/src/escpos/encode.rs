@@ -1,5 +1,6 @@
-//! ESC/POS output (pure): the coupon block the agent inserts before a receipt's cut, and
-//! text encoding into the printer's code page.
+//! ESC/POS output (pure): the coupon block the agent inserts before a receipt's cut, the
+//! notice slip for the cashier (a refused coupon code), and text encoding into the
+//! printer's code page.
 //!
 //! Raw ESC/POS bytes, no library: the block needs Code128 (`GS k 73`), which the `escpos`
 //! crate lacks, and a handful of fixed commands is clearer written out than wrapped.
@@ -127,6 +128,36 @@ pub fn write_coupon_block<W: io::Write>(
 ) -> io::Result<()> {
     w.write_all(&coupon_block(coupon, restore)?)
 }
+
+/// A notice for the cashier, printed between receipts (never inside one): the `lines`
+/// (cut to `columns`) in bold between two rows of `*`, then blank lines so it shows
+/// above the tear bar. It does not cut: the POS's receipts and their cuts stay exactly
+/// the POS's. Starts with `ESC @` and ends with `ESC @` plus the POS's code page from
+/// `restore`, like the coupon block.
+pub fn notice_block(lines: &[String], columns: usize, restore: &PrinterModes) -> Vec<u8> {
+    let columns = columns.max(1);
+    let stars = "*".repeat(columns);
+    let mut out = Vec::with_capacity(64 + columns * (lines.len() + 2));
+    out.extend_from_slice(&RESET);
+    out.extend_from_slice(&[ESC, b't', restore.esc_t]);
+    out.extend_from_slice(&BOLD_ON);
+    for line in std::iter::once(&stars)
+        .chain(lines)
+        .chain(std::iter::once(&stars))
+    {
+        let text: String = line.chars().take(columns).collect();
+        out.extend_from_slice(&restore.code_page.encode_str(&text));
+        out.push(LF);
+    }
+    out.extend_from_slice(&BOLD_OFF);
+    out.extend_from_slice(&[LF; NOTICE_FEED_LINES]);
+    out.extend_from_slice(&RESET);
+    out.extend_from_slice(&[ESC, b't', restore.esc_t]);
+    out
+}
+
+/// Blank lines after a notice, enough to bring it past a printer's tear bar.
+const NOTICE_FEED_LINES: usize = 4;
 
 /// The bytes of [`write_coupon_block`].
 pub fn coupon_block(coupon: &PrintedCoupon, restore: &PrinterModes) -> io::Result<Vec<u8>> {

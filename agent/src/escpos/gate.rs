@@ -20,13 +20,19 @@
 //!
 //! Real-time status requests (`DLE EOT`, ...) behind a held cut wait with it, at most the
 //! budget.
+//!
+//! Notices ([`CutGate::queue_notice`], e.g. "coupon refused" for the cashier) go out only
+//! where nothing is mid-receipt: right after a released cut's command (before the next
+//! receipt's first byte), or at once when the POS is idle at such a point (everything it
+//! sent so far ends with a cut, or it has sent nothing yet). A notice is never split and
+//! never lands inside a POS command or receipt.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::codepage::CodePage;
 use super::commands::{Effect, COMMANDS};
-use super::parser::{EscPosParser, PrintEvent};
+use super::parser::{command_len, EscPosParser, PrintEvent};
 
 /// How long a cut waits for its coupon decision by default.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(50);
@@ -113,6 +119,8 @@ pub struct GateOutput {
     pub released: Vec<ReleasedCut>,
     /// Set by [`CutGate::on_decision`] when the decision was not applied.
     pub rejected: Option<RejectedDecision>,
+    /// Queued notices written in this call (whole, in `forward`).
+    pub notices: usize,
 }
 
 #[derive(Debug)]
@@ -145,6 +153,10 @@ pub struct CutGate {
     /// Held cuts in stream order; the front one, if any, is always undecided.
     cuts: VecDeque<HeldCut>,
     next_seq: u64,
+    /// Notices waiting for a point where nothing is mid-receipt.
+    notices: VecDeque<Vec<u8>>,
+    /// Stream offset right after the last released cut command (0: the stream start).
+    boundary: u64,
 }
 
 impl CutGate {
@@ -158,7 +170,25 @@ impl CutGate {
             forwarded_to: 0,
             cuts: VecDeque::new(),
             next_seq: 0,
+            notices: VecDeque::new(),
+            boundary: 0,
         }
+    }
+
+    /// Queues a notice for the printer: written at once if the POS is idle between
+    /// receipts, else right after the next cut that leaves the gate.
+    pub fn queue_notice(&mut self, notice: Vec<u8>) -> GateOutput {
+        let mut out = GateOutput::default();
+        if !notice.is_empty() {
+            self.notices.push_back(notice);
+        }
+        self.flush(&mut out);
+        out
+    }
+
+    /// Notices queued and not yet written.
+    pub fn pending_notices(&self) -> usize {
+        self.notices.len()
     }
 
     /// Caps the POS bytes held behind cuts (default [`DEFAULT_MAX_HELD_BYTES`]).
@@ -318,6 +348,10 @@ impl CutGate {
             let count = usize::try_from(count).unwrap_or(usize::MAX);
             self.forward_front(count, out);
             let Some(front) = self.cuts.front() else {
+                // Idle right after a cut (or before any byte): a safe point.
+                if self.forwarded_to == self.parser.offset() && self.forwarded_to == self.boundary {
+                    self.write_notices(out);
+                }
                 return;
             };
             if matches!(front.decision, Decision::Pending) {
@@ -334,7 +368,25 @@ impl CutGate {
                     cut: held.id,
                     outcome,
                 });
+                if !self.notices.is_empty() {
+                    // The cut command itself, then the notices: after the receipt, before
+                    // whatever the POS sends next.
+                    let cut_len = command_len(&self.unforwarded).unwrap_or(0);
+                    self.forward_front(cut_len, out);
+                    self.boundary = self.forwarded_to;
+                    self.write_notices(out);
+                } else {
+                    self.boundary =
+                        held.id.offset + command_len(&self.unforwarded).unwrap_or(0) as u64;
+                }
             }
+        }
+    }
+
+    fn write_notices(&mut self, out: &mut GateOutput) {
+        for notice in self.notices.drain(..) {
+            out.forward.extend_from_slice(&notice);
+            out.notices += 1;
         }
     }
 

@@ -565,6 +565,17 @@ fn le(bytes: &[u8]) -> u64 {
 
 /// How many header bytes `args` needs, given the bytes available after the command
 /// code; `None` if more bytes are needed to know or to have them all.
+/// The length of the complete command header at the start of `bytes` (prefix, code
+/// and arguments; data that follows the header is not counted). `None` when `bytes`
+/// do not start with a known, complete command header.
+pub(crate) fn command_len(bytes: &[u8]) -> Option<usize> {
+    let Lookup::Found(command) = lookup(bytes) else {
+        return None;
+    };
+    let args = bytes.get(1 + command.code.len()..)?;
+    Some(1 + command.code.len() + header_len(command.args, args)?)
+}
+
 fn header_len(args: Args, available: &[u8]) -> Option<usize> {
     let needed = match args {
         Args::None | Args::NulTerminated { .. } => 0,

@@ -17,6 +17,12 @@
 //! the meta row. `coupon_serials` counts the serials handed out per campaign number and
 //! expiry day, so a coupon printed after a crash never repeats a code.
 //!
+//! `redeemed_codes` is the store's coupon redemption ledger: codes redeemed at any till
+//! of the store (or issued here and redeemed elsewhere) as the hub pushes them, with the
+//! feed's version in the meta row, plus this till's own redemptions, recorded in the
+//! same transaction as their `CouponRedeemed` event (so also offline). A code is kept
+//! until the day after its expiry: an expired code is refused by its date anyway.
+//!
 //! Every event row carries its link of the journal's hash chain and rows that cannot be
 //! read are quarantined ([`integrity`]); the WAL and the file are kept bounded and the
 //! quota alarm raised ([`space`]).
@@ -47,9 +53,10 @@ pub use space::{CHECKPOINT_EVERY, DEFAULT_MAX_BYTES};
 pub const JOURNAL_FILE: &str = "journal.db";
 /// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table, 4 the keyring and
 /// catalog in `campaigns`, the digest cache and coupon serials, 5 the hash chain
-/// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine;
+/// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine, 6
+/// the store's redeemed coupon codes (`redeemed_codes`, `journal_meta.redeemed_version`);
 /// older journals are upgraded on open.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// Serial counters this far before the expiry day asked for are deleted: a coupon
 /// expired that long ago is never issued again, and the table stays small.
 const SERIAL_RETENTION_DAYS: i64 = 400;
@@ -253,7 +260,8 @@ impl Journal {
                  erasure_version INTEGER NOT NULL DEFAULT 0,
                  digest_version INTEGER NOT NULL DEFAULT 0,
                  chain_head BLOB,
-                 acked_link BLOB
+                 acked_link BLOB,
+                 redeemed_version INTEGER NOT NULL DEFAULT 0
              );
              CREATE TABLE IF NOT EXISTS events (
                  seq INTEGER PRIMARY KEY,
@@ -320,6 +328,22 @@ impl Journal {
                     }
                     needs_relink = true;
                 }
+                if version < 6 {
+                    let has = tx
+                        .prepare(
+                            "SELECT 1 FROM pragma_table_info('journal_meta')
+                             WHERE name = 'redeemed_version'",
+                        )
+                        .and_then(|mut q| q.exists([]))
+                        .map_err(sql)?;
+                    if !has {
+                        tx.execute_batch(
+                            "ALTER TABLE journal_meta
+                                 ADD COLUMN redeemed_version INTEGER NOT NULL DEFAULT 0;",
+                        )
+                        .map_err(sql)?;
+                    }
+                }
                 if version < SCHEMA_VERSION {
                     tx.execute(
                         "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
@@ -349,6 +373,12 @@ impl Journal {
              CREATE TABLE IF NOT EXISTS digests (
                  card_key BLOB PRIMARY KEY,
                  digest BLOB NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS redeemed_codes (
+                 code TEXT PRIMARY KEY,
+                 expires TEXT NOT NULL,
+                 -- 1: redeemed at this till (journaled here); 0: pushed by the hub.
+                 own INTEGER NOT NULL
              ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS coupon_serials (
                  campaign_number INTEGER NOT NULL,
@@ -487,6 +517,10 @@ impl Journal {
             params![to_i64(seq), &link[..]],
         )
         .map_err(sql)?;
+        if let EventKind::CouponRedeemed(redemption) = &event.kind {
+            // In the ledger with its event: a second scan is refused, also offline.
+            insert_redeemed(&tx, &redemption.code, true).map_err(sql)?;
+        }
         tx.commit().map_err(sql)?;
         self.last_seq = seq;
         self.appends_since_checkpoint += 1;
@@ -946,6 +980,55 @@ impl Journal {
         }))
     }
 
+    /// The version of the store's redeemed-codes ledger held (0: none).
+    pub fn redeemed_version(&self) -> Result<u64, JournalError> {
+        self.meta_version("SELECT redeemed_version FROM journal_meta WHERE id = 1")
+    }
+
+    /// Whether `code` (spaces ignored) is in the store's redemption ledger.
+    pub fn is_redeemed(&self, code: &str) -> Result<bool, JournalError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM redeemed_codes WHERE code = ?1")
+            .and_then(|mut q| q.exists([code_key(code)]))
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Applies a `Redeemed` frame in ONE transaction: the codes join the ledger,
+    /// `up_to_version` is stored, and codes that expired before `today` (the till's
+    /// local date) less a day are dropped. Returns how many codes are held.
+    pub fn apply_redeemed(
+        &mut self,
+        codes: &[String],
+        up_to_version: u64,
+        today: NaiveDate,
+    ) -> Result<u64, JournalError> {
+        let path = self.path.display().to_string();
+        let sql = sql_error(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        for code in codes {
+            insert_redeemed(&tx, code, false).map_err(sql)?;
+        }
+        let keep_from = today - chrono::Days::new(1);
+        tx.execute(
+            "DELETE FROM redeemed_codes WHERE expires < ?1",
+            [keep_from.format("%Y-%m-%d").to_string()],
+        )
+        .map_err(sql)?;
+        tx.execute(
+            "UPDATE journal_meta SET redeemed_version = ?1 WHERE id = 1",
+            params![to_i64(up_to_version)],
+        )
+        .map_err(sql)?;
+        let held: i64 = tx
+            .query_row("SELECT count(*) FROM redeemed_codes", [], |r| r.get(0))
+            .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(to_u64(held))
+    }
+
     /// The version of the hub's digest feed the cache holds (0: empty).
     pub fn digest_version(&self) -> Result<u64, JournalError> {
         self.meta_version("SELECT digest_version FROM journal_meta WHERE id = 1")
@@ -1224,6 +1307,29 @@ fn log_quarantined(path: &str, quarantined: &[Quarantined]) {
 
 /// Adds a BLOB column unless the table has it (a schema-1 journal gets its `events`
 /// table created with today's columns).
+/// A coupon code as the ledger keys it: the digits, spaces removed.
+fn code_key(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Adds `code` to the redemption ledger with its expiry; a code that does not parse
+/// (never accepted, so never redeemed) is left out.
+fn insert_redeemed(conn: &Connection, code: &str, own: bool) -> rusqlite::Result<()> {
+    let key = code_key(code);
+    let Ok(fields) = till360_shared::coupon::parse(&key) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO redeemed_codes (code, expires, own) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        key,
+        fields.expires().format("%Y-%m-%d").to_string(),
+        own
+    ])?;
+    Ok(())
+}
+
 fn add_blob_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<()> {
     let exists = conn
         .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?

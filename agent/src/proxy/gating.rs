@@ -1,7 +1,7 @@
 //! The coupon gate as the POS side runs it: cuts held for the till core's decisions.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use crate::escpos::gate::{CutGate, CutId, GateOutput};
@@ -17,6 +17,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 pub(super) struct Gating {
     pub(super) gate: CutGate,
     decisions: Receiver<CutDecision>,
+    notices: Option<Receiver<Vec<u8>>>,
     /// Held cuts not yet released, in stream order.
     held: VecDeque<CutId>,
     /// The till core dropped its end: cuts pass without waiting.
@@ -28,9 +29,37 @@ impl Gating {
         Self {
             gate: CutGate::new(gate.budget),
             decisions: gate.decisions,
+            notices: gate.notices,
             held: VecDeque::new(),
             decider_gone: false,
         }
+    }
+
+    /// Hands the notices that arrived to the gate; what it may write now is returned.
+    pub(super) fn take_notices(&mut self) -> GateOutput {
+        let mut all = GateOutput::default();
+        let Some(notices) = &self.notices else {
+            return all;
+        };
+        let mut closed = false;
+        loop {
+            match notices.try_recv() {
+                Ok(notice) => {
+                    let out = self.gate.queue_notice(notice);
+                    all.forward.extend_from_slice(&out.forward);
+                    all.notices += out.notices;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            self.notices = None;
+        }
+        all
     }
 
     pub(super) fn feed(&mut self, bytes: &[u8]) -> GateOutput {

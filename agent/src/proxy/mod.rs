@@ -41,7 +41,9 @@
 //! pass at once. The gate lives as long as the proxy, so its stream offsets stay those
 //! of the till core's parser, which sees every POS byte exactly once through the tap.
 //! On stop, what the gate holds is released unchanged and the printer side gets a short
-//! grace to print it.
+//! grace to print it. Notices from the till core (a refused coupon code) are handed to
+//! the gate, which writes each whole right after a cut or while the POS is idle between
+//! receipts; the POS side looks for them at least every read timeout.
 
 mod gating;
 mod outbox;
@@ -86,6 +88,9 @@ pub struct CouponGate {
     pub budget: Duration,
     /// Decisions from the till core, answering the cuts it saw through the tap.
     pub decisions: Receiver<CutDecision>,
+    /// Notices for the cashier (ESC/POS bytes), printed whole at the next point where
+    /// nothing is mid-receipt (see `CutGate::queue_notice`).
+    pub notices: Option<Receiver<Vec<u8>>>,
 }
 
 /// What the two sides share.

@@ -27,6 +27,12 @@ pub(super) fn run<T: From<TapEvent>>(spec: PortSpec, link: &mut Link<T>, shared:
         if side.pos.is_none() {
             side.try_open(shared);
         }
+        if let Some(out) = link.gating.as_mut().map(|gating| gating.take_notices()) {
+            if out.notices > 0 {
+                tracing::info!("proxy: {} notice(s) for the cashier printed", out.notices);
+            }
+            side.deliver(&out.forward, shared);
+        }
         if let Some(gating) = link.gating.as_mut().filter(|g| g.gate.is_holding_cut()) {
             let out = gating.wait_for_decision();
             side.deliver(&out.forward, shared);

@@ -60,6 +60,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const LOCKED_OUT_RETRY: Duration = Duration::from_secs(300);
 /// How often the journal's health is looked at (a report goes out only when it changed).
 const HEALTH_CHECK: Duration = Duration::from_secs(10);
+/// How often the till's clock goes to the hub (also at every connect), so a clock set
+/// back while connected is reported too.
+const CLOCK_REPORT: Duration = Duration::from_secs(60);
 /// How long the till core waits for the hub to answer a request (DESIGN.md: 150 ms).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 
@@ -315,7 +318,14 @@ impl Uplink {
             .map_err(|_| UplinkError::ConnectTimeout)??;
         let (mut send, mut recv) = self.offline_while(requests, conn.open_bi()).await?;
 
-        let (journal_last, erasure_version, campaign_version, digest_version, digest_key) = self
+        let (
+            journal_last,
+            erasure_version,
+            campaign_version,
+            digest_version,
+            digest_key,
+            redeemed_version,
+        ) = self
             .with_journal(move |j| {
                 // A corrupt stored set only costs the key until the hub resends it.
                 let digest_key = match j.campaigns() {
@@ -331,6 +341,7 @@ impl Uplink {
                     j.campaign_version()?,
                     j.digest_version()?,
                     digest_key,
+                    j.redeemed_version()?,
                 ))
             })
             .await?;
@@ -348,7 +359,8 @@ impl Uplink {
         )
         .with_erasure_version(erasure_version)
         .with_campaign_version(campaign_version)
-        .with_digest_version(digest_version);
+        .with_digest_version(digest_version)
+        .with_redeemed_version(redeemed_version);
         // The till's health goes with the opening, then again when it changes.
         let health_now = self
             .with_journal(|j| Ok(health::of_status(&j.status()?)))
@@ -356,6 +368,7 @@ impl Uplink {
         let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
         opening.extend(codec::encode_frame(&session.subscribe())?);
         opening.extend(codec::encode_frame(&Message::Health(health_now))?);
+        opening.extend(codec::encode_frame(&till_clock())?);
         send.write_all(&opening).await?;
 
         let mut decoder = FrameDecoder::new();
@@ -367,6 +380,8 @@ impl Uplink {
         let mut last_health = Some(health_now);
         let mut health_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_CHECK, HEALTH_CHECK);
+        let mut clock_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_REPORT, CLOCK_REPORT);
         loop {
             if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
                 for (cards, up_to_version) in std::mem::take(&mut deferred_erasures) {
@@ -429,6 +444,9 @@ impl Uplink {
                             Some(UplinkEvent::Digest { card, digest }) => {
                                 self.digest_reply(card, digest, link).await?;
                             }
+                            Some(UplinkEvent::Redeemed { codes, up_to_version }) => {
+                                self.apply_redeemed(codes, up_to_version).await?;
+                            }
                             Some(UplinkEvent::CouponVerdict { code, verdict }) => {
                                 match link.pending.coupon_reply(&code, verdict, Instant::now()) {
                                     Some(news) => self.tell(news),
@@ -450,6 +468,9 @@ impl Uplink {
                     for news in link.pending.expire(Instant::now()) {
                         self.tell(news);
                     }
+                }
+                _ = clock_tick.tick() => {
+                    send.write_all(&codec::encode_frame(&till_clock())?).await?;
                 }
                 _ = health_tick.tick() => {
                     let now = self.with_journal(|j| Ok(health::of_status(&j.status()?))).await?;
@@ -575,6 +596,24 @@ impl Uplink {
         Ok(())
     }
 
+    /// Adds the store's redeemed codes to the journal's ledger with `up_to_version`
+    /// (one transaction; expired codes dropped on the way).
+    async fn apply_redeemed(
+        &self,
+        codes: Vec<String>,
+        up_to_version: u64,
+    ) -> Result<(), UplinkError> {
+        let count = codes.len();
+        let today = crate::runtime::now().local().date_naive();
+        let held = self
+            .with_journal(move |j| j.apply_redeemed(&codes, up_to_version, today))
+            .await?;
+        tracing::info!(
+            "uplink: {count} codes redeemed in this store received (version {up_to_version}, {held} held)"
+        );
+        Ok(())
+    }
+
     /// Pseudonymises the journal's events of `cards` and stores `up_to_version` (one
     /// transaction), then tells the till core so a pending scan is dropped too.
     async fn apply_erasures(
@@ -616,6 +655,13 @@ impl Uplink {
         .await
         .map_err(|e| UplinkError::JournalTask(e.to_string()))?
         .map_err(UplinkError::from)
+    }
+}
+
+/// The till's clock for the hub's skew check.
+fn till_clock() -> Message {
+    Message::TillClock {
+        unix_ms: crate::runtime::now().unix_ms,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Campaign KPIs: pure functions over ledger rows (which scan of a code is THE
 //! redemption, counts, revenue, uplift against the control group), and the SQL that
-//! loads those rows. Everything is computed when read, so merge order never matters.
+//! loads those rows. Everything is computed when read. Which scan of a code counts is
+//! decided by the hub's commit order (`redemptions.commit_seq`), not by the tills'
+//! clocks: the KPIs are deterministic given the commit order.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,6 +38,8 @@ pub struct Scan {
     pub seq: u64,
     pub code: String,
     pub at_ms: i64,
+    /// The hub's commit sequence of the scan's row (see `ledger`).
+    pub commit_seq: u64,
     pub status: RedemptionStatus,
     pub receipt_total_cents: Option<i64>,
 }
@@ -105,8 +109,9 @@ pub struct StoreCoupons {
     pub refused: u64,
 }
 
-/// The scans that count, split into THE redemption of each code (the earliest by
-/// (at, store, till, seq)) and the duplicates.
+/// The scans that count, split into THE redemption of each code (the first the hub
+/// committed: a till's timestamp is its own clock and may be backdated) and the
+/// duplicates.
 pub struct Tally<'a> {
     pub redemptions: Vec<&'a Scan>,
     pub duplicates: Vec<&'a Scan>,
@@ -123,7 +128,7 @@ pub fn tally(scans: &[Scan]) -> Tally<'_> {
     };
     for (_, mut list) in per_code {
         list.sort_by(|a, b| {
-            (a.at_ms, &a.store, &a.till, a.seq).cmp(&(b.at_ms, &b.store, &b.till, b.seq))
+            (a.commit_seq, &a.store, &a.till, a.seq).cmp(&(b.commit_seq, &b.store, &b.till, b.seq))
         });
         let mut list = list.into_iter();
         out.redemptions.extend(list.next());
@@ -351,7 +356,7 @@ pub fn load_campaign_kpis(
 /// the scanning till it was used on.
 pub fn load_scans(conn: &Connection, campaign_id: Option<&str>) -> Result<Vec<Scan>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT r.store, r.till, r.seq, r.code, r.at_ms, r.status, t.total_cents
+        "SELECT r.store, r.till, r.seq, r.code, r.at_ms, r.status, t.total_cents, r.commit_seq
          FROM redemptions r
          LEFT JOIN transactions t
              ON t.store = r.store AND t.till = r.till AND t.seq = r.receipt_seq
@@ -367,21 +372,25 @@ pub fn load_scans(conn: &Connection, campaign_id: Option<&str>) -> Result<Vec<Sc
                 r.get::<_, i64>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(store, till, seq, code, at_ms, status, total)| {
-            Ok(Scan {
-                store,
-                till,
-                seq: seq_of(seq),
-                code,
-                at_ms,
-                status: status_of(&status)?,
-                receipt_total_cents: total,
-            })
-        })
+        .map(
+            |(store, till, seq, code, at_ms, status, total, commit_seq)| {
+                Ok(Scan {
+                    store,
+                    till,
+                    seq: seq_of(seq),
+                    code,
+                    at_ms,
+                    commit_seq: seq_of(commit_seq.unwrap_or(0)),
+                    status: status_of(&status)?,
+                    receipt_total_cents: total,
+                })
+            },
+        )
         .collect()
 }
 

@@ -20,6 +20,7 @@ fn coupon(store: &str, seq: u64, control: bool, profile: Option<&str>, at: i64) 
     }
 }
 
+/// A scan committed in the order of its till's timestamp (an honest clock).
 fn scan(store: &str, seq: u64, code: &str, at: i64, status: RedemptionStatus) -> Scan {
     Scan {
         store: store.into(),
@@ -27,6 +28,7 @@ fn scan(store: &str, seq: u64, code: &str, at: i64, status: RedemptionStatus) ->
         seq,
         code: code.into(),
         at_ms: at,
+        commit_seq: (at - T0 + DAY) as u64,
         status,
         receipt_total_cents: Some(1_000 * seq as i64),
     }
@@ -75,6 +77,28 @@ fn the_earliest_counting_scan_of_a_code_is_the_redemption() {
     let again = tally(&reversed);
     assert_eq!(again.redemptions, counted.redemptions);
     assert_eq!(again.duplicates, counted.duplicates);
+}
+
+#[test]
+fn a_backdated_scan_loses_to_the_scan_the_hub_committed_first() {
+    use RedemptionStatus::*;
+    let honest = Scan {
+        commit_seq: 1,
+        ..scan("S1", 4, "A", T0, Genuine)
+    };
+    // Committed later, but its till's clock says a day earlier.
+    let backdated = Scan {
+        commit_seq: 2,
+        ..scan("S2", 9, "A", T0 - DAY, Genuine)
+    };
+    for scans in [
+        vec![honest.clone(), backdated.clone()],
+        vec![backdated.clone(), honest.clone()],
+    ] {
+        let counted = tally(&scans);
+        assert_eq!(counted.redemptions, vec![&honest]);
+        assert_eq!(counted.duplicates, vec![&backdated]);
+    }
 }
 
 #[test]

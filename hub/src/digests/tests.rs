@@ -421,6 +421,7 @@ fn sync(conn: &Connection, store: &str, till: &mut Till) {
         erasure_version: 0,
         campaign_version: 0,
         digest_version: till.version,
+        redeemed_version: 0,
     });
     session.after_hello(Ok(0));
     for _ in 0..10_000 {

@@ -18,11 +18,12 @@ use tokio::sync::watch;
 use super::campaigns::CampaignFeed;
 use super::digests::DigestFeed;
 use super::erasures::ErasureFeed;
+use super::redeemed::RedeemedFeed;
 use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
 use super::Downlinks;
 use crate::pki::{identity_from_cert_der, CertIdentity};
-use crate::store::StoreWriter;
+use crate::store::{StoreWriter, TillClock};
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -82,6 +83,8 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         erasures: downlinks.erasures,
         campaigns: downlinks.campaigns,
         digests: downlinks.digests,
+        redeemed: downlinks.redeemed,
+        clock_skewed: false,
         session: HubSession::new(agent.clone()),
         ticket,
     };
@@ -112,6 +115,9 @@ struct Link {
     erasures: ErasureFeed,
     campaigns: Option<CampaignFeed>,
     digests: DigestFeed,
+    redeemed: RedeemedFeed,
+    /// The till's clock was off beyond the limit at its last report (warned once).
+    clock_skewed: bool,
     session: HubSession,
     /// Resolves when the certificate is revoked or fenced while connected.
     ticket: Ticket,
@@ -126,6 +132,8 @@ impl Link {
         let mut erasure_version_open = true;
         let mut digest_generation = self.digests.generation();
         let mut digest_generation_open = true;
+        let mut redeemed_version = self.redeemed.version();
+        let mut redeemed_version_open = true;
         // A digest page may be due: true after a wake, false once up to date.
         let mut digests_due = true;
         // A step decoded while gathering batches, handled next.
@@ -188,6 +196,10 @@ impl Link {
                         self.record_health(health).await;
                         continue;
                     }
+                    Step::TillClock { unix_ms } => {
+                        self.record_clock(unix_ms).await;
+                        continue;
+                    }
                     Step::Refuse { reason, detail } => Reply {
                         message: Message::Refused { reason, detail },
                         close: true,
@@ -216,6 +228,7 @@ impl Link {
             // After a welcome, an applied batch or a new version: send what is newer.
             self.send_erasures(&mut erasure_version).await?;
             self.send_campaigns().await?;
+            self.send_redeemed(&mut redeemed_version).await?;
             if digests_due {
                 digests_due = self.send_digest_page().await?;
             }
@@ -242,6 +255,9 @@ impl Link {
                 changed = erasure_version.changed(), if erasure_version_open => {
                     // The poller stopped (hub shutting down): no more pushes.
                     erasure_version_open = changed.is_ok();
+                }
+                changed = redeemed_version.changed(), if redeemed_version_open => {
+                    redeemed_version_open = changed.is_ok();
                 }
                 changed = digest_generation.changed(), if digest_generation_open => {
                     digest_generation_open = changed.is_ok();
@@ -286,6 +302,79 @@ impl Link {
         if let Err(err) = self.writer.health(agent.clone(), health, now()).await {
             tracing::warn!("agent {agent}: health report not recorded: {err}");
         }
+    }
+
+    /// Records how far the till's clock is off; beyond `[coupons] max_clock_skew_secs`
+    /// it is logged at warn, once until it is back within (its timestamps are its own; the
+    /// hub's commit order decides which redemption of a code counts).
+    async fn record_clock(&mut self, till_unix_ms: i64) {
+        let agent = self.session.agent().clone();
+        let hub = now();
+        let max_skew_ms =
+            i64::try_from(self.redeemed.max_clock_skew().as_millis()).unwrap_or(i64::MAX);
+        let clock = TillClock {
+            skew_ms: till_unix_ms.saturating_sub(hub.unix_ms),
+            max_skew_ms,
+        };
+        let skewed = clock.skew_ms.saturating_abs() > max_skew_ms;
+        if !skewed && self.clock_skewed {
+            tracing::info!("agent {agent}: clock is within the limit again");
+        }
+        if skewed && !std::mem::replace(&mut self.clock_skewed, skewed) {
+            tracing::warn!(
+                "agent {agent}: clock is off by {} s ({}; [coupons] max_clock_skew_secs = {})",
+                clock.skew_ms / 1000,
+                if clock.skew_ms < 0 {
+                    "behind the hub"
+                } else {
+                    "ahead of the hub"
+                },
+                max_skew_ms / 1000
+            );
+        }
+        self.clock_skewed = skewed;
+        if let Err(err) = self.writer.clock(agent.clone(), clock, hub).await {
+            tracing::warn!("agent {agent}: clock report not recorded: {err}");
+        }
+    }
+
+    /// Sends the agent's store's redeemed codes it has not got yet, in bounded batches.
+    /// A ledger that cannot be read ends the connection as `Unavailable` (the agent
+    /// resumes from its version).
+    async fn send_redeemed(&mut self, version: &mut watch::Receiver<u64>) -> Result<(), String> {
+        let hub_max = *version.borrow_and_update();
+        let store = self.session.agent().store.clone();
+        // Codes past their expiry are never needed again (a day's grace for time zones).
+        let today = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+        while let Some((after, limit)) = self.session.poll_redeemed(hub_max) {
+            let rows = match self.redeemed.since(&store, after, today, limit).await {
+                Ok(rows) => rows,
+                Err(err) => {
+                    let reply = self.session.redeemed_unavailable(err);
+                    return self.send_reply(reply).await;
+                }
+            };
+            let Some(message) = self.session.redeemed_frame(rows, hub_max) else {
+                continue;
+            };
+            if let Message::Redeemed {
+                codes,
+                up_to_version,
+            } = &message
+            {
+                tracing::debug!(
+                    "agent {}: sending {} redeemed codes (up to version {up_to_version})",
+                    self.session.agent(),
+                    codes.len()
+                );
+            }
+            self.send_reply(Reply {
+                message,
+                close: false,
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Checks a chain claim against the committed chain. A break is logged and recorded

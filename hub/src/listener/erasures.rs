@@ -35,12 +35,7 @@ impl ErasureFeed {
         interval: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(ErasureFeed, JoinHandle<()>), StoreError> {
-        let conn = Connection::open(db_path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", true)?;
-        let (tx, version) = watch::channel(erasure_version(&conn)?);
-        let conn = Arc::new(Mutex::new(conn));
-        let task = tokio::spawn(poll_version(Arc::clone(&conn), tx, interval, stop));
+        let (conn, version, task) = start_poller(db_path, erasure_version, interval, stop)?;
         Ok((ErasureFeed { conn, version }, task))
     }
 
@@ -65,8 +60,29 @@ impl ErasureFeed {
     }
 }
 
+/// A read connection on the hub's SQLite file, a `watch` of what `read` says on it, and
+/// the task that reads again every `interval` until `stop` (the erasure log's version
+/// here, the redeemed-codes ledger's in `redeemed.rs`). Must run inside a tokio runtime.
+pub(super) type Poller = (Arc<Mutex<Connection>>, watch::Receiver<u64>, JoinHandle<()>);
+
+pub(super) fn start_poller(
+    db_path: &Path,
+    read: fn(&Connection) -> Result<u64, StoreError>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) -> Result<Poller, StoreError> {
+    let conn = Connection::open(db_path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", true)?;
+    let (tx, version) = watch::channel(read(&conn)?);
+    let conn = Arc::new(Mutex::new(conn));
+    let task = tokio::spawn(poll_version(Arc::clone(&conn), read, tx, interval, stop));
+    Ok((conn, version, task))
+}
+
 async fn poll_version(
     conn: Arc<Mutex<Connection>>,
+    read: fn(&Connection) -> Result<u64, StoreError>,
     tx: watch::Sender<u64>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -79,21 +95,21 @@ async fn poll_version(
         let conn = Arc::clone(&conn);
         let read = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            erasure_version(&conn)
+            read(&conn)
         })
         .await;
         match read {
             Ok(Ok(version)) => {
                 tx.send_if_modified(|current| {
-                    // The log only grows; a smaller number is a replaced database.
+                    // Versions only grow; a smaller number is a replaced database.
                     let changed = *current != version;
                     *current = version;
                     changed
                 });
             }
             // Next tick tries again; connected agents just hear later.
-            Ok(Err(err)) => tracing::warn!("cannot read the erasure version: {err}"),
-            Err(err) => tracing::error!("erasure version task failed: {err}"),
+            Ok(Err(err)) => tracing::warn!("cannot read a downlink version: {err}"),
+            Err(err) => tracing::error!("downlink version task failed: {err}"),
         }
     }
 }

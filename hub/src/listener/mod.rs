@@ -2,13 +2,15 @@
 //! commits through the store writer; erasures flow back to every agent through the
 //! [`ErasureFeed`], the campaign set and till keys through the [`CampaignFeed`], the
 //! store's profile digests through the [`DigestFeed`] (which also answers the on-scan
-//! digest requests and coupon checks).
+//! digest requests and coupon checks), the store's redeemed coupon codes through the
+//! [`RedeemedFeed`].
 
 mod campaigns;
 mod connection;
 mod digests;
 mod endpoint;
 mod erasures;
+mod redeemed;
 mod revocation;
 mod session;
 mod tls;
@@ -23,9 +25,11 @@ pub use endpoint::{
     bind, endpoint_config, load_or_create_reset_secret, EndpointError, RESET_KEY_FILE,
 };
 pub use erasures::{ErasureFeed, ERASURE_POLL};
+pub use redeemed::{RedeemedFeed, REDEEMED_POLL};
 pub use revocation::{Gate, GateError, Kick, Ticket, REVOCATION_POLL};
 pub use session::{
     DigestPoll, HubSession, Reply, Step, DIGEST_BATCH, ERASURE_BATCH, ERASURE_WINDOW,
+    REDEEMED_BATCH,
 };
 pub use tls::{
     load_certs, load_key, server_config, transport_config, TlsSetupError, IDLE_TIMEOUT, KEEP_ALIVE,
@@ -41,6 +45,8 @@ pub struct Downlinks {
     /// `None`: no campaigns configured, nothing is sent.
     pub campaigns: Option<CampaignFeed>,
     pub digests: DigestFeed,
+    /// The store's redeemed codes (and the tills' clock check).
+    pub redeemed: RedeemedFeed,
 }
 
 /// Accepts connections until `stop` turns true, then closes every connection and waits

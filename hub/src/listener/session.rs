@@ -48,6 +48,8 @@ pub enum Step {
     CouponCheck { code: String },
     /// Record the till's health report; nothing to answer.
     Health(TillHealth),
+    /// Compare the till's clock with the hub's; nothing to answer.
+    TillClock { unix_ms: i64 },
 }
 
 /// Digests per `Digests` frame, at most.
@@ -78,6 +80,9 @@ struct DigestDownlink {
     sent: u64,
 }
 
+/// Codes per `Redeemed` frame, at most.
+pub const REDEEMED_BATCH: usize = 1000;
+
 /// Cards per `Erasures` frame.
 pub const ERASURE_BATCH: usize = 500;
 /// Erasure versions sent but not yet applied by the agent, at most.
@@ -102,6 +107,9 @@ pub struct HubSession {
     /// The `Campaigns` frame went out on this connection (once per connection).
     campaigns_sent: bool,
     digests: DigestDownlink,
+    /// The redeemed-codes version the agent holds: subscribed, then what was sent
+    /// (`None`: not subscribed).
+    redeemed: Option<u64>,
 }
 
 impl HubSession {
@@ -115,7 +123,42 @@ impl HubSession {
             campaign_version: None,
             campaigns_sent: false,
             digests: DigestDownlink::default(),
+            redeemed: None,
         }
+    }
+
+    /// What to read from the redeemed-codes ledger whose newest commit is `hub_max`:
+    /// `(after, limit)`, or `None` before `Welcome`, unsubscribed, or up to date. An
+    /// agent ahead of the hub (a replaced database) gets nothing until the ledger
+    /// passes it.
+    pub fn poll_redeemed(&self, hub_max: u64) -> Option<(u64, usize)> {
+        let held = self.redeemed.filter(|_| self.welcomed)?;
+        (held < hub_max).then_some((held, REDEEMED_BATCH))
+    }
+
+    /// The `Redeemed` frame for rows `(commit_seq, code)` read after
+    /// [`Self::poll_redeemed`]. None of them (no code of this store was committed after
+    /// what was sent): nothing to send, and the agent counts as up to `hub_max`.
+    pub fn redeemed_frame(&mut self, rows: Vec<(u64, String)>, hub_max: u64) -> Option<Message> {
+        let held = self.redeemed.as_mut()?;
+        let Some(last) = rows.last().map(|(v, _)| *v) else {
+            *held = (*held).max(hub_max);
+            return None;
+        };
+        if last <= *held {
+            *held = (*held).max(hub_max);
+            return None;
+        }
+        *held = last;
+        Some(Message::Redeemed {
+            codes: rows.into_iter().map(|(_, code)| code).collect(),
+            up_to_version: last,
+        })
+    }
+
+    /// The ledger could not be read: the agent resumes on a new connection.
+    pub fn redeemed_unavailable(&self, err: StoreError) -> Reply {
+        unavailable(err)
     }
 
     /// Whether a `Campaigns` frame may be due: after `Welcome`, to a subscribed agent,
@@ -307,11 +350,13 @@ impl HubSession {
                     erasure_version,
                     campaign_version,
                     digest_version,
+                    redeemed_version,
                 },
             ) => match self.erasures.subscribe(erasure_version) {
                 Ok(()) => {
                     self.campaign_version = Some(campaign_version);
                     self.digests.held = Some(digest_version);
+                    self.redeemed = Some(redeemed_version);
                     Step::ErasuresApplied {
                         up_to_version: erasure_version,
                     }
@@ -320,6 +365,7 @@ impl HubSession {
             },
             (Phase::Streaming, Message::DigestRequest { card }) => Step::DigestRequest { card },
             (Phase::Streaming, Message::CouponCheck { code }) => Step::CouponCheck { code },
+            (Phase::Streaming, Message::TillClock { unix_ms }) => Step::TillClock { unix_ms },
             (Phase::Streaming, Message::ErasuresApplied { up_to_version }) => {
                 match self.erasures.on_applied(up_to_version) {
                     Ok(()) => Step::ErasuresApplied { up_to_version },
@@ -465,6 +511,7 @@ mod tests {
             erasure_version: 0,
             campaign_version: 3,
             digest_version: 0,
+            redeemed_version: 0,
         });
         assert!(!s.campaigns_due(5), "no welcome yet");
         s.after_hello(Ok(0));
@@ -482,6 +529,7 @@ mod tests {
                 erasure_version: 0,
                 campaign_version: 0,
                 digest_version: 0,
+                redeemed_version: 0,
             }),
             Step::Refuse {
                 reason: Refusal::ProtocolError,
@@ -495,6 +543,7 @@ mod tests {
                 erasure_version: 2,
                 campaign_version: 0,
                 digest_version: 0,
+                redeemed_version: 0,
             }),
             Step::ErasuresApplied { up_to_version: 2 }
         );
@@ -537,6 +586,7 @@ mod tests {
             erasure_version: 0,
             campaign_version: 0,
             digest_version,
+            redeemed_version: 0,
         });
         s
     }
@@ -798,6 +848,41 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn redeemed_codes_flow_after_welcome_from_the_subscribed_version() {
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_redeemed(9), None, "not subscribed");
+        let mut s = HubSession::new(AgentId::new("S1", "T1"));
+        s.handle(hello("S1"));
+        s.handle(Message::Subscribe {
+            erasure_version: 0,
+            campaign_version: 0,
+            digest_version: 0,
+            redeemed_version: 4,
+        });
+        assert_eq!(s.poll_redeemed(9), None, "not before the welcome");
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_redeemed(4), None, "up to date");
+        assert_eq!(s.poll_redeemed(9), Some((4, REDEEMED_BATCH)));
+        assert_eq!(
+            s.redeemed_frame(vec![(6, "a".into()), (8, "b".into())], 9),
+            Some(Message::Redeemed {
+                codes: vec!["a".into(), "b".into()],
+                up_to_version: 8
+            })
+        );
+        assert_eq!(s.poll_redeemed(9), Some((8, REDEEMED_BATCH)));
+        // Only other stores' codes after 8: nothing to send, up to date.
+        assert_eq!(s.redeemed_frame(vec![], 9), None);
+        assert_eq!(s.poll_redeemed(9), None);
+        assert_eq!(
+            s.handle(Message::TillClock { unix_ms: 5 }),
+            Step::TillClock { unix_ms: 5 }
+        );
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct AgentView {
     /// The last sign of a cloned certificate: two live connections with one
     /// certificate, or a connection with an older certificate epoch.
     pub certificate_alert: Option<AlertView>,
+    /// How far the till's clock was off when it last said (`None`: it never did).
+    pub clock: Option<ClockView>,
 }
 
 /// Something the hub noticed about an agent, as `GET /api/v1/agents` shows it.
@@ -108,6 +110,26 @@ pub struct AlertView {
     pub detail: String,
     /// Hub clock, UTC, RFC 3339.
     pub at: String,
+}
+
+/// A till's clock as it last reported it (`Message::TillClock`), compared with the hub's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TillClock {
+    /// Till minus hub, in milliseconds (negative: the till is behind, e.g. backdated).
+    pub skew_ms: i64,
+    /// `[coupons] max_clock_skew_secs` when it was reported, in milliseconds.
+    pub max_skew_ms: i64,
+}
+
+/// `clock` in `GET /api/v1/agents`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClockView {
+    /// Till minus hub, in whole seconds (negative: the till is behind).
+    pub skew_secs: i64,
+    /// The skew is beyond `[coupons] max_clock_skew_secs`.
+    pub skewed: bool,
+    /// Hub clock, UTC, RFC 3339.
+    pub reported_at: String,
 }
 
 /// A till's last health report as `GET /api/v1/agents` shows it.
@@ -174,6 +196,14 @@ pub trait Store: Send {
         &mut self,
         agent: &AgentId,
         health: &TillHealth,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Keeps how far a till's clock is off (`Message::TillClock`), shown by `agents`.
+    fn set_clock(
+        &mut self,
+        agent: &AgentId,
+        clock: &TillClock,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 

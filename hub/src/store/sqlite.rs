@@ -14,7 +14,7 @@ use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
 };
-use super::{AlertView, HealthView};
+use super::{AlertView, ClockView, HealthView, TillClock};
 use crate::config::IdentityConfig;
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};
@@ -27,7 +27,9 @@ use till360_shared::wire::{Refusal, TillHealth};
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
 /// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`,
-/// `traits_runs`, `change_counters`.
+/// `traits_runs`, `change_counters`, the coupon ledger's commit order and
+/// redeemed-codes feed (`redemptions.commit_seq`, `issuer_store`, `expires`) and the
+/// tills' clocks (`agent_clocks`).
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
@@ -220,6 +222,12 @@ CREATE TABLE IF NOT EXISTS redemptions (
     status TEXT NOT NULL,
     reason TEXT,
     campaign_id TEXT,
+    -- The hub's commit order (THE redemption of a code is its first committed genuine
+    -- scan), the store whose till issued the code and its expiry: see coupons/ledger.rs.
+    -- Added by an upgrade on older databases, which also creates their index.
+    commit_seq INTEGER,
+    issuer_store TEXT,
+    expires TEXT,
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS redemptions_code ON redemptions(code);
@@ -233,6 +241,15 @@ CREATE TABLE IF NOT EXISTS agent_alerts (
     detail TEXT NOT NULL,
     at_ms INTEGER NOT NULL,
     PRIMARY KEY (store, till, kind)
+);
+-- Each till's clock as it last reported it (`TillClock`): skew_ms = till - hub.
+CREATE TABLE IF NOT EXISTS agent_clocks (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    skew_ms INTEGER NOT NULL,
+    max_skew_ms INTEGER NOT NULL,
+    reported_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (store, till)
 );
 -- The last health report of each till (journal size, quota alarm, quarantined rows).
 CREATE TABLE IF NOT EXISTS agent_health (
@@ -340,11 +357,13 @@ impl SqliteStore {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
-            // (and, from 3, the chain column; from 5, the digest feed's removal time).
+            // (and, from 3, the chain column; from 5, the digest feed's removal time;
+            // from 6, the coupon ledger's commit order).
             0..=6 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
                 let upgraded = chain::upgrade(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
+                    .and_then(|()| ledger::upgrade(&conn))
                     .and_then(|()| {
                         Ok(conn.execute_batch(&format!(
                             "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -925,6 +944,7 @@ impl Store for SqliteStore {
                     health: None,
                     last_refusal: None,
                     certificate_alert: None,
+                    clock: None,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -970,6 +990,21 @@ impl Store for SqliteStore {
             };
             view.last_refusal = alert("refusal")?;
             view.certificate_alert = alert("certificate")?;
+            view.clock = self
+                .conn
+                .prepare_cached(
+                    "SELECT skew_ms, max_skew_ms, reported_at_ms FROM agent_clocks
+                     WHERE store = ?1 AND till = ?2",
+                )?
+                .query_row(params![view.store, view.till], |r| {
+                    let (skew_ms, max_skew_ms): (i64, i64) = (r.get(0)?, r.get(1)?);
+                    Ok(ClockView {
+                        skew_secs: skew_ms / 1000,
+                        skewed: skew_ms.saturating_abs() > max_skew_ms,
+                        reported_at: Timestamp::from_unix_ms(r.get(2)?, 0).to_rfc3339(),
+                    })
+                })
+                .optional()?;
         }
         for view in &mut rows {
             if let Some(ChainBreak {
@@ -1007,6 +1042,28 @@ impl Store for SqliteStore {
                 health.quota_exceeded,
                 clamp(health.quarantined),
                 clamp(health.pending),
+                now.unix_ms
+            ])?;
+        Ok(())
+    }
+
+    fn set_clock(
+        &mut self,
+        agent: &AgentId,
+        clock: &TillClock,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO agent_clocks (store, till, skew_ms, max_skew_ms,
+                     reported_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                agent.store,
+                agent.till,
+                clock.skew_ms,
+                clock.max_skew_ms,
                 now.unix_ms
             ])?;
         Ok(())

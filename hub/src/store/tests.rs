@@ -233,3 +233,56 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(count(&store, "digest_feed"), 2);
 }
+
+#[test]
+fn a_schema_6_database_gains_the_coupon_ledgers_commit_order() {
+    use till360_shared::coupon::{derive_till_key, mint, CouponFields};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let code = {
+        let mut store = SqliteStore::open(&path).unwrap();
+        let conn = store.connection_mut();
+        let till = crate::store::numbering::till_number(conn, &AgentId::new("S1", "T1")).unwrap();
+        let expires = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
+        let fields = CouponFields::new(1, till, expires, 1).unwrap();
+        let code = mint(&derive_till_key(&[7; 32], "S1", "T1"), &fields);
+        // Back to schema 6's shape, with two scans in insertion order.
+        conn.execute_batch(&format!(
+            "DROP INDEX IF EXISTS redemptions_commit;
+             ALTER TABLE redemptions DROP COLUMN commit_seq;
+             ALTER TABLE redemptions DROP COLUMN issuer_store;
+             ALTER TABLE redemptions DROP COLUMN expires;
+             INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, status)
+                 VALUES ('S2', 'T1', 9, '{code}', 50, 0, 'genuine'),
+                        ('S1', 'T1', 3, 'misread', 10, 0, 'refused');
+             PRAGMA user_version = 6;",
+            code = code.as_str()
+        ))
+        .unwrap();
+        code.as_str().to_string()
+    };
+    for _ in 0..2 {
+        // The second open is a no-op.
+        let store = SqliteStore::open(&path).unwrap();
+        let rows: Vec<(String, i64, Option<String>, Option<String>)> = store
+            .conn
+            .prepare("SELECT code, commit_seq, issuer_store, expires FROM redemptions ORDER BY commit_seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    code.clone(),
+                    1,
+                    Some("S1".into()),
+                    Some("2026-12-31".into())
+                ),
+                ("misread".into(), 2, None, None),
+            ]
+        );
+    }
+}

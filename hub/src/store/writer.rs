@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use till360_shared::chain::ChainHash;
 
-use super::{ChainCheck, IngestOutcome, IngestRequest, Store, StoreError};
+use super::{ChainCheck, IngestOutcome, IngestRequest, Store, StoreError, TillClock};
 
 /// How many queued requests one commit may take.
 const MAX_GROUP: usize = 64;
@@ -39,6 +39,12 @@ enum Request {
     Health {
         agent: AgentId,
         health: TillHealth,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Clock {
+        agent: AgentId,
+        clock: TillClock,
         now: Timestamp,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -146,6 +152,28 @@ impl StoreWriter {
     }
 }
 
+impl StoreWriter {
+    /// Records how far a till's clock is off (`Message::TillClock`).
+    pub async fn clock(
+        &self,
+        agent: AgentId,
+        clock: TillClock,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Clock {
+                agent,
+                clock,
+                now,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
 fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.blocking_recv() {
         let mut queue = vec![first];
@@ -183,6 +211,15 @@ fn run(mut store: Box<dyn Store>, mut rx: mpsc::Receiver<Request>) {
                 } => {
                     commit_group(store.as_mut(), std::mem::take(&mut group));
                     let _ = reply.send(store.set_health(&agent, &health, now));
+                }
+                Request::Clock {
+                    agent,
+                    clock,
+                    now,
+                    reply,
+                } => {
+                    commit_group(store.as_mut(), std::mem::take(&mut group));
+                    let _ = reply.send(store.set_clock(&agent, &clock, now));
                 }
             }
         }
