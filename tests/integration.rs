@@ -9,6 +9,7 @@ mod campaigns_downlink;
 mod coupons;
 mod end_to_end;
 mod erasure;
+mod log_privacy;
 mod sync_faults;
 mod tamper;
 mod wire;

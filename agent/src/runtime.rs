@@ -495,7 +495,7 @@ impl TillCore {
                 }
                 CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
                 CoreInput::Card(card, at) => {
-                    tracing::info!("card scanned: {card}");
+                    tracing::info!("card scanned: {}", card.masked());
                     self.checkout.on_card(card.clone(), at);
                     self.ask_hub(HubRequest::Digest { card: card.clone() });
                     self.record(at, EventKind::CardScanned { card });
@@ -545,9 +545,6 @@ impl TillCore {
         }
         let at = now();
         let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
-        for line in &parsed.unmatched {
-            tracing::debug!("layout did not match: {line:?}");
-        }
         let receipt = self.checkout.on_receipt(parsed, self.currency, at);
         let coupons = if self.coupons_enabled && self.desk.state().is_some() {
             let receipt_key = self.receipt_key(receipt.receipt_no.as_deref());

@@ -30,7 +30,10 @@ pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, 
         .filter_map(|v| match CardNumber::parse(v) {
             Ok(card) => Some(card),
             Err(e) => {
-                tracing::warn!("profile {profile_id}: stored card {v:?} is invalid: {e}");
+                tracing::warn!(
+                    "profile {profile_id}: stored card {:?} is invalid: {e}",
+                    till360_shared::card::masked(v)
+                );
                 None
             }
         })
