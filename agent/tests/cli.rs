@@ -70,7 +70,9 @@ fn status_prints_text_and_json() {
         "{text}"
     );
     assert!(text.contains("erasure_version: 0\n"), "{text}");
-    assert!(text.contains("campaign_version: 0\n"), "{text}");
+    assert!(text.contains("campaign_version: none\n"), "{text}");
+    assert!(text.contains("unbalanced_receipts: 0\n"), "{text}");
+    assert!(text.contains("unrecognised_scans: 0\n"), "{text}");
 
     let out = agent(&["status", "--config", config, "--json"]);
     assert!(out.status.success(), "{out:?}");

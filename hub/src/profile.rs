@@ -40,6 +40,8 @@ pub struct TransactionRow {
     pub total_cents: i64,
     pub currency: String,
     pub lines: Vec<ReceiptLine>,
+    /// The till could not balance the receipt: kept, but no traits or digests use it.
+    pub unbalanced: bool,
 }
 
 /// A change to the profile store. Every op is idempotent and commutes with the others.
@@ -113,6 +115,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 total_cents: receipt.total_cents,
                 currency: receipt.currency.as_str().to_string(),
                 lines: receipt.lines.clone(),
+                unbalanced: receipt.unbalanced,
             }));
         }
         // A scan pseudonymised on the till after an erase: nothing to merge.
@@ -568,6 +571,8 @@ mod tests {
                 lines: vec![],
                 total_cents: 250,
                 currency: Currency::EUR,
+                unbalanced: false,
+                unmatched_lines: 0,
             }),
         }
     }

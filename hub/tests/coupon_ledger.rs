@@ -70,6 +70,8 @@ fn receipt(card: Option<CardNumber>, total_cents: i64, at_ms: i64) -> EventKind 
         lines: vec![],
         total_cents,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     })
 }
 

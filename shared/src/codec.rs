@@ -260,6 +260,8 @@ mod tests {
                         total_cents: lines.iter().map(|l| l.amount_cents).sum(),
                         lines,
                         currency: Currency::EUR,
+                        unbalanced: false,
+                        unmatched_lines: 0,
                     }),
                 }
             })
@@ -493,7 +495,8 @@ mod tests {
     #[test]
     fn refuses_garbage_body() {
         let mut dec = FrameDecoder::new();
-        dec.feed(&[0, 0, 0, 6, 0, 2, 0, 0xff, 0xff, 0xff]);
+        let [v0, v1] = PROTOCOL_VERSION.to_be_bytes();
+        dec.feed(&[0, 0, 0, 6, v0, v1, 0, 0xff, 0xff, 0xff]);
         assert!(matches!(dec.poll(), Err(CodecError::Malformed(_))));
     }
 

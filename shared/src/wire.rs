@@ -11,7 +11,7 @@ use crate::event::{AgentId, Event};
 /// Version of the frame layout and the message set below; a peer speaking another
 /// version is refused with a clear message, never misread. Version 2 added the flags
 /// byte (compressed bodies).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
 /// across frame versions, so a peer of another [`PROTOCOL_VERSION`] still connects and
@@ -117,6 +117,12 @@ pub struct TillHealth {
     pub quarantined: u64,
     /// Events journaled but not yet acknowledged by the hub.
     pub pending: u64,
+    /// Receipts journaled flagged `unbalanced` (lines do not add up to the total, or no
+    /// total line), since the journal was created: a layout that misreads this POS.
+    pub unbalanced_receipts: u64,
+    /// Scans that were neither a loyalty card nor a coupon (unknown prefix, bad check
+    /// digit, a product): a wrong `[cards] prefixes` shows here.
+    pub unrecognised_scans: u64,
 }
 
 /// One card's digest in the digest downlink.

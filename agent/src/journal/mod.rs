@@ -47,9 +47,10 @@ pub use space::{CHECKPOINT_EVERY, DEFAULT_MAX_BYTES};
 pub const JOURNAL_FILE: &str = "journal.db";
 /// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table, 4 the keyring and
 /// catalog in `campaigns`, the digest cache and coupon serials, 5 the hash chain
-/// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine;
-/// older journals are upgraded on open.
-const SCHEMA_VERSION: i64 = 5;
+/// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine,
+/// 6 receipts with `unbalanced` and `unmatched_lines` (older rows re-encoded) and the
+/// `counters` table; older journals are upgraded on open.
+const SCHEMA_VERSION: i64 = 6;
 /// Serial counters this far before the expiry day asked for are deleted: a coupon
 /// expired that long ago is never issued again, and the table stays small.
 const SERIAL_RETENTION_DAYS: i64 = 400;
@@ -147,6 +148,12 @@ pub struct JournalStatus {
     pub quota_exceeded: bool,
     /// The hash chain's head (the link at `last_seq`), hex.
     pub chain_head: String,
+    /// Receipts journaled flagged `unbalanced` (lines and total disagree, or no total
+    /// line): a layout that misreads this POS.
+    pub unbalanced_receipts: u64,
+    /// Scans that were neither a loyalty card nor a coupon (unknown prefix, bad check
+    /// digit, a product): a wrong `[cards] prefixes` shows here.
+    pub unrecognised_scans: u64,
 }
 
 /// What [`Journal::apply_erasures`] did.
@@ -320,6 +327,10 @@ impl Journal {
                     }
                     needs_relink = true;
                 }
+                if version < 6 {
+                    reencode_old_receipts(&tx).map_err(sql)?;
+                    needs_relink = true;
+                }
                 if version < SCHEMA_VERSION {
                     tx.execute(
                         "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
@@ -358,6 +369,12 @@ impl Journal {
              ) WITHOUT ROWID;
              -- Rows that could not be read, as they were found (the events table holds
              -- a Quarantined event with the same seq instead).
+             -- Counts a pilot watches (`status`, the health report): receipts that did
+             -- not balance, scans that were neither a card nor a coupon.
+             CREATE TABLE IF NOT EXISTS counters (
+                 name TEXT PRIMARY KEY,
+                 count INTEGER NOT NULL
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS quarantine (
                  seq INTEGER PRIMARY KEY,
                  kind TEXT,
@@ -487,6 +504,9 @@ impl Journal {
             params![to_i64(seq), &link[..]],
         )
         .map_err(sql)?;
+        if matches!(&event.kind, EventKind::Receipt(r) if r.unbalanced) {
+            bump_counter(&tx, UNBALANCED_RECEIPTS).map_err(sql)?;
+        }
         tx.commit().map_err(sql)?;
         self.last_seq = seq;
         self.appends_since_checkpoint += 1;
@@ -1188,8 +1208,61 @@ impl Journal {
             // From the size just read: `status` in another process has no alarm state.
             quota_exceeded: bytes > self.quota.max_bytes,
             chain_head: chain::to_hex(&self.chain_head()?),
+            unbalanced_receipts: self.counter(UNBALANCED_RECEIPTS)?,
+            unrecognised_scans: self.counter(UNRECOGNISED_SCANS)?,
         })
     }
+
+    /// Counts a scan that was neither a loyalty card nor a coupon.
+    pub fn count_unrecognised_scan(&mut self) -> Result<(), JournalError> {
+        bump_counter(&self.conn, UNRECOGNISED_SCANS).map_err(|e| self.sql_err(e))
+    }
+
+    fn counter(&self, name: &str) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT count FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map_or(0, to_u64))
+            .map_err(|e| self.sql_err(e))
+    }
+}
+
+const UNBALANCED_RECEIPTS: &str = "unbalanced_receipts";
+const UNRECOGNISED_SCANS: &str = "unrecognised_scans";
+
+fn bump_counter(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO counters (name, count) VALUES (?1, 1)
+         ON CONFLICT (name) DO UPDATE SET count = count + 1",
+        params![name],
+    )
+    .map(drop)
+}
+
+/// Schema 6: receipts written before they carried `unbalanced` and `unmatched_lines`
+/// are re-encoded, so every reader sees one format (the chain is relinked after).
+fn reencode_old_receipts(conn: &Connection) -> rusqlite::Result<()> {
+    let rows = conn
+        .prepare("SELECT seq, payload FROM events WHERE kind = 'receipt'")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut update = conn.prepare("UPDATE events SET payload = ?1 WHERE seq = ?2")?;
+    for (seq, payload) in rows {
+        if codec::from_bytes::<EventKind>(&payload).is_ok() {
+            continue;
+        }
+        // A row that cannot be read either way is left to the relink's quarantine.
+        let Ok(kind) = EventKind::decode_stored(&payload) else {
+            continue;
+        };
+        let payload = codec::to_bytes(&kind).map_err(integrity::encode_failure)?;
+        update.execute(params![payload, seq])?;
+    }
+    Ok(())
 }
 
 /// Turns an SQLite error into the journal's error naming its file.

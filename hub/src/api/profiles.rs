@@ -20,7 +20,7 @@ pub(super) async fn profile_by_card(
     Path(card): Path<String>,
 ) -> Result<Response, ApiError> {
     let card = CardNumber::parse(&card).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let shown = card.masked().to_string();
+    let shown = card.to_string();
     match read(reader, move |s| s.profile_by_card(&card)).await? {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(ApiError::not_found(format!("no profile for card {shown}"))),

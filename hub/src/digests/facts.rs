@@ -68,7 +68,7 @@ pub fn profile_facts(
     };
     let last_visit = conn
         .prepare_cached(
-            "SELECT at_ms, offset_min FROM transactions WHERE profile_id = ?1
+            "SELECT at_ms, offset_min FROM transactions WHERE profile_id = ?1 AND unbalanced = 0
              ORDER BY at_ms DESC LIMIT 1",
         )?
         .query_row([profile_id], |r| {

@@ -263,7 +263,7 @@ pub(super) fn erase_profile(
             // Agents only hold valid cards, so there is nothing to push for this one.
             Err(e) => tracing::warn!(
                 "erase {profile_id}: stored card {:?} is invalid: {e}",
-                till360_shared::card::masked(&card)
+                till360_shared::card::masked(card)
             ),
         }
     }
@@ -295,7 +295,7 @@ fn scrub_events(tx: &Connection, card: &str) -> Result<(), StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for (store, till, seq, payload) in candidates {
-        let mut event: Event = match codec::from_bytes(&payload) {
+        let mut event = match Event::decode_stored(&payload) {
             Ok(event) => event,
             Err(e) => {
                 return Err(StoreError::Corrupt(format!(

@@ -217,7 +217,7 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
         .conn
         .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
