@@ -207,6 +207,7 @@ impl RunningAgent {
     /// belongs to another till is fatal. Must be called inside a tokio runtime.
     pub fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         let agent = config.agent_id();
+        refuse_files_open_to_others(&config)?;
         let layout = Layout::load(&config.pos.layout)
             .with_context(|| format!("{}: [pos] layout", config.origin_name()))?;
         let client_config = match &config.hub {
@@ -376,6 +377,22 @@ fn join_thread(thread: Option<JoinHandle<()>>, name: &str) {
             tracing::error!("{name} thread panicked");
         }
     }
+}
+
+/// The data folder, the journal and the till's key must be the agent's user's alone
+/// (checked before anything is opened or created).
+fn refuse_files_open_to_others(config: &AgentConfig) -> anyhow::Result<()> {
+    use crate::file_modes::{check_private, journal_files};
+    if config.data_dir.is_dir() {
+        check_private(&config.data_dir)?;
+    }
+    for file in journal_files(&config.data_dir) {
+        check_private(&file)?;
+    }
+    if let Some(hub) = &config.hub {
+        check_private(&hub.key)?;
+    }
+    Ok(())
 }
 
 /// Retries opening the journal until it opens or the agent stops. Meanwhile printed

@@ -21,5 +21,6 @@ mod journal_integrity;
 mod proxy_pty;
 mod runtime;
 mod scanner_pty;
+mod startup_guards;
 mod tls_config;
 mod uplink;

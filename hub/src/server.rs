@@ -33,6 +33,14 @@ pub struct RunningHub {
 
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
+    // Keys others could read are refused before anything is created or started.
+    for key in [
+        config.key.clone(),
+        config.data_dir.join(crate::campaigns::MASTER_KEY_FILE),
+        config.data_dir.join(crate::listener::RESET_KEY_FILE),
+    ] {
+        crate::pki::check_key_file(&key)?;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let DatabaseUrl::Sqlite(db_path) = &config.database;

@@ -69,6 +69,12 @@ pub enum JournalError {
         #[source]
         source: std::io::Error,
     },
+    #[error("journal {path}: cannot make it private (mode 0600): {source}")]
+    Private {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("journal {path} does not exist (the agent has not run with this data_dir yet)")]
     Missing { path: String },
     #[error("journal {path} belongs to {found}, not {expected}: a data_dir must not be copied to another till")]
@@ -207,11 +213,19 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 impl Journal {
     /// Opens (creating if needed) `data_dir/journal.db` for `agent`.
     pub fn open(data_dir: &Path, agent: &AgentId) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| JournalError::CreateDir {
-            path: data_dir.display().to_string(),
+        let path = data_dir.join(JOURNAL_FILE);
+        // Private from the first byte, whatever the umask: the journal holds card numbers.
+        crate::file_modes::create_private_dir(data_dir).map_err(|source| {
+            JournalError::CreateDir {
+                path: data_dir.display().to_string(),
+                source,
+            }
+        })?;
+        crate::file_modes::create_private_file(&path).map_err(|source| JournalError::Private {
+            path: path.display().to_string(),
             source,
         })?;
-        Self::open_file(&data_dir.join(JOURNAL_FILE), agent)
+        Self::open_file(&path, agent)
     }
 
     /// Opens an existing journal only (for `status`, which must not create one).
@@ -245,6 +259,16 @@ impl Journal {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
+        // SQLite gives `-wal` and `-shm` the database's mode; a private database gets
+        // them set explicitly as well (a journal open to others is refused by `run`).
+        if let (Some(dir), Ok(())) = (path.parent(), crate::file_modes::check_private(path)) {
+            for file in crate::file_modes::journal_files(dir) {
+                crate::file_modes::make_private(&file).map_err(|source| JournalError::Private {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            }
+        }
 
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
