@@ -225,6 +225,8 @@ impl RunningAgent {
                 None
             }
         };
+        // Before any byte is read: a second agent on the same ports would split them.
+        check_ports_free(&config)?;
         let first_try = Journal::open(&config.data_dir, &agent);
         if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
             &first_try
@@ -377,6 +379,25 @@ fn join_thread(thread: Option<JoinHandle<()>>, name: &str) {
             tracing::error!("{name} thread panicked");
         }
     }
+}
+
+/// Refuses to start while another process holds a configured device (see
+/// `ports::exclusive`; each port holds its device exclusively once open).
+fn check_ports_free(config: &AgentConfig) -> anyhow::Result<()> {
+    let mut ports = vec![
+        ("[pos] port", &config.pos.port),
+        ("[printer] port", &config.printer.port),
+    ];
+    if let Some(scanner) = &config.scanner {
+        ports.push(("[scanner] port", &scanner.port));
+        if let Some(forward) = &scanner.forward_to {
+            ports.push(("[scanner] forward_to", forward));
+        }
+    }
+    for (key, spec) in ports {
+        crate::ports::exclusive::check_free(key, spec)?;
+    }
+    Ok(())
 }
 
 /// The data folder, the journal and the till's key must be the agent's user's alone

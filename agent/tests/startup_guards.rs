@@ -102,6 +102,22 @@ fn wait_until_up(agent: &mut Reaped, data_dir: &Path) {
     }
 }
 
+/// Whether another process holds the device (an exclusive `flock`, or a tty in
+/// exclusive mode refusing this open).
+fn held(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+    {
+        // SAFETY: `file` owns a valid descriptor for the duration of the call.
+        Ok(file) => unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 },
+        Err(e) => e.raw_os_error() == Some(libc::EBUSY),
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -167,5 +183,79 @@ fn the_journal_is_private_whatever_the_umask_and_run_refuses_files_others_can_re
         stderr(&out).contains(&format!("{} has mode 0640", key.display())),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A second agent with its own data folder but the same ports is refused, naming the
+/// port and the agent holding it; the first keeps every receipt (issue 10 item 18).
+#[test]
+fn a_second_agent_on_the_same_ports_is_refused_and_the_first_keeps_every_receipt() {
+    use std::io::Write;
+    use till360_agent::journal::Journal;
+    use till360_shared::{AgentId, EventKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pos, mut printer) = (Pty::new(), Pty::new());
+    let first_config = write_config(dir.path(), "first", &pos, &printer, "");
+    let second_config = write_config(dir.path(), "second", &pos, &printer, "");
+    let mut first = spawn_agent(&first_config);
+    wait_until_up(&mut first, &dir.path().join("first"));
+    let deadline = Instant::now() + DEADLINE;
+    while !held(&pos.path) || !held(&printer.path) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never opened its ports"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = refused(&second_config);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("[pos] port {} is in use", pos.path.display()))
+            && err.contains(&format!("(pid {})", first.0.id())),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("second/journal.db").exists(),
+        "refused before its journal"
+    );
+
+    let receipts: Vec<Vec<u8>> = (1..=5)
+        .map(|n| {
+            format!(
+                "\x1b@Bon 0012-000{n}\nAppels                   1,9{n}\nTOTAAL                   1,9{n}\n\x1dV\x00"
+            )
+            .into_bytes()
+        })
+        .collect();
+    let all: Vec<u8> = receipts.concat();
+    let mut pos_out = pos.writer();
+    for receipt in &receipts {
+        pos_out.write_all(receipt).unwrap();
+    }
+    assert_eq!(printer.read_exactly(all.len()), all, "every byte printed");
+    let data = dir.path().join("first");
+    let deadline = Instant::now() + DEADLINE;
+    let journaled = loop {
+        let journaled = Journal::open_existing(&data, &AgentId::new("S001", "T01"))
+            .and_then(|j| j.read_from(1, 100))
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::Receipt(_)))
+                    .count()
+            })
+            .unwrap_or(0);
+        if journaled == receipts.len() || Instant::now() > deadline {
+            break journaled;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        journaled,
+        receipts.len(),
+        "the first agent journaled them all"
     );
 }
