@@ -79,7 +79,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 "{} seq {}: scanned card {:?} fails its check digit; no profile",
                 event.agent,
                 event.seq,
-                card.as_str()
+                card.masked()
             )),
         },
         EventKind::Receipt(receipt) => {
@@ -90,7 +90,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                         "{} seq {}: receipt card {:?} fails its check digit; kept as anonymous",
                         event.agent,
                         event.seq,
-                        c.as_str()
+                        c.masked()
                     ));
                 }
                 checked
@@ -134,7 +134,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                         "{} seq {}: coupon card {:?} fails its check digit; kept as anonymous",
                         event.agent,
                         event.seq,
-                        c.as_str()
+                        c.masked()
                     ));
                 }
                 checked
