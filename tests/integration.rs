@@ -10,6 +10,7 @@ mod cli_help;
 mod coupons;
 mod end_to_end;
 mod erasure;
+mod log_privacy;
 mod sync_faults;
 mod tamper;
 mod wire;

@@ -74,7 +74,12 @@ impl Checkout {
         let lines_sum: i64 = parsed.lines.iter().map(|l| l.amount_cents).sum();
         // No total line matched (layout drift, a truncated printout): the lines are all
         // we know, so the total is their sum rather than zero, which would read as a
-        // free purchase.
+        // free purchase. Such a receipt, like one whose lines miss the printed total
+        // (a total line read as an item), is flagged: the layout misread it. A printout
+        // with neither items nor a total (a card terminal's slip, a report) sold
+        // nothing and has nothing to misread; its unmatched lines still show.
+        let sold_nothing = parsed.lines.is_empty() && parsed.total_cents.is_none();
+        let unbalanced = !sold_nothing && parsed.total_cents != Some(lines_sum);
         let total_cents = parsed.total_cents.unwrap_or(lines_sum);
         Receipt {
             receipt_no: parsed.receipt_no,
@@ -85,6 +90,8 @@ impl Checkout {
             lines: parsed.lines,
             total_cents,
             currency,
+            unbalanced,
+            unmatched_lines: u32::try_from(parsed.unmatched.len()).unwrap_or(u32::MAX),
         }
     }
 
@@ -223,5 +230,33 @@ mod tests {
         };
         let receipt = checkout.on_receipt(parsed, Currency::EUR, now(T0));
         assert_eq!(receipt.total_cents, 1449);
+        assert!(
+            receipt.unbalanced,
+            "no total line: nothing to check the lines against"
+        );
+    }
+
+    #[test]
+    fn a_receipt_balances_when_its_lines_and_discounts_add_up_to_the_total() {
+        let mut checkout = Checkout::default();
+        let parsed = |total: i64| ParsedReceipt {
+            lines: vec![line(1299), line(250), line(-100)],
+            total_cents: Some(total),
+            unmatched: vec!["SUPERMARKT".into(), "PIN 14,49".into()],
+            ..ParsedReceipt::default()
+        };
+        let fine = checkout.on_receipt(parsed(1449), Currency::EUR, now(T0));
+        assert!(!fine.unbalanced);
+        assert_eq!(fine.unmatched_lines, 2);
+        let off = checkout.on_receipt(parsed(1329), Currency::EUR, now(T0));
+        assert!(off.unbalanced);
+        assert_eq!(off.total_cents, 1329, "the printed total is kept");
+        let slip = ParsedReceipt {
+            unmatched: vec!["KLANTTICKET".into()],
+            ..ParsedReceipt::default()
+        };
+        let slip = checkout.on_receipt(slip, Currency::EUR, now(T0));
+        assert!(!slip.unbalanced, "a card slip sold nothing");
+        assert_eq!(slip.unmatched_lines, 1);
     }
 }

@@ -202,7 +202,8 @@ pub fn status_text(status: &JournalStatus) -> String {
     format!(
         "store: {}\ntill: {}\nlast_seq: {}\nacked_seq: {}\npending: {}\noldest_pending: {}\n\
          erasure_version: {}\ncampaign_version: {}\ndigests: {}\ndigest_version: {}\n\
-         quarantined: {}\nbytes: {}\nmax_bytes: {}\nquota_exceeded: {}\nchain_head: {}\n",
+         quarantined: {}\nbytes: {}\nmax_bytes: {}\nquota_exceeded: {}\nchain_head: {}\n\
+         unbalanced_receipts: {}\nunrecognised_scans: {}\n",
         status.store,
         status.till,
         status.last_seq,
@@ -210,13 +211,25 @@ pub fn status_text(status: &JournalStatus) -> String {
         status.pending,
         oldest,
         status.erasure_version,
-        status.campaign_version,
+        campaign_version_text(status.campaign_version),
         status.digests,
         status.digest_version,
         status.quarantined,
         status.bytes,
         status.max_bytes,
         status.quota_exceeded,
-        status.chain_head
+        status.chain_head,
+        status.unbalanced_receipts,
+        status.unrecognised_scans
     )
+}
+
+/// The campaign set's version (the hub's content hash) as 16 hex digits, the form the
+/// hub's `/api/v1/campaigns` shows; `none` before the first set.
+fn campaign_version_text(version: u64) -> String {
+    if version == 0 {
+        "none".to_string()
+    } else {
+        format!("{version:016x}")
+    }
 }

@@ -109,7 +109,7 @@ impl AgentConfig {
         AgentId::new(&self.store, &self.till)
     }
 
-    /// The file name used in messages (`agent.toml`).
+    /// The config file as messages name it (the path as given).
     pub fn origin_name(&self) -> String {
         file_label(&self.origin)
     }
@@ -349,10 +349,10 @@ struct RawCoupons {
     notice_text: Option<String>,
 }
 
+/// The config file as messages name it: the path as given (as the hub does), so an
+/// operator with several configs knows which one is meant.
 fn file_label(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
+    path.display().to_string()
 }
 
 impl AgentConfig {
@@ -773,7 +773,7 @@ mod tests {
             ("colums = 32\n", "[coupons]"),
         ] {
             let err = with(section).unwrap_err().to_string();
-            assert!(err.starts_with("agent.toml: "), "{err}");
+            assert!(err.starts_with("/etc/till/agent.toml: "), "{err}");
             assert!(err.contains(key), "{section:?}: {err}");
         }
     }
@@ -817,7 +817,7 @@ mod tests {
             ),
         ] {
             let err = with(keys).unwrap_err().to_string();
-            assert!(err.starts_with("agent.toml: "), "{err}");
+            assert!(err.starts_with("/etc/till/agent.toml: "), "{err}");
             assert!(err.contains(reason), "{keys:?}: {err}");
         }
     }

@@ -55,7 +55,7 @@ impl InstanceLock {
             lock: path.clone(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        crate::file_modes::create_private_dir(data_dir).map_err(unavailable)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

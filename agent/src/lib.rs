@@ -11,6 +11,7 @@ pub mod config;
 pub mod coupons;
 pub mod doctor;
 pub mod escpos;
+pub mod file_modes;
 pub mod hub_link;
 pub mod instance;
 pub mod journal;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use till360_shared::event::{CouponIssue, CouponRedemption};
-use till360_shared::{CardNumber, CardPrefixes, Currency, EventKind, Timestamp};
+use till360_shared::{CardNumber, CardPrefixes, Currency, EventKind, Money, Timestamp};
 use tokio::sync::watch;
 
 use crate::checkout::Checkout;
@@ -35,7 +35,7 @@ use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
 use crate::ports::{log_notice, PortError, PortSpec, Reconnect};
 use crate::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
-use crate::scanner::{classify, Scan, ScanCounts, ScanFramer};
+use crate::scanner::{classify, Scan, ScanCounts, ScanError, ScanFramer};
 use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
 
 /// The current time with the till's local offset.
@@ -55,6 +55,8 @@ pub(crate) enum CoreInput {
     Card(CardNumber, Timestamp),
     /// A coupon code (well-formed, not yet verified) was scanned.
     Coupon(String, Timestamp),
+    /// A clean scan that was neither a loyalty card nor a coupon (counted).
+    Unrecognised,
     /// News from the uplink.
     Hub(HubNews),
 }
@@ -212,6 +214,7 @@ impl RunningAgent {
     /// belongs to another till is fatal. Must be called inside a tokio runtime.
     pub fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         let agent = config.agent_id();
+        refuse_files_open_to_others(&config)?;
         let layout = Layout::load(&config.pos.layout)
             .with_context(|| format!("{}: [pos] layout", config.origin_name()))?;
         let client_config = match &config.hub {
@@ -229,6 +232,8 @@ impl RunningAgent {
                 None
             }
         };
+        // Before any byte is read: a second agent on the same ports would split them.
+        check_ports_free(&config)?;
         let first_try = Journal::open(&config.data_dir, &agent);
         if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
             &first_try
@@ -386,6 +391,41 @@ fn join_thread(thread: Option<JoinHandle<()>>, name: &str) {
     }
 }
 
+/// Refuses to start while another process holds a configured device (see
+/// `ports::exclusive`; each port holds its device exclusively once open).
+fn check_ports_free(config: &AgentConfig) -> anyhow::Result<()> {
+    let mut ports = vec![
+        ("[pos] port", &config.pos.port),
+        ("[printer] port", &config.printer.port),
+    ];
+    if let Some(scanner) = &config.scanner {
+        ports.push(("[scanner] port", &scanner.port));
+        if let Some(forward) = &scanner.forward_to {
+            ports.push(("[scanner] forward_to", forward));
+        }
+    }
+    for (key, spec) in ports {
+        crate::ports::exclusive::check_free(key, spec)?;
+    }
+    Ok(())
+}
+
+/// The data folder, the journal and the till's key must be the agent's user's alone
+/// (checked before anything is opened or created).
+fn refuse_files_open_to_others(config: &AgentConfig) -> anyhow::Result<()> {
+    use crate::file_modes::{check_private, journal_files};
+    if config.data_dir.is_dir() {
+        check_private(&config.data_dir)?;
+    }
+    for file in journal_files(&config.data_dir) {
+        check_private(&file)?;
+    }
+    if let Some(hub) = &config.hub {
+        check_private(&hub.key)?;
+    }
+    Ok(())
+}
+
 /// Retries opening the journal until it opens or the agent stops. Meanwhile printed
 /// bytes and scans wait in the till core's queue, so receipts printed while the disk
 /// was unusable are still journaled once it is back.
@@ -476,7 +516,7 @@ fn load_desk(config: &AgentConfig, journal: &Journal) -> CouponDesk {
     let mut desk = CouponDesk::new(config.coupons.columns, config.coupons.expiry_label.clone());
     match journal.campaigns() {
         Ok(Some(state)) => {
-            tracing::info!("coupons: campaign set version {} held", state.version);
+            tracing::info!("coupons: campaign set version {:016x} held", state.version);
             desk.on_campaigns(state);
         }
         Ok(None) => tracing::info!("coupons: no campaign set yet"),
@@ -510,12 +550,18 @@ impl TillCore {
                 }
                 CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
                 CoreInput::Card(card, at) => {
-                    tracing::info!("card scanned: {card}");
+                    tracing::info!("card scanned: {}", card.masked());
                     self.checkout.on_card(card.clone(), at);
                     self.ask_hub(HubRequest::Digest { card: card.clone() });
                     self.record(at, EventKind::CardScanned { card });
                 }
                 CoreInput::Coupon(code, at) => self.on_coupon_scanned(code, at),
+                CoreInput::Unrecognised => {
+                    let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = journal.count_unrecognised_scan() {
+                        tracing::error!("unrecognised scan not counted: {e}");
+                    }
+                }
                 CoreInput::Hub(news) => self.on_hub_news(news),
             }
         }
@@ -562,11 +608,20 @@ impl TillCore {
         }
         let at = now();
         let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
-        for line in &parsed.unmatched {
-            tracing::debug!("layout did not match: {line:?}");
-        }
         let receipt = self.checkout.on_receipt(parsed, self.currency, at);
-        let coupons = if self.coupons_enabled && self.desk.state().is_some() {
+        let total = Money::new(receipt.total_cents, receipt.currency);
+        if receipt.unbalanced {
+            tracing::warn!(
+                "receipt {}: its lines add up to {}, the total read is {total} ({} lines \
+                 not matched): journaled as unbalanced, no coupon; check [pos] layout",
+                receipt.receipt_no.as_deref().unwrap_or("?"),
+                Money::new(receipt.lines_sum_cents(), receipt.currency),
+                receipt.unmatched_lines
+            );
+        }
+        // A misread receipt triggers nothing (its amounts cannot be trusted).
+        let coupons = if self.coupons_enabled && self.desk.state().is_some() && !receipt.unbalanced
+        {
             let receipt_key = self.receipt_key(receipt.receipt_no.as_deref());
             let journal = &self.journal;
             let serials = &mut self.serials;
@@ -592,11 +647,10 @@ impl TillCore {
         };
         self.decide(offset, coupons.block);
         tracing::info!(
-            "receipt {} total {} {} ({} lines, {} coupons)",
+            "receipt {} total {total} ({} lines, {} unmatched, {} coupons)",
             receipt.receipt_no.as_deref().unwrap_or("?"),
-            receipt.total_cents,
-            receipt.currency,
             receipt.lines.len(),
+            receipt.unmatched_lines,
             coupons.issued.len()
         );
         let receipt_seq = self.record(at, EventKind::Receipt(receipt));
@@ -757,7 +811,10 @@ impl TillCore {
     fn on_hub_news(&mut self, news: HubNews) {
         match news {
             HubNews::Campaigns(state) => {
-                tracing::info!("coupons: campaign set version {} received", state.version);
+                tracing::info!(
+                    "coupons: campaign set version {:016x} received",
+                    state.version
+                );
                 self.desk.on_campaigns(*state);
             }
             HubNews::Digests { entries, reset } => self.desk.on_digests(entries, reset),
@@ -843,13 +900,19 @@ fn read_scanner_port(
             let input = match scan {
                 Ok(Scan::Card(card)) => CoreInput::Card(card, now()),
                 Ok(Scan::Coupon(code)) => CoreInput::Coupon(code, now()),
+                Err(ScanError::Empty) => continue,
                 Err(e) if e.is_noise() => {
                     tracing::warn!("scanner: {e} ({} noise frames so far)", counts.noise);
                     continue;
                 }
+                // Said at info (the error shows the last four digits only): a wrong
+                // `[cards] prefixes` shows during a pilot, and `status` counts them.
                 Err(e) => {
-                    tracing::debug!("scanner: ignored scan ({} so far): {e}", counts.ignored);
-                    continue;
+                    tracing::info!(
+                        "scanner: neither a loyalty card nor a coupon ({} so far): {e}",
+                        counts.ignored
+                    );
+                    CoreInput::Unrecognised
                 }
             };
             if core.send(input).is_err() {

@@ -70,7 +70,9 @@ fn status_prints_text_and_json() {
         "{text}"
     );
     assert!(text.contains("erasure_version: 0\n"), "{text}");
-    assert!(text.contains("campaign_version: 0\n"), "{text}");
+    assert!(text.contains("campaign_version: none\n"), "{text}");
+    assert!(text.contains("unbalanced_receipts: 0\n"), "{text}");
+    assert!(text.contains("unrecognised_scans: 0\n"), "{text}");
 
     let out = agent(&["status", "--config", config, "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -93,12 +95,12 @@ fn bad_config_exits_2_naming_file_and_key() {
         let out = agent(&[command, "--config", config.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
         let err = String::from_utf8(out.stderr).unwrap();
-        assert!(
-            err.starts_with(
-                r#"error: agent.toml: [scanner] suffix: "crr" is not one of cr, lf, crlf"#
-            ),
-            "{command}: {err}"
+        // The path as given (as the hub shows it), not just the file's name.
+        let expected = format!(
+            r#"error: {}: [scanner] suffix: "crr" is not one of cr, lf, crlf"#,
+            config.display()
         );
+        assert!(err.starts_with(&expected), "{command}: {err}");
     }
 }
 
@@ -127,7 +129,7 @@ fn run_with_a_missing_layout_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.starts_with("error: agent.toml: [pos] layout\n"),
+        err.starts_with(&format!("error: {}: [pos] layout\n", config.display())),
         "{err}"
     );
     assert!(err.contains("none.toml"), "{err}");

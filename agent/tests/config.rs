@@ -113,7 +113,7 @@ fn annotated_example_loads() {
 fn bad_suffix_names_file_key_and_reason() {
     assert_eq!(
         error(&with("scanner", "suffix", "\"crr\"")),
-        r#"agent.toml: [scanner] suffix: "crr" is not one of cr, lf, crlf, stx_etx"#
+        r#"/etc/till360/agent.toml: [scanner] suffix: "crr" is not one of cr, lf, crlf, stx_etx"#
     );
 }
 
@@ -121,7 +121,7 @@ fn bad_suffix_names_file_key_and_reason() {
 fn unknown_key_is_refused() {
     let e = error(&with("pos", "bauds", "9600"));
     assert!(
-        e.starts_with("agent.toml: [pos] bauds: unknown field `bauds`"),
+        e.starts_with("/etc/till360/agent.toml: [pos] bauds: unknown field `bauds`"),
         "{e}"
     );
 }
@@ -130,7 +130,7 @@ fn unknown_key_is_refused() {
 fn wrong_type_names_the_key() {
     let e = error(&with("printer", "baud", "\"fast\""));
     assert!(
-        e.starts_with("agent.toml: [printer] baud: invalid type"),
+        e.starts_with("/etc/till360/agent.toml: [printer] baud: invalid type"),
         "{e}"
     );
 }
@@ -138,24 +138,24 @@ fn wrong_type_names_the_key() {
 #[test]
 fn missing_key_names_the_section_or_key() {
     let e = error(&MINIMAL.replace("layout = \"receipts/default.toml\"\n", ""));
-    assert!(e.starts_with("agent.toml: "), "{e}");
+    assert!(e.starts_with("/etc/till360/agent.toml: "), "{e}");
     assert!(
         e.contains("[pos]") && e.contains("missing field `layout`"),
         "{e}"
     );
     // The file starts with `store = ...`: the error must not blame that line.
     let e = error(MINIMAL.replace("till = \"T01\"\n", "").trim_start());
-    assert_eq!(e, "agent.toml: missing field `till`");
+    assert_eq!(e, "/etc/till360/agent.toml: missing field `till`");
 }
 
 #[test]
 fn ids_are_checked() {
     assert_eq!(
         error(&MINIMAL.replace("\"S001\"", "\"S 001\"")),
-        r#"agent.toml: store: "S 001" is not a valid id (1 to 32 of A-Z a-z 0-9 _ . -)"#
+        r#"/etc/till360/agent.toml: store: "S 001" is not a valid id (1 to 32 of A-Z a-z 0-9 _ . -)"#
     );
     let e = error(&MINIMAL.replace("\"T01\"", "\"\""));
-    assert!(e.starts_with("agent.toml: till: "), "{e}");
+    assert!(e.starts_with("/etc/till360/agent.toml: till: "), "{e}");
 }
 
 #[test]
@@ -163,27 +163,27 @@ fn values_are_checked() {
     let cases = [
         (
             with("pos", "port", "\"tcp://10.0.0.1:9100\""),
-            "agent.toml: [pos] port: ",
+            "/etc/till360/agent.toml: [pos] port: ",
         ),
         (
             with("printer", "port", "\"tcp://printer\""),
-            "agent.toml: [printer] port: ",
+            "/etc/till360/agent.toml: [printer] port: ",
         ),
         (
             with("pos", "codepage", "\"ebcdic\""),
-            "agent.toml: [pos] codepage: \"ebcdic\" is not",
+            "/etc/till360/agent.toml: [pos] codepage: \"ebcdic\" is not",
         ),
         (
             with("cards", "prefixes", "[\"24x\"]"),
-            "agent.toml: [cards] prefixes: bad card prefix",
+            "/etc/till360/agent.toml: [cards] prefixes: bad card prefix",
         ),
         (
             with("cards", "prefixes", "[]"),
-            "agent.toml: [cards] prefixes: lists no prefix",
+            "/etc/till360/agent.toml: [cards] prefixes: lists no prefix",
         ),
         (
             with("scanner", "baud", "0"),
-            "agent.toml: [scanner] baud: must be above 0",
+            "/etc/till360/agent.toml: [scanner] baud: must be above 0",
         ),
     ];
     for (text, prefix) in cases {
@@ -206,9 +206,12 @@ fn hub_and_checkout_sections() {
     assert_eq!(c.checkout.card_timeout_secs, 30);
 
     let e = error(&hub.replace("hub.example:4433", "hub.example"));
-    assert!(e.starts_with("agent.toml: [hub] address: "), "{e}");
+    assert!(
+        e.starts_with("/etc/till360/agent.toml: [hub] address: "),
+        "{e}"
+    );
     let e = error(&hub.replace("window = 10", "window = 0"));
-    assert_eq!(e, "agent.toml: [hub] window: must be above 0");
+    assert_eq!(e, "/etc/till360/agent.toml: [hub] window: must be above 0");
     let e = error(&hub.replace("cert = \"/abs/agent.pem\"\n", ""));
     assert!(
         e.contains("[hub]") && e.contains("missing field `cert`"),
@@ -217,7 +220,7 @@ fn hub_and_checkout_sections() {
     let e = error(&hub.replace("card_timeout_secs = 30", "card_timeout_secs = 0"));
     assert_eq!(
         e,
-        "agent.toml: [checkout] card_timeout_secs: must be above 0"
+        "/etc/till360/agent.toml: [checkout] card_timeout_secs: must be above 0"
     );
 }
 
@@ -235,5 +238,5 @@ fn unreadable_file_names_the_path() {
 #[test]
 fn syntax_error_names_the_file() {
     let e = error("store = \"S001\n");
-    assert!(e.starts_with("agent.toml: "), "{e}");
+    assert!(e.starts_with("/etc/till360/agent.toml: "), "{e}");
 }

@@ -192,3 +192,39 @@ PIN                     59,99\n\
         other => panic!("expected the redemption, got {other:?}"),
     }
 }
+
+/// A receipt the layout misread (its total line read as an item: the basket looks twice
+/// as big) triggers no coupon: it is journaled `unbalanced` and printed unchanged
+/// (issue 10 item 20).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_does_not_balance_triggers_no_coupon() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut journal =
+            Journal::open(&dir.path().join("data"), &AgentId::new("S001", "T01")).unwrap();
+        journal.store_campaigns(&campaign_state()).unwrap();
+    }
+    let scanner = Pty::new();
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let agent = RunningAgent::start(config(dir.path(), &scanner, &pos, &printer)).unwrap();
+    let misread: &[u8] = b"\x1b@\x1bt\x13SUPERMARKT\n\
+Bon 0012-0001\n\
+Koffiebonen 1kg         59,99\n\
+TOTAAL EUR              59,99\n\
+\x1bd\x03\x1dV\x00";
+    pos.writer().write_all(misread).unwrap();
+    assert_eq!(
+        read_until(&mut printer, CUT),
+        misread,
+        "no coupon: byte-exact"
+    );
+    wait_for_seq(&agent, 1).await;
+    let journaled = events(&agent);
+    agent.shutdown().await;
+    assert_eq!(journaled.len(), 1, "{journaled:#?}");
+    match &journaled[0].kind {
+        EventKind::Receipt(r) => assert!(r.unbalanced && r.total_cents == 11_998, "{r:#?}"),
+        other => panic!("expected the receipt, got {other:?}"),
+    }
+}

@@ -22,5 +22,6 @@ mod journal_redeemed;
 mod proxy_pty;
 mod runtime;
 mod scanner_pty;
+mod startup_guards;
 mod tls_config;
 mod uplink;

@@ -37,6 +37,8 @@ fn receipt(n: u64) -> EventKind {
         }],
         total_cents: 153,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     })
 }
 
@@ -304,4 +306,49 @@ proptest! {
             prop_assert_eq!(journal.chain_head().unwrap(), head);
         }
     }
+}
+
+/// Schema 6: a receipt journaled by an older agent (without `unbalanced` and
+/// `unmatched_lines`) is re-encoded on open and the chain relinked over it, so the hub
+/// gets it readable and chained.
+#[test]
+fn receipts_journaled_before_the_balance_check_are_upgraded_and_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut j = Journal::open(dir.path(), &agent()).unwrap();
+        j.append(at(1), scan(1)).unwrap();
+        j.append(at(2), receipt(2)).unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+    let payload: Vec<u8> = conn
+        .query_row("SELECT payload FROM events WHERE seq = 2", [], |r| r.get(0))
+        .unwrap();
+    // The old encoding: the same bytes without the two new fields at the end.
+    let old = payload[..payload.len() - 2].to_vec();
+    conn.execute("UPDATE events SET payload = ?1 WHERE seq = 2", [&old])
+        .unwrap();
+    conn.execute("UPDATE journal_meta SET schema_version = 5", [])
+        .unwrap();
+    drop(conn);
+
+    let j = Journal::open(dir.path(), &agent()).unwrap();
+    let events = j.read_from(1, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, receipt(2));
+    let mut head = GENESIS;
+    for event in &events {
+        head = chain::link(&head, event).unwrap();
+    }
+    assert_eq!(j.chain_head().unwrap(), head);
+    assert_eq!(j.status().unwrap().quarantined, 0);
+    let conn = rusqlite::Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+    let (payload, version): (Vec<u8>, i64) = conn
+        .query_row(
+            "SELECT payload, (SELECT schema_version FROM journal_meta) FROM events WHERE seq = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(payload.len(), old.len() + 2, "re-encoded");
+    assert_eq!(version, 6);
 }

@@ -40,6 +40,8 @@ fn receipt(n: u64, card: Option<&CardNumber>) -> EventKind {
         }],
         total_cents: 250,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     })
 }
 

@@ -40,6 +40,8 @@ fn receipt(n: u64, cents: i64) -> EventKind {
         }],
         total_cents: cents,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     })
 }
 

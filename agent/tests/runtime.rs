@@ -217,3 +217,80 @@ async fn a_full_disk_never_stops_printing_and_journaling_resumes_when_space_is_b
     }
     agent.shutdown().await;
 }
+
+/// A receipt whose total line the layout misses (here `TOTAAL EUR`, read as an item)
+/// would double its total: it is journaled flagged `unbalanced`, with its unmatched
+/// lines counted, and `status` counts it; scans that are neither a card nor a coupon
+/// are counted too (issue 10 items 20, 21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_does_not_balance_is_flagged_and_unrecognised_scans_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Pty::new();
+    let pos = Pty::new();
+    let mut printer = Pty::new();
+    let agent = RunningAgent::start(config(dir.path(), &scanner, &pos, &printer)).unwrap();
+
+    // A product barcode, a card with a bad check digit, then a card (journaled): the
+    // first two are counted before the card's event is.
+    let card = with_check_digit("240100000012").unwrap();
+    let mut bad = card.clone().into_bytes();
+    bad[12] = b'0' + (bad[12] - b'0' + 1) % 10;
+    let mut scanner_out = scanner.master.try_clone().unwrap();
+    scanner_out.write_all(b"4006381333931\r").unwrap();
+    scanner_out.write_all(&bad).unwrap();
+    scanner_out
+        .write_all(format!("\r{card}\r").as_bytes())
+        .unwrap();
+    wait_for_seq(&agent, 1).await;
+
+    let misread: &[u8] = b"\x1b@SUPERMARKT\n\
+Bon 0012-0001\n\
+Halfvolle melk 1L        1,29\n\
+Kaas belegen            12,00\n\
+TOTAAL EUR              13,29\n\
+PIN                     13,29\n\
+\x1dV\x00";
+    let fine: &[u8] = b"\x1b@SUPERMARKT\n\
+Bon 0012-0002\n\
+Appels                   1,98\n\
+TOTAAL                   1,98\n\
+\x1dV\x00";
+    let mut pos_out = pos.master.try_clone().unwrap();
+    let n = misread.len() + fine.len();
+    let printed = std::thread::spawn(move || printer.read_exactly(n));
+    pos_out.write_all(misread).unwrap();
+    pos_out.write_all(fine).unwrap();
+    printed.join().unwrap();
+    wait_for_seq(&agent, 3).await;
+
+    let journal = agent.journal().expect("journal is open");
+    let (events, status) = {
+        let journal = journal.lock().unwrap();
+        (journal.read_from(1, 10).unwrap(), journal.status().unwrap())
+    };
+    drop(journal);
+    agent.shutdown().await;
+
+    let receipts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Receipt(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(receipts.len(), 2, "{events:#?}");
+    let (misread, fine) = (receipts[0], receipts[1]);
+    assert!(misread.unbalanced, "{misread:#?}");
+    assert_eq!(misread.total_cents, 2658, "the lines are kept as read");
+    assert_eq!(misread.unmatched_lines, 1, "the shop's name");
+    assert!(!fine.unbalanced, "{fine:#?}");
+    assert_eq!(fine.total_cents, 198);
+    assert_eq!(
+        (status.unbalanced_receipts, status.unrecognised_scans),
+        (1, 2),
+        "{status:#?}"
+    );
+    let text = till360_agent::cli::status_text(&status);
+    assert!(text.contains("unbalanced_receipts: 1\n"), "{text}");
+    assert!(text.contains("unrecognised_scans: 2\n"), "{text}");
+}

@@ -183,7 +183,7 @@ fn forward_to_config_names_file_key_and_reason() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("agent.toml: [scanner] forward_to: ") && err.contains(reason),
+            err.starts_with("/etc/agent.toml: [scanner] forward_to: ") && err.contains(reason),
             "{err}"
         );
     }

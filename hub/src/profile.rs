@@ -40,6 +40,8 @@ pub struct TransactionRow {
     pub total_cents: i64,
     pub currency: String,
     pub lines: Vec<ReceiptLine>,
+    /// The till could not balance the receipt: kept, but no traits or digests use it.
+    pub unbalanced: bool,
 }
 
 /// A change to the profile store. Every op is idempotent and commutes with the others.
@@ -77,7 +79,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 "{} seq {}: scanned card {:?} fails its check digit; no profile",
                 event.agent,
                 event.seq,
-                card.as_str()
+                card.masked()
             )),
         },
         EventKind::Receipt(receipt) => {
@@ -88,7 +90,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                         "{} seq {}: receipt card {:?} fails its check digit; kept as anonymous",
                         event.agent,
                         event.seq,
-                        c.as_str()
+                        c.masked()
                     ));
                 }
                 checked
@@ -113,6 +115,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 total_cents: receipt.total_cents,
                 currency: receipt.currency.as_str().to_string(),
                 lines: receipt.lines.clone(),
+                unbalanced: receipt.unbalanced,
             }));
         }
         // A scan pseudonymised on the till after an erase: nothing to merge.
@@ -131,7 +134,7 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                         "{} seq {}: coupon card {:?} fails its check digit; kept as anonymous",
                         event.agent,
                         event.seq,
-                        c.as_str()
+                        c.masked()
                     ));
                 }
                 checked
@@ -568,6 +571,8 @@ mod tests {
                 lines: vec![],
                 total_cents: 250,
                 currency: Currency::EUR,
+                unbalanced: false,
+                unmatched_lines: 0,
             }),
         }
     }

@@ -86,6 +86,14 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     check(&config)?;
+    // Keys others could read are refused before anything is created or started.
+    for key in [
+        config.key.clone(),
+        config.data_dir.join(crate::campaigns::MASTER_KEY_FILE),
+        config.data_dir.join(crate::listener::RESET_KEY_FILE),
+    ] {
+        crate::pki::check_key_file(&key)?;
+    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "{}: data_dir = \"{}\": cannot create it",

@@ -100,6 +100,8 @@ impl Generator {
                 lines,
                 total_cents,
                 currency: Currency::EUR,
+                unbalanced: false,
+                unmatched_lines: 0,
             }),
         }
     }

@@ -70,6 +70,8 @@ fn receipt(card: Option<CardNumber>, total_cents: i64, at_ms: i64) -> EventKind 
         lines: vec![],
         total_cents,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     })
 }
 
@@ -645,7 +647,11 @@ async fn a_running_hub_counts_coupons_sent_over_quic() {
     std::fs::write(&config, format!("campaigns = \"campaigns.toml\"\n{text}")).unwrap();
     let data_dir = site.config().data_dir;
     std::fs::create_dir_all(&data_dir).unwrap();
-    std::fs::write(data_dir.join("coupon-master.key"), MASTER).unwrap();
+    let master = data_dir.join("coupon-master.key");
+    std::fs::write(&master, MASTER).unwrap();
+    // As an operator restoring it must: the hub refuses a key others can read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
     let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database;
     let sc = {
         let mut store = open(&db, false);

@@ -186,6 +186,14 @@ async fn a_corrupt_master_secret_stops_the_hub_naming_the_file() {
     let data_dir = site.config().data_dir;
     std::fs::create_dir_all(&data_dir).unwrap();
     std::fs::write(data_dir.join(MASTER_KEY_FILE), b"short").unwrap();
+    // Private, so what stops the hub is the content (a key others can read is refused
+    // for that alone: `pki::a_key_file_others_can_read_stops_the_hub_at_start`).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data_dir.join(MASTER_KEY_FILE),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let err = till360_hub::server::start(site.config())
         .await
         .err()

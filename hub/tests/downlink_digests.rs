@@ -76,6 +76,8 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber) -> Event {
             }],
             total_cents: 1299,
             currency: Currency::EUR,
+            unbalanced: false,
+            unmatched_lines: 0,
         }),
     }
 }

@@ -72,6 +72,8 @@ fn apply(store: &mut SqliteStore, input: &Input) {
                     lines: vec![],
                     total_cents: 100,
                     currency: Currency::EUR,
+                    unbalanced: false,
+                    unmatched_lines: 0,
                 }),
             };
             let out = store

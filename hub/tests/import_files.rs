@@ -52,6 +52,8 @@ fn receipt(till: &str, card: Option<&str>, ms: i64, lines: &[(&str, i64)]) -> Ev
                 .collect(),
             total_cents: lines.iter().map(|l| l.1).sum(),
             currency: Currency::EUR,
+            unbalanced: false,
+            unmatched_lines: 0,
         }),
     }
 }

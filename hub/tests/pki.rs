@@ -186,3 +186,38 @@ fn ca_commands_and_exit_codes() {
     // A missing config is an error, not a panic.
     assert_eq!(run(&["run", "--config", cfg_s]), ExitCode::FAILURE);
 }
+
+/// The hub refuses to start with a key file other users could read, naming the file
+/// and its mode (issue 10 item 7): its TLS key and the secrets it keeps in data_dir.
+#[tokio::test]
+async fn a_key_file_others_can_read_stops_the_hub_at_start() {
+    let site = crate::common::Site::new();
+    let key = site.pki().join("hub.key");
+    assert_eq!(mode(&key), 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = till360_hub::server::start(site.config())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("{} has mode 0644", key.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The coupon master secret the hub created (0600) is checked at every start too.
+    site.start().await.shutdown().await;
+    let master = site.dir.path().join("data/coupon-master.key");
+    assert_eq!(mode(&master), 0o600);
+    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let err = till360_hub::server::start(site.config())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("{} has mode 0604", master.display())),
+        "{err}"
+    );
+}

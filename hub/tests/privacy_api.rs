@@ -58,6 +58,8 @@ fn receipt(
             }],
             total_cents: cents,
             currency: Currency::EUR,
+            unbalanced: false,
+            unmatched_lines: 0,
         }),
     }
 }

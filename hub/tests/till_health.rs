@@ -34,6 +34,8 @@ async fn the_latest_health_report_of_each_till_is_listed() {
         quota_exceeded: false,
         quarantined: 0,
         pending: 1,
+        unbalanced_receipts: 0,
+        unrecognised_scans: 0,
     };
     agent.send(&Message::Health(fine)).await.unwrap();
     // An ingest after it: answered in order, so the report was handled first.
@@ -51,6 +53,8 @@ async fn the_latest_health_report_of_each_till_is_listed() {
         quota_exceeded: true,
         quarantined: 2,
         pending: 90_000,
+        unbalanced_receipts: 3,
+        unrecognised_scans: 4,
         ..fine
     };
     agent.send(&Message::Health(over)).await.unwrap();
@@ -65,6 +69,9 @@ async fn the_latest_health_report_of_each_till_is_listed() {
     assert_eq!(shown["quota_exceeded"], true, "{shown}");
     assert_eq!(shown["quarantined"], 2);
     assert_eq!(shown["pending"], 90_000);
+    // A layout that misreads receipts and scans that are not ours show during a pilot.
+    assert_eq!(shown["unbalanced_receipts"], 3, "{shown}");
+    assert_eq!(shown["unrecognised_scans"], 4, "{shown}");
     assert!(shown["reported_at"].as_str().is_some_and(|t| t.len() >= 20));
     hub.shutdown().await;
 }

@@ -432,3 +432,59 @@ fn recompute_refuses_a_bad_segment_naming_the_file() {
         .unwrap();
     assert_eq!(rows, 0, "nothing written");
 }
+
+/// A receipt the till could not balance (its layout misread it) is kept, but neither
+/// the traits history nor a digest's last visit uses it (issue 10 item 20).
+#[test]
+fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
+    use till360_hub::store::{IngestRequest, Store};
+    use till360_shared::{AgentId, CardNumber, EventKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    let agent = AgentId::new("S001", "T01");
+    let card = CardNumber::parse("2401000000010").unwrap();
+    let day = |d: u32| Timestamp::from_unix_ms(at(2026, 11, d, 10, 0, 60), 60);
+    let fine = crate::common::one_line_receipt(&agent, 1, Some(&card), day(2), ("Kaas", 1329));
+    let mut misread =
+        crate::common::one_line_receipt(&agent, 2, Some(&card), day(3), ("Kaas", 2658));
+    if let EventKind::Receipt(r) = &mut misread.kind {
+        r.unbalanced = true;
+    }
+    let out = store
+        .ingest(
+            &[IngestRequest {
+                agent: &agent,
+                events: &[fine, misread],
+            }],
+            day(4),
+        )
+        .unwrap();
+    assert_eq!(out, vec![Ok(2)]);
+
+    let conn = store.connection();
+    let kept: i64 = conn
+        .query_row("SELECT COUNT(*) FROM transactions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 2, "nothing recorded is lost");
+    let data =
+        till360_hub::traits::history::load(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+            .unwrap();
+    let history = data
+        .histories
+        .iter()
+        .find(|h| h.cards.contains(&card.to_string()))
+        .expect("the card's profile");
+    assert_eq!(history.purchases.len(), 1, "{:?}", history.purchases);
+    let profile = till360_hub::digests::facts::profile_of_card(conn, &card)
+        .unwrap()
+        .expect("a profile");
+    let facts = till360_hub::digests::facts::profile_facts(conn, &profile, day(4))
+        .unwrap()
+        .expect("facts");
+    assert_eq!(
+        facts.last_visit,
+        Some(day(2)),
+        "the misread visit is not used"
+    );
+}

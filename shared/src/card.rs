@@ -13,20 +13,25 @@ pub enum Gtin {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CardError {
-    #[error("not a barcode number: {0:?} (only digits are allowed)")]
+    #[error("not a barcode number: {} (only digits are allowed)", tail(.0))]
     NotDigits(String),
-    #[error("unsupported length {len} in {code:?} (expected EAN-13, EAN-8 or UPC-A)")]
+    #[error("unsupported length {len} in {} (expected EAN-13, EAN-8 or UPC-A)", tail(.code))]
     BadLength { code: String, len: usize },
-    #[error("bad check digit in {code:?}: expected {expected}, found {found}")]
+    #[error("bad check digit in {}: expected {expected}, found {found}", tail(.code))]
     BadCheckDigit {
         code: String,
         expected: u8,
         found: u8,
     },
-    #[error("{0:?} is a valid barcode but not a loyalty card (no configured prefix matches)")]
+    #[error("{} is a valid barcode but not a loyalty card (no configured prefix matches)", tail(.0))]
     NotLoyalty(String),
     #[error("bad card prefix {0:?}: prefixes are 1 to 12 digits")]
     BadPrefix(String),
+}
+
+/// A scanned or typed code as messages show it (see [`masked`]), quoted.
+fn tail(code: &str) -> String {
+    format!("\"{}\"", masked(code))
 }
 
 /// The GS1 mod-10 check digit of `body` (all digits but the last).
@@ -72,7 +77,10 @@ pub fn validate_gtin(code: &str) -> Result<Gtin, CardError> {
 }
 
 /// A loyalty card number: a valid EAN-13 (UPC-A is normalised to EAN-13 with a leading 0).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// `Display` is the number itself (for data: URLs, files); `Debug` shows the last four
+/// digits only, so a `{:?}` of an event or receipt in a log line leaks no card. Logs use
+/// [`CardNumber::masked`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CardNumber(String);
 
 impl CardNumber {
@@ -94,11 +102,48 @@ impl CardNumber {
     pub fn last4(&self) -> &str {
         &self.0[self.0.len().saturating_sub(4)..]
     }
+
+    /// The card as a log line may show it: `…` and the last four digits.
+    pub fn masked(&self) -> Masked<'_> {
+        masked(&self.0)
+    }
+}
+
+impl std::fmt::Debug for CardNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CardNumber({})", self.masked())
+    }
 }
 
 impl std::fmt::Display for CardNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A card number (or any scanned or stored code) as logs and error messages show it:
+/// its last four characters after `…`, so no log line carries a whole card number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Masked<'a>(&'a str);
+
+/// `code` as a log line may show it: see [`Masked`].
+pub fn masked(code: &str) -> Masked<'_> {
+    Masked(code)
+}
+
+impl std::fmt::Display for Masked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let start = self.0.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+        if start > 0 {
+            f.write_str("…")?;
+        }
+        f.write_str(&self.0[start..])
+    }
+}
+
+impl std::fmt::Debug for Masked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
     }
 }
 
@@ -154,6 +199,31 @@ pub fn with_check_digit(body: &str) -> Result<String, CardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_and_errors_show_only_the_last_four_digits() {
+        let card = CardNumber::parse("4006381333931").unwrap();
+        assert_eq!(card.to_string(), "4006381333931", "Display is the number");
+        assert_eq!(card.masked().to_string(), "…3931");
+        assert_eq!(format!("{card:?}"), "CardNumber(…3931)");
+        let receipt_card = Some(card);
+        assert!(!format!("{receipt_card:?}").contains("400638133393"));
+        for err in [
+            validate_gtin("4006381333932").unwrap_err(),
+            validate_gtin("40063813339").unwrap_err(),
+            validate_gtin("4006381333x31").unwrap_err(),
+            CardPrefixes::new(["2401"])
+                .unwrap()
+                .loyalty_card("4006381333931")
+                .unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(!text.contains("4006381"), "{text}");
+            assert!(text.contains("…3"), "{text}");
+        }
+        assert_eq!(masked("123").to_string(), "123");
+        assert_eq!(masked("ab€cdef").to_string(), "…cdef");
+    }
 
     #[test]
     fn known_check_digits() {

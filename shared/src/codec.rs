@@ -279,6 +279,8 @@ mod tests {
                         total_cents: lines.iter().map(|l| l.amount_cents).sum(),
                         lines,
                         currency: Currency::EUR,
+                        unbalanced: false,
+                        unmatched_lines: 0,
                     }),
                 }
             })

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::card::CardNumber;
+use crate::codec;
 use crate::money::Currency;
 use crate::time::Timestamp;
 
@@ -180,6 +181,13 @@ pub struct Receipt {
     pub lines: Vec<ReceiptLine>,
     pub total_cents: i64,
     pub currency: Currency,
+    /// The lines (with their discounts) do not add up to the printed total, or no total
+    /// line was found: the layout misread the receipt. Kept (nothing recorded is lost)
+    /// but left out of traits, digests and coupon triggers.
+    pub unbalanced: bool,
+    /// Printed lines no pattern of the layout matched (headers, payment lines, and any
+    /// line a wrong layout misses), so a wrong layout shows at once.
+    pub unmatched_lines: u32,
 }
 
 /// One line of a receipt. A discount line has `discount = true` and a negative amount.
@@ -202,6 +210,110 @@ impl Receipt {
     }
 }
 
+impl EventKind {
+    /// Decodes a stored event kind (a till's journal row), also one written before
+    /// receipts carried `unbalanced` and `unmatched_lines` (journal schema 5).
+    pub fn decode_stored(bytes: &[u8]) -> Result<EventKind, codec::CodecError> {
+        codec::from_bytes(bytes).or_else(|e| {
+            codec::from_bytes::<legacy::EventKind>(bytes)
+                .map(EventKind::from)
+                .map_err(|_| e)
+        })
+    }
+}
+
+impl Event {
+    /// Decodes a stored event (the hub's `events` rows), also one written before
+    /// receipts carried `unbalanced` and `unmatched_lines` (protocol 2).
+    pub fn decode_stored(bytes: &[u8]) -> Result<Event, codec::CodecError> {
+        codec::from_bytes(bytes).or_else(|e| {
+            codec::from_bytes::<legacy::Event>(bytes)
+                .map(|old| Event {
+                    agent: old.agent,
+                    seq: old.seq,
+                    recorded_at: old.recorded_at,
+                    kind: old.kind.into(),
+                })
+                .map_err(|_| e)
+        })
+    }
+}
+
+/// Events as encoded before receipts were cross-checked: the same variants in the same
+/// order (bincode numbers them), with the receipt's fields of then.
+mod legacy {
+    use serde::Deserialize;
+
+    use super::{AgentId, CouponIssue, CouponRedemption, ReceiptLine};
+    use crate::card::CardNumber;
+    use crate::money::Currency;
+    use crate::time::Timestamp;
+
+    #[derive(Deserialize)]
+    pub(super) struct Event {
+        pub agent: AgentId,
+        pub seq: u64,
+        pub recorded_at: Timestamp,
+        pub kind: EventKind,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) enum EventKind {
+        CardScanned { card: CardNumber },
+        Receipt(Receipt),
+        Redacted,
+        CouponIssued(CouponIssue),
+        CouponWouldHave(CouponIssue),
+        CouponRedeemed(CouponRedemption),
+        CouponRefused { code: String, reason: String },
+        Quarantined { reason: String },
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Receipt {
+        receipt_no: Option<String>,
+        printed_at: Option<Timestamp>,
+        completed_at: Timestamp,
+        card: Option<CardNumber>,
+        card_last4: Option<String>,
+        lines: Vec<ReceiptLine>,
+        total_cents: i64,
+        currency: Currency,
+    }
+
+    impl From<EventKind> for super::EventKind {
+        fn from(old: EventKind) -> Self {
+            match old {
+                EventKind::CardScanned { card } => Self::CardScanned { card },
+                EventKind::Receipt(r) => {
+                    let mut receipt = super::Receipt {
+                        receipt_no: r.receipt_no,
+                        printed_at: r.printed_at,
+                        completed_at: r.completed_at,
+                        card: r.card,
+                        card_last4: r.card_last4,
+                        lines: r.lines,
+                        total_cents: r.total_cents,
+                        currency: r.currency,
+                        unbalanced: false,
+                        unmatched_lines: 0,
+                    };
+                    // What can still be told: a total the lines miss. (A missing total
+                    // line was stored as the lines' sum and cannot be told any more.)
+                    receipt.unbalanced = receipt.lines_sum_cents() != receipt.total_cents;
+                    Self::Receipt(receipt)
+                }
+                EventKind::Redacted => Self::Redacted,
+                EventKind::CouponIssued(issue) => Self::CouponIssued(issue),
+                EventKind::CouponWouldHave(issue) => Self::CouponWouldHave(issue),
+                EventKind::CouponRedeemed(redemption) => Self::CouponRedeemed(redemption),
+                EventKind::CouponRefused { code, reason } => Self::CouponRefused { code, reason },
+                EventKind::Quarantined { reason } => Self::Quarantined { reason },
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +328,53 @@ mod tests {
             lines: vec![],
             total_cents: 100,
             currency: Currency::EUR,
+            unbalanced: false,
+            unmatched_lines: 0,
         })
+    }
+
+    #[test]
+    fn receipts_stored_before_the_balance_check_still_decode() {
+        let mut kind = receipt(Some("4006381333931"));
+        let lines = vec![ReceiptLine {
+            description: "x".into(),
+            sku: None,
+            quantity_milli: 1000,
+            unit_cents: None,
+            amount_cents: 40,
+            discount: false,
+        }];
+        if let EventKind::Receipt(r) = &mut kind {
+            r.lines = lines.clone();
+        }
+        let new = codec::to_bytes(&kind).unwrap();
+        // The two new fields (false, 0) are the last two bytes of a receipt's encoding.
+        let old = &new[..new.len() - 2];
+        assert!(codec::from_bytes::<EventKind>(old).is_err());
+        let EventKind::Receipt(decoded) = EventKind::decode_stored(old).unwrap() else {
+            panic!("still a receipt")
+        };
+        assert!(decoded.unbalanced, "40 cents of lines, 100 printed");
+        assert_eq!(decoded.lines, lines);
+        assert_eq!(EventKind::decode_stored(&new).unwrap(), kind);
+
+        let event = Event {
+            agent: AgentId::new("S1", "T1"),
+            seq: 3,
+            recorded_at: Timestamp::from_unix_ms(5, 60),
+            kind: kind.clone(),
+        };
+        let new = codec::to_bytes(&event).unwrap();
+        let old = Event::decode_stored(&new[..new.len() - 2]).unwrap();
+        assert_eq!((old.seq, old.agent), (3, AgentId::new("S1", "T1")));
+        let scan = Event {
+            kind: EventKind::Redacted,
+            ..event
+        };
+        assert_eq!(
+            Event::decode_stored(&codec::to_bytes(&scan).unwrap()).unwrap(),
+            scan
+        );
     }
 
     #[test]

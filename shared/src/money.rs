@@ -50,6 +50,13 @@ impl Money {
     }
 }
 
+/// For people and logs: `13.29 EUR`.
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", format_cents(self.cents), self.currency)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum MoneyError {
     #[error("not a currency code: {0:?} (expected three upper-case letters such as EUR)")]
@@ -133,6 +140,12 @@ pub fn format_cents(cents: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_shows_units_and_cents_with_its_currency() {
+        assert_eq!(Money::new(1329, Currency::EUR).to_string(), "13.29 EUR");
+        assert_eq!(Money::new(-5, Currency::EUR).to_string(), "-0.05 EUR");
+    }
 
     #[test]
     fn parses_comma_decimal() {

@@ -11,7 +11,8 @@ use crate::event::{AgentId, Event};
 /// Version of the frame layout and the message set below; a peer speaking another
 /// version is refused with a clear message, never misread. Version 2 added the flags
 /// byte (compressed bodies); 3 the redeemed-codes downlink (`Subscribe.redeemed_version`,
-/// `Redeemed`) and the till's clock (`TillClock`).
+/// `Redeemed`), the till's clock (`TillClock`) and the receipt checks (`Receipt.unbalanced`,
+/// `unmatched_lines`; `TillHealth.unbalanced_receipts`, `unrecognised_scans`).
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
@@ -131,6 +132,12 @@ pub struct TillHealth {
     pub quarantined: u64,
     /// Events journaled but not yet acknowledged by the hub.
     pub pending: u64,
+    /// Receipts journaled flagged `unbalanced` (lines do not add up to the total, or no
+    /// total line), since the journal was created: a layout that misreads this POS.
+    pub unbalanced_receipts: u64,
+    /// Scans that were neither a loyalty card nor a coupon (unknown prefix, bad check
+    /// digit, a product): a wrong `[cards] prefixes` shows here.
+    pub unrecognised_scans: u64,
 }
 
 /// One card's digest in the digest downlink.

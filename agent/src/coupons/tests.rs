@@ -124,6 +124,8 @@ fn receipt(lines: Vec<ReceiptLine>, card: Option<CardNumber>) -> Receipt {
         lines,
         total_cents,
         currency: Currency::EUR,
+        unbalanced: false,
+        unmatched_lines: 0,
     }
 }
 

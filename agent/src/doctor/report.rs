@@ -151,8 +151,12 @@ impl DoctorReport {
         }
     }
 
-    /// One line per port that did not open.
+    /// One line per port that did not open. Ports held by the agent running with this
+    /// config are not a problem: that is how it should be.
     pub fn problems(&self) -> Vec<String> {
+        if self.agent_running.is_some() {
+            return Vec::new();
+        }
         self.ports.iter().filter_map(PortReport::problem).collect()
     }
 
@@ -180,6 +184,19 @@ impl DoctorReport {
                     self.config, self.seconds
                 );
             }
+        }
+        if self.agent_running.is_some() {
+            // Said once above: each port only named.
+            for port in &self.ports {
+                let _ = writeln!(
+                    out,
+                    "{} ({}): {}: left to the agent",
+                    port.role.label(),
+                    port.key,
+                    port.port
+                );
+            }
+            return out;
         }
         for port in &self.ports {
             port_text(&mut out, port);

@@ -87,7 +87,7 @@ pub(super) fn decode_row(
 ) -> Result<Event, String> {
     let offset_min = i16::try_from(offset_min)
         .map_err(|_| format!("offset {offset_min} minutes is out of range"))?;
-    let kind: EventKind = codec::from_bytes(payload).map_err(|e| e.to_string())?;
+    let kind = EventKind::decode_stored(payload).map_err(|e| e.to_string())?;
     Ok(Event {
         agent: agent.clone(),
         seq,
@@ -199,7 +199,7 @@ fn link_of(prev: &ChainHash, event: &Event) -> rusqlite::Result<ChainHash> {
 }
 
 /// Our own events always encode; should one not, the transaction is rolled back.
-fn encode_failure(e: codec::CodecError) -> rusqlite::Error {
+pub(super) fn encode_failure(e: codec::CodecError) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 

@@ -54,8 +54,9 @@ pub const JOURNAL_FILE: &str = "journal.db";
 /// 2 added `journal_meta.erasure_version`, 3 the `campaigns` table, 4 the keyring and
 /// catalog in `campaigns`, the digest cache and coupon serials, 5 the hash chain
 /// (`events.link`, `journal_meta.chain_head` and `acked_link`) and the quarantine, 6
-/// the store's redeemed coupon codes (`redeemed_codes`, `journal_meta.redeemed_version`);
-/// older journals are upgraded on open.
+/// the store's redeemed coupon codes (`redeemed_codes`, `journal_meta.redeemed_version`),
+/// receipts with `unbalanced` and `unmatched_lines` (older rows re-encoded) and the
+/// `counters` table; older journals are upgraded on open.
 const SCHEMA_VERSION: i64 = 6;
 /// Serial counters this far before the expiry day asked for are deleted: a coupon
 /// expired that long ago is never issued again, and the table stays small.
@@ -71,6 +72,12 @@ pub enum JournalError {
     },
     #[error("journal {path}: cannot create its folder: {source}")]
     CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal {path}: cannot make it private (mode 0600): {source}")]
+    Private {
         path: String,
         #[source]
         source: std::io::Error,
@@ -154,6 +161,12 @@ pub struct JournalStatus {
     pub quota_exceeded: bool,
     /// The hash chain's head (the link at `last_seq`), hex.
     pub chain_head: String,
+    /// Receipts journaled flagged `unbalanced` (lines and total disagree, or no total
+    /// line): a layout that misreads this POS.
+    pub unbalanced_receipts: u64,
+    /// Scans that were neither a loyalty card nor a coupon (unknown prefix, bad check
+    /// digit, a product): a wrong `[cards] prefixes` shows here.
+    pub unrecognised_scans: u64,
 }
 
 /// What [`Journal::apply_erasures`] did.
@@ -207,11 +220,19 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 impl Journal {
     /// Opens (creating if needed) `data_dir/journal.db` for `agent`.
     pub fn open(data_dir: &Path, agent: &AgentId) -> Result<Journal, JournalError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| JournalError::CreateDir {
-            path: data_dir.display().to_string(),
+        let path = data_dir.join(JOURNAL_FILE);
+        // Private from the first byte, whatever the umask: the journal holds card numbers.
+        crate::file_modes::create_private_dir(data_dir).map_err(|source| {
+            JournalError::CreateDir {
+                path: data_dir.display().to_string(),
+                source,
+            }
+        })?;
+        crate::file_modes::create_private_file(&path).map_err(|source| JournalError::Private {
+            path: path.display().to_string(),
             source,
         })?;
-        Self::open_file(&data_dir.join(JOURNAL_FILE), agent)
+        Self::open_file(&path, agent)
     }
 
     /// Opens an existing journal only (for `status`, which must not create one).
@@ -245,6 +266,16 @@ impl Journal {
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
+        // SQLite gives `-wal` and `-shm` the database's mode; a private database gets
+        // them set explicitly as well (a journal open to others is refused by `run`).
+        if let (Some(dir), Ok(())) = (path.parent(), crate::file_modes::check_private(path)) {
+            for file in crate::file_modes::journal_files(dir) {
+                crate::file_modes::make_private(&file).map_err(|source| JournalError::Private {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+            }
+        }
 
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -343,6 +374,8 @@ impl Journal {
                         )
                         .map_err(sql)?;
                     }
+                    reencode_old_receipts(&tx).map_err(sql)?;
+                    needs_relink = true;
                 }
                 if version < SCHEMA_VERSION {
                     tx.execute(
@@ -388,6 +421,12 @@ impl Journal {
              ) WITHOUT ROWID;
              -- Rows that could not be read, as they were found (the events table holds
              -- a Quarantined event with the same seq instead).
+             -- Counts a pilot watches (`status`, the health report): receipts that did
+             -- not balance, scans that were neither a card nor a coupon.
+             CREATE TABLE IF NOT EXISTS counters (
+                 name TEXT PRIMARY KEY,
+                 count INTEGER NOT NULL
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS quarantine (
                  seq INTEGER PRIMARY KEY,
                  kind TEXT,
@@ -520,6 +559,9 @@ impl Journal {
         if let EventKind::CouponRedeemed(redemption) = &event.kind {
             // In the ledger with its event: a second scan is refused, also offline.
             insert_redeemed(&tx, &redemption.code, true).map_err(sql)?;
+        }
+        if matches!(&event.kind, EventKind::Receipt(r) if r.unbalanced) {
+            bump_counter(&tx, UNBALANCED_RECEIPTS).map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         self.last_seq = seq;
@@ -1271,8 +1313,61 @@ impl Journal {
             // From the size just read: `status` in another process has no alarm state.
             quota_exceeded: bytes > self.quota.max_bytes,
             chain_head: chain::to_hex(&self.chain_head()?),
+            unbalanced_receipts: self.counter(UNBALANCED_RECEIPTS)?,
+            unrecognised_scans: self.counter(UNRECOGNISED_SCANS)?,
         })
     }
+
+    /// Counts a scan that was neither a loyalty card nor a coupon.
+    pub fn count_unrecognised_scan(&mut self) -> Result<(), JournalError> {
+        bump_counter(&self.conn, UNRECOGNISED_SCANS).map_err(|e| self.sql_err(e))
+    }
+
+    fn counter(&self, name: &str) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(
+                "SELECT count FROM counters WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map_or(0, to_u64))
+            .map_err(|e| self.sql_err(e))
+    }
+}
+
+const UNBALANCED_RECEIPTS: &str = "unbalanced_receipts";
+const UNRECOGNISED_SCANS: &str = "unrecognised_scans";
+
+fn bump_counter(conn: &Connection, name: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO counters (name, count) VALUES (?1, 1)
+         ON CONFLICT (name) DO UPDATE SET count = count + 1",
+        params![name],
+    )
+    .map(drop)
+}
+
+/// Schema 6: receipts written before they carried `unbalanced` and `unmatched_lines`
+/// are re-encoded, so every reader sees one format (the chain is relinked after).
+fn reencode_old_receipts(conn: &Connection) -> rusqlite::Result<()> {
+    let rows = conn
+        .prepare("SELECT seq, payload FROM events WHERE kind = 'receipt'")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut update = conn.prepare("UPDATE events SET payload = ?1 WHERE seq = ?2")?;
+    for (seq, payload) in rows {
+        if codec::from_bytes::<EventKind>(&payload).is_ok() {
+            continue;
+        }
+        // A row that cannot be read either way is left to the relink's quarantine.
+        let Ok(kind) = EventKind::decode_stored(&payload) else {
+            continue;
+        };
+        let payload = codec::to_bytes(&kind).map_err(integrity::encode_failure)?;
+        update.execute(params![payload, seq])?;
+    }
+    Ok(())
 }
 
 /// Turns an SQLite error into the journal's error naming its file.

@@ -44,15 +44,20 @@ pub(super) fn open_path(path: &Path, baud: u32) -> Result<Box<dyn Port>, PortErr
         Err(e) => return Err(open_err(name, e)),
     };
     if file.is_terminal() {
+        // Said with the holder's pid before serialport's own (anonymous) refusal; the
+        // probe's lock goes with it.
+        let free = super::exclusive::hold(&file, &node);
         drop(file);
+        free.map_err(|e| open_err(name.clone(), e))?;
         let port = serialport::new(node.to_string_lossy(), baud)
             .data_bits(serialport::DataBits::Eight)
             .parity(serialport::Parity::None)
             .stop_bits(serialport::StopBits::One)
             .flow_control(serialport::FlowControl::None)
             .timeout(READ_TIMEOUT)
-            // Shared, so a reopen after a hiccup (or a diagnostic tool) is not locked out.
-            .exclusive(false)
+            // TIOCEXCL and an exclusive flock: a second agent on this port is refused
+            // (every side of this agent closes the port before it reopens it).
+            .exclusive(true)
             .open_native()
             .map_err(|e| open_err(name.clone(), io::Error::other(e.to_string())))?;
         return Ok(Box::new(SerialPortHandle { port, name }));
@@ -69,6 +74,7 @@ pub(super) fn open_path(path: &Path, baud: u32) -> Result<Box<dyn Port>, PortErr
     }
     // A character device such as /dev/usb/lp0: bidirectional printers answer status
     // requests through it, so it is kept readable.
+    super::exclusive::hold(&file, &node).map_err(|e| open_err(name.clone(), e))?;
     Ok(Box::new(DeviceFile {
         file,
         name,
@@ -88,6 +94,7 @@ fn open_write_only(node: &Path, name: String) -> io::Result<Box<dyn Port>> {
         .append(true)
         .custom_flags(libc::O_NOCTTY)
         .open(node)?;
+    super::exclusive::hold(&file, node)?;
     Ok(Box::new(DeviceFile {
         file,
         name,

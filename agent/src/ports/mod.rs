@@ -20,6 +20,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod devices;
+pub mod exclusive;
 mod reconnect;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ pub mod symbology;
 mod tests;
 
 use thiserror::Error;
+use till360_shared::card::masked;
 use till360_shared::coupon;
 use till360_shared::{CardError, CardNumber, CardPrefixes};
 
@@ -23,19 +24,20 @@ use symbology::{gtin14_inner, looks_like_gs1, parse_gs1, strip_aim, without_addo
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ScanError {
-    #[error("scan contains non-printable bytes: {0}")]
+    // Texts are masked (last four characters): noise around a card must not log it.
+    #[error("scan contains non-printable bytes: {}", masked(.0))]
     Garbage(String),
     #[error("scan longer than {max} bytes ({len} bytes before the suffix): dropped")]
     TooLong { len: usize, max: usize },
     #[error("{len} stray bytes between scans: dropped")]
     Stray { len: usize },
-    #[error("half a scan ({len} bytes: {partial}) cut short: dropped")]
+    #[error("half a scan ({len} bytes: {}) cut short: dropped", masked(.partial))]
     Cut { partial: String, len: usize },
     #[error("empty scan")]
     Empty,
     #[error(transparent)]
     Card(#[from] CardError),
-    #[error("GS1 symbol without a loyalty card or coupon: {elements}{}", problem.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    #[error("GS1 symbol without a loyalty card or coupon: {}{}", masked(.elements), problem.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
     Gs1 {
         /// The elements read, as `(AI)value` text.
         elements: String,

@@ -10,6 +10,7 @@
 //! `(01)…(8110)…` text is understood as well.
 
 use thiserror::Error;
+use till360_shared::card::masked;
 
 use super::framing::GS;
 
@@ -67,7 +68,7 @@ pub fn without_addon(data: &str) -> &str {
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Gs1Error {
-    #[error("unknown application identifier at {0:?}")]
+    #[error("unknown application identifier at {:?}", masked(.0))]
     UnknownAi(String),
     #[error("AI ({ai}) needs {want} characters, found {found}")]
     Short {
@@ -79,7 +80,7 @@ pub enum Gs1Error {
     TooLong { ai: String, max: usize },
     #[error("AI ({ai}) is empty")]
     Empty { ai: String },
-    #[error("bad human-readable GS1 text: {0:?}")]
+    #[error("bad human-readable GS1 text: {:?}", masked(.0))]
     BadBrackets(String),
     #[error("no element string")]
     Nothing,

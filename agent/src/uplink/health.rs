@@ -18,6 +18,8 @@ pub fn of_status(status: &JournalStatus) -> TillHealth {
         quota_exceeded: status.quota_exceeded,
         quarantined: status.quarantined,
         pending: status.pending,
+        unbalanced_receipts: status.unbalanced_receipts,
+        unrecognised_scans: status.unrecognised_scans,
     }
 }
 
@@ -29,6 +31,8 @@ pub fn report_due(last: Option<&TillHealth>, now: &TillHealth) -> bool {
     };
     last.quota_exceeded != now.quota_exceeded
         || last.quarantined != now.quarantined
+        || last.unbalanced_receipts != now.unbalanced_receipts
+        || last.unrecognised_scans != now.unrecognised_scans
         || last.journal_max_bytes != now.journal_max_bytes
         || last.journal_bytes.abs_diff(now.journal_bytes) >= BYTES_STEP
         || last.pending.abs_diff(now.pending) >= PENDING_STEP
@@ -46,6 +50,8 @@ mod tests {
             quota_exceeded: false,
             quarantined: 0,
             pending: 5,
+            unbalanced_receipts: 0,
+            unrecognised_scans: 0,
         };
         assert!(report_due(None, &base));
         assert!(!report_due(Some(&base), &base));
@@ -70,6 +76,14 @@ mod tests {
             },
             TillHealth {
                 pending: 5_000,
+                ..base
+            },
+            TillHealth {
+                unbalanced_receipts: 1,
+                ..base
+            },
+            TillHealth {
+                unrecognised_scans: 1,
                 ..base
             },
         ] {

@@ -30,7 +30,10 @@ pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, 
         .filter_map(|v| match CardNumber::parse(v) {
             Ok(card) => Some(card),
             Err(e) => {
-                tracing::warn!("profile {profile_id}: stored card {v:?} is invalid: {e}");
+                tracing::warn!(
+                    "profile {profile_id}: stored card {:?} is invalid: {e}",
+                    till360_shared::card::masked(v)
+                );
                 None
             }
         })
@@ -65,7 +68,7 @@ pub fn profile_facts(
     };
     let last_visit = conn
         .prepare_cached(
-            "SELECT at_ms, offset_min FROM transactions WHERE profile_id = ?1
+            "SELECT at_ms, offset_min FROM transactions WHERE profile_id = ?1 AND unbalanced = 0
              ORDER BY at_ms DESC LIMIT 1",
         )?
         .query_row([profile_id], |r| {

@@ -73,6 +73,35 @@ pub enum PkiError {
     BadSerial(String),
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error(
+        "{path} has mode {mode:04o}: group or others may read this key; the hub does not \
+         start until it is 0600 (chmod 600 {path})"
+    )]
+    KeyOpenToOthers { path: String, mode: u32 },
+}
+
+/// Refuses a key file that group or others may access (a missing one is fine: the hub
+/// creates its own secrets 0600, and a missing TLS key fails where it is read).
+pub fn check_key_file(path: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o7777,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(PkiError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if mode & 0o077 == 0 {
+        Ok(())
+    } else {
+        Err(PkiError::KeyOpenToOthers {
+            path: path.display().to_string(),
+            mode,
+        })
+    }
 }
 
 /// Creates `ca.pem ca.key hub.pem hub.key` in `dir`. The hub certificate names every

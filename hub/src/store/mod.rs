@@ -142,6 +142,10 @@ pub struct HealthView {
     pub pending: u64,
     /// Hub clock, UTC, RFC 3339.
     pub reported_at: String,
+    /// Receipts the till could not balance (a layout that misreads this POS).
+    pub unbalanced_receipts: u64,
+    /// Scans that were neither a loyalty card nor a coupon (a wrong `[cards] prefixes`).
+    pub unrecognised_scans: u64,
 }
 
 /// Whether an agent's journal chain held (`"ok"` in JSON) or where it first broke

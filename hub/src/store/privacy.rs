@@ -261,7 +261,10 @@ pub(super) fn erase_profile(
                 erasures::record_erasure(&tx, &card, now)?;
             }
             // Agents only hold valid cards, so there is nothing to push for this one.
-            Err(e) => tracing::warn!("erase {profile_id}: stored card {card:?} is invalid: {e}"),
+            Err(e) => tracing::warn!(
+                "erase {profile_id}: stored card {:?} is invalid: {e}",
+                till360_shared::card::masked(card)
+            ),
         }
     }
     let erasure_version = erasures::erasure_version(&tx)?;
@@ -292,7 +295,7 @@ fn scrub_events(tx: &Connection, card: &str) -> Result<(), StoreError> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     for (store, till, seq, payload) in candidates {
-        let mut event: Event = match codec::from_bytes(&payload) {
+        let mut event = match Event::decode_stored(&payload) {
             Ok(event) => event,
             Err(e) => {
                 return Err(StoreError::Corrupt(format!(

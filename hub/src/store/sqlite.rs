@@ -28,8 +28,9 @@ use till360_shared::wire::{Refusal, TillHealth};
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
 /// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`,
 /// `traits_runs`, `change_counters`, the coupon ledger's commit order and
-/// redeemed-codes feed (`redemptions.commit_seq`, `issuer_store`, `expires`) and the
-/// tills' clocks (`agent_clocks`).
+/// redeemed-codes feed (`redemptions.commit_seq`, `issuer_store`, `expires`), the
+/// tills' clocks (`agent_clocks`) and receipt checks (`transactions.unbalanced`,
+/// `agent_health.unbalanced_receipts` and `unrecognised_scans`).
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
@@ -164,6 +165,8 @@ CREATE TABLE IF NOT EXISTS transactions (
     total_cents INTEGER NOT NULL,
     currency TEXT NOT NULL,
     lines BLOB NOT NULL,
+    -- 1: the till's lines and total disagree (a layout misread): no traits, no digests.
+    unbalanced INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (store, till, seq)
 );
 CREATE INDEX IF NOT EXISTS transactions_profile ON transactions(profile_id);
@@ -261,6 +264,8 @@ CREATE TABLE IF NOT EXISTS agent_health (
     quarantined INTEGER NOT NULL,
     pending INTEGER NOT NULL,
     reported_at_ms INTEGER NOT NULL,
+    unbalanced_receipts INTEGER NOT NULL DEFAULT 0,
+    unrecognised_scans INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (store, till)
 );
 -- Profile digests per store as last pushed (digest NULL: removed), versioned per store.
@@ -291,8 +296,9 @@ const INSERT_EVENT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_TRANSACTION: &str =
     "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
-         printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+         printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines,
+         unbalanced)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 /// A new agent starts its chain at GENESIS (`zeroblob(32)`); a known one keeps its head.
 const UPSERT_AGENT: &str = "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
      VALUES (?1, ?2, ?3, ?4, zeroblob(32))
@@ -307,6 +313,26 @@ const UPSERT_AGENT_CHAIN: &str =
          last_seq = excluded.last_seq,
          last_seen_ms = excluded.last_seen_ms,
          chain_hash = excluded.chain_hash";
+
+/// Schema 7 on a database of an older hub: receipts that did not balance are marked
+/// (older rows count as balanced) and health reports gain the pilot's counters.
+fn upgrade_receipt_checks(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column) in [
+        ("transactions", "unbalanced"),
+        ("agent_health", "unbalanced_receipts"),
+        ("agent_health", "unrecognised_scans"),
+    ] {
+        let has_column: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+            .exists(params![table, column])?;
+        if !has_column {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0;"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// Schema 6 on a database of an older hub: `digest_feed` gains `removed_at_ms`. Its
 /// removals keep NULL there: compaction starts their retention when it first sees them.
@@ -364,6 +390,7 @@ impl SqliteStore {
                 let upgraded = chain::upgrade(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
                     .and_then(|()| ledger::upgrade(&conn))
+                    .and_then(|()| upgrade_receipt_checks(&conn))
                     .and_then(|()| {
                         Ok(conn.execute_batch(&format!(
                             "PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -496,6 +523,7 @@ impl SqliteStore {
             row.total_cents,
             row.currency,
             codec::to_bytes(&row.lines)?,
+            row.unbalanced,
         ])?;
         Ok(())
     }
@@ -953,7 +981,7 @@ impl Store for SqliteStore {
                 .conn
                 .prepare_cached(
                     "SELECT journal_bytes, journal_max_bytes, quota_exceeded, quarantined,
-                            pending, reported_at_ms
+                            pending, reported_at_ms, unbalanced_receipts, unrecognised_scans
                      FROM agent_health WHERE store = ?1 AND till = ?2",
                 )?
                 .query_row(params![view.store, view.till], |r| {
@@ -967,6 +995,8 @@ impl Store for SqliteStore {
                         quarantined: n(3)?,
                         pending: n(4)?,
                         reported_at: Timestamp::from_unix_ms(r.get(5)?, 0).to_rfc3339(),
+                        unbalanced_receipts: n(6)?,
+                        unrecognised_scans: n(7)?,
                     })
                 })
                 .optional()?;
@@ -1031,8 +1061,9 @@ impl Store for SqliteStore {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO agent_health (store, till, journal_bytes,
-                     journal_max_bytes, quota_exceeded, quarantined, pending, reported_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     journal_max_bytes, quota_exceeded, quarantined, pending, reported_at_ms,
+                     unbalanced_receipts, unrecognised_scans)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 agent.store,
@@ -1042,7 +1073,9 @@ impl Store for SqliteStore {
                 health.quota_exceeded,
                 clamp(health.quarantined),
                 clamp(health.pending),
-                now.unix_ms
+                now.unix_ms,
+                clamp(health.unbalanced_receipts),
+                clamp(health.unrecognised_scans)
             ])?;
         Ok(())
     }

@@ -121,7 +121,7 @@ pub fn load(conn: &Connection, as_of: NaiveDate) -> Result<HubData, TraitsError>
 
     let mut stmt = conn.prepare(
         "SELECT profile_id, store, at_ms, offset_min, total_cents, lines FROM transactions
-         WHERE profile_id IS NOT NULL AND at_ms + offset_min * 60000 < ?1
+         WHERE profile_id IS NOT NULL AND unbalanced = 0 AND at_ms + offset_min * 60000 < ?1
          ORDER BY at_ms, store, till, seq",
     )?;
     let mut rows = stmt.query(params![end_local_ms])?;

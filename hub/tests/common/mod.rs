@@ -330,6 +330,8 @@ pub fn one_line_receipt(
             }],
             total_cents: cents,
             currency: Currency::EUR,
+            unbalanced: false,
+            unmatched_lines: 0,
         }),
     }
 }
