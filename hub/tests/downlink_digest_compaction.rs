@@ -152,6 +152,14 @@ async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_dig
     // Six customers; a till takes them all.
     let (shop, first) = visits("T11", &[(0, 9), (1, 9), (2, 9), (3, 9), (4, 9), (5, 9)]);
     send_all(&site, addr, &shop, first).await;
+    // They consent to personalisation: a visit changes what their tills hold.
+    sql(&site)
+        .execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             SELECT profile_id, 'personalization', 1, 'test', 0 FROM profiles",
+            [],
+        )
+        .unwrap();
     assert_eq!(hub.refresh_digests().await.unwrap().changed, 6);
     let mut away = Till::new("T02");
     let mut long_gone = Cache::default();

@@ -493,7 +493,8 @@ mod tests {
     #[test]
     fn refuses_garbage_body() {
         let mut dec = FrameDecoder::new();
-        dec.feed(&[0, 0, 0, 6, 0, 2, 0, 0xff, 0xff, 0xff]);
+        let [hi, lo] = crate::wire::PROTOCOL_VERSION.to_be_bytes();
+        dec.feed(&[0, 0, 0, 6, hi, lo, 0, 0xff, 0xff, 0xff]);
         assert!(matches!(dec.poll(), Err(CodecError::Malformed(_))));
     }
 

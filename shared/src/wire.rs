@@ -10,8 +10,9 @@ use crate::event::{AgentId, Event};
 
 /// Version of the frame layout and the message set below; a peer speaking another
 /// version is refused with a clear message, never misread. Version 2 added the flags
-/// byte (compressed bodies).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// byte (compressed bodies); 3: per-store card keys, erasures as card keys, digests
+/// without a name.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
 /// across frame versions, so a peer of another [`PROTOCOL_VERSION`] still connects and
