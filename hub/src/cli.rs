@@ -14,6 +14,7 @@ use till360_shared::Timestamp;
 
 use crate::config::{DatabaseUrl, HubConfig};
 use crate::import::{self, progress::ProgressLine, ImportError};
+use crate::store::erasures::Suppression;
 use crate::store::SqliteStore;
 use crate::{pki, server};
 
@@ -187,6 +188,20 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Erased people stay out of imports: the suppression list's key derives from the
+    // master secret. No key file yet: nobody was erased on this hub.
+    let master_path = config.data_dir.join(crate::campaigns::MASTER_KEY_FILE);
+    let suppression = if master_path.exists() {
+        match crate::campaigns::MasterKey::load_or_create(&config.data_dir) {
+            Ok(master) => Some(Suppression::from_master(master.as_bytes())),
+            Err(err) => {
+                eprintln!("till360-hub: {}: data_dir: {err}", config_path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let opened = match std::fs::File::open(file) {
         Ok(f) => f,
         Err(err) => {
@@ -206,10 +221,12 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
     let conn = store.connection_mut();
     let result = match kind {
         ImportKind::Customers => {
-            import::customers_with_progress(conn, reader, &config.identity, now, &mut progress)
+            let s = suppression.as_ref();
+            import::customers_with_progress(conn, reader, &config.identity, s, now, &mut progress)
         }
         ImportKind::Orders => {
-            import::orders_with_progress(conn, reader, &config.identity, now, &mut progress)
+            let s = suppression.as_ref();
+            import::orders_with_progress(conn, reader, &config.identity, s, now, &mut progress)
         }
         ImportKind::Products => import::products_with_progress(conn, reader, now, &mut progress),
     };

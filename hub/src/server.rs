@@ -63,8 +63,15 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
-    // Coupon events are checked (genuine or forged) as they are merged.
-    write_store.set_coupon_master(master.as_bytes());
+    // Coupon events are checked (genuine or forged) as they are merged; both stores
+    // erase and suppress with the keys derived from it (the API's erases run on the
+    // read store).
+    write_store
+        .set_coupon_master(master.as_bytes())
+        .with_context(|| format!("cannot convert the erasure log in {}", db_path.display()))?;
+    read_store
+        .set_coupon_master(master.as_bytes())
+        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), db_path)

@@ -160,7 +160,11 @@ async fn two_stores_keyrings_give_different_card_keys_for_the_same_card() {
         rings.push(keyring(&mut agent).await.2);
     }
     let card = till360_shared::CardNumber::parse("4006381333931").unwrap();
-    assert_eq!(rings[0].card_key(&card), rings[1].card_key(&card), "one store");
+    assert_eq!(
+        rings[0].card_key(&card),
+        rings[1].card_key(&card),
+        "one store"
+    );
     assert_ne!(
         rings[0].card_key(&card),
         rings[2].card_key(&card),

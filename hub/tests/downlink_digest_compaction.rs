@@ -124,6 +124,12 @@ fn feed_rows(site: &Site) -> (i64, i64) {
 /// Erases the card holder as `DELETE /api/v1/profiles/{id}` does.
 fn erase(site: &Site, n: u32) {
     let mut store = SqliteStore::open(&db(site)).unwrap();
+    let master = site
+        .config()
+        .data_dir
+        .join(till360_hub::campaigns::MASTER_KEY_FILE);
+    let master: [u8; 32] = std::fs::read(master).unwrap().try_into().unwrap();
+    store.set_coupon_master(&master).unwrap();
     let profile = store.profile_by_card(&card(&code(n))).unwrap().unwrap();
     let now = Timestamp::from_utc(Utc::now(), 0);
     store.erase_profile(&profile.profile_id, now).unwrap();

@@ -51,8 +51,14 @@ fn import_crm(site: &Site) {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/customers.csv");
     let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
     let now = Timestamp::from_utc(Utc::now(), 0);
-    till360_hub::import::customers(store.connection_mut(), reader, &site.config().identity, now)
-        .unwrap();
+    till360_hub::import::customers(
+        store.connection_mut(),
+        reader,
+        &site.config().identity,
+        None,
+        now,
+    )
+    .unwrap();
 }
 
 fn days_ago(days: i64) -> Timestamp {

@@ -61,9 +61,11 @@ pub enum Message {
         digest_version: u64,
     },
     /// Hub → agent: cards erased on the hub, in version order, everything up to and
-    /// including `up_to_version` (bounded batches; the agent drops these cards).
+    /// including `up_to_version` (bounded batches), as the card keys of the agent's
+    /// store (never in clear): the agent drops every card whose key
+    /// (`Keyring::card_key`) is among them.
     Erasures {
-        cards: Vec<CardNumber>,
+        card_keys: Vec<CardKey>,
         up_to_version: u64,
     },
     /// Agent → hub: erasures up to `up_to_version` are applied and persisted.

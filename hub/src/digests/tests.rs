@@ -737,7 +737,12 @@ fn a_digest_holds_no_name_and_no_profile_fields_without_consent() {
         assert_eq!(piet.customer_key, derive_customer_key(MASTER, "p-piet"));
         assert_eq!(piet.caps_used.len(), 1, "caps count for him too");
         assert_eq!(
-            (piet.birthday, piet.member_since, piet.points, piet.last_visit),
+            (
+                piet.birthday,
+                piet.member_since,
+                piet.points,
+                piet.last_visit
+            ),
             (None, None, 0, None)
         );
         assert!(piet.segments.is_empty());

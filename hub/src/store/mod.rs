@@ -39,6 +39,10 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
+    /// Erasing needs the coupon master secret: the suppression list and the tills'
+    /// card keys derive from it.
+    #[error("erasing needs the coupon master secret (data_dir/coupon-master.key)")]
+    NoMasterSecret,
 }
 
 /// A profile search (`GET /api/v1/profiles/search?...`): identifiers are normalised the
