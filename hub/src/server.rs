@@ -128,6 +128,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
+    // An erase takes the person's digests off the tills at once, not at the next timer.
+    let refresh_on_erase = digests.clone();
+    api_options.on_erase = api::ErasureHook(Some(Arc::new(move || {
+        refresh_on_erase.trigger();
+    })));
     let app = api::router(reader, api_options);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {

@@ -917,3 +917,81 @@ async fn an_erased_person_is_gone_from_the_files_and_every_export() {
     }
     hub.shutdown().await;
 }
+
+/// An erase refreshes the digest feed at once (the debounced trigger a traits run
+/// uses), not at the next timer: a connected till of the store gets the removal of
+/// the card's digest while the timer is a day away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_removes_the_digest_from_the_tills_at_once() {
+    use crate::downlink_digests::{card_key, subscribed};
+    use till360_shared::wire::Message;
+
+    let site = Site::new();
+    configure(&site, "127.0.0.1:0", "[digests]\nrefresh_seconds = 86400\n");
+    let hub = start(&site).await;
+    let http = hub.http_addr();
+    let alice = card("240100000051");
+    let bob = card("240100000052");
+    let id = alice_and_bob(&site, &hub, &alice, &bob).await;
+    // The receipts of the fixture are old: a window that takes them in.
+    let shop = AgentId::new("S001", "T05");
+    let recent = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    send_all(
+        &site,
+        hub.quic_addr(),
+        &shop,
+        vec![receipt(&shop, 1, recent, Some(&alice), 300)],
+    )
+    .await;
+    assert!(hub.refresh_digests().await.unwrap().changed >= 1);
+
+    let till = AgentId::new("S001", "T09");
+    let mut client = subscribed(&site, hub.quic_addr(), &till, 0, 0).await;
+    let alice_key = card_key(&site, alice.as_str());
+    let mut version = 0;
+    loop {
+        match client.recv().await {
+            Ok(Message::Digests {
+                entries,
+                up_to_version,
+                ..
+            }) => {
+                version = up_to_version;
+                if entries
+                    .iter()
+                    .any(|e| e.card_key == alice_key && e.digest.is_some())
+                {
+                    break;
+                }
+            }
+            Ok(Message::Erasures { .. }) => {}
+            other => panic!("expected Alice's digest (feed at v{version}), got {other:?}"),
+        }
+    }
+
+    let erased = call(
+        http,
+        "DELETE",
+        &format!("/api/v1/profiles/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    // `recv` waits a bounded time: far shorter than the digest timer.
+    loop {
+        match client.recv().await {
+            Ok(Message::Digests { entries, .. }) => {
+                if entries
+                    .iter()
+                    .any(|e| e.card_key == alice_key && e.digest.is_none())
+                {
+                    break;
+                }
+            }
+            Ok(Message::Erasures { .. }) => {}
+            other => panic!("expected the removal of Alice's digest, got {other:?}"),
+        }
+    }
+    hub.shutdown().await;
+}

@@ -46,6 +46,22 @@ pub struct ApiOptions {
     pub database: Option<PathBuf>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
+    /// Called after every erase (the server refreshes the tills' digests at once).
+    pub on_erase: ErasureHook,
+}
+
+/// What an erase sets off beside the store (`None`: nothing).
+#[derive(Clone, Default)]
+pub struct ErasureHook(pub Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl std::fmt::Debug for ErasureHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ErasureHook(set)"
+        } else {
+            "ErasureHook(none)"
+        })
+    }
 }
 
 impl ApiOptions {
@@ -56,6 +72,7 @@ impl ApiOptions {
             segments: config.segments.clone(),
             database: Some(path.clone()),
             campaigns: None,
+            on_erase: ErasureHook::default(),
         }
     }
 }
@@ -67,11 +84,18 @@ struct ApiState {
     segments: Arc<Vec<SegmentDef>>,
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
+    on_erase: ErasureHook,
 }
 
 impl FromRef<ApiState> for Reader {
     fn from_ref(state: &ApiState) -> Reader {
         state.reader.clone()
+    }
+}
+
+impl FromRef<ApiState> for ErasureHook {
+    fn from_ref(state: &ApiState) -> ErasureHook {
+        state.on_erase.clone()
     }
 }
 
@@ -81,6 +105,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
+        on_erase: options.on_erase,
     };
     let token = auth::Token::new(options.token);
     Router::new()
