@@ -877,7 +877,7 @@ impl Journal {
                     relink_from.get_or_insert(to_u64(seq));
                     continue;
                 };
-                if kind.forget_cards(&is_erased) {
+                if kind.forget_cards(is_erased) {
                     relink_from.get_or_insert(to_u64(seq));
                     let payload = codec::to_bytes(&kind).map_err(|e| JournalError::Encode {
                         path: path.clone(),
