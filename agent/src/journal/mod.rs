@@ -825,7 +825,13 @@ impl Journal {
         let digest_key = if card_keys.is_empty() {
             None
         } else {
-            match self.campaigns()? {
+            // A stored set that cannot be read is no keyring either: the erasures wait
+            // (they never fail the uplink over it).
+            let keyring = self.campaigns().unwrap_or_else(|e| {
+                tracing::warn!("{e}");
+                None
+            });
+            match keyring {
                 Some(state) => Some(state.keyring.digest_key),
                 None if up_to_version <= self.erasure_version()? => None,
                 None => return Ok(None),

@@ -67,13 +67,13 @@ impl Suppression {
 }
 
 /// Every store whose tills may hold a card: stores with agents (every transaction came
-/// from one), with digest feed rows, or with numbered tills.
+/// from one, and the digest feed is refreshed for exactly these) or with numbered tills
+/// (a till that fetched its keyring but never sent an event).
 pub fn known_stores(conn: &Connection) -> Result<Vec<String>, StoreError> {
     let stores = conn
         .prepare_cached(
-            "SELECT store FROM agents UNION SELECT store FROM digest_compaction
-             UNION SELECT DISTINCT store FROM digest_feed UNION SELECT store FROM till_numbers
-             ORDER BY 1",
+            "SELECT store FROM agents UNION SELECT store FROM till_numbers
+             UNION SELECT store FROM digest_compaction ORDER BY 1",
         )?
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
