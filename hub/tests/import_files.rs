@@ -584,6 +584,15 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
         ),
     );
     assert!(store.profile_by_card(&erika).unwrap().is_none());
+    let raw: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM events WHERE instr(payload, ?1) > 0",
+            [erika.as_str().as_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(raw, 0, "the stored event does not keep the card either");
     // Without the key an import cannot tell: it refuses rather than bring her back.
     let blind = import::customers(
         store.connection_mut(),
