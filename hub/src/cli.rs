@@ -189,16 +189,22 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
         }
     };
     // Erased people stay out of imports: the suppression list's key derives from the
-    // master secret. No key file yet: nobody was erased on this hub.
+    // master secret (given to the store too, which hashes an older hub's clear erasure
+    // log first). No key file yet: nobody was erased on this hub.
     let master_path = config.data_dir.join(crate::campaigns::MASTER_KEY_FILE);
     let suppression = if master_path.exists() {
-        match crate::campaigns::MasterKey::load_or_create(&config.data_dir) {
-            Ok(master) => Some(Suppression::from_master(master.as_bytes())),
+        let master = match crate::campaigns::MasterKey::load_or_create(&config.data_dir) {
+            Ok(master) => master,
             Err(err) => {
                 eprintln!("till360-hub: {}: data_dir: {err}", config_path.display());
                 return ExitCode::FAILURE;
             }
+        };
+        if let Err(err) = store.set_coupon_master(master.as_bytes()) {
+            eprintln!("till360-hub: the erasure log: {err}");
+            return ExitCode::FAILURE;
         }
+        Some(Suppression::from_master(master.as_bytes()))
     } else {
         None
     };
