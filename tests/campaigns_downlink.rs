@@ -234,7 +234,10 @@ async fn a_till_stores_the_campaign_state_tells_the_till_core_and_keeps_it_acros
         &state.keyring.till_key,
         derive_till_key(&hub.master, "S001", "T02").as_bytes()
     );
-    assert_eq!(state.keyring.digest_key, derive_digest_key(&hub.master));
+    assert_eq!(
+        state.keyring.digest_key,
+        derive_digest_key(&hub.master, "S001")
+    );
     assert_eq!(
         state.keyring.campaign_numbers.len(),
         state.set.campaigns.len()

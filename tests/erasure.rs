@@ -18,7 +18,7 @@ use till360::rig::wait_until;
 use till360::sim::{Morning, MorningPlan, ReceiptStyle, StoreSetup, Suffix};
 use till360_agent::config::HubLink;
 use till360_agent::journal::Journal;
-use till360_agent::uplink::{client_config, Uplink, UplinkHandle, UplinkStatus};
+use till360_agent::uplink::{client_config, ErasedCards, Uplink, UplinkHandle, UplinkStatus};
 use till360_hub::config::{DatabaseUrl, HubConfig};
 use till360_hub::server::RunningHub;
 use till360_shared::card::with_check_digit;
@@ -29,20 +29,41 @@ fn card(n: u64) -> CardNumber {
     CardNumber::parse(&with_check_digit(&format!("2401{n:08}")).unwrap()).unwrap()
 }
 
-/// Appends erasures of `cards` to the erasure log in the hub database at `db`
-/// (creating the schema if the hub never ran) and returns the last version.
-fn record_erasures(db: &Path, cards: &[CardNumber]) -> u64 {
-    drop(till360_hub::store::SqliteStore::open(db).expect("hub store"));
-    let mut conn = rusqlite::Connection::open(db).unwrap();
+/// Appends one erasure per card to the erasure log in the hub database of `config`
+/// (creating the schema and the master secret if the hub never ran), as an erase on
+/// a hub that knows stores S001 and S002 records it, and returns the last version.
+fn record_erasures(config: &HubConfig, cards: &[CardNumber]) -> u64 {
+    let db = hub_db(config);
+    drop(till360_hub::store::SqliteStore::open(&db).expect("hub store"));
+    let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
+    let suppression = till360_hub::store::erasures::Suppression::from_master(master.as_bytes());
+    let stores = ["S001".to_string(), "S002".to_string()];
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let tx = conn.transaction().unwrap();
     let now = Timestamp::from_unix_ms(1_764_060_000_000, 0);
     let mut version = 0;
     for card in cards {
-        version = till360_hub::store::erasures::record_erasure(&tx, card, now).unwrap();
+        let ids = [till360_hub::identity::Identifier::card(card)];
+        version =
+            till360_hub::store::erasures::record_erasure(&tx, &suppression, &ids, &stores, now)
+                .unwrap();
     }
     tx.commit().unwrap();
     version
+}
+
+/// Tills recognise erased cards by their keyring's card keys, which the hub sends with
+/// the campaign set: gives the hub of `config_path` an (empty) campaign file.
+fn with_keyrings(config_path: &Path) {
+    let dir = config_path.parent().unwrap();
+    std::fs::write(dir.join("campaigns-none.toml"), "# no campaigns\n").unwrap();
+    let text = std::fs::read_to_string(config_path).unwrap();
+    std::fs::write(
+        config_path,
+        format!("campaigns = \"campaigns-none.toml\"\n{text}"),
+    )
+    .unwrap();
 }
 
 /// The first carded visit at S001 of a morning where everyone scans a valid card.
@@ -95,6 +116,7 @@ impl InProcess {
              ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
         )
         .unwrap();
+        with_keyrings(&dir.path().join("hub.toml"));
         InProcess { dir }
     }
 
@@ -107,7 +129,7 @@ impl InProcess {
     }
 
     fn erase(&self, cards: &[CardNumber]) -> u64 {
-        record_erasures(&hub_db(&self.config()), cards)
+        record_erasures(&self.config(), cards)
     }
 
     /// A journal for `store/T01` (kept across uplink restarts) and its hub link.
@@ -139,7 +161,7 @@ fn start_uplink(
     journal: &Arc<Mutex<Journal>>,
     link: &HubLink,
     hub: &RunningHub,
-) -> (UplinkHandle, mpsc::Receiver<Vec<CardNumber>>) {
+) -> (UplinkHandle, mpsc::Receiver<ErasedCards>) {
     let mut link = link.clone();
     link.address = hub.quic_addr().to_string();
     let last = journal.lock().unwrap().last_seq();
@@ -170,9 +192,16 @@ async fn wait_erasure_version(status: &mut watch::Receiver<UplinkStatus>, versio
     );
 }
 
-/// Every card handed on by the uplink so far, in order.
-fn handed_on(rx: &mpsc::Receiver<Vec<CardNumber>>) -> Vec<CardNumber> {
-    rx.try_iter().flatten().collect()
+/// Every card (among cards 1 to 9) the uplink handed on as erased so far, in order.
+fn handed_on(rx: &mpsc::Receiver<ErasedCards>) -> Vec<CardNumber> {
+    rx.try_iter()
+        .flat_map(|erased| {
+            (1..=9)
+                .map(card)
+                .filter(|c| erased.names(c))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,6 +301,7 @@ async fn an_erasure_backlog_and_unsynced_events_both_get_through() {
 #[test]
 fn an_erase_reaches_an_agent_process_with_unsynced_events() {
     let site = Site::new();
+    with_keyrings(&site.hub.config);
     let visit = carded_visit(404);
     let erased = CardNumber::parse(visit.card.as_deref().expect("a card")).unwrap();
 
@@ -295,10 +325,7 @@ fn an_erase_reaches_an_agent_process_with_unsynced_events() {
     );
 
     let config = HubConfig::load(&site.hub.config).unwrap();
-    assert_eq!(
-        record_erasures(&hub_db(&config), std::slice::from_ref(&erased)),
-        1
-    );
+    assert_eq!(record_erasures(&config, std::slice::from_ref(&erased)), 1);
     let hub = site.start_hub();
 
     let status_json = || agent_status_json(&till.config);
@@ -366,6 +393,7 @@ fn http_delete(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 #[test]
 fn an_erase_through_the_api_reaches_the_agent() {
     let site = Site::new();
+    with_keyrings(&site.hub.config);
     let visit = carded_visit(606);
     let card = visit.card.clone().expect("a card");
 

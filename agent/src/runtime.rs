@@ -478,7 +478,7 @@ struct TillCore {
     /// Lines of the receipt being printed (since the last cut).
     lines: Vec<String>,
     /// Cards erased on the hub (already cleared from the journal by the uplink).
-    erased_rx: Receiver<Vec<CardNumber>>,
+    erased_rx: Receiver<crate::uplink::ErasedCards>,
     store: String,
     till: String,
     coupons_enabled: bool,
@@ -579,8 +579,8 @@ impl TillCore {
     }
 
     fn forget_erased_cards(&mut self) {
-        while let Ok(cards) = self.erased_rx.try_recv() {
-            if self.checkout.forget_cards(&cards) {
+        while let Ok(erased) = self.erased_rx.try_recv() {
+            if self.checkout.forget_cards(|card| erased.names(card)) {
                 tracing::info!("a scanned card was erased on the hub; it is dropped");
             }
         }

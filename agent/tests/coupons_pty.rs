@@ -59,7 +59,7 @@ fn campaign_state() -> CampaignState {
             till_key: *own.as_bytes(),
             store_tills: vec![(1, *own.as_bytes()), (2, *neighbour.as_bytes())],
             campaign_numbers: vec![("big-basket".into(), 7)],
-            digest_key: derive_digest_key(MASTER),
+            digest_key: derive_digest_key(MASTER, "S001"),
         },
         catalog: Vec::new(),
     }

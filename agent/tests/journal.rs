@@ -238,6 +238,19 @@ proptest! {
     fn journal_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(dir.path(), &agent()).unwrap();
+        // Erasures name cards by their key under the keyring's digest key.
+        let keyring = till360_shared::coupon::Keyring {
+            digest_key: [0x42; 32],
+            ..Default::default()
+        };
+        journal
+            .store_campaigns(&till360_agent::hub_link::CampaignState {
+                version: 1,
+                set: Default::default(),
+                keyring: keyring.clone(),
+                catalog: vec![],
+            })
+            .unwrap();
         // The model: every event ever appended (index = seq - 1) and the acked seq.
         let mut appended: Vec<(Timestamp, EventKind)> = Vec::new();
         let mut acked = 0u64;
@@ -269,7 +282,8 @@ proptest! {
                         }
                         .unwrap_or_else(|| card(999_999));
                         erasure_version += 1;
-                        journal.apply_erasures(std::slice::from_ref(&erased), erasure_version).unwrap();
+                        let key = keyring.card_key(&erased);
+                        journal.apply_erasures(&[key], erasure_version).unwrap().expect("applied");
                         for (_, kind) in &mut appended[acked as usize..] {
                             kind.forget_cards(|c| *c == erased);
                         }

@@ -26,7 +26,6 @@ fn key(n: u8) -> CardKey {
 fn digest(points: i64) -> Digest {
     Digest {
         customer_key: format!("c{points:04}"),
-        first_name: Some(format!("Name{points}")),
         birthday: Some(MonthDay { month: 3, day: 14 }),
         member_since: NaiveDate::from_ymd_opt(2020, 1, 2),
         points,

@@ -78,6 +78,7 @@ fn journal_with_two_customers(dir: &std::path::Path) -> Journal {
     j.append(at(5), receipt(5, Some(&b))).unwrap();
     j.append(at(6), receipt(6, None)).unwrap();
     j.ack(1).unwrap();
+    with_keyring(&mut j);
     j
 }
 
@@ -89,13 +90,14 @@ fn unacked_events_of_an_erased_card_are_pseudonymised_with_seqs_intact() {
     let before = pending(&j);
     assert_eq!(j.erasure_version().unwrap(), 0);
 
-    let outcome = j.apply_erasures(std::slice::from_ref(&a), 7).unwrap();
+    let outcome = j.apply_erasures(&[key_of(&a)], 7).unwrap();
     assert_eq!(
         outcome,
-        ErasureOutcome {
+        Some(ErasureOutcome {
             events_pseudonymised: 2,
-            erasure_version: 7
-        }
+            erasure_version: 7,
+            ..ErasureOutcome::default()
+        })
     );
     drop(j);
 
@@ -133,17 +135,17 @@ fn an_old_version_again_is_a_no_op_and_new_appends_continue_the_seq() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (card(1), card(2));
     let mut j = journal_with_two_customers(dir.path());
-    j.apply_erasures(&[a], 3).unwrap();
+    j.apply_erasures(&[key_of(&a)], 3).unwrap();
     let snapshot = pending(&j);
     // A resend of version 3 (or older) after a lost ErasuresApplied changes nothing,
     // even if it names other cards.
-    let again = j.apply_erasures(std::slice::from_ref(&b), 3).unwrap();
+    let again = j.apply_erasures(&[key_of(&b)], 3).unwrap();
     assert_eq!(
         again,
-        ErasureOutcome {
-            events_pseudonymised: 0,
-            erasure_version: 3
-        }
+        Some(ErasureOutcome {
+            erasure_version: 3,
+            ..ErasureOutcome::default()
+        })
     );
     assert_eq!(pending(&j), snapshot);
     // An empty batch (pruned log on the hub) still moves the version.
@@ -166,7 +168,7 @@ fn pseudonymisation_and_version_commit_together_or_not_at_all() {
          BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
     )
     .unwrap();
-    let err = j.apply_erasures(std::slice::from_ref(&a), 5).unwrap_err();
+    let err = j.apply_erasures(&[key_of(&a)], 5).unwrap_err();
     assert!(matches!(err, JournalError::Sqlite { .. }), "{err}");
     drop(j);
 
@@ -175,7 +177,7 @@ fn pseudonymisation_and_version_commit_together_or_not_at_all() {
     assert_eq!(pending(&j), before, "and no event changed");
 
     side.execute_batch("DROP TRIGGER fail_version;").unwrap();
-    j.apply_erasures(std::slice::from_ref(&a), 5).unwrap();
+    j.apply_erasures(&[key_of(&a)], 5).unwrap();
     drop(j);
     let j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.erasure_version().unwrap(), 5);
@@ -189,7 +191,7 @@ fn an_unreadable_event_is_quarantined_and_the_erasure_applied() {
     let side = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
     side.execute("UPDATE events SET payload = x'ff' WHERE seq = 4", [])
         .unwrap();
-    j.apply_erasures(&[card(1)], 2).unwrap();
+    j.apply_erasures(&[key_of(&card(1))], 2).unwrap();
     assert_eq!(j.erasure_version().unwrap(), 2);
     let events = pending(&j);
     assert!(
@@ -223,9 +225,130 @@ fn a_schema_1_journal_is_upgraded_with_version_0() {
     let mut j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.erasure_version().unwrap(), 0);
     assert_eq!(j.append(at(1), scan(&card(1))).unwrap().seq, 1);
-    j.apply_erasures(&[card(1)], 1).unwrap();
+    with_keyring(&mut j);
+    j.apply_erasures(&[key_of(&card(1))], 1).unwrap();
     drop(j);
     let j = Journal::open(dir.path(), &agent()).unwrap();
     assert_eq!(j.status().unwrap().erasure_version, 1);
+    assert_eq!(pending(&j), vec![(1, EventKind::Redacted)]);
+}
+
+const DIGEST_KEY: [u8; 32] = [0x42; 32];
+
+/// Stores a campaign frame whose keyring pseudonymises cards with [`DIGEST_KEY`].
+fn with_keyring(j: &mut Journal) {
+    j.store_campaigns(&till360_agent::hub_link::CampaignState {
+        version: 1,
+        set: till360_shared::campaign::CampaignSet::default(),
+        keyring: till360_shared::coupon::Keyring {
+            digest_key: DIGEST_KEY,
+            ..Default::default()
+        },
+        catalog: vec![],
+    })
+    .unwrap();
+}
+
+fn key_of(card: &CardNumber) -> till360_shared::coupon::CardKey {
+    till360_shared::coupon::CardKey::of(&DIGEST_KEY, card)
+}
+
+/// Whether the journal's files on disk hold `needle` anywhere (live rows, freed
+/// space, the WAL).
+fn on_disk(dir: &std::path::Path, needle: &str) -> bool {
+    ["", "-wal"].iter().any(|suffix| {
+        let path = dir.join(format!("{JOURNAL_FILE}{suffix}"));
+        std::fs::read(path)
+            .unwrap_or_default()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    })
+}
+
+#[test]
+fn an_erased_cards_digest_leaves_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (card(1), card(2));
+    let mut j = journal_with_two_customers(dir.path());
+    let digest = till360_shared::campaign::Digest {
+        customer_key: "k".into(),
+        ..Default::default()
+    };
+    for c in [&a, &b] {
+        j.put_digest(&key_of(c), Some(&digest)).unwrap();
+    }
+    let outcome = j.apply_erasures(&[key_of(&a)], 1).unwrap().unwrap();
+    assert_eq!(outcome.digests_removed, 1);
+    let cached: Vec<_> = j.digests().unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(cached, vec![key_of(&b)]);
+}
+
+#[test]
+fn a_quarantined_row_is_scrubbed_of_an_erased_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = card(1);
+    let mut j = journal_with_two_customers(dir.path());
+    // The receipt of A (seq 2) is damaged past reading: its bytes, card included, are
+    // quarantined as they were.
+    let side = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+    let mut damaged = format!("\u{1}\u{2}{}\u{3}", a.as_str()).into_bytes();
+    damaged.extend([0xff; 4]);
+    side.execute("UPDATE events SET payload = ?1 WHERE seq = 2", [&damaged])
+        .unwrap();
+    drop(side);
+    j.apply_erasures(&[key_of(&card(9))], 1).unwrap();
+    assert_eq!(j.status().unwrap().quarantined, 1);
+    let outcome = j.apply_erasures(&[key_of(&a)], 2).unwrap().unwrap();
+    assert_eq!(outcome.quarantine_scrubbed, 1);
+    let side = Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+    let kept: Vec<u8> = side
+        .query_row("SELECT payload FROM quarantine WHERE seq = 2", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(kept.len(), damaged.len(), "the rest of the bytes are kept");
+    assert!(!kept.windows(13).any(|w| w == a.as_str().as_bytes()));
+}
+
+/// Deleted means gone from the files: after an erasure and a checkpoint the card's
+/// digits are nowhere in the journal's files (`secure_delete`).
+#[test]
+fn an_erased_card_is_gone_from_the_journal_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = card(1);
+    let mut j = journal_with_two_customers(dir.path());
+    j.checkpoint();
+    assert!(on_disk(dir.path(), a.as_str()));
+    j.apply_erasures(&[key_of(&a)], 1).unwrap();
+    j.checkpoint();
+    assert!(
+        !on_disk(dir.path(), a.as_str()),
+        "the card's digits are still on disk"
+    );
+    assert!(
+        on_disk(dir.path(), card(2).as_str()),
+        "B is still journaled"
+    );
+}
+
+/// The hub names erased cards by this store's card keys only: without a keyring the
+/// journal cannot tell which cards they are, so it applies nothing and the uplink must
+/// not acknowledge; erasures naming none of this store's cards need no keyring.
+#[test]
+fn without_a_keyring_named_cards_wait_and_empty_erasures_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = card(1);
+    let mut j = Journal::open(dir.path(), &agent()).unwrap();
+    j.append(at(1), scan(&a)).unwrap();
+    assert_eq!(j.apply_erasures(&[key_of(&a)], 1).unwrap(), None);
+    assert_eq!(j.erasure_version().unwrap(), 0);
+    assert_eq!(pending(&j), vec![(1, scan(&a))]);
+    assert!(j.apply_erasures(&[], 1).unwrap().is_some());
+    assert_eq!(j.erasure_version().unwrap(), 1);
+    // With the keyring, the next erasure of the card applies.
+    with_keyring(&mut j);
+    j.apply_erasures(&[key_of(&a)], 2)
+        .unwrap()
+        .expect("applied");
     assert_eq!(pending(&j), vec![(1, EventKind::Redacted)]);
 }

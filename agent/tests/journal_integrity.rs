@@ -129,8 +129,22 @@ fn erasures_relink_the_tail_so_an_honest_journal_verifies() {
         j.append(at(n), receipt(n, 100 + n as i64)).unwrap();
     }
     j.ack(3).unwrap();
+    let keyring = till360_shared::coupon::Keyring {
+        digest_key: [0x42; 32],
+        ..Default::default()
+    };
+    j.store_campaigns(&till360_agent::hub_link::CampaignState {
+        version: 1,
+        set: Default::default(),
+        keyring: keyring.clone(),
+        catalog: vec![],
+    })
+    .unwrap();
     let before = j.chain_head().unwrap();
-    let outcome = j.apply_erasures(&[card(1)], 1).unwrap();
+    let outcome = j
+        .apply_erasures(&[keyring.card_key(&card(1))], 1)
+        .unwrap()
+        .expect("applied");
     assert!(outcome.events_pseudonymised > 0);
     assert_ne!(
         j.chain_head().unwrap(),

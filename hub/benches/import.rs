@@ -39,6 +39,7 @@ fn main() {
         store.connection_mut(),
         BufReader::new(file),
         &IdentityConfig::default(),
+        None,
         now,
     )
     .expect("import");

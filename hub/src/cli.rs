@@ -14,6 +14,7 @@ use till360_shared::Timestamp;
 
 use crate::config::{DatabaseUrl, HubConfig};
 use crate::import::{self, progress::ProgressLine, ImportError};
+use crate::store::erasures::Suppression;
 use crate::store::SqliteStore;
 use crate::{pki, server};
 
@@ -203,6 +204,26 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Erased people stay out of imports: the suppression list's key derives from the
+    // master secret (given to the store too, which hashes an older hub's clear erasure
+    // log first). No key file yet: nobody was erased on this hub.
+    let master_path = config.data_dir.join(crate::campaigns::MASTER_KEY_FILE);
+    let suppression = if master_path.exists() {
+        let master = match crate::campaigns::MasterKey::load_or_create(&config.data_dir) {
+            Ok(master) => master,
+            Err(err) => {
+                eprintln!("till360-hub: {}: data_dir: {err}", config_path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(err) = store.set_coupon_master(master.as_bytes()) {
+            eprintln!("till360-hub: the erasure log: {err}");
+            return ExitCode::FAILURE;
+        }
+        Some(Suppression::from_master(master.as_bytes()))
+    } else {
+        None
+    };
     let opened = match std::fs::File::open(file) {
         Ok(f) => f,
         Err(err) => {
@@ -222,10 +243,12 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
     let conn = store.connection_mut();
     let result = match kind {
         ImportKind::Customers => {
-            import::customers_with_progress(conn, reader, &config.identity, now, &mut progress)
+            let s = suppression.as_ref();
+            import::customers_with_progress(conn, reader, &config.identity, s, now, &mut progress)
         }
         ImportKind::Orders => {
-            import::orders_with_progress(conn, reader, &config.identity, now, &mut progress)
+            let s = suppression.as_ref();
+            import::orders_with_progress(conn, reader, &config.identity, s, now, &mut progress)
         }
         ImportKind::Products => import::products_with_progress(conn, reader, now, &mut progress),
     };

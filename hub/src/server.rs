@@ -125,8 +125,23 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // verified with it later.
     let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
-    // Coupon events are checked (genuine or forged) as they are merged.
-    write_store.set_coupon_master(master.as_bytes());
+    // Coupon events are checked (genuine or forged) as they are merged; every store
+    // connection erases and suppresses with the keys derived from it (the API's erases
+    // run on its pool of store connections).
+    write_store
+        .set_coupon_master(master.as_bytes())
+        .with_context(|| format!("cannot convert the erasure log in {}", db_path.display()))?;
+    // Opened before any task starts: a hub that refuses to start leaves nothing running.
+    let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
+    for _ in 0..api::READ_CONNECTIONS {
+        let mut store = SqliteStore::open(db_path)
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+        store.set_identity_config(config.identity.clone());
+        store
+            .set_coupon_master(master.as_bytes())
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+        read_stores.push(Box::new(store) as Box<dyn Store>);
+    }
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), db_path)
@@ -194,13 +209,6 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         gate.clone(),
         stop_rx.clone(),
     ));
-    let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
-    for _ in 0..api::READ_CONNECTIONS {
-        let mut store = SqliteStore::open(db_path)
-            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-        store.set_identity_config(config.identity.clone());
-        read_stores.push(Box::new(store) as Box<dyn Store>);
-    }
     // Every finished traits run (start, schedule, import, asked) refreshes the digests
     // at once: they carry the segments.
     let refresh_on_traits = digests.clone();
@@ -216,6 +224,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
+    // An erase takes the person's digests off the tills at once, not at the next timer.
+    let refresh_on_erase = digests.clone();
+    api_options.on_erase = api::ErasureHook(Some(Arc::new(move || {
+        refresh_on_erase.trigger();
+    })));
     let app = api::router(reader, api_options);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {

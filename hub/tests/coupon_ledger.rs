@@ -114,7 +114,7 @@ fn open(path: &Path, with_master: bool) -> SqliteStore {
     let mut store = SqliteStore::open(path).unwrap();
     number(store.connection_mut());
     if with_master {
-        store.set_coupon_master(MASTER);
+        store.set_coupon_master(MASTER).unwrap();
     }
     store
 }

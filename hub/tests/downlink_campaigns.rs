@@ -120,7 +120,7 @@ async fn a_fresh_agent_gets_the_set_and_its_own_key_and_an_up_to_date_one_nothin
         t2_version, version,
         "the version covers the till's own keyring"
     );
-    assert_eq!(ring2.digest_key, derive_digest_key(&master));
+    assert_eq!(ring2.digest_key, derive_digest_key(&master, "S001"));
     // T02 can check T01's codes offline: same store.
     let t1_number = ring2
         .store_tills
@@ -145,6 +145,33 @@ async fn a_fresh_agent_gets_the_set_and_its_own_key_and_an_up_to_date_one_nothin
     drop(fresh);
     let mut current = subscribed(&site, hub.quic_addr(), "S003", "T01", s3_version).await;
     next_frame_is_the_ack(&mut current, "S003", "T01").await;
+    hub.shutdown().await;
+}
+
+/// One till's disk must not unlock the card keys of the whole chain: the key that
+/// pseudonymises cards is per store, the same for every till of that store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_keyrings_give_different_card_keys_for_the_same_card() {
+    let site = Site::new();
+    with_example_campaigns(&site);
+    let hub = site.start().await;
+    let mut rings = Vec::new();
+    for (store, till) in [("S001", "T01"), ("S001", "T02"), ("S002", "T01")] {
+        let mut agent = subscribed(&site, hub.quic_addr(), store, till, 0).await;
+        rings.push(keyring(&mut agent).await.2);
+    }
+    let card = till360_shared::CardNumber::parse("4006381333931").unwrap();
+    assert_eq!(
+        rings[0].card_key(&card),
+        rings[1].card_key(&card),
+        "one store"
+    );
+    assert_ne!(
+        rings[0].card_key(&card),
+        rings[2].card_key(&card),
+        "another store, another card key"
+    );
+    assert_ne!(rings[0].digest_key, rings[2].digest_key);
     hub.shutdown().await;
 }
 

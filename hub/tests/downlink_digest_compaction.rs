@@ -124,6 +124,12 @@ fn feed_rows(site: &Site) -> (i64, i64) {
 /// Erases the card holder as `DELETE /api/v1/profiles/{id}` does.
 fn erase(site: &Site, n: u32) {
     let mut store = SqliteStore::open(&db(site)).unwrap();
+    let master = site
+        .config()
+        .data_dir
+        .join(till360_hub::campaigns::MASTER_KEY_FILE);
+    let master: [u8; 32] = std::fs::read(master).unwrap().try_into().unwrap();
+    store.set_coupon_master(&master).unwrap();
     let profile = store.profile_by_card(&card(&code(n))).unwrap().unwrap();
     let now = Timestamp::from_utc(Utc::now(), 0);
     store.erase_profile(&profile.profile_id, now).unwrap();
@@ -152,6 +158,14 @@ async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_dig
     // Six customers; a till takes them all.
     let (shop, first) = visits("T11", &[(0, 9), (1, 9), (2, 9), (3, 9), (4, 9), (5, 9)]);
     send_all(&site, addr, &shop, first).await;
+    // They consent to personalisation: a visit changes what their tills hold.
+    sql(&site)
+        .execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             SELECT profile_id, 'personalization', 1, 'test', 0 FROM profiles",
+            [],
+        )
+        .unwrap();
     assert_eq!(hub.refresh_digests().await.unwrap().changed, 6);
     let mut away = Till::new("T02");
     let mut long_gone = Cache::default();

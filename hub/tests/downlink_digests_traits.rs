@@ -36,6 +36,18 @@ async fn a_traits_run_pushes_the_new_segment_without_waiting_for_the_digest_time
     let regular = CardNumber::parse(&code).unwrap();
     let shop = AgentId::new("S001", "T01");
     send_all(&site, addr, &shop, vec![receipt(&shop, 1, &regular, 40)]).await;
+    // Segments reach the till only with personalisation consent.
+    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database;
+    let sql = rusqlite::Connection::open(db).unwrap();
+    sql.busy_timeout(Duration::from_secs(10)).unwrap();
+    sql.execute(
+        "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+         SELECT profile_id, 'personalization', 1, 'test', 0 FROM identifiers
+         WHERE kind = 'card' AND value = ?1",
+        [&code],
+    )
+    .unwrap();
+    drop(sql);
     assert_eq!(hub.refresh_digests().await.unwrap().changed, 1);
 
     // A till of the store holds the customer, not yet a regular.

@@ -8,6 +8,7 @@ use crate::common;
 use common::{Agent, Site};
 use till360_hub::listener::ERASURE_BATCH;
 use till360_shared::card::with_check_digit;
+use till360_shared::coupon::CardKey;
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
@@ -17,6 +18,15 @@ fn card(n: u64) -> CardNumber {
 
 fn cards(range: std::ops::RangeInclusive<u64>) -> Vec<CardNumber> {
     range.map(card).collect()
+}
+
+/// The cards as S001's tills know them (the erasure log never sends a card in clear).
+fn keys(site: &Site, cards: &[CardNumber]) -> Vec<CardKey> {
+    let suppression = site.suppression();
+    cards
+        .iter()
+        .map(|c| suppression.card_key("S001", c))
+        .collect()
 }
 
 fn id() -> AgentId {
@@ -62,7 +72,7 @@ async fn a_connected_agent_is_sent_a_new_erasure() {
     assert_eq!(
         agent.recv().await,
         Ok(Message::Erasures {
-            cards: vec![card(7)],
+            card_keys: keys(&site, &[card(7)]),
             up_to_version: 1
         })
     );
@@ -86,7 +96,7 @@ async fn a_connected_agent_is_sent_a_new_erasure() {
     assert_eq!(
         agent.recv().await,
         Ok(Message::Erasures {
-            cards: vec![card(8), card(9)],
+            card_keys: keys(&site, &[card(8), card(9)]),
             up_to_version: 3
         })
     );
@@ -103,7 +113,7 @@ async fn a_reconnecting_agent_is_sent_only_the_delta() {
     assert_eq!(
         agent.recv().await,
         Ok(Message::Erasures {
-            cards: cards(2..=3),
+            card_keys: keys(&site, &cards(2..=3)),
             up_to_version: 3
         })
     );
@@ -122,17 +132,21 @@ async fn a_fresh_agent_is_sent_every_erasure_in_bounded_batches() {
     while got.len() < total as usize {
         match agent.recv().await {
             Ok(Message::Erasures {
-                cards,
+                card_keys,
                 up_to_version,
             }) => {
-                assert!(cards.len() <= ERASURE_BATCH, "a bounded batch");
-                got.extend(cards);
+                assert!(card_keys.len() <= ERASURE_BATCH, "a bounded batch");
+                got.extend(card_keys);
                 versions.push(up_to_version);
             }
             other => panic!("expected erasures, got {other:?}"),
         }
     }
-    assert_eq!(got, cards(1..=total), "every erasure once, in order");
+    assert_eq!(
+        got,
+        keys(&site, &cards(1..=total)),
+        "every erasure once, in order"
+    );
     assert_eq!(versions, vec![ERASURE_BATCH as u64, total]);
     hub.shutdown().await;
 }

@@ -150,3 +150,52 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
         "a bad date is a usage error"
     );
 }
+
+/// The command reads the suppression list with the key from `data_dir`: a CRM file
+/// imported again after an erase runs, and leaves the erased person out.
+#[test]
+fn an_import_after_an_erase_leaves_the_erased_person_out() {
+    use till360_hub::store::{SqliteStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let crm = data("customers.csv");
+    let crm = crm.to_str().unwrap();
+    assert_eq!(
+        run(&["import", "customers", crm, "--config", config]),
+        ExitCode::SUCCESS
+    );
+    // The hub erases Anna (as `DELETE /api/v1/profiles/{id}` does).
+    let data_dir = dir.path().join("data");
+    let master = till360_hub::campaigns::MasterKey::load_or_create(&data_dir).unwrap();
+    let mut store = SqliteStore::open(&data_dir.join("hub.db")).unwrap();
+    store.set_coupon_master(master.as_bytes()).unwrap();
+    let anna = till360_shared::CardNumber::parse("2401000009013").unwrap();
+    let id = store.profile_by_card(&anna).unwrap().unwrap().profile_id;
+    let now = till360_shared::Timestamp::from_utc(chrono::Utc::now(), 0);
+    store.erase_profile(&id, now).unwrap().unwrap();
+    drop(store);
+
+    assert_eq!(
+        run(&["import", "customers", crm, "--config", config]),
+        ExitCode::SUCCESS
+    );
+    let store = SqliteStore::open(&data_dir.join("hub.db")).unwrap();
+    assert!(store.profile_by_card(&anna).unwrap().is_none());
+    let anna_email: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM identifiers WHERE value = 'anna.devries@example.nl'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(anna_email, 0);
+}

@@ -102,10 +102,24 @@ fn online_order_joins_a_till_profile_through_the_crm() {
     let p = import::products(store.connection_mut(), data("products.csv"), now()).unwrap();
     assert_eq!((p.read, p.inserted), (4, 4));
     // The order names only an e-mail: before the CRM knows it, it is a profile of its own.
-    let o = import::orders(store.connection_mut(), data("orders.jsonl"), &cfg, now()).unwrap();
+    let o = import::orders(
+        store.connection_mut(),
+        data("orders.jsonl"),
+        &cfg,
+        None,
+        now(),
+    )
+    .unwrap();
     assert_eq!((o.read, o.inserted, o.unchanged), (3, 2, 1), "{o}");
     assert_eq!(count(&store, "SELECT count(*) FROM orders"), 2);
-    let c = import::customers(store.connection_mut(), data("customers.csv"), &cfg, now()).unwrap();
+    let c = import::customers(
+        store.connection_mut(),
+        data("customers.csv"),
+        &cfg,
+        None,
+        now(),
+    )
+    .unwrap();
     assert_eq!(c.read, 3);
     assert!(c.rejected.is_empty() && c.blocked.is_empty(), "{c}");
 
@@ -187,7 +201,14 @@ fn search_normalises_identifiers_and_matches_name_prefixes() {
     let cfg = IdentityConfig::default();
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
-    import::customers(store.connection_mut(), data("customers.csv"), &cfg, now()).unwrap();
+    import::customers(
+        store.connection_mut(),
+        data("customers.csv"),
+        &cfg,
+        None,
+        now(),
+    )
+    .unwrap();
     let ids = |q: ProfileQuery| -> Vec<Option<String>> {
         store
             .search(&q, 10)
@@ -222,8 +243,8 @@ fn reimport_changes_nothing() {
     let mut store = open(&dir);
     let conn = store.connection_mut();
     import::products(conn, data("products.csv"), now()).unwrap();
-    import::customers(conn, data("customers.csv"), &cfg, now()).unwrap();
-    import::orders(conn, data("orders.jsonl"), &cfg, now()).unwrap();
+    import::customers(conn, data("customers.csv"), &cfg, None, now()).unwrap();
+    import::orders(conn, data("orders.jsonl"), &cfg, None, now()).unwrap();
     let snapshot = |store: &SqliteStore| -> String {
         let mut out = String::new();
         for table in ["profiles", "identifiers", "consents", "orders", "products"] {
@@ -251,12 +272,12 @@ fn reimport_changes_nothing() {
     let before = snapshot(&store);
     let later = Timestamp::from_unix_ms(now().unix_ms + 86_400_000, 0);
     let conn = store.connection_mut();
-    let c = import::customers(conn, data("customers.csv"), &cfg, later).unwrap();
+    let c = import::customers(conn, data("customers.csv"), &cfg, None, later).unwrap();
     assert_eq!(
         (c.read, c.unchanged, c.inserted, c.updated, c.merged),
         (3, 3, 0, 0, 0)
     );
-    let o = import::orders(conn, data("orders.jsonl"), &cfg, later).unwrap();
+    let o = import::orders(conn, data("orders.jsonl"), &cfg, None, later).unwrap();
     assert_eq!((o.unchanged, o.inserted), (3, 0));
     let p = import::products(conn, data("products.csv"), later).unwrap();
     assert_eq!((p.unchanged, p.inserted, p.updated), (4, 0, 0));
@@ -272,6 +293,7 @@ fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
         store.connection_mut(),
         data("customers_bad_line7.csv"),
         &cfg,
+        None,
         now(),
     )
     .unwrap_err();
@@ -294,7 +316,8 @@ fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
     }
     // A bad order line and a bad product line are rejected the same way.
     let orders = "{\"order_id\":\"A\",\"email\":\"a@b.nl\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":0,\"currency\":\"EUR\"}\n{\"order_id\":\"B\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":0,\"currency\":\"EUR\"}\nnot json\n";
-    let err = import::orders(store.connection_mut(), orders.as_bytes(), &cfg, now()).unwrap_err();
+    let err =
+        import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now()).unwrap_err();
     let ImportError::Rejected(summary) = err else {
         panic!("expected a rejection");
     };
@@ -320,6 +343,7 @@ fn a_junk_email_shared_by_five_customers_is_blocked() {
         store.connection_mut(),
         data("customers_junk_email.csv"),
         &cfg,
+        None,
         now(),
     )
     .unwrap();
@@ -350,7 +374,7 @@ fn a_junk_email_shared_by_five_customers_is_blocked() {
         .is_empty());
     // An order by the junk e-mail alone is anonymous; with a card it joins that card.
     let orders = "{\"order_id\":\"J1\",\"email\":\"info@junk.example\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":100,\"currency\":\"EUR\"}\n{\"order_id\":\"J2\",\"email\":\"info@junk.example\",\"card\":\"2401000009051\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":200,\"currency\":\"EUR\"}\n";
-    import::orders(store.connection_mut(), orders.as_bytes(), &cfg, now()).unwrap();
+    import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now()).unwrap();
     assert_eq!(
         count(
             &store,
@@ -390,7 +414,14 @@ fn a_replaced_card_stays_in_the_same_profile() {
         ),
     );
     assert_eq!(count(&store, "SELECT count(*) FROM profiles"), 2);
-    import::customers(store.connection_mut(), data("customers.csv"), &cfg, now()).unwrap();
+    import::customers(
+        store.connection_mut(),
+        data("customers.csv"),
+        &cfg,
+        None,
+        now(),
+    )
+    .unwrap();
     let old = store
         .profile_by_card(&card("2401000009020"))
         .unwrap()
@@ -436,8 +467,16 @@ fn a_replaced_card_stays_in_the_same_profile() {
 fn an_erased_card_merges_as_anonymous_for_events_before_the_erasure() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
+    store.set_coupon_master(&[7; 32]).unwrap();
     let k = card("2401000009044");
-    till360_hub::store::erasures::record_erasure(store.connection(), &k, now()).unwrap();
+    till360_hub::store::erasures::record_erasure(
+        store.connection(),
+        &till360_hub::store::erasures::Suppression::from_master(&[7; 32]),
+        &[till360_hub::identity::Identifier::card(&k)],
+        &[],
+        now(),
+    )
+    .unwrap();
     ingest(
         &mut store,
         &receipt(
@@ -493,6 +532,7 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
         store.connection_mut(),
         orders.as_bytes(),
         &IdentityConfig::default(),
+        None,
         now(),
     )
     .unwrap();
@@ -524,4 +564,123 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
     let mut exported: Vec<&str> = rows.iter().filter_map(|r| r.split(',').nth(1)).collect();
     exported.sort();
     assert_eq!(exported, ["C-0777", "C-0778"], "{csv}");
+}
+
+const ERIKA_CRM: &str = "customer_no,first_name,last_name,email,phone,birth_date,postal_code,\
+member_since,cards,language,consent_email,consent_sms,consent_post,consent_personalization\n\
+C900,Erika,Muster,erika@example.com,06 1111 2222,1980-01-02,1000 AA,2019-05-01,2401000009051,nl,yes,no,no,yes\n";
+
+/// Erika's CRM row, an order and a receipt; then she is erased. An old CRM file, an
+/// order feed and a replayed till event (all dated before the erase) must not bring
+/// her back: skipped and counted as suppressed. Signing up again afterwards (a CRM row
+/// whose `member_since` is on or after the erase, with a consent given) makes a new
+/// profile.
+#[test]
+fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_person_back() {
+    let cfg = IdentityConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.set_coupon_master(&[7; 32]).unwrap();
+    let suppression = till360_hub::store::erasures::Suppression::from_master(&[7; 32]);
+    let erika = card("2401000009051");
+    let c = import::customers(
+        store.connection_mut(),
+        ERIKA_CRM.as_bytes(),
+        &cfg,
+        Some(&suppression),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(c.inserted, 1);
+    let id = store.profile_by_card(&erika).unwrap().unwrap().profile_id;
+    let erased_at = Timestamp::from_unix_ms(now().unix_ms + 86_400_000, 0);
+    store
+        .erase_profile(&id, erased_at)
+        .unwrap()
+        .expect("erased");
+
+    let later = Timestamp::from_unix_ms(erased_at.unix_ms + 86_400_000, 0);
+    let again = import::customers(
+        store.connection_mut(),
+        ERIKA_CRM.as_bytes(),
+        &cfg,
+        Some(&suppression),
+        later,
+    )
+    .unwrap();
+    assert_eq!((again.read, again.inserted, again.suppressed), (1, 0, 1));
+    assert!(again.to_string().contains("suppressed 1"), "{again}");
+    let order = "{\"order_id\":\"W-9\",\"email\":\"Erika@Example.com\",\
+                 \"ordered_at\":\"2026-01-09T10:00:00Z\",\"channel\":\"web\",\"lines\":[{\"description\":\"Mug\",\
+                 \"qty\":1,\"amount_cents\":900}],\"total_cents\":900,\"currency\":\"EUR\"}\n";
+    let o = import::orders(
+        store.connection_mut(),
+        order.as_bytes(),
+        &cfg,
+        Some(&suppression),
+        later,
+    )
+    .unwrap();
+    assert_eq!(
+        (o.inserted, o.suppressed),
+        (1, 1),
+        "kept, without the person"
+    );
+    // A till that was offline since before the erase sends her receipt now.
+    ingest(
+        &mut store,
+        &receipt(
+            "T7",
+            Some(erika.as_str()),
+            now().unix_ms + 1000,
+            &[("Tea", 300)],
+        ),
+    );
+    assert!(store.profile_by_card(&erika).unwrap().is_none());
+    let raw: i64 = store
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM events WHERE instr(payload, ?1) > 0",
+            [erika.as_str().as_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(raw, 0, "the stored event does not keep the card either");
+    // Without the key an import cannot tell: it refuses rather than bring her back.
+    let blind = import::customers(
+        store.connection_mut(),
+        ERIKA_CRM.as_bytes(),
+        &cfg,
+        None,
+        later,
+    );
+    assert!(blind.is_err(), "{blind:?}");
+    for sql in [
+        "SELECT count(*) FROM profiles",
+        "SELECT count(*) FROM identifiers",
+        "SELECT count(*) FROM orders WHERE profile_id IS NOT NULL",
+        "SELECT count(*) FROM transactions WHERE card IS NOT NULL",
+    ] {
+        assert_eq!(count(&store, sql), 0, "{sql}");
+    }
+
+    // She signs up again after the erase, with fresh consent: a new profile.
+    let signup = ERIKA_CRM.replace("2019-05-01", "2026-01-12");
+    let new = import::customers(
+        store.connection_mut(),
+        signup.as_bytes(),
+        &cfg,
+        Some(&suppression),
+        later,
+    )
+    .unwrap();
+    assert_eq!((new.inserted, new.suppressed), (1, 0));
+    let profile = store
+        .profile_by_card(&erika)
+        .unwrap()
+        .expect("a new profile");
+    assert_eq!(
+        profile.transactions.count, 0,
+        "nothing from before the erase"
+    );
 }

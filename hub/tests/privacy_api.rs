@@ -430,14 +430,32 @@ async fn export_then_erase_keeps_only_anonymous_statistics() {
         .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(events, 4, "five events minus Alice's scan");
-    let erasures: Vec<(i64, String)> = conn
-        .prepare("SELECT version, card FROM erasures ORDER BY version")
+    // One erasure; her card as each known store's card key, her identifiers (card,
+    // e-mail, customer number) as keyed hashes: never in clear.
+    let erasures: Vec<i64> = conn
+        .prepare("SELECT version FROM erasures ORDER BY version")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(erasures, vec![(1, alice.as_str().to_string())]);
+    assert_eq!(erasures, vec![1]);
+    let card_keys: Vec<String> = conn
+        .prepare("SELECT store FROM erasure_card_keys ORDER BY store")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(card_keys, vec!["S001".to_string(), "S002".to_string()]);
+    let suppressed: Vec<String> = conn
+        .prepare("SELECT kind FROM suppressed_identifiers ORDER BY kind")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(suppressed, vec!["card", "customer_no", "email"]);
     let links: Vec<String> = conn
         .prepare("SELECT row_key FROM identity_links ORDER BY row_key")
         .unwrap()
@@ -875,5 +893,161 @@ async fn search_by_each_identifier() {
         get(http, "/api/v1/profiles/search?colour=red").await.status,
         400
     );
+    hub.shutdown().await;
+}
+
+/// Occurrences of `needle` in the hub's database file and its WAL, as a disk image
+/// would show them.
+fn on_disk(site: &Site, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = PathBuf::from(format!("{}{suffix}", db_path(site).display()));
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// Deleted means gone from the files, and from every export: after an erase through
+/// the API the hub's database file and WAL hold neither the card nor the e-mail (not
+/// in the erasure log, not in freed pages), and no mailing list, search or traits
+/// export names the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_person_is_gone_from_the_files_and_every_export() {
+    let site = Site::new();
+    configure(
+        &site,
+        "127.0.0.1:0",
+        "[[segment]]\nid = \"vip\"\nname = \"Best customers\"\nwhere = [\"frequency >= 1\"]\n",
+    );
+    let hub = start(&site).await;
+    let http = hub.http_addr();
+    let alice = card("240100000041");
+    let bob = card("240100000042");
+    let id = alice_and_bob(&site, &hub, &alice, &bob).await;
+    let list = get(http, "/api/v1/segments/vip/members.csv?channel=email").await;
+    assert!(list.body.contains("alice@example.com"), "{}", list.body);
+    assert!(!on_disk(&site, "alice@example.com").is_empty());
+
+    let erased = call(
+        http,
+        "DELETE",
+        &format!("/api/v1/profiles/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+
+    let list = get(http, "/api/v1/segments/vip/members.csv?channel=email").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(!list.body.contains("alice"), "{}", list.body);
+    for query in [
+        format!("card={alice}"),
+        "email=alice@example.com".to_string(),
+        "name=Alice".to_string(),
+    ] {
+        let found = get(http, &format!("/api/v1/profiles/search?{query}")).await;
+        assert_eq!(found.status, 200, "{query}: {}", found.body);
+        assert_eq!(found.json(), json!([]), "{query}");
+    }
+    let mut export = Vec::new();
+    till360_hub::traits::export_csv(
+        &db(&site),
+        &site.config().traits,
+        chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap(),
+        90,
+        &mut export,
+    )
+    .unwrap();
+    let export = String::from_utf8(export).unwrap();
+    assert!(
+        !export.contains(&id) && !export.contains("C-100"),
+        "{export}"
+    );
+
+    for needle in [alice.as_str(), "alice@example.com"] {
+        assert_eq!(on_disk(&site, needle), Vec::<String>::new(), "{needle}");
+    }
+    hub.shutdown().await;
+}
+
+/// An erase refreshes the digest feed at once (the debounced trigger a traits run
+/// uses), not at the next timer: a connected till of the store gets the removal of
+/// the card's digest while the timer is a day away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_removes_the_digest_from_the_tills_at_once() {
+    use crate::downlink_digests::{card_key, subscribed};
+    use till360_shared::wire::Message;
+
+    let site = Site::new();
+    configure(&site, "127.0.0.1:0", "[digests]\nrefresh_seconds = 86400\n");
+    let hub = start(&site).await;
+    let http = hub.http_addr();
+    let alice = card("240100000051");
+    let bob = card("240100000052");
+    let id = alice_and_bob(&site, &hub, &alice, &bob).await;
+    // The receipts of the fixture are old: a window that takes them in.
+    let shop = AgentId::new("S001", "T05");
+    let recent = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    send_all(
+        &site,
+        hub.quic_addr(),
+        &shop,
+        vec![receipt(&shop, 1, recent, Some(&alice), 300)],
+    )
+    .await;
+    assert!(hub.refresh_digests().await.unwrap().changed >= 1);
+
+    let till = AgentId::new("S001", "T09");
+    let mut client = subscribed(&site, hub.quic_addr(), &till, 0, 0).await;
+    let alice_key = card_key(&site, alice.as_str());
+    let mut version = 0;
+    loop {
+        match client.recv().await {
+            Ok(Message::Digests {
+                entries,
+                up_to_version,
+                ..
+            }) => {
+                version = up_to_version;
+                if entries
+                    .iter()
+                    .any(|e| e.card_key == alice_key && e.digest.is_some())
+                {
+                    break;
+                }
+            }
+            Ok(Message::Erasures { .. }) => {}
+            other => panic!("expected Alice's digest (feed at v{version}), got {other:?}"),
+        }
+    }
+
+    let erased = call(
+        http,
+        "DELETE",
+        &format!("/api/v1/profiles/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    // `recv` waits a bounded time: far shorter than the digest timer.
+    loop {
+        match client.recv().await {
+            Ok(Message::Digests { entries, .. }) => {
+                if entries
+                    .iter()
+                    .any(|e| e.card_key == alice_key && e.digest.is_none())
+                {
+                    break;
+                }
+            }
+            Ok(Message::Erasures { .. }) => {}
+            other => panic!("expected the removal of Alice's digest, got {other:?}"),
+        }
+    }
     hub.shutdown().await;
 }

@@ -32,7 +32,7 @@ use thiserror::Error;
 
 use crate::campaign::{CampaignSet, CatalogItem, Digest};
 use crate::card::CardNumber;
-use crate::coupon::Keyring;
+use crate::coupon::{CardKey, Keyring};
 use crate::event::{AgentId, Event};
 use crate::wire::{CouponVerdict, DigestEntry, Message, Refusal};
 
@@ -76,10 +76,11 @@ enum Phase {
 pub enum UplinkEvent {
     /// The hub has committed everything up to this seq: the journal may compact it.
     Acked(u64),
-    /// These cards were erased on the hub: drop them, persist `up_to_version` with the
-    /// change, then send [`UplinkSession::erasures_applied`].
+    /// Cards with these keys (the till's store's card keys) were erased on the hub:
+    /// drop them, persist `up_to_version` with the change, then send
+    /// [`UplinkSession::erasures_applied`].
     Erase {
-        cards: Vec<CardNumber>,
+        card_keys: Vec<CardKey>,
         up_to_version: u64,
     },
     /// The hub's campaign set and this till's coupon keyring: persist both with
@@ -271,7 +272,7 @@ impl UplinkSession {
             (
                 Phase::Streaming,
                 Message::Erasures {
-                    cards,
+                    card_keys,
                     up_to_version,
                 },
             ) => {
@@ -283,7 +284,7 @@ impl UplinkSession {
                 }
                 self.erasure_version = up_to_version;
                 Ok(Some(UplinkEvent::Erase {
-                    cards,
+                    card_keys,
                     up_to_version,
                 }))
             }
@@ -449,10 +450,10 @@ impl ErasureDownlink {
         Some((sent, self.max_batch))
     }
 
-    /// The frame for erasures read after a [`Self::poll`] (`(version, card)`, oldest
-    /// first). An empty read (rows pruned from the log) still moves the agent to
+    /// The frame for erasures read after a [`Self::poll`] (`(version, the agent's store's
+    /// card keys)`, oldest first). An empty read (rows pruned from the log) still moves the agent to
     /// `hub_version`, so it never asks for them again.
-    pub fn frame(&mut self, rows: Vec<(u64, CardNumber)>, hub_version: u64) -> Option<Message> {
+    pub fn frame(&mut self, rows: Vec<(u64, Vec<CardKey>)>, hub_version: u64) -> Option<Message> {
         let sent = self.sent?;
         let up_to_version = rows.last().map_or(hub_version, |(v, _)| *v);
         if up_to_version <= sent {
@@ -460,7 +461,7 @@ impl ErasureDownlink {
         }
         self.sent = Some(up_to_version);
         Some(Message::Erasures {
-            cards: rows.into_iter().map(|(_, card)| card).collect(),
+            card_keys: rows.into_iter().flat_map(|(_, keys)| keys).collect(),
             up_to_version,
         })
     }
@@ -622,9 +623,9 @@ mod tests {
         CardNumber::parse(code).unwrap()
     }
 
-    fn erasures(codes: &[&str], up_to_version: u64) -> Message {
+    fn erasures(keys: &[u8], up_to_version: u64) -> Message {
         Message::Erasures {
-            cards: codes.iter().map(|c| card(c)).collect(),
+            card_keys: keys.iter().map(|&k| CardKey([k; 16])).collect(),
             up_to_version,
         }
     }
@@ -642,7 +643,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            s.handle(erasures(&["4006381333931"], 4)),
+            s.handle(erasures(&[1], 4)),
             Err(SyncError::Unexpected {
                 got: "erasures",
                 state: "awaiting welcome"
@@ -655,9 +656,9 @@ mod tests {
         let mut s = UplinkSession::new(agent(), 5, 10, 10).with_erasure_version(3);
         s.handle(Message::Welcome { acked_seq: 5 }).unwrap();
         assert_eq!(
-            s.handle(erasures(&["4006381333931", "96385074"], 5)),
+            s.handle(erasures(&[1, 2], 5)),
             Ok(Some(UplinkEvent::Erase {
-                cards: vec![card("4006381333931"), card("96385074")],
+                card_keys: vec![CardKey([1; 16]), CardKey([2; 16])],
                 up_to_version: 5
             }))
         );
@@ -675,13 +676,13 @@ mod tests {
         assert_eq!(
             s.handle(erasures(&[], 9)),
             Ok(Some(UplinkEvent::Erase {
-                cards: vec![],
+                card_keys: vec![],
                 up_to_version: 9
             }))
         );
         for stale in [9, 4] {
             assert_eq!(
-                s.handle(erasures(&["4006381333931"], stale)),
+                s.handle(erasures(&[1], stale)),
                 Err(SyncError::ErasureWentBack {
                     got: stale,
                     previous: 9
@@ -884,11 +885,13 @@ mod tests {
         assert_eq!(d.subscribe(4), Err(DownlinkError::SubscribedTwice));
         assert_eq!(d.poll(4), None, "agent is up to date");
         assert_eq!(d.poll(10), Some((4, 2)), "only what is newer than 4");
-        let rows = vec![(5, card("4006381333931")), (7, card("96385074"))];
-        assert_eq!(
-            d.frame(rows, 10),
-            Some(erasures(&["4006381333931", "96385074"], 7))
-        );
+        // Version 6 named no card of this store: the frame covers it all the same.
+        let rows = vec![
+            (5, vec![CardKey([1; 16])]),
+            (6, vec![]),
+            (7, vec![CardKey([2; 16]), CardKey([3; 16])]),
+        ];
+        assert_eq!(d.frame(rows, 10), Some(erasures(&[1, 2, 3], 7)));
         assert_eq!(d.poll(10), None, "window: 5..=7 unapplied");
         assert_eq!(
             d.on_applied(8),

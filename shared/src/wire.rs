@@ -11,8 +11,9 @@ use crate::event::{AgentId, Event};
 /// Version of the frame layout and the message set below; a peer speaking another
 /// version is refused with a clear message, never misread. Version 2 added the flags
 /// byte (compressed bodies); 3 the redeemed-codes downlink (`Subscribe.redeemed_version`,
-/// `Redeemed`), the till's clock (`TillClock`) and the receipt checks (`Receipt.unbalanced`,
-/// `unmatched_lines`; `TillHealth.unbalanced_receipts`, `unrecognised_scans`).
+/// `Redeemed`), the till's clock (`TillClock`), the receipt checks (`Receipt.unbalanced`,
+/// `unmatched_lines`; `TillHealth.unbalanced_receipts`, `unrecognised_scans`), per-store
+/// card keys, erasures as card keys and digests without a name.
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC ALPN protocol id (DESIGN.md). It names the protocol family and stays put
@@ -64,9 +65,11 @@ pub enum Message {
         redeemed_version: u64,
     },
     /// Hub → agent: cards erased on the hub, in version order, everything up to and
-    /// including `up_to_version` (bounded batches; the agent drops these cards).
+    /// including `up_to_version` (bounded batches), as the card keys of the agent's
+    /// store (never in clear): the agent drops every card whose key
+    /// (`Keyring::card_key`) is among them.
     Erasures {
-        cards: Vec<CardNumber>,
+        card_keys: Vec<CardKey>,
         up_to_version: u64,
     },
     /// Agent → hub: erasures up to `up_to_version` are applied and persisted.

@@ -387,8 +387,9 @@ fn import_back_office(dir: &Path, config: &HubConfig, office: &BackOffice) -> an
         let conn = store.connection_mut();
         let result = match kind {
             Kind::Products => import::products(conn, file, now),
-            Kind::Customers => import::customers(conn, file, &config.identity, now),
-            Kind::Orders => import::orders(conn, file, &config.identity, now),
+            // A new demo hub: nobody was erased yet, the suppression list is empty.
+            Kind::Customers => import::customers(conn, file, &config.identity, None, now),
+            Kind::Orders => import::orders(conn, file, &config.identity, None, now),
         };
         match result {
             Ok(summary) => eprintln!("imported {}: {summary}", path.display()),

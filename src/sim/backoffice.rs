@@ -611,10 +611,17 @@ mod tests {
         let p = import::products(store.connection_mut(), products.as_bytes(), now).unwrap();
         assert!(p.rejected.is_empty(), "{p}");
         assert_eq!(p.inserted as usize, office.catalogue.len());
-        let c = import::customers(store.connection_mut(), customers.as_bytes(), &cfg, now).unwrap();
+        let c = import::customers(
+            store.connection_mut(),
+            customers.as_bytes(),
+            &cfg,
+            None,
+            now,
+        )
+        .unwrap();
         assert!(c.rejected.is_empty() && c.blocked.is_empty(), "{c}");
         assert_eq!(c.inserted as usize, office.customers.len(), "{c}");
-        let o = import::orders(store.connection_mut(), orders.as_bytes(), &cfg, now).unwrap();
+        let o = import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now).unwrap();
         assert!(o.rejected.is_empty() && o.blocked.is_empty(), "{o}");
         assert_eq!(o.inserted as usize, office.orders.len());
         assert_eq!(o.merged, 0, "every order finds its CRM customer by e-mail");

@@ -132,7 +132,6 @@ const CATEGORIES: &[&str] = &[
     "verzorging",
 ];
 const SEGMENTS: &[&str] = &["vip", "gezin", "student", "senior", "bio"];
-const FIRST_NAMES: &[&str] = &["Anna", "Daan", "Emma", "Sem", "Julia", "Lucas", "Sophie"];
 
 fn eur(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -305,7 +304,6 @@ pub fn generate_digests(rng: &mut Rng, campaigns: &CampaignSet) -> HashMap<CardN
                 .collect();
             let digest = Digest {
                 customer_key: format!("ck-{:016x}", rng.next()),
-                first_name: Some(rng.pick(FIRST_NAMES).to_string()),
                 birthday: rng.percent(80).then(|| MonthDay {
                     month: rng.range(1, 12) as u8,
                     day: rng.range(1, 28) as u8,

@@ -55,7 +55,7 @@ pub fn campaign_state(campaigns: &CampaignSet) -> CampaignState {
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i as u16 + 1))
             .collect(),
-        digest_key: derive_digest_key(MASTER),
+        digest_key: derive_digest_key(MASTER, "S001"),
     };
     let catalog = generate::CATALOG
         .iter()

@@ -68,7 +68,7 @@ fn keyring(campaigns: &[&str]) -> Keyring {
             .enumerate()
             .map(|(i, id)| (id.to_string(), i as u16 + 10))
             .collect(),
-        digest_key: derive_digest_key(MASTER),
+        digest_key: derive_digest_key(MASTER, "S001"),
     }
 }
 

@@ -11,7 +11,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use till360_shared::chain::{self, ChainHash, GENESIS};
 use till360_shared::codec;
-use till360_shared::{AgentId, Event, EventKind, Timestamp};
+use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use super::{to_i64, to_u64};
 
@@ -207,4 +207,53 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Overwrites, in every quarantined row's raw bytes, each run of digits that reads as
+/// a card for which `erased` is true (the row could not be decoded, so the card is
+/// found as the text it was encoded as: 8 or 13 ASCII digits). The rest of the bytes
+/// stay for diagnosis. Returns the rows changed. Run inside the caller's transaction.
+pub(super) fn scrub_quarantine(
+    conn: &Connection,
+    erased: &dyn Fn(&CardNumber) -> bool,
+) -> rusqlite::Result<usize> {
+    let rows = conn
+        .prepare("SELECT seq, payload FROM quarantine WHERE payload IS NOT NULL")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut changed = 0;
+    for (seq, mut payload) in rows {
+        if scrub_cards(&mut payload, erased) {
+            conn.execute(
+                "UPDATE quarantine SET payload = ?1 WHERE seq = ?2",
+                params![payload, seq],
+            )?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Replaces every erased card's digits in `bytes` with `#`; whether any was found.
+fn scrub_cards(bytes: &mut [u8], erased: &dyn Fn(&CardNumber) -> bool) -> bool {
+    let mut found = false;
+    for len in [13, 8] {
+        let mut start = 0;
+        while start + len <= bytes.len() {
+            let window = &bytes[start..start + len];
+            let hit = window.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(window)
+                    .ok()
+                    .and_then(|text| CardNumber::parse(text).ok())
+                    .is_some_and(|card| erased(&card));
+            if hit {
+                bytes[start..start + len].fill(b'#');
+                found = true;
+                start += len;
+            } else {
+                start += 1;
+            }
+        }
+    }
+    found
 }

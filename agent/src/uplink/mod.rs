@@ -36,6 +36,7 @@ use serde::Serialize;
 use thiserror::Error;
 use till360_shared::chain::ChainHash;
 use till360_shared::codec::{self, CodecError, FrameDecoder};
+use till360_shared::coupon::CardKey;
 use till360_shared::sync::{SyncError, UplinkEvent, UplinkSession};
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, CardNumber};
@@ -136,6 +137,30 @@ impl UplinkHandle {
 }
 
 /// Everything one uplink task needs.
+/// Cards erased on the hub, as the hub names them: this store's card keys, with the
+/// digest key that gives a scanned card's key. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ErasedCards {
+    pub digest_key: [u8; 32],
+    pub card_keys: Vec<CardKey>,
+}
+
+impl ErasedCards {
+    /// Whether `card` is one of the erased cards.
+    pub fn names(&self, card: &CardNumber) -> bool {
+        self.card_keys
+            .contains(&CardKey::of(&self.digest_key, card))
+    }
+}
+
+impl std::fmt::Debug for ErasedCards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErasedCards")
+            .field("card_keys", &self.card_keys)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct Uplink {
     pub agent: AgentId,
     pub hub: HubLink,
@@ -146,7 +171,7 @@ pub struct Uplink {
     pub journal_seq: watch::Receiver<u64>,
     /// Where erased cards go once the journal has applied them (the till core drops
     /// a pending scan of one). `None`: journal only.
-    pub erased_cards: Option<std::sync::mpsc::Sender<Vec<CardNumber>>>,
+    pub erased_cards: Option<std::sync::mpsc::Sender<ErasedCards>>,
     /// Where news for the till core goes (campaigns, digests, answers, online state).
     /// `None`: journal only.
     pub news: Option<NewsSink>,
@@ -375,7 +400,10 @@ impl Uplink {
         let mut buf = vec![0u8; 64 * 1024];
         let mut journal_seq_open = true;
         // Erasure frames waiting for everything sent to be acknowledged.
-        let mut deferred_erasures: Vec<(Vec<CardNumber>, u64)> = Vec::new();
+        let mut deferred_erasures: Vec<(Vec<CardKey>, u64)> = Vec::new();
+        // An erasure that could not be applied (no keyring) holds back every later one
+        // on this connection: applying a newer version would skip its cards.
+        let mut erasures_stalled = false;
         // The till's health, reported once per connection and when it changes.
         let mut last_health = Some(health_now);
         let mut health_tick =
@@ -384,8 +412,17 @@ impl Uplink {
             tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_REPORT, CLOCK_REPORT);
         loop {
             if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
-                for (cards, up_to_version) in std::mem::take(&mut deferred_erasures) {
-                    self.apply_erasures(cards, up_to_version, status).await?;
+                for (card_keys, up_to_version) in std::mem::take(&mut deferred_erasures) {
+                    if erasures_stalled
+                        || !self
+                            .apply_erasures(card_keys, up_to_version, status)
+                            .await?
+                    {
+                        // Not acknowledged: the hub sends them again on the next
+                        // connection (by then the keyring is here).
+                        erasures_stalled = true;
+                        break;
+                    }
                     let applied = session.erasures_applied(up_to_version);
                     send.write_all(&codec::encode_frame(&applied)?).await?;
                 }
@@ -430,9 +467,9 @@ impl Uplink {
                                     *attempt = 0;
                                 }
                             }
-                            Some(UplinkEvent::Erase { cards, up_to_version }) => {
+                            Some(UplinkEvent::Erase { card_keys, up_to_version }) => {
                                 // Applied at the top of the loop once nothing is in flight.
-                                deferred_erasures.push((cards, up_to_version));
+                                deferred_erasures.push((card_keys, up_to_version));
                             }
                             Some(UplinkEvent::Campaigns { version, set, keyring, catalog }) => {
                                 let state = CampaignState { version, set, keyring, catalog };
@@ -614,31 +651,55 @@ impl Uplink {
         Ok(())
     }
 
-    /// Pseudonymises the journal's events of `cards` and stores `up_to_version` (one
-    /// transaction), then tells the till core so a pending scan is dropped too.
+    /// Pseudonymises the journal's events of the erased cards, drops their digests,
+    /// scrubs the quarantine and stores `up_to_version` (one transaction), then tells
+    /// the till core so a pending scan is dropped too. `false`: not applied, as the
+    /// journal holds no keyring to recognise the cards by (must not be acknowledged).
     async fn apply_erasures(
         &self,
-        cards: Vec<CardNumber>,
+        card_keys: Vec<CardKey>,
         up_to_version: u64,
         status: &watch::Sender<UplinkStatus>,
-    ) -> Result<(), UplinkError> {
-        let count = cards.len();
-        let (outcome, cards) = self
-            .with_journal(move |j| Ok((j.apply_erasures(&cards, up_to_version)?, cards)))
+    ) -> Result<bool, UplinkError> {
+        let count = card_keys.len();
+        let (outcome, erased) = self
+            .with_journal(move |j| {
+                let outcome = j.apply_erasures(&card_keys, up_to_version)?;
+                let digest_key = match outcome {
+                    // Applied with a keyring, so it reads; the core can do without.
+                    Some(_) if !card_keys.is_empty() => {
+                        j.campaigns().ok().flatten().map(|s| s.keyring.digest_key)
+                    }
+                    _ => None,
+                };
+                Ok((
+                    outcome,
+                    digest_key.map(|digest_key| ErasedCards {
+                        digest_key,
+                        card_keys,
+                    }),
+                ))
+            })
             .await?;
+        let Some(outcome) = outcome else {
+            tracing::warn!(
+                "uplink: erasures up to version {up_to_version} not applied yet: no keyring from the hub to recognise the cards by"
+            );
+            return Ok(false);
+        };
         tracing::info!(
-            "uplink: {count} erased cards applied (erasure version {}), {} journal events pseudonymised",
+            "uplink: {count} erased card keys applied (erasure version {}): {} journal events pseudonymised, {} digests removed, {} quarantined rows scrubbed",
             outcome.erasure_version,
-            outcome.events_pseudonymised
+            outcome.events_pseudonymised,
+            outcome.digests_removed,
+            outcome.quarantine_scrubbed
         );
-        if let Some(tx) = &self.erased_cards {
-            if !cards.is_empty() {
-                // The till core may have stopped; the journal is what counts.
-                let _ = tx.send(cards);
-            }
+        if let (Some(tx), Some(erased)) = (&self.erased_cards, erased) {
+            // The till core may have stopped; the journal is what counts.
+            let _ = tx.send(erased);
         }
         status.send_modify(|s| s.erasure_version = outcome.erasure_version);
-        Ok(())
+        Ok(true)
     }
 
     async fn with_journal<T, F>(&self, f: F) -> Result<T, UplinkError>

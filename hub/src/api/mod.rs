@@ -106,6 +106,8 @@ pub struct ApiOptions {
     pub request_timeout: Duration,
     /// The running hub's traits thread (`POST /api/v1/traits/recompute`).
     pub traits: Option<crate::traits::RecomputeHandle>,
+    /// Called after every erase (the server refreshes the tills' digests at once).
+    pub on_erase: ErasureHook,
 }
 
 impl Default for ApiOptions {
@@ -120,7 +122,22 @@ impl Default for ApiOptions {
                 crate::config::ApiConfig::default().request_timeout_seconds,
             ),
             traits: None,
+            on_erase: ErasureHook::default(),
         }
+    }
+}
+
+/// What an erase sets off beside the store (`None`: nothing).
+#[derive(Clone, Default)]
+pub struct ErasureHook(pub Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl std::fmt::Debug for ErasureHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ErasureHook(set)"
+        } else {
+            "ErasureHook(none)"
+        })
     }
 }
 
@@ -135,6 +152,7 @@ impl ApiOptions {
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
             traits: None,
+            on_erase: ErasureHook::default(),
         }
     }
 }
@@ -147,11 +165,18 @@ struct ApiState {
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::traits::RecomputeHandle>,
+    on_erase: ErasureHook,
 }
 
 impl FromRef<ApiState> for Reader {
     fn from_ref(state: &ApiState) -> Reader {
         state.reader.clone()
+    }
+}
+
+impl FromRef<ApiState> for ErasureHook {
+    fn from_ref(state: &ApiState) -> ErasureHook {
+        state.on_erase.clone()
     }
 }
 
@@ -162,6 +187,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
         traits: options.traits,
+        on_erase: options.on_erase,
     };
     let token = auth::Token::new(options.token);
     let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);

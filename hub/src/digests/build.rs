@@ -16,7 +16,6 @@ const DAY_MS: i64 = 86_400_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileFacts {
     pub profile_id: String,
-    pub first_name: Option<String>,
     /// `profiles.birth_date` as stored (`YYYY-MM-DD`).
     pub birth_date: Option<String>,
     /// `profiles.member_since` as stored (`YYYY-MM-DD`).
@@ -43,6 +42,13 @@ pub fn caps_since(now: Timestamp) -> Timestamp {
 
 /// The digest of `facts`. Dates the CRM stored in another shape count as unknown
 /// (a digest never fails to build).
+///
+/// A till holds only what its triggers need. Without personalisation consent it gets
+/// none of the profile's fields (birthday, membership, points, last visit, segments):
+/// only the pseudonymous customer key, so the customer stays in the same control group
+/// at every till and visit, and the coupons already given, so the caps still protect
+/// them. The consent flag is `false`, so every profile trigger and segment campaign
+/// skips them (`no_consent`), as before.
 pub fn build_digest(master: &[u8], facts: &ProfileFacts, now: Timestamp) -> Digest {
     let since = caps_since(now).unix_ms;
     let mut caps_used: Vec<(String, Timestamp)> = facts
@@ -53,17 +59,19 @@ pub fn build_digest(master: &[u8], facts: &ProfileFacts, now: Timestamp) -> Dige
         .collect();
     // Stable bytes for the same history, so a refresh sees "unchanged".
     caps_used.sort_by(|a, b| (a.1.unix_ms, &a.0).cmp(&(b.1.unix_ms, &b.0)));
+    let customer_key = derive_customer_key(master, &facts.profile_id);
+    if facts.personalisation != Some(true) {
+        return Digest {
+            customer_key,
+            caps_used,
+            ..Digest::default()
+        };
+    }
     let mut segments = facts.segments.clone();
     segments.sort();
     segments.dedup();
     Digest {
-        customer_key: derive_customer_key(master, &facts.profile_id),
-        first_name: facts
-            .first_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(str::to_string),
+        customer_key,
         birthday: facts
             .birth_date
             .as_deref()
@@ -79,7 +87,7 @@ pub fn build_digest(master: &[u8], facts: &ProfileFacts, now: Timestamp) -> Dige
             .or_else(|| Some(facts.first_seen.local().date_naive())),
         points: facts.points.unwrap_or(0),
         last_visit: facts.last_visit,
-        personalisation_consent: facts.personalisation.unwrap_or(false),
+        personalisation_consent: true,
         segments,
         caps_used,
     }

@@ -49,21 +49,19 @@ pub fn profile_facts(
 ) -> Result<Option<ProfileFacts>, StoreError> {
     let row = conn
         .prepare_cached(
-            "SELECT first_name, birth_date, member_since, points, created_at_ms,
-                    created_offset_min
+            "SELECT birth_date, member_since, points, created_at_ms, created_offset_min
              FROM profiles WHERE profile_id = ?1",
         )?
         .query_row([profile_id], |r| {
             Ok((
                 r.get::<_, Option<String>>(0)?,
                 r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                Timestamp::from_unix_ms(r.get(4)?, r.get(5)?),
+                r.get::<_, Option<i64>>(2)?,
+                Timestamp::from_unix_ms(r.get(3)?, r.get(4)?),
             ))
         })
         .optional()?;
-    let Some((first_name, birth_date, member_since, points, first_seen)) = row else {
+    let Some((birth_date, member_since, points, first_seen)) = row else {
         return Ok(None);
     };
     let last_visit = conn
@@ -107,7 +105,6 @@ pub fn profile_facts(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(ProfileFacts {
         profile_id: profile_id.to_string(),
-        first_name,
         birth_date,
         member_since,
         first_seen,

@@ -103,7 +103,7 @@ pub fn refresh_store(
          WHERE store = ?1 AND at_ms >= ?2 AND profile_id IS NOT NULL",
         params![store, since.unix_ms],
     )?;
-    let digest_key = derive_digest_key(master);
+    let digest_key = derive_digest_key(master, store);
     let mut next_version = max_version(conn, store)? + 1;
     let mut summary = RefreshSummary {
         stores: 1,

@@ -66,6 +66,8 @@ impl DigestRefresh {
     ) -> Result<(DigestRefresh, JoinHandle<()>), StoreError> {
         let conn = Connection::open(db_path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        // Replaced digests are overwritten, not left in free space.
+        conn.pragma_update(None, "secure_delete", true)?;
         let (requests, inbox) = mpsc::channel(8);
         let (tx, generation) = watch::channel(0);
         let (covered_tx, covered) = watch::channel(Covered::default());

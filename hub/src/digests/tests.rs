@@ -23,14 +23,14 @@ fn card(code: &str) -> CardNumber {
     CardNumber::parse(code).unwrap()
 }
 
-fn key(code: &str) -> CardKey {
-    CardKey::of(&derive_digest_key(MASTER), &card(code))
+/// The card key of `code` in `store`'s digests.
+fn key_in(store: &str, code: &str) -> CardKey {
+    CardKey::of(&derive_digest_key(MASTER, store), &card(code))
 }
 
 fn facts() -> ProfileFacts {
     ProfileFacts {
         profile_id: "p-1".into(),
-        first_name: Some(" Anna ".into()),
         birth_date: Some("1985-03-14".into()),
         member_since: Some("2019-05-01".into()),
         // 2020-02-29T23:30Z, at +60: 1 March locally.
@@ -57,7 +57,6 @@ fn facts() -> ProfileFacts {
 fn a_digest_carries_what_the_triggers_need() {
     let d = build_digest(MASTER, &facts(), now());
     assert_eq!(d.customer_key, derive_customer_key(MASTER, "p-1"));
-    assert_eq!(d.first_name.as_deref(), Some("Anna"));
     assert_eq!(d.birthday, Some(MonthDay { month: 3, day: 14 }));
     assert_eq!(
         d.member_since.map(|m| m.to_string()).as_deref(),
@@ -89,18 +88,15 @@ fn a_digest_carries_what_the_triggers_need() {
 #[test]
 fn missing_or_odd_facts_give_safe_defaults() {
     let bare = ProfileFacts {
-        first_name: Some("  ".into()),
         birth_date: Some("14-03-1985".into()),
         member_since: None,
         points: None,
         last_visit: None,
-        personalisation: None,
         segments: vec![],
         coupons: vec![],
         ..facts()
     };
     let d = build_digest(MASTER, &bare, now());
-    assert_eq!(d.first_name, None);
     assert_eq!(d.birthday, None, "a date in another shape is unknown");
     assert_eq!(
         d.member_since.map(|m| m.to_string()).as_deref(),
@@ -108,8 +104,14 @@ fn missing_or_odd_facts_give_safe_defaults() {
         "first seen, in the till's local date"
     );
     assert_eq!(d.points, 0);
-    assert!(!d.personalisation_consent, "never asked is no consent");
     assert!(d.caps_used.is_empty());
+    let never_asked = ProfileFacts {
+        personalisation: None,
+        ..facts()
+    };
+    let d = build_digest(MASTER, &never_asked, now());
+    assert!(!d.personalisation_consent, "never asked is no consent");
+    assert_eq!((d.birthday, d.member_since, d.points), (None, None, 0));
     let withdrawn = ProfileFacts {
         personalisation: Some(false),
         ..facts()
@@ -184,15 +186,15 @@ fn the_feed_holds_each_stores_recent_customers_under_growing_versions() {
     let s1 = rows_after(&conn, "S1", 0, 100).unwrap();
     assert_eq!(s1.last_version, Some(1));
     assert_eq!(s1.entries.len(), 1, "Old shopped too long ago");
-    assert_eq!(s1.entries[0].card_key, key("4006381333931"));
+    assert_eq!(s1.entries[0].card_key, key_in("S1", "4006381333931"));
     assert_eq!(
-        digest_of(&s1.entries[0]).first_name.as_deref(),
-        Some("Anna")
+        digest_of(&s1.entries[0]).customer_key,
+        derive_customer_key(MASTER, "p-anna")
     );
     let s2 = rows_after(&conn, "S2", 0, 100).unwrap();
     let mut keys: Vec<CardKey> = s2.entries.iter().map(|e| e.card_key).collect();
     keys.sort();
-    let mut want = vec![key("96385074"), key("2401000009013")];
+    let mut want = vec![key_in("S2", "96385074"), key_in("S2", "2401000009013")];
     want.sort();
     assert_eq!(keys, want, "every card of the profile");
     assert_eq!(s2.last_version, Some(2));
@@ -213,7 +215,7 @@ fn the_feed_holds_each_stores_recent_customers_under_growing_versions() {
     assert_eq!((wide.changed, wide.removed), (1, 0));
     let delta = rows_after(&conn, "S1", 1, 100).unwrap();
     assert_eq!(delta.last_version, Some(2));
-    assert_eq!(delta.entries[0].card_key, key("2401000009020"));
+    assert_eq!(delta.entries[0].card_key, key_in("S1", "2401000009020"));
     assert_eq!(max_version(&conn, "S2").unwrap(), 2);
 }
 
@@ -284,7 +286,7 @@ fn changes_get_new_versions_and_lapsed_or_erased_customers_become_removals() {
     assert_eq!((s.changed, s.removed), (0, 1));
     let gone = rows_after(&conn, "S1", before, 100).unwrap();
     assert_eq!(gone.last_version, Some(before + 1));
-    assert_eq!(gone.entries[0].card_key, key("4006381333931"));
+    assert_eq!(gone.entries[0].card_key, key_in("S1", "4006381333931"));
     assert_eq!(gone.entries[0].digest, None);
     assert_eq!(
         digest_of_card(&conn, MASTER, &card("4006381333931"), now()).unwrap(),
@@ -296,11 +298,16 @@ fn changes_get_new_versions_and_lapsed_or_erased_customers_become_removals() {
 #[test]
 fn a_card_lookup_builds_the_digest_fresh_for_any_store() {
     let (_dir, conn) = database();
+    conn.execute(
+        "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+         VALUES ('p-old', 'personalization', 1, 'crm', 0)",
+        [],
+    )
+    .unwrap();
     // No refresh ran and Old is in no store's window: still answered.
     let d = digest_of_card(&conn, MASTER, &card("2401000009020"), now())
         .unwrap()
         .expect("a known card");
-    assert_eq!(d.first_name.as_deref(), Some("Old"));
     assert_eq!(d.customer_key, derive_customer_key(MASTER, "p-old"));
     assert_eq!(
         d.last_visit,
@@ -537,6 +544,13 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
                 params![card_of(n).as_str(), format!("p-{n:05}")],
             )
             .unwrap();
+            // Consenting customers: a visit changes their digest (the last visit).
+            conn.execute(
+                "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+                 VALUES (?1, 'personalization', 1, 'test', 0)",
+                [format!("p-{n:05}")],
+            )
+            .unwrap();
             shop(&conn, n, now);
         }
         // A customer of three days ago comes back (a changed digest); every fifth day
@@ -552,6 +566,8 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
             )
             .unwrap();
             conn.execute("DELETE FROM identifiers WHERE profile_id = ?1", [&id])
+                .unwrap();
+            conn.execute("DELETE FROM consents WHERE profile_id = ?1", [&id])
                 .unwrap();
             conn.execute("DELETE FROM profiles WHERE profile_id = ?1", [&id])
                 .unwrap();
@@ -606,7 +622,7 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
         let digest = digest_of_card(&conn, MASTER, &card(&code), last)
             .unwrap()
             .expect("a current customer");
-        expected.insert(key(&code), digest);
+        expected.insert(key_in("S1", &code), digest);
     }
     assert!(expected.len() as i64 > 25 * NEW_PER_DAY);
 
@@ -634,5 +650,102 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
             (behind, usize::from(behind)),
             "the till last seen on day {last_seen} held v{held}, compacted through v{floor}"
         );
+    }
+}
+
+/// Anna shops at S2 as well: her card's row in S2's feed.
+fn anna_also_at_s2(conn: &Connection) {
+    conn.execute(
+        "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
+             total_cents, currency, lines)
+         VALUES ('S2', 'T1', 9, ?1, 60, '4006381333931', 'p-anna', 500, 'EUR', x'00')",
+        [days_ago(2)],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_till_of_one_store_cannot_find_another_stores_digests() {
+    let (_dir, mut conn) = database();
+    anna_also_at_s2(&conn);
+    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
+    let s1: Vec<CardKey> = rows_after(&conn, "S1", 0, 100)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.card_key)
+        .collect();
+    let s2: Vec<CardKey> = rows_after(&conn, "S2", 0, 100)
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.card_key)
+        .collect();
+    assert_eq!((s1.len(), s2.len()), (1, 3), "Anna is in both feeds");
+    assert!(
+        s1.iter().all(|k| !s2.contains(k)),
+        "the same card has another key in every store: S1's key finds nothing in S2's feed"
+    );
+}
+
+#[test]
+fn a_digest_holds_no_name_and_no_profile_fields_without_consent() {
+    let (_dir, mut conn) = database();
+    conn.execute_batch(
+        "UPDATE profiles SET birth_date = '1985-03-14', points = 70, member_since = '2019-05-01';
+         INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             VALUES ('p-anna', 'personalization', 1, 'crm', 0),
+                    ('p-piet', 'personalization', 0, 'crm', 0);
+         INSERT INTO segment_members (segment_id, profile_id)
+             VALUES ('vip', 'p-anna'), ('vip', 'p-piet');",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
+             customer_key, issued_at_ms, offset_min, expires, receipt_seq)
+         VALUES ('S2', 'T1', 50, 'big-basket', 1, NULL, '96385074', 'p-piet', NULL, ?1, 60,
+             '2026-07-01', 2)",
+        [days_ago(3)],
+    )
+    .unwrap();
+    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
+    let raw: Vec<Vec<u8>> = conn
+        .prepare("SELECT digest FROM digest_feed WHERE digest IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(raw.len(), 3);
+    for bytes in &raw {
+        for name in [&b"Anna"[..], b"Piet"] {
+            assert!(
+                !bytes.windows(name.len()).any(|w| w == name),
+                "a till needs no first name"
+            );
+        }
+    }
+    // Anna consented: her profile fields go to the till.
+    let anna = rows_after(&conn, "S1", 0, 100).unwrap().entries.remove(0);
+    let anna = anna.digest.expect("Anna's digest");
+    assert!(anna.personalisation_consent);
+    assert_eq!((anna.points, anna.segments.len()), (70, 1));
+    assert!(anna.birthday.is_some() && anna.last_visit.is_some());
+    // Piet did not: only what the control group and the caps need.
+    for entry in rows_after(&conn, "S2", 0, 100).unwrap().entries {
+        let piet = entry.digest.expect("Piet's digest");
+        assert!(!piet.personalisation_consent);
+        assert_eq!(piet.customer_key, derive_customer_key(MASTER, "p-piet"));
+        assert_eq!(piet.caps_used.len(), 1, "caps count for him too");
+        assert_eq!(
+            (
+                piet.birthday,
+                piet.member_since,
+                piet.points,
+                piet.last_visit
+            ),
+            (None, None, 0, None)
+        );
+        assert!(piet.segments.is_empty());
     }
 }

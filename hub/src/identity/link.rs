@@ -63,9 +63,6 @@ const CUSTOMERS_OF: &str = "SELECT count(DISTINCT c.value) FROM identity_links x
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CardOwner {
     Profile(String),
-    /// The card was erased on the hub at or after the event: the event is anonymous
-    /// and must not keep the card.
-    Erased,
     /// The card is blocked from identifying anyone (a shared store card): anonymous.
     Blocked,
 }
@@ -79,25 +76,23 @@ pub fn resolve_card(
 ) -> Result<CardOwner, StoreError> {
     // One read for the common case (a known card, profile already older than the
     // event): no write at all.
-    let (existing, created, erased, blocked): (Option<String>, Option<(i64, i16)>, bool, bool) =
-        conn.prepare_cached(
+    // Cards on the suppression list (erased) never get here: the store leaves them out
+    // of the event first (`SqliteStore::merge_event`).
+    let (existing, created, blocked): (Option<String>, Option<(i64, i16)>, bool) = conn
+        .prepare_cached(
             "SELECT i.profile_id, p.created_at_ms, p.created_offset_min,
-                    EXISTS (SELECT 1 FROM erasures WHERE card = ?1 AND erased_at_ms >= ?2),
                     EXISTS (SELECT 1 FROM blocked_identifiers WHERE kind = 'card' AND value = ?1)
              FROM (SELECT 1)
              LEFT JOIN identifiers i ON i.kind = 'card' AND i.value = ?1
              LEFT JOIN profiles p ON p.profile_id = i.profile_id",
         )?
-        .query_row(params![card.as_str(), at.unix_ms], |r| {
+        .query_row(params![card.as_str()], |r| {
             let created = match (r.get::<_, Option<i64>>(1)?, r.get::<_, Option<i16>>(2)?) {
                 (Some(ms), Some(offset)) => Some((ms, offset)),
                 _ => None,
             };
-            Ok((r.get(0)?, created, r.get(3)?, r.get(4)?))
+            Ok((r.get(0)?, created, r.get(3)?))
         })?;
-    if erased {
-        return Ok(CardOwner::Erased);
-    }
     if blocked {
         return Ok(CardOwner::Blocked);
     }

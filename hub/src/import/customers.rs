@@ -11,6 +11,7 @@ use super::{
 };
 use crate::config::IdentityConfig;
 use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
+use crate::store::erasures::Suppression;
 
 const REQUIRED: &[&str] = &["customer_no"];
 const CONSENTS: [(&str, &str); 4] = [
@@ -87,6 +88,7 @@ pub(super) fn run(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
@@ -120,7 +122,9 @@ pub(super) fn run(
         match parse(&cols, &record, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             // After a bad line nothing more is applied: it will be rolled back anyway.
-            Ok(c) if summary.rejected.is_empty() => apply(&tx, &c, config, now, &mut summary)?,
+            Ok(c) if summary.rejected.is_empty() => {
+                apply(&tx, &c, config, suppression, now, &mut summary)?
+            }
             Ok(_) => {}
         }
     }
@@ -135,13 +139,32 @@ fn csv_error(e: csv::Error) -> ImportError {
     }
 }
 
+/// A row naming an erased person is a new sign-up when its `member_since` is on or
+/// after the day of the erase and it gives a consent; otherwise it is an old record.
+fn signed_up_again(c: &Customer, erased_at_ms: i64) -> bool {
+    let erase_day = Timestamp::from_unix_ms(erased_at_ms, 0)
+        .utc()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    let joined_after = c.member_since.as_deref().is_some_and(|d| *d >= *erase_day);
+    joined_after && c.consents.iter().any(|(_, granted)| *granted)
+}
+
 fn apply(
     conn: &Connection,
     c: &Customer,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     summary: &mut ImportSummary,
 ) -> Result<(), ImportError> {
+    if let Some(erased_at_ms) = super::erased_at(conn, suppression, &c.identifiers)? {
+        if !signed_up_again(c, erased_at_ms) {
+            summary.suppressed += 1;
+            return Ok(());
+        }
+    }
     let outcome = apply_link(
         conn,
         &LinkRow {

@@ -20,6 +20,8 @@ use till360_shared::Timestamp;
 
 use crate::config::IdentityConfig;
 use crate::identity::BlockedIdentifier;
+use crate::identity::Identifier;
+use crate::store::erasures::{suppressed_since, Suppression};
 use crate::store::StoreError;
 
 pub use orders::OrderLine;
@@ -46,6 +48,9 @@ pub struct ImportSummary {
     /// Records that changed nothing (already imported).
     pub unchanged: u64,
     pub rejected: Vec<Rejection>,
+    /// Records that name an erased person (an identifier on the suppression list, dated
+    /// before the erase): skipped (customers) or kept without the person (orders).
+    pub suppressed: u64,
     /// Identifiers this import blocked from merging.
     pub blocked: Vec<BlockedIdentifier>,
 }
@@ -62,6 +67,9 @@ impl std::fmt::Display for ImportSummary {
             self.unchanged,
             self.rejected.len()
         )?;
+        if self.suppressed > 0 {
+            write!(f, ", suppressed {} (erased)", self.suppressed)?;
+        }
         for r in &self.rejected {
             write!(f, "\n  line {}: {}", r.line, r.reason)?;
         }
@@ -94,14 +102,17 @@ impl From<rusqlite::Error> for ImportError {
 /// Called every [`progress::EVERY`] records and at the end, with the records read.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(u64);
 
-/// Imports CRM customers (CSV with a header).
+/// Imports CRM customers (CSV with a header). `suppression` (the key of the erasure
+/// log's suppression list, from the coupon master secret) keeps erased people out;
+/// without it an import is refused once anyone was erased.
 pub fn customers(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
 ) -> Result<ImportSummary, ImportError> {
-    customers::run(conn, reader, config, now, &mut |_| {})
+    customers::run(conn, reader, config, suppression, now, &mut |_| {})
 }
 
 /// [`customers`] with a progress callback.
@@ -109,10 +120,11 @@ pub fn customers_with_progress(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    customers::run(conn, reader, config, now, progress)
+    customers::run(conn, reader, config, suppression, now, progress)
 }
 
 /// Imports online orders (one JSON object per line).
@@ -120,9 +132,10 @@ pub fn orders(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
 ) -> Result<ImportSummary, ImportError> {
-    orders::run(conn, reader, config, now, &mut |_| {})
+    orders::run(conn, reader, config, suppression, now, &mut |_| {})
 }
 
 /// [`orders`] with a progress callback.
@@ -130,10 +143,11 @@ pub fn orders_with_progress(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    orders::run(conn, reader, config, now, progress)
+    orders::run(conn, reader, config, suppression, now, progress)
 }
 
 /// Imports products (CSV with a header).
@@ -153,6 +167,31 @@ pub fn products_with_progress(
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
     products::run(conn, reader, now, progress)
+}
+
+/// When the latest of `identifiers` on the suppression list was erased (unix ms):
+/// `Some` means the record names an erased person. Without the key the list cannot be
+/// read: fine while it is empty, an error otherwise (never a silent re-import).
+fn erased_at(
+    conn: &Connection,
+    suppression: Option<&Suppression>,
+    identifiers: &[Identifier],
+) -> Result<Option<i64>, ImportError> {
+    let Some(suppression) = suppression else {
+        let any: bool = conn
+            .prepare_cached("SELECT 1 FROM suppressed_identifiers LIMIT 1")?
+            .exists([])?;
+        return if any {
+            Err(ImportError::Store(StoreError::NoMasterSecret))
+        } else {
+            Ok(None)
+        };
+    };
+    let mut latest = None;
+    for id in identifiers {
+        latest = latest.max(suppressed_since(conn, suppression, id)?);
+    }
+    Ok(latest)
 }
 
 /// `yes/no/true/false/1/0` (any case); empty is `None`.

@@ -9,6 +9,7 @@ use till360_shared::Timestamp;
 use super::{finish, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
 use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
+use crate::store::erasures::Suppression;
 
 /// An order line as the file has it and `orders.lines` stores it (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +109,7 @@ pub(super) fn run(
     conn: &mut Connection,
     reader: impl BufRead,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
@@ -137,7 +139,7 @@ pub(super) fn run(
         match parse(&text, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             Ok(order) if summary.rejected.is_empty() => {
-                apply(&tx, &order, config, now, &mut summary)?
+                apply(&tx, &order, config, suppression, now, &mut summary)?
             }
             Ok(_) => {}
         }
@@ -150,6 +152,7 @@ fn apply(
     conn: &Connection,
     order: &Order,
     config: &IdentityConfig,
+    suppression: Option<&Suppression>,
     now: Timestamp,
     summary: &mut ImportSummary,
 ) -> Result<(), ImportError> {
@@ -160,6 +163,15 @@ fn apply(
         .is_some();
     if known {
         summary.unchanged += 1;
+        return Ok(());
+    }
+    // An order from before an erase of one of its identifiers is kept (sales stay
+    // counted) without the person, as the erase left the orders it found.
+    let erased = super::erased_at(conn, suppression, &order.identifiers)?;
+    if erased.is_some_and(|ms| ms >= order.at.unix_ms) {
+        summary.suppressed += 1;
+        insert_order(conn, order, None)?;
+        summary.inserted += 1;
         return Ok(());
     }
     let outcome = apply_link(
@@ -190,13 +202,23 @@ fn apply(
         )?
         .execute(params![profile_id, no.value])?;
     }
+    insert_order(conn, order, outcome.profile_id.as_deref())?;
+    summary.inserted += 1;
+    Ok(())
+}
+
+fn insert_order(
+    conn: &Connection,
+    order: &Order,
+    profile_id: Option<&str>,
+) -> Result<(), ImportError> {
     conn.prepare_cached(
         "INSERT INTO orders (order_id, profile_id, ordered_at_ms, offset_min, channel,
              total_cents, currency, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         order.order_id,
-        outcome.profile_id,
+        profile_id,
         order.at.unix_ms,
         order.at.offset_min,
         order.channel,
@@ -204,6 +226,5 @@ fn apply(
         order.currency,
         order.lines
     ])?;
-    summary.inserted += 1;
     Ok(())
 }

@@ -74,7 +74,7 @@ impl CampaignFeed {
                 .map(|(n, till)| (*n, *derive_till_key(master, &agent.store, till).as_bytes()))
                 .collect(),
             campaign_numbers,
-            digest_key: derive_digest_key(master),
+            digest_key: derive_digest_key(master, &agent.store),
         };
         let mut fingerprint = self.set.version.to_be_bytes().to_vec();
         fingerprint.extend_from_slice(&till_number.to_be_bytes());

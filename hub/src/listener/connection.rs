@@ -226,9 +226,10 @@ impl Link {
                 self.send_reply(reply).await?;
             }
             // After a welcome, an applied batch or a new version: send what is newer.
-            self.send_erasures(&mut erasure_version).await?;
+            // The keyring first: a till recognises erased cards by its card keys.
             self.send_campaigns().await?;
             self.send_redeemed(&mut redeemed_version).await?;
+            self.send_erasures(&mut erasure_version).await?;
             if digests_due {
                 digests_due = self.send_digest_page().await?;
             }
@@ -395,7 +396,8 @@ impl Link {
     async fn send_erasures(&mut self, version: &mut watch::Receiver<u64>) -> Result<(), String> {
         let hub_version = *version.borrow_and_update();
         while let Some((after, limit)) = self.session.poll_erasures(hub_version) {
-            let rows = match self.erasures.since(after, limit).await {
+            let store = self.session.agent().store.clone();
+            let rows = match self.erasures.since(&store, after, limit).await {
                 Ok(rows) => rows,
                 Err(err) => {
                     let reply = self.session.erasures_unavailable(err);
@@ -406,14 +408,14 @@ impl Link {
                 break;
             };
             if let Message::Erasures {
-                cards,
+                card_keys,
                 up_to_version,
             } = &message
             {
                 tracing::info!(
-                    "agent {}: sending {} erased cards (up to version {up_to_version})",
+                    "agent {}: sending {} erased card keys (up to version {up_to_version})",
                     self.session.agent(),
-                    cards.len()
+                    card_keys.len()
                 );
             }
             self.send_reply(Reply {

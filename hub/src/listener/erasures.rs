@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use till360_shared::CardNumber;
+use till360_shared::coupon::CardKey;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,16 +44,19 @@ impl ErasureFeed {
         self.version.clone()
     }
 
-    /// Erasures after `after_version`, oldest first, at most `limit`.
+    /// Erasures after `after_version`, oldest first, at most `limit` versions, with the
+    /// card keys of `store` (what its tills can match).
     pub async fn since(
         &self,
+        store: &str,
         after_version: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, CardNumber)>, StoreError> {
+    ) -> Result<Vec<(u64, Vec<CardKey>)>, StoreError> {
         let conn = Arc::clone(&self.conn);
+        let store = store.to_string();
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            erasures_since(&conn, after_version, limit)
+            erasures_since(&conn, &store, after_version, limit)
         })
         .await
         .map_err(|e| StoreError::CommitFailed(format!("erasure read task: {e}")))?
@@ -117,8 +120,9 @@ async fn poll_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::erasures::record_erasure;
-    use till360_shared::Timestamp;
+    use crate::identity::Identifier;
+    use crate::store::erasures::{record_erasure, Suppression};
+    use till360_shared::{CardNumber, Timestamp};
 
     #[tokio::test]
     async fn publishes_new_versions_and_serves_the_delta() {
@@ -126,8 +130,21 @@ mod tests {
         let path = dir.path().join("hub.db");
         let writer = Connection::open(&path).unwrap();
         writer.execute_batch(crate::store::SCHEMA).unwrap();
+        let suppression = Suppression::from_master(&[5; 32]);
+        let stores = vec!["S1".to_string()];
+        let erase = |card: &CardNumber, ms| {
+            let ids = [Identifier::card(card)];
+            record_erasure(
+                &writer,
+                &suppression,
+                &ids,
+                &stores,
+                Timestamp::from_unix_ms(ms, 0),
+            )
+            .unwrap()
+        };
         let card = CardNumber::parse("4006381333931").unwrap();
-        record_erasure(&writer, &card, Timestamp::from_unix_ms(1, 0)).unwrap();
+        erase(&card, 1);
 
         let (stop_tx, stop) = watch::channel(false);
         let (feed, task) = ErasureFeed::start(&path, Duration::from_millis(10), stop).unwrap();
@@ -135,13 +152,20 @@ mod tests {
         assert_eq!(*version.borrow_and_update(), 1);
 
         let other = CardNumber::parse("96385074").unwrap();
-        record_erasure(&writer, &other, Timestamp::from_unix_ms(2, 0)).unwrap();
+        erase(&other, 2);
         tokio::time::timeout(Duration::from_secs(30), version.wait_for(|v| *v == 2))
             .await
             .expect("the poller publishes the new version")
             .unwrap();
-        assert_eq!(feed.since(1, 10).await.unwrap(), vec![(2, other)]);
-        assert_eq!(feed.since(0, 1).await.unwrap(), vec![(1, card)]);
+        let key = |card| suppression.card_key("S1", card);
+        assert_eq!(
+            feed.since("S1", 1, 10).await.unwrap(),
+            vec![(2, vec![key(&other)])]
+        );
+        assert_eq!(
+            feed.since("S1", 0, 1).await.unwrap(),
+            vec![(1, vec![key(&card)])]
+        );
 
         stop_tx.send(true).unwrap();
         task.await.unwrap();

@@ -11,6 +11,7 @@
 
 use till360_shared::campaign::Digest;
 use till360_shared::codec::CodecError;
+use till360_shared::coupon::CardKey;
 use till360_shared::sync::ErasureDownlink;
 use till360_shared::wire::{CouponVerdict, Message, Refusal, TillHealth};
 use till360_shared::{AgentId, CardNumber, Event};
@@ -200,7 +201,7 @@ impl HubSession {
     /// The `Erasures` frame for rows read after [`Self::poll_erasures`].
     pub fn erasure_frame(
         &mut self,
-        rows: Vec<(u64, CardNumber)>,
+        rows: Vec<(u64, Vec<CardKey>)>,
         hub_version: u64,
     ) -> Option<Message> {
         self.erasures.frame(rows, hub_version)
@@ -496,10 +497,8 @@ mod tests {
         ));
     }
 
-    fn erasure_rows(versions: std::ops::RangeInclusive<u64>) -> Vec<(u64, CardNumber)> {
-        versions
-            .map(|v| (v, CardNumber::parse("4006381333931").unwrap()))
-            .collect()
+    fn erasure_rows(versions: std::ops::RangeInclusive<u64>) -> Vec<(u64, Vec<CardKey>)> {
+        versions.map(|v| (v, vec![CardKey([7; 16])])).collect()
     }
 
     #[test]
@@ -553,7 +552,7 @@ mod tests {
         assert_eq!(
             s.erasure_frame(erasure_rows(3..=5), 5),
             Some(Message::Erasures {
-                cards: vec![CardNumber::parse("4006381333931").unwrap(); 3],
+                card_keys: vec![CardKey([7; 16]); 3],
                 up_to_version: 5
             })
         );

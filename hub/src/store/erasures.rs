@@ -1,23 +1,158 @@
-//! The erasure log: every card erased on the hub gets a version, so each agent can be
-//! brought up to date after any reconnect ("an erase on the hub reaches every till",
-//! DESIGN.md principle 7). Rows hold the card number only as long as tills may still
-//! hold it; they are the one place the hub keeps an erased identifier, for that purpose.
+//! The erasure log and the suppression list. Neither holds an erased identifier in
+//! clear (issue 10 item 4):
+//!
+//! - `erasures`: one version per erase, so each agent can be brought up to date after
+//!   any reconnect ("an erase on the hub reaches every till", DESIGN.md principle 7);
+//! - `erasure_card_keys`: per version, the erased cards as the card keys of every store
+//!   the hub knew at erase time (`shared::coupon::derive_digest_key` is per store). A
+//!   till gets its own store's keys and finds the cards it holds by computing their
+//!   card keys; a till of another store learns nothing from them;
+//! - `suppressed_identifiers`: every identifier of an erased person (card, customer
+//!   number, e-mail, phone, online account) as an HMAC-SHA256 under a key derived from
+//!   the coupon master secret (`data_dir/coupon-master.key`, with its own domain tag),
+//!   with the time of the erase. Imports and till events dated at or before that time
+//!   that name one of them are skipped (`suppressed_since`), so an old CRM file, an
+//!   order feed or a replayed till event cannot bring the person back.
 
-use rusqlite::{params, Connection};
+use ring::hmac;
+use rusqlite::{params, Connection, OptionalExtension};
+use till360_shared::coupon::{derive_digest_key, CardKey};
 use till360_shared::{CardNumber, Timestamp};
 
 use super::StoreError;
+use crate::identity::{IdKind, Identifier};
+
+const SUPPRESSION_KEY_TAG: &[u8] = b"till360/suppression-key/v1";
+
+/// The key of the suppression list's keyed hashes, derived from the coupon master
+/// secret. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Suppression {
+    key: hmac::Key,
+    master: [u8; 32],
+}
+
+impl std::fmt::Debug for Suppression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Suppression(..)")
+    }
+}
+
+impl Suppression {
+    pub fn from_master(master: &[u8; 32]) -> Self {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, master),
+            SUPPRESSION_KEY_TAG,
+        );
+        Suppression {
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            master: *master,
+        }
+    }
+
+    /// The keyed hash of a normalised identifier (kind and value, length-prefixed).
+    pub fn hash(&self, kind: IdKind, value: &str) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        let kind = kind.as_str();
+        ctx.update(&(kind.len() as u64).to_be_bytes());
+        ctx.update(kind.as_bytes());
+        ctx.update(value.as_bytes());
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// The card key of `card` in `store`'s digests (what that store's tills hold).
+    pub fn card_key(&self, store: &str, card: &CardNumber) -> CardKey {
+        CardKey::of(&derive_digest_key(&self.master, store), card)
+    }
+}
+
+/// Every store whose tills may hold a card: stores with agents (every transaction came
+/// from one, and the digest feed is refreshed for exactly these) or with numbered tills
+/// (a till that fetched its keyring but never sent an event).
+pub fn known_stores(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let stores = conn
+        .prepare_cached(
+            "SELECT store FROM agents UNION SELECT store FROM till_numbers
+             UNION SELECT store FROM digest_compaction ORDER BY 1",
+        )?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(stores)
+}
 
 /// Appends an erasure (call it inside the transaction that erases the profile) and
-/// returns its version.
+/// returns its version: `identifiers` go on the suppression list, the cards among them
+/// into the log as the card keys of `stores`.
 pub fn record_erasure(
     conn: &Connection,
-    card: &CardNumber,
+    suppression: &Suppression,
+    identifiers: &[Identifier],
+    stores: &[String],
     now: Timestamp,
 ) -> Result<u64, StoreError> {
-    conn.prepare_cached("INSERT INTO erasures (card, erased_at_ms) VALUES (?1, ?2)")?
-        .execute(params![card.as_str(), now.unix_ms])?;
-    Ok(conn.last_insert_rowid().max(0) as u64)
+    conn.prepare_cached("INSERT INTO erasures (erased_at_ms) VALUES (?1)")?
+        .execute([now.unix_ms])?;
+    let version = conn.last_insert_rowid();
+    for id in identifiers {
+        suppress(conn, suppression, id.kind, &id.value, now.unix_ms)?;
+        if id.kind != IdKind::Card {
+            continue;
+        }
+        // Agents only hold valid cards: nothing to push for another value.
+        let Ok(card) = CardNumber::parse(&id.value) else {
+            continue;
+        };
+        for store in stores {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                version,
+                store,
+                &suppression.card_key(store, &card).0[..]
+            ])?;
+        }
+    }
+    Ok(version.max(0) as u64)
+}
+
+fn suppress(
+    conn: &Connection,
+    suppression: &Suppression,
+    kind: IdKind,
+    value: &str,
+    erased_at_ms: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO suppressed_identifiers (kind, hash, erased_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, hash) DO UPDATE SET
+             erased_at_ms = max(erased_at_ms, excluded.erased_at_ms)",
+    )?
+    .execute(params![
+        kind.as_str(),
+        suppression.hash(kind, value),
+        erased_at_ms
+    ])?;
+    Ok(())
+}
+
+/// When `id` was last erased (unix ms), if it is on the suppression list. Evidence
+/// dated at or before that time names the erased person and must not be merged.
+pub fn suppressed_since(
+    conn: &Connection,
+    suppression: &Suppression,
+    id: &Identifier,
+) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT erased_at_ms FROM suppressed_identifiers WHERE kind = ?1 AND hash = ?2",
+        )?
+        .query_row(
+            params![id.kind.as_str(), suppression.hash(id.kind, &id.value)],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// The newest erasure version (0 when nothing was ever erased).
@@ -28,50 +163,159 @@ pub fn erasure_version(conn: &Connection) -> Result<u64, StoreError> {
     Ok(v.max(0) as u64)
 }
 
-/// Erasures after `after_version`, oldest first, at most `limit`.
+/// Erasures after `after_version`, oldest first, at most `limit` versions, each with
+/// the card keys of `store` (none when the person had no card, or the store was not
+/// known at erase time).
 pub fn erasures_since(
     conn: &Connection,
+    store: &str,
     after_version: u64,
     limit: usize,
-) -> Result<Vec<(u64, CardNumber)>, StoreError> {
+) -> Result<Vec<(u64, Vec<CardKey>)>, StoreError> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(
-        "SELECT version, card FROM erasures WHERE version > ?1 ORDER BY version LIMIT ?2",
+        "SELECT e.version, k.card_key
+         FROM (SELECT version FROM erasures WHERE version > ?1 ORDER BY version LIMIT ?2) e
+         LEFT JOIN erasure_card_keys k ON k.version = e.version AND k.store = ?3
+         ORDER BY e.version",
     )?;
-    let rows = stmt.query_map(params![after, limit], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    let rows = stmt.query_map(params![after, limit, store], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
     })?;
-    let mut out = Vec::new();
+    let mut out: Vec<(u64, Vec<CardKey>)> = Vec::new();
     for row in rows {
-        let (version, card) = row?;
-        let card = CardNumber::parse(&card)
-            .map_err(|e| StoreError::Corrupt(format!("erasure {version}: {e}")))?;
-        out.push((version.max(0) as u64, card));
+        let (version, key) = row?;
+        let version = version.max(0) as u64;
+        if out.last().is_none_or(|(v, _)| *v != version) {
+            out.push((version, Vec::new()));
+        }
+        let Some(key) = key else { continue };
+        let key = <[u8; 16]>::try_from(key.as_slice()).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "erasure {version}: card key of {} bytes",
+                key.len()
+            ))
+        })?;
+        if let Some((_, keys)) = out.last_mut() {
+            keys.push(CardKey(key));
+        }
     }
     Ok(out)
+}
+
+/// Schema 7 on a database of an older hub: the erasure log kept cards in clear. Each
+/// such row is hashed onto the suppression list and turned into card keys (needs the
+/// master secret, so it runs when the store gets it), then the clear column is dropped
+/// (with `secure_delete` on, its bytes are overwritten). Returns the rows converted.
+pub fn hash_clear_erasures(
+    conn: &mut Connection,
+    suppression: &Suppression,
+) -> Result<usize, StoreError> {
+    let has_card: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('erasures') WHERE name = 'card'")?
+        .exists([])?;
+    if !has_card {
+        return Ok(0);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let stores = known_stores(&tx)?;
+    let rows = tx
+        .prepare("SELECT version, card, erased_at_ms FROM erasures WHERE card IS NOT NULL")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (version, card, erased_at_ms) in &rows {
+        suppress(&tx, suppression, IdKind::Card, card, *erased_at_ms)?;
+        if let Ok(card) = CardNumber::parse(card) {
+            for store in &stores {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    version,
+                    store,
+                    &suppression.card_key(store, &card).0[..]
+                ])?;
+            }
+        }
+    }
+    tx.execute_batch(
+        "DROP INDEX IF EXISTS erasures_card;
+         ALTER TABLE erasures DROP COLUMN card;",
+    )?;
+    tx.commit()?;
+    Ok(rows.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn card(code: &str) -> Identifier {
+        Identifier::card(&CardNumber::parse(code).unwrap())
+    }
+
     #[test]
-    fn versions_grow_and_resume_after_any_version() {
+    fn versions_grow_and_carry_each_stores_card_keys_only() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(crate::store::SCHEMA).unwrap();
+        let s = Suppression::from_master(&[3; 32]);
         assert_eq!(erasure_version(&conn).unwrap(), 0);
         let a = CardNumber::parse("4006381333931").unwrap();
-        let b = CardNumber::parse("96385074").unwrap();
+        let stores = vec!["S1".to_string(), "S2".to_string()];
         let now = Timestamp::from_unix_ms(1, 0);
-        assert_eq!(record_erasure(&conn, &a, now).unwrap(), 1);
-        assert_eq!(record_erasure(&conn, &b, now).unwrap(), 2);
-        assert_eq!(erasure_version(&conn).unwrap(), 2);
+        let email = Identifier {
+            kind: IdKind::Email,
+            value: "a@example.com".into(),
+        };
         assert_eq!(
-            erasures_since(&conn, 0, 10).unwrap(),
-            vec![(1, a), (2, b.clone())]
+            record_erasure(
+                &conn,
+                &s,
+                &[card("4006381333931"), email.clone()],
+                &stores,
+                now
+            )
+            .unwrap(),
+            1
         );
-        assert_eq!(erasures_since(&conn, 1, 10).unwrap(), vec![(2, b)]);
-        assert!(erasures_since(&conn, 2, 10).unwrap().is_empty());
+        assert_eq!(record_erasure(&conn, &s, &[], &stores, now).unwrap(), 2);
+        assert_eq!(erasure_version(&conn).unwrap(), 2);
+        let s1 = erasures_since(&conn, "S1", 0, 10).unwrap();
+        assert_eq!(s1, vec![(1, vec![s.card_key("S1", &a)]), (2, vec![])]);
+        let s2 = erasures_since(&conn, "S2", 0, 10).unwrap();
+        assert_ne!(s1[0].1, s2[0].1, "per store");
+        assert_eq!(
+            erasures_since(&conn, "S1", 1, 10).unwrap(),
+            vec![(2, vec![])]
+        );
+        assert!(erasures_since(&conn, "S1", 2, 10).unwrap().is_empty());
+        assert_eq!(
+            erasures_since(&conn, "S9", 0, 1).unwrap(),
+            vec![(1, vec![])]
+        );
+        assert_eq!(suppressed_since(&conn, &s, &email).unwrap(), Some(1));
+        let other = Identifier {
+            kind: IdKind::Email,
+            value: "b@example.com".into(),
+        };
+        assert_eq!(suppressed_since(&conn, &s, &other).unwrap(), None);
+        // Nothing in clear.
+        let clear: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM suppressed_identifiers
+                 WHERE instr(hash, '4006381333931') > 0 OR instr(hash, 'a@example.com') > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(clear, 0);
     }
 }

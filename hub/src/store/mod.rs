@@ -39,6 +39,10 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the store writer has stopped")]
     WriterGone,
+    /// Erasing, and importing once anyone was erased, need the coupon master secret:
+    /// the suppression list and the tills' card keys derive from it.
+    #[error("the coupon master secret (data_dir/coupon-master.key) is missing: the suppression list of erased people and the tills' card keys derive from it")]
+    NoMasterSecret,
 }
 
 /// A profile search (`GET /api/v1/profiles/search?...`): identifiers are normalised the

@@ -4,10 +4,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Map, Value};
-use till360_shared::{codec, CardNumber, Event, EventKind, ReceiptLine, Timestamp};
+use till360_shared::{codec, Event, EventKind, ReceiptLine, Timestamp};
 
-use super::erasures;
+use super::erasures::{self, Suppression};
 use super::{ConsentChange, ErasureReport, StoreError};
+use crate::identity::{IdKind, Identifier};
 
 fn rfc3339(ms: i64, offset_min: i16) -> String {
     Timestamp::from_unix_ms(ms, offset_min).to_rfc3339()
@@ -192,10 +193,15 @@ pub(super) fn export_profile(
 /// Erases a person in one transaction: identifiers, consents, traits, segment
 /// memberships and the profile row are deleted; transactions and orders keep amounts,
 /// lines, store and time but lose every link to the person; raw events of the
-/// person's cards lose the card (a bare card scan is deleted); every card is appended
-/// to the erasure log so agents drop it. `None` if the profile is unknown.
+/// person's cards lose the card (a bare card scan is deleted). One erasure version
+/// records every identifier of the person on the suppression list (keyed hashes) and
+/// the cards as each known store's card keys, so agents drop them and no later import
+/// or till event brings the person back (see `store/erasures.rs`). Afterwards the WAL
+/// is checkpointed and truncated, so the deleted bytes leave the files too
+/// (`secure_delete` overwrites them in the database). `None` if the profile is unknown.
 pub(super) fn erase_profile(
     conn: &mut Connection,
+    suppression: &Suppression,
     profile_id: &str,
     now: Timestamp,
 ) -> Result<Option<ErasureReport>, StoreError> {
@@ -203,6 +209,27 @@ pub(super) fn erase_profile(
     if !profile_exists(&tx, profile_id)? {
         return Ok(None);
     }
+    let mut erased_ids = tx
+        .prepare_cached("SELECT kind, value FROM identifiers WHERE profile_id = ?1")?
+        .query_map([profile_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    // The CRM's number may be on the profile only.
+    let customer_no: Option<String> = tx
+        .prepare_cached("SELECT customer_no FROM profiles WHERE profile_id = ?1")?
+        .query_row([profile_id], |r| r.get(0))?;
+    erased_ids.extend(customer_no.map(|no| ("customer_no".to_string(), no)));
+    let erased_ids: Vec<Identifier> = erased_ids
+        .into_iter()
+        .filter_map(|(kind, value)| {
+            Some(Identifier {
+                kind: IdKind::parse(&kind)?,
+                value,
+            })
+        })
+        .collect();
+    let stores = erasures::known_stores(&tx)?;
     let cards = tx
         .prepare_cached(
             "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card' ORDER BY value",
@@ -255,20 +282,17 @@ pub(super) fn erase_profile(
     tx.prepare_cached("DELETE FROM profiles WHERE profile_id = ?1")?
         .execute([profile_id])?;
 
-    for card in &cards {
-        match CardNumber::parse(card) {
-            Ok(card) => {
-                erasures::record_erasure(&tx, &card, now)?;
-            }
-            // Agents only hold valid cards, so there is nothing to push for this one.
-            Err(e) => tracing::warn!(
-                "erase {profile_id}: stored card {:?} is invalid: {e}",
-                till360_shared::card::masked(card)
-            ),
-        }
-    }
-    let erasure_version = erasures::erasure_version(&tx)?;
+    let erasure_version = erasures::record_erasure(&tx, suppression, &erased_ids, &stores, now)?;
     tx.commit()?;
+    // Readers hold no snapshot for long; a checkpoint that cannot finish now leaves
+    // the old frames until the next one overwrites them.
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!("erase: the WAL checkpoint was blocked by a reader"),
+        Err(e) => tracing::warn!("erase: WAL checkpoint failed: {e}"),
+    }
     Ok(Some(ErasureReport {
         profile_id: profile_id.to_string(),
         identifiers_removed,

@@ -10,6 +10,7 @@ use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
+use super::erasures::{self, Suppression};
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
@@ -29,8 +30,10 @@ use till360_shared::wire::{Refusal, TillHealth};
 /// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: `agent_alerts`,
 /// `traits_runs`, `change_counters`, the coupon ledger's commit order and
 /// redeemed-codes feed (`redemptions.commit_seq`, `issuer_store`, `expires`), the
-/// tills' clocks (`agent_clocks`) and receipt checks (`transactions.unbalanced`,
-/// `agent_health.unbalanced_receipts` and `unrecognised_scans`).
+/// tills' clocks (`agent_clocks`), receipt checks (`transactions.unbalanced`,
+/// `agent_health.unbalanced_receipts` and `unrecognised_scans`) and the erasure log
+/// without clear cards (`erasure_card_keys`, `suppressed_identifiers`; see
+/// `store/erasures.rs`).
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
@@ -171,12 +174,27 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 CREATE INDEX IF NOT EXISTS transactions_profile ON transactions(profile_id);
 CREATE INDEX IF NOT EXISTS profiles_created ON profiles(created_at_ms);
+-- The erasure log (see store/erasures.rs): no identifier in clear. A database of an
+-- older hub still has erasures.card until the store gets the master secret.
 CREATE TABLE IF NOT EXISTS erasures (
     version INTEGER PRIMARY KEY AUTOINCREMENT,
-    card TEXT NOT NULL,
     erased_at_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS erasures_card ON erasures(card);
+-- Per erasure, its cards as the card keys of every store known at erase time.
+CREATE TABLE IF NOT EXISTS erasure_card_keys (
+    version INTEGER NOT NULL,
+    store TEXT NOT NULL,
+    card_key BLOB NOT NULL,
+    PRIMARY KEY (store, version, card_key)
+) WITHOUT ROWID;
+-- Identifiers of erased people as keyed hashes: evidence dated at or before
+-- erased_at_ms that names one is not merged.
+CREATE TABLE IF NOT EXISTS suppressed_identifiers (
+    kind TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    erased_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, hash)
+) WITHOUT ROWID;
 -- Coupon codes carry compact numbers for tills and campaigns, assigned once, never reused.
 CREATE TABLE IF NOT EXISTS till_numbers (
     number INTEGER PRIMARY KEY,
@@ -352,6 +370,9 @@ pub struct SqliteStore {
     /// The coupon master secret, to check redeemed codes at merge; without it every
     /// accepted scan is stored as `unchecked` (and counted as genuine).
     coupon_master: Option<[u8; 32]>,
+    /// The suppression list's key (from the master secret): erasing needs it, and till
+    /// events naming an erased card are merged without it.
+    suppression: Option<Suppression>,
 }
 
 impl SqliteStore {
@@ -376,9 +397,10 @@ impl SqliteStore {
         // Checkpoints every 64 MiB of WAL instead of SQLite's 4 MiB: a backlog drain of
         // a million events runs about 30 % faster (`benches/sync_drain.rs`). The WAL file
         // is reused after each checkpoint, so the hub's disk holds about 64 MiB more.
+        // secure_delete: deleted rows (an erase) are overwritten, not left in free space.
         conn.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
-             PRAGMA wal_autocheckpoint = 16384;",
+             PRAGMA wal_autocheckpoint = 16384; PRAGMA secure_delete = ON;",
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
@@ -412,6 +434,7 @@ impl SqliteStore {
             conn,
             identity: IdentityConfig::default(),
             coupon_master: None,
+            suppression: None,
         })
     }
 
@@ -429,30 +452,76 @@ impl SqliteStore {
         events: &[Event],
         mut head: Option<ChainHash>,
         coupon_master: Option<&[u8]>,
+        suppression: Option<&Suppression>,
     ) -> Result<Option<ChainHash>, StoreError> {
         for event in events {
-            let encoded = Self::merge_event(tx, event, coupon_master)?;
+            let encoded = Self::merge_event(tx, event, coupon_master, suppression)?;
             head = head.map(|prev| link_bytes(&prev, &encoded));
         }
         Ok(head)
     }
 
-    /// Merges one event; returns its canonical encoding (what the chain is over).
+    /// `event` without the cards erased at or after it was recorded (a till that was
+    /// offline since before the erase, or a replay): `None` when it names none.
+    fn without_erased_cards(
+        tx: &Transaction<'_>,
+        event: &Event,
+        suppression: Option<&Suppression>,
+    ) -> Result<Option<Event>, StoreError> {
+        let Some(suppression) = suppression else {
+            return Ok(None);
+        };
+        let failed = std::cell::RefCell::new(None);
+        let mut scrubbed = event.clone();
+        let changed = scrubbed.kind.forget_cards(|card| {
+            match erasures::suppressed_since(tx, suppression, &identity::Identifier::card(card)) {
+                Ok(erased_at) => erased_at.is_some_and(|ms| ms >= event.recorded_at.unix_ms),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    false
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        if !changed {
+            return Ok(None);
+        }
+        tracing::info!(
+            "{}/{} seq {}: an erased card left out (suppressed)",
+            event.agent.store,
+            event.agent.till,
+            event.seq
+        );
+        Ok(Some(scrubbed))
+    }
+
+    /// Merges one event; returns its canonical encoding (what the chain is over). The
+    /// stored copy and the merge leave out cards on the suppression list.
     fn merge_event(
         tx: &Transaction<'_>,
         event: &Event,
         coupon_master: Option<&[u8]>,
+        suppression: Option<&Suppression>,
     ) -> Result<Vec<u8>, StoreError> {
         let encoded = codec::to_bytes(event)?;
+        let scrubbed = Self::without_erased_cards(tx, event, suppression)?;
+        let stored = scrubbed.as_ref().unwrap_or(event);
+        let stored_bytes = match &scrubbed {
+            Some(e) => codec::to_bytes(e)?,
+            None => encoded.clone(),
+        };
         tx.prepare_cached(INSERT_EVENT)?.execute(params![
-            event.agent.store,
-            event.agent.till,
-            to_sql_seq(event.seq)?,
-            event.kind.name(),
-            event.recorded_at.unix_ms,
-            event.recorded_at.offset_min,
-            &encoded,
+            stored.agent.store,
+            stored.agent.till,
+            to_sql_seq(stored.seq)?,
+            stored.kind.name(),
+            stored.recorded_at.unix_ms,
+            stored.recorded_at.offset_min,
+            &stored_bytes,
         ])?;
+        let event = stored;
         let (ops, notes) = merge_ops(event);
         for note in notes {
             tracing::warn!("{note}");
@@ -461,7 +530,8 @@ impl SqliteStore {
         for op in ops {
             match op {
                 // The profile comes from the identity graph (the card may have joined
-                // a larger profile, or be erased or blocked), not from the pure op.
+                // a larger profile, or be blocked), not from the pure op; erased cards
+                // were left out above.
                 MergeOp::EnsureProfile { card, seen_at, .. } => {
                     resolved = Some(identity::resolve_card(tx, &card, seen_at)?);
                 }
@@ -471,7 +541,7 @@ impl SqliteStore {
                         match resolved.take() {
                             Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
                             Some(identity::CardOwner::Blocked) => {}
-                            Some(identity::CardOwner::Erased) | None => row.card = None,
+                            None => row.card = None,
                         }
                     }
                     Self::insert_transaction(tx, &row)?
@@ -483,7 +553,7 @@ impl SqliteStore {
                             Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
                             Some(identity::CardOwner::Blocked) => {}
                             // The customer key names the person as much as the card.
-                            Some(identity::CardOwner::Erased) | None => {
+                            None => {
                                 row.card = None;
                                 row.customer_key = None;
                             }
@@ -769,9 +839,18 @@ impl SqliteStore {
     }
 
     /// Gives the store the coupon master secret, so it checks every redeemed code at
-    /// merge (`genuine` or `forged`) instead of storing it `unchecked`.
-    pub fn set_coupon_master(&mut self, master: &[u8; 32]) {
+    /// merge (`genuine` or `forged`) instead of storing it `unchecked`, can erase, and
+    /// keeps erased cards out of merges (the suppression list). An erasure log of an
+    /// older hub (cards in clear) is hashed here.
+    pub fn set_coupon_master(&mut self, master: &[u8; 32]) -> Result<(), StoreError> {
+        let suppression = Suppression::from_master(master);
+        let converted = erasures::hash_clear_erasures(&mut self.conn, &suppression)?;
+        if converted > 0 {
+            tracing::info!("erasure log: {converted} clear cards replaced by keyed hashes");
+        }
         self.coupon_master = Some(*master);
+        self.suppression = Some(suppression);
+        Ok(())
     }
 
     /// Sets how search normalises phone numbers (`[identity]` of hub.toml).
@@ -916,7 +995,7 @@ impl Store for SqliteStore {
                 Some(detail) => Err(detail),
                 None => {
                     tx.execute_batch("SAVEPOINT batch")?;
-                    match Self::merge_batch(&tx, new, head, master) {
+                    match Self::merge_batch(&tx, new, head, master, self.suppression.as_ref()) {
                         Ok(head) => {
                             tx.execute_batch("RELEASE batch")?;
                             Ok(head)
@@ -1163,7 +1242,11 @@ impl Store for SqliteStore {
         profile_id: &str,
         now: Timestamp,
     ) -> Result<Option<ErasureReport>, StoreError> {
-        privacy::erase_profile(&mut self.conn, profile_id, now)
+        let suppression = self
+            .suppression
+            .as_ref()
+            .ok_or(StoreError::NoMasterSecret)?;
+        privacy::erase_profile(&mut self.conn, suppression, profile_id, now)
     }
 
     fn set_consents(

@@ -190,7 +190,7 @@ async fn writer_serves_concurrent_agents() {
     assert!(store.agents().unwrap().iter().all(|a| a.last_seq == 50));
 }
 
-/// A database of schema 5 (before digest feed compaction) opens as 6: the feed keeps its
+/// A database of schema 5 (before digest feed compaction) opens as 7: the feed keeps its
 /// rows and gains `removed_at_ms` (NULL: compaction stamps such removals when it first
 /// sees them) and the `digest_compaction` table.
 #[test]
@@ -284,5 +284,85 @@ fn a_schema_6_database_gains_the_coupon_ledgers_commit_order() {
                 ("misread".into(), 2, None, None),
             ]
         );
+    }
+}
+
+/// A database of schema 6 kept erased cards in clear in `erasures.card`. Opened as 7
+/// and given the master secret, each becomes a suppression hash and the card keys of
+/// the known stores; the clear column is gone (and its bytes with it); a till event
+/// from before the erase still merges without the card.
+#[test]
+fn a_schema_6_erasure_log_loses_its_clear_cards() {
+    use crate::identity::Identifier;
+    use crate::store::erasures::{erasures_since, suppressed_since, Suppression};
+    use crate::store::{IngestRequest, Store};
+    use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let card = CardNumber::parse("4006381333931").unwrap();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        // Back to schema 6's erasure log.
+        store
+            .conn
+            .execute_batch(
+                "DROP TABLE erasures;
+                 CREATE TABLE erasures (
+                     version INTEGER PRIMARY KEY AUTOINCREMENT,
+                     card TEXT NOT NULL,
+                     erased_at_ms INTEGER NOT NULL);
+                 CREATE INDEX erasures_card ON erasures(card);
+                 INSERT INTO erasures (card, erased_at_ms) VALUES ('4006381333931', 5000);
+                 INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0);
+                 PRAGMA user_version = 6;",
+            )
+            .unwrap();
+    }
+    let master = [9u8; 32];
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.set_coupon_master(&master).unwrap();
+    let suppression = Suppression::from_master(&master);
+    assert_eq!(
+        erasures_since(&store.conn, "S1", 0, 10).unwrap(),
+        vec![(1, vec![suppression.card_key("S1", &card)])]
+    );
+    assert_eq!(
+        suppressed_since(&store.conn, &suppression, &Identifier::card(&card)).unwrap(),
+        Some(5000)
+    );
+    let clear: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('erasures') WHERE name = 'card'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(clear, 0);
+    let agent = AgentId::new("S1", "T2");
+    let scan = Event {
+        agent: agent.clone(),
+        seq: 1,
+        recorded_at: Timestamp::from_unix_ms(4000, 0),
+        kind: EventKind::CardScanned { card: card.clone() },
+    };
+    let events = [scan];
+    store
+        .ingest(
+            &[IngestRequest {
+                agent: &agent,
+                events: &events,
+            }],
+            Timestamp::from_unix_ms(6000, 0),
+        )
+        .unwrap();
+    assert!(store.profile_by_card(&card).unwrap().is_none());
+    drop(store);
+    // Nothing names the card any more, in any table.
+    let bytes = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(dir.path().join("hub.db-wal")).unwrap_or_default();
+    for file in [&bytes, &wal] {
+        assert!(!file.windows(13).any(|w| w == card.as_str().as_bytes()));
     }
 }

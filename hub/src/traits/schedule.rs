@@ -128,6 +128,10 @@ impl TraitsSchedule {
         let conn = Connection::open(db_path).map_err(std::io::Error::other)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(std::io::Error::other)?;
+        // Replaced traits and memberships are personal data: overwritten, not left in
+        // free space (as on the store's own connections).
+        conn.pragma_update(None, "secure_delete", true)
+            .map_err(std::io::Error::other)?;
         let (requests, inbox) = mpsc::channel();
         let every = Duration::from_secs(u64::from(config.traits.recompute_minutes.max(1)) * 60);
         let thread = std::thread::Builder::new()

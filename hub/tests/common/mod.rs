@@ -59,17 +59,33 @@ impl Site {
         hub
     }
 
-    /// Appends erasures of `cards` to the hub's erasure log directly in its database
-    /// (as an erase through the API does) and returns the last version.
+    /// The erasure log's key material, from the master secret the hub created.
+    pub fn suppression(&self) -> till360_hub::store::erasures::Suppression {
+        let path = self
+            .config()
+            .data_dir
+            .join(till360_hub::campaigns::MASTER_KEY_FILE);
+        let master: [u8; 32] = std::fs::read(path).unwrap().try_into().unwrap();
+        till360_hub::store::erasures::Suppression::from_master(&master)
+    }
+
+    /// Appends one erasure per card to the hub's erasure log directly in its database
+    /// (as an erase through the API does, for stores S001 and S002) and returns the
+    /// last version. The hub must have started once (it creates the master secret).
     pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
         let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database;
+        let suppression = self.suppression();
         let mut conn = rusqlite::Connection::open(path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
         let tx = conn.transaction().unwrap();
         let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
+        let stores = ["S001".to_string(), "S002".to_string()];
         let mut version = 0;
         for card in cards {
-            version = till360_hub::store::erasures::record_erasure(&tx, card, now).unwrap();
+            let ids = [till360_hub::identity::Identifier::card(card)];
+            version =
+                till360_hub::store::erasures::record_erasure(&tx, &suppression, &ids, &stores, now)
+                    .unwrap();
         }
         tx.commit().unwrap();
         version

@@ -80,12 +80,13 @@ pub struct MonthDay {
     pub day: u8,
 }
 
-/// What a till holds about one card holder (pushed by the hub, pseudonymised).
+/// What a till holds about one card holder (pushed by the hub, pseudonymised): what the
+/// triggers, the control group and the caps need, no name. Without personalisation
+/// consent the hub sends only `customer_key` and `caps_used`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Digest {
     /// Pseudonymous customer key (a keyed hash of the card): the control-group key.
     pub customer_key: String,
-    pub first_name: Option<String>,
     pub birthday: Option<MonthDay>,
     pub member_since: Option<NaiveDate>,
     pub points: i64,

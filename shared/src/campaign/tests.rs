@@ -74,7 +74,6 @@ fn sensitive(mut l: BasketLine) -> BasketLine {
 fn customer(key: &str) -> Digest {
     Digest {
         customer_key: key.into(),
-        first_name: Some("Anna".into()),
         personalisation_consent: true,
         ..Digest::default()
     }
@@ -1104,7 +1103,6 @@ fn any_digest() -> impl Strategy<Value = Digest> {
             )| {
                 Digest {
                     customer_key,
-                    first_name: None,
                     birthday: birthday.map(|(month, day)| MonthDay { month, day }),
                     member_since,
                     points,

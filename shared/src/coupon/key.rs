@@ -72,11 +72,14 @@ const CARD_KEY_TAG: &[u8] = b"till360/card-key/v1";
 const DIGEST_KEY_TAG: &[u8] = b"till360/digest-key/v1";
 const CUSTOMER_KEY_TAG: &[u8] = b"till360/customer-key/v1";
 
-/// The key of the keyed hash that pseudonymises card numbers in the digests a till
-/// holds (one per chain: a card has the same key in every store).
-pub fn derive_digest_key(master: &[u8]) -> [u8; 32] {
+/// The key of the keyed hash that pseudonymises card numbers in the digests the tills
+/// of `store` hold. One per store, so the key on one till's disk does not give the card
+/// keys of the other stores (the hub's digest feed is per store already).
+pub fn derive_digest_key(master: &[u8], store: &str) -> [u8; 32] {
     let mut mac = hmac(master);
     mac.update(DIGEST_KEY_TAG);
+    mac.update(&(store.len() as u64).to_be_bytes());
+    mac.update(store.as_bytes());
     mac.finalize().into_bytes().into()
 }
 

@@ -20,7 +20,8 @@ pub struct Keyring {
     /// Campaign id → its number in coupon codes (hub-assigned, 0..=4095), for every
     /// campaign of the set.
     pub campaign_numbers: Vec<(String, u16)>,
-    /// Key of the keyed hash that pseudonymises cards in digests ([`CardKey::of`]).
+    /// Key of the keyed hash that pseudonymises cards in this store's digests
+    /// ([`CardKey::of`]; per store, see `derive_digest_key`).
     pub digest_key: [u8; 32],
 }
 
@@ -54,7 +55,7 @@ impl Keyring {
             .map(|(id, _)| id.as_str())
     }
 
-    /// The pseudonymous key of `card` in this chain's digests.
+    /// The pseudonymous key of `card` in this store's digests (and erasures).
     pub fn card_key(&self, card: &CardNumber) -> CardKey {
         CardKey::of(&self.digest_key, card)
     }
@@ -92,7 +93,7 @@ mod tests {
             till_key: *own.as_bytes(),
             store_tills: vec![(3, *own.as_bytes()), (9, *other.as_bytes())],
             campaign_numbers: vec![("big-basket".into(), 0), ("birthday".into(), 7)],
-            digest_key: derive_digest_key(b"master secret of at least 32 bytes!"),
+            digest_key: derive_digest_key(b"master secret of at least 32 bytes!", "S1"),
         };
         assert_eq!(
             ring.store_till_key(9).map(|k| *k.as_bytes()),
@@ -113,13 +114,16 @@ mod tests {
 
     #[test]
     fn card_keys_depend_on_the_card_and_the_secret() {
-        let a = derive_digest_key(b"one master secret, 32 bytes long..");
-        let b = derive_digest_key(b"another master secret, 32 bytes...");
+        let a = derive_digest_key(b"one master secret, 32 bytes long..", "S1");
+        let b = derive_digest_key(b"another master secret, 32 bytes...", "S1");
         let c1 = card("4006381333931");
         let c2 = card("96385074");
         assert_eq!(CardKey::of(&a, &c1), CardKey::of(&a, &c1));
         assert_ne!(CardKey::of(&a, &c1), CardKey::of(&a, &c2));
         assert_ne!(CardKey::of(&a, &c1), CardKey::of(&b, &c1));
+        // Per store: a till of S1 holds no key that finds S12's (or S2's) digests.
+        let other_store = derive_digest_key(b"one master secret, 32 bytes long..", "S12");
+        assert_ne!(CardKey::of(&a, &c1), CardKey::of(&other_store, &c1));
         let k1 = derive_customer_key(b"m", "p-1");
         assert_eq!(k1.len(), 16);
         assert_eq!(k1, derive_customer_key(b"m", "p-1"));
