@@ -15,6 +15,7 @@ mod http_api;
 mod identity_merge_order;
 mod import_cli;
 mod import_files;
+mod import_strict_csv;
 mod journal_chain;
 mod pki;
 mod privacy_api;

@@ -6,9 +6,8 @@ use chrono::NaiveDate;
 use rusqlite::{params, Connection, TransactionBehavior};
 use till360_shared::Timestamp;
 
-use super::{
-    csv_reader, finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection,
-};
+use super::strict_csv::StrictCsv;
+use super::{finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
 use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
 
@@ -90,34 +89,22 @@ pub(super) fn run(
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    let mut csv = csv_reader(reader);
-    let cols = Columns::new(&csv.headers().map_err(csv_error)?.clone(), REQUIRED)?;
+    let (mut csv, cols) = StrictCsv::open(reader, REQUIRED)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = csv.position().line();
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                summary.read += 1;
-                summary.rejected.push(Rejection {
-                    line: e.position().map_or(line, |p| p.line()),
-                    reason: e.to_string(),
-                });
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(csv_error(e));
-                }
+    while let Some(next) = csv.next()? {
+        summary.read += 1;
+        let (line, record) = match next {
+            Ok(read) => read,
+            Err(rejection) => {
+                summary.rejected.push(rejection);
                 continue;
             }
-        }
-        summary.read += 1;
-        let line = record.position().map_or(line, |p| p.line());
+        };
         if summary.read % super::progress::EVERY == 0 {
             progress(summary.read);
         }
-        match parse(&cols, &record, config.default_country_code) {
+        match parse(&cols, record, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             // After a bad line nothing more is applied: it will be rolled back anyway.
             Ok(c) if summary.rejected.is_empty() => apply(&tx, &c, config, now, &mut summary)?,
@@ -126,13 +113,6 @@ pub(super) fn run(
     }
     progress(summary.read);
     finish(tx, summary)
-}
-
-fn csv_error(e: csv::Error) -> ImportError {
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => ImportError::Io(io),
-        other => ImportError::Header(format!("{other:?}")),
-    }
 }
 
 fn apply(
