@@ -54,6 +54,8 @@ pub struct HubConfig {
     pub digests: DigestsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
+    /// `[fraud]` thresholds with the `[[store]]` locations.
+    pub fraud: FraudConfig,
 }
 
 /// `[identity]`: how identifiers are normalised and when they may link customers.
@@ -124,6 +126,71 @@ impl Default for DigestsConfig {
     }
 }
 
+/// `[fraud]`: when a card is used in a way one household's card is not (see
+/// `identity::suspicious`). The defaults never flag a simulated month of honest shoppers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FraudConfig {
+    /// Off: nothing is flagged (cards already flagged stay until cleared).
+    pub enabled: bool,
+    /// Between two stores with locations (`[[store]]`), a card may travel at most this
+    /// fast (km/h) between consecutive receipts.
+    pub max_speed_kmh: f64,
+    /// Added to the time between two receipts before the speed is computed: tills'
+    /// clocks and the time from the cut to the next store's card scan.
+    pub clock_slack_minutes: u32,
+    /// Impossible hops must touch at least this many stores before a card is flagged
+    /// (a family sharing its card with a commuter is in two places at once).
+    pub travel_min_stores: u32,
+    /// When a store has no location: two receipts at different stores closer than this
+    /// (minutes) are too close.
+    pub min_minutes_between_stores: u32,
+    /// More receipts than this on one day (the till's local date) is more than a
+    /// household makes.
+    pub max_receipts_per_day: u32,
+    /// A house card: at least this many receipts with different baskets, ...
+    pub house_card_receipts: u32,
+    /// ... on at least this many tills, ...
+    pub house_card_tills: u32,
+    /// ... each within this many minutes of the one before.
+    pub house_card_gap_minutes: u32,
+    /// `[[store]] id lat lon` of hub.toml, by store id.
+    #[serde(skip)]
+    pub stores: std::collections::BTreeMap<String, StoreLocation>,
+}
+
+impl Default for FraudConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_speed_kmh: 150.0,
+            clock_slack_minutes: 10,
+            travel_min_stores: 3,
+            min_minutes_between_stores: 3,
+            max_receipts_per_day: 8,
+            house_card_receipts: 6,
+            house_card_tills: 2,
+            house_card_gap_minutes: 20,
+            stores: Default::default(),
+        }
+    }
+}
+
+/// A store's location (`[[store]]`), in degrees (WGS 84).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreLocation {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    id: String,
+    lat: f64,
+    lon: f64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -145,6 +212,10 @@ struct RawConfig {
     digests: DigestsConfig,
     #[serde(default)]
     segment: Vec<toml::Table>,
+    #[serde(default)]
+    fraud: FraudConfig,
+    #[serde(default)]
+    store: Vec<RawStore>,
 }
 
 #[derive(Deserialize, Default)]
@@ -270,7 +341,10 @@ impl HubConfig {
                 ),
             ));
         }
+        let fraud =
+            fraud_config(raw.fraud, raw.store).map_err(|(key, reason)| invalid(key, reason))?;
         Ok(HubConfig {
+            fraud,
             api_token: raw.api_token,
             digests: raw.digests,
             identity: raw.identity,
@@ -287,6 +361,51 @@ impl HubConfig {
             origin,
         })
     }
+}
+
+/// `[fraud]` checked, with the `[[store]]` locations.
+fn fraud_config(
+    mut fraud: FraudConfig,
+    stores: Vec<RawStore>,
+) -> Result<FraudConfig, (&'static str, String)> {
+    if !(fraud.max_speed_kmh.is_finite() && fraud.max_speed_kmh > 0.0) {
+        return Err(("fraud.max_speed_kmh", "must be a positive number".into()));
+    }
+    if fraud.travel_min_stores < 2 {
+        return Err((
+            "fraud.travel_min_stores",
+            "must be at least 2 (a hop joins two stores)".into(),
+        ));
+    }
+    for (key, value) in [
+        ("fraud.max_receipts_per_day", fraud.max_receipts_per_day),
+        ("fraud.house_card_receipts", fraud.house_card_receipts),
+        ("fraud.house_card_tills", fraud.house_card_tills),
+        ("fraud.house_card_gap_minutes", fraud.house_card_gap_minutes),
+    ] {
+        if value == 0 {
+            return Err((key, "must be at least 1".into()));
+        }
+    }
+    for s in stores {
+        if !((-90.0..=90.0).contains(&s.lat) && (-180.0..=180.0).contains(&s.lon)) {
+            return Err((
+                "store",
+                format!(
+                    "store {:?}: lat must be within -90..=90 and lon within -180..=180",
+                    s.id
+                ),
+            ));
+        }
+        let at = StoreLocation {
+            lat: s.lat,
+            lon: s.lon,
+        };
+        if fraud.stores.insert(s.id.clone(), at).is_some() {
+            return Err(("store", format!("store {:?} is listed twice", s.id)));
+        }
+    }
+    Ok(fraud)
 }
 
 #[cfg(test)]

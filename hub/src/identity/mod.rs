@@ -8,6 +8,7 @@
 mod graph;
 mod link;
 mod normalise;
+pub mod suspicious;
 
 #[cfg(test)]
 mod tests;
