@@ -44,6 +44,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut read_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
+    write_store.set_fraud_config(config.fraud.clone());
     let campaigns = match &config.campaigns {
         Some(path) => Some(
             crate::campaigns::load(path, write_store.connection())

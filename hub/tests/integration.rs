@@ -21,6 +21,7 @@ mod pki;
 mod privacy_api;
 mod quic_ingest;
 mod revocation;
+mod suspicious_cards;
 mod till_health;
 mod traits_export;
 mod traits_running_hub;

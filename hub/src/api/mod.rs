@@ -3,13 +3,15 @@
 //!
 //! Role files: `auth` (bearer token), `profiles` (profile reads and search),
 //! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
-//! blocked identifiers), `coupons` (campaign list with counts, KPIs, scans per store).
+//! blocked identifiers), `coupons` (campaign list with counts, KPIs, scans per store),
+//! `suspicious` (cards the fraud rules flagged, and clearing them).
 
 mod auth;
 mod coupons;
 mod privacy;
 mod profiles;
 mod segments;
+mod suspicious;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
@@ -104,6 +106,11 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
             get(segments::members_csv),
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
+        .route("/api/v1/identifiers/suspicious", get(suspicious::list))
+        .route(
+            "/api/v1/identifiers/suspicious/{id}/clear",
+            post(suspicious::clear),
+        )
         .route("/api/v1/campaigns", get(coupons::campaigns))
         .route("/api/v1/campaigns/{id}/kpis", get(coupons::campaign_kpis))
         .route("/api/v1/coupons/stores", get(coupons::stores))

@@ -7,22 +7,29 @@ use till360_shared::{CardNumber, Timestamp};
 use super::build::{caps_since, ProfileFacts};
 use crate::store::StoreError;
 
-/// The profile `card` belongs to; `None` when unknown or erased (an erase deletes the
-/// card's identifier).
+/// A card flagged as suspicious gets no digest, so no till prints it a personal coupon.
+const NOT_FLAGGED: &str = "AND value NOT IN
+    (SELECT card FROM suspicious_cards WHERE cleared_at_ms IS NULL)";
+
+/// The profile `card` belongs to; `None` when unknown, erased (an erase deletes the
+/// card's identifier) or flagged as suspicious.
 pub fn profile_of_card(conn: &Connection, card: &CardNumber) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1")?
+        .prepare_cached(&format!(
+            "SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1 {NOT_FLAGGED}"
+        ))?
         .query_row([card.as_str()], |r| r.get(0))
         .optional()?)
 }
 
-/// The valid card numbers of a profile (a stored value that is not a card is skipped:
-/// a till could never scan it).
+/// The valid card numbers of a profile that are not flagged as suspicious (a stored value
+/// that is not a card is skipped: a till could never scan it).
 pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, StoreError> {
     let values = conn
-        .prepare_cached(
-            "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card' ORDER BY value",
-        )?
+        .prepare_cached(&format!(
+            "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card'
+                 {NOT_FLAGGED} ORDER BY value"
+        ))?
         .query_map([profile_id], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(values

@@ -165,6 +165,14 @@ pub fn apply_link(
         )?
         .execute(params![row.key, id.kind.as_str(), id.value])?;
     }
+    // A card flagged as suspicious links nothing until cleared (the row stays as evidence:
+    // `relink` applies it then).
+    let mut ids = ids;
+    for id in ids.clone() {
+        if id.kind == IdKind::Card && crate::store::suspicious::is_flagged(conn, &id.value)? {
+            ids.remove(&id);
+        }
+    }
     let has_customer = ids.iter().any(|id| id.kind == IdKind::CustomerNo);
     let mut active = Vec::new();
     let mut newly_blocked = Vec::new();
@@ -268,6 +276,46 @@ pub fn apply_link(
         None => None,
     };
     Ok(outcome)
+}
+
+/// Applies again every link row that names `id` (a card cleared after it was flagged:
+/// the links it held back are made now).
+pub fn relink(
+    conn: &Connection,
+    id: &Identifier,
+    max_customers: usize,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let keys = conn
+        .prepare_cached("SELECT row_key FROM identity_links WHERE kind = ?1 AND value = ?2")?
+        .query_map(params![id.kind.as_str(), id.value], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for key in keys {
+        let identifiers = conn
+            .prepare_cached("SELECT kind, value FROM identity_links WHERE row_key = ?1")?
+            .query_map([&key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|(kind, value)| IdKind::parse(&kind).map(|kind| Identifier { kind, value }))
+            .collect();
+        let source = match key.split_once(':') {
+            Some(("crm", _)) => "crm",
+            Some(("order", _)) => "online",
+            _ => "api",
+        };
+        let row = LinkRow {
+            key,
+            source: source.to_string(),
+            identifiers,
+            seen_at: now,
+        };
+        apply_link(conn, &row, max_customers, now)?;
+    }
+    Ok(())
 }
 
 struct OldProfile {

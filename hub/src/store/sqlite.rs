@@ -10,12 +10,13 @@ use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, ReceiptLine, Timestamp};
 
 use super::chain::{self, ChainBreak, ChainCheck};
+use super::suspicious::{self, SuspiciousCard};
 use super::HealthView;
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
 };
-use crate::config::IdentityConfig;
+use crate::config::{FraudConfig, IdentityConfig};
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};
 use crate::profile::{
@@ -26,8 +27,9 @@ use till360_shared::wire::TillHealth;
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
-/// (`digest_feed.removed_at_ms`, `digest_compaction`).
-const SCHEMA_VERSION: i64 = 6;
+/// (`digest_feed.removed_at_ms`, `digest_compaction`); 7: suspicious cards
+/// (`suspicious_cards`, `transactions_card`).
+const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
 pub const SCHEMA: &str = "
@@ -245,6 +247,17 @@ CREATE TABLE IF NOT EXISTS digest_compaction (
     store TEXT PRIMARY KEY,
     compacted_through INTEGER NOT NULL
 );
+-- Cards flagged by the fraud rules (store/suspicious.rs): findings as JSON; cleared_at_ms
+-- NULL while flagged; findings whose receipts are all at or before cleared_through_ms
+-- were cleared by a marketer.
+CREATE TABLE IF NOT EXISTS suspicious_cards (
+    card TEXT PRIMARY KEY,
+    flagged_at_ms INTEGER NOT NULL,
+    findings TEXT NOT NULL,
+    cleared_at_ms INTEGER,
+    cleared_through_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS transactions_card ON transactions(card, at_ms);
 ";
 
 const INSERT_EVENT: &str =
@@ -284,6 +297,8 @@ fn upgrade_digest_feed(conn: &Connection) -> Result<(), StoreError> {
 pub struct SqliteStore {
     pub(super) conn: Connection,
     identity: IdentityConfig,
+    /// `[fraud]`: the rules every carded receipt is checked against at ingest.
+    fraud: FraudConfig,
     /// The coupon master secret, to check redeemed codes at merge; without it every
     /// accepted scan is stored as `unchecked` (and counted as genuine).
     coupon_master: Option<[u8; 32]>,
@@ -319,7 +334,7 @@ impl SqliteStore {
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
             // (and, from 3, the chain column; from 5, the digest feed's removal time).
-            0..=5 => {
+            0..=6 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
                 let upgraded = chain::upgrade(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
@@ -343,6 +358,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             identity: IdentityConfig::default(),
+            fraud: FraudConfig::default(),
             coupon_master: None,
         })
     }
@@ -360,6 +376,8 @@ impl SqliteStore {
         tx: &Transaction<'_>,
         event: &Event,
         coupon_master: Option<&[u8]>,
+        fraud: &FraudConfig,
+        now: Timestamp,
     ) -> Result<Vec<u8>, StoreError> {
         let encoded = codec::to_bytes(event)?;
         tx.prepare_cached(INSERT_EVENT)?.execute(params![
@@ -392,7 +410,21 @@ impl SqliteStore {
                             Some(identity::CardOwner::Erased) | None => row.card = None,
                         }
                     }
-                    Self::insert_transaction(tx, &row)?
+                    Self::insert_transaction(tx, &row)?;
+                    if let Some(card) = &row.card {
+                        let flagged = suspicious::check_card(tx, fraud, card, row.at, now)?;
+                        for f in flagged.into_iter().flatten() {
+                            tracing::warn!(
+                                "card …{} flagged as suspicious ({:?}) after {}/{} seq {}: {}",
+                                card.last4(),
+                                f.rule,
+                                row.store,
+                                row.till,
+                                row.seq,
+                                f.detail
+                            );
+                        }
+                    }
                 }
                 MergeOp::AddCoupon(mut row) => {
                     if row.card.is_some() {
@@ -691,6 +723,11 @@ impl SqliteStore {
         self.coupon_master = Some(*master);
     }
 
+    /// Sets the rules carded receipts are checked against at ingest (`[fraud]`).
+    pub fn set_fraud_config(&mut self, config: FraudConfig) {
+        self.fraud = config;
+    }
+
     /// Sets how search normalises phone numbers (`[identity]` of hub.toml).
     pub fn set_identity_config(&mut self, config: IdentityConfig) {
         self.identity = config;
@@ -738,6 +775,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let master = self.coupon_master.as_ref().map(|m| m.as_slice());
+        let fraud = &self.fraud;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -750,7 +788,7 @@ impl Store for SqliteStore {
                 Err(refusal) => outcomes.push(Err(refusal)),
                 Ok(plan) => {
                     for event in &req.events[plan.first_new..] {
-                        let encoded = Self::merge_event(&tx, event, master)?;
+                        let encoded = Self::merge_event(&tx, event, master, fraud, now)?;
                         head = head.map(|prev| link_bytes(&prev, &encoded));
                     }
                     tx.prepare_cached(UPSERT_AGENT_CHAIN)?.execute(params![
@@ -951,5 +989,34 @@ impl Store for SqliteStore {
 
     fn coupon_stores(&self) -> Result<Vec<StoreCoupons>, StoreError> {
         kpis::load_store_report(&self.conn)
+    }
+
+    fn suspicious_cards(&self) -> Result<Vec<SuspiciousCard>, StoreError> {
+        suspicious::list(&self.conn)
+    }
+
+    fn clear_suspicious(
+        &mut self,
+        card: &str,
+        now: Timestamp,
+    ) -> Result<Option<SuspiciousCard>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(cleared) = suspicious::clear(&tx, card, now)? else {
+            return Ok(None);
+        };
+        // The links that stopped at the card while it was flagged are made now.
+        identity::relink(
+            &tx,
+            &Identifier {
+                kind: IdKind::Card,
+                value: card.to_string(),
+            },
+            self.identity.max_customers_per_identifier,
+            now,
+        )?;
+        tx.commit()?;
+        Ok(Some(cleared))
     }
 }
