@@ -535,6 +535,40 @@ key = "/abs/hub.key"
     }
 
     #[test]
+    fn fraud_section_and_store_locations() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
+        assert_eq!(c.fraud, FraudConfig::default());
+        let text = format!(
+            "{MINIMAL}\n[fraud]\nmax_receipts_per_day = 12\n\
+             [[store]]\nid = \"S001\"\nlat = 52.37\nlon = 4.9\n"
+        );
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!(c.fraud.max_receipts_per_day, 12);
+        assert_eq!(
+            c.fraud.stores["S001"],
+            StoreLocation {
+                lat: 52.37,
+                lon: 4.9
+            }
+        );
+        for (bad, key) in [
+            ("[fraud]\nhouse_card_tills = 0\n", "fraud.house_card_tills"),
+            ("[fraud]\ntravel_min_stores = 1\n", "fraud.travel_min_stores"),
+            ("[fraud]\nmax_speed_kmh = -1.0\n", "fraud.max_speed_kmh"),
+            ("[[store]]\nid = \"S1\"\nlat = 91.0\nlon = 0.0\n", "`store`"),
+            (
+                "[[store]]\nid = \"S1\"\nlat = 1.0\nlon = 0.0\n[[store]]\nid = \"S1\"\nlat = 2.0\nlon = 0.0\n",
+                "listed twice",
+            ),
+        ] {
+            let err = HubConfig::from_toml_str(&format!("{MINIMAL}\n{bad}"), "/etc/hub.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("/etc/hub.toml") && err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
         let c = HubConfig::load(&path).unwrap();
@@ -547,6 +581,7 @@ key = "/abs/hub.key"
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
         let segments = crate::segments::compile(&c.segments).unwrap();
         assert_eq!(segments.len(), 2, "the example's segments compile");
+        assert_eq!(c.fraud.stores.len(), 2, "the example's store locations");
     }
 
     #[test]

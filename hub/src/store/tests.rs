@@ -217,7 +217,7 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
     let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
         .conn
         .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
@@ -232,4 +232,38 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
     // Opening again is a no-op.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(count(&store, "digest_feed"), 2);
+}
+
+/// A database of schema 6 (before suspicious cards) opens as 7 with `suspicious_cards` and
+/// the transactions' card index.
+#[test]
+fn a_schema_6_database_gains_suspicious_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "DROP TABLE suspicious_cards; DROP INDEX transactions_card;
+                 PRAGMA user_version = 6;",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 7);
+    assert_eq!(count(&store, "suspicious_cards"), 0);
+    let indexed: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'transactions_card'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
 }
