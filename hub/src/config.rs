@@ -56,6 +56,8 @@ pub struct HubConfig {
     pub segments: Vec<toml::Table>,
     /// `[fraud]` thresholds with the `[[store]]` locations.
     pub fraud: FraudConfig,
+    /// `[till_requests]`: what each till may ask at a scan, and how often.
+    pub till_requests: TillRequestsConfig,
 }
 
 /// `[identity]`: how identifiers are normalised and when they may link customers.
@@ -122,6 +124,38 @@ impl Default for DigestsConfig {
             months: 12,
             refresh_seconds: 300,
             removal_retention_days: 30,
+        }
+    }
+}
+
+/// `[till_requests]`: the digest requests and coupon checks a till sends at a scan are
+/// answered at the pace of a real till (a token bucket per till), and a till asking about
+/// many cards or codes nobody knows is reported as probing (see `listener::till_guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TillRequestsConfig {
+    /// Requests (digest requests and coupon checks together) a till may send at once ...
+    pub burst: u32,
+    /// ... and per minute after that. Requests beyond it get no answer (the till uses its
+    /// cache, as when the hub is slow).
+    pub per_minute: u32,
+    /// Digests of customers who never shopped at the till's store (a first visit) a till
+    /// gets per hour; beyond it the answer is "no digest".
+    pub foreign_cards_per_hour: u32,
+    /// A till asking about this many unknown cards or forged codes ...
+    pub probe_threshold: u32,
+    /// ... within this many minutes is reported as probing.
+    pub probe_window_minutes: u32,
+}
+
+impl Default for TillRequestsConfig {
+    fn default() -> Self {
+        Self {
+            burst: 30,
+            per_minute: 20,
+            foreign_cards_per_hour: 20,
+            probe_threshold: 20,
+            probe_window_minutes: 10,
         }
     }
 }
@@ -216,6 +250,8 @@ struct RawConfig {
     fraud: FraudConfig,
     #[serde(default)]
     store: Vec<RawStore>,
+    #[serde(default)]
+    till_requests: TillRequestsConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -343,8 +379,25 @@ impl HubConfig {
         }
         let fraud =
             fraud_config(raw.fraud, raw.store).map_err(|(key, reason)| invalid(key, reason))?;
+        for (key, value) in [
+            ("till_requests.burst", raw.till_requests.burst),
+            ("till_requests.per_minute", raw.till_requests.per_minute),
+            (
+                "till_requests.probe_threshold",
+                raw.till_requests.probe_threshold,
+            ),
+            (
+                "till_requests.probe_window_minutes",
+                raw.till_requests.probe_window_minutes,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         Ok(HubConfig {
             fraud,
+            till_requests: raw.till_requests,
             api_token: raw.api_token,
             digests: raw.digests,
             identity: raw.identity,
@@ -566,6 +619,29 @@ key = "/abs/hub.key"
                 .to_string();
             assert!(err.contains("/etc/hub.toml") && err.contains(key), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn till_requests_section() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
+        assert_eq!(c.till_requests, TillRequestsConfig::default());
+        let text = format!("{MINIMAL}\n[till_requests]\nburst = 5\nforeign_cards_per_hour = 0\n");
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!(
+            (
+                c.till_requests.burst,
+                c.till_requests.foreign_cards_per_hour
+            ),
+            (5, 0)
+        );
+        let bad = format!("{MINIMAL}\n[till_requests]\nper_minute = 0\n");
+        let err = HubConfig::from_toml_str(&bad, "/etc/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/hub.toml") && err.contains("till_requests.per_minute"),
+            "{err}"
+        );
     }
 
     #[test]

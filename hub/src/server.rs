@@ -103,10 +103,12 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let digest_feed = listener::DigestFeed::new(db_path, master, &digests)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let tills = listener::TillGuards::new(config.till_requests, config.digests.months);
     let downlinks = listener::Downlinks {
         erasures,
         campaigns: campaign_feed,
         digests: digest_feed,
+        tills: tills.clone(),
     };
     let revocation_task = tokio::spawn(
         gate.clone()
@@ -122,6 +124,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let reader: api::Reader = Arc::new(Mutex::new(Box::new(read_store) as Box<dyn Store>));
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
+    api_options.tills = Some(tills);
     let app = api::router(reader, api_options);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {

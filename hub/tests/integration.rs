@@ -23,5 +23,6 @@ mod quic_ingest;
 mod revocation;
 mod suspicious_cards;
 mod till_health;
+mod till_probing;
 mod traits_export;
 mod traits_running_hub;

@@ -48,6 +48,8 @@ pub struct ApiOptions {
     pub database: Option<PathBuf>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
+    /// The listener's per-till request guards, for `probing` in `GET /api/v1/agents`.
+    pub tills: Option<crate::listener::TillGuards>,
 }
 
 impl ApiOptions {
@@ -58,6 +60,7 @@ impl ApiOptions {
             segments: config.segments.clone(),
             database: Some(path.clone()),
             campaigns: None,
+            tills: None,
         }
     }
 }
@@ -69,6 +72,7 @@ struct ApiState {
     segments: Arc<Vec<SegmentDef>>,
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
+    tills: Option<crate::listener::TillGuards>,
 }
 
 impl FromRef<ApiState> for Reader {
@@ -83,11 +87,12 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
+        tills: options.tills,
     };
     let token = auth::Token::new(options.token);
     Router::new()
         .route(auth::HEALTH_PATH, get(health))
-        .route("/api/v1/agents", get(profiles::agents))
+        .route("/api/v1/agents", get(agents))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))
         .route(
@@ -181,6 +186,28 @@ where
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// `GET /api/v1/agents`: the store's view of each till, with `probing` (`null`, or
+/// `{unknown_cards, unknown_codes, since}` since the hub started) from the listener.
+async fn agents(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
+    let agents = read(state.reader.clone(), |s| s.agents()).await?;
+    let mut out = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let probing = state
+            .tills
+            .as_ref()
+            .and_then(|t| t.probing(&agent.store, &agent.till));
+        let mut value = serde_json::to_value(&agent)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("probing".into(), json!(probing));
+        }
+        out.push(value);
+    }
+    Ok(Json(out).into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

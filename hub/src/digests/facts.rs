@@ -22,6 +22,29 @@ pub fn profile_of_card(conn: &Connection, card: &CardNumber) -> Result<Option<St
         .optional()?)
 }
 
+/// What `card` is to `store`: `None` when unknown (or erased); else whether it is flagged
+/// as suspicious and whether its holder has a transaction in the store at or after
+/// `since_ms` (the store's customer, whom its digest feed carries).
+pub fn standing_at_store(
+    conn: &Connection,
+    card: &CardNumber,
+    store: &str,
+    since_ms: i64,
+) -> Result<Option<(bool, bool)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM suspicious_cards
+                            WHERE card = i.value AND cleared_at_ms IS NULL),
+                    EXISTS (SELECT 1 FROM transactions t WHERE t.profile_id = i.profile_id
+                            AND t.store = ?2 AND t.at_ms >= ?3)
+             FROM identifiers i WHERE i.kind = 'card' AND i.value = ?1",
+        )?
+        .query_row(rusqlite::params![card.as_str(), store, since_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
 /// The valid card numbers of a profile that are not flagged as suspicious (a stored value
 /// that is not a card is skipped: a till could never scan it).
 pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, StoreError> {

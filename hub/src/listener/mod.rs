@@ -11,6 +11,7 @@ mod endpoint;
 mod erasures;
 mod revocation;
 mod session;
+mod till_guard;
 mod tls;
 
 use tokio::sync::watch;
@@ -27,6 +28,7 @@ pub use revocation::{Gate, GateError, Kick, Ticket, REVOCATION_POLL};
 pub use session::{
     DigestPoll, HubSession, Reply, Step, DIGEST_BATCH, ERASURE_BATCH, ERASURE_WINDOW,
 };
+pub use till_guard::{CardAnswer, Probing, Standing, TillGuard, TillGuards, TokenBucket};
 pub use tls::{
     load_certs, load_key, server_config, transport_config, TlsSetupError, IDLE_TIMEOUT, KEEP_ALIVE,
     RECEIVE_WINDOW, SEND_WINDOW, STREAM_RECEIVE_WINDOW,
@@ -41,6 +43,8 @@ pub struct Downlinks {
     /// `None`: no campaigns configured, nothing is sent.
     pub campaigns: Option<CampaignFeed>,
     pub digests: DigestFeed,
+    /// What each till may ask at a scan, and how often.
+    pub tills: TillGuards,
 }
 
 /// Accepts connections until `stop` turns true, then closes every connection and waits
