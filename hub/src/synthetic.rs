@@ -63,19 +63,7 @@ impl Generator {
     /// A receipt event with `seq` from `agent`; times advance with `seq`.
     pub fn receipt(&mut self, agent: &AgentId, seq: u64) -> Event {
         let line_count = 3 + self.below(13) as usize;
-        let mut lines = Vec::with_capacity(line_count);
-        for _ in 0..line_count {
-            let (name, unit) = PRODUCTS[self.below(PRODUCTS.len() as u64) as usize];
-            let qty = 1 + self.below(3) as i64;
-            lines.push(ReceiptLine {
-                description: name.to_string(),
-                sku: Some(format!("400{:010}", unit * 7 + qty)),
-                quantity_milli: qty * 1000,
-                unit_cents: Some(unit),
-                amount_cents: unit * qty,
-                discount: false,
-            });
-        }
+        let lines = self.lines(line_count);
         let card = if !self.cards.is_empty() && self.below(100) < self.carded_percent {
             let i = self.below(self.cards.len() as u64) as usize;
             Some(self.cards[i].clone())
@@ -148,6 +136,20 @@ pub const CHAIN: &[(&str, f64, f64, u32)] = &[
 
 const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
+
+/// The [`CHAIN`]'s locations, as `[[store]]` tables would give them.
+pub fn chain_locations() -> std::collections::BTreeMap<String, crate::config::StoreLocation> {
+    CHAIN
+        .iter()
+        .map(|(id, lat, lon, _)| {
+            let at = crate::config::StoreLocation {
+                lat: *lat,
+                lon: *lon,
+            };
+            (id.to_string(), at)
+        })
+        .collect()
+}
 
 /// One household of the honest month: one card, shared by everyone in it.
 struct Household {
@@ -285,9 +287,9 @@ impl Generator {
         trips
     }
 
-    fn basket(&mut self) -> Vec<ReceiptLine> {
-        let line_count = 1 + self.below(15) as usize;
-        (0..line_count)
+    /// `count` lines of [`PRODUCTS`], 1 to 3 of each.
+    fn lines(&mut self, count: usize) -> Vec<ReceiptLine> {
+        (0..count)
             .map(|_| {
                 let (name, unit) = PRODUCTS[self.below(PRODUCTS.len() as u64) as usize];
                 let qty = 1 + self.below(3) as i64;
@@ -301,6 +303,11 @@ impl Generator {
                 }
             })
             .collect()
+    }
+
+    fn basket(&mut self) -> Vec<ReceiptLine> {
+        let count = 1 + self.below(15) as usize;
+        self.lines(count)
     }
 
     /// `days` of honest shoppers: `households` households (alone, couples, families of up

@@ -3,18 +3,15 @@
 //! personal coupon) and links nothing until cleared through the API; the other rules and
 //! an honest month through a real SQLite store.
 
-use std::net::SocketAddr;
-
 use chrono::Utc;
-use till360_hub::config::{DatabaseUrl, FraudConfig, StoreLocation};
+use till360_hub::config::{DatabaseUrl, FraudConfig};
 use till360_hub::store::{IngestRequest, SqliteStore, Store};
-use till360_hub::synthetic::{Generator, CHAIN};
+use till360_hub::synthetic::{chain_locations, Generator};
 use till360_shared::wire::Message;
 use till360_shared::Timestamp;
-use till360_shared::{AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use till360_shared::{AgentId, CardNumber, Event};
 
-use crate::common::{self, http_get, send_all, Site, STEP};
+use crate::common::{self, http_get, http_post, send_all, Site, STEP};
 use crate::downlink_digests::{digests, subscribed};
 
 const HOUSE: &str = "240100000123";
@@ -33,50 +30,7 @@ fn at(minutes: i64) -> Timestamp {
 
 /// A receipt whose basket is `n` coffees (so each `n` is another basket).
 fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, minutes: i64, n: i64) -> Event {
-    let at = at(minutes);
-    Event {
-        agent: agent.clone(),
-        seq,
-        recorded_at: at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: Some(format!("R{seq}")),
-            printed_at: Some(at),
-            completed_at: at,
-            card: Some(card.clone()),
-            card_last4: Some(card.last4().to_string()),
-            lines: vec![ReceiptLine {
-                description: "Coffee".into(),
-                sku: Some("SKU-COFFEE".into()),
-                quantity_milli: n * 1000,
-                unit_cents: Some(299),
-                amount_cents: n * 299,
-                discount: false,
-            }],
-            total_cents: n * 299,
-            currency: Currency::EUR,
-        }),
-    }
-}
-
-/// `POST path` without a body; the status and the JSON body.
-async fn http_post(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
-        .await
-        .expect("HTTP response timed out")
-        .unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?}: {e}")),
-    )
+    common::one_line_receipt(agent, seq, Some(card), at(minutes), ("Coffee", n * 299))
 }
 
 fn import_crm(site: &Site, rows: &str) {
@@ -164,9 +118,23 @@ async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared(
         "only the honest card's digest is pushed: {entries:?}"
     );
 
+    // The person's export says so.
+    let by_card = format!("/api/v1/profiles/by-card/{house}");
+    let id = http_get(http, &format!("/api/v1/profiles/by-card/{house}"))
+        .await
+        .1["profile_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, export) = http_get(http, &format!("/api/v1/profiles/{id}/export")).await;
+    assert_eq!(
+        export["suspicious_cards"][0]["id"],
+        house.as_str(),
+        "{export}"
+    );
+
     // Not merged further: a CRM row naming the card leaves it alone.
     import_crm(&site, &format!("C100,anna@example.nl,{house}\n"));
-    let by_card = format!("/api/v1/profiles/by-card/{house}");
     let (_, profile) = http_get(http, &by_card).await;
     assert!(
         profile["customer_no"].is_null(),
@@ -251,23 +219,12 @@ async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared(
     hub.shutdown().await;
 }
 
-fn chain_rules() -> FraudConfig {
-    let mut rules = FraudConfig::default();
-    for (id, lat, lon, _) in CHAIN {
-        rules.stores.insert(
-            id.to_string(),
-            StoreLocation {
-                lat: *lat,
-                lon: *lon,
-            },
-        );
-    }
-    rules
-}
-
 fn store_on_disk(dir: &tempfile::TempDir) -> SqliteStore {
     let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-    store.set_fraud_config(chain_rules());
+    store.set_fraud_config(FraudConfig {
+        stores: chain_locations(),
+        ..FraudConfig::default()
+    });
     store
 }
 

@@ -4,8 +4,9 @@
 
 use std::time::Instant;
 
+use till360_hub::server::RunningHub;
 use till360_shared::wire::{CouponVerdict, Message};
-use till360_shared::{AgentId, CardNumber, Event, EventKind};
+use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use crate::common::{self, agent_entry, send_all, Site};
 use crate::downlink_digests::subscribed;
@@ -29,6 +30,17 @@ fn site() -> Site {
     site
 }
 
+/// A started hub whose S001 has one customer (a receipt at S001/T01 now).
+async fn with_a_customer(site: &Site) -> (RunningHub, CardNumber, Timestamp) {
+    let hub = site.start().await;
+    let ours = card("240100000101");
+    let at = Timestamp::from_utc(chrono::Utc::now(), 60);
+    let s1 = AgentId::new("S001", "T01");
+    let receipt = common::one_line_receipt(&s1, 1, Some(&ours), at, ("Tea", 250));
+    send_all(site, hub.quic_addr(), &s1, vec![receipt]).await;
+    (hub, ours, at)
+}
+
 async fn digest(till: &mut common::Agent, card: &CardNumber) -> bool {
     match till
         .call(&Message::DigestRequest { card: card.clone() })
@@ -42,24 +54,8 @@ async fn digest(till: &mut common::Agent, card: &CardNumber) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_till_gets_its_stores_customers_and_a_prober_is_reported() {
     let site = site();
-    let hub = site.start().await;
-    let ours = card("240100000101");
+    let (hub, ours, at) = with_a_customer(&site).await;
     let strangers: Vec<CardNumber> = (102..105).map(|i| card(&format!("240100000{i}"))).collect();
-    let at = till360_shared::Timestamp::from_utc(chrono::Utc::now(), 60);
-    let s1 = AgentId::new("S001", "T01");
-    send_all(
-        &site,
-        hub.quic_addr(),
-        &s1,
-        vec![common::one_line_receipt(
-            &s1,
-            1,
-            Some(&ours),
-            at,
-            ("Tea", 250),
-        )],
-    )
-    .await;
     let s2 = AgentId::new("S002", "T01");
     let events: Vec<Event> = strangers
         .iter()
@@ -126,23 +122,7 @@ async fn a_till_gets_its_stores_customers_and_a_prober_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_a_tills_rate_are_not_answered() {
     let site = site();
-    let hub = site.start().await;
-    let ours = card("240100000101");
-    let at = till360_shared::Timestamp::from_utc(chrono::Utc::now(), 60);
-    let s1 = AgentId::new("S001", "T01");
-    send_all(
-        &site,
-        hub.quic_addr(),
-        &s1,
-        vec![common::one_line_receipt(
-            &s1,
-            1,
-            Some(&ours),
-            at,
-            ("Tea", 250),
-        )],
-    )
-    .await;
+    let (hub, ours, at) = with_a_customer(&site).await;
     let started = Instant::now();
     let busy = AgentId::new("S001", "T03");
     let mut till = subscribed(&site, hub.quic_addr(), &busy, 0, 0).await;

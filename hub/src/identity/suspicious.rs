@@ -300,20 +300,13 @@ mod tests {
     use till360_shared::{CardNumber, EventKind, Timestamp};
 
     use super::*;
-    use crate::synthetic::{Generator, CHAIN};
+    use crate::synthetic::{chain_locations, Generator};
 
     fn chain_rules() -> FraudConfig {
-        let mut rules = FraudConfig::default();
-        for (id, lat, lon, _) in CHAIN {
-            rules.stores.insert(
-                id.to_string(),
-                StoreLocation {
-                    lat: *lat,
-                    lon: *lon,
-                },
-            );
+        FraudConfig {
+            stores: chain_locations(),
+            ..FraudConfig::default()
         }
-        rules
     }
 
     /// 2026-01-06 (a Tuesday) 00:00 local at +01:00, plus `minutes`.

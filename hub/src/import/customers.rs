@@ -92,18 +92,7 @@ pub(super) fn run(
     let (mut csv, cols) = StrictCsv::open(reader, REQUIRED)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
-    while let Some(next) = csv.next()? {
-        summary.read += 1;
-        let (line, record) = match next {
-            Ok(read) => read,
-            Err(rejection) => {
-                summary.rejected.push(rejection);
-                continue;
-            }
-        };
-        if summary.read % super::progress::EVERY == 0 {
-            progress(summary.read);
-        }
+    while let Some((line, record)) = csv.next(&mut summary, &mut *progress)? {
         match parse(&cols, record, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             // After a bad line nothing more is applied: it will be rolled back anyway.

@@ -11,7 +11,8 @@ use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 use std::rc::Rc;
 
-use super::{Columns, ImportError, Rejection};
+use super::progress::EVERY;
+use super::{Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 
 /// What the reader sees of the bytes: the offsets of the quotes not yet checked.
 struct QuoteTap<R> {
@@ -65,12 +66,31 @@ impl<R: BufRead> StrictCsv<R> {
         Ok((file, Columns::new(&header, required)?))
     }
 
-    /// The next record with its line number, a rejection for a malformed one, `None` at the
-    /// end of the file.
-    #[allow(clippy::type_complexity)]
+    /// The next well-formed record with its line number (`None` at the end of the file).
+    /// Every record counts as read in `summary`; a malformed one is rejected there and
+    /// skipped; `progress` hears every [`EVERY`] records.
     pub(super) fn next(
         &mut self,
-    ) -> Result<Option<Result<(u64, &csv::StringRecord), Rejection>>, ImportError> {
+        summary: &mut ImportSummary,
+        progress: ProgressFn<'_>,
+    ) -> Result<Option<(u64, &csv::StringRecord)>, ImportError> {
+        loop {
+            let Some(read) = self.read()? else {
+                return Ok(None);
+            };
+            summary.read += 1;
+            if summary.read.is_multiple_of(EVERY) {
+                progress(summary.read);
+            }
+            match read {
+                Ok(line) => return Ok(Some((line, &self.record))),
+                Err(rejection) => summary.rejected.push(rejection),
+            }
+        }
+    }
+
+    /// Reads the next record into `self.record`: its line, or why it is malformed.
+    fn read(&mut self) -> Result<Option<Result<u64, Rejection>>, ImportError> {
         let start = self.csv.position().clone();
         match self.csv.read_record(&mut self.record) {
             Ok(false) => Ok(None),
@@ -88,7 +108,7 @@ impl<R: BufRead> StrictCsv<R> {
                 });
                 Ok(Some(match shape {
                     Some(reason) => Err(Rejection { line, reason }),
-                    None => Ok((line, &self.record)),
+                    None => Ok(line),
                 }))
             }
             Err(e) => {

@@ -186,6 +186,11 @@ pub(super) fn export_profile(
     out.insert("traits".into(), traits.unwrap_or(Value::Null));
     out.insert("segments".into(), json!(segments));
     out.insert("coupons".into(), Value::Array(coupons));
+    // What the fraud rules found about the person's cards is about the person too.
+    out.insert(
+        "suspicious_cards".into(),
+        json!(super::suspicious::of_profile(conn, profile_id)?),
+    );
     Ok(Some(Value::Object(out)))
 }
 

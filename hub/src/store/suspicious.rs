@@ -178,12 +178,34 @@ fn view(
 
 /// Every flagged or cleared card, flagged ones first, newest first.
 pub fn list(conn: &Connection) -> Result<Vec<SuspiciousCard>, StoreError> {
+    views(
+        conn,
+        "SELECT card, flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards
+         WHERE ?1 IS NULL ORDER BY cleared_at_ms IS NOT NULL, flagged_at_ms DESC, card",
+        None,
+    )
+}
+
+/// The flagged or cleared cards of a profile (for its export).
+pub fn of_profile(conn: &Connection, profile_id: &str) -> Result<Vec<SuspiciousCard>, StoreError> {
+    views(
+        conn,
+        "SELECT s.card, s.flagged_at_ms, s.findings, s.cleared_at_ms FROM suspicious_cards s
+         JOIN identifiers i ON i.kind = 'card' AND i.value = s.card
+         WHERE i.profile_id = ?1 ORDER BY s.card",
+        Some(profile_id),
+    )
+}
+
+/// The rows of `sql` (card, flagged_at_ms, findings, cleared_at_ms), `?1` bound to `arg`.
+fn views(
+    conn: &Connection,
+    sql: &str,
+    arg: Option<&str>,
+) -> Result<Vec<SuspiciousCard>, StoreError> {
     let rows = conn
-        .prepare_cached(
-            "SELECT card, flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards
-             ORDER BY cleared_at_ms IS NOT NULL, flagged_at_ms DESC, card",
-        )?
-        .query_map([], |r| {
+        .prepare_cached(sql)?
+        .query_map([arg], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;

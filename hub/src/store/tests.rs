@@ -16,6 +16,13 @@ fn ingest_one(store: &mut SqliteStore, agent: &AgentId, events: &[Event]) -> sup
     out.remove(0)
 }
 
+fn user_version(store: &SqliteStore) -> i64 {
+    store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
 fn count(store: &SqliteStore, table: &str) -> i64 {
     store
         .conn
@@ -213,11 +220,7 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let version: i64 = store
-        .conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(user_version(&store), 7);
     let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
         .conn
         .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
@@ -251,11 +254,7 @@ fn a_schema_6_database_gains_suspicious_cards() {
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    let version: i64 = store
-        .conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(user_version(&store), 7);
     assert_eq!(count(&store, "suspicious_cards"), 0);
     let indexed: i64 = store
         .conn

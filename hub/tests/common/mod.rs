@@ -219,8 +219,19 @@ impl Agent {
 
 /// `GET path` over a fresh TCP connection; returns the status and the JSON body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    http_call(addr, "GET", path).await
+}
+
+/// `POST path` without a body; the status and the JSON body.
+pub async fn http_post(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    http_call(addr, "POST", path).await
+}
+
+async fn http_call(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(STEP, stream.read_to_end(&mut raw))
