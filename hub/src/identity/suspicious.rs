@@ -27,21 +27,12 @@ use crate::config::{FraudConfig, StoreLocation};
 pub const MAX_EVIDENCE: usize = 20;
 const MINUTE_MS: i64 = 60_000;
 
-/// A fingerprint of a basket: what was bought and how much (FNV-1a, stable across builds).
-pub fn basket_fingerprint(lines: &[till360_shared::ReceiptLine]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    for line in lines {
-        eat(line.sku.as_deref().unwrap_or(&line.description).as_bytes());
-        eat(&line.quantity_milli.to_le_bytes());
-        eat(&line.amount_cents.to_le_bytes());
-    }
-    hash
+/// A fingerprint of a basket, from its lines as stored (their canonical encoding): equal
+/// baskets, equal fingerprints (FNV-1a, stable across builds).
+pub fn basket_fingerprint(encoded_lines: &[u8]) -> u64 {
+    encoded_lines.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// One receipt of the card, as the tills reported it.
@@ -346,7 +337,9 @@ mod tests {
                 seq: e.seq,
                 at: receipt.completed_at,
                 total_cents: receipt.total_cents,
-                basket: basket_fingerprint(&receipt.lines),
+                basket: basket_fingerprint(
+                    &till360_shared::codec::to_bytes(&receipt.lines).unwrap(),
+                ),
             });
         }
         // How close honest shoppers come to each threshold.

@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use till360_shared::{codec, CardNumber, ReceiptLine, Timestamp};
+use till360_shared::{CardNumber, Timestamp};
 
 use super::StoreError;
 use crate::config::FraudConfig;
@@ -56,42 +56,35 @@ pub fn check_card(
     if !rules.enabled {
         return Ok(None);
     }
-    let rows = conn
+    // Most cards have a receipt or two around a new one: fewer than any rule needs.
+    let (from, to) = (
+        at.unix_ms.saturating_sub(WINDOW_MS),
+        at.unix_ms.saturating_add(WINDOW_MS),
+    );
+    let around: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM transactions WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3",
+        )?
+        .query_row(params![card.as_str(), from, to], |r| r.get(0))?;
+    if around < fewest_receipts(rules) {
+        return Ok(None);
+    }
+    let receipts = conn
         .prepare_cached(
             "SELECT store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
              WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3 ORDER BY at_ms LIMIT ?4",
         )?
-        .query_map(
-            params![
-                card.as_str(),
-                at.unix_ms.saturating_sub(WINDOW_MS),
-                at.unix_ms.saturating_add(WINDOW_MS),
-                MAX_RECEIPTS
-            ],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    Timestamp::from_unix_ms(r.get(3)?, r.get(4)?),
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                ))
-            },
-        )?
+        .query_map(params![card.as_str(), from, to, MAX_RECEIPTS], |r| {
+            Ok(CardReceipt {
+                store: r.get(0)?,
+                till: r.get(1)?,
+                seq: r.get::<_, i64>(2)?.max(0) as u64,
+                at: Timestamp::from_unix_ms(r.get(3)?, r.get(4)?),
+                total_cents: r.get(5)?,
+                basket: basket_fingerprint(r.get_ref(6)?.as_blob()?),
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut receipts = Vec::with_capacity(rows.len());
-    for (store, till, seq, at, total_cents, blob) in rows {
-        let lines: Vec<ReceiptLine> = codec::from_bytes(&blob)?;
-        receipts.push(CardReceipt {
-            store,
-            till,
-            seq: seq.max(0) as u64,
-            at,
-            total_cents,
-            basket: basket_fingerprint(&lines),
-        });
-    }
     let found = assess(rules, &receipts);
     if found.is_empty() {
         return Ok(None);
@@ -146,6 +139,18 @@ pub fn check_card(
         cleared_through.max(0)
     ])?;
     Ok(Some(new))
+}
+
+/// The fewest receipts any rule can fire on.
+fn fewest_receipts(rules: &FraudConfig) -> i64 {
+    [
+        rules.travel_min_stores,
+        rules.max_receipts_per_day.saturating_add(1),
+        rules.house_card_receipts,
+    ]
+    .into_iter()
+    .min()
+    .map_or(1, i64::from)
 }
 
 fn parse_findings(card: &str, json: &str) -> Result<Vec<Finding>, StoreError> {
