@@ -174,7 +174,7 @@ pub struct FraudConfig {
     /// clocks and the time from the cut to the next store's card scan.
     pub clock_slack_minutes: u32,
     /// Impossible hops must touch at least this many stores before a card is flagged
-    /// (a family sharing its card with a commuter is in two places at once).
+    /// (a family sharing its card is in as many places at once as it has shoppers out).
     pub travel_min_stores: u32,
     /// When a store has no location: two receipts at different stores closer than this
     /// (minutes) are too close.
@@ -199,9 +199,9 @@ impl Default for FraudConfig {
             enabled: true,
             max_speed_kmh: 150.0,
             clock_slack_minutes: 10,
-            travel_min_stores: 3,
+            travel_min_stores: 4,
             min_minutes_between_stores: 3,
-            max_receipts_per_day: 8,
+            max_receipts_per_day: 10,
             house_card_receipts: 6,
             house_card_tills: 2,
             house_card_gap_minutes: 20,

@@ -260,19 +260,22 @@ fn ingest(store: &mut SqliteStore, events: &[Event], batch: usize, reversed: boo
 fn a_cloned_card_and_a_card_used_too_often_are_flagged_whatever_the_order() {
     let cloned = card("240100000333");
     let busy = card("240100000444");
-    // Amsterdam, Rotterdam five minutes later, Groningen within the hour.
+    // Amsterdam, Rotterdam five minutes later, Groningen within the hour, Maastricht half
+    // an hour after that.
     let mut events = vec![
         receipt(&AgentId::new("S001", "T01"), 1, &cloned, 0, 1),
         receipt(&AgentId::new("S006", "T01"), 1, &cloned, 5, 2),
         receipt(&AgentId::new("S010", "T01"), 1, &cloned, 60, 3),
+        receipt(&AgentId::new("S012", "T01"), 1, &cloned, 90, 4),
     ];
-    // Nine receipts on one day at one till, an hour apart.
-    for i in 0..9 {
+    // Eleven receipts on one day at one till, 50 minutes apart.
+    for i in 0..11 {
+        let minutes = -540 + 50 * i as i64;
         events.push(receipt(
             &AgentId::new("S002", "T01"),
             1 + i,
             &busy,
-            -540 + 60 * i as i64,
+            minutes,
             1,
         ));
     }
@@ -295,7 +298,7 @@ fn a_cloned_card_and_a_card_used_too_often_are_flagged_whatever_the_order() {
         ];
         assert_eq!(rules, expected.into_iter().collect(), "reversed {reversed}");
         let travel = flagged.iter().find(|c| c.card == cloned.as_str()).unwrap();
-        assert_eq!(travel.findings[0].receipts.len(), 3);
+        assert_eq!(travel.findings[0].receipts.len(), 4);
         assert!(
             travel.findings[0].detail.contains("km/h"),
             "{:?}",
