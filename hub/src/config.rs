@@ -55,6 +55,10 @@ pub struct HubConfig {
     pub coupons: CouponsConfig,
     /// `[[segment]]` tables, as written; `segments::` compiles them.
     pub segments: Vec<toml::Table>,
+    /// `[fraud]` thresholds with the `[[store]]` locations.
+    pub fraud: FraudConfig,
+    /// `[till_requests]`: what each till may ask at a scan, and how often.
+    pub till_requests: TillRequestsConfig,
     pub api: ApiConfig,
 }
 
@@ -160,6 +164,103 @@ impl Default for CouponsConfig {
     }
 }
 
+/// `[till_requests]`: the digest requests and coupon checks a till sends at a scan are
+/// answered at the pace of a real till (a token bucket per till), and a till asking about
+/// many cards or codes nobody knows is reported as probing (see `listener::till_guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TillRequestsConfig {
+    /// Requests (digest requests and coupon checks together) a till may send at once ...
+    pub burst: u32,
+    /// ... and per minute after that. Requests beyond it get no answer (the till uses its
+    /// cache, as when the hub is slow).
+    pub per_minute: u32,
+    /// Digests of customers who never shopped at the till's store (a first visit) a till
+    /// gets per hour; beyond it the answer is "no digest".
+    pub foreign_cards_per_hour: u32,
+    /// A till asking about this many unknown cards or forged codes ...
+    pub probe_threshold: u32,
+    /// ... within this many minutes is reported as probing.
+    pub probe_window_minutes: u32,
+}
+
+impl Default for TillRequestsConfig {
+    fn default() -> Self {
+        Self {
+            burst: 30,
+            per_minute: 20,
+            foreign_cards_per_hour: 20,
+            probe_threshold: 20,
+            probe_window_minutes: 10,
+        }
+    }
+}
+
+/// `[fraud]`: when a card is used in a way one household's card is not (see
+/// `identity::suspicious`). The defaults never flag a simulated month of honest shoppers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FraudConfig {
+    /// Off: nothing is flagged (cards already flagged stay until cleared).
+    pub enabled: bool,
+    /// Between two stores with locations (`[[store]]`), a card may travel at most this
+    /// fast (km/h) between consecutive receipts.
+    pub max_speed_kmh: f64,
+    /// Added to the time between two receipts before the speed is computed: tills'
+    /// clocks and the time from the cut to the next store's card scan.
+    pub clock_slack_minutes: u32,
+    /// Impossible hops must touch at least this many stores before a card is flagged
+    /// (a family sharing its card is in as many places at once as it has shoppers out).
+    pub travel_min_stores: u32,
+    /// When a store has no location: two receipts at different stores closer than this
+    /// (minutes) are too close.
+    pub min_minutes_between_stores: u32,
+    /// More receipts than this on one day (the till's local date) is more than a
+    /// household makes.
+    pub max_receipts_per_day: u32,
+    /// A house card: at least this many receipts with different baskets, ...
+    pub house_card_receipts: u32,
+    /// ... on at least this many tills, ...
+    pub house_card_tills: u32,
+    /// ... each within this many minutes of the one before.
+    pub house_card_gap_minutes: u32,
+    /// `[[store]] id lat lon` of hub.toml, by store id.
+    #[serde(skip)]
+    pub stores: std::collections::BTreeMap<String, StoreLocation>,
+}
+
+impl Default for FraudConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_speed_kmh: 150.0,
+            clock_slack_minutes: 10,
+            travel_min_stores: 4,
+            min_minutes_between_stores: 3,
+            max_receipts_per_day: 10,
+            house_card_receipts: 6,
+            house_card_tills: 2,
+            house_card_gap_minutes: 20,
+            stores: Default::default(),
+        }
+    }
+}
+
+/// A store's location (`[[store]]`), in degrees (WGS 84).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreLocation {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    id: String,
+    lat: f64,
+    lon: f64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -185,6 +286,12 @@ struct RawConfig {
     segment: Vec<toml::Table>,
     #[serde(default)]
     api: ApiConfig,
+    #[serde(default)]
+    fraud: FraudConfig,
+    #[serde(default)]
+    store: Vec<RawStore>,
+    #[serde(default)]
+    till_requests: TillRequestsConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -328,8 +435,28 @@ impl HubConfig {
                 ),
             ));
         }
+        let fraud =
+            fraud_config(raw.fraud, raw.store).map_err(|(key, reason)| invalid(key, reason))?;
+        for (key, value) in [
+            ("till_requests.burst", raw.till_requests.burst),
+            ("till_requests.per_minute", raw.till_requests.per_minute),
+            (
+                "till_requests.probe_threshold",
+                raw.till_requests.probe_threshold,
+            ),
+            (
+                "till_requests.probe_window_minutes",
+                raw.till_requests.probe_window_minutes,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
         Ok(HubConfig {
             api: raw.api,
+            fraud,
+            till_requests: raw.till_requests,
             api_token: raw.api_token,
             digests: raw.digests,
             coupons: raw.coupons,
@@ -347,6 +474,51 @@ impl HubConfig {
             origin,
         })
     }
+}
+
+/// `[fraud]` checked, with the `[[store]]` locations.
+fn fraud_config(
+    mut fraud: FraudConfig,
+    stores: Vec<RawStore>,
+) -> Result<FraudConfig, (&'static str, String)> {
+    if !(fraud.max_speed_kmh.is_finite() && fraud.max_speed_kmh > 0.0) {
+        return Err(("fraud.max_speed_kmh", "must be a positive number".into()));
+    }
+    if fraud.travel_min_stores < 2 {
+        return Err((
+            "fraud.travel_min_stores",
+            "must be at least 2 (a hop joins two stores)".into(),
+        ));
+    }
+    for (key, value) in [
+        ("fraud.max_receipts_per_day", fraud.max_receipts_per_day),
+        ("fraud.house_card_receipts", fraud.house_card_receipts),
+        ("fraud.house_card_tills", fraud.house_card_tills),
+        ("fraud.house_card_gap_minutes", fraud.house_card_gap_minutes),
+    ] {
+        if value == 0 {
+            return Err((key, "must be at least 1".into()));
+        }
+    }
+    for s in stores {
+        if !((-90.0..=90.0).contains(&s.lat) && (-180.0..=180.0).contains(&s.lon)) {
+            return Err((
+                "store",
+                format!(
+                    "store {:?}: lat must be within -90..=90 and lon within -180..=180",
+                    s.id
+                ),
+            ));
+        }
+        let at = StoreLocation {
+            lat: s.lat,
+            lon: s.lon,
+        };
+        if fraud.stores.insert(s.id.clone(), at).is_some() {
+            return Err(("store", format!("store {:?} is listed twice", s.id)));
+        }
+    }
+    Ok(fraud)
 }
 
 #[cfg(test)]
@@ -476,6 +648,63 @@ key = "/abs/hub.key"
     }
 
     #[test]
+    fn fraud_section_and_store_locations() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
+        assert_eq!(c.fraud, FraudConfig::default());
+        let text = format!(
+            "{MINIMAL}\n[fraud]\nmax_receipts_per_day = 12\n\
+             [[store]]\nid = \"S001\"\nlat = 52.37\nlon = 4.9\n"
+        );
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!(c.fraud.max_receipts_per_day, 12);
+        assert_eq!(
+            c.fraud.stores["S001"],
+            StoreLocation {
+                lat: 52.37,
+                lon: 4.9
+            }
+        );
+        for (bad, key) in [
+            ("[fraud]\nhouse_card_tills = 0\n", "fraud.house_card_tills"),
+            ("[fraud]\ntravel_min_stores = 1\n", "fraud.travel_min_stores"),
+            ("[fraud]\nmax_speed_kmh = -1.0\n", "fraud.max_speed_kmh"),
+            ("[[store]]\nid = \"S1\"\nlat = 91.0\nlon = 0.0\n", "`store`"),
+            (
+                "[[store]]\nid = \"S1\"\nlat = 1.0\nlon = 0.0\n[[store]]\nid = \"S1\"\nlat = 2.0\nlon = 0.0\n",
+                "listed twice",
+            ),
+        ] {
+            let err = HubConfig::from_toml_str(&format!("{MINIMAL}\n{bad}"), "/etc/hub.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("/etc/hub.toml") && err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn till_requests_section() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/etc/hub.toml").unwrap();
+        assert_eq!(c.till_requests, TillRequestsConfig::default());
+        let text = format!("{MINIMAL}\n[till_requests]\nburst = 5\nforeign_cards_per_hour = 0\n");
+        let c = HubConfig::from_toml_str(&text, "/etc/hub.toml").unwrap();
+        assert_eq!(
+            (
+                c.till_requests.burst,
+                c.till_requests.foreign_cards_per_hour
+            ),
+            (5, 0)
+        );
+        let bad = format!("{MINIMAL}\n[till_requests]\nper_minute = 0\n");
+        let err = HubConfig::from_toml_str(&bad, "/etc/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/hub.toml") && err.contains("till_requests.per_minute"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/hub.toml");
         let c = HubConfig::load(&path).unwrap();
@@ -488,6 +717,7 @@ key = "/abs/hub.key"
         assert_eq!(c.listen, "127.0.0.1:4433".parse().unwrap());
         let segments = crate::segments::compile(&c.segments).unwrap();
         assert_eq!(segments.len(), 2, "the example's segments compile");
+        assert_eq!(c.fraud.stores.len(), 2, "the example's store locations");
         assert_eq!(c.coupons, CouponsConfig::default());
     }
 

@@ -107,6 +107,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut write_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
+    write_store.set_fraud_config(config.fraud.clone());
     let campaigns = match &config.campaigns {
         Some(path) => Some(
             crate::campaigns::load(path, write_store.connection())
@@ -192,11 +193,13 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         stop_rx.clone(),
     )
     .with_context(|| format!("cannot read the coupon ledger in {}", db_path.display()))?;
+    let tills = listener::TillGuards::new(config.till_requests, config.digests.months);
     let downlinks = listener::Downlinks {
         erasures,
         campaigns: campaign_feed,
         digests: digest_feed,
         redeemed,
+        tills: tills.clone(),
     };
     let revocation_task = tokio::spawn(
         gate.clone()
@@ -224,6 +227,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
+    api_options.tills = Some(tills);
     // An erase takes the person's digests off the tills at once, not at the next timer.
     let refresh_on_erase = digests.clone();
     api_options.on_erase = api::ErasureHook(Some(Arc::new(move || {

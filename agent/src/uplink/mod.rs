@@ -29,6 +29,7 @@ mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -190,8 +191,9 @@ struct Link {
     pending: PendingRequests,
     /// The digest key of the keyring held (to store a digest answered for a card).
     digest_key: Option<[u8; 32]>,
-    /// `HubNews::Online(true)` was sent for this connection.
-    online: bool,
+    /// `HubNews::Online(true)` was sent for this connection. Shared with `run`, which
+    /// tells `Online(false)` itself when a stop drops the session mid-way.
+    online: Arc<AtomicBool>,
 }
 
 impl Uplink {
@@ -234,12 +236,17 @@ impl Uplink {
             if *stop.borrow() {
                 break;
             }
+            let online = Arc::new(AtomicBool::new(false));
             let result = tokio::select! {
                 // A session that sees the stop first ends cleanly (news included).
                 biased;
-                r = self.session(&status, &mut attempt, stop.clone(), &mut requests) => r,
+                r = self.session(&status, &mut attempt, stop.clone(), &mut requests, &online) => r,
                 _ = stopped(&mut stop) => Ok(()),
             };
+            // The stop may have dropped the session before it said so itself.
+            if online.swap(false, Ordering::SeqCst) {
+                self.tell(HubNews::Online(false));
+            }
             status.send_modify(|s| s.connected = false);
             let mut delay = jitter.backoff(attempt);
             match result {
@@ -286,6 +293,7 @@ impl Uplink {
         attempt: &mut u32,
         mut stop: watch::Receiver<bool>,
         requests: &mut Requests,
+        online: &Arc<AtomicBool>,
     ) -> Result<(), UplinkError> {
         let addr = self
             .offline_while(requests, resolve(&self.hub.address))
@@ -300,7 +308,7 @@ impl Uplink {
         let mut link = Link {
             pending: PendingRequests::new(self.request_timeout, MAX_PENDING),
             digest_key: None,
-            online: false,
+            online: Arc::clone(online),
         };
         let result = self
             .converse(
@@ -311,7 +319,7 @@ impl Uplink {
         for news in link.pending.give_up_all() {
             self.tell(news);
         }
-        if link.online {
+        if link.online.swap(false, Ordering::SeqCst) {
             self.tell(HubNews::Online(false));
         }
         endpoint.close(0u32.into(), b"agent closing");
@@ -450,8 +458,10 @@ impl Uplink {
                     while let Some(msg) = decoder.poll()? {
                         let was_streaming = session.is_streaming();
                         let event = session.handle(msg)?;
-                        if !was_streaming && session.is_streaming() && !link.online {
-                            link.online = true;
+                        if !was_streaming
+                            && session.is_streaming()
+                            && !link.online.swap(true, Ordering::SeqCst)
+                        {
                             self.tell(HubNews::Online(true));
                         }
                         match event {

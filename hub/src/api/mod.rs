@@ -3,7 +3,8 @@
 //!
 //! Role files: `auth` (bearer token), `profiles` (profile reads and search),
 //! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
-//! blocked identifiers), `coupons` (campaign list with counts, KPIs, scans per store).
+//! blocked identifiers), `coupons` (campaign list with counts, KPIs, scans per store),
+//! `suspicious` (cards the fraud rules flagged, and clearing them).
 
 mod auth;
 mod coupons;
@@ -11,6 +12,7 @@ mod guard;
 mod privacy;
 mod profiles;
 mod segments;
+mod suspicious;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -108,6 +110,8 @@ pub struct ApiOptions {
     pub traits: Option<crate::traits::RecomputeHandle>,
     /// Called after every erase (the server refreshes the tills' digests at once).
     pub on_erase: ErasureHook,
+    /// The listener's per-till request guards, for `probing` in `GET /api/v1/agents`.
+    pub tills: Option<crate::listener::TillGuards>,
 }
 
 impl Default for ApiOptions {
@@ -123,6 +127,7 @@ impl Default for ApiOptions {
             ),
             traits: None,
             on_erase: ErasureHook::default(),
+            tills: None,
         }
     }
 }
@@ -153,6 +158,7 @@ impl ApiOptions {
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
             traits: None,
             on_erase: ErasureHook::default(),
+            tills: None,
         }
     }
 }
@@ -166,6 +172,7 @@ struct ApiState {
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::traits::RecomputeHandle>,
     on_erase: ErasureHook,
+    tills: Option<crate::listener::TillGuards>,
 }
 
 impl FromRef<ApiState> for Reader {
@@ -188,12 +195,13 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         campaigns: Arc::new(options.campaigns),
         traits: options.traits,
         on_erase: options.on_erase,
+        tills: options.tills,
     };
     let token = auth::Token::new(options.token);
     let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);
     Router::new()
         .route(auth::HEALTH_PATH, get(health))
-        .route("/api/v1/agents", get(profiles::agents))
+        .route("/api/v1/agents", get(agents))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))
         .route(
@@ -213,6 +221,11 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         )
         .route("/api/v1/identifiers/blocked", get(segments::blocked))
         .route("/api/v1/traits/recompute", post(segments::recompute))
+        .route("/api/v1/identifiers/suspicious", get(suspicious::list))
+        .route(
+            "/api/v1/identifiers/suspicious/{id}/clear",
+            post(suspicious::clear),
+        )
         .route("/api/v1/campaigns", get(coupons::campaigns))
         .route("/api/v1/campaigns/{id}/kpis", get(coupons::campaign_kpis))
         .route("/api/v1/coupons/stores", get(coupons::stores))
@@ -292,6 +305,28 @@ where
     F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
 {
     reader.run(f).await
+}
+
+/// `GET /api/v1/agents`: the store's view of each till, with `probing` (`null`, or
+/// `{unknown_cards, unknown_codes, since}` since the hub started) from the listener.
+async fn agents(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
+    let agents = read(state.reader.clone(), |s| s.agents()).await?;
+    let mut out = Vec::with_capacity(agents.len());
+    for agent in agents {
+        let probing = state
+            .tills
+            .as_ref()
+            .and_then(|t| t.probing(&agent.store, &agent.till));
+        let mut value = serde_json::to_value(&agent)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("probing".into(), json!(probing));
+        }
+        out.push(value);
+    }
+    Ok(Json(out).into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

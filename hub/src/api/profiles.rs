@@ -10,11 +10,6 @@ use till360_shared::CardNumber;
 use super::{read, ApiError, Reader, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::store::ProfileQuery;
 
-pub(super) async fn agents(State(reader): State<Reader>) -> Result<Response, ApiError> {
-    let agents = read(reader, |s| s.agents()).await?;
-    Ok(Json(agents).into_response())
-}
-
 pub(super) async fn profile_by_card(
     State(reader): State<Reader>,
     Path(card): Path<String>,

@@ -7,22 +7,52 @@ use till360_shared::{CardNumber, Timestamp};
 use super::build::{caps_since, ProfileFacts};
 use crate::store::StoreError;
 
-/// The profile `card` belongs to; `None` when unknown or erased (an erase deletes the
-/// card's identifier).
+/// A card flagged as suspicious gets no digest, so no till prints it a personal coupon.
+const NOT_FLAGGED: &str = "AND value NOT IN
+    (SELECT card FROM suspicious_cards WHERE cleared_at_ms IS NULL)";
+
+/// The profile `card` belongs to; `None` when unknown, erased (an erase deletes the
+/// card's identifier) or flagged as suspicious.
 pub fn profile_of_card(conn: &Connection, card: &CardNumber) -> Result<Option<String>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1")?
+        .prepare_cached(&format!(
+            "SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1 {NOT_FLAGGED}"
+        ))?
         .query_row([card.as_str()], |r| r.get(0))
         .optional()?)
 }
 
-/// The valid card numbers of a profile (a stored value that is not a card is skipped:
-/// a till could never scan it).
+/// What `card` is to `store`: `None` when unknown (or erased); else whether it is flagged
+/// as suspicious and whether its holder has a transaction in the store at or after
+/// `since_ms` (the store's customer, whom its digest feed carries).
+pub fn standing_at_store(
+    conn: &Connection,
+    card: &CardNumber,
+    store: &str,
+    since_ms: i64,
+) -> Result<Option<(bool, bool)>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM suspicious_cards
+                            WHERE card = i.value AND cleared_at_ms IS NULL),
+                    EXISTS (SELECT 1 FROM transactions t WHERE t.profile_id = i.profile_id
+                            AND t.store = ?2 AND t.at_ms >= ?3)
+             FROM identifiers i WHERE i.kind = 'card' AND i.value = ?1",
+        )?
+        .query_row(rusqlite::params![card.as_str(), store, since_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// The valid card numbers of a profile that are not flagged as suspicious (a stored value
+/// that is not a card is skipped: a till could never scan it).
 pub fn cards_of(conn: &Connection, profile_id: &str) -> Result<Vec<CardNumber>, StoreError> {
     let values = conn
-        .prepare_cached(
-            "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card' ORDER BY value",
-        )?
+        .prepare_cached(&format!(
+            "SELECT value FROM identifiers WHERE profile_id = ?1 AND kind = 'card'
+                 {NOT_FLAGGED} ORDER BY value"
+        ))?
         .query_map([profile_id], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(values

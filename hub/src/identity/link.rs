@@ -160,6 +160,14 @@ pub fn apply_link(
         )?
         .execute(params![row.key, id.kind.as_str(), id.value])?;
     }
+    // A card flagged as suspicious links nothing until cleared (the row stays as evidence:
+    // `relink` applies it then).
+    let mut ids = ids;
+    for id in ids.clone() {
+        if id.kind == IdKind::Card && crate::store::suspicious::is_flagged(conn, &id.value)? {
+            ids.remove(&id);
+        }
+    }
     let has_customer = ids.iter().any(|id| id.kind == IdKind::CustomerNo);
     let mut active = Vec::new();
     let mut newly_blocked = Vec::new();
@@ -265,6 +273,55 @@ pub fn apply_link(
     Ok(outcome)
 }
 
+/// Applies again every link row that names `id` (a card cleared after it was flagged:
+/// the links it held back are made now).
+pub fn relink(
+    conn: &Connection,
+    id: &Identifier,
+    max_customers: usize,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    for key in rows_naming(conn, id)? {
+        let identifiers = row_members(conn, &key)?;
+        let source = match key.split_once(':') {
+            Some(("crm", _)) => "crm",
+            Some(("order", _)) => "online",
+            _ => "api",
+        };
+        let row = LinkRow {
+            key,
+            source: source.to_string(),
+            identifiers,
+            seen_at: now,
+        };
+        apply_link(conn, &row, max_customers, now)?;
+    }
+    Ok(())
+}
+
+/// The keys of the link rows that name `id`.
+fn rows_naming(conn: &Connection, id: &Identifier) -> Result<Vec<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT row_key FROM identity_links WHERE kind = ?1 AND value = ?2")?
+        .query_map(params![id.kind.as_str(), id.value], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The identifiers the link row `key` names.
+fn row_members(conn: &Connection, key: &str) -> Result<Vec<Identifier>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT kind, value FROM identity_links WHERE row_key = ?1")?
+        .query_map([key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|(kind, value)| IdKind::parse(&kind).map(|kind| Identifier { kind, value }))
+        .collect())
+}
+
 struct OldProfile {
     created: (i64, i16),
     customer_no: Option<String>,
@@ -318,26 +375,11 @@ fn regroup(
     }
     let mut row_keys = BTreeSet::new();
     for node in &nodes {
-        let keys = conn
-            .prepare_cached("SELECT row_key FROM identity_links WHERE kind = ?1 AND value = ?2")?
-            .query_map(params![node.kind.as_str(), node.value], |r| {
-                r.get::<_, String>(0)
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        row_keys.extend(keys);
+        row_keys.extend(rows_naming(conn, node)?);
     }
     let mut rows = Vec::with_capacity(row_keys.len());
     for key in &row_keys {
-        let members = conn
-            .prepare_cached("SELECT kind, value FROM identity_links WHERE row_key = ?1")?
-            .query_map([key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter_map(|(kind, value)| IdKind::parse(&kind).map(|kind| Identifier { kind, value }))
-            .collect::<Vec<_>>();
-        rows.push(members);
+        rows.push(row_members(conn, key)?);
     }
     let comps = components(&nodes, &rows);
     let comp_of: BTreeMap<&Identifier, &str> = comps

@@ -8,6 +8,7 @@
 mod graph;
 mod link;
 mod normalise;
+pub mod suspicious;
 
 #[cfg(test)]
 mod tests;
@@ -15,7 +16,9 @@ mod tests;
 use serde::Serialize;
 
 pub use graph::{components, Component};
-pub use link::{apply_link, blocked_identifiers, resolve_card, CardOwner, LinkOutcome, LinkRow};
+pub use link::{
+    apply_link, blocked_identifiers, relink, resolve_card, CardOwner, LinkOutcome, LinkRow,
+};
 pub use normalise::{
     normalise_customer_no, normalise_email, normalise_online_account, normalise_phone,
     IdentifierError,

@@ -6,9 +6,8 @@ use chrono::NaiveDate;
 use rusqlite::{params, Connection, TransactionBehavior};
 use till360_shared::Timestamp;
 
-use super::{
-    csv_reader, finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection,
-};
+use super::strict_csv::StrictCsv;
+use super::{finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
 use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
 use crate::store::erasures::Suppression;
@@ -92,34 +91,11 @@ pub(super) fn run(
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    let mut csv = csv_reader(reader);
-    let cols = Columns::new(&csv.headers().map_err(csv_error)?.clone(), REQUIRED)?;
+    let (mut csv, cols) = StrictCsv::open(reader, REQUIRED)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = csv.position().line();
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                summary.read += 1;
-                summary.rejected.push(Rejection {
-                    line: e.position().map_or(line, |p| p.line()),
-                    reason: e.to_string(),
-                });
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(csv_error(e));
-                }
-                continue;
-            }
-        }
-        summary.read += 1;
-        let line = record.position().map_or(line, |p| p.line());
-        if summary.read % super::progress::EVERY == 0 {
-            progress(summary.read);
-        }
-        match parse(&cols, &record, config.default_country_code) {
+    while let Some((line, record)) = csv.next(&mut summary, &mut *progress)? {
+        match parse(&cols, record, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             // After a bad line nothing more is applied: it will be rolled back anyway.
             Ok(c) if summary.rejected.is_empty() => {
@@ -130,13 +106,6 @@ pub(super) fn run(
     }
     progress(summary.read);
     finish(tx, summary)
-}
-
-fn csv_error(e: csv::Error) -> ImportError {
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => ImportError::Io(io),
-        other => ImportError::Header(format!("{other:?}")),
-    }
 }
 
 /// A row naming an erased person is a new sign-up when its `member_since` is on or

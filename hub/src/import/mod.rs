@@ -10,6 +10,7 @@ mod customers;
 mod orders;
 mod products;
 pub mod progress;
+mod strict_csv;
 
 use std::io::BufRead;
 
@@ -237,14 +238,6 @@ impl Columns {
             .and_then(|i| record.get(i))
             .map_or("", str::trim)
     }
-}
-
-/// Shared by the CSV imports: a reader that tolerates ragged rows (reported per line).
-fn csv_reader(reader: impl BufRead) -> csv::Reader<impl BufRead> {
-    csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(reader)
 }
 
 /// Ends an import: commit when every line was good, else roll back and report.

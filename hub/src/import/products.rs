@@ -6,9 +6,8 @@ use std::io::BufRead;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use till360_shared::Timestamp;
 
-use super::{
-    csv_reader, finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection,
-};
+use super::strict_csv::StrictCsv;
+use super::{finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 
 const REQUIRED: &[&str] = &["sku", "description", "category", "sensitive"];
 
@@ -43,38 +42,11 @@ pub(super) fn run(
     _now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    let mut csv = csv_reader(reader);
-    let header = csv
-        .headers()
-        .map_err(|e| ImportError::Header(format!("line 1: {e}")))?
-        .clone();
-    let cols = Columns::new(&header, REQUIRED)?;
+    let (mut csv, cols) = StrictCsv::open(reader, REQUIRED)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = csv.position().line();
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                if let csv::ErrorKind::Io(_) = e.kind() {
-                    return Err(ImportError::Header(e.to_string()));
-                }
-                summary.read += 1;
-                summary.rejected.push(Rejection {
-                    line: e.position().map_or(line, |p| p.line()),
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        }
-        summary.read += 1;
-        let line = record.position().map_or(line, |p| p.line());
-        if summary.read % super::progress::EVERY == 0 {
-            progress(summary.read);
-        }
-        match parse(&cols, &record) {
+    while let Some((line, record)) = csv.next(&mut summary, &mut *progress)? {
+        match parse(&cols, record) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             Ok(p) if summary.rejected.is_empty() => {
                 let existed = tx

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use quinn::{Connection, Incoming, RecvStream, SendStream};
 use rustls_pki_types::CertificateDer;
+use till360_shared::campaign::Digest;
 use till360_shared::chain::ChainHash;
 use till360_shared::codec::{encode_frame, FrameDecoder};
-use till360_shared::wire::{Message, Refusal, TillHealth};
-use till360_shared::Timestamp;
+use till360_shared::wire::{CouponVerdict, Message, Refusal, TillHealth};
+use till360_shared::{CardNumber, Timestamp};
 use tokio::sync::watch;
 
 use super::campaigns::CampaignFeed;
@@ -21,9 +22,11 @@ use super::erasures::ErasureFeed;
 use super::redeemed::RedeemedFeed;
 use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
+use super::till_guard::{CardAnswer, TillGuard, TillGuards};
 use super::Downlinks;
+use crate::digests::feed::customers_since;
 use crate::pki::{identity_from_cert_der, CertIdentity};
-use crate::store::{StoreWriter, TillClock};
+use crate::store::{StoreError, StoreWriter, TillClock};
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -85,6 +88,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         digests: downlinks.digests,
         redeemed: downlinks.redeemed,
         clock_skewed: false,
+        tills: downlinks.tills,
         session: HubSession::new(agent.clone()),
         ticket,
     };
@@ -118,6 +122,7 @@ struct Link {
     redeemed: RedeemedFeed,
     /// The till's clock was off beyond the limit at its last report (warned once).
     clock_skewed: bool,
+    tills: TillGuards,
     session: HubSession,
     /// Resolves when the certificate is revoked or fenced while connected.
     ticket: Ticket,
@@ -214,12 +219,23 @@ impl Link {
                         continue;
                     }
                     Step::DigestRequest { card } => {
-                        let digest = self.digests.digest_of(card.clone()).await;
+                        // Unanswered beyond the till's rate: it uses its cache.
+                        if !self.admit() {
+                            continue;
+                        }
+                        let digest = self.digest_for_till(card.clone()).await;
                         self.session.digest_reply(card, digest)
                     }
                     Step::CouponCheck { code } => {
+                        if !self.admit() {
+                            continue;
+                        }
                         let today = chrono::Utc::now().date_naive();
                         let verdict = self.digests.coupon_verdict(code.clone(), today).await;
+                        if let Ok(v) = &verdict {
+                            let forged = *v == CouponVerdict::Forged;
+                            self.guarded(|g, at| ((), g.code(!forged, at)));
+                        }
                         self.session.coupon_reply(code, verdict)
                     }
                 };
@@ -281,6 +297,49 @@ impl Link {
                 Some(self.session.decode_error(&err))
             }
         }
+    }
+
+    /// Whether the till's request bucket lets this request through (see `till_guard`).
+    fn admit(&mut self) -> bool {
+        let admitted = self.guarded(|g, at| (g.admit(at), false));
+        if !admitted {
+            tracing::debug!(
+                "agent {}: request over its rate, not answered",
+                self.session.agent()
+            );
+        }
+        admitted
+    }
+
+    /// Runs `f` on this till's guard at the hub's clock; `f`'s second value says the till
+    /// just became a prober, which is logged.
+    fn guarded<T>(&self, f: impl FnOnce(&mut TillGuard, i64) -> (T, bool)) -> T {
+        let agent = self.session.agent();
+        let at = now().unix_ms;
+        let (out, probing) = self.tills.with(agent, at, |g| f(g, at));
+        if probing {
+            if let Some(p) = self.tills.probing(&agent.store, &agent.till) {
+                tracing::warn!(
+                    "agent {agent} is probing: {} unknown cards and {} forged codes since {}",
+                    p.unknown_cards,
+                    p.unknown_codes,
+                    p.since
+                );
+            }
+        }
+        out
+    }
+
+    /// The answer to a digest request: what the card is to this till's store decides
+    /// whether its digest is given (see `till_guard`).
+    async fn digest_for_till(&mut self, card: CardNumber) -> Result<Option<Digest>, StoreError> {
+        let since = customers_since(now(), self.tills.customer_months()).unix_ms;
+        let store = self.session.agent().store.clone();
+        let (standing, digest) = self.digests.digest_for_store(card, store, since).await?;
+        Ok(match self.guarded(|g, at| g.card(standing, at)) {
+            CardAnswer::Digest => digest,
+            CardAnswer::NoDigest => None,
+        })
     }
 
     /// Records a till's health report; a till in trouble is logged where on-call looks.

@@ -14,6 +14,7 @@ use till360_shared::wire::CouponVerdict;
 use till360_shared::{CardNumber, Timestamp};
 use tokio::sync::watch;
 
+use super::Standing;
 use crate::campaigns::MasterKey;
 use crate::coupons::coupon_verdict;
 use crate::digests::{self, DigestRefresh, FeedPage};
@@ -90,6 +91,29 @@ impl DigestFeed {
         on_blocking(&self.lookups, move |conn| {
             let now = Timestamp::from_utc(chrono::Utc::now(), 0);
             digests::digest_of_card(conn, master.as_bytes(), &card, now)
+        })
+        .await
+    }
+
+    /// What `card` is to `store` (customers since `since_ms`), with the holder's digest
+    /// when there is one to give (see `till_guard` for who gets it).
+    pub async fn digest_for_store(
+        &self,
+        card: CardNumber,
+        store: String,
+        since_ms: i64,
+    ) -> Result<(Standing, Option<Digest>), StoreError> {
+        let master = self.master.clone();
+        on_blocking(&self.lookups, move |conn| {
+            let standing = match digests::facts::standing_at_store(conn, &card, &store, since_ms)? {
+                None => return Ok((Standing::Unknown, None)),
+                Some((true, _)) => return Ok((Standing::Flagged, None)),
+                Some((false, true)) => Standing::StoreCustomer,
+                Some((false, false)) => Standing::OtherStores,
+            };
+            let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+            let digest = digests::digest_of_card(conn, master.as_bytes(), &card, now)?;
+            Ok((standing, digest))
         })
         .await
     }

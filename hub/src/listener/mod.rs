@@ -13,6 +13,7 @@ mod erasures;
 mod redeemed;
 mod revocation;
 mod session;
+mod till_guard;
 mod tls;
 
 use tokio::sync::watch;
@@ -31,6 +32,7 @@ pub use session::{
     DigestPoll, HubSession, Reply, Step, DIGEST_BATCH, ERASURE_BATCH, ERASURE_WINDOW,
     REDEEMED_BATCH,
 };
+pub use till_guard::{CardAnswer, Probing, Standing, TillGuard, TillGuards, TokenBucket};
 pub use tls::{
     load_certs, load_key, server_config, transport_config, TlsSetupError, IDLE_TIMEOUT, KEEP_ALIVE,
     RECEIVE_WINDOW, SEND_WINDOW, STREAM_RECEIVE_WINDOW,
@@ -47,6 +49,8 @@ pub struct Downlinks {
     pub digests: DigestFeed,
     /// The store's redeemed codes (and the tills' clock check).
     pub redeemed: RedeemedFeed,
+    /// What each till may ask at a scan, and how often.
+    pub tills: TillGuards,
 }
 
 /// Accepts connections until `stop` turns true, then closes every connection and waits

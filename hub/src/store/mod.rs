@@ -6,6 +6,7 @@ pub mod erasures;
 pub mod numbering;
 mod privacy;
 mod sqlite;
+pub mod suspicious;
 mod writer;
 
 #[cfg(test)]
@@ -268,4 +269,15 @@ pub trait Store: Send {
 
     /// Redeemed, duplicate, forged and refused scans per store where they were scanned.
     fn coupon_stores(&self) -> Result<Vec<crate::coupons::StoreCoupons>, StoreError>;
+
+    /// Cards the fraud rules flagged (and ones cleared since), with their evidence.
+    fn suspicious_cards(&self) -> Result<Vec<suspicious::SuspiciousCard>, StoreError>;
+
+    /// Clears a flagged card: it gets digests again and links as before. `None` if the
+    /// card was never flagged.
+    fn clear_suspicious(
+        &mut self,
+        card: &str,
+        now: Timestamp,
+    ) -> Result<Option<suspicious::SuspiciousCard>, StoreError>;
 }

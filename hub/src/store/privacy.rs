@@ -187,6 +187,11 @@ pub(super) fn export_profile(
     out.insert("traits".into(), traits.unwrap_or(Value::Null));
     out.insert("segments".into(), json!(segments));
     out.insert("coupons".into(), Value::Array(coupons));
+    // What the fraud rules found about the person's cards is about the person too.
+    out.insert(
+        "suspicious_cards".into(),
+        json!(super::suspicious::of_profile(conn, profile_id)?),
+    );
     Ok(Some(Value::Object(out)))
 }
 
@@ -248,6 +253,7 @@ pub(super) fn erase_profile(
             .prepare_cached("UPDATE transactions SET card = NULL WHERE card = ?1")?
             .execute([card])?;
         scrub_events(&tx, card)?;
+        super::suspicious::forget(&tx, card)?;
     }
     anonymised += tx
         .prepare_cached("UPDATE orders SET profile_id = NULL WHERE profile_id = ?1")?

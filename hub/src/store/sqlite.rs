@@ -11,12 +11,13 @@ use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, ReceiptLine, 
 
 use super::chain::{self, ChainBreak, ChainCheck};
 use super::erasures::{self, Suppression};
+use super::suspicious::{self, SuspiciousCard};
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
     ProfileQuery, Store, StoreError,
 };
 use super::{AlertView, ClockView, HealthView, TillClock};
-use crate::config::IdentityConfig;
+use crate::config::{FraudConfig, IdentityConfig};
 use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{self, IdKind, Identifier};
 use crate::profile::{
@@ -33,7 +34,8 @@ use till360_shared::wire::{Refusal, TillHealth};
 /// tills' clocks (`agent_clocks`), receipt checks (`transactions.unbalanced`,
 /// `agent_health.unbalanced_receipts` and `unrecognised_scans`) and the erasure log
 /// without clear cards (`erasure_card_keys`, `suppressed_identifiers`; see
-/// `store/erasures.rs`).
+/// `store/erasures.rs`) and suspicious cards
+/// (`suspicious_cards`, `transactions_card`).
 const SCHEMA_VERSION: i64 = 7;
 
 /// The schema (also used by the ingest benchmark's raw-insert baseline).
@@ -307,6 +309,17 @@ CREATE TABLE IF NOT EXISTS digest_compaction (
     store TEXT PRIMARY KEY,
     compacted_through INTEGER NOT NULL
 );
+-- Cards flagged by the fraud rules (store/suspicious.rs): findings as JSON; cleared_at_ms
+-- NULL while flagged; findings whose receipts are all at or before cleared_through_ms
+-- were cleared by a marketer.
+CREATE TABLE IF NOT EXISTS suspicious_cards (
+    card TEXT PRIMARY KEY,
+    flagged_at_ms INTEGER NOT NULL,
+    findings TEXT NOT NULL,
+    cleared_at_ms INTEGER,
+    cleared_through_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS transactions_card ON transactions(card, at_ms);
 ";
 
 const INSERT_EVENT: &str =
@@ -367,6 +380,8 @@ fn upgrade_digest_feed(conn: &Connection) -> Result<(), StoreError> {
 pub struct SqliteStore {
     pub(super) conn: Connection,
     identity: IdentityConfig,
+    /// `[fraud]`: the rules every carded receipt is checked against at ingest.
+    fraud: FraudConfig,
     /// The coupon master secret, to check redeemed codes at merge; without it every
     /// accepted scan is stored as `unchecked` (and counted as genuine).
     coupon_master: Option<[u8; 32]>,
@@ -433,6 +448,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             identity: IdentityConfig::default(),
+            fraud: FraudConfig::default(),
             coupon_master: None,
             suppression: None,
         })
@@ -453,9 +469,11 @@ impl SqliteStore {
         mut head: Option<ChainHash>,
         coupon_master: Option<&[u8]>,
         suppression: Option<&Suppression>,
+        fraud: &FraudConfig,
+        now: Timestamp,
     ) -> Result<Option<ChainHash>, StoreError> {
         for event in events {
-            let encoded = Self::merge_event(tx, event, coupon_master, suppression)?;
+            let encoded = Self::merge_event(tx, event, coupon_master, suppression, fraud, now)?;
             head = head.map(|prev| link_bytes(&prev, &encoded));
         }
         Ok(head)
@@ -504,6 +522,8 @@ impl SqliteStore {
         event: &Event,
         coupon_master: Option<&[u8]>,
         suppression: Option<&Suppression>,
+        fraud: &FraudConfig,
+        now: Timestamp,
     ) -> Result<Vec<u8>, StoreError> {
         let encoded = codec::to_bytes(event)?;
         let scrubbed = Self::without_erased_cards(tx, event, suppression)?;
@@ -544,7 +564,21 @@ impl SqliteStore {
                             None => row.card = None,
                         }
                     }
-                    Self::insert_transaction(tx, &row)?
+                    Self::insert_transaction(tx, &row)?;
+                    if let Some(card) = &row.card {
+                        let flagged = suspicious::check_card(tx, fraud, card, row.at, now)?;
+                        for f in flagged.into_iter().flatten() {
+                            tracing::warn!(
+                                "card …{} flagged as suspicious ({:?}) after {}/{} seq {}: {}",
+                                card.last4(),
+                                f.rule,
+                                row.store,
+                                row.till,
+                                row.seq,
+                                f.detail
+                            );
+                        }
+                    }
                 }
                 MergeOp::AddCoupon(mut row) => {
                     if row.card.is_some() {
@@ -853,6 +887,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Sets the rules carded receipts are checked against at ingest (`[fraud]`).
+    pub fn set_fraud_config(&mut self, config: FraudConfig) {
+        self.fraud = config;
+    }
+
     /// Sets how search normalises phone numbers (`[identity]` of hub.toml).
     pub fn set_identity_config(&mut self, config: IdentityConfig) {
         self.identity = config;
@@ -972,6 +1011,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let master = self.coupon_master.as_ref().map(|m| m.as_slice());
+        let fraud = &self.fraud;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -995,7 +1035,15 @@ impl Store for SqliteStore {
                 Some(detail) => Err(detail),
                 None => {
                     tx.execute_batch("SAVEPOINT batch")?;
-                    match Self::merge_batch(&tx, new, head, master, self.suppression.as_ref()) {
+                    match Self::merge_batch(
+                        &tx,
+                        new,
+                        head,
+                        master,
+                        self.suppression.as_ref(),
+                        fraud,
+                        now,
+                    ) {
                         Ok(head) => {
                             tx.execute_batch("RELEASE batch")?;
                             Ok(head)
@@ -1287,5 +1335,34 @@ impl Store for SqliteStore {
 
     fn coupon_stores(&self) -> Result<Vec<StoreCoupons>, StoreError> {
         kpis::load_store_report(&self.conn)
+    }
+
+    fn suspicious_cards(&self) -> Result<Vec<SuspiciousCard>, StoreError> {
+        suspicious::list(&self.conn)
+    }
+
+    fn clear_suspicious(
+        &mut self,
+        card: &str,
+        now: Timestamp,
+    ) -> Result<Option<SuspiciousCard>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(cleared) = suspicious::clear(&tx, card, now)? else {
+            return Ok(None);
+        };
+        // The links that stopped at the card while it was flagged are made now.
+        identity::relink(
+            &tx,
+            &Identifier {
+                kind: IdKind::Card,
+                value: card.to_string(),
+            },
+            self.identity.max_customers_per_identifier,
+            now,
+        )?;
+        tx.commit()?;
+        Ok(Some(cleared))
     }
 }

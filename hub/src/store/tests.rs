@@ -16,6 +16,13 @@ fn ingest_one(store: &mut SqliteStore, agent: &AgentId, events: &[Event]) -> sup
     out.remove(0)
 }
 
+fn user_version(store: &SqliteStore) -> i64 {
+    store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
 fn count(store: &SqliteStore, table: &str) -> i64 {
     store
         .conn
@@ -365,4 +372,34 @@ fn a_schema_6_erasure_log_loses_its_clear_cards() {
     for file in [&bytes, &wal] {
         assert!(!file.windows(13).any(|w| w == card.as_str().as_bytes()));
     }
+}
+
+/// A database of schema 6 (before suspicious cards) opens as 7 with `suspicious_cards` and
+/// the transactions' card index.
+#[test]
+fn a_schema_6_database_gains_suspicious_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "DROP TABLE suspicious_cards; DROP INDEX transactions_card;
+                 PRAGMA user_version = 6;",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(user_version(&store), 7);
+    assert_eq!(count(&store, "suspicious_cards"), 0);
+    let indexed: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'transactions_card'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1);
 }

@@ -1,0 +1,261 @@
+//! Suspicious cards (`suspicious_cards`): the SQL around the pure rules of
+//! `identity::suspicious`. At ingest every carded receipt has its card's receipts around it
+//! assessed ([`check_card`], in the ingest transaction, so the flag and the receipt commit
+//! together and the order receipts arrive in does not matter: whichever receipt completes
+//! a pattern sees the others). A flagged card gets no digest (no personal coupon) and links
+//! nothing further in the identity graph until a marketer clears it ([`clear`]); clearing
+//! covers the receipts seen so far, a new pattern after it flags the card again.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use till360_shared::{CardNumber, Timestamp};
+
+use super::StoreError;
+use crate::config::FraudConfig;
+use crate::identity::suspicious::{assess, basket_fingerprint, CardReceipt, Finding};
+
+/// Receipts around a new one that the rules look at: a day and a half either side covers
+/// the longest pattern (a local day; a chain of hops or a house card's run within it).
+const WINDOW_MS: i64 = 36 * 3_600_000;
+/// At most this many receipts of one card are read per check (a house card's busiest
+/// stretch is plenty to show it).
+const MAX_RECEIPTS: i64 = 2_000;
+/// Findings kept per card (the first ones are the evidence that matters).
+const MAX_FINDINGS: usize = 20;
+
+/// A flagged (or cleared) card as `GET /api/v1/identifiers/suspicious` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SuspiciousCard {
+    /// The path segment of `.../suspicious/{id}/clear`: the card number.
+    pub id: String,
+    pub kind: &'static str,
+    pub card: String,
+    /// `flagged` (no digest, no further merging) or `cleared`.
+    pub status: &'static str,
+    pub flagged_at: String,
+    pub cleared_at: Option<String>,
+    pub findings: Vec<Finding>,
+}
+
+/// Whether `card` is flagged and not cleared.
+pub fn is_flagged(conn: &Connection, card: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM suspicious_cards WHERE card = ?1 AND cleared_at_ms IS NULL")?
+        .exists([card])?)
+}
+
+/// Assesses `card`'s receipts around `at` and records what is found. Returns the findings
+/// when this check flagged the card (it was not flagged before).
+pub fn check_card(
+    conn: &Connection,
+    rules: &FraudConfig,
+    card: &CardNumber,
+    at: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Vec<Finding>>, StoreError> {
+    if !rules.enabled {
+        return Ok(None);
+    }
+    // Most cards have a receipt or two around a new one: fewer than any rule needs.
+    let (from, to) = (
+        at.unix_ms.saturating_sub(WINDOW_MS),
+        at.unix_ms.saturating_add(WINDOW_MS),
+    );
+    let around: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM transactions WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3",
+        )?
+        .query_row(params![card.as_str(), from, to], |r| r.get(0))?;
+    if around < fewest_receipts(rules) {
+        return Ok(None);
+    }
+    let receipts = conn
+        .prepare_cached(
+            "SELECT store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
+             WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3 ORDER BY at_ms LIMIT ?4",
+        )?
+        .query_map(params![card.as_str(), from, to, MAX_RECEIPTS], |r| {
+            Ok(CardReceipt {
+                store: r.get(0)?,
+                till: r.get(1)?,
+                seq: r.get::<_, i64>(2)?.max(0) as u64,
+                at: Timestamp::from_unix_ms(r.get(3)?, r.get(4)?),
+                total_cents: r.get(5)?,
+                basket: basket_fingerprint(r.get_ref(6)?.as_blob()?),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = assess(rules, &receipts);
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let existing: Option<(String, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT findings, cleared_at_ms, cleared_through_ms FROM suspicious_cards
+             WHERE card = ?1",
+        )?
+        .query_row([card.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let (mut kept, was_flagged, cleared_through) = match &existing {
+        None => (Vec::new(), false, i64::MIN),
+        Some((json, cleared_at, through)) => {
+            let kept: Vec<Finding> = if cleared_at.is_none() {
+                parse_findings(card.as_str(), json)?
+            } else {
+                Vec::new()
+            };
+            (kept, cleared_at.is_none(), *through)
+        }
+    };
+    // What a marketer cleared stays cleared: only patterns with newer receipts count.
+    let new: Vec<Finding> = found
+        .into_iter()
+        .filter(|f| f.last_at_ms() > cleared_through)
+        .filter(|f| !kept.iter().any(|k| k.key() == f.key()))
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    kept.extend(new.iter().cloned());
+    kept.truncate(MAX_FINDINGS);
+    let json = serde_json::to_string(&kept)
+        .map_err(|e| StoreError::Corrupt(format!("suspicious card findings: {e}")))?;
+    if was_flagged {
+        conn.prepare_cached("UPDATE suspicious_cards SET findings = ?2 WHERE card = ?1")?
+            .execute(params![card.as_str(), json])?;
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "INSERT INTO suspicious_cards (card, flagged_at_ms, findings, cleared_at_ms,
+             cleared_through_ms)
+         VALUES (?1, ?2, ?3, NULL, ?4)
+         ON CONFLICT (card) DO UPDATE SET flagged_at_ms = excluded.flagged_at_ms,
+             findings = excluded.findings, cleared_at_ms = NULL",
+    )?
+    .execute(params![
+        card.as_str(),
+        now.unix_ms,
+        json,
+        cleared_through.max(0)
+    ])?;
+    Ok(Some(new))
+}
+
+/// The fewest receipts any rule can fire on.
+fn fewest_receipts(rules: &FraudConfig) -> i64 {
+    [
+        rules.travel_min_stores,
+        rules.max_receipts_per_day.saturating_add(1),
+        rules.house_card_receipts,
+    ]
+    .into_iter()
+    .min()
+    .map_or(1, i64::from)
+}
+
+fn parse_findings(card: &str, json: &str) -> Result<Vec<Finding>, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        let last4 = &card[card.len().saturating_sub(4)..];
+        StoreError::Corrupt(format!("suspicious card …{last4}: findings: {e}"))
+    })
+}
+
+fn view(
+    card: String,
+    flagged: i64,
+    json: &str,
+    cleared: Option<i64>,
+) -> Result<SuspiciousCard, StoreError> {
+    Ok(SuspiciousCard {
+        findings: parse_findings(&card, json)?,
+        id: card.clone(),
+        kind: "card",
+        card,
+        status: if cleared.is_some() {
+            "cleared"
+        } else {
+            "flagged"
+        },
+        flagged_at: Timestamp::from_unix_ms(flagged, 0).to_rfc3339(),
+        cleared_at: cleared.map(|ms| Timestamp::from_unix_ms(ms, 0).to_rfc3339()),
+    })
+}
+
+/// Every flagged or cleared card, flagged ones first, newest first.
+pub fn list(conn: &Connection) -> Result<Vec<SuspiciousCard>, StoreError> {
+    views(
+        conn,
+        "SELECT card, flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards
+         WHERE ?1 IS NULL ORDER BY cleared_at_ms IS NOT NULL, flagged_at_ms DESC, card",
+        None,
+    )
+}
+
+/// The flagged or cleared cards of a profile (for its export).
+pub fn of_profile(conn: &Connection, profile_id: &str) -> Result<Vec<SuspiciousCard>, StoreError> {
+    views(
+        conn,
+        "SELECT s.card, s.flagged_at_ms, s.findings, s.cleared_at_ms FROM suspicious_cards s
+         JOIN identifiers i ON i.kind = 'card' AND i.value = s.card
+         WHERE i.profile_id = ?1 ORDER BY s.card",
+        Some(profile_id),
+    )
+}
+
+/// The rows of `sql` (card, flagged_at_ms, findings, cleared_at_ms), `?1` bound to `arg`.
+fn views(
+    conn: &Connection,
+    sql: &str,
+    arg: Option<&str>,
+) -> Result<Vec<SuspiciousCard>, StoreError> {
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map([arg], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(card, flagged, json, cleared)| view(card, flagged, &json, cleared))
+        .collect()
+}
+
+/// Clears a flagged card (what it was flagged for so far no longer counts); `None` when the
+/// card was never flagged. Clearing a cleared card changes nothing. The caller re-links the
+/// card's identity rows in the same transaction.
+pub fn clear(
+    conn: &Connection,
+    card: &str,
+    now: Timestamp,
+) -> Result<Option<SuspiciousCard>, StoreError> {
+    let row: Option<(i64, String, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards WHERE card = ?1",
+        )?
+        .query_row([card], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((flagged, json, cleared)) = row else {
+        return Ok(None);
+    };
+    if cleared.is_some() {
+        return view(card.to_string(), flagged, &json, cleared).map(Some);
+    }
+    let through = parse_findings(card, &json)?
+        .iter()
+        .map(Finding::last_at_ms)
+        .max()
+        .unwrap_or(0);
+    conn.prepare_cached(
+        "UPDATE suspicious_cards SET cleared_at_ms = ?2,
+             cleared_through_ms = max(cleared_through_ms, ?3)
+         WHERE card = ?1",
+    )?
+    .execute(params![card, now.unix_ms, through])?;
+    view(card.to_string(), flagged, &json, Some(now.unix_ms)).map(Some)
+}
+
+/// Forgets `card` (an erase: the hub keeps no card of an erased person).
+pub fn forget(conn: &Connection, card: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM suspicious_cards WHERE card = ?1")?
+        .execute([card])?;
+    Ok(())
+}
