@@ -211,7 +211,7 @@ pub fn status_text(status: &JournalStatus) -> String {
         status.pending,
         oldest,
         status.erasure_version,
-        campaign_version_text(status.campaign_version),
+        status.campaign_set.as_deref().unwrap_or("none"),
         status.digests,
         status.digest_version,
         status.quarantined,
@@ -224,12 +224,3 @@ pub fn status_text(status: &JournalStatus) -> String {
     )
 }
 
-/// The campaign set's version (the hub's content hash) as 16 hex digits, the form the
-/// hub's `/api/v1/campaigns` shows; `none` before the first set.
-fn campaign_version_text(version: u64) -> String {
-    if version == 0 {
-        "none".to_string()
-    } else {
-        format!("{version:016x}")
-    }
-}

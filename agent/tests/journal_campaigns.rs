@@ -95,13 +95,20 @@ fn status_shows_the_version_but_never_the_key() {
     let status = j.status().unwrap();
     assert_eq!(status.campaign_version, 12345);
     let text = status_text(&status);
-    // The hub's content hash as 16 hex digits, as the hub's API shows it (not 19 digits).
+    // The set's content version, the text the hub's `/api/v1/campaigns` shows as `version`
+    // (not the frame's 19-digit number).
+    let shown = state(12345, 0xAB, 2).set.content_version();
+    assert_eq!(shown.len(), 12);
     assert!(
-        text.contains("campaign_version: 0000000000003039\n"),
+        text.contains(&format!("campaign_version: {shown}\n")),
         "{text}"
     );
     let json = serde_json::to_string(&status).unwrap();
     assert!(json.contains("\"campaign_version\":12345"), "{json}");
+    assert!(
+        json.contains(&format!("\"campaign_set\":\"{shown}\"")),
+        "{json}"
+    );
     for shown in [&text, &json] {
         let lower = shown.to_lowercase();
         // Till key 0xAB.., neighbour key 0xA4.., digest key 0xFE..

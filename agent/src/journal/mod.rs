@@ -146,6 +146,9 @@ pub struct JournalStatus {
     pub erasure_version: u64,
     /// The version of the campaign set held (0: none yet). The key is never shown.
     pub campaign_version: u64,
+    /// The held set's content version, as the hub's `GET /api/v1/campaigns` shows it
+    /// (`None`: no set yet, or it cannot be read).
+    pub campaign_set: Option<String>,
     /// Customer digests cached (their content is never shown).
     pub digests: u64,
     /// The version of the hub's digest feed the cache holds (0: empty).
@@ -1349,6 +1352,12 @@ impl Journal {
                 .map(|(ms, off)| Timestamp::from_unix_ms(ms, i16::try_from(off).unwrap_or(0))),
             erasure_version,
             campaign_version,
+            // A stored set that cannot be read is reported by the uplink; here it is "none".
+            campaign_set: self
+                .campaigns()
+                .ok()
+                .flatten()
+                .map(|state| state.set.content_version()),
             digests: to_u64(digests),
             digest_version,
             quarantined: to_u64(quarantined),
