@@ -223,4 +223,3 @@ pub fn status_text(status: &JournalStatus) -> String {
         status.unrecognised_scans
     )
 }
-

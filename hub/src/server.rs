@@ -228,10 +228,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
     api_options.tills = Some(tills);
-    // An erase takes the person's digests off the tills at once, not at the next timer.
-    let refresh_on_erase = digests.clone();
-    api_options.on_erase = api::ErasureHook(Some(Arc::new(move || {
-        refresh_on_erase.trigger();
+    // An erase or a cleared suspicious card changes the tills' digests: refreshed at once,
+    // not at the next timer.
+    let refresh_on_change = digests.clone();
+    api_options.digests_changed = api::DigestsHook(Some(Arc::new(move || {
+        refresh_on_change.trigger();
     })));
     let app = api::router(reader, api_options);
     let mut http_stop = stop_rx;

@@ -118,6 +118,7 @@ async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared(
         1,
         "only the honest card's digest is pushed: {entries:?}"
     );
+    let honest_key = entries[0].card_key;
 
     // The person's export says so.
     let by_card = format!("/api/v1/profiles/by-card/{house}");
@@ -159,6 +160,21 @@ async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared(
         (200, &serde_json::json!("cleared")),
         "{cleared}"
     );
+    // Pushed to the subscribed till at once (the refresh timer is 300 s away), not only
+    // answered at the next scan.
+    loop {
+        match till.recv().await {
+            Ok(Message::Digests { entries, .. })
+                if entries
+                    .iter()
+                    .any(|e| e.card_key != honest_key && e.digest.is_some()) =>
+            {
+                break
+            }
+            Ok(Message::Digests { .. }) => {}
+            other => panic!("expected the cleared card's digest pushed, got {other:?}"),
+        }
+    }
     let (_, profile) = http_get(http, &by_card).await;
     assert_eq!(
         profile["customer_no"], "C100",
@@ -317,4 +333,44 @@ fn an_honest_month_ingested_into_sqlite_flags_no_card() {
     ingest(&mut store, &events, 500, false);
     let flagged = store.suspicious_cards().unwrap();
     assert!(flagged.is_empty(), "honest cards flagged: {flagged:?}");
+}
+
+/// Clearing a card changes what the tills may hold: the hub refreshes its digest feed at
+/// once (the timer here is a day away) and pushes the card's digest to a subscribed till.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_card_reaches_the_subscribed_tills_at_once() {
+    let site = Site::new();
+    let config = site.dir.path().join("hub.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[digests]\nrefresh_seconds = 86400\n");
+    std::fs::write(&config, text).unwrap();
+    let hub = site.start().await;
+    let house = card(HOUSE);
+    let tills: Vec<AgentId> = (1..=3)
+        .map(|t| AgentId::new("S001", format!("T0{t}")))
+        .collect();
+    for (t, agent) in tills.iter().enumerate() {
+        let t = t as i64;
+        let events = vec![
+            receipt(agent, 1, &house, 5 * t, 1 + t),
+            receipt(agent, 2, &house, 15 + 5 * t, 4 + t),
+        ];
+        send_all(&site, hub.quic_addr(), agent, events).await;
+    }
+    let http = hub.http_addr();
+    let (_, list) = http_get(http, "/api/v1/identifiers/suspicious").await;
+    assert_eq!(list[0]["status"], "flagged", "{list}");
+    let mut till = subscribed(&site, hub.quic_addr(), &tills[0], 2, 0).await;
+
+    let (status, cleared) = http_post(
+        http,
+        &format!("/api/v1/identifiers/suspicious/{house}/clear"),
+    )
+    .await;
+    assert_eq!(status, 200, "{cleared}");
+    let (entries, _, _) = digests(&mut till).await;
+    assert!(
+        entries.len() == 1 && entries[0].digest.is_some(),
+        "the cleared card's digest, pushed: {entries:?}"
+    );
 }

@@ -108,8 +108,9 @@ pub struct ApiOptions {
     pub request_timeout: Duration,
     /// The running hub's traits thread (`POST /api/v1/traits/recompute`).
     pub traits: Option<crate::traits::RecomputeHandle>,
-    /// Called after every erase (the server refreshes the tills' digests at once).
-    pub on_erase: ErasureHook,
+    /// Called after a change to who may have a digest (an erase, a suspicious card
+    /// cleared): the server refreshes the tills' digests at once.
+    pub digests_changed: DigestsHook,
     /// The listener's per-till request guards, for `probing` in `GET /api/v1/agents`.
     pub tills: Option<crate::listener::TillGuards>,
 }
@@ -126,22 +127,30 @@ impl Default for ApiOptions {
                 crate::config::ApiConfig::default().request_timeout_seconds,
             ),
             traits: None,
-            on_erase: ErasureHook::default(),
+            digests_changed: DigestsHook::default(),
             tills: None,
         }
     }
 }
 
-/// What an erase sets off beside the store (`None`: nothing).
+/// What a change to the tills' digests sets off beside the store (`None`: nothing).
 #[derive(Clone, Default)]
-pub struct ErasureHook(pub Option<Arc<dyn Fn() + Send + Sync>>);
+pub struct DigestsHook(pub Option<Arc<dyn Fn() + Send + Sync>>);
 
-impl std::fmt::Debug for ErasureHook {
+impl DigestsHook {
+    pub fn call(&self) {
+        if let Some(hook) = &self.0 {
+            hook();
+        }
+    }
+}
+
+impl std::fmt::Debug for DigestsHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.is_some() {
-            "ErasureHook(set)"
+            "DigestsHook(set)"
         } else {
-            "ErasureHook(none)"
+            "DigestsHook(none)"
         })
     }
 }
@@ -157,7 +166,7 @@ impl ApiOptions {
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
             traits: None,
-            on_erase: ErasureHook::default(),
+            digests_changed: DigestsHook::default(),
             tills: None,
         }
     }
@@ -171,7 +180,7 @@ struct ApiState {
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::traits::RecomputeHandle>,
-    on_erase: ErasureHook,
+    digests_changed: DigestsHook,
     tills: Option<crate::listener::TillGuards>,
 }
 
@@ -181,9 +190,9 @@ impl FromRef<ApiState> for Reader {
     }
 }
 
-impl FromRef<ApiState> for ErasureHook {
-    fn from_ref(state: &ApiState) -> ErasureHook {
-        state.on_erase.clone()
+impl FromRef<ApiState> for DigestsHook {
+    fn from_ref(state: &ApiState) -> DigestsHook {
+        state.digests_changed.clone()
     }
 }
 
@@ -194,7 +203,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
         database: options.database.map(Arc::new),
         campaigns: Arc::new(options.campaigns),
         traits: options.traits,
-        on_erase: options.on_erase,
+        digests_changed: options.digests_changed,
         tills: options.tills,
     };
     let token = auth::Token::new(options.token);

@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::Value;
 use till360_shared::Timestamp;
 
-use super::{read, write, ApiError, ErasureHook, Reader};
+use super::{read, write, ApiError, DigestsHook, Reader};
 use crate::store::ConsentChange;
 
 /// The consent purposes the hub knows.
@@ -41,7 +41,7 @@ pub(super) async fn export(
 
 pub(super) async fn erase(
     State(reader): State<Reader>,
-    State(on_erase): State<ErasureHook>,
+    State(digests_changed): State<DigestsHook>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
@@ -55,9 +55,7 @@ pub(super) async fn erase(
                 report.transactions_anonymised,
                 report.erasure_version
             );
-            if let Some(hook) = &on_erase.0 {
-                hook();
-            }
+            digests_changed.call();
             Ok(Json(report).into_response())
         }
         None => Err(ApiError::not_found(format!("no profile {shown:?}"))),

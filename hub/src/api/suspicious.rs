@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use till360_shared::{CardNumber, Timestamp};
 
-use super::{read, write, ApiError, Reader};
+use super::{read, write, ApiError, DigestsHook, Reader};
 use crate::store::suspicious::SuspiciousCard;
 
 pub(super) async fn list(
@@ -17,6 +17,7 @@ pub(super) async fn list(
 
 pub(super) async fn clear(
     State(reader): State<Reader>,
+    State(digests_changed): State<DigestsHook>,
     Path(id): Path<String>,
 ) -> Result<Json<SuspiciousCard>, ApiError> {
     let card = CardNumber::parse(id.trim())
@@ -26,6 +27,8 @@ pub(super) async fn clear(
     match write(reader, move |s| s.clear_suspicious(card.as_str(), at)).await? {
         Some(cleared) => {
             tracing::info!("suspicious card …{last4} cleared through the API");
+            // Its digest comes back to the tills now, not at the next refresh.
+            digests_changed.call();
             Ok(Json(cleared))
         }
         None => Err(ApiError::not_found(format!(
