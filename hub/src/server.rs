@@ -58,6 +58,15 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
     listener::load_certs(&config.ca).map_err(|e| named("ca", &config.ca, &tls_reason(e)))?;
     listener::load_certs(&config.cert).map_err(|e| named("cert", &config.cert, &tls_reason(e)))?;
     listener::load_key(&config.key).map_err(|e| named("key", &config.key, &tls_reason(e)))?;
+    // Keys others could read are refused before anything is created or started (the
+    // data folder's keys only once they exist).
+    for key in [
+        config.key.clone(),
+        config.data_dir.join(crate::campaigns::MASTER_KEY_FILE),
+        config.data_dir.join(crate::listener::RESET_KEY_FILE),
+    ] {
+        crate::pki::check_key_file(&key).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    }
     // Builds the whole TLS setup: a key that does not fit the certificate fails here
     // (named by the file the error is about).
     listener::server_config(&config.ca, &config.cert, &config.key).map_err(|e| {
@@ -86,14 +95,6 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     check(&config)?;
-    // Keys others could read are refused before anything is created or started.
-    for key in [
-        config.key.clone(),
-        config.data_dir.join(crate::campaigns::MASTER_KEY_FILE),
-        config.data_dir.join(crate::listener::RESET_KEY_FILE),
-    ] {
-        crate::pki::check_key_file(&key)?;
-    }
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "{}: data_dir = \"{}\": cannot create it",
