@@ -8,12 +8,14 @@ pub enum IdentifierError {
     Empty(&'static str),
     #[error("bad card number: {0}")]
     Card(String),
-    #[error("{0:?} is not an e-mail address ({1})")]
-    Email(String, &'static str),
-    #[error("{0:?} is not a phone number ({1})")]
-    Phone(String, &'static str),
-    #[error("{0:?} is too long for a {1} (at most {2} characters)")]
-    TooLong(String, &'static str, usize),
+    // The value itself is never part of the message (import summaries and logs show it):
+    // its length and the reason are enough to find it on the line named.
+    #[error("not an e-mail address ({1}; {0} characters)")]
+    Email(usize, &'static str),
+    #[error("not a phone number ({1}; {0} characters)")]
+    Phone(usize, &'static str),
+    #[error("too long for a {1} ({0} characters, at most {2})")]
+    TooLong(usize, &'static str, usize),
 }
 
 const MAX_KEY: usize = 64;
@@ -24,7 +26,11 @@ fn plain_key(raw: &str, what: &'static str) -> Result<String, IdentifierError> {
         return Err(IdentifierError::Empty(what));
     }
     if value.chars().count() > MAX_KEY {
-        return Err(IdentifierError::TooLong(value.to_string(), what, MAX_KEY));
+        return Err(IdentifierError::TooLong(
+            value.chars().count(),
+            what,
+            MAX_KEY,
+        ));
     }
     Ok(value.to_string())
 }
@@ -43,7 +49,7 @@ pub fn normalise_online_account(raw: &str) -> Result<String, IdentifierError> {
 /// and a dotted domain without empty labels or spaces.
 pub fn normalise_email(raw: &str) -> Result<String, IdentifierError> {
     let value = raw.trim().to_lowercase();
-    let bad = |why| Err(IdentifierError::Email(raw.trim().to_string(), why));
+    let bad = |why| Err(IdentifierError::Email(raw.trim().chars().count(), why));
     if value.is_empty() {
         return Err(IdentifierError::Empty("e-mail address"));
     }
@@ -69,7 +75,7 @@ pub fn normalise_email(raw: &str) -> Result<String, IdentifierError> {
 /// brackets (and a `(0)` trunk prefix) are dropped; `00` means an international prefix; a national number
 /// (leading `0`, or no prefix at all) gets `country_code`: `06 1234 5678` → `+31612345678`.
 pub fn normalise_phone(raw: &str, country_code: u16) -> Result<String, IdentifierError> {
-    let bad = |why| Err(IdentifierError::Phone(raw.trim().to_string(), why));
+    let bad = |why| Err(IdentifierError::Phone(raw.trim().chars().count(), why));
     // `+31 (0)6 …`: the bracketed trunk prefix is not dialled from abroad.
     let written = raw.trim().replace("(0)", "");
     let mut compact = String::with_capacity(written.len());

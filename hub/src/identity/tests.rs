@@ -71,6 +71,37 @@ fn customer_numbers_and_cards_normalise() {
     );
 }
 
+/// Import summaries and logs show these errors: they name the problem, never the value
+/// (a mistyped e-mail or phone is still someone's).
+#[test]
+fn errors_never_repeat_the_value() {
+    let long = "C".repeat(80);
+    let cases = [
+        (
+            "anna.jansen@example",
+            normalise_email("anna.jansen@example").unwrap_err(),
+        ),
+        (
+            "anna jansen@example.nl",
+            normalise_email("anna jansen@example.nl").unwrap_err(),
+        ),
+        ("06-1234", normalise_phone("06-1234", 31).unwrap_err()),
+        (
+            "+31 6 1234 5678 999 12",
+            normalise_phone("+31 6 1234 5678 999 12", 31).unwrap_err(),
+        ),
+        (long.as_str(), normalise_customer_no(&long).unwrap_err()),
+    ];
+    for (value, err) in cases {
+        let shown = err.to_string();
+        assert!(!shown.contains(value.trim()), "{shown}");
+        assert!(
+            !shown.contains("jansen") && !shown.contains("1234"),
+            "{shown}"
+        );
+    }
+}
+
 #[test]
 fn components_join_rows_and_take_the_smallest_id() {
     let (c1, e, k1, k2, c2) = (

@@ -43,7 +43,12 @@ fn date(value: &str, column: &str) -> Result<Option<String>, String> {
     }
     NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map(|d| Some(d.format("%Y-%m-%d").to_string()))
-        .map_err(|_| format!("{column}: {value:?} is not a date YYYY-MM-DD"))
+        .map_err(|_| {
+            format!(
+                "{column}: not a date YYYY-MM-DD ({} characters)",
+                value.chars().count()
+            )
+        })
 }
 
 fn parse(cols: &Columns, record: &csv::StringRecord, cc: u16) -> Result<Customer, String> {
