@@ -637,6 +637,10 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
         ),
     );
     assert!(store.profile_by_card(&erika).unwrap().is_none());
+    // Counted for the till that sent it, as an import counts its rows.
+    let agents = store.agents().unwrap();
+    let t7 = agents.iter().find(|a| a.till == "T7").expect("T7 listed");
+    assert_eq!(t7.suppressed_events, 1, "{t7:?}");
     let raw: i64 = store
         .connection()
         .query_row(

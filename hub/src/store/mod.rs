@@ -106,6 +106,9 @@ pub struct AgentView {
     pub certificate_alert: Option<AlertView>,
     /// How far the till's clock was off when it last said (`None`: it never did).
     pub clock: Option<ClockView>,
+    /// Events of this till that named an erased card (dated at or before the erase: a
+    /// till offline since then, or a replay), merged without it.
+    pub suppressed_events: u64,
 }
 
 /// Something the hub noticed about an agent, as `GET /api/v1/agents` shows it.

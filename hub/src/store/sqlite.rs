@@ -156,6 +156,14 @@ CREATE TABLE IF NOT EXISTS change_counters (
     name TEXT PRIMARY KEY,
     counter INTEGER NOT NULL
 );
+-- Per-till counts for `agents` (`suppressed_events`: events merged without an erased card).
+CREATE TABLE IF NOT EXISTS agent_counters (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    name TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    PRIMARY KEY (store, till, name)
+);
 CREATE TABLE IF NOT EXISTS transactions (
     store TEXT NOT NULL,
     till TEXT NOT NULL,
@@ -512,6 +520,12 @@ impl SqliteStore {
             event.agent.till,
             event.seq
         );
+        tx.prepare_cached(
+            "INSERT INTO agent_counters (store, till, name, counter)
+             VALUES (?1, ?2, 'suppressed_events', 1)
+             ON CONFLICT (store, till, name) DO UPDATE SET counter = counter + 1",
+        )?
+        .execute(params![event.agent.store, event.agent.till])?;
         Ok(Some(scrubbed))
     }
 
@@ -1100,6 +1114,7 @@ impl Store for SqliteStore {
                     last_refusal: None,
                     certificate_alert: None,
                     clock: None,
+                    suppressed_events: 0,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -1162,6 +1177,15 @@ impl Store for SqliteStore {
                     })
                 })
                 .optional()?;
+            let suppressed: Option<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT counter FROM agent_counters
+                     WHERE store = ?1 AND till = ?2 AND name = 'suppressed_events'",
+                )?
+                .query_row(params![view.store, view.till], |r| r.get(0))
+                .optional()?;
+            view.suppressed_events = suppressed.map_or(0, |n| n.max(0) as u64);
         }
         for view in &mut rows {
             if let Some(ChainBreak {
