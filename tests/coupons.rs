@@ -9,7 +9,6 @@ use crate::harness;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use chrono::Datelike;
 use harness::{read_log, Proc, Site, Till, DEADLINE};
@@ -263,19 +262,78 @@ impl CouponSite {
             scans,
             receipt,
         };
-        let till = &mut self.tills[i];
-        let before = till.devices.printer.bytes().len();
-        // Room for the till's digest request (150 ms) before the receipt prints.
-        let options = PlayOptions {
-            scan_gap: Duration::from_millis(400),
-            ..PlayOptions::default()
+        let before = self.tills[i].devices.printer.bytes().len();
+        // Each scan is settled before the receipt prints, as at a real till where seconds
+        // pass: the hub's digest for a card (while the hub runs), the verdict on a code.
+        // Waited for in the agent's log, not guessed with a pause.
+        let hub_up = self.hub.is_some();
+        for scan in &visit.scans {
+            self.scan_settled(i, scan, hub_up);
+        }
+        let visit = Visit {
+            scans: Vec::new(),
+            ..visit
         };
+        let till = &mut self.tills[i];
+        let options = PlayOptions::default();
         till.play_with(&visit, &options);
         Printed {
             sent: visit.receipt.bytes(),
             printed: till.devices.printer.bytes()[before..].to_vec(),
             total_cents: visit.receipt.expected.total_cents,
         }
+    }
+
+    /// Scans `scan` at till `i` and waits until the agent has settled it: logged the hub's
+    /// digest of a card (only asked while the hub runs) or its verdict on a code.
+    fn scan_settled(&mut self, i: usize, scan: &Scan, hub_up: bool) {
+        let (code, needles) = match scan {
+            Scan::Card(card) => (
+                card.clone(),
+                if hub_up {
+                    vec![format!(
+                        "card {}: the hub's digest",
+                        till360_shared::card::masked(card)
+                    )]
+                } else {
+                    Vec::new()
+                },
+            ),
+            Scan::Coupon(code) => (
+                code.clone(),
+                ["accepted", "refused", "scanned again"]
+                    .iter()
+                    .map(|outcome| format!("coupon {code} {outcome}"))
+                    .collect(),
+            ),
+            other => panic!("the coupon tests scan cards and codes, not {other:?}"),
+        };
+        let log = self.agents[i].log.clone();
+        let settled = |text: &str| -> usize {
+            needles
+                .iter()
+                .map(|n| text.matches(n.as_str()).count())
+                .sum()
+        };
+        let before = settled(&read_log(&log));
+        let devices = &self.tills[i].devices;
+        devices.scanner().scan(&code).expect("scanning");
+        let read = devices
+            .scanner
+            .wait_read_by_agent(std::time::Instant::now() + DEADLINE)
+            .expect("waiting for the agent to read the scan");
+        assert!(read, "the agent never read the scan");
+        if needles.is_empty() {
+            return;
+        }
+        let done = wait_until(DEADLINE, || {
+            (settled(&read_log(&log)) > before).then_some(())
+        });
+        assert!(
+            done.is_some(),
+            "the scan was never settled ({needles:?}):\n{}",
+            read_log(&log)
+        );
     }
 
     fn get_json(&self, path: &str) -> Option<Value> {

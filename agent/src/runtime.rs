@@ -812,13 +812,24 @@ impl TillCore {
         match news {
             HubNews::Campaigns(state) => {
                 tracing::info!(
-                    "coupons: campaign set version {:016x} received",
-                    state.version
+                    "coupons: campaign set version {} received",
+                    state.set.content_version()
                 );
                 self.desk.on_campaigns(*state);
             }
             HubNews::Digests { entries, reset } => self.desk.on_digests(entries, reset),
-            HubNews::Digest { card, digest } => self.desk.on_digest(&card, digest),
+            HubNews::Digest { card, digest } => {
+                tracing::info!(
+                    "card {}: the hub's digest {}",
+                    card.masked(),
+                    if digest.is_some() {
+                        "arrived"
+                    } else {
+                        "is none"
+                    }
+                );
+                self.desk.on_digest(&card, digest);
+            }
             HubNews::CouponVerdict { code, verdict } => self.on_verdict(code, verdict),
             HubNews::Online(online) => {
                 self.online = online;
