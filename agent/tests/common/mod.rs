@@ -14,7 +14,14 @@ use till360_agent::ports::PortSpec;
 /// A deadlock guard for reads, not a timing assertion.
 pub const GIVE_UP: Duration = Duration::from_secs(20);
 
+/// A pty pair whose slave is named by a symlink in a folder of its own (`path`), as
+/// `/dev/serial/by-id/...` names a device in a shop. The link goes first when the pair is
+/// dropped: an agent of an ended test that still reopens its port finds nothing there,
+/// instead of the kernel's next pty with the same number — another test's port (tests run
+/// in parallel, and a port is held exclusively).
 pub struct Pty {
+    // Declared (so dropped) first.
+    _link_dir: tempfile::TempDir,
     pub master: File,
     /// Kept open so the pair lives as long as the test.
     _slave: OwnedFd,
@@ -28,8 +35,12 @@ impl Pty {
         let mut termios = tcgetattr(&pair.slave).unwrap();
         cfmakeraw(&mut termios);
         tcsetattr(&pair.slave, SetArg::TCSANOW, &termios).unwrap();
-        let path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
+        let node = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
+        let link_dir = tempfile::tempdir().unwrap();
+        let path = link_dir.path().join("tty");
+        std::os::unix::fs::symlink(&node, &path).unwrap();
         Pty {
+            _link_dir: link_dir,
             master: File::from(pair.master),
             _slave: pair.slave,
             path,

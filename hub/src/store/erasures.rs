@@ -102,19 +102,31 @@ pub fn record_erasure(
         let Ok(card) = CardNumber::parse(&id.value) else {
             continue;
         };
-        for store in stores {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
-                 VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![
-                version,
-                store,
-                &suppression.card_key(store, &card).0[..]
-            ])?;
-        }
+        record_card_keys(conn, suppression, version, &card, stores)?;
     }
     Ok(version.max(0) as u64)
+}
+
+/// The erasure log's entry of `card` for each of `stores`: its card key there.
+fn record_card_keys(
+    conn: &Connection,
+    suppression: &Suppression,
+    version: i64,
+    card: &CardNumber,
+    stores: &[String],
+) -> Result<(), StoreError> {
+    for store in stores {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
+             VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![
+            version,
+            store,
+            &suppression.card_key(store, card).0[..]
+        ])?;
+    }
+    Ok(())
 }
 
 fn suppress(
@@ -233,17 +245,7 @@ pub fn hash_clear_erasures(
     for (version, card, erased_at_ms) in &rows {
         suppress(&tx, suppression, IdKind::Card, card, *erased_at_ms)?;
         if let Ok(card) = CardNumber::parse(card) {
-            for store in &stores {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
-                     VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    version,
-                    store,
-                    &suppression.card_key(store, &card).0[..]
-                ])?;
-            }
+            record_card_keys(&tx, suppression, *version, &card, &stores)?;
         }
     }
     tx.execute_batch(
