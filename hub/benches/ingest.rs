@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
+use till360_hub::config::FraudConfig;
 use till360_hub::profile::{merge_ops, MergeOp};
 use till360_hub::store::{spawn_writer, SqliteStore, SCHEMA};
 use till360_hub::synthetic::Generator;
@@ -69,16 +70,20 @@ fn main() {
         .max(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = Duration::MAX;
+    let mut unchecked = Duration::MAX;
     let mut baseline = Duration::MAX;
     for round in 0..rounds {
         let hub_db = dir.path().join(format!("hub-{round}.db"));
+        let unchecked_db = dir.path().join(format!("unchecked-{round}.db"));
         let base_db = dir.path().join(format!("baseline-{round}.db"));
         if round % 2 == 0 {
-            hub = hub.min(hub_path(&hub_db, batches.clone()));
+            hub = hub.min(hub_path(&hub_db, batches.clone(), true));
+            unchecked = unchecked.min(hub_path(&unchecked_db, batches.clone(), false));
             baseline = baseline.min(baseline_path(&base_db, &batches));
         } else {
             baseline = baseline.min(baseline_path(&base_db, &batches));
-            hub = hub.min(hub_path(&hub_db, batches.clone()));
+            unchecked = unchecked.min(hub_path(&unchecked_db, batches.clone(), false));
+            hub = hub.min(hub_path(&hub_db, batches.clone(), true));
         }
     }
     println!("best of {rounds} rounds each, alternating order");
@@ -87,6 +92,11 @@ fn main() {
         "hub ingest path (plan_ingest + merge + commit via writer): {:>9.0} receipts/s ({:.0} ms)",
         rate(hub),
         hub.as_secs_f64() * 1e3
+    );
+    println!(
+        "hub ingest path with [fraud] enabled = false:              {:>9.0} receipts/s ({:.0} ms)",
+        rate(unchecked),
+        unchecked.as_secs_f64() * 1e3
     );
     println!(
         "baseline raw batched inserts (same rows, prepared, 1 tx/batch): {:>9.0} receipts/s ({:.0} ms)",
@@ -120,8 +130,15 @@ fn now() -> Timestamp {
     Timestamp::from_utc(chrono::Utc::now(), 0)
 }
 
-fn hub_path(db: &Path, batches: Vec<(AgentId, Vec<Event>)>) -> Duration {
-    let store = SqliteStore::open(db).expect("open hub store");
+/// The hub's ingest path; `fraud`: with the card-fraud checks at ingest (the default).
+fn hub_path(db: &Path, batches: Vec<(AgentId, Vec<Event>)>, fraud: bool) -> Duration {
+    let mut store = SqliteStore::open(db).expect("open hub store");
+    if !fraud {
+        store.set_fraud_config(FraudConfig {
+            enabled: false,
+            ..FraudConfig::default()
+        });
+    }
     let (writer, thread) = spawn_writer(Box::new(store)).expect("writer");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -254,7 +271,7 @@ fn baseline_path(db: &Path, batches: &[(AgentId, Vec<Event>)]) -> Duration {
             }
             let mut trs = tx
                 .prepare_cached(
-                    "INSERT INTO transactions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO transactions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 0)",
                 )
                 .expect("prepare");
             for t in &batch.transactions {

@@ -149,6 +149,13 @@ fn suppress(
     Ok(())
 }
 
+/// Whether anyone was ever erased (the suppression list is not empty).
+pub fn any_suppressed(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed_identifiers)")?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// When `id` was last erased (unix ms), if it is on the suppression list. Evidence
 /// dated at or before that time names the erased person and must not be merged.
 pub fn suppressed_since(

@@ -421,9 +421,12 @@ impl SqliteStore {
         // a million events runs about 30 % faster (`benches/sync_drain.rs`). The WAL file
         // is reused after each checkpoint, so the hub's disk holds about 64 MiB more.
         // secure_delete: deleted rows (an erase) are overwritten, not left in free space.
+        // temp_store in memory: each batch is merged under its own savepoint, whose
+        // statement journal would otherwise be a temporary file (`benches/ingest.rs`).
         conn.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
-             PRAGMA wal_autocheckpoint = 16384; PRAGMA secure_delete = ON;",
+             PRAGMA wal_autocheckpoint = 16384; PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;",
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
@@ -1029,6 +1032,12 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Nobody erased yet (the common case): no keyed hash and lookup per card. Read in
+        // the transaction, so an erase committed before it is seen.
+        let suppression = match &self.suppression {
+            Some(s) if erasures::any_suppressed(&tx)? => Some(s),
+            _ => None,
+        };
         let mut outcomes = Vec::with_capacity(requests.len());
         for req in requests {
             // Read inside the transaction: two connections of one agent cannot both
@@ -1049,15 +1058,7 @@ impl Store for SqliteStore {
                 Some(detail) => Err(detail),
                 None => {
                     tx.execute_batch("SAVEPOINT batch")?;
-                    match Self::merge_batch(
-                        &tx,
-                        new,
-                        head,
-                        master,
-                        self.suppression.as_ref(),
-                        fraud,
-                        now,
-                    ) {
+                    match Self::merge_batch(&tx, new, head, master, suppression, fraud, now) {
                         Ok(head) => {
                             tx.execute_batch("RELEASE batch")?;
                             Ok(head)
