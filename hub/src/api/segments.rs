@@ -89,7 +89,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiE
             .prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
             .collect::<rusqlite::Result<_>>()?;
-        let at = crate::traits::freshness::computed_at(&tx)?;
+        let at = crate::store::freshness::computed_at(&tx)?;
         Ok((sizes, at.map(|t| t.to_rfc3339())))
     })
     .await?;

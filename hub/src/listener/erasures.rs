@@ -66,7 +66,9 @@ impl ErasureFeed {
 /// A read connection on the hub's SQLite file, a `watch` of what `read` says on it, and
 /// the task that reads again every `interval` until `stop` (the erasure log's version
 /// here, the redeemed-codes ledger's in `redeemed.rs`). Must run inside a tokio runtime.
-pub(super) type Poller = (Arc<Mutex<Connection>>, watch::Receiver<u64>, JoinHandle<()>);
+/// A poller's read connection, shared with the connection tasks that read through it.
+pub(super) type PollerConn = Arc<Mutex<Connection>>;
+pub(super) type Poller = (PollerConn, watch::Receiver<u64>, JoinHandle<()>);
 
 pub(super) fn start_poller(
     db_path: &Path,

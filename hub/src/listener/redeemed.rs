@@ -4,15 +4,14 @@
 //! Also carries the clock check of `[coupons] max_clock_skew_secs` (`TillClock`).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::erasures::start_poller;
+use super::erasures::{start_poller, PollerConn};
 use crate::coupons::ledger::{redeemed_since, redeemed_version};
 use crate::store::StoreError;
 
@@ -23,7 +22,7 @@ pub const REDEEMED_POLL: Duration = Duration::from_secs(1);
 /// Shared by all connection tasks (cheap to clone).
 #[derive(Clone)]
 pub struct RedeemedFeed {
-    conn: Arc<Mutex<Connection>>,
+    conn: PollerConn,
     version: watch::Receiver<u64>,
     max_clock_skew: Duration,
 }

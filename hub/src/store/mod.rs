@@ -3,6 +3,7 @@
 
 mod chain;
 pub mod erasures;
+pub mod freshness;
 pub mod numbering;
 mod privacy;
 mod sqlite;

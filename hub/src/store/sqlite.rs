@@ -146,7 +146,7 @@ CREATE TABLE IF NOT EXISTS segment_members (
     PRIMARY KEY (segment_id, profile_id)
 );
 CREATE INDEX IF NOT EXISTS segment_members_profile ON segment_members(profile_id);
--- When traits and segments were last computed (traits/freshness.rs).
+-- When traits and segments were last computed (store/freshness.rs).
 CREATE TABLE IF NOT EXISTS traits_runs (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     computed_at_ms INTEGER NOT NULL

@@ -9,7 +9,6 @@
 pub mod behaviour;
 pub mod bgnbd;
 mod export;
-pub mod freshness;
 pub mod gamma_gamma;
 pub mod history;
 pub mod optimize;

@@ -98,7 +98,7 @@ pub fn recompute(
             }
         }
     }
-    super::freshness::record_run(&tx, now)?;
+    crate::store::freshness::record_run(&tx, now)?;
     tx.commit()?;
     Ok(RecomputeSummary {
         computed_at: now,

@@ -1,6 +1,6 @@
 //! Runs [`recompute`](super::recompute) on its own thread and SQLite connection:
 //! once at start, then every `[traits] recompute_minutes`, after an import (another
-//! process: see [`freshness`](super::freshness)), and whenever asked
+//! process: see [`freshness`](crate::store::freshness)), and whenever asked
 //! (`RunningHub::recompute_traits`, `POST /api/v1/traits/recompute`). Fitting takes
 //! seconds on a large population, so it never runs on the async runtime or the ingest
 //! writer. After every run that committed, and when `till360-hub traits recompute`
@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use till360_shared::Timestamp;
 
-use super::freshness::{self, IMPORT_POLL};
 use super::{recompute, RecomputeSummary};
 use crate::config::HubConfig;
+use crate::store::freshness;
+
+/// How often the running hub looks for imports (`store::freshness`).
+const IMPORT_POLL: Duration = Duration::from_secs(1);
 
 enum Request {
     Now(Sender<Result<RecomputeSummary, String>>),

@@ -2,18 +2,14 @@
 //! since. Imports run as their own process against the same database, so the running
 //! hub cannot be told: every import that changed something bumps a counter in the
 //! database (`change_counters`, row `import`) in its own transaction, and the traits
-//! thread polls that one row every [`IMPORT_POLL`] and recomputes once it stops changing.
+//! thread (`traits::schedule`) polls that one row every second and recomputes once it
+//! stops changing.
 //! Not `PRAGMA data_version`: it changes with every commit of any other connection (the
 //! hub's own ingest, the digest refresh a recompute triggers), so the hub would recompute
 //! forever; not the file's mtime: WAL commits do not change the database file.
 
-use std::time::Duration;
-
 use rusqlite::{Connection, OptionalExtension};
 use till360_shared::Timestamp;
-
-/// How often the running hub looks for imports.
-pub const IMPORT_POLL: Duration = Duration::from_secs(1);
 
 /// Notes an import that changed something (inside the import's transaction).
 pub fn note_import(conn: &Connection) -> rusqlite::Result<()> {
@@ -35,7 +31,7 @@ pub fn imports(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Records a finished recompute (inside its transaction).
-pub(super) fn record_run(conn: &Connection, now: Timestamp) -> rusqlite::Result<()> {
+pub fn record_run(conn: &Connection, now: Timestamp) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO traits_runs (singleton, computed_at_ms) VALUES (1, ?1)",
         [now.unix_ms],
