@@ -516,7 +516,10 @@ fn load_desk(config: &AgentConfig, journal: &Journal) -> CouponDesk {
     let mut desk = CouponDesk::new(config.coupons.columns, config.coupons.expiry_label.clone());
     match journal.campaigns() {
         Ok(Some(state)) => {
-            tracing::info!("coupons: campaign set version {:016x} held", state.version);
+            tracing::info!(
+                "coupons: campaign set version {} held",
+                state.set.content_version()
+            );
             desk.on_campaigns(state);
         }
         Ok(None) => tracing::info!("coupons: no campaign set yet"),

@@ -194,30 +194,26 @@ async fn a_key_file_others_can_read_stops_the_hub_at_start() {
     let site = crate::common::Site::new();
     let key = site.pki().join("hub.key");
     assert_eq!(mode(&key), 0o600);
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = till360_hub::server::start(site.config())
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(
-        err.contains(&format!("{} has mode 0644", key.display())),
-        "{err}"
-    );
+    refused_with_mode(&site, &key, 0o644).await;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // The coupon master secret the hub created (0600) is checked at every start too.
     site.start().await.shutdown().await;
     let master = site.dir.path().join("data/coupon-master.key");
     assert_eq!(mode(&master), 0o600);
-    std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o604)).unwrap();
+    refused_with_mode(&site, &master, 0o604).await;
+}
+
+/// Gives `file` the mode `open` and checks the hub then refuses to start, naming both.
+async fn refused_with_mode(site: &crate::common::Site, file: &Path, open: u32) {
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(open)).unwrap();
     let err = till360_hub::server::start(site.config())
         .await
         .err()
         .expect("refused")
         .to_string();
     assert!(
-        err.contains(&format!("{} has mode 0604", master.display())),
+        err.contains(&format!("{} has mode {open:04o}", file.display())),
         "{err}"
     );
 }

@@ -132,6 +132,18 @@ async fn get(addr: SocketAddr, path: &str) -> Reply {
     call(addr, "GET", path, None, None).await
 }
 
+/// `DELETE /api/v1/profiles/{id}` without a token.
+async fn erase(addr: SocketAddr, id: &str) -> Reply {
+    call(
+        addr,
+        "DELETE",
+        &format!("/api/v1/profiles/{id}"),
+        None,
+        None,
+    )
+    .await
+}
+
 fn db_path(site: &Site) -> PathBuf {
     site.dir.path().join("data").join("hub.db")
 }
@@ -331,14 +343,7 @@ async fn export_then_erase_keeps_only_anonymous_statistics() {
         vec![("S001".into(), 3, 2049), ("S002".into(), 1, 701)]
     );
 
-    let erased = call(
-        http,
-        "DELETE",
-        &format!("/api/v1/profiles/{id}"),
-        None,
-        None,
-    )
-    .await;
+    let erased = erase(http, &id).await;
     assert_eq!(erased.status, 200, "{}", erased.body);
     let report = erased.json();
     assert_eq!(report["profile_id"], id.as_str());
@@ -366,14 +371,7 @@ async fn export_then_erase_keeps_only_anonymous_statistics() {
             .status,
         404
     );
-    let again = call(
-        http,
-        "DELETE",
-        &format!("/api/v1/profiles/{id}"),
-        None,
-        None,
-    )
-    .await;
+    let again = erase(http, &id).await;
     assert_eq!(again.status, 404);
     assert_eq!(
         get(http, &format!("/api/v1/profiles/by-card/{bob}"))
@@ -931,14 +929,7 @@ async fn an_erased_person_is_gone_from_the_files_and_every_export() {
     assert!(list.body.contains("alice@example.com"), "{}", list.body);
     assert!(!on_disk(&site, "alice@example.com").is_empty());
 
-    let erased = call(
-        http,
-        "DELETE",
-        &format!("/api/v1/profiles/{id}"),
-        None,
-        None,
-    )
-    .await;
+    let erased = erase(http, &id).await;
     assert_eq!(erased.status, 200, "{}", erased.body);
 
     let list = get(http, "/api/v1/segments/vip/members.csv?channel=email").await;
@@ -1025,14 +1016,7 @@ async fn an_erase_removes_the_digest_from_the_tills_at_once() {
         }
     }
 
-    let erased = call(
-        http,
-        "DELETE",
-        &format!("/api/v1/profiles/{id}"),
-        None,
-        None,
-    )
-    .await;
+    let erased = erase(http, &id).await;
     assert_eq!(erased.status, 200, "{}", erased.body);
     // `recv` waits a bounded time: far shorter than the digest timer.
     loop {

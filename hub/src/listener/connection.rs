@@ -377,10 +377,11 @@ impl Link {
             max_skew_ms,
         };
         let skewed = clock.skew_ms.saturating_abs() > max_skew_ms;
-        if !skewed && self.clock_skewed {
+        let was_skewed = std::mem::replace(&mut self.clock_skewed, skewed);
+        if was_skewed && !skewed {
             tracing::info!("agent {agent}: clock is within the limit again");
         }
-        if skewed && !std::mem::replace(&mut self.clock_skewed, skewed) {
+        if skewed && !was_skewed {
             tracing::warn!(
                 "agent {agent}: clock is off by {} s ({}; [coupons] max_clock_skew_secs = {})",
                 clock.skew_ms / 1000,
@@ -392,7 +393,6 @@ impl Link {
                 max_skew_ms / 1000
             );
         }
-        self.clock_skewed = skewed;
         if let Err(err) = self.writer.clock(agent.clone(), clock, hub).await {
             tracing::warn!("agent {agent}: clock report not recorded: {err}");
         }
