@@ -96,7 +96,7 @@ pub enum ImportError {
 
 impl From<rusqlite::Error> for ImportError {
     fn from(e: rusqlite::Error) -> Self {
-        ImportError::Store(StoreError::Sqlite(e))
+        ImportError::Store(StoreError::from(e))
     }
 }
 

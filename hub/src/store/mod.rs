@@ -2,10 +2,12 @@
 //! implementation, plus the single writer thread that serialises all commits.
 
 mod chain;
+pub mod database;
 pub mod erasures;
 pub mod freshness;
 pub mod numbering;
 mod privacy;
+pub mod sql;
 mod sqlite;
 pub mod suspicious;
 mod writer;
@@ -21,13 +23,15 @@ use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 use crate::profile::ProfileView;
 
 pub use chain::ChainCheck;
+pub use database::{Database, DatabaseOptions, Pooled};
+pub use sql::{DbError, DbErrorKind, Engine};
 pub use sqlite::{record_alert, SqliteStore, SCHEMA};
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] DbError),
     #[error("cannot encode a stored value: {0}")]
     Codec(#[from] till360_shared::codec::CodecError),
     #[error("cannot create {path}: {source}")]
@@ -45,6 +49,22 @@ pub enum StoreError {
     /// the suppression list and the tills' card keys derive from it.
     #[error("the coupon master secret (data_dir/coupon-master.key) is missing: the suppression list of erased people and the tills' card keys derive from it")]
     NoMasterSecret,
+}
+
+impl StoreError {
+    /// A transaction that lost a race with another (serialization failure, deadlock):
+    /// running it again succeeds.
+    pub fn is_retry(&self) -> bool {
+        matches!(self, StoreError::Database(e) if e.kind == DbErrorKind::Retry)
+    }
+
+    /// The database's kind of error, if it came from the database.
+    pub fn db_kind(&self) -> Option<DbErrorKind> {
+        match self {
+            StoreError::Database(e) => Some(e.kind),
+            _ => None,
+        }
+    }
 }
 
 /// A profile search (`GET /api/v1/profiles/search?...`): identifiers are normalised the

@@ -9,8 +9,11 @@ use till360_shared::chain::{link_bytes, ChainHash};
 use till360_shared::sync::plan_ingest;
 use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
+pub mod driver;
+
 use super::chain::{self, ChainBreak, ChainCheck};
 use super::erasures::{self, Suppression};
+use super::sql::DbErrorKind;
 use super::suspicious::{self, SuspiciousCard};
 use super::{
     privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
@@ -402,32 +405,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, with WAL and
     /// `synchronous=FULL`: a commit is on disk before the hub acknowledges it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!(
-                "journal_mode {mode} (WAL refused)"
-            )));
-        }
-        // A 64 MiB page cache keeps the identity and transaction indexes hot while ingesting.
-        // Checkpoints every 64 MiB of WAL instead of SQLite's 4 MiB: a backlog drain of
-        // a million events runs about 30 % faster (`benches/sync_drain.rs`). The WAL file
-        // is reused after each checkpoint, so the hub's disk holds about 64 MiB more.
-        // secure_delete: deleted rows (an erase) are overwritten, not left in free space.
-        // temp_store in memory: each batch is merged under its own savepoint, whose
-        // statement journal would otherwise be a temporary file (`benches/ingest.rs`).
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;
-             PRAGMA wal_autocheckpoint = 16384; PRAGMA secure_delete = ON;
-             PRAGMA temp_store = MEMORY;",
-        )?;
+        Self::open_with_timeout(path, Duration::from_secs(10))
+    }
+
+    /// As [`SqliteStore::open`], waiting up to `timeout` for another connection's lock.
+    pub fn open_with_timeout(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
+        let conn = driver::open(path, timeout)?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         match version {
             // Every statement is `IF NOT EXISTS`: an older schema gains the new tables
@@ -953,18 +936,12 @@ fn unstorable(events: &[Event]) -> Option<String> {
 /// Whether `err` comes from the batch's own values (refuse that batch) rather than
 /// the database (disk, lock: fail the commit, every till retries).
 fn is_batch_fault(err: &StoreError) -> bool {
-    use rusqlite::ErrorCode;
     match err {
         StoreError::Corrupt(_) | StoreError::Codec(_) => true,
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-            e.code,
-            ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig
+        other => matches!(
+            other.db_kind(),
+            Some(DbErrorKind::Constraint | DbErrorKind::BadValue)
         ),
-        StoreError::Sqlite(
-            rusqlite::Error::ToSqlConversionFailure(_)
-            | rusqlite::Error::IntegralValueOutOfRange(..),
-        ) => true,
-        _ => false,
     }
 }
 
