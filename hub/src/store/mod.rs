@@ -13,6 +13,8 @@ pub mod suspicious;
 mod writer;
 
 #[cfg(test)]
+pub mod test_support;
+#[cfg(test)]
 mod tests;
 
 use thiserror::Error;
