@@ -167,3 +167,253 @@ fn every_integration_test_file_is_in_its_crates_test_binary() {
         );
     }
 }
+
+/// A file's code without its `#[cfg(test)]` items (a test module may use anything).
+fn without_test_items(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at + "#[cfg(test)]".len()..];
+        // The item ends at its `;` (`mod tests;`, `use ...;`) or its matching `}`.
+        let mut depth = 0usize;
+        let mut end = item.len();
+        for (i, c) in item.char_indices() {
+            match c {
+                ';' if depth == 0 => {
+                    end = i + 1;
+                    break;
+                }
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Lines of code (comments dropped) of the hub's non-test source files, by path
+/// relative to `hub/src`.
+fn hub_sources() -> Vec<(String, String)> {
+    let src = root().join("hub/src");
+    let mut files = Vec::new();
+    collect_rs(&src, &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        if name == "tests.rs" || name == "test_support.rs" {
+            continue;
+        }
+        let text = without_test_items(&std::fs::read_to_string(&file).unwrap());
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push((rel, code));
+    }
+    out
+}
+
+/// Only each engine's backend folder names its database crate (tests included: a test
+/// that looks into the database does so through `store::sql`).
+#[test]
+fn database_crates_are_named_only_in_their_backend() {
+    let src = root().join("hub/src");
+    let mut files = Vec::new();
+    collect_rs(&src, &mut files);
+    let backends = [
+        ("rusqlite", "store/sqlite/"),
+        ("postgres::", "store/postgres/"),
+        ("tokio_postgres", "store/postgres/"),
+    ];
+    let mut offenders = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for (krate, home) in backends {
+                if line.contains(krate) && !rel.starts_with(home) {
+                    offenders.push(format!("hub/src/{rel}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "a database crate named outside its backend folder:\n{}",
+        offenders.join("\n")
+    );
+}
+
+/// The hub's top-level module a `crate::...` path names.
+fn crate_references(code: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if rest.starts_with('{') {
+            // `use crate::{a::b, c};`: every first segment inside the braces.
+            let end = rest.find('}').unwrap_or(rest.len());
+            let mut depth = 0;
+            let mut segment_start = true;
+            let inner = &rest[1..end];
+            let mut word = String::new();
+            for c in inner.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        segment_start = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if segment_start {
+                    if c.is_alphanumeric() || c == '_' {
+                        word.push(c);
+                    } else if !word.is_empty() {
+                        out.insert(std::mem::take(&mut word));
+                        segment_start = false;
+                    }
+                }
+            }
+            if !word.is_empty() {
+                out.insert(word);
+            }
+        } else {
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !word.is_empty() {
+                out.insert(word);
+            }
+        }
+    }
+    out
+}
+
+/// The hub's top-level module of a source file (`store/sqlite/mod.rs` -> `store`).
+fn top_module(rel: &str) -> String {
+    let first = rel.split('/').next().unwrap();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The models are plain functions over values: they import neither the store nor a
+/// database crate.
+#[test]
+fn models_import_nothing_from_the_store() {
+    let models = [
+        "identity/",
+        "profile.rs",
+        "segments/",
+        "coupons/",
+        "digests/facts.rs",
+        "digests/build.rs",
+        "traits/",
+    ];
+    let mut offenders = Vec::new();
+    for (rel, code) in hub_sources() {
+        if !models.iter().any(|m| rel.starts_with(m)) {
+            continue;
+        }
+        let refs = crate_references(&code);
+        if refs.contains("store") {
+            offenders.push(format!("hub/src/{rel} imports crate::store"));
+        }
+        for krate in ["rusqlite", "postgres"] {
+            if code.contains(krate) {
+                offenders.push(format!("hub/src/{rel} names {krate}"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
+/// No two top-level modules of the hub import each other, directly or around a circle
+/// (test code aside): dependencies point one way, so each layer can be read alone.
+#[test]
+fn the_hubs_modules_import_each_other_in_no_circle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut why: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (rel, code) in hub_sources() {
+        let from = top_module(&rel);
+        if from == "lib" || from == "main" {
+            continue;
+        }
+        for to in crate_references(&code) {
+            if to != from && to != "sql_params" {
+                why.entry((from.clone(), to.clone()))
+                    .or_insert_with(|| rel.clone());
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    // Depth-first search for a back edge; report the circle with a file per step.
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(node.to_string(), 1);
+        path.push(node.to_string());
+        for next in edges.get(node).into_iter().flatten() {
+            match state.get(next.as_str()).copied().unwrap_or(0) {
+                1 => {
+                    let start = path.iter().position(|n| n == next).unwrap();
+                    let mut circle = path[start..].to_vec();
+                    circle.push(next.clone());
+                    return Some(circle);
+                }
+                0 => {
+                    if let Some(c) = visit(next, edges, state, path) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        path.pop();
+        state.insert(node.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for node in edges.keys() {
+        if state.get(node.as_str()).copied().unwrap_or(0) == 0 {
+            if let Some(circle) = visit(node, &edges, &mut state, &mut Vec::new()) {
+                let steps: Vec<String> = circle
+                    .windows(2)
+                    .map(|w| {
+                        format!(
+                            "{} -> {} (hub/src/{})",
+                            w[0],
+                            w[1],
+                            why[&(w[0].clone(), w[1].clone())]
+                        )
+                    })
+                    .collect();
+                panic!("the hub's modules import each other in a circle:\n{}", steps.join("\n"));
+            }
+        }
+    }
+}
