@@ -73,7 +73,9 @@ impl Site {
     /// (as an erase through the API does, for stores S001 and S002) and returns the
     /// last version. The hub must have started once (it creates the master secret).
     pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
-        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database;
+        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database else {
+            unreachable!("this test's hub runs on SQLite")
+        };
         let suppression = self.suppression();
         let mut conn = rusqlite::Connection::open(path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();
