@@ -2,6 +2,9 @@
 //! client speaking the shared codec, and a raw HTTP/1.1 GET.
 #![allow(dead_code)]
 
+/// `[database] url` of a test hub for the engine `TILL360_TEST_ENGINE` chooses (see engine.rs).
+pub mod engine;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

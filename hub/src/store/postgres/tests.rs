@@ -490,3 +490,40 @@ fn an_unreachable_server_is_a_connection_error_naming_the_url_without_its_passwo
     );
     assert!(!text.contains("s3cret"), "{text}");
 }
+
+/// Table → its columns, in order, as each engine lists them.
+fn tables_and_columns(db: &dyn Sql) -> std::collections::BTreeMap<String, Vec<String>> {
+    let sql = match db.engine() {
+        crate::store::Engine::Sqlite => {
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid"
+        }
+        crate::store::Engine::Postgres => {
+            "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT)
+             FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'
+             ORDER BY table_name, ordinal_position"
+        }
+    };
+    let mut tables = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for row in db.query(sql, sql_params![]).unwrap() {
+        tables
+            .entry(row.get(0).unwrap())
+            .or_default()
+            .push(row.get(1).unwrap());
+    }
+    tables
+}
+
+#[test]
+fn postgresql_has_the_tables_and_columns_of_sqlite_schema_7() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let sqlite = crate::store::test_support::sqlite();
+    let postgres = postgres_on(&server);
+    let on_sqlite = tables_and_columns(&*sqlite.db.get().unwrap());
+    let on_postgres = tables_and_columns(&*postgres.db.get().unwrap());
+    assert!(on_sqlite.len() > 25, "{on_sqlite:?}");
+    assert_eq!(on_postgres, on_sqlite);
+}
