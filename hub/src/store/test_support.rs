@@ -17,14 +17,9 @@ pub const POSTGRES_VAR: &str = "TILL360_TEST_POSTGRES";
 /// A fresh database and what keeps it alive (a temporary folder, a database to drop).
 pub struct Scratch {
     pub db: Database,
+    /// Its URL (password included, if the server has one).
+    pub url: DatabaseUrl,
     _keep: Box<dyn std::any::Any>,
-}
-
-impl Scratch {
-    /// The database's URL (a hub config's `[database] url`).
-    pub fn url(&self) -> &str {
-        self.db.name()
-    }
 }
 
 /// A fresh SQLite database in a temporary folder, schema applied.
@@ -34,6 +29,7 @@ pub fn sqlite() -> Scratch {
     let db = Database::open(&url, &DatabaseOptions::default()).expect("open scratch SQLite");
     Scratch {
         db,
+        url,
         _keep: Box::new(dir),
     }
 }
@@ -76,6 +72,7 @@ pub fn postgres_on(server: &PostgresUrl) -> Scratch {
         .unwrap_or_else(|e| panic!("open scratch PostgreSQL {url}: {e}"));
     Scratch {
         db,
+        url,
         _keep: Box::new(temporary),
     }
 }

@@ -347,8 +347,7 @@ fn a_database_a_newer_hub_migrated_is_refused() {
                 sql_params![newer],
             )
             .unwrap();
-        let url = DatabaseUrl::Postgres(PostgresUrl::parse(scratch.url()).unwrap());
-        let err = Database::open(&url, &DatabaseOptions::default()).unwrap_err();
+        let err = Database::open(&scratch.url, &DatabaseOptions::default()).unwrap_err();
         assert!(
             err.to_string()
                 .contains(&format!("schema version {newer}, newer than this hub's")),
@@ -375,10 +374,10 @@ fn a_scratch_database_is_dropped_with_its_scratch() {
         return;
     };
     let scratch = postgres_on(&server);
-    let name = PostgresUrl::parse(scratch.url())
-        .unwrap()
-        .dbname()
-        .to_string();
+    let DatabaseUrl::Postgres(url) = &scratch.url else {
+        panic!("{}", scratch.url)
+    };
+    let name = url.dbname().to_string();
     assert!(name.starts_with("t360_"), "{name}");
     // A connection still open does not keep it.
     let conn = scratch.db.get().unwrap();
