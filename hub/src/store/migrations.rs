@@ -82,6 +82,9 @@ pub fn migrate(db: &dyn Sql) -> Result<Vec<i64>, StoreError> {
         // PostgreSQL: the lock is taken before `schema_migrations` is even created, so a
         // second hub cannot race the first one's CREATE TABLE.
         if db.engine() == Engine::Postgres {
+            // A migration may take longer than the session's one timeout, and so may the
+            // wait of a second hub for the first one's: neither is cut short.
+            db.batch("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")?;
             db.query_each(
                 "SELECT pg_advisory_xact_lock(?1)",
                 sql_params![MIGRATION_LOCK],

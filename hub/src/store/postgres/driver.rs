@@ -46,22 +46,8 @@ pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, Sto
             message,
         })
     };
-    let mut config: Config = url
-        .connection_string()
-        .parse()
-        .map_err(|e| connection_error(format!("{url}: {e}")))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(connection_error(format!(
-            "{url}: sslmode=require, but this hub talks to PostgreSQL without TLS"
-        )));
-    }
-    if !url.has_password() {
-        if let Some(password) = std::env::var_os("PGPASSWORD") {
-            config.password(password.as_encoded_bytes());
-        }
-    }
-    config.application_name("till360-hub");
-    config.connect_timeout(timeout);
+    let config =
+        client_config(url, timeout, std::env::var_os("PGPASSWORD")).map_err(connection_error)?;
     let mut client = config
         .connect(NoTls)
         .map_err(|e| connection_error(format!("cannot connect to {url}: {}", describe(&e))))?;
@@ -77,6 +63,32 @@ pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, Sto
         in_transaction: Cell::new(false),
         failed: Cell::new(false),
     })
+}
+
+/// The client's settings for `url`: the password from the URL, else `pg_password` (the
+/// `PGPASSWORD` variable, as libpq reads it).
+fn client_config(
+    url: &PostgresUrl,
+    timeout: Duration,
+    pg_password: Option<std::ffi::OsString>,
+) -> Result<Config, String> {
+    let mut config: Config = url
+        .connection_string()
+        .parse()
+        .map_err(|e| format!("{url}: {e}"))?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(format!(
+            "{url}: sslmode=require, but this hub talks to PostgreSQL without TLS"
+        ));
+    }
+    if !url.has_password() {
+        if let Some(password) = pg_password {
+            config.password(password.as_encoded_bytes());
+        }
+    }
+    config.application_name("till360-hub");
+    config.connect_timeout(timeout);
+    Ok(config)
 }
 
 /// The server's own words when there are some (the client's `Display` says only "db error").
@@ -400,5 +412,24 @@ impl Sql for PgConnection {
 
     fn is_broken(&self) -> bool {
         self.failed.get() || self.in_transaction.get() || self.client.borrow().is_closed()
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_password_comes_from_the_url_else_from_pgpassword() {
+        let from_env = Some(std::ffi::OsString::from("from-env"));
+        let with = PostgresUrl::parse("postgres://hub:in%20url@db:5432/t").unwrap();
+        let config = client_config(&with, Duration::from_secs(1), from_env.clone()).unwrap();
+        assert_eq!(config.get_password(), Some(&b"in url"[..]));
+        let without = PostgresUrl::parse("postgres://hub@db:5432/t").unwrap();
+        let config = client_config(&without, Duration::from_secs(1), from_env).unwrap();
+        assert_eq!(config.get_password(), Some(&b"from-env"[..]));
+        let config = client_config(&without, Duration::from_secs(1), None).unwrap();
+        assert_eq!(config.get_password(), None);
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(1)));
     }
 }
