@@ -91,7 +91,9 @@ fn agent_status_json(config: &Path) -> Option<serde_json::Value> {
 }
 
 fn hub_db(config: &HubConfig) -> std::path::PathBuf {
-    let DatabaseUrl::Sqlite(path) = &config.database;
+    let DatabaseUrl::Sqlite(path) = &config.database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     path.clone()
 }
 

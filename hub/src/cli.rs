@@ -167,7 +167,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn open_store(config: &HubConfig) -> Result<SqliteStore, String> {
-    let DatabaseUrl::Sqlite(path) = &config.database;
+    let DatabaseUrl::Sqlite(path) = &config.database else {
+        return Err(format!(
+            "{}: this command does not run on PostgreSQL yet",
+            config.database
+        ));
+    };
     let mut store = SqliteStore::open(path)
         .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
     store.set_identity_config(config.identity.clone());

@@ -28,6 +28,179 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    /// The URL as messages show it: never with a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=..]` (or `postgresql://`), checked
+/// when the config is read. `Display` and `Debug` leave the password out; only the store's
+/// PostgreSQL backend reads it ([`PostgresUrl::connection_string`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    scheme: String,
+    /// As written (percent-encoded, if it was).
+    user: String,
+    password: Option<String>,
+    host: String,
+    port: u16,
+    dbname: String,
+    /// `key=value` pairs after `?`, as written.
+    query: Vec<(String, String)>,
+}
+
+impl PostgresUrl {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expected =
+            "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=disable|prefer]";
+        let (scheme, rest) = if let Some(rest) = text.strip_prefix("postgres://") {
+            ("postgres", rest)
+        } else if let Some(rest) = text.strip_prefix("postgresql://") {
+            ("postgresql", rest)
+        } else {
+            return Err(expected.into());
+        };
+        let (rest, query_text) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let (authority, dbname) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("no database name: {expected}"))?;
+        if dbname.is_empty() || dbname.contains('/') {
+            return Err(format!("no database name: {expected}"));
+        }
+        let (userinfo, hostport) = authority
+            .rsplit_once('@')
+            .ok_or_else(|| format!("no user: {expected}"))?;
+        let (user, password) = match userinfo.split_once(':') {
+            Some((user, password)) => (user, Some(password.to_string())),
+            None => (userinfo, None),
+        };
+        if user.is_empty() {
+            return Err(format!("no user: {expected}"));
+        }
+        // `[::1]:5432`, `db.example:5432`, `db.example`.
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("port {port:?} is not a number: {expected}"))?;
+                (host, port)
+            }
+            _ => (hostport, 5432),
+        };
+        if host.is_empty() {
+            return Err(format!("no host: {expected}"));
+        }
+        let mut query = Vec::new();
+        for pair in query_text
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "sslmode" {
+                match value {
+                    "disable" | "prefer" => {}
+                    "require" | "verify-ca" | "verify-full" => {
+                        return Err(format!(
+                        "sslmode={value}: this hub talks to PostgreSQL without TLS (it is built \
+                             without a TLS library for it); use sslmode=disable or prefer on a \
+                             trusted network, or reach the server through a tunnel"
+                    ))
+                    }
+                    other => return Err(format!("sslmode={other}: expected disable or prefer")),
+                }
+            }
+            query.push((key.to_string(), value.to_string()));
+        }
+        Ok(Self {
+            scheme: scheme.into(),
+            user: user.into(),
+            password,
+            host: host.into(),
+            port,
+            dbname: dbname.into(),
+            query,
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// Whether the URL carries a password (else the backend reads `PGPASSWORD`).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some() || self.query.iter().any(|(key, _)| key == "password")
+    }
+
+    /// The same server and credentials, another database (a scratch database for tests,
+    /// the server's maintenance database).
+    pub fn with_dbname(&self, dbname: &str) -> Self {
+        Self {
+            dbname: dbname.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The full URL, password included: for the PostgreSQL backend's connect only.
+    pub fn connection_string(&self) -> String {
+        self.write(true)
+    }
+
+    fn write(&self, with_password: bool) -> String {
+        let mut out = format!("{}://{}", self.scheme, self.user);
+        if let Some(password) = &self.password {
+            out.push(':');
+            out.push_str(if with_password { password } else { "***" });
+        }
+        out.push_str(&format!("@{}:{}/{}", self.host, self.port, self.dbname));
+        let mut first = true;
+        for (key, value) in &self.query {
+            out.push(if first { '?' } else { '&' });
+            first = false;
+            let shown = if key == "password" && !with_password {
+                "***"
+            } else {
+                value
+            };
+            out.push_str(&format!("{key}={shown}"));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.write(false))
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
 }
 
 /// The resolved hub configuration (all paths absolute or relative to the working
@@ -354,14 +527,19 @@ impl HubConfig {
                     }
                     DatabaseUrl::Sqlite(resolve(Path::new(path)))
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    return Err(invalid(
-                        "database.url",
-                        "PostgreSQL store is not built yet (use sqlite://PATH)".into(),
-                    ));
+                    // The error never repeats the URL: it may hold a password.
+                    DatabaseUrl::Postgres(
+                        PostgresUrl::parse(url)
+                            .map_err(|reason| invalid("database.url", reason))?,
+                    )
                 } else {
                     return Err(invalid(
                         "database.url",
-                        format!("{url:?}: expected sqlite://PATH or postgres://…"),
+                        // Only the scheme: the rest may hold a password.
+                        format!(
+                            "{:?}: expected sqlite://PATH or postgres://…",
+                            url.split("://").next().unwrap_or_default()
+                        ),
                     ));
                 }
             }
@@ -739,6 +917,70 @@ key = "/abs/hub.key"
     }
 
     #[test]
+    fn a_postgres_url_is_parsed_and_never_shown_with_its_password() {
+        let text = format!(
+            "{MINIMAL}\n[database]\nurl = \"postgres://hub:s3cret@db.example:6543/till360?sslmode=prefer\"\n"
+        );
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        let DatabaseUrl::Postgres(url) = &c.database else {
+            panic!("{:?}", c.database)
+        };
+        assert_eq!(
+            (url.user(), url.host(), url.port(), url.dbname()),
+            ("hub", "db.example", 6543, "till360")
+        );
+        assert!(url.has_password());
+        assert_eq!(
+            url.connection_string(),
+            "postgres://hub:s3cret@db.example:6543/till360?sslmode=prefer"
+        );
+        for shown in [
+            c.database.to_string(),
+            format!("{:?}", c.database),
+            format!("{c:?}"),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        assert_eq!(
+            c.database.to_string(),
+            "postgres://hub:***@db.example:6543/till360?sslmode=prefer"
+        );
+
+        let url = PostgresUrl::parse("postgresql://postgres@127.0.0.1/test").unwrap();
+        assert_eq!((url.port(), url.has_password()), (5432, false));
+        assert_eq!(
+            url.with_dbname("t360_x").to_string(),
+            "postgresql://postgres@127.0.0.1:5432/t360_x"
+        );
+        let url = PostgresUrl::parse("postgres://u@[::1]:5433/d?password=pw").unwrap();
+        assert_eq!((url.host(), url.port()), ("[::1]", 5433));
+        assert!(!url.to_string().contains("pw") && url.has_password());
+
+        for (bad, says) in [
+            ("postgres://u:p@h/d?sslmode=require", "without TLS"),
+            ("postgres://u:p@h:port/d", "port"),
+            ("postgres://u:p@h:5432", "no database"),
+            ("postgres://h:5432/d", "no user"),
+            ("postgres://u:p@/d", "no host"),
+        ] {
+            let text = format!("{MINIMAL}\n[database]\nurl = \"{bad}\"\n");
+            let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("database.url") && msg.contains(says),
+                "{bad}: {msg}"
+            );
+            assert!(!msg.contains(":p@"), "{msg}");
+        }
+        let text = format!("{MINIMAL}\n[database]\nurl = \"mysql://u:pw@h/d\"\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("\"mysql\"") && !msg.contains("pw"), "{msg}");
+    }
+
+    #[test]
     fn errors_name_file_key_and_reason() {
         let text = MINIMAL.replace("127.0.0.1:0\"\nhttp", "nowhere\"\nhttp");
         let err = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap_err();
@@ -753,7 +995,7 @@ key = "/abs/hub.key"
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("database.url") && msg.contains("PostgreSQL store is not built yet"),
+            msg.contains("database.url") && msg.contains("no user"),
             "{msg}"
         );
 

@@ -104,7 +104,13 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     })?;
     // Before the store is opened: a second hub must not touch the first one's files.
     let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
-    let DatabaseUrl::Sqlite(db_path) = &config.database;
+    let DatabaseUrl::Sqlite(db_path) = &config.database else {
+        anyhow::bail!(
+            "{}: the hub does not run on PostgreSQL yet ({})",
+            config.origin.display(),
+            config.database
+        );
+    };
     let mut write_store = SqliteStore::open(db_path)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());

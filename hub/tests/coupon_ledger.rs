@@ -652,7 +652,9 @@ async fn a_running_hub_counts_coupons_sent_over_quic() {
     // As an operator restoring it must: the hub refuses a key others can read.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&master, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let sc = {
         let mut store = open(&db, false);
         scenario(&mut store)

@@ -87,7 +87,9 @@ impl Till {
 }
 
 fn db(site: &Site) -> std::path::PathBuf {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     path
 }
 

@@ -46,7 +46,9 @@ pub(crate) fn store_card_key(site: &Site, store: &str, code: &str) -> CardKey {
 
 /// Imports the example CRM file into the site's database (before the hub starts).
 fn import_crm(site: &Site) {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let mut store = SqliteStore::open(&path).unwrap();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/customers.csv");
     let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
@@ -268,7 +270,9 @@ async fn each_store_gets_its_own_customers_then_only_what_changed() {
 
 /// The receipt time of `card`'s visit, in seconds, as the hub stored it.
 fn receipt_time_s(site: &Site, code: &str) -> Option<i64> {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.query_row(
         "SELECT max(at_ms) / 1000 FROM transactions WHERE card = ?1",
@@ -411,7 +415,9 @@ async fn a_big_store_is_sent_in_frames_of_at_most_a_thousand() {
     let site = Site::new();
     let hub = site.start().await;
     // 1,500 rows of a store in the feed (written as a refresh writes them).
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();

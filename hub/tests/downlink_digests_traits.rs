@@ -37,7 +37,9 @@ async fn a_traits_run_pushes_the_new_segment_without_waiting_for_the_digest_time
     let shop = AgentId::new("S001", "T01");
     send_all(&site, addr, &shop, vec![receipt(&shop, 1, &regular, 40)]).await;
     // Segments reach the till only with personalisation consent.
-    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database;
+    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let sql = rusqlite::Connection::open(db).unwrap();
     sql.busy_timeout(Duration::from_secs(10)).unwrap();
     sql.execute(

@@ -18,7 +18,9 @@ use till360_shared::{AgentId, Event, EventKind, Timestamp};
 /// A genuine code printed by `store`/T01 (numbers assigned as the campaign downlink does).
 fn code(site: &Site, store: &str, serial: u16) -> String {
     let config = site.config();
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = config.database;
+    let till360_hub::config::DatabaseUrl::Sqlite(path) = config.database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();

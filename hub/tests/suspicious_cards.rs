@@ -34,7 +34,9 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, minutes: i64, n: i64) -
 }
 
 fn import_crm(site: &Site, rows: &str) {
-    let DatabaseUrl::Sqlite(path) = site.config().database;
+    let DatabaseUrl::Sqlite(path) = site.config().database else {
+        unreachable!("this test's hub runs on SQLite")
+    };
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(STEP).unwrap();
     let csv = format!("customer_no,email,cards\n{rows}");

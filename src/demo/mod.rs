@@ -360,7 +360,9 @@ fn local_now() -> Timestamp {
 /// as `till360-hub import products|customers|orders` would. Products first (they only
 /// categorise), then customers, then orders (which find their customer by e-mail).
 fn import_back_office(dir: &Path, config: &HubConfig, office: &BackOffice) -> anyhow::Result<()> {
-    let DatabaseUrl::Sqlite(db) = &config.database;
+    let DatabaseUrl::Sqlite(db) = &config.database else {
+        anyhow::bail!("the demo runs its hub on SQLite, not {}", config.database);
+    };
     if let Some(parent) = db.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;

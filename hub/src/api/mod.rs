@@ -157,11 +157,13 @@ impl std::fmt::Debug for DigestsHook {
 
 impl ApiOptions {
     pub fn from_config(config: &HubConfig) -> Self {
-        let DatabaseUrl::Sqlite(path) = &config.database;
         Self {
             token: config.api_token.clone(),
             segments: config.segments.clone(),
-            database: Some(path.clone()),
+            database: match &config.database {
+                DatabaseUrl::Sqlite(path) => Some(path.clone()),
+                DatabaseUrl::Postgres(_) => None,
+            },
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),

@@ -5,6 +5,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::migrations;
 use super::sql::{Engine, Sql};
 use super::StoreError;
 use crate::config::DatabaseUrl;
@@ -60,11 +61,16 @@ impl Database {
     pub fn open(url: &DatabaseUrl, options: &DatabaseOptions) -> Result<Self, StoreError> {
         match url {
             DatabaseUrl::Sqlite(path) => {
-                // Opening the store once runs the schema's migrations.
+                let conn = super::sqlite::driver::open(path, options.timeout)?;
+                migrations::refuse_newer(migrations::version(&conn)?)?;
+                // Opening the store once runs the upgrades of files older than schema 7;
+                // the shared history goes on from there.
                 drop(super::SqliteStore::open_with_timeout(
                     path,
                     options.timeout,
                 )?);
+                migrations::migrate(&conn)?;
+                drop(conn);
                 let path = path.clone();
                 let timeout = options.timeout;
                 Ok(Self::with_opener(
@@ -73,6 +79,22 @@ impl Database {
                     options.max_idle,
                     Box::new(move || {
                         super::sqlite::driver::open(&path, timeout)
+                            .map(|conn| Box::new(conn) as Connection)
+                    }),
+                ))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let conn = super::postgres::driver::connect(url, options.timeout)?;
+                migrations::migrate(&conn)?;
+                drop(conn);
+                let url = url.clone();
+                let timeout = options.timeout;
+                Ok(Self::with_opener(
+                    Engine::Postgres,
+                    url.to_string(),
+                    options.max_idle,
+                    Box::new(move || {
+                        super::postgres::driver::connect(&url, timeout)
                             .map(|conn| Box::new(conn) as Connection)
                     }),
                 ))
@@ -139,6 +161,11 @@ impl Deref for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            // A connection that failed (or was left inside a transaction) is closed,
+            // not lent again.
+            if conn.is_broken() {
+                return;
+            }
             let mut idle = self
                 .pool
                 .idle

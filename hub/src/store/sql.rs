@@ -383,6 +383,12 @@ pub trait Sql {
     fn rollback(&self) -> Result<(), StoreError> {
         self.batch("ROLLBACK")
     }
+
+    /// Whether the connection must not be lent again (it lost its server, or was given
+    /// back inside a transaction): the pool closes it instead.
+    fn is_broken(&self) -> bool {
+        false
+    }
 }
 
 /// Reading helpers on every [`Sql`].
@@ -472,15 +478,16 @@ pub fn savepoint<R>(
     name: &str,
     work: impl FnOnce(&dyn Sql) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    db.batch(&format!("SAVEPOINT {name}"))?;
+    // Quoted: PostgreSQL reserves words (`inner`, `user`, ...) SQLite takes as names.
+    db.batch(&format!("SAVEPOINT \"{name}\""))?;
     match work(db) {
         Ok(value) => {
-            db.batch(&format!("RELEASE SAVEPOINT {name}"))?;
+            db.batch(&format!("RELEASE SAVEPOINT \"{name}\""))?;
             Ok(value)
         }
         Err(err) => {
             db.batch(&format!(
-                "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+                "ROLLBACK TO SAVEPOINT \"{name}\"; RELEASE SAVEPOINT \"{name}\""
             ))?;
             Err(err)
         }

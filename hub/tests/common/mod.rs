@@ -2,6 +2,9 @@
 //! client speaking the shared codec, and a raw HTTP/1.1 GET.
 #![allow(dead_code)]
 
+/// `[database] url` of a test hub for the engine `TILL360_TEST_ENGINE` chooses (see engine.rs).
+pub mod engine;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,7 +76,9 @@ impl Site {
     /// (as an erase through the API does, for stores S001 and S002) and returns the
     /// last version. The hub must have started once (it creates the master secret).
     pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
-        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database;
+        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database else {
+            unreachable!("this test's hub runs on SQLite")
+        };
         let suppression = self.suppression();
         let mut conn = rusqlite::Connection::open(path).unwrap();
         conn.busy_timeout(Duration::from_secs(10)).unwrap();

@@ -1,0 +1,162 @@
+//! One schema history for both engines. A version is a step every database goes through
+//! once, in order; PostgreSQL records each in `schema_migrations(version, name,
+//! applied_at)`, SQLite in `PRAGMA user_version`. Migrations run when a hub opens its
+//! database (`Database::open`), in one transaction under a lock, so two hubs starting
+//! together on one PostgreSQL migrate once: the second waits for the first and then finds
+//! nothing left to do. A database newer than this hub is refused, never written.
+//!
+//! Versions 1 to 7 predate PostgreSQL: on SQLite they are the upgrades `SqliteStore::open`
+//! runs on an older file; on PostgreSQL a database starts at 7 (the schema translated in
+//! `store/postgres/schema.rs`). A new version is one entry in [`HISTORY`] with its SQL for
+//! each engine (and `SqliteStore::open` must then accept a file newer than 7).
+
+use super::sql::{transaction, Engine, Sql, SqlExt, TxKind};
+use super::StoreError;
+use crate::sql_params;
+
+/// One step of the schema history.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    /// `None`: SQLite reached this version through `SqliteStore::open`'s upgrades.
+    pub sqlite: Option<&'static str>,
+    pub postgres: &'static str,
+}
+
+/// The schema history, oldest first.
+pub const HISTORY: &[Migration] = &[Migration {
+    version: 7,
+    name: "schema 7: agents, events, profiles and identity, imports, coupons, digests, erasures",
+    sqlite: None,
+    postgres: super::postgres::schema::SCHEMA_7,
+}];
+
+/// The newest version this hub knows.
+pub const LATEST: i64 = 7;
+
+/// Any fixed number: the key of the advisory lock migrations run under (one per database).
+const MIGRATION_LOCK: i64 = 0x7111_3600_0000_0001;
+
+/// The schema version `db` is at (0: an empty database).
+pub fn version(db: &dyn Sql) -> Result<i64, StoreError> {
+    match db.engine() {
+        Engine::Sqlite => Ok(db
+            .query_value::<i64>("PRAGMA user_version", sql_params![])?
+            .unwrap_or(0)),
+        Engine::Postgres => {
+            let has_table = db.exists(
+                "SELECT 1 FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'schema_migrations'",
+                sql_params![],
+            )?;
+            if !has_table {
+                return Ok(0);
+            }
+            Ok(db
+                .query_value::<Option<i64>>(
+                    "SELECT MAX(version) FROM schema_migrations",
+                    sql_params![],
+                )?
+                .flatten()
+                .unwrap_or(0))
+        }
+    }
+}
+
+/// A database a newer hub migrated: refused with what to do.
+pub fn refuse_newer(version: i64) -> Result<(), StoreError> {
+    if version > LATEST {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version}, newer than this hub's {LATEST} (a newer hub migrated \
+             it): run that hub's version, or restore a backup taken before it"
+        )));
+    }
+    Ok(())
+}
+
+/// Brings `db` to [`LATEST`] and returns the versions it applied (none when it was up to
+/// date, or another hub got there first).
+pub fn migrate(db: &dyn Sql) -> Result<Vec<i64>, StoreError> {
+    transaction(db, TxKind::Write, |db| {
+        // SQLite: `BEGIN IMMEDIATE` already holds the database's one write lock.
+        // PostgreSQL: the lock is taken before `schema_migrations` is even created, so a
+        // second hub cannot race the first one's CREATE TABLE.
+        if db.engine() == Engine::Postgres {
+            // A migration may take longer than the session's one timeout, and so may the
+            // wait of a second hub for the first one's: neither is cut short.
+            db.batch("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")?;
+            db.query_each(
+                "SELECT pg_advisory_xact_lock(?1)",
+                sql_params![MIGRATION_LOCK],
+                &mut |_| Ok(()),
+            )?;
+            db.batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version BIGINT PRIMARY KEY,
+                     name TEXT NOT NULL,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )?;
+        }
+        let current = version(db)?;
+        refuse_newer(current)?;
+        if db.engine() == Engine::Sqlite && current < 7 {
+            return Err(StoreError::Corrupt(format!(
+                "SQLite schema version {current}: the SQLite store's opener upgrades it to 7 \
+                 before these migrations run"
+            )));
+        }
+        let mut applied = Vec::new();
+        for step in HISTORY.iter().filter(|m| m.version > current) {
+            match db.engine() {
+                Engine::Postgres => {
+                    db.batch(step.postgres)?;
+                    db.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                        sql_params![step.version, step.name],
+                    )?;
+                }
+                Engine::Sqlite => {
+                    if let Some(sql) = step.sqlite {
+                        db.batch(sql)?;
+                    }
+                    db.batch(&format!("PRAGMA user_version = {}", step.version))?;
+                }
+            }
+            applied.push(step.version);
+        }
+        Ok(applied)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+
+    #[test]
+    fn the_history_ends_at_latest_in_order() {
+        assert!(HISTORY.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(HISTORY.last().map(|m| m.version), Some(LATEST));
+    }
+
+    #[test]
+    fn a_migrated_database_is_at_latest_and_migrating_again_does_nothing() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            assert_eq!(version(&*conn).unwrap(), LATEST);
+            assert_eq!(migrate(&*conn).unwrap(), Vec::<i64>::new());
+            assert_eq!(version(&*conn).unwrap(), LATEST);
+            if conn.engine() == Engine::Postgres {
+                let rows = conn
+                    .query(
+                        "SELECT version, name FROM schema_migrations ORDER BY version",
+                        sql_params![],
+                    )
+                    .unwrap();
+                assert_eq!(rows.len(), HISTORY.len());
+                assert_eq!(rows[0].get::<i64>(0).unwrap(), 7);
+            }
+        });
+    }
+}

@@ -1,0 +1,269 @@
+//! The hub's tables on PostgreSQL: SQLite schema 7 (`store/sqlite/mod.rs` `SCHEMA`) with
+//! the same table and column names, so the store's one SQL text runs on both. Every
+//! integer is BIGINT (SQLite's are 64-bit), BLOB is BYTEA, REAL is DOUBLE PRECISION; the
+//! one table that relied on SQLite's rowid numbering (`erasures.version`) has an explicit
+//! identity column. `COLLATE NOCASE` indexes become indexes on `lower(..)`, which is how the
+//! portable SQL matches names (`lower(x) LIKE lower(?1)`).
+//!
+//! How the large tables would be distributed on Citus is in ARCHITECTURE.md ("Storage"):
+//! each carries its shard key, the agent's `store` or the `profile_id`.
+
+/// Schema 7, the first version PostgreSQL databases start from (see `store/migrations.rs`).
+pub const SCHEMA_7: &str = "
+CREATE TABLE agents (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    chain_hash BYTEA,
+    PRIMARY KEY (store, till)
+);
+CREATE TABLE chain_breaks (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    detected_at_ms BIGINT NOT NULL,
+    hub_hash BYTEA NOT NULL,
+    claimed_hash BYTEA NOT NULL,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE TABLE events (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    recorded_at_ms BIGINT NOT NULL,
+    offset_min BIGINT NOT NULL,
+    payload BYTEA NOT NULL,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE TABLE profiles (
+    profile_id TEXT PRIMARY KEY,
+    created_at_ms BIGINT NOT NULL,
+    created_offset_min BIGINT NOT NULL,
+    customer_no TEXT,
+    first_name TEXT,
+    last_name TEXT,
+    birth_date TEXT,
+    postal_code TEXT,
+    language TEXT,
+    member_since TEXT,
+    points BIGINT,
+    updated_at_ms BIGINT
+);
+CREATE INDEX profiles_first_name ON profiles (lower(first_name) text_pattern_ops);
+CREATE INDEX profiles_last_name ON profiles (lower(last_name) text_pattern_ops);
+CREATE TABLE identifiers (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    profile_id TEXT NOT NULL REFERENCES profiles(profile_id),
+    source TEXT NOT NULL,
+    added_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX identifiers_profile ON identifiers(profile_id);
+CREATE TABLE blocked_identifiers (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    customers BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE TABLE identity_links (
+    row_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (row_key, kind, value)
+);
+CREATE INDEX identity_links_identifier ON identity_links(kind, value);
+CREATE TABLE consents (
+    profile_id TEXT NOT NULL REFERENCES profiles(profile_id),
+    purpose TEXT NOT NULL,
+    granted BIGINT NOT NULL,
+    source TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (profile_id, purpose)
+);
+CREATE TABLE orders (
+    order_id TEXT PRIMARY KEY,
+    profile_id TEXT REFERENCES profiles(profile_id),
+    ordered_at_ms BIGINT NOT NULL,
+    offset_min BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    total_cents BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    lines TEXT NOT NULL
+);
+CREATE INDEX orders_profile ON orders(profile_id);
+CREATE TABLE products (
+    sku TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    category TEXT NOT NULL,
+    sensitive BIGINT NOT NULL
+);
+CREATE INDEX products_description ON products (lower(description) text_pattern_ops);
+CREATE TABLE profile_traits (
+    profile_id TEXT PRIMARY KEY,
+    as_of_ms BIGINT NOT NULL,
+    traits TEXT NOT NULL
+);
+CREATE TABLE segment_members (
+    segment_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    PRIMARY KEY (segment_id, profile_id)
+);
+CREATE INDEX segment_members_profile ON segment_members(profile_id);
+CREATE TABLE traits_runs (
+    singleton BIGINT PRIMARY KEY CHECK (singleton = 1),
+    computed_at_ms BIGINT NOT NULL
+);
+CREATE TABLE change_counters (
+    name TEXT PRIMARY KEY,
+    counter BIGINT NOT NULL
+);
+CREATE TABLE agent_counters (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    name TEXT NOT NULL,
+    counter BIGINT NOT NULL,
+    PRIMARY KEY (store, till, name)
+);
+CREATE TABLE transactions (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    receipt_no TEXT,
+    at_ms BIGINT NOT NULL,
+    offset_min BIGINT NOT NULL,
+    printed_at_ms BIGINT,
+    printed_offset_min BIGINT,
+    card TEXT,
+    profile_id TEXT REFERENCES profiles(profile_id),
+    total_cents BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    lines BYTEA NOT NULL,
+    unbalanced BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE INDEX transactions_profile ON transactions(profile_id);
+CREATE INDEX profiles_created ON profiles(created_at_ms);
+-- SQLite numbered these by rowid (AUTOINCREMENT): an identity column, never reused.
+CREATE TABLE erasures (
+    version BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    erased_at_ms BIGINT NOT NULL
+);
+CREATE TABLE erasure_card_keys (
+    version BIGINT NOT NULL,
+    store TEXT NOT NULL,
+    card_key BYTEA NOT NULL,
+    PRIMARY KEY (store, version, card_key)
+);
+CREATE TABLE suppressed_identifiers (
+    kind TEXT NOT NULL,
+    hash BYTEA NOT NULL,
+    erased_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, hash)
+);
+-- Numbers are chosen by the store (MAX + 1 under the table's lock), not by a sequence.
+CREATE TABLE till_numbers (
+    number BIGINT PRIMARY KEY,
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    UNIQUE (store, till)
+);
+CREATE TABLE campaign_numbers (
+    number BIGINT PRIMARY KEY,
+    campaign_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE coupons (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    campaign_id TEXT NOT NULL,
+    control BIGINT NOT NULL,
+    code TEXT,
+    card TEXT,
+    profile_id TEXT,
+    customer_key TEXT,
+    issued_at_ms BIGINT NOT NULL,
+    offset_min BIGINT NOT NULL,
+    expires TEXT NOT NULL,
+    receipt_seq BIGINT NOT NULL,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE INDEX coupons_campaign ON coupons(campaign_id, control);
+CREATE INDEX coupons_profile ON coupons(profile_id);
+CREATE INDEX coupons_code ON coupons(code);
+CREATE INDEX coupons_card ON coupons(card);
+CREATE TABLE redemptions (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    code TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    offset_min BIGINT NOT NULL,
+    receipt_seq BIGINT,
+    verified TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    campaign_id TEXT,
+    commit_seq BIGINT,
+    issuer_store TEXT,
+    expires TEXT,
+    PRIMARY KEY (store, till, seq)
+);
+CREATE INDEX redemptions_code ON redemptions(code);
+CREATE UNIQUE INDEX redemptions_commit ON redemptions(commit_seq);
+CREATE TABLE agent_alerts (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    PRIMARY KEY (store, till, kind)
+);
+CREATE TABLE agent_clocks (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    skew_ms BIGINT NOT NULL,
+    max_skew_ms BIGINT NOT NULL,
+    reported_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (store, till)
+);
+CREATE TABLE agent_health (
+    store TEXT NOT NULL,
+    till TEXT NOT NULL,
+    journal_bytes BIGINT NOT NULL,
+    journal_max_bytes BIGINT NOT NULL,
+    quota_exceeded BIGINT NOT NULL,
+    quarantined BIGINT NOT NULL,
+    pending BIGINT NOT NULL,
+    reported_at_ms BIGINT NOT NULL,
+    unbalanced_receipts BIGINT NOT NULL DEFAULT 0,
+    unrecognised_scans BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (store, till)
+);
+CREATE TABLE digest_feed (
+    store TEXT NOT NULL,
+    card_key BYTEA NOT NULL,
+    version BIGINT NOT NULL,
+    digest BYTEA,
+    removed_at_ms BIGINT,
+    PRIMARY KEY (store, card_key)
+);
+CREATE INDEX digest_feed_version ON digest_feed(store, version);
+CREATE INDEX digest_feed_removals ON digest_feed(store, version) WHERE digest IS NULL;
+CREATE TABLE digest_compaction (
+    store TEXT PRIMARY KEY,
+    compacted_through BIGINT NOT NULL
+);
+CREATE TABLE suspicious_cards (
+    card TEXT PRIMARY KEY,
+    flagged_at_ms BIGINT NOT NULL,
+    findings TEXT NOT NULL,
+    cleared_at_ms BIGINT,
+    cleared_through_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX transactions_card ON transactions(card, at_ms);
+";

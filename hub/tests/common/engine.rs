@@ -1,0 +1,76 @@
+//! The engine a test hub runs on: SQLite by default; `TILL360_TEST_ENGINE=postgres` puts
+//! it on a fresh PostgreSQL database (`t360_<random>` on the server `TILL360_TEST_POSTGRES`
+//! names), dropped when the [`TestDatabase`] is.
+
+use till360_hub::config::PostgresUrl;
+use till360_hub::store::postgres::TemporaryDatabase;
+
+/// The database of one test hub, alive as long as this value.
+pub struct TestDatabase {
+    postgres: Option<TemporaryDatabase>,
+}
+
+impl TestDatabase {
+    /// For the engine `TILL360_TEST_ENGINE` chooses (`sqlite`, the default, or
+    /// `postgres`). PostgreSQL chosen without a reachable server fails the test.
+    pub fn for_test_engine() -> Self {
+        let engine = std::env::var("TILL360_TEST_ENGINE").unwrap_or_default();
+        match engine.trim() {
+            "" | "sqlite" => Self { postgres: None },
+            "postgres" | "postgresql" => {
+                let server = std::env::var("TILL360_TEST_POSTGRES").unwrap_or_else(|_| {
+                    panic!(
+                        "TILL360_TEST_ENGINE=postgres needs TILL360_TEST_POSTGRES, e.g. \
+                         postgres://postgres@127.0.0.1:5432/test"
+                    )
+                });
+                let server = PostgresUrl::parse(server.trim())
+                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
+                let database = TemporaryDatabase::create(&server, "t360")
+                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"));
+                Self {
+                    postgres: Some(database),
+                }
+            }
+            other => panic!("TILL360_TEST_ENGINE={other:?}: expected sqlite or postgres"),
+        }
+    }
+
+    /// The hub's `[database] url`: `None` on SQLite (the default, `data_dir/hub.db`).
+    pub fn url(&self) -> Option<String> {
+        self.postgres
+            .as_ref()
+            .map(|database| database.url().connection_string())
+    }
+
+    /// The lines to append to a test hub's `hub.toml` (none on SQLite).
+    pub fn toml(&self) -> String {
+        match self.url() {
+            Some(url) => format!("\n[database]\nurl = \"{url}\"\n"),
+            None => String::new(),
+        }
+    }
+}
+
+#[test]
+fn a_test_hubs_database_opens_on_the_chosen_engine() {
+    let database = TestDatabase::for_test_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n{}",
+        database.toml()
+    );
+    let config =
+        till360_hub::config::HubConfig::from_toml_str(&text, dir.path().join("hub.toml")).unwrap();
+    let db = till360_hub::store::Database::open(
+        &config.database,
+        &till360_hub::store::DatabaseOptions::default(),
+    )
+    .unwrap();
+    let expected = match database.url() {
+        Some(_) => till360_hub::store::Engine::Postgres,
+        None => till360_hub::store::Engine::Sqlite,
+    };
+    assert_eq!(db.engine(), expected);
+}
