@@ -3,9 +3,12 @@
 
 mod chain;
 pub mod database;
+pub mod digests;
+pub mod downlink;
 pub mod erasures;
 pub mod freshness;
 pub mod numbering;
+pub mod pki;
 mod privacy;
 pub mod sql;
 mod sqlite;
