@@ -582,3 +582,135 @@ pub fn rows_after(
         Ok(page)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+
+    const MASTER: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
+    /// 2026-06-01T10:00:00Z
+    const NOW_MS: i64 = 1_780_308_000_000;
+
+    /// One store with one customer (a card, a visit yesterday).
+    fn one_customer(db: &dyn Sql) {
+        db.execute(
+            "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
+            sql_params![],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
+             VALUES ('p-anna', ?1, 60)",
+            sql_params![NOW_MS],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+             VALUES ('card', '4006381333931', 'p-anna', 'test', 0)",
+            sql_params![],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
+                 total_cents, currency, lines)
+             VALUES ('S1', 'T1', 1, ?1, 60, '4006381333931', 'p-anna', 1000, 'EUR', ?2)",
+            sql_params![NOW_MS - 86_400_000, [0u8]],
+        )
+        .unwrap();
+    }
+
+    fn versions(db: &dyn Sql, store: &str) -> Vec<i64> {
+        db.query(
+            "SELECT version FROM digest_feed WHERE store = ?1 ORDER BY version",
+            sql_params![store],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0).unwrap())
+        .collect()
+    }
+
+    /// Another hub (or a compaction) commits a version of the store's feed while a
+    /// refresh waits for the database: the refresh numbers after it, never reusing it.
+    #[test]
+    fn a_refresh_numbers_after_versions_another_writer_committed_meanwhile() {
+        for_each_engine(|db| {
+            let other = db.get().unwrap();
+            one_customer(&*other);
+            other.begin(TxKind::Write).unwrap();
+            lock_feed(&*other, "S1").unwrap();
+            let refresher = {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let conn = db.get().unwrap();
+                    let now = Timestamp::from_unix_ms(NOW_MS, 0);
+                    refresh_all(&*conn, MASTER, 12, now).unwrap()
+                })
+            };
+            // The refresh has listed its page and waits for the feed.
+            std::thread::sleep(Duration::from_millis(300));
+            other
+                .execute(
+                    "INSERT INTO digest_feed (store, card_key, version, digest, removed_at_ms)
+                     VALUES ('S1', ?1, 1, NULL, ?2)",
+                    sql_params![[9u8; 16], NOW_MS],
+                )
+                .unwrap();
+            other.commit().unwrap();
+            let summary = refresher.join().unwrap();
+            assert_eq!((summary.changed, summary.removed), (1, 0));
+            assert_eq!(
+                versions(&*other, "S1"),
+                vec![1, 2],
+                "no version given out twice"
+            );
+            assert_eq!(max_version(&*other, "S1").unwrap(), 2);
+        });
+    }
+
+    #[test]
+    fn the_facts_of_a_card_holder_come_from_the_profile_tables() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            one_customer(&*conn);
+            let card = CardNumber::parse("4006381333931").unwrap();
+            let now = Timestamp::from_unix_ms(NOW_MS, 0);
+            assert_eq!(
+                profile_of_card(&*conn, &card).unwrap().as_deref(),
+                Some("p-anna")
+            );
+            assert_eq!(
+                standing_at_store(&*conn, &card, "S1", NOW_MS - 2 * 86_400_000).unwrap(),
+                Some((false, true))
+            );
+            assert_eq!(
+                standing_at_store(&*conn, &card, "S2", 0).unwrap(),
+                Some((false, false))
+            );
+            let facts = profile_facts(&*conn, "p-anna", now).unwrap().unwrap();
+            assert_eq!(
+                facts.last_visit,
+                Some(Timestamp::from_unix_ms(NOW_MS - 86_400_000, 60))
+            );
+            assert_eq!(facts.first_seen, Timestamp::from_unix_ms(NOW_MS, 60));
+            assert_eq!(cards_of(&*conn, "p-anna").unwrap(), vec![card.clone()]);
+            // A flagged card gives nothing away.
+            conn.execute(
+                "INSERT INTO suspicious_cards (card, flagged_at_ms, findings)
+                 VALUES ('4006381333931', 0, '[]')",
+                sql_params![],
+            )
+            .unwrap();
+            assert_eq!(profile_of_card(&*conn, &card).unwrap(), None);
+            assert_eq!(
+                standing_at_store(&*conn, &card, "S1", 0).unwrap(),
+                Some((true, true))
+            );
+            assert!(cards_of(&*conn, "p-anna").unwrap().is_empty());
+            assert_eq!(digest_of_card(&*conn, MASTER, &card, now).unwrap(), None);
+        });
+    }
+}

@@ -297,3 +297,205 @@ pub fn sensitive_categories(db: &dyn Sql) -> Result<Vec<String>, StoreError> {
     )?;
     Ok(categories)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+
+    fn erase(db: &dyn Sql, keys: &[(&str, [u8; 16])]) -> i64 {
+        let version: i64 = db
+            .query_one(
+                "INSERT INTO erasures (erased_at_ms) VALUES (0) RETURNING version",
+                sql_params![],
+            )
+            .unwrap()
+            .get(0)
+            .unwrap();
+        for (store, key) in keys {
+            db.execute(
+                "INSERT INTO erasure_card_keys (version, store, card_key) VALUES (?1, ?2, ?3)",
+                sql_params![version, store, key],
+            )
+            .unwrap();
+        }
+        version
+    }
+
+    #[test]
+    fn the_erasure_feed_gives_each_store_its_card_keys_by_version() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            assert_eq!(erasure_version(&*conn).unwrap(), 0);
+            assert!(erasures_since(&*conn, "S1", 0, 10).unwrap().is_empty());
+            let first = erase(&*conn, &[("S1", [1; 16]), ("S2", [2; 16])]);
+            let second = erase(&*conn, &[]);
+            let third = erase(&*conn, &[("S1", [3; 16]), ("S1", [4; 16])]);
+            assert!(first < second && second < third);
+            assert_eq!(erasure_version(&*conn).unwrap(), third as u64);
+            let v = |n: i64| n as u64;
+            assert_eq!(
+                erasures_since(&*conn, "S1", 0, 10).unwrap(),
+                vec![
+                    (v(first), vec![CardKey([1; 16])]),
+                    (v(second), vec![]),
+                    (v(third), vec![CardKey([3; 16]), CardKey([4; 16])]),
+                ]
+            );
+            assert_eq!(
+                erasures_since(&*conn, "S2", v(first), 1).unwrap(),
+                vec![(v(second), vec![])],
+                "every version, even without the store's cards: the till's version moves on"
+            );
+            assert!(erasures_since(&*conn, "S1", v(third), 10)
+                .unwrap()
+                .is_empty());
+        });
+    }
+
+    #[test]
+    fn the_redeemed_feed_gives_a_store_its_own_and_its_tills_codes_in_commit_order() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            assert_eq!(redeemed_version(&*conn).unwrap(), 0);
+            let scans = [
+                // (scanned at, seq, code, status, commit_seq, issuer store, expires)
+                ("S1", 1, "c-1", "genuine", 1, "S1", "2026-12-31"),
+                ("S2", 1, "c-2", "genuine", 2, "S1", "2026-12-31"),
+                ("S2", 2, "c-3", "genuine", 3, "S2", "2026-12-31"),
+                ("S1", 2, "c-4", "forged", 4, "S1", "2026-12-31"),
+                ("S1", 3, "c-5", "unchecked", 5, "S1", "2026-01-31"),
+                ("S1", 4, "c-6", "unchecked", 6, "S1", "2026-12-31"),
+            ];
+            for (store, seq, code, status, commit_seq, issuer, expires) in scans {
+                conn.execute(
+                    "INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, status,
+                         commit_seq, issuer_store, expires)
+                     VALUES (?1, 'T1', ?2, ?3, 0, 0, ?4, ?5, ?6, ?7)",
+                    sql_params![store, seq, code, status, commit_seq, issuer, expires],
+                )
+                .unwrap();
+            }
+            assert_eq!(redeemed_version(&*conn).unwrap(), 6);
+            let today = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+            let codes = |after, limit| {
+                redeemed_since(&*conn, "S1", after, today, limit)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(seq, code)| format!("{seq}:{code}"))
+                    .collect::<Vec<_>>()
+            };
+            // Not S2's own code, not a forged scan, not an expired code.
+            assert_eq!(codes(0, 10), vec!["1:c-1", "2:c-2", "6:c-6"]);
+            assert_eq!(codes(1, 1), vec!["2:c-2"]);
+            assert!(codes(6, 10).is_empty());
+        });
+    }
+
+    #[test]
+    fn keyring_numbers_are_assigned_once_and_kept() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let t1 = AgentId::new("S001", "T01");
+            let t2 = AgentId::new("S001", "T02");
+            let t3 = AgentId::new("S002", "T01");
+            let first = keyring_numbers(&*conn, &t1, &["welcome", "big-basket"]).unwrap();
+            assert_eq!(first.till_number, 0);
+            assert_eq!(first.store_tills, vec![(0, "T01".to_string())]);
+            assert_eq!(
+                first.campaign_numbers,
+                vec![("welcome".to_string(), 0), ("big-basket".to_string(), 1)]
+            );
+            assert_eq!(keyring_numbers(&*conn, &t2, &[]).unwrap().till_number, 1);
+            let again = keyring_numbers(&*conn, &t1, &["big-basket", "lapsed"]).unwrap();
+            assert_eq!(again.till_number, 0, "kept");
+            assert_eq!(
+                again.store_tills,
+                vec![(0, "T01".to_string()), (1, "T02".to_string())]
+            );
+            assert_eq!(
+                again.campaign_numbers,
+                vec![("big-basket".to_string(), 1), ("lapsed".to_string(), 2)]
+            );
+            let other_store = keyring_numbers(&*conn, &t3, &["welcome"]).unwrap();
+            assert_eq!(other_store.till_number, 2);
+            assert_eq!(other_store.store_tills, vec![(2, "T01".to_string())]);
+        });
+    }
+
+    /// Tills of two hubs asking for their keyrings at the same time get distinct
+    /// numbers, and the same campaign gets one number.
+    #[test]
+    fn keyring_numbers_asked_at_once_on_two_connections_never_collide() {
+        for_each_engine(|db| {
+            let ask = |hub: &'static str| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let conn = db.get().unwrap();
+                    (0..20)
+                        .map(|i| {
+                            let till = AgentId::new(hub, format!("T{i:02}"));
+                            let ids = [format!("{hub}-{i}"), format!("shared-{i}")];
+                            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                            keyring_numbers(&*conn, &till, &ids).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            };
+            let (a, b) = (ask("A"), ask("B"));
+            let mut numbers: Vec<KeyringNumbers> = a.join().unwrap();
+            numbers.extend(b.join().unwrap());
+            let mut tills: Vec<u16> = numbers.iter().map(|n| n.till_number).collect();
+            tills.sort_unstable();
+            tills.dedup();
+            assert_eq!(tills.len(), 40, "every till its own number");
+            let mut campaigns = std::collections::BTreeMap::new();
+            for (id, number) in numbers.iter().flat_map(|n| n.campaign_numbers.iter()) {
+                assert_eq!(
+                    *campaigns.entry(id.clone()).or_insert(*number),
+                    *number,
+                    "{id}"
+                );
+            }
+            let mut distinct: Vec<u16> = campaigns.values().copied().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(
+                distinct.len(),
+                campaigns.len(),
+                "every campaign its own number"
+            );
+            assert_eq!(campaigns.len(), 60);
+        });
+    }
+
+    #[test]
+    fn the_catalog_holds_sensitive_and_targeted_products_only() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            for (sku, category, sensitive) in
+                [("1", "Pharmacy", 1), ("2", "Wine", 0), ("3", "Bread", 0)]
+            {
+                conn.execute(
+                    "INSERT INTO products (sku, description, category, sensitive)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    sql_params![sku, format!("item {sku}"), category, sensitive],
+                )
+                .unwrap();
+            }
+            assert_eq!(sensitive_categories(&*conn).unwrap(), vec!["Pharmacy"]);
+            let set = CampaignSet::from_toml_str(
+                "[[campaign]]\nid = \"wine\"\nname = \"Wine\"\ntrigger = \"basket_category\"\n\
+                 category = \"WINE\"\noffer = \"10% off\"\nvalid_days = 7\n",
+                std::path::Path::new("campaigns.toml"),
+            )
+            .unwrap();
+            let skus: Vec<String> = catalog_for(&*conn, &set)
+                .unwrap()
+                .into_iter()
+                .map(|item| item.sku)
+                .collect();
+            assert_eq!(skus, vec!["1", "2"]);
+        });
+    }
+}

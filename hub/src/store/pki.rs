@@ -80,3 +80,68 @@ pub fn record_certificate_alert(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::SqlExt;
+    use crate::store::test_support::for_each_engine;
+
+    #[test]
+    fn epochs_only_grow_and_are_read_back() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            ensure_epochs_table(&*conn).unwrap();
+            ensure_epochs_table(&*conn).unwrap();
+            let t1 = AgentId::new("S1", "T1");
+            let t2 = AgentId::new("S1", "T2");
+            let at = |ms| Timestamp::from_unix_ms(ms, 0);
+            assert!(till_epochs(&*conn).unwrap().is_empty());
+            record_till_epoch(&*conn, &t1, 2, at(1)).unwrap();
+            record_till_epoch(&*conn, &t1, 1, at(2)).unwrap();
+            record_till_epoch(&*conn, &t2, 1, at(3)).unwrap();
+            let epochs = till_epochs(&*conn).unwrap();
+            assert_eq!(
+                (epochs[&t1], epochs[&t2]),
+                (2, 1),
+                "a lower epoch leaves it"
+            );
+            record_till_epoch(&*conn, &t1, 3, at(4)).unwrap();
+            assert_eq!(till_epochs(&*conn).unwrap()[&t1], 3);
+            assert!(record_till_epoch(&*conn, &t1, u64::MAX, at(5)).is_err());
+        });
+    }
+
+    #[test]
+    fn a_certificate_alert_keeps_the_latest() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let t1 = AgentId::new("S1", "T1");
+            let at = |ms| Timestamp::from_unix_ms(ms, 0);
+            record_certificate_alert(&*conn, &t1, "old_epoch", "first", at(1)).unwrap();
+            record_certificate_alert(&*conn, &t1, "duplicate_connection", "second", at(2)).unwrap();
+            let rows = conn
+                .query(
+                    "SELECT kind, reason, detail, at_ms FROM agent_alerts",
+                    crate::sql_params![],
+                )
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+            let row = &rows[0];
+            assert_eq!(
+                (
+                    row.get::<String>(0).unwrap(),
+                    row.get::<String>(1).unwrap(),
+                    row.get::<String>(2).unwrap(),
+                    row.get::<i64>(3).unwrap()
+                ),
+                (
+                    "certificate".to_string(),
+                    "duplicate_connection".to_string(),
+                    "second".to_string(),
+                    2
+                )
+            );
+        });
+    }
+}
