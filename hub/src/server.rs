@@ -184,12 +184,12 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         spawn_writer(Box::new(write_store)).context("cannot start the store writer")?;
     let (stop, stop_rx) = watch::channel(false);
 
-    // Its own read connection: polls the erasure log for the downlink to every agent.
+    // Polls the erasure log for the downlink to every agent.
     let (erasures, erasure_task) =
         listener::ErasureFeed::start(database.clone(), listener::ERASURE_POLL, stop_rx.clone())
             .await
             .with_context(|| format!("cannot read the erasure log in {}", db_path.display()))?;
-    // Its own write connection: refreshes the digest feed, at start and on its timer.
+    // Refreshes the digest feed, at start and on its timer.
     let (digests, digest_task) = DigestRefresh::start(
         database.clone(),
         master.clone(),

@@ -396,14 +396,13 @@ fn remove_unseen(tx: &dyn Sql, store: &str, now: Timestamp) -> Result<usize, Sto
         return Ok(0);
     }
     lock_feed(tx, store)?;
-    let mut next_version = max_version(tx, store)? + 1;
-    for key in &gone {
+    let first_version = max_version(tx, store)? + 1;
+    for (next_version, key) in (first_version..).zip(&gone) {
         tx.execute(
             "UPDATE digest_feed SET version = ?1, digest = NULL, removed_at_ms = ?2
              WHERE store = ?3 AND card_key = ?4",
             sql_params![int(next_version)?, now.unix_ms, store, key],
         )?;
-        next_version += 1;
     }
     Ok(gone.len())
 }

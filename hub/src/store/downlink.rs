@@ -16,6 +16,19 @@ use super::sql::{int, transaction, Engine, Sql, SqlExt, TxKind};
 use super::StoreError;
 use crate::sql_params;
 
+/// Takes the erasure log for the rest of the write transaction that appends to it (call
+/// before the append). Versions come from the log's own key, so two hubs never give out
+/// one twice; but a till that read version `v` must never miss a smaller one committed
+/// later, so appends must commit in version order. SQLite's write transaction already
+/// excludes every other writer; PostgreSQL takes a lock that only other appends wait for
+/// (the pollers and the tills' reads go on).
+pub fn lock_erasure_log(db: &dyn Sql) -> Result<(), StoreError> {
+    if db.engine() == Engine::Postgres {
+        db.batch("LOCK TABLE erasures IN SHARE ROW EXCLUSIVE MODE")?;
+    }
+    Ok(())
+}
+
 /// The newest erasure version (0 when nothing was ever erased).
 pub fn erasure_version(db: &dyn Sql) -> Result<u64, StoreError> {
     let v: Option<i64> = db
