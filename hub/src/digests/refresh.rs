@@ -1,4 +1,4 @@
-//! Runs [`refresh_all`] then [`compact`] ([`refresh_job`], on a connection of the hub's
+//! Runs [`refresh_job`] then [`compaction_job`] (on a connection of the hub's
 //! [`Database`], on the blocking pool, never on the async workers or the ingest writer): at start, every `[digests]
 //! refresh_seconds`, when asked ([`DigestRefresh::refresh_now`]) and when triggered
 //! ([`DigestRefresh::trigger`]: a traits run finished, so segments may have changed).
@@ -205,7 +205,8 @@ async fn run(
     }
 }
 
-/// [`refresh_job`] on the blocking pool.
+/// One refresh, then one compaction run, on the blocking pool; a failed compaction is
+/// logged and retried on the next run (the refresh's changes stand either way).
 async fn refresh_and_compact(
     db: &Database,
     master: &MasterKey,
@@ -215,30 +216,44 @@ async fn refresh_and_compact(
     let master = master.clone();
     tokio::task::spawn_blocking(move || {
         let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-        refresh_job(&db, master.as_bytes(), config, now)
+        let mut summary =
+            refresh_job(&db, master.as_bytes(), config, now).map_err(|e| e.to_string())?;
+        match compaction_job(&db, config, now) {
+            Ok(dropped) => summary.compacted = dropped,
+            Err(e) => tracing::error!("digest feed compaction failed: {e}"),
+        }
+        Ok(summary)
     })
     .await
     .unwrap_or_else(|e| Err(format!("digest refresh task failed: {e}")))
 }
 
-/// The digest job: one refresh, then one compaction run; a failed compaction is logged
-/// and retried on the next run (the refresh's changes stand either way). Blocking.
-///
-/// It must run once across hubs sharing a database: this is where the job's database
-/// lease is taken (and a hub without it skips the run), when several hubs share one.
+// The two jobs below must each run once across hubs sharing a database: each is where
+// its database lease is taken (a hub without it skips the run) once several hubs share
+// one. Blocking.
+
+/// The digest refresh job: every store's feed brought in line with the database.
 pub fn refresh_job(
     db: &Database,
     master: &[u8],
     config: DigestsConfig,
     now: Timestamp,
-) -> RunResult {
-    let conn = db.get().map_err(|e| e.to_string())?;
-    let mut summary = refresh_all(&*conn, master, config.months, now).map_err(|e| e.to_string())?;
-    match compact(&*conn, now, config.removal_retention_days, COMPACTION_BATCH) {
-        Ok(dropped) => summary.compacted = dropped,
-        Err(e) => tracing::error!("digest feed compaction failed: {e}"),
-    }
-    Ok(summary)
+) -> Result<RefreshSummary, StoreError> {
+    refresh_all(&*db.get()?, master, config.months, now)
+}
+
+/// The digest compaction job: old removals dropped (at most [`COMPACTION_BATCH`] a run).
+pub fn compaction_job(
+    db: &Database,
+    config: DigestsConfig,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    compact(
+        &*db.get()?,
+        now,
+        config.removal_retention_days,
+        COMPACTION_BATCH,
+    )
 }
 
 #[cfg(test)]
