@@ -2,6 +2,10 @@
 //! hub's [`Database`] and publishes it on a `watch` that every connection task selects
 //! on (no per-connection polling); a connection reads the rows it needs for its agent
 //! only when there is something newer to send.
+//!
+//! Every hub runs its own poller: each publishes to its own connections. The erasure's
+//! fan-out to the stores (its card keys per known store) is written in the erase's own
+//! transaction, so nothing here is a job that must run once across hubs.
 
 use std::time::Duration;
 
