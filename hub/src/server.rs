@@ -150,9 +150,12 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
         read_stores.push(Box::new(store) as Box<dyn Store>);
     }
+    // The downlink's feeds, pollers and jobs share one pool of connections.
+    let database = crate::store::Database::open(&config.database, &Default::default())
+        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
-            listener::CampaignFeed::new(set, master.clone(), db_path)
+            listener::CampaignFeed::new(set, master.clone(), database.clone())
                 .with_context(|| format!("cannot open the store {}", db_path.display()))?,
         ),
         None => None,
@@ -177,28 +180,38 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // The revocation list lives in the PKI folder, beside the CA certificate. Read before
     // any task starts: a hub that refuses to start leaves nothing running behind.
     let pki_dir = config.ca.parent().unwrap_or(std::path::Path::new("."));
-    let gate = listener::Gate::open(&crate::pki::revocation_list_path(pki_dir), db_path)
+    let list_path = crate::pki::revocation_list_path(pki_dir);
+    let gate_db = database.clone();
+    let gate = tokio::task::spawn_blocking(move || listener::Gate::open(&list_path, gate_db))
+        .await
+        .context("revocation list task")?
         .with_context(|| format!("{}: ca: revocation list", config.origin.display()))?;
     let (writer, writer_thread) =
         spawn_writer(Box::new(write_store)).context("cannot start the store writer")?;
     let (stop, stop_rx) = watch::channel(false);
 
-    // Its own read connection: polls the erasure log for the downlink to every agent.
+    // Polls the erasure log for the downlink to every agent.
     let (erasures, erasure_task) =
-        listener::ErasureFeed::start(db_path, listener::ERASURE_POLL, stop_rx.clone())
+        listener::ErasureFeed::start(database.clone(), listener::ERASURE_POLL, stop_rx.clone())
+            .await
             .with_context(|| format!("cannot read the erasure log in {}", db_path.display()))?;
-    // Its own write connection: refreshes the digest feed, at start and on its timer.
-    let (digests, digest_task) =
-        DigestRefresh::start(db_path, master.clone(), config.digests, stop_rx.clone())
-            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-    let digest_feed = listener::DigestFeed::new(db_path, master, &digests)
+    // Refreshes the digest feed, at start and on its timer.
+    let (digests, digest_task) = DigestRefresh::start(
+        database.clone(),
+        master.clone(),
+        config.digests,
+        stop_rx.clone(),
+    )
+    .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let digest_feed = listener::DigestFeed::new(database.clone(), master, &digests)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let (redeemed, redeemed_task) = listener::RedeemedFeed::start(
-        db_path,
+        database.clone(),
         listener::REDEEMED_POLL,
         std::time::Duration::from_secs(config.coupons.max_clock_skew_secs),
         stop_rx.clone(),
     )
+    .await
     .with_context(|| format!("cannot read the coupon ledger in {}", db_path.display()))?;
     let tills = listener::TillGuards::new(config.till_requests, config.digests.months);
     let downlinks = listener::Downlinks {

@@ -476,10 +476,10 @@ fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
         .find(|h| h.cards.contains(&card.to_string()))
         .expect("the card's profile");
     assert_eq!(history.purchases.len(), 1, "{:?}", history.purchases);
-    let profile = till360_hub::digests::facts::profile_of_card(conn, &card)
+    let profile = till360_hub::store::digests::profile_of_card(conn, &card)
         .unwrap()
         .expect("a profile");
-    let facts = till360_hub::digests::facts::profile_facts(conn, &profile, day(4))
+    let facts = till360_hub::store::digests::profile_facts(conn, &profile, day(4))
         .unwrap()
         .expect("facts");
     assert_eq!(

@@ -4,11 +4,12 @@
 //! till's store/till names.
 
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension};
 use till360_shared::coupon::{derive_till_key, parse, verify, CouponFields};
 use till360_shared::wire::CouponVerdict;
 use till360_shared::AgentId;
 
+use crate::sql_params;
+use crate::store::sql::{Sql, SqlExt};
 use crate::store::{numbering, StoreError};
 
 /// What the signature check of a code says (redemption state aside).
@@ -25,7 +26,7 @@ pub enum CodeCheck {
 }
 
 /// Checks a code's format, its till and campaign numbers and its MAC.
-pub fn check_code(conn: &Connection, master: &[u8], code: &str) -> Result<CodeCheck, StoreError> {
+pub fn check_code(conn: &dyn Sql, master: &[u8], code: &str) -> Result<CodeCheck, StoreError> {
     let fields = match parse(code) {
         Ok(fields) => fields,
         Err(e) => return Ok(CodeCheck::Forged(e.to_string())),
@@ -63,7 +64,7 @@ pub fn code_digits(code: &str) -> String {
 /// `today` (the asking till's local date), already redeemed (a genuine redemption of
 /// the code is on record), or valid.
 pub fn coupon_verdict(
-    conn: &Connection,
+    conn: &dyn Sql,
     master: &[u8],
     code: &str,
     today: NaiveDate,
@@ -76,11 +77,11 @@ pub fn coupon_verdict(
         return Ok(CouponVerdict::Expired);
     }
     let digits = code_digits(code);
-    let redeemed: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM redemptions WHERE code = ?1 AND status = 'genuine' LIMIT 1")?
-        .query_row([&digits], |r| r.get(0))
-        .optional()?;
-    Ok(if redeemed.is_some() {
+    let redeemed = conn.exists(
+        "SELECT 1 FROM redemptions WHERE code = ?1 AND status = 'genuine' LIMIT 1",
+        sql_params![digits],
+    )?;
+    Ok(if redeemed {
         CouponVerdict::AlreadyRedeemed
     } else {
         CouponVerdict::Valid
@@ -91,6 +92,7 @@ pub fn coupon_verdict(
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
+    use rusqlite::Connection;
     use till360_shared::coupon::mint;
 
     const MASTER: &[u8; 32] = b"0123456789abcdef0123456789abcdef";

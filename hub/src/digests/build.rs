@@ -32,6 +32,14 @@ pub struct ProfileFacts {
     pub coupons: Vec<(String, Timestamp)>,
 }
 
+/// The window of `[digests] months`: a profile with a transaction in the store at or
+/// after this instant is the store's customer.
+pub fn customers_since(now: Timestamp, months: u32) -> Timestamp {
+    // A month as 30.44 days: the window needs no calendar precision.
+    let ms = i64::from(months).saturating_mul(DAY_MS * 3044 / 100);
+    Timestamp::from_unix_ms(now.unix_ms.saturating_sub(ms), now.offset_min)
+}
+
 /// The first instant whose coupons still count towards caps at `now`.
 pub fn caps_since(now: Timestamp) -> Timestamp {
     Timestamp::from_unix_ms(

@@ -1,5 +1,5 @@
-//! Runs [`refresh_all`] then [`compact`] on its own SQLite connection (on the blocking
-//! pool, never on the async workers or the ingest writer): at start, every `[digests]
+//! Runs [`refresh_job`] then [`compaction_job`] (on a connection of the hub's
+//! [`Database`], on the blocking pool, never on the async workers or the ingest writer): at start, every `[digests]
 //! refresh_seconds`, when asked ([`DigestRefresh::refresh_now`]) and when triggered
 //! ([`DigestRefresh::trigger`]: a traits run finished, so segments may have changed).
 //! After a refresh that changed rows, the generation on its `watch` grows: every
@@ -8,21 +8,20 @@
 //! Triggers are debounced: a run covers every trigger fired before it started, so a
 //! burst of triggers costs one run (two when the burst straddles a run's start).
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use till360_shared::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::feed::{compact, refresh_all, RefreshSummary, COMPACTION_BATCH};
 use crate::campaigns::MasterKey;
 use crate::config::DigestsConfig;
-use crate::store::StoreError;
+pub use crate::store::digests::RefreshSummary;
+use crate::store::digests::{compact, refresh_all, COMPACTION_BATCH};
+use crate::store::{Database, StoreError};
 
 type Reply = oneshot::Sender<Result<RefreshSummary, String>>;
 type RunResult = Result<RefreshSummary, String>;
@@ -55,25 +54,21 @@ pub struct DigestRefresh {
 }
 
 impl DigestRefresh {
-    /// Opens the task's connection on the hub's database (whose schema exists) and
-    /// starts it; it refreshes at once, then on its timer, and ends when `stop` turns
-    /// true. Must run inside a tokio runtime.
+    /// Starts the task on the hub's database (whose schema exists); it refreshes at
+    /// once, then on its timer, and ends when `stop` turns true. Must run inside a tokio
+    /// runtime.
     pub fn start(
-        db_path: &Path,
+        db: Database,
         master: MasterKey,
         config: DigestsConfig,
         stop: watch::Receiver<bool>,
     ) -> Result<(DigestRefresh, JoinHandle<()>), StoreError> {
-        let conn = Connection::open(db_path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Replaced digests are overwritten, not left in free space.
-        conn.pragma_update(None, "secure_delete", true)?;
         let (requests, inbox) = mpsc::channel(8);
         let (tx, generation) = watch::channel(0);
         let (covered_tx, covered) = watch::channel(Covered::default());
         let triggers = Arc::new(Triggers::default());
         let task = tokio::spawn(run(
-            Arc::new(Mutex::new(conn)),
+            db,
             master,
             config,
             Channels {
@@ -144,7 +139,7 @@ struct Channels {
 }
 
 async fn run(
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
     master: MasterKey,
     config: DigestsConfig,
     mut channels: Channels,
@@ -156,7 +151,7 @@ async fn run(
     loop {
         // Every trigger fired until here is committed in the database: this run sees it.
         let covers = channels.triggers.fired.load(Ordering::SeqCst);
-        let result = refresh_and_compact(&conn, &master, config).await;
+        let result = refresh_and_compact(&db, &master, config).await;
         match &result {
             Ok(s) => {
                 if s.any() {
@@ -210,26 +205,20 @@ async fn run(
     }
 }
 
-/// One refresh, then one compaction run; a failed compaction is logged and retried on
-/// the next run (the refresh's changes stand either way).
+/// One refresh, then one compaction run, on the blocking pool; a failed compaction is
+/// logged and retried on the next run (the refresh's changes stand either way).
 async fn refresh_and_compact(
-    conn: &Arc<Mutex<Connection>>,
+    db: &Database,
     master: &MasterKey,
     config: DigestsConfig,
 ) -> RunResult {
-    let conn = Arc::clone(conn);
+    let db = db.clone();
     let master = master.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-        let mut summary = refresh_all(&mut conn, master.as_bytes(), config.months, now)
-            .map_err(|e| e.to_string())?;
-        match compact(
-            &mut conn,
-            now,
-            config.removal_retention_days,
-            COMPACTION_BATCH,
-        ) {
+        let mut summary =
+            refresh_job(&db, master.as_bytes(), config, now).map_err(|e| e.to_string())?;
+        match compaction_job(&db, config, now) {
             Ok(dropped) => summary.compacted = dropped,
             Err(e) => tracing::error!("digest feed compaction failed: {e}"),
         }
@@ -237,6 +226,34 @@ async fn refresh_and_compact(
     })
     .await
     .unwrap_or_else(|e| Err(format!("digest refresh task failed: {e}")))
+}
+
+// The two jobs below must each run once across hubs sharing a database: each is where
+// its database lease is taken (a hub without it skips the run) once several hubs share
+// one. Blocking.
+
+/// The digest refresh job: every store's feed brought in line with the database.
+pub fn refresh_job(
+    db: &Database,
+    master: &[u8],
+    config: DigestsConfig,
+    now: Timestamp,
+) -> Result<RefreshSummary, StoreError> {
+    refresh_all(&*db.get()?, master, config.months, now)
+}
+
+/// The digest compaction job: old removals dropped (at most [`COMPACTION_BATCH`] a run).
+pub fn compaction_job(
+    db: &Database,
+    config: DigestsConfig,
+    now: Timestamp,
+) -> Result<usize, StoreError> {
+    compact(
+        &*db.get()?,
+        now,
+        config.removal_retention_days,
+        COMPACTION_BATCH,
+    )
 }
 
 #[cfg(test)]
@@ -250,28 +267,32 @@ mod tests {
     async fn a_burst_of_triggers_costs_at_most_two_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
-        drop(crate::store::SqliteStore::open(&path).unwrap());
-        let blocker = Connection::open(&path).unwrap();
+        let db = Database::open(
+            &crate::config::DatabaseUrl::Sqlite(path),
+            &crate::store::DatabaseOptions::default(),
+        )
+        .unwrap();
+        let blocker = db.get().unwrap();
         blocker
             .execute(
                 "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
-                [],
+                crate::sql_params![],
             )
             .unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        blocker.begin(crate::store::sql::TxKind::Write).unwrap();
         let master = MasterKey::load_or_create(dir.path()).unwrap();
         let config = DigestsConfig {
             refresh_seconds: 86_400,
             ..DigestsConfig::default()
         };
         let (stop_tx, stop) = watch::channel(false);
-        let (refresh, task) = DigestRefresh::start(&path, master, config, stop).unwrap();
+        let (refresh, task) = DigestRefresh::start(db.clone(), master, config, stop).unwrap();
         let mut last = 0;
         for _ in 0..50 {
             last = refresh.trigger();
         }
         assert_eq!((last, refresh.triggers_fired()), (50, 50));
-        blocker.execute_batch("COMMIT").unwrap();
+        blocker.commit().unwrap();
 
         let summary = refresh.refreshed_after(last).await.unwrap();
         assert_eq!(summary.stores, 1);

@@ -1,10 +1,16 @@
-use rusqlite::{params, Connection};
 use till360_shared::campaign::{Digest, MonthDay};
 use till360_shared::coupon::{derive_customer_key, derive_digest_key, CardKey};
 use till360_shared::{codec, CardNumber, Timestamp};
 
 use super::*;
-use crate::store::SqliteStore;
+use crate::sql_params;
+use crate::store::digests::{
+    compact, compacted_through, digest_of_card, max_version, refresh_all, rows_after, FeedPage,
+    COMPACTION_BATCH,
+};
+use crate::store::sql::{Sql, SqlExt};
+use crate::store::test_support::for_each_engine;
+use crate::store::{Database, Pooled};
 
 const MASTER: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
 const DAY_MS: i64 = 86_400_000;
@@ -121,15 +127,12 @@ fn missing_or_odd_facts_give_safe_defaults() {
 
 /// A hub database with two stores: Anna (one card) shops at S1, Piet (two cards) at
 /// S2, Old (one card) at S1 twenty months ago.
-fn database() -> (tempfile::TempDir, Connection) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(SqliteStore::open(&path).unwrap());
-    let conn = Connection::open(&path).unwrap();
+fn database(db: &Database) -> Pooled {
+    let conn = db.get().unwrap();
     for (store, till) in [("S1", "T1"), ("S2", "T1")] {
         conn.execute(
             "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES (?1, ?2, 0, 0)",
-            [store, till],
+            sql_params![store, till],
         )
         .unwrap();
     }
@@ -148,27 +151,30 @@ fn database() -> (tempfile::TempDir, Connection) {
         conn.execute(
             "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, first_name)
              VALUES (?1, ?2, 60, ?3)",
-            params![id, at, name],
+            sql_params![id, at, name],
         )
         .unwrap();
         for c in *cards {
             conn.execute(
                 "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
                  VALUES ('card', ?1, ?2, 'test', 0)",
-                params![c, id],
+                sql_params![c, id],
             )
             .unwrap();
         }
         conn.execute(
             "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
                  total_cents, currency, lines)
-             VALUES (?1, 'T1', ?2, ?3, 60, ?4, ?5, 1000, 'EUR', x'00')",
-            params![store, seq as i64 + 1, at, cards[0], id],
+             VALUES (?1, 'T1', ?2, ?3, 60, ?4, ?5, 1000, 'EUR', ?6)",
+            sql_params![store, seq as i64 + 1, at, cards[0], id, LINES],
         )
         .unwrap();
     }
-    (dir, conn)
+    conn
 }
+
+/// A transaction's lines as stored (the feed never reads them).
+const LINES: [u8; 1] = [0];
 
 fn digest_of(entry: &till360_shared::wire::DigestEntry) -> &Digest {
     entry.digest.as_ref().expect("a digest, not a removal")
@@ -176,230 +182,251 @@ fn digest_of(entry: &till360_shared::wire::DigestEntry) -> &Digest {
 
 #[test]
 fn the_feed_holds_each_stores_recent_customers_under_growing_versions() {
-    let (_dir, mut conn) = database();
-    let summary = refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    assert_eq!(
-        (summary.stores, summary.changed, summary.removed),
-        (2, 3, 0)
-    );
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        let summary = refresh_all(conn, MASTER, 12, now()).unwrap();
+        assert_eq!(
+            (summary.stores, summary.changed, summary.removed),
+            (2, 3, 0)
+        );
 
-    let s1 = rows_after(&conn, "S1", 0, 100).unwrap();
-    assert_eq!(s1.last_version, Some(1));
-    assert_eq!(s1.entries.len(), 1, "Old shopped too long ago");
-    assert_eq!(s1.entries[0].card_key, key_in("S1", "4006381333931"));
-    assert_eq!(
-        digest_of(&s1.entries[0]).customer_key,
-        derive_customer_key(MASTER, "p-anna")
-    );
-    let s2 = rows_after(&conn, "S2", 0, 100).unwrap();
-    let mut keys: Vec<CardKey> = s2.entries.iter().map(|e| e.card_key).collect();
-    keys.sort();
-    let mut want = vec![key_in("S2", "96385074"), key_in("S2", "2401000009013")];
-    want.sort();
-    assert_eq!(keys, want, "every card of the profile");
-    assert_eq!(s2.last_version, Some(2));
-    assert_eq!(max_version(&conn, "S2").unwrap(), 2);
-    // Pages resume after the last version read.
-    let first = rows_after(&conn, "S2", 0, 1).unwrap();
-    assert_eq!((first.entries.len(), first.last_version), (1, Some(1)));
-    let rest = rows_after(&conn, "S2", 1, 1).unwrap();
-    assert_eq!((rest.entries.len(), rest.last_version), (1, Some(2)));
-    assert_eq!(rows_after(&conn, "S2", 2, 10).unwrap(), FeedPage::default());
+        let s1 = rows_after(conn, "S1", 0, 100).unwrap();
+        assert_eq!(s1.last_version, Some(1));
+        assert_eq!(s1.entries.len(), 1, "Old shopped too long ago");
+        assert_eq!(s1.entries[0].card_key, key_in("S1", "4006381333931"));
+        assert_eq!(
+            digest_of(&s1.entries[0]).customer_key,
+            derive_customer_key(MASTER, "p-anna")
+        );
+        let s2 = rows_after(conn, "S2", 0, 100).unwrap();
+        let mut keys: Vec<CardKey> = s2.entries.iter().map(|e| e.card_key).collect();
+        keys.sort();
+        let mut want = vec![key_in("S2", "96385074"), key_in("S2", "2401000009013")];
+        want.sort();
+        assert_eq!(keys, want, "every card of the profile");
+        assert_eq!(s2.last_version, Some(2));
+        assert_eq!(max_version(conn, "S2").unwrap(), 2);
+        // Pages resume after the last version read.
+        let first = rows_after(conn, "S2", 0, 1).unwrap();
+        assert_eq!((first.entries.len(), first.last_version), (1, Some(1)));
+        let rest = rows_after(conn, "S2", 1, 1).unwrap();
+        assert_eq!((rest.entries.len(), rest.last_version), (1, Some(2)));
+        assert_eq!(rows_after(conn, "S2", 2, 10).unwrap(), FeedPage::default());
 
-    // Nothing changed: no new versions.
-    assert!(!refresh_all(&mut conn, MASTER, 12, now()).unwrap().any());
-    assert_eq!(max_version(&conn, "S1").unwrap(), 1);
+        // Nothing changed: no new versions.
+        assert!(!refresh_all(conn, MASTER, 12, now()).unwrap().any());
+        assert_eq!(max_version(conn, "S1").unwrap(), 1);
 
-    // A longer window takes Old in, under the next version of S1 only.
-    let wide = refresh_all(&mut conn, MASTER, 24, now()).unwrap();
-    assert_eq!((wide.changed, wide.removed), (1, 0));
-    let delta = rows_after(&conn, "S1", 1, 100).unwrap();
-    assert_eq!(delta.last_version, Some(2));
-    assert_eq!(delta.entries[0].card_key, key_in("S1", "2401000009020"));
-    assert_eq!(max_version(&conn, "S2").unwrap(), 2);
+        // A longer window takes Old in, under the next version of S1 only.
+        let wide = refresh_all(conn, MASTER, 24, now()).unwrap();
+        assert_eq!((wide.changed, wide.removed), (1, 0));
+        let delta = rows_after(conn, "S1", 1, 100).unwrap();
+        assert_eq!(delta.last_version, Some(2));
+        assert_eq!(delta.entries[0].card_key, key_in("S1", "2401000009020"));
+        assert_eq!(max_version(conn, "S2").unwrap(), 2);
+    });
 }
 
 #[test]
 fn changes_get_new_versions_and_lapsed_or_erased_customers_become_removals() {
-    let (_dir, mut conn) = database();
-    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        refresh_all(conn, MASTER, 12, now()).unwrap();
 
-    conn.execute(
-        "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-         VALUES ('p-anna', 'personalization', 1, 'test', 0)",
-        [],
-    )
-    .unwrap();
-    conn.execute(
-        "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
-             customer_key, issued_at_ms, offset_min, expires, receipt_seq)
-         VALUES ('S1', 'T1', 9, 'big-basket', 1, NULL, '4006381333931', 'p-anna', 'k',
-             ?1, 60, '2026-06-15', 8)",
-        [days_ago(2)],
-    )
-    .unwrap();
-    let s = refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    assert_eq!((s.changed, s.removed), (1, 0));
-    let delta = rows_after(&conn, "S1", 1, 100).unwrap();
-    assert_eq!(delta.last_version, Some(2));
-    let d = digest_of(&delta.entries[0]);
-    assert!(d.personalisation_consent);
-    assert_eq!(
-        d.caps_used,
-        vec![(
-            "big-basket".to_string(),
-            Timestamp::from_unix_ms(days_ago(2), 60)
-        )],
-        "would-haves count towards caps"
-    );
-    // The stored bytes are the digest's codec bytes.
-    let stored: Vec<u8> = conn
-        .query_row(
-            "SELECT digest FROM digest_feed WHERE store = 'S1' AND version = 2",
-            [],
-            |r| r.get(0),
+        conn.execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             VALUES ('p-anna', 'personalization', 1, 'test', 0)",
+            sql_params![],
         )
         .unwrap();
-    assert_eq!(codec::from_bytes::<Digest>(&stored).unwrap(), *d);
+        conn.execute(
+            "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
+                 customer_key, issued_at_ms, offset_min, expires, receipt_seq)
+             VALUES ('S1', 'T1', 9, 'big-basket', 1, NULL, '4006381333931', 'p-anna', 'k',
+                 ?1, 60, '2026-06-15', 8)",
+            sql_params![days_ago(2)],
+        )
+        .unwrap();
+        let s = refresh_all(conn, MASTER, 12, now()).unwrap();
+        assert_eq!((s.changed, s.removed), (1, 0));
+        let delta = rows_after(conn, "S1", 1, 100).unwrap();
+        assert_eq!(delta.last_version, Some(2));
+        let d = digest_of(&delta.entries[0]);
+        assert!(d.personalisation_consent);
+        assert_eq!(
+            d.caps_used,
+            vec![(
+                "big-basket".to_string(),
+                Timestamp::from_unix_ms(days_ago(2), 60)
+            )],
+            "would-haves count towards caps"
+        );
+        // The stored bytes are the digest's codec bytes.
+        let stored: Vec<u8> = conn
+            .query_one(
+                "SELECT digest FROM digest_feed WHERE store = 'S1' AND version = 2",
+                sql_params![],
+            )
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(codec::from_bytes::<Digest>(&stored).unwrap(), *d);
 
-    // Piet's only S2 visit falls out of a 1-month window a month later.
-    let later = Timestamp::from_unix_ms(NOW_MS + 40 * DAY_MS, 0);
-    let s = refresh_all(&mut conn, MASTER, 1, later).unwrap();
-    assert_eq!(s.removed, 2 + 1, "Piet's two cards, and Anna's too");
-    let s2 = rows_after(&conn, "S2", 2, 100).unwrap();
-    assert_eq!(s2.last_version, Some(4));
-    assert!(s2.entries.iter().all(|e| e.digest.is_none()));
-    // Removals stay removals: no new versions on the next refresh.
-    assert!(!refresh_all(&mut conn, MASTER, 1, later).unwrap().any());
+        // Piet's only S2 visit falls out of a 1-month window a month later.
+        let later = Timestamp::from_unix_ms(NOW_MS + 40 * DAY_MS, 0);
+        let s = refresh_all(conn, MASTER, 1, later).unwrap();
+        assert_eq!(s.removed, 2 + 1, "Piet's two cards, and Anna's too");
+        let s2 = rows_after(conn, "S2", 2, 100).unwrap();
+        assert_eq!(s2.last_version, Some(4));
+        assert!(s2.entries.iter().all(|e| e.digest.is_none()));
+        // Removals stay removals: no new versions on the next refresh.
+        assert!(!refresh_all(conn, MASTER, 1, later).unwrap().any());
 
-    // Back in the window, then erased (as the store's erase leaves it): a removal.
-    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    let before = max_version(&conn, "S1").unwrap();
-    conn.execute_batch(
-        "UPDATE transactions SET profile_id = NULL, card = NULL WHERE profile_id = 'p-anna';
-         DELETE FROM identifiers WHERE profile_id = 'p-anna';
-         DELETE FROM consents WHERE profile_id = 'p-anna';
-         DELETE FROM profiles WHERE profile_id = 'p-anna';",
-    )
-    .unwrap();
-    let s = refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    assert_eq!((s.changed, s.removed), (0, 1));
-    let gone = rows_after(&conn, "S1", before, 100).unwrap();
-    assert_eq!(gone.last_version, Some(before + 1));
-    assert_eq!(gone.entries[0].card_key, key_in("S1", "4006381333931"));
-    assert_eq!(gone.entries[0].digest, None);
-    assert_eq!(
-        digest_of_card(&conn, MASTER, &card("4006381333931"), now()).unwrap(),
-        None,
-        "an erased card has no digest"
-    );
+        // Back in the window, then erased (as the store's erase leaves it): a removal.
+        refresh_all(conn, MASTER, 12, now()).unwrap();
+        let before = max_version(conn, "S1").unwrap();
+        conn.batch(
+            "UPDATE transactions SET profile_id = NULL, card = NULL WHERE profile_id = 'p-anna';
+             DELETE FROM identifiers WHERE profile_id = 'p-anna';
+             DELETE FROM consents WHERE profile_id = 'p-anna';
+             DELETE FROM profiles WHERE profile_id = 'p-anna';",
+        )
+        .unwrap();
+        let s = refresh_all(conn, MASTER, 12, now()).unwrap();
+        assert_eq!((s.changed, s.removed), (0, 1));
+        let gone = rows_after(conn, "S1", before, 100).unwrap();
+        assert_eq!(gone.last_version, Some(before + 1));
+        assert_eq!(gone.entries[0].card_key, key_in("S1", "4006381333931"));
+        assert_eq!(gone.entries[0].digest, None);
+        assert_eq!(
+            digest_of_card(conn, MASTER, &card("4006381333931"), now()).unwrap(),
+            None,
+            "an erased card has no digest"
+        );
+    });
 }
 
 #[test]
 fn a_card_lookup_builds_the_digest_fresh_for_any_store() {
-    let (_dir, conn) = database();
-    conn.execute(
-        "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-         VALUES ('p-old', 'personalization', 1, 'crm', 0)",
-        [],
-    )
-    .unwrap();
-    // No refresh ran and Old is in no store's window: still answered.
-    let d = digest_of_card(&conn, MASTER, &card("2401000009020"), now())
-        .unwrap()
-        .expect("a known card");
-    assert_eq!(d.customer_key, derive_customer_key(MASTER, "p-old"));
-    assert_eq!(
-        d.last_visit,
-        Some(Timestamp::from_unix_ms(days_ago(610), 60))
-    );
-    assert_eq!(
-        digest_of_card(&conn, MASTER, &card("5901234123457"), now()).unwrap(),
-        None
-    );
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        conn.execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             VALUES ('p-old', 'personalization', 1, 'crm', 0)",
+            sql_params![],
+        )
+        .unwrap();
+        // No refresh ran and Old is in no store's window: still answered.
+        let d = digest_of_card(conn, MASTER, &card("2401000009020"), now())
+            .unwrap()
+            .expect("a known card");
+        assert_eq!(d.customer_key, derive_customer_key(MASTER, "p-old"));
+        assert_eq!(
+            d.last_visit,
+            Some(Timestamp::from_unix_ms(days_ago(610), 60))
+        );
+        assert_eq!(
+            digest_of_card(conn, MASTER, &card("5901234123457"), now()).unwrap(),
+            None
+        );
+    });
 }
 
 #[test]
 fn an_unreadable_row_goes_out_as_a_removal_and_a_bad_key_is_skipped() {
-    let (_dir, conn) = database();
-    conn.execute_batch(
-        "INSERT INTO digest_feed (store, card_key, version, digest)
-             VALUES ('S1', x'00112233445566778899aabbccddeeff', 1, x'ffffffff');
-         INSERT INTO digest_feed (store, card_key, version, digest)
-             VALUES ('S1', x'0011', 2, NULL);",
-    )
-    .unwrap();
-    let page = rows_after(&conn, "S1", 0, 10).unwrap();
-    assert_eq!(page.last_version, Some(2), "the feed moves past both");
-    assert_eq!(page.entries.len(), 1);
-    assert_eq!(page.entries[0].digest, None);
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        let key: [u8; 16] = [
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
+        ];
+        conn.execute(
+            "INSERT INTO digest_feed (store, card_key, version, digest) VALUES ('S1', ?1, 1, ?2)",
+            sql_params![key, [0xffu8; 4]],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO digest_feed (store, card_key, version, digest) VALUES ('S1', ?1, 2, NULL)",
+            sql_params![[0x00u8, 0x11]],
+        )
+        .unwrap();
+        let page = rows_after(conn, "S1", 0, 10).unwrap();
+        assert_eq!(page.last_version, Some(2), "the feed moves past both");
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].digest, None);
+    });
 }
 
-fn feed_rows(conn: &Connection, store: &str) -> (i64, i64) {
-    conn.query_row(
-        "SELECT count(*), count(*) FILTER (WHERE digest IS NULL) FROM digest_feed
+fn feed_rows(conn: &dyn Sql, store: &str) -> (i64, i64) {
+    let row = conn
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE digest IS NULL) FROM digest_feed
          WHERE store = ?1",
-        [store],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .unwrap()
+            sql_params![store],
+        )
+        .unwrap();
+    (row.get(0).unwrap(), row.get(1).unwrap())
 }
 
 #[test]
 fn compaction_drops_old_removals_and_versions_never_go_back() {
-    let (_dir, mut conn) = database();
-    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    // Everyone lapses in a 1-month window 40 days on: Anna (S1, v1) and Piet's two
-    // cards (S2, v1 and v2) become removals (S1 v2, S2 v3 and v4).
-    let lapsed = now().unix_ms + 40 * DAY_MS;
-    let at = |days: i64| Timestamp::from_unix_ms(lapsed + days * DAY_MS, 0);
-    assert_eq!(refresh_all(&mut conn, MASTER, 1, at(0)).unwrap().removed, 3);
-    assert_eq!(feed_rows(&conn, "S2"), (2, 2));
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        refresh_all(conn, MASTER, 12, now()).unwrap();
+        // Everyone lapses in a 1-month window 40 days on: Anna (S1, v1) and Piet's two
+        // cards (S2, v1 and v2) become removals (S1 v2, S2 v3 and v4).
+        let lapsed = now().unix_ms + 40 * DAY_MS;
+        let at = |days: i64| Timestamp::from_unix_ms(lapsed + days * DAY_MS, 0);
+        assert_eq!(refresh_all(conn, MASTER, 1, at(0)).unwrap().removed, 3);
+        assert_eq!(feed_rows(conn, "S2"), (2, 2));
 
-    // Within the retention nothing goes.
-    assert_eq!(compact(&mut conn, at(6), 7, COMPACTION_BATCH).unwrap(), 0);
-    assert_eq!(compacted_through(&conn, "S2").unwrap(), 0);
-    // A budget of one: S1's only removal, the oldest by store then version.
-    assert_eq!(compact(&mut conn, at(7), 7, 1).unwrap(), 1);
-    assert_eq!(feed_rows(&conn, "S1"), (0, 0));
-    assert_eq!(compacted_through(&conn, "S1").unwrap(), 2);
-    assert_eq!(compacted_through(&conn, "S2").unwrap(), 0);
-    assert_eq!(compact(&mut conn, at(7), 7, COMPACTION_BATCH).unwrap(), 2);
-    assert_eq!(feed_rows(&conn, "S2"), (0, 0));
-    assert_eq!(compacted_through(&conn, "S2").unwrap(), 4);
+        // Within the retention nothing goes.
+        assert_eq!(compact(conn, at(6), 7, COMPACTION_BATCH).unwrap(), 0);
+        assert_eq!(compacted_through(conn, "S2").unwrap(), 0);
+        // A budget of one: S1's only removal, the oldest by store then version.
+        assert_eq!(compact(conn, at(7), 7, 1).unwrap(), 1);
+        assert_eq!(feed_rows(conn, "S1"), (0, 0));
+        assert_eq!(compacted_through(conn, "S1").unwrap(), 2);
+        assert_eq!(compacted_through(conn, "S2").unwrap(), 0);
+        assert_eq!(compact(conn, at(7), 7, COMPACTION_BATCH).unwrap(), 2);
+        assert_eq!(feed_rows(conn, "S2"), (0, 0));
+        assert_eq!(compacted_through(conn, "S2").unwrap(), 4);
 
-    // The feed is empty but its versions stand: the page says what was dropped.
-    assert_eq!(max_version(&conn, "S2").unwrap(), 4);
-    let page = rows_after(&conn, "S2", 0, 100).unwrap();
-    assert_eq!(
-        (
-            page.entries.len(),
-            page.last_version,
-            page.compacted_through
-        ),
-        (0, None, 4)
-    );
-    // Piet is back: his cards come after the dropped versions, not at 1 and 2.
-    assert_eq!(
-        refresh_all(&mut conn, MASTER, 12, now()).unwrap().changed,
-        3
-    );
-    let back = rows_after(&conn, "S2", 0, 100).unwrap();
-    assert_eq!((back.last_version, back.compacted_through), (Some(6), 4));
-    assert!(back.entries.iter().all(|e| e.digest.is_some()));
-    assert_eq!(max_version(&conn, "S1").unwrap(), 3);
+        // The feed is empty but its versions stand: the page says what was dropped.
+        assert_eq!(max_version(conn, "S2").unwrap(), 4);
+        let page = rows_after(conn, "S2", 0, 100).unwrap();
+        assert_eq!(
+            (
+                page.entries.len(),
+                page.last_version,
+                page.compacted_through
+            ),
+            (0, None, 4)
+        );
+        // Piet is back: his cards come after the dropped versions, not at 1 and 2.
+        assert_eq!(refresh_all(conn, MASTER, 12, now()).unwrap().changed, 3);
+        let back = rows_after(conn, "S2", 0, 100).unwrap();
+        assert_eq!((back.last_version, back.compacted_through), (Some(6), 4));
+        assert!(back.entries.iter().all(|e| e.digest.is_some()));
+        assert_eq!(max_version(conn, "S1").unwrap(), 3);
 
-    // A removal written before schema 6 (no time) is kept a full retention from the
-    // first compaction that sees it.
-    conn.execute(
-        "INSERT INTO digest_feed (store, card_key, version, digest) VALUES ('S1', ?1, 9, NULL)",
-        [&[7u8; 16][..]],
-    )
-    .unwrap();
-    assert_eq!(compact(&mut conn, at(100), 7, COMPACTION_BATCH).unwrap(), 0);
-    assert_eq!(compact(&mut conn, at(106), 7, COMPACTION_BATCH).unwrap(), 0);
-    assert_eq!(compact(&mut conn, at(107), 7, COMPACTION_BATCH).unwrap(), 1);
-    assert_eq!(compacted_through(&conn, "S1").unwrap(), 9);
+        // A removal written before schema 6 (no time) is kept a full retention from the
+        // first compaction that sees it.
+        conn.execute(
+            "INSERT INTO digest_feed (store, card_key, version, digest) VALUES ('S1', ?1, 9, NULL)",
+            sql_params![[7u8; 16]],
+        )
+        .unwrap();
+        assert_eq!(compact(conn, at(100), 7, COMPACTION_BATCH).unwrap(), 0);
+        assert_eq!(compact(conn, at(106), 7, COMPACTION_BATCH).unwrap(), 0);
+        assert_eq!(compact(conn, at(107), 7, COMPACTION_BATCH).unwrap(), 1);
+        assert_eq!(compacted_through(conn, "S1").unwrap(), 9);
+    });
 }
 
 /// A till as the agent keeps it: its digest version and cache (`Journal::apply_digests`:
@@ -413,7 +440,7 @@ struct Till {
 
 /// Connects `till` to `store`'s downlink as the listener does (session + feed reads)
 /// and applies every frame until the session has nothing more to send.
-fn sync(conn: &Connection, store: &str, till: &mut Till) {
+fn sync(conn: &dyn Sql, store: &str, till: &mut Till) {
     use crate::listener::HubSession;
     use till360_shared::wire::Message;
     use till360_shared::AgentId;
@@ -491,16 +518,16 @@ fn assert_same_cache(
 /// end with exactly the digests a new till gets, which are the store's customers'.
 #[test]
 fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
+    for_each_engine(|db| churn(&*db.get().unwrap()));
+}
+
+fn churn(conn: &dyn Sql) {
     const DAYS: i64 = 90;
     const NEW_PER_DAY: i64 = 4;
     const RETENTION: u32 = 7;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(SqliteStore::open(&path).unwrap());
-    let mut conn = Connection::open(&path).unwrap();
     conn.execute(
         "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
-        [],
+        sql_params![],
     )
     .unwrap();
     let start = NOW_MS;
@@ -510,13 +537,19 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
             .unwrap()
     };
     let mut seq = 0i64;
-    let mut shop = |conn: &Connection, n: i64, at: Timestamp| {
+    let mut shop = |conn: &dyn Sql, n: i64, at: Timestamp| {
         seq += 1;
         conn.execute(
             "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
                  total_cents, currency, lines)
-             VALUES ('S1', 'T1', ?1, ?2, 0, ?3, ?4, 1000, 'EUR', x'00')",
-            params![seq, at.unix_ms, card_of(n).as_str(), format!("p-{n:05}")],
+             VALUES ('S1', 'T1', ?1, ?2, 0, ?3, ?4, 1000, 'EUR', ?5)",
+            sql_params![
+                seq,
+                at.unix_ms,
+                card_of(n).as_str(),
+                format!("p-{n:05}"),
+                LINES
+            ],
         )
         .unwrap();
     };
@@ -535,48 +568,49 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
             conn.execute(
                 "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, first_name)
                  VALUES (?1, ?2, 0, ?3)",
-                params![format!("p-{n:05}"), now.unix_ms, format!("C{n}")],
+                sql_params![format!("p-{n:05}"), now.unix_ms, format!("C{n}")],
             )
             .unwrap();
             conn.execute(
                 "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
                  VALUES ('card', ?1, ?2, 'test', 0)",
-                params![card_of(n).as_str(), format!("p-{n:05}")],
+                sql_params![card_of(n).as_str(), format!("p-{n:05}")],
             )
             .unwrap();
             // Consenting customers: a visit changes their digest (the last visit).
             conn.execute(
                 "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
                  VALUES (?1, 'personalization', 1, 'test', 0)",
-                [format!("p-{n:05}")],
+                sql_params![format!("p-{n:05}")],
             )
             .unwrap();
-            shop(&conn, n, now);
+            shop(conn, n, now);
         }
         // A customer of three days ago comes back (a changed digest); every fifth day
         // one of last week's is erased (as the store's erase leaves it).
         if d >= 3 {
-            shop(&conn, (d - 3) * NEW_PER_DAY, now);
+            shop(conn, (d - 3) * NEW_PER_DAY, now);
         }
         if d >= 7 && d % 5 == 0 {
             let id = format!("p-{:05}", (d - 7) * NEW_PER_DAY + 1);
             conn.execute(
                 "UPDATE transactions SET profile_id = NULL, card = NULL WHERE profile_id = ?1",
-                [&id],
+                sql_params![id],
             )
             .unwrap();
-            conn.execute("DELETE FROM identifiers WHERE profile_id = ?1", [&id])
+            for table in ["identifiers", "consents", "profiles"] {
+                conn.execute(
+                    &format!("DELETE FROM {table} WHERE profile_id = ?1"),
+                    sql_params![id],
+                )
                 .unwrap();
-            conn.execute("DELETE FROM consents WHERE profile_id = ?1", [&id])
-                .unwrap();
-            conn.execute("DELETE FROM profiles WHERE profile_id = ?1", [&id])
-                .unwrap();
+            }
         }
-        let s = refresh_all(&mut conn, MASTER, 1, now).unwrap();
+        let s = refresh_all(conn, MASTER, 1, now).unwrap();
         removed_ever += s.removed;
-        compacted_ever += compact(&mut conn, now, RETENTION, COMPACTION_BATCH).unwrap();
+        compacted_ever += compact(conn, now, RETENTION, COMPACTION_BATCH).unwrap();
 
-        let (rows, removals) = feed_rows(&conn, "S1");
+        let (rows, removals) = feed_rows(conn, "S1");
         let live = rows - removals;
         // About a month of customers are current; removals of the last week remain.
         assert!(live <= 32 * NEW_PER_DAY, "day {d}: {live} live rows");
@@ -585,18 +619,19 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
             "day {d}: {removals} removals kept"
         );
         let stale: i64 = conn
-            .query_row(
+            .query_one(
                 "SELECT count(*) FROM digest_feed WHERE digest IS NULL AND removed_at_ms <= ?1",
-                [now.unix_ms - i64::from(RETENTION) * DAY_MS],
-                |r| r.get(0),
+                sql_params![now.unix_ms - i64::from(RETENTION) * DAY_MS],
             )
+            .unwrap()
+            .get(0)
             .unwrap();
         assert_eq!(stale, 0, "day {d}: removals past the retention");
 
-        sync(&conn, "S1", &mut daily);
+        sync(conn, "S1", &mut daily);
         for (last_seen, till) in &mut tills {
             if *last_seen == d {
-                sync(&conn, "S1", till);
+                sync(conn, "S1", till);
             }
         }
     }
@@ -609,17 +644,19 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
     // What the store should see: the current digest of every card that shopped there
     // within the month, built fresh.
     let last = day(DAYS - 1);
-    let since = feed::customers_since(last, 1).unix_ms;
+    let since = customers_since(last, 1).unix_ms;
     let mut expected = std::collections::BTreeMap::new();
     let cards: Vec<String> = conn
-        .prepare("SELECT DISTINCT card FROM transactions WHERE card IS NOT NULL AND at_ms >= ?1")
+        .query(
+            "SELECT DISTINCT card FROM transactions WHERE card IS NOT NULL AND at_ms >= ?1",
+            sql_params![since],
+        )
         .unwrap()
-        .query_map([since], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .iter()
+        .map(|row| row.get(0).unwrap())
+        .collect();
     for code in cards {
-        let digest = digest_of_card(&conn, MASTER, &card(&code), last)
+        let digest = digest_of_card(conn, MASTER, &card(&code), last)
             .unwrap()
             .expect("a current customer");
         expected.insert(key_in("S1", &code), digest);
@@ -627,21 +664,21 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
     assert!(expected.len() as i64 > 25 * NEW_PER_DAY);
 
     let mut fresh = Till::default();
-    sync(&conn, "S1", &mut fresh);
+    sync(conn, "S1", &mut fresh);
     assert_same_cache(&fresh.cache, &expected, "a new till");
     assert_same_cache(&daily.cache, &expected, "the till that synced daily");
     assert_eq!(daily.resets, 1, "only its first sync");
-    let floor = compacted_through(&conn, "S1").unwrap();
+    let floor = compacted_through(conn, "S1").unwrap();
     for (last_seen, mut till) in tills {
         let held = till.version;
         let resets = till.resets;
-        sync(&conn, "S1", &mut till);
+        sync(conn, "S1", &mut till);
         assert_same_cache(
             &till.cache,
             &expected,
             &format!("the till last seen on day {last_seen}"),
         );
-        assert_eq!(till.version, max_version(&conn, "S1").unwrap());
+        assert_eq!(till.version, max_version(conn, "S1").unwrap());
         // Away longer than the retention (removals made after its last sync were
         // dropped): one reset more; otherwise a plain delta.
         let behind = last_seen + 1 < DAYS - 1 - i64::from(RETENTION);
@@ -654,98 +691,106 @@ fn the_feed_stays_bounded_under_churn_and_every_till_catches_up_exactly() {
 }
 
 /// Anna shops at S2 as well: her card's row in S2's feed.
-fn anna_also_at_s2(conn: &Connection) {
+fn anna_also_at_s2(conn: &dyn Sql) {
     conn.execute(
         "INSERT INTO transactions (store, till, seq, at_ms, offset_min, card, profile_id,
              total_cents, currency, lines)
-         VALUES ('S2', 'T1', 9, ?1, 60, '4006381333931', 'p-anna', 500, 'EUR', x'00')",
-        [days_ago(2)],
+         VALUES ('S2', 'T1', 9, ?1, 60, '4006381333931', 'p-anna', 500, 'EUR', ?2)",
+        sql_params![days_ago(2), LINES],
     )
     .unwrap();
 }
 
 #[test]
 fn a_till_of_one_store_cannot_find_another_stores_digests() {
-    let (_dir, mut conn) = database();
-    anna_also_at_s2(&conn);
-    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    let s1: Vec<CardKey> = rows_after(&conn, "S1", 0, 100)
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.card_key)
-        .collect();
-    let s2: Vec<CardKey> = rows_after(&conn, "S2", 0, 100)
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.card_key)
-        .collect();
-    assert_eq!((s1.len(), s2.len()), (1, 3), "Anna is in both feeds");
-    assert!(
-        s1.iter().all(|k| !s2.contains(k)),
-        "the same card has another key in every store: S1's key finds nothing in S2's feed"
-    );
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        anna_also_at_s2(conn);
+        refresh_all(conn, MASTER, 12, now()).unwrap();
+        let s1: Vec<CardKey> = rows_after(conn, "S1", 0, 100)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.card_key)
+            .collect();
+        let s2: Vec<CardKey> = rows_after(conn, "S2", 0, 100)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.card_key)
+            .collect();
+        assert_eq!((s1.len(), s2.len()), (1, 3), "Anna is in both feeds");
+        assert!(
+            s1.iter().all(|k| !s2.contains(k)),
+            "the same card has another key in every store: S1's key finds nothing in S2's feed"
+        );
+    });
 }
 
 #[test]
 fn a_digest_holds_no_name_and_no_profile_fields_without_consent() {
-    let (_dir, mut conn) = database();
-    conn.execute_batch(
-        "UPDATE profiles SET birth_date = '1985-03-14', points = 70, member_since = '2019-05-01';
-         INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-             VALUES ('p-anna', 'personalization', 1, 'crm', 0),
-                    ('p-piet', 'personalization', 0, 'crm', 0);
-         INSERT INTO segment_members (segment_id, profile_id)
-             VALUES ('vip', 'p-anna'), ('vip', 'p-piet');",
-    )
-    .unwrap();
-    conn.execute(
-        "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
-             customer_key, issued_at_ms, offset_min, expires, receipt_seq)
-         VALUES ('S2', 'T1', 50, 'big-basket', 1, NULL, '96385074', 'p-piet', NULL, ?1, 60,
-             '2026-07-01', 2)",
-        [days_ago(3)],
-    )
-    .unwrap();
-    refresh_all(&mut conn, MASTER, 12, now()).unwrap();
-    let raw: Vec<Vec<u8>> = conn
-        .prepare("SELECT digest FROM digest_feed WHERE digest IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
+    for_each_engine(|db| {
+        let pooled = database(db);
+        let conn: &dyn Sql = &*pooled;
+        conn.batch(
+            "UPDATE profiles SET birth_date = '1985-03-14', points = 70, member_since = '2019-05-01';
+             INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+                 VALUES ('p-anna', 'personalization', 1, 'crm', 0),
+                        ('p-piet', 'personalization', 0, 'crm', 0);
+             INSERT INTO segment_members (segment_id, profile_id)
+                 VALUES ('vip', 'p-anna'), ('vip', 'p-piet');",
+        )
         .unwrap();
-    assert_eq!(raw.len(), 3);
-    for bytes in &raw {
-        for name in [&b"Anna"[..], b"Piet"] {
-            assert!(
-                !bytes.windows(name.len()).any(|w| w == name),
-                "a till needs no first name"
-            );
+        conn.execute(
+            "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
+                 customer_key, issued_at_ms, offset_min, expires, receipt_seq)
+             VALUES ('S2', 'T1', 50, 'big-basket', 1, NULL, '96385074', 'p-piet', NULL, ?1, 60,
+                 '2026-07-01', 2)",
+            sql_params![days_ago(3)],
+        )
+        .unwrap();
+        refresh_all(conn, MASTER, 12, now()).unwrap();
+        let raw: Vec<Vec<u8>> = conn
+            .query(
+                "SELECT digest FROM digest_feed WHERE digest IS NOT NULL",
+                sql_params![],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0).unwrap())
+            .collect();
+        assert_eq!(raw.len(), 3);
+        for bytes in &raw {
+            for name in [&b"Anna"[..], b"Piet"] {
+                assert!(
+                    !bytes.windows(name.len()).any(|w| w == name),
+                    "a till needs no first name"
+                );
+            }
         }
-    }
-    // Anna consented: her profile fields go to the till.
-    let anna = rows_after(&conn, "S1", 0, 100).unwrap().entries.remove(0);
-    let anna = anna.digest.expect("Anna's digest");
-    assert!(anna.personalisation_consent);
-    assert_eq!((anna.points, anna.segments.len()), (70, 1));
-    assert!(anna.birthday.is_some() && anna.last_visit.is_some());
-    // Piet did not: only what the control group and the caps need.
-    for entry in rows_after(&conn, "S2", 0, 100).unwrap().entries {
-        let piet = entry.digest.expect("Piet's digest");
-        assert!(!piet.personalisation_consent);
-        assert_eq!(piet.customer_key, derive_customer_key(MASTER, "p-piet"));
-        assert_eq!(piet.caps_used.len(), 1, "caps count for him too");
-        assert_eq!(
-            (
-                piet.birthday,
-                piet.member_since,
-                piet.points,
-                piet.last_visit
-            ),
-            (None, None, 0, None)
-        );
-        assert!(piet.segments.is_empty());
-    }
+        // Anna consented: her profile fields go to the till.
+        let anna = rows_after(conn, "S1", 0, 100).unwrap().entries.remove(0);
+        let anna = anna.digest.expect("Anna's digest");
+        assert!(anna.personalisation_consent);
+        assert_eq!((anna.points, anna.segments.len()), (70, 1));
+        assert!(anna.birthday.is_some() && anna.last_visit.is_some());
+        // Piet did not: only what the control group and the caps need.
+        for entry in rows_after(conn, "S2", 0, 100).unwrap().entries {
+            let piet = entry.digest.expect("Piet's digest");
+            assert!(!piet.personalisation_consent);
+            assert_eq!(piet.customer_key, derive_customer_key(MASTER, "p-piet"));
+            assert_eq!(piet.caps_used.len(), 1, "caps count for him too");
+            assert_eq!(
+                (
+                    piet.birthday,
+                    piet.member_since,
+                    piet.points,
+                    piet.last_visit
+                ),
+                (None, None, 0, None)
+            );
+            assert!(piet.segments.is_empty());
+        }
+    });
 }

@@ -1,27 +1,25 @@
 //! The campaign downlink as the listener sees it: the set loaded at start (no live
 //! re-push when the file changes; a restart serves the new set), the master secret
 //! every coupon key is derived from, and the numbers codes carry (assigned on first use
-//! in the hub's database, see `store::numbering`).
+//! in the hub's database, see `store::downlink::keyring_numbers`).
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use rusqlite::Connection;
-use till360_shared::campaign::{fnv1a64, CampaignSet, CatalogItem, Trigger};
+use till360_shared::campaign::{fnv1a64, CampaignSet};
 use till360_shared::coupon::{derive_digest_key, derive_till_key, Keyring};
 use till360_shared::wire::Message;
 use till360_shared::AgentId;
 
 use crate::campaigns::MasterKey;
-use crate::store::{numbering, StoreError};
+use crate::store::downlink::{catalog_for, keyring_numbers};
+use crate::store::{Database, StoreError};
 
 /// Shared by all connection tasks (cheap to clone).
 #[derive(Clone)]
 pub struct CampaignFeed {
     set: Arc<CampaignSet>,
     master: MasterKey,
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
 impl std::fmt::Debug for CampaignFeed {
@@ -33,14 +31,12 @@ impl std::fmt::Debug for CampaignFeed {
 }
 
 impl CampaignFeed {
-    /// Opens its own connection on the hub's database (whose schema exists).
-    pub fn new(set: CampaignSet, master: MasterKey, db_path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(db_path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+    /// Numbers tills and campaigns in the hub's database (whose schema exists).
+    pub fn new(set: CampaignSet, master: MasterKey, db: Database) -> Result<Self, StoreError> {
         Ok(Self {
             set: Arc::new(set),
             master,
-            conn: Arc::new(Mutex::new(conn)),
+            db,
         })
     }
 
@@ -58,13 +54,16 @@ impl CampaignFeed {
     /// its store at its next connect. Blocking (a few small queries): call from a
     /// blocking context.
     pub fn frame_for(&self, agent: &AgentId) -> Result<Message, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let till_number = numbering::till_number(&mut conn, agent)?;
+        let conn = self.db.get()?;
         let ids: Vec<&str> = self.set.campaigns.iter().map(|c| c.id.as_str()).collect();
-        let campaign_numbers = numbering::campaign_numbers(&mut conn, &ids)?;
-        let store_tills = numbering::store_tills(&conn, &agent.store)?;
-        let catalog = catalog_for(&conn, &self.set)?;
+        let numbers = keyring_numbers(&*conn, agent, &ids)?;
+        let catalog = catalog_for(&*conn, &self.set)?;
         drop(conn);
+        let (till_number, store_tills, campaign_numbers) = (
+            numbers.till_number,
+            numbers.store_tills,
+            numbers.campaign_numbers,
+        );
         let master = self.master.as_bytes();
         let keyring = Keyring {
             till_number,
@@ -101,36 +100,4 @@ impl CampaignFeed {
             catalog,
         })
     }
-}
-
-/// The catalog items a till needs to apply `set`: every sensitive product (never counted
-/// towards a trigger) and every product of a category a campaign targets.
-fn catalog_for(conn: &Connection, set: &CampaignSet) -> Result<Vec<CatalogItem>, StoreError> {
-    let targeted: Vec<String> = set
-        .campaigns
-        .iter()
-        .filter_map(|c| match &c.trigger {
-            Trigger::BasketCategory { category, .. } => Some(category.to_lowercase()),
-            _ => None,
-        })
-        .collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT sku, description, category, sensitive FROM products ORDER BY sku",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(CatalogItem {
-            sku: r.get(0)?,
-            description: r.get(1)?,
-            category: r.get(2)?,
-            sensitive: r.get::<_, i64>(3)? != 0,
-        })
-    })?;
-    let mut items = Vec::new();
-    for row in rows {
-        let item = row?;
-        if item.sensitive || targeted.contains(&item.category.to_lowercase()) {
-            items.push(item);
-        }
-    }
-    Ok(items)
 }

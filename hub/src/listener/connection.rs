@@ -24,7 +24,7 @@ use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
 use super::till_guard::{CardAnswer, TillGuard, TillGuards};
 use super::Downlinks;
-use crate::digests::feed::customers_since;
+use crate::digests::customers_since;
 use crate::pki::{identity_from_cert_der, CertIdentity};
 use crate::store::{StoreError, StoreWriter, TillClock};
 

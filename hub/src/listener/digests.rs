@@ -1,14 +1,8 @@
-//! The digest downlink and the on-scan requests as the listener sees them. Two read
-//! connections: one for the bulk feed (pages of up to a thousand digests), one for the
-//! requests a till waits on at the scan (a digest, a coupon check), so a request never
-//! queues behind another agent's page.
-
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+//! The digest downlink and the on-scan requests as the listener sees them. Each read
+//! takes its own connection from the hub's [`Database`] pool, so a request a till waits
+//! on at the scan (a digest, a coupon check) never queues behind another agent's page.
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use till360_shared::campaign::Digest;
 use till360_shared::wire::CouponVerdict;
 use till360_shared::{CardNumber, Timestamp};
@@ -17,14 +11,15 @@ use tokio::sync::watch;
 use super::Standing;
 use crate::campaigns::MasterKey;
 use crate::coupons::coupon_verdict;
-use crate::digests::{self, DigestRefresh, FeedPage};
-use crate::store::StoreError;
+use crate::digests::DigestRefresh;
+use crate::store::digests::{self as feed, FeedPage};
+use crate::store::sql::Sql;
+use crate::store::{Database, StoreError};
 
 /// Shared by all connection tasks (cheap to clone).
 #[derive(Clone)]
 pub struct DigestFeed {
-    bulk: Arc<Mutex<Connection>>,
-    lookups: Arc<Mutex<Connection>>,
+    db: Database,
     master: MasterKey,
     generation: watch::Receiver<u64>,
 }
@@ -37,24 +32,16 @@ impl std::fmt::Debug for DigestFeed {
     }
 }
 
-fn read_connection(db_path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(db_path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    Ok(conn)
-}
-
 impl DigestFeed {
-    /// Opens the read connections on the hub's database (whose schema exists); wakes
-    /// connections when `refresh` reports a new generation.
+    /// Reads the hub's database (whose schema exists); wakes connections when `refresh`
+    /// reports a new generation.
     pub fn new(
-        db_path: &Path,
+        db: Database,
         master: MasterKey,
         refresh: &DigestRefresh,
     ) -> Result<Self, StoreError> {
         Ok(Self {
-            bulk: Arc::new(Mutex::new(read_connection(db_path)?)),
-            lookups: Arc::new(Mutex::new(read_connection(db_path)?)),
+            db,
             master,
             generation: refresh.generation(),
         })
@@ -68,7 +55,7 @@ impl DigestFeed {
     /// The newest version of `store`'s feed.
     pub async fn max_version(&self, store: &str) -> Result<u64, StoreError> {
         let store = store.to_string();
-        on_blocking(&self.bulk, move |conn| digests::max_version(conn, &store)).await
+        on_blocking(&self.db, move |conn| feed::max_version(conn, &store)).await
     }
 
     /// `store`'s rows after `after`, at most `limit`.
@@ -79,8 +66,8 @@ impl DigestFeed {
         limit: usize,
     ) -> Result<FeedPage, StoreError> {
         let store = store.to_string();
-        on_blocking(&self.bulk, move |conn| {
-            digests::rows_after(conn, &store, after, limit)
+        on_blocking(&self.db, move |conn| {
+            feed::rows_after(conn, &store, after, limit)
         })
         .await
     }
@@ -88,9 +75,9 @@ impl DigestFeed {
     /// The card holder's digest, fresh from the database (`None`: unknown or erased).
     pub async fn digest_of(&self, card: CardNumber) -> Result<Option<Digest>, StoreError> {
         let master = self.master.clone();
-        on_blocking(&self.lookups, move |conn| {
+        on_blocking(&self.db, move |conn| {
             let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-            digests::digest_of_card(conn, master.as_bytes(), &card, now)
+            feed::digest_of_card(conn, master.as_bytes(), &card, now)
         })
         .await
     }
@@ -104,15 +91,15 @@ impl DigestFeed {
         since_ms: i64,
     ) -> Result<(Standing, Option<Digest>), StoreError> {
         let master = self.master.clone();
-        on_blocking(&self.lookups, move |conn| {
-            let standing = match digests::facts::standing_at_store(conn, &card, &store, since_ms)? {
+        on_blocking(&self.db, move |conn| {
+            let standing = match feed::standing_at_store(conn, &card, &store, since_ms)? {
                 None => return Ok((Standing::Unknown, None)),
                 Some((true, _)) => return Ok((Standing::Flagged, None)),
                 Some((false, true)) => Standing::StoreCustomer,
                 Some((false, false)) => Standing::OtherStores,
             };
             let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-            let digest = digests::digest_of_card(conn, master.as_bytes(), &card, now)?;
+            let digest = feed::digest_of_card(conn, master.as_bytes(), &card, now)?;
             Ok((standing, digest))
         })
         .await
@@ -125,21 +112,22 @@ impl DigestFeed {
         today: NaiveDate,
     ) -> Result<CouponVerdict, StoreError> {
         let master = self.master.clone();
-        on_blocking(&self.lookups, move |conn| {
+        on_blocking(&self.db, move |conn| {
             coupon_verdict(conn, master.as_bytes(), &code, today)
         })
         .await
     }
 }
 
+/// Runs `work` on a pooled connection on the blocking pool.
 async fn on_blocking<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    db: &Database,
+    work: impl FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    let conn = Arc::clone(conn);
+    let db = db.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-        work(&conn)
+        let conn = db.get()?;
+        work(&*conn)
     })
     .await
     .map_err(|e| StoreError::CommitFailed(format!("digest read task: {e}")))?

@@ -1,19 +1,21 @@
-//! The erasure log as the listener sees it. One task polls the log's version on its own
-//! read connection and publishes it on a `watch` that every connection task selects on
-//! (no per-connection polling); a connection reads the rows it needs for its agent
-//! through the same connection, only when there is something newer to send.
+//! The erasure log as the listener sees it. One task polls the log's version on the
+//! hub's [`Database`] and publishes it on a `watch` that every connection task selects
+//! on (no per-connection polling); a connection reads the rows it needs for its agent
+//! only when there is something newer to send.
+//!
+//! Every hub runs its own poller: each publishes to its own connections. The erasure's
+//! fan-out to the stores (its card keys per known store) is written in the erase's own
+//! transaction, so nothing here is a job that must run once across hubs.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
 use till360_shared::coupon::CardKey;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::erasures::{erasure_version, erasures_since};
-use crate::store::StoreError;
+use crate::store::downlink::{erasure_version, erasures_since};
+use crate::store::sql::Sql;
+use crate::store::{Database, StoreError};
 
 /// How often the log's version is read: an erase reaches connected agents within about
 /// this long.
@@ -22,21 +24,20 @@ pub const ERASURE_POLL: Duration = Duration::from_secs(1);
 /// Shared by all connection tasks (cheap to clone).
 #[derive(Clone)]
 pub struct ErasureFeed {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
     version: watch::Receiver<u64>,
 }
 
 impl ErasureFeed {
-    /// Opens a read connection on the hub's SQLite file (whose schema exists) and starts
-    /// the polling task, which ends when `stop` turns true. Must run inside a tokio
-    /// runtime.
-    pub fn start(
-        db_path: &Path,
+    /// Reads the hub's database (whose schema exists) and starts the polling task,
+    /// which ends when `stop` turns true.
+    pub async fn start(
+        db: Database,
         interval: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(ErasureFeed, JoinHandle<()>), StoreError> {
-        let (conn, version, task) = start_poller(db_path, erasure_version, interval, stop)?;
-        Ok((ErasureFeed { conn, version }, task))
+        let (version, task) = start_poller(&db, erasure_version, interval, stop).await?;
+        Ok((ErasureFeed { db, version }, task))
     }
 
     /// Follows the newest erasure version.
@@ -52,42 +53,51 @@ impl ErasureFeed {
         after_version: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<CardKey>)>, StoreError> {
-        let conn = Arc::clone(&self.conn);
         let store = store.to_string();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            erasures_since(&conn, &store, after_version, limit)
+        on_blocking(&self.db, "erasure", move |conn| {
+            erasures_since(conn, &store, after_version, limit)
         })
         .await
-        .map_err(|e| StoreError::CommitFailed(format!("erasure read task: {e}")))?
     }
 }
 
-/// A read connection on the hub's SQLite file, a `watch` of what `read` says on it, and
-/// the task that reads again every `interval` until `stop` (the erasure log's version
-/// here, the redeemed-codes ledger's in `redeemed.rs`). Must run inside a tokio runtime.
-/// A poller's read connection, shared with the connection tasks that read through it.
-pub(super) type PollerConn = Arc<Mutex<Connection>>;
-pub(super) type Poller = (PollerConn, watch::Receiver<u64>, JoinHandle<()>);
+/// Runs `work` on a pooled connection on the blocking pool (`what` names the read in
+/// an error).
+pub(super) async fn on_blocking<T: Send + 'static>(
+    db: &Database,
+    what: &'static str,
+    work: impl FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = db.get()?;
+        work(&*conn)
+    })
+    .await
+    .map_err(|e| StoreError::CommitFailed(format!("{what} read task: {e}")))?
+}
 
-pub(super) fn start_poller(
-    db_path: &Path,
-    read: fn(&Connection) -> Result<u64, StoreError>,
+/// What a downlink version poller reads (the erasure log's version here, the
+/// redeemed-codes ledger's in `redeemed.rs`).
+pub(super) type ReadVersion = fn(&dyn Sql) -> Result<u64, StoreError>;
+
+/// A `watch` of what `read` says on `db`, read once now, and the task that reads again
+/// every `interval` until `stop`.
+pub(super) async fn start_poller(
+    db: &Database,
+    read: ReadVersion,
     interval: Duration,
     stop: watch::Receiver<bool>,
-) -> Result<Poller, StoreError> {
-    let conn = Connection::open(db_path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "query_only", true)?;
-    let (tx, version) = watch::channel(read(&conn)?);
-    let conn = Arc::new(Mutex::new(conn));
-    let task = tokio::spawn(poll_version(Arc::clone(&conn), read, tx, interval, stop));
-    Ok((conn, version, task))
+) -> Result<(watch::Receiver<u64>, JoinHandle<()>), StoreError> {
+    let first = on_blocking(db, "downlink version", read).await?;
+    let (tx, version) = watch::channel(first);
+    let task = tokio::spawn(poll_version(db.clone(), read, tx, interval, stop));
+    Ok((version, task))
 }
 
 async fn poll_version(
-    conn: Arc<Mutex<Connection>>,
-    read: fn(&Connection) -> Result<u64, StoreError>,
+    db: Database,
+    read: ReadVersion,
     tx: watch::Sender<u64>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -97,14 +107,8 @@ async fn poll_version(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let conn = Arc::clone(&conn);
-        let read = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            read(&conn)
-        })
-        .await;
-        match read {
-            Ok(Ok(version)) => {
+        match on_blocking(&db, "downlink version", read).await {
+            Ok(version) => {
                 tx.send_if_modified(|current| {
                     // Versions only grow; a smaller number is a replaced database.
                     let changed = *current != version;
@@ -113,8 +117,7 @@ async fn poll_version(
                 });
             }
             // Next tick tries again; connected agents just hear later.
-            Ok(Err(err)) => tracing::warn!("cannot read a downlink version: {err}"),
-            Err(err) => tracing::error!("downlink version task failed: {err}"),
+            Err(err) => tracing::warn!("cannot read a downlink version: {err}"),
         }
     }
 }
@@ -122,34 +125,48 @@ async fn poll_version(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identifier;
-    use crate::store::erasures::{record_erasure, Suppression};
-    use till360_shared::{CardNumber, Timestamp};
+    use crate::sql_params;
+    use crate::store::erasures::Suppression;
+    use crate::store::sql::SqlExt;
+    use till360_shared::CardNumber;
 
     #[tokio::test]
     async fn publishes_new_versions_and_serves_the_delta() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        let writer = Connection::open(&path).unwrap();
-        writer.execute_batch(crate::store::SCHEMA).unwrap();
+        let db = Database::open(
+            &crate::config::DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+            &crate::store::DatabaseOptions::default(),
+        )
+        .unwrap();
+        let writer = db.get().unwrap();
         let suppression = Suppression::from_master(&[5; 32]);
         let stores = vec!["S1".to_string()];
-        let erase = |card: &CardNumber, ms| {
-            let ids = [Identifier::card(card)];
-            record_erasure(
-                &writer,
-                &suppression,
-                &ids,
-                &stores,
-                Timestamp::from_unix_ms(ms, 0),
-            )
-            .unwrap()
+        // The log's rows as an erase appends them (store::erasures::record_erasure).
+        let erase = |card: &CardNumber, ms: i64| {
+            let version: i64 = writer
+                .query_one(
+                    "INSERT INTO erasures (erased_at_ms) VALUES (?1) RETURNING version",
+                    sql_params![ms],
+                )
+                .unwrap()
+                .get(0)
+                .unwrap();
+            for store in &stores {
+                writer
+                    .execute(
+                        "INSERT INTO erasure_card_keys (version, store, card_key) VALUES (?1, ?2, ?3)",
+                        sql_params![version, store, suppression.card_key(store, card).0],
+                    )
+                    .unwrap();
+            }
         };
         let card = CardNumber::parse("4006381333931").unwrap();
         erase(&card, 1);
 
         let (stop_tx, stop) = watch::channel(false);
-        let (feed, task) = ErasureFeed::start(&path, Duration::from_millis(10), stop).unwrap();
+        let (feed, task) = ErasureFeed::start(db.clone(), Duration::from_millis(10), stop)
+            .await
+            .unwrap();
         let mut version = feed.version();
         assert_eq!(*version.borrow_and_update(), 1);
 

@@ -3,17 +3,15 @@
 //! selects on; a connection reads its store's codes only when there is something newer.
 //! Also carries the clock check of `[coupons] max_clock_skew_secs` (`TillClock`).
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::erasures::{start_poller, PollerConn};
-use crate::coupons::ledger::{redeemed_since, redeemed_version};
-use crate::store::StoreError;
+use super::erasures::{on_blocking, start_poller};
+use crate::store::downlink::{redeemed_since, redeemed_version};
+use crate::store::{Database, StoreError};
 
 /// How often the ledger's version is read: a redemption reaches the store's other
 /// connected tills within about this long after its commit.
@@ -22,24 +20,23 @@ pub const REDEEMED_POLL: Duration = Duration::from_secs(1);
 /// Shared by all connection tasks (cheap to clone).
 #[derive(Clone)]
 pub struct RedeemedFeed {
-    conn: PollerConn,
+    db: Database,
     version: watch::Receiver<u64>,
     max_clock_skew: Duration,
 }
 
 impl RedeemedFeed {
-    /// Opens a read connection on the hub's SQLite file (whose schema exists) and starts
-    /// the polling task, which ends when `stop` turns true. Must run inside a tokio
-    /// runtime.
-    pub fn start(
-        db_path: &Path,
+    /// Reads the hub's database (whose schema exists) and starts the polling task,
+    /// which ends when `stop` turns true.
+    pub async fn start(
+        db: Database,
         interval: Duration,
         max_clock_skew: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(RedeemedFeed, JoinHandle<()>), StoreError> {
-        let (conn, version, task) = start_poller(db_path, redeemed_version, interval, stop)?;
+        let (version, task) = start_poller(&db, redeemed_version, interval, stop).await?;
         let feed = RedeemedFeed {
-            conn,
+            db,
             version,
             max_clock_skew,
         };
@@ -64,13 +61,10 @@ impl RedeemedFeed {
         today: NaiveDate,
         limit: usize,
     ) -> Result<Vec<(u64, String)>, StoreError> {
-        let conn = Arc::clone(&self.conn);
         let store = store.to_string();
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            redeemed_since(&conn, &store, after, today, limit)
+        on_blocking(&self.db, "redeemed", move |conn| {
+            redeemed_since(conn, &store, after, today, limit)
         })
         .await
-        .map_err(|e| StoreError::CommitFailed(format!("redeemed read task: {e}")))?
     }
 }

@@ -6,7 +6,8 @@
 //! certificate can no longer write, and an old connection still open is closed.
 //!
 //! The decisions ([`admission`], [`revoked_among`], [`fenced_by`]) are pure; the gate
-//! holds the state (list, epochs in the hub DB's `till_epochs`, live connections).
+//! holds the state (list, epochs in the hub database's `till_epochs` through
+//! `store::pki`, live connections).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,37 +15,29 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use quinn::Connection;
-use rusqlite::{params, Connection as Db};
 use thiserror::Error;
 use till360_shared::codec::encode_frame;
 use till360_shared::wire::{Message, Refusal};
-use till360_shared::AgentId;
+use till360_shared::{AgentId, Timestamp};
 use tokio::sync::watch;
 
 use super::connection::{refusal_text, CLOSE_REFUSED};
 use crate::pki::{CertIdentity, PkiError, RevocationList};
+use crate::store::{pki, Database, StoreError};
 
 /// How often the hub looks at the revocation list for changes.
 pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
 /// How long a refused agent gets to open its stream and read the refusal.
 const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
-const EPOCHS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS till_epochs (
-    store TEXT NOT NULL,
-    till TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    seen_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (store, till)
-) WITHOUT ROWID";
-
 #[derive(Debug, Error)]
 pub enum GateError {
     #[error(transparent)]
     List(#[from] PkiError),
-    #[error("{path}: till_epochs: {source}")]
+    #[error("{database}: till_epochs: {source}")]
     Db {
-        path: PathBuf,
-        source: rusqlite::Error,
+        database: String,
+        source: StoreError,
     },
 }
 
@@ -160,8 +153,7 @@ struct State {
     list: RevocationList,
     list_stamp: Option<FileStamp>,
     epochs: HashMap<AgentId, u64>,
-    db: Db,
-    db_path: PathBuf,
+    db: Database,
     live: HashMap<u64, Live>,
     next_id: u64,
     /// Rereads of a changed list that failed (the previous list was kept).
@@ -188,17 +180,11 @@ impl State {
     }
 
     fn record_epoch(&mut self, agent: &AgentId, epoch: u64) -> Result<(), String> {
-        let stored = i64::try_from(epoch).map_err(|_| format!("epoch {epoch} out of range"))?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
         self.db
-            .execute(
-                "INSERT INTO till_epochs (store, till, epoch, seen_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (store, till) DO UPDATE
-                 SET epoch = excluded.epoch, seen_at_ms = excluded.seen_at_ms
-                 WHERE excluded.epoch > till_epochs.epoch",
-                params![agent.store, agent.till, stored, now_ms],
-            )
-            .map_err(|e| format!("{}: till_epochs: {e}", self.db_path.display()))?;
+            .get()
+            .and_then(|conn| pki::record_till_epoch(&*conn, agent, epoch, now))
+            .map_err(|e| format!("{}: till_epochs: {e}", self.db.name()))?;
         self.epochs.insert(agent.clone(), epoch);
         Ok(())
     }
@@ -206,11 +192,13 @@ impl State {
     /// A sign of a cloned certificate: logged at warn and kept for `GET /api/v1/agents`.
     fn certificate_alert(&self, agent: &AgentId, reason: &str, detail: &str) {
         tracing::warn!("agent {agent}: {detail}");
-        let now = till360_shared::Timestamp::from_utc(chrono::Utc::now(), 0);
-        if let Err(err) =
-            crate::store::record_alert(&self.db, agent, "certificate", reason, detail, now)
-        {
-            tracing::error!("{}: agent_alerts: {err}", self.db_path.display());
+        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+        let recorded = self
+            .db
+            .get()
+            .and_then(|conn| pki::record_certificate_alert(&*conn, agent, reason, detail, now));
+        if let Err(err) = recorded {
+            tracing::error!("{}: agent_alerts: {err}", self.db.name());
         }
     }
 }
@@ -224,36 +212,21 @@ pub struct Gate {
 
 impl Gate {
     /// Reads the revocation list at `list_path` (missing: nothing revoked; unreadable:
-    /// an error, the hub does not start) and the epochs seen from the hub DB.
-    pub fn open(list_path: &Path, db_path: &Path) -> Result<Gate, GateError> {
+    /// an error, the hub does not start) and the epochs seen from the hub's database.
+    /// Blocking.
+    pub fn open(list_path: &Path, db: Database) -> Result<Gate, GateError> {
         let list_stamp = stamp(list_path);
         let list = RevocationList::load(list_path)?;
-        let db_err = |source| GateError::Db {
-            path: db_path.to_path_buf(),
-            source,
-        };
-        let db = Db::open(db_path).map_err(db_err)?;
-        db.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-        db.execute(EPOCHS_SCHEMA, []).map_err(db_err)?;
-        let mut epochs = HashMap::new();
-        {
-            let mut rows = db
-                .prepare("SELECT store, till, epoch FROM till_epochs")
-                .map_err(db_err)?;
-            let rows = rows
-                .query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(db_err)?;
-            for row in rows {
-                let (store, till, epoch) = row.map_err(db_err)?;
-                epochs.insert(AgentId::new(store, till), u64::try_from(epoch).unwrap_or(0));
-            }
-        }
+        let epochs = db
+            .get()
+            .and_then(|conn| {
+                pki::ensure_epochs_table(&*conn)?;
+                pki::till_epochs(&*conn)
+            })
+            .map_err(|source| GateError::Db {
+                database: db.name().to_string(),
+                source,
+            })?;
         if !list.entries().is_empty() {
             tracing::info!(
                 "revocation list {}: {} entries",
@@ -268,7 +241,6 @@ impl Gate {
                 list_stamp,
                 epochs,
                 db,
-                db_path: db_path.to_path_buf(),
                 live: HashMap::new(),
                 next_id: 0,
                 rejected_reads: 0,
@@ -539,8 +511,12 @@ mod tests {
     fn the_gate_records_epochs_and_cuts_on_a_list_change() {
         let dir = tempfile::tempdir().unwrap();
         let list_path = dir.path().join("revoked.toml");
-        let db = dir.path().join("hub.db");
-        let gate = Gate::open(&list_path, &db).unwrap();
+        let db = Database::open(
+            &crate::config::DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+            &crate::store::DatabaseOptions::default(),
+        )
+        .unwrap();
+        let gate = Gate::open(&list_path, db.clone()).unwrap();
         let old = gate.admit_blocking(cert("T1", 1)).unwrap();
         let other = gate.admit_blocking(cert("T2", 1)).unwrap();
         let _new = gate.admit_blocking(cert("T1", 2)).unwrap();
@@ -555,7 +531,7 @@ mod tests {
         );
         // The epoch survives a restart (a new gate on the same DB).
         drop(gate);
-        let gate = Gate::open(&list_path, &db).unwrap();
+        let gate = Gate::open(&list_path, db.clone()).unwrap();
         assert_eq!(gate.highest_epoch(&AgentId::new("S1", "T1")), 2);
         let t2 = gate.admit_blocking(cert("T2", 1)).unwrap();
 

@@ -16,7 +16,7 @@ use till360_shared::sync::ErasureDownlink;
 use till360_shared::wire::{CouponVerdict, Message, Refusal, TillHealth};
 use till360_shared::{AgentId, CardNumber, Event};
 
-use crate::digests::FeedPage;
+use crate::store::digests::FeedPage;
 use crate::store::{IngestOutcome, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -90,6 +90,7 @@ pub fn record_erasure(
     stores: &[String],
     now: Timestamp,
 ) -> Result<u64, StoreError> {
+    super::downlink::lock_erasure_log(conn)?;
     conn.prepare_cached("INSERT INTO erasures (erased_at_ms) VALUES (?1)")?
         .execute([now.unix_ms])?;
     let version = conn.last_insert_rowid();

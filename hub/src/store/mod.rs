@@ -3,10 +3,13 @@
 
 mod chain;
 pub mod database;
+pub mod digests;
+pub mod downlink;
 pub mod erasures;
 pub mod freshness;
 pub mod migrations;
 pub mod numbering;
+pub mod pki;
 pub mod postgres;
 mod privacy;
 pub mod sql;
