@@ -9,6 +9,7 @@ use till360_shared::coupon::{derive_till_key, parse, verify, CouponFields};
 use till360_shared::wire::CouponVerdict;
 use till360_shared::AgentId;
 
+use crate::store::sql::Sql;
 use crate::store::{numbering, StoreError};
 
 /// What the signature check of a code says (redemption state aside).
@@ -25,7 +26,7 @@ pub enum CodeCheck {
 }
 
 /// Checks a code's format, its till and campaign numbers and its MAC.
-pub fn check_code(conn: &Connection, master: &[u8], code: &str) -> Result<CodeCheck, StoreError> {
+pub fn check_code(conn: &dyn Sql, master: &[u8], code: &str) -> Result<CodeCheck, StoreError> {
     let fields = match parse(code) {
         Ok(fields) => fields,
         Err(e) => return Ok(CodeCheck::Forged(e.to_string())),
@@ -104,10 +105,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         drop(SqliteStore::open(&path).unwrap());
-        let mut conn = Connection::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
         let till = AgentId::new("S001", "T01");
-        let number = numbering::till_number(&mut conn, &till).unwrap();
-        let campaign = numbering::campaign_numbers(&mut conn, &["big-basket"]).unwrap()[0].1;
+        let number = numbering::till_number(&conn, &till).unwrap();
+        let campaign = numbering::campaign_numbers(&conn, &["big-basket"]).unwrap()[0].1;
         let key = derive_till_key(MASTER, "S001", "T01");
         let fields = CouponFields::new(campaign, number, day(9), 1).unwrap();
         let code = mint(&key, &fields);

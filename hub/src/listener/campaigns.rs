@@ -58,11 +58,11 @@ impl CampaignFeed {
     /// its store at its next connect. Blocking (a few small queries): call from a
     /// blocking context.
     pub fn frame_for(&self, agent: &AgentId) -> Result<Message, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let till_number = numbering::till_number(&mut conn, agent)?;
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let till_number = numbering::till_number(&*conn, agent)?;
         let ids: Vec<&str> = self.set.campaigns.iter().map(|c| c.id.as_str()).collect();
-        let campaign_numbers = numbering::campaign_numbers(&mut conn, &ids)?;
-        let store_tills = numbering::store_tills(&conn, &agent.store)?;
+        let campaign_numbers = numbering::campaign_numbers(&*conn, &ids)?;
+        let store_tills = numbering::store_tills(&*conn, &agent.store)?;
         let catalog = catalog_for(&conn, &self.set)?;
         drop(conn);
         let master = self.master.as_bytes();

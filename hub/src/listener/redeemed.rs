@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::erasures::{start_poller, PollerConn};
-use crate::coupons::ledger::{redeemed_since, redeemed_version};
+use crate::store::coupon_ledger::{redeemed_since, redeemed_version};
 use crate::store::StoreError;
 
 /// How often the ledger's version is read: a redemption reaches the store's other
@@ -37,7 +37,8 @@ impl RedeemedFeed {
         max_clock_skew: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(RedeemedFeed, JoinHandle<()>), StoreError> {
-        let (conn, version, task) = start_poller(db_path, redeemed_version, interval, stop)?;
+        let (conn, version, task) =
+            start_poller(db_path, |conn| redeemed_version(conn), interval, stop)?;
         let feed = RedeemedFeed {
             conn,
             version,
@@ -68,7 +69,7 @@ impl RedeemedFeed {
         let store = store.to_string();
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            redeemed_since(&conn, &store, after, today, limit)
+            redeemed_since(&*conn, &store, after, today, limit)
         })
         .await
         .map_err(|e| StoreError::CommitFailed(format!("redeemed read task: {e}")))?
