@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use till360_shared::{CardNumber, Timestamp};
 
-use super::sql::{Engine, Sql, SqlExt};
+use super::sql::{Engine, Sql, SqlExt, Value};
 use super::{locks, suspicious, StoreError};
 use crate::identity::{
     components, BlockedIdentifier, CardOwner, IdKind, Identifier, LinkOutcome, LinkRow,
@@ -60,12 +60,18 @@ type CardRow = (Option<String>, Option<(i64, i16)>, bool);
 
 fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     let mut found = (None, None, false);
-    db.query_each(CARD_OWNER, sql_params![card.as_str()], &mut |row| {
+    db.query_each(CARD_OWNER, sql_params![card.as_str()], &mut |mut row| {
         let created = match (row.get::<Option<i64>>(1)?, row.get::<Option<i64>>(2)?) {
             (Some(ms), Some(off)) => Some((ms, offset(off)?)),
             _ => None,
         };
-        found = (row.get(0)?, created, row.get::<i64>(3)? > 0);
+        // Moved out, not copied: this read runs for every carded event.
+        let profile = match row.take(0) {
+            Value::Text(id) => Some(id),
+            Value::Null => None,
+            other => return Err(StoreError::Corrupt(format!("a profile id {other:?}"))),
+        };
+        found = (profile, created, row.get::<i64>(3)? > 0);
         Ok(())
     })?;
     Ok(found)
