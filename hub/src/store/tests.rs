@@ -620,4 +620,103 @@ mod every_engine {
             assert!(profiles.len() < 40, "joined: {}", profiles.len());
         });
     }
+
+    /// A connection whose first commits lose a race (PostgreSQL's serialization failure).
+    struct LosesRaces<'a> {
+        inner: &'a dyn Sql,
+        losses: std::cell::Cell<u32>,
+    }
+
+    impl Sql for LosesRaces<'_> {
+        fn engine(&self) -> crate::store::Engine {
+            self.inner.engine()
+        }
+        fn execute(
+            &self,
+            sql: &str,
+            params: &[&dyn crate::store::sql::ToParam],
+        ) -> Result<u64, crate::store::StoreError> {
+            self.inner.execute(sql, params)
+        }
+        fn query_each(
+            &self,
+            sql: &str,
+            params: &[&dyn crate::store::sql::ToParam],
+            each: &mut dyn FnMut(crate::store::sql::Row) -> Result<(), crate::store::StoreError>,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.query_each(sql, params, each)
+        }
+        fn batch(&self, sql: &str) -> Result<(), crate::store::StoreError> {
+            self.inner.batch(sql)
+        }
+        fn begin(&self, kind: TxKind) -> Result<(), crate::store::StoreError> {
+            self.inner.begin(kind)
+        }
+        fn commit(&self) -> Result<(), crate::store::StoreError> {
+            if self.losses.get() > 0 {
+                self.losses.set(self.losses.get() - 1);
+                return Err(crate::store::StoreError::Database(crate::store::DbError {
+                    engine: self.engine(),
+                    kind: crate::store::DbErrorKind::Retry,
+                    message: "could not serialize access (test)".into(),
+                }));
+            }
+            self.inner.commit()
+        }
+        fn rollback(&self) -> Result<(), crate::store::StoreError> {
+            self.inner.rollback()
+        }
+    }
+
+    /// A commit that loses a race is run again from the start: the retry merges every
+    /// event once, and what the first attempt did (profiles, counters, refusals) is gone
+    /// with its rollback.
+    #[test]
+    fn a_commit_that_loses_a_race_is_retried_and_merges_once() {
+        for_each_engine(|db| {
+            let (s1, s2) = (AgentId::new("S1", "T1"), AgentId::new("S2", "T1"));
+            let mut gen = Generator::new(17, 15, 90);
+            let (a, b) = (gen.events(&s1, 1, 40), gen.events(&s2, 1, 40));
+            let conn = db.get().unwrap();
+            let flaky = LosesRaces {
+                inner: &*conn,
+                losses: std::cell::Cell::new(2),
+            };
+            let fraud = crate::config::FraudConfig::default();
+            let settings = crate::store::ingest::MergeSettings {
+                fraud: &fraud,
+                coupon_master: None,
+                suppression: None,
+            };
+            let requests = [
+                IngestRequest {
+                    agent: &s1,
+                    events: &a,
+                },
+                // A gap: refused (and its refusal recorded) on every attempt.
+                IngestRequest {
+                    agent: &s2,
+                    events: &b[5..],
+                },
+                IngestRequest {
+                    agent: &s2,
+                    events: &b,
+                },
+            ];
+            let outcomes =
+                crate::store::ingest::ingest(&flaky, settings, &requests, now()).unwrap();
+            assert_eq!(flaky.losses.get(), 0, "both losses were retried");
+            assert_eq!(outcomes[0], Ok(40));
+            assert_eq!(outcomes[1].as_ref().unwrap_err().0, Refusal::SequenceGap);
+            assert_eq!(outcomes[2], Ok(40));
+            assert_eq!(count(&*conn, "events"), 80);
+            assert_eq!(count(&*conn, "agent_alerts"), 1);
+
+            // The same batches into a database that never lost a race: the same rows.
+            let once = sqlite();
+            let mut store = store(&once.db);
+            store.ingest(&requests, now()).unwrap();
+            assert_eq!(merged_rows(&*conn), merged_rows(store.conn()));
+        });
+    }
 }
