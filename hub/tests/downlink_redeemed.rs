@@ -21,11 +21,11 @@ fn code(site: &Site, store: &str, serial: u16) -> String {
     let till360_hub::config::DatabaseUrl::Sqlite(path) = config.database else {
         unreachable!("this test's hub runs on SQLite")
     };
-    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .unwrap();
-    let till = numbering::till_number(&mut conn, &AgentId::new(store, "T01")).unwrap();
-    let campaign = numbering::campaign_numbers(&mut conn, &["big-basket"]).unwrap()[0].1;
+    let till = numbering::till_number(&conn, &AgentId::new(store, "T01")).unwrap();
+    let campaign = numbering::campaign_numbers(&conn, &["big-basket"]).unwrap()[0].1;
     let master = MasterKey::load_or_create(&config.data_dir).unwrap();
     let key = derive_till_key(master.as_bytes(), store, "T01");
     // Far enough ahead never to expire while this test is kept.

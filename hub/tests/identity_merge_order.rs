@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use rusqlite::TransactionBehavior;
-use till360_hub::identity::{apply_link, IdKind, Identifier, LinkRow};
+use till360_hub::identity::{IdKind, Identifier, LinkRow};
+use till360_hub::store::identity::apply_link;
 use till360_hub::store::{IngestRequest, SqliteStore, Store};
 use till360_shared::card::with_check_digit;
 use till360_shared::{AgentId, CardNumber, Currency, Event, EventKind, Receipt, Timestamp};
@@ -52,7 +53,7 @@ fn apply(store: &mut SqliteStore, input: &Input) {
                 .connection_mut()
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .unwrap();
-            apply_link(&tx, &row, MAX_CUSTOMERS, now()).unwrap();
+            apply_link(&*tx, &row, MAX_CUSTOMERS, now()).unwrap();
             tx.commit().unwrap();
         }
         Input::Receipt(n, card) => {

@@ -3,7 +3,7 @@
 //! rows": a CRM customer, an online order) connect them, and each connected component
 //! is one profile whose id is the smallest `p-<hash>` over its identifiers, so the same
 //! links in any order give the same profiles and ids. `graph` is the pure component
-//! computation, `link` applies a link row to SQLite.
+//! computation, `link` the rows and outcomes the store's `store/identity.rs` applies.
 
 mod graph;
 mod link;
@@ -16,9 +16,7 @@ mod tests;
 use serde::Serialize;
 
 pub use graph::{components, Component};
-pub use link::{
-    apply_link, blocked_identifiers, relink, resolve_card, CardOwner, LinkOutcome, LinkRow,
-};
+pub use link::{CardOwner, LinkOutcome, LinkRow};
 pub use normalise::{
     normalise_customer_no, normalise_email, normalise_online_account, normalise_phone,
     IdentifierError,

@@ -9,8 +9,9 @@ use till360_shared::Timestamp;
 use super::strict_csv::StrictCsv;
 use super::{finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
-use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
+use crate::identity::{IdKind, Identifier, LinkRow};
 use crate::store::erasures::Suppression;
+use crate::store::identity::apply_link;
 
 const REQUIRED: &[&str] = &["customer_no"];
 const CONSENTS: [(&str, &str); 4] = [

@@ -8,8 +8,9 @@ use till360_shared::Timestamp;
 
 use super::{finish, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
-use crate::identity::{apply_link, IdKind, Identifier, LinkRow};
+use crate::identity::{IdKind, Identifier, LinkRow};
 use crate::store::erasures::Suppression;
+use crate::store::identity::apply_link;
 
 /// An order line as the file has it and `orders.lines` stores it (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

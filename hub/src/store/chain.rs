@@ -9,40 +9,53 @@
 //! `chain_hash` NULL means unknown (an agent the hub knew before it kept chains): the
 //! first claim at its head is taken as the head.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use till360_shared::chain::{self, ChainHash, GENESIS};
 use till360_shared::{AgentId, Timestamp};
 
+use super::sql::{Engine, Sql, SqlExt};
 use super::StoreError;
-
-/// Columns and tables added by schema 4 to a database of an older hub.
-pub(super) fn upgrade(conn: &Connection) -> Result<(), StoreError> {
-    let has_chain: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('agents') WHERE name = 'chain_hash'")?
-        .exists([])?;
-    if !has_chain {
-        // An agent that never sent anything starts at GENESIS; the others are unknown.
-        conn.execute_batch(
-            "ALTER TABLE agents ADD COLUMN chain_hash BLOB;
-             UPDATE agents SET chain_hash = zeroblob(32) WHERE last_seq = 0;",
-        )?;
-    }
-    Ok(())
-}
+use crate::sql_params;
 
 /// The agent's high-water mark and chain head (`None`: unknown). A new agent is at 0
 /// with GENESIS.
-pub(super) fn head(
-    tx: &Transaction<'_>,
+pub(super) fn head(db: &dyn Sql, agent: &AgentId) -> Result<(u64, Option<ChainHash>), StoreError> {
+    read_head(
+        db,
+        "SELECT last_seq, chain_hash FROM agents WHERE store = ?1 AND till = ?2",
+        agent,
+    )
+}
+
+/// As [`head`], and on PostgreSQL the agent's row stays locked until the transaction
+/// ends: two hubs committing batches of one till wait for each other here, so they
+/// can never both apply the same seq. (SQLite's `BEGIN IMMEDIATE` already serialises
+/// every writer.) The row must exist to be locked: callers insert it first
+/// ([`super::agents::ensure_agent`]).
+pub(super) fn head_for_update(
+    db: &dyn Sql,
     agent: &AgentId,
 ) -> Result<(u64, Option<ChainHash>), StoreError> {
-    let row: Option<(i64, Option<Vec<u8>>)> = tx
-        .prepare_cached("SELECT last_seq, chain_hash FROM agents WHERE store = ?1 AND till = ?2")?
-        .query_row(params![agent.store, agent.till], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(match row {
+    match db.engine() {
+        Engine::Sqlite => head(db, agent),
+        Engine::Postgres => read_head(
+            db,
+            "SELECT last_seq, chain_hash FROM agents WHERE store = ?1 AND till = ?2 FOR UPDATE",
+            agent,
+        ),
+    }
+}
+
+fn read_head(
+    db: &dyn Sql,
+    select: &str,
+    agent: &AgentId,
+) -> Result<(u64, Option<ChainHash>), StoreError> {
+    let mut found = None;
+    db.query_each(select, sql_params![agent.store, agent.till], &mut |row| {
+        found = Some((row.get::<i64>(0)?, row.get::<Option<Vec<u8>>>(1)?));
+        Ok(())
+    })?;
+    Ok(match found {
         None => (0, Some(GENESIS)),
         Some((seq, hash)) => (
             u64::try_from(seq).unwrap_or(0),
@@ -74,19 +87,20 @@ pub struct ChainBreak {
 /// Checks `claimed` (the agent's link at `last_seq`) against the hub's head, inside the
 /// caller's transaction.
 pub(super) fn check_claim(
-    tx: &Transaction<'_>,
+    tx: &dyn Sql,
     agent: &AgentId,
     last_seq: u64,
     claimed: &ChainHash,
     now: Timestamp,
 ) -> Result<ChainCheck, StoreError> {
-    let exists: bool = tx
-        .prepare_cached("SELECT 1 FROM agents WHERE store = ?1 AND till = ?2")?
-        .exists(params![agent.store, agent.till])?;
+    let exists = tx.exists(
+        "SELECT 1 FROM agents WHERE store = ?1 AND till = ?2",
+        sql_params![agent.store, agent.till],
+    )?;
     if !exists {
         return Ok(ChainCheck::NoLink);
     }
-    let (high_water, head) = head(tx, agent)?;
+    let (high_water, head) = head_for_update(tx, agent)?;
     if high_water != last_seq {
         return Ok(ChainCheck::NoLink);
     }
@@ -101,43 +115,46 @@ pub(super) fn check_claim(
                 chain::to_hex(&head),
                 chain::to_hex(claimed)
             );
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO chain_breaks
+            tx.execute(
+                "INSERT INTO chain_breaks
                      (store, till, seq, detected_at_ms, hub_hash, claimed_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                agent.store,
-                agent.till,
-                i64::try_from(last_seq).unwrap_or(i64::MAX),
-                now.unix_ms,
-                &head[..],
-                &claimed[..]
-            ])?;
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (store, till, seq) DO NOTHING",
+                sql_params![
+                    agent.store,
+                    agent.till,
+                    i64::try_from(last_seq).unwrap_or(i64::MAX),
+                    now.unix_ms,
+                    &head[..],
+                    &claimed[..]
+                ],
+            )?;
             ChainCheck::Broken
         }
     };
-    tx.prepare_cached("UPDATE agents SET chain_hash = ?3 WHERE store = ?1 AND till = ?2")?
-        .execute(params![agent.store, agent.till, &claimed[..]])?;
+    tx.execute(
+        "UPDATE agents SET chain_hash = ?3 WHERE store = ?1 AND till = ?2",
+        sql_params![agent.store, agent.till, &claimed[..]],
+    )?;
     Ok(check)
 }
 
 /// The first break recorded for an agent, if any.
 pub(super) fn first_break(
-    conn: &Connection,
+    db: &dyn Sql,
     store: &str,
     till: &str,
 ) -> Result<Option<ChainBreak>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT seq, detected_at_ms FROM chain_breaks WHERE store = ?1 AND till = ?2
-             ORDER BY detected_at_ms, seq LIMIT 1",
-        )?
-        .query_row(params![store, till], |r| {
-            Ok(ChainBreak {
-                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                detected_at_ms: r.get(1)?,
-            })
+    db.query_opt(
+        "SELECT seq, detected_at_ms FROM chain_breaks WHERE store = ?1 AND till = ?2
+         ORDER BY detected_at_ms, seq LIMIT 1",
+        sql_params![store, till],
+    )?
+    .map(|row| {
+        Ok(ChainBreak {
+            seq: u64::try_from(row.get::<i64>(0)?).unwrap_or(0),
+            detected_at_ms: row.get(1)?,
         })
-        .optional()?)
+    })
+    .transpose()
 }

@@ -15,12 +15,14 @@
 //!   order feed or a replayed till event cannot bring the person back.
 
 use ring::hmac;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use till360_shared::coupon::{derive_digest_key, CardKey};
 use till360_shared::{CardNumber, Timestamp};
 
+use super::sql::{Sql, SqlExt};
 use super::StoreError;
 use crate::identity::{IdKind, Identifier};
+use crate::sql_params;
 
 const SUPPRESSION_KEY_TAG: &[u8] = b"till360/suppression-key/v1";
 
@@ -151,28 +153,24 @@ fn suppress(
 }
 
 /// Whether anyone was ever erased (the suppression list is not empty).
-pub fn any_suppressed(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed_identifiers)")?
-        .query_row([], |r| r.get(0))?)
+pub fn any_suppressed(db: &dyn Sql) -> Result<bool, StoreError> {
+    db.exists(
+        "SELECT 1 FROM suppressed_identifiers LIMIT 1",
+        sql_params![],
+    )
 }
 
 /// When `id` was last erased (unix ms), if it is on the suppression list. Evidence
 /// dated at or before that time names the erased person and must not be merged.
 pub fn suppressed_since(
-    conn: &Connection,
+    db: &dyn Sql,
     suppression: &Suppression,
     id: &Identifier,
 ) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT erased_at_ms FROM suppressed_identifiers WHERE kind = ?1 AND hash = ?2",
-        )?
-        .query_row(
-            params![id.kind.as_str(), suppression.hash(id.kind, &id.value)],
-            |r| r.get(0),
-        )
-        .optional()?)
+    db.query_value(
+        "SELECT erased_at_ms FROM suppressed_identifiers WHERE kind = ?1 AND hash = ?2",
+        sql_params![id.kind.as_str(), suppression.hash(id.kind, &id.value)],
+    )
 }
 
 /// The newest erasure version (0 when nothing was ever erased).

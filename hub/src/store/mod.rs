@@ -1,18 +1,24 @@
 //! The hub's store: a narrow trait (so PostgreSQL can follow) and its SQLite
 //! implementation, plus the single writer thread that serialises all commits.
 
+pub mod agents;
 mod chain;
+pub mod coupon_ledger;
 pub mod database;
 pub mod digests;
 pub mod downlink;
 pub mod erasures;
 pub mod freshness;
+pub mod identity;
+pub mod ingest;
+pub mod locks;
 pub mod migrations;
 pub mod numbering;
 pub mod pki;
 pub mod postgres;
 mod privacy;
 pub mod sql;
+mod sql_store;
 mod sqlite;
 pub mod suspicious;
 mod writer;
@@ -29,10 +35,12 @@ use till360_shared::{AgentId, CardNumber, Event, Timestamp};
 
 use crate::profile::ProfileView;
 
+pub use agents::record_alert;
 pub use chain::ChainCheck;
 pub use database::{Database, DatabaseOptions, Pooled};
 pub use sql::{DbError, DbErrorKind, Engine};
-pub use sqlite::{record_alert, SqliteStore, SCHEMA};
+pub use sql_store::SqlStore;
+pub use sqlite::{SqliteStore, SCHEMA};
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 
 #[derive(Debug, Error)]

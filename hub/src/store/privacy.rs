@@ -253,7 +253,7 @@ pub(super) fn erase_profile(
             .prepare_cached("UPDATE transactions SET card = NULL WHERE card = ?1")?
             .execute([card])?;
         scrub_events(&tx, card)?;
-        super::suspicious::forget(&tx, card)?;
+        super::suspicious::forget(&*tx, card)?;
     }
     anonymised += tx
         .prepare_cached("UPDATE orders SET profile_id = NULL WHERE profile_id = ?1")?

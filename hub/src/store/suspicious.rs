@@ -6,13 +6,14 @@
 //! nothing further in the identity graph until a marketer clears it ([`clear`]); clearing
 //! covers the receipts seen so far, a new pattern after it flags the card again.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use till360_shared::{CardNumber, Timestamp};
 
+use super::sql::{transaction, Sql, SqlExt, TxKind};
 use super::StoreError;
 use crate::config::FraudConfig;
 use crate::identity::suspicious::{assess, basket_fingerprint, CardReceipt, Finding};
+use crate::sql_params;
 
 /// Receipts around a new one that the rules look at: a day and a half either side covers
 /// the longest pattern (a local day; a chain of hops or a house card's run within it).
@@ -38,16 +39,17 @@ pub struct SuspiciousCard {
 }
 
 /// Whether `card` is flagged and not cleared.
-pub fn is_flagged(conn: &Connection, card: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM suspicious_cards WHERE card = ?1 AND cleared_at_ms IS NULL")?
-        .exists([card])?)
+pub fn is_flagged(db: &dyn Sql, card: &str) -> Result<bool, StoreError> {
+    db.exists(
+        "SELECT 1 FROM suspicious_cards WHERE card = ?1 AND cleared_at_ms IS NULL",
+        sql_params![card],
+    )
 }
 
 /// Assesses `card`'s receipts around `at` and records what is found. Returns the findings
 /// when this check flagged the card (it was not flagged before).
 pub fn check_card(
-    conn: &Connection,
+    conn: &dyn Sql,
     rules: &FraudConfig,
     card: &CardNumber,
     at: Timestamp,
@@ -62,40 +64,55 @@ pub fn check_card(
         at.unix_ms.saturating_add(WINDOW_MS),
     );
     let around: i64 = conn
-        .prepare_cached(
+        .query_one(
             "SELECT count(*) FROM transactions WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3",
+            sql_params![card.as_str(), from, to],
         )?
-        .query_row(params![card.as_str(), from, to], |r| r.get(0))?;
+        .get(0)?;
     if around < fewest_receipts(rules) {
         return Ok(None);
     }
-    let receipts = conn
-        .prepare_cached(
-            "SELECT store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
-             WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3 ORDER BY at_ms LIMIT ?4",
-        )?
-        .query_map(params![card.as_str(), from, to, MAX_RECEIPTS], |r| {
-            Ok(CardReceipt {
-                store: r.get(0)?,
-                till: r.get(1)?,
-                seq: r.get::<_, i64>(2)?.max(0) as u64,
-                at: Timestamp::from_unix_ms(r.get(3)?, r.get(4)?),
-                total_cents: r.get(5)?,
-                basket: basket_fingerprint(r.get_ref(6)?.as_blob()?),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut receipts = Vec::new();
+    conn.query_each(
+        "SELECT store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
+         WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3 ORDER BY at_ms LIMIT ?4",
+        sql_params![card.as_str(), from, to, MAX_RECEIPTS],
+        &mut |mut row| {
+            let basket = match row.take(6) {
+                crate::store::sql::Value::Blob(lines) => basket_fingerprint(&lines),
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a receipt's lines are not a blob".into(),
+                    ))
+                }
+            };
+            receipts.push(CardReceipt {
+                store: row.get(0)?,
+                till: row.get(1)?,
+                seq: row.get::<i64>(2)?.max(0) as u64,
+                at: Timestamp::from_unix_ms(
+                    row.get(3)?,
+                    i16::try_from(row.get::<i64>(4)?)
+                        .map_err(|_| StoreError::Corrupt("a UTC offset beyond i16".into()))?,
+                ),
+                total_cents: row.get(5)?,
+                basket,
+            });
+            Ok(())
+        },
+    )?;
     let found = assess(rules, &receipts);
     if found.is_empty() {
         return Ok(None);
     }
     let existing: Option<(String, Option<i64>, i64)> = conn
-        .prepare_cached(
+        .query_opt(
             "SELECT findings, cleared_at_ms, cleared_through_ms FROM suspicious_cards
              WHERE card = ?1",
+            sql_params![card.as_str()],
         )?
-        .query_row([card.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .transpose()?;
     let (mut kept, was_flagged, cleared_through) = match &existing {
         None => (Vec::new(), false, i64::MIN),
         Some((json, cleared_at, through)) => {
@@ -121,23 +138,20 @@ pub fn check_card(
     let json = serde_json::to_string(&kept)
         .map_err(|e| StoreError::Corrupt(format!("suspicious card findings: {e}")))?;
     if was_flagged {
-        conn.prepare_cached("UPDATE suspicious_cards SET findings = ?2 WHERE card = ?1")?
-            .execute(params![card.as_str(), json])?;
+        conn.execute(
+            "UPDATE suspicious_cards SET findings = ?2 WHERE card = ?1",
+            sql_params![card.as_str(), json],
+        )?;
         return Ok(None);
     }
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO suspicious_cards (card, flagged_at_ms, findings, cleared_at_ms,
              cleared_through_ms)
          VALUES (?1, ?2, ?3, NULL, ?4)
          ON CONFLICT (card) DO UPDATE SET flagged_at_ms = excluded.flagged_at_ms,
              findings = excluded.findings, cleared_at_ms = NULL",
-    )?
-    .execute(params![
-        card.as_str(),
-        now.unix_ms,
-        json,
-        cleared_through.max(0)
-    ])?;
+        sql_params![card.as_str(), now.unix_ms, json, cleared_through.max(0)],
+    )?;
     Ok(Some(new))
 }
 
@@ -182,57 +196,56 @@ fn view(
 }
 
 /// Every flagged or cleared card, flagged ones first, newest first.
-pub fn list(conn: &Connection) -> Result<Vec<SuspiciousCard>, StoreError> {
+pub fn list(db: &dyn Sql) -> Result<Vec<SuspiciousCard>, StoreError> {
     views(
-        conn,
+        db,
         "SELECT card, flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards
-         WHERE ?1 IS NULL ORDER BY cleared_at_ms IS NOT NULL, flagged_at_ms DESC, card",
-        None,
+         ORDER BY CASE WHEN cleared_at_ms IS NULL THEN 0 ELSE 1 END, flagged_at_ms DESC, card",
+        sql_params![],
     )
 }
 
 /// The flagged or cleared cards of a profile (for its export).
-pub fn of_profile(conn: &Connection, profile_id: &str) -> Result<Vec<SuspiciousCard>, StoreError> {
+pub fn of_profile(db: &dyn Sql, profile_id: &str) -> Result<Vec<SuspiciousCard>, StoreError> {
     views(
-        conn,
+        db,
         "SELECT s.card, s.flagged_at_ms, s.findings, s.cleared_at_ms FROM suspicious_cards s
          JOIN identifiers i ON i.kind = 'card' AND i.value = s.card
          WHERE i.profile_id = ?1 ORDER BY s.card",
-        Some(profile_id),
+        sql_params![profile_id],
     )
 }
 
-/// The rows of `sql` (card, flagged_at_ms, findings, cleared_at_ms), `?1` bound to `arg`.
+/// The rows of `sql` (card, flagged_at_ms, findings, cleared_at_ms).
 fn views(
-    conn: &Connection,
+    db: &dyn Sql,
     sql: &str,
-    arg: Option<&str>,
+    params: &[&dyn crate::store::sql::ToParam],
 ) -> Result<Vec<SuspiciousCard>, StoreError> {
-    let rows = conn
-        .prepare_cached(sql)?
-        .query_map([arg], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?, r.get(3)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(card, flagged, json, cleared)| view(card, flagged, &json, cleared))
-        .collect()
+    let mut cards = Vec::new();
+    db.query_each(sql, params, &mut |row| {
+        let json: String = row.get(2)?;
+        cards.push(view(row.get(0)?, row.get(1)?, &json, row.get(3)?)?);
+        Ok(())
+    })?;
+    Ok(cards)
 }
 
 /// Clears a flagged card (what it was flagged for so far no longer counts); `None` when the
 /// card was never flagged. Clearing a cleared card changes nothing. The caller re-links the
 /// card's identity rows in the same transaction.
 pub fn clear(
-    conn: &Connection,
+    conn: &dyn Sql,
     card: &str,
     now: Timestamp,
 ) -> Result<Option<SuspiciousCard>, StoreError> {
     let row: Option<(i64, String, Option<i64>)> = conn
-        .prepare_cached(
+        .query_opt(
             "SELECT flagged_at_ms, findings, cleared_at_ms FROM suspicious_cards WHERE card = ?1",
+            sql_params![card],
         )?
-        .query_row([card], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .transpose()?;
     let Some((flagged, json, cleared)) = row else {
         return Ok(None);
     };
@@ -244,18 +257,46 @@ pub fn clear(
         .map(Finding::last_at_ms)
         .max()
         .unwrap_or(0);
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE suspicious_cards SET cleared_at_ms = ?2,
-             cleared_through_ms = max(cleared_through_ms, ?3)
+             cleared_through_ms = CASE WHEN cleared_through_ms > ?3 THEN cleared_through_ms
+                                       ELSE ?3 END
          WHERE card = ?1",
-    )?
-    .execute(params![card, now.unix_ms, through])?;
+        sql_params![card, now.unix_ms, through],
+    )?;
     view(card.to_string(), flagged, &json, Some(now.unix_ms)).map(Some)
 }
 
 /// Forgets `card` (an erase: the hub keeps no card of an erased person).
-pub fn forget(conn: &Connection, card: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM suspicious_cards WHERE card = ?1")?
-        .execute([card])?;
+pub fn forget(db: &dyn Sql, card: &str) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM suspicious_cards WHERE card = ?1",
+        sql_params![card],
+    )?;
     Ok(())
+}
+
+/// Clears a flagged card and, in the same transaction, makes the links that stopped at
+/// the card while it was flagged (see [`clear`]). `None` when the card was never flagged.
+pub fn clear_and_relink(
+    db: &dyn Sql,
+    card: &str,
+    max_customers: usize,
+    now: Timestamp,
+) -> Result<Option<SuspiciousCard>, StoreError> {
+    transaction(db, TxKind::Write, |tx| {
+        let Some(cleared) = clear(tx, card, now)? else {
+            return Ok(None);
+        };
+        super::identity::relink(
+            tx,
+            &crate::identity::Identifier {
+                kind: crate::identity::IdKind::Card,
+                value: card.to_string(),
+            },
+            max_customers,
+            now,
+        )?;
+        Ok(Some(cleared))
+    })
 }

@@ -403,3 +403,320 @@ fn a_schema_6_database_gains_suspicious_cards() {
         .unwrap();
     assert_eq!(indexed, 1);
 }
+
+/// The write path on every engine (`for_each_engine`), through the engine-neutral store.
+mod every_engine {
+    use std::collections::BTreeSet;
+
+    use till360_shared::wire::Refusal;
+    use till360_shared::{AgentId, Event};
+
+    use super::now;
+    use crate::identity::{IdKind, Identifier, LinkRow};
+    use crate::sql_params;
+    use crate::store::sql::{transaction, Sql, SqlExt, TxKind};
+    use crate::store::test_support::{for_each_engine, sqlite};
+    use crate::store::{identity, Database, IngestOutcome, IngestRequest, SqlStore};
+    use crate::synthetic::Generator;
+
+    fn store(db: &Database) -> SqlStore {
+        SqlStore::new(db.get().unwrap())
+    }
+
+    fn ingest_one(store: &mut SqlStore, agent: &AgentId, events: &[Event]) -> IngestOutcome {
+        let mut out = store
+            .ingest(&[IngestRequest { agent, events }], now())
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    fn count(db: &dyn Sql, table: &str) -> i64 {
+        db.query_one(&format!("SELECT count(*) FROM {table}"), sql_params![])
+            .unwrap()
+            .get(0)
+            .unwrap()
+    }
+
+    /// Every row of the merged tables, as text: what two runs must agree on.
+    fn merged_rows(db: &dyn Sql) -> Vec<String> {
+        let mut rows = Vec::new();
+        for select in [
+            "SELECT profile_id, created_at_ms, created_offset_min FROM profiles ORDER BY 1",
+            "SELECT kind, value, profile_id FROM identifiers ORDER BY 1, 2",
+            "SELECT kind, value, customers FROM blocked_identifiers ORDER BY 1, 2",
+            "SELECT store, till, seq, card, profile_id, total_cents FROM transactions
+             ORDER BY 1, 2, 3",
+        ] {
+            for row in db.query(select, sql_params![]).unwrap() {
+                rows.push(format!("{row:?}"));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn replay_is_a_no_op_and_refusals_write_nothing() {
+        for_each_engine(|db| {
+            let agent = AgentId::new("S1", "T1");
+            let mut gen = Generator::new(3, 50, 100);
+            let events = gen.events(&agent, 1, 6);
+            let mut store = store(db);
+
+            assert_eq!(ingest_one(&mut store, &agent, &events[..3]), Ok(3));
+            let before = merged_rows(store.conn());
+            assert_eq!(ingest_one(&mut store, &agent, &events[1..3]), Ok(3));
+            assert_eq!(merged_rows(store.conn()), before, "replay changed rows");
+            assert_eq!(count(store.conn(), "events"), 3);
+
+            // A gap (4 missing) is refused and writes nothing but the refusal.
+            let err = ingest_one(&mut store, &agent, &events[4..]).unwrap_err();
+            assert_eq!(err.0, Refusal::SequenceGap);
+            // Someone else's events are refused.
+            let err = ingest_one(&mut store, &AgentId::new("S9", "T1"), &events[3..]).unwrap_err();
+            assert_eq!(err.0, Refusal::IdentityMismatch);
+            assert_eq!(count(store.conn(), "events"), 3);
+            assert_eq!(store.hello(&agent, now()).unwrap(), 3);
+            let agents = store.agents().unwrap();
+            let refused = agents.iter().find(|a| a.store == "S1").unwrap();
+            assert_eq!(
+                refused.last_refusal.as_ref().map(|r| r.reason.as_str()),
+                Some("SequenceGap")
+            );
+
+            // Overlapping resend: 2..=6 merges only 4..=6.
+            assert_eq!(ingest_one(&mut store, &agent, &events[1..]), Ok(6));
+            assert_eq!(count(store.conn(), "events"), 6);
+        });
+    }
+
+    /// A till reconnecting to another hub while the first still commits its batches:
+    /// both hubs (here: two connections, each its own store) get every batch, in
+    /// overlapping order. Every event is merged exactly once and both acknowledge.
+    #[test]
+    fn two_hubs_committing_one_tills_batches_merge_each_event_once() {
+        for_each_engine(|db| {
+            let agent = AgentId::new("S1", "T1");
+            let mut gen = Generator::new(11, 40, 80);
+            let events = gen.events(&agent, 1, 200);
+            let batches: Vec<Vec<Event>> = events.chunks(9).map(<[Event]>::to_vec).collect();
+            let hubs: Vec<_> = (0..2)
+                .map(|hub| {
+                    let db = db.clone();
+                    let agent = agent.clone();
+                    let batches = batches.clone();
+                    std::thread::spawn(move || {
+                        let mut store = store(&db);
+                        store.hello(&agent, now()).unwrap();
+                        // The second hub starts a few batches behind: it resends some.
+                        for batch in batches.iter().skip(hub * 3) {
+                            match ingest_one(&mut store, &agent, batch) {
+                                Ok(high_water) => {
+                                    assert!(high_water >= batch.last().unwrap().seq)
+                                }
+                                // The other hub is behind this batch's start: the till
+                                // resends from its high-water mark.
+                                Err((Refusal::SequenceGap, _)) => {}
+                                Err(other) => panic!("{other:?}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for hub in hubs {
+                hub.join().unwrap();
+            }
+            let mut store = store(db);
+            // Whatever a gap left out is resent once more, as the till would.
+            let high_water = store.hello(&agent, now()).unwrap();
+            let rest = &events[high_water as usize..];
+            if !rest.is_empty() {
+                assert_eq!(ingest_one(&mut store, &agent, rest), Ok(200));
+            }
+            assert_eq!(count(store.conn(), "events"), 200);
+            let receipts = events
+                .iter()
+                .filter(|e| matches!(e.kind, till360_shared::EventKind::Receipt(_)))
+                .count();
+            assert_eq!(count(store.conn(), "transactions"), receipts as i64);
+            assert_eq!(store.agents().unwrap()[0].last_seq, 200);
+        });
+    }
+
+    fn id(kind: IdKind, value: &str) -> Identifier {
+        Identifier {
+            kind,
+            value: value.into(),
+        }
+    }
+
+    /// CRM rows that share e-mails and cards, so applying them joins profiles.
+    fn link_rows() -> Vec<LinkRow> {
+        (0..40)
+            .map(|n| {
+                let mut identifiers = vec![
+                    id(IdKind::CustomerNo, &format!("C{n}")),
+                    id(IdKind::Email, &format!("p{}@example.nl", n / 3)),
+                ];
+                if n % 4 == 0 {
+                    identifiers.push(id(IdKind::Phone, &format!("+3161234{:04}", n / 8)));
+                }
+                LinkRow {
+                    key: format!("crm:C{n}"),
+                    source: "crm".into(),
+                    identifiers,
+                    seen_at: now(),
+                }
+            })
+            .collect()
+    }
+
+    fn apply_all(db: &dyn Sql, rows: &[LinkRow]) {
+        for row in rows {
+            transaction(db, TxKind::Write, |tx| {
+                identity::apply_link(tx, row, 1000, now())
+            })
+            .unwrap();
+        }
+    }
+
+    /// Two hubs applying the same identifiers at once, in opposite orders, end with the
+    /// profiles one hub applying them in order makes.
+    #[test]
+    fn identity_merges_racing_on_two_hubs_end_as_one_hub() {
+        let rows = link_rows();
+        let single = sqlite();
+        apply_all(&*single.db.get().unwrap(), &rows);
+        let expected = merged_rows(&*single.db.get().unwrap());
+        assert!(
+            expected.iter().filter(|r| r.contains("p-")).count() > 40,
+            "rows join"
+        );
+        for_each_engine(|db| {
+            let hubs: Vec<_> = [false, true]
+                .into_iter()
+                .map(|reversed| {
+                    let db = db.clone();
+                    let mut rows = rows.clone();
+                    if reversed {
+                        rows.reverse();
+                    }
+                    std::thread::spawn(move || apply_all(&*db.get().unwrap(), &rows))
+                })
+                .collect();
+            for hub in hubs {
+                hub.join().unwrap();
+            }
+            let got = merged_rows(&*db.get().unwrap());
+            assert_eq!(got, expected);
+            let profiles: BTreeSet<String> = db
+                .get()
+                .unwrap()
+                .query("SELECT profile_id FROM identifiers", sql_params![])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0).unwrap())
+                .collect();
+            assert!(profiles.len() < 40, "joined: {}", profiles.len());
+        });
+    }
+
+    /// A connection whose first commits lose a race (PostgreSQL's serialization failure).
+    struct LosesRaces<'a> {
+        inner: &'a dyn Sql,
+        losses: std::cell::Cell<u32>,
+    }
+
+    impl Sql for LosesRaces<'_> {
+        fn engine(&self) -> crate::store::Engine {
+            self.inner.engine()
+        }
+        fn execute(
+            &self,
+            sql: &str,
+            params: &[&dyn crate::store::sql::ToParam],
+        ) -> Result<u64, crate::store::StoreError> {
+            self.inner.execute(sql, params)
+        }
+        fn query_each(
+            &self,
+            sql: &str,
+            params: &[&dyn crate::store::sql::ToParam],
+            each: &mut dyn FnMut(crate::store::sql::Row) -> Result<(), crate::store::StoreError>,
+        ) -> Result<(), crate::store::StoreError> {
+            self.inner.query_each(sql, params, each)
+        }
+        fn batch(&self, sql: &str) -> Result<(), crate::store::StoreError> {
+            self.inner.batch(sql)
+        }
+        fn begin(&self, kind: TxKind) -> Result<(), crate::store::StoreError> {
+            self.inner.begin(kind)
+        }
+        fn commit(&self) -> Result<(), crate::store::StoreError> {
+            if self.losses.get() > 0 {
+                self.losses.set(self.losses.get() - 1);
+                return Err(crate::store::StoreError::Database(crate::store::DbError {
+                    engine: self.engine(),
+                    kind: crate::store::DbErrorKind::Retry,
+                    message: "could not serialize access (test)".into(),
+                }));
+            }
+            self.inner.commit()
+        }
+        fn rollback(&self) -> Result<(), crate::store::StoreError> {
+            self.inner.rollback()
+        }
+    }
+
+    /// A commit that loses a race is run again from the start: the retry merges every
+    /// event once, and what the first attempt did (profiles, counters, refusals) is gone
+    /// with its rollback.
+    #[test]
+    fn a_commit_that_loses_a_race_is_retried_and_merges_once() {
+        for_each_engine(|db| {
+            let (s1, s2) = (AgentId::new("S1", "T1"), AgentId::new("S2", "T1"));
+            let mut gen = Generator::new(17, 15, 90);
+            let (a, b) = (gen.events(&s1, 1, 40), gen.events(&s2, 1, 40));
+            let conn = db.get().unwrap();
+            let flaky = LosesRaces {
+                inner: &*conn,
+                losses: std::cell::Cell::new(2),
+            };
+            let fraud = crate::config::FraudConfig::default();
+            let settings = crate::store::ingest::MergeSettings {
+                fraud: &fraud,
+                coupon_master: None,
+                suppression: None,
+            };
+            let requests = [
+                IngestRequest {
+                    agent: &s1,
+                    events: &a,
+                },
+                // A gap: refused (and its refusal recorded) on every attempt.
+                IngestRequest {
+                    agent: &s2,
+                    events: &b[5..],
+                },
+                IngestRequest {
+                    agent: &s2,
+                    events: &b,
+                },
+            ];
+            let outcomes =
+                crate::store::ingest::ingest(&flaky, settings, &requests, now()).unwrap();
+            assert_eq!(flaky.losses.get(), 0, "both losses were retried");
+            assert_eq!(outcomes[0], Ok(40));
+            assert_eq!(outcomes[1].as_ref().unwrap_err().0, Refusal::SequenceGap);
+            assert_eq!(outcomes[2], Ok(40));
+            assert_eq!(count(&*conn, "events"), 80);
+            assert_eq!(count(&*conn, "agent_alerts"), 1);
+
+            // The same batches into a database that never lost a race: the same rows.
+            let once = sqlite();
+            let mut store = store(&once.db);
+            store.ingest(&requests, now()).unwrap();
+            assert_eq!(merged_rows(&*conn), merged_rows(store.conn()));
+        });
+    }
+}

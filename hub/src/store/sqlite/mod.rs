@@ -4,30 +4,28 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
-use till360_shared::chain::{link_bytes, ChainHash};
-use till360_shared::sync::plan_ingest;
-use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, ReceiptLine, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+use till360_shared::chain::ChainHash;
+use till360_shared::wire::TillHealth;
+use till360_shared::{codec, AgentId, CardNumber, ReceiptLine, Timestamp};
 
 pub mod driver;
 
-use super::chain::{self, ChainBreak, ChainCheck};
+use super::chain::ChainCheck;
 use super::erasures::{self, Suppression};
-use super::sql::DbErrorKind;
+use super::ingest::{self, MergeSettings};
 use super::suspicious::{self, SuspiciousCard};
 use super::{
-    privacy, AgentView, ChainStatus, ConsentChange, ErasureReport, IngestOutcome, IngestRequest,
-    ProfileQuery, Store, StoreError,
+    agents, coupon_ledger, identity, privacy, AgentView, ConsentChange, ErasureReport,
+    IngestOutcome, IngestRequest, ProfileQuery, Store, StoreError, TillClock,
 };
-use super::{AlertView, ClockView, HealthView, TillClock};
 use crate::config::{FraudConfig, IdentityConfig};
-use crate::coupons::{kpis, ledger, CampaignKpis, CouponCounts, StoreCoupons};
-use crate::identity::{self, IdKind, Identifier};
+use crate::coupons::{kpis, CampaignKpis, CouponCounts, StoreCoupons};
+use crate::identity::{IdKind, Identifier};
 use crate::profile::{
-    merge_ops, profile_view, ConsentView, LoyaltyView, MergeOp, PersonalView, ProfileParts,
-    ProfileView, Purchase, PurchaseLine, TimelineLine, TransactionRow,
+    profile_view, ConsentView, LoyaltyView, PersonalView, ProfileParts, ProfileView, Purchase,
+    PurchaseLine, TimelineLine,
 };
-use till360_shared::wire::{Refusal, TillHealth};
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
@@ -333,29 +331,6 @@ CREATE TABLE IF NOT EXISTS suspicious_cards (
 CREATE INDEX IF NOT EXISTS transactions_card ON transactions(card, at_ms);
 ";
 
-const INSERT_EVENT: &str =
-    "INSERT INTO events (store, till, seq, kind, recorded_at_ms, offset_min, payload)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const INSERT_TRANSACTION: &str =
-    "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
-         printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines,
-         unbalanced)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
-/// A new agent starts its chain at GENESIS (`zeroblob(32)`); a known one keeps its head.
-const UPSERT_AGENT: &str = "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
-     VALUES (?1, ?2, ?3, ?4, zeroblob(32))
-     ON CONFLICT (store, till) DO UPDATE SET
-         last_seq = max(agents.last_seq, excluded.last_seq),
-         last_seen_ms = excluded.last_seen_ms";
-/// After a merge: the new high-water mark with the chain extended to it.
-const UPSERT_AGENT_CHAIN: &str =
-    "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
-     VALUES (?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (store, till) DO UPDATE SET
-         last_seq = excluded.last_seq,
-         last_seen_ms = excluded.last_seen_ms,
-         chain_hash = excluded.chain_hash";
-
 /// Schema 7 on a database of an older hub: receipts that did not balance are marked
 /// (older rows count as balanced) and health reports gain the pilot's counters.
 fn upgrade_receipt_checks(conn: &Connection) -> Result<(), StoreError> {
@@ -384,6 +359,58 @@ fn upgrade_digest_feed(conn: &Connection) -> Result<(), StoreError> {
         .exists([])?;
     if !has_column {
         conn.execute_batch("ALTER TABLE digest_feed ADD COLUMN removed_at_ms INTEGER;")?;
+    }
+    Ok(())
+}
+
+/// Columns and tables added by schema 4 to a database of an older hub.
+fn upgrade_chain(conn: &Connection) -> Result<(), StoreError> {
+    let has_chain: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('agents') WHERE name = 'chain_hash'")?
+        .exists([])?;
+    if !has_chain {
+        // An agent that never sent anything starts at GENESIS; the others are unknown.
+        conn.execute_batch(
+            "ALTER TABLE agents ADD COLUMN chain_hash BLOB;
+             UPDATE agents SET chain_hash = zeroblob(32) WHERE last_seq = 0;",
+        )?;
+    }
+    Ok(())
+}
+
+/// Schema 7 on an older database: `redemptions` gains `commit_seq` (existing rows keep
+/// their insertion order, the rowid), `issuer_store` and `expires` (filled from each
+/// code). Idempotent.
+fn upgrade_ledger(conn: &Connection) -> Result<(), StoreError> {
+    for (column, kind) in [
+        ("commit_seq", "INTEGER"),
+        ("issuer_store", "TEXT"),
+        ("expires", "TEXT"),
+    ] {
+        let has: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('redemptions') WHERE name = ?1")?
+            .exists([column])?;
+        if !has {
+            conn.execute_batch(&format!(
+                "ALTER TABLE redemptions ADD COLUMN {column} {kind};"
+            ))?;
+        }
+    }
+    conn.execute_batch(
+        "UPDATE redemptions SET commit_seq = rowid WHERE commit_seq IS NULL;
+         CREATE UNIQUE INDEX IF NOT EXISTS redemptions_commit ON redemptions(commit_seq);",
+    )?;
+    let unfilled = conn
+        .prepare("SELECT rowid, code FROM redemptions WHERE expires IS NULL")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (rowid, code) in unfilled {
+        if let Some((store, expires)) = coupon_ledger::issuer_of(conn, &code)? {
+            conn.execute(
+                "UPDATE redemptions SET issuer_store = ?1, expires = ?2 WHERE rowid = ?3",
+                params![store, expires, rowid],
+            )?;
+        }
     }
     Ok(())
 }
@@ -418,9 +445,9 @@ impl SqliteStore {
             // from 6, the coupon ledger's commit order).
             0..=6 => {
                 conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
-                let upgraded = chain::upgrade(&conn)
+                let upgraded = upgrade_chain(&conn)
                     .and_then(|()| upgrade_digest_feed(&conn))
-                    .and_then(|()| ledger::upgrade(&conn))
+                    .and_then(|()| upgrade_ledger(&conn))
                     .and_then(|()| upgrade_receipt_checks(&conn))
                     .and_then(|()| {
                         Ok(conn.execute_batch(&format!(
@@ -446,190 +473,6 @@ impl SqliteStore {
             coupon_master: None,
             suppression: None,
         })
-    }
-
-    fn high_water(tx: &Transaction<'_>, agent: &AgentId) -> Result<u64, StoreError> {
-        let seq: Option<i64> = tx
-            .prepare_cached("SELECT last_seq FROM agents WHERE store = ?1 AND till = ?2")?
-            .query_row(params![agent.store, agent.till], |r| r.get(0))
-            .optional()?;
-        Ok(seq.map_or(0, |s| s.max(0) as u64))
-    }
-
-    /// Merges `events` and returns the chain head extended over them.
-    fn merge_batch(
-        tx: &Transaction<'_>,
-        events: &[Event],
-        mut head: Option<ChainHash>,
-        coupon_master: Option<&[u8]>,
-        suppression: Option<&Suppression>,
-        fraud: &FraudConfig,
-        now: Timestamp,
-    ) -> Result<Option<ChainHash>, StoreError> {
-        for event in events {
-            let encoded = Self::merge_event(tx, event, coupon_master, suppression, fraud, now)?;
-            head = head.map(|prev| link_bytes(&prev, &encoded));
-        }
-        Ok(head)
-    }
-
-    /// `event` without the cards erased at or after it was recorded (a till that was
-    /// offline since before the erase, or a replay): `None` when it names none.
-    fn without_erased_cards(
-        tx: &Transaction<'_>,
-        event: &Event,
-        suppression: Option<&Suppression>,
-    ) -> Result<Option<Event>, StoreError> {
-        let Some(suppression) = suppression else {
-            return Ok(None);
-        };
-        let failed = std::cell::RefCell::new(None);
-        let mut scrubbed = event.clone();
-        let changed = scrubbed.kind.forget_cards(|card| {
-            match erasures::suppressed_since(tx, suppression, &identity::Identifier::card(card)) {
-                Ok(erased_at) => erased_at.is_some_and(|ms| ms >= event.recorded_at.unix_ms),
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    false
-                }
-            }
-        });
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
-        if !changed {
-            return Ok(None);
-        }
-        tracing::info!(
-            "{}/{} seq {}: an erased card left out (suppressed)",
-            event.agent.store,
-            event.agent.till,
-            event.seq
-        );
-        tx.prepare_cached(
-            "INSERT INTO agent_counters (store, till, name, counter)
-             VALUES (?1, ?2, 'suppressed_events', 1)
-             ON CONFLICT (store, till, name) DO UPDATE SET counter = counter + 1",
-        )?
-        .execute(params![event.agent.store, event.agent.till])?;
-        Ok(Some(scrubbed))
-    }
-
-    /// Merges one event; returns its canonical encoding (what the chain is over). The
-    /// stored copy and the merge leave out cards on the suppression list.
-    fn merge_event(
-        tx: &Transaction<'_>,
-        event: &Event,
-        coupon_master: Option<&[u8]>,
-        suppression: Option<&Suppression>,
-        fraud: &FraudConfig,
-        now: Timestamp,
-    ) -> Result<Vec<u8>, StoreError> {
-        let encoded = codec::to_bytes(event)?;
-        let scrubbed = Self::without_erased_cards(tx, event, suppression)?;
-        let stored = scrubbed.as_ref().unwrap_or(event);
-        let stored_bytes = match &scrubbed {
-            Some(e) => codec::to_bytes(e)?,
-            None => encoded.clone(),
-        };
-        tx.prepare_cached(INSERT_EVENT)?.execute(params![
-            stored.agent.store,
-            stored.agent.till,
-            to_sql_seq(stored.seq)?,
-            stored.kind.name(),
-            stored.recorded_at.unix_ms,
-            stored.recorded_at.offset_min,
-            &stored_bytes,
-        ])?;
-        let event = stored;
-        let (ops, notes) = merge_ops(event);
-        for note in notes {
-            tracing::warn!("{note}");
-        }
-        let mut resolved = None;
-        for op in ops {
-            match op {
-                // The profile comes from the identity graph (the card may have joined
-                // a larger profile, or be blocked), not from the pure op; erased cards
-                // were left out above.
-                MergeOp::EnsureProfile { card, seen_at, .. } => {
-                    resolved = Some(identity::resolve_card(tx, &card, seen_at)?);
-                }
-                MergeOp::AddTransaction(mut row) => {
-                    if row.card.is_some() {
-                        row.profile_id = None;
-                        match resolved.take() {
-                            Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
-                            Some(identity::CardOwner::Blocked) => {}
-                            None => row.card = None,
-                        }
-                    }
-                    Self::insert_transaction(tx, &row)?;
-                    if let Some(card) = &row.card {
-                        let flagged = suspicious::check_card(tx, fraud, card, row.at, now)?;
-                        for f in flagged.into_iter().flatten() {
-                            tracing::warn!(
-                                "card …{} flagged as suspicious ({:?}) after {}/{} seq {}: {}",
-                                card.last4(),
-                                f.rule,
-                                row.store,
-                                row.till,
-                                row.seq,
-                                f.detail
-                            );
-                        }
-                    }
-                }
-                MergeOp::AddCoupon(mut row) => {
-                    if row.card.is_some() {
-                        row.profile_id = None;
-                        match resolved.take() {
-                            Some(identity::CardOwner::Profile(id)) => row.profile_id = Some(id),
-                            Some(identity::CardOwner::Blocked) => {}
-                            // The customer key names the person as much as the card.
-                            None => {
-                                row.card = None;
-                                row.customer_key = None;
-                            }
-                        }
-                    }
-                    ledger::insert_coupon(tx, &row)?
-                }
-                MergeOp::AddRedemption(row) => {
-                    let status = ledger::insert_redemption(tx, &row, coupon_master)?;
-                    if status == ledger::RedemptionStatus::Forged {
-                        tracing::warn!(
-                            "{}/{} seq {}: coupon code {:?} accepted by the till is forged",
-                            row.store,
-                            row.till,
-                            row.seq,
-                            row.code
-                        );
-                    }
-                }
-            }
-        }
-        Ok(encoded)
-    }
-
-    fn insert_transaction(tx: &Transaction<'_>, row: &TransactionRow) -> Result<(), StoreError> {
-        tx.prepare_cached(INSERT_TRANSACTION)?.execute(params![
-            row.store,
-            row.till,
-            to_sql_seq(row.seq)?,
-            row.receipt_no,
-            row.at.unix_ms,
-            row.at.offset_min,
-            row.printed_at.map(|t| t.unix_ms),
-            row.printed_at.map(|t| t.offset_min),
-            row.card.as_ref().map(CardNumber::as_str),
-            row.profile_id,
-            row.total_cents,
-            row.currency,
-            codec::to_bytes(&row.lines)?,
-            row.unbalanced,
-        ])?;
-        Ok(())
     }
 
     pub(super) fn load_view(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
@@ -887,6 +730,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// What the write path needs of this store's settings.
+    fn merge_settings(&self) -> MergeSettings<'_> {
+        MergeSettings {
+            fraud: &self.fraud,
+            coupon_master: self.coupon_master.as_ref(),
+            suppression: self.suppression.as_ref(),
+        }
+    }
+
     /// Sets the rules carded receipts are checked against at ingest (`[fraud]`).
     pub fn set_fraud_config(&mut self, config: FraudConfig) {
         self.fraud = config;
@@ -898,7 +750,9 @@ impl SqliteStore {
     }
 
     /// Identifiers blocked from merging (reported by imports and listable by the API).
-    pub fn blocked_identifiers(&self) -> Result<Vec<identity::BlockedIdentifier>, StoreError> {
+    pub fn blocked_identifiers(
+        &self,
+    ) -> Result<Vec<crate::identity::BlockedIdentifier>, StoreError> {
         identity::blocked_identifiers(&self.conn)
     }
 
@@ -913,90 +767,9 @@ impl SqliteStore {
     }
 }
 
-/// Why `events` cannot be stored as they are (a number beyond SQLite's i64), if so.
-fn unstorable(events: &[Event]) -> Option<String> {
-    let beyond = |what: &str, seq: u64, value: u64| {
-        (i64::try_from(value).is_err()).then(|| {
-            format!("event seq {seq}: {what} {value} is beyond what the hub stores (2^63 - 1)")
-        })
-    };
-    events.iter().find_map(|event| {
-        let receipt_seq = match &event.kind {
-            EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
-                Some(issue.receipt_seq)
-            }
-            EventKind::CouponRedeemed(redemption) => redemption.receipt_seq,
-            _ => None,
-        };
-        beyond("seq", event.seq, event.seq)
-            .or_else(|| receipt_seq.and_then(|value| beyond("receipt_seq", event.seq, value)))
-    })
-}
-
-/// Whether `err` comes from the batch's own values (refuse that batch) rather than
-/// the database (disk, lock: fail the commit, every till retries).
-fn is_batch_fault(err: &StoreError) -> bool {
-    match err {
-        StoreError::Corrupt(_) | StoreError::Codec(_) => true,
-        other => matches!(
-            other.db_kind(),
-            Some(DbErrorKind::Constraint | DbErrorKind::BadValue)
-        ),
-    }
-}
-
-/// Keeps an agent's last refusal for `agents` (the till is told too).
-fn record_refusal(
-    tx: &Transaction<'_>,
-    agent: &AgentId,
-    (reason, detail): &(Refusal, String),
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    record_alert(tx, agent, "refusal", &format!("{reason:?}"), detail, now)
-}
-
-/// Keeps the latest alert of `kind` for an agent (see `agent_alerts`).
-pub fn record_alert(
-    conn: &Connection,
-    agent: &AgentId,
-    kind: &str,
-    reason: &str,
-    detail: &str,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO agent_alerts (store, till, kind, reason, detail, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        agent.store,
-        agent.till,
-        kind,
-        reason,
-        detail,
-        now.unix_ms
-    ])?;
-    Ok(())
-}
-
-fn to_sql_seq(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} beyond i64")))
-}
-
 impl Store for SqliteStore {
     fn hello(&mut self, agent: &AgentId, now: Timestamp) -> Result<u64, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let high_water = Self::high_water(&tx, agent)?;
-        tx.prepare_cached(UPSERT_AGENT)?.execute(params![
-            agent.store,
-            agent.till,
-            to_sql_seq(high_water)?,
-            now.unix_ms
-        ])?;
-        tx.commit()?;
-        Ok(high_water)
+        agents::hello(&self.conn, agent, now)
     }
 
     fn ingest(
@@ -1004,180 +777,11 @@ impl Store for SqliteStore {
         requests: &[IngestRequest<'_>],
         now: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let master = self.coupon_master.as_ref().map(|m| m.as_slice());
-        let fraud = &self.fraud;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Nobody erased yet (the common case): no keyed hash and lookup per card. Read in
-        // the transaction, so an erase committed before it is seen.
-        let suppression = match &self.suppression {
-            Some(s) if erasures::any_suppressed(&tx)? => Some(s),
-            _ => None,
-        };
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for req in requests {
-            // Read inside the transaction: two connections of one agent cannot both
-            // pass the same seq.
-            let (high_water, head) = chain::head(&tx, req.agent)?;
-            let plan = match plan_ingest(req.agent, high_water, req.events) {
-                Ok(plan) => plan,
-                Err(refusal) => {
-                    record_refusal(&tx, req.agent, &refusal, now)?;
-                    outcomes.push(Err(refusal));
-                    continue;
-                }
-            };
-            let new = &req.events[plan.first_new..];
-            // What can be checked before SQL is; the rest is isolated by a savepoint, so
-            // one till's bad batch never costs the others in this commit theirs.
-            let merged = match unstorable(new) {
-                Some(detail) => Err(detail),
-                None => {
-                    tx.execute_batch("SAVEPOINT batch")?;
-                    match Self::merge_batch(&tx, new, head, master, suppression, fraud, now) {
-                        Ok(head) => {
-                            tx.execute_batch("RELEASE batch")?;
-                            Ok(head)
-                        }
-                        Err(err) if is_batch_fault(&err) => {
-                            tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
-                            Err(format!(
-                                "the hub cannot store events seq {}..={}: {err}",
-                                new.first().map_or(0, |e| e.seq),
-                                new.last().map_or(0, |e| e.seq)
-                            ))
-                        }
-                        Err(err) => return Err(err),
-                    }
-                }
-            };
-            match merged {
-                Ok(head) => {
-                    tx.prepare_cached(UPSERT_AGENT_CHAIN)?.execute(params![
-                        req.agent.store,
-                        req.agent.till,
-                        to_sql_seq(plan.new_high_water)?,
-                        now.unix_ms,
-                        head.as_ref().map(|h| &h[..])
-                    ])?;
-                    outcomes.push(Ok(plan.new_high_water));
-                }
-                Err(detail) => {
-                    // Logged once, where the till is told (listener/connection.rs).
-                    let refusal = (Refusal::ProtocolError, detail);
-                    record_refusal(&tx, req.agent, &refusal, now)?;
-                    outcomes.push(Err(refusal));
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(outcomes)
+        ingest::ingest(&self.conn, self.merge_settings(), requests, now)
     }
 
     fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        let mut rows = self
-            .conn
-            .prepare_cached(
-                "SELECT store, till, last_seq, last_seen_ms FROM agents ORDER BY store, till",
-            )?
-            .query_map([], |r| {
-                Ok(AgentView {
-                    store: r.get(0)?,
-                    till: r.get(1)?,
-                    last_seq: r.get::<_, i64>(2)?.max(0) as u64,
-                    last_seen: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
-                    chain: ChainStatus::Ok,
-                    health: None,
-                    last_refusal: None,
-                    certificate_alert: None,
-                    clock: None,
-                    suppressed_events: 0,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        for view in &mut rows {
-            view.health = self
-                .conn
-                .prepare_cached(
-                    "SELECT journal_bytes, journal_max_bytes, quota_exceeded, quarantined,
-                            pending, reported_at_ms, unbalanced_receipts, unrecognised_scans
-                     FROM agent_health WHERE store = ?1 AND till = ?2",
-                )?
-                .query_row(params![view.store, view.till], |r| {
-                    let n = |i: usize| -> rusqlite::Result<u64> {
-                        Ok(r.get::<_, i64>(i)?.max(0) as u64)
-                    };
-                    Ok(HealthView {
-                        journal_bytes: n(0)?,
-                        journal_max_bytes: n(1)?,
-                        quota_exceeded: r.get(2)?,
-                        quarantined: n(3)?,
-                        pending: n(4)?,
-                        reported_at: Timestamp::from_unix_ms(r.get(5)?, 0).to_rfc3339(),
-                        unbalanced_receipts: n(6)?,
-                        unrecognised_scans: n(7)?,
-                    })
-                })
-                .optional()?;
-        }
-        for view in &mut rows {
-            let alert = |kind: &str| -> Result<Option<AlertView>, StoreError> {
-                Ok(self
-                    .conn
-                    .prepare_cached(
-                        "SELECT reason, detail, at_ms FROM agent_alerts
-                         WHERE store = ?1 AND till = ?2 AND kind = ?3",
-                    )?
-                    .query_row(params![view.store, view.till, kind], |r| {
-                        Ok(AlertView {
-                            reason: r.get(0)?,
-                            detail: r.get(1)?,
-                            at: Timestamp::from_unix_ms(r.get(2)?, 0).to_rfc3339(),
-                        })
-                    })
-                    .optional()?)
-            };
-            view.last_refusal = alert("refusal")?;
-            view.certificate_alert = alert("certificate")?;
-            view.clock = self
-                .conn
-                .prepare_cached(
-                    "SELECT skew_ms, max_skew_ms, reported_at_ms FROM agent_clocks
-                     WHERE store = ?1 AND till = ?2",
-                )?
-                .query_row(params![view.store, view.till], |r| {
-                    let (skew_ms, max_skew_ms): (i64, i64) = (r.get(0)?, r.get(1)?);
-                    Ok(ClockView {
-                        skew_secs: skew_ms / 1000,
-                        skewed: skew_ms.saturating_abs() > max_skew_ms,
-                        reported_at: Timestamp::from_unix_ms(r.get(2)?, 0).to_rfc3339(),
-                    })
-                })
-                .optional()?;
-            let suppressed: Option<i64> = self
-                .conn
-                .prepare_cached(
-                    "SELECT counter FROM agent_counters
-                     WHERE store = ?1 AND till = ?2 AND name = 'suppressed_events'",
-                )?
-                .query_row(params![view.store, view.till], |r| r.get(0))
-                .optional()?;
-            view.suppressed_events = suppressed.map_or(0, |n| n.max(0) as u64);
-        }
-        for view in &mut rows {
-            if let Some(ChainBreak {
-                seq,
-                detected_at_ms,
-            }) = chain::first_break(&self.conn, &view.store, &view.till)?
-            {
-                view.chain = ChainStatus::Broken {
-                    broken_at_seq: seq,
-                    detected_at: Timestamp::from_unix_ms(detected_at_ms, 0).to_rfc3339(),
-                };
-            }
-        }
-        Ok(rows)
+        agents::agents(&self.conn)
     }
 
     fn set_health(
@@ -1186,27 +790,7 @@ impl Store for SqliteStore {
         health: &TillHealth,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO agent_health (store, till, journal_bytes,
-                     journal_max_bytes, quota_exceeded, quarantined, pending, reported_at_ms,
-                     unbalanced_receipts, unrecognised_scans)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                agent.store,
-                agent.till,
-                clamp(health.journal_bytes),
-                clamp(health.journal_max_bytes),
-                health.quota_exceeded,
-                clamp(health.quarantined),
-                clamp(health.pending),
-                now.unix_ms,
-                clamp(health.unbalanced_receipts),
-                clamp(health.unrecognised_scans)
-            ])?;
-        Ok(())
+        agents::set_health(&self.conn, agent, health, now)
     }
 
     fn set_clock(
@@ -1215,20 +799,7 @@ impl Store for SqliteStore {
         clock: &TillClock,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO agent_clocks (store, till, skew_ms, max_skew_ms,
-                     reported_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                agent.store,
-                agent.till,
-                clock.skew_ms,
-                clock.max_skew_ms,
-                now.unix_ms
-            ])?;
-        Ok(())
+        agents::set_clock(&self.conn, agent, clock, now)
     }
 
     fn chain_claim(
@@ -1238,12 +809,7 @@ impl Store for SqliteStore {
         claimed: &ChainHash,
         now: Timestamp,
     ) -> Result<ChainCheck, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let check = chain::check_claim(&tx, agent, last_seq, claimed, now)?;
-        tx.commit()?;
-        Ok(check)
+        agents::chain_claim(&self.conn, agent, last_seq, claimed, now)
     }
 
     fn profile(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
@@ -1348,23 +914,11 @@ impl Store for SqliteStore {
         card: &str,
         now: Timestamp,
     ) -> Result<Option<SuspiciousCard>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(cleared) = suspicious::clear(&tx, card, now)? else {
-            return Ok(None);
-        };
-        // The links that stopped at the card while it was flagged are made now.
-        identity::relink(
-            &tx,
-            &Identifier {
-                kind: IdKind::Card,
-                value: card.to_string(),
-            },
+        suspicious::clear_and_relink(
+            &self.conn,
+            card,
             self.identity.max_customers_per_identifier,
             now,
-        )?;
-        tx.commit()?;
-        Ok(Some(cleared))
+        )
     }
 }

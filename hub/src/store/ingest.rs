@@ -1,0 +1,372 @@
+//! The write path: till batches planned against the high-water mark, merged into
+//! profiles, the coupon ledger and the fraud checks, and committed with the new
+//! high-water marks in one transaction.
+//!
+//! - The high-water mark is read and advanced inside the merge's transaction. On
+//!   PostgreSQL the agents' rows are locked first (`SELECT … FOR UPDATE`, in a fixed
+//!   order, after inserting a missing row), so two hubs committing batches of one till
+//!   wait for each other and never both apply a seq; SQLite's `BEGIN IMMEDIATE`
+//!   already serialises every writer.
+//! - Each batch is merged under a savepoint: a batch whose values the database refuses
+//!   is refused alone, the others in the commit keep theirs.
+//! - The whole commit runs in [`transaction`]: a serialization failure or deadlock
+//!   (PostgreSQL) runs it again from the start. Nothing outside the database changes
+//!   inside it (the outcomes are returned, never kept), so a retry starts clean.
+
+use till360_shared::chain::{link_bytes, ChainHash};
+use till360_shared::sync::plan_ingest;
+use till360_shared::wire::Refusal;
+use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Timestamp};
+
+use super::agents::{ensure_agent, record_refusal};
+use super::erasures::{self, Suppression};
+use super::identity::resolve_card;
+use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Sql, TxKind};
+use super::{chain, coupon_ledger, suspicious, IngestOutcome, IngestRequest, StoreError};
+use crate::config::FraudConfig;
+use crate::coupons::RedemptionStatus;
+use crate::identity::{CardOwner, Identifier};
+use crate::profile::{merge_ops, MergeOp, TransactionRow};
+use crate::sql_params;
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (store, till, seq, kind, recorded_at_ms, offset_min, payload)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_TRANSACTION: &str =
+    "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
+         printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines,
+         unbalanced)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+/// After a merge: the new high-water mark with the chain extended to it.
+const UPSERT_AGENT_CHAIN: &str =
+    "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (store, till) DO UPDATE SET
+         last_seq = excluded.last_seq,
+         last_seen_ms = excluded.last_seen_ms,
+         chain_hash = excluded.chain_hash";
+
+/// What a merge needs besides the events: the hub's configuration and keys.
+#[derive(Clone, Copy)]
+pub struct MergeSettings<'a> {
+    /// `[fraud]`: the rules every carded receipt is checked against at ingest.
+    pub fraud: &'a FraudConfig,
+    /// The coupon master secret, to check redeemed codes at merge; without it every
+    /// accepted scan is stored as `unchecked` (and counted as genuine).
+    pub coupon_master: Option<&'a [u8; 32]>,
+    /// The suppression list's key (from the master secret): till events naming an
+    /// erased card are merged without it.
+    pub suppression: Option<&'a Suppression>,
+}
+
+/// Plans each batch against the high-water mark read inside the transaction, merges
+/// the new events, stores the new high-water marks and commits everything in one
+/// transaction (see the module's notes and `Store::ingest`).
+pub fn ingest(
+    db: &dyn Sql,
+    settings: MergeSettings<'_>,
+    requests: &[IngestRequest<'_>],
+    now: Timestamp,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    transaction(db, TxKind::Write, |tx| {
+        ingest_in_transaction(tx, settings, requests, now)
+    })
+}
+
+fn ingest_in_transaction(
+    tx: &dyn Sql,
+    settings: MergeSettings<'_>,
+    requests: &[IngestRequest<'_>],
+    now: Timestamp,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    if tx.engine() == Engine::Postgres {
+        // Every agent of this commit, locked in one order (no deadlock between hubs).
+        let mut agents: Vec<&AgentId> = requests.iter().map(|r| r.agent).collect();
+        agents.sort_by(|a, b| (&a.store, &a.till).cmp(&(&b.store, &b.till)));
+        agents.dedup();
+        for agent in agents {
+            ensure_agent(tx, agent, now)?;
+            chain::head_for_update(tx, agent)?;
+        }
+    }
+    // Nobody erased yet (the common case): no keyed hash and lookup per card. Read in
+    // the transaction, so an erase committed before it is seen.
+    let suppression = match settings.suppression {
+        Some(s) if erasures::any_suppressed(tx)? => Some(s),
+        _ => None,
+    };
+    let merge = Merge {
+        coupon_master: settings.coupon_master.map(|m| m.as_slice()),
+        suppression,
+        fraud: settings.fraud,
+        now,
+    };
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for req in requests {
+        // Read inside the transaction: two connections of one agent cannot both
+        // pass the same seq.
+        let (high_water, head) = chain::head(tx, req.agent)?;
+        let plan = match plan_ingest(req.agent, high_water, req.events) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                record_refusal(tx, req.agent, &refusal, now)?;
+                outcomes.push(Err(refusal));
+                continue;
+            }
+        };
+        let new = &req.events[plan.first_new..];
+        // What can be checked before SQL is; the rest is isolated by a savepoint, so
+        // one till's bad batch never costs the others in this commit theirs.
+        let merged = match unstorable(new) {
+            Some(detail) => Err(detail),
+            None => match savepoint(tx, "batch", |tx| merge.batch(tx, new, head)) {
+                Ok(head) => Ok(head),
+                Err(err) if is_batch_fault(&err) => Err(format!(
+                    "the hub cannot store events seq {}..={}: {err}",
+                    new.first().map_or(0, |e| e.seq),
+                    new.last().map_or(0, |e| e.seq)
+                )),
+                Err(err) => return Err(err),
+            },
+        };
+        match merged {
+            Ok(head) => {
+                tx.execute(
+                    UPSERT_AGENT_CHAIN,
+                    sql_params![
+                        req.agent.store,
+                        req.agent.till,
+                        sql::int(plan.new_high_water)?,
+                        now.unix_ms,
+                        head.as_ref().map(|h| &h[..])
+                    ],
+                )?;
+                outcomes.push(Ok(plan.new_high_water));
+            }
+            Err(detail) => {
+                // Logged once, where the till is told (listener/connection.rs).
+                let refusal = (Refusal::ProtocolError, detail);
+                record_refusal(tx, req.agent, &refusal, now)?;
+                outcomes.push(Err(refusal));
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// One commit's merge settings, borrowed.
+struct Merge<'a> {
+    coupon_master: Option<&'a [u8]>,
+    /// `None` also while nobody was ever erased.
+    suppression: Option<&'a Suppression>,
+    fraud: &'a FraudConfig,
+    now: Timestamp,
+}
+
+impl Merge<'_> {
+    /// Merges `events` and returns the chain head extended over them.
+    fn batch(
+        &self,
+        tx: &dyn Sql,
+        events: &[Event],
+        mut head: Option<ChainHash>,
+    ) -> Result<Option<ChainHash>, StoreError> {
+        for event in events {
+            let encoded = self.event(tx, event)?;
+            head = head.map(|prev| link_bytes(&prev, &encoded));
+        }
+        Ok(head)
+    }
+
+    /// `event` without the cards erased at or after it was recorded (a till that was
+    /// offline since before the erase, or a replay): `None` when it names none.
+    fn without_erased_cards(
+        &self,
+        tx: &dyn Sql,
+        event: &Event,
+    ) -> Result<Option<Event>, StoreError> {
+        let Some(suppression) = self.suppression else {
+            return Ok(None);
+        };
+        let failed = std::cell::RefCell::new(None);
+        let mut scrubbed = event.clone();
+        let changed = scrubbed.kind.forget_cards(|card| {
+            match erasures::suppressed_since(tx, suppression, &Identifier::card(card)) {
+                Ok(erased_at) => erased_at.is_some_and(|ms| ms >= event.recorded_at.unix_ms),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    false
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        if !changed {
+            return Ok(None);
+        }
+        tracing::info!(
+            "{}/{} seq {}: an erased card left out (suppressed)",
+            event.agent.store,
+            event.agent.till,
+            event.seq
+        );
+        tx.execute(
+            "INSERT INTO agent_counters (store, till, name, counter)
+             VALUES (?1, ?2, 'suppressed_events', 1)
+             ON CONFLICT (store, till, name) DO UPDATE SET counter = agent_counters.counter + 1",
+            sql_params![event.agent.store, event.agent.till],
+        )?;
+        Ok(Some(scrubbed))
+    }
+
+    /// Merges one event; returns its canonical encoding (what the chain is over). The
+    /// stored copy and the merge leave out cards on the suppression list.
+    fn event(&self, tx: &dyn Sql, event: &Event) -> Result<Vec<u8>, StoreError> {
+        let encoded = codec::to_bytes(event)?;
+        let scrubbed = self.without_erased_cards(tx, event)?;
+        let stored = scrubbed.as_ref().unwrap_or(event);
+        let stored_bytes = match &scrubbed {
+            Some(e) => codec::to_bytes(e)?,
+            None => encoded.clone(),
+        };
+        tx.execute(
+            INSERT_EVENT,
+            sql_params![
+                stored.agent.store,
+                stored.agent.till,
+                sql::int(stored.seq)?,
+                stored.kind.name(),
+                stored.recorded_at.unix_ms,
+                i64::from(stored.recorded_at.offset_min),
+                &stored_bytes,
+            ],
+        )?;
+        let event = stored;
+        let (ops, notes) = merge_ops(event);
+        for note in notes {
+            tracing::warn!("{note}");
+        }
+        let mut resolved = None;
+        for op in ops {
+            match op {
+                // The profile comes from the identity graph (the card may have joined
+                // a larger profile, or be blocked), not from the pure op; erased cards
+                // were left out above.
+                MergeOp::EnsureProfile { card, seen_at, .. } => {
+                    resolved = Some(resolve_card(tx, &card, seen_at)?);
+                }
+                MergeOp::AddTransaction(mut row) => {
+                    if row.card.is_some() {
+                        row.profile_id = None;
+                        match resolved.take() {
+                            Some(CardOwner::Profile(id)) => row.profile_id = Some(id),
+                            Some(CardOwner::Blocked) => {}
+                            None => row.card = None,
+                        }
+                    }
+                    insert_transaction(tx, &row)?;
+                    if let Some(card) = &row.card {
+                        let flagged =
+                            suspicious::check_card(tx, self.fraud, card, row.at, self.now)?;
+                        for f in flagged.into_iter().flatten() {
+                            tracing::warn!(
+                                "card …{} flagged as suspicious ({:?}) after {}/{} seq {}: {}",
+                                card.last4(),
+                                f.rule,
+                                row.store,
+                                row.till,
+                                row.seq,
+                                f.detail
+                            );
+                        }
+                    }
+                }
+                MergeOp::AddCoupon(mut row) => {
+                    if row.card.is_some() {
+                        row.profile_id = None;
+                        match resolved.take() {
+                            Some(CardOwner::Profile(id)) => row.profile_id = Some(id),
+                            Some(CardOwner::Blocked) => {}
+                            // The customer key names the person as much as the card.
+                            None => {
+                                row.card = None;
+                                row.customer_key = None;
+                            }
+                        }
+                    }
+                    coupon_ledger::insert_coupon(tx, &row)?
+                }
+                MergeOp::AddRedemption(row) => {
+                    let status = coupon_ledger::insert_redemption(tx, &row, self.coupon_master)?;
+                    if status == RedemptionStatus::Forged {
+                        tracing::warn!(
+                            "{}/{} seq {}: coupon code {:?} accepted by the till is forged",
+                            row.store,
+                            row.till,
+                            row.seq,
+                            row.code
+                        );
+                    }
+                }
+            }
+        }
+        Ok(encoded)
+    }
+}
+
+fn insert_transaction(tx: &dyn Sql, row: &TransactionRow) -> Result<(), StoreError> {
+    let lines = codec::to_bytes(&row.lines)?;
+    tx.execute(
+        INSERT_TRANSACTION,
+        sql_params![
+            row.store,
+            row.till,
+            sql::int(row.seq)?,
+            row.receipt_no,
+            row.at.unix_ms,
+            i64::from(row.at.offset_min),
+            row.printed_at.map(|t| t.unix_ms),
+            row.printed_at.map(|t| i64::from(t.offset_min)),
+            row.card.as_ref().map(CardNumber::as_str),
+            row.profile_id,
+            row.total_cents,
+            row.currency,
+            lines,
+            row.unbalanced,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Why `events` cannot be stored as they are (a number beyond the databases' i64), if so.
+fn unstorable(events: &[Event]) -> Option<String> {
+    let beyond = |what: &str, seq: u64, value: u64| {
+        (i64::try_from(value).is_err()).then(|| {
+            format!("event seq {seq}: {what} {value} is beyond what the hub stores (2^63 - 1)")
+        })
+    };
+    events.iter().find_map(|event| {
+        let receipt_seq = match &event.kind {
+            EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
+                Some(issue.receipt_seq)
+            }
+            EventKind::CouponRedeemed(redemption) => redemption.receipt_seq,
+            _ => None,
+        };
+        beyond("seq", event.seq, event.seq)
+            .or_else(|| receipt_seq.and_then(|value| beyond("receipt_seq", event.seq, value)))
+    })
+}
+
+/// Whether `err` comes from the batch's own values (refuse that batch) rather than
+/// the database (disk, lock, a lost race: fail the commit, every till retries).
+fn is_batch_fault(err: &StoreError) -> bool {
+    match err {
+        StoreError::Corrupt(_) | StoreError::Codec(_) => true,
+        other => matches!(
+            other.db_kind(),
+            Some(DbErrorKind::Constraint | DbErrorKind::BadValue)
+        ),
+    }
+}
