@@ -468,7 +468,7 @@ fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
         .unwrap();
     assert_eq!(kept, 2, "nothing recorded is lost");
     let data =
-        till360_hub::traits::history::load(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+        till360_hub::store::traits::histories(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
             .unwrap();
     let history = data
         .histories

@@ -14,7 +14,8 @@ use till360_shared::coupon::parse;
 use till360_shared::event::Verification;
 use till360_shared::{CardNumber, Timestamp};
 
-use super::verify::{check_code, code_digits, CodeCheck};
+use super::verify::{code_digits, CodeCheck};
+use crate::store::coupon_checks::check_code;
 use crate::store::{numbering, StoreError};
 
 /// A printed coupon (`control == false`) or a control-group would-have, as merged.

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use super::Standing;
 use crate::campaigns::MasterKey;
-use crate::coupons::coupon_verdict;
 use crate::digests::{self, DigestRefresh, FeedPage};
+use crate::store::coupon_checks::coupon_verdict;
 use crate::store::StoreError;
 
 /// Shared by all connection tasks (cheap to clone).

@@ -2,14 +2,18 @@
 //! implementation, plus the single writer thread that serialises all commits.
 
 mod chain;
+pub mod coupon_checks;
+pub mod coupon_kpis;
 pub mod database;
 pub mod erasures;
 pub mod freshness;
 pub mod numbering;
 mod privacy;
+pub mod segments;
 pub mod sql;
 mod sqlite;
 pub mod suspicious;
+pub mod traits;
 mod writer;
 
 #[cfg(test)]

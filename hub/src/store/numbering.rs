@@ -6,7 +6,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use till360_shared::coupon::CouponFields;
 use till360_shared::AgentId;
 
+use super::sql::{Sql, SqlExt};
 use super::StoreError;
+use crate::sql_params;
 
 /// The till's number, assigned (the lowest free one) if it has none yet.
 pub fn till_number(conn: &mut Connection, agent: &AgentId) -> Result<u16, StoreError> {
@@ -59,13 +61,13 @@ pub fn store_tills(conn: &Connection, store: &str) -> Result<Vec<(u16, String)>,
 }
 
 /// The till a code's till number names, if any.
-pub fn till_of_number(conn: &Connection, number: u16) -> Result<Option<AgentId>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT store, till FROM till_numbers WHERE number = ?1")?
-        .query_row([i64::from(number)], |r| {
-            Ok(AgentId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?)
+pub fn till_of_number(db: &dyn Sql, number: u16) -> Result<Option<AgentId>, StoreError> {
+    db.query_opt(
+        "SELECT store, till FROM till_numbers WHERE number = ?1",
+        sql_params![i64::from(number)],
+    )?
+    .map(|r| Ok(AgentId::new(r.get::<String>(0)?, r.get::<String>(1)?)))
+    .transpose()
 }
 
 /// Numbers for `campaign_ids` (in the given order), assigning the lowest free numbers
@@ -111,11 +113,11 @@ pub fn campaign_numbers(
 }
 
 /// The campaign a code's campaign number names, if any.
-pub fn campaign_of_number(conn: &Connection, number: u16) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT campaign_id FROM campaign_numbers WHERE number = ?1")?
-        .query_row([i64::from(number)], |r| r.get(0))
-        .optional()?)
+pub fn campaign_of_number(db: &dyn Sql, number: u16) -> Result<Option<String>, StoreError> {
+    db.query_value(
+        "SELECT campaign_id FROM campaign_numbers WHERE number = ?1",
+        sql_params![i64::from(number)],
+    )
 }
 
 fn to_u16(value: i64, what: &str) -> Result<u16, StoreError> {
