@@ -188,3 +188,154 @@ pub fn profile_coupons(db: &dyn Sql, profile_id: &str) -> Result<CouponSummary, 
         redeemed: seq_of(row.get(1)?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coupons::Uplift;
+    use crate::store::test_support::for_each_engine;
+
+    const DAY: i64 = 86_400_000;
+    const T0: i64 = 1_767_000_000_000;
+
+    /// Three customers with a card each; campaign `big` printed for a and b (control:
+    /// c), campaign `other` printed for a before a card was known (profile only).
+    fn ledger(db: &dyn Sql) {
+        for (profile, card) in [("p-a", "A1"), ("p-b", "B1"), ("p-c", "C1")] {
+            db.execute(
+                "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
+                 VALUES (?1, 0, 0)",
+                sql_params![profile],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+                 VALUES ('card', ?1, ?2, 'till', 0)",
+                sql_params![card, profile],
+            )
+            .unwrap();
+        }
+        let coupons: [(i64, &str, i64, Option<&str>, Option<&str>, Option<&str>); 4] = [
+            (2, "big", 0, Some("code-1"), Some("A1"), None),
+            (4, "big", 0, Some("code-2"), Some("B1"), None),
+            (6, "big", 1, None, Some("C1"), None),
+            (8, "other", 0, Some("code-9"), None, Some("p-a")),
+        ];
+        for (seq, campaign, control, code, card, profile) in coupons {
+            db.execute(
+                "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card,
+                     profile_id, issued_at_ms, offset_min, expires, receipt_seq)
+                 VALUES ('S1', 'T01', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 60, '2027-01-31', ?8)",
+                sql_params![seq, campaign, control, code, card, profile, T0, seq - 1],
+            )
+            .unwrap();
+        }
+        let scans: [(&str, i64, &str, &str, Option<i64>, i64); 4] = [
+            ("S2", 3, "code-1", "genuine", Some(3), 1),
+            ("S2", 5, "code-1", "genuine", Some(5), 2),
+            ("S3", 1, "999", "forged", None, 3),
+            ("S3", 2, "code-2", "refused", None, 4),
+        ];
+        for (store, seq, code, status, receipt_seq, commit_seq) in scans {
+            db.execute(
+                "INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, receipt_seq,
+                     status, campaign_id, commit_seq)
+                 VALUES (?1, 'T01', ?2, ?3, ?4, 60, ?5, ?6, 'big', ?7)",
+                sql_params![store, seq, code, T0 + DAY, receipt_seq, status, commit_seq],
+            )
+            .unwrap();
+        }
+        // a's redeeming receipt in the window; c's (control) receipt; one before the coupons.
+        let receipts: [(&str, i64, &str, i64, i64); 3] = [
+            ("S2", 3, "p-a", T0 + DAY, 2000),
+            ("S1", 10, "p-c", T0 + 2 * DAY, 1000),
+            ("S1", 1, "p-a", T0 - DAY, 9999),
+        ];
+        for (store, seq, profile, at, total) in receipts {
+            db.execute(
+                "INSERT INTO transactions (store, till, seq, at_ms, offset_min, profile_id,
+                     total_cents, currency, lines)
+                 VALUES (?1, 'T01', ?2, ?3, 60, ?4, ?5, 'EUR', ?6)",
+                sql_params![store, seq, at, profile, total, Vec::<u8>::new()],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn kpis_counts_and_store_reports_come_from_the_ledger_rows() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            ledger(db);
+
+            let k = campaign_kpis(db, "big", 7).unwrap();
+            assert_eq!((k.issued, k.control, k.redeemed), (2, 1, 1));
+            assert_eq!((k.duplicate_redemptions, k.forged_redemptions), (1, 1));
+            assert_eq!(k.revenue_cents, 2000, "the receipt code-1 was redeemed on");
+            assert_eq!(
+                k.uplift,
+                Uplift {
+                    window_days: 7,
+                    treated_customers: 2,
+                    control_customers: 1,
+                    treated_spend_per_customer_cents: 1000,
+                    control_spend_per_customer_cents: 1000,
+                    uplift_cents_per_customer: Some(0),
+                    uplift_percent: Some(0.0),
+                }
+            );
+
+            let counts = coupon_counts(db).unwrap();
+            assert_eq!(
+                counts.get("big"),
+                Some(&CouponCounts {
+                    issued: 2,
+                    control: 1,
+                    redeemed: 1
+                })
+            );
+            assert_eq!(
+                counts.get("other"),
+                Some(&CouponCounts {
+                    issued: 1,
+                    control: 0,
+                    redeemed: 0
+                })
+            );
+            assert_eq!(counts.len(), 2);
+
+            let stores: Vec<(String, u64, u64, u64, u64)> = coupon_stores(db)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.store, s.redeemed, s.duplicates, s.forged, s.refused))
+                .collect();
+            assert_eq!(
+                stores,
+                vec![("S2".into(), 1, 1, 0, 0), ("S3".into(), 0, 0, 1, 1)]
+            );
+
+            // By card (code-1, redeemed) and by profile where the coupon had no card.
+            assert_eq!(
+                profile_coupons(db, "p-a").unwrap(),
+                CouponSummary {
+                    issued: 2,
+                    redeemed: 1
+                }
+            );
+            assert_eq!(
+                profile_coupons(db, "p-c").unwrap(),
+                CouponSummary {
+                    issued: 0,
+                    redeemed: 0
+                },
+                "a control would-have is not a coupon"
+            );
+            assert_eq!(scans(db, None).unwrap().len(), 4);
+            let of_big = scans(db, Some("big")).unwrap();
+            assert_eq!(of_big.len(), 4, "each scan names big (code or number)");
+            let redeeming = of_big.iter().find(|s| s.store == "S2" && s.seq == 3);
+            assert_eq!(redeeming.unwrap().receipt_total_cents, Some(2000));
+        });
+    }
+}

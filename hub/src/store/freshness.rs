@@ -53,3 +53,28 @@ pub fn computed_at(db: &dyn Sql) -> Result<Option<Timestamp>, StoreError> {
         )?
         .map(|ms| Timestamp::from_unix_ms(ms, 0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+
+    #[test]
+    fn imports_are_counted_and_the_last_run_kept() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            assert_eq!(imports(db).unwrap(), 0);
+            assert_eq!(computed_at(db).unwrap(), None);
+            note_import(db).unwrap();
+            note_import(db).unwrap();
+            assert_eq!(imports(db).unwrap(), 2);
+            record_run(db, Timestamp::from_unix_ms(10, 0)).unwrap();
+            record_run(db, Timestamp::from_unix_ms(20, 0)).unwrap();
+            assert_eq!(
+                computed_at(db).unwrap(),
+                Some(Timestamp::from_unix_ms(20, 0))
+            );
+        });
+    }
+}

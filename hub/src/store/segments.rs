@@ -98,3 +98,104 @@ pub fn blocked_identifiers(db: &dyn Sql) -> Result<Vec<BlockedIdentifier>, Store
     )?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+
+    fn profile(db: &dyn Sql, id: &str, customer_no: Option<&str>, postal_code: Option<&str>) {
+        db.execute(
+            "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, customer_no,
+                 first_name, last_name, postal_code)
+             VALUES (?1, 0, 0, ?2, 'Ann', 'Lee', ?3)",
+            sql_params![id, customer_no, postal_code],
+        )
+        .unwrap();
+    }
+
+    fn consent(db: &dyn Sql, id: &str, purpose: &str, granted: bool) {
+        db.execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             VALUES (?1, ?2, ?3, 'crm', 0)",
+            sql_params![id, purpose, granted],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn sizes_mailings_and_blocked_identifiers_are_listed() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            assert_eq!(sizes(db).unwrap(), (HashMap::new(), None));
+
+            profile(db, "p-1", Some("C-2"), Some("1011"));
+            profile(db, "p-2", Some("C-1"), None);
+            profile(db, "p-3", None, Some("3011"));
+            profile(db, "p-4", Some("C-4"), Some("4011"));
+            for (id, email) in [("p-1", "b@example.com"), ("p-1", "a@example.com")] {
+                db.execute(
+                    "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+                     VALUES ('email', ?1, ?2, 'crm', 0)",
+                    sql_params![email, id],
+                )
+                .unwrap();
+            }
+            consent(db, "p-1", "email", true);
+            consent(db, "p-1", "post", true);
+            consent(db, "p-2", "post", true);
+            consent(db, "p-3", "post", true);
+            consent(db, "p-4", "post", false);
+            for id in ["p-1", "p-2", "p-3", "p-4"] {
+                db.execute(
+                    "INSERT INTO segment_members (segment_id, profile_id) VALUES ('vip', ?1)",
+                    sql_params![id],
+                )
+                .unwrap();
+            }
+            db.execute(
+                "INSERT INTO segment_members (segment_id, profile_id) VALUES ('lapsing', 'p-2')",
+                sql_params![],
+            )
+            .unwrap();
+            freshness::record_run(db, Timestamp::from_unix_ms(1_000, 0)).unwrap();
+
+            let (counts, at) = sizes(db).unwrap();
+            assert_eq!(counts.get("vip"), Some(&4));
+            assert_eq!(counts.get("lapsing"), Some(&1));
+            assert_eq!(at, Some(Timestamp::from_unix_ms(1_000, 0)));
+
+            let some = |v: &str| Some(v.to_string());
+            assert_eq!(
+                mailing(db, "vip", "email", MailingAddress::Email).unwrap(),
+                vec![[some("C-2"), some("Ann"), some("Lee"), some("a@example.com")]]
+            );
+            // Without a customer number first, then by number; no consent, no row.
+            assert_eq!(
+                mailing(db, "vip", "post", MailingAddress::PostalCode).unwrap(),
+                vec![
+                    [None, some("Ann"), some("Lee"), some("3011")],
+                    [some("C-1"), some("Ann"), some("Lee"), None],
+                    [some("C-2"), some("Ann"), some("Lee"), some("1011")],
+                ]
+            );
+
+            db.execute(
+                "INSERT INTO blocked_identifiers (kind, value, customers, reason)
+                 VALUES ('phone', '+3120000000', 7, 'shared by 7 customers')",
+                sql_params![],
+            )
+            .unwrap();
+            assert_eq!(
+                blocked_identifiers(db).unwrap(),
+                vec![BlockedIdentifier {
+                    kind: "phone".into(),
+                    value: "+3120000000".into(),
+                    customers: 7,
+                    reason: "shared by 7 customers".into(),
+                }]
+            );
+        });
+    }
+}

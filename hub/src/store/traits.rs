@@ -203,3 +203,181 @@ pub fn replace_all<R>(
         Ok(written)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::for_each_engine;
+    use crate::traits::history::Channel;
+    use till360_shared::{codec, ReceiptLine};
+
+    const DAY: i64 = 86_400_000;
+    /// 2026-03-01 00:00 UTC.
+    const MARCH_1: i64 = 1_772_323_200_000;
+
+    fn line(description: &str, sku: Option<&str>, cents: i64) -> ReceiptLine {
+        ReceiptLine {
+            description: description.into(),
+            sku: sku.map(str::to_string),
+            quantity_milli: 1000,
+            unit_cents: Some(cents),
+            amount_cents: cents,
+            discount: false,
+        }
+    }
+
+    fn receipt(db: &dyn Sql, seq: i64, profile: &str, at_ms: i64, unbalanced: i64, lines: &[u8]) {
+        db.execute(
+            "INSERT INTO transactions (store, till, seq, at_ms, offset_min, profile_id,
+                 total_cents, currency, lines, unbalanced)
+             VALUES ('S1', 'T01', ?1, ?2, 60, ?3, 1500, 'EUR', ?4, ?5)",
+            sql_params![seq, at_ms, profile, lines, unbalanced],
+        )
+        .unwrap();
+    }
+
+    /// p-1: a card, an e-mail consent, wine and a sensitive product on one receipt; a
+    /// receipt with unreadable lines; one the till could not balance; one after the
+    /// date. p-2: an online order.
+    fn hub(db: &dyn Sql) {
+        for (profile, customer_no) in [("p-1", Some("C-1")), ("p-2", None)] {
+            db.execute(
+                "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, customer_no)
+                 VALUES (?1, 0, 0, ?2)",
+                sql_params![profile, customer_no],
+            )
+            .unwrap();
+        }
+        db.execute(
+            "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+             VALUES ('card', '2401000000010', 'p-1', 'till', 0)",
+            sql_params![],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
+             VALUES ('p-1', 'email', 1, 'crm', 5)",
+            sql_params![],
+        )
+        .unwrap();
+        for (sku, description, category, sensitive) in
+            [("W1", "Rioja", "wine", 0), ("M1", "Pills", "pharmacy", 1)]
+        {
+            db.execute(
+                "INSERT INTO products (sku, description, category, sensitive)
+                 VALUES (?1, ?2, ?3, ?4)",
+                sql_params![sku, description, category, sensitive],
+            )
+            .unwrap();
+        }
+        let lines =
+            codec::to_bytes(&vec![line("RIOJA", None, 1000), line("x", Some("M1"), 500)]).unwrap();
+        receipt(db, 1, "p-1", MARCH_1 - 10 * DAY, 0, &lines);
+        receipt(db, 2, "p-1", MARCH_1 - 5 * DAY, 0, b"not lines");
+        receipt(db, 3, "p-1", MARCH_1 - 4 * DAY, 1, &lines);
+        receipt(db, 4, "p-1", MARCH_1 + 2 * DAY, 0, &lines);
+        db.execute(
+            "INSERT INTO orders (order_id, profile_id, ordered_at_ms, offset_min, channel,
+                 total_cents, currency, lines)
+             VALUES ('O-1', 'p-2', ?1, 0, 'web', 2500, 'EUR', ?2)",
+            sql_params![
+                MARCH_1 - 3 * DAY,
+                r#"[{"sku": "W1", "description": "Rioja", "qty": 1, "unit_cents": 2500, "amount_cents": 2500}]"#
+            ],
+        )
+        .unwrap();
+    }
+
+    fn march(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    #[test]
+    fn histories_are_read_as_of_a_date_with_categories_but_nothing_sensitive() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            hub(db);
+            let data = histories(db, march(1)).unwrap();
+            let ids: Vec<&str> = data
+                .histories
+                .iter()
+                .map(|h| h.profile_id.as_str())
+                .collect();
+            assert_eq!(ids, vec!["p-1", "p-2"]);
+            let (one, two) = (&data.histories[0], &data.histories[1]);
+            assert_eq!(one.customer_no.as_deref(), Some("C-1"));
+            assert_eq!(one.cards, vec!["2401000000010".to_string()]);
+            assert_eq!(data.consents[0].len(), 1);
+            assert!(data.consents[0][0].granted);
+            assert_eq!(data.consents[0][0].at_ms, 5);
+            // Receipts 1 and 2; 3 is unbalanced, 4 after the date.
+            assert_eq!(one.purchases.len(), 2, "{:?}", one.purchases);
+            assert_eq!(one.purchases[0].store.as_deref(), Some("S1"));
+            assert_eq!(one.purchases[0].at.offset_min, 60);
+            assert_eq!(one.purchases[0].amount_cents, 1500);
+            assert_eq!(
+                one.purchases[0].categories,
+                vec![("wine".to_string(), 1000)],
+                "by description, without the sensitive line"
+            );
+            assert_eq!(data.unreadable_lines, 1);
+            assert_eq!(two.purchases.len(), 1);
+            assert_eq!(two.purchases[0].channel, Channel::Online);
+            assert_eq!(
+                two.purchases[0].categories,
+                vec![("wine".to_string(), 2500)]
+            );
+
+            let later = histories(db, march(3)).unwrap();
+            assert_eq!(later.histories[0].purchases.len(), 3);
+        });
+    }
+
+    #[test]
+    fn a_recompute_replaces_every_row_and_skips_profiles_gone_since() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            hub(db);
+            let first = Timestamp::from_unix_ms(MARCH_1, 0);
+            replace_all(db, first, |out| {
+                assert!(out.traits("p-1", r#"{"frequency": 1}"#)?);
+                assert!(out.traits("p-2", r#"{"frequency": 0}"#)?);
+                assert!(out.member("vip", "p-1")?);
+                assert!(out.member("vip", "p-2")?);
+                assert!(out.member("mail", "p-1")?);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(freshness::computed_at(db).unwrap(), Some(first));
+
+            let second = Timestamp::from_unix_ms(MARCH_1 + DAY, 0);
+            let written = replace_all(db, second, |out| {
+                let gone = !out.traits("p-gone", "{}")? && !out.member("vip", "p-gone")?;
+                Ok((
+                    gone,
+                    out.traits("p-1", r#"{"frequency": 2}"#)?,
+                    out.member("vip", "p-1")?,
+                ))
+            })
+            .unwrap();
+            assert_eq!(written, (true, true, true));
+            assert_eq!(freshness::computed_at(db).unwrap(), Some(second));
+            let members = stored_membership(db).unwrap();
+            assert_eq!(members.len(), 1, "{members:?}");
+            assert_eq!(members["p-1"], vec!["vip".to_string()]);
+
+            // A failed recompute leaves the last one in place.
+            let failed = replace_all(db, Timestamp::from_unix_ms(MARCH_1 + 2 * DAY, 0), |out| {
+                out.traits("p-2", "{}")?;
+                Err::<(), _>(StoreError::Corrupt("stop".into()))
+            });
+            assert!(failed.is_err());
+            assert_eq!(freshness::computed_at(db).unwrap(), Some(second));
+            let (data, stored) = histories_and_membership(db, march(1), true).unwrap();
+            assert_eq!(data.histories.len(), 2);
+            assert_eq!(stored.unwrap(), members);
+        });
+    }
+}
