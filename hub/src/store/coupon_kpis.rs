@@ -215,7 +215,16 @@ mod tests {
             )
             .unwrap();
         }
-        let coupons: [(i64, &str, i64, Option<&str>, Option<&str>, Option<&str>); 4] = [
+        // seq, campaign, control, code, card, profile
+        type CouponRow<'a> = (
+            i64,
+            &'a str,
+            i64,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let coupons: [CouponRow; 4] = [
             (2, "big", 0, Some("code-1"), Some("A1"), None),
             (4, "big", 0, Some("code-2"), Some("B1"), None),
             (6, "big", 1, None, Some("C1"), None),
@@ -230,7 +239,9 @@ mod tests {
             )
             .unwrap();
         }
-        let scans: [(&str, i64, &str, &str, Option<i64>, i64); 4] = [
+        // store, seq, code, status, receipt_seq, commit_seq
+        type ScanRow<'a> = (&'a str, i64, &'a str, &'a str, Option<i64>, i64);
+        let scans: [ScanRow; 4] = [
             ("S2", 3, "code-1", "genuine", Some(3), 1),
             ("S2", 5, "code-1", "genuine", Some(5), 2),
             ("S3", 1, "999", "forged", None, 3),

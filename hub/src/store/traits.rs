@@ -120,9 +120,12 @@ pub fn histories(db: &dyn Sql, as_of: NaiveDate) -> Result<HubData, StoreError> 
     transaction(db, TxKind::Read, |db| load_histories(db, as_of))
 }
 
-/// profile id → segment ids (sorted), as the last recompute stored them.
-pub fn stored_membership(db: &dyn Sql) -> Result<HashMap<String, Vec<String>>, StoreError> {
-    let mut members: HashMap<String, Vec<String>> = HashMap::new();
+/// profile id → segment ids (sorted).
+pub type Membership = HashMap<String, Vec<String>>;
+
+/// The segment membership the last recompute stored.
+pub fn stored_membership(db: &dyn Sql) -> Result<Membership, StoreError> {
+    let mut members = Membership::new();
     db.query_each(
         "SELECT profile_id, segment_id FROM segment_members ORDER BY profile_id, segment_id",
         sql_params![],
@@ -141,7 +144,7 @@ pub fn histories_and_membership(
     db: &dyn Sql,
     as_of: NaiveDate,
     with_membership: bool,
-) -> Result<(HubData, Option<HashMap<String, Vec<String>>>), StoreError> {
+) -> Result<(HubData, Option<Membership>), StoreError> {
     transaction(db, TxKind::Read, |db| {
         let data = load_histories(db, as_of)?;
         let stored = if with_membership {
