@@ -167,11 +167,8 @@ impl TraitsOutput<'_> {
     /// a merge since the histories were read wins).
     pub fn traits(&self, profile_id: &str, traits_json: &str) -> Result<bool, StoreError> {
         Ok(self.db.execute(
-            // Typed: PostgreSQL does not infer a selected parameter's type from the
-            // column it is inserted into.
             "INSERT INTO profile_traits (profile_id, as_of_ms, traits)
-             SELECT CAST(?1 AS TEXT), CAST(?2 AS BIGINT), CAST(?3 AS TEXT)
-             WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?1)",
+             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?1)",
             sql_params![profile_id, self.as_of_ms, traits_json],
         )? > 0)
     }
@@ -180,8 +177,7 @@ impl TraitsOutput<'_> {
     pub fn member(&self, segment_id: &str, profile_id: &str) -> Result<bool, StoreError> {
         Ok(self.db.execute(
             "INSERT INTO segment_members (segment_id, profile_id)
-             SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT)
-             WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?2)",
+             SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?2)",
             sql_params![segment_id, profile_id],
         )? > 0)
     }
