@@ -179,6 +179,12 @@ fn open_store(config: &HubConfig) -> Result<SqliteStore, String> {
     Ok(store)
 }
 
+/// The hub's database (traits export and recompute).
+fn open_database(config: &HubConfig) -> Result<crate::store::Database, String> {
+    crate::store::Database::open(&config.database, &crate::store::DatabaseOptions::default())
+        .map_err(|e| format!("cannot open the store {}: {e}", config.database))
+}
+
 /// Counts the bytes the import has consumed, for the progress bar.
 struct CountingReader<R> {
     inner: R,
@@ -288,7 +294,8 @@ fn run_traits_export(
         let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
         let segments = crate::segments::compile(&config.segments)
             .map_err(|e| format!("{}: {e}", config.origin.display()))?;
-        let store = open_store(&config)?;
+        let database = open_database(&config)?;
+        let conn = database.get().map_err(|e| e.to_string())?;
         let mut sink: Box<dyn Write> = match out {
             Some(path) => Box::new(BufWriter::new(
                 std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -298,7 +305,7 @@ fn run_traits_export(
         // Segments are evaluated as of the date too, so a back-test sees what the
         // marketer would have seen then.
         let summary = crate::traits::export_csv_with_segments(
-            store.connection(),
+            &*conn,
             &config.traits,
             &segments,
             as_of,
@@ -330,9 +337,10 @@ fn run_traits_export(
 fn run_traits_recompute(config_path: &Path) -> ExitCode {
     let result = (|| -> Result<crate::traits::RecomputeSummary, String> {
         let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
-        let mut store = open_store(&config)?;
+        let database = open_database(&config)?;
+        let conn = database.get().map_err(|e| e.to_string())?;
         let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-        crate::traits::recompute(store.connection_mut(), &config, now).map_err(|e| e.to_string())
+        crate::traits::recompute(&*conn, &config, now).map_err(|e| e.to_string())
     })();
     match result {
         Ok(summary) => {

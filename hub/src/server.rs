@@ -235,8 +235,12 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // Every finished traits run (start, schedule, import, asked) refreshes the digests
     // at once: they carry the segments.
     let refresh_on_traits = digests.clone();
+    // The traits job and the segment listings work on the hub's database.
+    let database =
+        crate::store::Database::open(&config.database, &crate::store::DatabaseOptions::default())
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     let traits = TraitsSchedule::start(
-        db_path,
+        database.clone(),
         config.clone(),
         Box::new(move || {
             refresh_on_traits.trigger();
@@ -247,6 +251,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
+    api_options.database = Some(database);
     api_options.tills = Some(tills);
     // An erase or a cleared suspicious card changes the tills' digests: refreshed at once,
     // not at the next timer.

@@ -317,9 +317,9 @@ fn export_before_any_purchase_is_just_the_header() {
 
 #[test]
 fn recompute_replaces_traits_and_segments_in_one_go() {
-    let mut hub = hub();
+    let hub = hub();
     let now = Timestamp::from_unix_ms(at(2026, 3, 1, 12, 0, 0), 0);
-    let first = recompute(&mut hub.conn, &hub.config, now).unwrap();
+    let first = recompute(&hub.conn, &hub.config, now).unwrap();
     assert_eq!(first.profiles, 4, "every profile gets a traits row");
     assert_eq!(
         first.segments,
@@ -398,7 +398,7 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
              DELETE FROM profiles WHERE profile_id = 'p4';",
         )
         .unwrap();
-    let second = recompute(&mut hub.conn, &hub.config, now).unwrap();
+    let second = recompute(&hub.conn, &hub.config, now).unwrap();
     assert_eq!(second.profiles, 3);
     assert_eq!(second.segments[0], ("wine-lovers".to_string(), 1));
     assert_eq!(second.segments[2], ("mailable".to_string(), 1));
@@ -419,7 +419,7 @@ fn recompute_refuses_a_bad_segment_naming_the_file() {
             .segment
     };
     let now = Timestamp::from_unix_ms(at(2026, 3, 1, 12, 0, 0), 0);
-    let err = recompute(&mut hub.conn, &hub.config, now)
+    let err = recompute(&hub.conn, &hub.config, now)
         .unwrap_err()
         .to_string();
     assert!(
@@ -468,7 +468,7 @@ fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
         .unwrap();
     assert_eq!(kept, 2, "nothing recorded is lost");
     let data =
-        till360_hub::traits::history::load(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+        till360_hub::store::traits::histories(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
             .unwrap();
     let history = data
         .histories

@@ -14,7 +14,6 @@ mod profiles;
 mod segments;
 mod suspicious;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
-use crate::config::{DatabaseUrl, HubConfig};
+use crate::config::HubConfig;
 use crate::store::{Store, StoreError};
 
 pub use segments::SegmentDef;
@@ -95,9 +94,8 @@ pub struct ApiOptions {
     pub token: Option<String>,
     /// Segment definitions (`[[segment]]` tables; the API uses `id` and `name`).
     pub segments: Vec<toml::Table>,
-    /// The SQLite file, for the segment and blocked-identifier listings, which read
-    /// tables directly over their own read-only connection.
-    pub database: Option<PathBuf>,
+    /// The hub's database, for the segment and blocked-identifier listings.
+    pub database: Option<crate::store::Database>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
     /// Answer only requests naming a loopback host (set when the API listens on
@@ -160,10 +158,7 @@ impl ApiOptions {
         Self {
             token: config.api_token.clone(),
             segments: config.segments.clone(),
-            database: match &config.database {
-                DatabaseUrl::Sqlite(path) => Some(path.clone()),
-                DatabaseUrl::Postgres(_) => None,
-            },
+            database: None,
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
@@ -179,7 +174,7 @@ impl ApiOptions {
 struct ApiState {
     reader: Reader,
     segments: Arc<Vec<SegmentDef>>,
-    database: Option<Arc<PathBuf>>,
+    database: Option<crate::store::Database>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::traits::RecomputeHandle>,
     digests_changed: DigestsHook,
@@ -202,7 +197,7 @@ pub fn router(reader: Reader, options: ApiOptions) -> Router {
     let state = ApiState {
         reader,
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
-        database: options.database.map(Arc::new),
+        database: options.database,
         campaigns: Arc::new(options.campaigns),
         traits: options.traits,
         digests_changed: options.digests_changed,

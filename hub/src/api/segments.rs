@@ -1,22 +1,21 @@
-//! Segments (sizes, members as a mailing CSV) and blocked identifiers. These read
-//! tables directly over a read-only connection of their own: listings for
-//! marketers, not profile reads, so they stay out of the `Store` trait.
+//! Segments (sizes, members as a mailing CSV) and blocked identifiers: listings for
+//! marketers, not profile reads, read through the store's segment functions
+//! (`store::segments`) on a connection of the hub's database.
 
 use std::collections::HashMap;
-use std::path::Path as FsPath;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 use crate::spreadsheet::text_cell;
+use crate::store::segments::{self as listings, MailingAddress};
+use crate::store::sql::Sql;
+use crate::store::StoreError;
 
 /// A segment as the config defines it (`[[segment]]` `id` and `name`; the conditions
 /// are the segment engine's business).
@@ -53,43 +52,28 @@ struct SegmentSize {
     computed_at: Option<String>,
 }
 
-/// Runs `f` on a fresh read-only connection to the store's file, off the runtime.
+/// Runs `f` on a connection of the hub's database, off the runtime.
 async fn query<T, F>(state: &ApiState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    F: FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
 {
-    let Some(path) = state.database.clone() else {
+    let Some(database) = state.database.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "this hub has no SQLite store to list from",
+            "this hub has no database to list from",
         ));
     };
-    tokio::task::spawn_blocking(move || open(&path).and_then(|conn| f(&conn)))
+    tokio::task::spawn_blocking(move || database.get().and_then(|conn| f(&*conn)))
         .await
         .map_err(|e| ApiError::internal(format!("listing task failed: {e}")))?
         .map_err(|e| ApiError::internal(format!("listing: {e}")))
 }
 
-fn open(path: &Arc<std::path::PathBuf>) -> rusqlite::Result<Connection> {
-    let path: &FsPath = path.as_ref();
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
-}
-
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let (sizes, computed_at): (HashMap<String, u64>, _) = query(&state, |conn| {
+    let (sizes, computed_at): (HashMap<String, u64>, _) = query(&state, |db| {
         // One snapshot: sizes and their time agree.
-        let tx = conn.unchecked_transaction()?;
-        let sizes = tx
-            .prepare("SELECT segment_id, count(*) FROM segment_members GROUP BY segment_id")?
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let at = crate::store::freshness::computed_at(&tx)?;
+        let (sizes, at) = listings::sizes(db)?;
         Ok((sizes, at.map(|t| t.to_rfc3339())))
     })
     .await?;
@@ -157,13 +141,10 @@ impl Channel {
     }
 
     /// The address column: an e-mail identifier, or the profile's postal code.
-    fn address_sql(self) -> &'static str {
+    fn address(self) -> MailingAddress {
         match self {
-            Channel::Email => {
-                "(SELECT min(i.value) FROM identifiers i
-                  WHERE i.profile_id = p.profile_id AND i.kind = 'email')"
-            }
-            Channel::Post => "p.postal_code",
+            Channel::Email => MailingAddress::Email,
+            Channel::Post => MailingAddress::PostalCode,
         }
     }
 }
@@ -211,21 +192,8 @@ pub(super) async fn members_csv(
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         .collect();
-    let sql = format!(
-        "SELECT p.customer_no, p.first_name, p.last_name, {address}
-         FROM segment_members m
-         JOIN profiles p ON p.profile_id = m.profile_id
-         JOIN consents c ON c.profile_id = m.profile_id AND c.purpose = ?2 AND c.granted = 1
-         WHERE m.segment_id = ?1
-         ORDER BY p.customer_no, p.profile_id",
-        address = channel.address_sql()
-    );
-    let rows: Vec<[Option<String>; 4]> = query(&state, move |conn| {
-        conn.prepare(&sql)?
-            .query_map([id.as_str(), channel.purpose()], |r| {
-                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
-            })?
-            .collect()
+    let rows = query(&state, move |db| {
+        listings::mailing(db, &id, channel.purpose(), channel.address())
     })
     .await?;
     let mut csv = String::new();
@@ -258,30 +226,8 @@ fn write_csv_row<S: AsRef<str>>(out: &mut String, fields: &[Option<S>]) {
     out.push_str("\r\n");
 }
 
-#[derive(Debug, Serialize)]
-struct BlockedIdentifier {
-    kind: String,
-    value: String,
-    customers: Option<i64>,
-    reason: Option<String>,
-}
-
 pub(super) async fn blocked(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let rows: Vec<BlockedIdentifier> = query(&state, |conn| {
-        conn.prepare(
-            "SELECT kind, value, customers, reason FROM blocked_identifiers ORDER BY kind, value",
-        )?
-        .query_map([], |r| {
-            Ok(BlockedIdentifier {
-                kind: r.get(0)?,
-                value: r.get(1)?,
-                customers: r.get(2)?,
-                reason: r.get(3)?,
-            })
-        })?
-        .collect()
-    })
-    .await?;
+    let rows = query(&state, listings::blocked_identifiers).await?;
     Ok(Json(rows).into_response())
 }
 

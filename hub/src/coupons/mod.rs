@@ -10,4 +10,4 @@ mod tests;
 
 pub use kpis::{CampaignKpis, CouponCounts, StoreCoupons, Uplift};
 pub use ledger::{CouponRow, RedemptionRow, RedemptionStatus, ScanOutcome};
-pub use verify::{check_code, code_digits, coupon_verdict, CodeCheck};
+pub use verify::{code_digits, CodeCheck};

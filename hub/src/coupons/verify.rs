@@ -1,16 +1,13 @@
 //! Is a coupon code genuine? The hub holds the master secret, so it can check the MAC of
 //! a code from any till: the code names a till number and a campaign number (assigned in
 //! `store::numbering`); the till's key is derived from the master secret for that
-//! till's store/till names.
+//! till's store/till names. Pure: the numbers are resolved by lookups the caller
+//! passes (`store::coupon_checks` passes the store's).
 
 use chrono::NaiveDate;
 use till360_shared::coupon::{derive_till_key, parse, verify, CouponFields};
 use till360_shared::wire::CouponVerdict;
 use till360_shared::AgentId;
-
-use crate::sql_params;
-use crate::store::sql::{Sql, SqlExt};
-use crate::store::{numbering, StoreError};
 
 /// What the signature check of a code says (redemption state aside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +22,25 @@ pub enum CodeCheck {
     Forged(String),
 }
 
-/// Checks a code's format, its till and campaign numbers and its MAC.
-pub fn check_code(conn: &dyn Sql, master: &[u8], code: &str) -> Result<CodeCheck, StoreError> {
+/// Checks a code's format, its till and campaign numbers (`till_of`, `campaign_of`:
+/// what each number was assigned to, if anything) and its MAC.
+pub fn check_code<E>(
+    master: &[u8],
+    code: &str,
+    till_of: impl FnOnce(u16) -> Result<Option<AgentId>, E>,
+    campaign_of: impl FnOnce(u16) -> Result<Option<String>, E>,
+) -> Result<CodeCheck, E> {
     let fields = match parse(code) {
         Ok(fields) => fields,
         Err(e) => return Ok(CodeCheck::Forged(e.to_string())),
     };
-    let Some(issuer) = numbering::till_of_number(conn, fields.till())? else {
+    let Some(issuer) = till_of(fields.till())? else {
         return Ok(CodeCheck::Forged(format!(
             "till number {} was never assigned",
             fields.till()
         )));
     };
-    let Some(campaign_id) = numbering::campaign_of_number(conn, fields.campaign())? else {
+    let Some(campaign_id) = campaign_of(fields.campaign())? else {
         return Ok(CodeCheck::Forged(format!(
             "campaign number {} was never assigned",
             fields.campaign()
@@ -60,28 +63,23 @@ pub fn code_digits(code: &str) -> String {
     code.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// The hub's answer to a till asking about a code (`CouponCheck`): forged, expired on
-/// `today` (the asking till's local date), already redeemed (a genuine redemption of
-/// the code is on record), or valid.
-pub fn coupon_verdict(
-    conn: &dyn Sql,
-    master: &[u8],
-    code: &str,
+/// The hub's answer to a till asking about a code (`CouponCheck`), given its signature
+/// check: forged, expired on `today` (the asking till's local date), already redeemed
+/// (`already_redeemed`: a genuine redemption of the code is on record; asked only of a
+/// genuine code in date), or valid.
+pub fn coupon_verdict<E>(
+    check: &CodeCheck,
     today: NaiveDate,
-) -> Result<CouponVerdict, StoreError> {
-    let fields = match check_code(conn, master, code)? {
+    already_redeemed: impl FnOnce() -> Result<bool, E>,
+) -> Result<CouponVerdict, E> {
+    let fields = match check {
         CodeCheck::Forged(_) => return Ok(CouponVerdict::Forged),
         CodeCheck::Genuine { fields, .. } => fields,
     };
     if fields.check_not_expired(today).is_err() {
         return Ok(CouponVerdict::Expired);
     }
-    let digits = code_digits(code);
-    let redeemed = conn.exists(
-        "SELECT 1 FROM redemptions WHERE code = ?1 AND status = 'genuine' LIMIT 1",
-        sql_params![digits],
-    )?;
-    Ok(if redeemed {
+    Ok(if already_redeemed()? {
         CouponVerdict::AlreadyRedeemed
     } else {
         CouponVerdict::Valid
@@ -91,74 +89,106 @@ pub fn coupon_verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
-    use rusqlite::Connection;
+    use std::convert::Infallible;
     use till360_shared::coupon::mint;
 
     const MASTER: &[u8; 32] = b"0123456789abcdef0123456789abcdef";
+    const TILL_NUMBER: u16 = 0;
+    const CAMPAIGN_NUMBER: u16 = 3;
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
     }
 
+    /// The hub's numbering: till 0 is S001/T01, campaign 3 is big-basket.
+    fn check(code: &str) -> CodeCheck {
+        check_code(
+            MASTER,
+            code,
+            |n| Ok::<_, Infallible>((n == TILL_NUMBER).then(|| AgentId::new("S001", "T01"))),
+            |n| Ok((n == CAMPAIGN_NUMBER).then(|| "big-basket".to_string())),
+        )
+        .unwrap()
+    }
+
+    fn verdict(code: &str, today: NaiveDate, redeemed: bool) -> CouponVerdict {
+        coupon_verdict(&check(code), today, || Ok::<_, Infallible>(redeemed)).unwrap()
+    }
+
     #[test]
     fn genuine_forged_expired_and_redeemed_codes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hub.db");
-        drop(SqliteStore::open(&path).unwrap());
-        let mut conn = Connection::open(&path).unwrap();
-        let till = AgentId::new("S001", "T01");
-        let number = numbering::till_number(&mut conn, &till).unwrap();
-        let campaign = numbering::campaign_numbers(&mut conn, &["big-basket"]).unwrap()[0].1;
         let key = derive_till_key(MASTER, "S001", "T01");
-        let fields = CouponFields::new(campaign, number, day(9), 1).unwrap();
+        let fields = CouponFields::new(CAMPAIGN_NUMBER, TILL_NUMBER, day(9), 1).unwrap();
         let code = mint(&key, &fields);
 
-        match check_code(&conn, MASTER, code.as_str()).unwrap() {
+        match check(code.as_str()) {
             CodeCheck::Genuine {
                 issuer,
                 campaign_id,
                 ..
-            } => assert_eq!((issuer, campaign_id.as_str()), (till.clone(), "big-basket")),
+            } => assert_eq!(
+                (issuer, campaign_id.as_str()),
+                (AgentId::new("S001", "T01"), "big-basket")
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            coupon_verdict(&conn, MASTER, &code.grouped(), day(1)).unwrap(),
+            verdict(&code_digits(&code.grouped()), day(1), false),
             CouponVerdict::Valid
         );
         assert_eq!(
-            coupon_verdict(&conn, MASTER, code.as_str(), day(10)).unwrap(),
+            verdict(code.as_str(), day(10), false),
             CouponVerdict::Expired
         );
+        assert_eq!(
+            verdict(code.as_str(), day(1), true),
+            CouponVerdict::AlreadyRedeemed
+        );
 
-        // Signed with another till's key, or naming an unknown till: forged.
+        // Signed with another till's key, or naming an unknown till or campaign: forged.
         let other_key = derive_till_key(MASTER, "S001", "T02");
         let forged = mint(&other_key, &fields);
         assert_eq!(
-            coupon_verdict(&conn, MASTER, forged.as_str(), day(1)).unwrap(),
+            verdict(forged.as_str(), day(1), false),
             CouponVerdict::Forged
         );
-        let unknown_till = mint(&key, &CouponFields::new(campaign, 77, day(9), 1).unwrap());
+        let unknown_till = mint(
+            &key,
+            &CouponFields::new(CAMPAIGN_NUMBER, 77, day(9), 1).unwrap(),
+        );
         assert!(matches!(
-            check_code(&conn, MASTER, unknown_till.as_str()).unwrap(),
+            check(unknown_till.as_str()),
             CodeCheck::Forged(reason) if reason.contains("till number 77")
+        ));
+        let unknown_campaign = mint(&key, &CouponFields::new(4, TILL_NUMBER, day(9), 1).unwrap());
+        assert!(matches!(
+            check(unknown_campaign.as_str()),
+            CodeCheck::Forged(reason) if reason.contains("campaign number 4")
         ));
         let mut typo = code.as_str().to_string().into_bytes();
         typo[5] = if typo[5] == b'9' { b'0' } else { typo[5] + 1 };
         assert_eq!(
-            coupon_verdict(&conn, MASTER, std::str::from_utf8(&typo).unwrap(), day(1)).unwrap(),
+            verdict(std::str::from_utf8(&typo).unwrap(), day(1), false),
             CouponVerdict::Forged
         );
+    }
 
-        conn.execute(
-            "INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, status)
-             VALUES ('S002', 'T01', 4, ?1, 0, 60, 'genuine')",
-            [code.as_str()],
-        )
-        .unwrap();
-        assert_eq!(
-            coupon_verdict(&conn, MASTER, code.as_str(), day(1)).unwrap(),
-            CouponVerdict::AlreadyRedeemed
+    #[test]
+    fn the_redemption_lookup_is_asked_only_of_a_genuine_code_in_date() {
+        let key = derive_till_key(MASTER, "S001", "T01");
+        let code = mint(
+            &key,
+            &CouponFields::new(CAMPAIGN_NUMBER, TILL_NUMBER, day(9), 1).unwrap(),
         );
+        let asked = std::cell::Cell::new(0);
+        let lookup = || {
+            asked.set(asked.get() + 1);
+            Ok::<_, Infallible>(false)
+        };
+        coupon_verdict(&check(code.as_str()), day(10), lookup).unwrap();
+        coupon_verdict(&check("123"), day(1), lookup).unwrap();
+        assert_eq!(asked.get(), 0);
+        coupon_verdict(&check(code.as_str()), day(1), lookup).unwrap();
+        assert_eq!(asked.get(), 1);
     }
 }

@@ -248,7 +248,7 @@ fn finish(
     if summary.rejected.is_empty() {
         // The running hub recomputes traits and segments when it sees this.
         if summary.inserted + summary.updated + summary.merged > 0 {
-            crate::store::freshness::note_import(&tx)?;
+            crate::store::freshness::note_import(&*tx)?;
         }
         tx.commit()?;
         Ok(summary)

@@ -16,7 +16,8 @@ use super::{locks, numbering, StoreError};
 use crate::coupons::ledger::{
     Classification, CouponRow, RedemptionRow, RedemptionStatus, ScanOutcome, COUNTING_STATUSES,
 };
-use crate::coupons::verify::{check_code, code_digits, CodeCheck};
+use super::coupon_checks::check_code;
+use crate::coupons::verify::{code_digits, CodeCheck};
 use crate::sql_params;
 
 const INSERT_COUPON: &str = "INSERT INTO coupons (store, till, seq, campaign_id, control, code,

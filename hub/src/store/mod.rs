@@ -3,6 +3,8 @@
 
 pub mod agents;
 mod chain;
+pub mod coupon_checks;
+pub mod coupon_kpis;
 pub mod coupon_ledger;
 pub mod database;
 pub mod digests;
@@ -17,10 +19,12 @@ pub mod numbering;
 pub mod pki;
 pub mod postgres;
 mod privacy;
+pub mod segments;
 pub mod sql;
 mod sql_store;
 mod sqlite;
 pub mod suspicious;
+pub mod traits;
 mod writer;
 
 #[cfg(test)]

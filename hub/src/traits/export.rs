@@ -1,18 +1,17 @@
 //! The traits CSV (`till360-hub traits export`): point in time, back-testable.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use chrono::NaiveDate;
-use rusqlite::Connection;
 
-use super::history::{day_number, load, MS_PER_DAY};
+use super::history::{day_number, MS_PER_DAY};
 use super::population::{compute, round_cents, Models};
 use super::subject::subject;
 use super::TraitsError;
 use crate::config::TraitsConfig;
 use crate::segments::Segment;
 use crate::spreadsheet::text_cell;
+use crate::store::{self, sql::Sql};
 
 /// The header, exactly (scripts depend on it).
 pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";
@@ -28,13 +27,27 @@ pub struct ExportSummary {
     pub unreadable_lines: usize,
 }
 
+/// Writes the traits CSV as of the end of `as_of`, fitting the models on that data
+/// only. Without segment definitions at hand, the `segments` column holds the
+/// membership stored by the last `recompute`; [`export_csv_with_segments`] evaluates
+/// the config's segments as of `as_of` instead (what a back-test wants).
+pub fn export_csv(
+    db: &dyn Sql,
+    config: &TraitsConfig,
+    as_of: NaiveDate,
+    horizon_days: u32,
+    out: &mut dyn Write,
+) -> Result<ExportSummary, TraitsError> {
+    write_csv(db, config, Membership::Stored, as_of, horizon_days, out)
+}
+
 /// Writes one row per customer with a purchase on or before the end of `as_of`
 /// (local till date), fitting the models on exactly that data; segment membership is
 /// evaluated as of that date too (consents given later do not count). Model columns
 /// are empty when the data cannot support a fit (`ExportSummary::models.notes` says
 /// why); a population without purchases gives just the header.
 pub fn export_csv_with_segments(
-    conn: &Connection,
+    db: &dyn Sql,
     config: &TraitsConfig,
     segments: &[Segment],
     as_of: NaiveDate,
@@ -42,7 +55,7 @@ pub fn export_csv_with_segments(
     out: &mut dyn Write,
 ) -> Result<ExportSummary, TraitsError> {
     write_csv(
-        conn,
+        db,
         config,
         Membership::AsOf(segments),
         as_of,
@@ -52,15 +65,15 @@ pub fn export_csv_with_segments(
 }
 
 /// Where the `segments` column comes from.
-pub(super) enum Membership<'a> {
+enum Membership<'a> {
     /// Evaluate these definitions as of the export date.
     AsOf(&'a [Segment]),
     /// The `segment_members` rows of the last recompute.
     Stored,
 }
 
-pub(super) fn write_csv(
-    conn: &Connection,
+fn write_csv(
+    db: &dyn Sql,
     config: &TraitsConfig,
     membership: Membership<'_>,
     as_of: NaiveDate,
@@ -68,16 +81,11 @@ pub(super) fn write_csv(
     out: &mut dyn Write,
 ) -> Result<ExportSummary, TraitsError> {
     // One read transaction: every table read from the same snapshot.
-    conn.execute_batch("BEGIN DEFERRED")?;
-    let loaded = load(conn, as_of).and_then(|data| {
-        let stored = match membership {
-            Membership::Stored => Some(stored_membership(conn)?),
-            Membership::AsOf(_) => None,
-        };
-        Ok((data, stored))
-    });
-    conn.execute_batch("COMMIT")?;
-    let (data, stored) = loaded?;
+    let (data, stored) = store::traits::histories_and_membership(
+        db,
+        as_of,
+        matches!(membership, Membership::Stored),
+    )?;
     let population = compute(&data.histories, as_of, horizon_days, config.margin_percent);
     let consents_until = (day_number(as_of) + 1) * MS_PER_DAY;
 
@@ -129,19 +137,6 @@ pub(super) fn write_csv(
         models: population.models,
         unreadable_lines: data.unreadable_lines,
     })
-}
-
-/// profile id → segment ids (sorted), as the last recompute stored them.
-fn stored_membership(conn: &Connection) -> Result<HashMap<String, Vec<String>>, TraitsError> {
-    let mut members: HashMap<String, Vec<String>> = HashMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT profile_id, segment_id FROM segment_members ORDER BY profile_id, segment_id",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        members.entry(row.get(0)?).or_default().push(row.get(1)?);
-    }
-    Ok(members)
 }
 
 /// Four decimals; empty for a missing or non-finite value.

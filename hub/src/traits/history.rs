@@ -1,13 +1,11 @@
-//! Purchase histories: the pure model's input, and loading them from the hub's SQLite
-//! store (carded till transactions and online orders, lines matched to products).
+//! Purchase histories: the pure model's input, built from the rows the store reads
+//! (`store::traits`: carded till transactions and online orders, lines matched to
+//! products).
 
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use rusqlite::{params, Connection};
 use till360_shared::{codec, ReceiptLine, Timestamp};
-
-use super::TraitsError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,68 +68,69 @@ pub fn day_number(date: NaiveDate) -> i64 {
     date.signed_duration_since(NaiveDate::default()).num_days()
 }
 
-/// Loads every profile with its cards, consents and the purchases whose local date is
-/// on or before `as_of` (point in time).
-pub fn load(conn: &Connection, as_of: NaiveDate) -> Result<HubData, TraitsError> {
-    // "local date ≤ as_of" ⇔ at_ms + offset < start of the next day as local wall time.
-    let end_local_ms = (day_number(as_of) + 1) * MS_PER_DAY;
-    let mut data = HubData::default();
-    let mut index: HashMap<String, usize> = HashMap::new();
+/// Builds [`HubData`] from the rows the store reads (`store::traits::load_histories`):
+/// profiles, then their cards, consents, the product catalogue, receipts and orders.
+/// Rows of profiles it was not given are skipped (a profile created meanwhile waits
+/// for the next run).
+#[derive(Debug, Default)]
+pub struct HistoryBuilder {
+    data: HubData,
+    index: HashMap<String, usize>,
+    products: Products,
+}
 
-    let mut stmt =
-        conn.prepare("SELECT profile_id, customer_no FROM profiles ORDER BY profile_id")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let profile_id: String = row.get(0)?;
-        index.insert(profile_id.clone(), data.histories.len());
-        data.histories.push(CustomerHistory {
+impl HistoryBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn of(&self, profile_id: &str) -> Option<usize> {
+        self.index.get(profile_id).copied()
+    }
+
+    pub fn profile(&mut self, profile_id: String, customer_no: Option<String>) {
+        self.index
+            .insert(profile_id.clone(), self.data.histories.len());
+        self.data.histories.push(CustomerHistory {
             profile_id,
-            customer_no: row.get(1)?,
+            customer_no,
             ..CustomerHistory::default()
         });
-        data.consents.push(Vec::new());
+        self.data.consents.push(Vec::new());
     }
 
-    let mut stmt = conn
-        .prepare("SELECT profile_id, value FROM identifiers WHERE kind = 'card' ORDER BY value")?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let profile_id: String = row.get(0)?;
-        if let Some(&i) = index.get(&profile_id) {
-            data.histories[i].cards.push(row.get(1)?);
+    pub fn card(&mut self, profile_id: &str, card: String) {
+        if let Some(i) = self.of(profile_id) {
+            self.data.histories[i].cards.push(card);
         }
     }
 
-    let mut stmt = conn.prepare(
-        "SELECT profile_id, purpose, granted, at_ms FROM consents ORDER BY profile_id, purpose",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let profile_id: String = row.get(0)?;
-        if let Some(&i) = index.get(&profile_id) {
-            data.consents[i].push(ConsentRow {
-                purpose: row.get(1)?,
-                granted: row.get::<_, i64>(2)? != 0,
-                at_ms: row.get(3)?,
-            });
+    pub fn consent(&mut self, profile_id: &str, consent: ConsentRow) {
+        if let Some(i) = self.of(profile_id) {
+            self.data.consents[i].push(consent);
         }
     }
 
-    let products = Products::load(conn)?;
+    /// A catalogue product; given in sku order, the first sku with a description names
+    /// that description's category.
+    pub fn product(&mut self, sku: String, description: &str, category: String, sensitive: bool) {
+        self.products.add(sku, description, category, sensitive);
+    }
 
-    let mut stmt = conn.prepare(
-        "SELECT profile_id, store, at_ms, offset_min, total_cents, lines FROM transactions
-         WHERE profile_id IS NOT NULL AND unbalanced = 0 AND at_ms + offset_min * 60000 < ?1
-         ORDER BY at_ms, store, till, seq",
-    )?;
-    let mut rows = stmt.query(params![end_local_ms])?;
-    while let Some(row) = rows.next()? {
-        let profile_id: String = row.get(0)?;
-        let Some(&i) = index.get(&profile_id) else {
-            continue;
+    /// A carded till receipt with its stored lines (`codec` bytes of `ReceiptLine`s).
+    pub fn receipt(
+        &mut self,
+        profile_id: &str,
+        store: String,
+        at_ms: i64,
+        offset_min: i64,
+        total_cents: i64,
+        lines: &[u8],
+    ) {
+        let Some(i) = self.of(profile_id) else {
+            return;
         };
-        let lines: Vec<u8> = row.get(5)?;
-        let lines = match codec::from_bytes::<Vec<ReceiptLine>>(&lines) {
+        let lines = match codec::from_bytes::<Vec<ReceiptLine>>(lines) {
             Ok(lines) => lines
                 .into_iter()
                 .map(|l| Line {
@@ -143,51 +142,60 @@ pub fn load(conn: &Connection, as_of: NaiveDate) -> Result<HubData, TraitsError>
                 })
                 .collect(),
             Err(_) => {
-                data.unreadable_lines += 1;
+                self.data.unreadable_lines += 1;
                 Vec::new()
             }
         };
-        let (discounted_cents, categories) = products.classify(&lines);
-        data.histories[i].purchases.push(Purchase {
-            at: Timestamp::from_unix_ms(row.get(2)?, clamp_offset(row.get(3)?)),
+        let (discounted_cents, categories) = self.products.classify(&lines);
+        self.data.histories[i].purchases.push(Purchase {
+            at: Timestamp::from_unix_ms(at_ms, clamp_offset(offset_min)),
             channel: Channel::Store,
-            store: Some(row.get(1)?),
-            amount_cents: row.get(4)?,
+            store: Some(store),
+            amount_cents: total_cents,
             discounted_cents,
             categories,
         });
     }
 
-    let mut stmt = conn.prepare(
-        "SELECT profile_id, ordered_at_ms, offset_min, total_cents, lines FROM orders
-         WHERE profile_id IS NOT NULL AND ordered_at_ms + offset_min * 60000 < ?1
-         ORDER BY ordered_at_ms, order_id",
-    )?;
-    let mut rows = stmt.query(params![end_local_ms])?;
-    while let Some(row) = rows.next()? {
-        let profile_id: String = row.get(0)?;
-        let Some(&i) = index.get(&profile_id) else {
-            continue;
+    /// An online order with its lines as imported (JSON text, see [`order_lines`]).
+    pub fn order(
+        &mut self,
+        profile_id: &str,
+        ordered_at_ms: i64,
+        offset_min: i64,
+        total_cents: i64,
+        lines: &str,
+    ) {
+        let Some(i) = self.of(profile_id) else {
+            return;
         };
-        let text: String = row.get(4)?;
-        let lines = match order_lines(&text) {
+        let lines = match order_lines(lines) {
             Some(lines) => lines,
             None => {
-                data.unreadable_lines += 1;
+                self.data.unreadable_lines += 1;
                 Vec::new()
             }
         };
-        let (discounted_cents, categories) = products.classify(&lines);
-        data.histories[i].purchases.push(Purchase {
-            at: Timestamp::from_unix_ms(row.get(1)?, clamp_offset(row.get(2)?)),
+        let (discounted_cents, categories) = self.products.classify(&lines);
+        self.data.histories[i].purchases.push(Purchase {
+            at: Timestamp::from_unix_ms(ordered_at_ms, clamp_offset(offset_min)),
             channel: Channel::Online,
             store: None,
-            amount_cents: row.get(3)?,
+            amount_cents: total_cents,
             discounted_cents,
             categories,
         });
     }
-    Ok(data)
+
+    pub fn finish(self) -> HubData {
+        self.data
+    }
+}
+
+/// The end of `as_of` as local wall time, in ms since the epoch: a purchase is on or
+/// before `as_of` (its till's local date) when `at_ms + offset_min * 60000` is below it.
+pub fn end_of_local_day_ms(as_of: NaiveDate) -> i64 {
+    (day_number(as_of) + 1) * MS_PER_DAY
 }
 
 fn clamp_offset(minutes: i64) -> i16 {
@@ -247,22 +255,12 @@ pub(super) struct Products {
 }
 
 impl Products {
-    fn load(conn: &Connection) -> Result<Self, TraitsError> {
-        let mut products = Products::default();
-        let mut stmt = conn
-            .prepare("SELECT sku, description, category, sensitive FROM products ORDER BY sku")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let (sku, description, category, sensitive): (String, String, String, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            let entry = (category, sensitive != 0);
-            products
-                .by_description
-                .entry(description.to_lowercase())
-                .or_insert_with(|| entry.clone());
-            products.by_sku.insert(sku, entry);
-        }
-        Ok(products)
+    fn add(&mut self, sku: String, description: &str, category: String, sensitive: bool) {
+        let entry = (category, sensitive);
+        self.by_description
+            .entry(description.to_lowercase())
+            .or_insert_with(|| entry.clone());
+        self.by_sku.insert(sku, entry);
     }
 
     #[cfg(test)]

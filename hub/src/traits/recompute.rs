@@ -1,15 +1,14 @@
 //! The scheduled recompute: traits and segment membership as of now, written in one
 //! transaction.
 
-use rusqlite::{params, Connection, TransactionBehavior};
 use till360_shared::Timestamp;
 
-use super::history::load;
 use super::population::{compute, Models};
 use super::subject::subject;
 use super::TraitsError;
 use crate::config::HubConfig;
 use crate::segments::compile;
+use crate::store::{self, sql::Sql, StoreError};
 
 /// What a recompute wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +27,10 @@ pub struct RecomputeSummary {
 /// `profile_traits` and `segment_members` in ONE transaction. Histories are read in
 /// an earlier read transaction so ingest is not blocked while the models fit; rows are
 /// only written for profiles that still exist then (an erase or merge in between
-/// wins).
+/// wins). The one job that writes traits: the scheduler runs it, so does
+/// `till360-hub traits recompute`.
 pub fn recompute(
-    conn: &mut Connection,
+    db: &dyn Sql,
     config: &HubConfig,
     now: Timestamp,
 ) -> Result<RecomputeSummary, TraitsError> {
@@ -39,12 +39,7 @@ pub fn recompute(
         source,
     })?;
     let as_of = now.local().date_naive();
-    let data = {
-        let read = conn.transaction()?;
-        let data = load(&read, as_of)?;
-        read.commit()?;
-        data
-    };
+    let data = store::traits::histories(db, as_of)?;
     let population = compute(
         &data.histories,
         as_of,
@@ -58,48 +53,43 @@ pub fn recompute(
         "margin_percent": config.traits.margin_percent,
     });
 
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute("DELETE FROM profile_traits", [])?;
-    tx.execute("DELETE FROM segment_members", [])?;
-    let mut counts = vec![0usize; segments.len()];
-    let mut profiles = 0;
-    {
-        let mut insert_traits = tx.prepare(
-            "INSERT INTO profile_traits (profile_id, as_of_ms, traits)
-             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?1)",
-        )?;
-        let mut insert_member = tx.prepare(
-            "INSERT INTO segment_members (segment_id, profile_id)
-             SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM profiles WHERE profile_id = ?2)",
-        )?;
+    // The traits as JSON, encoded before the write transaction's rows are written; an
+    // encoding failure (none is expected) rolls the transaction back and is reported.
+    let mut unencodable: Option<serde_json::Error> = None;
+    let (profiles, counts) = store::traits::replace_all(db, now, |out| {
+        let mut counts = vec![0usize; segments.len()];
+        let mut profiles = 0;
         for (i, history) in data.histories.iter().enumerate() {
             let traits = population.customers[i].as_ref();
-            let mut json = match traits {
-                Some(t) => serde_json::to_value(t).map_err(TraitsError::Json)?,
-                None => serde_json::json!({ "purchases": 0 }),
+            let mut json = match traits.map(serde_json::to_value).transpose() {
+                Ok(Some(json)) => json,
+                Ok(None) => serde_json::json!({ "purchases": 0 }),
+                Err(e) => {
+                    let message = format!("traits of {}: {e}", history.profile_id);
+                    unencodable = Some(e);
+                    return Err(StoreError::CommitFailed(message));
+                }
             };
             if let Some(object) = json.as_object_mut() {
                 object.insert("model".into(), model.clone());
             }
-            let written = insert_traits.execute(params![
-                history.profile_id,
-                now.unix_ms,
-                json.to_string()
-            ])?;
-            if written == 0 {
+            if !out.traits(&history.profile_id, &json.to_string())? {
                 continue;
             }
             profiles += 1;
             let s = subject(traits, &data.consents[i], None);
             for (k, segment) in segments.iter().enumerate() {
-                if segment.matches(&s) {
-                    counts[k] += insert_member.execute(params![segment.id, history.profile_id])?;
+                if segment.matches(&s) && out.member(&segment.id, &history.profile_id)? {
+                    counts[k] += 1;
                 }
             }
         }
-    }
-    crate::store::freshness::record_run(&tx, now)?;
-    tx.commit()?;
+        Ok((profiles, counts))
+    })
+    .map_err(|e| match unencodable.take() {
+        Some(json) => TraitsError::Json(json),
+        None => TraitsError::from(e),
+    })?;
     Ok(RecomputeSummary {
         computed_at: now,
         profiles,
@@ -111,4 +101,10 @@ pub fn recompute(
         models: population.models,
         unreadable_lines: data.unreadable_lines,
     })
+}
+
+impl From<StoreError> for TraitsError {
+    fn from(err: StoreError) -> Self {
+        TraitsError::Db(Box::new(err))
+    }
 }

@@ -1,4 +1,5 @@
-//! Runs [`recompute`](super::recompute) on its own thread and SQLite connection:
+//! Runs [`recompute`](super::recompute) on its own thread, on a connection of the
+//! hub's [`Database`]:
 //! once at start, then every `[traits] recompute_minutes`, after an import (another
 //! process: see [`freshness`](crate::store::freshness)), and whenever asked
 //! (`RunningHub::recompute_traits`, `POST /api/v1/traits/recompute`). Fitting takes
@@ -7,17 +8,15 @@
 //! computed them in its own process, it calls the `recomputed` hook (the hub refreshes
 //! the digests: segments changed).
 
-use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use till360_shared::Timestamp;
 
 use super::{recompute, RecomputeSummary};
 use crate::config::HubConfig;
-use crate::store::freshness;
+use crate::store::{freshness, Database};
 
 /// How often the running hub looks for imports (`store::freshness`).
 const IMPORT_POLL: Duration = Duration::from_secs(1);
@@ -62,7 +61,7 @@ impl RecomputeHandle {
 
 /// The traits thread's state between runs.
 struct Thread {
-    conn: Connection,
+    db: Database,
     config: HubConfig,
     recomputed: Box<dyn Fn() + Send>,
     /// The import counter the last run saw, and a newer value seen at the last poll
@@ -75,12 +74,15 @@ struct Thread {
 
 impl Thread {
     fn run(&mut self, why: &str) -> Result<RecomputeSummary, String> {
-        if let Ok(imports) = freshness::imports(&self.conn) {
-            self.imports_done = imports;
-            self.imports_seen = None;
-        }
-        let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-        let result = recompute(&mut self.conn, &self.config, now).map_err(|e| e.to_string());
+        let conn = self.db.get().map_err(|e| e.to_string());
+        let result = conn.and_then(|conn| {
+            if let Ok(imports) = freshness::imports(&*conn) {
+                self.imports_done = imports;
+                self.imports_seen = None;
+            }
+            let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+            recompute(&*conn, &self.config, now).map_err(|e| e.to_string())
+        });
         match &result {
             Ok(s) => {
                 tracing::info!(
@@ -99,9 +101,17 @@ impl Thread {
     /// One look at the database: an import that has settled is recomputed; traits
     /// computed by another process are passed on to the hook.
     fn poll(&mut self) {
-        match freshness::imports(&self.conn) {
+        let conn = match self.db.get() {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("traits: cannot reach the database: {e}");
+                return;
+            }
+        };
+        match freshness::imports(&*conn) {
             Ok(imports) if imports != self.imports_done => {
                 if self.imports_seen == Some(imports) {
+                    drop(conn);
                     let _ = self.run("import");
                     return;
                 }
@@ -110,7 +120,7 @@ impl Thread {
             Ok(_) => {}
             Err(e) => tracing::warn!("traits: cannot read the import counter: {e}"),
         }
-        if let Ok(at) = freshness::computed_at(&self.conn) {
+        if let Ok(at) = freshness::computed_at(&*conn) {
             if at != self.computed_at {
                 tracing::info!("traits recomputed by another process: refreshing the digests");
                 self.computed_at = at;
@@ -124,24 +134,17 @@ impl TraitsSchedule {
     /// `recomputed` is called on the traits thread after each committed recompute,
     /// before an asker hears the result; it must not block.
     pub fn start(
-        db_path: &Path,
+        db: Database,
         config: HubConfig,
         recomputed: Box<dyn Fn() + Send>,
     ) -> std::io::Result<TraitsSchedule> {
-        let conn = Connection::open(db_path).map_err(std::io::Error::other)?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(std::io::Error::other)?;
-        // Replaced traits and memberships are personal data: overwritten, not left in
-        // free space (as on the store's own connections).
-        conn.pragma_update(None, "secure_delete", true)
-            .map_err(std::io::Error::other)?;
         let (requests, inbox) = mpsc::channel();
         let every = Duration::from_secs(u64::from(config.traits.recompute_minutes.max(1)) * 60);
         let thread = std::thread::Builder::new()
             .name("traits".into())
             .spawn(move || {
                 let mut state = Thread {
-                    conn,
+                    db,
                     config,
                     recomputed,
                     imports_done: 0,

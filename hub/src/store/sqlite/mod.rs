@@ -20,7 +20,7 @@ use super::{
     IngestOutcome, IngestRequest, ProfileQuery, Store, StoreError, TillClock,
 };
 use crate::config::{FraudConfig, IdentityConfig};
-use crate::coupons::{kpis, CampaignKpis, CouponCounts, StoreCoupons};
+use crate::coupons::{CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::{IdKind, Identifier};
 use crate::profile::{
     profile_view, ConsentView, LoyaltyView, PersonalView, ProfileParts, ProfileView, Purchase,
@@ -620,7 +620,7 @@ impl SqliteStore {
                 BTreeMap::new()
             }
         };
-        let coupons = kpis::load_profile_coupons(conn, profile_id)?;
+        let coupons = super::coupon_kpis::profile_coupons(conn, profile_id)?;
         Ok(Some(profile_view(ProfileParts {
             profile_id: profile_id.to_string(),
             created_at: Some(created_at),
@@ -894,15 +894,15 @@ impl Store for SqliteStore {
         campaign_id: &str,
         window_days: u32,
     ) -> Result<CampaignKpis, StoreError> {
-        kpis::load_campaign_kpis(&self.conn, campaign_id, window_days)
+        super::coupon_kpis::campaign_kpis(&self.conn, campaign_id, window_days)
     }
 
     fn coupon_counts(&self) -> Result<BTreeMap<String, CouponCounts>, StoreError> {
-        kpis::load_coupon_counts(&self.conn)
+        super::coupon_kpis::coupon_counts(&self.conn)
     }
 
     fn coupon_stores(&self) -> Result<Vec<StoreCoupons>, StoreError> {
-        kpis::load_store_report(&self.conn)
+        super::coupon_kpis::coupon_stores(&self.conn)
     }
 
     fn suspicious_cards(&self) -> Result<Vec<SuspiciousCard>, StoreError> {
