@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
 use thiserror::Error;
 use till360_shared::campaign::{fnv1a64, CampaignError, CampaignSet};
+
+use crate::store::sql::Sql;
 
 #[derive(Debug, Error)]
 pub enum CampaignsError {
@@ -25,12 +26,12 @@ pub enum CampaignsError {
         category: String,
     },
     #[error("cannot read the catalog's sensitive categories: {0}")]
-    Catalog(#[from] rusqlite::Error),
+    Catalog(#[from] crate::store::StoreError),
 }
 
 /// Reads and checks the campaign file. Without a `version` in the file, the version is
 /// a hash of its content: the same file always gives the same version.
-pub fn load(path: &Path, catalog: &Connection) -> Result<CampaignSet, CampaignsError> {
+pub fn load(path: &Path, catalog: &dyn Sql) -> Result<CampaignSet, CampaignsError> {
     let text = std::fs::read_to_string(path).map_err(|source| CampaignsError::Read {
         path: path.to_path_buf(),
         source,
@@ -40,10 +41,7 @@ pub fn load(path: &Path, catalog: &Connection) -> Result<CampaignSet, CampaignsE
         // Never 0: 0 means "no campaigns yet" to an agent.
         set.version = fnv1a64(text.as_bytes()).max(1);
     }
-    let sensitive: Vec<String> = catalog
-        .prepare("SELECT DISTINCT category FROM products WHERE sensitive != 0")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let sensitive = crate::store::imports::sensitive_categories(catalog)?;
     if let Some(conflict) = set.sensitive_conflicts(&sensitive).into_iter().next() {
         return Err(CampaignsError::Sensitive {
             path: path.to_path_buf(),

@@ -52,7 +52,7 @@ fn apply(store: &mut SqliteStore, input: &Input) {
                 .connection_mut()
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .unwrap();
-            apply_link(&tx, &row, MAX_CUSTOMERS, now()).unwrap();
+            apply_link(&*tx, &row, MAX_CUSTOMERS, now()).unwrap();
             tx.commit().unwrap();
         }
         Input::Receipt(n, card) => {

@@ -6,10 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use till360_shared::{CardNumber, Timestamp};
 
 use super::{components, BlockedIdentifier, IdKind, Identifier};
+use crate::sql_params;
+use crate::store::sql::{Sql, SqlExt};
 use crate::store::StoreError;
 
 /// A row that names identifiers of one person.
@@ -136,29 +138,26 @@ pub fn blocked_identifiers(conn: &Connection) -> Result<Vec<BlockedIdentifier>, 
     Ok(rows)
 }
 
-fn profile_of(conn: &Connection, id: &Identifier) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(PROFILE_OF)?
-        .query_row(params![id.kind.as_str(), id.value], |r| r.get(0))
-        .optional()?)
+fn profile_of(conn: &dyn Sql, id: &Identifier) -> Result<Option<String>, StoreError> {
+    conn.query_value(PROFILE_OF, sql_params![id.kind.as_str(), id.value])
 }
 
 /// Applies one link row inside the caller's transaction: records it as evidence,
 /// blocks identifiers that now link more than `max_customers` customer numbers, and
 /// merges (or splits) the profiles involved.
 pub fn apply_link(
-    conn: &Connection,
+    conn: &dyn Sql,
     row: &LinkRow,
     max_customers: usize,
     now: Timestamp,
 ) -> Result<LinkOutcome, StoreError> {
     let ids: BTreeSet<Identifier> = row.identifiers.iter().cloned().collect();
     for id in &ids {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO identity_links (row_key, kind, value) VALUES (?1, ?2, ?3)
              ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![row.key, id.kind.as_str(), id.value])?;
+            sql_params![row.key, id.kind.as_str(), id.value],
+        )?;
     }
     // A card flagged as suspicious links nothing until cleared (the row stays as evidence:
     // `relink` applies it then).
@@ -173,25 +172,21 @@ pub fn apply_link(
     let mut newly_blocked = Vec::new();
     let mut blocked_ids = Vec::new();
     for id in &ids {
-        let was_blocked = conn
-            .prepare_cached(IS_BLOCKED)?
-            .query_row(params![id.kind.as_str(), id.value], |_| Ok(()))
-            .optional()?
-            .is_some();
+        let was_blocked = conn.exists(IS_BLOCKED, sql_params![id.kind.as_str(), id.value])?;
         let customers: i64 = if has_customer && id.kind != IdKind::CustomerNo {
-            conn.prepare_cached(CUSTOMERS_OF)?
-                .query_row(params![id.kind.as_str(), id.value], |r| r.get(0))?
+            conn.query_one(CUSTOMERS_OF, sql_params![id.kind.as_str(), id.value])?
+                .get(0)?
         } else {
             0
         };
         let over = usize::try_from(customers).unwrap_or(usize::MAX) > max_customers;
         if was_blocked {
             if over {
-                conn.prepare_cached(
+                conn.execute(
                     "UPDATE blocked_identifiers SET customers = max(customers, ?3)
                      WHERE kind = ?1 AND value = ?2",
-                )?
-                .execute(params![id.kind.as_str(), id.value, customers])?;
+                    sql_params![id.kind.as_str(), id.value, customers],
+                )?;
             }
         } else if over {
             let blocked = BlockedIdentifier {
@@ -202,16 +197,11 @@ pub fn apply_link(
                     "links {customers} customers (more than max_customers_per_identifier = {max_customers})"
                 ),
             };
-            conn.prepare_cached(
+            conn.execute(
                 "INSERT INTO blocked_identifiers (kind, value, customers, reason)
                  VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                blocked.kind,
-                blocked.value,
-                customers,
-                blocked.reason
-            ])?;
+                sql_params![blocked.kind, blocked.value, customers, blocked.reason],
+            )?;
             newly_blocked.push(blocked);
             blocked_ids.push(id.clone());
         } else {
@@ -245,19 +235,19 @@ pub fn apply_link(
         };
         // The common case: nothing to join, the id stays; only add what is new.
         if touched.len() <= 1 && touched.iter().all(|t| *t == target) {
-            conn.prepare_cached(ENSURE_PROFILE)?.execute(params![
-                target,
-                row.seen_at.unix_ms,
-                row.seen_at.offset_min
-            ])?;
-            for id in &missing {
-                conn.prepare_cached(INSERT_IDENTIFIER)?.execute(params![
-                    id.kind.as_str(),
-                    id.value,
+            conn.execute(
+                ENSURE_PROFILE,
+                sql_params![
                     target,
-                    row.source,
-                    now.unix_ms
-                ])?;
+                    row.seen_at.unix_ms,
+                    i64::from(row.seen_at.offset_min)
+                ],
+            )?;
+            for id in &missing {
+                conn.execute(
+                    INSERT_IDENTIFIER,
+                    sql_params![id.kind.as_str(), id.value, target, row.source, now.unix_ms],
+                )?;
             }
             outcome.created = touched.is_empty();
             outcome.profile_id = Some(target);
@@ -300,26 +290,39 @@ pub fn relink(
 }
 
 /// The keys of the link rows that name `id`.
-fn rows_naming(conn: &Connection, id: &Identifier) -> Result<Vec<String>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT row_key FROM identity_links WHERE kind = ?1 AND value = ?2")?
-        .query_map(params![id.kind.as_str(), id.value], |r| {
-            r.get::<_, String>(0)
-        })?
-        .collect::<Result<Vec<_>, _>>()?)
+fn rows_naming(conn: &dyn Sql, id: &Identifier) -> Result<Vec<String>, StoreError> {
+    conn.query(
+        "SELECT row_key FROM identity_links WHERE kind = ?1 AND value = ?2",
+        sql_params![id.kind.as_str(), id.value],
+    )?
+    .iter()
+    .map(|r| r.get::<String>(0))
+    .collect()
 }
 
 /// The identifiers the link row `key` names.
-fn row_members(conn: &Connection, key: &str) -> Result<Vec<Identifier>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT kind, value FROM identity_links WHERE row_key = ?1")?
-        .query_map([key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter_map(|(kind, value)| IdKind::parse(&kind).map(|kind| Identifier { kind, value }))
-        .collect())
+fn row_members(conn: &dyn Sql, key: &str) -> Result<Vec<Identifier>, StoreError> {
+    members(
+        conn,
+        "SELECT kind, value FROM identity_links WHERE row_key = ?1",
+        key,
+    )
+}
+
+/// The identifiers `sql` lists (kind, value) for `key`; unknown kinds are skipped.
+fn members(conn: &dyn Sql, sql: &str, key: &str) -> Result<Vec<Identifier>, StoreError> {
+    let mut found = Vec::new();
+    conn.query_each(sql, sql_params![key], &mut |r| {
+        let kind: String = r.get(0)?;
+        if let Some(kind) = IdKind::parse(&kind) {
+            found.push(Identifier {
+                kind,
+                value: r.get(1)?,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 struct OldProfile {
@@ -331,7 +334,7 @@ struct OldProfile {
 /// Recomputes the profiles `old_ids` (plus the row's new identifiers, minus the newly
 /// blocked ones) from the evidence and moves everything hanging off them.
 fn regroup(
-    conn: &Connection,
+    conn: &dyn Sql,
     old_ids: &BTreeSet<String>,
     added: &[Identifier],
     removed: &[Identifier],
@@ -341,21 +344,18 @@ fn regroup(
     let mut old: BTreeMap<String, OldProfile> = BTreeMap::new();
     let mut origin: BTreeMap<Identifier, String> = BTreeMap::new();
     for p in old_ids {
-        let (created, customer_no) = conn
-            .prepare_cached(
-                "SELECT created_at_ms, created_offset_min, customer_no FROM profiles
-                 WHERE profile_id = ?1",
-            )?
-            .query_row([p], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
-        let members = conn
-            .prepare_cached("SELECT kind, value FROM identifiers WHERE profile_id = ?1")?
-            .query_map([p], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter_map(|(kind, value)| IdKind::parse(&kind).map(|kind| Identifier { kind, value }))
-            .collect::<Vec<_>>();
+        let r = conn.query_one(
+            "SELECT created_at_ms, created_offset_min, customer_no FROM profiles
+             WHERE profile_id = ?1",
+            sql_params![p],
+        )?;
+        let (created, customer_no): ((i64, i16), Option<String>) =
+            ((r.get(0)?, offset_minutes(r.get(1)?)?), r.get(2)?);
+        let members = members(
+            conn,
+            "SELECT kind, value FROM identifiers WHERE profile_id = ?1",
+            p,
+        )?;
         for m in &members {
             origin.insert(m.clone(), p.clone());
         }
@@ -400,8 +400,10 @@ fn regroup(
             created = Some(created.map_or(seen, |c| c.min(seen)));
         }
         let (ms, offset) = created.unwrap_or((now.unix_ms, now.offset_min));
-        conn.prepare_cached(ENSURE_PROFILE)?
-            .execute(params![comp.profile_id, ms, offset])?;
+        conn.execute(
+            ENSURE_PROFILE,
+            sql_params![comp.profile_id, ms, i64::from(offset)],
+        )?;
     }
     // Personal data and consents follow the customer number of the old profile (else
     // any remaining member); a target keeps its own values and gains what it lacks.
@@ -427,7 +429,7 @@ fn regroup(
         if target == p {
             continue;
         }
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE profiles SET (customer_no, first_name, last_name, birth_date, postal_code,
                  language, member_since, points, updated_at_ms) =
                (SELECT coalesce(t.customer_no, o.customer_no), coalesce(t.first_name, o.first_name),
@@ -437,16 +439,16 @@ fn regroup(
                  max(coalesce(t.updated_at_ms, 0), coalesce(o.updated_at_ms, 0))
                 FROM profiles t, profiles o WHERE t.profile_id = ?1 AND o.profile_id = ?2)
              WHERE profile_id = ?1",
-        )?
-        .execute(params![target, p])?;
-        conn.prepare_cached(
+            sql_params![target, p],
+        )?;
+        conn.execute(
             "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
              SELECT ?1, purpose, granted, source, at_ms FROM consents WHERE profile_id = ?2
              ON CONFLICT (profile_id, purpose) DO UPDATE SET
                  granted = excluded.granted, source = excluded.source, at_ms = excluded.at_ms
              WHERE excluded.at_ms > consents.at_ms",
-        )?
-        .execute(params![target, p])?;
+            sql_params![target, p],
+        )?;
     }
     for comp in &comps {
         for m in &comp.members {
@@ -455,35 +457,34 @@ fn regroup(
             } else {
                 (row.source.as_str(), now.unix_ms)
             };
-            conn.prepare_cached(INSERT_IDENTIFIER)?.execute(params![
-                m.kind.as_str(),
-                m.value,
-                comp.profile_id,
-                source,
-                added_at
-            ])?;
+            conn.execute(
+                INSERT_IDENTIFIER,
+                sql_params![m.kind.as_str(), m.value, comp.profile_id, source, added_at],
+            )?;
         }
     }
     for id in removed {
-        conn.prepare_cached("DELETE FROM identifiers WHERE kind = ?1 AND value = ?2")?
-            .execute(params![id.kind.as_str(), id.value])?;
+        conn.execute(
+            "DELETE FROM identifiers WHERE kind = ?1 AND value = ?2",
+            sql_params![id.kind.as_str(), id.value],
+        )?;
     }
     let survivors: BTreeSet<&str> = comps.iter().map(|c| c.profile_id.as_str()).collect();
     for p in old.keys() {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE transactions SET profile_id =
                  (SELECT i.profile_id FROM identifiers i WHERE i.kind = 'card' AND i.value = transactions.card)
              WHERE profile_id = ?1",
-        )?
-        .execute([p])?;
-        conn.prepare_cached(
+            sql_params![p],
+        )?;
+        conn.execute(
             "UPDATE orders SET profile_id =
                  (SELECT min(i.profile_id) FROM identity_links l
                   JOIN identifiers i ON i.kind = l.kind AND i.value = l.value
                   WHERE l.row_key = 'order:' || orders.order_id)
              WHERE profile_id = ?1",
-        )?
-        .execute([p])?;
+            sql_params![p],
+        )?;
         if !survivors.contains(p.as_str()) {
             for sql in [
                 "DELETE FROM consents WHERE profile_id = ?1",
@@ -491,9 +492,14 @@ fn regroup(
                 "DELETE FROM segment_members WHERE profile_id = ?1",
                 "DELETE FROM profiles WHERE profile_id = ?1",
             ] {
-                conn.prepare_cached(sql)?.execute([p])?;
+                conn.execute(sql, sql_params![p])?;
             }
         }
     }
     Ok(())
+}
+
+/// A time zone offset as stored (minutes, within ±24 h).
+fn offset_minutes(stored: i64) -> Result<i16, StoreError> {
+    i16::try_from(stored).map_err(|_| StoreError::Corrupt(format!("an offset of {stored} minutes")))
 }

@@ -12,11 +12,11 @@ use rusqlite::{Connection, OptionalExtension};
 use till360_shared::Timestamp;
 
 /// Notes an import that changed something (inside the import's transaction).
-pub fn note_import(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn note_import(db: &dyn super::sql::Sql) -> Result<(), super::StoreError> {
+    db.execute(
         "INSERT INTO change_counters (name, counter) VALUES ('import', 1)
-         ON CONFLICT (name) DO UPDATE SET counter = counter + 1",
-        [],
+         ON CONFLICT (name) DO UPDATE SET counter = change_counters.counter + 1",
+        crate::sql_params![],
     )?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod chain;
 pub mod database;
 pub mod erasures;
 pub mod freshness;
+pub mod imports;
 pub mod numbering;
 mod privacy;
 pub mod sql;

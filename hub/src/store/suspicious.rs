@@ -38,10 +38,12 @@ pub struct SuspiciousCard {
 }
 
 /// Whether `card` is flagged and not cleared.
-pub fn is_flagged(conn: &Connection, card: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM suspicious_cards WHERE card = ?1 AND cleared_at_ms IS NULL")?
-        .exists([card])?)
+pub fn is_flagged(conn: &dyn super::sql::Sql, card: &str) -> Result<bool, StoreError> {
+    use super::sql::SqlExt;
+    conn.exists(
+        "SELECT 1 FROM suspicious_cards WHERE card = ?1 AND cleared_at_ms IS NULL",
+        crate::sql_params![card],
+    )
 }
 
 /// Assesses `card`'s receipts around `at` and records what is found. Returns the findings
