@@ -35,11 +35,11 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, minutes: i64, n: i64) -
 
 fn import_crm(site: &Site, rows: &str) {
     let DatabaseUrl::Sqlite(path) = site.config().database;
-    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(STEP).unwrap();
     let csv = format!("customer_no,email,cards\n{rows}");
     till360_hub::import::customers(
-        &mut conn,
+        &conn,
         csv.as_bytes(),
         &site.config().identity,
         None,

@@ -22,7 +22,7 @@ const CONSENTS: [(&str, &str); 4] = [
 ];
 
 /// Rows applied together: the store looks up a chunk's identifiers in one go.
-const CHUNK: usize = 1_000;
+const CHUNK: usize = 5_000;
 
 fn optional(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
