@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use till360_hub::config::IdentityConfig;
+use till360_hub::config::{DatabaseUrl, IdentityConfig};
 use till360_hub::import;
-use till360_hub::store::SqliteStore;
+use till360_hub::store::{Database, DatabaseOptions, SqliteStore};
 use till360_shared::card::with_check_digit;
 use till360_shared::Timestamp;
 
@@ -33,10 +33,15 @@ fn main() {
 
     let now = Timestamp::from_unix_ms(1_768_000_000_000, 0);
     let started = Instant::now();
-    let mut store = SqliteStore::open(&dir.path().join("hub.db")).expect("open");
+    let db = Database::open(
+        &DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+        &DatabaseOptions::default(),
+    )
+    .expect("open");
+    let conn = db.get().expect("connection");
     let file = std::fs::File::open(&csv).expect("csv");
     let summary = import::customers(
-        store.connection_mut(),
+        &*conn,
         BufReader::new(file),
         &IdentityConfig::default(),
         None,

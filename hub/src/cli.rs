@@ -15,6 +15,7 @@ use till360_shared::Timestamp;
 use crate::config::{DatabaseUrl, HubConfig};
 use crate::import::{self, progress::ProgressLine, ImportError};
 use crate::store::erasures::Suppression;
+use crate::store::sql::Sql;
 use crate::store::SqliteStore;
 use crate::{pki, server};
 
@@ -173,7 +174,7 @@ fn open_store(config: &HubConfig) -> Result<SqliteStore, String> {
             config.database
         ));
     };
-    let mut store = SqliteStore::open(path)
+    let mut store = SqliteStore::open_with_timeout(path, config.database_timeout)
         .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
     store.set_identity_config(config.identity.clone());
     Ok(store)
@@ -208,10 +209,10 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut store = match open_store(&config) {
-        Ok(store) => store,
+    let db = match server::open_database(&config) {
+        Ok(db) => db,
         Err(err) => {
-            eprintln!("till360-hub: {err}");
+            eprintln!("till360-hub: {err:#}");
             return ExitCode::FAILURE;
         }
     };
@@ -227,7 +228,12 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(err) = store.set_coupon_master(master.as_bytes()) {
+        let converted = open_store(&config).and_then(|mut store| {
+            store
+                .set_coupon_master(master.as_bytes())
+                .map_err(|e| e.to_string())
+        });
+        if let Err(err) = converted {
             eprintln!("till360-hub: the erasure log: {err}");
             return ExitCode::FAILURE;
         }
@@ -251,7 +257,17 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
     let mut bar = ProgressLine::new(format!("import {name}"), size);
     let mut progress = |records: u64| bar.update(records, consumed.load(Ordering::Relaxed));
     let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-    let conn = store.connection_mut();
+    let conn = match db.get() {
+        Ok(conn) => conn,
+        Err(err) => {
+            eprintln!(
+                "till360-hub: {}: database.url: {err}",
+                config_path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let conn: &dyn Sql = &*conn;
     let result = match kind {
         ImportKind::Customers => {
             let s = suppression.as_ref();

@@ -219,6 +219,10 @@ pub struct HubConfig {
     pub key: PathBuf,
     pub campaigns: Option<PathBuf>,
     pub database: DatabaseUrl,
+    /// `[database] timeout_seconds`: how long a statement waits for another connection's
+    /// (or hub's) lock before the store reports the database busy; every connection is
+    /// opened with it.
+    pub database_timeout: std::time::Duration,
     /// Bearer token the HTTP API requires. Mandatory when `http` is not a loopback
     /// address: people's data never goes out unauthenticated.
     pub api_token: Option<String>,
@@ -471,7 +475,11 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: Option<String>,
+    timeout_seconds: Option<u64>,
 }
+
+/// `[database] timeout_seconds` when the file does not say.
+pub const DEFAULT_DATABASE_TIMEOUT_SECONDS: u64 = 10;
 
 impl HubConfig {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -544,6 +552,16 @@ impl HubConfig {
                 }
             }
         };
+        let database_timeout = raw
+            .database
+            .timeout_seconds
+            .unwrap_or(DEFAULT_DATABASE_TIMEOUT_SECONDS);
+        if !(1..=3600).contains(&database_timeout) {
+            return Err(invalid(
+                "database.timeout_seconds",
+                format!("{database_timeout} is not within 1..=3600 (one hour)"),
+            ));
+        }
         if let Some(token) = &raw.api_token {
             if token.len() < 16 || token.chars().any(char::is_whitespace) {
                 return Err(invalid(
@@ -649,6 +667,7 @@ impl HubConfig {
             key: resolve(&raw.key),
             campaigns: raw.campaigns.as_deref().map(resolve),
             database,
+            database_timeout: std::time::Duration::from_secs(database_timeout),
             origin,
         })
     }
@@ -823,6 +842,36 @@ key = "/abs/hub.key"
         let text = format!("{MINIMAL}\n[database]\nurl = \"sqlite://db/x.db\"\n");
         let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
         assert_eq!(c.database, DatabaseUrl::Sqlite("/srv/db/x.db".into()));
+    }
+
+    #[test]
+    fn database_timeout_seconds_has_a_default_and_checked_bounds() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/srv/hub.toml").unwrap();
+        assert_eq!(c.database_timeout, std::time::Duration::from_secs(10));
+        let text = format!("{MINIMAL}\n[database]\ntimeout_seconds = 30\n");
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        assert_eq!(c.database_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.database, DatabaseUrl::Sqlite("/srv/data/hub.db".into()));
+        for bad in ["0", "3601"] {
+            let text = format!("{MINIMAL}\n[database]\ntimeout_seconds = {bad}\n");
+            let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("/srv/hub.toml")
+                    && msg.contains("database.timeout_seconds")
+                    && msg.contains(&format!("{bad} is not within 1..=3600")),
+                "{bad}: {msg}"
+            );
+        }
+        let text = format!("{MINIMAL}\n[database]\ntimeout_seconds = \"ten\"\n");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("/srv/hub.toml") && msg.contains("timeout_seconds"),
+            "{msg}"
+        );
     }
 
     #[test]

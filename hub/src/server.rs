@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseUrl, HubConfig};
 use crate::digests::{DigestRefresh, RefreshSummary};
-use crate::store::{spawn_writer, SqliteStore, Store, WriterThread};
+use crate::store::{spawn_writer, Database, DatabaseOptions, SqliteStore, Store, WriterThread};
 use crate::traits::{RecomputeSummary, TraitsSchedule};
 use crate::{api, listener, segments};
 
@@ -92,6 +92,23 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the one [`Database`] a hub or a command works on (schema brought up to date),
+/// every connection with `[database] timeout_seconds`. A broken URL or a database that
+/// cannot be reached is an error naming the file, the key and the reason.
+pub fn open_database(config: &HubConfig) -> anyhow::Result<Database> {
+    let options = DatabaseOptions {
+        timeout: config.database_timeout,
+        ..DatabaseOptions::default()
+    };
+    Database::open(&config.database, &options).map_err(|err| {
+        anyhow::anyhow!(
+            "{}: database.url = \"{}\": cannot open the database: {err}",
+            config.origin.display(),
+            config.database
+        )
+    })
+}
+
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     check(&config)?;
@@ -104,6 +121,9 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     })?;
     // Before the store is opened: a second hub must not touch the first one's files.
     let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
+    // The one database every part of the hub works on: clones of `db` go to each.
+    let db = open_database(&config)?;
+    // Parts that still open their own connections from the path (until each takes `db`).
     let DatabaseUrl::Sqlite(db_path) = &config.database else {
         anyhow::bail!(
             "{}: the hub does not run on PostgreSQL yet ({})",
@@ -111,13 +131,13 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             config.database
         );
     };
-    let mut write_store = SqliteStore::open(db_path)
+    let mut write_store = SqliteStore::open_with_timeout(db_path, config.database_timeout)
         .with_context(|| format!("cannot open the store {}", db_path.display()))?;
     write_store.set_identity_config(config.identity.clone());
     write_store.set_fraud_config(config.fraud.clone());
     let campaigns = match &config.campaigns {
         Some(path) => Some(
-            crate::campaigns::load(path, write_store.connection())
+            crate::campaigns::load(path, &*db.get()?)
                 .with_context(|| format!("{}: campaigns", config.origin.display()))?,
         ),
         None => None,
@@ -142,7 +162,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // Opened before any task starts: a hub that refuses to start leaves nothing running.
     let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
     for _ in 0..api::READ_CONNECTIONS {
-        let mut store = SqliteStore::open(db_path)
+        let mut store = SqliteStore::open_with_timeout(db_path, config.database_timeout)
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
         store.set_identity_config(config.identity.clone());
         store
@@ -150,9 +170,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
         read_stores.push(Box::new(store) as Box<dyn Store>);
     }
-    // The downlink's feeds, pollers and jobs share one pool of connections.
-    let database = crate::store::Database::open(&config.database, &Default::default())
-        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    // The downlink's feeds, pollers and jobs share the hub's pool of connections.
+    let database = db.clone();
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), database.clone())
@@ -236,9 +255,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // at once: they carry the segments.
     let refresh_on_traits = digests.clone();
     // The traits job and the segment listings work on the hub's database.
-    let database =
-        crate::store::Database::open(&config.database, &crate::store::DatabaseOptions::default())
-            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let database = db.clone();
     let traits = TraitsSchedule::start(
         database.clone(),
         config.clone(),
@@ -270,7 +287,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     });
     tracing::info!(
         "hub listening: QUIC udp {quic_addr}, HTTP tcp {http_addr}, store {}",
-        db_path.display()
+        db.name()
     );
     Ok(RunningHub {
         quic_addr,

@@ -90,3 +90,38 @@ async fn a_busy_port_is_named_once() {
     assert!(err.contains(&format!("udp {addr}")), "{err}");
     assert!(err.contains("hub.toml: listen"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_by_file_key_and_reason() {
+    let site = Site::new();
+    // A file where the database's folder should be: the database cannot be opened.
+    let blocker = site.dir.path().join("blocker");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let text = std::fs::read_to_string(site.dir.path().join("hub.toml")).unwrap();
+    std::fs::write(
+        site.dir.path().join("hub.toml"),
+        format!("{text}\n[database]\nurl = \"sqlite://blocker/hub.db\"\ntimeout_seconds = 2\n"),
+    )
+    .unwrap();
+    let err = format!("{:#}", server::start(site.config()).await.err().unwrap());
+    assert!(err.contains("hub.toml: database.url = \""), "{err}");
+    assert!(err.contains("blocker/hub.db"), "{err}");
+    assert!(err.contains("cannot open the database"), "{err}");
+
+    // The import command says the same and imports nothing.
+    let config = site.dir.path().join("hub.toml");
+    let csv = site.dir.path().join("customers.csv");
+    std::fs::write(&csv, "customer_no\nC1\n").unwrap();
+    let code = till360_hub::cli::main_with_args(
+        [
+            "till360-hub",
+            "import",
+            "customers",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ]
+        .map(OsString::from),
+    );
+    assert_eq!(code, ExitCode::FAILURE);
+}

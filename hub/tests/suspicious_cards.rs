@@ -37,11 +37,11 @@ fn import_crm(site: &Site, rows: &str) {
     let DatabaseUrl::Sqlite(path) = site.config().database else {
         unreachable!("this test's hub runs on SQLite")
     };
-    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(STEP).unwrap();
     let csv = format!("customer_no,email,cards\n{rows}");
     till360_hub::import::customers(
-        &mut conn,
+        &conn,
         csv.as_bytes(),
         &site.config().identity,
         None,

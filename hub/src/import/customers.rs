@@ -3,15 +3,15 @@
 use std::io::BufRead;
 
 use chrono::NaiveDate;
-use rusqlite::{params, Connection, TransactionBehavior};
 use till360_shared::Timestamp;
 
 use super::strict_csv::StrictCsv;
-use super::{finish, parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
+use super::{parse_flag, Columns, ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
-use crate::identity::{IdKind, Identifier, LinkRow};
+use crate::identity::{IdKind, Identifier};
 use crate::store::erasures::Suppression;
-use crate::store::identity::apply_link;
+use crate::store::imports::{self as store_imports, CustomerRecord as Customer};
+use crate::store::sql::Sql;
 
 const REQUIRED: &[&str] = &["customer_no"];
 const CONSENTS: [(&str, &str); 4] = [
@@ -21,18 +21,8 @@ const CONSENTS: [(&str, &str); 4] = [
     ("consent_personalization", "personalization"),
 ];
 
-/// One checked CRM row.
-struct Customer {
-    customer_no: String,
-    identifiers: Vec<Identifier>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    birth_date: Option<String>,
-    postal_code: Option<String>,
-    member_since: Option<String>,
-    language: Option<String>,
-    consents: Vec<(&'static str, bool)>,
-}
+/// Rows applied together: the store looks up a chunk's identifiers in one go.
+const CHUNK: usize = 5_000;
 
 fn optional(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
@@ -90,7 +80,7 @@ fn parse(cols: &Columns, record: &csv::StringRecord, cc: u16) -> Result<Customer
 }
 
 pub(super) fn run(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
@@ -98,20 +88,56 @@ pub(super) fn run(
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
     let (mut csv, cols) = StrictCsv::open(reader, REQUIRED)?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
+    let mut chunk = Vec::with_capacity(CHUNK);
     while let Some((line, record)) = csv.next(&mut summary, &mut *progress)? {
         match parse(&cols, record, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             // After a bad line nothing more is applied: it will be rolled back anyway.
             Ok(c) if summary.rejected.is_empty() => {
-                apply(&tx, &c, config, suppression, now, &mut summary)?
+                chunk.push(c);
+                if chunk.len() == CHUNK {
+                    apply(db, &mut chunk, config, suppression, now, &mut summary)?;
+                }
             }
             Ok(_) => {}
         }
     }
+    if summary.rejected.is_empty() {
+        apply(db, &mut chunk, config, suppression, now, &mut summary)?;
+    }
     progress(summary.read);
-    finish(tx, summary)
+    Ok(summary)
+}
+
+/// Applies (and empties) a chunk of rows, in file order.
+fn apply(
+    db: &dyn Sql,
+    chunk: &mut Vec<Customer>,
+    config: &IdentityConfig,
+    suppression: Option<&Suppression>,
+    now: Timestamp,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let identifiers: Vec<&[Identifier]> = chunk.iter().map(|c| &c.identifiers[..]).collect();
+    let erased = store_imports::erased_at(db, suppression, &identifiers)?;
+    let mut kept = Vec::with_capacity(chunk.len());
+    for (c, erased) in chunk.drain(..).zip(erased) {
+        match erased {
+            Some(erased_at_ms) if !signed_up_again(&c, erased_at_ms) => summary.suppressed += 1,
+            _ => kept.push(c),
+        }
+    }
+    let outcomes =
+        store_imports::apply_customers(db, &kept, config.max_customers_per_identifier, now)?;
+    for outcome in outcomes {
+        summary.blocked.extend(outcome.newly_blocked);
+        summary.count(outcome.applied);
+    }
+    Ok(())
 }
 
 /// A row naming an erased person is a new sign-up when its `member_since` is on or
@@ -124,86 +150,4 @@ fn signed_up_again(c: &Customer, erased_at_ms: i64) -> bool {
         .to_string();
     let joined_after = c.member_since.as_deref().is_some_and(|d| *d >= *erase_day);
     joined_after && c.consents.iter().any(|(_, granted)| *granted)
-}
-
-fn apply(
-    conn: &Connection,
-    c: &Customer,
-    config: &IdentityConfig,
-    suppression: Option<&Suppression>,
-    now: Timestamp,
-    summary: &mut ImportSummary,
-) -> Result<(), ImportError> {
-    if let Some(erased_at_ms) = super::erased_at(conn, suppression, &c.identifiers)? {
-        if !signed_up_again(c, erased_at_ms) {
-            summary.suppressed += 1;
-            return Ok(());
-        }
-    }
-    let outcome = apply_link(
-        conn,
-        &LinkRow {
-            key: format!("crm:{}", c.customer_no),
-            source: "crm".into(),
-            identifiers: c.identifiers.clone(),
-            seen_at: now,
-        },
-        config.max_customers_per_identifier,
-        now,
-    )?;
-    summary.blocked.extend(outcome.newly_blocked);
-    let Some(profile_id) = outcome.profile_id else {
-        return Ok(());
-    };
-    // Empty CRM fields keep what is known; the smallest customer number of a joined
-    // profile is its customer_no (independent of import order).
-    let changed = conn
-        .prepare_cached(
-            "UPDATE profiles SET
-                 customer_no = CASE WHEN customer_no IS NULL OR ?2 < customer_no
-                               THEN ?2 ELSE customer_no END,
-                 first_name = coalesce(?3, first_name), last_name = coalesce(?4, last_name),
-                 birth_date = coalesce(?5, birth_date), postal_code = coalesce(?6, postal_code),
-                 member_since = coalesce(?7, member_since), language = coalesce(?8, language),
-                 updated_at_ms = ?9
-             WHERE profile_id = ?1 AND NOT (
-                 customer_no IS (CASE WHEN customer_no IS NULL OR ?2 < customer_no
-                                 THEN ?2 ELSE customer_no END)
-                 AND first_name IS coalesce(?3, first_name) AND last_name IS coalesce(?4, last_name)
-                 AND birth_date IS coalesce(?5, birth_date) AND postal_code IS coalesce(?6, postal_code)
-                 AND member_since IS coalesce(?7, member_since) AND language IS coalesce(?8, language))",
-        )?
-        .execute(params![
-            profile_id,
-            c.customer_no,
-            c.first_name,
-            c.last_name,
-            c.birth_date,
-            c.postal_code,
-            c.member_since,
-            c.language,
-            now.unix_ms
-        ])?;
-    let mut consents_changed = 0;
-    for (purpose, granted) in &c.consents {
-        consents_changed += conn
-            .prepare_cached(
-                "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-                 VALUES (?1, ?2, ?3, 'crm', ?4)
-                 ON CONFLICT (profile_id, purpose) DO UPDATE SET
-                     granted = excluded.granted, source = excluded.source, at_ms = excluded.at_ms
-                 WHERE consents.granted IS NOT excluded.granted",
-            )?
-            .execute(params![profile_id, purpose, granted, now.unix_ms])?;
-    }
-    if outcome.created {
-        summary.inserted += 1;
-    } else if outcome.merged {
-        summary.merged += 1;
-    } else if changed + consents_changed > 0 {
-        summary.updated += 1;
-    } else {
-        summary.unchanged += 1;
-    }
-    Ok(())
 }

@@ -5,6 +5,9 @@
 //! back and the bad lines are reported with their line numbers (nothing half-applied).
 //! Re-importing a file changes nothing: customers and products are upserted only
 //! where a value differs, an order id already stored is skipped.
+//!
+//! This module parses and checks; what is written, and how, is the store's
+//! (`store::imports`), on whatever engine the database runs.
 
 mod customers;
 mod orders;
@@ -14,18 +17,18 @@ mod strict_csv;
 
 use std::io::BufRead;
 
-use rusqlite::Connection;
 use serde::Serialize;
 use thiserror::Error;
 use till360_shared::Timestamp;
 
 use crate::config::IdentityConfig;
 use crate::identity::BlockedIdentifier;
-use crate::identity::Identifier;
-use crate::store::erasures::{suppressed_since, Suppression};
+use crate::store::erasures::Suppression;
+use crate::store::imports::{self as store_imports, Applied};
+use crate::store::sql::Sql;
 use crate::store::StoreError;
 
-pub use orders::OrderLine;
+pub use crate::store::imports::OrderLine;
 
 /// A rejected line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,12 +97,6 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for ImportError {
-    fn from(e: rusqlite::Error) -> Self {
-        ImportError::Store(StoreError::from(e))
-    }
-}
-
 /// Called every [`progress::EVERY`] records and at the end, with the records read.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(u64);
 
@@ -107,92 +104,75 @@ pub type ProgressFn<'a> = &'a mut dyn FnMut(u64);
 /// log's suppression list, from the coupon master secret) keeps erased people out;
 /// without it an import is refused once anyone was erased.
 pub fn customers(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
 ) -> Result<ImportSummary, ImportError> {
-    customers::run(conn, reader, config, suppression, now, &mut |_| {})
+    in_transaction(db, |db| {
+        customers::run(db, reader, config, suppression, now, &mut |_| {})
+    })
 }
 
 /// [`customers`] with a progress callback.
 pub fn customers_with_progress(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    customers::run(conn, reader, config, suppression, now, progress)
+    in_transaction(db, |db| {
+        customers::run(db, reader, config, suppression, now, progress)
+    })
 }
 
 /// Imports online orders (one JSON object per line).
 pub fn orders(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
 ) -> Result<ImportSummary, ImportError> {
-    orders::run(conn, reader, config, suppression, now, &mut |_| {})
+    in_transaction(db, |db| {
+        orders::run(db, reader, config, suppression, now, &mut |_| {})
+    })
 }
 
 /// [`orders`] with a progress callback.
 pub fn orders_with_progress(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    orders::run(conn, reader, config, suppression, now, progress)
+    in_transaction(db, |db| {
+        orders::run(db, reader, config, suppression, now, progress)
+    })
 }
 
 /// Imports products (CSV with a header).
 pub fn products(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     now: Timestamp,
 ) -> Result<ImportSummary, ImportError> {
-    products::run(conn, reader, now, &mut |_| {})
+    in_transaction(db, |db| products::run(db, reader, now, &mut |_| {}))
 }
 
 /// [`products`] with a progress callback.
 pub fn products_with_progress(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    products::run(conn, reader, now, progress)
-}
-
-/// When the latest of `identifiers` on the suppression list was erased (unix ms):
-/// `Some` means the record names an erased person. Without the key the list cannot be
-/// read: fine while it is empty, an error otherwise (never a silent re-import).
-fn erased_at(
-    conn: &Connection,
-    suppression: Option<&Suppression>,
-    identifiers: &[Identifier],
-) -> Result<Option<i64>, ImportError> {
-    let Some(suppression) = suppression else {
-        let any: bool = conn
-            .prepare_cached("SELECT 1 FROM suppressed_identifiers LIMIT 1")?
-            .exists([])?;
-        return if any {
-            Err(ImportError::Store(StoreError::NoMasterSecret))
-        } else {
-            Ok(None)
-        };
-    };
-    let mut latest = None;
-    for id in identifiers {
-        latest = latest.max(suppressed_since(conn, suppression, id)?);
-    }
-    Ok(latest)
+    in_transaction(db, |db| products::run(db, reader, now, progress))
 }
 
 /// `yes/no/true/false/1/0` (any case); empty is `None`.
@@ -240,20 +220,44 @@ impl Columns {
     }
 }
 
-/// Ends an import: commit when every line was good, else roll back and report.
-fn finish(
-    tx: rusqlite::Transaction<'_>,
-    summary: ImportSummary,
+/// Runs an import in ONE transaction: committed when every line was good, else rolled
+/// back and the bad lines reported (also rolled back on any error).
+fn in_transaction(
+    db: &dyn Sql,
+    run: impl FnOnce(&dyn Sql) -> Result<ImportSummary, ImportError>,
 ) -> Result<ImportSummary, ImportError> {
-    if summary.rejected.is_empty() {
-        // The running hub recomputes traits and segments when it sees this.
-        if summary.inserted + summary.updated + summary.merged > 0 {
-            crate::store::freshness::note_import(&*tx)?;
+    store_imports::begin(db)?;
+    let summary = match run(db) {
+        Ok(summary) => summary,
+        Err(err) => {
+            // The rollback's own error is not the news: the first error is.
+            let _ = store_imports::rollback(db);
+            return Err(err);
         }
-        tx.commit()?;
+    };
+    if summary.rejected.is_empty() {
+        // The running hub recomputes traits and segments when it sees a change.
+        let changed = summary.inserted + summary.updated + summary.merged > 0;
+        if let Err(err) = store_imports::commit(db, changed) {
+            let _ = store_imports::rollback(db);
+            return Err(err.into());
+        }
         Ok(summary)
     } else {
-        tx.rollback()?;
+        store_imports::rollback(db)?;
         Err(ImportError::Rejected(summary))
+    }
+}
+
+impl ImportSummary {
+    /// Counts what applying one record did.
+    fn count(&mut self, applied: Applied) {
+        match applied {
+            Applied::Inserted => self.inserted += 1,
+            Applied::Updated => self.updated += 1,
+            Applied::Merged => self.merged += 1,
+            Applied::Unchanged => self.unchanged += 1,
+            Applied::Nothing => {}
+        }
     }
 }

@@ -2,28 +2,15 @@
 
 use std::io::BufRead;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use till360_shared::Timestamp;
 
-use super::{finish, ImportError, ImportSummary, ProgressFn, Rejection};
+use super::{ImportError, ImportSummary, ProgressFn, Rejection};
 use crate::config::IdentityConfig;
-use crate::identity::{IdKind, Identifier, LinkRow};
+use crate::identity::{IdKind, Identifier};
 use crate::store::erasures::Suppression;
-use crate::store::identity::apply_link;
-
-/// An order line as the file has it and `orders.lines` stores it (JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OrderLine {
-    #[serde(default)]
-    pub sku: Option<String>,
-    pub description: String,
-    pub qty: f64,
-    #[serde(default)]
-    pub unit_cents: Option<i64>,
-    pub amount_cents: i64,
-}
+use crate::store::imports::{self as store_imports, OrderLine, OrderRecord as Order};
+use crate::store::sql::Sql;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,16 +27,6 @@ struct RawOrder {
     ordered_at: String,
     channel: String,
     lines: Vec<OrderLine>,
-    total_cents: i64,
-    currency: String,
-}
-
-struct Order {
-    order_id: String,
-    identifiers: Vec<Identifier>,
-    at: Timestamp,
-    channel: String,
-    lines: String,
     total_cents: i64,
     currency: String,
 }
@@ -107,14 +84,13 @@ fn parse(text: &str, cc: u16) -> Result<Order, String> {
 }
 
 pub(super) fn run(
-    conn: &mut Connection,
+    db: &dyn Sql,
     reader: impl BufRead,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
     progress: ProgressFn<'_>,
 ) -> Result<ImportSummary, ImportError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = ImportSummary::default();
     for (i, text) in reader.lines().enumerate() {
         let line = i as u64 + 1;
@@ -140,92 +116,41 @@ pub(super) fn run(
         match parse(&text, config.default_country_code) {
             Err(reason) => summary.rejected.push(Rejection { line, reason }),
             Ok(order) if summary.rejected.is_empty() => {
-                apply(&tx, &order, config, suppression, now, &mut summary)?
+                apply(db, &order, config, suppression, now, &mut summary)?
             }
             Ok(_) => {}
         }
     }
     progress(summary.read);
-    finish(tx, summary)
+    Ok(summary)
 }
 
 fn apply(
-    conn: &Connection,
+    db: &dyn Sql,
     order: &Order,
     config: &IdentityConfig,
     suppression: Option<&Suppression>,
     now: Timestamp,
     summary: &mut ImportSummary,
 ) -> Result<(), ImportError> {
-    let known = conn
-        .prepare_cached("SELECT 1 FROM orders WHERE order_id = ?1")?
-        .query_row([&order.order_id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if known {
+    if store_imports::order_known(db, &order.order_id)? {
         summary.unchanged += 1;
         return Ok(());
     }
     // An order from before an erase of one of its identifiers is kept (sales stay
     // counted) without the person, as the erase left the orders it found.
-    let erased = super::erased_at(conn, suppression, &order.identifiers)?;
-    if erased.is_some_and(|ms| ms >= order.at.unix_ms) {
+    let erased = store_imports::erased_at(db, suppression, &[&order.identifiers])?;
+    if erased[0].is_some_and(|ms| ms >= order.at.unix_ms) {
         summary.suppressed += 1;
-        insert_order(conn, order, None)?;
+        store_imports::insert_anonymous_order(db, order)?;
         summary.inserted += 1;
         return Ok(());
     }
-    let outcome = apply_link(
-        conn,
-        &LinkRow {
-            key: format!("order:{}", order.order_id),
-            source: "online".into(),
-            identifiers: order.identifiers.clone(),
-            seen_at: order.at,
-        },
-        config.max_customers_per_identifier,
-        now,
-    )?;
+    let outcome = store_imports::apply_order(db, order, config.max_customers_per_identifier, now)?;
     summary.blocked.extend(outcome.newly_blocked);
     if outcome.merged {
         summary.merged += 1;
     }
-    // A customer number on an order names the profile as a CRM row would: the smallest
-    // one wins (independent of import order), so a web-only customer is exported by it.
-    let customer_no = order
-        .identifiers
-        .iter()
-        .find(|id| id.kind == IdKind::CustomerNo);
-    if let (Some(profile_id), Some(no)) = (&outcome.profile_id, customer_no) {
-        conn.prepare_cached(
-            "UPDATE profiles SET customer_no = ?2
-             WHERE profile_id = ?1 AND (customer_no IS NULL OR ?2 < customer_no)",
-        )?
-        .execute(params![profile_id, no.value])?;
-    }
-    insert_order(conn, order, outcome.profile_id.as_deref())?;
     summary.inserted += 1;
-    Ok(())
-}
-
-fn insert_order(
-    conn: &Connection,
-    order: &Order,
-    profile_id: Option<&str>,
-) -> Result<(), ImportError> {
-    conn.prepare_cached(
-        "INSERT INTO orders (order_id, profile_id, ordered_at_ms, offset_min, channel,
-             total_cents, currency, lines) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        order.order_id,
-        profile_id,
-        order.at.unix_ms,
-        order.at.offset_min,
-        order.channel,
-        order.total_cents,
-        order.currency,
-        order.lines
-    ])?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod downlink;
 pub mod erasures;
 pub mod freshness;
 pub mod identity;
+pub mod imports;
 pub mod ingest;
 pub mod locks;
 pub mod migrations;

@@ -581,7 +581,7 @@ impl SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         for (order_id, channel, at, total_cents, currency, json) in rows {
-            let lines: Vec<crate::import::OrderLine> = serde_json::from_str(&json)
+            let lines: Vec<super::imports::OrderLine> = serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("order {order_id} lines: {e}")))?;
             let mut out = Vec::with_capacity(lines.len());
             for l in lines {
