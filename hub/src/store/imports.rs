@@ -20,7 +20,8 @@ use till360_shared::Timestamp;
 use super::erasures::Suppression;
 use super::sql::{Engine, Sql, SqlExt, ToParam, TxKind};
 use super::StoreError;
-use crate::identity::{apply_link, BlockedIdentifier, IdKind, Identifier, LinkRow};
+use super::identity::apply_link;
+use crate::identity::{BlockedIdentifier, IdKind, Identifier, LinkRow};
 use crate::sql_params;
 
 /// An order line as an order file has it and `orders.lines` stores it (JSON).
