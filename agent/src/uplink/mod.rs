@@ -238,7 +238,6 @@ impl Uplink {
         let mut requests = self.requests.take();
         let mut attempt = 0u32;
         let mut jitter = Jitter::seeded();
-        let mut rotation = HubRotation::new();
         let mut dialled = Dialled::default();
         loop {
             if *stop.borrow() {
@@ -248,12 +247,12 @@ impl Uplink {
             let result = tokio::select! {
                 // A session that sees the stop first ends cleanly (news included).
                 biased;
-                r = self.session(&status, &mut attempt, stop.clone(), &mut requests, &online, &rotation, &mut dialled) => r,
+                r = self.session(&status, &mut attempt, stop.clone(), &mut requests, &online, &mut dialled) => r,
                 _ = stopped(&mut stop) => Ok(()),
             };
             let (hub, candidates) = (dialled.label.clone(), dialled.candidates);
             if dialled.reached {
-                rotation.connected();
+                dialled.rotation.connected();
             }
             // The stop may have dropped the session before it said so itself.
             if online.swap(false, Ordering::SeqCst) {
@@ -261,7 +260,7 @@ impl Uplink {
             }
             status.send_modify(|s| s.connected = false);
             let round_over =
-                result.is_err() && rotation.failed(candidates) == AfterFailure::Backoff;
+                result.is_err() && dialled.rotation.failed(candidates) == AfterFailure::Backoff;
             let mut delay = if round_over || result.is_ok() {
                 jitter.backoff(attempt)
             } else {
@@ -314,23 +313,21 @@ impl Uplink {
         mut stop: watch::Receiver<bool>,
         requests: &mut Requests,
         online: &Arc<AtomicBool>,
-        rotation: &HubRotation,
         dialled: &mut Dialled,
     ) -> Result<(), UplinkError> {
         let candidates = self
             .offline_while(requests, resolve_all(&self.hub.addresses))
             .await;
-        let chosen = rotation
+        let chosen = dialled
+            .rotation
             .choose(candidates.len())
             .map(|i| candidates[i].clone());
-        *dialled = Dialled {
-            label: match &chosen {
-                Some((entry, addr)) => format!("{entry} ({addr})"),
-                None => self.hub.addresses.join(", "),
-            },
-            candidates: candidates.len(),
-            reached: false,
+        dialled.label = match &chosen {
+            Some((entry, addr)) => format!("{entry} ({addr})"),
+            None => self.hub.addresses.join(", "),
         };
+        dialled.candidates = candidates.len();
+        dialled.reached = false;
         let (_, addr) = match chosen {
             Some(chosen) => chosen,
             None => {
@@ -860,9 +857,11 @@ async fn resolve_all(entries: &[String]) -> Vec<(String, SocketAddr)> {
     out
 }
 
-/// The hub the current session dialled, for the reconnect loop and its messages.
+/// Which hub to dial, and the one the current session dialled (for the reconnect loop
+/// and its messages).
 #[derive(Debug, Clone, Default)]
 struct Dialled {
+    rotation: HubRotation,
     /// `entry (address)`, or the configured list when nothing resolved.
     label: String,
     /// How many addresses the hubs resolved to.
