@@ -23,10 +23,6 @@ pub enum AfterFailure {
 }
 
 impl HubRotation {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// The candidate to dial among `count` (the addresses as just resolved), if any.
     pub fn choose(&self, count: usize) -> Option<usize> {
         (count > 0).then(|| self.next % count)
@@ -62,7 +58,7 @@ mod tests {
 
     #[test]
     fn one_hub_backs_off_after_every_failure() {
-        let mut rotation = HubRotation::new();
+        let mut rotation = HubRotation::default();
         for _ in 0..3 {
             assert_eq!(rotation.choose(1), Some(0));
             assert_eq!(rotation.failed(1), AfterFailure::Backoff);
@@ -71,7 +67,7 @@ mod tests {
 
     #[test]
     fn a_dead_hub_is_skipped_at_once_and_the_working_one_kept() {
-        let mut rotation = HubRotation::new();
+        let mut rotation = HubRotation::default();
         assert_eq!(rotation.choose(3), Some(0));
         assert_eq!(rotation.failed(3), AfterFailure::TryNext);
         assert_eq!(rotation.choose(3), Some(1));
@@ -89,7 +85,7 @@ mod tests {
 
     #[test]
     fn nothing_resolved_backs_off_and_a_shrunk_list_stays_in_range() {
-        let mut rotation = HubRotation::new();
+        let mut rotation = HubRotation::default();
         assert_eq!(rotation.choose(0), None);
         assert_eq!(rotation.failed(0), AfterFailure::Backoff);
         for _ in 0..4 {
