@@ -125,7 +125,7 @@ async fn drain_over_quic(site: &Path, journal_dir: &Path, agent: &AgentId, count
         "the copied journal holds every event"
     );
     let link = HubLink {
-        address: hub.quic_addr().to_string(),
+        addresses: vec![hub.quic_addr().to_string()],
         server_name: "localhost".into(),
         ca: certs.join("ca.pem"),
         cert: certs.join("agent.pem"),

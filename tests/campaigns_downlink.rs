@@ -58,7 +58,7 @@ async fn start_hub() -> TestHub {
     let certs = dir.path().join("certs");
     till360_hub::pki::issue_agent(&dir.path().join("pki"), "S001", "T02", &certs).unwrap();
     let link = HubLink {
-        address: hub.quic_addr().to_string(),
+        addresses: vec![hub.quic_addr().to_string()],
         server_name: "localhost".into(),
         ca: certs.join("ca.pem"),
         cert: certs.join("agent.pem"),
@@ -337,7 +337,7 @@ async fn without_a_hub_a_coupon_check_is_unanswered_at_once_and_a_digest_request
     let mut link = hub.link.clone();
     // A port nobody listens on.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    link.address = socket.local_addr().unwrap().to_string();
+    link.addresses = vec![socket.local_addr().unwrap().to_string()];
     drop(socket);
     let journal = Arc::new(Mutex::new(
         Journal::open(&hub.journal_dir(), &agent()).unwrap(),

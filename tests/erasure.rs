@@ -144,7 +144,7 @@ impl InProcess {
         )
         .unwrap();
         let link = HubLink {
-            address: String::new(),
+            addresses: vec![String::new()],
             server_name: "localhost".into(),
             ca: certs.join("ca.pem"),
             cert: certs.join("agent.pem"),
@@ -165,7 +165,7 @@ fn start_uplink(
     hub: &RunningHub,
 ) -> (UplinkHandle, mpsc::Receiver<ErasedCards>) {
     let mut link = link.clone();
-    link.address = hub.quic_addr().to_string();
+    link.addresses = vec![hub.quic_addr().to_string()];
     let last = journal.lock().unwrap().last_seq();
     let (erased_tx, erased_rx) = mpsc::channel();
     let uplink = Uplink {

@@ -146,8 +146,10 @@ pub struct CardsConfig {
 /// How to reach the hub: `[hub]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubLink {
-    /// `HOST:PORT` (UDP), resolved at every connect.
-    pub address: String,
+    /// `HOST:PORT` (UDP) of each hub, resolved at every connect: the agent uses one at a
+    /// time and fails over to the next (a name resolving to several addresses counts as
+    /// several hubs). Never empty.
+    pub addresses: Vec<String>,
     /// The name the hub's certificate must carry.
     pub server_name: String,
     pub ca: PathBuf,
@@ -319,10 +321,18 @@ struct RawCards {
     prefixes: Vec<String>,
 }
 
+/// `address = "HOST:PORT"` or `address = ["HOST:PORT", ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAddresses {
+    One(String),
+    Several(Vec<String>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHub {
-    address: String,
+    address: RawAddresses,
     server_name: Option<String>,
     ca: String,
     cert: String,
@@ -505,16 +515,28 @@ impl AgentConfig {
         let hub = match raw.hub {
             None => None,
             Some(h) => {
-                let server_name = match h.server_name {
-                    Some(name) => name,
-                    None => host_of(&h.address).to_string(),
+                let addresses = match h.address {
+                    RawAddresses::One(address) => vec![address],
+                    RawAddresses::Several(list) => list,
                 };
-                if host_of(&h.address).is_empty() || !h.address.contains(':') {
+                if addresses.is_empty() {
                     return Err(bad(
                         "[hub] address",
-                        format!("{:?} is not HOST:PORT", h.address),
+                        "lists no hub: give \"HOST:PORT\" or a list of them".into(),
                     ));
                 }
+                for address in &addresses {
+                    if host_of(address).is_empty() || !has_port(address) {
+                        return Err(bad(
+                            "[hub] address",
+                            format!("{address:?} is not HOST:PORT"),
+                        ));
+                    }
+                }
+                let server_name = match h.server_name {
+                    Some(name) => name,
+                    None => host_of(&addresses[0]).to_string(),
+                };
                 if server_name.trim().is_empty() {
                     return Err(bad("[hub] server_name", "must not be empty".into()));
                 }
@@ -532,7 +554,7 @@ impl AgentConfig {
                     }
                 }
                 Some(HubLink {
-                    address: h.address,
+                    addresses,
                     server_name,
                     ca: resolve(&h.ca),
                     cert: resolve(&h.cert),
@@ -673,6 +695,13 @@ impl AgentConfig {
 }
 
 /// The host part of `HOST:PORT` or `[V6]:PORT`.
+/// Whether `address` ends in `:PORT` with a port number.
+fn has_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok_and(|p| p != 0))
+}
+
 fn host_of(address: &str) -> &str {
     if let Some(rest) = address.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("");
@@ -775,6 +804,48 @@ mod tests {
             let err = with(section).unwrap_err().to_string();
             assert!(err.starts_with("/etc/till/agent.toml: "), "{err}");
             assert!(err.contains(key), "{section:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn hub_address_is_one_hub_or_a_list_to_fail_over_between() {
+        let base = "store = \"S1\"\ntill = \"T1\"\ndata_dir = \"d\"\n\
+                    [printer]\nport = \"/dev/b\"\n[cards]\nprefixes = [\"2401\"]\n\
+                    [pos]\nport = \"/dev/a\"\nlayout = \"l.toml\"\n\
+                    [hub]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+        let origin = Path::new("/etc/till/agent.toml");
+        let with = |keys: &str| AgentConfig::from_toml_str(&format!("{base}{keys}"), origin);
+        let one = with("address = \"hub.example:4433\"\n")
+            .unwrap()
+            .hub
+            .unwrap();
+        assert_eq!(one.addresses, vec!["hub.example:4433".to_string()]);
+        assert_eq!(one.server_name, "hub.example");
+        let several = with("address = [\"hub-a.example:4433\", \"10.0.0.7:4433\"]\n")
+            .unwrap()
+            .hub
+            .unwrap();
+        assert_eq!(
+            several.addresses,
+            vec![
+                "hub-a.example:4433".to_string(),
+                "10.0.0.7:4433".to_string()
+            ]
+        );
+        assert_eq!(several.server_name, "hub-a.example", "from the first hub");
+        for (keys, reason) in [
+            ("address = []\n", "lists no hub"),
+            (
+                "address = [\"hub:4433\", \"hub-b\"]\n",
+                "\"hub-b\" is not HOST:PORT",
+            ),
+            ("address = \"hub:0\"\n", "\"hub:0\" is not HOST:PORT"),
+            ("address = [\"hub:4433\", 7]\n", "[hub] address"),
+        ] {
+            let err = with(keys).unwrap_err().to_string();
+            assert!(err.starts_with("/etc/till/agent.toml: "), "{err}");
+            assert!(err.contains("[hub] address"), "{keys:?}: {err}");
+            assert!(err.contains(reason), "{keys:?}: {err}");
         }
     }
 

@@ -33,7 +33,7 @@ fn pki() -> Pki {
 
 fn hub(dir: &Path) -> HubLink {
     HubLink {
-        address: "127.0.0.1:4433".into(),
+        addresses: vec!["127.0.0.1:4433".into()],
         server_name: "localhost".into(),
         ca: dir.join("ca.pem"),
         cert: dir.join("agent.pem"),

@@ -33,6 +33,17 @@ struct Pki {
     hub_key: PrivateKeyDer<'static>,
 }
 
+impl Pki {
+    /// The same CA and hub certificate, for a second hub.
+    fn copy(&self) -> Pki {
+        Pki {
+            ca_der: self.ca_der.clone(),
+            hub_chain: self.hub_chain.clone(),
+            hub_key: self.hub_key.clone_key(),
+        }
+    }
+}
+
 /// Writes `ca.pem`, `agent.pem`, `agent.key` into `dir` and returns the hub's side.
 fn pki(dir: &Path) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
@@ -195,7 +206,7 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
     let server = tokio::spawn(serve_hub(endpoint.clone(), Arc::clone(&state), 2));
 
     let hub = HubLink {
-        address: addr.to_string(),
+        addresses: vec![addr.to_string()],
         server_name: "localhost".into(),
         ca: dir.path().join("ca.pem"),
         cert: dir.path().join("agent.pem"),
@@ -278,4 +289,96 @@ async fn events_reach_the_hub_once_and_acks_compact_the_journal() {
         (10, 0),
         "acked events are compacted"
     );
+}
+
+/// `[hub] address` lists several hubs: a hub that refuses the connection is skipped at
+/// once, and when the hub in use dies the agent carries on with the next one, resuming
+/// from what the hubs (one database: the state shared here) committed: every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_fails_over_to_the_next_hub_and_every_event_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let state = Arc::new(Mutex::new(HubState::default()));
+    let refusing = hub_endpoint(pki.copy());
+    let refusing_addr = refusing.local_addr().unwrap();
+    let refuser = tokio::spawn(async move {
+        while let Some(incoming) = refusing.accept().await {
+            incoming.refuse();
+        }
+    });
+    let hub_a = hub_endpoint(pki.copy());
+    let hub_b = hub_endpoint(pki);
+    let (addr_a, addr_b) = (hub_a.local_addr().unwrap(), hub_b.local_addr().unwrap());
+    let server_a = tokio::spawn(serve_hub(hub_a.clone(), Arc::clone(&state), usize::MAX));
+    let server_b = tokio::spawn(serve_hub(hub_b.clone(), Arc::clone(&state), usize::MAX));
+
+    let hub = HubLink {
+        addresses: vec![
+            refusing_addr.to_string(),
+            addr_a.to_string(),
+            addr_b.to_string(),
+        ],
+        server_name: "localhost".into(),
+        ca: dir.path().join("ca.pem"),
+        cert: dir.path().join("agent.pem"),
+        key: dir.path().join("agent.key"),
+        batch_max: 2,
+        window: 3,
+        origin: "agent.toml".into(),
+    };
+    let mut journal = Journal::open(&dir.path().join("data"), &agent()).unwrap();
+    for n in 1..=5 {
+        journal
+            .append(Timestamp::from_unix_ms(n as i64, 60), scan(n))
+            .unwrap();
+    }
+    let journal = Arc::new(Mutex::new(journal));
+    let (seq_tx, journal_seq) = watch::channel(5u64);
+    let uplink = Uplink {
+        agent: agent(),
+        client_config: client_config(&hub).unwrap(),
+        hub,
+        journal: Arc::clone(&journal),
+        journal_seq,
+        erased_cards: None,
+        news: None,
+        requests: None,
+        request_timeout: till360_agent::uplink::DEFAULT_REQUEST_TIMEOUT,
+    }
+    .spawn();
+    let mut status = uplink.status();
+    wait_acked(&mut status, 5).await;
+    assert_eq!(
+        state.lock().unwrap().connections,
+        1,
+        "the refusing hub was skipped, hub A took the till"
+    );
+
+    // Hub A dies; the till goes on with hub B without waiting for a backoff round.
+    hub_a.close(0u32.into(), b"hub A stops");
+    server_a.abort();
+    for n in 6..=9 {
+        let seq = journal
+            .lock()
+            .unwrap()
+            .append(Timestamp::from_unix_ms(n as i64, 60), scan(n))
+            .unwrap()
+            .seq;
+        seq_tx.send_replace(seq);
+    }
+    wait_acked(&mut status, 9).await;
+    {
+        let s = state.lock().unwrap();
+        assert_eq!(s.connections, 2, "hub B took over");
+        let seqs: Vec<u64> = s.merged.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=9).collect::<Vec<_>>(),
+            "every event once, in order"
+        );
+    }
+    uplink.shutdown().await;
+    hub_b.close(0u32.into(), b"done");
+    server_b.abort();
+    refuser.abort();
 }

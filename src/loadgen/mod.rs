@@ -90,7 +90,7 @@ pub fn issue_certificates(pki: &Path, certs: &Path, agents: usize) -> anyhow::Re
 /// The uplink settings of a till whose certificate lies in `dir`.
 pub fn hub_link(args: &LoadgenArgs, dir: &Path) -> HubLink {
     HubLink {
-        address: args.hub.clone(),
+        addresses: vec![args.hub.clone()],
         server_name: args.server_name.clone(),
         ca: dir.join("ca.pem"),
         cert: dir.join("agent.pem"),

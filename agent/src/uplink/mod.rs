@@ -23,6 +23,7 @@
 //! After any error the task reconnects with a jittered exponential backoff, forever,
 //! and resumes from the hub's `Welcome`.
 
+mod failover;
 mod health;
 mod pending;
 mod tls;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 use crate::config::HubLink;
 use crate::hub_link::{CampaignState, HubNews, HubRequest, NewsSink};
 use crate::journal::{Journal, JournalError};
+use failover::{AfterFailure, HubRotation};
 use pending::{offline_answer, PendingRequests, Reply, MAX_PENDING};
 pub use tls::{client_config, TlsConfigError};
 
@@ -194,6 +196,10 @@ struct Link {
     /// `HubNews::Online(true)` was sent for this connection. Shared with `run`, which
     /// tells `Online(false)` itself when a stop drops the session mid-way.
     online: Arc<AtomicBool>,
+    /// The hub dialled, for messages: `entry (address)`.
+    hub: String,
+    /// The hub acknowledged this session (it works: keep it first).
+    reached: bool,
 }
 
 impl Uplink {
@@ -232,6 +238,7 @@ impl Uplink {
         let mut requests = self.requests.take();
         let mut attempt = 0u32;
         let mut jitter = Jitter::seeded();
+        let mut dialled = Dialled::default();
         loop {
             if *stop.borrow() {
                 break;
@@ -240,37 +247,49 @@ impl Uplink {
             let result = tokio::select! {
                 // A session that sees the stop first ends cleanly (news included).
                 biased;
-                r = self.session(&status, &mut attempt, stop.clone(), &mut requests, &online) => r,
+                r = self.session(&status, &mut attempt, stop.clone(), &mut requests, &online, &mut dialled) => r,
                 _ = stopped(&mut stop) => Ok(()),
             };
+            let (hub, candidates) = (dialled.label.clone(), dialled.candidates);
+            if dialled.reached {
+                dialled.rotation.connected();
+            }
             // The stop may have dropped the session before it said so itself.
             if online.swap(false, Ordering::SeqCst) {
                 self.tell(HubNews::Online(false));
             }
             status.send_modify(|s| s.connected = false);
-            let mut delay = jitter.backoff(attempt);
+            let round_over =
+                result.is_err() && dialled.rotation.failed(candidates) == AfterFailure::Backoff;
+            let mut delay = if round_over || result.is_ok() {
+                jitter.backoff(attempt)
+            } else {
+                // Another hub is left to try in this round: dial it now.
+                Duration::ZERO
+            };
             match result {
                 Ok(()) => break,
                 Err(e) => {
                     if let Some(reason) = locked_out(&e) {
                         tracing::error!(
-                            "uplink to {}: the hub refuses this till's certificate ({reason:?}): \
+                            "uplink to {hub}: the hub refuses this till's certificate ({reason:?}): \
                              it was revoked, or the till was re-provisioned with a newer one; \
                              issue a new certificate (till360-hub ca issue). Journaling and \
                              printing go on; retrying every {}s",
-                            self.hub.address,
                             LOCKED_OUT_RETRY.as_secs()
                         );
                         delay = LOCKED_OUT_RETRY;
                     } else if attempt == 0 {
-                        tracing::warn!("uplink to {}: {e}; reconnecting", self.hub.address);
+                        tracing::warn!("uplink to {hub}: {e}; reconnecting");
                     } else {
-                        tracing::debug!("uplink to {}: {e}; reconnecting", self.hub.address);
+                        tracing::debug!("uplink to {hub}: {e}; reconnecting");
                     }
                     status.send_modify(|s| s.last_error = Some(e.to_string()));
                 }
             }
-            attempt = attempt.saturating_add(1);
+            if round_over {
+                attempt = attempt.saturating_add(1);
+            }
             let mut stop_wait = stop.clone();
             let stopping = self
                 .offline_while(&mut requests, async {
@@ -294,10 +313,30 @@ impl Uplink {
         mut stop: watch::Receiver<bool>,
         requests: &mut Requests,
         online: &Arc<AtomicBool>,
+        dialled: &mut Dialled,
     ) -> Result<(), UplinkError> {
-        let addr = self
-            .offline_while(requests, resolve(&self.hub.address))
-            .await?;
+        let candidates = self
+            .offline_while(requests, resolve_all(&self.hub.addresses))
+            .await;
+        let chosen = dialled
+            .rotation
+            .choose(candidates.len())
+            .map(|i| candidates[i].clone());
+        dialled.label = match &chosen {
+            Some((entry, addr)) => format!("{entry} ({addr})"),
+            None => self.hub.addresses.join(", "),
+        };
+        dialled.candidates = candidates.len();
+        dialled.reached = false;
+        let (_, addr) = match chosen {
+            Some(chosen) => chosen,
+            None => {
+                return Err(UplinkError::Resolve {
+                    address: self.hub.addresses.join(", "),
+                    reason: "no address found".into(),
+                })
+            }
+        };
         let bind: SocketAddr = if addr.is_ipv6() {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         } else {
@@ -309,12 +348,15 @@ impl Uplink {
             pending: PendingRequests::new(self.request_timeout, MAX_PENDING),
             digest_key: None,
             online: Arc::clone(online),
+            hub: dialled.label.clone(),
+            reached: false,
         };
         let result = self
             .converse(
                 &endpoint, addr, status, attempt, &mut stop, requests, &mut link,
             )
             .await;
+        dialled.reached = link.reached;
         // Nothing sent on this connection will be answered now.
         for news in link.pending.give_up_all() {
             self.tell(news);
@@ -473,7 +515,8 @@ impl Uplink {
                                     s.last_error = None;
                                 });
                                 if !was_streaming {
-                                    tracing::info!("uplink: connected to {}, hub has seq {seq}", self.hub.address);
+                                    link.reached = true;
+                                    tracing::info!("uplink: connected to {}, hub has seq {seq}", link.hub);
                                     *attempt = 0;
                                 }
                             }
@@ -794,17 +837,37 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn resolve(address: &str) -> Result<SocketAddr, UplinkError> {
-    let mut addrs = tokio::net::lookup_host(address)
-        .await
-        .map_err(|e| UplinkError::Resolve {
-            address: address.to_string(),
-            reason: e.to_string(),
-        })?;
-    addrs.next().ok_or_else(|| UplinkError::Resolve {
-        address: address.to_string(),
-        reason: "no address found".into(),
-    })
+/// Every address the configured hubs resolve to, in the configured order, each once
+/// (a name that resolves to several is several hubs). A name that does not resolve is
+/// logged and skipped: the other hubs may still be reachable.
+async fn resolve_all(entries: &[String]) -> Vec<(String, SocketAddr)> {
+    let mut out: Vec<(String, SocketAddr)> = Vec::new();
+    for entry in entries {
+        match tokio::net::lookup_host(entry.as_str()).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    if !out.iter().any(|(_, seen)| *seen == addr) {
+                        out.push((entry.clone(), addr));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("uplink: cannot resolve hub address {entry}: {e}"),
+        }
+    }
+    out
+}
+
+/// Which hub to dial, and the one the current session dialled (for the reconnect loop
+/// and its messages).
+#[derive(Debug, Clone, Default)]
+struct Dialled {
+    rotation: HubRotation,
+    /// `entry (address)`, or the configured list when nothing resolved.
+    label: String,
+    /// How many addresses the hubs resolved to.
+    candidates: usize,
+    /// The session got as far as the hub's acknowledgement.
+    reached: bool,
 }
 
 /// The refusal, when the hub locked this till out: a `Refused {Revoked | Fenced}` frame,
