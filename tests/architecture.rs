@@ -243,7 +243,11 @@ fn database_crates_are_named_only_in_their_backend() {
     ];
     let mut offenders = Vec::new();
     for file in files {
-        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         let text = std::fs::read_to_string(&file).unwrap();
         for (i, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("//") {
@@ -412,7 +416,10 @@ fn the_hubs_modules_import_each_other_in_no_circle() {
                         )
                     })
                     .collect();
-                panic!("the hub's modules import each other in a circle:\n{}", steps.join("\n"));
+                panic!(
+                    "the hub's modules import each other in a circle:\n{}",
+                    steps.join("\n")
+                );
             }
         }
     }
