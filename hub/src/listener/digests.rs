@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::Standing;
 use crate::campaigns::MasterKey;
-use crate::store::coupon_checks::coupon_verdict;
 use crate::digests::DigestRefresh;
+use crate::store::coupon_checks::coupon_verdict;
 use crate::store::digests::{self as feed, FeedPage};
 use crate::store::sql::Sql;
 use crate::store::{Database, StoreError};

@@ -11,12 +11,12 @@ use chrono::NaiveDate;
 use till360_shared::coupon::parse;
 use till360_shared::CardNumber;
 
+use super::coupon_checks::check_code;
 use super::sql::{self, Sql, SqlExt};
 use super::{locks, numbering, StoreError};
 use crate::coupons::ledger::{
     Classification, CouponRow, RedemptionRow, RedemptionStatus, ScanOutcome, COUNTING_STATUSES,
 };
-use super::coupon_checks::check_code;
 use crate::coupons::verify::{code_digits, CodeCheck};
 use crate::sql_params;
 

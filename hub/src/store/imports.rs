@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use till360_shared::Timestamp;
 
 use super::erasures::Suppression;
+use super::identity::apply_link;
 use super::sql::{Engine, Sql, SqlExt, ToParam, TxKind};
 use super::StoreError;
-use super::identity::apply_link;
 use crate::identity::{BlockedIdentifier, IdKind, Identifier, LinkRow};
 use crate::sql_params;
 

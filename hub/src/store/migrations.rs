@@ -24,15 +24,42 @@ pub struct Migration {
 }
 
 /// The schema history, oldest first.
-pub const HISTORY: &[Migration] = &[Migration {
-    version: 7,
-    name: "schema 7: agents, events, profiles and identity, imports, coupons, digests, erasures",
-    sqlite: None,
-    postgres: super::postgres::schema::SCHEMA_7,
-}];
+pub const HISTORY: &[Migration] = &[
+    Migration {
+        version: 7,
+        name:
+            "schema 7: agents, events, profiles and identity, imports, coupons, digests, erasures",
+        sqlite: None,
+        postgres: super::postgres::schema::SCHEMA_7,
+    },
+    Migration {
+        version: 8,
+        name: "schema 8: job leases and the secrets every hub shares",
+        sqlite: Some(
+            "CREATE TABLE IF NOT EXISTS job_leases (
+                 job TEXT PRIMARY KEY,
+                 holder TEXT NOT NULL,
+                 expires_ms INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS hub_secrets (
+                 name TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             );",
+        ),
+        postgres: "CREATE TABLE IF NOT EXISTS job_leases (
+                       job TEXT PRIMARY KEY,
+                       holder TEXT NOT NULL,
+                       expires_ms BIGINT NOT NULL
+                   );
+                   CREATE TABLE IF NOT EXISTS hub_secrets (
+                       name TEXT PRIMARY KEY,
+                       value BYTEA NOT NULL
+                   );",
+    },
+];
 
 /// The newest version this hub knows.
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 /// Any fixed number: the key of the advisory lock migrations run under (one per database).
 const MIGRATION_LOCK: i64 = 0x7111_3600_0000_0001;

@@ -224,7 +224,7 @@ fn a_schema_5_database_gains_the_digest_feed_removal_time() {
         .conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, super::migrations::LATEST);
     let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
         .conn
         .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
@@ -391,7 +391,7 @@ fn a_schema_6_database_gains_suspicious_cards() {
             .unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(user_version(&store), 7);
+    assert_eq!(user_version(&store), super::migrations::LATEST);
     assert_eq!(count(&store, "suspicious_cards"), 0);
     let indexed: i64 = store
         .conn

@@ -11,6 +11,8 @@ use till360_shared::{codec, AgentId, CardNumber, ReceiptLine, Timestamp};
 
 pub mod driver;
 
+use super::migrations;
+
 use super::chain::ChainCheck;
 use super::erasures::{self, Suppression};
 use super::ingest::{self, MergeSettings};
@@ -459,13 +461,11 @@ impl SqliteStore {
                     return Err(e);
                 }
             }
-            SCHEMA_VERSION => {}
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "schema version {other} (this hub knows {SCHEMA_VERSION})"
-                )))
-            }
+            SCHEMA_VERSION..=migrations::LATEST => {}
+            other => migrations::refuse_newer(other)?,
         }
+        // From 7 on, both engines share one history.
+        migrations::migrate(&conn)?;
         Ok(Self {
             conn,
             identity: IdentityConfig::default(),
