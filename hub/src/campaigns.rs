@@ -93,39 +93,62 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn load_or_create(data_dir: &Path) -> Result<MasterKey, MasterKeyError> {
+        match Self::read(data_dir)? {
+            Some(key) => Ok(key),
+            None => {
+                let key = Self::random(&data_dir.join(MASTER_KEY_FILE))?;
+                key.save(data_dir)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The key in `data_dir`, if the file is there; a file of another length is an error.
+    pub fn read(data_dir: &Path) -> Result<Option<MasterKey>, MasterKeyError> {
         let path = data_dir.join(MASTER_KEY_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                let key: [u8; MASTER_KEY_LEN] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| MasterKeyError::Corrupt {
-                            path: path.clone(),
-                            found: bytes.len(),
-                        })?;
-                Ok(MasterKey(key))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
+            Ok(bytes) => Self::from_bytes(&bytes)
+                .map(Some)
+                .ok_or(MasterKeyError::Corrupt {
+                    path,
+                    found: bytes.len(),
+                }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(MasterKeyError::Read { path, source }),
         }
     }
 
-    /// Writes a temp file (0600, fsynced) and renames it into place, so a crash never
-    /// leaves a short key file behind.
-    fn create(path: &Path) -> Result<MasterKey, MasterKeyError> {
+    /// A key of exactly [`MASTER_KEY_LEN`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<MasterKey> {
+        bytes.try_into().ok().map(MasterKey)
+    }
+
+    /// 32 bytes from the system's random source (`path` names the key in the error).
+    pub fn random(path: &Path) -> Result<MasterKey, MasterKeyError> {
         use ring::rand::SecureRandom;
+        let mut key = [0u8; MASTER_KEY_LEN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| MasterKeyError::Create {
+                path: path.to_path_buf(),
+                reason: "the system random source failed".into(),
+            })?;
+        Ok(MasterKey(key))
+    }
+
+    /// Writes the key to `data_dir`: a temp file (0600, fsynced) renamed into place, so a
+    /// crash never leaves a short key file behind.
+    pub fn save(&self, data_dir: &Path) -> Result<(), MasterKeyError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
 
+        let path = data_dir.join(MASTER_KEY_FILE);
+        let path = path.as_path();
         let failed = |reason: String| MasterKeyError::Create {
             path: path.to_path_buf(),
             reason,
         };
-        let mut key = [0u8; MASTER_KEY_LEN];
-        ring::rand::SystemRandom::new()
-            .fill(&mut key)
-            .map_err(|_| failed("the system random source failed".into()))?;
+        let key = self.0;
         let tmp = path.with_extension("key.tmp");
         let _ = std::fs::remove_file(&tmp);
         let mut file = std::fs::OpenOptions::new()
@@ -139,8 +162,8 @@ impl MasterKey {
             .map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(|e| failed(e.to_string()))?;
-        tracing::info!("created the coupon master key {}", path.display());
-        Ok(MasterKey(key))
+        tracing::info!("wrote the coupon master key {}", path.display());
+        Ok(())
     }
 
     pub fn as_bytes(&self) -> &[u8; MASTER_KEY_LEN] {

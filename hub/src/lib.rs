@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod coupons;
 pub mod digests;
+pub mod hub_secrets;
 pub mod identity;
 pub mod import;
 pub mod instance;

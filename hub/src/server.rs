@@ -151,7 +151,10 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     }
     // Created on first start even without campaigns: codes already issued are
     // verified with it later.
-    let master = crate::campaigns::MasterKey::load_or_create(&config.data_dir)
+    // Shared by every hub of the database (`hub_secrets.rs`).
+    let master = crate::hub_secrets::coupon_master(&db, &config.data_dir)
+        .with_context(|| format!("{}: data_dir", config.origin.display()))?;
+    let reset_secret = crate::hub_secrets::reset_secret(&db, &config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
     // Coupon events are checked (genuine or forged) as they are merged; every store
     // connection erases and suppresses with the keys derived from it (the API's erases
@@ -182,7 +185,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
 
     let quic_config = listener::server_config(&config.ca, &config.cert, &config.key)
         .with_context(|| format!("{}: TLS files", config.origin.display()))?;
-    let endpoint = listener::bind(quic_config, config.listen, &config.data_dir)
+    let endpoint = listener::bind(quic_config, config.listen, &reset_secret)
         .with_context(|| format!("{}: listen", config.origin.display()))?;
     let quic_addr = endpoint.local_addr().context("QUIC endpoint address")?;
     let http_listener = tokio::net::TcpListener::bind(config.http)

@@ -41,42 +41,61 @@ pub enum EndpointError {
 /// The stateless-reset secret of `data_dir`, created (0600, fsynced, renamed into
 /// place) when missing. A file of another length is an error and left alone.
 pub fn load_or_create_reset_secret(data_dir: &Path) -> Result<[u8; 32], EndpointError> {
+    if let Some(secret) = read_reset_secret(data_dir)? {
+        return Ok(secret);
+    }
+    let mut secret = [0u8; RESET_SECRET_LEN];
+    ring::rand::SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| EndpointError::ResetKey {
+            path: data_dir.join(RESET_KEY_FILE),
+            reason: "the system random source failed".into(),
+        })?;
+    save_reset_secret(data_dir, &secret)?;
+    Ok(secret)
+}
+
+/// The reset secret in `data_dir`, if the file is there.
+pub fn read_reset_secret(data_dir: &Path) -> Result<Option<[u8; 32]>, EndpointError> {
     let path = data_dir.join(RESET_KEY_FILE);
     let failed = |reason: String| EndpointError::ResetKey {
         path: path.clone(),
         reason,
     };
     match std::fs::read(&path) {
-        Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+        Ok(bytes) => bytes.as_slice().try_into().map(Some).map_err(|_| {
             failed(format!(
                 "holds {} bytes, expected {RESET_SECRET_LEN}; remove it to create a new one \
                  (connected agents then reconnect after their idle timeout)",
                 bytes.len()
             ))
         }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; RESET_SECRET_LEN];
-            ring::rand::SystemRandom::new()
-                .fill(&mut secret)
-                .map_err(|_| failed("the system random source failed".into()))?;
-            let tmp = path.with_extension("key.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            let written = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .and_then(|mut file| {
-                    file.write_all(&secret)?;
-                    file.sync_all()
-                })
-                .and_then(|()| std::fs::rename(&tmp, &path));
-            written.map_err(|e| failed(e.to_string()))?;
-            tracing::info!("created the QUIC stateless-reset key {}", path.display());
-            Ok(secret)
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(failed(err.to_string())),
     }
+}
+
+/// Writes the reset secret to `data_dir` (0600, fsynced, renamed into place).
+pub fn save_reset_secret(data_dir: &Path, secret: &[u8; 32]) -> Result<(), EndpointError> {
+    let path = data_dir.join(RESET_KEY_FILE);
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(secret)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    written.map_err(|e| EndpointError::ResetKey {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    tracing::info!("wrote the QUIC stateless-reset key {}", path.display());
+    Ok(())
 }
 
 /// The HMAC key quinn signs reset tokens with, derived from the secret.
@@ -107,13 +126,14 @@ pub fn endpoint_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
     config
 }
 
-/// Binds the QUIC endpoint (UDP) at `addr` with the reset key kept in `data_dir`.
+/// Binds the QUIC endpoint (UDP) at `addr` with the stateless-reset `secret` (every
+/// hub of one database holds the same: see `store::secrets`).
 pub fn bind(
     config: quinn::ServerConfig,
     addr: SocketAddr,
-    data_dir: &Path,
+    secret: &[u8; 32],
 ) -> Result<quinn::Endpoint, EndpointError> {
-    let secret = load_or_create_reset_secret(data_dir)?;
+    let secret = *secret;
     let bind_err = |reason| EndpointError::Bind { addr, reason };
     let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
     let runtime = quinn::default_runtime()

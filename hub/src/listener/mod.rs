@@ -23,7 +23,8 @@ pub use campaigns::CampaignFeed;
 pub use connection::{CLOSE_DONE, CLOSE_REFUSED, CLOSE_SHUTDOWN};
 pub use digests::DigestFeed;
 pub use endpoint::{
-    bind, endpoint_config, load_or_create_reset_secret, EndpointError, RESET_KEY_FILE,
+    bind, endpoint_config, load_or_create_reset_secret, read_reset_secret, save_reset_secret,
+    EndpointError, RESET_KEY_FILE,
 };
 pub use erasures::{ErasureFeed, ERASURE_POLL};
 pub use redeemed::{RedeemedFeed, REDEEMED_POLL};
