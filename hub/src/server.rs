@@ -109,6 +109,16 @@ pub fn open_database(config: &HubConfig) -> anyhow::Result<Database> {
     })
 }
 
+/// This hub's name among the hubs sharing a database, for job leases: its host and
+/// `data_dir` (one hub per `data_dir`, see `instance.rs`), the same across its restarts,
+/// so a restarted hub takes its own lease back at once.
+fn lease_holder(config: &HubConfig) -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{host}:{}", config.data_dir.display())
+}
+
 /// Opens the store, binds both listeners and starts serving.
 pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     check(&config)?;
@@ -222,6 +232,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         database.clone(),
         master.clone(),
         config.digests,
+        lease_holder(&config),
         stop_rx.clone(),
     )
     .with_context(|| format!("cannot open the store {}", db_path.display()))?;
@@ -262,6 +273,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let traits = TraitsSchedule::start(
         database.clone(),
         config.clone(),
+        lease_holder(&config),
         Box::new(move || {
             refresh_on_traits.trigger();
         }),

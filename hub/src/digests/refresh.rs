@@ -21,6 +21,7 @@ use crate::campaigns::MasterKey;
 use crate::config::DigestsConfig;
 pub use crate::store::digests::RefreshSummary;
 use crate::store::digests::{compact, refresh_all, COMPACTION_BATCH};
+use crate::store::leases::JobLease;
 use crate::store::{Database, StoreError};
 
 type Reply = oneshot::Sender<Result<RefreshSummary, String>>;
@@ -57,18 +58,32 @@ impl DigestRefresh {
     /// Starts the task on the hub's database (whose schema exists); it refreshes at
     /// once, then on its timer, and ends when `stop` turns true. Must run inside a tokio
     /// runtime.
+    /// `lease_holder` names this hub among those sharing the database: the timed runs
+    /// run on the hub holding the `digests` lease (one at a time); a triggered or asked
+    /// run runs where it was triggered (an erase must leave the tills at once).
     pub fn start(
         db: Database,
         master: MasterKey,
         config: DigestsConfig,
+        lease_holder: String,
         stop: watch::Receiver<bool>,
     ) -> Result<(DigestRefresh, JoinHandle<()>), StoreError> {
         let (requests, inbox) = mpsc::channel(8);
         let (tx, generation) = watch::channel(0);
         let (covered_tx, covered) = watch::channel(Covered::default());
         let triggers = Arc::new(Triggers::default());
+        let every = Duration::from_secs(config.refresh_seconds.max(1));
+        // The holder renews it at every timed run; another hub takes over two periods
+        // (and a minute) after the holder's last.
+        let lease = JobLease::new(
+            db.clone(),
+            "digests",
+            lease_holder,
+            every * 2 + Duration::from_secs(60),
+        );
         let task = tokio::spawn(run(
             db,
+            lease,
             master,
             config,
             Channels {
@@ -140,6 +155,7 @@ struct Channels {
 
 async fn run(
     db: Database,
+    lease: JobLease,
     master: MasterKey,
     config: DigestsConfig,
     mut channels: Channels,
@@ -151,7 +167,12 @@ async fn run(
     loop {
         // Every trigger fired until here is committed in the database: this run sees it.
         let covers = channels.triggers.fired.load(Ordering::SeqCst);
-        let result = refresh_and_compact(&db, &master, config).await;
+        let timed = why == "start" || why == "schedule";
+        let result = if timed && !holds(&lease).await {
+            Ok(RefreshSummary::default())
+        } else {
+            refresh_and_compact(&db, &master, config).await
+        };
         match &result {
             Ok(s) => {
                 if s.any() {
@@ -203,6 +224,14 @@ async fn run(
             }
         }
     }
+}
+
+/// Whether this hub holds the digests lease (taking or renewing it), on the blocking pool.
+async fn holds(lease: &JobLease) -> bool {
+    let lease = lease.clone();
+    tokio::task::spawn_blocking(move || lease.hold(Timestamp::from_utc(chrono::Utc::now(), 0)))
+        .await
+        .unwrap_or(false)
 }
 
 /// One refresh, then one compaction run, on the blocking pool; a failed compaction is
@@ -286,7 +315,8 @@ mod tests {
             ..DigestsConfig::default()
         };
         let (stop_tx, stop) = watch::channel(false);
-        let (refresh, task) = DigestRefresh::start(db.clone(), master, config, stop).unwrap();
+        let (refresh, task) =
+            DigestRefresh::start(db.clone(), master, config, "test-hub".into(), stop).unwrap();
         let mut last = 0;
         for _ in 0..50 {
             last = refresh.trigger();
@@ -305,5 +335,53 @@ mod tests {
         stop_tx.send(true).unwrap();
         task.await.unwrap();
         assert!(refresh.refresh_now().await.is_err(), "stopped");
+    }
+
+    /// Several hubs on one database: the timed runs are the lease holder's; another hub
+    /// still refreshes when triggered (an erase there must reach the tills at once).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timed_runs_are_the_lease_holders_and_triggered_runs_run_anywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(
+            &crate::config::DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+            &crate::store::DatabaseOptions::default(),
+        )
+        .unwrap();
+        {
+            let conn = db.get().unwrap();
+            conn.execute(
+                "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
+                crate::sql_params![],
+            )
+            .unwrap();
+            let now = Timestamp::from_utc(chrono::Utc::now(), 0);
+            assert!(
+                crate::store::leases::acquire(&*conn, "digests", "hub-a", now, 3_600_000).unwrap()
+            );
+        }
+        let master = MasterKey::load_or_create(dir.path()).unwrap();
+        let config = DigestsConfig {
+            refresh_seconds: 86_400,
+            ..DigestsConfig::default()
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let (refresh, task) =
+            DigestRefresh::start(db.clone(), master, config, "hub-b".into(), stop).unwrap();
+        let mut covered = refresh.covered.clone();
+        let start = covered
+            .wait_for(|c| c.runs >= 1)
+            .await
+            .unwrap()
+            .result
+            .clone();
+        assert_eq!(
+            start.unwrap().unwrap().stores,
+            0,
+            "hub A holds the lease: hub B's start run skips"
+        );
+        let triggered = refresh.refreshed_after(refresh.trigger()).await.unwrap();
+        assert_eq!(triggered.stores, 1, "a trigger runs on hub B all the same");
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
     }
 }

@@ -5,10 +5,62 @@
 //! hub takes the job over once the lease has lapsed. On SQLite (one hub per file) the
 //! first hub always holds it; the same code runs.
 
+use std::time::Duration;
+
 use super::sql::{Sql, SqlExt};
-use super::StoreError;
+use super::{Database, StoreError};
 use crate::sql_params;
 use till360_shared::Timestamp;
+
+/// One job's lease as one hub sees it: [`JobLease::hold`] before each run.
+#[derive(Clone, Debug)]
+pub struct JobLease {
+    db: Database,
+    job: &'static str,
+    holder: String,
+    ttl_ms: i64,
+}
+
+impl JobLease {
+    /// `holder` names this hub (stable across its restarts, different from every other
+    /// hub's: see `server::lease_holder`); `ttl` is how long the lease outlives this
+    /// hub's last run or renewal, so how soon another hub takes the job over.
+    pub fn new(db: Database, job: &'static str, holder: String, ttl: Duration) -> Self {
+        Self {
+            db,
+            job,
+            holder,
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Whether this hub holds the job now, taking or renewing the lease. A database
+    /// error counts as not holding it (the run would fail anyway); it is logged.
+    pub fn hold(&self, now: Timestamp) -> bool {
+        let held = self
+            .db
+            .get()
+            .and_then(|conn| acquire(&*conn, self.job, &self.holder, now, self.ttl_ms));
+        match held {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!("{} lease: cannot reach the database: {e}", self.job);
+                false
+            }
+        }
+    }
+
+    /// Gives the lease up (a clean shutdown), so another hub takes the job at once.
+    pub fn release(&self) {
+        if let Err(e) = self
+            .db
+            .get()
+            .and_then(|conn| release(&*conn, self.job, &self.holder))
+        {
+            tracing::warn!("{} lease: cannot release it: {e}", self.job);
+        }
+    }
+}
 
 /// Takes or renews `job`'s lease for `holder` until `now + ttl_ms`: `true` when `holder`
 /// holds it now (it was free, had lapsed, or was already `holder`'s), `false` when

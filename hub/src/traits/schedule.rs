@@ -16,10 +16,16 @@ use till360_shared::Timestamp;
 
 use super::{recompute, RecomputeSummary};
 use crate::config::HubConfig;
+use crate::store::leases::JobLease;
 use crate::store::{freshness, Database};
 
 /// How often the running hub looks for imports (`store::freshness`).
 const IMPORT_POLL: Duration = Duration::from_secs(1);
+/// Several hubs on one database: the one holding the traits lease runs the scheduled,
+/// start and import runs (a run asked for runs where it was asked). The holder renews it
+/// this often; a hub that died loses it after [`LEASE_TTL`] and another takes over.
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+const LEASE_TTL: Duration = Duration::from_secs(60);
 
 enum Request {
     Now(Sender<Result<RecomputeSummary, String>>),
@@ -62,6 +68,9 @@ impl RecomputeHandle {
 /// The traits thread's state between runs.
 struct Thread {
     db: Database,
+    lease: JobLease,
+    /// When this thread last took or renewed the lease, and whether it holds it.
+    lease_checked: Option<(Instant, bool)>,
     config: HubConfig,
     recomputed: Box<dyn Fn() + Send>,
     /// The import counter the last run saw, and a newer value seen at the last poll
@@ -73,7 +82,32 @@ struct Thread {
 }
 
 impl Thread {
+    /// Whether this hub holds the traits lease (renewed at most every [`LEASE_RENEW`]).
+    fn holds_lease(&mut self) -> bool {
+        if let Some((at, held)) = self.lease_checked {
+            if at.elapsed() < LEASE_RENEW {
+                return held;
+            }
+        }
+        let held = self.lease.hold(Timestamp::from_utc(chrono::Utc::now(), 0));
+        if self.lease_checked.is_some_and(|(_, was)| was != held) || self.lease_checked.is_none() {
+            tracing::info!(
+                "traits: {}",
+                if held {
+                    "this hub runs the scheduled traits recomputes"
+                } else {
+                    "another hub runs the scheduled traits recomputes"
+                }
+            );
+        }
+        self.lease_checked = Some((Instant::now(), held));
+        held
+    }
+
     fn run(&mut self, why: &str) -> Result<RecomputeSummary, String> {
+        if why != "asked" && !self.holds_lease() {
+            return Err("another hub holds the traits lease".into());
+        }
         let conn = self.db.get().map_err(|e| e.to_string());
         let result = conn.and_then(|conn| {
             if let Ok(imports) = freshness::imports(&*conn) {
@@ -101,6 +135,8 @@ impl Thread {
     /// One look at the database: an import that has settled is recomputed; traits
     /// computed by another process are passed on to the hook.
     fn poll(&mut self) {
+        // Renew (or take over) the lease even while nothing is due.
+        self.holds_lease();
         let conn = match self.db.get() {
             Ok(conn) => conn,
             Err(e) => {
@@ -133,9 +169,11 @@ impl Thread {
 impl TraitsSchedule {
     /// `recomputed` is called on the traits thread after each committed recompute,
     /// before an asker hears the result; it must not block.
+    /// `lease_holder` names this hub among those sharing the database.
     pub fn start(
         db: Database,
         config: HubConfig,
+        lease_holder: String,
         recomputed: Box<dyn Fn() + Send>,
     ) -> std::io::Result<TraitsSchedule> {
         let (requests, inbox) = mpsc::channel();
@@ -143,8 +181,11 @@ impl TraitsSchedule {
         let thread = std::thread::Builder::new()
             .name("traits".into())
             .spawn(move || {
+                let lease = JobLease::new(db.clone(), "traits", lease_holder, LEASE_TTL);
                 let mut state = Thread {
                     db,
+                    lease,
+                    lease_checked: None,
                     config,
                     recomputed,
                     imports_done: 0,
@@ -166,6 +207,10 @@ impl TraitsSchedule {
                         Err(RecvTimeoutError::Timeout) => state.poll(),
                         Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                     }
+                }
+                // Another hub takes the job at once instead of after the lease lapses.
+                if state.lease_checked.is_some_and(|(_, held)| held) {
+                    state.lease.release();
                 }
             })?;
         Ok(TraitsSchedule {
