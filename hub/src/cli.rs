@@ -306,7 +306,7 @@ fn run_traits_export(
     horizon_days: u32,
     out: Option<&Path>,
 ) -> ExitCode {
-    let result = (|| -> Result<crate::traits::ExportSummary, String> {
+    let result = (|| -> Result<crate::jobs::ExportSummary, String> {
         let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
         let segments = crate::segments::compile(&config.segments)
             .map_err(|e| format!("{}: {e}", config.origin.display()))?;
@@ -320,7 +320,7 @@ fn run_traits_export(
         };
         // Segments are evaluated as of the date too, so a back-test sees what the
         // marketer would have seen then.
-        let summary = crate::traits::export_csv_with_segments(
+        let summary = crate::jobs::export_csv_with_segments(
             &*conn,
             &config.traits,
             &segments,
@@ -351,12 +351,12 @@ fn run_traits_export(
 }
 
 fn run_traits_recompute(config_path: &Path) -> ExitCode {
-    let result = (|| -> Result<crate::traits::RecomputeSummary, String> {
+    let result = (|| -> Result<crate::jobs::RecomputeSummary, String> {
         let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
         let database = open_database(&config)?;
         let conn = database.get().map_err(|e| e.to_string())?;
         let now = Timestamp::from_utc(chrono::Utc::now(), 0);
-        crate::traits::recompute(&*conn, &config, now).map_err(|e| e.to_string())
+        crate::jobs::recompute(&*conn, &config, now).map_err(|e| e.to_string())
     })();
     match result {
         Ok(summary) => {

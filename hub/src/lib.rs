@@ -12,6 +12,7 @@ pub mod hub_secrets;
 pub mod identity;
 pub mod import;
 pub mod instance;
+pub mod jobs;
 pub mod listener;
 pub mod pki;
 pub mod profile;

@@ -10,9 +10,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{DatabaseUrl, HubConfig};
-use crate::digests::{DigestRefresh, RefreshSummary};
+use crate::jobs::DigestRefresh;
+use crate::jobs::{RecomputeSummary, TraitsSchedule};
+use crate::store::digests::RefreshSummary;
 use crate::store::{spawn_writer, Database, DatabaseOptions, SqliteStore, Store, WriterThread};
-use crate::traits::{RecomputeSummary, TraitsSchedule};
 use crate::{api, listener, segments};
 
 const HTTP_DRAIN: Duration = Duration::from_secs(5);

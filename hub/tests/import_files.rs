@@ -549,7 +549,7 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
         vec![Some("C-0777".to_string()), Some("C-0778".to_string())]
     );
     let mut csv = Vec::new();
-    till360_hub::traits::export_csv_with_segments(
+    till360_hub::jobs::export_csv_with_segments(
         store.connection(),
         &Default::default(),
         &[],

@@ -945,7 +945,7 @@ async fn an_erased_person_is_gone_from_the_files_and_every_export() {
         assert_eq!(found.json(), json!([]), "{query}");
     }
     let mut export = Vec::new();
-    till360_hub::traits::export_csv(
+    till360_hub::jobs::export_csv(
         &db(&site),
         &site.config().traits,
         chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap(),

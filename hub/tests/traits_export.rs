@@ -3,9 +3,9 @@
 use chrono::{NaiveDate, TimeZone, Utc};
 use rusqlite::{params, Connection};
 use till360_hub::config::HubConfig;
+use till360_hub::jobs::{export_csv, export_csv_with_segments, recompute, CSV_HEADER};
 use till360_hub::segments::compile;
 use till360_hub::store::SqliteStore;
-use till360_hub::traits::{export_csv, export_csv_with_segments, recompute, CSV_HEADER};
 use till360_shared::{codec, ReceiptLine, Timestamp};
 
 const SEGMENTS: &str = r#"
@@ -181,7 +181,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-fn export(hub: &Hub, as_of: NaiveDate) -> (String, till360_hub::traits::ExportSummary) {
+fn export(hub: &Hub, as_of: NaiveDate) -> (String, till360_hub::jobs::ExportSummary) {
     let segments = compile(&hub.config.segments).unwrap();
     let mut out = Vec::new();
     let summary = export_csv_with_segments(

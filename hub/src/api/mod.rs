@@ -105,7 +105,7 @@ pub struct ApiOptions {
     /// request_timeout_seconds`).
     pub request_timeout: Duration,
     /// The running hub's traits thread (`POST /api/v1/traits/recompute`).
-    pub traits: Option<crate::traits::RecomputeHandle>,
+    pub traits: Option<crate::jobs::RecomputeHandle>,
     /// Called after a change to who may have a digest (an erase, a suspicious card
     /// cleared): the server refreshes the tills' digests at once.
     pub digests_changed: DigestsHook,
@@ -176,7 +176,7 @@ struct ApiState {
     segments: Arc<Vec<SegmentDef>>,
     database: Option<crate::store::Database>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
-    traits: Option<crate::traits::RecomputeHandle>,
+    traits: Option<crate::jobs::RecomputeHandle>,
     digests_changed: DigestsHook,
     tills: Option<crate::listener::TillGuards>,
 }

@@ -4,14 +4,12 @@
 //! - [`build`]: pure, [`ProfileFacts`] → [`Digest`](till360_shared::campaign::Digest);
 //! - the facts, the profile of a card and the versioned `digest_feed` per store (refresh,
 //!   delta reads, compaction of old removals) are stored by `store::digests`;
-//! - [`refresh`]: the task that refreshes (then compacts) the feed at start, on a timer,
-//!   on demand and when a traits run finished.
+//! - `jobs::digest_refresh`: the task that refreshes (then compacts) the feed at start,
+//!   on a timer, on demand and when a traits run finished.
 
 pub mod build;
-pub mod refresh;
 
 #[cfg(test)]
 mod tests;
 
 pub use build::{build_digest, customers_since, ProfileFacts, CAPS_WINDOW_DAYS};
-pub use refresh::{DigestRefresh, RefreshSummary};

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::Standing;
 use crate::campaigns::MasterKey;
-use crate::digests::DigestRefresh;
+use crate::jobs::DigestRefresh;
 use crate::store::coupon_checks::coupon_verdict;
 use crate::store::digests::{self as feed, FeedPage};
 use crate::store::sql::Sql;

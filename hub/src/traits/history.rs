@@ -61,7 +61,7 @@ pub struct HubData {
     pub unreadable_lines: usize,
 }
 
-pub(super) const MS_PER_DAY: i64 = 86_400_000;
+pub const MS_PER_DAY: i64 = 86_400_000;
 
 /// Days since 1970-01-01 of a date.
 pub fn day_number(date: NaiveDate) -> i64 {

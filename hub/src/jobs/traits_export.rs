@@ -4,14 +4,14 @@ use std::io::Write;
 
 use chrono::NaiveDate;
 
-use super::history::{day_number, MS_PER_DAY};
-use super::population::{compute, round_cents, Models};
-use super::subject::subject;
-use super::TraitsError;
 use crate::config::TraitsConfig;
 use crate::segments::Segment;
 use crate::spreadsheet::text_cell;
 use crate::store::{self, sql::Sql};
+use crate::traits::history::{day_number, MS_PER_DAY};
+use crate::traits::population::{compute, round_cents, Models};
+use crate::traits::subject;
+use crate::traits::TraitsError;
 
 /// The header, exactly (scripts depend on it).
 pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";

@@ -3,12 +3,12 @@
 
 use till360_shared::Timestamp;
 
-use super::population::{compute, Models};
-use super::subject::subject;
-use super::TraitsError;
 use crate::config::HubConfig;
 use crate::segments::compile;
 use crate::store::{self, sql::Sql, StoreError};
+use crate::traits::population::{compute, Models};
+use crate::traits::subject;
+use crate::traits::TraitsError;
 
 /// What a recompute wrote.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use till360_shared::Timestamp;
 
-use super::{recompute, RecomputeSummary};
+use super::traits_recompute::{recompute, RecomputeSummary};
 use crate::config::HubConfig;
 use crate::store::leases::JobLease;
 use crate::store::{freshness, Database};
