@@ -144,6 +144,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
         read_stores.push(Box::new(store) as Box<dyn Store>);
     }
+    // The API's profile reads, search, export, erase and consents: pooled connections.
+    let api_database =
+        crate::store::Database::open(&config.database, &crate::store::DatabaseOptions::default())
+            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    let api_suppression = crate::store::erasures::Suppression::from_master(master.as_bytes());
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), db_path)
@@ -226,6 +231,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     .context("cannot start the traits schedule")?;
     let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
     let mut api_options = api::ApiOptions::from_config(&config);
+    api_options.database = Some(api_database);
+    api_options.suppression = Some(api_suppression);
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
     api_options.tills = Some(tills);

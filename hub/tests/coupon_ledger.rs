@@ -526,7 +526,13 @@ async fn serve(dir: &Path, token: Option<&str>) -> SocketAddr {
         Arc::new(api::StorePool::new(vec![Box::new(store) as Box<dyn Store>]));
     let options = ApiOptions {
         token: token.map(str::to_string),
-        database: Some(path),
+        database: Some(
+            till360_hub::store::Database::open(
+                &till360_hub::config::DatabaseUrl::Sqlite(path),
+                &Default::default(),
+            )
+            .unwrap(),
+        ),
         campaigns: Some(
             CampaignSet::from_toml_str(CAMPAIGNS, Path::new("campaigns.toml")).unwrap(),
         ),

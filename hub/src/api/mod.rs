@@ -1,5 +1,7 @@
 //! The HTTP API (JSON). Paths and field names are binding (DESIGN.md). Reads go
-//! through their own store connection, never through the writer.
+//! through their own store connections, never through the writer: profile reads,
+//! search, export, erase and consents take a pooled connection of the hub's
+//! [`Database`] and call the store's functions (`store::profiles`, `store::privacy`).
 //!
 //! Role files: `auth` (bearer token), `profiles` (profile reads and search),
 //! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
@@ -25,19 +27,65 @@ use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 
-use crate::config::{DatabaseUrl, HubConfig};
-use crate::store::{Store, StoreError};
+use crate::config::HubConfig;
+use crate::store::erasures::Suppression;
+use crate::store::sql::Sql;
+use crate::store::{Database, Store, StoreError};
 
 pub use segments::SegmentDef;
 
-/// The read side of the store, shared by all requests: a few connections of its own
-/// (WAL lets them read at once), so one slow request does not hold up the others. The
-/// few API writes (erase, consents) also go through it: SQLite serialises them with the
-/// writer thread's commits, and they must not queue behind agent ingest.
+/// The store instances the agent, coupon and suspicious-card endpoints still read
+/// through (their store functions move to `&dyn Sql` with the ingest and KPI code);
+/// clearing a suspicious card writes through it too.
 pub type Reader = Arc<StorePool>;
 
-/// How many store connections the API reads through.
+/// How many store connections the API reads through at once (per path: the
+/// [`Database`] of the profile endpoints, the [`StorePool`] of the others).
 pub const READ_CONNECTIONS: usize = 4;
+
+/// The database the profile and privacy endpoints work on, shared by all requests: a
+/// pooled connection per request, at most [`READ_CONNECTIONS`] at once (WAL lets them
+/// read beside the writer), so one slow request does not hold up the others. The few
+/// API writes (erase, consents) also go through it: they must not queue behind agent
+/// ingest, and the database serialises them with the writer thread's commits.
+#[derive(Clone)]
+pub struct ProfileDatabase {
+    database: Option<Database>,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// `[identity] default_country_code`: how a searched phone number is normalised.
+    default_country_code: u16,
+    /// Erasing needs the suppression list's key (from the coupon master secret).
+    suppression: Option<Suppression>,
+}
+
+impl ProfileDatabase {
+    /// Runs `f` on a pooled connection off the async runtime, waiting for a permit if
+    /// [`READ_CONNECTIONS`] requests already hold one. The connection (and its permit)
+    /// is given back when `f` ends, even if the request gave up waiting for it (its
+    /// timeout).
+    async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
+    {
+        let database = self
+            .database
+            .clone()
+            .ok_or_else(|| ApiError::internal("the API was started without a database"))?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::internal(format!("database permits closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = database.get()?;
+            f(&*conn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+        .map_err(ApiError::from)
+    }
+}
 
 /// Store connections handed to one request at a time.
 pub struct StorePool {
@@ -95,9 +143,13 @@ pub struct ApiOptions {
     pub token: Option<String>,
     /// Segment definitions (`[[segment]]` tables; the API uses `id` and `name`).
     pub segments: Vec<toml::Table>,
-    /// The SQLite file, for the segment and blocked-identifier listings, which read
-    /// tables directly over their own read-only connection.
-    pub database: Option<PathBuf>,
+    /// The hub's database: profile reads, search, export, erase and consents (and the
+    /// segment and blocked-identifier listings) work on it.
+    pub database: Option<Database>,
+    /// `[identity] default_country_code`, for phone number searches.
+    pub default_country_code: u16,
+    /// The suppression list's key (from the coupon master secret): erasing needs it.
+    pub suppression: Option<Suppression>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
     /// Answer only requests naming a loopback host (set when the API listens on
@@ -121,6 +173,8 @@ impl Default for ApiOptions {
             token: None,
             segments: Vec::new(),
             database: None,
+            default_country_code: crate::config::IdentityConfig::default().default_country_code,
+            suppression: None,
             campaigns: None,
             loopback_hosts_only: false,
             request_timeout: Duration::from_secs(
@@ -156,12 +210,15 @@ impl std::fmt::Debug for DigestsHook {
 }
 
 impl ApiOptions {
+    /// The options `config` sets; the database and the suppression key are the
+    /// server's to give.
     pub fn from_config(config: &HubConfig) -> Self {
-        let DatabaseUrl::Sqlite(path) = &config.database;
         Self {
             token: config.api_token.clone(),
             segments: config.segments.clone(),
-            database: Some(path.clone()),
+            database: None,
+            default_country_code: config.identity.default_country_code,
+            suppression: None,
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
@@ -176,7 +233,10 @@ impl ApiOptions {
 #[derive(Clone)]
 struct ApiState {
     reader: Reader,
+    profiles: ProfileDatabase,
     segments: Arc<Vec<SegmentDef>>,
+    /// The SQLite file of `database`, for the segment and blocked-identifier listings
+    /// (`segments.rs`), which still read over their own connection.
     database: Option<Arc<PathBuf>>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::traits::RecomputeHandle>,
@@ -190,6 +250,12 @@ impl FromRef<ApiState> for Reader {
     }
 }
 
+impl FromRef<ApiState> for ProfileDatabase {
+    fn from_ref(state: &ApiState) -> ProfileDatabase {
+        state.profiles.clone()
+    }
+}
+
 impl FromRef<ApiState> for DigestsHook {
     fn from_ref(state: &ApiState) -> DigestsHook {
         state.digests_changed.clone()
@@ -197,10 +263,21 @@ impl FromRef<ApiState> for DigestsHook {
 }
 
 pub fn router(reader: Reader, options: ApiOptions) -> Router {
+    let sqlite_file = options
+        .database
+        .as_ref()
+        .and_then(|db| db.name().strip_prefix("sqlite://"))
+        .map(|path| Arc::new(PathBuf::from(path)));
     let state = ApiState {
         reader,
+        profiles: ProfileDatabase {
+            database: options.database,
+            permits: Arc::new(tokio::sync::Semaphore::new(READ_CONNECTIONS)),
+            default_country_code: options.default_country_code,
+            suppression: options.suppression,
+        },
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
-        database: options.database.map(Arc::new),
+        database: sqlite_file,
         campaigns: Arc::new(options.campaigns),
         traits: options.traits,
         digests_changed: options.digests_changed,
@@ -307,7 +384,8 @@ where
     reader.run(move |store| f(store)).await
 }
 
-/// Runs a blocking store call that may write (erase, consents) off the async runtime.
+/// Runs a blocking store call that may write (clearing a suspicious card) off the async
+/// runtime.
 async fn write<T, F>(reader: Reader, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,

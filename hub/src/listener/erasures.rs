@@ -35,7 +35,8 @@ impl ErasureFeed {
         interval: Duration,
         stop: watch::Receiver<bool>,
     ) -> Result<(ErasureFeed, JoinHandle<()>), StoreError> {
-        let (conn, version, task) = start_poller(db_path, erasure_version, interval, stop)?;
+        let (conn, version, task) =
+            start_poller(db_path, |conn| erasure_version(conn), interval, stop)?;
         Ok((ErasureFeed { conn, version }, task))
     }
 
@@ -56,7 +57,7 @@ impl ErasureFeed {
         let store = store.to_string();
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            erasures_since(&conn, &store, after_version, limit)
+            erasures_since(&*conn, &store, after_version, limit)
         })
         .await
         .map_err(|e| StoreError::CommitFailed(format!("erasure read task: {e}")))?
