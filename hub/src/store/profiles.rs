@@ -543,3 +543,319 @@ fn padded<'a>(values: &'a [&'a str]) -> Vec<&'a dyn ToParam> {
     params.resize(CATALOG_CHUNK, &NONE);
     params
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use till360_shared::card::with_check_digit;
+
+    use super::*;
+    use crate::store::erasures::{self, Suppression};
+    use crate::store::sql::TxKind;
+    use crate::store::test_support::for_each_engine;
+    use crate::store::{privacy, ConsentChange};
+
+    /// Counts the statements a read sends.
+    struct Counting<'a> {
+        inner: &'a dyn Sql,
+        statements: Cell<usize>,
+    }
+
+    impl Sql for Counting<'_> {
+        fn engine(&self) -> Engine {
+            self.inner.engine()
+        }
+        fn execute(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
+            self.statements.set(self.statements.get() + 1);
+            self.inner.execute(sql, params)
+        }
+        fn query_each(
+            &self,
+            sql: &str,
+            params: &[&dyn ToParam],
+            each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.statements.set(self.statements.get() + 1);
+            self.inner.query_each(sql, params, each)
+        }
+        fn batch(&self, sql: &str) -> Result<(), StoreError> {
+            self.statements.set(self.statements.get() + 1);
+            self.inner.batch(sql)
+        }
+        fn begin(&self, kind: TxKind) -> Result<(), StoreError> {
+            self.inner.begin(kind)
+        }
+    }
+
+    fn card(n: u32) -> CardNumber {
+        CardNumber::parse(&with_check_digit(&format!("2401{n:08}")).unwrap()).unwrap()
+    }
+
+    const T0: i64 = 1_764_060_000_000;
+
+    /// A profile with `card` and `receipts` receipts at store S1, each with the lines
+    /// `lines(i)`.
+    fn add_profile(
+        db: &dyn Sql,
+        id: &str,
+        card: &CardNumber,
+        first_name: &str,
+        receipts: usize,
+        lines: impl Fn(usize) -> Vec<ReceiptLine>,
+    ) {
+        db.execute(
+            "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, first_name,
+                 last_name) VALUES (?1, ?2, 60, ?3, 'Jansen')",
+            sql_params![id, T0, first_name],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+             VALUES ('card', ?1, ?2, 'till', ?3)",
+            sql_params![card.as_str(), id, T0],
+        )
+        .unwrap();
+        for i in 0..receipts {
+            let lines = lines(i);
+            let total: i64 = lines.iter().map(|l| l.amount_cents).sum();
+            db.execute(
+                "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min, card,
+                     profile_id, total_cents, currency, lines)
+                 VALUES ('S1', ?1, ?2, ?3, ?4, 60, ?5, ?6, ?7, 'EUR', ?8)",
+                sql_params![
+                    id,
+                    i as i64,
+                    format!("R{i}"),
+                    T0 + i as i64 * 60_000,
+                    card.as_str(),
+                    id,
+                    total,
+                    codec::to_bytes(&lines).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    fn line(description: &str, sku: Option<&str>, cents: i64) -> ReceiptLine {
+        ReceiptLine {
+            description: description.into(),
+            sku: sku.map(str::to_string),
+            quantity_milli: 1000,
+            unit_cents: Some(cents),
+            amount_cents: cents,
+            discount: false,
+        }
+    }
+
+    fn add_products(db: &dyn Sql) {
+        for (sku, description, category, sensitive) in [
+            ("100", "Milk", "dairy", false),
+            ("101", "MILK", "other", false),
+            ("200", "Pills", "pharmacy", true),
+        ] {
+            db.execute(
+                "INSERT INTO products (sku, description, category, sensitive)
+                 VALUES (?1, ?2, ?3, ?4)",
+                sql_params![sku, description, category, sensitive],
+            )
+            .unwrap();
+        }
+        // Many products: more skus than one catalogue statement matches.
+        for i in 0..100 {
+            db.execute(
+                "INSERT INTO products (sku, description, category, sensitive)
+                 VALUES (?1, ?2, 'grocery', 0)",
+                sql_params![format!("G{i:03}"), format!("Grocery {i}")],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_view_by_card_needs_no_statement_per_receipt_or_line() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            add_products(conn);
+            let (small, big) = (card(1), card(2));
+            add_profile(conn, "p-small", &small, "Anna", 1, |_| {
+                vec![line("milk", None, 100)]
+            });
+            // Every receipt its own skus (180 in all, more than a chunk), lines matched
+            // by sku, by description in another case, and not at all.
+            add_profile(conn, "p-big", &big, "Bert", 60, |i| {
+                vec![
+                    line("whatever", Some(&format!("G{:03}", i % 100)), 10),
+                    line("mIlK", Some(&format!("X{i}")), 100),
+                    line("pills", None, 500),
+                    line("Unknown thing", None, 7),
+                ]
+            });
+            let count = |card: &CardNumber| {
+                let counting = Counting {
+                    inner: conn,
+                    statements: Cell::new(0),
+                };
+                let view = profile_by_card(&counting, card).unwrap().unwrap();
+                (counting.statements.get(), view)
+            };
+            let (one, small_view) = count(&small);
+            let (sixty, big_view) = count(&big);
+            assert_eq!(small_view.transactions.count, 1);
+            assert_eq!(big_view.transactions.count, 60);
+            // 120 distinct skus take ceil(60 / 32) * 2 catalogue statements; the rest is
+            // one statement per table, whatever the receipts and lines.
+            let skus = 60_usize.div_ceil(CATALOG_CHUNK) + 60_usize.div_ceil(CATALOG_CHUNK);
+            assert!(
+                sixty <= one + skus,
+                "{one} statements for one receipt, {sixty} for sixty"
+            );
+            assert!(sixty < 20, "{sixty} statements for one view");
+            // "milk" in any case is the first product by sku with that description
+            // (dairy, not other); pharmacy is sensitive and never shown.
+            let categories: Vec<(&str, i64)> = big_view
+                .categories
+                .iter()
+                .map(|c| (c.category.as_str(), c.spend_cents))
+                .collect();
+            assert_eq!(categories, vec![("dairy", 6000), ("grocery", 600)]);
+            assert_eq!(small_view.categories[0].category, "dairy");
+            let unknown = &big_view.timeline[0].lines[3];
+            assert_eq!(unknown.description, "Unknown thing");
+            assert_eq!(big_view.timeline.len(), crate::profile::TIMELINE_LEN);
+            assert_eq!(
+                load_view(conn, "p-big").unwrap().unwrap(),
+                big_view,
+                "by id and by card"
+            );
+            assert!(profile_by_card(conn, &card(3)).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn search_finds_by_normalised_identifier_and_name_prefix_in_any_case() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            add_profile(conn, "p-a", &card(1), "Anna", 0, |_| vec![]);
+            add_profile(conn, "p-b", &card(2), "annemarie", 0, |_| vec![]);
+            add_profile(conn, "p-c", &card(3), "Bob_by", 0, |_| vec![]);
+            conn.execute(
+                "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+                 VALUES ('email', 'anna@example.nl', 'p-a', 'crm', 0)",
+                sql_params![],
+            )
+            .unwrap();
+            let ids = |q: ProfileQuery| search_ids(conn, &q, 10, 31).unwrap();
+            assert_eq!(ids(ProfileQuery::NamePrefix("ANN".into())), ["p-a", "p-b"]);
+            assert_eq!(ids(ProfileQuery::NamePrefix("jans".into())).len(), 3);
+            assert_eq!(ids(ProfileQuery::NamePrefix("bob_".into())), ["p-c"]);
+            // Wildcards are plain characters.
+            assert!(ids(ProfileQuery::NamePrefix("%".into())).is_empty());
+            assert!(ids(ProfileQuery::NamePrefix("b_b".into())).is_empty());
+            assert_eq!(
+                search_ids(conn, &ProfileQuery::NamePrefix("ann".into()), 1, 31).unwrap(),
+                ["p-a"]
+            );
+            assert_eq!(ids(ProfileQuery::Email(" Anna@EXAMPLE.nl".into())), ["p-a"]);
+            assert_eq!(ids(ProfileQuery::Card(card(2).to_string())), ["p-b"]);
+            assert!(ids(ProfileQuery::Card("1234".into())).is_empty());
+            let views = search(conn, &ProfileQuery::NamePrefix("a".into()), 10, 31).unwrap();
+            assert_eq!(views.len(), 2);
+            assert_eq!(profiles(conn, 2).unwrap().len(), 2);
+        });
+    }
+
+    #[test]
+    fn consents_export_and_erase_on_every_engine() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            conn.execute(
+                "INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0)",
+                sql_params![],
+            )
+            .unwrap();
+            let c = card(1);
+            add_profile(conn, "p-a", &c, "Anna", 2, |_| {
+                vec![line("Milk", None, 100)]
+            });
+            let now = Timestamp::from_unix_ms(T0 + 3_600_000, 0);
+            let change = |purpose: &str, granted| ConsentChange {
+                purpose: purpose.into(),
+                granted,
+            };
+            let view = privacy::set_consents(
+                conn,
+                "p-a",
+                &[change("email", true), change("sms", false)],
+                "api",
+                now,
+            )
+            .unwrap()
+            .unwrap();
+            assert!(view.consents["email"].granted && !view.consents["sms"].granted);
+            let view = privacy::set_consents(conn, "p-a", &[change("sms", true)], "api", now)
+                .unwrap()
+                .unwrap();
+            assert!(view.consents["sms"].granted);
+            assert!(
+                privacy::set_consents(conn, "p-x", &[change("sms", true)], "api", now)
+                    .unwrap()
+                    .is_none()
+            );
+
+            let export = privacy::export_profile(conn, "p-a").unwrap().unwrap();
+            assert_eq!(export["personal"]["first_name"], "Anna");
+            assert_eq!(export["transactions"].as_array().unwrap().len(), 2);
+            assert_eq!(export["consents"].as_array().unwrap().len(), 2);
+            assert_eq!(export["identifiers"][0]["value"], c.as_str());
+            assert!(privacy::export_profile(conn, "p-x").unwrap().is_none());
+
+            let suppression = Suppression::from_master(&[5; 32]);
+            let report = privacy::erase_profile(conn, &suppression, "p-a", now)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (
+                    report.identifiers_removed,
+                    report.transactions_anonymised,
+                    report.erasure_version
+                ),
+                (1, 2, 1)
+            );
+            assert!(load_view(conn, "p-a").unwrap().is_none());
+            assert!(profile_by_card(conn, &c).unwrap().is_none());
+            let left: i64 = conn
+                .query_one(
+                    "SELECT count(*) FROM transactions WHERE profile_id IS NULL AND card IS NULL",
+                    sql_params![],
+                )
+                .unwrap()
+                .get(0)
+                .unwrap();
+            assert_eq!(left, 2, "transactions kept, anonymised");
+            for table in ["consents", "identifiers", "profiles"] {
+                let n: i64 = conn
+                    .query_one(&format!("SELECT count(*) FROM {table}"), sql_params![])
+                    .unwrap()
+                    .get(0)
+                    .unwrap();
+                assert_eq!(n, 0, "{table}");
+            }
+            assert_eq!(
+                erasures::suppressed_since(conn, &suppression, &Identifier::card(&c)).unwrap(),
+                Some(now.unix_ms)
+            );
+            assert_eq!(
+                erasures::erasures_since(conn, "S1", 0, 10).unwrap(),
+                vec![(1, vec![suppression.card_key("S1", &c)])]
+            );
+            assert!(privacy::erase_profile(conn, &suppression, "p-a", now)
+                .unwrap()
+                .is_none());
+        });
+    }
+}
