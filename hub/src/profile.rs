@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::NaiveDate;
 use serde::Serialize;
+use till360_shared::event::Verification;
 use till360_shared::{CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
-use crate::coupons::ledger::{CouponRow, RedemptionRow, ScanOutcome};
 use crate::coupons::verify::code_digits;
 
 /// The deterministic profile id of a card: `p-` and 16 hex digits of SHA-256(card).
@@ -42,6 +43,50 @@ pub struct TransactionRow {
     pub lines: Vec<ReceiptLine>,
     /// The till could not balance the receipt: kept, but no traits or digests use it.
     pub unbalanced: bool,
+}
+
+/// A printed coupon (`control == false`) or a control-group would-have, as merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponRow {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    pub campaign_id: String,
+    pub control: bool,
+    /// The printed digits (no spaces); `None` for a would-have.
+    pub code: Option<String>,
+    pub card: Option<CardNumber>,
+    /// Filled by the store from the identity graph (like a receipt's profile).
+    pub profile_id: Option<String>,
+    pub customer_key: Option<String>,
+    /// The event's `recorded_at`.
+    pub issued_at: Timestamp,
+    pub expires: NaiveDate,
+    pub receipt_seq: u64,
+}
+
+/// What the till did with a scanned code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    Accepted {
+        receipt_seq: Option<u64>,
+        verified: Verification,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// A coupon code scanned at a till, as merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedemptionRow {
+    pub store: String,
+    pub till: String,
+    pub seq: u64,
+    /// The code as scanned, spaces removed (a misread stays as it is).
+    pub code: String,
+    pub at: Timestamp,
+    pub outcome: ScanOutcome,
 }
 
 /// A change to the profile store. Every op is idempotent and commutes with the others.

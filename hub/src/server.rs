@@ -184,8 +184,11 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
             .with_context(|| format!("cannot open the store {}", db_path.display()))?;
         read_stores.push(Box::new(store) as Box<dyn Store>);
     }
-    // The downlink's feeds, pollers and jobs share the hub's pool of connections.
+    // The downlink's feeds, pollers and jobs share the hub's pool of connections, and so
+    // do the API's profile reads, search, export, erase and consents.
     let database = db.clone();
+    let api_database = db.clone();
+    let api_suppression = crate::store::erasures::Suppression::from_master(master.as_bytes());
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), database.clone())
@@ -282,6 +285,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     .context("cannot start the traits schedule")?;
     let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
     let mut api_options = api::ApiOptions::from_config(&config);
+    api_options.database = Some(api_database);
+    api_options.suppression = Some(api_suppression);
     api_options.campaigns = campaigns;
     api_options.traits = Some(traits.handle());
     api_options.database = Some(database);

@@ -1,5 +1,7 @@
 //! The HTTP API (JSON). Paths and field names are binding (DESIGN.md). Reads go
-//! through their own store connection, never through the writer.
+//! through their own store connections, never through the writer: profile reads,
+//! search, export, erase and consents take a pooled connection of the hub's
+//! [`Database`] and call the store's functions (`store::profiles`, `store::privacy`).
 //!
 //! Role files: `auth` (bearer token), `profiles` (profile reads and search),
 //! `privacy` (export, erase, consents), `segments` (segment sizes, mailing CSV,
@@ -25,18 +27,64 @@ use axum::{middleware, Json, Router};
 use serde_json::json;
 
 use crate::config::HubConfig;
-use crate::store::{Store, StoreError};
+use crate::store::erasures::Suppression;
+use crate::store::sql::Sql;
+use crate::store::{Database, Store, StoreError};
 
 pub use segments::SegmentDef;
 
-/// The read side of the store, shared by all requests: a few connections of its own
-/// (WAL lets them read at once), so one slow request does not hold up the others. The
-/// few API writes (erase, consents) also go through it: SQLite serialises them with the
-/// writer thread's commits, and they must not queue behind agent ingest.
+/// The store instances the agent, coupon and suspicious-card endpoints still read
+/// through (their store functions move to `&dyn Sql` with the ingest and KPI code);
+/// clearing a suspicious card writes through it too.
 pub type Reader = Arc<StorePool>;
 
-/// How many store connections the API reads through.
+/// How many store connections the API reads through at once (per path: the
+/// [`Database`] of the profile endpoints, the [`StorePool`] of the others).
 pub const READ_CONNECTIONS: usize = 4;
+
+/// The database the profile and privacy endpoints work on, shared by all requests: a
+/// pooled connection per request, at most [`READ_CONNECTIONS`] at once (WAL lets them
+/// read beside the writer), so one slow request does not hold up the others. The few
+/// API writes (erase, consents) also go through it: they must not queue behind agent
+/// ingest, and the database serialises them with the writer thread's commits.
+#[derive(Clone)]
+pub struct ProfileDatabase {
+    database: Option<Database>,
+    permits: Arc<tokio::sync::Semaphore>,
+    /// `[identity] default_country_code`: how a searched phone number is normalised.
+    default_country_code: u16,
+    /// Erasing needs the suppression list's key (from the coupon master secret).
+    suppression: Option<Suppression>,
+}
+
+impl ProfileDatabase {
+    /// Runs `f` on a pooled connection off the async runtime, waiting for a permit if
+    /// [`READ_CONNECTIONS`] requests already hold one. The connection (and its permit)
+    /// is given back when `f` ends, even if the request gave up waiting for it (its
+    /// timeout).
+    async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
+    {
+        let database = self
+            .database
+            .clone()
+            .ok_or_else(|| ApiError::internal("the API was started without a database"))?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::internal(format!("database permits closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = database.get()?;
+            f(&*conn)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
+        .map_err(ApiError::from)
+    }
+}
 
 /// Store connections handed to one request at a time.
 pub struct StorePool {
@@ -94,8 +142,13 @@ pub struct ApiOptions {
     pub token: Option<String>,
     /// Segment definitions (`[[segment]]` tables; the API uses `id` and `name`).
     pub segments: Vec<toml::Table>,
-    /// The hub's database, for the segment and blocked-identifier listings.
-    pub database: Option<crate::store::Database>,
+    /// The hub's database: profile reads, search, export, erase and consents (and the
+    /// segment and blocked-identifier listings) work on it.
+    pub database: Option<Database>,
+    /// `[identity] default_country_code`, for phone number searches.
+    pub default_country_code: u16,
+    /// The suppression list's key (from the coupon master secret): erasing needs it.
+    pub suppression: Option<Suppression>,
     /// The campaign set the hub serves, if `campaigns` is configured.
     pub campaigns: Option<till360_shared::campaign::CampaignSet>,
     /// Answer only requests naming a loopback host (set when the API listens on
@@ -119,6 +172,8 @@ impl Default for ApiOptions {
             token: None,
             segments: Vec::new(),
             database: None,
+            default_country_code: crate::config::IdentityConfig::default().default_country_code,
+            suppression: None,
             campaigns: None,
             loopback_hosts_only: false,
             request_timeout: Duration::from_secs(
@@ -154,11 +209,15 @@ impl std::fmt::Debug for DigestsHook {
 }
 
 impl ApiOptions {
+    /// The options `config` sets; the database and the suppression key are the
+    /// server's to give.
     pub fn from_config(config: &HubConfig) -> Self {
         Self {
             token: config.api_token.clone(),
             segments: config.segments.clone(),
             database: None,
+            default_country_code: config.identity.default_country_code,
+            suppression: None,
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
             request_timeout: Duration::from_secs(config.api.request_timeout_seconds),
@@ -173,6 +232,7 @@ impl ApiOptions {
 #[derive(Clone)]
 struct ApiState {
     reader: Reader,
+    profiles: ProfileDatabase,
     segments: Arc<Vec<SegmentDef>>,
     database: Option<crate::store::Database>,
     campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
@@ -187,6 +247,12 @@ impl FromRef<ApiState> for Reader {
     }
 }
 
+impl FromRef<ApiState> for ProfileDatabase {
+    fn from_ref(state: &ApiState) -> ProfileDatabase {
+        state.profiles.clone()
+    }
+}
+
 impl FromRef<ApiState> for DigestsHook {
     fn from_ref(state: &ApiState) -> DigestsHook {
         state.digests_changed.clone()
@@ -196,6 +262,12 @@ impl FromRef<ApiState> for DigestsHook {
 pub fn router(reader: Reader, options: ApiOptions) -> Router {
     let state = ApiState {
         reader,
+        profiles: ProfileDatabase {
+            database: options.database.clone(),
+            permits: Arc::new(tokio::sync::Semaphore::new(READ_CONNECTIONS)),
+            default_country_code: options.default_country_code,
+            suppression: options.suppression,
+        },
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database,
         campaigns: Arc::new(options.campaigns),
@@ -304,7 +376,8 @@ where
     reader.run(move |store| f(store)).await
 }
 
-/// Runs a blocking store call that may write (erase, consents) off the async runtime.
+/// Runs a blocking store call that may write (clearing a suspicious card) off the async
+/// runtime.
 async fn write<T, F>(reader: Reader, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,

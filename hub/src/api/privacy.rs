@@ -1,5 +1,5 @@
 //! Privacy endpoints: export everything held on a person, erase a person, set
-//! consents.
+//! consents (`store::privacy`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -9,8 +9,8 @@ use axum::Json;
 use serde_json::Value;
 use till360_shared::Timestamp;
 
-use super::{read, write, ApiError, DigestsHook, Reader};
-use crate::store::ConsentChange;
+use super::{ApiError, DigestsHook, ProfileDatabase};
+use crate::store::{privacy as store, ConsentChange, StoreError};
 
 /// The consent purposes the hub knows.
 pub(super) const PURPOSES: [&str; 4] = ["email", "sms", "post", "personalization"];
@@ -23,11 +23,11 @@ fn now() -> Timestamp {
 }
 
 pub(super) async fn export(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
-    let Some(export) = read(reader, move |s| s.export_profile(&id)).await? else {
+    let Some(export) = db.run(move |conn| store::export_profile(conn, &id)).await? else {
         return Err(ApiError::not_found(format!("no profile {shown:?}")));
     };
     // Only a stored id gets here, but the header must never carry odd bytes.
@@ -40,13 +40,18 @@ pub(super) async fn export(
 }
 
 pub(super) async fn erase(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     State(digests_changed): State<DigestsHook>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
     let at = now();
-    match write(reader, move |s| s.erase_profile(&id, at)).await? {
+    let suppression = db.suppression.clone();
+    let erased = db.run(move |conn| {
+        let suppression = suppression.ok_or(StoreError::NoMasterSecret)?;
+        store::erase_profile(conn, &suppression, &id, at)
+    });
+    match erased.await? {
         Some(report) => {
             tracing::info!(
                 "erased profile {}: {} identifiers, {} transactions anonymised, erasure version {}",
@@ -63,7 +68,7 @@ pub(super) async fn erase(
 }
 
 pub(super) async fn consents(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     Path(id): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -71,7 +76,8 @@ pub(super) async fn consents(
     let changes = consent_changes(&body)?;
     let shown = id.clone();
     let at = now();
-    match write(reader, move |s| s.set_consents(&id, &changes, SOURCE, at)).await? {
+    let changed = db.run(move |conn| store::set_consents(conn, &id, &changes, SOURCE, at));
+    match changed.await? {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(ApiError::not_found(format!("no profile {shown:?}"))),
     }

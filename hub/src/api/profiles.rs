@@ -1,4 +1,4 @@
-//! Profile reads: by id, by card, newest first, search; and the agent list.
+//! Profile reads: by id, by card, newest first, search (`store::profiles`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -7,27 +7,30 @@ use axum::Json;
 use serde::Deserialize;
 use till360_shared::CardNumber;
 
-use super::{read, ApiError, Reader, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::store::ProfileQuery;
+use super::{ApiError, ProfileDatabase, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::store::{profiles as store, ProfileQuery};
 
 pub(super) async fn profile_by_card(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     Path(card): Path<String>,
 ) -> Result<Response, ApiError> {
     let card = CardNumber::parse(&card).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let shown = card.to_string();
-    match read(reader, move |s| s.profile_by_card(&card)).await? {
+    match db
+        .run(move |conn| store::profile_by_card(conn, &card))
+        .await?
+    {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(ApiError::not_found(format!("no profile for card {shown}"))),
     }
 }
 
 pub(super) async fn profile(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
-    match read(reader, move |s| s.profile(&id)).await? {
+    match db.run(move |conn| store::load_view(conn, &id)).await? {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(ApiError::not_found(format!("no profile {shown:?}"))),
     }
@@ -43,12 +46,12 @@ fn limit_of(limit: Option<usize>) -> usize {
 }
 
 pub(super) async fn profiles(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = limit_of(params.limit);
-    let views = read(reader, move |s| s.profiles(limit)).await?;
+    let views = db.run(move |conn| store::profiles(conn, limit)).await?;
     Ok(Json(views).into_response())
 }
 
@@ -98,12 +101,15 @@ fn criterion(query: &ProfileQuery) -> &str {
 }
 
 pub(super) async fn search(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = limit_of(params.limit);
     let query = params.query()?;
-    let views = read(reader, move |s| s.search(&query, limit)).await?;
+    let country_code = db.default_country_code;
+    let views = db
+        .run(move |conn| store::search(conn, &query, limit, country_code))
+        .await?;
     Ok(Json(views).into_response())
 }

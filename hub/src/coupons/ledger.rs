@@ -10,53 +10,9 @@
 //! expiry. The rows and statuses are here; writing and reading them is the store's
 //! (`store/coupon_ledger.rs`).
 
-use chrono::NaiveDate;
-use till360_shared::event::Verification;
-use till360_shared::{CardNumber, Timestamp};
-
-/// A printed coupon (`control == false`) or a control-group would-have, as merged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CouponRow {
-    pub store: String,
-    pub till: String,
-    pub seq: u64,
-    pub campaign_id: String,
-    pub control: bool,
-    /// The printed digits (no spaces); `None` for a would-have.
-    pub code: Option<String>,
-    pub card: Option<CardNumber>,
-    /// Filled by the store from the identity graph (like a receipt's profile).
-    pub profile_id: Option<String>,
-    pub customer_key: Option<String>,
-    /// The event's `recorded_at`.
-    pub issued_at: Timestamp,
-    pub expires: NaiveDate,
-    pub receipt_seq: u64,
-}
-
-/// What the till did with a scanned code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScanOutcome {
-    Accepted {
-        receipt_seq: Option<u64>,
-        verified: Verification,
-    },
-    Refused {
-        reason: String,
-    },
-}
-
-/// A coupon code scanned at a till, as merged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedemptionRow {
-    pub store: String,
-    pub till: String,
-    pub seq: u64,
-    /// The code as scanned, spaces removed (a misread stays as it is).
-    pub code: String,
-    pub at: Timestamp,
-    pub outcome: ScanOutcome,
-}
+// The rows a coupon event becomes are the profile model's (`profile::merge_ops` makes
+// them); the store's ledger writes them.
+pub use crate::profile::{CouponRow, RedemptionRow, ScanOutcome};
 
 /// The `status` column of `redemptions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

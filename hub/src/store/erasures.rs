@@ -15,11 +15,10 @@
 //!   order feed or a replayed till event cannot bring the person back.
 
 use ring::hmac;
-use rusqlite::{params, Connection};
 use till360_shared::coupon::{derive_digest_key, CardKey};
 use till360_shared::{CardNumber, Timestamp};
 
-use super::sql::{Sql, SqlExt};
+use super::sql::{transaction, Engine, Sql, SqlExt, TxKind};
 use super::StoreError;
 use crate::identity::{IdKind, Identifier};
 use crate::sql_params;
@@ -71,33 +70,38 @@ impl Suppression {
 /// Every store whose tills may hold a card: stores with agents (every transaction came
 /// from one, and the digest feed is refreshed for exactly these) or with numbered tills
 /// (a till that fetched its keyring but never sent an event).
-pub fn known_stores(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let stores = conn
-        .prepare_cached(
-            "SELECT store FROM agents UNION SELECT store FROM till_numbers
-             UNION SELECT store FROM digest_compaction ORDER BY 1",
-        )?
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(stores)
+pub fn known_stores(db: &dyn Sql) -> Result<Vec<String>, StoreError> {
+    db.query(
+        "SELECT store FROM agents UNION SELECT store FROM till_numbers
+         UNION SELECT store FROM digest_compaction ORDER BY 1",
+        sql_params![],
+    )?
+    .iter()
+    .map(|r| r.get::<String>(0))
+    .collect()
 }
 
 /// Appends an erasure (call it inside the transaction that erases the profile) and
 /// returns its version: `identifiers` go on the suppression list, the cards among them
-/// into the log as the card keys of `stores`.
+/// into the log as the card keys of `stores`. The version comes from the database in
+/// this transaction (`erasures.version`), so two hubs never hand out the same one.
 pub fn record_erasure(
-    conn: &Connection,
+    db: &dyn Sql,
     suppression: &Suppression,
     identifiers: &[Identifier],
     stores: &[String],
     now: Timestamp,
 ) -> Result<u64, StoreError> {
-    super::downlink::lock_erasure_log(conn)?;
-    conn.prepare_cached("INSERT INTO erasures (erased_at_ms) VALUES (?1)")?
-        .execute([now.unix_ms])?;
-    let version = conn.last_insert_rowid();
+    // Versions commit in order across hubs (a till never skips one).
+    super::downlink::lock_erasure_log(db)?;
+    let version: i64 = db
+        .query_one(
+            "INSERT INTO erasures (erased_at_ms) VALUES (?1) RETURNING version",
+            sql_params![now.unix_ms],
+        )?
+        .get(0)?;
     for id in identifiers {
-        suppress(conn, suppression, id.kind, &id.value, now.unix_ms)?;
+        suppress(db, suppression, id.kind, &id.value, now.unix_ms)?;
         if id.kind != IdKind::Card {
             continue;
         }
@@ -105,50 +109,43 @@ pub fn record_erasure(
         let Ok(card) = CardNumber::parse(&id.value) else {
             continue;
         };
-        record_card_keys(conn, suppression, version, &card, stores)?;
+        record_card_keys(db, suppression, version, &card, stores)?;
     }
     Ok(version.max(0) as u64)
 }
 
 /// The erasure log's entry of `card` for each of `stores`: its card key there.
 fn record_card_keys(
-    conn: &Connection,
+    db: &dyn Sql,
     suppression: &Suppression,
     version: i64,
     card: &CardNumber,
     stores: &[String],
 ) -> Result<(), StoreError> {
     for store in stores {
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO erasure_card_keys (version, store, card_key)
-             VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![
-            version,
-            store,
-            &suppression.card_key(store, card).0[..]
-        ])?;
+        db.execute(
+            "INSERT INTO erasure_card_keys (version, store, card_key) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store, version, card_key) DO NOTHING",
+            sql_params![version, store, suppression.card_key(store, card).0],
+        )?;
     }
     Ok(())
 }
 
 fn suppress(
-    conn: &Connection,
+    db: &dyn Sql,
     suppression: &Suppression,
     kind: IdKind,
     value: &str,
     erased_at_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    db.execute(
         "INSERT INTO suppressed_identifiers (kind, hash, erased_at_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT (kind, hash) DO UPDATE SET
-             erased_at_ms = max(erased_at_ms, excluded.erased_at_ms)",
-    )?
-    .execute(params![
-        kind.as_str(),
-        suppression.hash(kind, value),
-        erased_at_ms
-    ])?;
+         ON CONFLICT (kind, hash) DO UPDATE SET erased_at_ms =
+             CASE WHEN excluded.erased_at_ms > suppressed_identifiers.erased_at_ms
+                  THEN excluded.erased_at_ms ELSE suppressed_identifiers.erased_at_ms END",
+        sql_params![kind.as_str(), suppression.hash(kind, value), erased_at_ms],
+    )?;
     Ok(())
 }
 
@@ -174,10 +171,13 @@ pub fn suppressed_since(
 }
 
 /// The newest erasure version (0 when nothing was ever erased).
-pub fn erasure_version(conn: &Connection) -> Result<u64, StoreError> {
-    let v: i64 = conn.query_row("SELECT coalesce(max(version), 0) FROM erasures", [], |r| {
-        r.get(0)
-    })?;
+pub fn erasure_version(db: &dyn Sql) -> Result<u64, StoreError> {
+    let v: i64 = db
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM erasures",
+            sql_params![],
+        )?
+        .get(0)?;
     Ok(v.max(0) as u64)
 }
 
@@ -185,86 +185,84 @@ pub fn erasure_version(conn: &Connection) -> Result<u64, StoreError> {
 /// the card keys of `store` (none when the person had no card, or the store was not
 /// known at erase time).
 pub fn erasures_since(
-    conn: &Connection,
+    db: &dyn Sql,
     store: &str,
     after_version: u64,
     limit: usize,
 ) -> Result<Vec<(u64, Vec<CardKey>)>, StoreError> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
+    let mut out: Vec<(u64, Vec<CardKey>)> = Vec::new();
+    db.query_each(
         "SELECT e.version, k.card_key
          FROM (SELECT version FROM erasures WHERE version > ?1 ORDER BY version LIMIT ?2) e
          LEFT JOIN erasure_card_keys k ON k.version = e.version AND k.store = ?3
          ORDER BY e.version",
+        sql_params![after, limit, store],
+        &mut |r| {
+            let version = r.get::<i64>(0)?.max(0) as u64;
+            let key: Option<Vec<u8>> = r.get(1)?;
+            if out.last().is_none_or(|(v, _)| *v != version) {
+                out.push((version, Vec::new()));
+            }
+            let Some(key) = key else { return Ok(()) };
+            let key = <[u8; 16]>::try_from(key.as_slice()).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "erasure {version}: card key of {} bytes",
+                    key.len()
+                ))
+            })?;
+            if let Some((_, keys)) = out.last_mut() {
+                keys.push(CardKey(key));
+            }
+            Ok(())
+        },
     )?;
-    let rows = stmt.query_map(params![after, limit, store], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
-    })?;
-    let mut out: Vec<(u64, Vec<CardKey>)> = Vec::new();
-    for row in rows {
-        let (version, key) = row?;
-        let version = version.max(0) as u64;
-        if out.last().is_none_or(|(v, _)| *v != version) {
-            out.push((version, Vec::new()));
-        }
-        let Some(key) = key else { continue };
-        let key = <[u8; 16]>::try_from(key.as_slice()).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "erasure {version}: card key of {} bytes",
-                key.len()
-            ))
-        })?;
-        if let Some((_, keys)) = out.last_mut() {
-            keys.push(CardKey(key));
-        }
-    }
     Ok(out)
 }
 
-/// Schema 7 on a database of an older hub: the erasure log kept cards in clear. Each
-/// such row is hashed onto the suppression list and turned into card keys (needs the
-/// master secret, so it runs when the store gets it), then the clear column is dropped
-/// (with `secure_delete` on, its bytes are overwritten). Returns the rows converted.
-pub fn hash_clear_erasures(
-    conn: &mut Connection,
-    suppression: &Suppression,
-) -> Result<usize, StoreError> {
-    let has_card: bool = conn
-        .prepare("SELECT 1 FROM pragma_table_info('erasures') WHERE name = 'card'")?
-        .exists([])?;
+/// Schema 7 on a SQLite database of an older hub: the erasure log kept cards in clear.
+/// Each such row is hashed onto the suppression list and turned into card keys (needs
+/// the master secret, so it runs when the store gets it), then the clear column is
+/// dropped (with `secure_delete` on, its bytes are overwritten). Returns the rows
+/// converted. A PostgreSQL database never had that column.
+pub fn hash_clear_erasures(db: &dyn Sql, suppression: &Suppression) -> Result<usize, StoreError> {
+    if db.engine() != Engine::Sqlite {
+        return Ok(0);
+    }
+    let has_card = db.exists(
+        "SELECT 1 FROM pragma_table_info('erasures') WHERE name = 'card'",
+        sql_params![],
+    )?;
     if !has_card {
         return Ok(0);
     }
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let stores = known_stores(&tx)?;
-    let rows = tx
-        .prepare("SELECT version, card, erased_at_ms FROM erasures WHERE card IS NOT NULL")?
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    for (version, card, erased_at_ms) in &rows {
-        suppress(&tx, suppression, IdKind::Card, card, *erased_at_ms)?;
-        if let Ok(card) = CardNumber::parse(card) {
-            record_card_keys(&tx, suppression, *version, &card, &stores)?;
+    transaction(db, TxKind::Write, |db| {
+        let stores = known_stores(db)?;
+        let rows = db.query(
+            "SELECT version, card, erased_at_ms FROM erasures WHERE card IS NOT NULL",
+            sql_params![],
+        )?;
+        for r in &rows {
+            let (version, card, erased_at_ms): (i64, String, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            suppress(db, suppression, IdKind::Card, &card, erased_at_ms)?;
+            if let Ok(card) = CardNumber::parse(&card) {
+                record_card_keys(db, suppression, version, &card, &stores)?;
+            }
         }
-    }
-    tx.execute_batch(
-        "DROP INDEX IF EXISTS erasures_card;
-         ALTER TABLE erasures DROP COLUMN card;",
-    )?;
-    tx.commit()?;
-    Ok(rows.len())
+        db.batch(
+            "DROP INDEX IF EXISTS erasures_card;
+             ALTER TABLE erasures DROP COLUMN card;",
+        )?;
+        Ok(rows.len())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_support::for_each_engine;
 
     fn card(code: &str) -> Identifier {
         Identifier::card(&CardNumber::parse(code).unwrap())
@@ -272,58 +270,58 @@ mod tests {
 
     #[test]
     fn versions_grow_and_carry_each_stores_card_keys_only() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::store::SCHEMA).unwrap();
-        let s = Suppression::from_master(&[3; 32]);
-        assert_eq!(erasure_version(&conn).unwrap(), 0);
-        let a = CardNumber::parse("4006381333931").unwrap();
-        let stores = vec!["S1".to_string(), "S2".to_string()];
-        let now = Timestamp::from_unix_ms(1, 0);
-        let email = Identifier {
-            kind: IdKind::Email,
-            value: "a@example.com".into(),
-        };
-        assert_eq!(
-            record_erasure(
-                &conn,
-                &s,
-                &[card("4006381333931"), email.clone()],
-                &stores,
-                now
-            )
-            .unwrap(),
-            1
-        );
-        assert_eq!(record_erasure(&conn, &s, &[], &stores, now).unwrap(), 2);
-        assert_eq!(erasure_version(&conn).unwrap(), 2);
-        let s1 = erasures_since(&conn, "S1", 0, 10).unwrap();
-        assert_eq!(s1, vec![(1, vec![s.card_key("S1", &a)]), (2, vec![])]);
-        let s2 = erasures_since(&conn, "S2", 0, 10).unwrap();
-        assert_ne!(s1[0].1, s2[0].1, "per store");
-        assert_eq!(
-            erasures_since(&conn, "S1", 1, 10).unwrap(),
-            vec![(2, vec![])]
-        );
-        assert!(erasures_since(&conn, "S1", 2, 10).unwrap().is_empty());
-        assert_eq!(
-            erasures_since(&conn, "S9", 0, 1).unwrap(),
-            vec![(1, vec![])]
-        );
-        assert_eq!(suppressed_since(&conn, &s, &email).unwrap(), Some(1));
-        let other = Identifier {
-            kind: IdKind::Email,
-            value: "b@example.com".into(),
-        };
-        assert_eq!(suppressed_since(&conn, &s, &other).unwrap(), None);
-        // Nothing in clear.
-        let clear: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM suppressed_identifiers
-                 WHERE instr(hash, '4006381333931') > 0 OR instr(hash, 'a@example.com') > 0",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(clear, 0);
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            let s = Suppression::from_master(&[3; 32]);
+            assert_eq!(erasure_version(conn).unwrap(), 0);
+            let a = CardNumber::parse("4006381333931").unwrap();
+            let stores = vec!["S1".to_string(), "S2".to_string()];
+            let now = Timestamp::from_unix_ms(1, 0);
+            let email = Identifier {
+                kind: IdKind::Email,
+                value: "a@example.com".into(),
+            };
+            assert_eq!(
+                record_erasure(
+                    conn,
+                    &s,
+                    &[card("4006381333931"), email.clone()],
+                    &stores,
+                    now
+                )
+                .unwrap(),
+                1
+            );
+            assert_eq!(record_erasure(conn, &s, &[], &stores, now).unwrap(), 2);
+            assert_eq!(erasure_version(conn).unwrap(), 2);
+            let s1 = erasures_since(conn, "S1", 0, 10).unwrap();
+            assert_eq!(s1, vec![(1, vec![s.card_key("S1", &a)]), (2, vec![])]);
+            let s2 = erasures_since(conn, "S2", 0, 10).unwrap();
+            assert_ne!(s1[0].1, s2[0].1, "per store");
+            assert_eq!(
+                erasures_since(conn, "S1", 1, 10).unwrap(),
+                vec![(2, vec![])]
+            );
+            assert!(erasures_since(conn, "S1", 2, 10).unwrap().is_empty());
+            assert_eq!(erasures_since(conn, "S9", 0, 1).unwrap(), vec![(1, vec![])]);
+            assert_eq!(suppressed_since(conn, &s, &email).unwrap(), Some(1));
+            let other = Identifier {
+                kind: IdKind::Email,
+                value: "b@example.com".into(),
+            };
+            assert_eq!(suppressed_since(conn, &s, &other).unwrap(), None);
+            // Nothing in clear.
+            let hashes = conn
+                .query("SELECT hash FROM suppressed_identifiers", sql_params![])
+                .unwrap();
+            assert_eq!(hashes.len(), 2);
+            for row in hashes {
+                let hash: Vec<u8> = row.get(0).unwrap();
+                for clear in [&b"4006381333931"[..], b"a@example.com"] {
+                    assert!(!hash.windows(clear.len()).any(|w| w == clear));
+                }
+            }
+        });
     }
 }

@@ -174,7 +174,7 @@ fn parse_findings(card: &str, json: &str) -> Result<Vec<Finding>, StoreError> {
     })
 }
 
-fn view(
+pub(super) fn view(
     card: String,
     flagged: i64,
     json: &str,

@@ -138,6 +138,35 @@ impl Sql for Connection {
     }
 }
 
+/// A rusqlite transaction is its connection: store functions over `&dyn Sql` run inside
+/// it (callers that still hold a rusqlite `Transaction` while their code moves over).
+impl Sql for rusqlite::Transaction<'_> {
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    fn execute(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
+        Sql::execute(&**self, sql, params)
+    }
+
+    fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn ToParam],
+        each: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        Sql::query_each(&**self, sql, params, each)
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        Sql::batch(&**self, sql)
+    }
+
+    fn begin(&self, kind: TxKind) -> Result<(), StoreError> {
+        Sql::begin(&**self, kind)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

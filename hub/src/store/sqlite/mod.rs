@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use till360_shared::chain::ChainHash;
 use till360_shared::wire::TillHealth;
-use till360_shared::{codec, AgentId, CardNumber, ReceiptLine, Timestamp};
+use till360_shared::{AgentId, CardNumber, Timestamp};
 
 pub mod driver;
 
@@ -18,16 +18,12 @@ use super::erasures::{self, Suppression};
 use super::ingest::{self, MergeSettings};
 use super::suspicious::{self, SuspiciousCard};
 use super::{
-    agents, coupon_ledger, identity, privacy, AgentView, ConsentChange, ErasureReport,
+    agents, coupon_ledger, identity, privacy, profiles, AgentView, ConsentChange, ErasureReport,
     IngestOutcome, IngestRequest, ProfileQuery, Store, StoreError, TillClock,
 };
 use crate::config::{FraudConfig, IdentityConfig};
 use crate::coupons::{CampaignKpis, CouponCounts, StoreCoupons};
-use crate::identity::{IdKind, Identifier};
-use crate::profile::{
-    profile_view, ConsentView, LoyaltyView, PersonalView, ProfileParts, ProfileView, Purchase,
-    PurchaseLine, TimelineLine,
-};
+use crate::profile::ProfileView;
 
 /// Bumped when the schema changes incompatibly. 4: the journal hash chain
 /// (`agents.chain_hash`, `chain_breaks`); 6: digest feed compaction
@@ -475,253 +471,13 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn load_view(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
-        let conn = &self.conn;
-        let row = conn
-            .prepare_cached(
-                "SELECT created_at_ms, created_offset_min, customer_no, first_name, last_name,
-                        birth_date, postal_code, language, member_since, points
-                 FROM profiles WHERE profile_id = ?1",
-            )?
-            .query_row([profile_id], |r| {
-                Ok((
-                    Timestamp::from_unix_ms(r.get(0)?, r.get(1)?),
-                    r.get::<_, Option<String>>(2)?,
-                    PersonalView {
-                        first_name: r.get(3)?,
-                        last_name: r.get(4)?,
-                        birth_date: r.get(5)?,
-                        postal_code: r.get(6)?,
-                        language: r.get(7)?,
-                    },
-                    LoyaltyView {
-                        member_since: r.get(8)?,
-                        points: r.get(9)?,
-                    },
-                ))
-            })
-            .optional()?;
-        let Some((created_at, customer_no, personal, loyalty)) = row else {
-            return Ok(None);
-        };
-        let identifiers = conn
-            .prepare_cached("SELECT kind, value FROM identifiers WHERE profile_id = ?1")?
-            .query_map([profile_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<(String, String)>, _>>()?;
-        let consents = conn
-            .prepare_cached(
-                "SELECT purpose, granted, source, at_ms FROM consents WHERE profile_id = ?1",
-            )?
-            .query_map([profile_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    ConsentView {
-                        granted: r.get(1)?,
-                        source: r.get(2)?,
-                        at: Timestamp::from_unix_ms(r.get(3)?, 0).to_rfc3339(),
-                    },
-                ))
-            })?
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        let mut receipts = Vec::new();
-        let rows = conn
-            .prepare_cached(
-                "SELECT store, receipt_no, at_ms, offset_min, total_cents, currency, lines
-                 FROM transactions WHERE profile_id = ?1",
-            )?
-            .query_map([profile_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    Timestamp::from_unix_ms(r.get(2)?, r.get(3)?),
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Vec<u8>>(6)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        for (store, reference, at, total_cents, currency, blob) in rows {
-            let lines: Vec<ReceiptLine> = codec::from_bytes(&blob)?;
-            let mut out = Vec::with_capacity(lines.len());
-            for l in lines {
-                let line = TimelineLine {
-                    sku: l.sku,
-                    description: l.description,
-                    qty: l.quantity_milli as f64 / 1000.0,
-                    unit_cents: l.unit_cents,
-                    amount_cents: l.amount_cents,
-                    discount: l.discount,
-                };
-                out.push(self.categorised(line)?);
-            }
-            receipts.push(Purchase {
-                reference,
-                place: store,
-                at,
-                total_cents,
-                currency,
-                lines: out,
-            });
-        }
-        let mut orders = Vec::new();
-        let rows = conn
-            .prepare_cached(
-                "SELECT order_id, channel, ordered_at_ms, offset_min, total_cents, currency, lines
-                 FROM orders WHERE profile_id = ?1",
-            )?
-            .query_map([profile_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    Timestamp::from_unix_ms(r.get(2)?, r.get(3)?),
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        for (order_id, channel, at, total_cents, currency, json) in rows {
-            let lines: Vec<super::imports::OrderLine> = serde_json::from_str(&json)
-                .map_err(|e| StoreError::Corrupt(format!("order {order_id} lines: {e}")))?;
-            let mut out = Vec::with_capacity(lines.len());
-            for l in lines {
-                let line = TimelineLine {
-                    sku: l.sku,
-                    description: l.description,
-                    qty: l.qty,
-                    unit_cents: l.unit_cents,
-                    amount_cents: l.amount_cents,
-                    discount: false,
-                };
-                out.push(self.categorised(line)?);
-            }
-            orders.push(Purchase {
-                reference: Some(order_id),
-                place: channel,
-                at,
-                total_cents,
-                currency,
-                lines: out,
-            });
-        }
-        let segments = conn
-            .prepare_cached("SELECT segment_id FROM segment_members WHERE profile_id = ?1")?
-            .query_map([profile_id], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        let traits_json: Option<String> = conn
-            .prepare_cached("SELECT traits FROM profile_traits WHERE profile_id = ?1")?
-            .query_row([profile_id], |r| r.get(0))
-            .optional()?;
-        let traits = match traits_json.map(|j| serde_json::from_str(&j)) {
-            None => BTreeMap::new(),
-            Some(Ok(map)) => map,
-            Some(Err(e)) => {
-                tracing::warn!("profile {profile_id}: unreadable traits ({e}); shown as none");
-                BTreeMap::new()
-            }
-        };
-        let coupons = super::coupon_kpis::profile_coupons(conn, profile_id)?;
-        Ok(Some(profile_view(ProfileParts {
-            profile_id: profile_id.to_string(),
-            created_at: Some(created_at),
-            customer_no,
-            identifiers,
-            personal,
-            loyalty,
-            consents,
-            receipts,
-            orders,
-            segments,
-            traits,
-            coupons,
-        })))
-    }
-
-    /// Matches a line to a product: by sku, else by description (case-insensitive).
-    fn categorised(&self, line: TimelineLine) -> Result<PurchaseLine, StoreError> {
-        let mut product: Option<(String, bool)> = None;
-        if let Some(sku) = &line.sku {
-            product = self
-                .conn
-                .prepare_cached("SELECT category, sensitive FROM products WHERE sku = ?1")?
-                .query_row([sku], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-        }
-        if product.is_none() {
-            product = self
-                .conn
-                .prepare_cached(
-                    "SELECT category, sensitive FROM products
-                     WHERE description = ?1 COLLATE NOCASE ORDER BY sku LIMIT 1",
-                )?
-                .query_row([&line.description], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-        }
-        let (category, sensitive) = match product {
-            Some((c, s)) => (Some(c), s),
-            None => (None, false),
-        };
-        Ok(PurchaseLine {
-            line,
-            category,
-            sensitive,
-        })
-    }
-
-    /// Profile ids matching a search, identifiers normalised as the graph stores them.
-    fn search_ids(&self, query: &ProfileQuery, limit: usize) -> Result<Vec<String>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let cc = self.identity.default_country_code;
-        let (kind, raw) = match query {
-            ProfileQuery::Card(v) => (IdKind::Card, v),
-            ProfileQuery::CustomerNo(v) => (IdKind::CustomerNo, v),
-            ProfileQuery::Email(v) => (IdKind::Email, v),
-            ProfileQuery::Phone(v) => (IdKind::Phone, v),
-            ProfileQuery::NamePrefix(prefix) => {
-                let prefix = prefix.trim();
-                if prefix.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut pattern = String::with_capacity(prefix.len() + 1);
-                for c in prefix.chars() {
-                    if matches!(c, '%' | '_' | '\\') {
-                        pattern.push('\\');
-                    }
-                    pattern.push(c);
-                }
-                pattern.push('%');
-                let ids = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT profile_id FROM profiles
-                         WHERE first_name LIKE ?1 ESCAPE '\\' OR last_name LIKE ?1 ESCAPE '\\'
-                         ORDER BY last_name COLLATE NOCASE, first_name COLLATE NOCASE, profile_id
-                         LIMIT ?2",
-                    )?
-                    .query_map(params![pattern, limit], |r| r.get(0))?
-                    .collect::<Result<Vec<String>, _>>()?;
-                return Ok(ids);
-            }
-        };
-        // Something that cannot be an identifier finds nobody.
-        let Ok(id) = Identifier::parse(kind, raw, cc) else {
-            return Ok(Vec::new());
-        };
-        let found: Option<String> = self
-            .conn
-            .prepare_cached("SELECT profile_id FROM identifiers WHERE kind = ?1 AND value = ?2")?
-            .query_row(params![id.kind.as_str(), id.value], |r| r.get(0))
-            .optional()?;
-        Ok(found.into_iter().take(limit.max(0) as usize).collect())
-    }
-
     /// Gives the store the coupon master secret, so it checks every redeemed code at
     /// merge (`genuine` or `forged`) instead of storing it `unchecked`, can erase, and
     /// keeps erased cards out of merges (the suppression list). An erasure log of an
     /// older hub (cards in clear) is hashed here.
     pub fn set_coupon_master(&mut self, master: &[u8; 32]) -> Result<(), StoreError> {
         let suppression = Suppression::from_master(master);
-        let converted = erasures::hash_clear_erasures(&mut self.conn, &suppression)?;
+        let converted = erasures::hash_clear_erasures(&self.conn, &suppression)?;
         if converted > 0 {
             tracing::info!("erasure log: {converted} clear cards replaced by keyed hashes");
         }
@@ -813,40 +569,15 @@ impl Store for SqliteStore {
     }
 
     fn profile(&self, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
-        self.load_view(profile_id)
+        profiles::load_view(&self.conn, profile_id)
     }
 
     fn profile_by_card(&self, card: &CardNumber) -> Result<Option<ProfileView>, StoreError> {
-        let id: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT profile_id FROM identifiers WHERE kind = 'card' AND value = ?1",
-            )?
-            .query_row([card.as_str()], |r| r.get(0))
-            .optional()?;
-        match id {
-            Some(id) => self.load_view(&id),
-            None => Ok(None),
-        }
+        profiles::profile_by_card(&self.conn, card)
     }
 
     fn profiles(&self, limit: usize) -> Result<Vec<ProfileView>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let ids = self
-            .conn
-            .prepare_cached(
-                "SELECT profile_id FROM profiles
-                 ORDER BY created_at_ms DESC, profile_id LIMIT ?1",
-            )?
-            .query_map([limit], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut views = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(view) = self.load_view(&id)? {
-                views.push(view);
-            }
-        }
-        Ok(views)
+        profiles::profiles(&self.conn, limit)
     }
 
     fn export_profile(&self, profile_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -862,7 +593,7 @@ impl Store for SqliteStore {
             .suppression
             .as_ref()
             .ok_or(StoreError::NoMasterSecret)?;
-        privacy::erase_profile(&mut self.conn, suppression, profile_id, now)
+        privacy::erase_profile(&self.conn, suppression, profile_id, now)
     }
 
     fn set_consents(
@@ -872,21 +603,12 @@ impl Store for SqliteStore {
         source: &str,
         now: Timestamp,
     ) -> Result<Option<ProfileView>, StoreError> {
-        match privacy::set_consents(&mut self.conn, profile_id, changes, source, now)? {
-            Some(()) => self.load_view(profile_id),
-            None => Ok(None),
-        }
+        privacy::set_consents(&self.conn, profile_id, changes, source, now)
     }
 
     fn search(&self, query: &ProfileQuery, limit: usize) -> Result<Vec<ProfileView>, StoreError> {
-        let ids = self.search_ids(query, limit)?;
-        let mut views = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(view) = self.load_view(&id)? {
-                views.push(view);
-            }
-        }
-        Ok(views)
+        let country_code = self.identity.default_country_code;
+        profiles::search(&self.conn, query, limit, country_code)
     }
 
     fn campaign_kpis(
