@@ -161,7 +161,15 @@ fn close_reason_after_hub_restart(
             .join(till360_hub::listener::RESET_KEY_FILE);
         assert!(key.exists(), "the hub persisted its reset secret");
         if !keep_reset_key {
+            // A new secret: gone from the data_dir and from the database the hubs share.
             std::fs::remove_file(&key).unwrap();
+            rusqlite::Connection::open(site.hub.data_dir.join("hub.db"))
+                .unwrap()
+                .execute(
+                    "DELETE FROM hub_secrets WHERE name = ?1",
+                    [till360_hub::listener::RESET_KEY_FILE],
+                )
+                .unwrap();
         }
         let _restarted = site.start_hub();
         let restart = killed.elapsed();

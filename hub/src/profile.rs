@@ -11,8 +11,6 @@ use serde::Serialize;
 use till360_shared::event::Verification;
 use till360_shared::{CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 
-use crate::coupons::verify::code_digits;
-
 /// The deterministic profile id of a card: `p-` and 16 hex digits of SHA-256(card).
 /// The same card gives the same id on every hub, whatever order events arrive in.
 pub fn profile_id_for(card: &CardNumber) -> String {
@@ -590,6 +588,12 @@ pub fn summarize(facts: &[TransactionFact]) -> TransactionSummary {
             })
             .collect(),
     }
+}
+
+/// A code as the ledger keys it: what was scanned or typed, whitespace removed (people
+/// type the grouped form).
+pub fn code_digits(code: &str) -> String {
+    code.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 #[cfg(test)]

@@ -57,11 +57,7 @@ pub fn check_code<E>(
     }
 }
 
-/// A code as the ledger keys it: what was scanned or typed, whitespace removed (people
-/// type the grouped form).
-pub fn code_digits(code: &str) -> String {
-    code.chars().filter(|c| !c.is_whitespace()).collect()
-}
+pub use crate::profile::code_digits;
 
 /// The hub's answer to a till asking about a code (`CouponCheck`), given its signature
 /// check: forged, expired on `today` (the asking till's local date), already redeemed
