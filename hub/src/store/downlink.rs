@@ -7,14 +7,17 @@
 //! is locked ([`lock_numbering`]), so two hubs serving their first tills at the same
 //! time never give out one number twice.
 
-use chrono::NaiveDate;
 use till360_shared::campaign::{CampaignSet, CatalogItem, Trigger};
-use till360_shared::coupon::{CardKey, CouponFields};
+use till360_shared::coupon::CouponFields;
 use till360_shared::AgentId;
 
-use super::sql::{int, transaction, Engine, Sql, SqlExt, TxKind};
+use super::sql::{transaction, Engine, Sql, SqlExt, TxKind};
 use super::StoreError;
 use crate::sql_params;
+
+// The feeds read the erasure log and the coupon ledger where they are kept.
+pub use super::coupon_ledger::{redeemed_since, redeemed_version};
+pub use super::erasures::{erasure_version, erasures_since};
 
 /// Takes the erasure log for the rest of the write transaction that appends to it (call
 /// before the append). Versions come from the log's own key, so two hubs never give out
@@ -27,102 +30,6 @@ pub fn lock_erasure_log(db: &dyn Sql) -> Result<(), StoreError> {
         db.batch("LOCK TABLE erasures IN SHARE ROW EXCLUSIVE MODE")?;
     }
     Ok(())
-}
-
-/// The newest erasure version (0 when nothing was ever erased).
-pub fn erasure_version(db: &dyn Sql) -> Result<u64, StoreError> {
-    let v: Option<i64> = db
-        .query_value::<Option<i64>>("SELECT max(version) FROM erasures", sql_params![])?
-        .flatten();
-    Ok(v.unwrap_or(0).max(0) as u64)
-}
-
-/// Erasures after `after_version`, oldest first, at most `limit` versions, each with
-/// the card keys of `store` (none when the person had no card, or the store was not
-/// known at erase time).
-pub fn erasures_since(
-    db: &dyn Sql,
-    store: &str,
-    after_version: u64,
-    limit: usize,
-) -> Result<Vec<(u64, Vec<CardKey>)>, StoreError> {
-    let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut out: Vec<(u64, Vec<CardKey>)> = Vec::new();
-    db.query_each(
-        "SELECT e.version, k.card_key
-         FROM (SELECT version FROM erasures WHERE version > ?1 ORDER BY version LIMIT ?2) e
-         LEFT JOIN erasure_card_keys k ON k.version = e.version AND k.store = ?3
-         ORDER BY e.version",
-        sql_params![after, limit, store],
-        &mut |row| {
-            let version = row.get::<i64>(0)?.max(0) as u64;
-            if out.last().is_none_or(|(v, _)| *v != version) {
-                out.push((version, Vec::new()));
-            }
-            let Some(key) = row.get::<Option<Vec<u8>>>(1)? else {
-                return Ok(());
-            };
-            let key = <[u8; 16]>::try_from(key.as_slice()).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "erasure {version}: card key of {} bytes",
-                    key.len()
-                ))
-            })?;
-            if let Some((_, keys)) = out.last_mut() {
-                keys.push(CardKey(key));
-            }
-            Ok(())
-        },
-    )?;
-    Ok(out)
-}
-
-/// Redemption statuses that count as a code's redemption (see `coupons::ledger`).
-const COUNTING_STATUSES: &str = "('genuine', 'unchecked')";
-
-/// The newest commit sequence of the coupon ledger (0: empty): the redeemed-codes
-/// feed's version.
-pub fn redeemed_version(db: &dyn Sql) -> Result<u64, StoreError> {
-    let max: Option<i64> = db
-        .query_value::<Option<i64>>("SELECT max(commit_seq) FROM redemptions", sql_params![])?
-        .flatten();
-    Ok(max.unwrap_or(0).max(0) as u64)
-}
-
-/// The redeemed-codes downlink of `store`: codes whose counted redemption (genuine or
-/// unchecked) was scanned at one of its tills or issued by one, committed after
-/// `after`, not expired before `today`, oldest commit first, at most `limit`, as
-/// `(commit_seq, code)`.
-pub fn redeemed_since(
-    db: &dyn Sql,
-    store: &str,
-    after: u64,
-    today: NaiveDate,
-    limit: usize,
-) -> Result<Vec<(u64, String)>, StoreError> {
-    let mut codes = Vec::new();
-    db.query_each(
-        &format!(
-            "SELECT commit_seq, code FROM redemptions
-             WHERE commit_seq > ?1 AND status IN {COUNTING_STATUSES}
-               AND (store = ?2 OR issuer_store = ?3)
-               AND (expires IS NULL OR expires >= ?4)
-             ORDER BY commit_seq LIMIT ?5"
-        ),
-        sql_params![
-            int(after)?,
-            store,
-            store,
-            today.format("%Y-%m-%d").to_string(),
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        ],
-        &mut |row| {
-            codes.push((row.get::<i64>(0)?.max(0) as u64, row.get::<String>(1)?));
-            Ok(())
-        },
-    )?;
-    Ok(codes)
 }
 
 /// The numbers of one till's keyring, read (and assigned where missing) in one
@@ -315,6 +222,8 @@ pub fn sensitive_categories(db: &dyn Sql) -> Result<Vec<String>, StoreError> {
 mod tests {
     use super::*;
     use crate::store::test_support::for_each_engine;
+    use chrono::NaiveDate;
+    use till360_shared::coupon::CardKey;
 
     fn erase(db: &dyn Sql, keys: &[(&str, [u8; 16])]) -> i64 {
         let version: i64 = db

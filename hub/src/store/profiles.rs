@@ -15,12 +15,14 @@ use till360_shared::{codec, CardNumber, ReceiptLine, Timestamp};
 
 use super::sql::{Engine, Row, Sql, SqlExt, ToParam, Value};
 use super::{ProfileQuery, StoreError};
-use crate::identity::{BlockedIdentifier, IdKind, Identifier};
+use crate::identity::{IdKind, Identifier};
 use crate::profile::{
     profile_view, ConsentView, CouponSummary, LoyaltyView, PersonalView, ProfileParts, ProfileView,
     Purchase, PurchaseLine, TimelineLine,
 };
 use crate::sql_params;
+
+pub use super::identity::blocked_identifiers;
 
 /// The profile row's columns, as [`Head::read`] reads them.
 macro_rules! profile_columns {
@@ -163,24 +165,6 @@ fn name_prefix_ids(db: &dyn Sql, prefix: &str, limit: usize) -> Result<Vec<Strin
         .iter()
         .map(|row| row.get::<String>(0))
         .collect()
-}
-
-/// Identifiers blocked from merging (reported by imports, listed by the API).
-pub fn blocked_identifiers(db: &dyn Sql) -> Result<Vec<BlockedIdentifier>, StoreError> {
-    db.query(
-        "SELECT kind, value, customers, reason FROM blocked_identifiers ORDER BY kind, value",
-        sql_params![],
-    )?
-    .iter()
-    .map(|row| {
-        Ok(BlockedIdentifier {
-            kind: row.get(0)?,
-            value: row.get(1)?,
-            customers: row.get::<i64>(2)?.max(0) as u64,
-            reason: row.get(3)?,
-        })
-    })
-    .collect()
 }
 
 fn sql_limit(limit: usize) -> i64 {

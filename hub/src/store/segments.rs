@@ -10,8 +10,9 @@ use till360_shared::Timestamp;
 use super::freshness;
 use super::sql::{transaction, Sql, TxKind};
 use super::StoreError;
-use crate::identity::BlockedIdentifier;
 use crate::sql_params;
+
+pub use super::identity::blocked_identifiers;
 
 /// Members per segment id and when they were computed (`None` before the first run),
 /// from one snapshot so that they agree.
@@ -80,28 +81,10 @@ pub fn mailing(
     Ok(rows)
 }
 
-/// Every identifier blocked from merging, by kind and value.
-pub fn blocked_identifiers(db: &dyn Sql) -> Result<Vec<BlockedIdentifier>, StoreError> {
-    let mut rows = Vec::new();
-    db.query_each(
-        "SELECT kind, value, customers, reason FROM blocked_identifiers ORDER BY kind, value",
-        sql_params![],
-        &mut |r| {
-            rows.push(BlockedIdentifier {
-                kind: r.get(0)?,
-                value: r.get(1)?,
-                customers: r.get::<i64>(2)?.max(0) as u64,
-                reason: r.get(3)?,
-            });
-            Ok(())
-        },
-    )?;
-    Ok(rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::BlockedIdentifier;
     use crate::store::test_support::for_each_engine;
 
     fn profile(db: &dyn Sql, id: &str, customer_no: Option<&str>, postal_code: Option<&str>) {
