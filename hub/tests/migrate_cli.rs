@@ -1,0 +1,278 @@
+//! `till360-hub migrate --config hub.toml --to postgres://…`: a SQLite hub's data copied
+//! into PostgreSQL with nothing lost, and the refusals (a non-empty target, a SQLite
+//! target, a PostgreSQL source, an unreachable target: never showing the password).
+//! The PostgreSQL runs need `TILL360_TEST_POSTGRES`; without it they say they were skipped.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use till360_hub::cli::main_with_args;
+use till360_hub::config::{DatabaseUrl, HubConfig, PostgresUrl};
+use till360_hub::migrate_command::migrate;
+use till360_hub::store::postgres::TemporaryDatabase;
+use till360_hub::store::transfer::Silent;
+use till360_hub::store::{ConsentChange, Database, DatabaseOptions, IngestRequest, SqlStore};
+use till360_shared::{AgentId, Timestamp};
+
+use crate::common::Site;
+
+fn run(args: &[&str]) -> ExitCode {
+    main_with_args(
+        std::iter::once("till360-hub")
+            .chain(args.iter().copied())
+            .map(Into::into),
+    )
+}
+
+fn postgres_server() -> Option<PostgresUrl> {
+    match std::env::var("TILL360_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(PostgresUrl::parse(url.trim()).unwrap()),
+        _ => {
+            eprintln!(
+                "*** migrate to PostgreSQL SKIPPED: TILL360_TEST_POSTGRES is not set \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test) ***"
+            );
+            None
+        }
+    }
+}
+
+/// A hub folder with a SQLite database holding receipts of two tills, consents, an
+/// erasure and the master secret.
+fn sqlite_hub() -> (Site, HubConfig) {
+    let site = Site::new();
+    let config = site.config();
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
+    let db = Database::open(&config.database, &DatabaseOptions::default()).unwrap();
+    let mut store = SqlStore::new(db.get().unwrap());
+    store.set_coupon_master(master.as_bytes());
+    let mut generator = till360_hub::synthetic::Generator::new(7, 40, 70);
+    let now = Timestamp::from_unix_ms(1_767_225_600_000, 60);
+    for (store_id, count) in [("S001", 300), ("S002", 120)] {
+        let agent = AgentId::new(store_id, "T01");
+        store.hello(&agent, now).unwrap();
+        let events = generator.events(&agent, 1, count);
+        for batch in events.chunks(50) {
+            let outcome = store
+                .ingest(
+                    &[IngestRequest {
+                        agent: &agent,
+                        events: batch,
+                    }],
+                    now,
+                )
+                .unwrap();
+            assert!(outcome[0].is_ok(), "{outcome:?}");
+        }
+    }
+    let conn = db.get().unwrap();
+    let profiles = till360_hub::store::profiles::profiles(&*conn, 1000).unwrap();
+    assert!(profiles.len() > 10, "{}", profiles.len());
+    till360_hub::store::privacy::set_consents(
+        &*conn,
+        &profiles[0].profile_id,
+        &[ConsentChange {
+            purpose: "email".into(),
+            granted: true,
+        }],
+        "api",
+        now,
+    )
+    .unwrap()
+    .unwrap();
+    let suppression = till360_hub::store::erasures::Suppression::from_master(master.as_bytes());
+    till360_hub::store::privacy::erase_profile(&*conn, &suppression, &profiles[1].profile_id, now)
+        .unwrap()
+        .unwrap();
+    (site, config)
+}
+
+fn config_path(site: &Site) -> String {
+    site.dir
+        .path()
+        .join("hub.toml")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_sqlite_target_is_refused() {
+    let (site, _) = sqlite_hub();
+    let err = migrate(
+        Path::new(&config_path(&site)),
+        "sqlite:///tmp/elsewhere.db",
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(err.contains("the target is SQLite"), "{err}");
+    assert_eq!(
+        run(&[
+            "migrate",
+            "--config",
+            &config_path(&site),
+            "--to",
+            "sqlite:///tmp/elsewhere.db"
+        ]),
+        ExitCode::FAILURE
+    );
+}
+
+#[test]
+fn a_postgresql_source_is_refused_without_showing_its_password() {
+    let site = Site::new();
+    let path = site.dir.path().join("hub.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[database]\nurl = \"postgres://hub:s3cret@127.0.0.1:1/till360\"\n");
+    std::fs::write(&path, text).unwrap();
+    let err = migrate(&path, "postgres://postgres@127.0.0.1:1/other", &mut Silent).unwrap_err();
+    assert!(err.contains("is already PostgreSQL"), "{err}");
+    assert!(
+        err.contains("postgres://hub:***@127.0.0.1:1/till360"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn an_unreachable_target_is_refused_naming_it_without_its_password() {
+    let (site, _) = sqlite_hub();
+    // Port 1 on loopback: nothing listens there.
+    let err = migrate(
+        Path::new(&config_path(&site)),
+        "postgres://hub:s3cret@127.0.0.1:1/till360",
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("cannot connect to postgres://hub:***@127.0.0.1:1/till360"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn a_non_empty_target_is_refused_naming_a_table_and_its_rows() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let (site, _) = sqlite_hub();
+    let target = TemporaryDatabase::create(&server, "t360").unwrap();
+    let db = Database::open(
+        &DatabaseUrl::Postgres(target.url().clone()),
+        &DatabaseOptions::default(),
+    )
+    .unwrap();
+    db.get()
+        .unwrap()
+        .execute(
+            "INSERT INTO products (sku, description, category, sensitive) VALUES (?1, ?2, ?3, ?4)",
+            till360_hub::sql_params!["123", "Milk", "dairy", 0i64],
+        )
+        .unwrap();
+    let err = migrate(
+        Path::new(&config_path(&site)),
+        &target.url().connection_string(),
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("not empty: table products holds 1 row(s)"),
+        "{err}"
+    );
+    // Nothing was written: still the one row.
+    let conn = db.get().unwrap();
+    let rows: i64 = till360_hub::store::sql::SqlExt::query_value(
+        &*conn,
+        "SELECT COUNT(*) FROM transactions",
+        till360_hub::sql_params![],
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubs_data_moves_to_postgresql_with_nothing_lost_and_a_hub_runs_on_it() {
+    let Some(server) = postgres_server() else {
+        return;
+    };
+    let (site, config) = sqlite_hub();
+    let target = TemporaryDatabase::create(&server, "t360").unwrap();
+    let to = target.url().connection_string();
+    let path = config_path(&site);
+    let (code, path) = tokio::task::spawn_blocking(move || {
+        (run(&["migrate", "--config", &path, "--to", &to]), path)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, ExitCode::SUCCESS);
+
+    // The store reads the same profiles and high-water marks from both databases.
+    let (sqlite_side, postgres_side) = {
+        let pg_url = DatabaseUrl::Postgres(target.url().clone());
+        let sqlite_url = config.database.clone();
+        tokio::task::spawn_blocking(move || {
+            let read = |url: &DatabaseUrl| {
+                let db = Database::open(url, &DatabaseOptions::default()).unwrap();
+                let conn = db.get().unwrap();
+                let profiles = till360_hub::store::profiles::profiles(&*conn, 10_000).unwrap();
+                let agents: Vec<(String, String, u64)> = SqlStore::new(db.get().unwrap())
+                    .agents()
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| (a.store, a.till, a.last_seq))
+                    .collect();
+                (profiles, agents)
+            };
+            (read(&sqlite_url), read(&pg_url))
+        })
+        .await
+        .unwrap()
+    };
+    assert!(sqlite_side.0.len() > 10);
+    assert_eq!(postgres_side.0, sqlite_side.0);
+    assert_eq!(
+        sqlite_side.1,
+        vec![
+            ("S001".to_string(), "T01".to_string(), 300),
+            ("S002".to_string(), "T01".to_string(), 120)
+        ]
+    );
+    assert_eq!(postgres_side.1, sqlite_side.1);
+
+    // Migrating again into the now full database is refused.
+    let again = {
+        let to = target.url().connection_string();
+        tokio::task::spawn_blocking(move || run(&["migrate", "--config", &path, "--to", &to]))
+            .await
+            .unwrap()
+    };
+    assert_eq!(again, ExitCode::FAILURE);
+
+    // A hub on the new URL serves the migrated tills.
+    let hub_toml = site.dir.path().join("hub.toml");
+    let mut text = std::fs::read_to_string(&hub_toml).unwrap();
+    text.push_str(&format!(
+        "\n[database]\nurl = \"{}\"\n",
+        target.url().connection_string()
+    ));
+    std::fs::write(&hub_toml, text).unwrap();
+    let hub = site.start().await;
+    let (status, agents) = crate::common::http_get(hub.http_addr(), "/api/v1/agents").await;
+    assert_eq!(status, 200, "{agents}");
+    let seqs: Vec<(String, u64)> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["store"].as_str().unwrap().to_string(),
+                a["last_seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seqs, vec![("S001".into(), 300), ("S002".into(), 120)]);
+    hub.shutdown().await;
+}
