@@ -153,10 +153,7 @@ pub fn migrate(
         crate::store::erasures::hash_clear_erasures(&*source_conn, &suppression)
             .map_err(|e| format!("the erasure log: {e}"))?;
     }
-    let target_db = Database::open(&DatabaseUrl::Postgres(target.clone()), &options)
-        .map_err(|e| format!("--to {target}: {e}"))?;
-    let target_conn = target_db.get().map_err(|e| format!("--to {target}: {e}"))?;
-    let report = transfer::transfer(&*source_conn, &*target_conn, progress)
+    let report = transfer::into_postgres(&*source_conn, &target, &options, progress)
         .map_err(|e| format!("migrate {} → {target}: {e}", source.name()))?;
     Ok((target, report))
 }

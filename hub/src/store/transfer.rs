@@ -4,8 +4,10 @@
 //! profile's rows, computed the same way on both engines).
 //!
 //! Portable over [`Sql`]: the catalog queries are the only place the engines differ.
-//! Rows go over in multi-row INSERTs inside ONE transaction on the target, so a copy that
-//! fails leaves the target empty and can simply be run again.
+//! Rows go over inside ONE transaction on the target, so a copy that fails leaves the
+//! target empty and can simply be run again: in multi-row INSERTs ([`Inserts`], any
+//! engine) or, into PostgreSQL, by binary COPY (`store/postgres/copy.rs`, faster: see
+//! [`into_postgres`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -95,7 +97,29 @@ impl TransferProgress for Silent {
     fn table_done(&mut self, _: &str, _: u64, _: Duration) {}
 }
 
-fn quoted(name: &str) -> String {
+/// How copied rows reach the target.
+pub trait RowWriter {
+    /// The target connection (the copy's transaction, the checks).
+    fn target(&self) -> &dyn Sql;
+    /// Writes `rows` (all of `table`'s columns, in order) into the target.
+    fn write_rows(&self, table: &Table, rows: &[Row]) -> Result<(), StoreError>;
+}
+
+/// Multi-row INSERTs, on any engine.
+pub struct Inserts<'a>(pub &'a dyn Sql);
+
+impl RowWriter for Inserts<'_> {
+    fn target(&self) -> &dyn Sql {
+        self.0
+    }
+
+    fn write_rows(&self, table: &Table, rows: &[Row]) -> Result<(), StoreError> {
+        insert_rows(self.0, table, rows)
+    }
+}
+
+/// `name` as a quoted SQL identifier (both engines).
+pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -200,7 +224,8 @@ pub fn first_non_empty(db: &dyn Sql) -> Result<Option<(String, u64)>, StoreError
     Ok(None)
 }
 
-fn param(value: &Value) -> Param<'_> {
+/// A read value as a parameter again.
+pub fn param(value: &Value) -> Param<'_> {
     match value {
         Value::Null => Param::Null,
         Value::Int(v) => Param::Int(*v),
@@ -262,7 +287,7 @@ fn insert_rows(target: &dyn Sql, table: &Table, rows: &[Row]) -> Result<(), Stor
 /// Copies `table` from `source` into `target` (inside the caller's transactions).
 fn copy_table(
     source: &dyn Sql,
-    target: &dyn Sql,
+    writer: &dyn RowWriter,
     table: &Table,
     total: u64,
     progress: &mut dyn TransferProgress,
@@ -274,7 +299,7 @@ fn copy_table(
     source.query_each(&select, sql_params![], &mut |row| {
         chunk.push(row);
         if chunk.len() == CHUNK_ROWS {
-            insert_rows(target, table, &chunk)?;
+            writer.write_rows(table, &chunk)?;
             done += chunk.len() as u64;
             chunk.clear();
             progress.rows_copied(&table.name, done, total);
@@ -282,7 +307,7 @@ fn copy_table(
         Ok(())
     })?;
     if !chunk.is_empty() {
-        insert_rows(target, table, &chunk)?;
+        writer.write_rows(table, &chunk)?;
         done += chunk.len() as u64;
         progress.rows_copied(&table.name, done, total);
     }
@@ -527,9 +552,10 @@ pub fn compare(
 /// version), then compares them (see [`compare`]).
 pub fn transfer(
     source: &dyn Sql,
-    target: &dyn Sql,
+    writer: &dyn RowWriter,
     progress: &mut dyn TransferProgress,
 ) -> Result<TransferReport, TransferError> {
+    let target = writer.target();
     let (source_version, target_version) = (
         super::migrations::version(source)?,
         super::migrations::version(target)?,
@@ -572,17 +598,18 @@ pub fn transfer(
     // One read snapshot of the source for the copy and the check; one transaction on the
     // target, so a failed copy leaves it empty.
     source.begin(TxKind::Read)?;
-    let result = copy_all(source, target, &ordered, progress);
+    let result = copy_all(source, writer, &ordered, progress);
     let _ = source.rollback();
     result
 }
 
 fn copy_all(
     source: &dyn Sql,
-    target: &dyn Sql,
+    writer: &dyn RowWriter,
     tables: &[Table],
     progress: &mut dyn TransferProgress,
 ) -> Result<TransferReport, TransferError> {
+    let target = writer.target();
     let mut report = TransferReport::default();
     target.begin(TxKind::Write)?;
     let copied = (|| -> Result<(), TransferError> {
@@ -594,7 +621,7 @@ fn copy_all(
             let total = count(source, &table.name)?;
             progress.table_started(&table.name, total);
             let started = Instant::now();
-            let rows = copy_table(source, target, table, total, progress).map_err(|error| {
+            let rows = copy_table(source, writer, table, total, progress).map_err(|error| {
                 TransferError::Copy {
                     table: table.name.clone(),
                     error,
@@ -623,6 +650,22 @@ fn copy_all(
     report.profiles_checked = checked;
     report.differences = differences;
     Ok(report)
+}
+
+/// Copies `source` into the PostgreSQL database `target`: brings it to the hub's schema
+/// first ([`Database::open`](super::Database::open)), then [`transfer`]s by binary COPY.
+pub fn into_postgres(
+    source: &dyn Sql,
+    target: &crate::config::PostgresUrl,
+    options: &super::DatabaseOptions,
+    progress: &mut dyn TransferProgress,
+) -> Result<TransferReport, TransferError> {
+    drop(super::Database::open(
+        &crate::config::DatabaseUrl::Postgres(target.clone()),
+        options,
+    )?);
+    let writer = super::postgres::copy::BinaryCopy::connect(target, options.timeout)?;
+    transfer(source, &writer, progress)
 }
 
 #[cfg(test)]
@@ -662,7 +705,7 @@ mod tests {
         .unwrap();
         for_each_engine(|target_db| {
             let target = target_db.get().unwrap();
-            let report = transfer(&*src, &*target, &mut Silent).unwrap();
+            let report = transfer(&*src, &Inserts(&*target), &mut Silent).unwrap();
             assert_eq!(report.differences, Vec::<String>::new());
             assert_eq!(report.profiles_checked, 2);
             assert!(report.counts.iter().all(|(_, a, b)| a == b));
@@ -677,7 +720,7 @@ mod tests {
                 .unwrap();
             assert_eq!(next, 3);
             // A target holding a row is refused, naming the table.
-            let again = transfer(&*src, &*target, &mut Silent).unwrap_err();
+            let again = transfer(&*src, &Inserts(&*target), &mut Silent).unwrap_err();
             assert!(
                 matches!(&again, TransferError::TargetNotEmpty { rows, .. } if *rows > 0),
                 "{again}"
@@ -697,7 +740,7 @@ mod tests {
         .unwrap();
         for_each_engine(|target_db| {
             let target = target_db.get().unwrap();
-            let report = transfer(&*src, &*target, &mut Silent).unwrap();
+            let report = transfer(&*src, &Inserts(&*target), &mut Silent).unwrap();
             assert!(report.differences.is_empty(), "{:?}", report.differences);
             target
                 .execute(
