@@ -48,11 +48,8 @@ impl TransferProgress for MigrateProgress {
         if !self.terminal {
             return;
         }
-        let pct = if total == 0 {
-            100
-        } else {
-            (done.min(total) * 100 / total) as usize
-        };
+        // An empty table is done at once.
+        let pct = ((done.min(total) * 100).checked_div(total).unwrap_or(100)) as usize;
         let filled = pct / 5;
         let mut err = std::io::stderr().lock();
         let _ = write!(

@@ -259,7 +259,7 @@ fn copy_rate_of_100k_receipts() {
     let mut generator = till360_hub::synthetic::Generator::new(11, 20_000, 70);
     let now = Timestamp::from_unix_ms(1_767_225_600_000, 60);
     for till in 0..20 {
-        let agent = AgentId::new(&format!("S{:03}", till / 2), &format!("T{:02}", till % 2));
+        let agent = AgentId::new(format!("S{:03}", till / 2), format!("T{:02}", till % 2));
         store.hello(&agent, now).unwrap();
         for first in (1..=5_000u64).step_by(500) {
             let events = generator.events(&agent, first, 500);

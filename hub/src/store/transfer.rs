@@ -496,14 +496,23 @@ pub fn profile_digests(
     Ok(digests)
 }
 
+/// What [`compare`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Per table: rows in the source and in the target.
+    pub counts: Vec<(String, u64, u64)>,
+    pub profiles_checked: u64,
+    /// Each names its table or profile.
+    pub differences: Vec<String>,
+}
+
 /// Compares `source` and `target`: row counts of every table, and the digest of every
-/// profile of the source with the target's. Returns the counts, the profiles checked and
-/// the differences (each names its table or profile).
+/// profile of the source with the target's.
 pub fn compare(
     source: &dyn Sql,
     target: &dyn Sql,
     tables: &[Table],
-) -> Result<(Vec<(String, u64, u64)>, u64, Vec<String>), StoreError> {
+) -> Result<Comparison, StoreError> {
     let mut counts = Vec::new();
     let mut differences = Vec::new();
     for table in tables {
@@ -545,7 +554,11 @@ pub fn compare(
             }
         }
     }
-    Ok((counts, checked, differences))
+    Ok(Comparison {
+        counts,
+        profiles_checked: checked,
+        differences,
+    })
 }
 
 /// Copies every row of `source` into the empty `target` (both at the same schema
@@ -645,10 +658,10 @@ fn copy_all(
             return Err(err);
         }
     }
-    let (counts, checked, differences) = compare(source, target, tables)?;
-    report.counts = counts;
-    report.profiles_checked = checked;
-    report.differences = differences;
+    let comparison = compare(source, target, tables)?;
+    report.counts = comparison.counts;
+    report.profiles_checked = comparison.profiles_checked;
+    report.differences = comparison.differences;
     Ok(report)
 }
 
@@ -749,8 +762,12 @@ mod tests {
                 )
                 .unwrap();
             let all = tables(&*src).unwrap();
-            let (_, checked, differences) = compare(&*src, &*target, &all).unwrap();
-            assert_eq!(checked, 2);
+            let Comparison {
+                profiles_checked,
+                differences,
+                ..
+            } = compare(&*src, &*target, &all).unwrap();
+            assert_eq!(profiles_checked, 2);
             assert_eq!(differences.len(), 1, "{differences:?}");
             assert!(differences[0].starts_with("profile p2:"), "{differences:?}");
         });
