@@ -153,6 +153,20 @@ fn an_unreachable_target_is_refused_naming_it_without_its_password() {
 }
 
 #[test]
+fn a_running_hub_is_refused() {
+    let (site, config) = sqlite_hub();
+    // What a running hub holds on its data folder.
+    let _running = till360_hub::instance::HubLock::acquire(&config.data_dir).unwrap();
+    let err = migrate(
+        Path::new(&config_path(&site)),
+        "postgres://postgres@127.0.0.1:1/other",
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(err.contains("another hub is running"), "{err}");
+}
+
+#[test]
 fn a_non_empty_target_is_refused_naming_a_table_and_its_rows() {
     let Some(server) = postgres_server() else {
         return;
