@@ -12,7 +12,8 @@ use till360_hub::migrate_command::migrate;
 use till360_hub::store::postgres::TemporaryDatabase;
 use till360_hub::store::transfer::Silent;
 use till360_hub::store::{ConsentChange, Database, DatabaseOptions, IngestRequest, SqlStore};
-use till360_shared::{AgentId, Timestamp};
+use till360_shared::event::CouponIssue;
+use till360_shared::{AgentId, Event, EventKind, Timestamp};
 
 use crate::common::Site;
 
@@ -37,8 +38,8 @@ fn postgres_server() -> Option<PostgresUrl> {
     }
 }
 
-/// A hub folder with a SQLite database holding receipts of two tills, consents, an
-/// erasure and the master secret.
+/// A hub folder with a SQLite database holding receipts and coupons of two tills,
+/// consents, an erasure, digest feeds, traits and the master secret.
 fn sqlite_hub() -> (Site, HubConfig) {
     let site = Site::new();
     let config = site.config();
@@ -66,6 +67,33 @@ fn sqlite_hub() -> (Site, HubConfig) {
             assert!(outcome[0].is_ok(), "{outcome:?}");
         }
     }
+    // Coupons decided at S001's till for carded customers (control-group would-haves).
+    let agent = AgentId::new("S001", "T01");
+    let coupons: Vec<Event> = (0..5u64)
+        .map(|i| Event {
+            agent: agent.clone(),
+            seq: 301 + i,
+            recorded_at: now,
+            kind: EventKind::CouponIssued(CouponIssue {
+                campaign_id: "big-basket".into(),
+                code: None,
+                card: Some(generator.cards()[i as usize].clone()),
+                customer_key: None,
+                expires: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+                receipt_seq: 300,
+            }),
+        })
+        .collect();
+    let outcome = store
+        .ingest(
+            &[IngestRequest {
+                agent: &agent,
+                events: &coupons,
+            }],
+            now,
+        )
+        .unwrap();
+    assert!(outcome[0].is_ok(), "{outcome:?}");
     let conn = db.get().unwrap();
     let profiles = till360_hub::store::profiles::profiles(&*conn, 1000).unwrap();
     assert!(profiles.len() > 10, "{}", profiles.len());
@@ -85,6 +113,9 @@ fn sqlite_hub() -> (Site, HubConfig) {
     till360_hub::store::privacy::erase_profile(&*conn, &suppression, &profiles[1].profile_id, now)
         .unwrap()
         .unwrap();
+    // The tills' digest feeds, and traits and segments.
+    till360_hub::store::digests::refresh_all(&*conn, master.as_bytes(), 12, now).unwrap();
+    till360_hub::jobs::recompute(&*conn, &config, now).unwrap();
     (site, config)
 }
 
@@ -213,9 +244,24 @@ fn a_hubs_data_moves_to_postgresql_with_nothing_lost() {
         return;
     };
     let (site, config) = sqlite_hub();
+    let path = config_path(&site);
+    // CRM customers, products and online orders, as the import commands bring them.
+    for (kind, file) in [
+        ("products", "products.csv"),
+        ("customers", "customers.csv"),
+        ("orders", "orders.jsonl"),
+    ] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(file);
+        assert_eq!(
+            run(&["import", kind, file.to_str().unwrap(), "--config", &path]),
+            ExitCode::SUCCESS,
+            "import {kind}"
+        );
+    }
     let target = TemporaryDatabase::create(&server, "t360").unwrap();
     let to = target.url().connection_string();
-    let path = config_path(&site);
     assert_eq!(
         run(&["migrate", "--config", &path, "--to", &to]),
         ExitCode::SUCCESS
@@ -241,7 +287,7 @@ fn a_hubs_data_moves_to_postgresql_with_nothing_lost() {
     assert_eq!(
         sqlite_side.1,
         vec![
-            ("S001".to_string(), "T01".to_string(), 300),
+            ("S001".to_string(), "T01".to_string(), 305),
             ("S002".to_string(), "T01".to_string(), 120)
         ]
     );
