@@ -60,6 +60,14 @@ enum Command {
         #[command(subcommand)]
         action: TraitsAction,
     },
+    /// Copy the hub's SQLite database into an empty PostgreSQL database and check the copy.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+        /// The target: postgres://USER@HOST:PORT/DB (password from the URL or PGPASSWORD).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +172,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Traits {
             action: TraitsAction::Recompute { config },
         } => run_traits_recompute(&config),
+        Command::Migrate { config, to } => crate::migrate_command::run(&config, &to),
     }
 }
 

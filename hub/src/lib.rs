@@ -14,6 +14,7 @@ pub mod import;
 pub mod instance;
 pub mod jobs;
 pub mod listener;
+pub mod migrate_command;
 pub mod pki;
 pub mod profile;
 pub mod segments;

@@ -20,6 +20,7 @@ mod import_cli;
 mod import_files;
 mod import_strict_csv;
 mod journal_chain;
+mod migrate_cli;
 mod one_bad_till;
 mod pki;
 mod privacy_api;

@@ -29,6 +29,7 @@ mod sql_store;
 mod sqlite;
 pub mod suspicious;
 pub mod traits;
+pub mod transfer;
 mod writer;
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ pub fn rewrite_params(sql: &str) -> String {
 
 /// A [`Param`] bound by the type the server gave the statement's parameter.
 #[derive(Debug)]
-struct Bound<'a>(Param<'a>);
+pub(super) struct Bound<'a>(pub(super) Param<'a>);
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -299,6 +299,11 @@ fn read(row: &postgres::Row, index: usize) -> Result<Value, StoreError> {
 }
 
 impl PgConnection {
+    /// The client, for the backend's bulk path (`copy.rs`).
+    pub(super) fn client(&self) -> std::cell::RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+
     /// The prepared statement for `sql` (prepared on first use).
     fn statement(&self, client: &mut Client, sql: &str) -> Result<Statement, StoreError> {
         if let Some(stmt) = self.statements.borrow().get(sql) {
@@ -316,7 +321,7 @@ impl PgConnection {
     }
 
     /// Maps an error, noting a connection that is gone.
-    fn failure(&self, err: &postgres::Error) -> StoreError {
+    pub(super) fn failure(&self, err: &postgres::Error) -> StoreError {
         let error = store_error(err);
         if error.db_kind() == Some(DbErrorKind::Connection) {
             self.failed.set(true);

@@ -3,6 +3,7 @@
 //! [`TemporaryDatabase`] makes a fresh database on a server (tests, dry runs). This folder
 //! is the only code that names the PostgreSQL client crate.
 
+pub mod copy;
 pub mod driver;
 pub mod schema;
 
