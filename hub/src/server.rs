@@ -135,8 +135,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     // The one database every part of the hub works on: clones of `db` go to each.
     let db = open_database(&config)?;
     // The writer thread's store: a connection of `db` of its own (a new one if it breaks).
-    let mut write_store = SqlStore::open(&db)
-        .with_context(|| format!("cannot open the store {}", db.name()))?;
+    let mut write_store =
+        SqlStore::open(&db).with_context(|| format!("cannot open the store {}", db.name()))?;
     write_store.set_identity_config(config.identity.clone());
     write_store.set_fraud_config(config.fraud.clone());
     let campaigns = match &config.campaigns {

@@ -52,7 +52,7 @@ pub(super) async fn campaign_kpis(
     let kpis = state
         .profiles
         .run(move |db| coupon_kpis::campaign_kpis(db, &id, window_days))
-    .await?;
+        .await?;
     Ok(Json(kpis).into_response())
 }
 

@@ -108,3 +108,10 @@ mod tests {
         });
     }
 }
+
+/// Forgets the shared secret `name` (an operator replacing the QUIC reset key removes
+/// every hub's copy and the database's; the next hub to start brings a new one).
+pub fn forget(db: &dyn Sql, name: &str) -> Result<(), StoreError> {
+    db.execute("DELETE FROM hub_secrets WHERE name = ?1", sql_params![name])?;
+    Ok(())
+}

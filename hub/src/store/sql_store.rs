@@ -13,13 +13,22 @@ use super::ingest::{self, MergeSettings};
 use super::suspicious::{self, SuspiciousCard};
 use super::{
     agents, coupon_kpis, identity, privacy, profiles, AgentView, ChainCheck, ConsentChange,
-    Database, ErasureReport, IngestOutcome, IngestRequest, Pooled, ProfileQuery, Store,
-    StoreError, TillClock,
+    Database, ErasureReport, IngestOutcome, IngestRequest, Pooled, ProfileQuery, Store, StoreError,
+    TillClock,
 };
 use crate::config::{FraudConfig, IdentityConfig};
 use crate::coupons::{CampaignKpis, CouponCounts, StoreCoupons};
 use crate::identity::BlockedIdentifier;
 use crate::profile::ProfileView;
+
+/// One committed receipt (`SqlStore::committed_receipts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedReceipt {
+    pub store: String,
+    pub till: String,
+    pub seq: i64,
+    pub receipt_no: Option<String>,
+}
 
 pub struct SqlStore {
     conn: Pooled,
@@ -83,6 +92,26 @@ impl SqlStore {
     /// Identifiers blocked from merging.
     pub fn blocked_identifiers(&self) -> Result<Vec<BlockedIdentifier>, StoreError> {
         identity::blocked_identifiers(&*self.conn)
+    }
+
+    /// Every receipt the hub committed, as `(store, till, seq, receipt_no)`: what the
+    /// end-to-end tests' exactly-once checker counts, on either engine.
+    pub fn committed_receipts(&self) -> Result<Vec<CommittedReceipt>, StoreError> {
+        use super::sql::SqlExt as _;
+        let rows = self.conn.query(
+            "SELECT store, till, seq, receipt_no FROM transactions",
+            crate::sql_params![],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(CommittedReceipt {
+                    store: row.get(0)?,
+                    till: row.get(1)?,
+                    seq: row.get::<i64>(2)?,
+                    receipt_no: row.get(3)?,
+                })
+            })
+            .collect()
     }
 
     /// The connection, for tests and tools that look at rows through the store's

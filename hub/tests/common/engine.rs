@@ -43,10 +43,11 @@ impl TestDatabase {
             .map(|database| database.url().connection_string())
     }
 
-    /// The lines to append to a test hub's `hub.toml` (none on SQLite).
+    /// The line to add to a test hub's `hub.toml` (none on SQLite): an inline table, so
+    /// top-level keys a test appends later stay top-level.
     pub fn toml(&self) -> String {
         match self.url() {
-            Some(url) => format!("\n[database]\nurl = \"{url}\"\n"),
+            Some(url) => format!("database = {{ url = \"{url}\" }}\n"),
             None => String::new(),
         }
     }
