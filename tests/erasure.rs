@@ -33,6 +33,16 @@ fn card(n: u64) -> CardNumber {
 /// (creating the schema and the master secret if the hub never ran), as an erase on
 /// a hub that knows stores S001 and S002 records it, and returns the last version.
 fn record_erasures(config: &HubConfig, cards: &[CardNumber]) -> u64 {
+    // Off the async runtime: the PostgreSQL client blocks on a runtime of its own.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| record_erasures_blocking(config, cards))
+            .join()
+            .unwrap()
+    })
+}
+
+fn record_erasures_blocking(config: &HubConfig, cards: &[CardNumber]) -> u64 {
     let db = till360_hub::server::open_database(config).expect("hub store");
     let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
     let suppression = till360_hub::store::erasures::Suppression::from_master(master.as_bytes());

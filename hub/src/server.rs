@@ -120,19 +120,19 @@ fn lease_holder(config: &HubConfig) -> String {
     format!("{host}:{}", config.data_dir.display())
 }
 
-/// Opens the store, binds both listeners and starts serving.
-pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
-    check(&config)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "{}: data_dir = \"{}\": cannot create it",
-            config.origin.display(),
-            config.data_dir.display()
-        )
-    })?;
-    // Before the store is opened: a second hub must not touch the first one's files.
-    let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
-    // The one database every part of the hub works on: clones of `db` go to each.
+/// What a hub opens in its database before it serves: the database (clones of it go to
+/// every part of the hub), the writer thread's store, the campaign set, and the secrets
+/// every hub of the database shares.
+#[allow(clippy::type_complexity)]
+fn prepare_store(
+    config: &HubConfig,
+) -> anyhow::Result<(
+    Database,
+    SqlStore,
+    Option<till360_shared::campaign::CampaignSet>,
+    crate::campaigns::MasterKey,
+    [u8; 32],
+)> {
     let db = open_database(&config)?;
     // The writer thread's store: a connection of `db` of its own (a new one if it breaks).
     let mut write_store =
@@ -165,6 +165,28 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     write_store
         .set_coupon_master(master.as_bytes())
         .with_context(|| format!("cannot convert the erasure log in {}", db.name()))?;
+    Ok((db, write_store, campaigns, master, reset_secret))
+}
+
+/// Opens the store, binds both listeners and starts serving.
+pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
+    check(&config)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "{}: data_dir = \"{}\": cannot create it",
+            config.origin.display(),
+            config.data_dir.display()
+        )
+    })?;
+    // Before the store is opened: a second hub must not touch the first one's files.
+    let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
+    // Everything that touches the database before the tasks start runs off the async
+    // runtime (the PostgreSQL client blocks on a runtime of its own).
+    let prepare_config = config.clone();
+    let (db, write_store, campaigns, master, reset_secret) =
+        tokio::task::spawn_blocking(move || prepare_store(&prepare_config))
+            .await
+            .context("store start-up task")??;
     // The downlink's feeds, pollers and jobs share the hub's pool of connections, and so
     // does every API endpoint.
     let database = db.clone();

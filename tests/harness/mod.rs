@@ -129,12 +129,26 @@ fn test_database() -> Option<till360_hub::store::postgres::TemporaryDatabase> {
             });
             let server = till360_hub::config::PostgresUrl::parse(server.trim())
                 .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
-            Some(
+            // On a thread of its own: sites are made inside async tests too, where the
+            // synchronous PostgreSQL client must not run.
+            let created = std::thread::spawn(move || {
                 till360_hub::store::postgres::TemporaryDatabase::create(&server, "t360e2e")
-                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}")),
-            )
+                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"))
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            Some(created)
         }
         other => panic!("TILL360_TEST_ENGINE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+impl Drop for Site {
+    /// The PostgreSQL database goes on a thread of its own, as it was made.
+    fn drop(&mut self) {
+        if let Some(database) = self.postgres.take() {
+            let _ = std::thread::spawn(move || drop(database)).join();
+        }
     }
 }
 
@@ -416,9 +430,17 @@ impl Site {
     /// truth for exactly-once), read through the hub's store. A row without a receipt
     /// number is named by its seq so it still counts as unexpected.
     pub fn hub_receipts(&self) -> Result<Vec<ReceiptKey>, String> {
-        let db = self.hub_database()?;
-        let store = till360_hub::store::SqlStore::open(&db).map_err(|e| e.to_string())?;
-        let rows = store.committed_receipts().map_err(|e| e.to_string())?;
+        // On a thread of its own: callers poll it from async tests too.
+        let config = self.hub.config.clone();
+        let rows = std::thread::spawn(move || {
+            let config =
+                till360_hub::config::HubConfig::load(&config).map_err(|e| e.to_string())?;
+            let db = till360_hub::server::open_database(&config).map_err(|e| format!("{e:#}"))?;
+            let store = till360_hub::store::SqlStore::open(&db).map_err(|e| e.to_string())?;
+            store.committed_receipts().map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "the receipts reader panicked".to_string())??;
         Ok(rows
             .into_iter()
             .map(|r| ReceiptKey {

@@ -32,6 +32,11 @@ pub struct Site {
 
 impl Site {
     pub fn new() -> Self {
+        Self::on(engine::TestDatabase::for_test_engine())
+    }
+
+    /// A site whose hub runs on `database`.
+    pub fn on(database: engine::TestDatabase) -> Self {
         let dir = tempfile::tempdir().unwrap();
         pki::init_ca(
             &dir.path().join("pki"),
@@ -40,7 +45,6 @@ impl Site {
             false,
         )
         .unwrap();
-        let database = engine::TestDatabase::for_test_engine();
         std::fs::write(
             dir.path().join("hub.toml"),
             format!(
@@ -88,26 +92,39 @@ impl Site {
     /// (as an erase through the API does, for stores S001 and S002) and returns the
     /// last version. The hub must have started once (it creates the master secret).
     pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
-        let suppression = self.suppression();
-        let database = self.open_database();
-        let conn = database.get().unwrap();
-        let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
-        let stores = ["S001".to_string(), "S002".to_string()];
-        till360_hub::store::sql::transaction(&*conn, till360_hub::store::sql::TxKind::Write, |tx| {
-            let mut version = 0;
-            for card in cards {
-                let ids = [till360_hub::identity::Identifier::card(card)];
-                version = till360_hub::store::erasures::record_erasure(
-                    tx,
-                    &suppression,
-                    &ids,
-                    &stores,
-                    now,
-                )?;
-            }
-            Ok(version)
+        // On a thread of its own: async tests call it, and the PostgreSQL client must
+        // not run on a runtime thread.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let suppression = self.suppression();
+                    let database = self.open_database();
+                    let conn = database.get().unwrap();
+                    let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
+                    let stores = ["S001".to_string(), "S002".to_string()];
+                    till360_hub::store::sql::transaction(
+                        &*conn,
+                        till360_hub::store::sql::TxKind::Write,
+                        |tx| {
+                            let mut version = 0;
+                            for card in cards {
+                                let ids = [till360_hub::identity::Identifier::card(card)];
+                                version = till360_hub::store::erasures::record_erasure(
+                                    tx,
+                                    &suppression,
+                                    &ids,
+                                    &stores,
+                                    now,
+                                )?;
+                            }
+                            Ok(version)
+                        },
+                    )
+                    .unwrap()
+                })
+                .join()
+                .unwrap()
         })
-        .unwrap()
     }
 
     /// Issues an agent certificate from this site's CA into `agents/STORE-TILL/`.
