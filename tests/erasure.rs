@@ -43,6 +43,8 @@ fn record_erasures(config: &HubConfig, cards: &[CardNumber]) -> u64 {
 }
 
 fn record_erasures_blocking(config: &HubConfig, cards: &[CardNumber]) -> u64 {
+    // The hub never ran: on PostgreSQL nothing has made its data_dir yet.
+    std::fs::create_dir_all(&config.data_dir).unwrap();
     let db = till360_hub::server::open_database(config).expect("hub store");
     let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
     let suppression = till360_hub::store::erasures::Suppression::from_master(master.as_bytes());

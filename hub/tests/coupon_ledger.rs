@@ -644,7 +644,7 @@ async fn coupon_endpoints_require_the_token_like_the_rest_of_the_api() {
 /// test's, written where the hub keeps it), KPIs over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_hub_counts_coupons_sent_over_quic() {
-    let site = common::Site::new();
+    let site = common::Site::on_sqlite();
     std::fs::write(site.dir.path().join("campaigns.toml"), CAMPAIGNS).unwrap();
     let config = site.dir.path().join("hub.toml");
     let text = std::fs::read_to_string(&config).unwrap();

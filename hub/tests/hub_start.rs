@@ -93,7 +93,8 @@ async fn a_busy_port_is_named_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_named_by_file_key_and_reason() {
-    let site = Site::new();
+    // A SQLite path that cannot be opened, on either test engine.
+    let site = Site::on(crate::common::engine::TestDatabase::sqlite());
     // A file where the database's folder should be: the database cannot be opened.
     let blocker = site.dir.path().join("blocker");
     std::fs::write(&blocker, b"not a folder").unwrap();

@@ -55,6 +55,12 @@ impl TestDatabase {
         }
     }
 
+    /// SQLite (`data_dir/hub.db`), whatever `TILL360_TEST_ENGINE` says: for tests of
+    /// SQLite's own files.
+    pub fn sqlite() -> Self {
+        Self { postgres: None }
+    }
+
     /// A fresh PostgreSQL database on the server `TILL360_TEST_POSTGRES` names, whatever
     /// `TILL360_TEST_ENGINE` says; `None` (said loudly) when the variable is not set.
     pub fn postgres_if_configured(test: &str) -> Option<Self> {

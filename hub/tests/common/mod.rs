@@ -35,6 +35,12 @@ impl Site {
         Self::on(engine::TestDatabase::for_test_engine())
     }
 
+    /// A site whose hub runs on SQLite whatever `TILL360_TEST_ENGINE` says: for the tests
+    /// that still set up or inspect rows through SQLite's file directly.
+    pub fn on_sqlite() -> Self {
+        Self::on(engine::TestDatabase::sqlite())
+    }
+
     /// A site whose hub runs on `database`.
     pub fn on(database: engine::TestDatabase) -> Self {
         let dir = tempfile::tempdir().unwrap();
