@@ -133,7 +133,7 @@ fn prepare_store(
     crate::campaigns::MasterKey,
     [u8; 32],
 )> {
-    let db = open_database(&config)?;
+    let db = open_database(config)?;
     // The writer thread's store: a connection of `db` of its own (a new one if it breaks).
     let mut write_store =
         SqlStore::open(&db).with_context(|| format!("cannot open the store {}", db.name()))?;
