@@ -224,7 +224,24 @@ pub fn write_hub_config_with_segments(
     http: SocketAddr,
     segments: &[SegmentSpec],
 ) -> Result<HubFiles, RigError> {
+    write_hub_config_on(dir, pki, quic, http, segments, None)
+}
+
+/// [`write_hub_config_with_segments`] with the hub on `database_url` (`None`: SQLite,
+/// `hub-data/hub.db`), e.g. a PostgreSQL database of the end-to-end tests.
+pub fn write_hub_config_on(
+    dir: &Path,
+    pki: &Path,
+    quic: SocketAddr,
+    http: SocketAddr,
+    segments: &[SegmentSpec],
+    database_url: Option<&str>,
+) -> Result<HubFiles, RigError> {
     let data_dir = dir.join("hub-data");
+    let database_url = match database_url {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", data_dir.join("hub.db").display()),
+    };
     let config = dir.join("hub.toml");
     let mut text = format!(
         "# Written by till360 (demo / end-to-end tests).\n\
@@ -241,7 +258,7 @@ pub fn write_hub_config_with_segments(
         path_str(&pki.join("ca.pem")),
         path_str(&pki.join("hub.pem")),
         path_str(&pki.join("hub.key")),
-        quoted(&format!("sqlite://{}", data_dir.join("hub.db").display())),
+        quoted(&database_url),
     );
     for segment in segments {
         let conditions: Vec<String> = segment.conditions.iter().map(|c| quoted(c)).collect();

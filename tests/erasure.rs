@@ -19,7 +19,7 @@ use till360::sim::{Morning, MorningPlan, ReceiptStyle, StoreSetup, Suffix};
 use till360_agent::config::HubLink;
 use till360_agent::journal::Journal;
 use till360_agent::uplink::{client_config, ErasedCards, Uplink, UplinkHandle, UplinkStatus};
-use till360_hub::config::{DatabaseUrl, HubConfig};
+use till360_hub::config::HubConfig;
 use till360_hub::server::RunningHub;
 use till360_shared::card::with_check_digit;
 use till360_shared::{AgentId, CardNumber, EventKind, Timestamp};
@@ -33,24 +33,34 @@ fn card(n: u64) -> CardNumber {
 /// (creating the schema and the master secret if the hub never ran), as an erase on
 /// a hub that knows stores S001 and S002 records it, and returns the last version.
 fn record_erasures(config: &HubConfig, cards: &[CardNumber]) -> u64 {
-    let db = hub_db(config);
-    drop(till360_hub::store::SqliteStore::open(&db).expect("hub store"));
+    // Off the async runtime: the PostgreSQL client blocks on a runtime of its own.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| record_erasures_blocking(config, cards))
+            .join()
+            .unwrap()
+    })
+}
+
+fn record_erasures_blocking(config: &HubConfig, cards: &[CardNumber]) -> u64 {
+    // The hub never ran: on PostgreSQL nothing has made its data_dir yet.
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let db = till360_hub::server::open_database(config).expect("hub store");
     let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
     let suppression = till360_hub::store::erasures::Suppression::from_master(master.as_bytes());
     let stores = ["S001".to_string(), "S002".to_string()];
-    let mut conn = rusqlite::Connection::open(&db).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    let tx = conn.transaction().unwrap();
+    let conn = db.get().unwrap();
     let now = Timestamp::from_unix_ms(1_764_060_000_000, 0);
-    let mut version = 0;
-    for card in cards {
-        let ids = [till360_hub::identity::Identifier::card(card)];
-        version =
-            till360_hub::store::erasures::record_erasure(&tx, &suppression, &ids, &stores, now)
-                .unwrap();
-    }
-    tx.commit().unwrap();
-    version
+    till360_hub::store::sql::transaction(&*conn, till360_hub::store::sql::TxKind::Write, |tx| {
+        let mut version = 0;
+        for card in cards {
+            let ids = [till360_hub::identity::Identifier::card(card)];
+            version =
+                till360_hub::store::erasures::record_erasure(tx, &suppression, &ids, &stores, now)?;
+        }
+        Ok(version)
+    })
+    .unwrap()
 }
 
 /// Tills recognise erased cards by their keyring's card keys, which the hub sends with
@@ -88,13 +98,6 @@ fn agent_status_json(config: &Path) -> Option<serde_json::Value> {
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
-}
-
-fn hub_db(config: &HubConfig) -> std::path::PathBuf {
-    let DatabaseUrl::Sqlite(path) = &config.database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    path.clone()
 }
 
 /// A hub and agent certificates in one temp folder, everything in-process.

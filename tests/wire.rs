@@ -163,13 +163,20 @@ fn close_reason_after_hub_restart(
         if !keep_reset_key {
             // A new secret: gone from the data_dir and from the database the hubs share.
             std::fs::remove_file(&key).unwrap();
-            rusqlite::Connection::open(site.hub.data_dir.join("hub.db"))
-                .unwrap()
-                .execute(
-                    "DELETE FROM hub_secrets WHERE name = ?1",
-                    [till360_hub::listener::RESET_KEY_FILE],
-                )
-                .unwrap();
+            // Off the async runtime: the PostgreSQL client blocks on a runtime of its own.
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let db = site.hub_database().unwrap();
+                        till360_hub::store::secrets::forget(
+                            &*db.get().unwrap(),
+                            till360_hub::listener::RESET_KEY_FILE,
+                        )
+                        .unwrap();
+                    })
+                    .join()
+                    .unwrap()
+            });
         }
         let _restarted = site.start_hub();
         let restart = killed.elapsed();

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use till360_shared::Timestamp;
 
-use crate::config::{DatabaseUrl, HubConfig};
+use crate::config::HubConfig;
 use crate::import::{self, progress::ProgressLine, ImportError};
 use crate::store::erasures::Suppression;
 use crate::store::sql::Sql;
-use crate::store::SqliteStore;
 use crate::{pki, server};
 
 #[derive(Parser, Debug)]
@@ -176,19 +175,6 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn open_store(config: &HubConfig) -> Result<SqliteStore, String> {
-    let DatabaseUrl::Sqlite(path) = &config.database else {
-        return Err(format!(
-            "{}: this command does not run on PostgreSQL yet",
-            config.database
-        ));
-    };
-    let mut store = SqliteStore::open_with_timeout(path, config.database_timeout)
-        .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
-    store.set_identity_config(config.identity.clone());
-    Ok(store)
-}
-
 /// The hub's database (traits export and recompute).
 fn open_database(config: &HubConfig) -> Result<crate::store::Database, String> {
     crate::store::Database::open(&config.database, &crate::store::DatabaseOptions::default())
@@ -237,16 +223,16 @@ fn run_import(kind: ImportKind, file: &Path, config_path: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let converted = open_store(&config).and_then(|mut store| {
-            store
-                .set_coupon_master(master.as_bytes())
-                .map_err(|e| e.to_string())
-        });
+        let suppression = Suppression::from_master(master.as_bytes());
+        let converted = db
+            .get()
+            .and_then(|conn| crate::store::erasures::hash_clear_erasures(&*conn, &suppression))
+            .map_err(|e| e.to_string());
         if let Err(err) = converted {
             eprintln!("till360-hub: the erasure log: {err}");
             return ExitCode::FAILURE;
         }
-        Some(Suppression::from_master(master.as_bytes()))
+        Some(suppression)
     } else {
         None
     };

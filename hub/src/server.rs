@@ -9,11 +9,11 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{DatabaseUrl, HubConfig};
+use crate::config::HubConfig;
 use crate::jobs::DigestRefresh;
 use crate::jobs::{RecomputeSummary, TraitsSchedule};
 use crate::store::digests::RefreshSummary;
-use crate::store::{spawn_writer, Database, DatabaseOptions, SqliteStore, Store, WriterThread};
+use crate::store::{spawn_writer, Database, DatabaseOptions, SqlStore, WriterThread};
 use crate::{api, listener, segments};
 
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
@@ -120,30 +120,23 @@ fn lease_holder(config: &HubConfig) -> String {
     format!("{host}:{}", config.data_dir.display())
 }
 
-/// Opens the store, binds both listeners and starts serving.
-pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
-    check(&config)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "{}: data_dir = \"{}\": cannot create it",
-            config.origin.display(),
-            config.data_dir.display()
-        )
-    })?;
-    // Before the store is opened: a second hub must not touch the first one's files.
-    let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
-    // The one database every part of the hub works on: clones of `db` go to each.
-    let db = open_database(&config)?;
-    // Parts that still open their own connections from the path (until each takes `db`).
-    let DatabaseUrl::Sqlite(db_path) = &config.database else {
-        anyhow::bail!(
-            "{}: the hub does not run on PostgreSQL yet ({})",
-            config.origin.display(),
-            config.database
-        );
-    };
-    let mut write_store = SqliteStore::open_with_timeout(db_path, config.database_timeout)
-        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+/// What a hub opens in its database before it serves: the database (clones of it go to
+/// every part of the hub), the writer thread's store, the campaign set, and the secrets
+/// every hub of the database shares.
+#[allow(clippy::type_complexity)]
+fn prepare_store(
+    config: &HubConfig,
+) -> anyhow::Result<(
+    Database,
+    SqlStore,
+    Option<till360_shared::campaign::CampaignSet>,
+    crate::campaigns::MasterKey,
+    [u8; 32],
+)> {
+    let db = open_database(config)?;
+    // The writer thread's store: a connection of `db` of its own (a new one if it breaks).
+    let mut write_store =
+        SqlStore::open(&db).with_context(|| format!("cannot open the store {}", db.name()))?;
     write_store.set_identity_config(config.identity.clone());
     write_store.set_fraud_config(config.fraud.clone());
     let campaigns = match &config.campaigns {
@@ -167,32 +160,42 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
     let reset_secret = crate::hub_secrets::reset_secret(&db, &config.data_dir)
         .with_context(|| format!("{}: data_dir", config.origin.display()))?;
-    // Coupon events are checked (genuine or forged) as they are merged; every store
-    // connection erases and suppresses with the keys derived from it (the API's erases
-    // run on its pool of store connections).
+    // Coupon events are checked (genuine or forged) as they are merged; the API erases
+    // and the store suppresses with the keys derived from it.
     write_store
         .set_coupon_master(master.as_bytes())
-        .with_context(|| format!("cannot convert the erasure log in {}", db_path.display()))?;
-    // Opened before any task starts: a hub that refuses to start leaves nothing running.
-    let mut read_stores = Vec::with_capacity(api::READ_CONNECTIONS);
-    for _ in 0..api::READ_CONNECTIONS {
-        let mut store = SqliteStore::open_with_timeout(db_path, config.database_timeout)
-            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-        store.set_identity_config(config.identity.clone());
-        store
-            .set_coupon_master(master.as_bytes())
-            .with_context(|| format!("cannot open the store {}", db_path.display()))?;
-        read_stores.push(Box::new(store) as Box<dyn Store>);
-    }
+        .with_context(|| format!("cannot convert the erasure log in {}", db.name()))?;
+    Ok((db, write_store, campaigns, master, reset_secret))
+}
+
+/// Opens the store, binds both listeners and starts serving.
+pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
+    check(&config)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "{}: data_dir = \"{}\": cannot create it",
+            config.origin.display(),
+            config.data_dir.display()
+        )
+    })?;
+    // Before the store is opened: a second hub must not touch the first one's files.
+    let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
+    // Everything that touches the database before the tasks start runs off the async
+    // runtime (the PostgreSQL client blocks on a runtime of its own).
+    let prepare_config = config.clone();
+    let (db, write_store, campaigns, master, reset_secret) =
+        tokio::task::spawn_blocking(move || prepare_store(&prepare_config))
+            .await
+            .context("store start-up task")??;
     // The downlink's feeds, pollers and jobs share the hub's pool of connections, and so
-    // do the API's profile reads, search, export, erase and consents.
+    // does every API endpoint.
     let database = db.clone();
     let api_database = db.clone();
     let api_suppression = crate::store::erasures::Suppression::from_master(master.as_bytes());
     let campaign_feed = match campaigns.clone() {
         Some(set) => Some(
             listener::CampaignFeed::new(set, master.clone(), database.clone())
-                .with_context(|| format!("cannot open the store {}", db_path.display()))?,
+                .with_context(|| format!("cannot open the store {}", db.name()))?,
         ),
         None => None,
     };
@@ -230,7 +233,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let (erasures, erasure_task) =
         listener::ErasureFeed::start(database.clone(), listener::ERASURE_POLL, stop_rx.clone())
             .await
-            .with_context(|| format!("cannot read the erasure log in {}", db_path.display()))?;
+            .with_context(|| format!("cannot read the erasure log in {}", db.name()))?;
     // Refreshes the digest feed, at start and on its timer.
     let (digests, digest_task) = DigestRefresh::start(
         database.clone(),
@@ -239,9 +242,9 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         lease_holder(&config),
         stop_rx.clone(),
     )
-    .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+    .with_context(|| format!("cannot open the store {}", db.name()))?;
     let digest_feed = listener::DigestFeed::new(database.clone(), master, &digests)
-        .with_context(|| format!("cannot open the store {}", db_path.display()))?;
+        .with_context(|| format!("cannot open the store {}", db.name()))?;
     let (redeemed, redeemed_task) = listener::RedeemedFeed::start(
         database.clone(),
         listener::REDEEMED_POLL,
@@ -249,7 +252,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         stop_rx.clone(),
     )
     .await
-    .with_context(|| format!("cannot read the coupon ledger in {}", db_path.display()))?;
+    .with_context(|| format!("cannot read the coupon ledger in {}", db.name()))?;
     let tills = listener::TillGuards::new(config.till_requests, config.digests.months);
     let downlinks = listener::Downlinks {
         erasures,
@@ -283,7 +286,6 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         }),
     )
     .context("cannot start the traits schedule")?;
-    let reader: api::Reader = Arc::new(api::StorePool::new(read_stores));
     let mut api_options = api::ApiOptions::from_config(&config);
     api_options.database = Some(api_database);
     api_options.suppression = Some(api_suppression);
@@ -297,7 +299,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     api_options.digests_changed = api::DigestsHook(Some(Arc::new(move || {
         refresh_on_change.trigger();
     })));
-    let app = api::router(reader, api_options);
+    let app = api::router(api_options);
     let mut http_stop = stop_rx;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -85,7 +85,7 @@ async fn a_broken_campaign_file_stops_the_hub_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_aimed_at_a_sensitive_category_stops_the_hub() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     // The catalog says pharmacy is sensitive.
     let config = site.config();
     let till360_hub::config::DatabaseUrl::Sqlite(db) = &config.database else {

@@ -7,7 +7,6 @@ use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rusqlite::Connection;
@@ -522,8 +521,7 @@ async fn serve(dir: &Path, token: Option<&str>) -> SocketAddr {
     let sc = scenario(&mut store);
     ingest(&mut store, &s1(), &sc.s1);
     ingest(&mut store, &s2(), &sc.s2);
-    let reader: api::Reader =
-        Arc::new(api::StorePool::new(vec![Box::new(store) as Box<dyn Store>]));
+    drop(store);
     let options = ApiOptions {
         token: token.map(str::to_string),
         database: Some(
@@ -538,7 +536,7 @@ async fn serve(dir: &Path, token: Option<&str>) -> SocketAddr {
         ),
         ..ApiOptions::default()
     };
-    let app = api::router(reader, options);
+    let app = api::router(options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -646,7 +644,7 @@ async fn coupon_endpoints_require_the_token_like_the_rest_of_the_api() {
 /// test's, written where the hub keeps it), KPIs over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_hub_counts_coupons_sent_over_quic() {
-    let site = common::Site::new();
+    let site = common::Site::on_sqlite();
     std::fs::write(site.dir.path().join("campaigns.toml"), CAMPAIGNS).unwrap();
     let config = site.dir.path().join("hub.toml");
     let text = std::fs::read_to_string(&config).unwrap();

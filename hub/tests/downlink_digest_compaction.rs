@@ -139,7 +139,7 @@ fn erase(site: &Site, n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_digests() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let config = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     // Only the test refreshes (and so compacts): no timer runs in between.

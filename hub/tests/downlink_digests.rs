@@ -163,7 +163,7 @@ pub(crate) async fn next_frame_is_the_ack(agent: &mut Agent, id: &AgentId, seq: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_store_gets_its_own_customers_then_only_what_changed() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     import_crm(&site);
     let hub = site.start().await;
     let s1_till1 = AgentId::new("S001", "T01");
@@ -284,7 +284,7 @@ fn receipt_time_s(site: &Site, code: &str) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_gets_any_customers_digest_fresh_and_unknown_cards_none() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     import_crm(&site);
     let hub = site.start().await;
     let s2 = AgentId::new("S002", "T01");
@@ -412,7 +412,7 @@ async fn a_coupon_check_tells_genuine_from_forged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_store_is_sent_in_frames_of_at_most_a_thousand() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = site.start().await;
     // 1,500 rows of a store in the feed (written as a refresh writes them).
     let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {

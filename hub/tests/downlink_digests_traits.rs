@@ -20,7 +20,7 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traits_run_pushes_the_new_segment_without_waiting_for_the_digest_timer() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let config = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     // The digest timer never fires during the test: only a refresh the test asks for

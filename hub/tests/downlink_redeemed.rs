@@ -101,7 +101,7 @@ fn redeemed(agent: &AgentId, seq: u64, code: &str) -> Event {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_redeemed_at_one_till_reaches_the_stores_other_tills() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = site.start().await;
     let (first, second) = (code(&site, "S001", 1), code(&site, "S001", 2));
     let other_store = code(&site, "S002", 1);

@@ -66,7 +66,7 @@ async fn without_a_token_only_loopback_hosts_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_error_is_not_shown_but_carries_a_request_id() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = site.start().await;
     let http = hub.http_addr();
     let db = site.dir.path().join("data").join("hub.db");
@@ -95,7 +95,7 @@ async fn a_database_error_is_not_shown_but_carries_a_request_id() {
 /// request id, and reads go on meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_stuck_on_the_database_times_out_and_holds_up_no_other() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let path = site.dir.path().join("hub.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{text}[api]\nrequest_timeout_seconds = 1\n")).unwrap();

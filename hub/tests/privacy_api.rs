@@ -288,7 +288,7 @@ async fn alice_and_bob(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_erase_keeps_only_anonymous_statistics() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = start(&site).await;
     let http = hub.http_addr();
     let alice = card("240100000011");
@@ -467,7 +467,7 @@ async fn export_then_erase_keeps_only_anonymous_statistics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consents_round_trip() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = start(&site).await;
     let http = hub.http_addr();
     let alice = card("240100000021");
@@ -846,7 +846,7 @@ async fn mailing_lists_neutralise_spreadsheet_formulas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_by_each_identifier() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = start(&site).await;
     let http = hub.http_addr();
     let alice = card("240100000031");

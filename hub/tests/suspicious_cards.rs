@@ -62,7 +62,7 @@ async fn digest_at_scan(till: &mut common::Agent, card: &CardNumber) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let hub = site.start().await;
     let (house, honest) = (card(HOUSE), card(HONEST));
     // The cashiers of three tills scan the store's own card for customers without one:

@@ -129,17 +129,19 @@ async fn an_import_into_a_running_hub_recomputes_the_segments() {
 
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/customers.csv");
     let config = site.dir.path().join("hub.toml");
-    let imported = till360_hub::cli::main_with_args(
-        [
-            "till360-hub",
-            "import",
-            "customers",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ]
-        .map(std::ffi::OsString::from),
-    );
+    let args = [
+        "till360-hub",
+        "import",
+        "customers",
+        file.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]
+    .map(std::ffi::OsString::from);
+    // As the command runs: off the async runtime (the PostgreSQL client blocks).
+    let imported = tokio::task::spawn_blocking(move || till360_hub::cli::main_with_args(args))
+        .await
+        .unwrap();
     assert_eq!(imported, std::process::ExitCode::SUCCESS);
     // Anna and Sofie gave e-mail consent.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -199,16 +201,18 @@ async fn recompute_on_demand_through_the_api_and_the_command_line() {
     assert_eq!(body["computed_at"], at.as_str());
 
     let config = site.dir.path().join("hub.toml");
-    let ran = till360_hub::cli::main_with_args(
-        [
-            "till360-hub",
-            "traits",
-            "recompute",
-            "--config",
-            config.to_str().unwrap(),
-        ]
-        .map(std::ffi::OsString::from),
-    );
+    let args = [
+        "till360-hub",
+        "traits",
+        "recompute",
+        "--config",
+        config.to_str().unwrap(),
+    ]
+    .map(std::ffi::OsString::from);
+    // As the command runs: off the async runtime (the PostgreSQL client blocks).
+    let ran = tokio::task::spawn_blocking(move || till360_hub::cli::main_with_args(args))
+        .await
+        .unwrap();
     assert_eq!(ran, std::process::ExitCode::SUCCESS);
     let (size, again) = segment(http, "regulars").await;
     assert_eq!(size, 1);

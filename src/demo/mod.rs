@@ -14,7 +14,6 @@ use till360_agent::config::AgentConfig;
 use till360_agent::journal::Journal;
 use till360_hub::config::{DatabaseUrl, HubConfig};
 use till360_hub::import::{self, ImportError};
-use till360_hub::store::SqliteStore;
 use till360_shared::{AgentId, Timestamp};
 use tokio::sync::watch;
 
@@ -360,15 +359,17 @@ fn local_now() -> Timestamp {
 /// as `till360-hub import products|customers|orders` would. Products first (they only
 /// categorise), then customers, then orders (which find their customer by e-mail).
 fn import_back_office(dir: &Path, config: &HubConfig, office: &BackOffice) -> anyhow::Result<()> {
-    let DatabaseUrl::Sqlite(db) = &config.database else {
-        anyhow::bail!("the demo runs its hub on SQLite, not {}", config.database);
-    };
-    if let Some(parent) = db.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+    // The hub has not started yet: its SQLite file's folder may not exist.
+    if let DatabaseUrl::Sqlite(db) = &config.database {
+        if let Some(parent) = db.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
     }
-    let mut store =
-        SqliteStore::open(db).with_context(|| format!("opening the hub store {}", db.display()))?;
+    let database = till360_hub::server::open_database(config)?;
+    let conn = database
+        .get()
+        .with_context(|| format!("opening the hub store {}", database.name()))?;
     let now = local_now();
     enum Kind {
         Products,
@@ -386,7 +387,7 @@ fn import_back_office(dir: &Path, config: &HubConfig, office: &BackOffice) -> an
         let file = std::fs::File::open(&path)
             .map(std::io::BufReader::new)
             .with_context(|| format!("reading {}", path.display()))?;
-        let conn = store.connection_mut();
+        let conn: &dyn till360_hub::store::sql::Sql = &*conn;
         let result = match kind {
             Kind::Products => import::products(conn, file, now),
             // A new demo hub: nobody was erased yet, the suppression list is empty.

@@ -17,7 +17,7 @@ use till360::faults::ReceiptKey;
 use till360::http_client::{http_get, HttpResponse};
 use till360::rig::{
     free_tcp_addr, free_udp_addr, install_layouts, play_visit, profile_differences, wait_until,
-    write_agent_config, write_hub_config, AgentSettings, HubFiles, PlayOptions, TillDevices,
+    write_agent_config, write_hub_config_on, AgentSettings, HubFiles, PlayOptions, TillDevices,
 };
 use till360::sim::{
     CardExpectation, Morning, ReceiptStyle, Scan, SimRng, StoreSetup, Suffix, Visit,
@@ -108,6 +108,48 @@ pub struct Site {
     pub pki: PathBuf,
     pub layouts: PathBuf,
     pub hub: HubFiles,
+    /// The hub's PostgreSQL database when `TILL360_TEST_ENGINE=postgres` (created for this
+    /// site, dropped with it); `None`: SQLite in `hub-data/hub.db`.
+    pub postgres: Option<till360_hub::store::postgres::TemporaryDatabase>,
+}
+
+/// A fresh PostgreSQL database for a site's hub when `TILL360_TEST_ENGINE=postgres`, on
+/// the server `TILL360_TEST_POSTGRES` names; `None` on SQLite (the default). PostgreSQL
+/// chosen without a reachable server fails the test.
+fn test_database() -> Option<till360_hub::store::postgres::TemporaryDatabase> {
+    let engine = std::env::var("TILL360_TEST_ENGINE").unwrap_or_default();
+    match engine.trim() {
+        "" | "sqlite" => None,
+        "postgres" | "postgresql" => {
+            let server = std::env::var("TILL360_TEST_POSTGRES").unwrap_or_else(|_| {
+                panic!(
+                    "TILL360_TEST_ENGINE=postgres needs TILL360_TEST_POSTGRES, e.g. \
+                     postgres://postgres@127.0.0.1:5432/test"
+                )
+            });
+            let server = till360_hub::config::PostgresUrl::parse(server.trim())
+                .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
+            // On a thread of its own: sites are made inside async tests too, where the
+            // synchronous PostgreSQL client must not run.
+            let created = std::thread::spawn(move || {
+                till360_hub::store::postgres::TemporaryDatabase::create(&server, "t360e2e")
+                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"))
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            Some(created)
+        }
+        other => panic!("TILL360_TEST_ENGINE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+impl Drop for Site {
+    /// The PostgreSQL database goes on a thread of its own, as it was made.
+    fn drop(&mut self) {
+        if let Some(database) = self.postgres.take() {
+            let _ = std::thread::spawn(move || drop(database)).join();
+        }
+    }
 }
 
 impl Site {
@@ -131,11 +173,15 @@ impl Site {
         .expect("init CA");
         let layouts = dir.path().join("receipts");
         install_layouts(&layouts).expect("layouts");
-        let hub = write_hub_config(
+        let postgres = test_database();
+        let url = postgres.as_ref().map(|db| db.url().connection_string());
+        let hub = write_hub_config_on(
             dir.path(),
             &pki,
             free_udp_addr().expect("free udp port"),
             free_tcp_addr().expect("free tcp port"),
+            &[],
+            url.as_deref(),
         )
         .expect("hub.toml");
         Site {
@@ -143,6 +189,7 @@ impl Site {
             pki,
             layouts,
             hub,
+            postgres,
         }
     }
 
@@ -372,29 +419,38 @@ impl Site {
 }
 
 impl Site {
+    /// The hub's database (either engine), opened as the hub opens it.
+    pub fn hub_database(&self) -> Result<till360_hub::store::Database, String> {
+        let config =
+            till360_hub::config::HubConfig::load(&self.hub.config).map_err(|e| e.to_string())?;
+        till360_hub::server::open_database(&config).map_err(|e| format!("{e:#}"))
+    }
+
     /// Every receipt the hub has committed (`transactions`: its commit is the only
-    /// truth for exactly-once), read from its SQLite file read-only. A row without a
-    /// receipt number is named by its seq so it still counts as unexpected.
-    pub fn hub_receipts(&self) -> Result<Vec<ReceiptKey>, rusqlite::Error> {
-        let path = self.hub.data_dir.join("hub.db");
-        let db = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        db.busy_timeout(Duration::from_secs(5))?;
-        let mut stmt = db.prepare("SELECT store, till, seq, receipt_no FROM transactions")?;
-        let rows = stmt.query_map([], |r| {
-            let store: String = r.get(0)?;
-            let till: String = r.get(1)?;
-            let seq: i64 = r.get(2)?;
-            let no: Option<String> = r.get(3)?;
-            Ok(ReceiptKey {
-                store,
-                till,
-                receipt_no: no.unwrap_or_else(|| format!("(none, seq {seq})")),
+    /// truth for exactly-once), read through the hub's store. A row without a receipt
+    /// number is named by its seq so it still counts as unexpected.
+    pub fn hub_receipts(&self) -> Result<Vec<ReceiptKey>, String> {
+        // On a thread of its own: callers poll it from async tests too.
+        let config = self.hub.config.clone();
+        let rows = std::thread::spawn(move || {
+            let config =
+                till360_hub::config::HubConfig::load(&config).map_err(|e| e.to_string())?;
+            let db = till360_hub::server::open_database(&config).map_err(|e| format!("{e:#}"))?;
+            let store = till360_hub::store::SqlStore::open(&db).map_err(|e| e.to_string())?;
+            store.committed_receipts().map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "the receipts reader panicked".to_string())??;
+        Ok(rows
+            .into_iter()
+            .map(|r| ReceiptKey {
+                store: r.store,
+                till: r.till,
+                receipt_no: r
+                    .receipt_no
+                    .unwrap_or_else(|| format!("(none, seq {})", r.seq)),
             })
-        })?;
-        rows.collect()
+            .collect())
     }
 
     /// `(store, till) → last_seq` from `GET /api/v1/agents`.

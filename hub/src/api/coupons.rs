@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{read, ApiError, ApiState};
+use super::{ApiError, ApiState};
+use crate::store::coupon_kpis;
 
 /// `GET /api/v1/campaigns`: the campaign set the hub serves, each campaign with the
 /// set's content version (`CampaignSet::content_version`) and its `issued`, `control` and `redeemed` counts (empty when no
@@ -15,7 +16,7 @@ pub(super) async fn campaigns(State(state): State<ApiState>) -> Result<Response,
     let Some(set) = campaigns.as_ref() else {
         return Ok(Json(serde_json::Value::Array(Vec::new())).into_response());
     };
-    let counts = read(state.reader.clone(), |s| s.coupon_counts()).await?;
+    let counts = state.profiles.run(coupon_kpis::coupon_counts).await?;
     // As `till360-agent status` shows the set a till holds.
     let version = set.content_version();
     let list: Vec<serde_json::Value> = set
@@ -48,16 +49,16 @@ pub(super) async fn campaign_kpis(
         .and_then(|set| set.get(&id))
         .map(|c| c.valid_days)
         .ok_or_else(|| ApiError::not_found(format!("no campaign {id:?}")))?;
-    let kpis = read(state.reader.clone(), move |s| {
-        s.campaign_kpis(&id, window_days)
-    })
-    .await?;
+    let kpis = state
+        .profiles
+        .run(move |db| coupon_kpis::campaign_kpis(db, &id, window_days))
+        .await?;
     Ok(Json(kpis).into_response())
 }
 
 /// `GET /api/v1/coupons/stores`: per store where codes were scanned, the counted
 /// redemptions, duplicates, forged and refused scans.
 pub(super) async fn stores(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let report = read(state.reader.clone(), |s| s.coupon_stores()).await?;
+    let report = state.profiles.run(coupon_kpis::coupon_stores).await?;
     Ok(Json(report).into_response())
 }

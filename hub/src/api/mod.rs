@@ -16,7 +16,7 @@ mod profiles;
 mod segments;
 mod suspicious;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
@@ -29,20 +29,15 @@ use serde_json::json;
 use crate::config::HubConfig;
 use crate::store::erasures::Suppression;
 use crate::store::sql::Sql;
-use crate::store::{Database, Store, StoreError};
+use crate::store::{Database, StoreError};
 
 pub use segments::SegmentDef;
 
-/// The store instances the agent, coupon and suspicious-card endpoints still read
-/// through (their store functions move to `&dyn Sql` with the ingest and KPI code);
-/// clearing a suspicious card writes through it too.
-pub type Reader = Arc<StorePool>;
-
-/// How many store connections the API reads through at once (per path: the
-/// [`Database`] of the profile endpoints, the [`StorePool`] of the others).
+/// How many store connections the API reads through at once.
 pub const READ_CONNECTIONS: usize = 4;
 
-/// The database the profile and privacy endpoints work on, shared by all requests: a
+/// The database every endpoint reads (and the few API writes go) through, shared by all
+/// requests: a
 /// pooled connection per request, at most [`READ_CONNECTIONS`] at once (WAL lets them
 /// read beside the writer), so one slow request does not hold up the others. The few
 /// API writes (erase, consents) also go through it: they must not queue behind agent
@@ -55,6 +50,9 @@ pub struct ProfileDatabase {
     default_country_code: u16,
     /// Erasing needs the suppression list's key (from the coupon master secret).
     suppression: Option<Suppression>,
+    /// `[identity] max_customers_per_identifier`: a cleared suspicious card relinks
+    /// under it.
+    max_customers_per_identifier: usize,
 }
 
 impl ProfileDatabase {
@@ -86,52 +84,6 @@ impl ProfileDatabase {
     }
 }
 
-/// Store connections handed to one request at a time.
-pub struct StorePool {
-    idle: Mutex<Vec<Box<dyn Store>>>,
-    permits: Arc<tokio::sync::Semaphore>,
-}
-
-impl StorePool {
-    pub fn new(stores: Vec<Box<dyn Store>>) -> Self {
-        Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(stores.len())),
-            idle: Mutex::new(stores),
-        }
-    }
-
-    /// Runs `f` on an idle store off the async runtime, waiting for one if all are busy.
-    /// The store (and its permit) return to the pool when `f` ends, even if the request
-    /// gave up waiting for it (its timeout).
-    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| ApiError::internal(format!("store pool closed: {e}")))?;
-        let pool = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(mut store) = idle.pop() else {
-                return Err(ApiError::internal("no idle store connection"));
-            };
-            drop(idle);
-            let out = f(store.as_mut()).map_err(ApiError::from);
-            pool.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(store);
-            out
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))?
-    }
-}
-
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
@@ -147,6 +99,8 @@ pub struct ApiOptions {
     pub database: Option<Database>,
     /// `[identity] default_country_code`, for phone number searches.
     pub default_country_code: u16,
+    /// `[identity] max_customers_per_identifier`, for a cleared suspicious card.
+    pub max_customers_per_identifier: usize,
     /// The suppression list's key (from the coupon master secret): erasing needs it.
     pub suppression: Option<Suppression>,
     /// The campaign set the hub serves, if `campaigns` is configured.
@@ -173,6 +127,8 @@ impl Default for ApiOptions {
             segments: Vec::new(),
             database: None,
             default_country_code: crate::config::IdentityConfig::default().default_country_code,
+            max_customers_per_identifier: crate::config::IdentityConfig::default()
+                .max_customers_per_identifier,
             suppression: None,
             campaigns: None,
             loopback_hosts_only: false,
@@ -217,6 +173,7 @@ impl ApiOptions {
             segments: config.segments.clone(),
             database: None,
             default_country_code: config.identity.default_country_code,
+            max_customers_per_identifier: config.identity.max_customers_per_identifier,
             suppression: None,
             campaigns: None,
             loopback_hosts_only: config.api_token.is_none(),
@@ -228,10 +185,10 @@ impl ApiOptions {
     }
 }
 
-/// Shared by every handler; handlers that only read profiles extract the [`Reader`].
+/// Shared by every handler; handlers that only read the store extract the
+/// [`ProfileDatabase`].
 #[derive(Clone)]
 struct ApiState {
-    reader: Reader,
     profiles: ProfileDatabase,
     segments: Arc<Vec<SegmentDef>>,
     database: Option<crate::store::Database>,
@@ -239,12 +196,6 @@ struct ApiState {
     traits: Option<crate::jobs::RecomputeHandle>,
     digests_changed: DigestsHook,
     tills: Option<crate::listener::TillGuards>,
-}
-
-impl FromRef<ApiState> for Reader {
-    fn from_ref(state: &ApiState) -> Reader {
-        state.reader.clone()
-    }
 }
 
 impl FromRef<ApiState> for ProfileDatabase {
@@ -259,14 +210,14 @@ impl FromRef<ApiState> for DigestsHook {
     }
 }
 
-pub fn router(reader: Reader, options: ApiOptions) -> Router {
+pub fn router(options: ApiOptions) -> Router {
     let state = ApiState {
-        reader,
         profiles: ProfileDatabase {
             database: options.database.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(READ_CONNECTIONS)),
             default_country_code: options.default_country_code,
             suppression: options.suppression,
+            max_customers_per_identifier: options.max_customers_per_identifier,
         },
         segments: Arc::new(SegmentDef::from_tables(&options.segments)),
         database: options.database,
@@ -367,31 +318,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Runs a blocking store read off the async runtime.
-async fn read<T, F>(reader: Reader, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-{
-    reader.run(move |store| f(store)).await
-}
-
-/// Runs a blocking store call that may write (clearing a suspicious card) off the async
-/// runtime.
-async fn write<T, F>(reader: Reader, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
-{
-    reader.run(f).await
-}
-
 /// `GET /api/v1/agents`: the store's view of each till, with `probing` (`null`, or
 /// `{unknown_cards, unknown_codes, since}` since the hub started) from the listener.
 async fn agents(
     axum::extract::State(state): axum::extract::State<ApiState>,
 ) -> Result<Response, ApiError> {
-    let agents = read(state.reader.clone(), |s| s.agents()).await?;
+    let agents = state
+        .profiles
+        .run(|db| crate::store::agents::agents(db))
+        .await?;
     let mut out = Vec::with_capacity(agents.len());
     for agent in agents {
         let probing = state

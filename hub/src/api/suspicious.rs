@@ -6,17 +6,17 @@ use axum::extract::{Path, State};
 use axum::Json;
 use till360_shared::{CardNumber, Timestamp};
 
-use super::{read, write, ApiError, DigestsHook, Reader};
-use crate::store::suspicious::SuspiciousCard;
+use super::{ApiError, DigestsHook, ProfileDatabase};
+use crate::store::suspicious::{self, SuspiciousCard};
 
 pub(super) async fn list(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
 ) -> Result<Json<Vec<SuspiciousCard>>, ApiError> {
-    read(reader, |s| s.suspicious_cards()).await.map(Json)
+    db.run(suspicious::list).await.map(Json)
 }
 
 pub(super) async fn clear(
-    State(reader): State<Reader>,
+    State(db): State<ProfileDatabase>,
     State(digests_changed): State<DigestsHook>,
     Path(id): Path<String>,
 ) -> Result<Json<SuspiciousCard>, ApiError> {
@@ -24,7 +24,11 @@ pub(super) async fn clear(
         .map_err(|e| ApiError::bad_request(format!("not a card number: {e}")))?;
     let last4 = card.last4().to_string();
     let at = Timestamp::from_utc(chrono::Utc::now(), 0);
-    match write(reader, move |s| s.clear_suspicious(card.as_str(), at)).await? {
+    let max_customers = db.max_customers_per_identifier;
+    let cleared = db
+        .run(move |conn| suspicious::clear_and_relink(conn, card.as_str(), max_customers, at))
+        .await?;
+    match cleared {
         Some(cleared) => {
             tracing::info!("suspicious card …{last4} cleared through the API");
             // Its digest comes back to the tills now, not at the next refresh.

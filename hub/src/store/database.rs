@@ -41,6 +41,27 @@ struct Inner {
     max_idle: usize,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            self.idle
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        // The last clone of a hub's database often goes with an async task; closing a
+        // PostgreSQL client blocks on the client's own runtime, which must not happen
+        // on a runtime's worker thread: it is closed on a thread of its own.
+        if self.engine == Engine::Postgres && !idle.is_empty() {
+            let closed = std::thread::Builder::new()
+                .name("close-connections".into())
+                .spawn(move || drop(idle));
+            if let Err(e) = closed {
+                tracing::warn!("idle database connections not closed cleanly: {e}");
+            }
+        }
+    }
+}
+
 /// A database the hub works on: clone it freely, take a connection with [`Database::get`].
 #[derive(Clone)]
 pub struct Database {

@@ -48,7 +48,7 @@ pub use agents::record_alert;
 pub use chain::ChainCheck;
 pub use database::{Database, DatabaseOptions, Pooled};
 pub use sql::{DbError, DbErrorKind, Engine};
-pub use sql_store::SqlStore;
+pub use sql_store::{CommittedReceipt, SqlStore};
 pub use sqlite::{SqliteStore, SCHEMA};
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 

@@ -53,6 +53,13 @@ pub fn shared(
     Ok(stored)
 }
 
+/// Forgets the shared secret `name` (an operator replacing the QUIC reset key removes
+/// every hub's copy and the database's; the next hub to start brings a new one).
+pub fn forget(db: &dyn Sql, name: &str) -> Result<(), StoreError> {
+    db.execute("DELETE FROM hub_secrets WHERE name = ?1", sql_params![name])?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +87,19 @@ mod tests {
                 shared(db, "quic-reset.key", None, || vec![6; 32]).unwrap(),
                 vec![5u8; 32]
             );
+        });
+    }
+
+    #[test]
+    fn a_forgotten_secret_is_replaced_by_the_next_hubs_copy() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            let old = shared(db, "quic-reset.key", Some(&[1u8; 32]), || vec![9; 32]).unwrap();
+            assert_eq!(old, vec![1u8; 32]);
+            forget(db, "quic-reset.key").unwrap();
+            let new = shared(db, "quic-reset.key", None, || vec![2; 32]).unwrap();
+            assert_eq!(new, vec![2u8; 32], "a new secret, not the forgotten one");
         });
     }
 

@@ -416,7 +416,7 @@ mod every_engine {
     use crate::sql_params;
     use crate::store::sql::{transaction, Sql, SqlExt, TxKind};
     use crate::store::test_support::{for_each_engine, sqlite};
-    use crate::store::{identity, Database, IngestOutcome, IngestRequest, SqlStore};
+    use crate::store::{identity, Database, IngestOutcome, IngestRequest, SqlStore, Store};
     use crate::synthetic::Generator;
 
     fn store(db: &Database) -> SqlStore {
@@ -464,10 +464,10 @@ mod every_engine {
             let mut store = store(db);
 
             assert_eq!(ingest_one(&mut store, &agent, &events[..3]), Ok(3));
-            let before = merged_rows(store.conn());
+            let before = merged_rows(store.sql());
             assert_eq!(ingest_one(&mut store, &agent, &events[1..3]), Ok(3));
-            assert_eq!(merged_rows(store.conn()), before, "replay changed rows");
-            assert_eq!(count(store.conn(), "events"), 3);
+            assert_eq!(merged_rows(store.sql()), before, "replay changed rows");
+            assert_eq!(count(store.sql(), "events"), 3);
 
             // A gap (4 missing) is refused and writes nothing but the refusal.
             let err = ingest_one(&mut store, &agent, &events[4..]).unwrap_err();
@@ -475,7 +475,7 @@ mod every_engine {
             // Someone else's events are refused.
             let err = ingest_one(&mut store, &AgentId::new("S9", "T1"), &events[3..]).unwrap_err();
             assert_eq!(err.0, Refusal::IdentityMismatch);
-            assert_eq!(count(store.conn(), "events"), 3);
+            assert_eq!(count(store.sql(), "events"), 3);
             assert_eq!(store.hello(&agent, now()).unwrap(), 3);
             let agents = store.agents().unwrap();
             let refused = agents.iter().find(|a| a.store == "S1").unwrap();
@@ -486,7 +486,7 @@ mod every_engine {
 
             // Overlapping resend: 2..=6 merges only 4..=6.
             assert_eq!(ingest_one(&mut store, &agent, &events[1..]), Ok(6));
-            assert_eq!(count(store.conn(), "events"), 6);
+            assert_eq!(count(store.sql(), "events"), 6);
         });
     }
 
@@ -533,12 +533,12 @@ mod every_engine {
             if !rest.is_empty() {
                 assert_eq!(ingest_one(&mut store, &agent, rest), Ok(200));
             }
-            assert_eq!(count(store.conn(), "events"), 200);
+            assert_eq!(count(store.sql(), "events"), 200);
             let receipts = events
                 .iter()
                 .filter(|e| matches!(e.kind, till360_shared::EventKind::Receipt(_)))
                 .count();
-            assert_eq!(count(store.conn(), "transactions"), receipts as i64);
+            assert_eq!(count(store.sql(), "transactions"), receipts as i64);
             assert_eq!(store.agents().unwrap()[0].last_seq, 200);
         });
     }
@@ -716,7 +716,7 @@ mod every_engine {
             let once = sqlite();
             let mut store = store(&once.db);
             store.ingest(&requests, now()).unwrap();
-            assert_eq!(merged_rows(&*conn), merged_rows(store.conn()));
+            assert_eq!(merged_rows(&*conn), merged_rows(store.sql()));
         });
     }
 }

@@ -5,6 +5,27 @@
 use till360_hub::config::PostgresUrl;
 use till360_hub::store::postgres::TemporaryDatabase;
 
+/// A fresh database on `server`, made on a thread of its own: tests make sites inside
+/// async tests, where the synchronous PostgreSQL client must not run.
+fn create(server: &PostgresUrl) -> TemporaryDatabase {
+    let server = server.clone();
+    std::thread::spawn(move || {
+        TemporaryDatabase::create(&server, "t360")
+            .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+impl Drop for TestDatabase {
+    /// Dropped on a thread of its own, as it was made.
+    fn drop(&mut self) {
+        if let Some(database) = self.postgres.take() {
+            let _ = std::thread::spawn(move || drop(database)).join();
+        }
+    }
+}
+
 /// The database of one test hub, alive as long as this value.
 pub struct TestDatabase {
     postgres: Option<TemporaryDatabase>,
@@ -26,14 +47,35 @@ impl TestDatabase {
                 });
                 let server = PostgresUrl::parse(server.trim())
                     .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
-                let database = TemporaryDatabase::create(&server, "t360")
-                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"));
                 Self {
-                    postgres: Some(database),
+                    postgres: Some(create(&server)),
                 }
             }
             other => panic!("TILL360_TEST_ENGINE={other:?}: expected sqlite or postgres"),
         }
+    }
+
+    /// SQLite (`data_dir/hub.db`), whatever `TILL360_TEST_ENGINE` says: for tests of
+    /// SQLite's own files.
+    pub fn sqlite() -> Self {
+        Self { postgres: None }
+    }
+
+    /// A fresh PostgreSQL database on the server `TILL360_TEST_POSTGRES` names, whatever
+    /// `TILL360_TEST_ENGINE` says; `None` (said loudly) when the variable is not set.
+    pub fn postgres_if_configured(test: &str) -> Option<Self> {
+        let Ok(server) = std::env::var("TILL360_TEST_POSTGRES") else {
+            eprintln!(
+                "SKIPPED {test}: it needs a PostgreSQL server; set TILL360_TEST_POSTGRES, e.g. \
+                 postgres://postgres@127.0.0.1:5432/test"
+            );
+            return None;
+        };
+        let server = PostgresUrl::parse(server.trim())
+            .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
+        Some(Self {
+            postgres: Some(create(&server)),
+        })
     }
 
     /// The hub's `[database] url`: `None` on SQLite (the default, `data_dir/hub.db`).
@@ -43,10 +85,11 @@ impl TestDatabase {
             .map(|database| database.url().connection_string())
     }
 
-    /// The lines to append to a test hub's `hub.toml` (none on SQLite).
+    /// The line to add to a test hub's `hub.toml` (none on SQLite): an inline table, so
+    /// top-level keys a test appends later stay top-level.
     pub fn toml(&self) -> String {
         match self.url() {
-            Some(url) => format!("\n[database]\nurl = \"{url}\"\n"),
+            Some(url) => format!("database = {{ url = \"{url}\" }}\n"),
             None => String::new(),
         }
     }

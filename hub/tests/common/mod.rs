@@ -25,10 +25,24 @@ pub const STEP: Duration = Duration::from_secs(10);
 /// A temp folder with `pki/` (CA + hub cert) and a `hub.toml` using port 0.
 pub struct Site {
     pub dir: tempfile::TempDir,
+    /// The hub's database on the engine `TILL360_TEST_ENGINE` chooses (a fresh PostgreSQL
+    /// database per site, dropped with it).
+    pub database: engine::TestDatabase,
 }
 
 impl Site {
     pub fn new() -> Self {
+        Self::on(engine::TestDatabase::for_test_engine())
+    }
+
+    /// A site whose hub runs on SQLite whatever `TILL360_TEST_ENGINE` says: for the tests
+    /// that still set up or inspect rows through SQLite's file directly.
+    pub fn on_sqlite() -> Self {
+        Self::on(engine::TestDatabase::sqlite())
+    }
+
+    /// A site whose hub runs on `database`.
+    pub fn on(database: engine::TestDatabase) -> Self {
         let dir = tempfile::tempdir().unwrap();
         pki::init_ca(
             &dir.path().join("pki"),
@@ -39,11 +53,19 @@ impl Site {
         .unwrap();
         std::fs::write(
             dir.path().join("hub.toml"),
-            "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-             ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
+            format!(
+                "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+                 ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n{}",
+                database.toml()
+            ),
         )
         .unwrap();
-        Site { dir }
+        Site { dir, database }
+    }
+
+    /// The hub's database, opened as the hub opens it (either engine).
+    pub fn open_database(&self) -> till360_hub::store::Database {
+        till360_hub::server::open_database(&self.config()).unwrap()
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -76,24 +98,39 @@ impl Site {
     /// (as an erase through the API does, for stores S001 and S002) and returns the
     /// last version. The hub must have started once (it creates the master secret).
     pub fn record_erasures(&self, cards: &[till360_shared::CardNumber]) -> u64 {
-        let till360_hub::config::DatabaseUrl::Sqlite(path) = self.config().database else {
-            unreachable!("this test's hub runs on SQLite")
-        };
-        let suppression = self.suppression();
-        let mut conn = rusqlite::Connection::open(path).unwrap();
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        let tx = conn.transaction().unwrap();
-        let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
-        let stores = ["S001".to_string(), "S002".to_string()];
-        let mut version = 0;
-        for card in cards {
-            let ids = [till360_hub::identity::Identifier::card(card)];
-            version =
-                till360_hub::store::erasures::record_erasure(&tx, &suppression, &ids, &stores, now)
-                    .unwrap();
-        }
-        tx.commit().unwrap();
-        version
+        // On a thread of its own: async tests call it, and the PostgreSQL client must
+        // not run on a runtime thread.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let suppression = self.suppression();
+                    let database = self.open_database();
+                    let conn = database.get().unwrap();
+                    let now = till360_shared::Timestamp::from_unix_ms(1_764_060_000_000, 0);
+                    let stores = ["S001".to_string(), "S002".to_string()];
+                    till360_hub::store::sql::transaction(
+                        &*conn,
+                        till360_hub::store::sql::TxKind::Write,
+                        |tx| {
+                            let mut version = 0;
+                            for card in cards {
+                                let ids = [till360_hub::identity::Identifier::card(card)];
+                                version = till360_hub::store::erasures::record_erasure(
+                                    tx,
+                                    &suppression,
+                                    &ids,
+                                    &stores,
+                                    now,
+                                )?;
+                            }
+                            Ok(version)
+                        },
+                    )
+                    .unwrap()
+                })
+                .join()
+                .unwrap()
+        })
     }
 
     /// Issues an agent certificate from this site's CA into `agents/STORE-TILL/`.

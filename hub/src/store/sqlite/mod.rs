@@ -512,12 +512,13 @@ impl SqliteStore {
         identity::blocked_identifiers(&self.conn)
     }
 
-    /// The underlying connection, for imports and traits (same process, same file).
+    /// The underlying connection, for tests that set up or inspect rows (the hub itself
+    /// runs on [`super::SqlStore`] over its `Database`).
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
-    /// Mutable access for operations that open their own transaction (imports).
+    /// Mutable access, for tests that open their own transaction.
     pub fn connection_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
