@@ -11,7 +11,7 @@ use till360_hub::config::PostgresUrl;
 use till360_hub::migrate_command::migrate;
 use till360_hub::store::postgres::TemporaryDatabase;
 use till360_hub::store::transfer::Silent;
-use till360_hub::store::{Database, DatabaseOptions, IngestRequest, SqlStore};
+use till360_hub::store::{Database, DatabaseOptions, IngestRequest, SqlStore, Store};
 use till360_shared::{AgentId, Timestamp};
 
 fn main() {

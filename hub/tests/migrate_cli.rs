@@ -11,7 +11,9 @@ use till360_hub::config::{DatabaseUrl, HubConfig, PostgresUrl};
 use till360_hub::migrate_command::migrate;
 use till360_hub::store::postgres::TemporaryDatabase;
 use till360_hub::store::transfer::Silent;
-use till360_hub::store::{ConsentChange, Database, DatabaseOptions, IngestRequest, SqlStore};
+use till360_hub::store::{
+    ConsentChange, Database, DatabaseOptions, IngestRequest, SqlStore, Store,
+};
 use till360_shared::event::CouponIssue;
 use till360_shared::{AgentId, Event, EventKind, Timestamp};
 
@@ -41,13 +43,13 @@ fn postgres_server() -> Option<PostgresUrl> {
 /// A hub folder with a SQLite database holding receipts and coupons of two tills,
 /// consents, an erasure, digest feeds, traits and the master secret.
 fn sqlite_hub() -> (Site, HubConfig) {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let config = site.config();
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
     let db = Database::open(&config.database, &DatabaseOptions::default()).unwrap();
     let mut store = SqlStore::new(db.get().unwrap());
-    store.set_coupon_master(master.as_bytes());
+    store.set_coupon_master(master.as_bytes()).unwrap();
     let mut generator = till360_hub::synthetic::Generator::new(7, 40, 70);
     let now = Timestamp::from_unix_ms(1_767_225_600_000, 60);
     for (store_id, count) in [("S001", 300), ("S002", 120)] {
@@ -152,7 +154,7 @@ fn a_sqlite_target_is_refused() {
 
 #[test]
 fn a_postgresql_source_is_refused_without_showing_its_password() {
-    let site = Site::new();
+    let site = Site::on_sqlite();
     let path = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[database]\nurl = \"postgres://hub:s3cret@127.0.0.1:1/till360\"\n");
@@ -299,6 +301,37 @@ fn a_hubs_data_moves_to_postgresql_with_nothing_lost() {
         ExitCode::FAILURE
     );
 
-    // Starting a hub on the new URL waits for the hub to run on PostgreSQL (helper
-    // "pgrun": `server::start` still opens its database on a runtime worker thread).
+    // The hub runs on the new URL (same data_dir: its secrets match the copied ones) and
+    // serves the same profiles; the till's high-water mark is where SQLite left it.
+    let toml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{toml}\n[database]\nurl = \"{to}\"\n")).unwrap();
+    let config = HubConfig::load(&path).unwrap();
+    assert!(matches!(config.database, DatabaseUrl::Postgres(_)));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let hub = till360_hub::server::start(config).await.unwrap();
+        let (status, agents) = crate::common::http_get(hub.http_addr(), "/api/v1/agents").await;
+        assert_eq!(status, 200, "{agents}");
+        let seqs: Vec<(String, u64)> = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["store"].as_str().unwrap().to_string(),
+                    a["last_seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(seqs, vec![("S001".into(), 305), ("S002".into(), 120)]);
+        let some = &sqlite_side.0[0];
+        let (status, profile) = crate::common::http_get(
+            hub.http_addr(),
+            &format!("/api/v1/profiles/{}", some.profile_id),
+        )
+        .await;
+        assert_eq!(status, 200, "{profile}");
+        assert_eq!(profile["profile_id"], some.profile_id.as_str());
+        hub.shutdown().await;
+    });
 }
