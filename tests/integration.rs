@@ -13,4 +13,5 @@ mod erasure;
 mod log_privacy;
 mod sync_faults;
 mod tamper;
+mod two_hubs;
 mod wire;

@@ -127,20 +127,24 @@ fn test_database() -> Option<till360_hub::store::postgres::TemporaryDatabase> {
                      postgres://postgres@127.0.0.1:5432/test"
                 )
             });
-            let server = till360_hub::config::PostgresUrl::parse(server.trim())
-                .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
-            // On a thread of its own: sites are made inside async tests too, where the
-            // synchronous PostgreSQL client must not run.
-            let created = std::thread::spawn(move || {
-                till360_hub::store::postgres::TemporaryDatabase::create(&server, "t360e2e")
-                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"))
-            })
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            Some(created)
+            Some(postgres_database(&server))
         }
         other => panic!("TILL360_TEST_ENGINE={other:?}: expected sqlite or postgres"),
     }
+}
+
+/// A fresh database on the PostgreSQL server `server` names.
+fn postgres_database(server: &str) -> till360_hub::store::postgres::TemporaryDatabase {
+    let server = till360_hub::config::PostgresUrl::parse(server.trim())
+        .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES: {e}"));
+    // On a thread of its own: sites are made inside async tests too, where the
+    // synchronous PostgreSQL client must not run.
+    std::thread::spawn(move || {
+        till360_hub::store::postgres::TemporaryDatabase::create(&server, "t360e2e")
+            .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 impl Drop for Site {
@@ -154,6 +158,28 @@ impl Drop for Site {
 
 impl Site {
     pub fn new() -> Site {
+        Site::with_database(test_database())
+    }
+
+    /// A site whose hub runs on a fresh PostgreSQL database whatever
+    /// `TILL360_TEST_ENGINE` says (several hubs share one only there); `None`, said
+    /// loudly, when `TILL360_TEST_POSTGRES` names no server.
+    pub fn on_postgres() -> Option<Site> {
+        match std::env::var("TILL360_TEST_POSTGRES") {
+            Ok(server) if !server.trim().is_empty() => {
+                Some(Site::with_database(Some(postgres_database(&server))))
+            }
+            _ => {
+                eprintln!(
+                    "*** SKIPPED: this test needs PostgreSQL (set TILL360_TEST_POSTGRES, e.g. \
+                     postgres://postgres@127.0.0.1:5432/test) ***"
+                );
+                None
+            }
+        }
+    }
+
+    fn with_database(postgres: Option<till360_hub::store::postgres::TemporaryDatabase>) -> Site {
         let mut dir = tempfile::Builder::new()
             .prefix("till360-e2e-")
             .tempdir()
@@ -173,7 +199,6 @@ impl Site {
         .expect("init CA");
         let layouts = dir.path().join("receipts");
         install_layouts(&layouts).expect("layouts");
-        let postgres = test_database();
         let url = postgres.as_ref().map(|db| db.url().connection_string());
         let hub = write_hub_config_on(
             dir.path(),
@@ -339,14 +364,65 @@ impl Site {
 
     /// Starts the hub and waits until its API answers.
     pub fn start_hub(&self) -> Proc {
-        let config = self.hub.config.display().to_string();
-        let mut hub = self.spawn("hub", &["hub", "run", "--config", &config]);
+        self.start_hub_from(&self.hub, "hub")
+    }
+
+    /// Another hub on this site's database (PostgreSQL: see [`Site::on_postgres`]), with
+    /// its own folder, data_dir and ports, the site's CA and hub certificate.
+    pub fn another_hub(&self, name: &str) -> HubFiles {
+        let url = self
+            .postgres
+            .as_ref()
+            .map(|db| db.url().connection_string());
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).expect("hub folder");
+        write_hub_config_on(
+            &dir,
+            &self.pki,
+            free_udp_addr().expect("free udp port"),
+            free_tcp_addr().expect("free tcp port"),
+            &[],
+            url.as_deref(),
+        )
+        .expect("hub.toml")
+    }
+
+    /// Starts the hub of `files` (its log is `name.log`) and waits until its API answers.
+    pub fn start_hub_from(&self, files: &HubFiles, name: &str) -> Proc {
+        let config = files.config.display().to_string();
+        let mut hub = self.spawn(name, &["hub", "run", "--config", &config]);
         let up = wait_until(DEADLINE, || {
             hub.assert_running();
-            self.get("/api/v1/health").filter(|r| r.status == 200)
+            http_get(files.http, "/api/v1/health", Duration::from_secs(5))
+                .ok()
+                .filter(|r| r.status == 200)
         });
-        assert!(up.is_some(), "hub did not come up:\n{}", read_log(&hub.log));
+        assert!(
+            up.is_some(),
+            "{name} did not come up:\n{}",
+            read_log(&hub.log)
+        );
         hub
+    }
+
+    /// Till T01 of `store` whose agent fails over between `hubs` (`[hub] address` a list),
+    /// in that order.
+    pub fn till_via_hubs(
+        &self,
+        store: &str,
+        style: ReceiptStyle,
+        suffix: Suffix,
+        seed: u64,
+        hubs: &[SocketAddr],
+    ) -> Till {
+        let till = self.till_via(store, style, suffix, seed, hubs[0]);
+        let text = std::fs::read_to_string(&till.config).expect("agent.toml");
+        let one = format!("address = \"{}\"", hubs[0]);
+        assert!(text.contains(&one), "agent.toml names its hub as {one}");
+        let list: Vec<String> = hubs.iter().map(|h| format!("\"{h}\"")).collect();
+        let text = text.replace(&one, &format!("address = [{}]", list.join(", ")));
+        std::fs::write(&till.config, text).expect("agent.toml");
+        till
     }
 
     /// Starts an agent and waits until it reads its scanner and POS ports. Bytes
