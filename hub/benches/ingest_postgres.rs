@@ -102,7 +102,10 @@ fn main() {
         rate(two),
         two.as_secs_f64() * 1e3
     );
-    println!("ratio two writers / one writer: {:.2}", rate(two) / rate(hub));
+    println!(
+        "ratio two writers / one writer: {:.2}",
+        rate(two) / rate(hub)
+    );
 }
 
 /// Each till's receipts in batches, in the order the hub receives them (tills alternate).
@@ -194,13 +197,14 @@ fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize) -> Duration
 /// database alone.
 #[derive(Default)]
 struct Rows {
-    events: Vec<(String, String, i64, &'static str, i64, i64, Vec<u8>)>,
+    events: Vec<EventRow>,
     /// Profiles and their card identifiers not written by an earlier batch.
     profiles: Vec<(String, i64, i64, String)>,
     transactions: Vec<TxRow>,
     agent: (String, String, i64),
 }
 
+type EventRow = (String, String, i64, &'static str, i64, i64, Vec<u8>);
 type TxRow = (
     String,
     String,
@@ -296,10 +300,7 @@ fn copy_path(server: &PostgresUrl, batches: &Batches) -> Duration {
     let url = DatabaseUrl::Postgres(scratch.url().clone());
     drop(Database::open(&url, &DatabaseOptions::default()).expect("open"));
     let mut seen = HashSet::new();
-    let prepared: Vec<Rows> = batches
-        .iter()
-        .map(|(a, b)| rows(a, b, &mut seen))
-        .collect();
+    let prepared: Vec<Rows> = batches.iter().map(|(a, b)| rows(a, b, &mut seen)).collect();
     let mut client = Client::connect(&scratch.url().connection_string(), NoTls).expect("connect");
     let start = Instant::now();
     for batch in &prepared {
@@ -317,10 +318,11 @@ fn copy_path(server: &PostgresUrl, batches: &Batches) -> Duration {
                 Type::INT8,
                 Type::BYTEA,
             ],
-            &mut batch
-                .events
-                .iter()
-                .map(|r| vec![&r.0 as _, &r.1 as _, &r.2 as _, &r.3 as _, &r.4 as _, &r.5 as _, &r.6 as _]),
+            &mut batch.events.iter().map(|r| {
+                vec![
+                    &r.0 as _, &r.1 as _, &r.2 as _, &r.3 as _, &r.4 as _, &r.5 as _, &r.6 as _,
+                ]
+            }),
         );
         if !batch.profiles.is_empty() {
             copy_rows(

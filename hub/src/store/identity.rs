@@ -10,7 +10,7 @@
 //! it, so two hubs merging the same identifiers end as one hub would. A known card at
 //! ingest (the common case) reads only and takes no lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use till360_shared::{CardNumber, Timestamp};
 
@@ -56,7 +56,7 @@ fn offset(value: i64) -> Result<i16, StoreError> {
 }
 
 /// What [`CARD_OWNER`] says of a card: (profile, its creation, blocked).
-type CardRow = (Option<String>, Option<(i64, i16)>, bool);
+pub type CardRow = (Option<String>, Option<(i64, i16)>, bool);
 
 fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     let mut found = (None, None, false);
@@ -77,6 +77,57 @@ fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     Ok(found)
 }
 
+/// [`CARD_OWNER`] for several cards in one read (PostgreSQL only: the cards go as one
+/// text array), keyed by card number.
+pub fn card_rows(
+    db: &dyn Sql,
+    cards: &BTreeSet<&str>,
+) -> Result<HashMap<String, CardRow>, StoreError> {
+    let mut array = String::from("{");
+    for (i, card) in cards.iter().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push('"');
+        for c in card.chars() {
+            if matches!(c, '"' | '\\') {
+                array.push('\\');
+            }
+            array.push(c);
+        }
+        array.push('"');
+    }
+    array.push('}');
+    let mut found = HashMap::with_capacity(cards.len());
+    db.query_each(
+        "SELECT c.card, i.profile_id, p.created_at_ms, p.created_offset_min,
+             (SELECT count(*) FROM blocked_identifiers b
+              WHERE b.kind = 'card' AND b.value = c.card)
+         FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[])) AS c(card)
+         LEFT JOIN identifiers i ON i.kind = 'card' AND i.value = c.card
+         LEFT JOIN profiles p ON p.profile_id = i.profile_id",
+        sql_params![array],
+        &mut |mut row| {
+            let created = match (row.get::<Option<i64>>(2)?, row.get::<Option<i64>>(3)?) {
+                (Some(ms), Some(off)) => Some((ms, offset(off)?)),
+                _ => None,
+            };
+            let card = match row.take(0) {
+                Value::Text(card) => card,
+                other => return Err(StoreError::Corrupt(format!("a card number {other:?}"))),
+            };
+            let profile = match row.take(1) {
+                Value::Text(id) => Some(id),
+                Value::Null => None,
+                other => return Err(StoreError::Corrupt(format!("a profile id {other:?}"))),
+            };
+            found.insert(card, (profile, created, row.get::<i64>(4)? > 0));
+            Ok(())
+        },
+    )?;
+    Ok(found)
+}
+
 /// The profile a till event with `card` recorded `at` belongs to, creating it when
 /// the card is new.
 pub fn resolve_card(
@@ -84,11 +135,23 @@ pub fn resolve_card(
     card: &CardNumber,
     at: Timestamp,
 ) -> Result<CardOwner, StoreError> {
+    let row = card_row(db, card)?;
+    resolve_card_from(db, card, at, row)
+}
+
+/// [`resolve_card`] with the card's row already read in this transaction (`row`, as
+/// [`card_rows`] reads it).
+pub fn resolve_card_from(
+    db: &dyn Sql,
+    card: &CardNumber,
+    at: Timestamp,
+    row: CardRow,
+) -> Result<CardOwner, StoreError> {
     // One read for the common case (a known card, profile already older than the
     // event): no write at all.
     // Cards on the suppression list (erased) never get here: the store leaves them out
     // of the event first (`store::ingest`).
-    let (existing, created, blocked) = card_row(db, card)?;
+    let (existing, created, blocked) = row;
     if blocked {
         return Ok(CardOwner::Blocked);
     }

@@ -156,6 +156,53 @@ pub fn check_card(
 }
 
 /// The fewest receipts any rule can fire on.
+/// [`check_card`] for every carded receipt of `store`/`till` with seq in `first..=last`
+/// (just written, in seq order), with one read for the batch: only the receipts with
+/// enough of their card's receipts around them are assessed. Returns each flagging
+/// check's receipt seq, card and findings.
+pub fn check_receipts(
+    conn: &dyn Sql,
+    rules: &FraudConfig,
+    (store, till): (&str, &str),
+    (first, last): (i64, i64),
+    now: Timestamp,
+) -> Result<Vec<(i64, CardNumber, Vec<Finding>)>, StoreError> {
+    if !rules.enabled {
+        return Ok(Vec::new());
+    }
+    let mut candidates = Vec::new();
+    conn.query_each(
+        "SELECT b.seq, b.card, b.at_ms, b.offset_min,
+             (SELECT count(*) FROM transactions t
+              WHERE t.card = b.card AND t.at_ms BETWEEN b.at_ms - ?4 AND b.at_ms + ?4)
+         FROM transactions b
+         WHERE b.store = ?1 AND b.till = ?2 AND b.seq BETWEEN ?3 AND ?5 AND b.card IS NOT NULL
+         ORDER BY b.seq",
+        sql_params![store, till, first, WINDOW_MS, last],
+        &mut |row| {
+            if row.get::<i64>(4)? >= fewest_receipts(rules) {
+                let offset = i16::try_from(row.get::<i64>(3)?)
+                    .map_err(|_| StoreError::Corrupt("a UTC offset beyond i16".into()))?;
+                candidates.push((
+                    row.get::<i64>(0)?,
+                    row.get::<String>(1)?,
+                    Timestamp::from_unix_ms(row.get(2)?, offset),
+                ));
+            }
+            Ok(())
+        },
+    )?;
+    let mut flagged = Vec::new();
+    for (seq, card, at) in candidates {
+        let card = CardNumber::parse(&card)
+            .map_err(|e| StoreError::Corrupt(format!("a stored card number: {e}")))?;
+        if let Some(findings) = check_card(conn, rules, &card, at, now)? {
+            flagged.push((seq, card, findings));
+        }
+    }
+    Ok(flagged)
+}
+
 fn fewest_receipts(rules: &FraudConfig) -> i64 {
     [
         rules.travel_min_stores,
