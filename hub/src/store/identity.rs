@@ -77,19 +77,15 @@ fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     Ok(found)
 }
 
-/// [`CARD_OWNER`] for several cards in one read (PostgreSQL only: the cards go as one
-/// text array), keyed by card number.
-pub fn card_rows(
-    db: &dyn Sql,
-    cards: &BTreeSet<&str>,
-) -> Result<HashMap<String, CardRow>, StoreError> {
+/// A PostgreSQL array literal of `items`, each quoted.
+pub(super) fn text_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
     let mut array = String::from("{");
-    for (i, card) in cards.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             array.push(',');
         }
         array.push('"');
-        for c in card.chars() {
+        for c in item.chars() {
             if matches!(c, '"' | '\\') {
                 array.push('\\');
             }
@@ -98,6 +94,110 @@ pub fn card_rows(
         array.push('"');
     }
     array.push('}');
+    array
+}
+
+fn int_array(items: impl Iterator<Item = i64>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// What one batch's till events say of a card: it was seen first at `first` (in the
+/// batch's order) and at the earliest at `earliest`.
+pub struct CardSighting {
+    pub card: CardNumber,
+    pub first: Timestamp,
+    pub earliest: (i64, i16),
+}
+
+/// [`resolve_card`] for every card of a batch at once (PostgreSQL: `unnest` arrays), as
+/// resolving each sighting in turn would leave the graph: missing profiles and card
+/// identifiers created, profiles' creation moved back to the earliest sighting. Returns
+/// every card's row as it stands after that (the batch's sightings then resolve without
+/// a write). Nothing is written when every card is known and old enough.
+pub fn resolve_cards(
+    db: &dyn Sql,
+    sightings: &BTreeMap<String, CardSighting>,
+) -> Result<HashMap<String, CardRow>, StoreError> {
+    let cards: BTreeSet<&str> = sightings.keys().map(String::as_str).collect();
+    let rows = card_rows(db, &cards)?;
+    let needs_write = |rows: &HashMap<String, CardRow>| {
+        sightings.iter().any(|(key, seen)| match rows.get(key) {
+            Some((_, _, true)) => false,
+            Some((Some(_), Some(created), false)) => *created > seen.earliest,
+            _ => true,
+        })
+    };
+    if !needs_write(&rows) {
+        return Ok(rows);
+    }
+    // Another hub may have linked or blocked a card since: read again under the lock.
+    locks::merge(db)?;
+    let mut rows = card_rows(db, &cards)?;
+    let (mut ids, mut ms, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut new_cards, mut new_ids, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, seen) in sightings {
+        let (existing, created, blocked) = rows.get(key).cloned().unwrap_or((None, None, false));
+        if blocked {
+            continue;
+        }
+        let profile_id = existing
+            .clone()
+            .unwrap_or_else(|| Identifier::card(&seen.card).profile_id());
+        if existing.is_none() || created.is_none_or(|c| c > seen.earliest) {
+            ids.push(profile_id.clone());
+            ms.push(seen.earliest.0);
+            offsets.push(i64::from(seen.earliest.1));
+        }
+        if existing.is_none() {
+            new_cards.push(key.clone());
+            new_ids.push(profile_id.clone());
+            added.push(seen.first.unix_ms);
+        }
+        let created = created.map_or(seen.earliest, |c| c.min(seen.earliest));
+        rows.insert(key.clone(), (Some(profile_id), Some(created), false));
+    }
+    if !ids.is_empty() {
+        db.execute(
+            "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
+             SELECT * FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]),
+                 CAST(CAST(?2 AS TEXT) AS BIGINT[]), CAST(CAST(?3 AS TEXT) AS BIGINT[]))
+             ON CONFLICT (profile_id) DO UPDATE SET
+                 created_at_ms = excluded.created_at_ms,
+                 created_offset_min = excluded.created_offset_min
+             WHERE (excluded.created_at_ms, excluded.created_offset_min)
+                 < (profiles.created_at_ms, profiles.created_offset_min)",
+            sql_params![
+                text_array(ids.iter().map(String::as_str)),
+                int_array(ms.into_iter()),
+                int_array(offsets.into_iter())
+            ],
+        )?;
+    }
+    if !new_cards.is_empty() {
+        db.execute(
+            "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+             SELECT 'card', c.value, c.profile_id, 'till', c.added_at_ms
+             FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]), CAST(CAST(?2 AS TEXT) AS TEXT[]),
+                 CAST(CAST(?3 AS TEXT) AS BIGINT[])) AS c(value, profile_id, added_at_ms)
+             ON CONFLICT (kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+            sql_params![
+                text_array(new_cards.iter().map(String::as_str)),
+                text_array(new_ids.iter().map(String::as_str)),
+                int_array(added.into_iter())
+            ],
+        )?;
+    }
+    Ok(rows)
+}
+
+/// [`CARD_OWNER`] for several cards in one read (PostgreSQL only: the cards go as one
+/// text array), keyed by card number.
+pub fn card_rows(
+    db: &dyn Sql,
+    cards: &BTreeSet<&str>,
+) -> Result<HashMap<String, CardRow>, StoreError> {
+    let array = text_array(cards.iter().copied());
     let mut found = HashMap::with_capacity(cards.len());
     db.query_each(
         "SELECT c.card, i.profile_id, p.created_at_ms, p.created_offset_min,

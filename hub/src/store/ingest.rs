@@ -20,7 +20,9 @@ use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use super::agents::{ensure_agent, record_refusal};
 use super::erasures::{self, Suppression};
-use super::identity::{card_rows, resolve_card, resolve_card_from, CardRow};
+use super::identity::{
+    card_rows, resolve_card, resolve_card_from, resolve_cards, CardRow, CardSighting,
+};
 use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Param, Sql, TxKind};
 use super::{chain, coupon_ledger, suspicious, IngestOutcome, IngestRequest, StoreError};
 use crate::config::FraudConfig;
@@ -29,7 +31,7 @@ use crate::identity::{CardOwner, Identifier};
 use crate::profile::{merge_ops, MergeOp, TransactionRow};
 use crate::sql_params;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (store, till, seq, kind, recorded_at_ms, offset_min, payload)
@@ -177,7 +179,7 @@ impl Merge<'_> {
         // gathered and written together instead (binary COPY), its cards read at once.
         let mut pending = match tx.engine() {
             Engine::Sqlite => None,
-            Engine::Postgres => Some(Pending::read_cards(tx, events)?),
+            Engine::Postgres => Some(Pending::read_cards(tx, events, self.suppression.is_none())?),
         };
         for event in events {
             let encoded = self.event(tx, event, pending.as_mut())?;
@@ -488,7 +490,36 @@ struct Pending {
 }
 
 impl Pending {
-    fn read_cards(tx: &dyn Sql, events: &[Event]) -> Result<Self, StoreError> {
+    /// `resolve_all`: the batch's cards are resolved here, at once (not while erased
+    /// cards may have to be left out of its events).
+    fn read_cards(tx: &dyn Sql, events: &[Event], resolve_all: bool) -> Result<Self, StoreError> {
+        if resolve_all {
+            let mut sightings: BTreeMap<String, CardSighting> = BTreeMap::new();
+            for event in events {
+                for op in merge_ops(event).0 {
+                    if let MergeOp::EnsureProfile { card, seen_at, .. } = op {
+                        let at = (seen_at.unix_ms, seen_at.offset_min);
+                        sightings
+                            .entry(card.as_str().to_owned())
+                            .and_modify(|s| s.earliest = s.earliest.min(at))
+                            .or_insert(CardSighting {
+                                card,
+                                first: seen_at,
+                                earliest: at,
+                            });
+                    }
+                }
+            }
+            return Ok(Self {
+                events: Vec::with_capacity(events.len()),
+                transactions: Vec::with_capacity(events.len()),
+                cards: if sightings.is_empty() {
+                    HashMap::new()
+                } else {
+                    resolve_cards(tx, &sightings)?
+                },
+            });
+        }
         let cards: BTreeSet<&str> = events
             .iter()
             .filter_map(|e| match &e.kind {
