@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
-use till360_hub::config::{DatabaseUrl, PostgresUrl};
+use till360_hub::config::{DatabaseUrl, FraudConfig, PostgresUrl};
 use till360_hub::profile::{merge_ops, MergeOp};
 use till360_hub::store::postgres::TemporaryDatabase;
 use till360_hub::store::{Database, DatabaseOptions, IngestRequest, SqlStore};
@@ -71,9 +71,10 @@ fn main() {
     let mut hub = Duration::MAX;
     let mut copy = Duration::MAX;
     let mut two = Duration::MAX;
+    let mut unchecked = Duration::MAX;
     for round in 0..rounds {
         // Alternate the order so that neither path always runs on a warmer server.
-        let mut run_hub = || hub = hub.min(hub_path(&server, &batches, 1));
+        let mut run_hub = || hub = hub.min(hub_path(&server, &batches, 1, true));
         let mut run_copy = || copy = copy.min(copy_path(&server, &batches));
         if round % 2 == 0 {
             run_hub();
@@ -82,7 +83,8 @@ fn main() {
             run_copy();
             run_hub();
         }
-        two = two.min(hub_path(&server, &batches, 2));
+        two = two.min(hub_path(&server, &batches, 2, true));
+        unchecked = unchecked.min(hub_path(&server, &batches, 1, false));
     }
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!("best of {rounds} round(s) each");
@@ -97,6 +99,11 @@ fn main() {
         copy.as_secs_f64() * 1e3
     );
     println!("ratio hub / raw COPY: {:.2}", rate(hub) / rate(copy));
+    println!(
+        "hub store path, one writer, [fraud] enabled = false:          {:>8.0} receipts/s ({:.0} ms)",
+        rate(unchecked),
+        unchecked.as_secs_f64() * 1e3
+    );
     println!(
         "two writers (own Database each, half of the tills each):      {:>8.0} receipts/s ({:.0} ms)",
         rate(two),
@@ -136,9 +143,10 @@ fn now() -> Timestamp {
     Timestamp::from_utc(chrono::Utc::now(), 0)
 }
 
-/// The hub's store path with `writers` writers, each on its own `Database` and its
+/// The hub's store path (`fraud`: with the card-fraud checks at ingest, the default)
+/// with `writers` writers, each on its own `Database` and its
 /// share of the tills (till i goes to writer i % writers); returns the wall time.
-fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize) -> Duration {
+fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize, fraud: bool) -> Duration {
     let scratch = TemporaryDatabase::create(server, "bench_ingest_hub").expect("database");
     let url = DatabaseUrl::Postgres(scratch.url().clone());
     // Migrated once before the clock starts.
@@ -159,14 +167,23 @@ fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize) -> Duration
         .iter()
         .map(|_| {
             let db = Database::open(&url, &DatabaseOptions::default()).expect("open");
-            SqlStore::new(db.get().expect("connection"))
+            let mut store = SqlStore::new(db.get().expect("connection"));
+            if !fraud {
+                store.set_fraud_config(FraudConfig {
+                    enabled: false,
+                    ..FraudConfig::default()
+                });
+            }
+            store
         })
         .collect();
     let start = Instant::now();
     std::thread::scope(|scope| {
         for (mut store, share) in stores.into_iter().zip(&shares) {
             scope.spawn(move || {
+                let mut slow = Vec::new();
                 for (agent, batch) in share {
+                    let t = Instant::now();
                     let last = batch.last().map_or(0, |e| e.seq);
                     let outcomes = store
                         .ingest(
@@ -178,6 +195,10 @@ fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize) -> Duration
                         )
                         .expect("commit");
                     assert_eq!(outcomes, vec![Ok(last)]);
+                    slow.push((t.elapsed().as_millis(), agent.store.clone(), last));
+                }
+                if std::env::var_os("TILL360_BENCH_TRACE").is_some() {
+                    eprintln!("writers {writers}: per batch ms {:?}", slow);
                 }
             });
         }
