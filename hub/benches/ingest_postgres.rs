@@ -149,6 +149,15 @@ fn now() -> Timestamp {
 fn hub_path(server: &PostgresUrl, batches: &Batches, writers: usize, fraud: bool) -> Duration {
     let scratch = TemporaryDatabase::create(server, "bench_ingest_hub").expect("database");
     let url = DatabaseUrl::Postgres(scratch.url().clone());
+    if let Ok(mode) = std::env::var("TILL360_BENCH_PLAN_CACHE_MODE") {
+        let mut admin = Client::connect(&scratch.url().connection_string(), NoTls).expect("admin");
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET plan_cache_mode = {mode}",
+                scratch.url().dbname()
+            ))
+            .expect("plan_cache_mode");
+    }
     // Migrated once before the clock starts.
     drop(Database::open(&url, &DatabaseOptions::default()).expect("open"));
     let mut tills: Vec<AgentId> = batches.iter().map(|(a, _)| a.clone()).collect();

@@ -53,9 +53,13 @@ pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, Sto
         .connect(NoTls)
         .map_err(|e| connection_error(format!("cannot connect to {url}: {}", describe(&e))))?;
     let ms = timeout.as_millis().max(1);
+    // Plans for the values at hand: after five runs the server may keep a generic plan
+    // of a prepared statement, and for the ingest's array parameters (a batch's cards)
+    // that plan made each batch 2-3 times slower (benches/ingest_postgres.rs).
     client
         .batch_execute(&format!(
-            "SET lock_timeout = {ms}; SET statement_timeout = {ms}; SET TIME ZONE 'UTC'"
+            "SET lock_timeout = {ms}; SET statement_timeout = {ms}; SET TIME ZONE 'UTC'; \
+             SET plan_cache_mode = force_custom_plan"
         ))
         .map_err(|e| store_error(&e))?;
     Ok(PgConnection {
