@@ -10,7 +10,7 @@
 //! it, so two hubs merging the same identifiers end as one hub would. A known card at
 //! ingest (the common case) reads only and takes no lock.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use till360_shared::{CardNumber, Timestamp};
 
@@ -56,7 +56,7 @@ fn offset(value: i64) -> Result<i16, StoreError> {
 }
 
 /// What [`CARD_OWNER`] says of a card: (profile, its creation, blocked).
-type CardRow = (Option<String>, Option<(i64, i16)>, bool);
+pub type CardRow = (Option<String>, Option<(i64, i16)>, bool);
 
 fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     let mut found = (None, None, false);
@@ -77,6 +77,157 @@ fn card_row(db: &dyn Sql, card: &CardNumber) -> Result<CardRow, StoreError> {
     Ok(found)
 }
 
+/// A PostgreSQL array literal of `items`, each quoted.
+pub(super) fn text_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut array = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push('"');
+        for c in item.chars() {
+            if matches!(c, '"' | '\\') {
+                array.push('\\');
+            }
+            array.push(c);
+        }
+        array.push('"');
+    }
+    array.push('}');
+    array
+}
+
+fn int_array(items: impl Iterator<Item = i64>) -> String {
+    let items: Vec<String> = items.map(|i| i.to_string()).collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// What one batch's till events say of a card: it was seen first at `first` (in the
+/// batch's order) and at the earliest at `earliest`.
+pub struct CardSighting {
+    pub card: CardNumber,
+    pub first: Timestamp,
+    pub earliest: (i64, i16),
+}
+
+/// [`resolve_card`] for every card of a batch at once (PostgreSQL: `unnest` arrays), as
+/// resolving each sighting in turn would leave the graph: missing profiles and card
+/// identifiers created, profiles' creation moved back to the earliest sighting. Returns
+/// every card's row as it stands after that (the batch's sightings then resolve without
+/// a write). Nothing is written when every card is known and old enough.
+pub fn resolve_cards(
+    db: &dyn Sql,
+    sightings: &BTreeMap<String, CardSighting>,
+) -> Result<HashMap<String, CardRow>, StoreError> {
+    let cards: BTreeSet<&str> = sightings.keys().map(String::as_str).collect();
+    let rows = card_rows(db, &cards)?;
+    let needs_write = |rows: &HashMap<String, CardRow>| {
+        sightings.iter().any(|(key, seen)| match rows.get(key) {
+            Some((_, _, true)) => false,
+            Some((Some(_), Some(created), false)) => *created > seen.earliest,
+            _ => true,
+        })
+    };
+    if !needs_write(&rows) {
+        return Ok(rows);
+    }
+    // Another hub may have linked or blocked a card since: read again under the lock.
+    locks::merge(db)?;
+    let mut rows = card_rows(db, &cards)?;
+    let (mut ids, mut ms, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut new_cards, mut new_ids, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, seen) in sightings {
+        let (existing, created, blocked) = rows.get(key).cloned().unwrap_or((None, None, false));
+        if blocked {
+            continue;
+        }
+        let profile_id = existing
+            .clone()
+            .unwrap_or_else(|| Identifier::card(&seen.card).profile_id());
+        if existing.is_none() || created.is_none_or(|c| c > seen.earliest) {
+            ids.push(profile_id.clone());
+            ms.push(seen.earliest.0);
+            offsets.push(i64::from(seen.earliest.1));
+        }
+        if existing.is_none() {
+            new_cards.push(key.clone());
+            new_ids.push(profile_id.clone());
+            added.push(seen.first.unix_ms);
+        }
+        let created = created.map_or(seen.earliest, |c| c.min(seen.earliest));
+        rows.insert(key.clone(), (Some(profile_id), Some(created), false));
+    }
+    if !ids.is_empty() {
+        db.execute(
+            "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
+             SELECT * FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]),
+                 CAST(CAST(?2 AS TEXT) AS BIGINT[]), CAST(CAST(?3 AS TEXT) AS BIGINT[]))
+             ON CONFLICT (profile_id) DO UPDATE SET
+                 created_at_ms = excluded.created_at_ms,
+                 created_offset_min = excluded.created_offset_min
+             WHERE (excluded.created_at_ms, excluded.created_offset_min)
+                 < (profiles.created_at_ms, profiles.created_offset_min)",
+            sql_params![
+                text_array(ids.iter().map(String::as_str)),
+                int_array(ms.into_iter()),
+                int_array(offsets.into_iter())
+            ],
+        )?;
+    }
+    if !new_cards.is_empty() {
+        db.execute(
+            "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+             SELECT 'card', c.value, c.profile_id, 'till', c.added_at_ms
+             FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]), CAST(CAST(?2 AS TEXT) AS TEXT[]),
+                 CAST(CAST(?3 AS TEXT) AS BIGINT[])) AS c(value, profile_id, added_at_ms)
+             ON CONFLICT (kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+            sql_params![
+                text_array(new_cards.iter().map(String::as_str)),
+                text_array(new_ids.iter().map(String::as_str)),
+                int_array(added.into_iter())
+            ],
+        )?;
+    }
+    Ok(rows)
+}
+
+/// [`CARD_OWNER`] for several cards in one read (PostgreSQL only: the cards go as one
+/// text array), keyed by card number.
+pub fn card_rows(
+    db: &dyn Sql,
+    cards: &BTreeSet<&str>,
+) -> Result<HashMap<String, CardRow>, StoreError> {
+    let array = text_array(cards.iter().copied());
+    let mut found = HashMap::with_capacity(cards.len());
+    db.query_each(
+        "SELECT c.card, i.profile_id, p.created_at_ms, p.created_offset_min,
+             (SELECT count(*) FROM blocked_identifiers b
+              WHERE b.kind = 'card' AND b.value = c.card)
+         FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[])) AS c(card)
+         LEFT JOIN identifiers i ON i.kind = 'card' AND i.value = c.card
+         LEFT JOIN profiles p ON p.profile_id = i.profile_id",
+        sql_params![array],
+        &mut |mut row| {
+            let created = match (row.get::<Option<i64>>(2)?, row.get::<Option<i64>>(3)?) {
+                (Some(ms), Some(off)) => Some((ms, offset(off)?)),
+                _ => None,
+            };
+            let card = match row.take(0) {
+                Value::Text(card) => card,
+                other => return Err(StoreError::Corrupt(format!("a card number {other:?}"))),
+            };
+            let profile = match row.take(1) {
+                Value::Text(id) => Some(id),
+                Value::Null => None,
+                other => return Err(StoreError::Corrupt(format!("a profile id {other:?}"))),
+            };
+            found.insert(card, (profile, created, row.get::<i64>(4)? > 0));
+            Ok(())
+        },
+    )?;
+    Ok(found)
+}
+
 /// The profile a till event with `card` recorded `at` belongs to, creating it when
 /// the card is new.
 pub fn resolve_card(
@@ -84,11 +235,23 @@ pub fn resolve_card(
     card: &CardNumber,
     at: Timestamp,
 ) -> Result<CardOwner, StoreError> {
+    let row = card_row(db, card)?;
+    resolve_card_from(db, card, at, row)
+}
+
+/// [`resolve_card`] with the card's row already read in this transaction (`row`, as
+/// [`card_rows`] reads it).
+pub fn resolve_card_from(
+    db: &dyn Sql,
+    card: &CardNumber,
+    at: Timestamp,
+    row: CardRow,
+) -> Result<CardOwner, StoreError> {
     // One read for the common case (a known card, profile already older than the
     // event): no write at all.
     // Cards on the suppression list (erased) never get here: the store leaves them out
     // of the event first (`store::ingest`).
-    let (existing, created, blocked) = card_row(db, card)?;
+    let (existing, created, blocked) = row;
     if blocked {
         return Ok(CardOwner::Blocked);
     }

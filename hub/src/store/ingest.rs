@@ -20,14 +20,18 @@ use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use super::agents::{ensure_agent, record_refusal};
 use super::erasures::{self, Suppression};
-use super::identity::resolve_card;
-use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Sql, TxKind};
+use super::identity::{
+    card_rows, resolve_card, resolve_card_from, resolve_cards, CardRow, CardSighting,
+};
+use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Param, Sql, TxKind};
 use super::{chain, coupon_ledger, suspicious, IngestOutcome, IngestRequest, StoreError};
 use crate::config::FraudConfig;
 use crate::coupons::RedemptionStatus;
 use crate::identity::{CardOwner, Identifier};
 use crate::profile::{merge_ops, MergeOp, TransactionRow};
 use crate::sql_params;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const INSERT_EVENT: &str =
     "INSERT INTO events (store, till, seq, kind, recorded_at_ms, offset_min, payload)
@@ -171,11 +175,100 @@ impl Merge<'_> {
         events: &[Event],
         mut head: Option<ChainHash>,
     ) -> Result<Option<ChainHash>, StoreError> {
+        // PostgreSQL: a statement per row is a round trip per row; the batch's rows are
+        // gathered and written together instead (binary COPY), its cards read at once.
+        let mut pending = match tx.engine() {
+            Engine::Sqlite => None,
+            Engine::Postgres => Some(Pending::read_cards(tx, events, self.suppression.is_none())?),
+        };
         for event in events {
-            let encoded = self.event(tx, event)?;
+            let encoded = self.event(tx, event, pending.as_mut())?;
             head = head.map(|prev| link_bytes(&prev, &encoded));
         }
+        if let Some(pending) = pending.as_mut() {
+            self.flush(tx, pending)?;
+        }
         Ok(head)
+    }
+
+    /// Writes the gathered events and receipts, then runs the fraud checks of the
+    /// carded ones (after all of them are in: each check sees the batch's receipts).
+    fn flush(&self, tx: &dyn Sql, pending: &mut Pending) -> Result<(), StoreError> {
+        let mut values = Vec::with_capacity(pending.events.len() * EVENT_COLUMNS.len());
+        for e in &pending.events {
+            values.extend([
+                Param::Text(&e.store),
+                Param::Text(&e.till),
+                Param::Int(e.seq),
+                Param::Text(e.kind),
+                Param::Int(e.recorded_at_ms),
+                Param::Int(e.offset_min),
+                Param::Blob(&e.payload),
+            ]);
+        }
+        if !tx.copy_in("events", &EVENT_COLUMNS, &values)? {
+            for row in values.chunks(EVENT_COLUMNS.len()) {
+                let row: Vec<&dyn sql::ToParam> = row.iter().map(|p| p as _).collect();
+                tx.execute(INSERT_EVENT, &row)?;
+            }
+        }
+        pending.events.clear();
+        let mut seqs = Vec::with_capacity(pending.transactions.len());
+        let mut values = Vec::with_capacity(pending.transactions.len() * 14);
+        for (row, lines) in &pending.transactions {
+            let seq = sql::int(row.seq)?;
+            if row.card.is_some() {
+                seqs.push(seq);
+            }
+            values.extend([
+                Param::Text(&row.store),
+                Param::Text(&row.till),
+                Param::Int(seq),
+                row.receipt_no.as_deref().map_or(Param::Null, Param::Text),
+                Param::Int(row.at.unix_ms),
+                Param::Int(i64::from(row.at.offset_min)),
+                row.printed_at
+                    .map_or(Param::Null, |t| Param::Int(t.unix_ms)),
+                row.printed_at
+                    .map_or(Param::Null, |t| Param::Int(i64::from(t.offset_min))),
+                row.card
+                    .as_ref()
+                    .map_or(Param::Null, |c| Param::Text(c.as_str())),
+                row.profile_id.as_deref().map_or(Param::Null, Param::Text),
+                Param::Int(row.total_cents),
+                Param::Text(&row.currency),
+                Param::Blob(lines),
+                Param::Int(i64::from(row.unbalanced)),
+            ]);
+        }
+        if !tx.copy_in("transactions", &TRANSACTION_COLUMNS, &values)? {
+            for (row, _) in &pending.transactions {
+                insert_transaction(tx, row)?;
+            }
+        }
+        drop(values);
+        let agent = pending
+            .transactions
+            .first()
+            .map(|(row, _)| (row.store.clone(), row.till.clone()));
+        pending.transactions.clear();
+        let (Some((store, till)), Some(first), Some(last)) = (agent, seqs.first(), seqs.last())
+        else {
+            return Ok(());
+        };
+        for (seq, card, findings) in
+            suspicious::check_receipts(tx, self.fraud, (&store, &till), (*first, *last), self.now)?
+        {
+            for f in findings {
+                tracing::warn!(
+                    "card …{} flagged as suspicious ({:?}) after {store}/{till} seq {seq}: {}",
+                    card.last4(),
+                    f.rule,
+                    f.detail
+                );
+            }
+        }
+        Ok(())
     }
 
     /// `event` without the cards erased at or after it was recorded (a till that was
@@ -222,7 +315,12 @@ impl Merge<'_> {
 
     /// Merges one event; returns its canonical encoding (what the chain is over). The
     /// stored copy and the merge leave out cards on the suppression list.
-    fn event(&self, tx: &dyn Sql, event: &Event) -> Result<Vec<u8>, StoreError> {
+    fn event(
+        &self,
+        tx: &dyn Sql,
+        event: &Event,
+        mut pending: Option<&mut Pending>,
+    ) -> Result<Vec<u8>, StoreError> {
         let encoded = codec::to_bytes(event)?;
         let scrubbed = self.without_erased_cards(tx, event)?;
         let stored = scrubbed.as_ref().unwrap_or(event);
@@ -230,31 +328,40 @@ impl Merge<'_> {
             Some(e) => codec::to_bytes(e)?,
             None => encoded.clone(),
         };
-        tx.execute(
-            INSERT_EVENT,
-            sql_params![
-                stored.agent.store,
-                stored.agent.till,
-                sql::int(stored.seq)?,
-                stored.kind.name(),
-                stored.recorded_at.unix_ms,
-                i64::from(stored.recorded_at.offset_min),
-                &stored_bytes,
-            ],
-        )?;
         let event = stored;
+        match pending.as_deref_mut() {
+            Some(pending) => pending.events.push(EventRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: sql::int(event.seq)?,
+                kind: event.kind.name(),
+                recorded_at_ms: event.recorded_at.unix_ms,
+                offset_min: i64::from(event.recorded_at.offset_min),
+                payload: stored_bytes,
+            }),
+            None => insert_event(tx, event, &stored_bytes)?,
+        }
         let (ops, notes) = merge_ops(event);
         for note in notes {
             tracing::warn!("{note}");
         }
         let mut resolved = None;
         for op in ops {
+            if matches!(op, MergeOp::AddCoupon(_) | MergeOp::AddRedemption(_)) {
+                // The ledger reads the receipts it refers to: they go in first.
+                if let Some(pending) = pending.as_deref_mut() {
+                    self.flush(tx, pending)?;
+                }
+            }
             match op {
                 // The profile comes from the identity graph (the card may have joined
                 // a larger profile, or be blocked), not from the pure op; erased cards
                 // were left out above.
                 MergeOp::EnsureProfile { card, seen_at, .. } => {
-                    resolved = Some(resolve_card(tx, &card, seen_at)?);
+                    resolved = Some(match pending.as_deref_mut() {
+                        Some(pending) => pending.resolve(tx, &card, seen_at)?,
+                        None => resolve_card(tx, &card, seen_at)?,
+                    });
                 }
                 MergeOp::AddTransaction(mut row) => {
                     if row.card.is_some() {
@@ -264,6 +371,11 @@ impl Merge<'_> {
                             Some(CardOwner::Blocked) => {}
                             None => row.card = None,
                         }
+                    }
+                    if let Some(pending) = pending.as_deref_mut() {
+                        let lines = codec::to_bytes(&row.lines)?;
+                        pending.transactions.push((row, lines));
+                        continue;
                     }
                     insert_transaction(tx, &row)?;
                     if let Some(card) = &row.card {
@@ -312,6 +424,143 @@ impl Merge<'_> {
             }
         }
         Ok(encoded)
+    }
+}
+
+fn insert_event(tx: &dyn Sql, stored: &Event, stored_bytes: &[u8]) -> Result<(), StoreError> {
+    tx.execute(
+        INSERT_EVENT,
+        sql_params![
+            stored.agent.store,
+            stored.agent.till,
+            sql::int(stored.seq)?,
+            stored.kind.name(),
+            stored.recorded_at.unix_ms,
+            i64::from(stored.recorded_at.offset_min),
+            stored_bytes,
+        ],
+    )?;
+    Ok(())
+}
+
+const EVENT_COLUMNS: [&str; 7] = [
+    "store",
+    "till",
+    "seq",
+    "kind",
+    "recorded_at_ms",
+    "offset_min",
+    "payload",
+];
+const TRANSACTION_COLUMNS: [&str; 14] = [
+    "store",
+    "till",
+    "seq",
+    "receipt_no",
+    "at_ms",
+    "offset_min",
+    "printed_at_ms",
+    "printed_offset_min",
+    "card",
+    "profile_id",
+    "total_cents",
+    "currency",
+    "lines",
+    "unbalanced",
+];
+
+/// An `events` row gathered for [`Pending`].
+struct EventRow {
+    store: String,
+    till: String,
+    seq: i64,
+    kind: &'static str,
+    recorded_at_ms: i64,
+    offset_min: i64,
+    payload: Vec<u8>,
+}
+
+/// One batch's rows gathered on PostgreSQL, written by `Merge::flush`, and its cards'
+/// owners as read at the batch's start and kept up to date by the batch's own writes.
+struct Pending {
+    events: Vec<EventRow>,
+    /// Each receipt with its lines encoded.
+    transactions: Vec<(TransactionRow, Vec<u8>)>,
+    cards: HashMap<String, CardRow>,
+}
+
+impl Pending {
+    /// `resolve_all`: the batch's cards are resolved here, at once (not while erased
+    /// cards may have to be left out of its events).
+    fn read_cards(tx: &dyn Sql, events: &[Event], resolve_all: bool) -> Result<Self, StoreError> {
+        if resolve_all {
+            let mut sightings: BTreeMap<String, CardSighting> = BTreeMap::new();
+            for event in events {
+                for op in merge_ops(event).0 {
+                    if let MergeOp::EnsureProfile { card, seen_at, .. } = op {
+                        let at = (seen_at.unix_ms, seen_at.offset_min);
+                        sightings
+                            .entry(card.as_str().to_owned())
+                            .and_modify(|s| s.earliest = s.earliest.min(at))
+                            .or_insert(CardSighting {
+                                card,
+                                first: seen_at,
+                                earliest: at,
+                            });
+                    }
+                }
+            }
+            return Ok(Self {
+                events: Vec::with_capacity(events.len()),
+                transactions: Vec::with_capacity(events.len()),
+                cards: if sightings.is_empty() {
+                    HashMap::new()
+                } else {
+                    resolve_cards(tx, &sightings)?
+                },
+            });
+        }
+        let cards: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Receipt(receipt) => receipt.card.as_ref().map(CardNumber::as_str),
+                _ => None,
+            })
+            .collect();
+        Ok(Self {
+            events: Vec::with_capacity(events.len()),
+            transactions: Vec::with_capacity(events.len()),
+            cards: if cards.is_empty() {
+                HashMap::new()
+            } else {
+                card_rows(tx, &cards)?
+            },
+        })
+    }
+
+    /// `resolve_card`, from the batch's read of the card when there is one.
+    fn resolve(
+        &mut self,
+        tx: &dyn Sql,
+        card: &CardNumber,
+        at: Timestamp,
+    ) -> Result<CardOwner, StoreError> {
+        let Some(row) = self.cards.get(card.as_str()) else {
+            return resolve_card(tx, card, at);
+        };
+        let owner = resolve_card_from(tx, card, at, row.clone())?;
+        // What the resolution wrote: the profile exists, created no later than `at`.
+        let seen = (at.unix_ms, at.offset_min);
+        let updated = match &owner {
+            CardOwner::Profile(id) => (
+                Some(id.clone()),
+                Some(row.1.map_or(seen, |created| created.min(seen))),
+                false,
+            ),
+            CardOwner::Blocked => (row.0.clone(), row.1, true),
+        };
+        self.cards.insert(card.as_str().to_owned(), updated);
+        Ok(owner)
     }
 }
 

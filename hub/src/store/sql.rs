@@ -384,6 +384,19 @@ pub trait Sql {
         self.batch("ROLLBACK")
     }
 
+    /// Appends rows to `table` by the engine's bulk path (PostgreSQL: binary `COPY`):
+    /// `values` row after row, `columns.len()` values each. Returns `false`, having
+    /// written nothing, where the engine has none (the caller inserts row by row).
+    fn copy_in(
+        &self,
+        table: &str,
+        columns: &[&str],
+        values: &[Param<'_>],
+    ) -> Result<bool, StoreError> {
+        let _ = (table, columns, values);
+        Ok(false)
+    }
+
     /// Whether the connection must not be lent again (it lost its server, or was given
     /// back inside a transaction): the pool closes it instead.
     fn is_broken(&self) -> bool {

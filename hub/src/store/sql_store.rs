@@ -45,6 +45,12 @@ pub struct SqlStore {
 impl SqlStore {
     /// A store on `conn`, with the default `[identity]` and `[fraud]` settings and no
     /// coupon master secret.
+    /// The connection, for store tests that look at the rows.
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &dyn super::sql::Sql {
+        &*self.conn
+    }
+
     pub fn new(conn: Pooled) -> Self {
         Self {
             conn,

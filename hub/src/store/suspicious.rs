@@ -101,7 +101,17 @@ pub fn check_card(
             Ok(())
         },
     )?;
-    let found = assess(rules, &receipts);
+    record(conn, card, assess(rules, &receipts), now)
+}
+
+/// Records `found` (what the rules found around one receipt of `card`); returns the
+/// findings when this flagged the card (it was not flagged before).
+fn record(
+    conn: &dyn Sql,
+    card: &CardNumber,
+    found: Vec<Finding>,
+    now: Timestamp,
+) -> Result<Option<Vec<Finding>>, StoreError> {
     if found.is_empty() {
         return Ok(None);
     }
@@ -153,6 +163,115 @@ pub fn check_card(
         sql_params![card.as_str(), now.unix_ms, json, cleared_through.max(0)],
     )?;
     Ok(Some(new))
+}
+
+/// [`check_card`] for every carded receipt of `store`/`till` with seq in `first..=last`
+/// (just written), as checking each right after writing it would, in seq order: each
+/// sees the receipts before it, not the batch's later ones. Two reads for the batch: only
+/// the receipts with enough of their card's receipts around them are assessed. Returns each flagging
+/// check's receipt seq, card and findings.
+pub fn check_receipts(
+    conn: &dyn Sql,
+    rules: &FraudConfig,
+    (store, till): (&str, &str),
+    (first, last): (i64, i64),
+    now: Timestamp,
+) -> Result<Vec<(i64, CardNumber, Vec<Finding>)>, StoreError> {
+    if !rules.enabled {
+        return Ok(Vec::new());
+    }
+    let mut candidates = Vec::new();
+    conn.query_each(
+        "SELECT b.seq, b.card, b.at_ms, b.offset_min,
+             (SELECT count(*) FROM transactions t
+              WHERE t.card = b.card AND t.at_ms BETWEEN b.at_ms - ?4 AND b.at_ms + ?4
+                  AND NOT (t.store = b.store AND t.till = b.till AND t.seq > b.seq))
+         FROM transactions b
+         WHERE b.store = ?1 AND b.till = ?2 AND b.seq BETWEEN ?3 AND ?5 AND b.card IS NOT NULL
+         ORDER BY b.seq",
+        sql_params![store, till, first, WINDOW_MS, last],
+        &mut |row| {
+            if row.get::<i64>(4)? >= fewest_receipts(rules) {
+                let offset = i16::try_from(row.get::<i64>(3)?)
+                    .map_err(|_| StoreError::Corrupt("a UTC offset beyond i16".into()))?;
+                candidates.push((
+                    row.get::<i64>(0)?,
+                    row.get::<String>(1)?,
+                    Timestamp::from_unix_ms(row.get(2)?, offset),
+                ));
+            }
+            Ok(())
+        },
+    )?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every candidate's receipts in one read (PostgreSQL: the cards as one array), each
+    // candidate's window then taken from them as `check_card` reads it.
+    let cards: std::collections::BTreeSet<&str> = candidates
+        .iter()
+        .map(|(_, card, _)| card.as_str())
+        .collect();
+    let from = candidates.iter().map(|c| c.2.unix_ms).min().unwrap_or(0);
+    let to = candidates.iter().map(|c| c.2.unix_ms).max().unwrap_or(0);
+    let mut by_card: std::collections::HashMap<String, Vec<CardReceipt>> = Default::default();
+    conn.query_each(
+        "SELECT card, store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
+         WHERE card = ANY(CAST(CAST(?1 AS TEXT) AS TEXT[])) AND at_ms BETWEEN ?2 AND ?3
+         ORDER BY at_ms",
+        sql_params![
+            super::identity::text_array(cards.iter().copied()),
+            from.saturating_sub(WINDOW_MS),
+            to.saturating_add(WINDOW_MS)
+        ],
+        &mut |mut row| {
+            let card: String = row.get(0)?;
+            let basket = match row.take(7) {
+                crate::store::sql::Value::Blob(lines) => basket_fingerprint(&lines),
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a receipt's lines are not a blob".into(),
+                    ))
+                }
+            };
+            by_card.entry(card).or_default().push(CardReceipt {
+                store: row.get(1)?,
+                till: row.get(2)?,
+                seq: row.get::<i64>(3)?.max(0) as u64,
+                at: Timestamp::from_unix_ms(
+                    row.get(4)?,
+                    i16::try_from(row.get::<i64>(5)?)
+                        .map_err(|_| StoreError::Corrupt("a UTC offset beyond i16".into()))?,
+                ),
+                total_cents: row.get(6)?,
+                basket,
+            });
+            Ok(())
+        },
+    )?;
+    let mut flagged = Vec::new();
+    for (seq, card, at) in candidates {
+        let (from, to) = (
+            at.unix_ms.saturating_sub(WINDOW_MS),
+            at.unix_ms.saturating_add(WINDOW_MS),
+        );
+        let receipts: Vec<CardReceipt> = by_card
+            .get(&card)
+            .into_iter()
+            .flatten()
+            .filter(|r| (from..=to).contains(&r.at.unix_ms))
+            // As the check of this receipt alone saw them: not the batch's later ones.
+            .filter(|r| !(r.store == store && r.till == till && r.seq > seq.max(0) as u64))
+            .take(MAX_RECEIPTS as usize)
+            .cloned()
+            .collect();
+        let card = CardNumber::parse(&card)
+            .map_err(|e| StoreError::Corrupt(format!("a stored card number: {e}")))?;
+        if let Some(findings) = record(conn, &card, assess(rules, &receipts), now)? {
+            flagged.push((seq, card, findings));
+        }
+    }
+    Ok(flagged)
 }
 
 /// The fewest receipts any rule can fire on.

@@ -719,4 +719,59 @@ mod every_engine {
             assert_eq!(merged_rows(&*conn), merged_rows(store.sql()));
         });
     }
+
+    /// PostgreSQL writes a batch's rows together (its cards resolved at once, its fraud
+    /// checks after its receipts): the profiles, receipts and suspicious cards are those
+    /// of SQLite's row-by-row merge, batches of two tills interleaved so that later
+    /// batches carry earlier sightings of known cards.
+    #[test]
+    fn a_batched_merge_ends_as_the_row_by_row_merge() {
+        let fraud = crate::config::FraudConfig {
+            max_receipts_per_day: 3,
+            house_card_receipts: 4,
+            ..crate::config::FraudConfig::default()
+        };
+        let (s1, s2) = (AgentId::new("S1", "T1"), AgentId::new("S2", "T1"));
+        let mut gen = Generator::new(29, 12, 80);
+        let (a, b) = (gen.events(&s1, 1, 120), gen.events(&s2, 1, 120));
+        let ingest_all = |store: &mut SqlStore| {
+            // Till 2's batches lag behind till 1's: its receipts are older.
+            for (agent, batch) in [
+                (&s1, &a[..50]),
+                (&s1, &a[50..]),
+                (&s2, &b[..30]),
+                (&s2, &b[30..]),
+            ] {
+                assert_eq!(
+                    ingest_one(store, agent, batch),
+                    Ok(batch.last().unwrap().seq)
+                );
+            }
+        };
+        let suspicious = |db: &dyn Sql| -> Vec<String> {
+            db.query(
+                "SELECT card, findings FROM suspicious_cards ORDER BY card",
+                sql_params![],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| format!("{row:?}"))
+            .collect()
+        };
+        let reference = sqlite();
+        let mut expected = store(&reference.db);
+        expected.set_fraud_config(fraud.clone());
+        ingest_all(&mut expected);
+        assert!(
+            !suspicious(expected.conn()).is_empty(),
+            "the rules flag some cards of these receipts"
+        );
+        for_each_engine(|db| {
+            let mut store = store(db);
+            store.set_fraud_config(fraud.clone());
+            ingest_all(&mut store);
+            assert_eq!(merged_rows(store.conn()), merged_rows(expected.conn()));
+            assert_eq!(suspicious(store.conn()), suspicious(expected.conn()));
+        });
+    }
 }
