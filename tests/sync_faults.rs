@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use harness::{
-    journal_status, journal_status_in, journaled_events, read_log, visits_at, Proc, Site, Till,
-    DEADLINE,
+    drained, journal_status, journal_status_in, journaled_events, printed_keys, read_log,
+    visits_at, Proc, Site, Till, DEADLINE,
 };
 use till360::faults::{DirectionFaults, FaultPlan, FaultProxy, ReceiptKey, TotalQueue};
 use till360::rig::{wait_until, PlayOptions};
@@ -56,19 +56,6 @@ fn two_tills_via(site: &Site, proxy: &FaultProxy, seed: u64) -> Vec<Till> {
             proxy.addr(),
         ),
     ]
-}
-
-fn printed_keys(till: &Till, visits: &[Visit]) -> Vec<ReceiptKey> {
-    visits
-        .iter()
-        .map(|v| {
-            ReceiptKey::new(
-                &till.setup.store,
-                &till.setup.till,
-                &v.receipt.expected.receipt_no,
-            )
-        })
-        .collect()
 }
 
 /// One till's part of a run: its visits, before which of them to SIGKILL and restart
@@ -193,25 +180,6 @@ fn wait_for_drain(
         (last.is_exactly_once() && drained(site, tills).is_ok()).then_some(())
     });
     last
-}
-
-/// `Ok` when each journal's acked seq equals its last seq and the hub's high-water
-/// mark; otherwise what differs.
-fn drained(site: &Site, tills: &[Till]) -> Result<(), String> {
-    let hub = site.hub_high_water().ok_or("no /api/v1/agents answer")?;
-    for till in tills {
-        let st = journal_status(till).ok_or(format!("{}: journal unreadable", till.setup.store))?;
-        let hub_seq = hub
-            .get(&(till.setup.store.clone(), till.setup.till.clone()))
-            .copied();
-        if st.acked_seq != st.last_seq || hub_seq != Some(st.last_seq) {
-            return Err(format!(
-                "{}: journal last {} acked {}, hub {hub_seq:?}",
-                till.setup.store, st.last_seq, st.acked_seq
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn assert_exactly_once(site: &Site, tills: &[Till], queue: &TotalQueue, logs: &[&Proc]) {

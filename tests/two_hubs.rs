@@ -10,7 +10,7 @@ use crate::harness;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use harness::{read_log, visits_at, Proc, Site, Till, DEADLINE};
+use harness::{drained, printed_keys, read_log, visits_at, Proc, Site, Till, DEADLINE};
 use till360::faults::{DirectionFaults, FaultPlan, FaultProxy, ReceiptKey, TotalQueue};
 use till360::rig::{profile_differences, wait_until, PlayOptions};
 use till360::sim::{Morning, MorningPlan, ReceiptStyle, StoreSetup, Suffix, Visit};
@@ -25,38 +25,6 @@ fn pacing() -> PlayOptions {
         customer_gap: Duration::ZERO,
         timeout: DEADLINE,
     }
-}
-
-fn printed_keys(till: &Till, visits: &[Visit]) -> Vec<ReceiptKey> {
-    visits
-        .iter()
-        .map(|v| {
-            ReceiptKey::new(
-                &till.setup.store,
-                &till.setup.till,
-                &v.receipt.expected.receipt_no,
-            )
-        })
-        .collect()
-}
-
-/// Each till's journal drained: acked = last seq = the database's high-water mark.
-fn drained(site: &Site, tills: &[Till]) -> Result<(), String> {
-    let hub = site.hub_high_water().ok_or("no /api/v1/agents answer")?;
-    for till in tills {
-        let st = harness::journal_status(till)
-            .ok_or(format!("{}: journal unreadable", till.setup.store))?;
-        let at_hub = hub
-            .get(&(till.setup.store.clone(), till.setup.till.clone()))
-            .copied();
-        if st.acked_seq != st.last_seq || at_hub != Some(st.last_seq) {
-            return Err(format!(
-                "{}: journal last {} acked {}, hub {at_hub:?}",
-                till.setup.store, st.last_seq, st.acked_seq
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[test]

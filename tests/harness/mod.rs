@@ -577,3 +577,36 @@ pub fn journaled_events(visit: &Visit) -> u64 {
 pub fn visits_at(morning: &Morning, i: usize) -> Vec<Visit> {
     morning.visits_at(i).cloned().collect()
 }
+
+/// The receipts `visits` print at `till`, as the total-queue check names them.
+pub fn printed_keys(till: &Till, visits: &[Visit]) -> Vec<ReceiptKey> {
+    visits
+        .iter()
+        .map(|v| {
+            ReceiptKey::new(
+                &till.setup.store,
+                &till.setup.till,
+                &v.receipt.expected.receipt_no,
+            )
+        })
+        .collect()
+}
+
+/// `Ok` when each journal's acked seq equals its last seq and the hub's high-water
+/// mark; otherwise what differs.
+pub fn drained(site: &Site, tills: &[Till]) -> Result<(), String> {
+    let hub = site.hub_high_water().ok_or("no /api/v1/agents answer")?;
+    for till in tills {
+        let st = journal_status(till).ok_or(format!("{}: journal unreadable", till.setup.store))?;
+        let hub_seq = hub
+            .get(&(till.setup.store.clone(), till.setup.till.clone()))
+            .copied();
+        if st.acked_seq != st.last_seq || hub_seq != Some(st.last_seq) {
+            return Err(format!(
+                "{}: journal last {} acked {}, hub {hub_seq:?}",
+                till.setup.store, st.last_seq, st.acked_seq
+            ));
+        }
+    }
+    Ok(())
+}
