@@ -5,5 +5,6 @@ pub mod demo;
 pub mod faults;
 pub mod http_client;
 pub mod loadgen;
+pub mod loopback_ports;
 pub mod rig;
 pub mod sim;

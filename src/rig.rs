@@ -4,10 +4,11 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use crate::loopback_ports::{free_tcp_addr, free_udp_addr};
 use crate::sim::scanner::CARD_PREFIX;
 use crate::sim::{
     play_receipt, PlayError, PrinterSimulator, PtyError, Scan, ScannerSimulator, SimRng, Suffix,
@@ -158,16 +159,6 @@ pub fn play_visit(
     }
     std::thread::sleep(options.customer_gap);
     Ok(report)
-}
-
-/// A free UDP port on 127.0.0.1 (bound, then released for the hub to take).
-pub fn free_udp_addr() -> io::Result<SocketAddr> {
-    UdpSocket::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_tcp_addr() -> io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 fn quoted(s: &str) -> String {
