@@ -19,6 +19,7 @@ mod identity_merge_order;
 mod import_cli;
 mod import_files;
 mod import_strict_csv;
+mod job_leases;
 mod journal_chain;
 mod migrate_cli;
 mod one_bad_till;

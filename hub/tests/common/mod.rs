@@ -68,6 +68,39 @@ impl Site {
         till360_hub::server::open_database(&self.config()).unwrap()
     }
 
+    /// Appends `text` to the site's `hub.toml` (tables such as `[digests]` go last).
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.path().join("hub.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        config.push_str(text);
+        std::fs::write(&path, config).unwrap();
+    }
+
+    /// The config of another hub on this site's database (either engine): its own
+    /// `data_dir` and ports (`NAME/`), the site's CA and hub certificate, and the same
+    /// tables the site's `hub.toml` ends with.
+    pub fn another_hub_config(&self, name: &str) -> HubConfig {
+        let url = match self.config().database {
+            till360_hub::config::DatabaseUrl::Sqlite(path) => {
+                format!("sqlite://{}", path.display())
+            }
+            till360_hub::config::DatabaseUrl::Postgres(_) => self.database.url().unwrap(),
+        };
+        let site = std::fs::read_to_string(self.dir.path().join("hub.toml")).unwrap();
+        let tables = site.find("\n[").map_or("", |at| &site[at..]);
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+                 ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
+                 database = {{ url = \"{url}\" }}\n{tables}"
+            ),
+        )
+        .unwrap();
+        HubConfig::load(path).unwrap()
+    }
+
     pub fn pki(&self) -> PathBuf {
         self.dir.path().join("pki")
     }
