@@ -2,6 +2,7 @@
 //! test build small on disk and quick to link. `autotests = false` in Cargo.toml; every file
 //! under tests/ is a module here (`tests/architecture.rs` checks none is left out).
 
+#[macro_use]
 mod common;
 
 mod campaigns_api;

@@ -16,7 +16,9 @@ fn holder(site: &Site, job: &'static str) -> Option<String> {
             .spawn(|| {
                 let database = site.open_database();
                 let conn = database.get().unwrap();
-                leases::holder(&*conn, job).unwrap().map(|(holder, _)| holder)
+                leases::holder(&*conn, job)
+                    .unwrap()
+                    .map(|(holder, _)| holder)
             })
             .join()
             .unwrap()
