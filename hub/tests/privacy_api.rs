@@ -632,7 +632,7 @@ async fn segment_mailing_lists_only_consenting_people() {
     // Ann: e-mail yes, post no. Ben: e-mail refused, post yes. Cas: no consents.
     // Dee: both yes but only in `lapsing`. Eve: e-mail yes but no address on file.
     person(
-        &conn,
+        conn,
         "p-a",
         "C1",
         "Ann",
@@ -640,7 +640,7 @@ async fn segment_mailing_lists_only_consenting_people() {
         Some("1011AB"),
     );
     person(
-        &conn,
+        conn,
         "p-b",
         "C2",
         "Ben, \"B\"",
@@ -648,7 +648,7 @@ async fn segment_mailing_lists_only_consenting_people() {
         Some("2022CD"),
     );
     person(
-        &conn,
+        conn,
         "p-c",
         "C3",
         "Cas",
@@ -656,25 +656,25 @@ async fn segment_mailing_lists_only_consenting_people() {
         Some("3033EF"),
     );
     person(
-        &conn,
+        conn,
         "p-d",
         "C4",
         "Dee",
         Some("dee@example.com"),
         Some("4044GH"),
     );
-    person(&conn, "p-e", "C5", "Eve", None, None);
-    consent(&conn, "p-a", "email", true);
-    consent(&conn, "p-a", "post", false);
-    consent(&conn, "p-b", "email", false);
-    consent(&conn, "p-b", "post", true);
-    consent(&conn, "p-d", "email", true);
-    consent(&conn, "p-d", "post", true);
-    consent(&conn, "p-e", "email", true);
+    person(conn, "p-e", "C5", "Eve", None, None);
+    consent(conn, "p-a", "email", true);
+    consent(conn, "p-a", "post", false);
+    consent(conn, "p-b", "email", false);
+    consent(conn, "p-b", "post", true);
+    consent(conn, "p-d", "email", true);
+    consent(conn, "p-d", "post", true);
+    consent(conn, "p-e", "email", true);
     for id in ["p-a", "p-b", "p-c", "p-e"] {
-        member(&conn, "vip", id);
+        member(conn, "vip", id);
     }
-    member(&conn, "lapsing", "p-d");
+    member(conn, "lapsing", "p-d");
     conn.execute(
         "INSERT INTO blocked_identifiers (kind, value, customers, reason)
          VALUES ('email', 'info@shop.example', 7, 'links 7 customers (limit 3)')",
@@ -763,16 +763,16 @@ async fn mailing_lists_neutralise_spreadsheet_formulas() {
     let http = hub.http_addr();
     let conn = db(&site);
     person(
-        &conn,
+        conn,
         "p-a",
         "-C1",
         "=HYPERLINK(\"http://evil.example\",\"x\")",
         Some("@ann@example.com"),
         Some("+1011AB"),
     );
-    consent(&conn, "p-a", "email", true);
-    consent(&conn, "p-a", "post", true);
-    member(&conn, "vip", "p-a");
+    consent(conn, "p-a", "email", true);
+    consent(conn, "p-a", "post", true);
+    member(conn, "vip", "p-a");
     let email = get(http, "/api/v1/segments/vip/members.csv?channel=email").await;
     assert_eq!(email.status, 200, "{}", email.body);
     assert_eq!(
