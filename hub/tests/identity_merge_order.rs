@@ -165,20 +165,21 @@ fn inputs() -> impl Strategy<Value = Vec<Input>> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    #[test]
-    fn merges_in_random_orders_are_equal(
-        inputs in inputs(),
-        seed_a in any::<u64>(),
-        seed_b in any::<u64>(),
-    ) {
+/// 48 random cases, each merged in two orders. The two databases are reused from case to
+/// case, emptied before each ([`TestStore::reset`]): a PostgreSQL database per case costs
+/// seconds.
+#[test]
+fn merges_in_random_orders_are_equal() {
+    let databases = std::cell::RefCell::new([TestStore::new(), TestStore::new()]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    let cases = (inputs(), any::<u64>(), any::<u64>());
+    let outcome = runner.run(&cases, |(inputs, seed_a, seed_b)| {
+        let mut databases = databases.borrow_mut();
         let mut results = Vec::new();
-        for seed in [seed_a, seed_b] {
+        for (database, seed) in databases.iter_mut().zip([seed_a, seed_b]) {
             let mut order = inputs.clone();
             shuffle(&mut order, seed);
-            let database = TestStore::new();
+            database.reset();
             let mut store = database.store();
             for input in &order {
                 apply(&mut store, input);
@@ -192,6 +193,10 @@ proptest! {
             results.push(first);
         }
         prop_assert_eq!(&results[0], &results[1]);
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }
 

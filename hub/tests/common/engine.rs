@@ -128,6 +128,26 @@ impl TestStore {
         }
     }
 
+    /// Empty again: every table of a PostgreSQL database truncated (schema and version
+    /// kept), for tests that run many cases on one database; on SQLite a new file.
+    pub fn reset(&mut self) {
+        use till360_hub::store::transfer::{quoted, tables};
+        if self.db.engine() == till360_hub::store::Engine::Sqlite {
+            *self = Self::new();
+            return;
+        }
+        blocking(|| {
+            let conn = self.db.get().unwrap();
+            let names: Vec<String> = tables(&*conn)
+                .unwrap()
+                .iter()
+                .map(|table| quoted(&table.name))
+                .collect();
+            conn.batch(&format!("TRUNCATE {} RESTART IDENTITY", names.join(", ")))
+                .unwrap();
+        });
+    }
+
     /// A store on a connection of this database (default settings, no master secret).
     pub fn store(&self) -> till360_hub::store::SqlStore {
         till360_hub::store::SqlStore::open(&self.db).unwrap()
