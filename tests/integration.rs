@@ -11,6 +11,7 @@ mod coupons;
 mod end_to_end;
 mod erasure;
 mod log_privacy;
+mod migrate_demo;
 mod sync_faults;
 mod tamper;
 mod two_hubs;

@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use till360_hub::store::{SqliteStore, Store};
+use till360_hub::config::DatabaseUrl;
+use till360_hub::store::{Database, DatabaseOptions, SqlStore, Store};
 use till360_hub::synthetic::Generator;
 use till360_shared::card::with_check_digit;
 use till360_shared::{codec, AgentId, CardNumber, EventKind};
@@ -37,7 +38,8 @@ fn main() {
          every 4th with 3 receipts), filled in {:.1} s; {lookups} lookups of random cards",
         started.elapsed().as_secs_f64()
     );
-    let store = SqliteStore::open(&db).expect("open");
+    let database = open(&db);
+    let store = SqlStore::open(&database).expect("open");
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let cards: Vec<CardNumber> = (0..lookups)
         .map(|_| {
@@ -90,10 +92,19 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     (at(0.50), at(0.99))
 }
 
+/// The hub's database on the SQLite file `db`, schema applied, as the hub opens it.
+fn open(db: &std::path::Path) -> Database {
+    Database::open(
+        &DatabaseUrl::Sqlite(db.to_path_buf()),
+        &DatabaseOptions::default(),
+    )
+    .expect("open")
+}
+
 /// Raw inserts (the lookup is measured, not the fill): the store's schema, ids as the
 /// identity graph would give them.
 fn fill(db: &std::path::Path, profiles: usize) {
-    drop(SqliteStore::open(db).expect("open"));
+    drop(open(db));
     let mut conn = Connection::open(db).expect("open");
     conn.execute_batch("PRAGMA synchronous = OFF;")
         .expect("pragma");

@@ -113,7 +113,7 @@ pub fn open_database(config: &HubConfig) -> anyhow::Result<Database> {
 /// This hub's name among the hubs sharing a database, for job leases: its host and
 /// `data_dir` (one hub per `data_dir`, see `instance.rs`), the same across its restarts,
 /// so a restarted hub takes its own lease back at once.
-fn lease_holder(config: &HubConfig) -> String {
+pub fn lease_holder(config: &HubConfig) -> String {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".into());

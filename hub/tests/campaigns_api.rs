@@ -41,12 +41,8 @@ async fn the_example_set_is_served_with_a_stable_version() {
     assert!(version
         .bytes()
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-    let catalog = rusqlite::Connection::open_in_memory().unwrap();
-    catalog
-        .execute_batch("CREATE TABLE products (category TEXT, sensitive INTEGER)")
-        .unwrap();
-    let served =
-        till360_hub::campaigns::load(&site.dir.path().join("campaigns.toml"), &catalog).unwrap();
+    let campaigns = site.dir.path().join("campaigns.toml");
+    let served = site.with_db(|db| till360_hub::campaigns::load(&campaigns, db).unwrap());
     assert_eq!(version, served.content_version());
     hub.shutdown().await;
 
@@ -85,21 +81,13 @@ async fn a_broken_campaign_file_stops_the_hub_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_aimed_at_a_sensitive_category_stops_the_hub() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     // The catalog says pharmacy is sensitive.
-    let config = site.config();
-    let till360_hub::config::DatabaseUrl::Sqlite(db) = &config.database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    drop(till360_hub::store::SqliteStore::open(db).unwrap());
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .execute(
-            "INSERT INTO products (sku, description, category, sensitive)
-             VALUES ('P1', 'Pregnancy test', 'pharmacy', 1)",
-            [],
-        )
-        .unwrap();
+    site.with_db(|db| {
+        let now = till360_shared::Timestamp::from_unix_ms(1_764_000_000_000, 0);
+        let csv = "sku,description,category,sensitive\n8710000000031,Pregnancy test,pharmacy,yes\n";
+        till360_hub::import::products(db, csv.as_bytes(), now).unwrap()
+    });
     with_campaigns(
         &site,
         "[[campaign]]\nid = \"pharma\"\nname = \"Health\"\ntrigger = \"basket_category\"\n\

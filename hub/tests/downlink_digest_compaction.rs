@@ -1,4 +1,4 @@
-//! The digest feed's compaction through a running hub on 127.0.0.1 (SQLite on disk,
+//! The digest feed's compaction through a running hub on 127.0.0.1 (either engine,
 //! QUIC, the protocol-level test client applying frames as the agent's journal does):
 //! removals older than `[digests] removal_retention_days` leave the feed; a till that
 //! resumes from a version before them starts over with a reset, a till past them gets a
@@ -11,7 +11,9 @@ use crate::downlink_digests::{card, card_key, next_frame_is_the_ack, subscribed}
 
 use chrono::Utc;
 use common::{send_all, Site};
-use till360_hub::store::{SqliteStore, Store};
+use till360_hub::sql_params;
+use till360_hub::store::sql::SqlExt as _;
+use till360_hub::store::{SqlStore, Store};
 use till360_shared::campaign::Digest;
 use till360_shared::coupon::CardKey;
 use till360_shared::wire::Message;
@@ -86,60 +88,52 @@ impl Till {
     }
 }
 
-fn db(site: &Site) -> std::path::PathBuf {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    path
-}
-
-fn sql(site: &Site) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(db(site)).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    conn
-}
-
 /// The version of STORE's newest row.
 fn newest_row(site: &Site) -> u64 {
-    sql(site)
-        .query_row(
+    site.with_db(|db| {
+        db.query_value::<i64>(
             "SELECT coalesce(max(version), 0) FROM digest_feed WHERE store = ?1",
-            [STORE],
-            |r| r.get::<_, i64>(0),
+            sql_params![STORE],
         )
+        .unwrap()
         .unwrap() as u64
+    })
 }
 
 /// (rows, removal rows) of STORE's feed.
 fn feed_rows(site: &Site) -> (i64, i64) {
-    sql(site)
-        .query_row(
-            "SELECT count(*), count(*) FILTER (WHERE digest IS NULL) FROM digest_feed
-             WHERE store = ?1",
-            [STORE],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+    site.with_db(|db| {
+        let row = db
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE digest IS NULL) FROM digest_feed
+                 WHERE store = ?1",
+                sql_params![STORE],
+            )
+            .unwrap();
+        (row.get(0).unwrap(), row.get(1).unwrap())
+    })
 }
 
 /// Erases the card holder as `DELETE /api/v1/profiles/{id}` does.
 fn erase(site: &Site, n: u32) {
-    let mut store = SqliteStore::open(&db(site)).unwrap();
-    let master = site
-        .config()
+    let config = site.config();
+    let master = config
         .data_dir
         .join(till360_hub::campaigns::MASTER_KEY_FILE);
     let master: [u8; 32] = std::fs::read(master).unwrap().try_into().unwrap();
-    store.set_coupon_master(&master).unwrap();
-    let profile = store.profile_by_card(&card(&code(n))).unwrap().unwrap();
-    let now = Timestamp::from_utc(Utc::now(), 0);
-    store.erase_profile(&profile.profile_id, now).unwrap();
+    common::engine::blocking(|| {
+        let database = till360_hub::server::open_database(&config).unwrap();
+        let mut store = SqlStore::open(&database).unwrap();
+        store.set_coupon_master(&master).unwrap();
+        let profile = store.profile_by_card(&card(&code(n))).unwrap().unwrap();
+        let now = Timestamp::from_utc(Utc::now(), 0);
+        store.erase_profile(&profile.profile_id, now).unwrap();
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_digests() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let config = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     // Only the test refreshes (and so compacts): no timer runs in between.
@@ -161,13 +155,14 @@ async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_dig
     let (shop, first) = visits("T11", &[(0, 9), (1, 9), (2, 9), (3, 9), (4, 9), (5, 9)]);
     send_all(&site, addr, &shop, first).await;
     // They consent to personalisation: a visit changes what their tills hold.
-    sql(&site)
-        .execute(
+    site.with_db(|db| {
+        db.execute(
             "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
              SELECT profile_id, 'personalization', 1, 'test', 0 FROM profiles",
-            [],
+            sql_params![],
         )
-        .unwrap();
+        .unwrap()
+    });
     assert_eq!(hub.refresh_digests().await.unwrap().changed, 6);
     let mut away = Till::new("T02");
     let mut long_gone = Cache::default();
@@ -195,13 +190,14 @@ async fn a_till_away_past_the_retention_starts_over_and_ends_with_the_stores_dig
 
     // A week and a day later (the removals' time moved back); meanwhile one more
     // customer is erased and one comes back.
-    sql(&site)
-        .execute(
+    site.with_db(|db| {
+        db.execute(
             "UPDATE digest_feed SET removed_at_ms = removed_at_ms - 8 * 86400000
              WHERE store = ?1 AND digest IS NULL",
-            [STORE],
+            sql_params![STORE],
         )
-        .unwrap();
+        .unwrap()
+    });
     erase(&site, 3);
     let (shop, third) = visits("T13", &[(4, 1)]);
     send_all(&site, addr, &shop, third).await;

@@ -9,7 +9,6 @@ use crate::common;
 use chrono::{Days, NaiveDate, Utc};
 use common::{send_all, Agent, Site};
 use till360_hub::campaigns::MASTER_KEY_FILE;
-use till360_hub::store::SqliteStore;
 use till360_shared::campaign::{Digest, MonthDay};
 use till360_shared::coupon::{derive_digest_key, derive_till_key, mint, CardKey, CouponFields};
 use till360_shared::event::CouponIssue;
@@ -46,21 +45,11 @@ pub(crate) fn store_card_key(site: &Site, store: &str, code: &str) -> CardKey {
 
 /// Imports the example CRM file into the site's database (before the hub starts).
 fn import_crm(site: &Site) {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    let mut store = SqliteStore::open(&path).unwrap();
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/customers.csv");
     let reader = std::io::BufReader::new(std::fs::File::open(file).unwrap());
     let now = Timestamp::from_utc(Utc::now(), 0);
-    till360_hub::import::customers(
-        store.connection_mut(),
-        reader,
-        &site.config().identity,
-        None,
-        now,
-    )
-    .unwrap();
+    let identity = site.config().identity;
+    site.with_db(|db| till360_hub::import::customers(db, reader, &identity, None, now).unwrap());
 }
 
 fn days_ago(days: i64) -> Timestamp {
@@ -163,7 +152,7 @@ pub(crate) async fn next_frame_is_the_ack(agent: &mut Agent, id: &AgentId, seq: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_store_gets_its_own_customers_then_only_what_changed() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     import_crm(&site);
     let hub = site.start().await;
     let s1_till1 = AgentId::new("S001", "T01");
@@ -270,21 +259,20 @@ async fn each_store_gets_its_own_customers_then_only_what_changed() {
 
 /// The receipt time of `card`'s visit, in seconds, as the hub stored it.
 fn receipt_time_s(site: &Site, code: &str) -> Option<i64> {
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row(
-        "SELECT max(at_ms) / 1000 FROM transactions WHERE card = ?1",
-        [code],
-        |r| r.get(0),
-    )
-    .unwrap()
+    use till360_hub::store::sql::SqlExt as _;
+    site.with_db(|db| {
+        db.query_value::<Option<i64>>(
+            "SELECT max(at_ms) / 1000 FROM transactions WHERE card = ?1",
+            till360_hub::sql_params![code],
+        )
+        .unwrap()
+        .flatten()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_gets_any_customers_digest_fresh_and_unknown_cards_none() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     import_crm(&site);
     let hub = site.start().await;
     let s2 = AgentId::new("S002", "T01");
@@ -412,28 +400,26 @@ async fn a_coupon_check_tells_genuine_from_forged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_store_is_sent_in_frames_of_at_most_a_thousand() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let hub = site.start().await;
     // 1,500 rows of a store in the feed (written as a refresh writes them).
-    let till360_hub::config::DatabaseUrl::Sqlite(path) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    let mut conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    let tx = conn.transaction().unwrap();
     let digest = till360_shared::codec::to_bytes(&Digest::default()).unwrap();
-    for version in 1..=1500u32 {
-        let mut key = [0u8; 16];
-        key[..4].copy_from_slice(&version.to_be_bytes());
-        tx.execute(
-            "INSERT INTO digest_feed (store, card_key, version, digest)
-             VALUES ('S009', ?1, ?2, ?3)",
-            rusqlite::params![&key[..], version, &digest],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
+    site.with_db(|db| {
+        use till360_hub::store::sql::{transaction, TxKind};
+        transaction(db, TxKind::Write, |tx| {
+            for version in 1..=1500u32 {
+                let mut key = [0u8; 16];
+                key[..4].copy_from_slice(&version.to_be_bytes());
+                tx.execute(
+                    "INSERT INTO digest_feed (store, card_key, version, digest)
+                     VALUES ('S009', ?1, ?2, ?3)",
+                    till360_hub::sql_params![key, version, digest],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    });
 
     let id = AgentId::new("S009", "T01");
     let mut till = subscribed(&site, hub.quic_addr(), &id, 0, 0).await;

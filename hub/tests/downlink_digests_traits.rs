@@ -20,7 +20,7 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, days_ago: i64) -> Event
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traits_run_pushes_the_new_segment_without_waiting_for_the_digest_timer() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let config = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     // The digest timer never fires during the test: only a refresh the test asks for
@@ -37,19 +37,7 @@ async fn a_traits_run_pushes_the_new_segment_without_waiting_for_the_digest_time
     let shop = AgentId::new("S001", "T01");
     send_all(&site, addr, &shop, vec![receipt(&shop, 1, &regular, 40)]).await;
     // Segments reach the till only with personalisation consent.
-    let till360_hub::config::DatabaseUrl::Sqlite(db) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    let sql = rusqlite::Connection::open(db).unwrap();
-    sql.busy_timeout(Duration::from_secs(10)).unwrap();
-    sql.execute(
-        "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-         SELECT profile_id, 'personalization', 1, 'test', 0 FROM identifiers
-         WHERE kind = 'card' AND value = ?1",
-        [&code],
-    )
-    .unwrap();
-    drop(sql);
+    common::grant_consent(&site, &regular, "personalization");
     assert_eq!(hub.refresh_digests().await.unwrap().changed, 1);
 
     // A till of the store holds the customer, not yet a regular.

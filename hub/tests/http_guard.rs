@@ -66,14 +66,10 @@ async fn without_a_token_only_loopback_hosts_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_error_is_not_shown_but_carries_a_request_id() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let hub = site.start().await;
     let http = hub.http_addr();
-    let db = site.dir.path().join("data").join("hub.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute_batch("DROP TABLE agents")
-        .unwrap();
+    site.with_db(|db| db.batch("DROP TABLE agents").unwrap());
     let (status, head, body) = exchange(
         http,
         format!("GET /api/v1/agents HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"),
@@ -95,7 +91,7 @@ async fn a_database_error_is_not_shown_but_carries_a_request_id() {
 /// request id, and reads go on meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_stuck_on_the_database_times_out_and_holds_up_no_other() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let path = site.dir.path().join("hub.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{text}[api]\nrequest_timeout_seconds = 1\n")).unwrap();
@@ -124,8 +120,7 @@ async fn a_request_stuck_on_the_database_times_out_and_holds_up_no_other() {
     let id = profile["profile_id"].as_str().unwrap().to_string();
 
     // Another process holds the write lock (an import, say) for the whole test.
-    let blocker = rusqlite::Connection::open(site.dir.path().join("data").join("hub.db")).unwrap();
-    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let blocker = common::WriteBlocker::hold(&site);
     let (status, head, body) = exchange(
         http,
         format!(
@@ -145,6 +140,6 @@ async fn a_request_stuck_on_the_database_times_out_and_holds_up_no_other() {
         let (status, _) = common::http_get(http, &path).await;
         assert_eq!(status, 200, "{path}");
     }
-    blocker.execute_batch("ROLLBACK").unwrap();
+    blocker.release();
     hub.shutdown().await;
 }

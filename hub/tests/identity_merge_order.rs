@@ -1,15 +1,19 @@
 //! The identity graph is order-independent: random link rows (CRM rows, orders) and
 //! till receipts, applied in random orders into fresh stores, give identical profiles,
 //! ids, identifiers, transaction counts and blocked identifiers, including when an
-//! identifier gets blocked after it already joined customers (a split).
+//! identifier gets blocked after it already joined customers (a split). On the test
+//! engine (`TILL360_TEST_ENGINE`).
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use rusqlite::TransactionBehavior;
 use till360_hub::identity::{IdKind, Identifier, LinkRow};
+use till360_hub::sql_params;
 use till360_hub::store::identity::apply_link;
-use till360_hub::store::{IngestRequest, SqliteStore, Store};
+use till360_hub::store::sql::{transaction, SqlExt as _, TxKind};
+use till360_hub::store::{IngestRequest, SqlStore, Store};
+
+use crate::common::engine::TestStore;
 use till360_shared::card::with_check_digit;
 use till360_shared::{AgentId, CardNumber, Currency, Event, EventKind, Receipt, Timestamp};
 
@@ -40,7 +44,7 @@ enum Input {
     Receipt(usize, usize),
 }
 
-fn apply(store: &mut SqliteStore, input: &Input) {
+fn apply(store: &mut SqlStore, input: &Input) {
     match input {
         Input::Link(n, picks) => {
             let row = LinkRow {
@@ -49,12 +53,10 @@ fn apply(store: &mut SqliteStore, input: &Input) {
                 identifiers: picks.iter().copied().map(identifier).collect(),
                 seen_at: now(),
             };
-            let tx = store
-                .connection_mut()
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .unwrap();
-            apply_link(&*tx, &row, MAX_CUSTOMERS, now()).unwrap();
-            tx.commit().unwrap();
+            transaction(store.sql(), TxKind::Write, |tx| {
+                apply_link(tx, &row, MAX_CUSTOMERS, now())
+            })
+            .unwrap();
         }
         Input::Receipt(n, card) => {
             // Each receipt from its own till (seq 1): any order is a valid arrival order.
@@ -99,17 +101,19 @@ type Snapshot = (
     i64,
 );
 
-fn snapshot(store: &SqliteStore) -> Snapshot {
-    let conn = store.connection();
+fn snapshot(store: &SqlStore) -> Snapshot {
+    let conn = store.sql();
     let mut profiles = BTreeMap::new();
     for view in store.profiles(usize::MAX).unwrap() {
         let mut ids: Vec<(String, String)> = conn
-            .prepare("SELECT kind, value FROM identifiers WHERE profile_id = ?1")
+            .query(
+                "SELECT kind, value FROM identifiers WHERE profile_id = ?1",
+                sql_params![view.profile_id],
+            )
             .unwrap()
-            .query_map([&view.profile_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            .collect();
         ids.sort();
         // Every profile holds an identifier, and its id is the smallest of theirs.
         assert!(!ids.is_empty(), "empty profile {}", view.profile_id);
@@ -128,19 +132,18 @@ fn snapshot(store: &SqliteStore) -> Snapshot {
         profiles.insert(view.profile_id.clone(), (ids, view.transactions.count));
     }
     let blocked = conn
-        .prepare("SELECT kind, value FROM blocked_identifiers ORDER BY 1, 2")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let anonymous = conn
-        .query_row(
-            "SELECT count(*) FROM transactions WHERE profile_id IS NULL",
-            [],
-            |r| r.get(0),
+        .query(
+            "SELECT kind, value FROM blocked_identifiers ORDER BY 1, 2",
+            sql_params![],
         )
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+        .collect();
+    let anonymous = crate::common::count(
+        conn,
+        "SELECT count(*) FROM transactions WHERE profile_id IS NULL",
+    );
     (profiles, blocked, anonymous)
 }
 
@@ -162,21 +165,22 @@ fn inputs() -> impl Strategy<Value = Vec<Input>> {
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    #[test]
-    fn merges_in_random_orders_are_equal(
-        inputs in inputs(),
-        seed_a in any::<u64>(),
-        seed_b in any::<u64>(),
-    ) {
-        let dir = tempfile::tempdir().unwrap();
+/// 48 random cases, each merged in two orders. The two databases are reused from case to
+/// case, emptied before each ([`TestStore::reset`]): a PostgreSQL database per case costs
+/// seconds.
+#[test]
+fn merges_in_random_orders_are_equal() {
+    let databases = std::cell::RefCell::new([TestStore::new(), TestStore::new()]);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    let cases = (inputs(), any::<u64>(), any::<u64>());
+    let outcome = runner.run(&cases, |(inputs, seed_a, seed_b)| {
+        let mut databases = databases.borrow_mut();
         let mut results = Vec::new();
-        for (i, seed) in [seed_a, seed_b].into_iter().enumerate() {
+        for (database, seed) in databases.iter_mut().zip([seed_a, seed_b]) {
             let mut order = inputs.clone();
             shuffle(&mut order, seed);
-            let mut store = SqliteStore::open(&dir.path().join(format!("{i}.db"))).unwrap();
+            database.reset();
+            let mut store = database.store();
             for input in &order {
                 apply(&mut store, input);
             }
@@ -189,6 +193,10 @@ proptest! {
             results.push(first);
         }
         prop_assert_eq!(&results[0], &results[1]);
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }
 
@@ -212,14 +220,11 @@ fn an_identifier_blocked_after_it_joined_customers_splits_them_again() {
         Input::Link(2, vec![(1, 2), (2, 0), (3, 0)]),
         Input::Receipt(0, 0),
     ];
-    let dir = tempfile::tempdir().unwrap();
     let mut snapshots = Vec::new();
-    for (i, order) in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]]
-        .iter()
-        .enumerate()
-    {
-        let mut store = SqliteStore::open(&dir.path().join(format!("{i}.db"))).unwrap();
-        for &k in order {
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+        let database = TestStore::new();
+        let mut store = database.store();
+        for k in order {
             apply(&mut store, &rows[k]);
         }
         let snap = snapshot(&store);

@@ -1,9 +1,12 @@
-//! `till360-hub import customers|orders|products FILE --config hub.toml`, in-process.
+//! `till360-hub import customers|orders|products FILE --config hub.toml`, in-process, on
+//! the test engine's database.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use till360_hub::cli::main_with_args;
+
+use crate::common::Site;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,16 +24,13 @@ fn run(args: &[&str]) -> ExitCode {
 
 #[test]
 fn import_commands_apply_good_files_and_refuse_bad_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
-         [identity]\ndefault_country_code = 31\nmax_customers_per_identifier = 3\n\
+    let site = Site::new();
+    site.append_config(
+        "[identity]\ndefault_country_code = 31\nmax_customers_per_identifier = 3\n\
          [[segment]]\nid = \"online-only\"\nwhere = [\"online_share >= 1\"]\n",
-    )
-    .unwrap();
+    );
+    let dir = &site.dir;
+    let config = dir.path().join("hub.toml");
     let config = config.to_str().unwrap();
     let file = |name: &str| data(name).to_str().unwrap().to_string();
     assert_eq!(
@@ -83,8 +83,7 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
         ]),
         ExitCode::FAILURE
     );
-    let conn = rusqlite::Connection::open(dir.path().join("data/hub.db")).unwrap();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let count = |sql: &str| -> i64 { site.count(sql, args![]) };
     assert_eq!(count("SELECT count(*) FROM products"), 4);
     assert_eq!(count("SELECT count(*) FROM orders"), 2);
     assert_eq!(count("SELECT count(*) FROM profiles"), 3);
@@ -155,16 +154,11 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
 /// imported again after an erase runs, and leaves the erased person out.
 #[test]
 fn an_import_after_an_erase_leaves_the_erased_person_out() {
-    use till360_hub::store::{SqliteStore, Store};
+    use till360_hub::store::{SqlStore, Store};
 
-    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new();
+    let dir = &site.dir;
     let config = dir.path().join("hub.toml");
-    std::fs::write(
-        &config,
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
-    )
-    .unwrap();
     let config = config.to_str().unwrap();
     let crm = data("customers.csv");
     let crm = crm.to_str().unwrap();
@@ -174,8 +168,10 @@ fn an_import_after_an_erase_leaves_the_erased_person_out() {
     );
     // The hub erases Anna (as `DELETE /api/v1/profiles/{id}` does).
     let data_dir = dir.path().join("data");
+    // A running hub creates it (on PostgreSQL nothing else does).
+    std::fs::create_dir_all(&data_dir).unwrap();
     let master = till360_hub::campaigns::MasterKey::load_or_create(&data_dir).unwrap();
-    let mut store = SqliteStore::open(&data_dir.join("hub.db")).unwrap();
+    let mut store = SqlStore::open(&site.open_database()).unwrap();
     store.set_coupon_master(master.as_bytes()).unwrap();
     let anna = till360_shared::CardNumber::parse("2401000009013").unwrap();
     let id = store.profile_by_card(&anna).unwrap().unwrap().profile_id;
@@ -187,15 +183,11 @@ fn an_import_after_an_erase_leaves_the_erased_person_out() {
         run(&["import", "customers", crm, "--config", config]),
         ExitCode::SUCCESS
     );
-    let store = SqliteStore::open(&data_dir.join("hub.db")).unwrap();
+    let store = SqlStore::open(&site.open_database()).unwrap();
     assert!(store.profile_by_card(&anna).unwrap().is_none());
-    let anna_email: i64 = store
-        .connection()
-        .query_row(
-            "SELECT count(*) FROM identifiers WHERE value = 'anna.devries@example.nl'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let anna_email = site.count(
+        "SELECT count(*) FROM identifiers WHERE value = 'anna.devries@example.nl'",
+        args![],
+    );
     assert_eq!(anna_email, 0);
 }

@@ -2,6 +2,7 @@
 //! test build small on disk and quick to link. `autotests = false` in Cargo.toml; every file
 //! under tests/ is a module here (`tests/architecture.rs` checks none is left out).
 
+#[macro_use]
 mod common;
 
 mod campaigns_api;
@@ -19,6 +20,7 @@ mod identity_merge_order;
 mod import_cli;
 mod import_files;
 mod import_strict_csv;
+mod job_leases;
 mod journal_chain;
 mod migrate_cli;
 mod one_bad_till;

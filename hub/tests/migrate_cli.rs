@@ -43,7 +43,7 @@ fn postgres_server() -> Option<PostgresUrl> {
 /// A hub folder with a SQLite database holding receipts and coupons of two tills,
 /// consents, an erasure, digest feeds, traits and the master secret.
 fn sqlite_hub() -> (Site, HubConfig) {
-    let site = Site::on_sqlite();
+    let site = Site::on_sqlite_for_migrate();
     let config = site.config();
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let master = till360_hub::campaigns::MasterKey::load_or_create(&config.data_dir).unwrap();
@@ -154,7 +154,7 @@ fn a_sqlite_target_is_refused() {
 
 #[test]
 fn a_postgresql_source_is_refused_without_showing_its_password() {
-    let site = Site::on_sqlite();
+    let site = Site::on_sqlite_for_migrate();
     let path = site.dir.path().join("hub.toml");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[database]\nurl = \"postgres://hub:s3cret@127.0.0.1:1/till360\"\n");

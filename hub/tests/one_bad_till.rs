@@ -6,7 +6,9 @@ use crate::common;
 
 use chrono::NaiveDate;
 use common::{agent_entry, http_get, Agent, Site};
-use till360_hub::store::{IngestRequest, SqliteStore, Store};
+use till360_hub::sql_params;
+use till360_hub::store::sql::Sql;
+use till360_hub::store::{Engine, IngestRequest, Store};
 use till360_shared::event::CouponIssue;
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, Event, EventKind, Timestamp};
@@ -44,34 +46,48 @@ fn hello(agent: &AgentId) -> Message {
     }
 }
 
-fn transactions(path: &std::path::Path, store: &str) -> i64 {
-    rusqlite::Connection::open(path)
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM transactions WHERE store = ?1",
-            [store],
-            |r| r.get(0),
-        )
-        .unwrap()
+fn transactions(db: &dyn Sql, store: &str) -> i64 {
+    use till360_hub::store::sql::SqlExt as _;
+    db.query_value(
+        "SELECT count(*) FROM transactions WHERE store = ?1",
+        sql_params![store],
+    )
+    .unwrap()
+    .unwrap()
+}
+
+/// A row only the database finds wrong (a constraint, past every check before the
+/// commit): S003's receipt R1, refused by a trigger in each engine's own dialect.
+fn poison(db: &dyn Sql) {
+    let trigger = match db.engine() {
+        Engine::Sqlite => {
+            "CREATE TRIGGER poison BEFORE INSERT ON transactions
+             WHEN NEW.receipt_no = 'R1' AND NEW.store = 'S003'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+        }
+        Engine::Postgres => {
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.receipt_no = 'R1' AND NEW.store = 'S003' THEN
+                     RAISE EXCEPTION 'poisoned row' USING ERRCODE = 'check_violation';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON transactions
+                 FOR EACH ROW EXECUTE FUNCTION poison();"
+        }
+    };
+    db.batch(trigger).unwrap();
 }
 
 /// Three tills' batches in one group commit (as the writer thread gathers them): the
-/// one with an unstorable value and the one SQLite refuses are refused, each alone;
+/// one with an unstorable value and the one the database refuses are refused, each alone;
 /// the good one lands, and the refusals are listed with the agents.
 #[test]
 fn a_batch_the_hub_cannot_store_is_refused_alone_in_a_shared_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    let mut store = SqliteStore::open(&path).unwrap();
-    // A value only SQLite finds wrong (a constraint), past every check before the commit.
-    store
-        .connection()
-        .execute_batch(
-            "CREATE TRIGGER poison BEFORE INSERT ON transactions
-             WHEN NEW.receipt_no = 'R1' AND NEW.store = 'S003'
-             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
-        )
-        .unwrap();
+    let database = common::engine::TestStore::new();
+    let mut store = database.store();
+    poison(store.sql());
     let bad = AgentId::new("S001", "T01");
     let good = AgentId::new("S002", "T01");
     let poisoned = AgentId::new("S003", "T01");
@@ -115,13 +131,17 @@ fn a_batch_the_hub_cannot_store_is_refused_alone_in_a_shared_commit() {
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert_eq!(
-        transactions(&path, "S002"),
+        transactions(store.sql(), "S002"),
         2,
         "the good till's batch landed"
     );
-    assert_eq!(transactions(&path, "S001"), 0, "nothing of the bad batch");
     assert_eq!(
-        transactions(&path, "S003"),
+        transactions(store.sql(), "S001"),
+        0,
+        "nothing of the bad batch"
+    );
+    assert_eq!(
+        transactions(store.sql(), "S003"),
         0,
         "nothing of the poisoned batch"
     );

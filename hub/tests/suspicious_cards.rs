@@ -1,17 +1,18 @@
 //! Card fraud and shared cards, from what the tills see: a house card sent over QUIC is
 //! flagged in `GET /api/v1/identifiers/suspicious` with its evidence, gets no digest (no
 //! personal coupon) and links nothing until cleared through the API; the other rules and
-//! an honest month through a real SQLite store.
+//! an honest month through the store (either engine).
 
 use chrono::Utc;
-use till360_hub::config::{DatabaseUrl, FraudConfig};
-use till360_hub::store::{IngestRequest, SqliteStore, Store};
+use till360_hub::config::FraudConfig;
+use till360_hub::store::{IngestRequest, SqlStore, Store};
 use till360_hub::synthetic::{chain_locations, Generator};
 use till360_shared::wire::Message;
 use till360_shared::Timestamp;
 use till360_shared::{AgentId, CardNumber, Event};
 
-use crate::common::{self, http_get, http_post, send_all, Site, STEP};
+use crate::common::engine::TestStore;
+use crate::common::{self, http_get, http_post, send_all, Site};
 use crate::downlink_digests::{digests, subscribed};
 
 const HOUSE: &str = "240100000123";
@@ -34,20 +35,18 @@ fn receipt(agent: &AgentId, seq: u64, card: &CardNumber, minutes: i64, n: i64) -
 }
 
 fn import_crm(site: &Site, rows: &str) {
-    let DatabaseUrl::Sqlite(path) = site.config().database else {
-        unreachable!("this test's hub runs on SQLite")
-    };
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.busy_timeout(STEP).unwrap();
     let csv = format!("customer_no,email,cards\n{rows}");
-    till360_hub::import::customers(
-        &conn,
-        csv.as_bytes(),
-        &site.config().identity,
-        None,
-        Timestamp::from_utc(Utc::now(), 0),
-    )
-    .unwrap();
+    let identity = site.config().identity;
+    site.with_db(|db| {
+        till360_hub::import::customers(
+            db,
+            csv.as_bytes(),
+            &identity,
+            None,
+            Timestamp::from_utc(Utc::now(), 0),
+        )
+        .unwrap()
+    });
 }
 
 async fn digest_at_scan(till: &mut common::Agent, card: &CardNumber) -> bool {
@@ -62,7 +61,7 @@ async fn digest_at_scan(till: &mut common::Agent, card: &CardNumber) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared() {
-    let site = Site::on_sqlite();
+    let site = Site::new();
     let hub = site.start().await;
     let (house, honest) = (card(HOUSE), card(HONEST));
     // The cashiers of three tills scan the store's own card for customers without one:
@@ -238,8 +237,9 @@ async fn a_house_card_is_flagged_gets_no_digest_and_links_nothing_until_cleared(
     hub.shutdown().await;
 }
 
-fn store_on_disk(dir: &tempfile::TempDir) -> SqliteStore {
-    let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+/// A store on a fresh database of the test engine, with the chain's store locations.
+fn fraud_store(database: &TestStore) -> SqlStore {
+    let mut store = database.store();
     store.set_fraud_config(FraudConfig {
         stores: chain_locations(),
         ..FraudConfig::default()
@@ -249,7 +249,7 @@ fn store_on_disk(dir: &tempfile::TempDir) -> SqliteStore {
 
 /// Ingests `events` per till in seq order, in batches of `batch`; the tills one after
 /// the other (in reverse order of their ids if `reversed`).
-fn ingest(store: &mut SqliteStore, events: &[Event], batch: usize, reversed: bool) {
+fn ingest(store: &mut SqlStore, events: &[Event], batch: usize, reversed: bool) {
     let mut by_till: std::collections::BTreeMap<AgentId, Vec<Event>> = Default::default();
     for e in events {
         by_till.entry(e.agent.clone()).or_default().push(e.clone());
@@ -299,8 +299,8 @@ fn a_cloned_card_and_a_card_used_too_often_are_flagged_whatever_the_order() {
         ));
     }
     for reversed in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = store_on_disk(&dir);
+        let database = TestStore::new();
+        let mut store = fraud_store(&database);
         ingest(&mut store, &events, 1, reversed);
         let flagged = store.suspicious_cards().unwrap();
         let rules: std::collections::BTreeSet<(String, String)> = flagged
@@ -328,8 +328,8 @@ fn a_cloned_card_and_a_card_used_too_often_are_flagged_whatever_the_order() {
 
 #[test]
 fn an_honest_month_ingested_into_sqlite_flags_no_card() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = store_on_disk(&dir);
+    let database = TestStore::new();
+    let mut store = fraud_store(&database);
     let events = Generator::new(7, 0, 0).honest_month(300, 30);
     assert!(events.len() > 5_000, "{}", events.len());
     ingest(&mut store, &events, 500, false);

@@ -1,11 +1,14 @@
-//! Traits export and recompute against a real SQLite hub database in a tempdir.
+//! Traits export and recompute against a hub database of the test engine (`TILL360_TEST_ENGINE`).
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use rusqlite::{params, Connection};
 use till360_hub::config::HubConfig;
 use till360_hub::jobs::{export_csv, export_csv_with_segments, recompute, CSV_HEADER};
 use till360_hub::segments::compile;
-use till360_hub::store::SqliteStore;
+use till360_hub::sql_params;
+use till360_hub::store::sql::{Sql, SqlExt as _};
+use till360_hub::store::Pooled;
+
+use crate::common::engine::TestStore;
 use till360_shared::{codec, ReceiptLine, Timestamp};
 
 const SEGMENTS: &str = r#"
@@ -46,17 +49,22 @@ fn line(sku: Option<&str>, description: &str, cents: i64, discount: bool) -> Rec
     }
 }
 
+/// A connection to a fresh database of the test engine (dropped before the database).
 struct Hub {
-    _dir: tempfile::TempDir,
-    conn: Connection,
+    conn: Pooled,
     config: HubConfig,
+    _database: TestStore,
+}
+
+impl Hub {
+    fn sql(&self) -> &dyn Sql {
+        &*self.conn
+    }
 }
 
 fn hub() -> Hub {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(SqliteStore::open(&path).unwrap());
-    let conn = Connection::open(&path).unwrap();
+    let database = TestStore::new();
+    let conn = database.db.get().unwrap();
     let seq = std::cell::Cell::new(0);
     let receipt = |profile: &str, store: &str, at_ms: i64, offset: i64, lines: Vec<ReceiptLine>| {
         seq.set(seq.get() + 1);
@@ -65,7 +73,7 @@ fn hub() -> Hub {
             "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min, card,
                  profile_id, total_cents, currency, lines)
              VALUES (?1, 'T1', ?2, NULL, ?3, ?4, NULL, ?5, ?6, 'EUR', ?7)",
-            params![
+            sql_params![
                 store,
                 seq.get(),
                 at_ms,
@@ -86,7 +94,7 @@ fn hub() -> Hub {
         conn.execute(
             "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, customer_no)
              VALUES (?1, 0, 0, ?2)",
-            params![id, no],
+            sql_params![id, no],
         )
         .unwrap();
     }
@@ -98,11 +106,11 @@ fn hub() -> Hub {
         conn.execute(
             "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
              VALUES ('card', ?1, ?2, 'till', 0)",
-            params![card, id],
+            sql_params![card, id],
         )
         .unwrap();
     }
-    conn.execute_batch(
+    conn.batch(
         "INSERT INTO products (sku, description, category, sensitive) VALUES
              ('111', 'Rioja', 'wine', 0), ('222', 'Condoms', 'health', 1), ('333', 'Gouda', 'cheese', 0);",
     )
@@ -144,7 +152,7 @@ fn hub() -> Hub {
     conn.execute(
         "INSERT INTO orders (order_id, profile_id, ordered_at_ms, offset_min, channel, total_cents, currency, lines)
          VALUES ('o1', 'p2', ?1, 60, 'web', 1500, 'EUR', ?2)",
-        params![
+        sql_params![
             at(2026, 1, 25, 20, 0, 60),
             r#"[{"sku":"333","description":"Gouda","qty":3,"unit_cents":600,"amount_cents":1500}]"#
         ],
@@ -155,7 +163,7 @@ fn hub() -> Hub {
     conn.execute(
         "INSERT INTO transactions (store, till, seq, at_ms, offset_min, total_cents, currency, lines)
          VALUES ('S009', 'T1', 999, ?1, 0, 5000, 'EUR', ?2)",
-        params![at(2026, 1, 10, 9, 0, 0), codec::to_bytes(&Vec::<ReceiptLine>::new()).unwrap()],
+        sql_params![at(2026, 1, 10, 9, 0, 0), codec::to_bytes(&Vec::<ReceiptLine>::new()).unwrap()],
     )
     .unwrap();
     for (id, granted, at_ms) in [
@@ -165,15 +173,15 @@ fn hub() -> Hub {
         conn.execute(
             "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
              VALUES (?1, 'email', ?2, 'crm', ?3)",
-            params![id, granted, at_ms],
+            sql_params![id, granted, at_ms],
         )
         .unwrap();
     }
-    let config = config(dir.path());
+    let config = config(database.dir.path());
     Hub {
-        _dir: dir,
         conn,
         config,
+        _database: database,
     }
 }
 
@@ -185,7 +193,7 @@ fn export(hub: &Hub, as_of: NaiveDate) -> (String, till360_hub::jobs::ExportSumm
     let segments = compile(&hub.config.segments).unwrap();
     let mut out = Vec::new();
     let summary = export_csv_with_segments(
-        &hub.conn,
+        hub.sql(),
         &hub.config.traits,
         &segments,
         as_of,
@@ -281,10 +289,10 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
 #[test]
 fn export_rows_carry_profile_id_and_formulas_are_neutralised() {
     let hub = hub();
-    hub.conn
+    hub.sql()
         .execute(
             "UPDATE profiles SET customer_no = '=cmd|'' /C calc''!A0' WHERE profile_id = 'p1'",
-            [],
+            sql_params![],
         )
         .unwrap();
     let (csv, _) = export(&hub, date(2026, 1, 31));
@@ -319,7 +327,7 @@ fn export_before_any_purchase_is_just_the_header() {
 fn recompute_replaces_traits_and_segments_in_one_go() {
     let hub = hub();
     let now = Timestamp::from_unix_ms(at(2026, 3, 1, 12, 0, 0), 0);
-    let first = recompute(&hub.conn, &hub.config, now).unwrap();
+    let first = recompute(hub.sql(), &hub.config, now).unwrap();
     assert_eq!(first.profiles, 4, "every profile gets a traits row");
     assert_eq!(
         first.segments,
@@ -329,20 +337,19 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
             ("mailable".to_string(), 2)
         ]
     );
-    let count = |conn: &Connection, table: &str| -> i64 {
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+    let count = |conn: &dyn Sql, table: &str| -> i64 {
+        crate::common::count(conn, &format!("SELECT count(*) FROM {table}"))
     };
-    assert_eq!(count(&hub.conn, "profile_traits"), 4);
-    assert_eq!(count(&hub.conn, "segment_members"), 4);
+    assert_eq!(count(hub.sql(), "profile_traits"), 4);
+    assert_eq!(count(hub.sql(), "segment_members"), 4);
 
     let traits: String = hub
-        .conn
-        .query_row(
+        .sql()
+        .query_value(
             "SELECT traits FROM profile_traits WHERE profile_id = 'p1'",
-            [],
-            |r| r.get(0),
+            sql_params![],
         )
+        .unwrap()
         .unwrap();
     let json: serde_json::Value = serde_json::from_str(&traits).unwrap();
     assert_eq!(json["frequency"], 4);
@@ -354,13 +361,12 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
     assert_eq!(json["model"]["version"], "bgnbd+gamma-gamma/1");
     assert!(json["rfm"].as_str().is_some_and(|r| r.len() == 3));
     let all: Vec<String> = hub
-        .conn
-        .prepare("SELECT traits FROM profile_traits")
+        .sql()
+        .query("SELECT traits FROM profile_traits", sql_params![])
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .iter()
+        .map(|r| r.get(0).unwrap())
+        .collect();
     assert!(
         all.iter()
             .all(|t| !t.contains("health") && !t.contains("NaN")),
@@ -379,7 +385,7 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
     // The stored membership feeds the plain export.
     let mut out = Vec::new();
     export_csv(
-        &hub.conn,
+        hub.sql(),
         &hub.config.traits,
         date(2026, 3, 1),
         90,
@@ -391,19 +397,19 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
     assert_eq!(first_row[12], "mailable;wine-lovers");
 
     // A second run replaces rather than adds; a removed profile loses its rows.
-    hub.conn
-        .execute_batch(
+    hub.sql()
+        .batch(
             "DELETE FROM consents WHERE profile_id = 'p2';
              DELETE FROM transactions WHERE profile_id = 'p4';
              DELETE FROM profiles WHERE profile_id = 'p4';",
         )
         .unwrap();
-    let second = recompute(&hub.conn, &hub.config, now).unwrap();
+    let second = recompute(hub.sql(), &hub.config, now).unwrap();
     assert_eq!(second.profiles, 3);
     assert_eq!(second.segments[0], ("wine-lovers".to_string(), 1));
     assert_eq!(second.segments[2], ("mailable".to_string(), 1));
-    assert_eq!(count(&hub.conn, "profile_traits"), 3);
-    assert_eq!(count(&hub.conn, "segment_members"), 2);
+    assert_eq!(count(hub.sql(), "profile_traits"), 3);
+    assert_eq!(count(hub.sql(), "segment_members"), 2);
 }
 
 #[test]
@@ -419,17 +425,14 @@ fn recompute_refuses_a_bad_segment_naming_the_file() {
             .segment
     };
     let now = Timestamp::from_unix_ms(at(2026, 3, 1, 12, 0, 0), 0);
-    let err = recompute(&hub.conn, &hub.config, now)
+    let err = recompute(hub.sql(), &hub.config, now)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("hub.toml") && err.contains(">>") && err.contains("\"x\""),
         "{err}"
     );
-    let rows: i64 = hub
-        .conn
-        .query_row("SELECT count(*) FROM profile_traits", [], |r| r.get(0))
-        .unwrap();
+    let rows = crate::common::count(hub.sql(), "SELECT count(*) FROM profile_traits");
     assert_eq!(rows, 0, "nothing written");
 }
 
@@ -440,8 +443,8 @@ fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
     use till360_hub::store::{IngestRequest, Store};
     use till360_shared::{AgentId, CardNumber, EventKind};
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
+    let database = TestStore::new();
+    let mut store = database.store();
     let agent = AgentId::new("S001", "T01");
     let card = CardNumber::parse("2401000000010").unwrap();
     let day = |d: u32| Timestamp::from_unix_ms(at(2026, 11, d, 10, 0, 60), 60);
@@ -462,10 +465,8 @@ fn an_unbalanced_receipt_feeds_no_traits_and_no_digest() {
         .unwrap();
     assert_eq!(out, vec![Ok(2)]);
 
-    let conn = store.connection();
-    let kept: i64 = conn
-        .query_row("SELECT COUNT(*) FROM transactions", [], |r| r.get(0))
-        .unwrap();
+    let conn = store.sql();
+    let kept = crate::common::count(conn, "SELECT COUNT(*) FROM transactions");
     assert_eq!(kept, 2, "nothing recorded is lost");
     let data =
         till360_hub::store::traits::histories(conn, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())

@@ -493,8 +493,11 @@ mod tests {
     use super::*;
     use crate::sim::{MorningPlan, StoreSetup};
     use till360_hub::config::IdentityConfig;
+    use till360_hub::config::{DatabaseUrl, PostgresUrl};
     use till360_hub::import;
-    use till360_hub::store::{SqliteStore, Store};
+    use till360_hub::store::postgres::TemporaryDatabase;
+    use till360_hub::store::sql::SqlExt as _;
+    use till360_hub::store::{Database, DatabaseOptions, SqlStore, Store};
     use till360_shared::card::validate_gtin;
     use till360_shared::{CardNumber, Timestamp};
 
@@ -598,43 +601,63 @@ mod tests {
             .all(|p| p.sensitive == (p.category == "pharmacy")));
     }
 
+    /// A fresh SQLite database and, when `TILL360_TEST_POSTGRES` names a server, a fresh
+    /// PostgreSQL one (said on stderr when skipped); each with what keeps it alive.
+    fn databases() -> Vec<(Database, Box<dyn std::any::Any>)> {
+        let options = DatabaseOptions::default();
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("hub.db"));
+        let mut databases: Vec<(Database, Box<dyn std::any::Any>)> =
+            vec![(Database::open(&url, &options).unwrap(), Box::new(dir))];
+        match std::env::var("TILL360_TEST_POSTGRES") {
+            Ok(server) => {
+                let server = PostgresUrl::parse(server.trim()).unwrap();
+                let temporary = TemporaryDatabase::create(&server, "t360")
+                    .unwrap_or_else(|e| panic!("TILL360_TEST_POSTGRES={server}: {e}"));
+                let url = DatabaseUrl::Postgres(temporary.url().clone());
+                databases.push((Database::open(&url, &options).unwrap(), Box::new(temporary)));
+            }
+            Err(_) => eprintln!(
+                "SKIPPED on PostgreSQL: set TILL360_TEST_POSTGRES, e.g.                  postgres://postgres@127.0.0.1:5432/test"
+            ),
+        }
+        databases
+    }
+
     #[test]
     fn generated_files_import_without_rejected_lines() {
+        for (db, _keep) in databases() {
+            imports_without_rejected_lines(&SqlStore::open(&db).unwrap());
+        }
+    }
+
+    fn imports_without_rejected_lines(store: &SqlStore) {
         let m = morning(42);
         let office = BackOffice::generate(&m, 42, today());
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
         let cfg = IdentityConfig::default();
         let now = Timestamp::from_unix_ms(1_795_000_000_000, 60);
         let [customers, products, orders] = files(&office);
 
-        let p = import::products(store.connection_mut(), products.as_bytes(), now).unwrap();
+        let p = import::products(store.sql(), products.as_bytes(), now).unwrap();
         assert!(p.rejected.is_empty(), "{p}");
         assert_eq!(p.inserted as usize, office.catalogue.len());
-        let c = import::customers(
-            store.connection_mut(),
-            customers.as_bytes(),
-            &cfg,
-            None,
-            now,
-        )
-        .unwrap();
+        let c = import::customers(store.sql(), customers.as_bytes(), &cfg, None, now).unwrap();
         assert!(c.rejected.is_empty() && c.blocked.is_empty(), "{c}");
         assert_eq!(c.inserted as usize, office.customers.len(), "{c}");
-        let o = import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now).unwrap();
+        let o = import::orders(store.sql(), orders.as_bytes(), &cfg, None, now).unwrap();
         assert!(o.rejected.is_empty() && o.blocked.is_empty(), "{o}");
         assert_eq!(o.inserted as usize, office.orders.len());
         assert_eq!(o.merged, 0, "every order finds its CRM customer by e-mail");
 
         // A description with a comma survives the CSV quoting.
         let oil: String = store
-            .connection_mut()
-            .query_row(
+            .sql()
+            .query_value(
                 "SELECT description FROM products WHERE category = 'pantry' \
                  AND description LIKE 'Olijfolie%'",
-                [],
-                |r| r.get(0),
+                till360_hub::sql_params![],
             )
+            .unwrap()
             .unwrap();
         assert_eq!(oil, "Olijfolie extra 0,75L");
 

@@ -164,7 +164,7 @@ async fn run(
     let every = Duration::from_secs(config.refresh_seconds.max(1));
     let mut why = "start";
     let mut reply: Option<Reply> = None;
-    loop {
+    'serve: loop {
         // Every trigger fired until here is committed in the database: this run sees it.
         let covers = channels.triggers.fired.load(Ordering::SeqCst);
         let timed = why == "start" || why == "schedule";
@@ -210,7 +210,7 @@ async fn run(
                         reply = Some(asker);
                         break;
                     }
-                    None => return,
+                    None => break 'serve,
                 },
                 () = channels.triggers.wake.notified() => {
                     // A trigger the last run already covered (it was fired before that
@@ -220,10 +220,11 @@ async fn run(
                         break;
                     }
                 }
-                _ = stop.wait_for(|stopped| *stopped) => return,
+                _ = stop.wait_for(|stopped| *stopped) => break 'serve,
             }
         }
     }
+    release(lease).await;
 }
 
 /// Whether this hub holds the digests lease (taking or renewing it), on the blocking pool.
@@ -232,6 +233,12 @@ async fn holds(lease: &JobLease) -> bool {
     tokio::task::spawn_blocking(move || lease.hold(Timestamp::from_utc(chrono::Utc::now(), 0)))
         .await
         .unwrap_or(false)
+}
+
+/// Gives the digests lease up if this hub holds it (a clean stop), on the blocking pool:
+/// another hub takes the timed runs at its next one instead of after the lease lapses.
+async fn release(lease: JobLease) {
+    let _ = tokio::task::spawn_blocking(move || lease.release()).await;
 }
 
 /// One refresh, then one compaction run, on the blocking pool; a failed compaction is

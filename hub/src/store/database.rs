@@ -84,12 +84,9 @@ impl Database {
             DatabaseUrl::Sqlite(path) => {
                 let conn = super::sqlite::driver::open(path, options.timeout)?;
                 migrations::refuse_newer(migrations::version(&conn)?)?;
-                // Opening the store once runs the upgrades of files older than schema 7;
-                // the shared history goes on from there.
-                drop(super::SqliteStore::open_with_timeout(
-                    path,
-                    options.timeout,
-                )?);
+                // A file older than schema 7 is upgraded to 7 first; the shared history
+                // goes on from there.
+                super::sqlite::upgrade::upgrade_to_7(&conn)?;
                 migrations::migrate(&conn)?;
                 drop(conn);
                 let path = path.clone();

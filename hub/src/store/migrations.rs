@@ -5,10 +5,10 @@
 //! together on one PostgreSQL migrate once: the second waits for the first and then finds
 //! nothing left to do. A database newer than this hub is refused, never written.
 //!
-//! Versions 1 to 7 predate PostgreSQL: on SQLite they are the upgrades `SqliteStore::open`
-//! runs on an older file; on PostgreSQL a database starts at 7 (the schema translated in
-//! `store/postgres/schema.rs`). A new version is one entry in [`HISTORY`] with its SQL for
-//! each engine (and `SqliteStore::open` must then accept a file newer than 7).
+//! Versions 1 to 7 predate PostgreSQL: on SQLite they are the upgrades of
+//! `store/sqlite/upgrade.rs` (an older file); on PostgreSQL a database starts at 7 (the
+//! schema translated in `store/postgres/schema.rs`). A new version is one entry in
+//! [`HISTORY`] with its SQL for each engine.
 
 use super::sql::{transaction, Engine, Sql, SqlExt, TxKind};
 use super::StoreError;
@@ -18,7 +18,7 @@ use crate::sql_params;
 pub struct Migration {
     pub version: i64,
     pub name: &'static str,
-    /// `None`: SQLite reached this version through `SqliteStore::open`'s upgrades.
+    /// `None`: SQLite reached this version through `store/sqlite/upgrade.rs`.
     pub sqlite: Option<&'static str>,
     pub postgres: &'static str,
 }

@@ -1,14 +1,16 @@
-use till360_shared::wire::Refusal;
 use till360_shared::{AgentId, Event, Timestamp};
 
-use super::{IngestRequest, SqliteStore, Store};
+use super::test_support::{for_each_engine, scratch_databases, Scratch};
+use super::{Database, DatabaseOptions, IngestRequest, SqlStore, Store};
+use crate::sql_params;
+use crate::store::sql::{Sql, SqlExt};
 use crate::synthetic::Generator;
 
 fn now() -> Timestamp {
     Timestamp::from_unix_ms(1_800_000_000_000, 0)
 }
 
-fn ingest_one(store: &mut SqliteStore, agent: &AgentId, events: &[Event]) -> super::IngestOutcome {
+fn ingest_one(store: &mut SqlStore, agent: &AgentId, events: &[Event]) -> super::IngestOutcome {
     let mut out = store
         .ingest(&[IngestRequest { agent, events }], now())
         .unwrap();
@@ -16,20 +18,14 @@ fn ingest_one(store: &mut SqliteStore, agent: &AgentId, events: &[Event]) -> sup
     out.remove(0)
 }
 
-fn user_version(store: &SqliteStore) -> i64 {
-    store
-        .conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+fn count(db: &dyn Sql, table: &str) -> i64 {
+    db.query_one(&format!("SELECT count(*) FROM {table}"), sql_params![])
+        .unwrap()
+        .get(0)
         .unwrap()
 }
 
-fn count(store: &SqliteStore, table: &str) -> i64 {
-    store
-        .conn
-        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
-}
-
+/// The same events merged in two orders, on two fresh databases of each engine.
 #[test]
 fn merge_is_order_independent_across_interleavings_and_batch_sizes() {
     let agents = [
@@ -41,367 +37,160 @@ fn merge_is_order_independent_across_interleavings_and_batch_sizes() {
     let mut gen = Generator::new(7, 25, 80);
     let streams: Vec<Vec<Event>> = agents.iter().map(|a| gen.events(a, 1, 120)).collect();
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = SqliteStore::open(&dir.path().join("a.db")).unwrap();
-    let mut b = SqliteStore::open(&dir.path().join("b.db")).unwrap();
+    for (first, second) in scratch_databases().into_iter().zip(scratch_databases()) {
+        let engine = first.db.engine();
+        let mut a = SqlStore::open(&first.db).unwrap();
+        let mut b = SqlStore::open(&second.db).unwrap();
 
-    // Order A: each agent completely, in agent order, batches of 10.
-    for (agent, stream) in agents.iter().zip(&streams) {
-        for batch in stream.chunks(10) {
-            assert!(ingest_one(&mut a, agent, batch).is_ok());
+        // Order A: each agent completely, in agent order, batches of 10.
+        for (agent, stream) in agents.iter().zip(&streams) {
+            for batch in stream.chunks(10) {
+                assert!(ingest_one(&mut a, agent, batch).is_ok(), "{engine}");
+            }
         }
-    }
-    // Order B: agents in reverse, interleaved batch by batch, uneven batch sizes, and
-    // several agents' batches in one group commit.
-    let mut cursors = [0usize; 3];
-    let mut size = 1;
-    while cursors.iter().zip(&streams).any(|(c, s)| *c < s.len()) {
-        let mut slices = Vec::new();
-        for i in (0..agents.len()).rev() {
-            let stream = &streams[i];
-            let end = (cursors[i] + size).min(stream.len());
-            slices.push((i, cursors[i], end));
-            cursors[i] = end;
+        // Order B: agents in reverse, interleaved batch by batch, uneven batch sizes, and
+        // several agents' batches in one group commit.
+        let mut cursors = [0usize; 3];
+        let mut size = 1;
+        while cursors.iter().zip(&streams).any(|(c, s)| *c < s.len()) {
+            let mut slices = Vec::new();
+            for i in (0..agents.len()).rev() {
+                let stream = &streams[i];
+                let end = (cursors[i] + size).min(stream.len());
+                slices.push((i, cursors[i], end));
+                cursors[i] = end;
+            }
+            let requests: Vec<IngestRequest<'_>> = slices
+                .iter()
+                .map(|&(i, from, to)| IngestRequest {
+                    agent: &agents[i],
+                    events: &streams[i][from..to],
+                })
+                .collect();
+            for outcome in b.ingest(&requests, now()).unwrap() {
+                assert!(outcome.is_ok(), "{engine}: {outcome:?}");
+            }
+            size = size % 17 + 3;
         }
-        let requests: Vec<IngestRequest<'_>> = slices
-            .iter()
-            .map(|&(i, from, to)| IngestRequest {
-                agent: &agents[i],
-                events: &streams[i][from..to],
-            })
-            .collect();
-        for outcome in b.ingest(&requests, now()).unwrap() {
-            assert!(outcome.is_ok(), "{outcome:?}");
-        }
-        size = size % 17 + 3;
-    }
 
-    let profiles_a = a.profiles(usize::MAX).unwrap();
-    let profiles_b = b.profiles(usize::MAX).unwrap();
-    assert!(profiles_a.len() > 10, "the generator makes many profiles");
-    assert_eq!(profiles_a, profiles_b);
-    assert_eq!(a.agents().unwrap(), b.agents().unwrap());
-    for table in ["events", "transactions", "identifiers"] {
-        assert_eq!(count(&a, table), count(&b, table), "{table}");
+        let profiles_a = a.profiles(usize::MAX).unwrap();
+        let profiles_b = b.profiles(usize::MAX).unwrap();
+        assert!(profiles_a.len() > 10, "the generator makes many profiles");
+        assert_eq!(profiles_a, profiles_b, "{engine}");
+        assert_eq!(a.agents().unwrap(), b.agents().unwrap(), "{engine}");
+        for table in ["events", "transactions", "identifiers"] {
+            assert_eq!(
+                count(a.sql(), table),
+                count(b.sql(), table),
+                "{engine}: {table}"
+            );
+        }
+        assert_eq!(count(a.sql(), "events"), 360, "{engine}");
+        let carded: u64 = profiles_a.iter().map(|p| p.transactions.count).sum();
+        let anonymous: i64 = a
+            .sql()
+            .query_value(
+                "SELECT count(*) FROM transactions WHERE profile_id IS NULL",
+                sql_params![],
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            carded as i64 + anonymous,
+            count(a.sql(), "transactions"),
+            "{engine}"
+        );
     }
-    assert_eq!(count(&a, "events"), 360);
-    let carded: u64 = profiles_a.iter().map(|p| p.transactions.count).sum();
-    let anonymous: i64 = a
-        .conn
-        .query_row(
-            "SELECT count(*) FROM transactions WHERE profile_id IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(carded as i64 + anonymous, count(&a, "transactions"));
 }
 
-#[test]
-fn replay_is_a_no_op_and_refusals_write_nothing() {
-    let agent = AgentId::new("S1", "T1");
-    let mut gen = Generator::new(3, 50, 100);
-    let events = gen.events(&agent, 1, 6);
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("hub.db")).unwrap();
-
-    assert_eq!(ingest_one(&mut store, &agent, &events[..3]), Ok(3));
-    let before = store.profiles(100).unwrap();
-    assert_eq!(ingest_one(&mut store, &agent, &events[1..3]), Ok(3));
-    assert_eq!(
-        store.profiles(100).unwrap(),
-        before,
-        "replay changed profiles"
-    );
-    assert_eq!(count(&store, "events"), 3);
-
-    // A gap (4 missing) is refused and writes nothing.
-    let err = ingest_one(&mut store, &agent, &events[4..]).unwrap_err();
-    assert_eq!(err.0, Refusal::SequenceGap);
-    // Someone else's events are refused.
-    let err = ingest_one(&mut store, &AgentId::new("S9", "T1"), &events[3..]).unwrap_err();
-    assert_eq!(err.0, Refusal::IdentityMismatch);
-    assert_eq!(count(&store, "events"), 3);
-    assert_eq!(store.hello(&agent, now()).unwrap(), 3);
-
-    // Overlapping resend: 2..=6 merges only 4..=6.
-    assert_eq!(ingest_one(&mut store, &agent, &events[1..]), Ok(6));
-    assert_eq!(count(&store, "events"), 6);
+/// The database of `scratch` opened again, as a restarted hub opens it.
+fn reopen(scratch: &Scratch) -> Database {
+    Database::open(&scratch.url, &DatabaseOptions::default()).unwrap()
 }
 
 #[test]
 fn high_water_survives_reopen_and_unknown_agents_start_at_zero() {
     let agent = AgentId::new("S1", "T1");
-    let mut gen = Generator::new(5, 10, 50);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sub/hub.db");
-    {
-        let mut store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.hello(&agent, now()).unwrap(), 0);
-        assert_eq!(
-            ingest_one(&mut store, &agent, &gen.events(&agent, 1, 4)),
-            Ok(4)
-        );
+    for scratch in scratch_databases() {
+        let mut gen = Generator::new(5, 10, 50);
+        {
+            let mut store = SqlStore::open(&scratch.db).unwrap();
+            assert_eq!(store.hello(&agent, now()).unwrap(), 0);
+            assert_eq!(
+                ingest_one(&mut store, &agent, &gen.events(&agent, 1, 4)),
+                Ok(4)
+            );
+        }
+        let db = reopen(&scratch);
+        let mut store = SqlStore::open(&db).unwrap();
+        assert_eq!(store.hello(&agent, now()).unwrap(), 4);
+        assert_eq!(store.hello(&AgentId::new("S2", "T1"), now()).unwrap(), 0);
+        let agents = store.agents().unwrap();
+        assert_eq!(agents.len(), 2);
+        assert_eq!((agents[0].store.as_str(), agents[0].last_seq), ("S1", 4));
     }
-    let mut store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.hello(&agent, now()).unwrap(), 4);
-    assert_eq!(store.hello(&AgentId::new("S2", "T1"), now()).unwrap(), 0);
-    let agents = store.agents().unwrap();
-    assert_eq!(agents.len(), 2);
-    assert_eq!((agents[0].store.as_str(), agents[0].last_seq), ("S1", 4));
-    let mode: String = store
-        .conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let sync: i64 = store
-        .conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(sync, 2, "synchronous=FULL");
 }
 
-#[tokio::test]
-async fn writer_serves_concurrent_agents() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    let store = SqliteStore::open(&path).unwrap();
-    let (writer, thread) = super::spawn_writer(Box::new(store)).unwrap();
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let writer = writer.clone();
-        tasks.push(tokio::spawn(async move {
-            let agent = AgentId::new("S1", format!("T{t}"));
-            let mut gen = Generator::new(t + 1, 30, 80);
-            let events = gen.events(&agent, 1, 50);
-            assert_eq!(writer.hello(agent.clone(), now()).await.unwrap(), 0);
-            for batch in events.chunks(7) {
-                let acked = batch.last().unwrap().seq;
-                let got = writer
-                    .ingest(agent.clone(), batch.to_vec(), now())
-                    .await
-                    .unwrap();
-                assert_eq!(got, Ok(acked));
+/// A SQLite file is written ahead (WAL) and each commit is on disk before the hub
+/// acknowledges it (`synchronous=FULL`), on every connection of the pool.
+#[test]
+fn sqlite_commits_are_durable() {
+    let scratch = super::test_support::sqlite();
+    let text = |sql: &str| -> String {
+        let value = scratch
+            .db
+            .get()
+            .unwrap()
+            .query_one(sql, sql_params![])
+            .unwrap();
+        match value.get::<String>(0) {
+            Ok(text) => text,
+            Err(_) => value.get::<i64>(0).unwrap().to_string(),
+        }
+    };
+    assert_eq!(text("PRAGMA journal_mode"), "wal");
+    assert_eq!(text("PRAGMA synchronous"), "2", "synchronous=FULL");
+}
+
+#[test]
+fn writer_serves_concurrent_agents() {
+    for_each_engine(|db| {
+        let store = SqlStore::open(db).unwrap();
+        let (writer, thread) = super::spawn_writer(Box::new(store)).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for t in 0..8 {
+                let writer = writer.clone();
+                tasks.push(tokio::spawn(async move {
+                    let agent = AgentId::new("S1", format!("T{t}"));
+                    let mut gen = Generator::new(t + 1, 30, 80);
+                    let events = gen.events(&agent, 1, 50);
+                    assert_eq!(writer.hello(agent.clone(), now()).await.unwrap(), 0);
+                    for batch in events.chunks(7) {
+                        let acked = batch.last().unwrap().seq;
+                        let got = writer
+                            .ingest(agent.clone(), batch.to_vec(), now())
+                            .await
+                            .unwrap();
+                        assert_eq!(got, Ok(acked));
+                    }
+                }));
             }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    drop(writer);
-    tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .unwrap();
-    let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(count(&store, "events"), 400);
-    assert!(store.agents().unwrap().iter().all(|a| a.last_seq == 50));
-}
-
-/// A database of schema 5 (before digest feed compaction) opens as 7: the feed keeps its
-/// rows and gains `removed_at_ms` (NULL: compaction stamps such removals when it first
-/// sees them) and the `digest_compaction` table.
-#[test]
-fn a_schema_5_database_gains_the_digest_feed_removal_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        // Back to schema 5's shape.
-        store
-            .conn
-            .execute_batch(
-                "DROP INDEX digest_feed_removals;
-                 DROP TABLE digest_compaction;
-                 ALTER TABLE digest_feed DROP COLUMN removed_at_ms;
-                 INSERT INTO digest_feed (store, card_key, version, digest)
-                     VALUES ('S1', x'01', 1, x'00'), ('S1', x'02', 2, NULL);
-                 PRAGMA user_version = 5;",
-            )
-            .unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    let version: i64 = store
-        .conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, super::migrations::LATEST);
-    let rows: Vec<(i64, Option<Vec<u8>>, Option<i64>)> = store
-        .conn
-        .prepare("SELECT version, digest, removed_at_ms FROM digest_feed ORDER BY version")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(rows, vec![(1, Some(vec![0]), None), (2, None, None)]);
-    assert_eq!(count(&store, "digest_compaction"), 0);
-    drop(store);
-    // Opening again is a no-op.
-    let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(count(&store, "digest_feed"), 2);
-}
-
-#[test]
-fn a_schema_6_database_gains_the_coupon_ledgers_commit_order() {
-    use till360_shared::coupon::{derive_till_key, mint, CouponFields};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    let code = {
-        let mut store = SqliteStore::open(&path).unwrap();
-        let conn = store.connection_mut();
-        let till = crate::store::numbering::till_number(conn, &AgentId::new("S1", "T1")).unwrap();
-        let expires = chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap();
-        let fields = CouponFields::new(1, till, expires, 1).unwrap();
-        let code = mint(&derive_till_key(&[7; 32], "S1", "T1"), &fields);
-        // Back to schema 6's shape, with two scans in insertion order.
-        conn.execute_batch(&format!(
-            "DROP INDEX IF EXISTS redemptions_commit;
-             ALTER TABLE redemptions DROP COLUMN commit_seq;
-             ALTER TABLE redemptions DROP COLUMN issuer_store;
-             ALTER TABLE redemptions DROP COLUMN expires;
-             INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, status)
-                 VALUES ('S2', 'T1', 9, '{code}', 50, 0, 'genuine'),
-                        ('S1', 'T1', 3, 'misread', 10, 0, 'refused');
-             PRAGMA user_version = 6;",
-            code = code.as_str()
-        ))
-        .unwrap();
-        code.as_str().to_string()
-    };
-    for _ in 0..2 {
-        // The second open is a no-op.
-        let store = SqliteStore::open(&path).unwrap();
-        let rows: Vec<(String, i64, Option<String>, Option<String>)> = store
-            .conn
-            .prepare("SELECT code, commit_seq, issuer_store, expires FROM redemptions ORDER BY commit_seq")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                (
-                    code.clone(),
-                    1,
-                    Some("S1".into()),
-                    Some("2026-12-31".into())
-                ),
-                ("misread".into(), 2, None, None),
-            ]
-        );
-    }
-}
-
-/// A database of schema 6 kept erased cards in clear in `erasures.card`. Opened as 7
-/// and given the master secret, each becomes a suppression hash and the card keys of
-/// the known stores; the clear column is gone (and its bytes with it); a till event
-/// from before the erase still merges without the card.
-#[test]
-fn a_schema_6_erasure_log_loses_its_clear_cards() {
-    use crate::identity::Identifier;
-    use crate::store::erasures::{erasures_since, suppressed_since, Suppression};
-    use crate::store::{IngestRequest, Store};
-    use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    let card = CardNumber::parse("4006381333931").unwrap();
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        // Back to schema 6's erasure log.
-        store
-            .conn
-            .execute_batch(
-                "DROP TABLE erasures;
-                 CREATE TABLE erasures (
-                     version INTEGER PRIMARY KEY AUTOINCREMENT,
-                     card TEXT NOT NULL,
-                     erased_at_ms INTEGER NOT NULL);
-                 CREATE INDEX erasures_card ON erasures(card);
-                 INSERT INTO erasures (card, erased_at_ms) VALUES ('4006381333931', 5000);
-                 INSERT INTO agents (store, till, last_seq, last_seen_ms) VALUES ('S1', 'T1', 0, 0);
-                 PRAGMA user_version = 6;",
-            )
-            .unwrap();
-    }
-    let master = [9u8; 32];
-    let mut store = SqliteStore::open(&path).unwrap();
-    store.set_coupon_master(&master).unwrap();
-    let suppression = Suppression::from_master(&master);
-    assert_eq!(
-        erasures_since(&store.conn, "S1", 0, 10).unwrap(),
-        vec![(1, vec![suppression.card_key("S1", &card)])]
-    );
-    assert_eq!(
-        suppressed_since(&store.conn, &suppression, &Identifier::card(&card)).unwrap(),
-        Some(5000)
-    );
-    let clear: i64 = store
-        .conn
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('erasures') WHERE name = 'card'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(clear, 0);
-    let agent = AgentId::new("S1", "T2");
-    let scan = Event {
-        agent: agent.clone(),
-        seq: 1,
-        recorded_at: Timestamp::from_unix_ms(4000, 0),
-        kind: EventKind::CardScanned { card: card.clone() },
-    };
-    let events = [scan];
-    store
-        .ingest(
-            &[IngestRequest {
-                agent: &agent,
-                events: &events,
-            }],
-            Timestamp::from_unix_ms(6000, 0),
-        )
-        .unwrap();
-    assert!(store.profile_by_card(&card).unwrap().is_none());
-    drop(store);
-    // Nothing names the card any more, in any table.
-    let bytes = std::fs::read(&path).unwrap();
-    let wal = std::fs::read(dir.path().join("hub.db-wal")).unwrap_or_default();
-    for file in [&bytes, &wal] {
-        assert!(!file.windows(13).any(|w| w == card.as_str().as_bytes()));
-    }
-}
-
-/// A database of schema 6 (before suspicious cards) opens as 7 with `suspicious_cards` and
-/// the transactions' card index.
-#[test]
-fn a_schema_6_database_gains_suspicious_cards() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    {
-        let store = SqliteStore::open(&path).unwrap();
-        store
-            .conn
-            .execute_batch(
-                "DROP TABLE suspicious_cards; DROP INDEX transactions_card;
-                 PRAGMA user_version = 6;",
-            )
-            .unwrap();
-    }
-    let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(user_version(&store), super::migrations::LATEST);
-    assert_eq!(count(&store, "suspicious_cards"), 0);
-    let indexed: i64 = store
-        .conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'transactions_card'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(indexed, 1);
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        drop(writer);
+        thread.join();
+        let store = SqlStore::open(db).unwrap();
+        assert_eq!(count(store.sql(), "events"), 400);
+        assert!(store.agents().unwrap().iter().all(|a| a.last_seq == 50));
+    });
 }
 
 /// The write path on every engine (`for_each_engine`), through the engine-neutral store.

@@ -95,6 +95,76 @@ impl TestDatabase {
     }
 }
 
+/// A fresh database on the engine `TILL360_TEST_ENGINE` chooses, opened as a hub opens
+/// it (schema applied), for tests that work on the store without a hub.
+pub struct TestStore {
+    pub db: till360_hub::store::Database,
+    /// The SQLite file's folder (unused on PostgreSQL).
+    pub dir: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        let database = TestDatabase::for_test_engine();
+        let dir = tempfile::tempdir().unwrap();
+        let url = match database.url() {
+            Some(url) => {
+                till360_hub::config::DatabaseUrl::Postgres(PostgresUrl::parse(&url).unwrap())
+            }
+            None => till360_hub::config::DatabaseUrl::Sqlite(dir.path().join("hub.db")),
+        };
+        let db = blocking(|| {
+            till360_hub::store::Database::open(
+                &url,
+                &till360_hub::store::DatabaseOptions::default(),
+            )
+            .unwrap()
+        });
+        Self {
+            db,
+            dir,
+            _database: database,
+        }
+    }
+
+    /// Empty again: every table of a PostgreSQL database truncated (schema and version
+    /// kept), for tests that run many cases on one database; on SQLite a new file.
+    pub fn reset(&mut self) {
+        use till360_hub::store::transfer::{quoted, tables};
+        if self.db.engine() == till360_hub::store::Engine::Sqlite {
+            *self = Self::new();
+            return;
+        }
+        blocking(|| {
+            let conn = self.db.get().unwrap();
+            let names: Vec<String> = tables(&*conn)
+                .unwrap()
+                .iter()
+                .map(|table| quoted(&table.name))
+                .collect();
+            conn.batch(&format!("TRUNCATE {} RESTART IDENTITY", names.join(", ")))
+                .unwrap();
+        });
+    }
+
+    /// A store on a connection of this database (default settings, no master secret).
+    pub fn store(&self) -> till360_hub::store::SqlStore {
+        till360_hub::store::SqlStore::open(&self.db).unwrap()
+    }
+}
+
+/// Runs `f` on a thread of its own and returns its result: async tests call the store,
+/// and the synchronous PostgreSQL client must not run on a runtime thread.
+pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
 #[test]
 fn a_test_hubs_database_opens_on_the_chosen_engine() {
     let database = TestDatabase::for_test_engine();

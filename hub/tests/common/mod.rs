@@ -16,11 +16,20 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use till360_hub::config::HubConfig;
 use till360_hub::pki;
 use till360_hub::server::{self, RunningHub};
+use till360_hub::store::sql::{FromValue, Param, Row, SqlExt as _, ToParam};
 use till360_shared::codec::{encode_frame, FrameDecoder};
 use till360_shared::wire::{Message, ALPN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const STEP: Duration = Duration::from_secs(10);
+
+/// Statement parameters for [`Site::execute`] and [`Site::query`]:
+/// `args![id, 5_i64, blob]`.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        &[$(till360_hub::store::sql::ToParam::to_param(&$value)),*]
+    };
+}
 
 /// A temp folder with `pki/` (CA + hub cert) and a `hub.toml` using port 0.
 pub struct Site {
@@ -35,9 +44,9 @@ impl Site {
         Self::on(engine::TestDatabase::for_test_engine())
     }
 
-    /// A site whose hub runs on SQLite whatever `TILL360_TEST_ENGINE` says: for the tests
-    /// that still set up or inspect rows through SQLite's file directly.
-    pub fn on_sqlite() -> Self {
+    /// A site whose hub runs on SQLite whatever `TILL360_TEST_ENGINE` says: the source
+    /// of `till360-hub migrate` (migrate_cli).
+    pub fn on_sqlite_for_migrate() -> Self {
         Self::on(engine::TestDatabase::sqlite())
     }
 
@@ -66,6 +75,88 @@ impl Site {
     /// The hub's database, opened as the hub opens it (either engine).
     pub fn open_database(&self) -> till360_hub::store::Database {
         till360_hub::server::open_database(&self.config()).unwrap()
+    }
+
+    /// Appends `text` to the site's `hub.toml` (tables such as `[digests]` go last).
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.path().join("hub.toml");
+        let mut config = std::fs::read_to_string(&path).unwrap();
+        config.push_str(text);
+        std::fs::write(&path, config).unwrap();
+    }
+
+    /// The config of another hub on this site's database (either engine): its own
+    /// `data_dir` and ports (`NAME/`), the site's CA and hub certificate, and the same
+    /// tables the site's `hub.toml` ends with.
+    pub fn another_hub_config(&self, name: &str) -> HubConfig {
+        let url = match self.config().database {
+            till360_hub::config::DatabaseUrl::Sqlite(path) => {
+                format!("sqlite://{}", path.display())
+            }
+            till360_hub::config::DatabaseUrl::Postgres(_) => self.database.url().unwrap(),
+        };
+        let site = std::fs::read_to_string(self.dir.path().join("hub.toml")).unwrap();
+        let tables = site.find("\n[").map_or("", |at| &site[at..]);
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir = \"{name}\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+                 ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
+                 database = {{ url = \"{url}\" }}\n{tables}"
+            ),
+        )
+        .unwrap();
+        HubConfig::load(path).unwrap()
+    }
+
+    /// Runs `f` on a connection of the hub's database (either engine), on a thread of
+    /// its own: for tests that arrange or read rows the store has no function for.
+    pub fn with_db<R: Send>(
+        &self,
+        f: impl FnOnce(&dyn till360_hub::store::sql::Sql) -> R + Send,
+    ) -> R {
+        engine::blocking(|| {
+            let database = self.open_database();
+            let conn = database.get().unwrap();
+            f(&*conn)
+        })
+    }
+
+    /// One statement on the hub's database (either engine; `?N` parameters, see
+    /// [`args!`]): rows arranged as an import or another hub would write them.
+    pub fn execute(&self, sql: &str, params: &[Param<'_>]) -> u64 {
+        self.with_db(|db| {
+            let params: Vec<&dyn ToParam> = params.iter().map(|p| p as &dyn ToParam).collect();
+            db.execute(sql, &params)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// The rows of a query on the hub's database (either engine).
+    pub fn query(&self, sql: &str, params: &[Param<'_>]) -> Vec<Row> {
+        self.with_db(|db| {
+            let params: Vec<&dyn ToParam> = params.iter().map(|p| p as &dyn ToParam).collect();
+            db.query(sql, &params)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+    }
+
+    /// Column 0 of each row of a query.
+    pub fn column<T: FromValue>(&self, sql: &str, params: &[Param<'_>]) -> Vec<T> {
+        self.query(sql, params)
+            .iter()
+            .map(|row| row.get(0).unwrap())
+            .collect()
+    }
+
+    /// An integer query (`SELECT count(*) ...`); none or NULL: 0.
+    pub fn count(&self, sql: &str, params: &[Param<'_>]) -> i64 {
+        self.column::<Option<i64>>(sql, params)
+            .into_iter()
+            .next()
+            .flatten()
+            .unwrap_or(0)
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -273,6 +364,73 @@ impl Agent {
             .await
             .expect("hub did not close the connection")
     }
+}
+
+/// Another process holding the database's write lock (an import, say) until released:
+/// SQLite's one write lock (`BEGIN IMMEDIATE`); on PostgreSQL, writes to `profiles`
+/// (`LOCK TABLE .. IN EXCLUSIVE MODE`: reads go on, as on SQLite).
+pub struct WriteBlocker {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriteBlocker {
+    /// Returns once the lock is held.
+    pub fn hold(site: &Site) -> Self {
+        use till360_hub::store::sql::TxKind;
+        use till360_hub::store::Engine;
+        let config = site.config();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let database = till360_hub::server::open_database(&config).unwrap();
+            let conn = database.get().unwrap();
+            conn.begin(TxKind::Write).unwrap();
+            if conn.engine() == Engine::Postgres {
+                conn.batch("LOCK TABLE profiles IN EXCLUSIVE MODE").unwrap();
+            }
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            conn.rollback().unwrap();
+        });
+        held.recv().expect("the blocker took the lock");
+        Self { release, thread }
+    }
+
+    pub fn release(self) {
+        let _ = self.release.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+/// Grants `purpose` to the customer holding `card`, through the store (as `PUT
+/// /api/v1/profiles/{id}/consents` does).
+pub fn grant_consent(site: &Site, card: &till360_shared::CardNumber, purpose: &str) {
+    use till360_hub::store::{ConsentChange, SqlStore, Store};
+    let config = site.config();
+    engine::blocking(|| {
+        let database = till360_hub::server::open_database(&config).unwrap();
+        let mut store = SqlStore::open(&database).unwrap();
+        let profile = store.profile_by_card(card).unwrap().expect("a profile");
+        let change = ConsentChange {
+            purpose: purpose.to_string(),
+            granted: true,
+        };
+        let at = till360_shared::Timestamp::from_unix_ms(0, 0);
+        store
+            .set_consents(&profile.profile_id, &[change], "test", at)
+            .unwrap()
+            .expect("the profile exists");
+    });
+}
+
+/// `SELECT count(*) ...` (or any one integer; none or NULL: 0) on either engine.
+pub fn count(db: &dyn till360_hub::store::sql::Sql, sql: &str) -> i64 {
+    use till360_hub::store::sql::SqlExt as _;
+    db.query_value::<Option<i64>>(sql, till360_hub::sql_params![])
+        .unwrap()
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// One raw HTTP/1.1 exchange over a fresh TCP connection: status, head and body.
