@@ -406,9 +406,12 @@ fn an_erase_through_the_api_reaches_the_agent() {
     let mut till = site.till("S001", ReceiptStyle::Supermarket, Suffix::Cr, 9);
     let mut agent = site.start_agent(&till);
     till.play(&visit);
+    // The card's scan can reach the hub in a batch of its own before the receipt: wait
+    // for the receipt, not just the profile.
     let profile = wait_until(DEADLINE, || {
         agent.assert_running();
         site.profile(&card)
+            .filter(|profile| profile["transactions"]["count"] == 1)
     });
     let profile = profile.unwrap_or_else(|| {
         panic!(
