@@ -119,6 +119,7 @@ async fn run(engine: &str, site: &Site, settings: &Settings) -> Result<(), Strin
     let started = Instant::now();
     let probed = seed(site, hub.quic_addr(), settings).await?;
     hub.recompute_traits().await.map_err(|e| e.to_string())?;
+    analyze(site)?;
     println!(
         "{engine}: seeded and traits computed in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -142,7 +143,7 @@ async fn run(engine: &str, site: &Site, settings: &Settings) -> Result<(), Strin
         till.await.map_err(|e| e.to_string())??;
     }
     let syncing = syncing?;
-    println!("{engine}: requests/s      p50       p99   (ratio to idle by-card)");
+    println!("{engine}: requests/s      p50       p99   (ratio to idle by-card)  hub process CPU");
     health.print("health (no database, ceiling)", &idle);
     idle.print("by-card, hub idle (baseline)", &idle);
     syncing.print("by-card while tills sync", &idle);
@@ -184,6 +185,23 @@ fn import_catalog(site: &Site) -> Result<(), String> {
     })
     .join()
     .map_err(|_| "the catalogue import panicked".to_string())?
+}
+
+/// On PostgreSQL, fresh planner statistics, as autovacuum gathers them within a minute of
+/// the seeding: without them the planner takes the just-imported catalogue for a tiny
+/// table and scans it for every view.
+fn analyze(site: &Site) -> Result<(), String> {
+    let config = site.config();
+    std::thread::spawn(move || -> Result<(), String> {
+        let database = till360_hub::server::open_database(&config).map_err(|e| e.to_string())?;
+        if database.engine() == till360_hub::store::Engine::Postgres {
+            let conn = database.get().map_err(|e| e.to_string())?;
+            conn.batch("ANALYZE").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "ANALYZE panicked".to_string())?
 }
 
 /// Seeds the hub through its QUIC listener: the probed customers' receipts (~50 each)
@@ -343,16 +361,20 @@ struct Measured {
     rps: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of this process (the hub and the simulated tills) per request, from
+    /// `/proc/self/stat`: steadier than requests/s on a machine others load.
+    cpu_per_request: Duration,
 }
 
 impl Measured {
     fn print(&self, what: &str, baseline: &Measured) {
         println!(
-            "  {what:<34} {:>8.0}  {:>7.2} ms  {:>7.2} ms  ({:.2}×)",
+            "  {what:<34} {:>8.0}  {:>7.2} ms  {:>7.2} ms  ({:.2}×)  {:>6.0} µs CPU/request",
             self.rps,
             ms(self.p50),
             ms(self.p99),
-            self.rps / baseline.rps
+            self.rps / baseline.rps,
+            self.cpu_per_request.as_secs_f64() * 1e6
         );
     }
 }
@@ -376,7 +398,9 @@ async fn wrk(
         cmd.args(["-s", script]);
     }
     cmd.arg(format!("http://{http}{path}"));
+    let cpu = process_cpu()?;
     let out = cmd.output().await.map_err(|e| format!("wrk: {e}"))?;
+    let cpu = process_cpu()?.saturating_sub(cpu);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
@@ -384,7 +408,29 @@ async fn wrk(
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    parse_wrk(&text).map_err(|e| format!("{e} in wrk's output:\n{text}"))
+    let mut measured = parse_wrk(&text).map_err(|e| format!("{e} in wrk's output:\n{text}"))?;
+    let requests = (measured.rps * seconds as f64).max(1.0);
+    measured.cpu_per_request = cpu.div_f64(requests);
+    Ok(measured)
+}
+
+/// User and system CPU time of this process so far (`/proc/self/stat`, in clock ticks of
+/// 10 ms, Linux's `USER_HZ`).
+fn process_cpu() -> Result<Duration, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces) in parentheses: utime and
+    // stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match fields[..] {
+        [user, system] => Ok(Duration::from_millis((user + system) * 10)),
+        _ => Err(format!("/proc/self/stat: {stat}")),
+    }
 }
 
 fn parse_wrk(text: &str) -> Result<Measured, String> {
@@ -408,6 +454,7 @@ fn parse_wrk(text: &str) -> Result<Measured, String> {
         rps,
         p50: percentile("50%")?,
         p99: percentile("99%")?,
+        cpu_per_request: Duration::ZERO,
     })
 }
 
