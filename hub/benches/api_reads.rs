@@ -22,7 +22,6 @@
 //! `TILL360_BENCH_TILLS` (syncing tills, default 8),
 //! `TILL360_BENCH_ENGINES` (`sqlite,postgres` by default).
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
