@@ -6,7 +6,9 @@ use till360_shared::{
     AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
 };
 
-const PRODUCTS: &[(&str, i64)] = &[
+/// The products the receipts name (description, unit price in cents); a line's sku is
+/// `400` and `unit * 7 + qty` in ten digits.
+pub const PRODUCTS: &[(&str, i64)] = &[
     ("Milk 1l", 119),
     ("Bread", 249),
     ("Butter 250g", 229),

@@ -9,11 +9,12 @@
 //! chunks of [`CATALOG_CHUNK`] values bound to one cached statement).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use till360_shared::{codec, CardNumber, ReceiptLine, Timestamp};
 
-use super::sql::{Engine, Row, Sql, SqlExt, ToParam, Value};
+use super::sql::{transaction, Engine, Row, Sql, SqlExt, ToParam, TxKind, Value};
 use super::{ProfileQuery, StoreError};
 use crate::identity::{IdKind, Identifier};
 use crate::profile::{
@@ -52,15 +53,32 @@ pub const CATALOG_CHUNK: usize = 32;
 
 /// The 360° view of a profile, `None` if unknown.
 pub fn load_view(db: &dyn Sql, profile_id: &str) -> Result<Option<ProfileView>, StoreError> {
-    match db.query_opt(PROFILE_BY_ID, sql_params![profile_id])? {
-        Some(row) => Ok(Some(view_of(db, Head::read(&row)?)?)),
-        None => Ok(None),
-    }
+    view_where(db, PROFILE_BY_ID, profile_id)
 }
 
 /// The 360° view of the profile holding `card`, `None` if no profile does.
 pub fn profile_by_card(db: &dyn Sql, card: &CardNumber) -> Result<Option<ProfileView>, StoreError> {
-    match db.query_opt(PROFILE_BY_CARD, sql_params![card.as_str()])? {
+    view_where(db, PROFILE_BY_CARD, card.as_str())
+}
+
+/// The view of the profile `head_sql` finds by `key`, read in one read transaction: one
+/// snapshot for all of its statements (a merge or a receipt committed meanwhile is in
+/// all of them or none; SQLite checks the WAL once, not per statement). On PostgreSQL
+/// the transaction lets these reads use generic plans (`plan_cache_mode = auto`): the
+/// sessions plan every statement for its values (`force_custom_plan`, which the
+/// ingest's array statements need), and planning the view's statements cost several
+/// times their execution (`benches/api_reads.rs`).
+fn view_where(db: &dyn Sql, head_sql: &str, key: &str) -> Result<Option<ProfileView>, StoreError> {
+    transaction(db, TxKind::Read, |tx| {
+        if tx.engine() == Engine::Postgres {
+            tx.batch("SET LOCAL plan_cache_mode = auto")?;
+        }
+        read_view(tx, head_sql, key)
+    })
+}
+
+fn read_view(db: &dyn Sql, head_sql: &str, key: &str) -> Result<Option<ProfileView>, StoreError> {
+    match db.query_opt(head_sql, sql_params![key])? {
         Some(row) => Ok(Some(view_of(db, Head::read(&row)?)?)),
         None => Ok(None),
     }
@@ -410,8 +428,8 @@ fn coupon_summary(db: &dyn Sql, profile_id: &str) -> Result<CouponSummary, Store
 /// first by sku when several match).
 struct Catalog {
     engine: Engine,
-    by_sku: HashMap<String, (String, bool)>,
-    by_description: HashMap<String, (String, bool)>,
+    by_sku: HashMap<String, (Arc<str>, bool)>,
+    by_description: HashMap<String, (Arc<str>, bool)>,
 }
 
 impl Catalog {
@@ -435,7 +453,7 @@ impl Catalog {
                 &padded(chunk),
                 &mut |mut row| {
                     let sku = text(row.take(0), "product sku")?;
-                    let product = (text(row.take(1), "product category")?, row.get(2)?);
+                    let product = (text(row.take(1), "product category")?.into(), row.get(2)?);
                     catalog.by_sku.insert(sku, product);
                     Ok(())
                 },
@@ -471,7 +489,7 @@ impl Catalog {
             let mut rows = db.query(&format!("{sql} ORDER BY sku"), &padded(chunk))?;
             for row in &mut rows {
                 let key = fold(engine, &text(row.take(0), "product description")?);
-                let product = (text(row.take(1), "product category")?, row.get(2)?);
+                let product = (text(row.take(1), "product category")?.into(), row.get(2)?);
                 // Ordered by sku: the first match of a description wins.
                 catalog.by_description.entry(key).or_insert(product);
             }
@@ -715,6 +733,46 @@ mod tests {
                 "by id and by card"
             );
             assert!(profile_by_card(conn, &card(3)).unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_view_is_read_in_a_transaction_that_leaves_the_connection_as_it_was() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            let c = card(1);
+            add_profile(conn, "p-a", &c, "Anna", 3, |_| {
+                vec![line("Milk", None, 100)]
+            });
+            let plan_mode = || -> Option<String> {
+                if conn.engine() != Engine::Postgres {
+                    return None;
+                }
+                conn.query_value("SELECT current_setting('plan_cache_mode')", sql_params![])
+                    .unwrap()
+            };
+            let before = plan_mode();
+            let view = profile_by_card(conn, &c).unwrap().unwrap();
+            assert_eq!(view.transactions.count, 3);
+            assert!(profile_by_card(conn, &card(2)).unwrap().is_none());
+            assert!(load_view(conn, "p-x").unwrap().is_none());
+            // No transaction left open: a write transaction starts and commits, and the
+            // ingest's plan mode (a session setting) is the one it had.
+            transaction(conn, TxKind::Write, |tx| {
+                tx.execute(
+                    "UPDATE profiles SET first_name = 'Anne' WHERE profile_id = 'p-a'",
+                    sql_params![],
+                )
+            })
+            .unwrap();
+            assert!(!conn.is_broken());
+            assert_eq!(plan_mode(), before);
+            if conn.engine() == Engine::Postgres {
+                assert_eq!(before.as_deref(), Some("force_custom_plan"));
+            }
+            let view = load_view(conn, "p-a").unwrap().unwrap();
+            assert_eq!(view.personal.first_name.as_deref(), Some("Anne"));
         });
     }
 
