@@ -1,7 +1,8 @@
 //! Ingest throughput: the hub's ingest path (plan_ingest + merge + commit through the
 //! store writer, one batch at a time as agents send them) next to a baseline measured
 //! in the same run: raw batched SQLite inserts of the same rows into the same schema
-//! (prepared statements, one transaction per batch).
+//! (prepared statements, one transaction per batch). Both open their file through
+//! `store::Database`, so both run on the schema the hub migrates to.
 //!
 //! `cargo bench -p till360-hub --bench ingest`; `TILL360_BENCH_RECEIPTS=N` changes N.
 
@@ -9,9 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
-use till360_hub::config::FraudConfig;
+use till360_hub::config::{DatabaseUrl, FraudConfig};
 use till360_hub::profile::{merge_ops, MergeOp};
-use till360_hub::store::{spawn_writer, SqliteStore, SCHEMA};
+use till360_hub::store::ingest::stored_payload;
+use till360_hub::store::{spawn_writer, Database, DatabaseOptions, SqlStore};
 use till360_hub::synthetic::Generator;
 use till360_shared::{codec, AgentId, Event, Timestamp};
 
@@ -132,7 +134,12 @@ fn now() -> Timestamp {
 
 /// The hub's ingest path; `fraud`: with the card-fraud checks at ingest (the default).
 fn hub_path(db: &Path, batches: Vec<(AgentId, Vec<Event>)>, fraud: bool) -> Duration {
-    let mut store = SqliteStore::open(db).expect("open hub store");
+    let database = Database::open(
+        &DatabaseUrl::Sqlite(db.to_path_buf()),
+        &DatabaseOptions::default(),
+    )
+    .expect("open hub database");
+    let mut store = SqlStore::open(&database).expect("open hub store");
     if !fraud {
         store.set_fraud_config(FraudConfig {
             enabled: false,
@@ -200,7 +207,7 @@ fn rows(agent: &AgentId, batch: &[Event]) -> Rows {
             e.kind.name(),
             e.recorded_at.unix_ms,
             e.recorded_at.offset_min,
-            codec::to_bytes(e).expect("encode"),
+            stored_payload(e).expect("encode"),
         ));
         for op in merge_ops(e).0 {
             match op {
@@ -239,13 +246,20 @@ fn rows(agent: &AgentId, batch: &[Event]) -> Rows {
 
 fn baseline_path(db: &Path, batches: &[(AgentId, Vec<Event>)]) -> Duration {
     let prepared: Vec<Rows> = batches.iter().map(|(a, b)| rows(a, b)).collect();
+    // The schema the hub migrates to, then the hub's connection settings.
+    drop(
+        Database::open(
+            &DatabaseUrl::Sqlite(db.to_path_buf()),
+            &DatabaseOptions::default(),
+        )
+        .expect("migrate baseline"),
+    );
     let mut conn = Connection::open(db).expect("open baseline");
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
     )
     .expect("pragmas");
-    conn.execute_batch(SCHEMA).expect("schema");
     let start = Instant::now();
     for batch in &prepared {
         let tx = conn.transaction().expect("begin");

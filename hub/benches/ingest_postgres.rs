@@ -19,6 +19,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls};
 use till360_hub::config::{DatabaseUrl, FraudConfig, PostgresUrl};
 use till360_hub::profile::{merge_ops, MergeOp};
+use till360_hub::store::ingest::stored_payload;
 use till360_hub::store::postgres::TemporaryDatabase;
 use till360_hub::store::{Database, DatabaseOptions, IngestRequest, SqlStore, Store};
 use till360_hub::synthetic::Generator;
@@ -268,7 +269,7 @@ fn rows(agent: &AgentId, batch: &[Event], seen: &mut HashSet<String>) -> Rows {
             e.kind.name(),
             e.recorded_at.unix_ms,
             e.recorded_at.offset_min.into(),
-            codec::to_bytes(e).expect("encode"),
+            stored_payload(e).expect("encode"),
         ));
         for op in merge_ops(e).0 {
             match op {
