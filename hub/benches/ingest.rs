@@ -106,6 +106,20 @@ fn main() {
         baseline.as_secs_f64() * 1e3
     );
     println!("ratio hub / baseline: {:.2}", rate(hub) / rate(baseline));
+    let sizes: (f64, f64) = Connection::open(dir.path().join("hub-0.db"))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT (SELECT avg(length(payload)) FROM events),
+                        (SELECT avg(length(lines)) FROM transactions)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .expect("row sizes");
+    println!(
+        "bytes per receipt: events.payload {:.0} (without its lines), transactions.lines {:.0}",
+        sizes.0, sizes.1
+    );
     for table in [
         "events",
         "transactions",

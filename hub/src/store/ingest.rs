@@ -492,8 +492,8 @@ fn has_lines(kind: &EventKind) -> bool {
 }
 
 /// The bytes `event` is stored with in `events.payload`: a receipt without its lines,
-/// which its `transactions` row holds (each line is stored once: schema 9); any other
-/// event whole. [`stored_events`] puts the lines back.
+/// which its `transactions` row holds (each line is stored once); any other event
+/// whole. [`stored_events`] puts the lines back.
 pub fn stored_payload(event: &Event) -> Result<Vec<u8>, StoreError> {
     let EventKind::Receipt(receipt) = &event.kind else {
         return Ok(codec::to_bytes(event)?);
@@ -520,8 +520,8 @@ pub fn stored_payload(event: &Event) -> Result<Vec<u8>, StoreError> {
 
 /// The raw events of `agent` with seqs in `seqs`, in seq order, as the hub stored them
 /// (erased cards left out), each receipt whole again: its lines come from its
-/// `transactions` row (stored there only since schema 9; a receipt stored before still
-/// carries them in its payload).
+/// `transactions` row (a receipt stored before lines were stored once still carries
+/// them in its payload).
 pub fn stored_events(
     db: &dyn Sql,
     agent: &AgentId,
@@ -760,6 +760,7 @@ fn is_batch_fault(err: &StoreError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::SqlExt;
     use crate::store::test_support::for_each_engine;
     use crate::store::{SqlStore, Store};
     use crate::synthetic::Generator;
@@ -821,7 +822,60 @@ mod tests {
         });
     }
 
-    /// A receipt stored whole (before schema 9) keeps its lines: the reader takes them
+    /// A batch alone in its commit runs without a savepoint; when the database refuses
+    /// one of its rows, that batch is refused (its refusal recorded, none of its rows
+    /// kept) and the till's next attempt lands once the row can be stored.
+    #[test]
+    fn a_batch_alone_in_its_commit_that_the_database_refuses_is_refused_and_recorded() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            conn.batch(match conn.engine() {
+                Engine::Sqlite => {
+                    "CREATE TRIGGER poison BEFORE INSERT ON transactions WHEN NEW.seq = 3
+                     BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+                }
+                Engine::Postgres => {
+                    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN
+                         IF NEW.seq = 3 THEN
+                             RAISE EXCEPTION 'poisoned row' USING ERRCODE = '23514';
+                         END IF;
+                         RETURN NEW;
+                     END $$ LANGUAGE plpgsql;
+                     CREATE TRIGGER poison BEFORE INSERT ON transactions
+                         FOR EACH ROW EXECUTE FUNCTION poison();"
+                }
+            })
+            .unwrap();
+            let agent = AgentId::new("S1", "T1");
+            let mut gen = Generator::new(47, 10, 80);
+            let events: Vec<Event> = (1..=5).map(|seq| gen.receipt(&agent, seq)).collect();
+            let mut store = SqlStore::open(db).unwrap();
+            let request = [IngestRequest { agent: &agent, events: &events }];
+            let outcome = store.ingest(&request, now()).unwrap();
+            match &outcome[..] {
+                [Err((Refusal::ProtocolError, detail))] => {
+                    assert!(detail.contains("seq 1..=5"), "{detail}")
+                }
+                other => panic!("expected the batch refused, got {other:?}"),
+            }
+            let count = |table: &str| {
+                conn.query_value::<i64>(&format!("SELECT count(*) FROM {table}"), sql_params![])
+                    .unwrap()
+                    .unwrap_or(0)
+            };
+            assert_eq!((count("events"), count("transactions")), (0, 0));
+            assert_eq!(count("agent_alerts"), 1, "the refusal is recorded");
+            conn.batch(match conn.engine() {
+                Engine::Sqlite => "DROP TRIGGER poison",
+                Engine::Postgres => "DROP TRIGGER poison ON transactions",
+            })
+            .unwrap();
+            assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(5)]);
+            assert_eq!((count("events"), count("transactions")), (5, 5));
+        });
+    }
+
+    /// A receipt stored whole (before receipt lines were stored once) keeps its lines: the reader takes them
     /// from the payload.
     #[test]
     fn a_receipt_stored_with_its_lines_comes_back_whole() {
