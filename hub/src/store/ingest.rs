@@ -3,12 +3,17 @@
 //! high-water marks in one transaction.
 //!
 //! - The high-water mark is read and advanced inside the merge's transaction. On
-//!   PostgreSQL the agents' rows are locked first (`SELECT … FOR UPDATE`, in a fixed
-//!   order, after inserting a missing row), so two hubs committing batches of one till
-//!   wait for each other and never both apply a seq; SQLite's `BEGIN IMMEDIATE`
-//!   already serialises every writer.
-//! - Each batch is merged under a savepoint: a batch whose values the database refuses
-//!   is refused alone, the others in the commit keep theirs.
+//!   PostgreSQL the agents' rows are locked first (in a fixed order, one upsert per
+//!   agent that inserts a missing row and locks it as `SELECT … FOR UPDATE` would), so
+//!   two hubs committing batches of one till wait for each other and never both apply a
+//!   seq; SQLite's `BEGIN IMMEDIATE` already serialises every writer.
+//! - Batches sharing a commit are each merged under a savepoint: a batch whose values
+//!   the database refuses is refused alone, the others in the commit keep theirs. A
+//!   batch alone in its commit needs none: refused, the commit is rolled back and run
+//!   again with the savepoint, which records the refusal.
+//! - Each receipt line is stored once: in the receipt's `transactions` row; the
+//!   receipt's event is stored without its lines ([`stored_payload`]) and comes back
+//!   whole from [`stored_events`].
 //! - The whole commit runs in [`transaction`]: a serialization failure or deadlock
 //!   (PostgreSQL) runs it again from the start. Nothing outside the database changes
 //!   inside it (the outcomes are returned, never kept), so a retry starts clean.
@@ -850,7 +855,10 @@ mod tests {
             let mut gen = Generator::new(47, 10, 80);
             let events: Vec<Event> = (1..=5).map(|seq| gen.receipt(&agent, seq)).collect();
             let mut store = SqlStore::open(db).unwrap();
-            let request = [IngestRequest { agent: &agent, events: &events }];
+            let request = [IngestRequest {
+                agent: &agent,
+                events: &events,
+            }];
             let outcome = store.ingest(&request, now()).unwrap();
             match &outcome[..] {
                 [Err((Refusal::ProtocolError, detail))] => {
