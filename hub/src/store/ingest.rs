@@ -781,24 +781,16 @@ mod tests {
     fn receipt_lines_are_stored_once_and_the_raw_events_come_back_whole() {
         for_each_engine(|db| {
             let agent = AgentId::new("S1", "T1");
-            let mut gen = Generator::new(41, 10, 80);
-            let events = gen.events(&agent, 1, 60);
-            assert!(
-                events.iter().any(|e| has_lines(&e.kind)),
-                "receipts with lines"
-            );
+            let events = Generator::new(41, 10, 80).events(&agent, 1, 60);
+            assert!(events.iter().any(|e| has_lines(&e.kind)));
             let mut store = SqlStore::open(db).unwrap();
-            for batch in events.chunks(25) {
-                let outcome = store
-                    .ingest(
-                        &[IngestRequest {
-                            agent: &agent,
-                            events: batch,
-                        }],
-                        now(),
-                    )
-                    .unwrap();
-                assert_eq!(outcome, vec![Ok(batch.last().unwrap().seq)]);
+            for events in events.chunks(25) {
+                let request = [IngestRequest {
+                    agent: &agent,
+                    events,
+                }];
+                let last = events[events.len() - 1].seq;
+                assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(last)]);
             }
             let conn = db.get().unwrap();
             assert_eq!(stored_events(&*conn, &agent, 1..=60).unwrap(), events);
