@@ -2,7 +2,9 @@
 //! one commit per batch as tills send them) next to a baseline measured in the same run:
 //! a raw binary COPY of the same rows into the same tables (one transaction per batch).
 //! Then "two hubs sharing the load on one database": two store writers (two threads,
-//! each its own `Database`, each half of the tills) against one writer with every till.
+//! each its own `Database`, each half of the tills) against one writer with every till,
+//! and the staging-table variant of the raw path (binary COPY into temporary tables,
+//! then `INSERT … SELECT … ON CONFLICT DO NOTHING`) beside the direct COPY.
 //!
 //! The events are those of `benches/ingest.rs` (receipts with lines and cards). Each run
 //! makes its own databases on the server (`TILL360_TEST_POSTGRES`, default
