@@ -4,8 +4,14 @@
 //! the same run: the hub's raw ingest of the same events through its store writer on a
 //! fresh database, without the network and without the agent's journal.
 //!
+//! Where the time goes, each stage alone on the same events: reading the journal (the
+//! uplink's `read_linked` in batches), encoding the batches as frames, and the hub's
+//! ingest (the baseline).
+//!
 //! `cargo bench -p till360 --bench sync_drain`; `TILL360_BENCH_EVENTS=N` changes N
-//! (default 1,000,000; the goal is ≤ 20 s).
+//! (default 1,000,000; the goal is ≤ 20 s on SQLite). `TILL360_BENCH_DATABASE=postgres://…`
+//! runs the hub on PostgreSQL: each run creates its own databases on that server and
+//! drops them (default: SQLite files).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,10 +20,12 @@ use std::time::{Duration, Instant};
 use till360_agent::config::HubLink;
 use till360_agent::journal::Journal;
 use till360_agent::uplink::{client_config, Uplink, DEFAULT_REQUEST_TIMEOUT};
-use till360_hub::config::HubConfig;
-use till360_hub::store::{spawn_writer, SqliteStore};
+use till360_hub::config::{DatabaseUrl, HubConfig, PostgresUrl};
+use till360_hub::store::postgres::TemporaryDatabase;
+use till360_hub::store::{spawn_writer, Database, DatabaseOptions, SqlStore};
 use till360_hub::synthetic::Generator;
-use till360_shared::{AgentId, Event, Timestamp};
+use till360_shared::wire::Message;
+use till360_shared::{codec, AgentId, Event, Timestamp};
 
 const BATCH: usize = 500;
 const WINDOW: u64 = 4000;
@@ -39,19 +47,56 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    let (read, encode) = journal_stages(&journal_dir, &agent, count);
+    let server = std::env::var("TILL360_BENCH_DATABASE")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| PostgresUrl::parse(&url).expect("TILL360_BENCH_DATABASE"));
+    println!(
+        "  hub database: {}",
+        server
+            .as_ref()
+            .map_or("SQLite (a file on disk)".to_string(), |s| format!(
+                "PostgreSQL ({s})"
+            ))
+    );
+    let hub_db = server
+        .as_ref()
+        .map(|s| TemporaryDatabase::create(s, "bench_sync_drain_hub").expect("hub database"));
+    let baseline_db = server.as_ref().map(|s| {
+        TemporaryDatabase::create(s, "bench_sync_drain_baseline").expect("baseline database")
+    });
+    let url = |scratch: &Option<TemporaryDatabase>, file: &str| match scratch {
+        Some(db) => DatabaseUrl::Postgres(db.url().clone()),
+        None => DatabaseUrl::Sqlite(dir.path().join(file)),
+    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let drain = runtime.block_on(drain_over_quic(dir.path(), &journal_dir, &agent, count));
-    let baseline = runtime.block_on(raw_ingest(&dir.path().join("baseline.db"), &agent, count));
-
     let rate = |d: Duration| count as f64 / d.as_secs_f64();
+    let drain = runtime.block_on(drain_over_quic(
+        dir.path(),
+        &journal_dir,
+        &agent,
+        count,
+        &url(&hub_db, "hub/hub.db"),
+    ));
     println!(
         "  drain over QUIC, journal → hub commit: {:>8.2} s  {:>9.0} events/s  (goal ≤ 20 s for 1M)",
         drain.as_secs_f64(),
         rate(drain)
     );
+    // Opened off the runtime: the PostgreSQL client blocks on a runtime of its own.
+    let database = Database::open(
+        &url(&baseline_db, "baseline.db"),
+        &DatabaseOptions::default(),
+    )
+    .expect("open database");
+    let store = SqlStore::open(&database).expect("open store");
+    let baseline = runtime.block_on(raw_ingest(store, &agent, count));
+
     println!(
         "  baseline hub raw ingest (writer, no network): {:>8.2} s  {:>9.0} events/s",
         baseline.as_secs_f64(),
@@ -61,6 +106,32 @@ fn main() {
         "  ratio drain / raw ingest: {:.2}",
         drain.as_secs_f64() / baseline.as_secs_f64()
     );
+    println!(
+        "  stages alone: journal reads {:.2} s, frame encoding {:.2} s, hub ingest {:.2} s",
+        read.as_secs_f64(),
+        encode.as_secs_f64(),
+        baseline.as_secs_f64()
+    );
+}
+
+/// The agent's side alone: the journal read in the uplink's batches (with their chain
+/// links), and those batches encoded as the frames the uplink sends.
+fn journal_stages(journal_dir: &Path, agent: &AgentId, count: u64) -> (Duration, Duration) {
+    let journal = Journal::open(journal_dir, agent).expect("open journal");
+    let (mut read, mut encode) = (Duration::ZERO, Duration::ZERO);
+    let mut first = 1;
+    while first <= count {
+        let started = Instant::now();
+        let linked = journal.read_linked(first, BATCH).expect("read");
+        read += started.elapsed();
+        let started = Instant::now();
+        let events: Vec<Event> = linked.into_iter().map(|(event, _)| event).collect();
+        first += events.len() as u64;
+        let frame = codec::encode_frame(&Message::Events(events)).expect("encode");
+        std::hint::black_box(frame);
+        encode += started.elapsed();
+    }
+    (read, encode)
 }
 
 /// The same events the journal holds, in seq order (the generator is deterministic).
@@ -96,7 +167,13 @@ fn fill_journal(target: &Path, agent: &AgentId, count: u64) {
     assert!(target.join(path.file_name().expect("file name")).exists());
 }
 
-async fn drain_over_quic(site: &Path, journal_dir: &Path, agent: &AgentId, count: u64) -> Duration {
+async fn drain_over_quic(
+    site: &Path,
+    journal_dir: &Path,
+    agent: &AgentId,
+    count: u64,
+    database: &DatabaseUrl,
+) -> Duration {
     let pki = site.join("pki");
     till360_hub::pki::init_ca(
         &pki,
@@ -108,10 +185,17 @@ async fn drain_over_quic(site: &Path, journal_dir: &Path, agent: &AgentId, count
     let certs = site.join("certs");
     till360_hub::pki::issue_agent(&pki, &agent.store, &agent.till, &certs).expect("issue");
     let hub_toml = site.join("hub.toml");
+    let database = match database {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Postgres(url) => url.connection_string(),
+    };
     std::fs::write(
         &hub_toml,
-        "data_dir = \"hub\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
+        format!(
+            "data_dir = \"hub\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
+             [database]\nurl = \"{database}\"\n"
+        ),
     )
     .expect("hub.toml");
     let hub = till360_hub::server::start(HubConfig::load(&hub_toml).expect("hub config"))
@@ -166,8 +250,7 @@ async fn drain_over_quic(site: &Path, journal_dir: &Path, agent: &AgentId, count
     elapsed
 }
 
-async fn raw_ingest(db: &Path, agent: &AgentId, count: u64) -> Duration {
-    let store = SqliteStore::open(db).expect("open store");
+async fn raw_ingest(store: SqlStore, agent: &AgentId, count: u64) -> Duration {
     let (writer, thread) = spawn_writer(Box::new(store)).expect("writer");
     let mut gen = Generator::new(2026, 2_000, 80);
     // Generated outside the clock, a chunk at a time to bound memory.

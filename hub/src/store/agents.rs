@@ -19,21 +19,6 @@ const UPSERT_AGENT: &str = "INSERT INTO agents (store, till, last_seq, last_seen
                          ELSE excluded.last_seq END,
          last_seen_ms = excluded.last_seen_ms";
 
-/// Makes sure the agent has a row (at 0, GENESIS, if new), so that it can be locked.
-pub(super) fn ensure_agent(
-    db: &dyn Sql,
-    agent: &AgentId,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    db.execute(
-        "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
-         VALUES (?1, ?2, 0, ?3, ?4)
-         ON CONFLICT (store, till) DO NOTHING",
-        sql_params![agent.store, agent.till, now.unix_ms, &GENESIS[..]],
-    )?;
-    Ok(())
-}
-
 /// Notes that `agent` connected at `now` and returns its committed high-water mark.
 pub fn hello(db: &dyn Sql, agent: &AgentId, now: Timestamp) -> Result<u64, StoreError> {
     transaction(db, TxKind::Write, |tx| {

@@ -3,22 +3,27 @@
 //! high-water marks in one transaction.
 //!
 //! - The high-water mark is read and advanced inside the merge's transaction. On
-//!   PostgreSQL the agents' rows are locked first (`SELECT … FOR UPDATE`, in a fixed
-//!   order, after inserting a missing row), so two hubs committing batches of one till
-//!   wait for each other and never both apply a seq; SQLite's `BEGIN IMMEDIATE`
-//!   already serialises every writer.
-//! - Each batch is merged under a savepoint: a batch whose values the database refuses
-//!   is refused alone, the others in the commit keep theirs.
+//!   PostgreSQL the agents' rows are locked first (in a fixed order, one upsert per
+//!   agent that inserts a missing row and locks it as `SELECT … FOR UPDATE` would), so
+//!   two hubs committing batches of one till wait for each other and never both apply a
+//!   seq; SQLite's `BEGIN IMMEDIATE` already serialises every writer.
+//! - Batches sharing a commit are each merged under a savepoint: a batch whose values
+//!   the database refuses is refused alone, the others in the commit keep theirs. A
+//!   batch alone in its commit needs none: refused, the commit is rolled back and run
+//!   again with the savepoint, which records the refusal.
+//! - Each receipt line is stored once: in the receipt's `transactions` row; the
+//!   receipt's event is stored without its lines ([`stored_payload`]) and comes back
+//!   whole from [`stored_events`].
 //! - The whole commit runs in [`transaction`]: a serialization failure or deadlock
 //!   (PostgreSQL) runs it again from the start. Nothing outside the database changes
 //!   inside it (the outcomes are returned, never kept), so a retry starts clean.
 
-use till360_shared::chain::{link_bytes, ChainHash};
+use till360_shared::chain::{link_bytes, ChainHash, GENESIS};
 use till360_shared::sync::plan_ingest;
 use till360_shared::wire::Refusal;
-use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Timestamp};
+use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Receipt, Timestamp};
 
-use super::agents::{ensure_agent, record_refusal};
+use super::agents::record_refusal;
 use super::erasures::{self, Suppression};
 use super::identity::{
     card_rows, resolve_card, resolve_card_from, resolve_cards, CardRow, CardSighting,
@@ -72,33 +77,88 @@ pub fn ingest(
     requests: &[IngestRequest<'_>],
     now: Timestamp,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    transaction(db, TxKind::Write, |tx| {
-        ingest_in_transaction(tx, settings, requests, now)
-    })
+    // One till's batch alone in its commit (the common case) needs no savepoint: if the
+    // database refuses its values the whole commit is rolled back and run again with
+    // the savepoint, which refuses that batch and records why.
+    let alone = requests.len() == 1;
+    let run = |isolate: bool| {
+        transaction(db, TxKind::Write, |tx| {
+            ingest_in_transaction(tx, settings, requests, now, isolate)
+        })
+    };
+    match run(!alone) {
+        Err(err) if alone && is_batch_fault(&err) => run(true),
+        other => other,
+    }
 }
 
+/// The agents' high-water marks and chain heads as this transaction knows them: read
+/// once per agent (under its row lock on PostgreSQL), then advanced by its own batches.
+type Heads<'a> = HashMap<&'a AgentId, (u64, Option<ChainHash>)>;
+
+/// Reads (PostgreSQL: inserting a missing row first, then locking it) the agents' heads
+/// and whether anybody was ever erased, in one statement per agent on PostgreSQL.
+fn read_heads<'a>(
+    tx: &dyn Sql,
+    requests: &[IngestRequest<'a>],
+    now: Timestamp,
+) -> Result<(Heads<'a>, bool), StoreError> {
+    let mut heads = HashMap::new();
+    if tx.engine() == Engine::Sqlite {
+        // `BEGIN IMMEDIATE` already serialises every writer.
+        for req in requests {
+            if !heads.contains_key(req.agent) {
+                heads.insert(req.agent, chain::head(tx, req.agent)?);
+            }
+        }
+        return Ok((heads, erasures::any_suppressed(tx)?));
+    }
+    // Every agent of this commit, locked in one order (no deadlock between hubs). The
+    // upsert's no-op update locks the row as `SELECT … FOR UPDATE` would (a second hub
+    // waits here for the first's commit, then reads what it committed), and a new
+    // agent's row is inserted and locked by the same statement.
+    let mut agents: Vec<&'a AgentId> = requests.iter().map(|r| r.agent).collect();
+    agents.sort_by(|a, b| (&a.store, &a.till).cmp(&(&b.store, &b.till)));
+    agents.dedup();
+    let mut suppressed = false;
+    for agent in agents {
+        let mut head = None;
+        tx.query_each(
+            "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
+             VALUES (?1, ?2, 0, ?3, ?4)
+             ON CONFLICT (store, till) DO UPDATE SET last_seq = agents.last_seq
+             RETURNING last_seq, chain_hash,
+                 EXISTS (SELECT 1 FROM suppressed_identifiers)",
+            sql_params![agent.store, agent.till, now.unix_ms, &GENESIS[..]],
+            &mut |row| {
+                let hash = row
+                    .get::<Option<Vec<u8>>>(1)?
+                    .and_then(|h| ChainHash::try_from(h.as_slice()).ok());
+                head = Some((u64::try_from(row.get::<i64>(0)?).unwrap_or(0), hash));
+                suppressed |= row.get::<bool>(2)?;
+                Ok(())
+            },
+        )?;
+        let head = head.ok_or_else(|| {
+            StoreError::Corrupt(format!("agent {agent}: the upsert returned no row"))
+        })?;
+        heads.insert(agent, head);
+    }
+    Ok((heads, suppressed))
+}
+
+/// `isolate`: each batch under its own savepoint (several tills in one commit).
 fn ingest_in_transaction(
     tx: &dyn Sql,
     settings: MergeSettings<'_>,
     requests: &[IngestRequest<'_>],
     now: Timestamp,
+    isolate: bool,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    if tx.engine() == Engine::Postgres {
-        // Every agent of this commit, locked in one order (no deadlock between hubs).
-        let mut agents: Vec<&AgentId> = requests.iter().map(|r| r.agent).collect();
-        agents.sort_by(|a, b| (&a.store, &a.till).cmp(&(&b.store, &b.till)));
-        agents.dedup();
-        for agent in agents {
-            ensure_agent(tx, agent, now)?;
-            chain::head_for_update(tx, agent)?;
-        }
-    }
+    let (mut heads, any_suppressed) = read_heads(tx, requests, now)?;
     // Nobody erased yet (the common case): no keyed hash and lookup per card. Read in
     // the transaction, so an erase committed before it is seen.
-    let suppression = match settings.suppression {
-        Some(s) if erasures::any_suppressed(tx)? => Some(s),
-        _ => None,
-    };
+    let suppression = settings.suppression.filter(|_| any_suppressed);
     let merge = Merge {
         coupon_master: settings.coupon_master.map(|m| m.as_slice()),
         suppression,
@@ -109,7 +169,7 @@ fn ingest_in_transaction(
     for req in requests {
         // Read inside the transaction: two connections of one agent cannot both
         // pass the same seq.
-        let (high_water, head) = chain::head(tx, req.agent)?;
+        let (high_water, head) = heads.get(req.agent).copied().unwrap_or((0, Some(GENESIS)));
         let plan = match plan_ingest(req.agent, high_water, req.events) {
             Ok(plan) => plan,
             Err(refusal) => {
@@ -123,9 +183,13 @@ fn ingest_in_transaction(
         // one till's bad batch never costs the others in this commit theirs.
         let merged = match unstorable(new) {
             Some(detail) => Err(detail),
-            None => match savepoint(tx, "batch", |tx| merge.batch(tx, new, head)) {
+            None => match if isolate {
+                savepoint(tx, "batch", |tx| merge.batch(tx, new, head))
+            } else {
+                merge.batch(tx, new, head)
+            } {
                 Ok(head) => Ok(head),
-                Err(err) if is_batch_fault(&err) => Err(format!(
+                Err(err) if isolate && is_batch_fault(&err) => Err(format!(
                     "the hub cannot store events seq {}..={}: {err}",
                     new.first().map_or(0, |e| e.seq),
                     new.last().map_or(0, |e| e.seq)
@@ -145,6 +209,7 @@ fn ingest_in_transaction(
                         head.as_ref().map(|h| &h[..])
                     ],
                 )?;
+                heads.insert(req.agent, (plan.new_high_water, head));
                 outcomes.push(Ok(plan.new_high_water));
             }
             Err(detail) => {
@@ -324,9 +389,9 @@ impl Merge<'_> {
         let encoded = codec::to_bytes(event)?;
         let scrubbed = self.without_erased_cards(tx, event)?;
         let stored = scrubbed.as_ref().unwrap_or(event);
-        let stored_bytes = match &scrubbed {
-            Some(e) => codec::to_bytes(e)?,
-            None => encoded.clone(),
+        let stored_bytes = match (&scrubbed, &event.kind) {
+            (None, kind) if !has_lines(kind) => encoded.clone(),
+            _ => stored_payload(stored)?,
         };
         let event = stored;
         match pending.as_deref_mut() {
@@ -425,6 +490,83 @@ impl Merge<'_> {
         }
         Ok(encoded)
     }
+}
+
+fn has_lines(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Receipt(r) if !r.lines.is_empty())
+}
+
+/// The bytes `event` is stored with in `events.payload`: a receipt without its lines,
+/// which its `transactions` row holds (each line is stored once); any other event
+/// whole. [`stored_events`] puts the lines back.
+pub fn stored_payload(event: &Event) -> Result<Vec<u8>, StoreError> {
+    let EventKind::Receipt(receipt) = &event.kind else {
+        return Ok(codec::to_bytes(event)?);
+    };
+    let without_lines = Event {
+        agent: event.agent.clone(),
+        seq: event.seq,
+        recorded_at: event.recorded_at,
+        kind: EventKind::Receipt(Receipt {
+            receipt_no: receipt.receipt_no.clone(),
+            printed_at: receipt.printed_at,
+            completed_at: receipt.completed_at,
+            card: receipt.card.clone(),
+            card_last4: receipt.card_last4.clone(),
+            lines: Vec::new(),
+            total_cents: receipt.total_cents,
+            currency: receipt.currency,
+            unbalanced: receipt.unbalanced,
+            unmatched_lines: receipt.unmatched_lines,
+        }),
+    };
+    Ok(codec::to_bytes(&without_lines)?)
+}
+
+/// The raw events of `agent` with seqs in `seqs`, in seq order, as the hub stored them
+/// (erased cards left out), each receipt whole again: its lines come from its
+/// `transactions` row (a receipt stored before lines were stored once still carries
+/// them in its payload).
+pub fn stored_events(
+    db: &dyn Sql,
+    agent: &AgentId,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<Event>, StoreError> {
+    let mut events = Vec::new();
+    db.query_each(
+        "SELECT e.seq, e.payload, t.lines FROM events e
+         LEFT JOIN transactions t ON t.store = e.store AND t.till = e.till AND t.seq = e.seq
+         WHERE e.store = ?1 AND e.till = ?2 AND e.seq BETWEEN ?3 AND ?4
+         ORDER BY e.seq",
+        sql_params![
+            agent.store,
+            agent.till,
+            sql::int(*seqs.start())?,
+            sql::int(*seqs.end())?
+        ],
+        &mut |row| {
+            let seq: i64 = row.get(0)?;
+            let payload: Vec<u8> = row.get(1)?;
+            let mut event = Event::decode_stored(&payload).map_err(|e| {
+                StoreError::Corrupt(format!("event {}/{}/{seq}: {e}", agent.store, agent.till))
+            })?;
+            if let (EventKind::Receipt(receipt), Some(lines)) =
+                (&mut event.kind, row.get::<Option<Vec<u8>>>(2)?)
+            {
+                if receipt.lines.is_empty() {
+                    receipt.lines = codec::from_bytes(&lines).map_err(|e| {
+                        StoreError::Corrupt(format!(
+                            "lines of transaction {}/{}/{seq}: {e}",
+                            agent.store, agent.till
+                        ))
+                    })?;
+                }
+            }
+            events.push(event);
+            Ok(())
+        },
+    )?;
+    Ok(events)
 }
 
 fn insert_event(tx: &dyn Sql, stored: &Event, stored_bytes: &[u8]) -> Result<(), StoreError> {
@@ -617,5 +759,134 @@ fn is_batch_fault(err: &StoreError) -> bool {
             other.db_kind(),
             Some(DbErrorKind::Constraint | DbErrorKind::BadValue)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::SqlExt;
+    use crate::store::test_support::for_each_engine;
+    use crate::store::{SqlStore, Store};
+    use crate::synthetic::Generator;
+
+    fn now() -> Timestamp {
+        Timestamp::from_unix_ms(1_800_000_000_000, 0)
+    }
+
+    /// Each receipt line is stored once (in its `transactions` row, not again in the
+    /// event's payload), and the raw events still come back whole: the same events the
+    /// till sent, on both engines.
+    #[test]
+    fn receipt_lines_are_stored_once_and_the_raw_events_come_back_whole() {
+        for_each_engine(|db| {
+            let agent = AgentId::new("S1", "T1");
+            let events = Generator::new(41, 10, 80).events(&agent, 1, 60);
+            assert!(events.iter().any(|e| has_lines(&e.kind)));
+            let mut store = SqlStore::open(db).unwrap();
+            for events in events.chunks(25) {
+                let request = [IngestRequest {
+                    agent: &agent,
+                    events,
+                }];
+                let last = events[events.len() - 1].seq;
+                assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(last)]);
+            }
+            let conn = db.get().unwrap();
+            assert_eq!(stored_events(&*conn, &agent, 1..=60).unwrap(), events);
+            assert_eq!(
+                stored_events(&*conn, &agent, 10..=12).unwrap(),
+                events[9..12]
+            );
+            // No line's description is in any payload.
+            let mut payloads = Vec::new();
+            conn.query_each("SELECT payload FROM events", sql_params![], &mut |row| {
+                payloads.push(row.get::<Vec<u8>>(0)?);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(payloads.len(), events.len());
+            for event in &events {
+                if let EventKind::Receipt(receipt) = &event.kind {
+                    for line in &receipt.lines {
+                        let description = line.description.as_bytes();
+                        assert!(!payloads
+                            .iter()
+                            .any(|p| p.windows(description.len()).any(|w| w == description)));
+                    }
+                }
+            }
+        });
+    }
+
+    /// A batch alone in its commit runs without a savepoint; when the database refuses
+    /// one of its rows, that batch is refused (its refusal recorded, none of its rows
+    /// kept) and the till's next attempt lands once the row can be stored.
+    #[test]
+    fn a_batch_alone_in_its_commit_that_the_database_refuses_is_refused_and_recorded() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            conn.batch(match conn.engine() {
+                Engine::Sqlite => {
+                    "CREATE TRIGGER poison BEFORE INSERT ON transactions WHEN NEW.seq = 3
+                     BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;"
+                }
+                Engine::Postgres => {
+                    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN
+                         IF NEW.seq = 3 THEN
+                             RAISE EXCEPTION 'poisoned row' USING ERRCODE = '23514';
+                         END IF;
+                         RETURN NEW;
+                     END $$ LANGUAGE plpgsql;
+                     CREATE TRIGGER poison BEFORE INSERT ON transactions
+                         FOR EACH ROW EXECUTE FUNCTION poison();"
+                }
+            })
+            .unwrap();
+            let agent = AgentId::new("S1", "T1");
+            let mut gen = Generator::new(47, 10, 80);
+            let events: Vec<Event> = (1..=5).map(|seq| gen.receipt(&agent, seq)).collect();
+            let mut store = SqlStore::open(db).unwrap();
+            let request = [IngestRequest {
+                agent: &agent,
+                events: &events,
+            }];
+            let outcome = store.ingest(&request, now()).unwrap();
+            match &outcome[..] {
+                [Err((Refusal::ProtocolError, detail))] => {
+                    assert!(detail.contains("seq 1..=5"), "{detail}")
+                }
+                other => panic!("expected the batch refused, got {other:?}"),
+            }
+            let count = |table: &str| {
+                conn.query_value::<i64>(&format!("SELECT count(*) FROM {table}"), sql_params![])
+                    .unwrap()
+                    .unwrap_or(0)
+            };
+            assert_eq!((count("events"), count("transactions")), (0, 0));
+            assert_eq!(count("agent_alerts"), 1, "the refusal is recorded");
+            conn.batch(match conn.engine() {
+                Engine::Sqlite => "DROP TRIGGER poison",
+                Engine::Postgres => "DROP TRIGGER poison ON transactions",
+            })
+            .unwrap();
+            assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(5)]);
+            assert_eq!((count("events"), count("transactions")), (5, 5));
+        });
+    }
+
+    /// A receipt stored whole (before receipt lines were stored once) keeps its lines: the reader takes them
+    /// from the payload.
+    #[test]
+    fn a_receipt_stored_with_its_lines_comes_back_whole() {
+        for_each_engine(|db| {
+            let agent = AgentId::new("S1", "T1");
+            let mut gen = Generator::new(43, 10, 100);
+            let event = gen.receipt(&agent, 1);
+            assert!(has_lines(&event.kind));
+            let conn = db.get().unwrap();
+            insert_event(&*conn, &event, &codec::to_bytes(&event).unwrap()).unwrap();
+            assert_eq!(stored_events(&*conn, &agent, 1..=1).unwrap(), vec![event]);
+        });
     }
 }
