@@ -22,6 +22,8 @@
 //! `TILL360_BENCH_TILLS` (syncing tills, default 8),
 //! `TILL360_BENCH_ENGINES` (`sqlite,postgres` by default).
 
+// The hub tests' helpers (a site, a minimal QUIC agent); the bench uses a few of them.
+#[allow(unused_macros)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 
