@@ -15,8 +15,9 @@
 //!   consents only), so the figures can be set beside the earlier ones.
 //! - PostgreSQL: the rows written by binary `COPY` (the fastest way in), one `COPY` per
 //!   table per 5,000 customers (the import's chunk), in one transaction, into a database
-//!   `store::Database` migrated. A batched multi-row INSERT is slower than COPY, so COPY
-//!   is the stricter baseline; it is also the baseline of `benches/ingest_postgres.rs`.
+//!   `store::Database` migrated, through `Sql::copy_in` on a connection from it (the hub's
+//!   session settings). A batched multi-row INSERT is slower than COPY, so COPY is the
+//!   stricter baseline; it is also the baseline of `benches/ingest_postgres.rs`.
 //!
 //! Each PostgreSQL run creates its own database on the server `TILL360_TEST_POSTGRES`
 //! names (default `postgres://postgres@127.0.0.1:5432/test`) and drops it.
@@ -28,15 +29,15 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
-use postgres::{Client, NoTls};
 use till360_hub::config::{DatabaseUrl, IdentityConfig, PostgresUrl};
 use till360_hub::identity::{IdKind, Identifier};
 use till360_hub::import;
 use till360_hub::sql_params;
+use till360_hub::store::imports::{
+    CONSENT_COLUMNS, IDENTIFIER_COLUMNS, LINK_COLUMNS, PROFILE_COLUMNS,
+};
 use till360_hub::store::postgres::TemporaryDatabase;
-use till360_hub::store::sql::{Sql, TxKind};
+use till360_hub::store::sql::{Param, Sql, TxKind};
 use till360_hub::store::{Database, DatabaseOptions};
 use till360_shared::card::with_check_digit;
 use till360_shared::Timestamp;
@@ -115,9 +116,14 @@ fn main() {
     }
 }
 
+/// A fresh hub database at `url` (migrated, the hub's settings).
+fn open(url: DatabaseUrl) -> Database {
+    Database::open(&url, &DatabaseOptions::default()).expect("open")
+}
+
 /// `import customers` of the file into a fresh hub database at `url`.
 fn hub_import(url: &DatabaseUrl, csv: &Path, customers: usize, now: Timestamp) -> Duration {
-    let db = Database::open(url, &DatabaseOptions::default()).expect("open");
+    let db = open(url.clone());
     let conn = db.get().expect("connection");
     let started = Instant::now();
     let file = std::fs::File::open(csv).expect("csv");
@@ -215,11 +221,7 @@ fn rows_of(csv: &Path) -> Vec<Rows> {
 
 /// Raw inserts of `rows` on SQLite (`evidence`: with the identity_links rows).
 fn sqlite_baseline(path: &Path, rows: &[Rows], now: Timestamp, evidence: bool) -> Duration {
-    let db = Database::open(
-        &DatabaseUrl::Sqlite(path.to_path_buf()),
-        &DatabaseOptions::default(),
-    )
-    .expect("open");
+    let db = open(DatabaseUrl::Sqlite(path.to_path_buf()));
     let conn = db.get().expect("connection");
     let sql: &dyn Sql = &*conn;
     let at = now.unix_ms;
@@ -272,118 +274,42 @@ fn sqlite_baseline(path: &Path, rows: &[Rows], now: Timestamp, evidence: bool) -
     started.elapsed()
 }
 
-fn copy_rows(
-    tx: &mut postgres::Transaction<'_>,
-    statement: &str,
-    types: &[Type],
-    rows: &mut dyn Iterator<Item = Vec<&(dyn ToSql + Sync)>>,
-) {
-    let sink = tx.copy_in(statement).expect("COPY");
-    let mut writer = BinaryCopyInWriter::new(sink, types);
-    for row in rows {
-        writer.write(&row).expect("COPY row");
-    }
-    writer.finish().expect("COPY end");
-}
-
-/// Raw binary COPY of `rows` into a database migrated to the hub's schema, one COPY per
-/// table per [`CHUNK`] customers, one transaction.
+/// Raw binary COPY of `rows` (`Sql::copy_in`, the store's bulk path, on a connection
+/// from `store::Database` with the hub's session settings) into a database migrated to
+/// the hub's schema, one COPY per table per [`CHUNK`] customers, one transaction.
 fn postgres_baseline(url: &PostgresUrl, rows: &[Rows], now: Timestamp) -> Duration {
-    drop(
-        Database::open(
-            &DatabaseUrl::Postgres(url.clone()),
-            &DatabaseOptions::default(),
-        )
-        .expect("open"),
-    );
-    let mut client = Client::connect(&url.connection_string(), NoTls).expect("connect");
-    let at: &i64 = &now.unix_ms;
-    let kinds: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| r.identifiers.iter().map(|id| id.kind.as_str()).collect())
-        .collect();
+    let db = open(DatabaseUrl::Postgres(url.clone()));
+    let conn = db.get().expect("connection");
+    let sql: &dyn Sql = &*conn;
+    let at = Param::Int(now.unix_ms);
+    let crm = Param::Text("crm");
+    let copy = |table: &str, columns: &[&str], values: &[Param<'_>]| {
+        assert!(sql.copy_in(table, columns, values).expect(table), "COPY");
+    };
     let started = Instant::now();
-    let mut tx = client.transaction().expect("begin");
-    for (part, kinds) in rows.chunks(CHUNK).zip(kinds.chunks(CHUNK)) {
-        copy_rows(
-            &mut tx,
-            "COPY profiles (profile_id, created_at_ms, created_offset_min, customer_no, \
-             first_name, last_name, birth_date, postal_code, member_since, language, \
-             updated_at_ms) FROM STDIN BINARY",
-            &[
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::INT8,
-            ],
-            &mut part.iter().map(|r| {
-                let d = &r.data;
-                vec![
-                    &r.profile_id as _,
-                    at as _,
-                    &0i64 as _,
-                    &d[0] as _,
-                    &d[1] as _,
-                    &d[2] as _,
-                    &d[3] as _,
-                    &d[4] as _,
-                    &d[5] as _,
-                    &d[6] as _,
-                    at as _,
-                ]
-            }),
-        );
-        copy_rows(
-            &mut tx,
-            "COPY identifiers (kind, value, profile_id, source, added_at_ms) FROM STDIN BINARY",
-            &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8],
-            &mut part.iter().zip(kinds).flat_map(|(r, kinds)| {
-                r.identifiers.iter().zip(kinds).map(move |(id, kind)| {
-                    vec![
-                        kind as _,
-                        &id.value as _,
-                        &r.profile_id as _,
-                        &"crm" as _,
-                        at as _,
-                    ]
-                })
-            }),
-        );
-        copy_rows(
-            &mut tx,
-            "COPY identity_links (row_key, kind, value) FROM STDIN BINARY",
-            &[Type::TEXT, Type::TEXT, Type::TEXT],
-            &mut part.iter().zip(kinds).flat_map(|(r, kinds)| {
-                r.identifiers
-                    .iter()
-                    .zip(kinds)
-                    .map(move |(id, kind)| vec![&r.link_key as _, kind as _, &id.value as _])
-            }),
-        );
-        copy_rows(
-            &mut tx,
-            "COPY consents (profile_id, purpose, granted, source, at_ms) FROM STDIN BINARY",
-            &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
-            &mut part.iter().flat_map(|r| {
-                r.consents.iter().map(move |(purpose, granted)| {
-                    vec![
-                        &r.profile_id as _,
-                        purpose as _,
-                        granted as _,
-                        &"crm" as _,
-                        at as _,
-                    ]
-                })
-            }),
-        );
+    sql.begin(TxKind::Write).expect("begin");
+    for part in rows.chunks(CHUNK) {
+        let mut profiles = Vec::new();
+        let (mut identifiers, mut links, mut consents) = (Vec::new(), Vec::new(), Vec::new());
+        for r in part {
+            let id = Param::Text(&r.profile_id);
+            profiles.extend([id, at, Param::Int(0)]);
+            profiles.extend(r.data.iter().map(|d| Param::Text(d.as_str())));
+            profiles.push(at);
+            for i in &r.identifiers {
+                let (kind, value) = (Param::Text(i.kind.as_str()), Param::Text(&i.value));
+                identifiers.extend([kind, value, id, crm, at]);
+                links.extend([Param::Text(&r.link_key), kind, value]);
+            }
+            for (purpose, granted) in &r.consents {
+                consents.extend([id, Param::Text(purpose), Param::Int(*granted), crm, at]);
+            }
+        }
+        copy("profiles", &PROFILE_COLUMNS, &profiles);
+        copy("identifiers", &IDENTIFIER_COLUMNS, &identifiers);
+        copy("identity_links", &LINK_COLUMNS, &links);
+        copy("consents", &CONSENT_COLUMNS, &consents);
     }
-    tx.commit().expect("commit");
+    sql.commit().expect("commit");
     started.elapsed()
 }

@@ -4,13 +4,16 @@
 //! records below and runs one import in ONE transaction ([`begin`], [`commit`],
 //! [`rollback`]).
 //!
-//! Speed: a CRM file is applied a chunk of rows at a time. One query per identifier kind
-//! (per table) finds which of the chunk's identifiers the database already knows; a row
-//! whose identifiers are all new, not shared with another row of the chunk and not blocked,
-//! flagged or erased is a plain addition (a new profile, exactly what
-//! `identity::apply_link` would make of it), written with multi-row inserts. Every other
-//! row goes through `apply_link` one by one, in file order: those rows share no identifier
-//! with the plain ones, so the result is the same as applying the file row by row.
+//! Speed: a CRM file is applied a chunk of rows at a time. The chunk's identifiers are
+//! looked up at once (SQLite: an `IN (…)` list per kind and table; PostgreSQL: one
+//! statement over text arrays, `postgres/imports.rs`) to find those the database already
+//! knows; a row whose identifiers are all new, not shared with another row of the chunk
+//! and not blocked, flagged or erased is a plain addition (a new profile, exactly what
+//! `identity::apply_link` would make of it), appended (SQLite: one-row INSERTs, prepared
+//! once; PostgreSQL: binary COPY). Every other row goes through `apply_link` one by one,
+//! in file order: those rows share no identifier with the plain ones, so the result is the
+//! same as applying the file row by row. The chunk is decided under the merge lock, so
+//! another hub on the same PostgreSQL cannot link its identifiers meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -423,6 +426,24 @@ fn insert_rows(
     Ok(())
 }
 
+/// The columns a new CRM customer's rows fill, in the order its values are written.
+pub const PROFILE_COLUMNS: [&str; 11] = [
+    "profile_id",
+    "created_at_ms",
+    "created_offset_min",
+    "customer_no",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "postal_code",
+    "member_since",
+    "language",
+    "updated_at_ms",
+];
+pub const IDENTIFIER_COLUMNS: [&str; 5] = ["kind", "value", "profile_id", "source", "added_at_ms"];
+pub const LINK_COLUMNS: [&str; 3] = ["row_key", "kind", "value"];
+pub const CONSENT_COLUMNS: [&str; 5] = ["profile_id", "purpose", "granted", "source", "at_ms"];
+
 /// Writes plain-addition CRM rows: what `apply_link` then the customer's data and
 /// consents would write for a row whose identifiers are all new: the link evidence, a
 /// profile created `now` holding the row's data, its identifiers and consents.
@@ -488,37 +509,10 @@ fn insert_new_customers(
     }
     let (links, idents) = (in_key_order(links), in_key_order(idents));
     let (consents, profiles) = (in_key_order(consents), in_key_order(profiles));
-    write_rows(db, "identity_links", &["row_key", "kind", "value"], &links)?;
-    write_rows(
-        db,
-        "profiles",
-        &[
-            "profile_id",
-            "created_at_ms",
-            "created_offset_min",
-            "customer_no",
-            "first_name",
-            "last_name",
-            "birth_date",
-            "postal_code",
-            "member_since",
-            "language",
-            "updated_at_ms",
-        ],
-        &profiles,
-    )?;
-    write_rows(
-        db,
-        "identifiers",
-        &["kind", "value", "profile_id", "source", "added_at_ms"],
-        &idents,
-    )?;
-    write_rows(
-        db,
-        "consents",
-        &["profile_id", "purpose", "granted", "source", "at_ms"],
-        &consents,
-    )?;
+    write_rows(db, "identity_links", &LINK_COLUMNS, &links)?;
+    write_rows(db, "profiles", &PROFILE_COLUMNS, &profiles)?;
+    write_rows(db, "identifiers", &IDENTIFIER_COLUMNS, &idents)?;
+    write_rows(db, "consents", &CONSENT_COLUMNS, &consents)?;
     Ok(())
 }
 
