@@ -22,9 +22,10 @@ use till360_shared::Timestamp;
 
 use super::erasures::Suppression;
 use super::identity::{apply_link, text_array};
+use super::locks;
+use super::postgres::imports as postgres_sql;
 use super::sql::{Engine, Param, Sql, SqlExt, ToParam, TxKind};
 use super::StoreError;
-use super::{locks, postgres};
 use crate::identity::{BlockedIdentifier, IdKind, Identifier, LinkRow};
 use crate::sql_params;
 
@@ -115,7 +116,7 @@ pub struct OrderOutcome {
 pub fn begin(db: &dyn Sql) -> Result<(), StoreError> {
     db.begin(TxKind::Write)?;
     if db.engine() == Engine::Postgres {
-        if let Err(err) = db.batch(postgres::imports::TRANSACTION_SETTINGS) {
+        if let Err(err) = db.batch(postgres_sql::TRANSACTION_SETTINGS) {
             let _ = db.rollback();
             return Err(err);
         }
@@ -250,7 +251,10 @@ fn plain_rows(
             *named.entry(*id).or_default() += 1;
         }
     }
-    let known = known_identifiers(db, &named.keys().copied().collect::<Vec<_>>())?;
+    // In key order: the indexes are probed in order, each page once.
+    let mut ids: Vec<&Identifier> = named.keys().copied().collect();
+    ids.sort_unstable();
+    let known = known_identifiers(db, &ids)?;
     let mut candidates = Vec::new();
     let mut targets = HashSet::new();
     for (i, set) in sets.iter().enumerate() {
@@ -266,7 +270,8 @@ fn plain_rows(
             candidates.push((i, target));
         }
     }
-    let ids: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
+    let mut ids: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
+    ids.sort_unstable();
     let taken = taken_profiles(db, &ids)?;
     candidates.retain(|(_, target)| !taken.contains(target));
     Ok(candidates)
@@ -282,7 +287,7 @@ fn known_identifiers(db: &dyn Sql, ids: &[&Identifier]) -> Result<HashSet<Identi
         let kinds = text_array(ids.iter().map(|id| id.kind.as_str()));
         let values = text_array(ids.iter().map(|id| id.value.as_str()));
         db.query_each(
-            postgres::imports::KNOWN_IDENTIFIERS,
+            postgres_sql::KNOWN_IDENTIFIERS,
             sql_params![kinds, values],
             &mut |row| {
                 let kind: String = row.get(0)?;
@@ -301,9 +306,7 @@ fn known_identifiers(db: &dyn Sql, ids: &[&Identifier]) -> Result<HashSet<Identi
     for id in ids {
         by_kind.entry(id.kind).or_default().push(&id.value);
     }
-    for (kind, values) in &mut by_kind {
-        // In key order: the index pages are visited in order, once.
-        values.sort_unstable();
+    for (kind, values) in &by_kind {
         let mut found = |value: String| {
             known.insert(Identifier { kind: *kind, value });
         };
@@ -338,7 +341,7 @@ fn taken_profiles(db: &dyn Sql, ids: &[&str]) -> Result<HashSet<String>, StoreEr
     if db.engine() == Engine::Postgres {
         let mut taken = HashSet::new();
         db.query_each(
-            postgres::imports::TAKEN_PROFILES,
+            postgres_sql::TAKEN_PROFILES,
             sql_params![text_array(ids.iter().copied())],
             &mut |row| {
                 taken.insert(row.get(0)?);
