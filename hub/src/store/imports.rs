@@ -4,13 +4,16 @@
 //! records below and runs one import in ONE transaction ([`begin`], [`commit`],
 //! [`rollback`]).
 //!
-//! Speed: a CRM file is applied a chunk of rows at a time. One query per identifier kind
-//! (per table) finds which of the chunk's identifiers the database already knows; a row
-//! whose identifiers are all new, not shared with another row of the chunk and not blocked,
-//! flagged or erased is a plain addition (a new profile, exactly what
-//! `identity::apply_link` would make of it), written with multi-row inserts. Every other
-//! row goes through `apply_link` one by one, in file order: those rows share no identifier
-//! with the plain ones, so the result is the same as applying the file row by row.
+//! Speed: a CRM file is applied a chunk of rows at a time. The chunk's identifiers are
+//! looked up at once (SQLite: an `IN (…)` list per kind and table; PostgreSQL: one
+//! statement over text arrays, `postgres/imports.rs`) to find those the database already
+//! knows; a row whose identifiers are all new, not shared with another row of the chunk
+//! and not blocked, flagged or erased is a plain addition (a new profile, exactly what
+//! `identity::apply_link` would make of it), appended (SQLite: one-row INSERTs, prepared
+//! once; PostgreSQL: binary COPY). Every other row goes through `apply_link` one by one,
+//! in file order: those rows share no identifier with the plain ones, so the result is the
+//! same as applying the file row by row. The chunk is decided under the merge lock, so
+//! another hub on the same PostgreSQL cannot link its identifiers meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -18,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use till360_shared::Timestamp;
 
 use super::erasures::Suppression;
-use super::identity::apply_link;
-use super::sql::{Engine, Sql, SqlExt, ToParam, TxKind};
+use super::identity::{apply_link, text_array};
+use super::locks;
+use super::postgres::imports as postgres_sql;
+use super::sql::{Engine, Param, Sql, SqlExt, ToParam, TxKind};
 use super::StoreError;
 use crate::identity::{BlockedIdentifier, IdKind, Identifier, LinkRow};
 use crate::sql_params;
@@ -109,7 +114,14 @@ pub struct OrderOutcome {
 /// a whole: the file is streamed once; a lost race fails the import, and running it again
 /// is safe (imports are idempotent).
 pub fn begin(db: &dyn Sql) -> Result<(), StoreError> {
-    db.begin(TxKind::Write)
+    db.begin(TxKind::Write)?;
+    if db.engine() == Engine::Postgres {
+        if let Err(err) = db.batch(postgres_sql::TRANSACTION_SETTINGS) {
+            let _ = db.rollback();
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// Commits the import; `changed` bumps the import counter the running hub polls to
@@ -192,6 +204,9 @@ pub fn apply_customers(
     max_customers: usize,
     now: Timestamp,
 ) -> Result<Vec<CustomerOutcome>, StoreError> {
+    // Another hub may link these identifiers meanwhile: decide which rows are plain
+    // additions under the graph's lock (`apply_link` takes it anyway).
+    locks::merge(db)?;
     let sets: Vec<BTreeSet<&Identifier>> = rows
         .iter()
         .map(|r| r.identifiers.iter().collect())
@@ -236,43 +251,14 @@ fn plain_rows(
             *named.entry(*id).or_default() += 1;
         }
     }
-    let mut by_kind: BTreeMap<IdKind, Vec<&str>> = BTreeMap::new();
-    for id in named.keys() {
-        by_kind.entry(id.kind).or_default().push(&id.value);
-    }
-    let mut known: HashSet<(IdKind, String)> = HashSet::new();
-    for (kind, values) in &by_kind {
-        for table in ["identifiers", "identity_links", "blocked_identifiers"] {
-            let sql_for = |n| {
-                format!(
-                    "SELECT value FROM {table} WHERE kind = ?1 AND value IN ({})",
-                    placeholders(2, n)
-                )
-            };
-            for found in select_in(db, &sql_for, &[&kind.as_str()], values)? {
-                known.insert((*kind, found));
-            }
-        }
-        if *kind == IdKind::Card {
-            // Cleared cards too: their held-back links are `relink`'s business.
-            let sql_for = |n| {
-                format!(
-                    "SELECT card FROM suspicious_cards WHERE card IN ({})",
-                    placeholders(1, n)
-                )
-            };
-            for found in select_in(db, &sql_for, &[], values)? {
-                known.insert((IdKind::Card, found));
-            }
-        }
-    }
+    // In key order: the indexes are probed in order, each page once.
+    let mut ids: Vec<&Identifier> = named.keys().copied().collect();
+    ids.sort_unstable();
+    let known = known_identifiers(db, &ids)?;
     let mut candidates = Vec::new();
     let mut targets = HashSet::new();
     for (i, set) in sets.iter().enumerate() {
-        let fresh = !set.is_empty()
-            && set
-                .iter()
-                .all(|id| named[id] == 1 && !known.contains(&(id.kind, id.value.clone())));
+        let fresh = !set.is_empty() && set.iter().all(|id| named[id] == 1 && !known.contains(*id));
         if !fresh {
             continue;
         }
@@ -284,16 +270,93 @@ fn plain_rows(
             candidates.push((i, target));
         }
     }
-    let ids: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
+    let mut ids: Vec<&str> = candidates.iter().map(|(_, t)| t.as_str()).collect();
+    ids.sort_unstable();
+    let taken = taken_profiles(db, &ids)?;
+    candidates.retain(|(_, target)| !taken.contains(target));
+    Ok(candidates)
+}
+
+/// Of `ids`, those the database knows: linked (`identity_links`), held by a profile
+/// (`identifiers`), blocked, or (cards) flagged or cleared as suspicious (their held-back
+/// links are `relink`'s business). One statement on PostgreSQL (text arrays); per kind
+/// and table `IN (…)` lists elsewhere.
+fn known_identifiers(db: &dyn Sql, ids: &[&Identifier]) -> Result<HashSet<Identifier>, StoreError> {
+    let mut known = HashSet::new();
+    if db.engine() == Engine::Postgres {
+        let kinds = text_array(ids.iter().map(|id| id.kind.as_str()));
+        let values = text_array(ids.iter().map(|id| id.value.as_str()));
+        db.query_each(
+            postgres_sql::KNOWN_IDENTIFIERS,
+            sql_params![kinds, values],
+            &mut |row| {
+                let kind: String = row.get(0)?;
+                let kind = IdKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("an identifier kind {kind:?}")))?;
+                known.insert(Identifier {
+                    kind,
+                    value: row.get(1)?,
+                });
+                Ok(())
+            },
+        )?;
+        return Ok(known);
+    }
+    let mut by_kind: BTreeMap<IdKind, Vec<&str>> = BTreeMap::new();
+    for id in ids {
+        by_kind.entry(id.kind).or_default().push(&id.value);
+    }
+    for (kind, values) in &by_kind {
+        let mut found = |value: String| {
+            known.insert(Identifier { kind: *kind, value });
+        };
+        for table in ["identifiers", "identity_links", "blocked_identifiers"] {
+            let sql_for = |n| {
+                format!(
+                    "SELECT value FROM {table} WHERE kind = ?1 AND value IN ({})",
+                    placeholders(2, n)
+                )
+            };
+            select_in(db, &sql_for, &[&kind.as_str()], values)?
+                .into_iter()
+                .for_each(&mut found);
+        }
+        if *kind == IdKind::Card {
+            let sql_for = |n| {
+                format!(
+                    "SELECT card FROM suspicious_cards WHERE card IN ({})",
+                    placeholders(1, n)
+                )
+            };
+            select_in(db, &sql_for, &[], values)?
+                .into_iter()
+                .for_each(&mut found);
+        }
+    }
+    Ok(known)
+}
+
+/// Of the profile ids `ids`, those taken.
+fn taken_profiles(db: &dyn Sql, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
+    if db.engine() == Engine::Postgres {
+        let mut taken = HashSet::new();
+        db.query_each(
+            postgres_sql::TAKEN_PROFILES,
+            sql_params![text_array(ids.iter().copied())],
+            &mut |row| {
+                taken.insert(row.get(0)?);
+                Ok(())
+            },
+        )?;
+        return Ok(taken);
+    }
     let sql_for = |n| {
         format!(
             "SELECT profile_id FROM profiles WHERE profile_id IN ({})",
             placeholders(1, n)
         )
     };
-    let taken: HashSet<String> = select_in(db, &sql_for, &[], &ids)?.into_iter().collect();
-    candidates.retain(|(_, target)| !taken.contains(target));
-    Ok(candidates)
+    Ok(select_in(db, &sql_for, &[], ids)?.into_iter().collect())
 }
 
 /// How many values one `IN (...)` list holds (well under both engines' parameter limits).
@@ -336,12 +399,11 @@ fn select_in(
     Ok(found)
 }
 
-/// Runs `INSERT INTO {into} VALUES (...), (...) {tail}` over `rows`, each row giving
-/// `columns` parameters, [`INSERT_ROWS`] rows a statement.
+/// Runs `INSERT INTO {into} VALUES (...), (...)` over `rows`, each row giving `columns`
+/// parameters, [`insert_rows_per_statement`] rows a statement.
 fn insert_rows(
     db: &dyn Sql,
     into: &str,
-    tail: &str,
     columns: usize,
     rows: &[Vec<&dyn ToParam>],
 ) -> Result<(), StoreError> {
@@ -351,7 +413,7 @@ fn insert_rows(
             .map(|r| format!("({})", placeholders(1 + r * columns, columns)))
             .collect::<Vec<_>>()
             .join(", ");
-        format!("INSERT INTO {into} VALUES {values} {tail}")
+        format!("INSERT INTO {into} VALUES {values}")
     };
     let full = statement(per_statement);
     let mut params: Vec<&dyn ToParam> = Vec::with_capacity(per_statement * columns);
@@ -366,6 +428,24 @@ fn insert_rows(
     }
     Ok(())
 }
+
+/// The columns a new CRM customer's rows fill, in the order its values are written.
+pub const PROFILE_COLUMNS: [&str; 11] = [
+    "profile_id",
+    "created_at_ms",
+    "created_offset_min",
+    "customer_no",
+    "first_name",
+    "last_name",
+    "birth_date",
+    "postal_code",
+    "member_since",
+    "language",
+    "updated_at_ms",
+];
+pub const IDENTIFIER_COLUMNS: [&str; 5] = ["kind", "value", "profile_id", "source", "added_at_ms"];
+pub const LINK_COLUMNS: [&str; 3] = ["row_key", "kind", "value"];
+pub const CONSENT_COLUMNS: [&str; 5] = ["profile_id", "purpose", "granted", "source", "at_ms"];
 
 /// Writes plain-addition CRM rows: what `apply_link` then the customer's data and
 /// consents would write for a row whose identifiers are all new: the link evidence, a
@@ -432,36 +512,33 @@ fn insert_new_customers(
     }
     let (links, idents) = (in_key_order(links), in_key_order(idents));
     let (consents, profiles) = (in_key_order(consents), in_key_order(profiles));
-    insert_rows(
-        db,
-        "identity_links (row_key, kind, value)",
-        "ON CONFLICT DO NOTHING",
-        3,
-        &links,
-    )?;
-    insert_rows(
-        db,
-        "profiles (profile_id, created_at_ms, created_offset_min, customer_no, first_name,
-             last_name, birth_date, postal_code, member_since, language, updated_at_ms)",
-        "",
-        11,
-        &profiles,
-    )?;
-    insert_rows(
-        db,
-        "identifiers (kind, value, profile_id, source, added_at_ms)",
-        "",
-        5,
-        &idents,
-    )?;
-    insert_rows(
-        db,
-        "consents (profile_id, purpose, granted, source, at_ms)",
-        "",
-        5,
-        &consents,
-    )?;
+    write_rows(db, "identity_links", &LINK_COLUMNS, &links)?;
+    write_rows(db, "profiles", &PROFILE_COLUMNS, &profiles)?;
+    write_rows(db, "identifiers", &IDENTIFIER_COLUMNS, &idents)?;
+    write_rows(db, "consents", &CONSENT_COLUMNS, &consents)?;
     Ok(())
+}
+
+/// Appends `rows` (new rows: they conflict with none) to `table`: by the engine's bulk
+/// path where it has one (PostgreSQL's binary COPY), else by [`insert_rows`].
+fn write_rows(
+    db: &dyn Sql,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<&dyn ToParam>],
+) -> Result<(), StoreError> {
+    if db.engine() == Engine::Postgres {
+        let values: Vec<Param<'_>> = rows.iter().flatten().map(|p| p.to_param()).collect();
+        if db.copy_in(table, columns, &values)? {
+            return Ok(());
+        }
+    }
+    insert_rows(
+        db,
+        &format!("{table} ({})", columns.join(", ")),
+        columns.len(),
+        rows,
+    )
 }
 
 /// An identifier kind as a statement parameter.
@@ -726,7 +803,18 @@ mod tests {
         rows: &[CustomerRecord],
         now: Timestamp,
     ) -> (Vec<String>, Vec<CustomerOutcome>) {
+        row_by_row_after(db, &|_| {}, rows, now)
+    }
+
+    /// [`row_by_row`] over what `seed` writes first (in the same transaction).
+    fn row_by_row_after(
+        db: &dyn Sql,
+        seed: &dyn Fn(&dyn Sql),
+        rows: &[CustomerRecord],
+        now: Timestamp,
+    ) -> (Vec<String>, Vec<CustomerOutcome>) {
         begin(db).unwrap();
+        seed(db);
         let outcomes = rows
             .iter()
             .map(|row| apply_customer(db, row, 3, now).unwrap())
@@ -795,6 +883,102 @@ mod tests {
             commit(sql, true).unwrap();
             assert_eq!(outcomes, expected_outcomes);
             assert_eq!(dump(sql), expected);
+        });
+    }
+    #[test]
+    fn a_chunk_over_existing_profiles_gives_what_row_by_row_application_gives() {
+        let now = Timestamp::from_unix_ms(1_768_000_000_000, 60);
+        let cards: Vec<String> = (10..20).map(card).collect();
+        let c = |i: usize| cards[i].as_str();
+        // Taken before the chunk: the id the row "N9" would give its new profile.
+        let n9 = customer("N9", "n9@example.nl", &[c(8)], "Taken");
+        let taken = n9
+            .identifiers
+            .iter()
+            .map(Identifier::profile_id)
+            .min()
+            .unwrap();
+        let seed = |db: &dyn Sql| {
+            // A till-only profile, an earlier CRM customer, an identifier blocked before
+            // (four customers on one e-mail, limit 3), a flagged card, a bare profile.
+            let till_card = till360_shared::CardNumber::parse(c(0)).unwrap();
+            let seen = Timestamp::from_unix_ms(1_700_000_000_000, 60);
+            super::super::identity::resolve_card(db, &till_card, seen).unwrap();
+            apply_customer(
+                db,
+                &customer("E1", "old@example.nl", &[c(1)], "Old"),
+                3,
+                now,
+            )
+            .unwrap();
+            for n in 0..4 {
+                let shared = customer(&format!("S{n}"), "store@example.nl", &[], "S");
+                apply_customer(db, &shared, 3, now).unwrap();
+            }
+            db.execute(
+                "INSERT INTO suspicious_cards (card, flagged_at_ms, findings)
+                 VALUES (?1, 0, 'test')",
+                sql_params![c(2)],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)
+                 VALUES (?1, 0, 0)",
+                sql_params![taken],
+            )
+            .unwrap();
+        };
+        let mut rows = vec![
+            customer("N1", "n1@example.nl", &[c(3)], "Plain"),
+            // Joins the till-only profile, then the earlier customer.
+            customer("N2", "n2@example.nl", &[c(0)], "Till"),
+            customer("N3", "old@example.nl", &[], "Joins old"),
+            // The blocked e-mail, shared by more customers of this chunk.
+            customer("N4", "store@example.nl", &[c(4)], "Shared 1"),
+            customer("N5", "store@example.nl", &[], "Shared 2"),
+            // The flagged card links nothing.
+            customer("N6", "n6@example.nl", &[c(2)], "Flagged"),
+            // Two rows of the chunk on one card join; a duplicate row; an update.
+            customer("N7", "n7@example.nl", &[c(5)], "A"),
+            customer("N8", "n8@example.nl", &[c(5)], "B"),
+            customer("N7", "n7@example.nl", &[c(5)], "A again"),
+            customer("E1", "", &[], "Old renamed"),
+            customer("N1", "n1@example.nl", &[c(3)], "Plain"),
+            n9,
+            // A new e-mail three rows of the chunk share, then a fourth: blocked.
+            customer("N10", "club@example.nl", &[], "Club 1"),
+            customer("N11", "club@example.nl", &[], "Club 2"),
+            customer("N12", "club@example.nl", &[c(6)], "Club 3"),
+            customer("N13", "club@example.nl", &[c(7)], "Club 4"),
+        ];
+        rows.extend((0..40).map(|i| {
+            let card = till360_shared::card::with_check_digit(&format!("2403{i:08}")).unwrap();
+            customer(&format!("P{i}"), &format!("p{i}@example.nl"), &[&card], "P")
+        }));
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let sql: &dyn Sql = &*conn;
+            let (expected, expected_outcomes) = row_by_row_after(sql, &seed, &rows, now);
+            for applied in [
+                Applied::Inserted,
+                Applied::Updated,
+                Applied::Merged,
+                Applied::Unchanged,
+            ] {
+                assert!(
+                    expected_outcomes.iter().any(|o| o.applied == applied),
+                    "the rows give {applied:?}"
+                );
+            }
+            assert!(expected_outcomes
+                .iter()
+                .any(|o| !o.newly_blocked.is_empty()));
+            begin(sql).unwrap();
+            seed(sql);
+            let outcomes = apply_customers(sql, &rows, 3, now).unwrap();
+            assert_eq!(outcomes, expected_outcomes);
+            assert_eq!(dump(sql), expected);
+            rollback(sql).unwrap();
         });
     }
 }

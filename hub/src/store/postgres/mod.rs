@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod driver;
+pub mod imports;
 pub mod schema;
 
 use std::time::Duration;
