@@ -150,24 +150,9 @@ pub fn migrate(
         crate::store::erasures::hash_clear_erasures(&*source_conn, &suppression)
             .map_err(|e| format!("the erasure log: {e}"))?;
     }
-    // Tables a running hub creates outside the schema history (the certificate epochs of
-    // `listener::revocation`) are on both sides, so every table of a hub that ran is
-    // copied and one that never ran compares equal.
-    crate::store::pki::ensure_epochs_table(&*source_conn)
-        .map_err(|e| format!("{}: till_epochs: {e}", source.name()))?;
-    ensure_epochs_table_on(&target, &options)?;
     let report = transfer::into_postgres(&*source_conn, &target, &options, progress)
         .map_err(|e| format!("migrate {} → {target}: {e}", source.name()))?;
     Ok((target, report))
-}
-
-/// [`crate::store::pki::ensure_epochs_table`] on the PostgreSQL database `target`.
-fn ensure_epochs_table_on(target: &PostgresUrl, options: &DatabaseOptions) -> Result<(), String> {
-    let url = DatabaseUrl::Postgres(target.clone());
-    let cannot = |e: crate::store::StoreError| format!("{target}: till_epochs: {e}");
-    let database = Database::open(&url, options).map_err(cannot)?;
-    let conn = database.get().map_err(cannot)?;
-    crate::store::pki::ensure_epochs_table(&*conn).map_err(cannot)
 }
 
 /// `till360-hub migrate`: exit 0 only when the copy holds every row and profile.

@@ -4,19 +4,18 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::Site;
+
 const HEADER: &str = "customer_no,first_name,last_name,email,phone,birth_date,postal_code,\
                       member_since,cards,language,consent_email,consent_sms,consent_post,\
                       consent_personalization";
 
-fn hub_toml(dir: &Path) -> String {
-    let config = dir.join("hub.toml");
-    std::fs::write(
-        &config,
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
-         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n",
-    )
-    .unwrap();
-    config.to_str().unwrap().to_string()
+/// A test hub's site (the engine `TILL360_TEST_ENGINE` picks) and its `hub.toml`.
+fn site() -> (Site, String) {
+    let site = Site::new();
+    let config = site.dir.path().join("hub.toml");
+    let config = config.to_str().unwrap().to_string();
+    (site, config)
 }
 
 /// Runs `till360-hub import KIND FILE`; (success, stdout + stderr).
@@ -35,10 +34,8 @@ fn import(config: &str, kind: &str, dir: &Path, name: &str, body: &str) -> (bool
     (out.status.success(), text)
 }
 
-fn count(dir: &Path, table: &str) -> i64 {
-    let conn = rusqlite::Connection::open(dir.join("data/hub.db")).unwrap();
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
+fn count(site: &Site, table: &str) -> i64 {
+    site.count(&format!("SELECT count(*) FROM {table}"), &[])
 }
 
 fn customer(no: &str, first: &str) -> String {
@@ -47,8 +44,8 @@ fn customer(no: &str, first: &str) -> String {
 
 #[test]
 fn an_unclosed_quote_in_customers_is_refused_with_its_line_and_nothing_is_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = hub_toml(dir.path());
+    let (site, config) = site();
+    let dir = &site.dir;
     // Line 3 opens a quote it never closes: the reader would take lines 3..=5 as one field.
     let body = format!(
         "{HEADER}\n{}\nC002,\"Piet,Jansen,,,,,,,nl,yes,no,no,yes\n{}\n{}\n",
@@ -64,7 +61,7 @@ fn an_unclosed_quote_in_customers_is_refused_with_its_line_and_nothing_is_applie
         "the reason says what is wrong: {out}"
     );
     assert!(out.contains("NOT applied"), "{out}");
-    assert_eq!(count(dir.path(), "profiles"), 0, "nothing applied: {out}");
+    assert_eq!(count(&site, "profiles"), 0, "nothing applied: {out}");
 
     // An unclosed quote on the last line of a file without a final newline.
     let body = format!(
@@ -77,13 +74,13 @@ fn an_unclosed_quote_in_customers_is_refused_with_its_line_and_nothing_is_applie
         "an unclosed quote at the end of the file is refused: {out}"
     );
     assert!(out.contains("line 3") && out.contains("quote"), "{out}");
-    assert_eq!(count(dir.path(), "profiles"), 0, "nothing applied: {out}");
+    assert_eq!(count(&site, "profiles"), 0, "nothing applied: {out}");
 }
 
 #[test]
 fn customer_rows_of_the_wrong_width_are_refused_with_their_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = hub_toml(dir.path());
+    let (site, config) = site();
+    let dir = &site.dir;
     let body = format!(
         "{HEADER}\n{}\nC002,Piet,Jansen,,,\n{}\n{},extra\n",
         customer("C001", "Anna"),
@@ -95,7 +92,7 @@ fn customer_rows_of_the_wrong_width_are_refused_with_their_lines() {
     assert!(out.contains("line 3: 6 fields"), "too few named: {out}");
     assert!(out.contains("line 5: 15 fields"), "too many named: {out}");
     assert!(out.contains("rejected 2"), "{out}");
-    assert_eq!(count(dir.path(), "profiles"), 0, "nothing applied: {out}");
+    assert_eq!(count(&site, "profiles"), 0, "nothing applied: {out}");
 
     // The good rows alone import.
     let body = format!(
@@ -105,13 +102,13 @@ fn customer_rows_of_the_wrong_width_are_refused_with_their_lines() {
     );
     let (ok, out) = import(&config, "customers", dir.path(), "good.csv", &body);
     assert!(ok, "{out}");
-    assert_eq!(count(dir.path(), "profiles"), 2);
+    assert_eq!(count(&site, "profiles"), 2);
 }
 
 #[test]
 fn malformed_product_rows_are_refused_with_their_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = hub_toml(dir.path());
+    let (site, config) = site();
+    let dir = &site.dir;
     let header = "sku,description,category,sensitive";
     let body = format!(
         "{header}\n8710000000017,Running shoes,sports,no\n8710000000024,Yoga mat,sports\n\
@@ -121,5 +118,5 @@ fn malformed_product_rows_are_refused_with_their_lines() {
     assert!(!ok, "{out}");
     assert!(out.contains("line 3: 3 fields"), "a short row named: {out}");
     assert!(out.contains("line 4") && out.contains("quote"), "{out}");
-    assert_eq!(count(dir.path(), "products"), 0, "nothing applied: {out}");
+    assert_eq!(count(&site, "products"), 0, "nothing applied: {out}");
 }

@@ -219,10 +219,7 @@ impl Gate {
         let list = RevocationList::load(list_path)?;
         let epochs = db
             .get()
-            .and_then(|conn| {
-                pki::ensure_epochs_table(&*conn)?;
-                pki::till_epochs(&*conn)
-            })
+            .and_then(|conn| pki::till_epochs(&*conn))
             .map_err(|source| GateError::Db {
                 database: db.name().to_string(),
                 source,

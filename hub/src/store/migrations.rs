@@ -56,10 +56,33 @@ pub const HISTORY: &[Migration] = &[
                        value BYTEA NOT NULL
                    );",
     },
+    Migration {
+        // Hubs before this version created the table themselves when they started (the
+        // listener's revocation gate), so a database that never ran a hub lacked it and
+        // `till360-hub migrate` missed it: `IF NOT EXISTS` keeps theirs.
+        version: 9,
+        name: "schema 9: the certificate epoch seen per till",
+        sqlite: Some(
+            "CREATE TABLE IF NOT EXISTS till_epochs (
+                 store TEXT NOT NULL,
+                 till TEXT NOT NULL,
+                 epoch INTEGER NOT NULL,
+                 seen_at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (store, till)
+             ) WITHOUT ROWID;",
+        ),
+        postgres: "CREATE TABLE IF NOT EXISTS till_epochs (
+                       store TEXT NOT NULL,
+                       till TEXT NOT NULL,
+                       epoch BIGINT NOT NULL,
+                       seen_at_ms BIGINT NOT NULL,
+                       PRIMARY KEY (store, till)
+                   );",
+    },
 ];
 
 /// The newest version this hub knows.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 /// Any fixed number: the key of the advisory lock migrations run under (one per database).
 const MIGRATION_LOCK: i64 = 0x7111_3600_0000_0001;
@@ -184,6 +207,33 @@ mod tests {
                 assert_eq!(rows.len(), HISTORY.len());
                 assert_eq!(rows[0].get::<i64>(0).unwrap(), 7);
             }
+        });
+    }
+
+    #[test]
+    fn a_database_whose_hub_made_till_epochs_itself_keeps_its_rows_at_9() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            // As a hub of schema 8 left it: the table (made when it started) holds a row.
+            conn.execute(
+                "INSERT INTO till_epochs (store, till, epoch, seen_at_ms) VALUES ('S1', 'T1', 4, 1)",
+                sql_params![],
+            )
+            .unwrap();
+            match conn.engine() {
+                Engine::Postgres => {
+                    conn.batch("DELETE FROM schema_migrations WHERE version = 9")
+                        .unwrap();
+                }
+                Engine::Sqlite => conn.batch("PRAGMA user_version = 8").unwrap(),
+            }
+            assert_eq!(version(&*conn).unwrap(), 8);
+            assert_eq!(migrate(&*conn).unwrap(), vec![9]);
+            assert_eq!(
+                conn.query_value::<i64>("SELECT epoch FROM till_epochs", sql_params![])
+                    .unwrap(),
+                Some(4)
+            );
         });
     }
 }

@@ -6,27 +6,9 @@ use std::collections::HashMap;
 
 use till360_shared::{AgentId, Timestamp};
 
-use super::sql::{int, Engine, Sql};
+use super::sql::{int, Sql};
 use super::StoreError;
 use crate::sql_params;
-
-/// Creates `till_epochs` if this database has none yet (it came after the schema
-/// versions; databases of older hubs lack it).
-pub fn ensure_epochs_table(db: &dyn Sql) -> Result<(), StoreError> {
-    let without_rowid = match db.engine() {
-        Engine::Sqlite => " WITHOUT ROWID",
-        Engine::Postgres => "",
-    };
-    db.batch(&format!(
-        "CREATE TABLE IF NOT EXISTS till_epochs (
-            store TEXT NOT NULL,
-            till TEXT NOT NULL,
-            epoch BIGINT NOT NULL,
-            seen_at_ms BIGINT NOT NULL,
-            PRIMARY KEY (store, till)
-        ){without_rowid}"
-    ))
-}
 
 /// The highest certificate epoch recorded for each till.
 pub fn till_epochs(db: &dyn Sql) -> Result<HashMap<AgentId, u64>, StoreError> {
@@ -91,8 +73,6 @@ mod tests {
     fn epochs_only_grow_and_are_read_back() {
         for_each_engine(|db| {
             let conn = db.get().unwrap();
-            ensure_epochs_table(&*conn).unwrap();
-            ensure_epochs_table(&*conn).unwrap();
             let t1 = AgentId::new("S1", "T1");
             let t2 = AgentId::new("S1", "T2");
             let at = |ms| Timestamp::from_unix_ms(ms, 0);
