@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::common;
-use crate::downlink_digests::{card, card_key, next_frame_is_the_ack, subscribed};
+use crate::downlink_digests::{card, card_key, subscribed};
 
 use chrono::Utc;
 use common::{send_all, Site};
@@ -17,7 +17,7 @@ use till360_hub::store::{SqlStore, Store};
 use till360_shared::campaign::Digest;
 use till360_shared::coupon::CardKey;
 use till360_shared::wire::Message;
-use till360_shared::{AgentId, CardNumber, Event, Timestamp};
+use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 const STORE: &str = "S001";
 const DAY_MS: i64 = 86_400_000;
@@ -84,7 +84,23 @@ impl Till {
             cache.version = up_to_version;
         }
         self.acked += 1;
-        next_frame_is_the_ack(&mut link, &self.id, self.acked).await;
+        // No digests frame is queued before the ack. Erasures may be: the hub learns of
+        // an erase made outside it (`erase` below) when it next reads the erasure log,
+        // which on a busy machine can be after the digests went out.
+        let event = Event {
+            agent: self.id.clone(),
+            seq: self.acked,
+            recorded_at: Timestamp::from_utc(Utc::now(), 0),
+            kind: EventKind::Redacted,
+        };
+        link.send(&Message::Events(vec![event])).await.unwrap();
+        loop {
+            match link.recv().await {
+                Ok(Message::Erasures { .. }) => continue,
+                Ok(Message::Ack { acked_seq }) if acked_seq == self.acked => break,
+                other => panic!("expected the ack of {}, got {other:?}", self.acked),
+            }
+        }
     }
 }
 
