@@ -8,7 +8,7 @@ use crate::common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::common::engine::{blocking, TestStore};
+use crate::common::engine::{blocking, StoreOnTestDatabase, TestStore};
 
 use chrono::NaiveDate;
 use till360_hub::api::{self, ApiOptions};
@@ -112,33 +112,13 @@ fn code(conn: &dyn Sql, serial: u16, forged: bool) -> String {
     mint(&key, &fields).as_str().to_string()
 }
 
-/// A store on a fresh database of the test engine (kept as long as the store).
-struct Ledger {
-    store: SqlStore,
-    database: TestStore,
-}
-
-impl std::ops::Deref for Ledger {
-    type Target = SqlStore;
-    fn deref(&self) -> &SqlStore {
-        &self.store
-    }
-}
-
-impl std::ops::DerefMut for Ledger {
-    fn deref_mut(&mut self) -> &mut SqlStore {
-        &mut self.store
-    }
-}
-
-fn open(with_master: bool) -> Ledger {
-    let database = TestStore::new();
-    let mut store = database.store();
+fn open(with_master: bool) -> StoreOnTestDatabase {
+    let mut store = StoreOnTestDatabase::new();
     number(store.sql());
     if with_master {
         store.set_coupon_master(MASTER).unwrap();
     }
-    Ledger { store, database }
+    store
 }
 
 struct Scenario {
@@ -544,7 +524,7 @@ async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, serde_j
 /// The real router over a store with the scenario merged, on a 127.0.0.1 port.
 /// The database goes with the returned value.
 async fn serve(token: Option<&str>) -> (SocketAddr, TestStore) {
-    let Ledger { store, database } = blocking(|| {
+    let StoreOnTestDatabase { store, database } = blocking(|| {
         let mut store = open(true);
         let sc = scenario(&store);
         ingest(&mut store, &s1(), &sc.s1);

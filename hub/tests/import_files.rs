@@ -6,10 +6,10 @@ use std::path::Path;
 
 use till360_hub::config::IdentityConfig;
 use till360_hub::import::{self, ImportError};
-use till360_hub::store::sql::{transaction, Sql, SqlExt as _, TxKind};
-use till360_hub::store::{IngestRequest, ProfileQuery, SqlStore, Store};
+use till360_hub::store::sql::{transaction, SqlExt as _, TxKind};
+use till360_hub::store::{IngestRequest, ProfileQuery, Store};
 
-use crate::common::engine::TestStore;
+use crate::common::engine::StoreOnTestDatabase;
 use till360_shared::{
     AgentId, CardNumber, Currency, Event, EventKind, Receipt, ReceiptLine, Timestamp,
 };
@@ -61,7 +61,7 @@ fn receipt(till: &str, card: Option<&str>, ms: i64, lines: &[(&str, i64)]) -> Ev
     }
 }
 
-fn ingest(store: &mut ImportStore, event: &Event) {
+fn ingest(store: &mut StoreOnTestDatabase, event: &Event) {
     let out = store
         .ingest(
             &[IngestRequest {
@@ -74,46 +74,12 @@ fn ingest(store: &mut ImportStore, event: &Event) {
     assert_eq!(out, vec![Ok(1)]);
 }
 
-fn count(store: &ImportStore, sql: &str) -> i64 {
-    crate::common::count(store.connection(), sql)
+fn count(store: &StoreOnTestDatabase, sql: &str) -> i64 {
+    crate::common::count(store.sql(), sql)
 }
 
-/// A store on a fresh database of the test engine, and the database it lives on.
-struct ImportStore {
-    store: SqlStore,
-    _database: TestStore,
-}
-
-impl ImportStore {
-    /// The store's connection, as the import command hands it to `import::*`.
-    fn connection(&self) -> &dyn Sql {
-        self.store.sql()
-    }
-
-    fn connection_mut(&mut self) -> &dyn Sql {
-        self.store.sql()
-    }
-}
-
-impl std::ops::Deref for ImportStore {
-    type Target = SqlStore;
-    fn deref(&self) -> &SqlStore {
-        &self.store
-    }
-}
-
-impl std::ops::DerefMut for ImportStore {
-    fn deref_mut(&mut self) -> &mut SqlStore {
-        &mut self.store
-    }
-}
-
-fn open() -> ImportStore {
-    let database = TestStore::new();
-    ImportStore {
-        store: database.store(),
-        _database: database,
-    }
+fn open() -> StoreOnTestDatabase {
+    StoreOnTestDatabase::new()
 }
 
 #[test]
@@ -135,27 +101,13 @@ fn online_order_joins_a_till_profile_through_the_crm() {
         .unwrap();
     assert_eq!(till_only.channels.online.count, 0);
 
-    let p = import::products(store.connection_mut(), data("products.csv"), now()).unwrap();
+    let p = import::products(store.sql(), data("products.csv"), now()).unwrap();
     assert_eq!((p.read, p.inserted), (4, 4));
     // The order names only an e-mail: before the CRM knows it, it is a profile of its own.
-    let o = import::orders(
-        store.connection_mut(),
-        data("orders.jsonl"),
-        &cfg,
-        None,
-        now(),
-    )
-    .unwrap();
+    let o = import::orders(store.sql(), data("orders.jsonl"), &cfg, None, now()).unwrap();
     assert_eq!((o.read, o.inserted, o.unchanged), (3, 2, 1), "{o}");
     assert_eq!(count(&store, "SELECT count(*) FROM orders"), 2);
-    let c = import::customers(
-        store.connection_mut(),
-        data("customers.csv"),
-        &cfg,
-        None,
-        now(),
-    )
-    .unwrap();
+    let c = import::customers(store.sql(), data("customers.csv"), &cfg, None, now()).unwrap();
     assert_eq!(c.read, 3);
     assert!(c.rejected.is_empty() && c.blocked.is_empty(), "{c}");
 
@@ -235,15 +187,8 @@ fn online_order_joins_a_till_profile_through_the_crm() {
 #[test]
 fn search_normalises_identifiers_and_matches_name_prefixes() {
     let cfg = IdentityConfig::default();
-    let mut store = open();
-    import::customers(
-        store.connection_mut(),
-        data("customers.csv"),
-        &cfg,
-        None,
-        now(),
-    )
-    .unwrap();
+    let store = open();
+    import::customers(store.sql(), data("customers.csv"), &cfg, None, now()).unwrap();
     let ids = |q: ProfileQuery| -> Vec<Option<String>> {
         store
             .search(&q, 10)
@@ -274,16 +219,16 @@ fn search_normalises_identifiers_and_matches_name_prefixes() {
 #[test]
 fn reimport_changes_nothing() {
     let cfg = IdentityConfig::default();
-    let mut store = open();
-    let conn = store.connection_mut();
+    let store = open();
+    let conn = store.sql();
     import::products(conn, data("products.csv"), now()).unwrap();
     import::customers(conn, data("customers.csv"), &cfg, None, now()).unwrap();
     import::orders(conn, data("orders.jsonl"), &cfg, None, now()).unwrap();
-    let snapshot = |store: &ImportStore| -> String {
+    let snapshot = |store: &StoreOnTestDatabase| -> String {
         let mut out = String::new();
         for table in ["profiles", "identifiers", "consents", "orders", "products"] {
             let rows = store
-                .connection()
+                .sql()
                 .query(&format!("SELECT * FROM {table} ORDER BY 1, 2"), &[])
                 .unwrap();
             for row in rows {
@@ -295,7 +240,7 @@ fn reimport_changes_nothing() {
     };
     let before = snapshot(&store);
     let later = Timestamp::from_unix_ms(now().unix_ms + 86_400_000, 0);
-    let conn = store.connection_mut();
+    let conn = store.sql();
     let c = import::customers(conn, data("customers.csv"), &cfg, None, later).unwrap();
     assert_eq!(
         (c.read, c.unchanged, c.inserted, c.updated, c.merged),
@@ -311,9 +256,9 @@ fn reimport_changes_nothing() {
 #[test]
 fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
     let cfg = IdentityConfig::default();
-    let mut store = open();
+    let store = open();
     let err = import::customers(
-        store.connection_mut(),
+        store.sql(),
         data("customers_bad_line7.csv"),
         &cfg,
         None,
@@ -339,8 +284,7 @@ fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
     }
     // A bad order line and a bad product line are rejected the same way.
     let orders = "{\"order_id\":\"A\",\"email\":\"a@b.nl\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":0,\"currency\":\"EUR\"}\n{\"order_id\":\"B\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":0,\"currency\":\"EUR\"}\nnot json\n";
-    let err =
-        import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now()).unwrap_err();
+    let err = import::orders(store.sql(), orders.as_bytes(), &cfg, None, now()).unwrap_err();
     let ImportError::Rejected(summary) = err else {
         panic!("expected a rejection");
     };
@@ -348,7 +292,7 @@ fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
     assert_eq!(lines, vec![2, 3]);
     assert_eq!(count(&store, "SELECT count(*) FROM orders"), 0);
     let products = "sku,description,category,sensitive\nA,a,x,no\nB,b,y,maybe\n";
-    let err = import::products(store.connection_mut(), products.as_bytes(), now()).unwrap_err();
+    let err = import::products(store.sql(), products.as_bytes(), now()).unwrap_err();
     assert!(
         matches!(&err, ImportError::Rejected(s) if s.rejected[0].line == 3),
         "{err}"
@@ -360,9 +304,9 @@ fn a_bad_line_is_reported_with_its_number_and_nothing_is_applied() {
 fn a_junk_email_shared_by_five_customers_is_blocked() {
     let cfg = IdentityConfig::default();
     assert_eq!(cfg.max_customers_per_identifier, 3);
-    let mut store = open();
+    let store = open();
     let s = import::customers(
-        store.connection_mut(),
+        store.sql(),
         data("customers_junk_email.csv"),
         &cfg,
         None,
@@ -396,7 +340,7 @@ fn a_junk_email_shared_by_five_customers_is_blocked() {
         .is_empty());
     // An order by the junk e-mail alone is anonymous; with a card it joins that card.
     let orders = "{\"order_id\":\"J1\",\"email\":\"info@junk.example\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":100,\"currency\":\"EUR\"}\n{\"order_id\":\"J2\",\"email\":\"info@junk.example\",\"card\":\"2401000009051\",\"ordered_at\":\"2026-01-01T00:00:00Z\",\"channel\":\"web\",\"lines\":[],\"total_cents\":200,\"currency\":\"EUR\"}\n";
-    import::orders(store.connection_mut(), orders.as_bytes(), &cfg, None, now()).unwrap();
+    import::orders(store.sql(), orders.as_bytes(), &cfg, None, now()).unwrap();
     assert_eq!(
         count(
             &store,
@@ -435,14 +379,7 @@ fn a_replaced_card_stays_in_the_same_profile() {
         ),
     );
     assert_eq!(count(&store, "SELECT count(*) FROM profiles"), 2);
-    import::customers(
-        store.connection_mut(),
-        data("customers.csv"),
-        &cfg,
-        None,
-        now(),
-    )
-    .unwrap();
+    import::customers(store.sql(), data("customers.csv"), &cfg, None, now()).unwrap();
     let old = store
         .profile_by_card(&card("2401000009020"))
         .unwrap()
@@ -490,7 +427,7 @@ fn an_erased_card_merges_as_anonymous_for_events_before_the_erasure() {
     store.set_coupon_master(&[7; 32]).unwrap();
     let k = card("2401000009044");
     // In a transaction, as the erase does (PostgreSQL locks the log's table in it).
-    transaction(store.connection(), TxKind::Write, |db| {
+    transaction(store.sql(), TxKind::Write, |db| {
         till360_hub::store::erasures::record_erasure(
             db,
             &till360_hub::store::erasures::Suppression::from_master(&[7; 32]),
@@ -542,7 +479,7 @@ fn an_erased_card_merges_as_anonymous_for_events_before_the_erasure() {
 /// the profile, so `traits export` names them.
 #[test]
 fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
-    let mut store = open();
+    let store = open();
     let orders = "{\"order_id\":\"W-9001\",\"customer_no\":\"C-0777\",\"ordered_at\":\"2026-01-11T09:00:00Z\",\
         \"channel\":\"web\",\"lines\":[{\"description\":\"Tea\",\"qty\":1,\"amount_cents\":450}],\
         \"total_cents\":450,\"currency\":\"EUR\"}\n\
@@ -551,7 +488,7 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
         \"lines\":[{\"description\":\"Cup\",\"qty\":1,\"amount_cents\":900}],\
         \"total_cents\":900,\"currency\":\"EUR\"}\n";
     import::orders(
-        store.connection_mut(),
+        store.sql(),
         orders.as_bytes(),
         &IdentityConfig::default(),
         None,
@@ -559,7 +496,7 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
     )
     .unwrap();
     let numbers: Vec<Option<String>> = store
-        .connection()
+        .sql()
         .query("SELECT customer_no FROM profiles ORDER BY customer_no", &[])
         .unwrap()
         .iter()
@@ -571,7 +508,7 @@ fn an_order_carrying_a_customer_number_gives_it_to_the_profile() {
     );
     let mut csv = Vec::new();
     till360_hub::jobs::export_csv_with_segments(
-        store.connection(),
+        store.sql(),
         &Default::default(),
         &[],
         chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
@@ -604,7 +541,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
     let suppression = till360_hub::store::erasures::Suppression::from_master(&[7; 32]);
     let erika = card("2401000009051");
     let c = import::customers(
-        store.connection_mut(),
+        store.sql(),
         ERIKA_CRM.as_bytes(),
         &cfg,
         Some(&suppression),
@@ -621,7 +558,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
 
     let later = Timestamp::from_unix_ms(erased_at.unix_ms + 86_400_000, 0);
     let again = import::customers(
-        store.connection_mut(),
+        store.sql(),
         ERIKA_CRM.as_bytes(),
         &cfg,
         Some(&suppression),
@@ -634,7 +571,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
                  \"ordered_at\":\"2026-01-09T10:00:00Z\",\"channel\":\"web\",\"lines\":[{\"description\":\"Mug\",\
                  \"qty\":1,\"amount_cents\":900}],\"total_cents\":900,\"currency\":\"EUR\"}\n";
     let o = import::orders(
-        store.connection_mut(),
+        store.sql(),
         order.as_bytes(),
         &cfg,
         Some(&suppression),
@@ -663,7 +600,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
     assert_eq!(t7.suppressed_events, 1, "{t7:?}");
     let card_bytes = erika.as_str().as_bytes();
     let raw = store
-        .connection()
+        .sql()
         .query("SELECT payload FROM events", &[])
         .unwrap()
         .iter()
@@ -674,13 +611,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
         .count();
     assert_eq!(raw, 0, "the stored event does not keep the card either");
     // Without the key an import cannot tell: it refuses rather than bring her back.
-    let blind = import::customers(
-        store.connection_mut(),
-        ERIKA_CRM.as_bytes(),
-        &cfg,
-        None,
-        later,
-    );
+    let blind = import::customers(store.sql(), ERIKA_CRM.as_bytes(), &cfg, None, later);
     assert!(blind.is_err(), "{blind:?}");
     for sql in [
         "SELECT count(*) FROM profiles",
@@ -694,7 +625,7 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
     // She signs up again after the erase, with fresh consent: a new profile.
     let signup = ERIKA_CRM.replace("2019-05-01", "2026-01-12");
     let new = import::customers(
-        store.connection_mut(),
+        store.sql(),
         signup.as_bytes(),
         &cfg,
         Some(&suppression),

@@ -154,6 +154,36 @@ impl TestStore {
     }
 }
 
+/// A store on a fresh database of the test engine, and that database (kept as long as the
+/// store); derefs to the store.
+pub struct StoreOnTestDatabase {
+    pub store: till360_hub::store::SqlStore,
+    pub database: TestStore,
+}
+
+impl StoreOnTestDatabase {
+    pub fn new() -> Self {
+        let database = TestStore::new();
+        Self {
+            store: database.store(),
+            database,
+        }
+    }
+}
+
+impl std::ops::Deref for StoreOnTestDatabase {
+    type Target = till360_hub::store::SqlStore;
+    fn deref(&self) -> &Self::Target {
+        &self.store
+    }
+}
+
+impl std::ops::DerefMut for StoreOnTestDatabase {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.store
+    }
+}
+
 /// Runs `f` on a thread of its own and returns its result: async tests call the store,
 /// and the synchronous PostgreSQL client must not run on a runtime thread.
 pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
