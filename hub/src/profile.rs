@@ -16,12 +16,7 @@ use till360_shared::{CardNumber, Event, EventKind, ReceiptLine, Timestamp};
 /// The same card gives the same id on every hub, whatever order events arrive in.
 pub fn profile_id_for(card: &CardNumber) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, card.as_str().as_bytes());
-    let mut id = String::with_capacity(18);
-    id.push_str("p-");
-    for b in &digest.as_ref()[..8] {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    crate::identity::profile_id_of_digest(digest.as_ref())
 }
 
 /// One transaction as the store keeps it.
@@ -110,6 +105,17 @@ pub enum MergeOp {
 /// What one event does to the profile store, plus diagnostics for odd input (never a
 /// failure: the raw event is kept regardless and can be re-derived later).
 pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
+    ops_of(event, true)
+}
+
+/// [`merge_ops`] with each transaction's `lines` left empty: for the store, which keeps
+/// a receipt's lines as their encoding (cut from the event's, `codec::ReceiptEncoding`)
+/// and so need not copy them.
+pub fn merge_ops_without_lines(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
+    ops_of(event, false)
+}
+
+fn ops_of(event: &Event, with_lines: bool) -> (Vec<MergeOp>, Vec<String>) {
     let mut ops = Vec::new();
     let mut notes = Vec::new();
     match &event.kind {
@@ -158,7 +164,11 @@ pub fn merge_ops(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
                 profile_id,
                 total_cents: receipt.total_cents,
                 currency: receipt.currency.as_str().to_string(),
-                lines: receipt.lines.clone(),
+                lines: if with_lines {
+                    receipt.lines.clone()
+                } else {
+                    Vec::new()
+                },
                 unbalanced: receipt.unbalanced,
             }));
         }

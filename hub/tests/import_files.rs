@@ -601,7 +601,11 @@ fn an_old_crm_file_an_order_feed_or_a_replayed_event_do_not_bring_an_erased_pers
     let card_bytes = erika.as_str().as_bytes();
     let raw = store
         .sql()
-        .query("SELECT payload FROM events", &[])
+        .query(
+            "SELECT payload FROM events
+             UNION ALL SELECT event FROM transactions WHERE event IS NOT NULL",
+            &[],
+        )
         .unwrap()
         .iter()
         .filter(|row| {

@@ -18,6 +18,7 @@ use std::io::Read;
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
+use crate::event::{Event, EventKind};
 use crate::wire::{Message, MAX_FRAME_LEN, PROTOCOL_VERSION};
 
 const LEN_BYTES: usize = 4;
@@ -68,6 +69,67 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         )));
     }
     Ok(value)
+}
+
+/// A receipt event's canonical encoding ([`to_bytes`] of the event) with its lines
+/// located in it, so a store can keep the event without its lines and the lines apart
+/// (each line stored once) from one encoding instead of three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptEncoding {
+    /// `to_bytes(event)`: what the journal's hash chain is over.
+    pub whole: Vec<u8>,
+    lines: std::ops::Range<usize>,
+}
+
+impl ReceiptEncoding {
+    /// The encoding of `event` (a receipt): `None` for any other event.
+    pub fn of(event: &Event) -> Result<Option<Self>, CodecError> {
+        let EventKind::Receipt(receipt) = &event.kind else {
+            return Ok(None);
+        };
+        let whole = to_bytes(event)?;
+        // The lines are followed by the receipt's last fields, and those end the event.
+        let after = encoded_len(&(
+            receipt.total_cents,
+            receipt.currency,
+            receipt.unbalanced,
+            receipt.unmatched_lines,
+        ))?;
+        let end = whole.len().checked_sub(after);
+        let start = end.and_then(|end| end.checked_sub(encoded_len(&receipt.lines).ok()?));
+        match (start, end) {
+            (Some(start), Some(end)) => Ok(Some(Self {
+                whole,
+                lines: start..end,
+            })),
+            _ => Err(CodecError::Encode(
+                "a receipt's lines are not where its encoding should hold them".into(),
+            )),
+        }
+    }
+
+    /// `to_bytes(&receipt.lines)`.
+    pub fn lines(&self) -> &[u8] {
+        &self.whole[self.lines.clone()]
+    }
+
+    /// `to_bytes` of the event with its lines left out (an empty list).
+    pub fn without_lines(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.whole.len() - self.lines.len() + 1);
+        bytes.extend_from_slice(&self.whole[..self.lines.start]);
+        // An empty sequence: its length, zero, as one varint byte.
+        bytes.push(0);
+        bytes.extend_from_slice(&self.whole[self.lines.end..]);
+        bytes
+    }
+}
+
+/// How many bytes [`to_bytes`] would give for `value`, without allocating them.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut counter, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(counter.bytes_written)
 }
 
 /// Messages that carry lists (and so repeat themselves) are worth compressing.
@@ -242,6 +304,66 @@ mod tests {
     use crate::event::{AgentId, Event, EventKind, Receipt, ReceiptLine};
     use crate::money::Currency;
     use crate::time::Timestamp;
+
+    proptest::proptest! {
+        /// One encoding gives what three would: the lines' encoding and the event's
+        /// without them, for receipts of any shape (field sizes change varint widths).
+        #[test]
+        fn a_receipt_encoding_splits_into_its_lines_and_the_rest(
+            lines in proptest::collection::vec(
+                ("\\PC{0,40}", proptest::option::of("[0-9]{1,14}"), proptest::num::i64::ANY,
+                 proptest::option::of(proptest::num::i64::ANY), proptest::num::i64::ANY,
+                 proptest::bool::ANY),
+                0..40,
+            ),
+            receipt_no in proptest::option::of("\\PC{0,20}"),
+            total_cents in proptest::num::i64::ANY,
+            unbalanced in proptest::bool::ANY,
+            unmatched_lines in proptest::num::u32::ANY,
+            seq in proptest::num::u64::ANY,
+            at_ms in proptest::num::i64::ANY,
+        ) {
+            let receipt = Receipt {
+                receipt_no,
+                printed_at: None,
+                completed_at: Timestamp::from_unix_ms(at_ms, 60),
+                card: None,
+                card_last4: Some("1234".into()),
+                lines: lines
+                    .into_iter()
+                    .map(|(description, sku, quantity_milli, unit_cents, amount_cents, discount)| {
+                        ReceiptLine { description, sku, quantity_milli, unit_cents, amount_cents, discount }
+                    })
+                    .collect(),
+                total_cents,
+                currency: Currency::EUR,
+                unbalanced,
+                unmatched_lines,
+            };
+            let mut event = Event {
+                agent: AgentId::new("S001", "T01"),
+                seq,
+                recorded_at: Timestamp::from_unix_ms(at_ms, -120),
+                kind: EventKind::Receipt(receipt.clone()),
+            };
+            let split = ReceiptEncoding::of(&event).unwrap().unwrap();
+            proptest::prop_assert_eq!(&split.whole, &to_bytes(&event).unwrap());
+            proptest::prop_assert_eq!(split.lines(), &to_bytes(&receipt.lines).unwrap()[..]);
+            event.kind = EventKind::Receipt(Receipt { lines: Vec::new(), ..receipt });
+            proptest::prop_assert_eq!(split.without_lines(), to_bytes(&event).unwrap());
+        }
+    }
+
+    #[test]
+    fn only_a_receipt_has_a_receipt_encoding() {
+        let scan = Event {
+            agent: AgentId::new("S001", "T01"),
+            seq: 1,
+            recorded_at: Timestamp::from_unix_ms(0, 0),
+            kind: EventKind::Redacted,
+        };
+        assert_eq!(ReceiptEncoding::of(&scan).unwrap(), None);
+    }
 
     fn hello() -> Message {
         Message::Hello {

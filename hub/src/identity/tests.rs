@@ -65,6 +65,8 @@ fn customer_numbers_and_cards_normalise() {
     // A card's id is the till's id for it.
     let parsed = till360_shared::CardNumber::parse("4006381333931").unwrap();
     assert_eq!(card.profile_id(), crate::profile::profile_id_for(&parsed));
+    // Pinned: ids are stored, so every hub version must give the same one.
+    assert_eq!(card.profile_id(), "p-510a01430e59e890");
     assert_ne!(
         id(IdKind::CustomerNo, "4006381333931").profile_id(),
         card.profile_id()

@@ -11,9 +11,9 @@
 //!   the database refuses is refused alone, the others in the commit keep theirs. A
 //!   batch alone in its commit needs none: refused, the commit is rolled back and run
 //!   again with the savepoint, which records the refusal.
-//! - Each receipt line is stored once: in the receipt's `transactions` row; the
-//!   receipt's event is stored without its lines ([`stored_payload`]) and comes back
-//!   whole from [`stored_events`].
+//! - A receipt is stored once, in its `transactions` row: its lines there, its event
+//!   without them in `transactions.event` ([`stored_payload`]), not in `events` (which
+//!   holds every other event). [`stored_events`] gives back whole events from both.
 //! - The whole commit runs in [`transaction`]: a serialization failure or deadlock
 //!   (PostgreSQL) runs it again from the start. Nothing outside the database changes
 //!   inside it (the outcomes are returned, never kept), so a retry starts clean.
@@ -28,12 +28,12 @@ use super::erasures::{self, Suppression};
 use super::identity::{
     card_rows, resolve_card, resolve_card_from, resolve_cards, CardRow, CardSighting,
 };
-use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Param, Sql, TxKind};
+use super::sql::{self, savepoint, transaction, DbErrorKind, Engine, Param, Sql, SqlExt, TxKind};
 use super::{chain, coupon_ledger, suspicious, IngestOutcome, IngestRequest, StoreError};
 use crate::config::FraudConfig;
 use crate::coupons::RedemptionStatus;
 use crate::identity::{CardOwner, Identifier};
-use crate::profile::{merge_ops, MergeOp, TransactionRow};
+use crate::profile::{merge_ops, merge_ops_without_lines, MergeOp, TransactionRow};
 use crate::sql_params;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,8 +44,8 @@ const INSERT_EVENT: &str =
 const INSERT_TRANSACTION: &str =
     "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
          printed_at_ms, printed_offset_min, card, profile_id, total_cents, currency, lines,
-         unbalanced)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+         unbalanced, event)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 /// After a merge: the new high-water mark with the chain extended to it.
 const UPSERT_AGENT_CHAIN: &str =
     "INSERT INTO agents (store, till, last_seq, last_seen_ms, chain_hash)
@@ -279,8 +279,8 @@ impl Merge<'_> {
         }
         pending.events.clear();
         let mut seqs = Vec::with_capacity(pending.transactions.len());
-        let mut values = Vec::with_capacity(pending.transactions.len() * 14);
-        for (row, lines) in &pending.transactions {
+        let mut values = Vec::with_capacity(pending.transactions.len() * TRANSACTION_COLUMNS.len());
+        for (row, lines, event) in &pending.transactions {
             let seq = sql::int(row.seq)?;
             if row.card.is_some() {
                 seqs.push(seq);
@@ -304,18 +304,20 @@ impl Merge<'_> {
                 Param::Text(&row.currency),
                 Param::Blob(lines),
                 Param::Int(i64::from(row.unbalanced)),
+                event.as_deref().map_or(Param::Null, Param::Blob),
             ]);
         }
         if !tx.copy_in("transactions", &TRANSACTION_COLUMNS, &values)? {
-            for (row, _) in &pending.transactions {
-                insert_transaction(tx, row)?;
+            for row in values.chunks(TRANSACTION_COLUMNS.len()) {
+                let row: Vec<&dyn sql::ToParam> = row.iter().map(|p| p as _).collect();
+                tx.execute(INSERT_TRANSACTION, &row)?;
             }
         }
         drop(values);
         let agent = pending
             .transactions
             .first()
-            .map(|(row, _)| (row.store.clone(), row.till.clone()));
+            .map(|(row, _, _)| (row.store.clone(), row.till.clone()));
         pending.transactions.clear();
         let (Some((store, till)), Some(first), Some(last)) = (agent, seqs.first(), seqs.last())
         else {
@@ -386,27 +388,24 @@ impl Merge<'_> {
         event: &Event,
         mut pending: Option<&mut Pending>,
     ) -> Result<Vec<u8>, StoreError> {
-        let encoded = codec::to_bytes(event)?;
+        let Encodings {
+            whole: encoded,
+            mut stored,
+            mut lines,
+        } = Encodings::of(event)?;
         let scrubbed = self.without_erased_cards(tx, event)?;
-        let stored = scrubbed.as_ref().unwrap_or(event);
-        let stored_bytes = match (&scrubbed, &event.kind) {
-            (None, kind) if !has_lines(kind) => encoded.clone(),
-            _ => stored_payload(stored)?,
-        };
-        let event = stored;
-        match pending.as_deref_mut() {
-            Some(pending) => pending.events.push(EventRow {
-                store: event.agent.store.clone(),
-                till: event.agent.till.clone(),
-                seq: sql::int(event.seq)?,
-                kind: event.kind.name(),
-                recorded_at_ms: event.recorded_at.unix_ms,
-                offset_min: i64::from(event.recorded_at.offset_min),
-                payload: stored_bytes,
-            }),
-            None => insert_event(tx, event, &stored_bytes)?,
+        if let Some(scrubbed) = &scrubbed {
+            Encodings { stored, lines, .. } = Encodings::of(scrubbed)?;
         }
-        let (ops, notes) = merge_ops(event);
+        let event = scrubbed.as_ref().unwrap_or(event);
+        // A receipt's event goes into its transaction row (taken there below); any other
+        // event, or a receipt that merged into none, into `events`.
+        let mut payload = Some(stored);
+        if !matches!(event.kind, EventKind::Receipt(_)) {
+            self.store_event(tx, event, &mut payload, pending.as_deref_mut())?;
+        }
+        // The lines are in `lines` already: not copied into the transaction row.
+        let (ops, notes) = merge_ops_without_lines(event);
         for note in notes {
             tracing::warn!("{note}");
         }
@@ -437,15 +436,26 @@ impl Merge<'_> {
                             None => row.card = None,
                         }
                     }
+                    let stored_event = payload.take();
+                    let lines = lines.take().ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "{}/{} seq {}: a transaction from an event that is no receipt",
+                            row.store, row.till, row.seq
+                        ))
+                    })?;
                     if let Some(pending) = pending.as_deref_mut() {
-                        let lines = codec::to_bytes(&row.lines)?;
-                        pending.transactions.push((row, lines));
+                        pending.transactions.push((row, lines, stored_event));
                         continue;
                     }
-                    insert_transaction(tx, &row)?;
-                    if let Some(card) = &row.card {
-                        let flagged =
-                            suspicious::check_card(tx, self.fraud, card, row.at, self.now)?;
+                    insert_transaction(tx, &row, &lines, stored_event.as_deref())?;
+                    if let (Some(card), Some(profile_id)) = (&row.card, &row.profile_id) {
+                        let flagged = suspicious::check_card(
+                            tx,
+                            self.fraud,
+                            (profile_id, card),
+                            row.at,
+                            self.now,
+                        )?;
                         for f in flagged.into_iter().flatten() {
                             tracing::warn!(
                                 "card …{} flagged as suspicious ({:?}) after {}/{} seq {}: {}",
@@ -488,10 +498,69 @@ impl Merge<'_> {
                 }
             }
         }
+        self.store_event(tx, event, &mut payload, pending)?;
         Ok(encoded)
+    }
+
+    /// Stores `event` in `events` with `payload` (taken), unless a transaction row took
+    /// it already.
+    fn store_event(
+        &self,
+        tx: &dyn Sql,
+        event: &Event,
+        payload: &mut Option<Vec<u8>>,
+        pending: Option<&mut Pending>,
+    ) -> Result<(), StoreError> {
+        let Some(payload) = payload.take() else {
+            return Ok(());
+        };
+        match pending {
+            Some(pending) => pending.events.push(EventRow {
+                store: event.agent.store.clone(),
+                till: event.agent.till.clone(),
+                seq: sql::int(event.seq)?,
+                kind: event.kind.name(),
+                recorded_at_ms: event.recorded_at.unix_ms,
+                offset_min: i64::from(event.recorded_at.offset_min),
+                payload,
+            }),
+            None => insert_event(tx, event, &payload)?,
+        }
+        Ok(())
     }
 }
 
+/// An event's bytes as the store needs them, from one encoding cut up.
+struct Encodings {
+    /// The canonical encoding: what the chain is over.
+    whole: Vec<u8>,
+    /// What it is stored with (a receipt without its lines).
+    stored: Vec<u8>,
+    /// A receipt's lines.
+    lines: Option<Vec<u8>>,
+}
+
+impl Encodings {
+    fn of(event: &Event) -> Result<Self, StoreError> {
+        Ok(match codec::ReceiptEncoding::of(event)? {
+            Some(split) => Self {
+                stored: split.without_lines(),
+                lines: Some(split.lines().to_vec()),
+                whole: split.whole,
+            },
+            None => {
+                let whole = codec::to_bytes(event)?;
+                Self {
+                    stored: whole.clone(),
+                    whole,
+                    lines: None,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
 fn has_lines(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Receipt(r) if !r.lines.is_empty())
 }
@@ -524,9 +593,9 @@ pub fn stored_payload(event: &Event) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The raw events of `agent` with seqs in `seqs`, in seq order, as the hub stored them
-/// (erased cards left out), each receipt whole again: its lines come from its
-/// `transactions` row (a receipt stored before lines were stored once still carries
-/// them in its payload).
+/// (erased cards left out), each receipt whole again from its `transactions` row (its
+/// event in `event`, or in `events` when stored before schema 10; its lines in `lines`,
+/// or still in the event when stored before lines were stored once).
 pub fn stored_events(
     db: &dyn Sql,
     agent: &AgentId,
@@ -534,10 +603,15 @@ pub fn stored_events(
 ) -> Result<Vec<Event>, StoreError> {
     let mut events = Vec::new();
     db.query_each(
-        "SELECT e.seq, e.payload, t.lines FROM events e
-         LEFT JOIN transactions t ON t.store = e.store AND t.till = e.till AND t.seq = e.seq
-         WHERE e.store = ?1 AND e.till = ?2 AND e.seq BETWEEN ?3 AND ?4
-         ORDER BY e.seq",
+        "SELECT seq, payload, lines FROM (
+             SELECT e.seq, e.payload, t.lines FROM events e
+             LEFT JOIN transactions t ON t.store = e.store AND t.till = e.till
+                 AND t.seq = e.seq
+             WHERE e.store = ?1 AND e.till = ?2 AND e.seq BETWEEN ?3 AND ?4
+             UNION ALL
+             SELECT seq, event, lines FROM transactions
+             WHERE store = ?1 AND till = ?2 AND seq BETWEEN ?3 AND ?4 AND event IS NOT NULL
+         ) AS stored ORDER BY seq",
         sql_params![
             agent.store,
             agent.till,
@@ -569,6 +643,18 @@ pub fn stored_events(
     Ok(events)
 }
 
+/// How many till events the hub holds: `events` and the receipts' `transactions.event`.
+pub fn stored_event_count(db: &dyn Sql) -> Result<u64, StoreError> {
+    let count: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM events)
+                 + (SELECT count(*) FROM transactions WHERE event IS NOT NULL)",
+            sql_params![],
+        )?
+        .get(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 fn insert_event(tx: &dyn Sql, stored: &Event, stored_bytes: &[u8]) -> Result<(), StoreError> {
     tx.execute(
         INSERT_EVENT,
@@ -594,7 +680,7 @@ const EVENT_COLUMNS: [&str; 7] = [
     "offset_min",
     "payload",
 ];
-const TRANSACTION_COLUMNS: [&str; 14] = [
+const TRANSACTION_COLUMNS: [&str; 15] = [
     "store",
     "till",
     "seq",
@@ -609,6 +695,7 @@ const TRANSACTION_COLUMNS: [&str; 14] = [
     "currency",
     "lines",
     "unbalanced",
+    "event",
 ];
 
 /// An `events` row gathered for [`Pending`].
@@ -626,8 +713,8 @@ struct EventRow {
 /// owners as read at the batch's start and kept up to date by the batch's own writes.
 struct Pending {
     events: Vec<EventRow>,
-    /// Each receipt with its lines encoded.
-    transactions: Vec<(TransactionRow, Vec<u8>)>,
+    /// Each receipt with its lines encoded and its event as stored.
+    transactions: Vec<(TransactionRow, Vec<u8>, Option<Vec<u8>>)>,
     cards: HashMap<String, CardRow>,
 }
 
@@ -706,8 +793,13 @@ impl Pending {
     }
 }
 
-fn insert_transaction(tx: &dyn Sql, row: &TransactionRow) -> Result<(), StoreError> {
-    let lines = codec::to_bytes(&row.lines)?;
+/// `lines`: the encoding of the receipt's lines (`row.lines` is not read).
+fn insert_transaction(
+    tx: &dyn Sql,
+    row: &TransactionRow,
+    lines: &[u8],
+    event: Option<&[u8]>,
+) -> Result<(), StoreError> {
     tx.execute(
         INSERT_TRANSACTION,
         sql_params![
@@ -725,6 +817,7 @@ fn insert_transaction(tx: &dyn Sql, row: &TransactionRow) -> Result<(), StoreErr
             row.currency,
             lines,
             row.unbalanced,
+            event,
         ],
     )?;
     Ok(())
@@ -798,14 +891,33 @@ mod tests {
                 stored_events(&*conn, &agent, 10..=12).unwrap(),
                 events[9..12]
             );
-            // No line's description is in any payload.
+            // A receipt is one row (its event in `transactions.event`), and no line's
+            // description is in any stored event.
+            let receipts = events
+                .iter()
+                .filter(|e| matches!(e.kind, EventKind::Receipt(_)))
+                .count();
             let mut payloads = Vec::new();
-            conn.query_each("SELECT payload FROM events", sql_params![], &mut |row| {
-                payloads.push(row.get::<Vec<u8>>(0)?);
-                Ok(())
-            })
+            conn.query_each(
+                "SELECT payload FROM events UNION ALL
+                 SELECT event FROM transactions WHERE event IS NOT NULL",
+                sql_params![],
+                &mut |row| {
+                    payloads.push(row.get::<Vec<u8>>(0)?);
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(payloads.len(), events.len());
+            assert_eq!(
+                conn.query_value::<i64>(
+                    "SELECT count(*) FROM transactions WHERE event IS NOT NULL",
+                    sql_params![]
+                )
+                .unwrap(),
+                Some(receipts as i64)
+            );
+            assert_eq!(stored_event_count(&*conn).unwrap(), events.len() as u64);
             for event in &events {
                 if let EventKind::Receipt(receipt) = &event.kind {
                     for line in &receipt.lines {
@@ -863,7 +975,8 @@ mod tests {
                     .unwrap()
                     .unwrap_or(0)
             };
-            assert_eq!((count("events"), count("transactions")), (0, 0));
+            assert_eq!(stored_event_count(&*conn).unwrap(), 0);
+            assert_eq!(count("transactions"), 0);
             assert_eq!(count("agent_alerts"), 1, "the refusal is recorded");
             conn.batch(match conn.engine() {
                 Engine::Sqlite => "DROP TRIGGER poison",
@@ -871,7 +984,8 @@ mod tests {
             })
             .unwrap();
             assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(5)]);
-            assert_eq!((count("events"), count("transactions")), (5, 5));
+            assert_eq!(stored_event_count(&*conn).unwrap(), 5);
+            assert_eq!(count("transactions"), 5);
         });
     }
 
@@ -887,6 +1001,55 @@ mod tests {
             let conn = db.get().unwrap();
             insert_event(&*conn, &event, &codec::to_bytes(&event).unwrap()).unwrap();
             assert_eq!(stored_events(&*conn, &agent, 1..=1).unwrap(), vec![event]);
+        });
+    }
+
+    /// Receipts stored before schema 10 (the event in `events`, without its lines; the
+    /// transaction row without `event`) and after it (one row) come back whole, in seq
+    /// order, with the events between them.
+    #[test]
+    fn receipts_stored_before_and_after_schema_10_come_back_whole_in_order() {
+        for_each_engine(|db| {
+            let agent = AgentId::new("S1", "T1");
+            let events = Generator::new(44, 10, 100).events(&agent, 1, 12);
+            let split = events
+                .iter()
+                .position(|e| has_lines(&e.kind))
+                .expect("a receipt");
+            let conn = db.get().unwrap();
+            for event in &events[..=split] {
+                insert_event(&*conn, event, &stored_payload(event).unwrap()).unwrap();
+                for op in merge_ops(event).0 {
+                    if let MergeOp::AddTransaction(mut row) = op {
+                        // No profile needed to read the events back.
+                        row.profile_id = None;
+                        let lines = codec::to_bytes(&row.lines).unwrap();
+                        insert_transaction(&*conn, &row, &lines, None).unwrap();
+                    }
+                }
+            }
+            let mut store = SqlStore::open(db).unwrap();
+            // The hub's high-water mark as the old hub left it.
+            conn.execute(
+                UPSERT_AGENT_CHAIN,
+                sql_params![
+                    agent.store,
+                    agent.till,
+                    events[split].seq as i64,
+                    0i64,
+                    None::<Vec<u8>>
+                ],
+            )
+            .unwrap();
+            let rest = &events[split + 1..];
+            let request = [IngestRequest {
+                agent: &agent,
+                events: rest,
+            }];
+            let last = events.last().unwrap().seq;
+            assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(last)]);
+            assert_eq!(stored_events(&*conn, &agent, 1..=last).unwrap(), events);
+            assert_eq!(stored_event_count(&*conn).unwrap(), events.len() as u64);
         });
     }
 }

@@ -292,9 +292,10 @@ fn erase_in_transaction(
         sql_params![profile_id],
     )?;
     for card in &cards {
-        // Anonymous-at-the-time receipts that still name the card.
+        // Receipts that name the card without a profile (it was blocked then): the
+        // card's other receipts share the profile and were anonymised above.
         anonymised += db.execute(
-            "UPDATE transactions SET card = NULL WHERE card = ?1",
+            "UPDATE transactions SET card = NULL WHERE card = ?1 AND profile_id IS NULL",
             sql_params![card],
         )?;
         scrub_events(db, card)?;
@@ -349,19 +350,31 @@ fn count(rows: u64) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX)
 }
 
-/// Removes `card` from the raw events: a receipt is re-encoded without it (and without
-/// its printed last digits), a card scan is deleted. The byte search only narrows the
-/// candidates; each is decoded and checked.
+/// Removes `card` from the raw events (`events`, and receipts' `transactions.event`): a
+/// receipt is re-encoded without it (and without its printed last digits), a card scan
+/// is deleted. The byte search only narrows the candidates; each is decoded and checked.
 fn scrub_events(db: &dyn Sql, card: &str) -> Result<(), StoreError> {
-    let candidates = match db.engine() {
-        Engine::Sqlite => {
-            "SELECT store, till, seq, payload FROM events WHERE instr(payload, ?1) > 0"
-        }
-        Engine::Postgres => {
-            "SELECT store, till, seq, payload FROM events WHERE position(?1 in payload) > 0"
-        }
+    let found = match db.engine() {
+        Engine::Sqlite => "instr(payload, ?1) > 0",
+        Engine::Postgres => "position(?1 in payload) > 0",
     };
-    let rows = db.query(candidates, sql_params![card.as_bytes()])?;
+    let receipts = format!(
+        "SELECT store, till, seq, event FROM transactions WHERE event IS NOT NULL AND {}",
+        found.replace("payload", "event")
+    );
+    for r in db.query(&receipts, sql_params![card.as_bytes()])? {
+        let (store, till, seq): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let mut event = Event::decode_stored(&r.get::<Vec<u8>>(3)?)
+            .map_err(|e| StoreError::Corrupt(format!("receipt {store}/{till}/{seq}: {e}")))?;
+        if event.kind.forget_cards(|c| c.as_str() == card) {
+            db.execute(
+                "UPDATE transactions SET event = ?1 WHERE store = ?2 AND till = ?3 AND seq = ?4",
+                sql_params![codec::to_bytes(&event)?, store, till, seq],
+            )?;
+        }
+    }
+    let events = format!("SELECT store, till, seq, payload FROM events WHERE {found}");
+    let rows = db.query(&events, sql_params![card.as_bytes()])?;
     for r in rows {
         let (store, till, seq): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
         let payload: Vec<u8> = r.get(3)?;

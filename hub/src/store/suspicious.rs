@@ -48,35 +48,61 @@ pub fn is_flagged(db: &dyn Sql, card: &str) -> Result<bool, StoreError> {
 
 /// Assesses `card`'s receipts around `at` and records what is found. Returns the findings
 /// when this check flagged the card (it was not flagged before).
+///
+/// A card's receipts are read through its profile (`profile_id`, which every receipt of
+/// the card shares: they follow the card when profiles merge), as the profile and time
+/// index serves them. A blocked card (no profile) is never checked: it is no one's card,
+/// it gets no digest and links nothing already.
 pub fn check_card(
     conn: &dyn Sql,
     rules: &FraudConfig,
-    card: &CardNumber,
+    (profile_id, card): (&str, &CardNumber),
     at: Timestamp,
     now: Timestamp,
 ) -> Result<Option<Vec<Finding>>, StoreError> {
     if !rules.enabled {
         return Ok(None);
     }
-    // Most cards have a receipt or two around a new one: fewer than any rule needs.
+    // Most cards have a receipt or two around a new one, in a store or two: fewer than
+    // any rule needs. The profile's receipts and stores are counted (its other cards'
+    // too, an upper bound), which the profile, time and store index answers alone.
     let (from, to) = (
         at.unix_ms.saturating_sub(WINDOW_MS),
         at.unix_ms.saturating_add(WINDOW_MS),
     );
-    let around: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM transactions WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3",
-            sql_params![card.as_str(), from, to],
-        )?
-        .get(0)?;
-    if around < fewest_receipts(rules) {
+    // Stores are counted (a DISTINCT costs a temporary table per check) only when
+    // impossible travel is what could fire.
+    let around = conn.query_one(
+        "SELECT count(*), min(store) = max(store) FROM transactions
+         WHERE profile_id = ?1 AND at_ms BETWEEN ?2 AND ?3",
+        sql_params![profile_id, from, to],
+    )?;
+    let receipts: i64 = around.get(0)?;
+    let stores_at_most = match around.get::<Option<bool>>(1)? {
+        Some(true) => 1,
+        _ => receipts,
+    };
+    if !could_fire(rules, receipts, stores_at_most) {
         return Ok(None);
+    }
+    if !could_fire(rules, receipts, 0) {
+        let stores: i64 = conn
+            .query_one(
+                "SELECT count(DISTINCT store) FROM transactions
+                 WHERE profile_id = ?1 AND at_ms BETWEEN ?2 AND ?3",
+                sql_params![profile_id, from, to],
+            )?
+            .get(0)?;
+        if !could_fire(rules, receipts, stores) {
+            return Ok(None);
+        }
     }
     let mut receipts = Vec::new();
     conn.query_each(
         "SELECT store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
-         WHERE card = ?1 AND at_ms BETWEEN ?2 AND ?3 ORDER BY at_ms LIMIT ?4",
-        sql_params![card.as_str(), from, to, MAX_RECEIPTS],
+         WHERE profile_id = ?1 AND at_ms BETWEEN ?2 AND ?3 AND card = ?5
+         ORDER BY at_ms LIMIT ?4",
+        sql_params![profile_id, from, to, MAX_RECEIPTS, card.as_str()],
         &mut |mut row| {
             let basket = match row.take(6) {
                 crate::store::sql::Value::Blob(lines) => basket_fingerprint(&lines),
@@ -168,8 +194,9 @@ fn record(
 /// [`check_card`] for every carded receipt of `store`/`till` with seq in `first..=last`
 /// (just written), as checking each right after writing it would, in seq order: each
 /// sees the receipts before it, not the batch's later ones. Two reads for the batch: only
-/// the receipts with enough of their card's receipts around them are assessed. Returns each flagging
-/// check's receipt seq, card and findings.
+/// the receipts with enough of their profile's receipts around them (an upper bound of
+/// their card's) are assessed. Returns each flagging check's receipt seq, card and
+/// findings.
 pub fn check_receipts(
     conn: &dyn Sql,
     rules: &FraudConfig,
@@ -182,22 +209,29 @@ pub fn check_receipts(
     }
     let mut candidates = Vec::new();
     conn.query_each(
-        "SELECT b.seq, b.card, b.at_ms, b.offset_min,
-             (SELECT count(*) FROM transactions t
-              WHERE t.card = b.card AND t.at_ms BETWEEN b.at_ms - ?4 AND b.at_ms + ?4
-                  AND NOT (t.store = b.store AND t.till = b.till AND t.seq > b.seq))
+        "SELECT b.seq, b.card, b.at_ms, b.offset_min, around.receipts, b.profile_id,
+             around.stores
          FROM transactions b
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS receipts, count(DISTINCT t.store) AS stores
+             FROM transactions t
+             WHERE t.profile_id = b.profile_id
+                 AND t.at_ms BETWEEN b.at_ms - ?4 AND b.at_ms + ?4
+                 AND NOT (t.store = b.store AND t.till = b.till AND t.seq > b.seq)
+         ) AS around
          WHERE b.store = ?1 AND b.till = ?2 AND b.seq BETWEEN ?3 AND ?5 AND b.card IS NOT NULL
+             AND b.profile_id IS NOT NULL
          ORDER BY b.seq",
         sql_params![store, till, first, WINDOW_MS, last],
         &mut |row| {
-            if row.get::<i64>(4)? >= fewest_receipts(rules) {
+            if could_fire(rules, row.get(4)?, row.get(6)?) {
                 let offset = i16::try_from(row.get::<i64>(3)?)
                     .map_err(|_| StoreError::Corrupt("a UTC offset beyond i16".into()))?;
                 candidates.push((
                     row.get::<i64>(0)?,
                     row.get::<String>(1)?,
                     Timestamp::from_unix_ms(row.get(2)?, offset),
+                    row.get::<String>(5)?,
                 ));
             }
             Ok(())
@@ -206,26 +240,35 @@ pub fn check_receipts(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    // Every candidate's receipts in one read (PostgreSQL: the cards as one array), each
-    // candidate's window then taken from them as `check_card` reads it.
+    // Every candidate's receipts in one read (PostgreSQL: their profiles as one array,
+    // the other cards of those profiles left out), each candidate's window then taken
+    // from them as `check_card` reads it.
     let cards: std::collections::BTreeSet<&str> = candidates
         .iter()
-        .map(|(_, card, _)| card.as_str())
+        .map(|(_, card, _, _)| card.as_str())
+        .collect();
+    let profiles: std::collections::BTreeSet<&str> = candidates
+        .iter()
+        .map(|(_, _, _, profile)| profile.as_str())
         .collect();
     let from = candidates.iter().map(|c| c.2.unix_ms).min().unwrap_or(0);
     let to = candidates.iter().map(|c| c.2.unix_ms).max().unwrap_or(0);
     let mut by_card: std::collections::HashMap<String, Vec<CardReceipt>> = Default::default();
     conn.query_each(
         "SELECT card, store, till, seq, at_ms, offset_min, total_cents, lines FROM transactions
-         WHERE card = ANY(CAST(CAST(?1 AS TEXT) AS TEXT[])) AND at_ms BETWEEN ?2 AND ?3
+         WHERE profile_id = ANY(CAST(CAST(?1 AS TEXT) AS TEXT[])) AND at_ms BETWEEN ?2 AND ?3
+             AND card IS NOT NULL
          ORDER BY at_ms",
         sql_params![
-            super::identity::text_array(cards.iter().copied()),
+            super::identity::text_array(profiles.iter().copied()),
             from.saturating_sub(WINDOW_MS),
             to.saturating_add(WINDOW_MS)
         ],
         &mut |mut row| {
             let card: String = row.get(0)?;
+            if !cards.contains(card.as_str()) {
+                return Ok(());
+            }
             let basket = match row.take(7) {
                 crate::store::sql::Value::Blob(lines) => basket_fingerprint(&lines),
                 _ => {
@@ -250,7 +293,7 @@ pub fn check_receipts(
         },
     )?;
     let mut flagged = Vec::new();
-    for (seq, card, at) in candidates {
+    for (seq, card, at, _) in candidates {
         let (from, to) = (
             at.unix_ms.saturating_sub(WINDOW_MS),
             at.unix_ms.saturating_add(WINDOW_MS),
@@ -274,16 +317,16 @@ pub fn check_receipts(
     Ok(flagged)
 }
 
-/// The fewest receipts any rule can fire on.
-fn fewest_receipts(rules: &FraudConfig) -> i64 {
-    [
-        rules.travel_min_stores,
-        rules.max_receipts_per_day.saturating_add(1),
-        rules.house_card_receipts,
-    ]
-    .into_iter()
-    .min()
-    .map_or(1, i64::from)
+/// Whether any rule could fire on a window with this many receipts in this many stores
+/// (or more: the counts may be upper bounds). Impossible travel needs
+/// `travel_min_stores` stores; too many receipts on a day and a house card need
+/// `max_receipts_per_day + 1` and `house_card_receipts` receipts.
+fn could_fire(rules: &FraudConfig, receipts: i64, stores: i64) -> bool {
+    let fewest_by_count = rules
+        .max_receipts_per_day
+        .saturating_add(1)
+        .min(rules.house_card_receipts);
+    stores >= i64::from(rules.travel_min_stores) || receipts >= i64::from(fewest_by_count)
 }
 
 fn parse_findings(card: &str, json: &str) -> Result<Vec<Finding>, StoreError> {

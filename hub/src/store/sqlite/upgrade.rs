@@ -430,6 +430,14 @@ mod tests {
     use crate::config::DatabaseUrl;
     use crate::store::{migrations, Database, DatabaseOptions, SqlStore, Store};
 
+    /// Undoes schema 10 (`store::migrations`): a file rewound to an older version is
+    /// then shaped as that version was.
+    const BACK_TO_9: &str = "ALTER TABLE transactions DROP COLUMN event;
+        DROP INDEX transactions_profile_at;
+        DROP INDEX transactions_unlinked_card;
+        CREATE INDEX transactions_profile ON transactions(profile_id);
+        CREATE INDEX transactions_card ON transactions(card, at_ms);";
+
     /// `path` opened as the hub opens it (upgrades and migrations run), and a raw
     /// connection to the file.
     fn open(path: &Path) -> (Database, Connection) {
@@ -459,6 +467,7 @@ mod tests {
         {
             let (_db, conn) = open(&path);
             // Back to schema 5's shape.
+            conn.execute_batch(BACK_TO_9).unwrap();
             conn.execute_batch(
                 "DROP INDEX digest_feed_removals;
                      DROP TABLE digest_compaction;
@@ -499,6 +508,7 @@ mod tests {
             let fields = CouponFields::new(1, till, expires, 1).unwrap();
             let code = mint(&derive_till_key(&[7; 32], "S1", "T1"), &fields);
             // Back to schema 6's shape, with two scans in insertion order.
+            conn.execute_batch(BACK_TO_9).unwrap();
             conn.execute_batch(&format!(
                 "DROP INDEX IF EXISTS redemptions_commit;
                  ALTER TABLE redemptions DROP COLUMN commit_seq;
@@ -555,6 +565,7 @@ mod tests {
         {
             let (_db, conn) = open(&path);
             // Back to schema 6's erasure log.
+            conn.execute_batch(BACK_TO_9).unwrap();
             conn.execute_batch(
                     "DROP TABLE erasures;
                      CREATE TABLE erasures (
@@ -616,14 +627,15 @@ mod tests {
         }
     }
 
-    /// A database of schema 6 (before suspicious cards) opens as 7 with `suspicious_cards` and
-    /// the transactions' card index.
+    /// A database of schema 6 (before suspicious cards) opens with `suspicious_cards`, and
+    /// with the transactions' indexes of schema 10 (the card index of 7 made, then replaced).
     #[test]
     fn a_schema_6_database_gains_suspicious_cards() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hub.db");
         {
             let (_db, conn) = open(&path);
+            conn.execute_batch(BACK_TO_9).unwrap();
             conn.execute_batch(
                 "DROP TABLE suspicious_cards; DROP INDEX transactions_card;
                      PRAGMA user_version = 6;",
@@ -633,13 +645,19 @@ mod tests {
         let (_db, conn) = open(&path);
         assert_eq!(user_version(&conn), migrations::LATEST);
         assert_eq!(count(&conn, "suspicious_cards"), 0);
-        let indexed: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'transactions_card'",
-                [],
-                |r| r.get(0),
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE tbl_name = 'transactions'
+                 AND type = 'index' AND name NOT LIKE 'sqlite_%' ORDER BY name",
             )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(indexed, 1);
+        assert_eq!(
+            indexes,
+            ["transactions_profile_at", "transactions_unlinked_card"]
+        );
     }
 }
