@@ -120,23 +120,29 @@ pub fn resolve_cards(
     sightings: &BTreeMap<String, CardSighting>,
 ) -> Result<HashMap<String, CardRow>, StoreError> {
     let cards: BTreeSet<&str> = sightings.keys().map(String::as_str).collect();
-    let rows = card_rows(db, &cards)?;
-    let needs_write = |rows: &HashMap<String, CardRow>| {
-        sightings.iter().any(|(key, seen)| match rows.get(key) {
+    let mut rows = card_rows(db, &cards)?;
+    let to_write: BTreeSet<&str> = sightings
+        .iter()
+        .filter(|(key, seen)| match rows.get(*key) {
             Some((_, _, true)) => false,
             Some((Some(_), Some(created), false)) => *created > seen.earliest,
             _ => true,
         })
-    };
-    if !needs_write(&rows) {
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if to_write.is_empty() {
         return Ok(rows);
     }
-    // Another hub may have linked or blocked a card since: read again under the lock.
+    // Another hub may have linked or blocked one of them since: those are read again
+    // under the lock (the others need no write, as a batch that writes nothing).
     locks::merge(db)?;
-    let mut rows = card_rows(db, &cards)?;
+    rows.extend(card_rows(db, &to_write)?);
     let (mut ids, mut ms, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
     let (mut new_cards, mut new_ids, mut added) = (Vec::new(), Vec::new(), Vec::new());
-    for (key, seen) in sightings {
+    for (key, seen) in sightings
+        .iter()
+        .filter(|(key, _)| to_write.contains(key.as_str()))
+    {
         let (existing, created, blocked) = rows.get(key).cloned().unwrap_or((None, None, false));
         if blocked {
             continue;

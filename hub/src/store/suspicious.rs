@@ -195,7 +195,7 @@ fn record(
 /// (just written), as checking each right after writing it would, in seq order: each
 /// sees the receipts before it, not the batch's later ones. Two reads for the batch: only
 /// the receipts with enough of their profile's receipts around them (an upper bound of
-/// their card's) are assessed. Returns each flagging check's receipt seq, card and
+/// their card's before them: the batch's later ones are counted too) are assessed. Returns each flagging check's receipt seq, card and
 /// findings.
 pub fn check_receipts(
     conn: &dyn Sql,
@@ -217,7 +217,6 @@ pub fn check_receipts(
              FROM transactions t
              WHERE t.profile_id = b.profile_id
                  AND t.at_ms BETWEEN b.at_ms - ?4 AND b.at_ms + ?4
-                 AND NOT (t.store = b.store AND t.till = b.till AND t.seq > b.seq)
          ) AS around
          WHERE b.store = ?1 AND b.till = ?2 AND b.seq BETWEEN ?3 AND ?5 AND b.card IS NOT NULL
              AND b.profile_id IS NOT NULL
