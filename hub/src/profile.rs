@@ -115,6 +115,24 @@ pub fn merge_ops_without_lines(event: &Event) -> (Vec<MergeOp>, Vec<String>) {
     ops_of(event, false)
 }
 
+/// The card `event` makes sure has a profile, and when it was seen: the
+/// [`MergeOp::EnsureProfile`] of [`merge_ops`] without building the other ops (the store
+/// gathers a batch's cards with it before merging).
+pub fn card_sighting(event: &Event) -> Option<(CardNumber, Timestamp)> {
+    let (card, seen_at) = match &event.kind {
+        EventKind::CardScanned { card } => (card, event.recorded_at),
+        EventKind::Receipt(receipt) => (receipt.card.as_ref()?, receipt.completed_at),
+        EventKind::CouponIssued(issue) | EventKind::CouponWouldHave(issue) => {
+            (issue.card.as_ref()?, event.recorded_at)
+        }
+        EventKind::CouponRedeemed(_)
+        | EventKind::CouponRefused { .. }
+        | EventKind::Redacted
+        | EventKind::Quarantined { .. } => return None,
+    };
+    Some((checked_card(card)?, seen_at))
+}
+
 fn ops_of(event: &Event, with_lines: bool) -> (Vec<MergeOp>, Vec<String>) {
     let mut ops = Vec::new();
     let mut notes = Vec::new();
@@ -654,6 +672,49 @@ mod tests {
             profile_id_for(&abc)[2..4],
             format!("{:02x}", digest.as_ref()[0])
         );
+    }
+
+    /// `card_sighting` is the `EnsureProfile` of `merge_ops`, for events of every kind
+    /// (with valid, forged and no cards).
+    #[test]
+    fn a_card_sighting_is_the_ensure_profile_op() {
+        use till360_shared::event::CouponIssue;
+        let mut events =
+            crate::synthetic::Generator::new(5, 20, 70).events(&AgentId::new("S1", "T1"), 1, 200);
+        // A card number that bypassed parsing on the wire (bad check digit).
+        let forged: CardNumber = till360_shared::codec::from_bytes(
+            &till360_shared::codec::to_bytes(&"4006381333932".to_string()).unwrap(),
+        )
+        .unwrap();
+        for card in [Some(card("240100000001")), Some(forged), None] {
+            let issue = CouponIssue {
+                campaign_id: "welcome".into(),
+                code: None,
+                card: card.clone(),
+                customer_key: None,
+                expires: chrono::NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+                receipt_seq: 8,
+            };
+            for kind in [
+                EventKind::CouponIssued(issue.clone()),
+                EventKind::CouponWouldHave(issue),
+                EventKind::CardScanned {
+                    card: card.clone().unwrap_or_else(|| self::card("240100000002")),
+                },
+            ] {
+                let mut event = receipt_event(9, card.clone());
+                event.kind = kind;
+                events.push(event);
+            }
+            events.push(receipt_event(10, card));
+        }
+        for event in &events {
+            let ensured = merge_ops(event).0.into_iter().find_map(|op| match op {
+                MergeOp::EnsureProfile { card, seen_at, .. } => Some((card, seen_at)),
+                _ => None,
+            });
+            assert_eq!(card_sighting(event), ensured, "{event:?}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ use super::{chain, coupon_ledger, suspicious, IngestOutcome, IngestRequest, Stor
 use crate::config::FraudConfig;
 use crate::coupons::RedemptionStatus;
 use crate::identity::{CardOwner, Identifier};
-use crate::profile::{merge_ops, merge_ops_without_lines, MergeOp, TransactionRow};
+use crate::profile::{card_sighting, merge_ops_without_lines, MergeOp, TransactionRow};
 use crate::sql_params;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -724,20 +724,16 @@ impl Pending {
     fn read_cards(tx: &dyn Sql, events: &[Event], resolve_all: bool) -> Result<Self, StoreError> {
         if resolve_all {
             let mut sightings: BTreeMap<String, CardSighting> = BTreeMap::new();
-            for event in events {
-                for op in merge_ops(event).0 {
-                    if let MergeOp::EnsureProfile { card, seen_at, .. } = op {
-                        let at = (seen_at.unix_ms, seen_at.offset_min);
-                        sightings
-                            .entry(card.as_str().to_owned())
-                            .and_modify(|s| s.earliest = s.earliest.min(at))
-                            .or_insert(CardSighting {
-                                card,
-                                first: seen_at,
-                                earliest: at,
-                            });
-                    }
-                }
+            for (card, seen_at) in events.iter().filter_map(card_sighting) {
+                let at = (seen_at.unix_ms, seen_at.offset_min);
+                sightings
+                    .entry(card.as_str().to_owned())
+                    .and_modify(|s| s.earliest = s.earliest.min(at))
+                    .or_insert(CardSighting {
+                        card,
+                        first: seen_at,
+                        earliest: at,
+                    });
             }
             return Ok(Self {
                 events: Vec::with_capacity(events.len()),
@@ -858,6 +854,7 @@ fn is_batch_fault(err: &StoreError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::merge_ops;
     use crate::store::sql::SqlExt;
     use crate::store::test_support::for_each_engine;
     use crate::store::{SqlStore, Store};

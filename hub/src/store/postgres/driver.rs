@@ -39,6 +39,12 @@ pub struct PgConnection {
 /// Connects to `url` with the hub's settings: `timeout` both to connect and as the
 /// `lock_timeout` and `statement_timeout` of the session; the password from the URL or
 /// `PGPASSWORD`. The error names the URL without its password.
+/// Plans for the values at hand: after five runs the server may keep a generic plan of a
+/// prepared statement, and for the ingest's array parameters (a batch's cards) that plan
+/// made each batch 2-3 times slower (benches/ingest_postgres.rs). `copy_in` is the
+/// exception (see there).
+const SESSION_PLAN_CACHE_MODE: &str = "force_custom_plan";
+
 pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, StoreError> {
     let connection_error = |message: String| {
         StoreError::Database(DbError {
@@ -53,13 +59,10 @@ pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, Sto
         .connect(NoTls)
         .map_err(|e| connection_error(format!("cannot connect to {url}: {}", describe(&e))))?;
     let ms = timeout.as_millis().max(1);
-    // Plans for the values at hand: after five runs the server may keep a generic plan
-    // of a prepared statement, and for the ingest's array parameters (a batch's cards)
-    // that plan made each batch 2-3 times slower (benches/ingest_postgres.rs).
     client
         .batch_execute(&format!(
             "SET lock_timeout = {ms}; SET statement_timeout = {ms}; SET TIME ZONE 'UTC'; \
-             SET plan_cache_mode = force_custom_plan"
+             SET plan_cache_mode = {SESSION_PLAN_CACHE_MODE}"
         ))
         .map_err(|e| store_error(&e))?;
     Ok(PgConnection {
@@ -448,6 +451,16 @@ impl Sql for PgConnection {
             .iter()
             .map(|c| c.type_().clone())
             .collect();
+        // A foreign key is checked by a cached query per row: with the session's
+        // custom plans it is planned again for every row (a COPY of 500 receipts took
+        // 1.7× as long), so the COPY runs with generic plans (only inside a transaction:
+        // outside one a `SET LOCAL` would not end with the COPY).
+        let in_transaction = self.in_transaction.get();
+        if in_transaction {
+            client
+                .batch_execute("SET LOCAL plan_cache_mode = auto")
+                .map_err(|e| self.failure(&e))?;
+        }
         let sink = client
             .copy_in(&format!("COPY {table} ({columns}) FROM STDIN BINARY"))
             .map_err(|e| self.failure(&e))?;
@@ -458,6 +471,13 @@ impl Sql for PgConnection {
             writer.write(&refs).map_err(|e| self.failure(&e))?;
         }
         writer.finish().map_err(|e| self.failure(&e))?;
+        if in_transaction {
+            client
+                .batch_execute(&format!(
+                    "SET LOCAL plan_cache_mode = {SESSION_PLAN_CACHE_MODE}"
+                ))
+                .map_err(|e| self.failure(&e))?;
+        }
         Ok(true)
     }
 
