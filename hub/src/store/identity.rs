@@ -181,7 +181,8 @@ pub fn resolve_cards(
         )?;
     }
     if !new_cards.is_empty() {
-        db.execute(
+        // A foreign-key check per new card.
+        db.execute_bulk(
             "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
              SELECT 'card', c.value, c.profile_id, 'till', c.added_at_ms
              FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]), CAST(CAST(?2 AS TEXT) AS TEXT[]),

@@ -397,6 +397,13 @@ pub trait Sql {
         Ok(false)
     }
 
+    /// [`Sql::execute`] for a bulk write whose rows each get a foreign-key check: on
+    /// PostgreSQL, inside a transaction, with the server's cached plans (the session plans
+    /// every statement for its values, which for a foreign key means once per row).
+    fn execute_bulk(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
+        self.execute(sql, params)
+    }
+
     /// Whether the connection must not be lent again (it lost its server, or was given
     /// back inside a transaction): the pool closes it instead.
     fn is_broken(&self) -> bool {

@@ -39,11 +39,20 @@ pub struct PgConnection {
 /// Connects to `url` with the hub's settings: `timeout` both to connect and as the
 /// `lock_timeout` and `statement_timeout` of the session; the password from the URL or
 /// `PGPASSWORD`. The error names the URL without its password.
+macro_rules! session_plan_cache_mode {
+    () => {
+        "force_custom_plan"
+    };
+}
+
 /// Plans for the values at hand: after five runs the server may keep a generic plan of a
 /// prepared statement, and for the ingest's array parameters (a batch's cards) that plan
 /// made each batch 2-3 times slower (benches/ingest_postgres.rs). `copy_in` is the
 /// exception (see there).
-const SESSION_PLAN_CACHE_MODE: &str = "force_custom_plan";
+const SESSION_PLAN_CACHE_MODE: &str = session_plan_cache_mode!();
+/// Inside a transaction: plans the server may cache, then the session's again.
+const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = auto";
+const SESSION_PLANS: &str = concat!("SET LOCAL plan_cache_mode = ", session_plan_cache_mode!());
 
 pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, StoreError> {
     let connection_error = |message: String| {
@@ -366,6 +375,16 @@ impl Sql for PgConnection {
         client.execute(&stmt, &refs).map_err(|e| self.failure(&e))
     }
 
+    fn execute_bulk(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
+        if !self.in_transaction.get() {
+            return self.execute(sql, params);
+        }
+        self.batch(GENERIC_PLANS)?;
+        let written = self.execute(sql, params)?;
+        self.batch(SESSION_PLANS)?;
+        Ok(written)
+    }
+
     fn query_each(
         &self,
         sql: &str,
@@ -458,7 +477,7 @@ impl Sql for PgConnection {
         let in_transaction = self.in_transaction.get();
         if in_transaction {
             client
-                .batch_execute("SET LOCAL plan_cache_mode = auto")
+                .batch_execute(GENERIC_PLANS)
                 .map_err(|e| self.failure(&e))?;
         }
         let sink = client
@@ -473,9 +492,7 @@ impl Sql for PgConnection {
         writer.finish().map_err(|e| self.failure(&e))?;
         if in_transaction {
             client
-                .batch_execute(&format!(
-                    "SET LOCAL plan_cache_mode = {SESSION_PLAN_CACHE_MODE}"
-                ))
+                .batch_execute(SESSION_PLANS)
                 .map_err(|e| self.failure(&e))?;
         }
         Ok(true)

@@ -527,3 +527,46 @@ fn postgresql_has_the_tables_and_columns_of_sqlite_schema_7() {
     assert!(on_sqlite.len() > 25, "{on_sqlite:?}");
     assert_eq!(on_postgres, on_sqlite);
 }
+
+/// A COPY and a bulk write in a transaction run their foreign-key checks with cached
+/// plans and give the session its own planning back after them, also when one fails; a
+/// row the key refuses is still refused.
+#[test]
+fn bulk_writes_use_cached_plans_for_themselves_only() {
+    let Some((_db, conn)) = empty() else { return };
+    conn.batch(
+        "CREATE TABLE parent (id TEXT PRIMARY KEY);
+         CREATE TABLE child (id TEXT REFERENCES parent(id));
+         INSERT INTO parent VALUES ('a'), ('b');",
+    )
+    .unwrap();
+    let mode = |conn: &PgConnection| {
+        conn.query_value::<String>("SELECT current_setting('plan_cache_mode')", sql_params![])
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(mode(&conn), "force_custom_plan");
+    transaction(&conn, TxKind::Write, |tx| {
+        use crate::store::sql::Param;
+        assert!(tx.copy_in("child", &["id"], &[Param::Text("a"), Param::Text("b")])?);
+        assert_eq!(mode(&conn), "force_custom_plan");
+        tx.execute_bulk(
+            "INSERT INTO child SELECT * FROM unnest(CAST(CAST(?1 AS TEXT) AS TEXT[]))",
+            sql_params!["{a,b}"],
+        )?;
+        assert_eq!(mode(&conn), "force_custom_plan");
+        let refused = savepoint(tx, "bad", |tx| {
+            tx.copy_in("child", &["id"], &[Param::Text("nobody")])
+        });
+        assert_eq!(kind(&refused.unwrap_err()), Some(DbErrorKind::Constraint));
+        assert_eq!(mode(&conn), "force_custom_plan");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(mode(&conn), "force_custom_plan");
+    assert_eq!(
+        conn.query_value::<i64>("SELECT count(*) FROM child", sql_params![])
+            .unwrap(),
+        Some(4)
+    );
+}
