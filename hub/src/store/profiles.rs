@@ -70,9 +70,7 @@ pub fn profile_by_card(db: &dyn Sql, card: &CardNumber) -> Result<Option<Profile
 /// times their execution (`benches/api_reads.rs`).
 fn view_where(db: &dyn Sql, head_sql: &str, key: &str) -> Result<Option<ProfileView>, StoreError> {
     transaction(db, TxKind::Read, |tx| {
-        if tx.engine() == Engine::Postgres {
-            tx.batch("SET LOCAL plan_cache_mode = auto")?;
-        }
+        tx.prefer_cached_plans()?;
         read_view(tx, head_sql, key)
     })
 }

@@ -397,6 +397,14 @@ pub trait Sql {
         Ok(false)
     }
 
+    /// Lets the rest of the open transaction use the server's cached plans (PostgreSQL:
+    /// `plan_cache_mode = auto`; the session plans every statement for its values). For
+    /// read transactions of many small statements, whose planning costs more than their
+    /// execution. SQLite caches its statements anyway.
+    fn prefer_cached_plans(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// [`Sql::execute`] for a bulk write whose rows each get a foreign-key check: on
     /// PostgreSQL, inside a transaction, with the server's cached plans (the session plans
     /// every statement for its values, which for a foreign key means once per row).

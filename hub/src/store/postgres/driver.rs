@@ -34,11 +34,13 @@ pub struct PgConnection {
     in_transaction: Cell<bool>,
     /// The connection failed (network, server gone): it is not reused either.
     failed: Cell<bool>,
+    /// The plans of the open transaction. Switched only when a statement needs the other
+    /// kind, so a bulk write that follows another needs no switch between them.
+    plans: Cell<Plans>,
+    /// What the transaction's other statements use (`prefer_cached_plans`).
+    statement_plans: Cell<Plans>,
 }
 
-/// Connects to `url` with the hub's settings: `timeout` both to connect and as the
-/// `lock_timeout` and `statement_timeout` of the session; the password from the URL or
-/// `PGPASSWORD`. The error names the URL without its password.
 macro_rules! session_plan_cache_mode {
     () => {
         "force_custom_plan"
@@ -52,8 +54,23 @@ macro_rules! session_plan_cache_mode {
 const SESSION_PLAN_CACHE_MODE: &str = session_plan_cache_mode!();
 /// Inside a transaction: plans the server may cache, then the session's again.
 const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = auto";
+
+/// Which plans the connection's transaction runs its statements with (see [`Plans`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plans {
+    /// The session's: planned for the values at hand.
+    Session,
+    /// Cached (`SET LOCAL plan_cache_mode = auto`): for bulk writes, whose foreign-key
+    /// checks would otherwise be planned once per row.
+    Generic,
+    /// Not known: a rollback to a savepoint may have undone a `SET LOCAL`.
+    Unknown,
+}
 const SESSION_PLANS: &str = concat!("SET LOCAL plan_cache_mode = ", session_plan_cache_mode!());
 
+/// Connects to `url` with the hub's settings: `timeout` both to connect and as the
+/// `lock_timeout` and `statement_timeout` of the session; the password from the URL or
+/// `PGPASSWORD`. The error names the URL without its password.
 pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, StoreError> {
     let connection_error = |message: String| {
         StoreError::Database(DbError {
@@ -79,6 +96,8 @@ pub fn connect(url: &PostgresUrl, timeout: Duration) -> Result<PgConnection, Sto
         statements: RefCell::new(HashMap::new()),
         in_transaction: Cell::new(false),
         failed: Cell::new(false),
+        plans: Cell::new(Plans::Session),
+        statement_plans: Cell::new(Plans::Session),
     })
 }
 
@@ -362,27 +381,48 @@ impl PgConnection {
     }
 }
 
+impl PgConnection {
+    /// Makes the open transaction plan with `wanted` (outside a transaction the session's
+    /// plans always apply: a `SET LOCAL` there would not last).
+    fn use_plans(&self, client: &mut Client, wanted: Plans) -> Result<(), StoreError> {
+        if !self.in_transaction.get() || self.plans.get() == wanted {
+            return Ok(());
+        }
+        let set = match wanted {
+            Plans::Generic => GENERIC_PLANS,
+            Plans::Session | Plans::Unknown => SESSION_PLANS,
+        };
+        client.batch_execute(set).map_err(|e| self.failure(&e))?;
+        self.plans.set(wanted);
+        Ok(())
+    }
+
+    fn execute_with(
+        &self,
+        plans: Plans,
+        sql: &str,
+        params: &[&dyn ToParam],
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client.borrow_mut();
+        self.use_plans(&mut client, plans)?;
+        let stmt = self.statement(&mut client, sql)?;
+        let bound = Self::bind(&stmt, sql, params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as _).collect();
+        client.execute(&stmt, &refs).map_err(|e| self.failure(&e))
+    }
+}
+
 impl Sql for PgConnection {
     fn engine(&self) -> Engine {
         Engine::Postgres
     }
 
     fn execute(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
-        let mut client = self.client.borrow_mut();
-        let stmt = self.statement(&mut client, sql)?;
-        let bound = Self::bind(&stmt, sql, params)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as _).collect();
-        client.execute(&stmt, &refs).map_err(|e| self.failure(&e))
+        self.execute_with(self.statement_plans.get(), sql, params)
     }
 
     fn execute_bulk(&self, sql: &str, params: &[&dyn ToParam]) -> Result<u64, StoreError> {
-        if !self.in_transaction.get() {
-            return self.execute(sql, params);
-        }
-        self.batch(GENERIC_PLANS)?;
-        let written = self.execute(sql, params)?;
-        self.batch(SESSION_PLANS)?;
-        Ok(written)
+        self.execute_with(Plans::Generic, sql, params)
     }
 
     fn query_each(
@@ -395,6 +435,7 @@ impl Sql for PgConnection {
         // this same connection, which cannot interleave with an open result.
         let rows = {
             let mut client = self.client.borrow_mut();
+            self.use_plans(&mut client, self.statement_plans.get())?;
             let stmt = self.statement(&mut client, sql)?;
             let bound = Self::bind(&stmt, sql, params)?;
             let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as _).collect();
@@ -410,6 +451,14 @@ impl Sql for PgConnection {
     }
 
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        // `ROLLBACK TO SAVEPOINT` undoes the `SET LOCAL`s made since the savepoint.
+        if sql
+            .trim_start()
+            .get(..8)
+            .is_some_and(|w| w.eq_ignore_ascii_case("ROLLBACK"))
+        {
+            self.plans.set(Plans::Unknown);
+        }
         self.client
             .borrow_mut()
             .batch_execute(sql)
@@ -424,6 +473,8 @@ impl Sql for PgConnection {
             TxKind::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
         })?;
         self.in_transaction.set(true);
+        self.plans.set(Plans::Session);
+        self.statement_plans.set(Plans::Session);
         Ok(())
     }
 
@@ -442,6 +493,17 @@ impl Sql for PgConnection {
         rolled_back
     }
 
+    fn prefer_cached_plans(&self) -> Result<(), StoreError> {
+        if self.in_transaction.get() {
+            self.statement_plans.set(Plans::Generic);
+            self.use_plans(&mut self.client.borrow_mut(), Plans::Generic)?;
+        }
+        Ok(())
+    }
+
+    /// A foreign key is checked by a cached query per row: with the session's custom
+    /// plans it would be planned again for every row (a COPY of 500 receipts took 1.7×
+    /// as long), so a COPY inside a transaction runs with generic plans.
     fn copy_in(
         &self,
         table: &str,
@@ -459,6 +521,7 @@ impl Sql for PgConnection {
             return Ok(true);
         }
         let mut client = self.client.borrow_mut();
+        self.use_plans(&mut client, Plans::Generic)?;
         let columns = columns.join(", ");
         // The columns' types, as the binary format needs them (prepared once).
         let types: Vec<Type> = self
@@ -470,16 +533,6 @@ impl Sql for PgConnection {
             .iter()
             .map(|c| c.type_().clone())
             .collect();
-        // A foreign key is checked by a cached query per row: with the session's
-        // custom plans it is planned again for every row (a COPY of 500 receipts took
-        // 1.7× as long), so the COPY runs with generic plans (only inside a transaction:
-        // outside one a `SET LOCAL` would not end with the COPY).
-        let in_transaction = self.in_transaction.get();
-        if in_transaction {
-            client
-                .batch_execute(GENERIC_PLANS)
-                .map_err(|e| self.failure(&e))?;
-        }
         let sink = client
             .copy_in(&format!("COPY {table} ({columns}) FROM STDIN BINARY"))
             .map_err(|e| self.failure(&e))?;
@@ -490,11 +543,6 @@ impl Sql for PgConnection {
             writer.write(&refs).map_err(|e| self.failure(&e))?;
         }
         writer.finish().map_err(|e| self.failure(&e))?;
-        if in_transaction {
-            client
-                .batch_execute(SESSION_PLANS)
-                .map_err(|e| self.failure(&e))?;
-        }
         Ok(true)
     }
 
