@@ -570,3 +570,30 @@ fn bulk_writes_use_cached_plans_for_themselves_only() {
         Some(4)
     );
 }
+
+/// A transaction that prefers cached plans keeps them for its statements, bulk writes
+/// included, and the next transaction plans as the session does.
+#[test]
+fn a_transaction_preferring_cached_plans_keeps_them_until_it_ends() {
+    let Some((_db, conn)) = empty() else { return };
+    conn.batch("CREATE TABLE t (id TEXT)").unwrap();
+    let mode = |conn: &PgConnection| {
+        conn.query_value::<String>("SELECT current_setting('plan_cache_mode')", sql_params![])
+            .unwrap()
+            .unwrap()
+    };
+    transaction(&conn, TxKind::Write, |tx| {
+        tx.prefer_cached_plans()?;
+        assert_eq!(mode(&conn), "auto");
+        assert!(tx.copy_in("t", &["id"], &[crate::store::sql::Param::Text("a")])?);
+        assert_eq!(mode(&conn), "auto");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(mode(&conn), "force_custom_plan");
+    transaction(&conn, TxKind::Read, |_| {
+        assert_eq!(mode(&conn), "force_custom_plan");
+        Ok(())
+    })
+    .unwrap();
+}
