@@ -21,7 +21,7 @@
 use till360_shared::chain::{link_bytes, ChainHash, GENESIS};
 use till360_shared::sync::plan_ingest;
 use till360_shared::wire::Refusal;
-use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Receipt, Timestamp};
+use till360_shared::{codec, AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use super::agents::record_refusal;
 use super::erasures::{self, Suppression};
@@ -569,27 +569,7 @@ fn has_lines(kind: &EventKind) -> bool {
 /// which its `transactions` row holds (each line is stored once); any other event
 /// whole. [`stored_events`] puts the lines back.
 pub fn stored_payload(event: &Event) -> Result<Vec<u8>, StoreError> {
-    let EventKind::Receipt(receipt) = &event.kind else {
-        return Ok(codec::to_bytes(event)?);
-    };
-    let without_lines = Event {
-        agent: event.agent.clone(),
-        seq: event.seq,
-        recorded_at: event.recorded_at,
-        kind: EventKind::Receipt(Receipt {
-            receipt_no: receipt.receipt_no.clone(),
-            printed_at: receipt.printed_at,
-            completed_at: receipt.completed_at,
-            card: receipt.card.clone(),
-            card_last4: receipt.card_last4.clone(),
-            lines: Vec::new(),
-            total_cents: receipt.total_cents,
-            currency: receipt.currency,
-            unbalanced: receipt.unbalanced,
-            unmatched_lines: receipt.unmatched_lines,
-        }),
-    };
-    Ok(codec::to_bytes(&without_lines)?)
+    Ok(Encodings::of(event)?.stored)
 }
 
 /// The raw events of `agent` with seqs in `seqs`, in seq order, as the hub stored them

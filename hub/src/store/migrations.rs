@@ -208,7 +208,7 @@ pub fn migrate(db: &dyn Sql) -> Result<Vec<i64>, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::test_support::for_each_engine;
 
@@ -238,6 +238,14 @@ mod tests {
         });
     }
 
+    /// Undoes schema 10 (both engines): a database rewound to an older version is then
+    /// shaped as that version was.
+    pub(crate) const UNDO_10: &str = "ALTER TABLE transactions DROP COLUMN event;
+        DROP INDEX transactions_profile_at;
+        DROP INDEX transactions_unlinked_card;
+        CREATE INDEX transactions_profile ON transactions(profile_id);
+        CREATE INDEX transactions_card ON transactions(card, at_ms);";
+
     #[test]
     fn a_database_whose_hub_made_till_epochs_itself_keeps_its_rows_at_9() {
         for_each_engine(|db| {
@@ -249,14 +257,7 @@ mod tests {
             )
             .unwrap();
             // Schema 10 undone (its column and indexes), then back to 8.
-            conn.batch(
-                "ALTER TABLE transactions DROP COLUMN event;
-                 DROP INDEX transactions_profile_at;
-                 DROP INDEX transactions_unlinked_card;
-                 CREATE INDEX transactions_profile ON transactions(profile_id);
-                 CREATE INDEX transactions_card ON transactions(card, at_ms);",
-            )
-            .unwrap();
+            conn.batch(UNDO_10).unwrap();
             match conn.engine() {
                 Engine::Postgres => {
                     conn.batch("DELETE FROM schema_migrations WHERE version >= 9")

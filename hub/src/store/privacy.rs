@@ -354,13 +354,13 @@ fn count(rows: u64) -> usize {
 /// receipt is re-encoded without it (and without its printed last digits), a card scan
 /// is deleted. The byte search only narrows the candidates; each is decoded and checked.
 fn scrub_events(db: &dyn Sql, card: &str) -> Result<(), StoreError> {
-    let found = match db.engine() {
-        Engine::Sqlite => "instr(payload, ?1) > 0",
-        Engine::Postgres => "position(?1 in payload) > 0",
+    let holds_card = |column: &str| match db.engine() {
+        Engine::Sqlite => format!("instr({column}, ?1) > 0"),
+        Engine::Postgres => format!("position(?1 in {column}) > 0"),
     };
     let receipts = format!(
         "SELECT store, till, seq, event FROM transactions WHERE event IS NOT NULL AND {}",
-        found.replace("payload", "event")
+        holds_card("event")
     );
     for r in db.query(&receipts, sql_params![card.as_bytes()])? {
         let (store, till, seq): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
@@ -373,7 +373,10 @@ fn scrub_events(db: &dyn Sql, card: &str) -> Result<(), StoreError> {
             )?;
         }
     }
-    let events = format!("SELECT store, till, seq, payload FROM events WHERE {found}");
+    let events = format!(
+        "SELECT store, till, seq, payload FROM events WHERE {}",
+        holds_card("payload")
+    );
     let rows = db.query(&events, sql_params![card.as_bytes()])?;
     for r in rows {
         let (store, till, seq): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);

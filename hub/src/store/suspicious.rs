@@ -195,8 +195,8 @@ fn record(
 /// (just written), as checking each right after writing it would, in seq order: each
 /// sees the receipts before it, not the batch's later ones. Two reads for the batch: only
 /// the receipts with enough of their profile's receipts around them (an upper bound of
-/// their card's before them: the batch's later ones are counted too) are assessed. Returns each flagging check's receipt seq, card and
-/// findings.
+/// their card's before them: the batch's later ones are counted too) are assessed.
+/// Returns each flagging check's receipt seq, card and findings.
 pub fn check_receipts(
     conn: &dyn Sql,
     rules: &FraudConfig,

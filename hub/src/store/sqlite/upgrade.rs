@@ -430,14 +430,6 @@ mod tests {
     use crate::config::DatabaseUrl;
     use crate::store::{migrations, Database, DatabaseOptions, SqlStore, Store};
 
-    /// Undoes schema 10 (`store::migrations`): a file rewound to an older version is
-    /// then shaped as that version was.
-    const BACK_TO_9: &str = "ALTER TABLE transactions DROP COLUMN event;
-        DROP INDEX transactions_profile_at;
-        DROP INDEX transactions_unlinked_card;
-        CREATE INDEX transactions_profile ON transactions(profile_id);
-        CREATE INDEX transactions_card ON transactions(card, at_ms);";
-
     /// `path` opened as the hub opens it (upgrades and migrations run), and a raw
     /// connection to the file.
     fn open(path: &Path) -> (Database, Connection) {
@@ -467,7 +459,7 @@ mod tests {
         {
             let (_db, conn) = open(&path);
             // Back to schema 5's shape.
-            conn.execute_batch(BACK_TO_9).unwrap();
+            conn.execute_batch(migrations::tests::UNDO_10).unwrap();
             conn.execute_batch(
                 "DROP INDEX digest_feed_removals;
                      DROP TABLE digest_compaction;
@@ -508,7 +500,7 @@ mod tests {
             let fields = CouponFields::new(1, till, expires, 1).unwrap();
             let code = mint(&derive_till_key(&[7; 32], "S1", "T1"), &fields);
             // Back to schema 6's shape, with two scans in insertion order.
-            conn.execute_batch(BACK_TO_9).unwrap();
+            conn.execute_batch(migrations::tests::UNDO_10).unwrap();
             conn.execute_batch(&format!(
                 "DROP INDEX IF EXISTS redemptions_commit;
                  ALTER TABLE redemptions DROP COLUMN commit_seq;
@@ -565,7 +557,7 @@ mod tests {
         {
             let (_db, conn) = open(&path);
             // Back to schema 6's erasure log.
-            conn.execute_batch(BACK_TO_9).unwrap();
+            conn.execute_batch(migrations::tests::UNDO_10).unwrap();
             conn.execute_batch(
                     "DROP TABLE erasures;
                      CREATE TABLE erasures (
@@ -635,7 +627,7 @@ mod tests {
         let path = dir.path().join("hub.db");
         {
             let (_db, conn) = open(&path);
-            conn.execute_batch(BACK_TO_9).unwrap();
+            conn.execute_batch(migrations::tests::UNDO_10).unwrap();
             conn.execute_batch(
                 "DROP TABLE suspicious_cards; DROP INDEX transactions_card;
                      PRAGMA user_version = 6;",
