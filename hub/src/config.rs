@@ -237,6 +237,7 @@ pub struct HubConfig {
     /// `[till_requests]`: what each till may ask at a scan, and how often.
     pub till_requests: TillRequestsConfig,
     pub api: ApiConfig,
+    pub console: ConsoleConfig,
 }
 
 /// `[api]`: the HTTP API.
@@ -251,6 +252,25 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[console]`: the marketer's web console (`/console/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// A till not connected and not heard from for this many seconds is shown as silent.
+    pub silent_after_seconds: u64,
+    /// How long a console sign-in lasts, in hours.
+    pub session_hours: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            silent_after_seconds: 900,
+            session_hours: 8,
         }
     }
 }
@@ -464,6 +484,8 @@ struct RawConfig {
     #[serde(default)]
     api: ApiConfig,
     #[serde(default)]
+    console: ConsoleConfig,
+    #[serde(default)]
     fraud: FraudConfig,
     #[serde(default)]
     store: Vec<RawStore>,
@@ -622,6 +644,24 @@ impl HubConfig {
                 ),
             ));
         }
+        if !(1..=604_800).contains(&raw.console.silent_after_seconds) {
+            return Err(invalid(
+                "console.silent_after_seconds",
+                format!(
+                    "{} is not within 1..=604800 (a week)",
+                    raw.console.silent_after_seconds
+                ),
+            ));
+        }
+        if !(1..=720).contains(&raw.console.session_hours) {
+            return Err(invalid(
+                "console.session_hours",
+                format!(
+                    "{} is not within 1..=720 (30 days)",
+                    raw.console.session_hours
+                ),
+            ));
+        }
         if !(1..=86_400).contains(&raw.coupons.max_clock_skew_secs) {
             return Err(invalid(
                 "coupons.max_clock_skew_secs",
@@ -651,6 +691,7 @@ impl HubConfig {
         }
         Ok(HubConfig {
             api: raw.api,
+            console: raw.console,
             fraud,
             till_requests: raw.till_requests,
             api_token: raw.api_token,

@@ -1,11 +1,12 @@
 //! Till360 hub: PKI, the QUIC listener with exactly-once ingest, the profile store and
-//! the HTTP API. `cli::main_with_args` is the binary; `server::start` runs a hub
+//! the HTTP API and the console. `cli::main_with_args` is the binary; `server::start` runs a hub
 //! in-process (the demo and end-to-end tests use it).
 
 pub mod api;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod coupons;
 pub mod digests;
 pub mod hub_secrets;

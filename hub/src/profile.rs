@@ -377,6 +377,8 @@ pub struct TimelineEntry {
     pub reference: Option<String>,
     /// The store for a receipt, the sales channel (`web`, `app`, ...) for an order.
     pub place: String,
+    /// The till of a receipt (`null` for an order).
+    pub till: Option<String>,
     pub total_cents: i64,
     pub currency: String,
     pub lines: Vec<TimelineLine>,
@@ -405,6 +407,8 @@ pub struct Purchase {
     pub reference: Option<String>,
     /// Store (receipt) or channel (order).
     pub place: String,
+    /// The till of a receipt; `None` for an order.
+    pub till: Option<String>,
     pub at: Timestamp,
     pub total_cents: i64,
     pub currency: String,
@@ -534,6 +538,7 @@ pub fn profile_view(parts: ProfileParts) -> ProfileView {
             at: p.at.to_rfc3339(),
             reference: p.reference,
             place: p.place,
+            till: p.till,
             total_cents: p.total_cents,
             currency: p.currency,
             lines: p.lines.into_iter().map(|l| l.line).collect(),

@@ -293,6 +293,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     api_options.traits = Some(traits.handle());
     api_options.database = Some(database);
     api_options.tills = Some(tills);
+    api_options.console.gate = Some(gate.clone());
     // An erase or a cleared suspicious card changes the tills' digests: refreshed at once,
     // not at the next timer.
     let refresh_on_change = digests.clone();

@@ -31,7 +31,7 @@ pub(super) async fn require_token(
     let Some(expected) = token.0.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == HEALTH_PATH {
+    if request.uri().path() == HEALTH_PATH || is_console(request.uri().path()) {
         return next.run(request).await;
     }
     let presented = request
@@ -45,6 +45,12 @@ pub(super) async fn require_token(
     }
 }
 
+/// The console's paths: it asks for the same token on its sign-in page and keeps a
+/// session (`console::session`).
+pub(crate) fn is_console(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
 /// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
 fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
@@ -56,7 +62,7 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
 
 /// Compares without an early exit, so the time taken does not reveal how many leading
 /// bytes of a guess were right (the length is not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

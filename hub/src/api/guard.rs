@@ -53,6 +53,7 @@ impl Guard {
 pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let id = guard.request_id();
     let method = request.method().clone();
+    let console = super::auth::is_console(request.uri().path());
     // The route, not the path: a path can carry a card number, which logs never do.
     let path = request
         .extensions()
@@ -86,6 +87,7 @@ pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Ne
                     guard.timeout
                 );
                 with_id(
+                    console,
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "the request did not finish within {} s (request id {id}); a change \
@@ -100,6 +102,7 @@ pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Ne
     if let Some(Internal(detail)) = response.extensions_mut().remove::<Internal>() {
         tracing::error!("request {id}: {method} {path}: {detail}");
         response = with_id(
+            console,
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("internal error (request id {id}; the hub's log has the details)"),
             &id,
@@ -111,7 +114,11 @@ pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Ne
     response
 }
 
-fn with_id(status: StatusCode, message: String, id: &str) -> Response {
+/// The failure as JSON, or as a plain page for the console's browser.
+fn with_id(console: bool, status: StatusCode, message: String, id: &str) -> Response {
+    if console {
+        return (status, message).into_response();
+    }
     (status, Json(json!({ "error": message, "request_id": id }))).into_response()
 }
 

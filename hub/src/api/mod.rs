@@ -11,10 +11,12 @@
 mod auth;
 mod coupons;
 mod guard;
-mod privacy;
+pub(crate) mod privacy;
 mod profiles;
-mod segments;
+pub(crate) mod segments;
 mod suspicious;
+
+pub(crate) use auth::constant_time_eq;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +49,7 @@ pub struct ProfileDatabase {
     database: Option<Database>,
     permits: Arc<tokio::sync::Semaphore>,
     /// `[identity] default_country_code`: how a searched phone number is normalised.
-    default_country_code: u16,
+    pub(crate) default_country_code: u16,
     /// Erasing needs the suppression list's key (from the coupon master secret).
     suppression: Option<Suppression>,
     /// `[identity] max_customers_per_identifier`: a cleared suspicious card relinks
@@ -60,7 +62,7 @@ impl ProfileDatabase {
     /// [`READ_CONNECTIONS`] requests already hold one. The connection (and its permit)
     /// is given back when `f` ends, even if the request gave up waiting for it (its
     /// timeout).
-    async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Sql) -> Result<T, StoreError> + Send + 'static,
@@ -118,6 +120,8 @@ pub struct ApiOptions {
     pub digests_changed: DigestsHook,
     /// The listener's per-till request guards, for `probing` in `GET /api/v1/agents`.
     pub tills: Option<crate::listener::TillGuards>,
+    /// The console under `/console/` (`[console]`, the listener's gate).
+    pub console: crate::console::ConsoleOptions,
 }
 
 impl Default for ApiOptions {
@@ -138,6 +142,7 @@ impl Default for ApiOptions {
             traits: None,
             digests_changed: DigestsHook::default(),
             tills: None,
+            console: crate::console::ConsoleOptions::default(),
         }
     }
 }
@@ -181,6 +186,12 @@ impl ApiOptions {
             traits: None,
             digests_changed: DigestsHook::default(),
             tills: None,
+            console: crate::console::ConsoleOptions {
+                session_ttl: Duration::from_secs(config.console.session_hours * 3600),
+                silent_after: Duration::from_secs(config.console.silent_after_seconds),
+                gate: None,
+                segment_rules: config.segments.clone(),
+            },
         }
     }
 }
@@ -188,14 +199,14 @@ impl ApiOptions {
 /// Shared by every handler; handlers that only read the store extract the
 /// [`ProfileDatabase`].
 #[derive(Clone)]
-struct ApiState {
-    profiles: ProfileDatabase,
-    segments: Arc<Vec<SegmentDef>>,
+pub(crate) struct ApiState {
+    pub(crate) profiles: ProfileDatabase,
+    pub(crate) segments: Arc<Vec<SegmentDef>>,
     database: Option<crate::store::Database>,
-    campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
+    pub(crate) campaigns: Arc<Option<till360_shared::campaign::CampaignSet>>,
     traits: Option<crate::jobs::RecomputeHandle>,
-    digests_changed: DigestsHook,
-    tills: Option<crate::listener::TillGuards>,
+    pub(crate) digests_changed: DigestsHook,
+    pub(crate) tills: Option<crate::listener::TillGuards>,
 }
 
 impl FromRef<ApiState> for ProfileDatabase {
@@ -226,10 +237,14 @@ pub fn router(options: ApiOptions) -> Router {
         digests_changed: options.digests_changed,
         tills: options.tills,
     };
+    let console = crate::console::router(state.clone(), options.token.as_deref(), options.console);
     let token = auth::Token::new(options.token);
     let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);
     Router::new()
         .route(auth::HEALTH_PATH, get(health))
+        // The console signs its visitors in itself (session cookie, CSRF): the bearer
+        // check below lets `/console` through to it.
+        .merge(console)
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))
@@ -275,7 +290,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -286,8 +301,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 

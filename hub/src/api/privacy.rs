@@ -10,10 +10,10 @@ use serde_json::Value;
 use till360_shared::Timestamp;
 
 use super::{ApiError, DigestsHook, ProfileDatabase};
-use crate::store::{privacy as store, ConsentChange, StoreError};
+use crate::store::{privacy as store, ConsentChange, ErasureReport, StoreError};
 
 /// The consent purposes the hub knows.
-pub(super) const PURPOSES: [&str; 4] = ["email", "sms", "post", "personalization"];
+pub(crate) const PURPOSES: [&str; 4] = ["email", "sms", "post", "personalization"];
 
 /// Consents set through the API are recorded with this source.
 const SOURCE: &str = "api";
@@ -22,7 +22,7 @@ fn now() -> Timestamp {
     Timestamp::from_utc(chrono::Utc::now(), 0)
 }
 
-pub(super) async fn export(
+pub(crate) async fn export(
     State(db): State<ProfileDatabase>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -45,26 +45,49 @@ pub(super) async fn erase(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let shown = id.clone();
+    match erase_profile(&db, &digests_changed, id).await? {
+        Some(report) => Ok(Json(report).into_response()),
+        None => Err(ApiError::not_found(format!("no profile {shown:?}"))),
+    }
+}
+
+/// Erases profile `id` (`None`: no such profile), logs it and refreshes the tills'
+/// digests: `DELETE /api/v1/profiles/{id}` and the console's erase button.
+pub(crate) async fn erase_profile(
+    db: &ProfileDatabase,
+    digests_changed: &DigestsHook,
+    id: String,
+) -> Result<Option<ErasureReport>, ApiError> {
     let at = now();
     let suppression = db.suppression.clone();
     let erased = db.run(move |conn| {
         let suppression = suppression.ok_or(StoreError::NoMasterSecret)?;
         store::erase_profile(conn, &suppression, &id, at)
     });
-    match erased.await? {
-        Some(report) => {
-            tracing::info!(
-                "erased profile {}: {} identifiers, {} transactions anonymised, erasure version {}",
-                report.profile_id,
-                report.identifiers_removed,
-                report.transactions_anonymised,
-                report.erasure_version
-            );
-            digests_changed.call();
-            Ok(Json(report).into_response())
-        }
-        None => Err(ApiError::not_found(format!("no profile {shown:?}"))),
+    let report = erased.await?;
+    if let Some(report) = &report {
+        tracing::info!(
+            "erased profile {}: {} identifiers, {} transactions anonymised, erasure version {}",
+            report.profile_id,
+            report.identifiers_removed,
+            report.transactions_anonymised,
+            report.erasure_version
+        );
+        digests_changed.call();
     }
+    Ok(report)
+}
+
+/// Sets consents of profile `id` with `source` (`None`: no such profile).
+pub(crate) async fn set_consents(
+    db: &ProfileDatabase,
+    id: String,
+    changes: Vec<ConsentChange>,
+    source: &'static str,
+) -> Result<Option<crate::profile::ProfileView>, ApiError> {
+    let at = now();
+    db.run(move |conn| store::set_consents(conn, &id, &changes, source, at))
+        .await
 }
 
 pub(super) async fn consents(
@@ -75,9 +98,7 @@ pub(super) async fn consents(
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let changes = consent_changes(&body)?;
     let shown = id.clone();
-    let at = now();
-    let changed = db.run(move |conn| store::set_consents(conn, &id, &changes, SOURCE, at));
-    match changed.await? {
+    match set_consents(&db, id, changes, SOURCE).await? {
         Some(view) => Ok(Json(view).into_response()),
         None => Err(ApiError::not_found(format!("no profile {shown:?}"))),
     }

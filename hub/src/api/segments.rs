@@ -152,8 +152,8 @@ impl Channel {
 /// The query string as given; `channel` is checked by hand so a client is told the
 /// parameter and its values, not a deserializer's message.
 #[derive(Deserialize)]
-pub(super) struct CsvParams {
-    channel: Option<String>,
+pub(crate) struct CsvParams {
+    pub(crate) channel: Option<String>,
 }
 
 impl CsvParams {
@@ -173,7 +173,7 @@ impl CsvParams {
 
 /// Members of a segment with that channel's consent granted (and an address on it),
 /// as CSV for a mailing house.
-pub(super) async fn members_csv(
+pub(crate) async fn members_csv(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     params: Result<Query<CsvParams>, QueryRejection>,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::ledger::RedemptionStatus;
 
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// A coupon row as the KPIs need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,40 +187,78 @@ pub fn campaign_kpis(
     }
 }
 
-/// Spend per customer in the `window_days` after their first coupon of the campaign
-/// (treated: printed; control: would-have), the issuing receipt excluded.
-pub fn uplift(window_days: u32, coupons: &[IssuedCoupon], receipts: &[ProfileReceipt]) -> Uplift {
+/// One customer of a group (treated or control): their first coupon of the campaign
+/// and what they spent in the window after it, the issuing receipt excluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exposure<'a> {
+    pub coupon: &'a IssuedCoupon,
+    /// `(ms after the coupon, receipt total)`, in receipt order.
+    pub spends: Vec<(i64, i64)>,
+}
+
+impl Exposure<'_> {
+    pub fn spend_cents(&self) -> i64 {
+        self.spends
+            .iter()
+            .map(|(_, c)| *c)
+            .fold(0, i64::saturating_add)
+    }
+}
+
+/// The customers of one group (`control` or printed) with their spend in the
+/// `window_days` after their first coupon of the campaign, by profile id.
+pub fn exposures<'a>(
+    window_days: u32,
+    coupons: &'a [IssuedCoupon],
+    receipts: &[ProfileReceipt],
+    control: bool,
+) -> Vec<Exposure<'a>> {
     let mut by_profile: HashMap<&str, Vec<&ProfileReceipt>> = HashMap::new();
     for r in receipts {
         by_profile.entry(r.profile_id.as_str()).or_default().push(r);
     }
     let window_ms = i64::from(window_days) * DAY_MS;
-    let group = |control: bool| -> (u64, i64) {
-        let mut first: BTreeMap<&str, &IssuedCoupon> = BTreeMap::new();
-        for c in coupons.iter().filter(|c| c.control == control) {
-            let Some(profile) = c.profile_id.as_deref() else {
-                continue;
-            };
-            let key = |c: &IssuedCoupon| (c.issued_at_ms, c.store.clone(), c.till.clone(), c.seq);
-            match first.get(profile) {
-                Some(seen) if key(seen) <= key(c) => {}
-                _ => {
-                    first.insert(profile, c);
-                }
+    let mut first: BTreeMap<&str, &IssuedCoupon> = BTreeMap::new();
+    for c in coupons.iter().filter(|c| c.control == control) {
+        let Some(profile) = c.profile_id.as_deref() else {
+            continue;
+        };
+        let key = |c: &IssuedCoupon| (c.issued_at_ms, c.store.clone(), c.till.clone(), c.seq);
+        match first.get(profile) {
+            Some(seen) if key(seen) <= key(c) => {}
+            _ => {
+                first.insert(profile, c);
             }
         }
-        let mut total: i128 = 0;
-        for (profile, coupon) in &first {
+    }
+    first
+        .into_iter()
+        .map(|(profile, coupon)| {
             let end = coupon.issued_at_ms.saturating_add(window_ms);
-            for r in by_profile.get(profile).into_iter().flatten() {
-                let issuing_receipt =
-                    r.store == coupon.store && r.till == coupon.till && r.seq == coupon.receipt_seq;
-                if r.at_ms > coupon.issued_at_ms && r.at_ms <= end && !issuing_receipt {
-                    total += i128::from(r.total_cents);
-                }
-            }
-        }
-        let customers = first.len() as u64;
+            let spends = by_profile
+                .get(profile)
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    let issuing_receipt = r.store == coupon.store
+                        && r.till == coupon.till
+                        && r.seq == coupon.receipt_seq;
+                    r.at_ms > coupon.issued_at_ms && r.at_ms <= end && !issuing_receipt
+                })
+                .map(|r| (r.at_ms - coupon.issued_at_ms, r.total_cents))
+                .collect();
+            Exposure { coupon, spends }
+        })
+        .collect()
+}
+
+/// Spend per customer in the `window_days` after their first coupon of the campaign
+/// (treated: printed; control: would-have), the issuing receipt excluded.
+pub fn uplift(window_days: u32, coupons: &[IssuedCoupon], receipts: &[ProfileReceipt]) -> Uplift {
+    let group = |control: bool| -> (u64, i64) {
+        let exposed = exposures(window_days, coupons, receipts, control);
+        let total: i128 = exposed.iter().map(|e| i128::from(e.spend_cents())).sum();
+        let customers = exposed.len() as u64;
         (customers, mean_cents(total, customers))
     };
     let (treated_customers, treated) = group(false);

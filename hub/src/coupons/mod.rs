@@ -3,6 +3,7 @@
 
 pub mod kpis;
 pub mod ledger;
+pub mod report;
 pub mod verify;
 
 #[cfg(test)]

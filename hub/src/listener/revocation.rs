@@ -9,7 +9,7 @@
 //! holds the state (list, epochs in the hub database's `till_epochs` through
 //! `store::pki`, live connections).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -247,6 +247,23 @@ impl Gate {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tills with a live connection to this hub now, with the epoch of its
+    /// certificate (the console's till list).
+    pub fn connected(&self) -> BTreeMap<AgentId, u64> {
+        let state = self.lock();
+        let mut out = BTreeMap::new();
+        for live in state.live.values() {
+            let epoch = out.entry(live.cert.agent.clone()).or_insert(0);
+            *epoch = live.cert.epoch.max(*epoch);
+        }
+        out
+    }
+
+    /// The revocation list as last read.
+    pub fn revocations(&self) -> Vec<crate::pki::revocations::Revoked> {
+        self.lock().list.entries().to_vec()
     }
 
     /// The highest epoch seen for `agent` (0: none).

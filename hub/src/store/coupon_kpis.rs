@@ -42,12 +42,33 @@ fn status_of(text: &str) -> Result<RedemptionStatus, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("redemption status {text:?}")))
 }
 
+/// Everything a campaign's KPIs are computed from: its coupons, the scans of its codes
+/// and its customers' receipts after its first coupon.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignRows {
+    pub coupons: Vec<IssuedCoupon>,
+    pub scans: Vec<Scan>,
+    pub receipts: Vec<ProfileReceipt>,
+}
+
 /// Loads the rows of one campaign and computes its KPIs over `window_days`.
 pub fn campaign_kpis(
     db: &dyn Sql,
     campaign_id: &str,
     window_days: u32,
 ) -> Result<CampaignKpis, StoreError> {
+    let rows = campaign_rows(db, campaign_id)?;
+    Ok(kpis::campaign_kpis(
+        campaign_id,
+        window_days,
+        &rows.coupons,
+        &rows.scans,
+        &rows.receipts,
+    ))
+}
+
+/// Loads the rows of one campaign (the API's KPIs and the console's campaign page).
+pub fn campaign_rows(db: &dyn Sql, campaign_id: &str) -> Result<CampaignRows, StoreError> {
     let mut coupons = Vec::new();
     db.query_each(
         &format!(
@@ -92,13 +113,11 @@ pub fn campaign_kpis(
             Ok(())
         },
     )?;
-    Ok(kpis::campaign_kpis(
-        campaign_id,
-        window_days,
-        &coupons,
-        &scans,
-        &receipts,
-    ))
+    Ok(CampaignRows {
+        coupons,
+        scans,
+        receipts,
+    })
 }
 
 fn scan_of(r: &Row) -> Result<Scan, StoreError> {

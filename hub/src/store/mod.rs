@@ -1,6 +1,7 @@
 //! The hub's store: a narrow trait (so PostgreSQL can follow) and its SQLite
 //! implementation, plus the single writer thread that serialises all commits.
 
+pub mod activity;
 pub mod agents;
 mod chain;
 pub mod coupon_checks;

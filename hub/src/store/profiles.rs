@@ -56,6 +56,105 @@ pub fn load_view(db: &dyn Sql, profile_id: &str) -> Result<Option<ProfileView>, 
     view_where(db, PROFILE_BY_ID, profile_id)
 }
 
+/// One identifier of a profile with where and when it joined (`identifiers.source`,
+/// `added_at_ms`): the console's merge history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifierRecord {
+    pub kind: String,
+    pub value: String,
+    /// `crm`, `till`, `web`, ... as the import or the merge recorded it.
+    pub source: String,
+    pub added_at: Timestamp,
+}
+
+/// The 360° view of a profile and its identifiers' history, from one snapshot (the
+/// console's customer page); `None` if unknown.
+pub fn load_view_with_history(
+    db: &dyn Sql,
+    profile_id: &str,
+) -> Result<Option<(ProfileView, Vec<IdentifierRecord>)>, StoreError> {
+    transaction(db, TxKind::Read, |tx| {
+        tx.prefer_cached_plans()?;
+        let Some(view) = read_view(tx, PROFILE_BY_ID, profile_id)? else {
+            return Ok(None);
+        };
+        let mut history = Vec::new();
+        tx.query_each(
+            "SELECT kind, value, source, added_at_ms FROM identifiers WHERE profile_id = ?1
+             ORDER BY added_at_ms, kind, value",
+            sql_params![profile_id],
+            &mut |mut row| {
+                history.push(IdentifierRecord {
+                    kind: text(row.take(0), "identifier kind")?,
+                    value: text(row.take(1), "identifier value")?,
+                    source: text(row.take(2), "identifier source")?,
+                    added_at: Timestamp::from_unix_ms(row.get(3)?, 0),
+                });
+                Ok(())
+            },
+        )?;
+        Ok(Some((view, history)))
+    })
+}
+
+/// A search hit as the console lists it: names, identifiers and the last receipt,
+/// without the receipts themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSummary {
+    pub profile_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub customer_no: Option<String>,
+    pub cards: Vec<String>,
+    pub emails: Vec<String>,
+    /// The latest receipt's time (UTC ms), if any.
+    pub last_at_ms: Option<i64>,
+}
+
+/// Summaries of `ids` (unknown ids are skipped), in the order given.
+pub fn summaries(db: &dyn Sql, ids: &[String]) -> Result<Vec<ProfileSummary>, StoreError> {
+    transaction(db, TxKind::Read, |db| {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(row) = db.query_opt(
+                "SELECT p.first_name, p.last_name, p.customer_no,
+                        (SELECT MAX(t.at_ms) FROM transactions t WHERE t.profile_id = p.profile_id)
+                 FROM profiles p WHERE p.profile_id = ?1",
+                sql_params![id],
+            )?
+            else {
+                continue;
+            };
+            let mut summary = ProfileSummary {
+                profile_id: id.clone(),
+                first_name: row.get(0)?,
+                last_name: row.get(1)?,
+                customer_no: row.get(2)?,
+                cards: Vec::new(),
+                emails: Vec::new(),
+                last_at_ms: row.get(3)?,
+            };
+            db.query_each(
+                "SELECT kind, value FROM identifiers
+                 WHERE profile_id = ?1 AND kind IN ('card', 'email') ORDER BY kind, value",
+                sql_params![id],
+                &mut |r| {
+                    let kind: String = r.get(0)?;
+                    let list = if kind == "card" {
+                        &mut summary.cards
+                    } else {
+                        &mut summary.emails
+                    };
+                    list.push(r.get(1)?);
+                    Ok(())
+                },
+            )?;
+            out.push(summary);
+        }
+        Ok(out)
+    })
+}
+
 /// The 360° view of the profile holding `card`, `None` if no profile does.
 pub fn profile_by_card(db: &dyn Sql, card: &CardNumber) -> Result<Option<ProfileView>, StoreError> {
     view_where(db, PROFILE_BY_CARD, card.as_str())
@@ -247,6 +346,7 @@ struct StoredOrderLine {
 struct Unmatched {
     reference: Option<String>,
     place: String,
+    till: Option<String>,
     at: Timestamp,
     total_cents: i64,
     currency: String,
@@ -282,7 +382,7 @@ fn view_of(db: &dyn Sql, head: Head) -> Result<ProfileView, StoreError> {
     )?;
     let mut receipts = Vec::new();
     db.query_each(
-        "SELECT store, receipt_no, at_ms, offset_min, total_cents, currency, lines
+        "SELECT store, receipt_no, at_ms, offset_min, total_cents, currency, lines, till
          FROM transactions WHERE profile_id = ?1 ORDER BY at_ms, store, till, seq",
         sql_params![id],
         &mut |mut row| {
@@ -295,6 +395,7 @@ fn view_of(db: &dyn Sql, head: Head) -> Result<ProfileView, StoreError> {
             receipts.push(Unmatched {
                 reference: row.get(1)?,
                 place: text(row.take(0), "transaction store")?,
+                till: Some(text(row.take(7), "transaction till")?),
                 at: timestamp(row.get(2)?, row.get(3)?)?,
                 total_cents: row.get(4)?,
                 currency: text(row.take(5), "transaction currency")?,
@@ -326,6 +427,7 @@ fn view_of(db: &dyn Sql, head: Head) -> Result<ProfileView, StoreError> {
             orders.push(Unmatched {
                 reference: Some(order_id),
                 place: text(row.take(1), "order channel")?,
+                till: None,
                 at: timestamp(row.get(2)?, row.get(3)?)?,
                 total_cents: row.get(4)?,
                 currency: text(row.take(5), "order currency")?,
@@ -374,6 +476,7 @@ fn view_of(db: &dyn Sql, head: Head) -> Result<ProfileView, StoreError> {
             .map(|p| Purchase {
                 reference: p.reference,
                 place: p.place,
+                till: p.till,
                 at: p.at,
                 total_cents: p.total_cents,
                 currency: p.currency,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use till360_shared::Timestamp;
 
 use super::freshness;
-use super::sql::{transaction, Sql, TxKind};
+use super::sql::{transaction, Sql, SqlExt, TxKind};
 use super::StoreError;
 use crate::sql_params;
 
@@ -79,6 +79,52 @@ pub fn mailing(
         Ok(())
     })?;
     Ok(rows)
+}
+
+/// A segment member as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub profile_id: String,
+    pub customer_no: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// One page of `segment_id`'s members in profile id order (`offset`, at most `limit`)
+/// and how many it has in all, from one snapshot.
+pub fn members_page(
+    db: &dyn Sql,
+    segment_id: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<Member>, u64), StoreError> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    transaction(db, TxKind::Read, |db| {
+        let total: i64 = db
+            .query_one(
+                "SELECT COUNT(*) FROM segment_members WHERE segment_id = ?1",
+                sql_params![segment_id],
+            )?
+            .get(0)?;
+        let mut members = Vec::new();
+        db.query_each(
+            "SELECT p.profile_id, p.customer_no, p.first_name, p.last_name
+             FROM segment_members m JOIN profiles p ON p.profile_id = m.profile_id
+             WHERE m.segment_id = ?1
+             ORDER BY m.profile_id LIMIT ?2 OFFSET ?3",
+            sql_params![segment_id, clamp(limit), clamp(offset)],
+            &mut |r| {
+                members.push(Member {
+                    profile_id: r.get(0)?,
+                    customer_no: r.get(1)?,
+                    first_name: r.get(2)?,
+                    last_name: r.get(3)?,
+                });
+                Ok(())
+            },
+        )?;
+        Ok((members, total.max(0) as u64))
+    })
 }
 
 #[cfg(test)]

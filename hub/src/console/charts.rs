@@ -1,0 +1,240 @@
+//! Charts as inline SVG, drawn on the server: grouped bars and lines. Series differ by
+//! pattern (solid, hatched, dashed), not only by colour, and every chart carries its
+//! numbers as a table under a disclosure for screen readers and for reading exact
+//! values.
+
+use maud::{html, Markup};
+
+use super::i18n::{Lang, Msg};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Solid bars, solid line.
+    Solid,
+    /// Hatched bars, dashed line.
+    Alternate,
+}
+
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub values: Vec<f64>,
+    pub style: Style,
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 200.0;
+const LEFT: f64 = 56.0;
+const BOTTOM: f64 = 22.0;
+const TOP: f64 = 8.0;
+
+/// The top of the value axis: the largest value rounded up to 1, 2 or 5 times a power
+/// of ten (at least 1).
+pub fn axis_top(max: f64) -> f64 {
+    if !(max.is_finite() && max > 0.0) {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|top| *top >= max)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn legend(series: &[Series], lines: bool) -> Markup {
+    html! {
+        ul.legend {
+            @for s in series {
+                li {
+                    span.key.(match (s.style, lines) {
+                        (Style::Solid, false) => "solid",
+                        (Style::Alternate, false) => "hatched",
+                        (Style::Solid, true) => "line",
+                        (Style::Alternate, true) => "dashed",
+                    }) {}
+                    (s.name)
+                }
+            }
+        }
+    }
+}
+
+fn data_table(
+    lang: Lang,
+    axis: &str,
+    labels: &[String],
+    series: &[Series],
+    fmt: &dyn Fn(f64) -> String,
+) -> Markup {
+    html! {
+        details {
+            summary { (Msg::Details.text(lang)) }
+            div.table-wrap {
+                table {
+                    thead { tr { th { (axis) } @for s in series { th.num { (s.name) } } } }
+                    tbody {
+                        @for (i, label) in labels.iter().enumerate() {
+                            tr {
+                                td { (label) }
+                                @for s in series { td.num { (fmt(s.values.get(i).copied().unwrap_or(0.0))) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn value_axis(top: f64, fmt: &dyn Fn(f64) -> String) -> Markup {
+    let plot_h = HEIGHT - BOTTOM - TOP;
+    html! {
+        @for step in 0..=2 {
+            @let v = top * f64::from(step) / 2.0;
+            @let y = TOP + plot_h - plot_h * f64::from(step) / 2.0;
+            line.axis x1=(LEFT) x2=(WIDTH) y1=(y) y2=(y) stroke-opacity="0.3" {}
+            text x=(LEFT - 4.0) y=(y + 3.0) text-anchor="end" { (fmt(v)) }
+        }
+    }
+}
+
+/// Which labels to print under the axis: at most about eight, always the last.
+fn label_every(n: usize) -> usize {
+    n.div_ceil(8).max(1)
+}
+
+/// Grouped bars, one group per label.
+pub fn bars(
+    lang: Lang,
+    id: &str,
+    title: &str,
+    axis: &str,
+    labels: &[String],
+    series: &[Series],
+    fmt: &dyn Fn(f64) -> String,
+) -> Markup {
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .fold(0.0, f64::max);
+    let top = axis_top(max);
+    let plot_w = WIDTH - LEFT;
+    let plot_h = HEIGHT - BOTTOM - TOP;
+    let groups = labels.len().max(1) as f64;
+    let group_w = plot_w / groups;
+    let bar_w = (group_w * 0.8 / series.len().max(1) as f64).max(1.0);
+    let every = label_every(labels.len());
+    html! {
+        figure.chart {
+            figcaption { h3 { (title) } }
+            (legend(series, false))
+            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby={ (id) "-title" } {
+                title id={ (id) "-title" } { (title) }
+                defs {
+                    pattern #hatch width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                        rect width="4" height="4" fill="#ffffff" {}
+                        line x1="0" y1="0" x2="0" y2="4" stroke="#1d2433" stroke-width="2" {}
+                    }
+                }
+                (value_axis(top, fmt))
+                @for (i, label) in labels.iter().enumerate() {
+                    @for (k, s) in series.iter().enumerate() {
+                        @let v = s.values.get(i).copied().unwrap_or(0.0).max(0.0);
+                        @let h = plot_h * v / top;
+                        @let x = LEFT + group_w * i as f64 + group_w * 0.1 + bar_w * k as f64;
+                        rect.bar.alt[s.style == Style::Alternate] x=(x) y=(TOP + plot_h - h) width=(bar_w) height=(h) {
+                            title { (label) ": " (s.name) " " (fmt(v)) }
+                        }
+                    }
+                    @if i % every == 0 || i + 1 == labels.len() {
+                        text x=(LEFT + group_w * (i as f64 + 0.5)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
+                    }
+                }
+                line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
+            }
+            (data_table(lang, axis, labels, series, fmt))
+        }
+    }
+}
+
+/// Lines over the labels.
+pub fn lines(
+    lang: Lang,
+    id: &str,
+    title: &str,
+    axis: &str,
+    labels: &[String],
+    series: &[Series],
+    fmt: &dyn Fn(f64) -> String,
+) -> Markup {
+    let max = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .fold(0.0, f64::max);
+    let top = axis_top(max);
+    let plot_w = WIDTH - LEFT - 8.0;
+    let plot_h = HEIGHT - BOTTOM - TOP;
+    let steps = (labels.len().max(2) - 1) as f64;
+    let x = |i: usize| LEFT + plot_w * i as f64 / steps;
+    let y = |v: f64| TOP + plot_h - plot_h * v.max(0.0) / top;
+    let every = label_every(labels.len());
+    html! {
+        figure.chart {
+            figcaption { h3 { (title) } }
+            (legend(series, true))
+            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby={ (id) "-title" } {
+                title id={ (id) "-title" } { (title) }
+                (value_axis(top, fmt))
+                @for s in series {
+                    @let points = s.values.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect::<Vec<_>>().join(" ");
+                    polyline.line.alt[s.style == Style::Alternate] points=(points) {
+                        title { (s.name) }
+                    }
+                }
+                @for (i, label) in labels.iter().enumerate() {
+                    @if i % every == 0 || i + 1 == labels.len() {
+                        text x=(x(i)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
+                    }
+                }
+                line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
+            }
+            (data_table(lang, axis, labels, series, fmt))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_axis_rounds_up_to_a_readable_top() {
+        assert_eq!(axis_top(0.0), 1.0);
+        assert_eq!(axis_top(f64::NAN), 1.0);
+        assert_eq!(axis_top(0.7), 1.0);
+        assert_eq!(axis_top(3.0), 5.0);
+        assert_eq!(axis_top(120.0), 200.0);
+        assert_eq!(axis_top(1000.0), 1000.0);
+        assert_eq!(axis_top(5001.0), 10000.0);
+    }
+
+    #[test]
+    fn a_chart_carries_its_numbers_and_escapes_its_labels() {
+        let labels = vec!["<b>".to_string(), "2".to_string()];
+        let series = [Series {
+            name: "issued & more",
+            values: vec![3.0, 4.0],
+            style: Style::Alternate,
+        }];
+        let fmt = |v: f64| format!("{v:.0}");
+        let html = bars(Lang::En, "c1", "Title", "Day", &labels, &series, &fmt).into_string();
+        assert!(html.contains("&lt;b&gt;"), "{html}");
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("issued &amp; more"));
+        assert!(html.contains("<td class=\"num\">4</td>"), "{html}");
+        assert!(html.contains("class=\"bar alt\""), "hatched bars: {html}");
+        let html = lines(Lang::Nl, "c2", "T", "Dag", &labels, &series, &fmt).into_string();
+        assert!(html.contains("Gegevens als tabel"));
+        assert!(html.contains("class=\"line alt\""));
+    }
+}

@@ -1,0 +1,146 @@
+//! What the console's overview counts: profiles, receipts and revenue in all and per
+//! day, and each campaign's coupons and redemptions per day. Days are UTC days
+//! (`unix_ms / 86_400_000`), the same on every engine.
+
+use std::collections::BTreeMap;
+
+use super::sql::{transaction, Sql, SqlExt, TxKind};
+use super::StoreError;
+use crate::coupons::ledger::COUNTING_STATUSES;
+use crate::sql_params;
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Totals over the whole store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub profiles: u64,
+    pub transactions: u64,
+    pub revenue_cents: i64,
+}
+
+/// One UTC day's new profiles, receipts and revenue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayActivity {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub new_profiles: u64,
+    pub transactions: u64,
+    pub revenue_cents: i64,
+}
+
+/// One campaign's printed and control coupons and first counted redemptions of a UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CouponDay {
+    pub issued: u64,
+    pub control: u64,
+    pub redeemed: u64,
+}
+
+fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+/// Profiles and receipts in all, and the revenue of every receipt (in cents of any
+/// currency: the hub's stores share one).
+pub fn totals(db: &dyn Sql) -> Result<Totals, StoreError> {
+    transaction(db, TxKind::Read, |db| {
+        let profiles: i64 = db
+            .query_one("SELECT COUNT(*) FROM profiles", sql_params![])?
+            .get(0)?;
+        let row = db.query_one(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM transactions",
+            sql_params![],
+        )?;
+        Ok(Totals {
+            profiles: count(profiles),
+            transactions: count(row.get(0)?),
+            revenue_cents: row.get(1)?,
+        })
+    })
+}
+
+/// Per UTC day from `since_ms` on: new profiles, receipts and revenue (days without
+/// any are absent), oldest first.
+pub fn daily_activity(db: &dyn Sql, since_ms: i64) -> Result<Vec<DayActivity>, StoreError> {
+    transaction(db, TxKind::Read, |db| {
+        let mut days: BTreeMap<i64, DayActivity> = BTreeMap::new();
+        db.query_each(
+            "SELECT created_at_ms / 86400000, COUNT(*) FROM profiles
+             WHERE created_at_ms >= ?1 GROUP BY created_at_ms / 86400000",
+            sql_params![since_ms],
+            &mut |r| {
+                let day: i64 = r.get(0)?;
+                days.entry(day)
+                    .or_insert(DayActivity {
+                        day,
+                        ..DayActivity::default()
+                    })
+                    .new_profiles = count(r.get(1)?);
+                Ok(())
+            },
+        )?;
+        db.query_each(
+            "SELECT at_ms / 86400000, COUNT(*), CAST(SUM(total_cents) AS BIGINT) FROM transactions
+             WHERE at_ms >= ?1 GROUP BY at_ms / 86400000",
+            sql_params![since_ms],
+            &mut |r| {
+                let day: i64 = r.get(0)?;
+                let entry = days.entry(day).or_insert(DayActivity {
+                    day,
+                    ..DayActivity::default()
+                });
+                entry.transactions = count(r.get(1)?);
+                entry.revenue_cents = r.get(2)?;
+                Ok(())
+            },
+        )?;
+        Ok(days.into_values().collect())
+    })
+}
+
+/// Per campaign and UTC day from `since_ms` on: coupons printed, control coupons, and
+/// codes whose first counted scan fell on that day (a later scan of the same code is a
+/// duplicate, not a redemption).
+pub fn coupon_days(
+    db: &dyn Sql,
+    since_ms: i64,
+) -> Result<BTreeMap<(String, i64), CouponDay>, StoreError> {
+    transaction(db, TxKind::Read, |db| {
+        let mut days: BTreeMap<(String, i64), CouponDay> = BTreeMap::new();
+        db.query_each(
+            "SELECT campaign_id, issued_at_ms / 86400000,
+                    CAST(SUM(CASE WHEN control = 0 THEN 1 ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN control = 1 THEN 1 ELSE 0 END) AS BIGINT)
+             FROM coupons WHERE issued_at_ms >= ?1
+             GROUP BY campaign_id, issued_at_ms / 86400000",
+            sql_params![since_ms],
+            &mut |r| {
+                let day = days.entry((r.get(0)?, r.get(1)?)).or_default();
+                day.issued = count(r.get(2)?);
+                day.control = count(r.get(3)?);
+                Ok(())
+            },
+        )?;
+        db.query_each(
+            &format!(
+                "SELECT campaign, first_ms / 86400000, COUNT(*) FROM
+                     (SELECT MIN(r.at_ms) AS first_ms,
+                             COALESCE((SELECT c.campaign_id FROM coupons c
+                                       WHERE c.code = r.code AND c.control = 0
+                                       ORDER BY c.issued_at_ms LIMIT 1), MIN(r.campaign_id))
+                                 AS campaign
+                      FROM redemptions r WHERE r.status IN {COUNTING_STATUSES}
+                      GROUP BY r.code) AS firsts
+                 WHERE campaign IS NOT NULL AND first_ms >= ?1
+                 GROUP BY campaign, first_ms / 86400000"
+            ),
+            sql_params![since_ms],
+            &mut |r| {
+                days.entry((r.get(0)?, r.get(1)?)).or_default().redeemed = count(r.get(2)?);
+                Ok(())
+            },
+        )?;
+        Ok(days)
+    })
+}
