@@ -140,7 +140,7 @@ impl Browser {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
-        // From here on a panic drops the Browser, which ends chromedriver.
+        // From here on a panic drops the guard, which ends chromedriver.
         let mut partial = DriverGuard(Some(driver));
 
         let deadline = Instant::now() + BROWSER_DEADLINE;
