@@ -34,11 +34,46 @@ impl HttpResponse {
     }
 }
 
+/// The hub's HTTP API at `addr`, with the token its `api_token` asks for (`None`: a hub
+/// without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubApi {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl HubApi {
+    pub fn new(addr: SocketAddr, token: Option<String>) -> Self {
+        Self { addr, token }
+    }
+
+    /// `GET path`, with `Authorization: Bearer <token>` when there is a token.
+    pub fn get(&self, path: &str, timeout: Duration) -> Result<HttpResponse, HttpError> {
+        get(self.addr, path, timeout, self.token.as_deref())
+    }
+}
+
+/// A hub without a token.
+impl From<SocketAddr> for HubApi {
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr, None)
+    }
+}
+
 /// `GET path` with `Connection: close`, each socket step bounded by `timeout`.
 pub fn http_get(
     addr: SocketAddr,
     path: &str,
     timeout: Duration,
+) -> Result<HttpResponse, HttpError> {
+    get(addr, path, timeout, None)
+}
+
+fn get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    bearer: Option<&str>,
 ) -> Result<HttpResponse, HttpError> {
     let io_err = |source| HttpError::Io {
         addr,
@@ -53,8 +88,12 @@ pub fn http_get(
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io_err)?;
     stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    let authorization = bearer
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{authorization}\
+         Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).map_err(io_err)?;
     let mut raw = Vec::new();
@@ -130,6 +169,39 @@ mod tests {
         let r = http_get(addr, "/y", Duration::from_secs(5)).unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(r.body, "{\"b\":2}");
+    }
+
+    #[test]
+    fn sends_the_bearer_token_of_a_hub_api() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).unwrap();
+                requests.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    .unwrap();
+            }
+            requests
+        });
+        let with = HubApi::new(addr, Some("0123456789abcdef".into()));
+        assert_eq!(with.get("/a", Duration::from_secs(5)).unwrap().status, 200);
+        let without = HubApi::new(addr, None);
+        assert_eq!(
+            without.get("/b", Duration::from_secs(5)).unwrap().status,
+            200
+        );
+        let requests = server.join().unwrap();
+        assert!(
+            requests[0].contains("\r\nAuthorization: Bearer 0123456789abcdef\r\n"),
+            "{:?}",
+            requests[0]
+        );
+        assert!(requests[1].starts_with("GET /b HTTP/1.1\r\n"));
+        assert!(!requests[1].contains("Authorization"), "{:?}", requests[1]);
     }
 
     #[test]

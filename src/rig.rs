@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::http_client::HubApi;
 pub use crate::loopback_ports::{free_tcp_addr, free_udp_addr};
 use crate::sim::scanner::CARD_PREFIX;
 use crate::sim::{
@@ -341,14 +342,16 @@ pub fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
     }
 }
 
-/// The profile for `card` from the hub at `http`: `Some(json)` on 200, `None` otherwise.
-pub fn fetch_profile(http: SocketAddr, card: &str) -> Option<serde_json::Value> {
-    let r = crate::http_client::http_get(
-        http,
-        &format!("/api/v1/profiles/by-card/{card}"),
-        Duration::from_secs(5),
-    )
-    .ok()?;
+/// The profile for `card` from the hub `api` (an address, or a [`HubApi`] with its token):
+/// `Some(json)` on 200, `None` otherwise.
+pub fn fetch_profile(api: impl Into<HubApi>, card: &str) -> Option<serde_json::Value> {
+    let r = api
+        .into()
+        .get(
+            &format!("/api/v1/profiles/by-card/{card}"),
+            Duration::from_secs(5),
+        )
+        .ok()?;
     if r.status == 200 {
         r.json()
     } else {
@@ -359,12 +362,13 @@ pub fn fetch_profile(http: SocketAddr, card: &str) -> Option<serde_json::Value> 
 /// Per card, how the hub's profile differs from the simulation's expectation (count,
 /// total and stores); empty when everything arrived exactly once.
 pub fn profile_differences(
-    http: SocketAddr,
+    api: impl Into<HubApi>,
     expected: &std::collections::BTreeMap<String, crate::sim::CardExpectation>,
 ) -> Vec<String> {
+    let api = api.into();
     let mut diffs = Vec::new();
     for (card, want) in expected {
-        let Some(p) = fetch_profile(http, card) else {
+        let Some(p) = fetch_profile(api.clone(), card) else {
             diffs.push(format!("{card}: no profile"));
             continue;
         };

@@ -5,6 +5,7 @@
 mod harness;
 
 mod architecture;
+mod browser_smoke;
 mod campaigns_downlink;
 mod cli_help;
 mod coupons;

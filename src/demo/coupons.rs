@@ -2,7 +2,6 @@
 //! during the morning, some of them redeemed in the afternoon at the other store, and
 //! the campaign KPIs as the hub's API serves them.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,8 +9,8 @@ use anyhow::Context;
 use till360_agent::escpos::{CodePage, EscPosParser, PrintEvent};
 use till360_shared::coupon;
 
-use super::DemoTill;
-use crate::http_client::http_get;
+use super::system::DemoTill;
+use crate::http_client::HubApi;
 use crate::rig::{play_visit, PlayOptions};
 use crate::sim::{PosSimulator, Scan, SimRng, Visit};
 
@@ -98,28 +97,36 @@ fn euros(cents: i64) -> String {
     format!("{sign}{}.{:02}", c / 100, c % 100)
 }
 
-fn get_json(http: SocketAddr, path: &str) -> Option<serde_json::Value> {
-    http_get(http, path, Duration::from_secs(5))
+fn get_json(api: &HubApi, path: &str) -> Option<serde_json::Value> {
+    api.get(path, Duration::from_secs(5))
         .ok()
         .filter(|r| r.status == 200)
         .and_then(|r| r.json())
 }
 
 /// Waits until the hub has counted `redeemed` redemptions over all campaigns (or the
-/// deadline passes), then prints one row of KPIs per campaign.
-pub fn print_kpis(http: SocketAddr, redeemed: usize, deadline: Duration) -> anyhow::Result<()> {
+/// deadline passes); returns the campaigns as `GET /api/v1/campaigns` lists them.
+pub fn wait_for_redemptions(
+    api: &HubApi,
+    redeemed: usize,
+    deadline: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let until = Instant::now() + deadline;
-    let campaigns = loop {
-        let list = get_json(http, "/api/v1/campaigns").context("GET /api/v1/campaigns")?;
+    loop {
+        let list = get_json(api, "/api/v1/campaigns").context("GET /api/v1/campaigns")?;
         let counted: i64 = list
             .as_array()
             .map(|c| c.iter().filter_map(|c| c["redeemed"].as_i64()).sum())
             .unwrap_or(0);
         if counted >= redeemed as i64 || Instant::now() >= until {
-            break list;
+            return Ok(list);
         }
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
+
+/// Prints one row of KPIs per campaign of `campaigns`.
+pub fn print_kpis(api: &HubApi, campaigns: &serde_json::Value) {
     println!();
     println!(
         "{:<20} {:>6} {:>8} {:>8} {:>6} {:>5} {:>10} {:>12}",
@@ -129,7 +136,7 @@ pub fn print_kpis(http: SocketAddr, redeemed: usize, deadline: Duration) -> anyh
         let Some(id) = campaign["id"].as_str() else {
             continue;
         };
-        let Some(k) = get_json(http, &format!("/api/v1/campaigns/{id}/kpis")) else {
+        let Some(k) = get_json(api, &format!("/api/v1/campaigns/{id}/kpis")) else {
             continue;
         };
         let cents = |v: &serde_json::Value| v.as_i64().map_or_else(|| "-".into(), euros);
@@ -146,7 +153,6 @@ pub fn print_kpis(http: SocketAddr, redeemed: usize, deadline: Duration) -> anyh
             cents(&k["uplift"]["uplift_cents_per_customer"]),
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test uses a different part
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
