@@ -8,6 +8,7 @@ mod architecture;
 mod browser_smoke;
 mod campaigns_downlink;
 mod cli_help;
+mod console_browser;
 mod coupons;
 mod end_to_end;
 mod erasure;

@@ -341,6 +341,49 @@ impl Browser {
         bounded(format!("typing into {css:?}"), element.send_keys(value)).await;
     }
 
+    /// Marks the current document, so [`Self::wait_for_new_page`] can tell when another
+    /// one has replaced it.
+    async fn mark_page(&self) {
+        self.execute("window.__till360_old_page = true; return null;", vec![])
+            .await;
+    }
+
+    /// Waits until the marked document was replaced by a new one that has loaded.
+    async fn wait_for_new_page(&self, what: &str) {
+        let deadline = std::time::Instant::now() + BROWSER_DEADLINE;
+        loop {
+            let state = self
+                .client
+                .execute(
+                    "return window.__till360_old_page === true ? 'old' : document.readyState;",
+                    vec![],
+                )
+                .await;
+            if matches!(state, Ok(Value::String(ref s)) if s == "complete") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: no new page within {BROWSER_DEADLINE:?} (last state {state:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Submits the form `css` selects and waits for the page it leads to.
+    pub async fn submit_and_wait(&self, css: &str) {
+        self.mark_page().await;
+        self.submit(css).await;
+        self.wait_for_new_page(&format!("submitting {css:?}")).await;
+    }
+
+    /// Clicks the link or button `css` selects and waits for the page it leads to.
+    pub async fn click_and_wait(&self, css: &str) {
+        self.mark_page().await;
+        self.click(css).await;
+        self.wait_for_new_page(&format!("clicking {css:?}")).await;
+    }
+
     /// Clicks the element `css` selects.
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;

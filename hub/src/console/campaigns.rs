@@ -279,7 +279,7 @@ pub async fn page(
             } }
         }
         section.card.wide {
-            div.grid {
+            div.charts {
                 (charts::bars(lang, "per-day", ctx.t(Msg::IssuedRedeemedPerDay), ctx.t(Msg::Day), &day_labels, &[
                     Series { name: ctx.t(Msg::Issued), values: report.days.iter().map(|d| d.issued as f64).collect(), style: Style::Solid },
                     Series { name: ctx.t(Msg::Redeemed), values: report.days.iter().map(|d| d.redeemed as f64).collect(), style: Style::Alternate },

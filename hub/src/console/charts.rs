@@ -21,10 +21,10 @@ pub struct Series<'a> {
     pub style: Style,
 }
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 56.0;
-const BOTTOM: f64 = 22.0;
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 78.0;
+const BOTTOM: f64 = 24.0;
 const TOP: f64 = 8.0;
 
 /// The top of the value axis: the largest value rounded up to 1, 2 or 5 times a power
@@ -98,9 +98,11 @@ fn value_axis(top: f64, fmt: &dyn Fn(f64) -> String) -> Markup {
     }
 }
 
-/// Which labels to print under the axis: at most about eight, always the last.
-fn label_every(n: usize) -> usize {
-    n.div_ceil(8).max(1)
+/// Whether label `i` of `n` is printed under the axis: about six of them, always the
+/// last, none too close before it.
+fn labelled(i: usize, n: usize) -> bool {
+    let every = n.div_ceil(6).max(1);
+    i + 1 == n || (i % every == 0 && n - 1 - i >= every.div_ceil(2).max(1))
 }
 
 /// Grouped bars, one group per label.
@@ -122,8 +124,9 @@ pub fn bars(
     let plot_h = HEIGHT - BOTTOM - TOP;
     let groups = labels.len().max(1) as f64;
     let group_w = plot_w / groups;
-    let bar_w = (group_w * 0.8 / series.len().max(1) as f64).max(1.0);
-    let every = label_every(labels.len());
+    let bar_w = (group_w * 0.8 / series.len().max(1) as f64).clamp(1.0, 36.0);
+    // Narrow bars sit in the middle of their group.
+    let inset = (group_w - bar_w * series.len() as f64) / 2.0;
     html! {
         figure.chart {
             figcaption { h3 { (title) } }
@@ -141,12 +144,12 @@ pub fn bars(
                     @for (k, s) in series.iter().enumerate() {
                         @let v = s.values.get(i).copied().unwrap_or(0.0).max(0.0);
                         @let h = plot_h * v / top;
-                        @let x = LEFT + group_w * i as f64 + group_w * 0.1 + bar_w * k as f64;
+                        @let x = LEFT + group_w * i as f64 + inset + bar_w * k as f64;
                         rect.bar.alt[s.style == Style::Alternate] x=(x) y=(TOP + plot_h - h) width=(bar_w) height=(h) {
                             title { (label) ": " (s.name) " " (fmt(v)) }
                         }
                     }
-                    @if i % every == 0 || i + 1 == labels.len() {
+                    @if labelled(i, labels.len()) {
                         text x=(LEFT + group_w * (i as f64 + 0.5)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
                     }
                 }
@@ -177,7 +180,6 @@ pub fn lines(
     let steps = (labels.len().max(2) - 1) as f64;
     let x = |i: usize| LEFT + plot_w * i as f64 / steps;
     let y = |v: f64| TOP + plot_h - plot_h * v.max(0.0) / top;
-    let every = label_every(labels.len());
     html! {
         figure.chart {
             figcaption { h3 { (title) } }
@@ -192,7 +194,7 @@ pub fn lines(
                     }
                 }
                 @for (i, label) in labels.iter().enumerate() {
-                    @if i % every == 0 || i + 1 == labels.len() {
+                    @if labelled(i, labels.len()) {
                         text x=(x(i)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
                     }
                 }
@@ -206,6 +208,14 @@ pub fn lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_few_labels_and_always_the_last() {
+        let shown: Vec<usize> = (0..30).filter(|i| labelled(*i, 30)).collect();
+        assert_eq!(shown, vec![0, 5, 10, 15, 20, 25, 29]);
+        assert_eq!((0..3).filter(|i| labelled(*i, 3)).count(), 3);
+        assert!(labelled(0, 1));
+    }
 
     #[test]
     fn the_axis_rounds_up_to_a_readable_top() {

@@ -368,7 +368,7 @@ fn profile_body(
                     }
                 }
             }
-            section.card #consents {
+            section.card.wide #consents {
                 h2 { (ctx.t(Msg::Consents)) }
                 div.table-wrap { table {
                     thead { tr { th { (ctx.t(Msg::Purpose)) } th { (ctx.t(Msg::Status)) } th { (ctx.t(Msg::Source)) } th { (ctx.t(Msg::When)) } th {} } }

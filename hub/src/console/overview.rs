@@ -115,7 +115,7 @@ pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
         }
         section.card.wide {
             h2 { (ctx.t(Msg::PerDay)) }
-            div.grid {
+            div.charts {
                 (charts::bars(lang, "new-profiles", ctx.t(Msg::NewProfiles), ctx.t(Msg::Day), &labels,
                     &[Series { name: ctx.t(Msg::NewProfiles), values: days.iter().map(|d| d.new_profiles as f64).collect(), style: Style::Solid }], &count))
                 (charts::bars(lang, "receipts", ctx.t(Msg::Transactions), ctx.t(Msg::Day), &labels,

@@ -325,7 +325,8 @@ pub async fn stylesheet() -> Response {
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let csp = format!(
-        "default-src 'none'; style-src 'self' {}; img-src 'self' data:; form-action 'self'; \
+        "default-src 'none'; style-src 'self' {}; img-src 'self' data:; connect-src 'self'; \
+         form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'",
         *STYLESHEET_HASH
     );

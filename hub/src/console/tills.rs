@@ -91,7 +91,13 @@ pub fn classify(
             .max();
             let live_epoch = connected.get(&id).copied();
             let is_connected = live_epoch.is_some();
-            let pending = agent.health.as_ref().map_or(0, |h| h.pending);
+            // A report's backlog is stale once a batch came in after it (tills report
+            // the backlog in steps, not every change).
+            let pending = agent
+                .health
+                .as_ref()
+                .filter(|h| ms_of(&h.reported_at) >= ms_of(&agent.last_seen))
+                .map_or(0, |h| h.pending);
             let heard_recently =
                 last_contact_ms.is_some_and(|at| now_ms.saturating_sub(at) <= silent_ms);
             let state = match (is_connected, heard_recently) {
@@ -152,9 +158,14 @@ pub fn state_badge(ctx: &Ctx, state: TillState) -> Markup {
     html! { span.badge.(state.class()) { (ctx.t(state.label())) } }
 }
 
+/// A journal size in KiB below a MiB, else in MiB.
 fn bytes(n: u64) -> String {
-    const MIB: f64 = 1024.0 * 1024.0;
-    format!("{:.1} MiB", n as f64 / MIB)
+    const KIB: f64 = 1024.0;
+    if n < 1024 * 1024 {
+        format!("{:.0} KiB", n as f64 / KIB)
+    } else {
+        format!("{:.1} MiB", n as f64 / (KIB * KIB))
+    }
 }
 
 pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, PageError> {
@@ -264,6 +275,11 @@ mod tests {
         let agents = vec![
             agent("T1", "2026-12-05T09:59:00Z", Some(0)),
             agent("T2", "2026-12-05T09:59:00Z", Some(12)),
+            // A backlog reported before the last batch came in is gone.
+            AgentView {
+                last_seen: "2026-12-05T09:59:30Z".into(),
+                ..agent("T6", "2026-12-05T09:59:00Z", Some(40))
+            },
             agent("T3", "2026-12-05T09:50:00Z", None),
             agent("T4", "2026-12-05T09:40:00Z", None),
             // Connected but not heard from for long (an idle till between clock
@@ -274,6 +290,7 @@ mod tests {
             (AgentId::new("S1", "T1"), 2),
             (AgentId::new("S1", "T2"), 1),
             (AgentId::new("S1", "T5"), 1),
+            (AgentId::new("S1", "T6"), 1),
         ]
         .into();
         let epochs = [(AgentId::new("S1", "T4"), 3)].into();
@@ -305,6 +322,7 @@ mod tests {
                 ("T2", TillState::Behind, Some(1), 0),
                 ("T3", TillState::Offline, None, 0),
                 ("T5", TillState::Syncing, Some(1), 0),
+                ("T6", TillState::Syncing, Some(1), 0),
             ]
         );
     }
