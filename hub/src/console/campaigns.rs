@@ -283,11 +283,11 @@ pub async fn page(
                 (charts::bars(lang, "per-day", ctx.t(Msg::IssuedRedeemedPerDay), ctx.t(Msg::Day), &day_labels, &[
                     Series { name: ctx.t(Msg::Issued), values: report.days.iter().map(|d| d.issued as f64).collect(), style: Style::Solid },
                     Series { name: ctx.t(Msg::Redeemed), values: report.days.iter().map(|d| d.redeemed as f64).collect(), style: Style::Alternate },
-                ], &count))
+                ], &count, 1.0))
                 (charts::lines(lang, "spend", ctx.t(Msg::CumulativeSpend), ctx.t(Msg::DaysAfter), &spend_labels, &[
                     Series { name: ctx.t(Msg::Treated), values: report.spend.iter().map(|p| p.treated_cents).collect(), style: Style::Solid },
                     Series { name: ctx.t(Msg::Control), values: report.spend.iter().map(|p| p.control_cents).collect(), style: Style::Alternate },
-                ], &euros))
+                ], &euros, 100.0))
             }
         }
     };

@@ -28,10 +28,11 @@ const BOTTOM: f64 = 24.0;
 const TOP: f64 = 8.0;
 
 /// The top of the value axis: the largest value rounded up to 1, 2 or 5 times a power
-/// of ten (at least 1).
-pub fn axis_top(max: f64) -> f64 {
-    if !(max.is_finite() && max > 0.0) {
-        return 1.0;
+/// of ten (at least `floor`, which is 1 or more).
+pub fn axis_top(max: f64, floor: f64) -> f64 {
+    let floor = floor.max(1.0);
+    if !(max.is_finite() && max > floor) {
+        return floor;
     }
     let magnitude = 10f64.powf(max.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
@@ -86,14 +87,18 @@ fn data_table(
     }
 }
 
+/// Gridlines at 0, half and the top, labelled (the half only when its label differs
+/// from both ends: small whole numbers have no half).
 fn value_axis(top: f64, fmt: &dyn Fn(f64) -> String) -> Markup {
     let plot_h = HEIGHT - BOTTOM - TOP;
+    let labels = [fmt(0.0), fmt(top / 2.0), fmt(top)];
     html! {
-        @for step in 0..=2 {
-            @let v = top * f64::from(step) / 2.0;
-            @let y = TOP + plot_h - plot_h * f64::from(step) / 2.0;
-            line.axis x1=(LEFT) x2=(WIDTH) y1=(y) y2=(y) stroke-opacity="0.3" {}
-            text x=(LEFT - 4.0) y=(y + 3.0) text-anchor="end" { (fmt(v)) }
+        @for step in 0..=2usize {
+            @let y = TOP + plot_h - plot_h * step as f64 / 2.0;
+            @if step != 1 || (labels[1] != labels[0] && labels[1] != labels[2]) {
+                line.axis x1=(LEFT) x2=(WIDTH) y1=(y) y2=(y) stroke-opacity="0.3" {}
+                text x=(LEFT - 4.0) y=(y + 3.0) text-anchor="end" { (labels[step]) }
+            }
         }
     }
 }
@@ -105,6 +110,15 @@ fn labelled(i: usize, n: usize) -> bool {
     i + 1 == n || (i % every == 0 && n - 1 - i >= every.div_ceil(2).max(1))
 }
 
+/// The last label ends at its mark (it would run off the chart if centred).
+fn anchor(i: usize, n: usize) -> &'static str {
+    if i + 1 == n && n > 1 {
+        "end"
+    } else {
+        "middle"
+    }
+}
+
 /// Grouped bars, one group per label.
 pub fn bars(
     lang: Lang,
@@ -114,12 +128,13 @@ pub fn bars(
     labels: &[String],
     series: &[Series],
     fmt: &dyn Fn(f64) -> String,
+    floor: f64,
 ) -> Markup {
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
         .fold(0.0, f64::max);
-    let top = axis_top(max);
+    let top = axis_top(max, floor);
     let plot_w = WIDTH - LEFT;
     let plot_h = HEIGHT - BOTTOM - TOP;
     let groups = labels.len().max(1) as f64;
@@ -150,7 +165,7 @@ pub fn bars(
                         }
                     }
                     @if labelled(i, labels.len()) {
-                        text x=(LEFT + group_w * (i as f64 + 0.5)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
+                        text x=(LEFT + group_w * (i as f64 + 0.5)) y=(HEIGHT - 6.0) text-anchor=(anchor(i, labels.len())) { (label) }
                     }
                 }
                 line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
@@ -169,12 +184,13 @@ pub fn lines(
     labels: &[String],
     series: &[Series],
     fmt: &dyn Fn(f64) -> String,
+    floor: f64,
 ) -> Markup {
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
         .fold(0.0, f64::max);
-    let top = axis_top(max);
+    let top = axis_top(max, floor);
     let plot_w = WIDTH - LEFT - 8.0;
     let plot_h = HEIGHT - BOTTOM - TOP;
     let steps = (labels.len().max(2) - 1) as f64;
@@ -195,7 +211,7 @@ pub fn lines(
                 }
                 @for (i, label) in labels.iter().enumerate() {
                     @if labelled(i, labels.len()) {
-                        text x=(x(i)) y=(HEIGHT - 6.0) text-anchor="middle" { (label) }
+                        text x=(x(i)) y=(HEIGHT - 6.0) text-anchor=(anchor(i, labels.len())) { (label) }
                     }
                 }
                 line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
@@ -219,13 +235,16 @@ mod tests {
 
     #[test]
     fn the_axis_rounds_up_to_a_readable_top() {
-        assert_eq!(axis_top(0.0), 1.0);
-        assert_eq!(axis_top(f64::NAN), 1.0);
-        assert_eq!(axis_top(0.7), 1.0);
-        assert_eq!(axis_top(3.0), 5.0);
-        assert_eq!(axis_top(120.0), 200.0);
-        assert_eq!(axis_top(1000.0), 1000.0);
-        assert_eq!(axis_top(5001.0), 10000.0);
+        assert_eq!(axis_top(0.0, 1.0), 1.0);
+        assert_eq!(axis_top(f64::NAN, 1.0), 1.0);
+        assert_eq!(axis_top(0.7, 1.0), 1.0);
+        assert_eq!(axis_top(3.0, 1.0), 5.0);
+        assert_eq!(axis_top(120.0, 1.0), 200.0);
+        assert_eq!(axis_top(1000.0, 1.0), 1000.0);
+        assert_eq!(axis_top(5001.0, 1.0), 10000.0);
+        // Money in cents: at least one euro.
+        assert_eq!(axis_top(3.0, 100.0), 100.0);
+        assert_eq!(axis_top(0.0, 100.0), 100.0);
     }
 
     #[test]
@@ -237,14 +256,22 @@ mod tests {
             style: Style::Alternate,
         }];
         let fmt = |v: f64| format!("{v:.0}");
-        let html = bars(Lang::En, "c1", "Title", "Day", &labels, &series, &fmt).into_string();
+        let html = bars(Lang::En, "c1", "Title", "Day", &labels, &series, &fmt, 1.0).into_string();
         assert!(html.contains("&lt;b&gt;"), "{html}");
         assert!(!html.contains("<b>"));
         assert!(html.contains("issued &amp; more"));
         assert!(html.contains("<td class=\"num\">4</td>"), "{html}");
         assert!(html.contains("class=\"bar alt\""), "hatched bars: {html}");
-        let html = lines(Lang::Nl, "c2", "T", "Dag", &labels, &series, &fmt).into_string();
+        let html = lines(Lang::Nl, "c2", "T", "Dag", &labels, &series, &fmt, 1.0).into_string();
         assert!(html.contains("Gegevens als tabel"));
         assert!(html.contains("class=\"line alt\""));
+        // Counts up to 1 have no half-way label.
+        let empty = [Series {
+            name: "n",
+            values: vec![0.0],
+            style: Style::Solid,
+        }];
+        let html = bars(Lang::En, "c3", "T", "D", &labels[..1], &empty, &fmt, 1.0).into_string();
+        assert_eq!(html.matches("text-anchor=\"end\">").count(), 2, "{html}");
     }
 }

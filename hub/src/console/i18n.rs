@@ -102,7 +102,7 @@ messages! {
     Transactions => "Receipts", "Bonnen";
     Revenue => "Revenue", "Omzet";
     NewProfiles => "New profiles", "Nieuwe profielen";
-    PerDay => "per day, last 30 days (UTC)", "per dag, laatste 30 dagen (UTC)";
+    PerDay => "Activity per day, last 30 days (UTC)", "Activiteit per dag, laatste 30 dagen (UTC)";
     ActiveCampaigns => "Active campaigns", "Actieve campagnes";
     IssuedToday => "Issued today", "Vandaag uitgegeven";
     RedeemedToday => "Redeemed today", "Vandaag ingewisseld";

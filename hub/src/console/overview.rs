@@ -117,11 +117,11 @@ pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
             h2 { (ctx.t(Msg::PerDay)) }
             div.charts {
                 (charts::bars(lang, "new-profiles", ctx.t(Msg::NewProfiles), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::NewProfiles), values: days.iter().map(|d| d.new_profiles as f64).collect(), style: Style::Solid }], &count))
+                    &[Series { name: ctx.t(Msg::NewProfiles), values: days.iter().map(|d| d.new_profiles as f64).collect(), style: Style::Solid }], &count, 1.0))
                 (charts::bars(lang, "receipts", ctx.t(Msg::Transactions), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::Transactions), values: days.iter().map(|d| d.transactions as f64).collect(), style: Style::Solid }], &count))
+                    &[Series { name: ctx.t(Msg::Transactions), values: days.iter().map(|d| d.transactions as f64).collect(), style: Style::Solid }], &count, 1.0))
                 (charts::bars(lang, "revenue", ctx.t(Msg::Revenue), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::Revenue), values: days.iter().map(|d| d.revenue_cents as f64).collect(), style: Style::Solid }], &euros))
+                    &[Series { name: ctx.t(Msg::Revenue), values: days.iter().map(|d| d.revenue_cents as f64).collect(), style: Style::Solid }], &euros, 100.0))
             }
         }
         section.card.wide {
