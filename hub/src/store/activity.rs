@@ -144,3 +144,72 @@ pub fn coupon_days(
         Ok(days)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::coupon_kpis::tests::{ledger, T0};
+    use crate::store::test_support::for_each_engine;
+
+    #[test]
+    fn totals_days_and_coupon_days_on_every_engine() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            ledger(db);
+            assert_eq!(
+                totals(db).unwrap(),
+                Totals {
+                    profiles: 3,
+                    transactions: 3,
+                    revenue_cents: 2000 + 1000 + 9999,
+                }
+            );
+            let day0 = T0 / DAY_MS;
+            let days = daily_activity(db, 0).unwrap();
+            let got: Vec<(i64, u64, u64, i64)> = days
+                .iter()
+                .map(|d| (d.day, d.new_profiles, d.transactions, d.revenue_cents))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (0, 3, 0, 0),
+                    (day0 - 1, 0, 1, 9999),
+                    (day0 + 1, 0, 1, 2000),
+                    (day0 + 2, 0, 1, 1000),
+                ]
+            );
+            // From a day on: older days are left out.
+            assert_eq!(daily_activity(db, (day0 + 1) * DAY_MS).unwrap().len(), 2);
+
+            let coupons = coupon_days(db, 0).unwrap();
+            let coupon_day = |campaign: &str, day: i64| {
+                coupons
+                    .get(&(campaign.to_string(), day))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            assert_eq!(
+                coupon_day("big", day0),
+                CouponDay {
+                    issued: 2,
+                    control: 1,
+                    redeemed: 0
+                }
+            );
+            // code-1 scanned twice that day counts once; refused and forged scans not.
+            assert_eq!(
+                coupon_day("big", day0 + 1),
+                CouponDay {
+                    issued: 0,
+                    control: 0,
+                    redeemed: 1
+                }
+            );
+            assert_eq!(coupon_day("other", day0).issued, 1);
+            assert_eq!(coupons.len(), 3, "{coupons:?}");
+            assert!(coupon_days(db, (day0 + 2) * DAY_MS).unwrap().is_empty());
+        });
+    }
+}

@@ -209,17 +209,17 @@ pub fn profile_coupons(db: &dyn Sql, profile_id: &str) -> Result<CouponSummary, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::coupons::Uplift;
     use crate::store::test_support::for_each_engine;
 
     const DAY: i64 = 86_400_000;
-    const T0: i64 = 1_767_000_000_000;
+    pub(crate) const T0: i64 = 1_767_000_000_000;
 
     /// Three customers with a card each; campaign `big` printed for a and b (control:
     /// c), campaign `other` printed for a before a card was known (profile only).
-    fn ledger(db: &dyn Sql) {
+    pub(crate) fn ledger(db: &dyn Sql) {
         for (profile, card) in [("p-a", "A1"), ("p-b", "B1"), ("p-c", "C1")] {
             db.execute(
                 "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min)

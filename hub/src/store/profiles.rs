@@ -912,6 +912,77 @@ mod tests {
     }
 
     #[test]
+    fn summaries_and_identifier_history_on_every_engine() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            let conn: &dyn Sql = &*conn;
+            let (a, b) = (card(1), card(2));
+            add_profile(conn, "p-a", &a, "Anna", 3, |_| {
+                vec![line("milk", None, 100)]
+            });
+            add_profile(conn, "p-b", &b, "Bert", 0, |_| Vec::new());
+            // A second card and an e-mail joined Anna's profile later, from the CRM.
+            for (kind, value, at) in [
+                ("card", card(3).as_str().to_string(), T0 + 5_000),
+                ("email", "anna@example.com".to_string(), T0 + 9_000),
+            ] {
+                conn.execute(
+                    "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
+                     VALUES (?1, ?2, 'p-a', 'crm', ?3)",
+                    sql_params![kind, value, at],
+                )
+                .unwrap();
+            }
+            let found = summaries(conn, &["p-b".into(), "p-none".into(), "p-a".into()]).unwrap();
+            assert_eq!(
+                found,
+                vec![
+                    ProfileSummary {
+                        profile_id: "p-b".into(),
+                        first_name: Some("Bert".into()),
+                        last_name: Some("Jansen".into()),
+                        customer_no: None,
+                        cards: vec![b.as_str().to_string()],
+                        emails: vec![],
+                        last_at_ms: None,
+                    },
+                    ProfileSummary {
+                        profile_id: "p-a".into(),
+                        first_name: Some("Anna".into()),
+                        last_name: Some("Jansen".into()),
+                        customer_no: None,
+                        cards: {
+                            let mut cards =
+                                vec![a.as_str().to_string(), card(3).as_str().to_string()];
+                            cards.sort();
+                            cards
+                        },
+                        emails: vec!["anna@example.com".into()],
+                        last_at_ms: Some(T0 + 2 * 60_000),
+                    },
+                ]
+            );
+            let (view, history) = load_view_with_history(conn, "p-a").unwrap().unwrap();
+            assert_eq!(view, load_view(conn, "p-a").unwrap().unwrap());
+            let got: Vec<(&str, &str, i64)> = history
+                .iter()
+                .map(|r| (r.kind.as_str(), r.source.as_str(), r.added_at.unix_ms))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("card", "till", T0),
+                    ("card", "crm", T0 + 5_000),
+                    ("email", "crm", T0 + 9_000)
+                ]
+            );
+            // The timeline names each receipt's till.
+            assert_eq!(view.timeline[0].till.as_deref(), Some("p-a"));
+            assert!(load_view_with_history(conn, "p-none").unwrap().is_none());
+        });
+    }
+
+    #[test]
     fn consents_export_and_erase_on_every_engine() {
         for_each_engine(|db| {
             let conn = db.get().unwrap();

@@ -210,6 +210,31 @@ mod tests {
                 ]
             );
 
+            // Pages of the members, in profile id order, with the total.
+            let member = |id: &str, no: Option<&str>| Member {
+                profile_id: id.into(),
+                customer_no: no.map(str::to_string),
+                first_name: some("Ann"),
+                last_name: some("Lee"),
+            };
+            assert_eq!(
+                members_page(db, "vip", 0, 3).unwrap(),
+                (
+                    vec![
+                        member("p-1", Some("C-2")),
+                        member("p-2", Some("C-1")),
+                        member("p-3", None)
+                    ],
+                    4
+                )
+            );
+            assert_eq!(
+                members_page(db, "vip", 3, 3).unwrap(),
+                (vec![member("p-4", Some("C-4"))], 4)
+            );
+            assert_eq!(members_page(db, "vip", 9, 3).unwrap(), (vec![], 4));
+            assert_eq!(members_page(db, "none", 0, 3).unwrap(), (vec![], 0));
+
             db.execute(
                 "INSERT INTO blocked_identifiers (kind, value, customers, reason)
                  VALUES ('phone', '+3120000000', 7, 'shared by 7 customers')",
