@@ -8,22 +8,20 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection};
-use till360_hub::config::DatabaseUrl;
-use till360_hub::store::{Database, DatabaseOptions, SqlStore, Store};
-use till360_hub::synthetic::Generator;
-use till360_shared::card::with_check_digit;
-use till360_shared::{codec, AgentId, CardNumber, EventKind};
+use rusqlite::Connection;
+use till360_hub::store::{SqlStore, Store};
+use till360_shared::CardNumber;
+
+#[path = "support/profiles.rs"]
+mod profiles;
+
+use profiles::{card, fill, open};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn card(i: usize) -> String {
-    with_check_digit(&format!("2403{i:08}")).expect("card")
 }
 
 fn main() {
@@ -92,93 +90,3 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     (at(0.50), at(0.99))
 }
 
-/// The hub's database on the SQLite file `db`, schema applied, as the hub opens it.
-fn open(db: &std::path::Path) -> Database {
-    Database::open(
-        &DatabaseUrl::Sqlite(db.to_path_buf()),
-        &DatabaseOptions::default(),
-    )
-    .expect("open")
-}
-
-/// Raw inserts (the lookup is measured, not the fill): the store's schema, ids as the
-/// identity graph would give them.
-fn fill(db: &std::path::Path, profiles: usize) {
-    drop(open(db));
-    let mut conn = Connection::open(db).expect("open");
-    conn.execute_batch("PRAGMA synchronous = OFF;")
-        .expect("pragma");
-    let mut gen = Generator::new(11, 0, 0);
-    let agent = AgentId::new("S001", "T01");
-    let tx = conn.transaction().expect("tx");
-    {
-        let mut profile = tx
-            .prepare(
-                "INSERT INTO profiles (profile_id, created_at_ms, created_offset_min, customer_no,
-                     first_name, last_name, birth_date) VALUES (?1, 0, 0, ?2, ?3, ?4, '1980-01-01')",
-            )
-            .expect("prepare");
-        let mut ident = tx
-            .prepare(
-                "INSERT INTO identifiers (kind, value, profile_id, source, added_at_ms)
-                 VALUES (?1, ?2, ?3, 'crm', 0)",
-            )
-            .expect("prepare");
-        let mut consent = tx
-            .prepare(
-                "INSERT INTO consents (profile_id, purpose, granted, source, at_ms)
-                 VALUES (?1, ?2, 1, 'crm', 0)",
-            )
-            .expect("prepare");
-        let mut receipt = tx
-            .prepare(
-                "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
-                     card, profile_id, total_cents, currency, lines)
-                 VALUES ('S001', 'T01', ?1, ?2, ?3, 60, ?4, ?5, ?6, 'EUR', ?7)",
-            )
-            .expect("prepare");
-        let mut seq = 0u64;
-        for i in 0..profiles {
-            let code = card(i);
-            let id = format!("p-{i:016x}");
-            profile
-                .execute(params![
-                    id,
-                    format!("C{i:08}"),
-                    format!("First{i}"),
-                    format!("Last{i}")
-                ])
-                .expect("profile");
-            ident.execute(params!["card", code, id]).expect("card");
-            ident
-                .execute(params!["customer_no", format!("C{i:08}"), id])
-                .expect("customer_no");
-            ident
-                .execute(params!["email", format!("c{i}@example.nl"), id])
-                .expect("email");
-            consent.execute(params![id, "email"]).expect("consent");
-            consent.execute(params![id, "post"]).expect("consent");
-            if i % 4 == 0 {
-                for _ in 0..3 {
-                    seq += 1;
-                    let event = gen.receipt(&agent, seq);
-                    let EventKind::Receipt(r) = event.kind else {
-                        continue;
-                    };
-                    receipt
-                        .execute(params![
-                            seq as i64,
-                            r.receipt_no,
-                            r.completed_at.unix_ms,
-                            code,
-                            id,
-                            r.total_cents,
-                            codec::to_bytes(&r.lines).expect("encode")
-                        ])
-                        .expect("receipt");
-                }
-            }
-        }
-    }
-    tx.commit().expect("commit");
-}
