@@ -293,7 +293,9 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     api_options.traits = Some(traits.handle());
     api_options.database = Some(database);
     api_options.tills = Some(tills);
-    api_options.console.gate = Some(gate.clone());
+    let mut console = crate::console::ConsoleOptions::from_config(&config);
+    console.gate = Some(gate.clone());
+    api_options.pages = console.into_pages(config.api_token.clone());
     // An erase or a cleared suspicious card changes the tills' digests: refreshed at once,
     // not at the next timer.
     let refresh_on_change = digests.clone();

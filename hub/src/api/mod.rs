@@ -120,8 +120,9 @@ pub struct ApiOptions {
     pub digests_changed: DigestsHook,
     /// The listener's per-till request guards, for `probing` in `GET /api/v1/agents`.
     pub tills: Option<crate::listener::TillGuards>,
-    /// The console under `/console/` (`[console]`, the listener's gate).
-    pub console: crate::console::ConsoleOptions,
+    /// Pages served beside the API, behind the same guard: the console (`server.rs`
+    /// plugs it in; the API does not know it).
+    pub pages: Pages,
 }
 
 impl Default for ApiOptions {
@@ -142,8 +143,24 @@ impl Default for ApiOptions {
             traits: None,
             digests_changed: DigestsHook::default(),
             tills: None,
-            console: crate::console::ConsoleOptions::default(),
+            pages: Pages::default(),
         }
+    }
+}
+
+/// Routes built on the API's state and served beside it (`None`: none).
+#[derive(Clone, Default)]
+pub struct Pages(pub(crate) Option<Arc<PagesFn>>);
+
+pub(crate) type PagesFn = dyn Fn(ApiState) -> Router<ApiState> + Send + Sync;
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Pages(set)"
+        } else {
+            "Pages(none)"
+        })
     }
 }
 
@@ -186,12 +203,7 @@ impl ApiOptions {
             traits: None,
             digests_changed: DigestsHook::default(),
             tills: None,
-            console: crate::console::ConsoleOptions {
-                session_ttl: Duration::from_secs(config.console.session_hours * 3600),
-                silent_after: Duration::from_secs(config.console.silent_after_seconds),
-                gate: None,
-                segment_rules: config.segments.clone(),
-            },
+            pages: Pages::default(),
         }
     }
 }
@@ -237,14 +249,17 @@ pub fn router(options: ApiOptions) -> Router {
         digests_changed: options.digests_changed,
         tills: options.tills,
     };
-    let console = crate::console::router(state.clone(), options.token.as_deref(), options.console);
+    let pages = match &options.pages.0 {
+        Some(pages) => pages(state.clone()),
+        None => Router::new(),
+    };
     let token = auth::Token::new(options.token);
     let guard = guard::Guard::new(options.loopback_hosts_only, options.request_timeout);
     Router::new()
         .route(auth::HEALTH_PATH, get(health))
         // The console signs its visitors in itself (session cookie, CSRF): the bearer
         // check below lets `/console` through to it.
-        .merge(console)
+        .merge(pages)
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))

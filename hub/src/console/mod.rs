@@ -67,6 +67,25 @@ impl std::fmt::Debug for ConsoleOptions {
     }
 }
 
+impl ConsoleOptions {
+    /// `[console]` and the segments of `config`; the gate is the server's to give.
+    pub fn from_config(config: &crate::config::HubConfig) -> Self {
+        Self {
+            session_ttl: Duration::from_secs(config.console.session_hours * 3600),
+            silent_after: Duration::from_secs(config.console.silent_after_seconds),
+            gate: None,
+            segment_rules: config.segments.clone(),
+        }
+    }
+
+    /// The console as pages of the API (`ApiOptions::pages`), signing in with `token`.
+    pub fn into_pages(self, token: Option<String>) -> crate::api::Pages {
+        crate::api::Pages(Some(std::sync::Arc::new(move |api: ApiState| {
+            router(api, token.as_deref(), self.clone())
+        })))
+    }
+}
+
 impl Default for ConsoleOptions {
     fn default() -> Self {
         let config = crate::config::ConsoleConfig::default();
