@@ -87,6 +87,45 @@ async fn till_state(browser: &Browser, selector: String) -> Value {
     browser.execute(&script, vec![]).await
 }
 
+/// The focused element's class and text.
+async fn focused(browser: &Browser) -> Value {
+    browser
+        .execute(
+            "const e = document.activeElement; return e.className + '|' + e.textContent.trim();",
+            vec![],
+        )
+        .await
+}
+
+/// Tab from the top of the page: the skip link first, then the navigation; every link
+/// and button is reachable (nothing is taken out of the tab order, nothing reordered).
+async fn assert_keyboard_first_stops(browser: &Browser) {
+    const TAB: &str = "\u{E004}";
+    browser
+        .execute(
+            "document.activeElement.blur(); window.scrollTo(0, 0); return null;",
+            vec![],
+        )
+        .await;
+    let body = browser.find("body").await;
+    body.send_keys(TAB).await.expect("a Tab key");
+    assert_eq!(focused(browser).await, Value::from("skip|Skip to content"));
+    body.send_keys(TAB).await.expect("a Tab key");
+    assert_eq!(focused(browser).await, Value::from("brand|Till360"));
+    let unreachable = browser
+        .execute(
+            "return [...document.querySelectorAll('a, button, input, summary, [tabindex]')]\
+               .filter(e => e.tabIndex !== 0 && e.type !== 'hidden').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        unreachable,
+        Value::from(0),
+        "links, buttons and fields are all in the tab order"
+    );
+}
+
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -147,6 +186,7 @@ async fn a_marketer_works_through_the_console_in_chromium() {
 
     // The overview's totals are the store's.
     both_widths(&browser, &format!("{base}/console/"), "overview").await;
+    assert_keyboard_first_stops(&browser).await;
     let receipts_at_hub: u64 = system.morning().visits.len() as u64;
     let shown: u64 = browser
         .text("#total-transactions")
@@ -220,6 +260,15 @@ async fn a_marketer_works_through_the_console_in_chromium() {
         assert_eq!(browser.text("dd[data-trait='rfm'] strong").await, rfm);
     }
     both_widths(&browser, &browser.current_url().await, "customer-360").await;
+
+    // Export: the API's JSON, downloaded with the session.
+    let (status, exported) = browser
+        .fetch_text(&format!("/console/customers/{profile_id}/export"))
+        .await;
+    assert_eq!(status, 200, "{exported}");
+    let exported: Value = serde_json::from_str(&exported).expect("JSON");
+    let (_, api_export) = api(&system, &format!("/api/v1/profiles/{profile_id}/export"));
+    assert_eq!(exported, api_export, "the console's export is the API's");
 
     // Change a consent: a confirmation first, then the change, recorded as the console's.
     let sms_granted = profile["consents"]["sms"]["granted"] == Value::Bool(true);
@@ -381,7 +430,7 @@ async fn a_marketer_works_through_the_console_in_chromium() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         browser.goto(&format!("{base}/console/tills")).await;
-        if till_state(&browser, selector.clone()).await == Value::from("silent") {
+        if till_state(&browser, selector.clone()).await == "silent" {
             break;
         }
         assert!(

@@ -62,7 +62,7 @@ async fn main() {
     profiles::add_receipts(&db, big, receipts);
     println!(
         "console: {profiles_n} profiles, one with {} receipts, filled in {:.1} s",
-        receipts + if big % 4 == 0 { 3 } else { 0 },
+        receipts + if big.is_multiple_of(4) { 3 } else { 0 },
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
@@ -77,7 +77,10 @@ async fn main() {
     let (_, head, _) = common::http_exchange(http, &first).await;
     let cookie = head
         .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
         .and_then(|c| c.split(';').next())
         .expect("a session cookie")
         .to_string();
@@ -91,17 +94,22 @@ async fn main() {
         profiles::profile_id((state % profiles_n as u64) as usize)
     };
     for (what, ids) in [
-        ("big customer", (0..requests).map(|_| big_id.clone()).collect::<Vec<_>>()),
+        (
+            "big customer",
+            (0..requests).map(|_| big_id.clone()).collect::<Vec<_>>(),
+        ),
         ("random customers", (0..requests).map(|_| small()).collect()),
     ] {
         let (mut page, mut api) = (Vec::new(), Vec::new());
         let (mut page_bytes, mut api_bytes) = (0, 0);
         for id in &ids {
-            let (t, status, len) = timed_get(http, &format!("/console/customers/{id}"), &cookie).await;
+            let (t, status, len) =
+                timed_get(http, &format!("/console/customers/{id}"), &cookie).await;
             assert_eq!(status, 200, "the 360° page of {id}");
             page.push(t);
             page_bytes = len;
-            let (t, status, len) = timed_get(http, &format!("/api/v1/profiles/{id}"), &cookie).await;
+            let (t, status, len) =
+                timed_get(http, &format!("/api/v1/profiles/{id}"), &cookie).await;
             assert_eq!(status, 200, "the API's view of {id}");
             api.push(t);
             api_bytes = len;

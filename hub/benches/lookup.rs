@@ -89,4 +89,3 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
 }
-

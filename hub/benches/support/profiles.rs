@@ -87,7 +87,7 @@ pub fn fill(db: &std::path::Path, profiles: usize) {
                 .expect("email");
             consent.execute(params![id, "email"]).expect("consent");
             consent.execute(params![id, "post"]).expect("consent");
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 for _ in 0..3 {
                     seq += 1;
                     let event = gen.receipt(&agent, seq);

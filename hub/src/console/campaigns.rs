@@ -8,7 +8,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 use till360_shared::campaign::{Campaign, Trigger};
 
-use super::charts::{self, Series, Style};
+use super::charts::{self, Chart, Series, Style};
 use super::i18n::{Lang, Msg};
 use super::overview::day_label;
 use super::page::{fill, money, money_f, percent, render, Section};
@@ -199,6 +199,30 @@ pub async fn page(
     let spend_labels: Vec<String> = report.spend.iter().map(|p| p.day.to_string()).collect();
     let count = |v: f64| format!("{v:.0}");
     let euros = |v: f64| money_f(v, "EUR", lang);
+    let per_day = [
+        Series {
+            name: ctx.t(Msg::Issued),
+            values: report.days.iter().map(|d| d.issued as f64).collect(),
+            style: Style::Solid,
+        },
+        Series {
+            name: ctx.t(Msg::Redeemed),
+            values: report.days.iter().map(|d| d.redeemed as f64).collect(),
+            style: Style::Alternate,
+        },
+    ];
+    let spend = [
+        Series {
+            name: ctx.t(Msg::Treated),
+            values: report.spend.iter().map(|p| p.treated_cents).collect(),
+            style: Style::Solid,
+        },
+        Series {
+            name: ctx.t(Msg::Control),
+            values: report.spend.iter().map(|p| p.control_cents).collect(),
+            style: Style::Alternate,
+        },
+    ];
     let body = html! {
         div.grid {
             section.card {
@@ -280,14 +304,8 @@ pub async fn page(
         }
         section.card.wide {
             div.charts {
-                (charts::bars(lang, "per-day", ctx.t(Msg::IssuedRedeemedPerDay), ctx.t(Msg::Day), &day_labels, &[
-                    Series { name: ctx.t(Msg::Issued), values: report.days.iter().map(|d| d.issued as f64).collect(), style: Style::Solid },
-                    Series { name: ctx.t(Msg::Redeemed), values: report.days.iter().map(|d| d.redeemed as f64).collect(), style: Style::Alternate },
-                ], &count, 1.0))
-                (charts::lines(lang, "spend", ctx.t(Msg::CumulativeSpend), ctx.t(Msg::DaysAfter), &spend_labels, &[
-                    Series { name: ctx.t(Msg::Treated), values: report.spend.iter().map(|p| p.treated_cents).collect(), style: Style::Solid },
-                    Series { name: ctx.t(Msg::Control), values: report.spend.iter().map(|p| p.control_cents).collect(), style: Style::Alternate },
-                ], &euros, 100.0))
+                (charts::bars(&Chart { lang, id: "per-day", title: ctx.t(Msg::IssuedRedeemedPerDay), axis: ctx.t(Msg::Day), labels: &day_labels, series: &per_day, fmt: &count, floor: 1.0 }))
+                (charts::lines(&Chart { lang, id: "spend", title: ctx.t(Msg::CumulativeSpend), axis: ctx.t(Msg::DaysAfter), labels: &spend_labels, series: &spend, fmt: &euros, floor: 100.0 }))
             }
         }
     };

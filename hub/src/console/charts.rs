@@ -107,7 +107,7 @@ fn value_axis(top: f64, fmt: &dyn Fn(f64) -> String) -> Markup {
 /// last, none too close before it.
 fn labelled(i: usize, n: usize) -> bool {
     let every = n.div_ceil(6).max(1);
-    i + 1 == n || (i % every == 0 && n - 1 - i >= every.div_ceil(2).max(1))
+    i + 1 == n || (i.is_multiple_of(every) && n - 1 - i >= every.div_ceil(2).max(1))
 }
 
 /// The last label ends at its mark (it would run off the chart if centred).
@@ -119,17 +119,33 @@ fn anchor(i: usize, n: usize) -> &'static str {
     }
 }
 
+/// One chart: its words, its data and how values are written.
+pub struct Chart<'a> {
+    pub lang: Lang,
+    /// Unique on the page (the SVG's title id).
+    pub id: &'a str,
+    pub title: &'a str,
+    /// What the labels are (the table's first column).
+    pub axis: &'a str,
+    pub labels: &'a [String],
+    pub series: &'a [Series<'a>],
+    pub fmt: &'a dyn Fn(f64) -> String,
+    /// The value axis reaches at least this (1 for counts, 100 for cents).
+    pub floor: f64,
+}
+
 /// Grouped bars, one group per label.
-pub fn bars(
-    lang: Lang,
-    id: &str,
-    title: &str,
-    axis: &str,
-    labels: &[String],
-    series: &[Series],
-    fmt: &dyn Fn(f64) -> String,
-    floor: f64,
-) -> Markup {
+pub fn bars(chart: &Chart) -> Markup {
+    let Chart {
+        lang,
+        id,
+        title,
+        axis,
+        labels,
+        series,
+        fmt,
+        floor,
+    } = *chart;
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
@@ -176,16 +192,17 @@ pub fn bars(
 }
 
 /// Lines over the labels.
-pub fn lines(
-    lang: Lang,
-    id: &str,
-    title: &str,
-    axis: &str,
-    labels: &[String],
-    series: &[Series],
-    fmt: &dyn Fn(f64) -> String,
-    floor: f64,
-) -> Markup {
+pub fn lines(chart: &Chart) -> Markup {
+    let Chart {
+        lang,
+        id,
+        title,
+        axis,
+        labels,
+        series,
+        fmt,
+        floor,
+    } = *chart;
     let max = series
         .iter()
         .flat_map(|s| s.values.iter().copied())
@@ -247,6 +264,25 @@ mod tests {
         assert_eq!(axis_top(0.0, 100.0), 100.0);
     }
 
+    fn chart<'a>(
+        lang: Lang,
+        axis: &'a str,
+        labels: &'a [String],
+        series: &'a [Series<'a>],
+        fmt: &'a dyn Fn(f64) -> String,
+    ) -> Chart<'a> {
+        Chart {
+            lang,
+            id: "c",
+            title: "Title",
+            axis,
+            labels,
+            series,
+            fmt,
+            floor: 1.0,
+        }
+    }
+
     #[test]
     fn a_chart_carries_its_numbers_and_escapes_its_labels() {
         let labels = vec!["<b>".to_string(), "2".to_string()];
@@ -256,13 +292,13 @@ mod tests {
             style: Style::Alternate,
         }];
         let fmt = |v: f64| format!("{v:.0}");
-        let html = bars(Lang::En, "c1", "Title", "Day", &labels, &series, &fmt, 1.0).into_string();
+        let html = bars(&chart(Lang::En, "Day", &labels, &series, &fmt)).into_string();
         assert!(html.contains("&lt;b&gt;"), "{html}");
         assert!(!html.contains("<b>"));
         assert!(html.contains("issued &amp; more"));
         assert!(html.contains("<td class=\"num\">4</td>"), "{html}");
         assert!(html.contains("class=\"bar alt\""), "hatched bars: {html}");
-        let html = lines(Lang::Nl, "c2", "T", "Dag", &labels, &series, &fmt, 1.0).into_string();
+        let html = lines(&chart(Lang::Nl, "Dag", &labels, &series, &fmt)).into_string();
         assert!(html.contains("Gegevens als tabel"));
         assert!(html.contains("class=\"line alt\""));
         // Counts up to 1 have no half-way label.
@@ -271,7 +307,7 @@ mod tests {
             values: vec![0.0],
             style: Style::Solid,
         }];
-        let html = bars(Lang::En, "c3", "T", "D", &labels[..1], &empty, &fmt, 1.0).into_string();
+        let html = bars(&chart(Lang::En, "D", &labels[..1], &empty, &fmt)).into_string();
         assert_eq!(html.matches("text-anchor=\"end\">").count(), 2, "{html}");
     }
 }

@@ -599,15 +599,3 @@ pub async fn erase(
     };
     Ok(render(&ctx, Section::Customers, ctx.t(Msg::Erased), body))
 }
-
-/// Used by the page's tests: the body alone.
-#[cfg(test)]
-pub(super) fn body_for_test(
-    ctx: &Ctx,
-    console: &Console,
-    view: &ProfileView,
-    history: &[IdentifierRecord],
-    today: NaiveDate,
-) -> String {
-    profile_body(ctx, console, view, history, today, None).into_string()
-}

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::Response;
 use maud::html;
 
-use super::charts::{self, Series, Style};
+use super::charts::{self, Chart, Series, Style};
 use super::i18n::Msg;
 use super::page::{money, render, Section};
 use super::tills::{state_badge, till_rows, TillState};
@@ -68,6 +68,24 @@ pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
         .collect();
     let campaigns = console.api.campaigns.as_ref().as_ref();
     let state_count = |state: TillState| tills.iter().filter(|t| t.state == state).count();
+    let day_chart =
+        |id: &str, title: Msg, values: Vec<f64>, fmt: &dyn Fn(f64) -> String, floor: f64| {
+            let series = [Series {
+                name: ctx.t(title),
+                values,
+                style: Style::Solid,
+            }];
+            charts::bars(&Chart {
+                lang,
+                id,
+                title: ctx.t(title),
+                axis: ctx.t(Msg::Day),
+                labels: &labels,
+                series: &series,
+                fmt,
+                floor,
+            })
+        };
     let body = html! {
         div.grid {
             section.card {
@@ -116,12 +134,9 @@ pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
         section.card.wide {
             h2 { (ctx.t(Msg::PerDay)) }
             div.charts {
-                (charts::bars(lang, "new-profiles", ctx.t(Msg::NewProfiles), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::NewProfiles), values: days.iter().map(|d| d.new_profiles as f64).collect(), style: Style::Solid }], &count, 1.0))
-                (charts::bars(lang, "receipts", ctx.t(Msg::Transactions), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::Transactions), values: days.iter().map(|d| d.transactions as f64).collect(), style: Style::Solid }], &count, 1.0))
-                (charts::bars(lang, "revenue", ctx.t(Msg::Revenue), ctx.t(Msg::Day), &labels,
-                    &[Series { name: ctx.t(Msg::Revenue), values: days.iter().map(|d| d.revenue_cents as f64).collect(), style: Style::Solid }], &euros, 100.0))
+                (day_chart("new-profiles", Msg::NewProfiles, days.iter().map(|d| d.new_profiles as f64).collect(), &count, 1.0))
+                (day_chart("receipts", Msg::Transactions, days.iter().map(|d| d.transactions as f64).collect(), &count, 1.0))
+                (day_chart("revenue", Msg::Revenue, days.iter().map(|d| d.revenue_cents as f64).collect(), &euros, 100.0))
             }
         }
         section.card.wide {
