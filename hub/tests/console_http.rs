@@ -50,6 +50,25 @@ impl Answer {
             .collect()
     }
 
+    /// The cookie `name` this answer sets is HttpOnly, SameSite=Strict, for the console
+    /// only, and lasts `max_age` seconds.
+    fn assert_cookie_flags(&self, name: &str, max_age: u64) {
+        let set = self
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie in {}", self.head));
+        let max_age = format!("Max-Age={max_age}");
+        for flag in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Path=/console",
+            max_age.as_str(),
+        ] {
+            assert!(set.contains(flag), "{set} lacks {flag}");
+        }
+    }
+
     /// `name=value` of a cookie this answer sets.
     fn cookie(&self, name: &str) -> Option<String> {
         self.set_cookies()
@@ -221,19 +240,7 @@ async fn without_a_session_only_the_sign_in_page_answers() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("name=\"token\""), "{}", page.body);
     assert!(!page.body.contains(&id));
-    let form_cookie = page
-        .set_cookies()
-        .into_iter()
-        .find(|c| c.starts_with("till360_signin="))
-        .unwrap();
-    for flag in [
-        "HttpOnly",
-        "SameSite=Strict",
-        "Path=/console",
-        "Max-Age=900",
-    ] {
-        assert!(form_cookie.contains(flag), "{form_cookie}");
-    }
+    page.assert_cookie_flags("till360_signin", 900);
     let csp = page.header("content-security-policy").unwrap();
     assert!(
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
@@ -286,19 +293,7 @@ async fn sign_in_keeps_a_session_and_every_form_needs_its_csrf_token() {
     )
     .await;
     assert_eq!(signed.header("location").as_deref(), Some("/console/"));
-    let set = signed
-        .set_cookies()
-        .into_iter()
-        .find(|c| c.starts_with("till360_session="))
-        .unwrap();
-    for flag in [
-        "HttpOnly",
-        "SameSite=Strict",
-        "Path=/console",
-        "Max-Age=28800",
-    ] {
-        assert!(set.contains(flag), "{set}");
-    }
+    signed.assert_cookie_flags("till360_session", 8 * 3600);
 
     let session = sign_in(http).await;
     let profile_page = get(http, &format!("/console/customers/{id}"), Some(&session)).await;
@@ -342,18 +337,15 @@ async fn sign_in_keeps_a_session_and_every_form_needs_its_csrf_token() {
     assert!(email_consent(), "no refused form changed the consent");
 
     // A consent change: the first post asks, the confirmed one changes.
-    let ask = post(
-        http,
-        &consent_path,
-        &session,
-        &form(&[
-            ("csrf", &csrf),
-            ("purpose", "email"),
+    let consent_form = |purpose: &str, action: &str| {
+        form(&[
+            ("csrf", csrf.as_str()),
+            ("purpose", purpose),
             ("granted", "false"),
-            ("action", "ask"),
-        ]),
-    )
-    .await;
+            ("action", action),
+        ])
+    };
+    let ask = post(http, &consent_path, &session, &consent_form("email", "ask")).await;
     assert_eq!(ask.status, 200);
     assert!(ask.body.contains("id=\"consent-target\""), "{}", ask.body);
     assert!(email_consent(), "asking changes nothing");
@@ -361,12 +353,7 @@ async fn sign_in_keeps_a_session_and_every_form_needs_its_csrf_token() {
         http,
         &consent_path,
         &session,
-        &form(&[
-            ("csrf", &csrf),
-            ("purpose", "email"),
-            ("granted", "false"),
-            ("action", "confirm"),
-        ]),
+        &consent_form("email", "confirm"),
     )
     .await;
     assert_eq!(done.status, 303, "{}", done.body);
@@ -375,12 +362,7 @@ async fn sign_in_keeps_a_session_and_every_form_needs_its_csrf_token() {
         http,
         &consent_path,
         &session,
-        &form(&[
-            ("csrf", &csrf),
-            ("purpose", "fax"),
-            ("granted", "true"),
-            ("action", "confirm"),
-        ]),
+        &consent_form("fax", "confirm"),
     )
     .await;
     assert_eq!(odd.status, 400);

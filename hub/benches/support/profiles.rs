@@ -59,13 +59,7 @@ pub fn fill(db: &std::path::Path, profiles: usize) {
                  VALUES (?1, ?2, 1, 'crm', 0)",
             )
             .expect("prepare");
-        let mut receipt = tx
-            .prepare(
-                "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
-                     card, profile_id, total_cents, currency, lines)
-                 VALUES ('S001', 'T01', ?1, ?2, ?3, 60, ?4, ?5, ?6, 'EUR', ?7)",
-            )
-            .expect("prepare");
+        let mut receipt = tx.prepare(RECEIPT).expect("prepare");
         let mut seq = 0u64;
         for i in 0..profiles {
             let code = card(i);
@@ -90,26 +84,46 @@ pub fn fill(db: &std::path::Path, profiles: usize) {
             if i.is_multiple_of(4) {
                 for _ in 0..3 {
                     seq += 1;
-                    let event = gen.receipt(&agent, seq);
-                    let EventKind::Receipt(r) = event.kind else {
-                        continue;
-                    };
-                    receipt
-                        .execute(params![
-                            seq as i64,
-                            r.receipt_no,
-                            r.completed_at.unix_ms,
-                            code,
-                            id,
-                            r.total_cents,
-                            codec::to_bytes(&r.lines).expect("encode")
-                        ])
-                        .expect("receipt");
+                    insert_receipt(&mut receipt, &mut gen, &agent, seq, 0, i);
                 }
             }
         }
     }
     tx.commit().expect("commit");
+}
+
+/// A receipt row of store S001: till, seq, receipt number, time, card, profile, total,
+/// lines.
+const RECEIPT: &str = "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
+         card, profile_id, total_cents, currency, lines)
+     VALUES ('S001', ?1, ?2, ?3, ?4, 60, ?5, ?6, ?7, 'EUR', ?8)";
+
+/// The generator's receipt `seq` of `agent`, `shift_ms` before its own time, for
+/// profile `i`.
+fn insert_receipt(
+    statement: &mut rusqlite::Statement,
+    gen: &mut Generator,
+    agent: &AgentId,
+    seq: u64,
+    shift_ms: i64,
+    i: usize,
+) {
+    let event = gen.receipt(agent, seq);
+    let EventKind::Receipt(r) = event.kind else {
+        return;
+    };
+    statement
+        .execute(params![
+            agent.till,
+            seq as i64,
+            r.receipt_no,
+            r.completed_at.unix_ms - shift_ms,
+            card(i),
+            profile_id(i),
+            r.total_cents,
+            codec::to_bytes(&r.lines).expect("encode")
+        ])
+        .expect("receipt");
 }
 
 /// Gives profile `i` (already filled) `receipts` more receipts of the generator's shape,
@@ -120,29 +134,16 @@ pub fn add_receipts(db: &std::path::Path, i: usize, receipts: usize) {
     let agent = AgentId::new("S001", "T02");
     let tx = conn.transaction().expect("tx");
     {
-        let mut receipt = tx
-            .prepare(
-                "INSERT INTO transactions (store, till, seq, receipt_no, at_ms, offset_min,
-                     card, profile_id, total_cents, currency, lines)
-                 VALUES ('S001', 'T02', ?1, ?2, ?3, 60, ?4, ?5, ?6, 'EUR', ?7)",
-            )
-            .expect("prepare");
+        let mut receipt = tx.prepare(RECEIPT).expect("prepare");
         for seq in 1..=receipts as u64 {
-            let event = gen.receipt(&agent, seq);
-            let EventKind::Receipt(r) = event.kind else {
-                continue;
-            };
-            receipt
-                .execute(params![
-                    seq as i64,
-                    r.receipt_no,
-                    r.completed_at.unix_ms - seq as i64 * 86_400_000,
-                    card(i),
-                    profile_id(i),
-                    r.total_cents,
-                    codec::to_bytes(&r.lines).expect("encode")
-                ])
-                .expect("receipt");
+            insert_receipt(
+                &mut receipt,
+                &mut gen,
+                &agent,
+                seq,
+                seq as i64 * 86_400_000,
+                i,
+            );
         }
     }
     tx.commit().expect("commit");

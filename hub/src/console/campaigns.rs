@@ -241,7 +241,7 @@ pub async fn page(
                 }
             }
             section.card #kpis {
-                h2 { "KPIs" }
+                h2 { (ctx.t(Msg::Kpis)) }
                 dl.figures {
                     div { dt { (ctx.t(Msg::Issued)) } dd #kpi-issued { (kpis.issued) } }
                     div { dt { (ctx.t(Msg::WouldHave)) } dd #kpi-control { (kpis.control) } }

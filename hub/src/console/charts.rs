@@ -90,7 +90,7 @@ fn data_table(
 /// Gridlines at 0, half and the top, labelled (the half only when its label differs
 /// from both ends: small whole numbers have no half).
 fn value_axis(top: f64, fmt: &dyn Fn(f64) -> String) -> Markup {
-    let plot_h = HEIGHT - BOTTOM - TOP;
+    let plot_h = PLOT_H;
     let labels = [fmt(0.0), fmt(top / 2.0), fmt(top)];
     html! {
         @for step in 0..=2usize {
@@ -134,108 +134,90 @@ pub struct Chart<'a> {
     pub floor: f64,
 }
 
-/// Grouped bars, one group per label.
-pub fn bars(chart: &Chart) -> Markup {
-    let Chart {
-        lang,
-        id,
-        title,
-        axis,
-        labels,
-        series,
-        fmt,
-        floor,
-    } = *chart;
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .fold(0.0, f64::max);
-    let top = axis_top(max, floor);
-    let plot_w = WIDTH - LEFT;
-    let plot_h = HEIGHT - BOTTOM - TOP;
-    let groups = labels.len().max(1) as f64;
-    let group_w = plot_w / groups;
-    let bar_w = (group_w * 0.8 / series.len().max(1) as f64).clamp(1.0, 36.0);
-    // Narrow bars sit in the middle of their group.
-    let inset = (group_w - bar_w * series.len() as f64) / 2.0;
-    html! {
-        figure.chart {
-            figcaption { h3 { (title) } }
-            (legend(series, false))
-            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby={ (id) "-title" } {
-                title id={ (id) "-title" } { (title) }
-                defs {
-                    pattern #hatch width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
-                        rect width="4" height="4" fill="#ffffff" {}
-                        line x1="0" y1="0" x2="0" y2="4" stroke="#1d2433" stroke-width="2" {}
-                    }
-                }
-                (value_axis(top, fmt))
-                @for (i, label) in labels.iter().enumerate() {
-                    @for (k, s) in series.iter().enumerate() {
-                        @let v = s.values.get(i).copied().unwrap_or(0.0).max(0.0);
-                        @let h = plot_h * v / top;
-                        @let x = LEFT + group_w * i as f64 + inset + bar_w * k as f64;
-                        rect.bar.alt[s.style == Style::Alternate] x=(x) y=(TOP + plot_h - h) width=(bar_w) height=(h) {
-                            title { (label) ": " (s.name) " " (fmt(v)) }
+const PLOT_H: f64 = HEIGHT - BOTTOM - TOP;
+
+impl Chart<'_> {
+    /// The top of the value axis for this chart's values.
+    fn top(&self) -> f64 {
+        let max = self
+            .series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .fold(0.0, f64::max);
+        axis_top(max, self.floor)
+    }
+
+    /// The figure around `marks` (what bars or lines draw inside the plot): caption,
+    /// legend, the SVG with its title, value axis, the label under each mark `x(i)`,
+    /// the base line, and the numbers as a table.
+    fn figure(&self, lines: bool, marks: Markup, label_x: &dyn Fn(usize) -> f64) -> Markup {
+        let n = self.labels.len();
+        html! {
+            figure.chart {
+                figcaption { h3 { (self.title) } }
+                (legend(self.series, lines))
+                svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby={ (self.id) "-title" } {
+                    title id={ (self.id) "-title" } { (self.title) }
+                    defs {
+                        pattern #hatch width="4" height="4" patternUnits="userSpaceOnUse" patternTransform="rotate(45)" {
+                            rect width="4" height="4" fill="#ffffff" {}
+                            line x1="0" y1="0" x2="0" y2="4" stroke="#1d2433" stroke-width="2" {}
                         }
                     }
-                    @if labelled(i, labels.len()) {
-                        text x=(LEFT + group_w * (i as f64 + 0.5)) y=(HEIGHT - 6.0) text-anchor=(anchor(i, labels.len())) { (label) }
+                    (value_axis(self.top(), self.fmt))
+                    (marks)
+                    @for (i, label) in self.labels.iter().enumerate() {
+                        @if labelled(i, n) {
+                            text x=(label_x(i)) y=(HEIGHT - 6.0) text-anchor=(anchor(i, n)) { (label) }
+                        }
                     }
+                    line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + PLOT_H) y2=(TOP + PLOT_H) {}
                 }
-                line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
+                (data_table(self.lang, self.axis, self.labels, self.series, self.fmt))
             }
-            (data_table(lang, axis, labels, series, fmt))
         }
     }
 }
 
+/// Grouped bars, one group per label.
+pub fn bars(chart: &Chart) -> Markup {
+    let (labels, series, fmt) = (chart.labels, chart.series, chart.fmt);
+    let top = chart.top();
+    let group_w = (WIDTH - LEFT) / labels.len().max(1) as f64;
+    let bar_w = (group_w * 0.8 / series.len().max(1) as f64).clamp(1.0, 36.0);
+    // Narrow bars sit in the middle of their group.
+    let inset = (group_w - bar_w * series.len() as f64) / 2.0;
+    let marks = html! {
+        @for (i, label) in labels.iter().enumerate() {
+            @for (k, s) in series.iter().enumerate() {
+                @let v = s.values.get(i).copied().unwrap_or(0.0).max(0.0);
+                @let h = PLOT_H * v / top;
+                @let x = LEFT + group_w * i as f64 + inset + bar_w * k as f64;
+                rect.bar.alt[s.style == Style::Alternate] x=(x) y=(TOP + PLOT_H - h) width=(bar_w) height=(h) {
+                    title { (label) ": " (s.name) " " (fmt(v)) }
+                }
+            }
+        }
+    };
+    chart.figure(false, marks, &|i| LEFT + group_w * (i as f64 + 0.5))
+}
+
 /// Lines over the labels.
 pub fn lines(chart: &Chart) -> Markup {
-    let Chart {
-        lang,
-        id,
-        title,
-        axis,
-        labels,
-        series,
-        fmt,
-        floor,
-    } = *chart;
-    let max = series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .fold(0.0, f64::max);
-    let top = axis_top(max, floor);
+    let top = chart.top();
     let plot_w = WIDTH - LEFT - 8.0;
-    let plot_h = HEIGHT - BOTTOM - TOP;
-    let steps = (labels.len().max(2) - 1) as f64;
+    let steps = (chart.labels.len().max(2) - 1) as f64;
     let x = |i: usize| LEFT + plot_w * i as f64 / steps;
-    let y = |v: f64| TOP + plot_h - plot_h * v.max(0.0) / top;
-    html! {
-        figure.chart {
-            figcaption { h3 { (title) } }
-            (legend(series, true))
-            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-labelledby={ (id) "-title" } {
-                title id={ (id) "-title" } { (title) }
-                (value_axis(top, fmt))
-                @for s in series {
-                    @let points = s.values.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect::<Vec<_>>().join(" ");
-                    polyline.line.alt[s.style == Style::Alternate] points=(points) {
-                        title { (s.name) }
-                    }
-                }
-                @for (i, label) in labels.iter().enumerate() {
-                    @if labelled(i, labels.len()) {
-                        text x=(x(i)) y=(HEIGHT - 6.0) text-anchor=(anchor(i, labels.len())) { (label) }
-                    }
-                }
-                line.axis x1=(LEFT) x2=(WIDTH) y1=(TOP + plot_h) y2=(TOP + plot_h) {}
+    let y = |v: f64| TOP + PLOT_H - PLOT_H * v.max(0.0) / top;
+    let marks = html! {
+        @for s in chart.series {
+            @let points = s.values.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v))).collect::<Vec<_>>().join(" ");
+            polyline.line.alt[s.style == Style::Alternate] points=(points) {
+                title { (s.name) }
             }
-            (data_table(lang, axis, labels, series, fmt))
         }
-    }
+    };
+    chart.figure(true, marks, &x)
 }
 
 #[cfg(test)]

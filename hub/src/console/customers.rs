@@ -592,7 +592,7 @@ pub async fn erase(
         p.ok role="status" #erased { (ctx.t(Msg::ErasedHelp)) }
         dl.facts {
             dt { (ctx.t(Msg::Profile)) } dd { code { (report.profile_id) } }
-            dt { "identifiers" } dd { (report.identifiers_removed) }
+            dt { (ctx.t(Msg::Identifiers)) } dd { (report.identifiers_removed) }
             dt { (ctx.t(Msg::Transactions)) } dd { (report.transactions_anonymised) }
         }
         p { a href="/console/customers" { (ctx.t(Msg::BackTo)) } }

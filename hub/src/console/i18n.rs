@@ -259,6 +259,12 @@ messages! {
     Channels => "Channels", "Kanalen";
     Online => "Online", "Online";
     InStore => "In store", "In de winkel";
+    Kpis => "Key figures", "Kerncijfers";
+    Identifiers => "Identifiers", "Kenmerken";
+    And => "and", "en";
+    BrokenAt => "broken at seq", "gebroken bij seq";
+    ByEmail => "e-mail (CSV)", "e-mail (CSV)";
+    ByPost => "post (CSV)", "post (CSV)";
 }
 
 #[cfg(test)]

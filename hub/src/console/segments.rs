@@ -40,10 +40,10 @@ pub fn rule_of(tables: &[toml::Table], id: &str) -> Vec<String> {
     out
 }
 
-fn rule_markup(rule: &[String]) -> Markup {
+fn rule_markup(ctx: &Ctx, rule: &[String]) -> Markup {
     html! {
         @if rule.is_empty() { "–" } @else {
-            ul.plain { @for (i, c) in rule.iter().enumerate() { li { @if i > 0 { "and " } code { (c) } } } }
+            ul.plain { @for (i, c) in rule.iter().enumerate() { li { @if i > 0 { (ctx.t(Msg::And)) " " } code { (c) } } } }
         }
     }
 }
@@ -60,9 +60,9 @@ pub async fn list(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
                 @for def in console.api.segments.iter() {
                     tr data-segment=(def.id) {
                         td { a href={ "/console/segments/" (def.id) } { (def.name) } br; code { (def.id) } }
-                        td { (rule_markup(&rule_of(rules, &def.id))) }
+                        td { (rule_markup(&ctx, &rule_of(rules, &def.id))) }
                         td.num { (sizes.get(&def.id).copied().unwrap_or(0)) }
-                        td { (mailing_links(&def.id)) }
+                        td { (mailing_links(&ctx, &def.id)) }
                     }
                 }
             }
@@ -71,11 +71,11 @@ pub async fn list(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
     Ok(render(&ctx, Section::Segments, ctx.t(Msg::Segments), body))
 }
 
-fn mailing_links(id: &str) -> Markup {
+fn mailing_links(ctx: &Ctx, id: &str) -> Markup {
     html! {
-        a href={ "/console/segments/" (id) "/members.csv?channel=email" } download { "e-mail (CSV)" }
+        a href={ "/console/segments/" (id) "/members.csv?channel=email" } download { (ctx.t(Msg::ByEmail)) }
         " · "
-        a href={ "/console/segments/" (id) "/members.csv?channel=post" } download { "post (CSV)" }
+        a href={ "/console/segments/" (id) "/members.csv?channel=post" } download { (ctx.t(Msg::ByPost)) }
     }
 }
 
@@ -111,9 +111,9 @@ pub async fn page(
             section.card {
                 dl.facts {
                     dt { "id" } dd { code { (def.id) } }
-                    dt { (ctx.t(Msg::Rule)) } dd { (rule_markup(&rule)) }
+                    dt { (ctx.t(Msg::Rule)) } dd { (rule_markup(&ctx, &rule)) }
                     dt { (ctx.t(Msg::Size)) } dd #segment-size { (total) }
-                    dt { (ctx.t(Msg::MailingList)) } dd { (mailing_links(&def.id)) }
+                    dt { (ctx.t(Msg::MailingList)) } dd { (mailing_links(&ctx, &def.id)) }
                 }
             }
         }

@@ -213,7 +213,7 @@ pub async fn page(State(console): State<Console>, ctx: Ctx) -> Result<Response, 
                                     @match &row.agent.chain {
                                         ChainStatus::Ok => span.badge.good { "ok" },
                                         ChainStatus::Broken { broken_at_seq, detected_at } => {
-                                            span.badge.bad { "broken at seq " (broken_at_seq) }
+                                            span.badge.bad { (ctx.t(Msg::BrokenAt)) " " (broken_at_seq) }
                                             " " span.muted { (page::when(detected_at)) }
                                         }
                                     }
