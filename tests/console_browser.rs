@@ -199,6 +199,34 @@ async fn a_marketer_works_through_the_console_in_chromium() {
         "overview shows {shown} receipts, the morning had {receipts_at_hub}"
     );
 
+    // A name prefix that several customers share lists them.
+    let prefix: String = system.back_office().customers[0]
+        .last_name
+        .chars()
+        .take(1)
+        .collect();
+    let sharing = system
+        .back_office()
+        .customers
+        .iter()
+        .filter(|c| {
+            c.first_name
+                .to_lowercase()
+                .starts_with(&prefix.to_lowercase())
+                || c.last_name
+                    .to_lowercase()
+                    .starts_with(&prefix.to_lowercase())
+        })
+        .count();
+    browser.goto(&format!("{base}/console/customers")).await;
+    browser.fill("input#q", &prefix).await;
+    browser.submit_and_wait("form.search").await;
+    if sharing > 1 {
+        let rows = browser.find_all("#results tbody tr").await.len();
+        assert_eq!(rows, sharing, "customers whose name starts with {prefix:?}");
+        both_widths(&browser, &browser.current_url().await, "search").await;
+    }
+
     // Search the busiest card; one match opens the 360° page.
     let (card, expected) = system
         .expected()

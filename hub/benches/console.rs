@@ -130,5 +130,22 @@ async fn main() {
             );
         }
     }
+    // The other pages, for the record: the overview scans 30 days of receipts.
+    println!("other pages, {} requests each:", requests.min(50));
+    for path in [
+        "/console/",
+        "/console/segments",
+        "/console/tills",
+        "/console/customers?q=Last12",
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..requests.min(50) {
+            let (t, status, _) = timed_get(http, path, &cookie).await;
+            assert_eq!(status, 200, "{path}");
+            times.push(t);
+        }
+        let (p50, p99) = percentiles(&mut times);
+        println!("  {path:<32} p50 {p50:>7.2} ms  p99 {p99:>7.2} ms");
+    }
     drop(hub);
 }

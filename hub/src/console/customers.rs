@@ -126,7 +126,7 @@ fn results(ctx: &Ctx, hits: &[ProfileSummary]) -> Markup {
                         td { (h.cards.join(", ")) }
                         td { (h.customer_no.as_deref().unwrap_or("–")) }
                         td { (h.emails.join(", ")) }
-                        td { (h.last_at_ms.map(|ms| when(&till360_shared::Timestamp::from_unix_ms(ms, 0).to_rfc3339())).unwrap_or_else(|| "–".into())) }
+                        td { (h.last_at_ms.map(|ms| format!("{} UTC", when(&till360_shared::Timestamp::from_unix_ms(ms, 0).to_rfc3339()))).unwrap_or_else(|| "–".into())) }
                     }
                 }
             }
