@@ -429,6 +429,28 @@ mod tests {
         assert_eq!(cookie(&headers, "c"), None);
     }
 
+    proptest::proptest! {
+        /// Any cookie value, well-formed or not, is refused or accepted, never a panic;
+        /// only one this key issued is accepted.
+        #[test]
+        fn any_cookie_value_is_checked_without_panicking(value in ".{0,120}", n in 0i64..i64::MAX) {
+            let keys = Keys::new(Some("secret"));
+            proptest::prop_assert!(keys.verify(&value, Kind::Session, n).is_err());
+            let issued = keys.issue(Kind::Session, 0, HOUR);
+            let mut changed = issued.clone();
+            changed.push_str(&value);
+            proptest::prop_assert_eq!(
+                keys.verify(&changed, Kind::Session, 1).is_ok(),
+                value.is_empty()
+            );
+        }
+
+        #[test]
+        fn any_accept_language_is_read_without_panicking(value in ".{0,80}") {
+            let _ = crate::console::i18n::accept_language(&value);
+        }
+    }
+
     #[test]
     fn next_stays_inside_the_console() {
         assert_eq!(safe_next(Some("/console/tills")), "/console/tills");
