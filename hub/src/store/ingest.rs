@@ -36,6 +36,7 @@ use crate::identity::{CardOwner, Identifier};
 use crate::profile::{card_sighting, merge_ops_without_lines, MergeOp, TransactionRow};
 use crate::sql_params;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const INSERT_EVENT: &str =
@@ -164,6 +165,7 @@ fn ingest_in_transaction(
         suppression,
         fraud: settings.fraud,
         now,
+        days: RefCell::default(),
     };
     let mut outcomes = Vec::with_capacity(requests.len());
     for req in requests {
@@ -230,6 +232,9 @@ struct Merge<'a> {
     suppression: Option<&'a Suppression>,
     fraud: &'a FraudConfig,
     now: Timestamp,
+    /// The receipts of the batch being merged, per day and till (written at its end,
+    /// inside its savepoint: a refused batch counts nothing).
+    days: RefCell<ReceiptDays>,
 }
 
 impl Merge<'_> {
@@ -246,6 +251,8 @@ impl Merge<'_> {
             Engine::Sqlite => None,
             Engine::Postgres => Some(Pending::read_cards(tx, events, self.suppression.is_none())?),
         };
+        // What an earlier batch left after an error is not this batch's.
+        self.days.take();
         for event in events {
             let encoded = self.event(tx, event, pending.as_mut())?;
             head = head.map(|prev| link_bytes(&prev, &encoded));
@@ -253,6 +260,7 @@ impl Merge<'_> {
         if let Some(pending) = pending.as_mut() {
             self.flush(tx, pending)?;
         }
+        self.days.take().write(tx)?;
         Ok(head)
     }
 
@@ -314,6 +322,11 @@ impl Merge<'_> {
             }
         }
         drop(values);
+        let mut days = self.days.borrow_mut();
+        for (row, _, _) in &pending.transactions {
+            days.add(row);
+        }
+        drop(days);
         let agent = pending
             .transactions
             .first()
@@ -448,6 +461,7 @@ impl Merge<'_> {
                         continue;
                     }
                     insert_transaction(tx, &row, &lines, stored_event.as_deref())?;
+                    self.days.borrow_mut().add(&row);
                     if let (Some(card), Some(profile_id)) = (&row.card, &row.profile_id) {
                         let flagged = suspicious::check_card(
                             tx,
@@ -621,6 +635,39 @@ pub fn stored_events(
         },
     )?;
     Ok(events)
+}
+
+/// Receipts per UTC day and till, with their revenue: what a batch adds to
+/// `receipt_days` (the console's overview).
+#[derive(Default)]
+struct ReceiptDays(BTreeMap<(i64, String, String), (i64, i64)>);
+
+impl ReceiptDays {
+    fn add(&mut self, row: &TransactionRow) {
+        // As SQL's integer division: schema 11 counted the older receipts with it.
+        let day = row.at.unix_ms / super::activity::DAY_MS;
+        let entry = self
+            .0
+            .entry((day, row.store.clone(), row.till.clone()))
+            .or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.saturating_add(row.total_cents);
+    }
+
+    /// One upsert per day and till.
+    fn write(self, tx: &dyn Sql) -> Result<(), StoreError> {
+        for ((day, store, till), (receipts, revenue_cents)) in self.0 {
+            tx.execute(
+                "INSERT INTO receipt_days (day, store, till, receipts, revenue_cents)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (day, store, till) DO UPDATE SET
+                     receipts = receipt_days.receipts + excluded.receipts,
+                     revenue_cents = receipt_days.revenue_cents + excluded.revenue_cents",
+                sql_params![day, store, till, receipts, revenue_cents],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// How many till events the hub holds: `events` and the receipts' `transactions.event`.
@@ -954,6 +1001,11 @@ mod tests {
             };
             assert_eq!(stored_event_count(&*conn).unwrap(), 0);
             assert_eq!(count("transactions"), 0);
+            assert_eq!(
+                count("receipt_days"),
+                0,
+                "a refused batch counts no receipt"
+            );
             assert_eq!(count("agent_alerts"), 1, "the refusal is recorded");
             conn.batch(match conn.engine() {
                 Engine::Sqlite => "DROP TRIGGER poison",
@@ -963,6 +1015,14 @@ mod tests {
             assert_eq!(store.ingest(&request, now()).unwrap(), vec![Ok(5)]);
             assert_eq!(stored_event_count(&*conn).unwrap(), 5);
             assert_eq!(count("transactions"), 5);
+            let counted: i64 = conn
+                .query_value(
+                    "SELECT CAST(SUM(receipts) AS BIGINT) FROM receipt_days",
+                    sql_params![],
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(counted, 5, "counted once, when the batch went in");
         });
     }
 

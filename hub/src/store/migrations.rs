@@ -107,10 +107,47 @@ pub const HISTORY: &[Migration] = &[
                    CREATE INDEX IF NOT EXISTS transactions_unlinked_card ON transactions(card)
                        WHERE profile_id IS NULL AND card IS NOT NULL;",
     },
+    Migration {
+        // The console's overview: receipts and revenue per UTC day and till, kept by the
+        // ingest (one upsert per day and till a batch touches, under the till's own agent
+        // lock, so hubs ingesting other tills never wait on it), and new profiles per day
+        // by their creation time. Rebuilt from `transactions` here, so a database rewound
+        // and migrated again starts right.
+        version: 11,
+        name: "schema 11: receipts per day and till; profiles by creation time",
+        sqlite: Some(
+            "CREATE TABLE IF NOT EXISTS receipt_days (
+                 day INTEGER NOT NULL,
+                 store TEXT NOT NULL,
+                 till TEXT NOT NULL,
+                 receipts INTEGER NOT NULL,
+                 revenue_cents INTEGER NOT NULL,
+                 PRIMARY KEY (day, store, till)
+             ) WITHOUT ROWID;
+             DELETE FROM receipt_days;
+             INSERT INTO receipt_days (day, store, till, receipts, revenue_cents)
+                 SELECT at_ms / 86400000, store, till, COUNT(*), SUM(total_cents)
+                 FROM transactions GROUP BY at_ms / 86400000, store, till;
+             CREATE INDEX IF NOT EXISTS profiles_created ON profiles(created_at_ms);",
+        ),
+        postgres: "CREATE TABLE IF NOT EXISTS receipt_days (
+                       day BIGINT NOT NULL,
+                       store TEXT NOT NULL,
+                       till TEXT NOT NULL,
+                       receipts BIGINT NOT NULL,
+                       revenue_cents BIGINT NOT NULL,
+                       PRIMARY KEY (day, store, till)
+                   );
+                   DELETE FROM receipt_days;
+                   INSERT INTO receipt_days (day, store, till, receipts, revenue_cents)
+                       SELECT at_ms / 86400000, store, till, COUNT(*), SUM(total_cents)
+                       FROM transactions GROUP BY at_ms / 86400000, store, till;
+                   CREATE INDEX IF NOT EXISTS profiles_created ON profiles(created_at_ms);",
+    },
 ];
 
 /// The newest version this hub knows.
-pub const LATEST: i64 = 10;
+pub const LATEST: i64 = 11;
 
 /// Any fixed number: the key of the advisory lock migrations run under (one per database).
 const MIGRATION_LOCK: i64 = 0x7111_3600_0000_0001;
@@ -238,9 +275,11 @@ pub(crate) mod tests {
         });
     }
 
-    /// Undoes schema 10 (both engines): a database rewound to an older version is then
-    /// shaped as that version was.
-    pub(crate) const UNDO_10: &str = "ALTER TABLE transactions DROP COLUMN event;
+    /// Undoes schemas 11 and 10 (both engines): a database rewound to an older version
+    /// is then shaped as that version was.
+    pub(crate) const UNDO_10: &str = "DROP TABLE receipt_days;
+        DROP INDEX profiles_created;
+        ALTER TABLE transactions DROP COLUMN event;
         DROP INDEX transactions_profile_at;
         DROP INDEX transactions_unlinked_card;
         CREATE INDEX transactions_profile ON transactions(profile_id);
@@ -256,7 +295,7 @@ pub(crate) mod tests {
                 sql_params![],
             )
             .unwrap();
-            // Schema 10 undone (its column and indexes), then back to 8.
+            // Schemas 11 and 10 undone (their tables, columns and indexes), then back to 8.
             conn.batch(UNDO_10).unwrap();
             match conn.engine() {
                 Engine::Postgres => {
@@ -266,11 +305,55 @@ pub(crate) mod tests {
                 Engine::Sqlite => conn.batch("PRAGMA user_version = 8").unwrap(),
             }
             assert_eq!(version(&*conn).unwrap(), 8);
-            assert_eq!(migrate(&*conn).unwrap(), vec![9, 10]);
+            assert_eq!(migrate(&*conn).unwrap(), vec![9, 10, 11]);
             assert_eq!(
                 conn.query_value::<i64>("SELECT epoch FROM till_epochs", sql_params![])
                     .unwrap(),
                 Some(4)
+            );
+        });
+    }
+
+    #[test]
+    fn schema_11_counts_the_receipts_a_database_already_holds() {
+        for_each_engine(|db| {
+            let conn = db.get().unwrap();
+            const DAY: i64 = 86_400_000;
+            for (till, seq, at, cents) in [
+                ("T1", 1, 20_000 * DAY + 5, 100),
+                ("T1", 2, 20_000 * DAY + 9, 250),
+                ("T2", 1, 20_001 * DAY, 7),
+            ] {
+                conn.execute(
+                    "INSERT INTO transactions (store, till, seq, at_ms, offset_min, total_cents,
+                         currency, lines)
+                     VALUES ('S1', ?1, ?2, ?3, 0, ?4, 'EUR', ?5)",
+                    sql_params![till, seq, at, cents, Vec::<u8>::new()],
+                )
+                .unwrap();
+            }
+            // As schema 10 left it: no counts, no index; then migrated again.
+            conn.batch("DROP TABLE receipt_days; DROP INDEX profiles_created;")
+                .unwrap();
+            match conn.engine() {
+                Engine::Postgres => conn
+                    .batch("DELETE FROM schema_migrations WHERE version >= 11")
+                    .unwrap(),
+                Engine::Sqlite => conn.batch("PRAGMA user_version = 10").unwrap(),
+            }
+            assert_eq!(migrate(&*conn).unwrap(), vec![11]);
+            let rows: Vec<(i64, String, i64, i64)> = conn
+                .query(
+                    "SELECT day, till, receipts, revenue_cents FROM receipt_days ORDER BY day, till",
+                    sql_params![],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap(), r.get(3).unwrap()))
+                .collect();
+            assert_eq!(
+                rows,
+                vec![(20_000, "T1".into(), 2, 350), (20_001, "T2".into(), 1, 7)]
             );
         });
     }

@@ -91,6 +91,31 @@ fn merge_is_order_independent_across_interleavings_and_batch_sizes() {
             );
         }
         assert_eq!(stored_events(a.sql()), 360, "{engine}");
+        // The per-day counts the ingest keeps are the receipts' own, in either order.
+        let days = |db: &dyn Sql, sql: &str| -> Vec<(i64, String, String, i64, i64)> {
+            db.query(sql, sql_params![])
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0).unwrap(),
+                        r.get(1).unwrap(),
+                        r.get(2).unwrap(),
+                        r.get(3).unwrap(),
+                        r.get(4).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let kept = "SELECT day, store, till, receipts, revenue_cents FROM receipt_days
+                    ORDER BY day, store, till";
+        let counted = "SELECT at_ms / 86400000, store, till, COUNT(*),
+                              CAST(SUM(total_cents) AS BIGINT)
+                       FROM transactions GROUP BY at_ms / 86400000, store, till
+                       ORDER BY 1, 2, 3";
+        assert_eq!(days(a.sql(), kept), days(a.sql(), counted), "{engine}");
+        assert_eq!(days(a.sql(), kept), days(b.sql(), kept), "{engine}");
+        assert!(!days(a.sql(), kept).is_empty());
         let carded: u64 = profiles_a.iter().map(|p| p.transactions.count).sum();
         let anonymous: i64 = a
             .sql()
