@@ -60,6 +60,7 @@ async fn main() {
     profiles::fill(&db, profiles_n);
     let big = profiles_n / 2;
     profiles::add_receipts(&db, big, receipts);
+    profiles::count_receipt_days(&db);
     println!(
         "console: {profiles_n} profiles, one with {} receipts, filled in {:.1} s",
         receipts + if big.is_multiple_of(4) { 3 } else { 0 },

@@ -148,3 +148,16 @@ pub fn add_receipts(db: &std::path::Path, i: usize, receipts: usize) {
     }
     tx.commit().expect("commit");
 }
+
+/// Counts the receipts per day and till as schema 11 does for a database it migrates
+/// (the fill's raw inserts bypass the ingest that keeps them).
+pub fn count_receipt_days(db: &std::path::Path) {
+    let conn = Connection::open(db).expect("open");
+    conn.execute_batch(
+        "DELETE FROM receipt_days;
+         INSERT INTO receipt_days (day, store, till, receipts, revenue_cents)
+             SELECT at_ms / 86400000, store, till, COUNT(*), SUM(total_cents)
+             FROM transactions GROUP BY at_ms / 86400000, store, till;",
+    )
+    .expect("receipt days");
+}
