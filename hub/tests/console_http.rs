@@ -504,3 +504,77 @@ async fn labels_follow_the_switch_then_accept_language_and_a_hub_without_token_s
     assert_eq!(rebound.status, 421, "{}", rebound.body);
     drop(hub);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_with_campaigns_segments_and_a_till() {
+    let site = site_with_token();
+    // The example campaigns and a segment every customer with a purchase is in.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/campaigns.toml"),
+    )
+    .unwrap();
+    std::fs::write(site.dir.path().join("campaigns.toml"), example).unwrap();
+    let config = site.dir.path().join("hub.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("campaigns = \"campaigns.toml\"\n{text}")).unwrap();
+    site.append_config(
+        "\n[[segment]]\nid = \"buyers\"\nname = \"Bought <something>\"\nwhere = [\"frequency >= 0\"]\n",
+    );
+    let (hub, id) = hub_with_a_customer(&site, "Coffee").await;
+    hub.recompute_traits().await.unwrap();
+    let http = hub.http_addr();
+    let session = sign_in(http).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let listed = request(
+        http,
+        "GET",
+        "/api/v1/campaigns",
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    let campaigns: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
+    let first = campaigns[0]["id"].as_str().unwrap().to_string();
+    for (path, expect) in [
+        ("/console/".to_string(), "id=\"total-transactions\">1<"),
+        ("/console/customers?q=Coffee".into(), "id=\"no-results\""),
+        (format!("/console/customers/{id}"), "data-kind=\"receipt\""),
+        (
+            "/console/campaigns".into(),
+            &format!("data-campaign=\"{first}\""),
+        ),
+        (format!("/console/campaigns/{first}"), "id=\"kpi-issued\""),
+        ("/console/segments".into(), "Bought &lt;something&gt;"),
+        (
+            "/console/segments/buyers".into(),
+            &format!("/console/customers/{id}"),
+        ),
+        ("/console/segments/buyers?page=9".into(), "page 9 of 1"),
+        ("/console/tills".into(), "data-till=\"S001/T01\""),
+    ] {
+        let page = get(http, &path, Some(&session)).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            page.body.contains(expect),
+            "{path} lacks {expect}: {}",
+            page.body
+        );
+    }
+    for (path, status) in [
+        ("/console/campaigns/no-such".to_string(), 404),
+        ("/console/segments/no-such".into(), 404),
+        ("/console/customers/p-no-such".into(), 404),
+        ("/console/no-such-page".into(), 404),
+        (
+            "/console/segments/buyers/members.csv?channel=fax".into(),
+            400,
+        ),
+    ] {
+        assert_eq!(
+            get(http, &path, Some(&session)).await.status,
+            status,
+            "{path}"
+        );
+    }
+    drop(hub);
+}
