@@ -32,6 +32,10 @@ pub struct DemoArgs {
     /// Stop once everything is at the hub instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// The hub's `api_token`: the API then wants it as a bearer token and the console
+    /// asks for it on its sign-in page (default: none; the hub answers loopback only).
+    #[arg(long, value_name = "TOKEN")]
+    pub api_token: Option<String>,
 }
 
 /// Runs the demo; `Ok` only if every receipt reached the hub exactly once.
@@ -40,6 +44,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         dir: args.dir,
         receipts: args.receipts,
         seed: args.seed,
+        api_token: args.api_token,
         verbose: true,
         ..DemoOptions::default()
     };
