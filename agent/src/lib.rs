@@ -20,4 +20,5 @@ pub mod ports;
 pub mod proxy;
 pub mod runtime;
 pub mod scanner;
+pub mod service_manager;
 pub mod uplink;

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -88,6 +88,34 @@ fn news_sink(sender: NewsSender) -> NewsSink {
 /// one is dropped; every input checks first anyway).
 const ERASURE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// When the till core (or, before the journal opens, the journal opener) last went
+/// round its loop. The systemd watchdog is fed only while it keeps going round, so a
+/// till core stuck (on a hung disk, say) gets the agent restarted.
+#[derive(Clone)]
+struct Heartbeat {
+    epoch: std::time::Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Heartbeat {
+    fn new() -> Heartbeat {
+        Heartbeat {
+            epoch: std::time::Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn beat(&self) {
+        let elapsed = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+    }
+
+    fn age(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
 /// How often an agent whose journal could not be opened tries again.
 const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -110,6 +138,7 @@ pub struct RunningAgent {
     journal_opener: Option<JoinHandle<()>>,
     parts: Arc<Mutex<JournaledParts>>,
     journal_seq: watch::Receiver<u64>,
+    heartbeat: Heartbeat,
     /// Declared last so it is released last, after everything else has stopped.
     _instance: Option<InstanceLock>,
 }
@@ -127,6 +156,7 @@ struct CoreSetup {
     /// Where the till core sends notices for the cashier; `None` when coupons are disabled.
     notices: Option<Sender<Vec<u8>>>,
     news: NewsSender,
+    heartbeat: Heartbeat,
 }
 
 impl CoreSetup {
@@ -170,6 +200,7 @@ impl CoreSetup {
             notices: self.notices,
             notice_text: self.config.coupons.notice_text.clone(),
             columns: self.config.coupons.columns,
+            heartbeat: self.heartbeat.clone(),
         };
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
@@ -286,7 +317,9 @@ impl RunningAgent {
         drop(core_tx);
 
         let (seq_tx, journal_seq) = watch::channel(0);
+        let heartbeat = Heartbeat::new();
         let setup = CoreSetup {
+            heartbeat: heartbeat.clone(),
             config,
             layout,
             client_config,
@@ -326,6 +359,7 @@ impl RunningAgent {
             journal_opener,
             parts,
             journal_seq,
+            heartbeat,
             _instance: instance,
         })
     }
@@ -437,6 +471,7 @@ fn open_journal_later(setup: CoreSetup, parts: &Mutex<JournaledParts>, running: 
             if !running.load(Ordering::SeqCst) {
                 return;
             }
+            setup.heartbeat.beat();
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         match Journal::open(&setup.config.data_dir, &agent) {
@@ -458,12 +493,44 @@ impl Drop for RunningAgent {
     }
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves. Under systemd (`Type=notify`) it reports
+/// ready once the ports are open, the proxy runs and the journal is open (or, if the disk
+/// refuses it, is being retried: printing must not wait for it), feeds the watchdog while
+/// the till core keeps going round its loop, and reports stopping before the shutdown.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let agent = RunningAgent::start(config)?;
+    crate::service_manager::ready();
+    let watchdog = crate::service_manager::watchdog_period().map(|period| {
+        let heartbeat = agent.heartbeat.clone();
+        tokio::spawn(feed_watchdog(heartbeat, period))
+    });
     shutdown.await;
+    crate::service_manager::stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     agent.shutdown().await;
     Ok(())
+}
+
+/// Feeds the systemd watchdog every `period` (half its timeout) while the till core's
+/// heartbeat is younger than the timeout.
+async fn feed_watchdog(heartbeat: Heartbeat, period: std::time::Duration) {
+    let timeout = period * 2;
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let age = heartbeat.age();
+        if age < timeout {
+            crate::service_manager::watchdog();
+        } else {
+            tracing::error!(
+                "the till core has not gone round its loop for {} ms: not feeding the watchdog",
+                age.as_millis()
+            );
+        }
+    }
 }
 
 /// The till core: turns printed bytes into receipts and scans into card events, and
@@ -501,6 +568,7 @@ struct TillCore {
     /// `[coupons] notice_text` and `columns`.
     notice_text: String,
     columns: usize,
+    heartbeat: Heartbeat,
 }
 
 /// Coupons decided at a cut whose release the proxy has not reported yet.
@@ -535,6 +603,7 @@ fn load_desk(config: &AgentConfig, journal: &Journal) -> CouponDesk {
 impl TillCore {
     fn run(mut self, inputs: Receiver<CoreInput>) {
         loop {
+            self.heartbeat.beat();
             let input = match inputs.recv_timeout(ERASURE_CHECK) {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,

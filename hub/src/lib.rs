@@ -20,6 +20,7 @@ pub mod pki;
 pub mod profile;
 pub mod segments;
 pub mod server;
+pub mod service_manager;
 pub mod spreadsheet;
 pub mod store;
 pub mod synthetic;

@@ -429,6 +429,9 @@ impl RunningHub {
     }
 
     /// Serves until Ctrl-C, SIGTERM or a listener failing, then shuts down cleanly.
+    /// Under systemd (`Type=notify`) it reports ready here (the store is open and both
+    /// listeners are bound: [`start`] returned), feeds the watchdog from this loop and
+    /// reports stopping before the shutdown.
     pub async fn wait(mut self) {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -440,28 +443,50 @@ impl RunningHub {
                 None => std::future::pending::<()>().await,
             }
         };
-        let (Some(quic), Some(http)) = (self.quic_task.as_mut(), self.http_task.as_mut()) else {
-            return self.shutdown().await;
-        };
+        tokio::pin!(terminated);
+        let interrupted = tokio::signal::ctrl_c();
+        tokio::pin!(interrupted);
+        let watchdog_period = crate::service_manager::watchdog_period();
+        // Without a watchdog the timer never fires (a period far beyond any uptime).
+        let mut watchdog = tokio::time::interval(
+            watchdog_period.unwrap_or(std::time::Duration::from_secs(365 * 24 * 3600)),
+        );
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        crate::service_manager::ready();
         // Which task ended by itself (and must not be awaited again).
-        let ended = tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted: shutting down");
-                None
-            }
-            _ = terminated => {
-                tracing::info!("terminated: shutting down");
-                None
-            }
-            result = quic => {
-                tracing::error!("QUIC listener stopped unexpectedly: {result:?}");
-                Some(true)
-            }
-            result = http => {
-                tracing::error!("HTTP server stopped unexpectedly: {result:?}");
-                Some(false)
+        let ended = loop {
+            let (Some(quic), Some(http)) = (self.quic_task.as_mut(), self.http_task.as_mut())
+            else {
+                break None;
+            };
+            tokio::select! {
+                _ = &mut interrupted => {
+                    tracing::info!("interrupted: shutting down");
+                    break None;
+                }
+                _ = &mut terminated => {
+                    tracing::info!("terminated: shutting down");
+                    break None;
+                }
+                result = quic => {
+                    tracing::error!("QUIC listener stopped unexpectedly: {result:?}");
+                    break Some(true);
+                }
+                result = http => {
+                    tracing::error!("HTTP server stopped unexpectedly: {result:?}");
+                    break Some(false);
+                }
+                _ = watchdog.tick(), if watchdog_period.is_some() => {
+                    // A store writer that died stops the feeding: systemd restarts the hub.
+                    if self.writer_thread.is_finished() {
+                        tracing::error!("the store writer has stopped: not feeding the watchdog");
+                    } else {
+                        crate::service_manager::watchdog();
+                    }
+                }
             }
         };
+        crate::service_manager::stopping();
         match ended {
             Some(true) => self.quic_task = None,
             Some(false) => self.http_task = None,

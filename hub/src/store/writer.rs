@@ -68,6 +68,11 @@ impl WriterThread {
             tracing::error!("store writer thread panicked");
         }
     }
+
+    /// Whether the writer has ended (panicked, or every handle is gone).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
 }
 
 /// Moves `store` onto its own thread and returns the handle to reach it.
