@@ -139,6 +139,8 @@ pub struct RunningAgent {
     parts: Arc<Mutex<JournaledParts>>,
     journal_seq: watch::Receiver<u64>,
     heartbeat: Heartbeat,
+    /// Set once the scanner's port has been opened (from the start when there is none).
+    scanner_open: Arc<AtomicBool>,
     /// Declared last so it is released last, after everything else has stopped.
     _instance: Option<InstanceLock>,
 }
@@ -300,15 +302,17 @@ impl RunningAgent {
         .context("starting the POS/printer proxy")?;
         let news: NewsSender = Arc::new(Mutex::new(config.hub.is_some().then(|| core_tx.clone())));
 
+        let scanner_open = Arc::new(AtomicBool::new(config.scanner.is_none()));
         let scanner = match config.scanner.clone() {
             Some(scanner) => {
                 let running = Arc::clone(&running);
+                let opened = Arc::clone(&scanner_open);
                 let prefixes = config.cards.prefixes.clone();
                 let core_tx = core_tx.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("scanner".into())
-                        .spawn(move || read_scanner(scanner, prefixes, core_tx, &running))
+                        .spawn(move || read_scanner(scanner, prefixes, core_tx, &running, &opened))
                         .context("starting the scanner thread")?,
                 )
             }
@@ -360,8 +364,33 @@ impl RunningAgent {
             parts,
             journal_seq,
             heartbeat,
+            scanner_open,
             _instance: instance,
         })
+    }
+
+    /// What is not up yet of what the agent needs to serve the till: the POS and printer
+    /// ports, the scanner's port and the journal (empty once everything is).
+    pub fn not_up_yet(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        match &self.proxy {
+            Some(proxy) => {
+                if !proxy.pos_open() {
+                    missing.push("[pos] port");
+                }
+                if !proxy.printer_open() {
+                    missing.push("[printer] port");
+                }
+            }
+            None => missing.push("proxy"),
+        }
+        if !self.scanner_open.load(Ordering::SeqCst) {
+            missing.push("[scanner] port");
+        }
+        if self.journal().is_none() {
+            missing.push("journal");
+        }
+        missing
     }
 
     /// Follows the last journaled seq (0 until the journal is open).
@@ -499,7 +528,23 @@ impl Drop for RunningAgent {
 /// the till core keeps going round its loop, and reports stopping before the shutdown.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let agent = RunningAgent::start(config)?;
-    crate::service_manager::ready();
+    // Ports are opened by their threads: wait for them (and the journal) a while, but a
+    // device that is absent must not keep the unit from starting: the proxy keeps trying.
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    loop {
+        let missing = agent.not_up_yet();
+        if missing.is_empty() {
+            crate::service_manager::ready();
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let status = format!("not up yet: {}", missing.join(", "));
+            tracing::warn!("ready without everything: {status}");
+            crate::service_manager::ready_with_status(&status);
+            break;
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
     let watchdog = crate::service_manager::watchdog_period().map(|period| {
         let heartbeat = agent.heartbeat.clone();
         tokio::spawn(feed_watchdog(heartbeat, period))
@@ -512,6 +557,12 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     agent.shutdown().await;
     Ok(())
 }
+
+/// How long `run` waits for the ports and the journal before telling systemd it is
+/// ready anyway (well below systemd's default start timeout of 90 s).
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often `run` looks whether they are up.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Feeds the systemd watchdog every `period` (half its timeout) while the till core's
 /// heartbeat is younger than the timeout.
@@ -938,6 +989,7 @@ fn read_scanner(
     prefixes: CardPrefixes,
     core: Sender<CoreInput>,
     running: &AtomicBool,
+    opened: &AtomicBool,
 ) {
     std::thread::scope(|scope| {
         let forward = config.forward_to.clone().and_then(|spec| {
@@ -953,7 +1005,7 @@ fn read_scanner(
                 }
             }
         });
-        read_scanner_port(&config, &prefixes, &core, forward.as_ref(), running);
+        read_scanner_port(&config, &prefixes, &core, forward.as_ref(), running, opened);
         // Dropping the sender ends the forward thread once its queue is written.
     });
 }
@@ -970,6 +1022,7 @@ fn read_scanner_port(
     core: &Sender<CoreInput>,
     forward: Option<&mpsc::SyncSender<Vec<u8>>>,
     running: &AtomicBool,
+    opened: &AtomicBool,
 ) {
     let keep_going = || running.load(Ordering::SeqCst);
     let mut reconnect = Reconnect::new();
@@ -1024,6 +1077,7 @@ fn read_scanner_port(
             Some(notice) => log_notice("scanner", port.name(), &notice, &""),
             None => tracing::info!("scanner: reading {}", port.name()),
         }
+        opened.store(true, Ordering::SeqCst);
         let mut framer = ScanFramer::new(config.suffix);
         let mut buf = [0u8; 512];
         let gone: Result<(), PortError> = (|| {

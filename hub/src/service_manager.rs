@@ -11,6 +11,14 @@ pub fn ready() {
     send(&[NotifyState::Ready], "READY=1");
 }
 
+/// Tells systemd the service is up, with a status line (`systemctl status` shows it).
+pub fn ready_with_status(status: &str) {
+    send(
+        &[NotifyState::Ready, NotifyState::Status(status)],
+        "READY=1",
+    );
+}
+
 /// Tells systemd the service is stopping (it then waits for the exit, not a timeout).
 pub fn stopping() {
     send(&[NotifyState::Stopping], "STOPPING=1");

@@ -141,6 +141,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Whether the POS port is open now.
+    pub fn pos_open(&self) -> bool {
+        self.shared.pos_writer().is_some()
+    }
+
+    /// Whether the printer is open (online) now.
+    pub fn printer_open(&self) -> bool {
+        self.shared.printer_online()
+    }
+
     /// Starts proxying between `pos` and `printer`, copying POS bytes to `tap` after
     /// what could go was handed to the printer side. Ports are opened (and reopened) by
     /// the proxy's threads. Without `gate`, bytes pass through unchanged and never wait.
