@@ -14,6 +14,8 @@ mod end_to_end;
 mod erasure;
 mod log_privacy;
 mod migrate_demo;
+mod packages;
+mod service;
 mod sync_faults;
 mod tamper;
 mod two_hubs;

@@ -46,6 +46,21 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM (how systemd stops a service) and waits up to `bound` for the exit;
+    /// `None` if it did not exit in time (it is then killed on drop).
+    pub fn terminate(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {}", self.name);
+        let status = wait_until(bound, || child.try_wait().ok().flatten());
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// Fails the test if the process has exited.
     pub fn assert_running(&mut self) {
         if let Some(c) = self.child.as_mut() {
@@ -342,6 +357,11 @@ impl Site {
     }
 
     fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        self.spawn_with_env(name, args, &[])
+    }
+
+    /// Runs `till360 ARGS` with `envs` added to its environment (its log is `name.log`).
+    pub fn spawn_with_env(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let log = self.path().join(format!("{name}.log"));
         let out = File::options()
             .create(true)
@@ -352,6 +372,7 @@ impl Site {
         let child = Command::new(env!("CARGO_BIN_EXE_till360"))
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
