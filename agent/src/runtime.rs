@@ -528,32 +528,38 @@ impl Drop for RunningAgent {
 /// the till core keeps going round its loop, and reports stopping before the shutdown.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let agent = RunningAgent::start(config)?;
+    let mut shutdown = std::pin::pin!(shutdown);
     // Ports are opened by their threads: wait for them (and the journal) a while, but a
     // device that is absent must not keep the unit from starting: the proxy keeps trying.
     let deadline = tokio::time::Instant::now() + READY_WAIT;
-    loop {
+    let stopped_before_ready = loop {
         let missing = agent.not_up_yet();
         if missing.is_empty() {
             crate::service_manager::ready();
-            break;
+            break false;
         }
         if tokio::time::Instant::now() >= deadline {
             let status = format!("not up yet: {}", missing.join(", "));
             tracing::warn!("ready without everything: {status}");
             crate::service_manager::ready_with_status(&status);
-            break;
+            break false;
         }
-        tokio::time::sleep(READY_POLL).await;
+        tokio::select! {
+            () = &mut shutdown => break true,
+            () = tokio::time::sleep(READY_POLL) => {}
+        }
+    };
+    if !stopped_before_ready {
+        let watchdog = crate::service_manager::watchdog_period().map(|period| {
+            let heartbeat = agent.heartbeat.clone();
+            tokio::spawn(feed_watchdog(heartbeat, period))
+        });
+        shutdown.await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
     }
-    let watchdog = crate::service_manager::watchdog_period().map(|period| {
-        let heartbeat = agent.heartbeat.clone();
-        tokio::spawn(feed_watchdog(heartbeat, period))
-    });
-    shutdown.await;
     crate::service_manager::stopping();
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
-    }
     agent.shutdown().await;
     Ok(())
 }
