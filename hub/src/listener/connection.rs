@@ -39,7 +39,15 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Events gathered from buffered `Events` frames into one commit.
 const MAX_GATHERED_EVENTS: usize = 5_000;
 
-pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks, gate: Gate) {
+/// `stop` turning true ends the connection between two frames: a batch being committed
+/// is committed and acknowledged first (the hub's SIGTERM).
+pub async fn serve(
+    incoming: Incoming,
+    writer: StoreWriter,
+    downlinks: Downlinks,
+    gate: Gate,
+    stop: watch::Receiver<bool>,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(conn) => conn,
@@ -91,6 +99,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         tills: downlinks.tills,
         session: HubSession::new(agent.clone()),
         ticket,
+        stop,
     };
     match link.run().await {
         Ok(()) => tracing::info!("{remote}: agent {agent} finished"),
@@ -126,6 +135,8 @@ struct Link {
     session: HubSession,
     /// Resolves when the certificate is revoked or fenced while connected.
     ticket: Ticket,
+    /// True once the hub is stopping.
+    stop: watch::Receiver<bool>,
 }
 
 impl Link {
@@ -143,6 +154,8 @@ impl Link {
         let mut digests_due = true;
         // A step decoded while gathering batches, handled next.
         let mut pending: Option<Step> = None;
+        // Stops the connection when the hub stops (its sender gone counts too).
+        let mut stop = self.stop.clone();
         loop {
             loop {
                 let step = match pending.take() {
@@ -254,6 +267,11 @@ impl Link {
                 // Only a revocation goes before them, so a busy agent cannot delay it.
                 biased;
                 kick = self.ticket.kicked() => return self.cut(kick).await,
+                // Between frames: every batch read so far is committed and acknowledged.
+                () = async { drop(stop.wait_for(|stopping| *stopping).await) } => {
+                    self.linger_and_close(CLOSE_SHUTDOWN, "hub shutting down").await;
+                    return Err("the hub is shutting down".to_string());
+                }
                 read = self.recv.read(&mut buf) => match read {
                     Ok(Some(n)) => decoder.feed(&buf[..n]),
                     Ok(None) => {

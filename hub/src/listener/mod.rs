@@ -54,9 +54,15 @@ pub struct Downlinks {
     pub tills: TillGuards,
 }
 
-/// Accepts connections until `stop` turns true, then closes every connection and waits
-/// for their tasks (a commit in progress finishes; its ack may not reach the agent,
-/// which resends and gets a no-op).
+/// How long a stopping hub lets its connections finish their batches before it closes
+/// them (well inside systemd's TimeoutStopSec=30s).
+pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Accepts connections until `stop` turns true, then lets every connection finish the
+/// batches it has read (committed and acknowledged) and close, for at most
+/// [`SHUTDOWN_DRAIN`]; then closes what is left and waits for their tasks (a commit in
+/// progress still finishes; its ack may not reach the agent, which resends and gets a
+/// no-op).
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     writer: StoreWriter,
@@ -79,6 +85,7 @@ pub async fn accept_loop(
                         writer.clone(),
                         downlinks.clone(),
                         gate.clone(),
+                        stop.clone(),
                     ));
                 }
                 None => break,
@@ -89,6 +96,18 @@ pub async fn accept_loop(
                 }
             }
         }
+    }
+    // No new connections from here; those open see `stop` between two frames.
+    endpoint.set_server_config(None);
+    let drained = tokio::time::timeout(SHUTDOWN_DRAIN, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "{} connection(s) still busy after {SHUTDOWN_DRAIN:?}: closing them",
+            tasks.len()
+        );
     }
     endpoint.close(CLOSE_SHUTDOWN.into(), b"hub shutting down");
     while tasks.join_next().await.is_some() {}
