@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use harness::{journal_status, read_log, visits_at, Proc, Site, DEADLINE};
 use till360::http_client::http_get;
 use till360::rig::wait_until;
-use till360::sim::{Morning, MorningPlan, ReceiptStyle, StoreSetup, Suffix};
+use till360::sim::{Morning, MorningPlan, ReceiptStyle, Scan, StoreSetup, Suffix};
 use till360_hub::store::Store;
 
 /// What systemd's `WatchdogSec=1s` hands a service: it must feed every 0.5 s.
@@ -313,6 +313,106 @@ fn agent_stops_on_sigterm_with_every_printed_receipt_journaled() {
         st.last_seq,
         journaled,
         "every scan and receipt printed before SIGTERM is journaled:\n{}",
+        read_log(&agent.log)
+    );
+}
+
+/// SIGTERM to the agent while a receipt's cut is held: the till core is stuck (the test
+/// holds the journal's write lock, so journaling the card scanned before the receipt
+/// waits) and cannot decide the coupon, so the proxy holds the cut for its budget (1 s
+/// here). The agent lets the held cut go to the printer at once, without the core, exits
+/// 0 once the lock is gone, and its journal has the card and the receipt.
+#[test]
+fn agent_on_sigterm_prints_a_held_cut_and_journals_the_receipt() {
+    let site = Site::new();
+    let stores = StoreSetup::demo_stores();
+    let morning = Morning::generate(&MorningPlan::new(1315, 40), &stores);
+    let visit = visits_at(&morning, 0)
+        .into_iter()
+        .find(|v| v.scans.iter().any(|s| matches!(s, Scan::Card(_))))
+        .expect("a carded visit");
+    let Some(Scan::Card(card)) = visit.scans.iter().find(|s| matches!(s, Scan::Card(_))) else {
+        unreachable!("found above");
+    };
+    // Coupons on (the default) with the longest budget: the cut is held up to 1 s.
+    let till = site.till_named(
+        "S001",
+        "T01",
+        ReceiptStyle::Supermarket,
+        Suffix::Cr,
+        15,
+        Some((1000, 150)),
+    );
+    let mut agent = site.start_agent(&till);
+    assert!(journal_status(&till).is_some(), "the journal is open");
+
+    // The till core's next journal write waits for this lock (SQLite's busy timeout).
+    let lock = rusqlite::Connection::open(till.data_dir.join("journal.db")).expect("journal");
+    lock.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("the journal's write lock");
+
+    let deadline = Instant::now() + DEADLINE;
+    till.devices.scanner().scan(card).expect("scan");
+    assert!(
+        till.devices
+            .scanner
+            .wait_read_by_agent(deadline)
+            .expect("scanner"),
+        "the agent reads the scan"
+    );
+    let receipt = visit.receipt.bytes();
+    let cut_at = receipt
+        .windows(2)
+        .rposition(|w| w == [0x1d, 0x56])
+        .expect("the receipt ends with a cut (GS V)");
+    let printed_before = till.devices.printer.byte_count();
+    till.devices
+        .pos
+        .write_all_by(&receipt, deadline)
+        .expect("the POS prints");
+    // Everything up to the cut reaches the printer at once; the cut waits for a decision
+    // the stuck core cannot make.
+    let held = wait_until(DEADLINE, || {
+        (till.devices.printer.byte_count() >= printed_before + cut_at).then_some(())
+    });
+    assert!(held.is_some(), "the printer gets the receipt up to its cut");
+    assert_eq!(
+        till.devices.printer.cuts(),
+        0,
+        "the cut is held while the core cannot decide"
+    );
+    let sent = Instant::now();
+    agent.send_sigterm();
+    assert!(
+        till.devices.printer.wait_for_cuts(1, DEADLINE),
+        "the held cut is printed after SIGTERM:\n{}",
+        read_log(&agent.log)
+    );
+    eprintln!("cut printed {:?} after SIGTERM", sent.elapsed());
+    let printed = till.devices.printer.bytes();
+    assert_eq!(
+        &printed[printed_before..],
+        &receipt[..],
+        "the printer has the receipt's bytes, cut included, unchanged"
+    );
+
+    // The core can write again: it journals what it has and the agent exits.
+    lock.execute_batch("COMMIT").expect("release the lock");
+    drop(lock);
+    let status = agent.wait_exit(STOP_BOUND).unwrap_or_else(|| {
+        panic!(
+            "the agent did not exit within {STOP_BOUND:?} of SIGTERM:\n{}",
+            read_log(&agent.log)
+        )
+    });
+    assert!(status.success(), "agent exit: {status}");
+    let st = journal_status(&till).expect("the journal after the exit");
+    assert_eq!(
+        st.last_seq,
+        2,
+        "the card and the receipt are journaled:\n{}",
         read_log(&agent.log)
     );
 }

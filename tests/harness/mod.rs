@@ -49,11 +49,24 @@ impl Proc {
     /// Sends SIGTERM (how systemd stops a service) and waits up to `bound` for the exit;
     /// `None` if it did not exit in time (it is then killed on drop).
     pub fn terminate(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut()?;
+        self.send_sigterm();
+        self.wait_exit(bound)
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn send_sigterm(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            panic!("{} has already exited", self.name);
+        };
         let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
         // SAFETY: kill(2) with a pid this test spawned and has not reaped.
         let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
         assert_eq!(sent, 0, "SIGTERM to {}", self.name);
+    }
+
+    /// Waits up to `bound` for the process to exit; `None` if it is still running.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
         let status = wait_until(bound, || child.try_wait().ok().flatten());
         if status.is_some() {
             self.child = None;
