@@ -301,3 +301,36 @@ fn verify_units(root: &Path) {
         );
     }
 }
+
+/// The configs the packages install parse as the hub and the agent read them, and keep
+/// their data where the units let them write (`ReadWritePaths=`).
+#[test]
+fn packaged_configs_parse_and_keep_their_data_where_the_units_allow() {
+    let packaging = workspace().join("packaging");
+    let hub = till360_hub::config::HubConfig::load(&packaging.join("etc/hub.toml"))
+        .expect("packaging/etc/hub.toml");
+    let agent = till360_agent::config::AgentConfig::load(&packaging.join("etc/agent.toml"))
+        .expect("packaging/etc/agent.toml");
+    for (package, data_dir) in [
+        ("till360-hub", hub.data_dir.clone()),
+        ("till360-agent", agent.data_dir.clone()),
+    ] {
+        let unit =
+            std::fs::read_to_string(packaging.join(format!("{package}.service"))).expect("unit");
+        let writable = format!("ReadWritePaths={}", data_dir.display());
+        assert!(
+            unit.lines().any(|l| l == writable),
+            "{package}.service has {writable}"
+        );
+    }
+    // The layout the agent's config names is shipped beside it (/etc/till360/receipts/).
+    let layout = agent
+        .pos
+        .layout
+        .strip_prefix(packaging.join("etc"))
+        .map(Path::to_path_buf);
+    let shipped = workspace()
+        .join("config")
+        .join(layout.expect("layout under /etc/till360"));
+    assert!(shipped.is_file(), "{} is shipped", shipped.display());
+}
