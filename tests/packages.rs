@@ -307,7 +307,7 @@ fn verify_units(root: &Path) {
 #[test]
 fn packaged_configs_parse_and_keep_their_data_where_the_units_allow() {
     let packaging = workspace().join("packaging");
-    let hub = till360_hub::config::HubConfig::load(&packaging.join("etc/hub.toml"))
+    let hub = till360_hub::config::HubConfig::load(packaging.join("etc/hub.toml"))
         .expect("packaging/etc/hub.toml");
     let agent = till360_agent::config::AgentConfig::load(&packaging.join("etc/agent.toml"))
         .expect("packaging/etc/agent.toml");
