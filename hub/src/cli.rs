@@ -67,6 +67,28 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Write a consistent backup of a running (or stopped) SQLite hub to one file (mode
+    /// 0600): an online copy of the database, the coupon master secret, the QUIC reset
+    /// key and the PKI files (CA certificate and key, hub certificate and key,
+    /// revoked.toml, epochs.toml), with a manifest of their sha256. On PostgreSQL it
+    /// refuses and says what to back up instead (pg_dump plus the files).
+    Backup {
+        #[arg(long)]
+        config: PathBuf,
+        /// The archive to write (must not exist; written as FILE.tmp, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup into an empty data folder: the database, the secrets and the PKI
+    /// files go where hub.toml says, after every member's sha256 is checked. Refuses a
+    /// non-empty data folder and every file that already exists.
+    Restore {
+        #[arg(long)]
+        config: PathBuf,
+        /// The archive `backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +194,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             action: TraitsAction::Recompute { config },
         } => run_traits_recompute(&config),
         Command::Migrate { config, to } => crate::migrate_command::run(&config, &to),
+        Command::Backup { config, out } => run_backup(&config, &out),
+        Command::Restore { config, from } => run_restore(&config, &from),
     }
 }
 
@@ -485,4 +509,95 @@ fn run_hub(config_path: PathBuf) -> ExitCode {
             }
         }
     })
+}
+
+fn backup_bar_step(
+    bar: &mut crate::progress_bar::Bar,
+    phase: &mut u8,
+    step: crate::backup::Progress,
+) {
+    use crate::backup::Progress;
+    use crate::progress_bar::Unit;
+    match step {
+        Progress::Pages { done, total } => {
+            if *phase != 1 {
+                *phase = 1;
+                bar.phase("copy the database", Unit::Items("pages"));
+            }
+            bar.set(done, Some(total));
+        }
+        Progress::Bytes { done, total } => {
+            if *phase != 2 {
+                *phase = 2;
+                bar.phase("archive", Unit::Bytes);
+            }
+            bar.set(done, Some(total));
+        }
+    }
+}
+
+fn run_backup(config_path: &Path, out: &Path) -> ExitCode {
+    let config = match HubConfig::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bar = crate::progress_bar::Bar::new("backup", crate::progress_bar::Unit::Bytes, None);
+    let mut phase = 0;
+    let result = crate::backup::backup(&config, out, &mut |step| {
+        backup_bar_step(&mut bar, &mut phase, step)
+    });
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            let bytes: u64 = summary.manifest.members.values().map(|m| m.bytes).sum();
+            println!(
+                "backup {}: {} members, {bytes} bytes, schema {}",
+                summary.out.display(),
+                summary.manifest.members.len(),
+                summary.manifest.schema_version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: backup: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_restore(config_path: &Path, from: &Path) -> ExitCode {
+    let config = match HubConfig::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bar = crate::progress_bar::Bar::new("restore", crate::progress_bar::Unit::Bytes, None);
+    let mut phase = 0;
+    let result = crate::backup::restore(&config, from, &mut |step| {
+        backup_bar_step(&mut bar, &mut phase, step)
+    });
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            println!(
+                "restored {} (taken {}, schema {}):",
+                from.display(),
+                summary.manifest.created_at,
+                summary.manifest.schema_version
+            );
+            for path in &summary.written {
+                println!("  {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: restore: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

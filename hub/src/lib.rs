@@ -3,6 +3,7 @@
 //! in-process (the demo and end-to-end tests use it).
 
 pub mod api;
+pub mod backup;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod listener;
 pub mod migrate_command;
 pub mod pki;
 pub mod profile;
+pub mod progress_bar;
 pub mod segments;
 pub mod server;
 pub mod spreadsheet;

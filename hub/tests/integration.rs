@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod backup_restore;
 mod campaigns_api;
 mod console_http;
 mod coupon_ledger;

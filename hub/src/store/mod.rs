@@ -50,6 +50,7 @@ pub use chain::ChainCheck;
 pub use database::{Database, DatabaseOptions, Pooled};
 pub use sql::{DbError, DbErrorKind, Engine};
 pub use sql_store::{CommittedReceipt, SqlStore};
+pub use sqlite::snapshot;
 pub use sqlite::SCHEMA;
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 
