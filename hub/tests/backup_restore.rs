@@ -306,3 +306,171 @@ async fn a_backup_under_load_restores_to_a_hub_with_the_same_profiles_and_secret
     check_restored(config, &expected, binary_window.0, binary_window.1).await;
     drop(out);
 }
+
+/// A backup of a site whose hub ran once (secrets made, a few events), for the refusals.
+async fn small_backup(out: &Path) -> Site {
+    let site = Site::on_sqlite_for_migrate();
+    let hub = site.start().await;
+    let s1 = AgentId::new("S001", "T01");
+    let at = Timestamp::from_unix_ms(T0, 0);
+    send_all(
+        &site,
+        hub.quic_addr(),
+        &s1,
+        vec![one_line_receipt(&s1, 1, Some(&card(1)), at, ("Tea", 300))],
+    )
+    .await;
+    hub.shutdown().await;
+    let (config, path) = (site.config(), out.to_path_buf());
+    tokio::task::spawn_blocking(move || backup::backup(&config, &path, &mut |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    site
+}
+
+fn restore(config: &HubConfig, from: &Path) -> Result<backup::RestoreSummary, BackupError> {
+    backup::restore(config, from, &mut |_| {})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_folder_in_use_a_damaged_archive_and_existing_files() {
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("hub.tar");
+    let _site = small_backup(&archive).await;
+
+    // A data folder with anything in it is named and left alone.
+    let (_target, config) = empty_site();
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    std::fs::write(config.data_dir.join("notes.txt"), "mine").unwrap();
+    let err = restore(&config, &archive).unwrap_err();
+    assert!(
+        matches!(err, BackupError::NotEmpty(ref d) if d == &config.data_dir),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&config.data_dir.display().to_string()),
+        "{err}"
+    );
+    assert!(!config.ca.exists());
+
+    // A PKI file already there is not overwritten.
+    let (_target, config) = empty_site();
+    std::fs::create_dir_all(config.key.parent().unwrap()).unwrap();
+    std::fs::write(&config.key, "someone else's key").unwrap();
+    let err = restore(&config, &archive).unwrap_err();
+    assert!(
+        matches!(err, BackupError::Exists(ref p) if p == &config.key),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&config.key).unwrap(), b"someone else's key");
+    assert!(!config.data_dir.exists());
+
+    // One byte flipped inside the database member: the sha256 says so, nothing is written.
+    let damaged = out.path().join("damaged.tar");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let offset = {
+        let mut tar = tar::Archive::new(bytes.as_slice());
+        let entry = tar
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some(DATABASE_MEMBER))
+            .unwrap();
+        entry.raw_file_position() as usize + 1000
+    };
+    bytes[offset] ^= 0x01;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let (target, config) = empty_site();
+    let err = restore(&config, &damaged).unwrap_err();
+    assert!(
+        matches!(err, BackupError::Checksum { ref member, .. } if member == DATABASE_MEMBER),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sha256"), "{err}");
+    let left: Vec<_> = walk(target.path());
+    assert_eq!(
+        left,
+        vec![target.path().join("hub.toml")],
+        "nothing restored"
+    );
+
+    // Not a backup at all.
+    std::fs::write(&damaged, b"hello").unwrap();
+    let err = restore(&config, &damaged).unwrap_err();
+    assert!(matches!(err, BackupError::BadArchive { .. }), "{err}");
+
+    // The binary says the same and exits non-zero.
+    let output = Command::new(env!("CARGO_BIN_EXE_till360-hub"))
+        .args(["restore", "--config"])
+        .arg(&config.origin)
+        .arg("--from")
+        .arg(&damaged)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a till360 hub backup"), "{stderr}");
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn on_postgresql_backup_and_restore_say_what_to_back_up_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.toml");
+    std::fs::write(
+        &path,
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n\
+         [database]\nurl = \"postgres://till360@127.0.0.1:5432/till360\"\n",
+    )
+    .unwrap();
+    let config = HubConfig::load(&path).unwrap();
+    let out = dir.path().join("hub.tar");
+    let err = backup::backup(&config, &out, &mut |_| {}).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, BackupError::Postgres { .. }), "{text}");
+    for needle in [
+        "pg_dump",
+        "hub_secrets",
+        "coupon-master.key",
+        "quic-reset.key",
+        "ca.key",
+        "hub.key",
+        "revoked.toml",
+        "epochs.toml",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(!out.exists());
+    let err = backup::restore(&config, &out, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("pg_dump"), "{err}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_till360-hub"))
+        .args(["backup", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("pg_dump"),
+        "{output:?}"
+    );
+}
