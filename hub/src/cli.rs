@@ -331,11 +331,22 @@ fn run_traits_export(
             .map_err(|e| format!("{}: {e}", config.origin.display()))?;
         let database = open_database(&config)?;
         let conn = database.get().map_err(|e| e.to_string())?;
-        let mut sink: Box<dyn Write> = match out {
+        let file: Box<dyn Write> = match out {
             Some(path) => Box::new(BufWriter::new(
                 std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
             )),
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        };
+        // The bar counts the CSV lines written (the customers, after the header).
+        let bar = crate::progress_bar::Bar::new(
+            "traits export",
+            crate::progress_bar::Unit::Items("lines"),
+            None,
+        );
+        let mut sink = LineCounter {
+            inner: file,
+            lines: 0,
+            bar: &bar,
         };
         // Segments are evaluated as of the date too, so a back-test sees what the
         // marketer would have seen then.
@@ -349,6 +360,7 @@ fn run_traits_export(
         )
         .map_err(|e| e.to_string())?;
         sink.flush().map_err(|e| e.to_string())?;
+        bar.finish();
         Ok(summary)
     })();
     match result {
@@ -366,6 +378,29 @@ fn run_traits_export(
             eprintln!("till360-hub: traits export: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Counts the lines written through it onto a progress bar.
+struct LineCounter<'a, W> {
+    inner: W,
+    lines: u64,
+    bar: &'a crate::progress_bar::Bar,
+}
+
+impl<W: Write> Write for LineCounter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let newlines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        if newlines > 0 {
+            self.lines += newlines;
+            self.bar.position(self.lines);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -32,7 +32,10 @@ impl Bar {
             known_total: total.is_some(),
         };
         this.restyle();
-        this.bar.enable_steady_tick(Duration::from_millis(200));
+        // A spinner or a slow step still moves; nothing to tick when nothing is drawn.
+        if !this.bar.is_hidden() {
+            this.bar.enable_steady_tick(Duration::from_millis(200));
+        }
         this
     }
 
@@ -66,6 +69,25 @@ impl Bar {
             None => self.bar.unset_length(),
         }
         self.bar.set_position(done);
+    }
+
+    /// `done` so far, the total unchanged.
+    pub fn position(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+
+    /// Prints a line on stderr above the bar (or alone, when no bar is drawn).
+    pub fn line(&self, text: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    /// Replaces the label (a count the bar does not show, such as records read).
+    pub fn label(&self, label: impl Into<String>) {
+        self.bar.set_message(label.into());
     }
 
     /// A new phase: `label`, counting `unit`.

@@ -128,10 +128,11 @@ mod tests {
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB); PRAGMA user_version = 11;",
         )
         .unwrap();
-        for i in 0..2000 {
-            conn.execute("INSERT INTO t (id, v) VALUES (?1, zeroblob(4000))", [i])
-                .unwrap();
-        }
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t (id, v) SELECT i, zeroblob(4000) FROM n",
+        )
+        .unwrap();
         let dest = dir.path().join("copy.db");
         let mut steps = Vec::new();
         let snap = copy_consistent(
