@@ -67,22 +67,27 @@ enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Write a consistent backup of a running (or stopped) SQLite hub to one file (mode
-    /// 0600): an online copy of the database, the coupon master secret, the QUIC reset
+    /// Write a consistent backup of a running (or stopped) SQLite hub to one file.
+    ///
+    /// One tar (mode 0600): an online copy of the database, the coupon master secret, the QUIC reset
     /// key and the PKI files (CA certificate and key, hub certificate and key,
     /// revoked.toml, epochs.toml), with a manifest of their sha256. On PostgreSQL it
     /// refuses and says what to back up instead (pg_dump plus the files).
     Backup {
+        /// The hub's hub.toml (its database, data_dir and TLS files).
         #[arg(long)]
         config: PathBuf,
         /// The archive to write (must not exist; written as FILE.tmp, then renamed).
         #[arg(long)]
         out: PathBuf,
     },
-    /// Put a backup into an empty data folder: the database, the secrets and the PKI
+    /// Put a backup into an empty data folder (a new or rebuilt hub).
+    ///
+    /// The database, the secrets and the PKI
     /// files go where hub.toml says, after every member's sha256 is checked. Refuses a
     /// non-empty data folder and every file that already exists.
     Restore {
+        /// The new hub's hub.toml: every file goes where it says.
         #[arg(long)]
         config: PathBuf,
         /// The archive `backup` wrote.

@@ -24,7 +24,8 @@ pub struct Bar {
 impl Bar {
     /// A bar labelled `label`; `total` when known (otherwise a spinner with a count).
     pub fn new(label: impl Into<String>, unit: Unit, total: Option<u64>) -> Self {
-        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        // Styled before it may draw: the default style would flash first.
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden());
         bar.set_message(label.into());
         let this = Self {
             bar,
@@ -32,6 +33,7 @@ impl Bar {
             known_total: total.is_some(),
         };
         this.restyle();
+        this.bar.set_draw_target(ProgressDrawTarget::stderr());
         // A spinner or a slow step still moves; nothing to tick when nothing is drawn.
         if !this.bar.is_hidden() {
             this.bar.enable_steady_tick(Duration::from_millis(200));
@@ -42,15 +44,15 @@ impl Bar {
     fn restyle(&self) {
         let template = match (self.unit, self.known_total) {
             (Unit::Bytes, true) => {
-                "{msg} [{bar:30}] {percent:>3}% {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
+                "{msg} [{bar:20}] {percent:>3}% {bytes}/{total_bytes} ({bytes_per_sec})"
                     .to_string()
             }
             (Unit::Bytes, false) => "{spinner} {msg} {bytes} ({bytes_per_sec})".to_string(),
             (Unit::Items(noun), true) => format!(
-                "{{msg}} [{{bar:30}}] {{percent:>3}}% {{human_pos}}/{{human_len}} {noun} ({{per_sec}}, {{eta}})"
+                "{{msg}} [{{bar:20}}] {{percent:>3}}% {{human_pos}}/{{human_len}} {noun} ({{eta}} left)"
             ),
             (Unit::Items(noun), false) => {
-                format!("{{spinner}} {{msg}} {{human_pos}} {noun} ({{per_sec}})")
+                format!("{{spinner}} {{msg}} {{human_pos}} {noun}")
             }
         };
         if let Ok(style) = ProgressStyle::with_template(&template) {
@@ -93,9 +95,9 @@ impl Bar {
     /// A new phase: `label`, counting `unit`.
     pub fn phase(&mut self, label: impl Into<String>, unit: Unit) {
         self.unit = unit;
+        self.bar.reset();
         self.bar.set_message(label.into());
         self.restyle();
-        self.bar.reset();
     }
 
     /// Removes the bar (the command prints its own summary line).
