@@ -155,4 +155,51 @@ mod tests {
         let again = copy_consistent(&source, &dest, Duration::from_secs(1), &mut |_, _| {});
         assert!(again.is_err());
     }
+
+    #[test]
+    fn commits_during_the_copy_are_not_in_it_and_do_not_restart_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("hub.db");
+        let conn = super::super::driver::open(&source, Duration::from_secs(1)).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t (id, v) SELECT i, zeroblob(4000) FROM n",
+        )
+        .unwrap();
+        // Another connection (the running hub) commits between the copy's steps.
+        let hub = super::super::driver::open(&source, Duration::from_secs(1)).unwrap();
+        let dest = dir.path().join("copy.db");
+        let mut commits = 0;
+        let mut restarts = 0;
+        let mut last = 0;
+        copy_consistent(&source, &dest, Duration::from_secs(1), &mut |done, _| {
+            if done < last {
+                restarts += 1;
+            }
+            last = done;
+            hub.execute_batch(&format!(
+                "BEGIN IMMEDIATE; INSERT INTO t (id, v) VALUES ({}, zeroblob(4000));
+                 UPDATE t SET v = zeroblob(10) WHERE id = {}; COMMIT;",
+                10_000 + commits,
+                commits + 1
+            ))
+            .unwrap();
+            commits += 1;
+        })
+        .unwrap();
+        assert!(commits > 1, "{commits} steps");
+        assert_eq!(restarts, 0);
+        let copy = Connection::open(&dest).unwrap();
+        let (n, short): (i64, i64) = copy
+            .query_row("SELECT count(*), sum(length(v) = 10) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, short), (2000, 0), "the state when the copy began");
+        let now: i64 = hub
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(now, 2000 + i64::from(commits));
+    }
 }
