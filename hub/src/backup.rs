@@ -467,7 +467,12 @@ pub fn restore(
     if db_tmp.exists() {
         return Err(BackupError::Exists(db_tmp));
     }
-    let scratch = Scratch(vec![db_tmp.clone()]);
+    // Reading the copy (a WAL-mode file) leaves SQLite's -wal and -shm beside it.
+    let scratch = Scratch(vec![
+        db_tmp.clone(),
+        with_suffix(&db_tmp, "-wal"),
+        with_suffix(&db_tmp, "-shm"),
+    ]);
 
     let bad = |reason: String| BackupError::BadArchive {
         path: from.to_path_buf(),
@@ -519,7 +524,8 @@ pub fn restore(
             let mut file = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o644)
+                // It holds people's data and, in hub_secrets, the secrets themselves.
+                .mode(0o600)
                 .open(&db_tmp)
                 .map_err(io(&db_tmp))?;
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

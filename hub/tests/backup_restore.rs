@@ -246,11 +246,20 @@ async fn a_backup_under_load_restores_to_a_hub_with_the_same_profiles_and_secret
             .unwrap()
     };
     assert_eq!(summary.written[0], target.path().join("db/hub.db"));
+    assert_eq!(
+        std::fs::read_dir(target.path().join("db"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        vec![std::ffi::OsString::from("hub.db")],
+        "no temporary file left"
+    );
     let restored_master = std::fs::read(config.data_dir.join("coupon-master.key")).unwrap();
     assert_eq!(restored_master, master);
     assert_eq!(mode(&config.data_dir.join("coupon-master.key")), 0o600);
     assert_eq!(mode(&config.data_dir.join("quic-reset.key")), 0o600);
     assert_eq!(mode(&config.key), 0o600);
+    assert_eq!(mode(&target.path().join("db/hub.db")), 0o600);
     assert_eq!(mode(&target.path().join("tls/ca.key")), 0o600);
     assert_eq!(mode(&config.ca), 0o644);
     assert_eq!(

@@ -54,6 +54,18 @@ pub fn copy_consistent(
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // The copy holds people's data: private from its first page (SQLite gives its
+    // -wal and -shm the database file's mode).
+    dst.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Io {
+                path: dest.to_path_buf(),
+                source,
+            },
+        )?;
+    }
     // One read transaction over every step: each step reads the same snapshot, and a
     // commit by the hub in between neither shows up half nor restarts the copy.
     src.execute_batch("BEGIN DEFERRED")?;
@@ -146,6 +158,9 @@ mod tests {
         assert!(steps.len() > 1, "{steps:?}");
         assert_eq!(steps.last().map(|s| s.0), Some(snap.pages));
         assert_eq!(inspect(&dest).unwrap(), snap);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         let copy = Connection::open(&dest).unwrap();
         let n: i64 = copy
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
