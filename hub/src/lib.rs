@@ -6,6 +6,7 @@ pub mod api;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod console;
 pub mod coupons;
 pub mod digests;

@@ -6,6 +6,7 @@
 mod common;
 
 mod campaigns_api;
+mod config_check;
 mod console_http;
 mod coupon_ledger;
 mod downlink_campaigns;
