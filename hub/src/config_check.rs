@@ -42,7 +42,14 @@ impl std::fmt::Display for Problem {
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }
-        write!(f, "{}", self.reason)
+        // One line a problem, also for a multi-line reason (a regex error).
+        let lines: Vec<&str> = self
+            .reason
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        write!(f, "{}", lines.join(" "))
     }
 }
 
