@@ -5,13 +5,12 @@
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::RootCertStore;
 use serde::Serialize;
 
-use crate::config::{ConfigError, DatabaseUrl, HubConfig};
+use crate::config::{ConfigError, HubConfig};
 use crate::listener::{self, TlsSetupError};
 
 /// How bad a problem is: an error stops a start, a warning does not.
@@ -137,7 +136,7 @@ pub fn check_hub(config_path: &Path) -> Vec<Problem> {
         }
     }
     if fine("database.url") && fine("data_dir") {
-        if let Err(reason) = probe_database(&config.database, config.database_timeout) {
+        if let Err(reason) = crate::store::probe::probe(&config.database, config.database_timeout) {
             report("database.url", reason);
         }
     }
@@ -240,49 +239,6 @@ pub fn validity_problem(cert: &CertificateDer<'_>) -> Option<String> {
         ))
     } else {
         None
-    }
-}
-
-/// Reaches the database without changing it: SQLite opens an existing file read-only
-/// (or needs a writable folder to create it in); PostgreSQL connects within `timeout`.
-fn probe_database(url: &DatabaseUrl, timeout: Duration) -> Result<(), String> {
-    match url {
-        DatabaseUrl::Sqlite(path) if path.exists() => {
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            rusqlite::Connection::open_with_flags(path, flags)
-                .and_then(|db| db.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())))
-                .map_err(|e| format!("{}: cannot read the database: {e}", path.display()))
-        }
-        DatabaseUrl::Sqlite(path) => {
-            // The hub creates the file, and the folders up to it: the nearest one that
-            // exists must be a writable folder.
-            let mut folder = path.parent();
-            while let Some(dir) = folder {
-                if dir.as_os_str().is_empty() {
-                    folder = Some(Path::new("."));
-                    break;
-                }
-                if dir.exists() {
-                    break;
-                }
-                folder = dir.parent();
-            }
-            let dir = folder.unwrap_or(Path::new("/"));
-            if !dir.is_dir() {
-                return Err(format!("{} is not a folder", dir.display()));
-            }
-            nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(|e| {
-                format!(
-                    "{}: cannot create the database in {}: {e}",
-                    path.display(),
-                    dir.display()
-                )
-            })
-        }
-        DatabaseUrl::Postgres(url) => crate::store::postgres::driver::connect(url, timeout)
-            .map(drop)
-            .map_err(|e| e.to_string()),
     }
 }
 

@@ -236,3 +236,33 @@ async fn json_logs_name_the_store_and_till_of_a_connection() {
     }
     assert_eq!(connected["level"], "INFO");
 }
+
+#[test]
+fn a_port_in_use_is_a_warning_and_an_unreachable_database_an_error() {
+    let site = Site::new();
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    // Nothing listens on port 1: the connection is refused at once.
+    let config = site.dir.path().join("other.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\nhttp = \"127.0.0.1:0\"\n\
+             ca = \"pki/ca.pem\"\ncert = \"pki/hub.pem\"\nkey = \"pki/hub.key\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = run_check(&config, false);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("key `listen`: warning: "), "{out}");
+    assert!(out.contains("other.toml: ok (1 warning)"), "{out}");
+
+    let text = std::fs::read_to_string(&config).unwrap()
+        + "[database]\nurl = \"postgres://postgres@127.0.0.1:1/none\"\ntimeout_seconds = 2\n";
+    std::fs::write(&config, text).unwrap();
+    let (code, out) = run_check(&config, false);
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains("key `database.url`: "), "{out}");
+    assert!(out.contains("127.0.0.1:1"), "{out}");
+    drop(held);
+}

@@ -3,6 +3,7 @@
 //! [`super::Database`].
 
 pub mod driver;
+pub mod probe;
 pub mod upgrade;
 
 pub use upgrade::SCHEMA;
