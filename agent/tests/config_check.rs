@@ -156,11 +156,13 @@ impl Drop for AgentProcess {
     }
 }
 
-#[test]
-fn json_logs_carry_the_store_and_till() {
+/// Runs the agent (no hub) with `log_format` until it logs that it journals only;
+/// every line of standard error up to that one.
+fn log_lines_until_started(log_format: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (pos, printer) = (Pty::new(), Pty::new());
-    let text = config_text(&pos.path, &layout_path(), "log_format = \"json\"", false).replace(
+    let top = format!("log_format = \"{log_format}\"");
+    let text = config_text(&pos.path, &layout_path(), &top, false).replace(
         "port = \"tcp://127.0.0.1:9\"",
         &format!("port = \"{}\"", printer.path.display()),
     );
@@ -193,17 +195,33 @@ fn json_logs_carry_the_store_and_till() {
         let line = lines
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("no 'journaling only' line; seen: {seen:#?}"));
+        let done = line.contains("journaling only");
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn json_logs_carry_the_store_and_till() {
+    for line in log_lines_until_started("json") {
         let value: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert_eq!(value["span"]["store"], "S001", "{line}");
         assert_eq!(value["span"]["till"], "T01", "{line}");
         assert_eq!(value["spans"][0]["till"], "T01", "{line}");
-        let done = value["fields"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("journaling only"));
-        seen.push(value);
-        if done {
-            break;
-        }
+        assert!(value["fields"]["message"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn text_logs_carry_the_store_and_till() {
+    for line in log_lines_until_started("text") {
+        assert!(line.contains("till{store=S001 till=T01}"), "{line}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&line).is_err(),
+            "{line}"
+        );
     }
 }

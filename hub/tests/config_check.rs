@@ -142,31 +142,31 @@ impl Drop for HubProcess {
     }
 }
 
-/// The next log line (parsed) for which `wanted` holds, within [`STEP`].
+/// The next log line for which `wanted` holds, within [`STEP`]; every line read is
+/// kept in `seen`.
 fn wait_for_line(
     lines: &mpsc::Receiver<String>,
-    seen: &mut Vec<serde_json::Value>,
-    wanted: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
+    seen: &mut Vec<String>,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + STEP;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines
             .recv_timeout(left.max(Duration::from_millis(1)))
             .unwrap_or_else(|_| panic!("no such log line; seen: {seen:#?}"));
-        let value: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        seen.push(value.clone());
-        if wanted(&value) {
-            return value;
+        seen.push(line.clone());
+        if wanted(&line) {
+            return line;
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_name_the_store_and_till_of_a_connection() {
+/// Runs the real hub with `log_format`, connects till s7/t3, says hello and finishes;
+/// every line of standard error up to the hub's line that the till finished.
+async fn log_lines_of_a_till_session(log_format: &str) -> Vec<String> {
     let site = Site::new();
-    prepend_config(&site, "log_format = \"json\"");
+    prepend_config(&site, &format!("log_format = \"{log_format}\""));
     let agent_dir = site.agent("s7", "t3");
     let mut child = Command::new(env!("CARGO_BIN_EXE_till360-hub"))
         .arg("run")
@@ -189,12 +189,8 @@ async fn json_logs_name_the_store_and_till_of_a_connection() {
         }
     });
     let mut seen = Vec::new();
-    let message = |v: &serde_json::Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
-    let listening = wait_for_line(&lines, &mut seen, |v| {
-        message(v).starts_with("hub listening")
-    });
-    let text = message(&listening);
-    let quic: std::net::SocketAddr = text
+    let listening = wait_for_line(&lines, &mut seen, |line| line.contains("hub listening"));
+    let quic: std::net::SocketAddr = listening
         .split("QUIC udp ")
         .nth(1)
         .and_then(|rest| rest.split(',').next())
@@ -217,24 +213,47 @@ async fn json_logs_name_the_store_and_till_of_a_connection() {
     assert!(matches!(reply, Message::Welcome { .. }), "{reply:?}");
     agent.finish();
     let _ = agent.closed().await;
-
-    let connected = wait_for_line(&lines, &mut seen, |v| {
-        let m = message(v);
-        m.contains("s7/t3") && m.contains("finished")
+    wait_for_line(&lines, &mut seen, |line| {
+        line.contains("s7/t3") && line.contains("finished")
     });
-    // Every line so far about this till carries its store and till, in the current span
-    // and the span list.
-    let about_the_till: Vec<&serde_json::Value> = seen
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_store_and_till_of_a_connection() {
+    let seen = log_lines_of_a_till_session("json").await;
+    let parsed: Vec<serde_json::Value> = seen
         .iter()
-        .filter(|v| message(v).contains("s7/t3"))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    // Every line about this till carries its store and till, in the current span and
+    // the span list.
+    let about_the_till: Vec<&serde_json::Value> = parsed
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("s7/t3")
+        })
         .collect();
     assert!(about_the_till.len() >= 2, "{seen:#?}");
     for line in about_the_till {
         assert_eq!(line["span"]["store"], "s7", "{line}");
         assert_eq!(line["span"]["till"], "t3", "{line}");
         assert_eq!(line["spans"][0]["till"], "t3", "{line}");
+        assert_eq!(line["level"], "INFO", "{line}");
     }
-    assert_eq!(connected["level"], "INFO");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_name_the_store_and_till_of_a_connection() {
+    let seen = log_lines_of_a_till_session("text").await;
+    let about_the_till: Vec<&String> = seen.iter().filter(|l| l.contains("s7/t3")).collect();
+    assert!(about_the_till.len() >= 2, "{seen:#?}");
+    for line in about_the_till {
+        assert!(line.contains("till{store=s7 till=t3}"), "{line}");
+    }
 }
 
 #[test]
