@@ -87,6 +87,18 @@ pub struct AgentConfig {
     pub journal: JournalConfig,
     /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
     pub log: Option<String>,
+    /// `log_format`: `text` (default) or `json` (one object a line, with span fields).
+    pub log_format: LogFormat,
+}
+
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object a line, with the span fields (store, till).
+    Json,
 }
 
 /// `[journal]`: the outbox's disk quota.
@@ -248,6 +260,7 @@ struct RawConfig {
     coupons: Option<RawCoupons>,
     journal: Option<RawJournal>,
     log: Option<String>,
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -676,6 +689,17 @@ impl AgentConfig {
             }
         }
 
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "log_format",
+                    format!("{other:?} is not a log format: use \"text\" or \"json\""),
+                ))
+            }
+        };
+
         Ok(AgentConfig {
             origin: origin.to_path_buf(),
             store: raw.store,
@@ -690,6 +714,7 @@ impl AgentConfig {
             coupons,
             journal,
             log: raw.log,
+            log_format,
         })
     }
 }

@@ -8,6 +8,7 @@
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod coupons;
 pub mod doctor;
 pub mod escpos;

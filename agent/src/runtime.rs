@@ -174,7 +174,7 @@ impl CoreSetup {
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
             .name("till-core".into())
-            .spawn(move || core.run(core_rx))?;
+            .spawn(in_current_span(move || core.run(core_rx)))?;
         let uplink = match (self.config.hub, self.client_config) {
             (Some(hub), Some(client_config)) => {
                 let _runtime = self.runtime.enter();
@@ -277,7 +277,9 @@ impl RunningAgent {
                 Some(
                     std::thread::Builder::new()
                         .name("scanner".into())
-                        .spawn(move || read_scanner(scanner, prefixes, core_tx, &running))
+                        .spawn(in_current_span(move || {
+                            read_scanner(scanner, prefixes, core_tx, &running)
+                        }))
                         .context("starting the scanner thread")?,
                 )
             }
@@ -312,7 +314,9 @@ impl RunningAgent {
                 Some(
                     std::thread::Builder::new()
                         .name("journal-opener".into())
-                        .spawn(move || open_journal_later(setup, &parts, &running))
+                        .spawn(in_current_span(move || {
+                            open_journal_later(setup, &parts, &running)
+                        }))
                         .context("starting the journal opener thread")?,
                 )
             }
@@ -460,10 +464,21 @@ impl Drop for RunningAgent {
 
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let agent = RunningAgent::start(config)?;
-    shutdown.await;
-    agent.shutdown().await;
+    use tracing::Instrument;
+    // Every log line of this agent, in text and JSON logs, names its store and till:
+    // its threads and tasks start inside this span.
+    let span = tracing::info_span!("till", store = %config.store, till = %config.till);
+    let agent = span.in_scope(|| RunningAgent::start(config))?;
+    shutdown.instrument(span.clone()).await;
+    agent.shutdown().instrument(span).await;
     Ok(())
+}
+
+/// `f` to run on another thread inside the span current here (a thread does not
+/// inherit its spawner's span).
+pub fn in_current_span<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
+    let span = tracing::Span::current();
+    move || span.in_scope(f)
 }
 
 /// The till core: turns printed bytes into receipts and scans into card events, and

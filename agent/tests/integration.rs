@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod config;
+mod config_check;
 mod corpus;
 mod coupon_block;
 mod coupons_pty;

@@ -46,6 +46,9 @@ enum Command {
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Import CRM customers, online orders or products from a file.
     Import {
@@ -184,7 +187,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Ca { action } => run_ca(action),
         Command::Run { config } => run_hub(config),
-        Command::Check { config } => run_check(&config),
+        Command::Check { config, json } => run_check(&config, json),
         Command::Import { kind, file, config } => run_import(kind, &file, &config),
         Command::Traits {
             action:
@@ -495,31 +498,42 @@ fn run_ca(action: CaAction) -> ExitCode {
     }
 }
 
-fn run_check(config_path: &Path) -> ExitCode {
-    let checked = HubConfig::load(config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| server::check(&config));
-    match checked {
-        Ok(()) => {
-            println!("{}: ok", config_path.display());
-            ExitCode::SUCCESS
-        }
+fn run_check(config_path: &Path, json: bool) -> ExitCode {
+    let problems = crate::config_check::check_hub(config_path);
+    let mut out = std::io::stdout().lock();
+    match crate::config_check::print_report(config_path, &problems, json, &mut out) {
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("till360-hub: {err:#}");
+            eprintln!("till360-hub: cannot write the report: {err}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Logs to standard error as `log` and `log_format` say (RUST_LOG overrides `log`).
+fn init_tracing(config: &HubConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let directive = config.log.as_deref().unwrap_or("info");
+        EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // "Already set" is ignored: an in-process caller (tests, the demo) may have one.
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
 fn run_hub(config_path: PathBuf) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let config = match HubConfig::load(&config_path) {
         Ok(config) => config,
         Err(err) => {
@@ -527,6 +541,7 @@ fn run_hub(config_path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod console;
 pub mod coupons;
 pub mod digests;

@@ -7,6 +7,7 @@ mod common;
 
 mod backup_restore;
 mod campaigns_api;
+mod config_check;
 mod console_http;
 mod coupon_ledger;
 mod downlink_campaigns;

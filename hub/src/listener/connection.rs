@@ -22,6 +22,8 @@ use super::erasures::ErasureFeed;
 use super::redeemed::RedeemedFeed;
 use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
+use tracing::Instrument;
+
 use super::till_guard::{CardAnswer, TillGuard, TillGuards};
 use super::Downlinks;
 use crate::digests::customers_since;
@@ -56,6 +58,23 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
             return;
         }
     };
+    let agent = cert.agent.clone();
+    // Every line about this till, in text and JSON logs, names its store and till.
+    let span = tracing::info_span!("till", store = %agent.store, till = %agent.till);
+    serve_agent(remote, conn, cert, writer, downlinks, gate)
+        .instrument(span)
+        .await;
+}
+
+/// The rest of [`serve`], once the certificate names the till.
+async fn serve_agent(
+    remote: std::net::SocketAddr,
+    conn: Connection,
+    cert: CertIdentity,
+    writer: StoreWriter,
+    downlinks: Downlinks,
+    gate: Gate,
+) {
     let agent = cert.agent.clone();
     // Revoked or fenced certificates never reach the session.
     let ticket = match gate.admit(cert).await {

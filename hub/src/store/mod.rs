@@ -22,6 +22,7 @@ pub mod numbering;
 pub mod pki;
 pub mod postgres;
 pub mod privacy;
+pub mod probe;
 pub mod profiles;
 pub mod secrets;
 pub mod segments;

@@ -4,6 +4,7 @@
 
 pub mod driver;
 pub mod snapshot;
+pub mod probe;
 pub mod upgrade;
 
 pub use upgrade::SCHEMA;
