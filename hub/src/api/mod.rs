@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::config::HubConfig;
 use crate::store::erasures::Suppression;
-use crate::store::sql::Sql;
+use crate::store::sql::{Sql, SqlExt as _};
 use crate::store::{Database, StoreError};
 
 pub use segments::SegmentDef;
@@ -261,6 +261,8 @@ pub fn router(options: ApiOptions) -> Router {
         // check below lets `/console` through to it.
         .merge(pages)
         .route("/api/v1/agents", get(agents))
+        // Behind the bearer token like the API (Prometheus sends it: `authorization`).
+        .route("/metrics", get(metrics))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))
         .route(
@@ -379,6 +381,37 @@ async fn agents(
         out.push(value);
     }
     Ok(Json(out).into_response())
+}
+
+/// `GET /metrics`: Prometheus text. The per-till gauges and the digest feed's size are
+/// read from the store now; counters and histograms were recorded as things happened.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
+    let handle = crate::metrics::handle();
+    if state.database.is_some() {
+        let (agents, feed_rows) = state
+            .profiles
+            .run(|db| {
+                let agents = crate::store::agents::agents(db)?;
+                let feed_rows = db
+                    .query_value::<i64>("SELECT COUNT(*) FROM digest_feed", &[])?
+                    .unwrap_or(0);
+                Ok((agents, feed_rows))
+            })
+            .await?;
+        crate::metrics::record_tills(&agents, chrono::Utc::now().timestamp_millis());
+        crate::metrics::record_digest_feed(u64::try_from(feed_rows).unwrap_or(0));
+    }
+    let text = handle.render();
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

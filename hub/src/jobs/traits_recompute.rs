@@ -34,6 +34,17 @@ pub fn recompute(
     config: &HubConfig,
     now: Timestamp,
 ) -> Result<RecomputeSummary, TraitsError> {
+    let started = std::time::Instant::now();
+    let summary = recompute_timed(db, config, now);
+    crate::metrics::record_traits_run(started.elapsed());
+    summary
+}
+
+fn recompute_timed(
+    db: &dyn Sql,
+    config: &HubConfig,
+    now: Timestamp,
+) -> Result<RecomputeSummary, TraitsError> {
     let segments = compile(&config.segments).map_err(|source| TraitsError::Segments {
         file: config.origin.clone(),
         source,

@@ -78,6 +78,7 @@ pub async fn serve(incoming: Incoming, writer: StoreWriter, downlinks: Downlinks
         }
     };
     tracing::info!("{remote}: agent {agent} connected");
+    let _connected = crate::metrics::ConnectedTill::new();
     let mut link = Link {
         conn,
         send,
@@ -580,6 +581,7 @@ impl Link {
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {
         if let Message::Refused { reason, detail } = &reply.message {
+            crate::metrics::record_refusal(*reason);
             tracing::warn!(
                 "agent {}: refused ({reason:?}): {detail}",
                 self.session.agent()
