@@ -139,7 +139,10 @@ fn describe() {
     describe_counter!(COUPONS_ISSUED, "Printed coupons ingested.");
     describe_counter!(COUPONS_REDEEMED, "Coupon redemptions ingested.");
     describe_counter!(COUPONS_REFUSED, "Coupon codes refused at a till, ingested.");
-    describe_gauge!(DIGEST_FEED_ROWS, "Rows of the digest feed the tills follow.");
+    describe_gauge!(
+        DIGEST_FEED_ROWS,
+        "Rows of the digest feed the tills follow."
+    );
     describe_histogram!(
         HTTP_REQUEST_SECONDS,
         Unit::Seconds,
@@ -188,10 +191,7 @@ pub fn record_batch(events: &[Event]) {
 /// Sets the per-till gauges from the store's view of the tills, at `now_ms` (hub clock).
 pub fn record_tills(agents: &[AgentView], now_ms: i64) {
     for agent in agents {
-        let labels = [
-            ("store", agent.store.clone()),
-            ("till", agent.till.clone()),
-        ];
+        let labels = [("store", agent.store.clone()), ("till", agent.till.clone())];
         if let Ok(seen) = chrono::DateTime::parse_from_rfc3339(&agent.last_seen) {
             let age_ms = now_ms.saturating_sub(seen.timestamp_millis()).max(0);
             gauge!(TILL_LAST_SEEN_AGE, &labels).set(age_ms as f64 / 1000.0);
@@ -201,11 +201,7 @@ pub fn record_tills(agents: &[AgentView], now_ms: i64) {
         if let Some(health) = &agent.health {
             gauge!(TILL_BACKLOG, &labels).set(health.pending as f64);
             gauge!(TILL_JOURNAL_BYTES, &labels).set(health.journal_bytes as f64);
-            gauge!(TILL_QUOTA_EXCEEDED, &labels).set(if health.quota_exceeded {
-                1.0
-            } else {
-                0.0
-            });
+            gauge!(TILL_QUOTA_EXCEEDED, &labels).set(if health.quota_exceeded { 1.0 } else { 0.0 });
         }
     }
 }
