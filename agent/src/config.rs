@@ -87,6 +87,8 @@ pub struct AgentConfig {
     pub journal: JournalConfig,
     /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
     pub log: Option<String>,
+    /// `[metrics] listen`: where Prometheus scrapes `GET /metrics` (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[journal]`: the outbox's disk quota.
@@ -248,6 +250,13 @@ struct RawConfig {
     coupons: Option<RawCoupons>,
     journal: Option<RawJournal>,
     log: Option<String>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -676,6 +685,16 @@ impl AgentConfig {
             }
         }
 
+        let metrics_listen = match raw.metrics.and_then(|m| m.listen) {
+            None => None,
+            Some(listen) => Some(listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(
+                    "[metrics] listen",
+                    format!("{listen:?} is not IP:PORT (e.g. \"127.0.0.1:9184\"): {e}"),
+                )
+            })?),
+        };
+
         Ok(AgentConfig {
             origin: origin.to_path_buf(),
             store: raw.store,
@@ -690,6 +709,7 @@ impl AgentConfig {
             coupons,
             journal,
             log: raw.log,
+            metrics_listen,
         })
     }
 }
