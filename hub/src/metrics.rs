@@ -14,8 +14,6 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use till360_shared::{Event, EventKind};
 
-use crate::store::{AgentView, ChainStatus};
-
 pub const INGEST_EVENTS: &str = "till360_hub_ingest_events_total";
 pub const INGEST_BATCHES: &str = "till360_hub_ingest_batches_total";
 pub const COMMIT_SECONDS: &str = "till360_hub_commit_duration_seconds";
@@ -188,21 +186,40 @@ pub fn record_batch(events: &[Event]) {
     }
 }
 
-/// Sets the per-till gauges from the store's view of the tills, at `now_ms` (hub clock).
-pub fn record_tills(agents: &[AgentView], now_ms: i64) {
-    for agent in agents {
-        let labels = [("store", agent.store.clone()), ("till", agent.till.clone())];
-        if let Ok(seen) = chrono::DateTime::parse_from_rfc3339(&agent.last_seen) {
-            let age_ms = now_ms.saturating_sub(seen.timestamp_millis()).max(0);
-            gauge!(TILL_LAST_SEEN_AGE, &labels).set(age_ms as f64 / 1000.0);
-        }
-        let broken = matches!(agent.chain, ChainStatus::Broken { .. });
-        gauge!(CHAIN_BREAKS, &labels).set(if broken { 1.0 } else { 0.0 });
-        if let Some(health) = &agent.health {
-            gauge!(TILL_BACKLOG, &labels).set(health.pending as f64);
-            gauge!(TILL_JOURNAL_BYTES, &labels).set(health.journal_bytes as f64);
-            gauge!(TILL_QUOTA_EXCEEDED, &labels).set(if health.quota_exceeded { 1.0 } else { 0.0 });
-        }
+/// A till as the store last saw it, for its gauges (the API reads it when scraped).
+#[derive(Debug, Clone)]
+pub struct TillSample<'a> {
+    pub store: &'a str,
+    pub till: &'a str,
+    /// Since the hub last heard from the till.
+    pub last_seen_age: Option<Duration>,
+    pub chain_broken: bool,
+    /// From the till's last health report, if it sent one.
+    pub health: Option<TillHealthSample>,
+}
+
+/// The part of a till's health report that has gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct TillHealthSample {
+    pub pending: u64,
+    pub journal_bytes: u64,
+    pub quota_exceeded: bool,
+}
+
+/// Sets one till's gauges.
+pub fn record_till(till: &TillSample<'_>) {
+    let labels = [
+        ("store", till.store.to_string()),
+        ("till", till.till.to_string()),
+    ];
+    if let Some(age) = till.last_seen_age {
+        gauge!(TILL_LAST_SEEN_AGE, &labels).set(age.as_secs_f64());
+    }
+    gauge!(CHAIN_BREAKS, &labels).set(if till.chain_broken { 1.0 } else { 0.0 });
+    if let Some(health) = &till.health {
+        gauge!(TILL_BACKLOG, &labels).set(health.pending as f64);
+        gauge!(TILL_JOURNAL_BYTES, &labels).set(health.journal_bytes as f64);
+        gauge!(TILL_QUOTA_EXCEEDED, &labels).set(if health.quota_exceeded { 1.0 } else { 0.0 });
     }
 }
 

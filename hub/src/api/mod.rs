@@ -400,7 +400,29 @@ async fn metrics(
                 Ok((agents, feed_rows))
             })
             .await?;
-        crate::metrics::record_tills(&agents, chrono::Utc::now().timestamp_millis());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for agent in &agents {
+            let last_seen_age = chrono::DateTime::parse_from_rfc3339(&agent.last_seen)
+                .ok()
+                .map(|seen| {
+                    let age_ms = now_ms.saturating_sub(seen.timestamp_millis()).max(0);
+                    Duration::from_millis(u64::try_from(age_ms).unwrap_or(0))
+                });
+            crate::metrics::record_till(&crate::metrics::TillSample {
+                store: &agent.store,
+                till: &agent.till,
+                last_seen_age,
+                chain_broken: matches!(agent.chain, crate::store::ChainStatus::Broken { .. }),
+                health: agent
+                    .health
+                    .as_ref()
+                    .map(|health| crate::metrics::TillHealthSample {
+                        pending: health.pending,
+                        journal_bytes: health.journal_bytes,
+                        quota_exceeded: health.quota_exceeded,
+                    }),
+            });
+        }
         crate::metrics::record_digest_feed(u64::try_from(feed_rows).unwrap_or(0));
     }
     let text = handle.render();
