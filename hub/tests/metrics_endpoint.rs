@@ -95,6 +95,84 @@ async fn ingest_counters_rise_by_the_events_sent_and_families_are_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tills_health_report_and_a_refusal_show_as_its_gauges_and_a_counter() {
+    use till360_shared::wire::{Message, Refusal, TillHealth};
+    let site = Site::new();
+    let hub = site.start().await;
+    let (_, _, before) = scrape(hub.http_addr(), None).await;
+    let gaps_before = sample(
+        &before,
+        "till360_hub_refusals_total",
+        r#"reason="SequenceGap""#,
+    )
+    .unwrap_or(0.0);
+
+    let id = AgentId::new("SMETRICSH", "T02");
+    let mut generator = Generator::new(12, 20, 20);
+    let mut agent = site.connect(hub.quic_addr(), "SMETRICSH", "T02").await;
+    let hello = Message::Hello {
+        agent: id.clone(),
+        journal_last_seq: 5,
+        software: "metrics-test".into(),
+    };
+    assert_eq!(
+        agent.call(&hello).await,
+        Ok(Message::Welcome { acked_seq: 0 })
+    );
+    let health = TillHealth {
+        journal_bytes: 2 << 30,
+        journal_max_bytes: 1 << 30,
+        quota_exceeded: true,
+        quarantined: 0,
+        pending: 4321,
+        unbalanced_receipts: 0,
+        unrecognised_scans: 0,
+    };
+    agent.send(&Message::Health(health)).await.unwrap();
+    // Answered in order: the report was handled before this batch's ack.
+    let first = generator.receipt(&id, 1);
+    assert_eq!(
+        agent.call(&Message::Events(vec![first])).await,
+        Ok(Message::Ack { acked_seq: 1 })
+    );
+    // Seq 2 missing: refused, and the connection closed.
+    let gap = generator.receipt(&id, 3);
+    match agent.call(&Message::Events(vec![gap])).await {
+        Ok(Message::Refused { reason, .. }) => assert_eq!(reason, Refusal::SequenceGap),
+        other => panic!("expected a SequenceGap refusal, got {other:?}"),
+    }
+    agent.closed().await;
+
+    let (_, _, after) = scrape(hub.http_addr(), None).await;
+    let till = r#"store="SMETRICSH",till="T02""#;
+    assert_eq!(
+        sample(&after, "till360_hub_till_backlog_events", till),
+        Some(4321.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "till360_hub_till_quota_exceeded", till),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, "till360_hub_till_journal_bytes", till),
+        Some((2u64 << 30) as f64)
+    );
+    let gaps_after = sample(
+        &after,
+        "till360_hub_refusals_total",
+        r#"reason="SequenceGap""#,
+    )
+    .unwrap_or_else(|| panic!("no SequenceGap refusals:\n{after}"));
+    assert!(
+        gaps_after - gaps_before >= 1.0,
+        "{gaps_before} -> {gaps_after}"
+    );
+    assert!(after.contains("# TYPE till360_hub_refusals_total counter\n"));
+    promtool_check_metrics(&after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_api_token_when_one_is_set() {
     let site = Site::new();
     // A top-level key: first in the file.
