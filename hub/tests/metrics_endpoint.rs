@@ -43,7 +43,18 @@ async fn ingest_counters_rise_by_the_events_sent_and_families_are_typed() {
 
     let id = AgentId::new("SMETRICS", "T01");
     let mut generator = Generator::new(11, 20, 20);
-    let events: Vec<_> = (1..=7).map(|seq| generator.receipt(&id, seq)).collect();
+    let mut events: Vec<_> = (1..=6).map(|seq| generator.receipt(&id, seq)).collect();
+    // A coupon code refused at the till: counted from the ingested event.
+    events.push(till360_shared::Event {
+        agent: id.clone(),
+        seq: 7,
+        recorded_at: events[5].recorded_at,
+        kind: till360_shared::EventKind::CouponRefused {
+            code: "123456789012345678901234".into(),
+            reason: "expired".into(),
+        },
+    });
+    let refused_before = sample(&before, "till360_hub_coupons_refused_total", "").unwrap_or(0.0);
     common::send_all(&site, hub.quic_addr(), &id, events).await;
 
     let (status, _, after) = scrape(hub.http_addr(), None).await;
@@ -56,6 +67,9 @@ async fn ingest_counters_rise_by_the_events_sent_and_families_are_typed() {
         "{events_before} -> {events_after}"
     );
     assert!(batches_after - batches_before >= 1.0);
+    let refused_after = sample(&after, "till360_hub_coupons_refused_total", "")
+        .unwrap_or_else(|| panic!("no refused coupons counted:\n{after}"));
+    assert!(refused_after - refused_before >= 1.0);
 
     for (family, kind) in [
         ("till360_hub_ingest_events_total", "counter"),
@@ -87,8 +101,11 @@ async fn ingest_counters_rise_by_the_events_sent_and_families_are_typed() {
     );
     // The first scrape is timed under its route, by the guard.
     assert!(
-        after.contains(r#"till360_hub_http_request_duration_seconds_count{route="/metrics""#)
-            || after.contains(r#"route="/metrics""#),
+        after.lines().any(
+            |l| l.starts_with("till360_hub_http_request_duration_seconds_count{")
+                && l.contains(r#"route="/metrics""#)
+                && l.contains(r#"status="200""#)
+        ),
         "{after}"
     );
     promtool_check_metrics(&after);
