@@ -14,6 +14,7 @@ mod end_to_end;
 mod erasure;
 mod log_privacy;
 mod metrics_files;
+mod metrics_scrape;
 mod migrate_demo;
 mod sync_faults;
 mod tamper;
