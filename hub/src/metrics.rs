@@ -5,7 +5,7 @@
 //!
 //! Counters and histograms are recorded where things happen (the writer thread, the
 //! listener, the HTTP guard, the traits job); the per-till gauges are read from the
-//! store's agents view when scraped ([`record_tills`]).
+//! store's agents view when scraped ([`record_till`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -35,12 +35,13 @@ pub fn recompute(
     now: Timestamp,
 ) -> Result<RecomputeSummary, TraitsError> {
     let started = std::time::Instant::now();
-    let summary = recompute_timed(db, config, now);
+    let summary = fit_and_write(db, config, now);
     crate::metrics::record_traits_run(started.elapsed());
     summary
 }
 
-fn recompute_timed(
+/// The recompute itself; [`recompute`] times it.
+fn fit_and_write(
     db: &dyn Sql,
     config: &HubConfig,
     now: Timestamp,
