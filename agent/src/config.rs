@@ -89,6 +89,8 @@ pub struct AgentConfig {
     pub log: Option<String>,
     /// `log_format`: `text` (default) or `json` (one object a line, with span fields).
     pub log_format: LogFormat,
+    /// `[metrics] listen`: where Prometheus scrapes `GET /metrics` (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `log_format`: how log lines are written.
@@ -261,6 +263,13 @@ struct RawConfig {
     journal: Option<RawJournal>,
     log: Option<String>,
     log_format: Option<String>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -700,6 +709,16 @@ impl AgentConfig {
             }
         };
 
+        let metrics_listen = match raw.metrics.and_then(|m| m.listen) {
+            None => None,
+            Some(listen) => Some(listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(
+                    "[metrics] listen",
+                    format!("{listen:?} is not IP:PORT (e.g. \"127.0.0.1:9184\"): {e}"),
+                )
+            })?),
+        };
+
         Ok(AgentConfig {
             origin: origin.to_path_buf(),
             store: raw.store,
@@ -715,6 +734,7 @@ impl AgentConfig {
             journal,
             log: raw.log,
             log_format,
+            metrics_listen,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod hub_link;
 pub mod instance;
 pub mod journal;
 pub mod layout;
+pub mod metrics;
 pub mod ports;
 pub mod proxy;
 pub mod runtime;

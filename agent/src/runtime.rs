@@ -110,6 +110,8 @@ pub struct RunningAgent {
     journal_opener: Option<JoinHandle<()>>,
     parts: Arc<Mutex<JournaledParts>>,
     journal_seq: watch::Receiver<u64>,
+    /// `[metrics] listen`'s bound address and its server's stop (dropped: it stops).
+    metrics: Option<(std::net::SocketAddr, watch::Sender<bool>)>,
     /// Declared last so it is released last, after everything else has stopped.
     _instance: Option<InstanceLock>,
 }
@@ -234,6 +236,12 @@ impl RunningAgent {
         };
         // Before any byte is read: a second agent on the same ports would split them.
         check_ports_free(&config)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(listen) => Some(crate::metrics::bind(listen).with_context(|| {
+                format!("{}: [metrics] listen = \"{listen}\"", config.origin_name())
+            })?),
+            None => None,
+        };
         let first_try = Journal::open(&config.data_dir, &agent);
         if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
             &first_try
@@ -322,7 +330,33 @@ impl RunningAgent {
             }
         };
 
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("the metrics listener's address")?;
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let journal_parts = Arc::clone(&parts);
+                let link_parts = Arc::clone(&parts);
+                let sources = crate::metrics::Sources {
+                    journal: Arc::new(move || {
+                        let parts = journal_parts.lock().unwrap_or_else(|p| p.into_inner());
+                        parts.journal.clone()
+                    }),
+                    link: Arc::new(move || {
+                        let parts = link_parts.lock().unwrap_or_else(|p| p.into_inner());
+                        parts.uplink.as_ref().map(UplinkHandle::status)
+                    }),
+                };
+                tokio::spawn(crate::metrics::serve(listener, sources, stop_rx));
+                tracing::info!("metrics: http://{addr}/metrics");
+                Some((addr, stop_tx))
+            }
+            None => None,
+        };
+
         Ok(RunningAgent {
+            metrics,
             running,
             news,
             proxy: Some(proxy),
@@ -332,6 +366,11 @@ impl RunningAgent {
             journal_seq,
             _instance: instance,
         })
+    }
+
+    /// Where `GET /metrics` answers (`[metrics] listen`, its port if 0 was asked).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Follows the last journaled seq (0 until the journal is open).
@@ -355,6 +394,9 @@ impl RunningAgent {
     /// uplink.
     pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
+        if let Some((_, stop)) = self.metrics.take() {
+            stop.send_replace(true);
+        }
         let proxy = self.proxy.take();
         let scanner = self.scanner.take();
         let opener = self.journal_opener.take();
@@ -568,13 +610,18 @@ impl TillCore {
                 }
                 CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
                 CoreInput::Card(card, at) => {
+                    crate::metrics::record_scan("card");
                     tracing::info!("card scanned: {}", card.masked());
                     self.checkout.on_card(card.clone(), at);
                     self.ask_hub(HubRequest::Digest { card: card.clone() });
                     self.record(at, EventKind::CardScanned { card });
                 }
-                CoreInput::Coupon(code, at) => self.on_coupon_scanned(code, at),
+                CoreInput::Coupon(code, at) => {
+                    crate::metrics::record_scan("coupon");
+                    self.on_coupon_scanned(code, at);
+                }
                 CoreInput::Unrecognised => {
+                    crate::metrics::record_scan("unrecognised");
                     let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = journal.count_unrecognised_scan() {
                         tracing::error!("unrecognised scan not counted: {e}");
@@ -618,6 +665,7 @@ impl TillCore {
     /// A receipt ends: decide its coupons and hand them to the proxy first (the cut is
     /// waiting), then journal the receipt and what belongs to it.
     fn on_cut(&mut self, offset: u64) {
+        let cut_at = std::time::Instant::now();
         let lines = std::mem::take(&mut self.lines);
         if lines.iter().all(|l| l.trim().is_empty()) {
             tracing::debug!("cut without text: nothing to journal");
@@ -628,6 +676,7 @@ impl TillCore {
         let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
         let receipt = self.checkout.on_receipt(parsed, self.currency, at);
         let total = Money::new(receipt.total_cents, receipt.currency);
+        crate::metrics::record_receipt(!receipt.unbalanced);
         if receipt.unbalanced {
             tracing::warn!(
                 "receipt {}: its lines add up to {}, the total read is {total} ({} lines \
@@ -664,6 +713,9 @@ impl TillCore {
             Default::default()
         };
         self.decide(offset, coupons.block);
+        if self.coupons_enabled {
+            crate::metrics::record_coupon_decision(cut_at.elapsed());
+        }
         tracing::info!(
             "receipt {} total {total} ({} lines, {} unmatched, {} coupons)",
             receipt.receipt_no.as_deref().unwrap_or("?"),
@@ -1009,6 +1061,7 @@ fn read_scanner_port(
             // A scan cut by the unplug must not glue onto the first scan after it.
             framer.finish();
             handle(&mut framer, &mut counts);
+            crate::metrics::record_device_lost("scanner");
             if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
                 log_notice("scanner", port.name(), &notice, &e);
             }
@@ -1059,6 +1112,7 @@ fn forward_scanner(spec: PortSpec, chunks: Receiver<Vec<u8>>, running: &AtomicBo
                 if !keep_going() {
                     return;
                 }
+                crate::metrics::record_device_lost("scanner_forward");
                 if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
                     log_notice("scanner forward_to", port.name(), &notice, &e);
                 }

@@ -20,6 +20,7 @@ mod journal_digests;
 mod journal_erasures;
 mod journal_integrity;
 mod journal_redeemed;
+mod metrics_endpoint;
 mod proxy_pty;
 mod runtime;
 mod scanner_pty;

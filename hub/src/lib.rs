@@ -17,6 +17,7 @@ pub mod import;
 pub mod instance;
 pub mod jobs;
 pub mod listener;
+pub mod metrics;
 pub mod migrate_command;
 pub mod pki;
 pub mod profile;

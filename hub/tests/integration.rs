@@ -25,6 +25,7 @@ mod import_files;
 mod import_strict_csv;
 mod job_leases;
 mod journal_chain;
+mod metrics_endpoint;
 mod migrate_cli;
 mod one_bad_till;
 mod pki;

@@ -97,6 +97,7 @@ async fn serve_agent(
         }
     };
     tracing::info!("{remote}: agent {agent} connected");
+    let _connected = crate::metrics::ConnectedTill::new();
     let mut link = Link {
         conn,
         send,
@@ -599,6 +600,7 @@ impl Link {
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {
         if let Message::Refused { reason, detail } = &reply.message {
+            crate::metrics::record_refusal(*reason);
             tracing::warn!(
                 "agent {}: refused ({reason:?}): {detail}",
                 self.session.agent()
