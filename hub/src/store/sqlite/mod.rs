@@ -3,8 +3,8 @@
 //! is engine-neutral: [`super::SqlStore`] over a [`super::Database`].
 
 pub mod driver;
-pub mod snapshot;
 pub mod probe;
+pub mod snapshot;
 pub mod upgrade;
 
 pub use upgrade::SCHEMA;
