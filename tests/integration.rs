@@ -13,6 +13,8 @@ mod coupons;
 mod end_to_end;
 mod erasure;
 mod log_privacy;
+mod metrics_files;
+mod metrics_scrape;
 mod migrate_demo;
 mod packages;
 mod service;

@@ -1,6 +1,7 @@
 //! Command line: `till360-agent run --config agent.toml`,
 //! `till360-agent status --config agent.toml [--json]` and
-//! `till360-agent doctor --config agent.toml [--seconds N] [--json]`.
+//! `till360-agent doctor --config agent.toml [--seconds N] [--json]` and
+//! `till360-agent check --config agent.toml [--json]`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -40,6 +41,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check agent.toml and the files, devices and folders it names; open and create
+    /// nothing. Every problem on its own line; exit 0 when all is well, 78 otherwise.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open every configured port, listen, and report what each one sends.
     Doctor {
         #[arg(long, value_name = "FILE")]
@@ -69,6 +79,17 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
+    if let Command::Check { config, json } = &cli.command {
+        let problems = crate::config_check::check_agent(config);
+        let mut out = std::io::stdout().lock();
+        return match crate::config_check::print_report(config, &problems, *json, &mut out) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: cannot write the report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Status { config, json } => status(&config, json),
@@ -77,6 +98,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             seconds,
             json,
         } => doctor(&config, seconds, json),
+        Command::Check { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,12 +145,22 @@ fn init_tracing(config: Option<&AgentConfig>) {
         let directive = config.and_then(|c| c.log.as_deref()).unwrap_or("info");
         EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
     });
-    // Ignore "already set": the root package's passthrough may have installed one.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let json = config.is_some_and(|c| c.log_format == crate::config::LogFormat::Json);
+    // Ignore "already set": the root package's passthrough may have installed one.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 fn run(config_path: &Path) -> anyhow::Result<()> {

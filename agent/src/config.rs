@@ -87,6 +87,20 @@ pub struct AgentConfig {
     pub journal: JournalConfig,
     /// A `tracing` filter such as `info` or `info,till360_agent=debug`; `RUST_LOG` wins.
     pub log: Option<String>,
+    /// `log_format`: `text` (default) or `json` (one object a line, with span fields).
+    pub log_format: LogFormat,
+    /// `[metrics] listen`: where Prometheus scrapes `GET /metrics` (`None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object a line, with the span fields (store, till).
+    Json,
 }
 
 /// `[journal]`: the outbox's disk quota.
@@ -248,6 +262,14 @@ struct RawConfig {
     coupons: Option<RawCoupons>,
     journal: Option<RawJournal>,
     log: Option<String>,
+    log_format: Option<String>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -676,6 +698,27 @@ impl AgentConfig {
             }
         }
 
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(bad(
+                    "log_format",
+                    format!("{other:?} is not a log format: use \"text\" or \"json\""),
+                ))
+            }
+        };
+
+        let metrics_listen = match raw.metrics.and_then(|m| m.listen) {
+            None => None,
+            Some(listen) => Some(listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(
+                    "[metrics] listen",
+                    format!("{listen:?} is not IP:PORT (e.g. \"127.0.0.1:9184\"): {e}"),
+                )
+            })?),
+        };
+
         Ok(AgentConfig {
             origin: origin.to_path_buf(),
             store: raw.store,
@@ -690,6 +733,8 @@ impl AgentConfig {
             coupons,
             journal,
             log: raw.log,
+            log_format,
+            metrics_listen,
         })
     }
 }

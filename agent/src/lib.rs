@@ -8,6 +8,7 @@
 pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod coupons;
 pub mod doctor;
 pub mod escpos;
@@ -16,6 +17,7 @@ pub mod hub_link;
 pub mod instance;
 pub mod journal;
 pub mod layout;
+pub mod metrics;
 pub mod ports;
 pub mod proxy;
 pub mod runtime;

@@ -141,6 +141,8 @@ pub struct RunningAgent {
     heartbeat: Heartbeat,
     /// Set once the scanner's port has been opened (from the start when there is none).
     scanner_open: Arc<AtomicBool>,
+    /// `[metrics] listen`'s bound address and its server's stop (dropped: it stops).
+    metrics: Option<(std::net::SocketAddr, watch::Sender<bool>)>,
     /// Declared last so it is released last, after everything else has stopped.
     _instance: Option<InstanceLock>,
 }
@@ -207,7 +209,7 @@ impl CoreSetup {
         let core_rx = self.core_rx;
         let core = std::thread::Builder::new()
             .name("till-core".into())
-            .spawn(move || core.run(core_rx))?;
+            .spawn(in_current_span(move || core.run(core_rx)))?;
         let uplink = match (self.config.hub, self.client_config) {
             (Some(hub), Some(client_config)) => {
                 let _runtime = self.runtime.enter();
@@ -267,6 +269,12 @@ impl RunningAgent {
         };
         // Before any byte is read: a second agent on the same ports would split them.
         check_ports_free(&config)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(listen) => Some(crate::metrics::bind(listen).with_context(|| {
+                format!("{}: [metrics] listen = \"{listen}\"", config.origin_name())
+            })?),
+            None => None,
+        };
         let first_try = Journal::open(&config.data_dir, &agent);
         if let Err(e @ (JournalError::AgentMismatch { .. } | JournalError::Schema { .. })) =
             &first_try
@@ -312,7 +320,9 @@ impl RunningAgent {
                 Some(
                     std::thread::Builder::new()
                         .name("scanner".into())
-                        .spawn(move || read_scanner(scanner, prefixes, core_tx, &running, &opened))
+                        .spawn(in_current_span(move || {
+                            read_scanner(scanner, prefixes, core_tx, &running, &opened)
+                        }))
                         .context("starting the scanner thread")?,
                 )
             }
@@ -349,13 +359,41 @@ impl RunningAgent {
                 Some(
                     std::thread::Builder::new()
                         .name("journal-opener".into())
-                        .spawn(move || open_journal_later(setup, &parts, &running))
+                        .spawn(in_current_span(move || {
+                            open_journal_later(setup, &parts, &running)
+                        }))
                         .context("starting the journal opener thread")?,
                 )
             }
         };
 
+        let metrics = match metrics_listener {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .context("the metrics listener's address")?;
+                let (stop_tx, stop_rx) = watch::channel(false);
+                let journal_parts = Arc::clone(&parts);
+                let link_parts = Arc::clone(&parts);
+                let sources = crate::metrics::Sources {
+                    journal: Arc::new(move || {
+                        let parts = journal_parts.lock().unwrap_or_else(|p| p.into_inner());
+                        parts.journal.clone()
+                    }),
+                    link: Arc::new(move || {
+                        let parts = link_parts.lock().unwrap_or_else(|p| p.into_inner());
+                        parts.uplink.as_ref().map(UplinkHandle::status)
+                    }),
+                };
+                tokio::spawn(crate::metrics::serve(listener, sources, stop_rx));
+                tracing::info!("metrics: http://{addr}/metrics");
+                Some((addr, stop_tx))
+            }
+            None => None,
+        };
+
         Ok(RunningAgent {
+            metrics,
             running,
             news,
             proxy: Some(proxy),
@@ -393,6 +431,11 @@ impl RunningAgent {
         missing
     }
 
+    /// Where `GET /metrics` answers (`[metrics] listen`, its port if 0 was asked).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// Follows the last journaled seq (0 until the journal is open).
     pub fn journal_seq(&self) -> watch::Receiver<u64> {
         self.journal_seq.clone()
@@ -414,6 +457,9 @@ impl RunningAgent {
     /// uplink.
     pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
+        if let Some((_, stop)) = self.metrics.take() {
+            stop.send_replace(true);
+        }
         let proxy = self.proxy.take();
         let scanner = self.scanner.take();
         let opener = self.journal_opener.take();
@@ -527,8 +573,12 @@ impl Drop for RunningAgent {
 /// refuses it, is being retried: printing must not wait for it), feeds the watchdog while
 /// the till core keeps going round its loop, and reports stopping before the shutdown.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let agent = RunningAgent::start(config)?;
-    let mut shutdown = std::pin::pin!(shutdown);
+    use tracing::Instrument;
+    // Every log line of this agent, in text and JSON logs, names its store and till:
+    // its threads and tasks start inside this span.
+    let span = tracing::info_span!("till", store = %config.store, till = %config.till);
+    let agent = span.in_scope(|| RunningAgent::start(config))?;
+    let mut shutdown = std::pin::pin!(shutdown.instrument(span.clone()));
     // Ports are opened by their threads: wait for them (and the journal) a while, but a
     // device that is absent must not keep the unit from starting: the proxy keeps trying.
     let deadline = tokio::time::Instant::now() + READY_WAIT;
@@ -540,7 +590,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
         if tokio::time::Instant::now() >= deadline {
             let status = format!("not up yet: {}", missing.join(", "));
-            tracing::warn!("ready without everything: {status}");
+            span.in_scope(|| tracing::warn!("ready without everything: {status}"));
             crate::service_manager::ready_with_status(&status);
             break false;
         }
@@ -552,7 +602,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     if !stopped_before_ready {
         let watchdog = crate::service_manager::watchdog_period().map(|period| {
             let heartbeat = agent.heartbeat.clone();
-            tokio::spawn(feed_watchdog(heartbeat, period))
+            tokio::spawn(feed_watchdog(heartbeat, period).instrument(span.clone()))
         });
         shutdown.await;
         if let Some(watchdog) = watchdog {
@@ -560,7 +610,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
     }
     crate::service_manager::stopping();
-    agent.shutdown().await;
+    agent.shutdown().instrument(span).await;
     Ok(())
 }
 
@@ -588,6 +638,13 @@ async fn feed_watchdog(heartbeat: Heartbeat, period: std::time::Duration) {
             );
         }
     }
+}
+
+/// `f` to run on another thread inside the span current here (a thread does not
+/// inherit its spawner's span).
+pub fn in_current_span<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
+    let span = tracing::Span::current();
+    move || span.in_scope(f)
 }
 
 /// The till core: turns printed bytes into receipts and scans into card events, and
@@ -679,13 +736,18 @@ impl TillCore {
                 }
                 CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
                 CoreInput::Card(card, at) => {
+                    crate::metrics::record_scan("card");
                     tracing::info!("card scanned: {}", card.masked());
                     self.checkout.on_card(card.clone(), at);
                     self.ask_hub(HubRequest::Digest { card: card.clone() });
                     self.record(at, EventKind::CardScanned { card });
                 }
-                CoreInput::Coupon(code, at) => self.on_coupon_scanned(code, at),
+                CoreInput::Coupon(code, at) => {
+                    crate::metrics::record_scan("coupon");
+                    self.on_coupon_scanned(code, at);
+                }
                 CoreInput::Unrecognised => {
+                    crate::metrics::record_scan("unrecognised");
                     let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
                     if let Err(e) = journal.count_unrecognised_scan() {
                         tracing::error!("unrecognised scan not counted: {e}");
@@ -729,6 +791,7 @@ impl TillCore {
     /// A receipt ends: decide its coupons and hand them to the proxy first (the cut is
     /// waiting), then journal the receipt and what belongs to it.
     fn on_cut(&mut self, offset: u64) {
+        let cut_at = std::time::Instant::now();
         let lines = std::mem::take(&mut self.lines);
         if lines.iter().all(|l| l.trim().is_empty()) {
             tracing::debug!("cut without text: nothing to journal");
@@ -739,6 +802,7 @@ impl TillCore {
         let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
         let receipt = self.checkout.on_receipt(parsed, self.currency, at);
         let total = Money::new(receipt.total_cents, receipt.currency);
+        crate::metrics::record_receipt(!receipt.unbalanced);
         if receipt.unbalanced {
             tracing::warn!(
                 "receipt {}: its lines add up to {}, the total read is {total} ({} lines \
@@ -775,6 +839,9 @@ impl TillCore {
             Default::default()
         };
         self.decide(offset, coupons.block);
+        if self.coupons_enabled {
+            crate::metrics::record_coupon_decision(cut_at.elapsed());
+        }
         tracing::info!(
             "receipt {} total {total} ({} lines, {} unmatched, {} coupons)",
             receipt.receipt_no.as_deref().unwrap_or("?"),
@@ -1123,6 +1190,7 @@ fn read_scanner_port(
             // A scan cut by the unplug must not glue onto the first scan after it.
             framer.finish();
             handle(&mut framer, &mut counts);
+            crate::metrics::record_device_lost("scanner");
             if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
                 log_notice("scanner", port.name(), &notice, &e);
             }
@@ -1173,6 +1241,7 @@ fn forward_scanner(spec: PortSpec, chunks: Receiver<Vec<u8>>, running: &AtomicBo
                 if !keep_going() {
                     return;
                 }
+                crate::metrics::record_device_lost("scanner_forward");
                 if let Some(notice) = reconnect.lost(std::time::Instant::now()) {
                     log_notice("scanner forward_to", port.name(), &notice, &e);
                 }

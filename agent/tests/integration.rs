@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod config;
+mod config_check;
 mod corpus;
 mod coupon_block;
 mod coupons_pty;
@@ -19,6 +20,7 @@ mod journal_digests;
 mod journal_erasures;
 mod journal_integrity;
 mod journal_redeemed;
+mod metrics_endpoint;
 mod proxy_pty;
 mod runtime;
 mod scanner_pty;

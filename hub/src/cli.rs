@@ -46,6 +46,9 @@ enum Command {
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Import CRM customers, online orders or products from a file.
     Import {
@@ -66,6 +69,33 @@ enum Command {
         /// The target: postgres://USER@HOST:PORT/DB (password from the URL or PGPASSWORD).
         #[arg(long)]
         to: String,
+    },
+    /// Write a consistent backup of a running (or stopped) SQLite hub to one file.
+    ///
+    /// One tar (mode 0600): an online copy of the database, the coupon master secret, the QUIC reset
+    /// key and the PKI files (CA certificate and key, hub certificate and key,
+    /// revoked.toml, epochs.toml), with a manifest of their sha256. On PostgreSQL it
+    /// refuses and says what to back up instead (pg_dump plus the files).
+    Backup {
+        /// The hub's hub.toml (its database, data_dir and TLS files).
+        #[arg(long)]
+        config: PathBuf,
+        /// The archive to write (must not exist; written as FILE.tmp, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup into an empty data folder (a new or rebuilt hub).
+    ///
+    /// The database, the secrets and the PKI
+    /// files go where hub.toml says, after every member's sha256 is checked. Refuses a
+    /// non-empty data folder and every file that already exists.
+    Restore {
+        /// The new hub's hub.toml: every file goes where it says.
+        #[arg(long)]
+        config: PathBuf,
+        /// The archive `backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -157,7 +187,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Ca { action } => run_ca(action),
         Command::Run { config } => run_hub(config),
-        Command::Check { config } => run_check(&config),
+        Command::Check { config, json } => run_check(&config, json),
         Command::Import { kind, file, config } => run_import(kind, &file, &config),
         Command::Traits {
             action:
@@ -172,6 +202,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             action: TraitsAction::Recompute { config },
         } => run_traits_recompute(&config),
         Command::Migrate { config, to } => crate::migrate_command::run(&config, &to),
+        Command::Backup { config, out } => run_backup(&config, &out),
+        Command::Restore { config, from } => run_restore(&config, &from),
     }
 }
 
@@ -307,11 +339,22 @@ fn run_traits_export(
             .map_err(|e| format!("{}: {e}", config.origin.display()))?;
         let database = open_database(&config)?;
         let conn = database.get().map_err(|e| e.to_string())?;
-        let mut sink: Box<dyn Write> = match out {
+        let file: Box<dyn Write> = match out {
             Some(path) => Box::new(BufWriter::new(
                 std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
             )),
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        };
+        // The bar counts the CSV lines written (the customers, after the header).
+        let bar = crate::progress_bar::Bar::new(
+            "traits export",
+            crate::progress_bar::Unit::Items("lines"),
+            None,
+        );
+        let mut sink = LineCounter {
+            inner: file,
+            lines: 0,
+            bar: &bar,
         };
         // Segments are evaluated as of the date too, so a back-test sees what the
         // marketer would have seen then.
@@ -325,6 +368,7 @@ fn run_traits_export(
         )
         .map_err(|e| e.to_string())?;
         sink.flush().map_err(|e| e.to_string())?;
+        bar.finish();
         Ok(summary)
     })();
     match result {
@@ -342,6 +386,29 @@ fn run_traits_export(
             eprintln!("till360-hub: traits export: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Counts the lines written through it onto a progress bar.
+struct LineCounter<'a, W> {
+    inner: W,
+    lines: u64,
+    bar: &'a crate::progress_bar::Bar,
+}
+
+impl<W: Write> Write for LineCounter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let newlines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        if newlines > 0 {
+            self.lines += newlines;
+            self.bar.position(self.lines);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -431,31 +498,42 @@ fn run_ca(action: CaAction) -> ExitCode {
     }
 }
 
-fn run_check(config_path: &Path) -> ExitCode {
-    let checked = HubConfig::load(config_path)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| server::check(&config));
-    match checked {
-        Ok(()) => {
-            println!("{}: ok", config_path.display());
-            ExitCode::SUCCESS
-        }
+fn run_check(config_path: &Path, json: bool) -> ExitCode {
+    let problems = crate::config_check::check_hub(config_path);
+    let mut out = std::io::stdout().lock();
+    match crate::config_check::print_report(config_path, &problems, json, &mut out) {
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("till360-hub: {err:#}");
+            eprintln!("till360-hub: cannot write the report: {err}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Logs to standard error as `log` and `log_format` say (RUST_LOG overrides `log`).
+fn init_tracing(config: &HubConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let directive = config.log.as_deref().unwrap_or("info");
+        EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // "Already set" is ignored: an in-process caller (tests, the demo) may have one.
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
 fn run_hub(config_path: PathBuf) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
     let config = match HubConfig::load(&config_path) {
         Ok(config) => config,
         Err(err) => {
@@ -463,6 +541,7 @@ fn run_hub(config_path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -485,4 +564,95 @@ fn run_hub(config_path: PathBuf) -> ExitCode {
             }
         }
     })
+}
+
+fn backup_bar_step(
+    bar: &mut crate::progress_bar::Bar,
+    phase: &mut u8,
+    step: crate::backup::Progress,
+) {
+    use crate::backup::Progress;
+    use crate::progress_bar::Unit;
+    match step {
+        Progress::Pages { done, total } => {
+            if *phase != 1 {
+                *phase = 1;
+                bar.phase("copy the database", Unit::Items("pages"));
+            }
+            bar.set(done, Some(total));
+        }
+        Progress::Bytes { done, total } => {
+            if *phase != 2 {
+                *phase = 2;
+                bar.phase("archive", Unit::Bytes);
+            }
+            bar.set(done, Some(total));
+        }
+    }
+}
+
+fn run_backup(config_path: &Path, out: &Path) -> ExitCode {
+    let config = match HubConfig::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bar = crate::progress_bar::Bar::new("backup", crate::progress_bar::Unit::Bytes, None);
+    let mut phase = 0;
+    let result = crate::backup::backup(&config, out, &mut |step| {
+        backup_bar_step(&mut bar, &mut phase, step)
+    });
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            let bytes: u64 = summary.manifest.members.values().map(|m| m.bytes).sum();
+            println!(
+                "backup {}: {} members, {bytes} bytes, schema {}",
+                summary.out.display(),
+                summary.manifest.members.len(),
+                summary.manifest.schema_version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: backup: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_restore(config_path: &Path, from: &Path) -> ExitCode {
+    let config = match HubConfig::load(config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("till360-hub: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut bar = crate::progress_bar::Bar::new("restore", crate::progress_bar::Unit::Bytes, None);
+    let mut phase = 0;
+    let result = crate::backup::restore(&config, from, &mut |step| {
+        backup_bar_step(&mut bar, &mut phase, step)
+    });
+    bar.finish();
+    match result {
+        Ok(summary) => {
+            println!(
+                "restored {} (taken {}, schema {}):",
+                from.display(),
+                summary.manifest.created_at,
+                summary.manifest.schema_version
+            );
+            for path in &summary.written {
+                println!("  {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("till360-hub: restore: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub enum ConfigError {
     #[error("{path}: key `{key}`: {reason}")]
     Invalid {
         path: PathBuf,
-        key: &'static str,
+        key: String,
         reason: String,
     },
 }
@@ -238,6 +238,10 @@ pub struct HubConfig {
     pub till_requests: TillRequestsConfig,
     pub api: ApiConfig,
     pub console: ConsoleConfig,
+    /// `log`: the tracing filter (RUST_LOG overrides it), `info` when unset.
+    pub log: Option<String>,
+    /// `log_format`: `text` (default) or `json`.
+    pub log_format: LogFormat,
 }
 
 /// `[api]`: the HTTP API.
@@ -491,6 +495,124 @@ struct RawConfig {
     store: Vec<RawStore>,
     #[serde(default)]
     till_requests: TillRequestsConfig,
+    log: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The keys a hub.toml must have, with stand-ins that pass serde, so a file whose other
+/// keys are wrong can still be checked key by key.
+const REQUIRED_KEYS: [(&str, &str); 6] = [
+    ("data_dir", "."),
+    ("listen", "127.0.0.1:0"),
+    ("http", "127.0.0.1:0"),
+    ("ca", ""),
+    ("cert", ""),
+    ("key", ""),
+];
+
+/// Reads a TOML table serde refused as a whole one key at a time (each beside stand-ins
+/// for the required keys), so every bad key is named; the raw config of the good keys,
+/// with stand-ins for the bad and missing required ones, unless even that fails.
+fn raw_config_by_key(
+    table: toml::Table,
+    origin: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawConfig> {
+    let stand_ins: toml::Table = REQUIRED_KEYS
+        .iter()
+        .map(|(key, value)| (key.to_string(), toml::Value::String(value.to_string())))
+        .collect();
+    let mut good = toml::Table::new();
+    for (key, value) in table {
+        let mut probe = stand_ins.clone();
+        probe.insert(key.clone(), value.clone());
+        match toml::Value::Table(probe).try_into::<RawConfig>() {
+            Ok(_) => {
+                good.insert(key, value);
+            }
+            Err(e) => {
+                let by_subkey = match &value {
+                    toml::Value::Table(section) => section_errors(&stand_ins, &key, section),
+                    _ => Vec::new(),
+                };
+                if by_subkey.is_empty() {
+                    errors.push(ConfigError::Invalid {
+                        path: origin.to_path_buf(),
+                        key,
+                        reason: e.message().trim_end().to_string(),
+                    });
+                } else {
+                    errors.extend(by_subkey.into_iter().map(|(key, reason)| {
+                        ConfigError::Invalid {
+                            path: origin.to_path_buf(),
+                            key,
+                            reason,
+                        }
+                    }));
+                }
+            }
+        }
+    }
+    for (key, value) in REQUIRED_KEYS {
+        if !good.contains_key(key) {
+            if !errors
+                .iter()
+                .any(|e| matches!(e, ConfigError::Invalid { key: k, .. } if k == key))
+            {
+                errors.push(ConfigError::Invalid {
+                    path: origin.to_path_buf(),
+                    key: key.to_string(),
+                    reason: format!("missing field `{key}`"),
+                });
+            }
+            good.insert(key.to_string(), toml::Value::String(value.to_string()));
+        }
+    }
+    toml::Value::Table(good).try_into::<RawConfig>().ok()
+}
+
+/// The keys of a `[section]` serde refused, one at a time (`section.key`, reason).
+fn section_errors(
+    stand_ins: &toml::Table,
+    section: &str,
+    table: &toml::Table,
+) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    for (key, value) in table {
+        let mut probe = stand_ins.clone();
+        let one: toml::Table = std::iter::once((key.clone(), value.clone())).collect();
+        probe.insert(section.to_string(), toml::Value::Table(one));
+        if let Err(e) = toml::Value::Table(probe).try_into::<RawConfig>() {
+            errors.push((
+                format!("{section}.{key}"),
+                e.message().trim_end().to_string(),
+            ));
+        }
+    }
+    errors
+}
+
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object a line, with the span fields (store, till).
+    Json,
+}
+
+impl LogFormat {
+    /// `"text"` or `"json"`; anything else is the reason for a config error.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!(
+                "{other:?} is not a log format: use \"text\" or \"json\""
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -504,6 +626,22 @@ struct RawDatabase {
 pub const DEFAULT_DATABASE_TIMEOUT_SECONDS: u64 = 10;
 
 impl HubConfig {
+    /// Reads and checks `path` like [`Self::load`], going on after a problem (see
+    /// [`Self::check_toml_str`]).
+    pub fn load_checked(path: impl AsRef<Path>) -> (Option<Self>, Vec<ConfigError>) {
+        let path = path.as_ref();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::check_toml_str(&text, path),
+            Err(source) => (
+                None,
+                vec![ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }],
+            ),
+        }
+    }
+
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -516,11 +654,49 @@ impl HubConfig {
     /// Parses config text as if it had been read from `origin_path` (relative paths
     /// resolve against that file's folder).
     pub fn from_toml_str(text: &str, origin_path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        match Self::check_toml_str(text, origin_path) {
+            (Some(config), errors) if errors.is_empty() => Ok(config),
+            (_, errors) => Err(errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| ConfigError::Parse {
+                    path: PathBuf::new(),
+                    message: "invalid configuration".into(),
+                })),
+        }
+    }
+
+    /// Checks config text like [`Self::from_toml_str`] but goes on after a problem:
+    /// every problem found, and a best-effort config (values in error replaced by
+    /// stand-ins) unless the TOML itself does not parse (`till360-hub check`).
+    pub fn check_toml_str(
+        text: &str,
+        origin_path: impl AsRef<Path>,
+    ) -> (Option<Self>, Vec<ConfigError>) {
         let origin = origin_path.as_ref().to_path_buf();
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let mut errors = Vec::new();
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let parse_error = ConfigError::Parse {
+                    path: origin.clone(),
+                    message: e.to_string().trim_end().to_string(),
+                };
+                match toml::from_str::<toml::Table>(text) {
+                    // Valid TOML with bad keys: name every one, then go on with the rest.
+                    Ok(table) => match raw_config_by_key(table, &origin, &mut errors) {
+                        Some(raw) => raw,
+                        None => {
+                            if errors.is_empty() {
+                                errors.push(parse_error);
+                            }
+                            return (None, errors);
+                        }
+                    },
+                    Err(_) => return (None, vec![parse_error]),
+                }
+            }
+        };
         let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -529,12 +705,12 @@ impl HubConfig {
                 base.join(p)
             }
         };
-        let invalid = |key, reason: String| ConfigError::Invalid {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
             path: origin.clone(),
-            key,
+            key: key.to_string(),
             reason,
         };
-        let addr = |key, text: &str| {
+        let addr = |key: &str, text: &str| {
             text.parse::<SocketAddr>().map_err(|e| {
                 invalid(
                     key,
@@ -542,28 +718,41 @@ impl HubConfig {
                 )
             })
         };
-        let listen = addr("listen", &raw.listen)?;
-        let http = addr("http", &raw.http)?;
+        // A bad address is named, and the checks after it go on with a stand-in.
+        let stand_in = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listen = addr("listen", &raw.listen).unwrap_or_else(|e| {
+            errors.push(e);
+            stand_in
+        });
+        let http = addr("http", &raw.http).unwrap_or_else(|e| {
+            errors.push(e);
+            stand_in
+        });
         let data_dir = resolve(&raw.data_dir);
         let database = match raw.database.url.as_deref() {
             None => DatabaseUrl::Sqlite(data_dir.join("hub.db")),
             Some(url) => {
                 if let Some(path) = url.strip_prefix("sqlite://") {
                     if path.is_empty() {
-                        return Err(invalid(
+                        errors.push(invalid(
                             "database.url",
                             "sqlite:// needs a file path".into(),
                         ));
+                        DatabaseUrl::Sqlite(data_dir.join("hub.db"))
+                    } else {
+                        DatabaseUrl::Sqlite(resolve(Path::new(path)))
                     }
-                    DatabaseUrl::Sqlite(resolve(Path::new(path)))
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                     // The error never repeats the URL: it may hold a password.
-                    DatabaseUrl::Postgres(
-                        PostgresUrl::parse(url)
-                            .map_err(|reason| invalid("database.url", reason))?,
-                    )
+                    match PostgresUrl::parse(url) {
+                        Ok(url) => DatabaseUrl::Postgres(url),
+                        Err(reason) => {
+                            errors.push(invalid("database.url", reason));
+                            DatabaseUrl::Sqlite(data_dir.join("hub.db"))
+                        }
+                    }
                 } else {
-                    return Err(invalid(
+                    errors.push(invalid(
                         "database.url",
                         // Only the scheme: the rest may hold a password.
                         format!(
@@ -571,6 +760,7 @@ impl HubConfig {
                             url.split("://").next().unwrap_or_default()
                         ),
                     ));
+                    DatabaseUrl::Sqlite(data_dir.join("hub.db"))
                 }
             }
         };
@@ -579,20 +769,20 @@ impl HubConfig {
             .timeout_seconds
             .unwrap_or(DEFAULT_DATABASE_TIMEOUT_SECONDS);
         if !(1..=3600).contains(&database_timeout) {
-            return Err(invalid(
+            errors.push(invalid(
                 "database.timeout_seconds",
                 format!("{database_timeout} is not within 1..=3600 (one hour)"),
             ));
         }
         if let Some(token) = &raw.api_token {
             if token.len() < 16 || token.chars().any(char::is_whitespace) {
-                return Err(invalid(
+                errors.push(invalid(
                     "api_token",
                     "must be at least 16 characters without spaces".into(),
                 ));
             }
         } else if !http.ip().is_loopback() {
-            return Err(invalid(
+            errors.push(invalid(
                 "api_token",
                 format!(
                     "the API listens on {http}, which is not a loopback address: set api_token"
@@ -600,25 +790,25 @@ impl HubConfig {
             ));
         }
         if raw.identity.max_customers_per_identifier == 0 {
-            return Err(invalid(
+            errors.push(invalid(
                 "identity.max_customers_per_identifier",
                 "must be at least 1".into(),
             ));
         }
         if raw.traits.horizon_days == 0 || !(0.0..=100.0).contains(&raw.traits.margin_percent) {
-            return Err(invalid(
+            errors.push(invalid(
                 "traits",
                 "horizon_days must be at least 1 and margin_percent within 0..=100".into(),
             ));
         }
         if !(1..=120).contains(&raw.digests.months) {
-            return Err(invalid(
+            errors.push(invalid(
                 "digests.months",
                 format!("{} is not within 1..=120", raw.digests.months),
             ));
         }
         if !(1..=86_400).contains(&raw.digests.refresh_seconds) {
-            return Err(invalid(
+            errors.push(invalid(
                 "digests.refresh_seconds",
                 format!(
                     "{} is not within 1..=86400 (one day)",
@@ -627,7 +817,7 @@ impl HubConfig {
             ));
         }
         if !(1..=3650).contains(&raw.digests.removal_retention_days) {
-            return Err(invalid(
+            errors.push(invalid(
                 "digests.removal_retention_days",
                 format!(
                     "{} is not within 1..=3650 (ten years)",
@@ -636,7 +826,7 @@ impl HubConfig {
             ));
         }
         if !(1..=3600).contains(&raw.api.request_timeout_seconds) {
-            return Err(invalid(
+            errors.push(invalid(
                 "api.request_timeout_seconds",
                 format!(
                     "{} is not within 1..=3600 (one hour)",
@@ -645,7 +835,7 @@ impl HubConfig {
             ));
         }
         if !(1..=604_800).contains(&raw.console.silent_after_seconds) {
-            return Err(invalid(
+            errors.push(invalid(
                 "console.silent_after_seconds",
                 format!(
                     "{} is not within 1..=604800 (a week)",
@@ -654,7 +844,7 @@ impl HubConfig {
             ));
         }
         if !(1..=720).contains(&raw.console.session_hours) {
-            return Err(invalid(
+            errors.push(invalid(
                 "console.session_hours",
                 format!(
                     "{} is not within 1..=720 (30 days)",
@@ -663,7 +853,7 @@ impl HubConfig {
             ));
         }
         if !(1..=86_400).contains(&raw.coupons.max_clock_skew_secs) {
-            return Err(invalid(
+            errors.push(invalid(
                 "coupons.max_clock_skew_secs",
                 format!(
                     "{} is not within 1..=86400 (one day)",
@@ -671,8 +861,10 @@ impl HubConfig {
                 ),
             ));
         }
-        let fraud =
-            fraud_config(raw.fraud, raw.store).map_err(|(key, reason)| invalid(key, reason))?;
+        let fraud = fraud_config(raw.fraud.clone(), raw.store).unwrap_or_else(|(key, reason)| {
+            errors.push(invalid(key, reason));
+            raw.fraud
+        });
         for (key, value) in [
             ("till_requests.burst", raw.till_requests.burst),
             ("till_requests.per_minute", raw.till_requests.per_minute),
@@ -686,10 +878,25 @@ impl HubConfig {
             ),
         ] {
             if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
+                errors.push(invalid(key, "must be at least 1".into()));
             }
         }
-        Ok(HubConfig {
+        let log_format = match raw.log_format.as_deref() {
+            None => LogFormat::Text,
+            Some(text) => LogFormat::parse(text).unwrap_or_else(|reason| {
+                errors.push(invalid("log_format", reason));
+                LogFormat::Text
+            }),
+        };
+        if let Some(filter) = &raw.log {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+                errors.push(invalid(
+                    "log",
+                    format!("{filter:?} is not a log filter: {e}"),
+                ));
+            }
+        }
+        let config = HubConfig {
             api: raw.api,
             console: raw.console,
             fraud,
@@ -710,7 +917,10 @@ impl HubConfig {
             database,
             database_timeout: std::time::Duration::from_secs(database_timeout),
             origin,
-        })
+            log: raw.log,
+            log_format,
+        };
+        (Some(config), errors)
     }
 }
 
@@ -1103,5 +1313,57 @@ key = "/abs/hub.key"
             .unwrap_err()
             .to_string();
         assert!(msg.contains("missing field `http`"), "{msg}");
+    }
+
+    #[test]
+    fn log_and_log_format_are_checked() {
+        let c = HubConfig::from_toml_str(MINIMAL, "/srv/hub.toml").unwrap();
+        assert_eq!((c.log, c.log_format), (None, LogFormat::Text));
+        let text = format!("log = \"till360_hub=debug\"\nlog_format = \"json\"\n{MINIMAL}");
+        let c = HubConfig::from_toml_str(&text, "/srv/hub.toml").unwrap();
+        assert_eq!(c.log.as_deref(), Some("till360_hub=debug"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        let text = format!("log_format = \"xml\"\n{MINIMAL}");
+        let msg = HubConfig::from_toml_str(&text, "/srv/hub.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("/srv/hub.toml: key `log_format`: \"xml\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_check_names_every_problem() {
+        let text = MINIMAL
+            .replace("listen = \"127.0.0.1:0\"", "listen = 5")
+            .replace("http = \"127.0.0.1:0\"\n", "")
+            + "log_format = \"xml\"\nbogus = true\n[digests]\nmonths = 0\n[traits]\nhorizon_days = \"x\"\n";
+        let (config, errors) = HubConfig::check_toml_str(&text, "/srv/hub.toml");
+        assert!(
+            config.is_some(),
+            "a best-effort config for the other checks"
+        );
+        let keys: Vec<String> = errors
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, .. } => key.clone(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        for key in [
+            "listen",
+            "http",
+            "log_format",
+            "bogus",
+            "digests.months",
+            "traits.horizon_days",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+        }
+        // TOML that does not parse is one problem, without a config.
+        let (config, errors) = HubConfig::check_toml_str("listen = [", "/srv/hub.toml");
+        assert!(config.is_none());
+        assert_eq!(errors.len(), 1);
     }
 }

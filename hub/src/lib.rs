@@ -3,9 +3,11 @@
 //! in-process (the demo and end-to-end tests use it).
 
 pub mod api;
+pub mod backup;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
+pub mod config_check;
 pub mod console;
 pub mod coupons;
 pub mod digests;
@@ -15,9 +17,11 @@ pub mod import;
 pub mod instance;
 pub mod jobs;
 pub mod listener;
+pub mod metrics;
 pub mod migrate_command;
 pub mod pki;
 pub mod profile;
+pub mod progress_bar;
 pub mod segments;
 pub mod server;
 pub mod service_manager;

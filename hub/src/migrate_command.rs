@@ -3,27 +3,25 @@
 //! copy and the check), with progress on stderr. Every message shows the target URL
 //! without its password.
 
-use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{DatabaseUrl, HubConfig, PostgresUrl};
+use crate::progress_bar::{Bar, Unit};
 use crate::store::transfer::{self, TransferProgress, TransferReport};
 use crate::store::{Database, DatabaseOptions};
 
-/// Progress on stderr: a `\r`-updated bar per table on a terminal, a line per table
-/// otherwise (logs stay readable).
+/// Progress on stderr: a bar per table on a terminal (`progress_bar`), and a line per
+/// table when it is done, also when stderr is not a terminal (logs stay readable).
 pub struct MigrateProgress {
-    terminal: bool,
-    started: Instant,
+    bar: Bar,
 }
 
 impl MigrateProgress {
     pub fn new() -> Self {
         Self {
-            terminal: std::io::stderr().is_terminal(),
-            started: Instant::now(),
+            bar: Bar::new("migrate", Unit::Items("rows"), None),
         }
     }
 }
@@ -40,40 +38,27 @@ fn rate(rows: u64, elapsed: Duration) -> f64 {
 
 impl TransferProgress for MigrateProgress {
     fn table_started(&mut self, table: &str, total: u64) {
-        self.started = Instant::now();
-        self.rows_copied(table, 0, total);
+        self.bar
+            .phase(format!("migrate {table:<24}"), Unit::Items("rows"));
+        self.bar.set(0, Some(total));
     }
 
-    fn rows_copied(&mut self, table: &str, done: u64, total: u64) {
-        if !self.terminal {
-            return;
-        }
-        // An empty table is done at once.
-        let pct = ((done.min(total) * 100).checked_div(total).unwrap_or(100)) as usize;
-        let filled = pct / 5;
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\rmigrate {table:<24} [{}{}] {pct:>3}% {done}/{total} rows ({:.0}/s)   ",
-            "#".repeat(filled),
-            " ".repeat(20 - filled.min(20)),
-            rate(done, self.started.elapsed())
-        );
-        let _ = err.flush();
+    fn rows_copied(&mut self, _table: &str, done: u64, total: u64) {
+        self.bar.set(done, Some(total));
     }
 
     fn table_done(&mut self, table: &str, rows: u64, elapsed: Duration) {
-        let line = format!(
+        self.bar.line(&format!(
             "migrate {table}: {rows} rows in {:.2} s ({:.0} rows/s)",
             elapsed.as_secs_f64(),
             rate(rows, elapsed)
-        );
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = writeln!(err, "\r{line}{}", " ".repeat(30));
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
+        ));
+    }
+}
+
+impl Drop for MigrateProgress {
+    fn drop(&mut self) {
+        self.bar.finish();
     }
 }
 
@@ -158,7 +143,10 @@ pub fn migrate(
 /// `till360-hub migrate`: exit 0 only when the copy holds every row and profile.
 pub fn run(config_path: &Path, to: &str) -> ExitCode {
     let mut progress = MigrateProgress::new();
-    let (target, report) = match migrate(config_path, to, &mut progress) {
+    let migrated = migrate(config_path, to, &mut progress);
+    // The bar goes before the report is printed.
+    drop(progress);
+    let (target, report) = match migrated {
         Ok(done) => done,
         Err(err) => {
             eprintln!("till360-hub: {err}");

@@ -180,6 +180,8 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     })?;
     // Before the store is opened: a second hub must not touch the first one's files.
     let lock = crate::instance::HubLock::acquire(&config.data_dir)?;
+    // Once per process: the writer, the listener and `/metrics` record through it.
+    crate::metrics::handle();
     // Everything that touches the database before the tasks start runs off the async
     // runtime (the PostgreSQL client blocks on a runtime of its own).
     let prepare_config = config.clone();

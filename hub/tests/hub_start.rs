@@ -34,7 +34,7 @@ async fn a_wrong_certificate_path_creates_nothing_and_names_the_key() {
     assert!(err.contains("nope.pem\": "), "{err}");
     assert!(err.to_lowercase().contains("no such file"), "{err}");
     assert!(!data.exists(), "nothing created: {err}");
-    assert_eq!(check(&site), ExitCode::FAILURE);
+    assert_eq!(check(&site), ExitCode::from(78));
     assert!(!data.exists());
 
     // A key that does not belong to the certificate: named, before anything exists.

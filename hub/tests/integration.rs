@@ -5,7 +5,9 @@
 #[macro_use]
 mod common;
 
+mod backup_restore;
 mod campaigns_api;
+mod config_check;
 mod console_http;
 mod coupon_ledger;
 mod downlink_campaigns;
@@ -23,6 +25,7 @@ mod import_files;
 mod import_strict_csv;
 mod job_leases;
 mod journal_chain;
+mod metrics_endpoint;
 mod migrate_cli;
 mod one_bad_till;
 mod pki;

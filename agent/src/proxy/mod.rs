@@ -171,21 +171,21 @@ impl Proxy {
         });
         let printer_side = {
             let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("printer".into())
-                .spawn(move || printer_side::run(printer, &shared))?
+            std::thread::Builder::new().name("printer".into()).spawn(
+                crate::runtime::in_current_span(move || printer_side::run(printer, &shared)),
+            )?
         };
         let pos_side = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("pos-to-printer".into())
-                .spawn(move || {
+                .spawn(crate::runtime::in_current_span(move || {
                     let mut link = Link {
                         tap: Some(tap),
                         gating: gate.map(Gating::new),
                     };
                     pos_side::run(pos, &mut link, &shared);
-                })
+                }))
         };
         let pos_side = match pos_side {
             Ok(handle) => handle,

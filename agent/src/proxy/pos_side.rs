@@ -50,6 +50,7 @@ pub(super) fn run<T: From<TapEvent>>(spec: PortSpec, link: &mut Link<T>, shared:
                 let name = pos.name().to_string();
                 side.pos = None;
                 *shared.pos_writer() = None;
+                crate::metrics::record_device_lost("pos");
                 if let Some(notice) = side.reconnect.lost(Instant::now()) {
                     log_notice("proxy: POS", &name, &notice, &e);
                 }
@@ -57,6 +58,7 @@ pub(super) fn run<T: From<TapEvent>>(spec: PortSpec, link: &mut Link<T>, shared:
             }
         };
         let chunk = &buf[..n];
+        crate::metrics::record_proxied(n);
         // A printer answers these the moment they arrive; an absent one through us.
         let requests = side.requests.feed(chunk);
         if !requests.is_empty() && shared.printer_absent.load(Ordering::SeqCst) {

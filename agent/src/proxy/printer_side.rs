@@ -68,6 +68,7 @@ pub(super) fn run(spec: PortSpec, shared: &Arc<Shared>) {
                 },
             },
         };
+        crate::metrics::record_device_lost("printer");
         if let Some(notice) = reconnect.lost(Instant::now()) {
             log_notice("proxy: printer", &name, &notice, &why);
         }

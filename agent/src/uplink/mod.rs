@@ -207,7 +207,9 @@ impl Uplink {
     pub fn spawn(self) -> UplinkHandle {
         let (status_tx, status) = watch::channel(UplinkStatus::default());
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(self.run(status_tx, stop_rx));
+        let task = tokio::spawn(tracing::Instrument::in_current_span(
+            self.run(status_tx, stop_rx),
+        ));
         UplinkHandle { status, stop, task }
     }
 

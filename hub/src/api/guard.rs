@@ -52,6 +52,7 @@ impl Guard {
 
 pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let id = guard.request_id();
+    let started = std::time::Instant::now();
     let method = request.method().clone();
     let console = super::auth::is_console(request.uri().path());
     // The route, not the path: a path can carry a card number, which logs never do.
@@ -111,6 +112,12 @@ pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Ne
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    crate::metrics::record_http(
+        &path,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

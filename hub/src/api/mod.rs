@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::config::HubConfig;
 use crate::store::erasures::Suppression;
-use crate::store::sql::Sql;
+use crate::store::sql::{Sql, SqlExt as _};
 use crate::store::{Database, StoreError};
 
 pub use segments::SegmentDef;
@@ -261,6 +261,8 @@ pub fn router(options: ApiOptions) -> Router {
         // check below lets `/console` through to it.
         .merge(pages)
         .route("/api/v1/agents", get(agents))
+        // Behind the bearer token like the API (Prometheus sends it: `authorization`).
+        .route("/metrics", get(metrics))
         .route("/api/v1/profiles", get(profiles::profiles))
         .route("/api/v1/profiles/search", get(profiles::search))
         .route(
@@ -379,6 +381,59 @@ async fn agents(
         out.push(value);
     }
     Ok(Json(out).into_response())
+}
+
+/// `GET /metrics`: Prometheus text. The per-till gauges and the digest feed's size are
+/// read from the store now; counters and histograms were recorded as things happened.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Result<Response, ApiError> {
+    let handle = crate::metrics::handle();
+    if state.database.is_some() {
+        let (agents, feed_rows) = state
+            .profiles
+            .run(|db| {
+                let agents = crate::store::agents::agents(db)?;
+                let feed_rows = db
+                    .query_value::<i64>("SELECT COUNT(*) FROM digest_feed", &[])?
+                    .unwrap_or(0);
+                Ok((agents, feed_rows))
+            })
+            .await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for agent in &agents {
+            let last_seen_age = chrono::DateTime::parse_from_rfc3339(&agent.last_seen)
+                .ok()
+                .map(|seen| {
+                    let age_ms = now_ms.saturating_sub(seen.timestamp_millis()).max(0);
+                    Duration::from_millis(u64::try_from(age_ms).unwrap_or(0))
+                });
+            crate::metrics::record_till(&crate::metrics::TillSample {
+                store: &agent.store,
+                till: &agent.till,
+                last_seen_age,
+                chain_broken: matches!(agent.chain, crate::store::ChainStatus::Broken { .. }),
+                health: agent
+                    .health
+                    .as_ref()
+                    .map(|health| crate::metrics::TillHealthSample {
+                        pending: health.pending,
+                        journal_bytes: health.journal_bytes,
+                        quota_exceeded: health.quota_exceeded,
+                    }),
+            });
+        }
+        crate::metrics::record_digest_feed(u64::try_from(feed_rows).unwrap_or(0));
+    }
+    let text = handle.render();
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

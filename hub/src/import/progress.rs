@@ -1,65 +1,40 @@
-//! Import progress on stderr: a `\r`-updated line on a terminal, otherwise a plain
-//! line now and then (logs stay readable).
+//! Import progress on stderr: an `indicatif` bar over the bytes of the file read (with
+//! the records so far), drawn only when stderr is a terminal (logs stay clean).
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use crate::progress_bar::{Bar, Unit};
 
 /// Records between progress callbacks.
 pub const EVERY: u64 = 1_000;
-/// Seconds between plain progress lines when stderr is not a terminal.
-const PLAIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Shows records read and, when the file size is known, the share of bytes read.
 pub struct ProgressLine {
     label: String,
-    terminal: bool,
-    started: Instant,
-    last_plain: Instant,
+    bar: Bar,
     total_bytes: Option<u64>,
 }
 
 impl ProgressLine {
     pub fn new(label: impl Into<String>, total_bytes: Option<u64>) -> Self {
-        let now = Instant::now();
+        let label = label.into();
         Self {
-            label: label.into(),
-            terminal: std::io::stderr().is_terminal(),
-            started: now,
-            last_plain: now,
+            bar: Bar::new(label.clone(), Unit::Bytes, total_bytes),
+            label,
             total_bytes,
         }
     }
 
     /// `records` read so far, `bytes` of the input consumed so far.
     pub fn update(&mut self, records: u64, bytes: u64) {
-        let rate = records as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
-        let share = match self.total_bytes {
-            Some(total) if total > 0 => {
-                let pct = (bytes.min(total) as f64 * 100.0 / total as f64).round() as usize;
-                let filled = pct / 5;
-                format!(
-                    "[{}{}] {pct:>3}% ",
-                    "#".repeat(filled),
-                    " ".repeat(20 - filled.min(20))
-                )
-            }
-            _ => String::new(),
+        self.bar.label(format!("{}: {records} records", self.label));
+        let done = match self.total_bytes {
+            Some(total) => bytes.min(total),
+            None => bytes,
         };
-        let text = format!("{}: {share}{records} records ({rate:.0}/s)", self.label);
-        let mut err = std::io::stderr().lock();
-        if self.terminal {
-            let _ = write!(err, "\r{text}");
-            let _ = err.flush();
-        } else if self.last_plain.elapsed() >= PLAIN_INTERVAL {
-            self.last_plain = Instant::now();
-            let _ = writeln!(err, "{text}");
-        }
+        self.bar.set(done, self.total_bytes);
     }
 
-    /// Ends the `\r` line.
+    /// Removes the bar (the command prints its summary).
     pub fn finish(&mut self) {
-        if self.terminal {
-            let _ = writeln!(std::io::stderr());
-        }
+        self.bar.finish();
     }
 }

@@ -34,6 +34,18 @@ pub fn recompute(
     config: &HubConfig,
     now: Timestamp,
 ) -> Result<RecomputeSummary, TraitsError> {
+    let started = std::time::Instant::now();
+    let summary = fit_and_write(db, config, now);
+    crate::metrics::record_traits_run(started.elapsed());
+    summary
+}
+
+/// The recompute itself; [`recompute`] times it.
+fn fit_and_write(
+    db: &dyn Sql,
+    config: &HubConfig,
+    now: Timestamp,
+) -> Result<RecomputeSummary, TraitsError> {
     let segments = compile(&config.segments).map_err(|source| TraitsError::Segments {
         file: config.origin.clone(),
         source,

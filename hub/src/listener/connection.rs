@@ -22,6 +22,8 @@ use super::erasures::ErasureFeed;
 use super::redeemed::RedeemedFeed;
 use super::revocation::{Gate, Kick, Ticket};
 use super::session::{HubSession, Reply, Step};
+use tracing::Instrument;
+
 use super::till_guard::{CardAnswer, TillGuard, TillGuards};
 use super::Downlinks;
 use crate::digests::customers_since;
@@ -65,6 +67,24 @@ pub async fn serve(
         }
     };
     let agent = cert.agent.clone();
+    // Every line about this till, in text and JSON logs, names its store and till.
+    let span = tracing::info_span!("till", store = %agent.store, till = %agent.till);
+    serve_agent(remote, conn, cert, writer, downlinks, gate, stop)
+        .instrument(span)
+        .await;
+}
+
+/// The rest of [`serve`], once the certificate names the till.
+async fn serve_agent(
+    remote: std::net::SocketAddr,
+    conn: Connection,
+    cert: CertIdentity,
+    writer: StoreWriter,
+    downlinks: Downlinks,
+    gate: Gate,
+    stop: watch::Receiver<bool>,
+) {
+    let agent = cert.agent.clone();
     // Revoked or fenced certificates never reach the session.
     let ticket = match gate.admit(cert).await {
         Ok(ticket) => ticket,
@@ -86,6 +106,7 @@ pub async fn serve(
         }
     };
     tracing::info!("{remote}: agent {agent} connected");
+    let _connected = crate::metrics::ConnectedTill::new();
     let mut link = Link {
         conn,
         send,
@@ -598,6 +619,7 @@ impl Link {
 
     async fn send_reply(&mut self, reply: Reply) -> Result<(), String> {
         if let Message::Refused { reason, detail } = &reply.message {
+            crate::metrics::record_refusal(*reason);
             tracing::warn!(
                 "agent {}: refused ({reason:?}): {detail}",
                 self.session.agent()

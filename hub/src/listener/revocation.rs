@@ -437,6 +437,7 @@ impl Drop for Ticket {
 /// never opened a stream).
 pub async fn refuse(conn: Connection, kick: Kick) {
     let text = refusal_text(kick.reason, &kick.detail);
+    crate::metrics::record_refusal(kick.reason);
     let delivered = tokio::time::timeout(REFUSAL_LINGER, async {
         let (mut send, _recv) = conn.accept_bi().await.ok()?;
         let frame = encode_frame(&Message::Refused {

@@ -22,6 +22,7 @@ pub mod numbering;
 pub mod pki;
 pub mod postgres;
 pub mod privacy;
+pub mod probe;
 pub mod profiles;
 pub mod secrets;
 pub mod segments;
@@ -50,6 +51,7 @@ pub use chain::ChainCheck;
 pub use database::{Database, DatabaseOptions, Pooled};
 pub use sql::{DbError, DbErrorKind, Engine};
 pub use sql_store::{CommittedReceipt, SqlStore};
+pub use sqlite::snapshot;
 pub use sqlite::SCHEMA;
 pub use writer::{spawn_writer, StoreWriter, WriterThread};
 

@@ -255,10 +255,16 @@ fn commit_group(store: &mut dyn Store, group: Vec<Request>) {
         .iter()
         .map(|(agent, events, _)| IngestRequest { agent, events })
         .collect();
-    match store.ingest(&requests, now) {
+    let started = std::time::Instant::now();
+    let result = store.ingest(&requests, now);
+    crate::metrics::record_commit(started.elapsed());
+    match result {
         Ok(outcomes) => {
             drop(requests);
-            for ((_, _, reply), outcome) in parts.into_iter().zip(outcomes) {
+            for ((_, events, reply), outcome) in parts.into_iter().zip(outcomes) {
+                if outcome.is_ok() {
+                    crate::metrics::record_batch(&events);
+                }
                 let _ = reply.send(Ok(outcome));
             }
         }
