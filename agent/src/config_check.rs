@@ -63,10 +63,13 @@ pub fn check_agent(config_path: &Path) -> Vec<Problem> {
         Err(_) => return config_problems(AgentConfig::from_toml_str(&text, config_path)),
     };
     // The loader stops at the first problem: take the key at fault out and load again,
-    // until the file loads or a problem cannot be taken out (a required key, or none).
+    // until the file loads or a problem cannot be taken out. A required key taken out
+    // comes back as a placeholder, so the checks after it still run (and skip it).
     let mut problems = Vec::new();
     let mut candidate = text;
     let mut config = None;
+    let mut removed: Option<String> = None;
+    let mut placeheld: Vec<String> = Vec::new();
     for _ in 0..MAX_CONFIG_PROBLEMS {
         match AgentConfig::from_toml_str(&candidate, config_path) {
             Ok(loaded) => {
@@ -78,14 +81,30 @@ pub fn check_agent(config_path: &Path) -> Vec<Problem> {
                 let Some(found) = found.into_iter().next() else {
                     break;
                 };
-                // A required key taken out by the step before: already reported.
-                if found.reason.starts_with("missing field") && !problems.is_empty() {
-                    break;
-                }
-                let removed = remove_key(&mut table, &found.key);
-                problems.push(found);
-                if !removed {
-                    break;
+                if let Some(field) = missing_field(&found.reason) {
+                    // The required key the step before took out: already reported.
+                    let Some(key) = removed.take().filter(|k| key_name(k) == field) else {
+                        if problems.is_empty() {
+                            problems.push(found);
+                        }
+                        break;
+                    };
+                    if placeheld.contains(&key) || !put_placeholder(&mut table, &key) {
+                        break;
+                    }
+                    placeheld.push(key);
+                } else {
+                    if placeheld.contains(&found.key) {
+                        // Its placeholder does not fit either: nothing more to learn.
+                        break;
+                    }
+                    let key = found.key.clone();
+                    let taken = remove_key(&mut table, &key);
+                    problems.push(found);
+                    if !taken {
+                        break;
+                    }
+                    removed = Some(key);
                 }
                 match toml::to_string(&table) {
                     Ok(text) => candidate = text,
@@ -97,7 +116,12 @@ pub fn check_agent(config_path: &Path) -> Vec<Problem> {
     let Some(config) = config else {
         return problems;
     };
-    let mut report = |key: &str, reason: String| problems.push(problem(key, reason));
+    // A placeholder's checks would only find the placeholder.
+    let mut report = |key: &str, reason: String| {
+        if !placeheld.iter().any(|k| k == key) {
+            problems.push(problem(key, reason));
+        }
+    };
 
     if let Err(e) = crate::layout::Layout::load(&config.pos.layout) {
         report("[pos] layout", e.to_string());
@@ -145,6 +169,44 @@ fn config_problems(loaded: Result<AgentConfig, ConfigError>) -> Vec<Problem> {
             key: key.trim_end_matches(": ").to_string(),
             reason,
         }],
+    }
+}
+
+/// The field a serde "missing field `name`" message names.
+fn missing_field(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+/// `name` of `name` or `[section] name`.
+fn key_name(key: &str) -> &str {
+    let name = key.rsplit(']').next().unwrap_or(key).trim();
+    name.split_whitespace().next().unwrap_or(name)
+}
+
+/// A placeholder that passes the loader's own checks of an id, a path or an address.
+const PLACEHOLDER: &str = "placeholder";
+
+/// Puts [`PLACEHOLDER`] where `key` (`name` or `[section] name`) was taken out.
+fn put_placeholder(table: &mut toml::Table, key: &str) -> bool {
+    let value = toml::Value::String(PLACEHOLDER.into());
+    match key
+        .trim()
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+    {
+        Some((section, _)) => match table.get_mut(section.trim()) {
+            Some(toml::Value::Table(inner)) => {
+                inner.insert(key_name(key).to_string(), value);
+                true
+            }
+            _ => false,
+        },
+        None => {
+            table.insert(key_name(key).to_string(), value);
+            true
+        }
     }
 }
 

@@ -146,6 +146,32 @@ fn every_problem_is_named_and_the_exit_code_is_78() {
     assert_eq!(report["errors"], 5, "{out}");
 }
 
+#[test]
+fn a_bad_required_key_does_not_hide_the_problems_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path());
+    let pos = Pty::new();
+    let text = config_text(&pos.path, &layout_path(), "", true)
+        .replace("ca = \"ca.pem\"", "ca = \"gone.pem\"");
+    // A required key of the wrong type, first in the file.
+    let text = format!("store = 5\n{}", text.replacen("store = ", "# store = ", 1));
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, text).unwrap();
+    let (code, out) = check(&config, false);
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("key `store`: ") && l.contains("invalid type")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("key `[hub] ca`: ") && l.contains("gone.pem")),
+        "the checks after the bad key still run: {out}"
+    );
+    assert!(out.contains("2 errors"), "{out}");
+}
+
 /// Kills the agent it holds when dropped (also when an assertion fails).
 struct AgentProcess(std::process::Child);
 
