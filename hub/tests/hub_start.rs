@@ -14,11 +14,15 @@ fn rewrite_config(site: &Site, from: &str, to: &str) {
     std::fs::write(&path, text.replace(from, to)).unwrap();
 }
 
+/// `till360-hub check` as the binary runs it: blocking, off the test's runtime (on
+/// PostgreSQL it connects with the synchronous client, which runs a runtime of its own).
 fn check(site: &Site) -> ExitCode {
     let config = site.dir.path().join("hub.toml");
-    till360_hub::cli::main_with_args(
-        ["till360-hub", "check", "--config", config.to_str().unwrap()].map(OsString::from),
-    )
+    tokio::task::block_in_place(|| {
+        till360_hub::cli::main_with_args(
+            ["till360-hub", "check", "--config", config.to_str().unwrap()].map(OsString::from),
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
