@@ -82,6 +82,7 @@ fn pure_cores_do_no_io() {
         "agent/src/layout/matcher.rs",
         "agent/src/checkout.rs",
         "agent/src/coupons",
+        "agent/src/till_core",
         "hub/src/profile.rs",
         "hub/src/listener/session.rs",
         "hub/src/spreadsheet.rs",

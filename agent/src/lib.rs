@@ -2,7 +2,7 @@
 //! scanner; journals what it sees and syncs it to the hub.
 //!
 //! Pure cores (no IO, `now` passed in): `escpos`, `scanner`, `layout`, `checkout`,
-//! `coupons`.
+//! `coupons`, `till_core`.
 //! IO edges: `ports`, `proxy`, `journal`, `uplink`, `runtime`, `doctor`, `cli`.
 
 pub mod checkout;
@@ -23,4 +23,5 @@ pub mod proxy;
 pub mod runtime;
 pub mod scanner;
 pub mod service_manager;
+pub mod till_core;
 pub mod uplink;

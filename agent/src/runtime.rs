@@ -1,15 +1,17 @@
 //! Wires the agent together: the proxy threads, the scanner thread, the till core
-//! thread (ESC/POS parser + layout + checkout + journal) and the QUIC uplink.
+//! thread and the QUIC uplink.
 //!
 //! The proxy never waits for anything else (principle 1): it hands POS bytes to the
 //! till core through an unbounded channel. The one exception is a receipt's cut, which
 //! waits at most `[coupons] budget_ms` for the till core's coupon decision (the till
 //! core answers every cut it sees, at once when there is nothing to decide). The till
-//! core owns the pure state machines and is the only writer to the journal; a journal
-//! failure is logged and printing goes on. `now` is read from the system clock here, at
-//! the edge, and passed in.
+//! core ([`crate::till_core::TillCore`]) is a pure state machine and the only writer of
+//! events to the journal; its thread here only moves values: it receives inputs, locks
+//! the journal around one `handle`, and performs the effects (decisions and notices to
+//! the proxy, requests to the uplink, the journal's seq). `now` is read from the system
+//! clock here, at the edge, and passed in.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -17,26 +19,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use till360_shared::event::{CouponIssue, CouponRedemption};
-use till360_shared::{CardNumber, CardPrefixes, Currency, EventKind, Money, Timestamp};
+use till360_shared::{CardPrefixes, Timestamp};
 use tokio::sync::watch;
 
-use crate::checkout::Checkout;
 use crate::config::{AgentConfig, ScannerConfig};
-use crate::coupons::{
-    CouponDesk, ScanContext, ScanOutcome, ScannedCoupons, SerialBlocks, VerdictOutcome,
-};
-use crate::escpos::encode::{notice_block, PrinterModes};
-use crate::escpos::gate::CutOutcome;
-use crate::escpos::{EscPosParser, PrintEvent};
-use crate::hub_link::{HubNews, HubRequest, NewsSink};
+use crate::hub_link::{HubRequest, NewsSink};
 use crate::instance::{InstanceError, InstanceLock};
 use crate::journal::{Journal, JournalError};
 use crate::layout::Layout;
 use crate::ports::{log_notice, PortError, PortSpec, Reconnect};
 use crate::proxy::{CouponGate, CutDecision, Proxy, TapEvent};
 use crate::scanner::{classify, Scan, ScanCounts, ScanError, ScanFramer};
-use crate::uplink::{self, Uplink, UplinkHandle, UplinkStatus};
+use crate::till_core::{TillCore, TillEffect, TillInput, TillSettings};
+use crate::uplink::{self, ErasedCards, Uplink, UplinkHandle, UplinkStatus};
 
 /// The current time with the till's local offset.
 pub fn now() -> Timestamp {
@@ -45,41 +40,25 @@ pub fn now() -> Timestamp {
     Timestamp::from_unix_ms(local.timestamp_millis(), offset_min)
 }
 
-/// What the till core thread receives.
-pub(crate) enum CoreInput {
-    /// Bytes the POS sent (already on their way to the printer, or held with a cut).
-    Print(Vec<u8>),
-    /// The proxy released the cut at this stream offset (with the coupon or without).
-    CutReleased { offset: u64, outcome: CutOutcome },
-    /// A loyalty card was scanned.
-    Card(CardNumber, Timestamp),
-    /// A coupon code (well-formed, not yet verified) was scanned.
-    Coupon(String, Timestamp),
-    /// A clean scan that was neither a loyalty card nor a coupon (counted).
-    Unrecognised,
-    /// News from the uplink.
-    Hub(HubNews),
-}
-
-impl From<TapEvent> for CoreInput {
+impl From<TapEvent> for TillInput {
     fn from(event: TapEvent) -> Self {
         match event {
-            TapEvent::Bytes(bytes) => CoreInput::Print(bytes),
-            TapEvent::CutReleased { offset, outcome } => CoreInput::CutReleased { offset, outcome },
+            TapEvent::Bytes(bytes) => TillInput::Print(bytes),
+            TapEvent::CutReleased { offset, outcome } => TillInput::CutReleased { offset, outcome },
         }
     }
 }
 
 /// The uplink's way into the till core's queue. Taken at shutdown, so the queue can
 /// close while the uplink still runs.
-type NewsSender = Arc<Mutex<Option<Sender<CoreInput>>>>;
+type NewsSender = Arc<Mutex<Option<Sender<TillInput>>>>;
 
 fn news_sink(sender: NewsSender) -> NewsSink {
     Arc::new(move |news| {
         let sender = sender.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = sender.as_ref() {
             // A closed queue means the till core is stopping: the news no longer matters.
-            let _ = sender.send(CoreInput::Hub(news));
+            let _ = sender.send(TillInput::Hub(news));
         }
     })
 }
@@ -152,7 +131,7 @@ struct CoreSetup {
     config: AgentConfig,
     layout: Layout,
     client_config: Option<quinn::ClientConfig>,
-    core_rx: Receiver<CoreInput>,
+    core_rx: Receiver<TillInput>,
     seq_tx: watch::Sender<u64>,
     runtime: tokio::runtime::Handle,
     /// Where the till core answers held cuts; `None` when coupons are disabled.
@@ -175,35 +154,37 @@ impl CoreSetup {
         );
         self.seq_tx.send_replace(last_seq);
         let journal_seq = self.seq_tx.subscribe();
-        let desk = load_desk(&self.config, &journal);
+        let has_uplink = self.config.hub.is_some() && self.client_config.is_some();
+        let settings = TillSettings {
+            store: self.config.store.clone(),
+            till: self.config.till.clone(),
+            layout: self.layout,
+            codepage: self.config.pos.codepage,
+            esc_t: self.config.pos.esc_t,
+            card_timeout_ms: self.config.checkout.card_timeout_ms(),
+            coupons_enabled: self.config.coupons.enabled,
+            has_gate: self.decisions.is_some(),
+            has_notices: self.notices.is_some(),
+            has_uplink,
+            notice_text: self.config.coupons.notice_text.clone(),
+            columns: self.config.coupons.columns,
+            expiry_label: self.config.coupons.expiry_label.clone(),
+            max_unverified: self.config.coupons.max_unverified,
+        };
+        let till_core = TillCore::new(settings, &journal);
         let journal = Arc::new(Mutex::new(journal));
         let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
-        let has_uplink = self.config.hub.is_some() && self.client_config.is_some();
         // Erasures reach the uplink; the cards go on to the till core's checkout. A
         // separate channel: the uplink must not keep the core's input queue open.
         let (erased_tx, erased_rx) = mpsc::channel();
-        let core = TillCore {
-            parser: EscPosParser::with_esc_t(self.config.pos.codepage, self.config.pos.esc_t),
-            currency: self.layout.currency(),
-            layout: self.layout,
-            checkout: Checkout::new(self.config.checkout.card_timeout_ms()),
+        let core = CoreLoop {
+            core: till_core,
             journal: Arc::clone(&journal),
             seq_tx: self.seq_tx,
-            lines: Vec::new(),
             erased_rx,
-            store: self.config.store.clone(),
-            till: self.config.till.clone(),
-            coupons_enabled: self.config.coupons.enabled,
-            desk,
-            serials: SerialBlocks::default(),
             decisions: self.decisions,
             requests: has_uplink.then_some(requests_tx),
-            online: false,
-            scanned: ScannedCoupons::new(self.config.coupons.max_unverified),
-            printing: HashMap::new(),
             notices: self.notices,
-            notice_text: self.config.coupons.notice_text.clone(),
-            columns: self.config.coupons.columns,
             heartbeat: self.heartbeat.clone(),
         };
         let core_rx = self.core_rx;
@@ -283,7 +264,7 @@ impl RunningAgent {
         }
 
         let running = Arc::new(AtomicBool::new(true));
-        let (core_tx, core_rx) = mpsc::channel::<CoreInput>();
+        let (core_tx, core_rx) = mpsc::channel::<TillInput>();
         // With coupons on, the proxy holds each cut until the till core's decision (at
         // most the budget); off, it never holds anything.
         let (decisions, notices, gate) = if config.coupons.enabled {
@@ -647,75 +628,27 @@ pub fn in_current_span<T>(f: impl FnOnce() -> T) -> impl FnOnce() -> T {
     move || span.in_scope(f)
 }
 
-/// The till core: turns printed bytes into receipts and scans into card events, and
-/// journals both. Pure state machines inside; this loop only moves values.
-struct TillCore {
-    parser: EscPosParser,
-    layout: Layout,
-    currency: Currency,
-    checkout: Checkout,
+/// The till core's thread: receives inputs, hands each to the pure [`TillCore`] with
+/// `now()` and the journal locked (briefly: the uplink shares it), then performs the
+/// effects. It only moves values.
+struct CoreLoop {
+    core: TillCore,
     journal: Arc<Mutex<Journal>>,
     seq_tx: watch::Sender<u64>,
-    /// Lines of the receipt being printed (since the last cut).
-    lines: Vec<String>,
     /// Cards erased on the hub (already cleared from the journal by the uplink).
-    erased_rx: Receiver<crate::uplink::ErasedCards>,
-    store: String,
-    till: String,
-    coupons_enabled: bool,
-    /// Campaigns, keyring, catalog and digest cache: decides the coupons at a cut.
-    desk: CouponDesk,
-    /// Coupon serials reserved in the journal, handed out at cuts.
-    serials: SerialBlocks,
-    /// Answers to the proxy's held cuts; `None` when coupons are disabled (no gate).
+    erased_rx: Receiver<ErasedCards>,
+    /// Answers to the proxy's held cuts; `None` when coupons are disabled (no gate) or
+    /// the proxy is gone.
     decisions: Option<Sender<CutDecision>>,
-    /// Requests to the hub; `None` without an uplink.
+    /// Requests to the hub; `None` without an uplink (or once it is gone).
     requests: Option<tokio::sync::mpsc::UnboundedSender<HubRequest>>,
-    /// The uplink is connected to the hub.
-    online: bool,
-    /// Coupon codes scanned for the next receipt.
-    scanned: ScannedCoupons,
-    /// Coupons handed to the proxy, by cut offset, until it says whether they printed.
-    printing: HashMap<u64, PrintingCoupons>,
     /// Notices for the cashier (a refused code), printed by the proxy between receipts.
     notices: Option<Sender<Vec<u8>>>,
-    /// `[coupons] notice_text` and `columns`.
-    notice_text: String,
-    columns: usize,
     heartbeat: Heartbeat,
 }
 
-/// Coupons decided at a cut whose release the proxy has not reported yet.
-struct PrintingCoupons {
-    /// The journal seq of their receipt (`None`: the receipt was not journaled).
-    receipt_seq: Option<u64>,
-    issued: Vec<CouponIssue>,
-}
-
-/// The coupon desk with what the journal holds (campaign state, digest cache). A
-/// journal that cannot say starts the desk empty: no coupons until the hub sends them.
-fn load_desk(config: &AgentConfig, journal: &Journal) -> CouponDesk {
-    let mut desk = CouponDesk::new(config.coupons.columns, config.coupons.expiry_label.clone());
-    match journal.campaigns() {
-        Ok(Some(state)) => {
-            tracing::info!(
-                "coupons: campaign set version {} held",
-                state.set.content_version()
-            );
-            desk.on_campaigns(state);
-        }
-        Ok(None) => tracing::info!("coupons: no campaign set yet"),
-        Err(e) => tracing::error!("coupons: cannot read the campaign set: {e}"),
-    }
-    match journal.digests() {
-        Ok(digests) => desk.load_digests(digests),
-        Err(e) => tracing::error!("coupons: cannot read the digest cache: {e}"),
-    }
-    desk
-}
-
-impl TillCore {
-    fn run(mut self, inputs: Receiver<CoreInput>) {
+impl CoreLoop {
+    fn run(mut self, inputs: Receiver<TillInput>) {
         loop {
             self.heartbeat.beat();
             let input = match inputs.recv_timeout(ERASURE_CHECK) {
@@ -723,331 +656,94 @@ impl TillCore {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            self.forget_erased_cards();
-            let Some(input) = input else {
-                continue;
+            // Erased cards first: a pending scan of one must not reach a receipt.
+            while let Ok(erased) = self.erased_rx.try_recv() {
+                self.step(TillInput::Erased(erased));
+            }
+            if let Some(input) = input {
+                self.step(input);
+            }
+        }
+        self.core.finish();
+    }
+
+    /// One input through the core, then the rest of a decided cut's work and what an
+    /// undelivered request feeds back, each with its effects performed.
+    fn step(&mut self, input: TillInput) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let is_print = matches!(input, TillInput::Print(_));
+            let started = std::time::Instant::now();
+            let effects = {
+                let at = now();
+                let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+                self.core.handle(input, at, &mut *journal)
             };
-            match input {
-                CoreInput::Print(bytes) => {
-                    self.parser.feed(&bytes);
-                    while let Some(event) = self.parser.poll() {
-                        self.on_print_event(event);
-                    }
-                }
-                CoreInput::CutReleased { offset, outcome } => self.on_cut_released(offset, outcome),
-                CoreInput::Card(card, at) => {
-                    crate::metrics::record_scan("card");
-                    tracing::info!("card scanned: {}", card.masked());
-                    self.checkout.on_card(card.clone(), at);
-                    self.ask_hub(HubRequest::Digest { card: card.clone() });
-                    self.record(at, EventKind::CardScanned { card });
-                }
-                CoreInput::Coupon(code, at) => {
-                    crate::metrics::record_scan("coupon");
-                    self.on_coupon_scanned(code, at);
-                }
-                CoreInput::Unrecognised => {
-                    crate::metrics::record_scan("unrecognised");
+            self.perform(effects, is_print.then_some(started), &mut inputs);
+            while self.core.wants_poll() {
+                let started = std::time::Instant::now();
+                let effects = {
+                    let at = now();
                     let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = journal.count_unrecognised_scan() {
-                        tracing::error!("unrecognised scan not counted: {e}");
+                    self.core.poll(at, &mut *journal)
+                };
+                self.perform(effects, Some(started), &mut inputs);
+            }
+        }
+    }
+
+    /// Performs the core's effects in order; an undelivered request goes to `feedback`.
+    /// `decision_started`: when the `handle` that decided a receipt's cut began (for the
+    /// coupon decision's latency).
+    fn perform(
+        &mut self,
+        effects: Vec<TillEffect>,
+        decision_started: Option<std::time::Instant>,
+        feedback: &mut VecDeque<TillInput>,
+    ) {
+        // The core stops right after a receipt's decision, with its journaling to do.
+        let receipt_decided = self.core.wants_poll();
+        let last_decide = effects
+            .iter()
+            .rposition(|e| matches!(e, TillEffect::Decide { .. }));
+        for (i, effect) in effects.into_iter().enumerate() {
+            match effect {
+                TillEffect::Decide { offset, block } => {
+                    if let Some(decisions) = &self.decisions {
+                        if decisions.send((offset, block)).is_err() {
+                            tracing::error!("the proxy is gone: coupons are no longer printed");
+                            self.decisions = None;
+                        }
+                    }
+                    if let Some(started) = decision_started {
+                        if receipt_decided && last_decide == Some(i) {
+                            crate::metrics::record_coupon_decision(started.elapsed());
+                        }
                     }
                 }
-                CoreInput::Hub(news) => self.on_hub_news(news),
-            }
-        }
-        if !self.lines.is_empty() {
-            tracing::warn!(
-                "stopping with {} printed lines not yet cut; they are not journaled",
-                self.lines.len()
-            );
-        }
-        let left = self.scanned.take_for_receipt();
-        let codes = left.accepted.into_iter().map(|(code, _)| code);
-        for code in codes.chain(left.refused.into_iter().map(|(code, _)| code)) {
-            tracing::warn!("stopping with coupon {code} scanned but no receipt after it");
-        }
-    }
-
-    fn forget_erased_cards(&mut self) {
-        while let Ok(erased) = self.erased_rx.try_recv() {
-            if self.checkout.forget_cards(|card| erased.names(card)) {
-                tracing::info!("a scanned card was erased on the hub; it is dropped");
-            }
-        }
-    }
-
-    fn on_print_event(&mut self, event: PrintEvent) {
-        match event {
-            PrintEvent::Line(line) => self.lines.push(line),
-            PrintEvent::Cut { offset, .. } => self.on_cut(offset),
-            PrintEvent::StatusRequest { command } => {
-                tracing::trace!("status request {command:?}");
-            }
-            PrintEvent::Diagnostic(message) => tracing::debug!("escpos: {message}"),
-        }
-    }
-
-    /// A receipt ends: decide its coupons and hand them to the proxy first (the cut is
-    /// waiting), then journal the receipt and what belongs to it.
-    fn on_cut(&mut self, offset: u64) {
-        let cut_at = std::time::Instant::now();
-        let lines = std::mem::take(&mut self.lines);
-        if lines.iter().all(|l| l.trim().is_empty()) {
-            tracing::debug!("cut without text: nothing to journal");
-            self.decide(offset, None);
-            return;
-        }
-        let at = now();
-        let parsed = self.layout.match_lines(lines.iter().map(String::as_str));
-        let receipt = self.checkout.on_receipt(parsed, self.currency, at);
-        let total = Money::new(receipt.total_cents, receipt.currency);
-        crate::metrics::record_receipt(!receipt.unbalanced);
-        if receipt.unbalanced {
-            tracing::warn!(
-                "receipt {}: its lines add up to {}, the total read is {total} ({} lines \
-                 not matched): journaled as unbalanced, no coupon; check [pos] layout",
-                receipt.receipt_no.as_deref().unwrap_or("?"),
-                Money::new(receipt.lines_sum_cents(), receipt.currency),
-                receipt.unmatched_lines
-            );
-        }
-        // A misread receipt triggers nothing (its amounts cannot be trusted).
-        let coupons = if self.coupons_enabled && self.desk.state().is_some() && !receipt.unbalanced
-        {
-            let receipt_key = self.receipt_key(receipt.receipt_no.as_deref());
-            let journal = &self.journal;
-            let serials = &mut self.serials;
-            self.desk.decide_at_cut(
-                &receipt,
-                &receipt_key,
-                &self.store,
-                !self.online,
-                PrinterModes::of(&self.parser),
-                at,
-                |campaign, expires| {
-                    serials
-                        .next(campaign, expires, |campaign, expires, count| {
-                            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-                            journal.reserve_coupon_serials(campaign, expires, count)
-                        })
-                        .map_err(|e| e.to_string())?
-                        .ok_or_else(|| "the journal reserved no serial".to_string())
-                },
-            )
-        } else {
-            Default::default()
-        };
-        self.decide(offset, coupons.block);
-        if self.coupons_enabled {
-            crate::metrics::record_coupon_decision(cut_at.elapsed());
-        }
-        tracing::info!(
-            "receipt {} total {total} ({} lines, {} unmatched, {} coupons)",
-            receipt.receipt_no.as_deref().unwrap_or("?"),
-            receipt.lines.len(),
-            receipt.unmatched_lines,
-            coupons.issued.len()
-        );
-        let receipt_seq = self.record(at, EventKind::Receipt(receipt));
-        let codes = self.scanned.take_for_receipt();
-        for (code, verified) in codes.accepted {
-            let redemption = CouponRedemption {
-                code,
-                receipt_seq,
-                verified,
-            };
-            // Journaling it also puts it in the store's redemption ledger.
-            self.record(at, EventKind::CouponRedeemed(redemption));
-        }
-        for (code, reason) in codes.refused {
-            self.refuse(code, reason, at);
-        }
-        let Some(seq) = receipt_seq else {
-            if !coupons.would_have.is_empty() || !coupons.issued.is_empty() {
-                tracing::error!("coupons of a receipt that was not journaled are not journaled");
-            }
-            return;
-        };
-        for mut issue in coupons.would_have {
-            issue.receipt_seq = seq;
-            self.record(at, EventKind::CouponWouldHave(issue));
-        }
-        if !coupons.issued.is_empty() {
-            let printing = PrintingCoupons {
-                receipt_seq,
-                issued: coupons.issued,
-            };
-            self.printing.insert(offset, printing);
-        }
-    }
-
-    /// Answers the proxy's held cut at `offset` (it waits for every cut it holds).
-    fn decide(&mut self, offset: u64, block: Option<Vec<u8>>) {
-        let Some(decisions) = &self.decisions else {
-            return;
-        };
-        if decisions.send((offset, block)).is_err() {
-            tracing::error!("the proxy is gone: coupons are no longer printed");
-            self.decisions = None;
-        }
-    }
-
-    /// The control-group key of an anonymous basket: unique per receipt.
-    fn receipt_key(&self, receipt_no: Option<&str>) -> String {
-        let number = match receipt_no {
-            Some(no) => no.to_string(),
-            None => {
-                let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-                format!("seq{}", journal.last_seq() + 1)
-            }
-        };
-        format!("{}/{}/{number}", self.store, self.till)
-    }
-
-    /// The proxy released a cut: its coupons are journaled only if they were printed.
-    fn on_cut_released(&mut self, offset: u64, outcome: CutOutcome) {
-        let Some(printing) = self.printing.remove(&offset) else {
-            return;
-        };
-        if outcome != CutOutcome::CouponPrinted {
-            let why = match outcome {
-                CutOutcome::TimedOut => "timed out",
-                CutOutcome::Overflow => "too many bytes held",
-                CutOutcome::Flushed => "the printer session ended",
-                CutOutcome::Declined | CutOutcome::CouponPrinted => "declined",
-            };
-            tracing::warn!(
-                "{} coupon(s) decided but not printed ({why})",
-                printing.issued.len()
-            );
-            return;
-        }
-        let Some(seq) = printing.receipt_seq else {
-            return;
-        };
-        let at = now();
-        for mut issue in printing.issued {
-            issue.receipt_seq = seq;
-            tracing::info!("coupon of campaign {} printed", issue.campaign_id);
-            self.record(at, EventKind::CouponIssued(issue));
-        }
-    }
-
-    fn on_coupon_scanned(&mut self, code: String, at: Timestamp) {
-        let in_ledger = {
-            let journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-            journal.is_redeemed(&code).unwrap_or_else(|e| {
-                // The hub (when reachable) still refuses a code redeemed before.
-                tracing::error!("coupons: cannot read the redemption ledger: {e}");
-                false
-            })
-        };
-        let context = ScanContext {
-            keyring: self.desk.state().map(|s| &s.keyring),
-            today: at.local().date_naive(),
-            in_ledger,
-            hub_reachable: self.online && self.requests.is_some(),
-        };
-        match self.scanned.on_scan(&code, context) {
-            ScanOutcome::Accepted(verified) => {
-                tracing::info!("coupon {code} accepted ({})", verified.as_str());
-            }
-            ScanOutcome::Refused(reason) => self.refuse(code, reason, at),
-            ScanOutcome::AskHub => {
-                tracing::info!("coupon {code}: asking the hub");
-                if !self.ask_hub(HubRequest::CouponCheck { code: code.clone() }) {
-                    self.on_verdict(code, None);
-                }
-            }
-            ScanOutcome::Duplicate => tracing::info!("coupon {code} scanned again: counted once"),
-        }
-    }
-
-    fn on_verdict(&mut self, code: String, verdict: Option<till360_shared::wire::CouponVerdict>) {
-        match self.scanned.on_verdict(&code, verdict) {
-            Some(VerdictOutcome::Accepted(verified)) => {
-                tracing::info!("coupon {code} accepted ({})", verified.as_str());
-            }
-            Some(VerdictOutcome::Refused(reason)) => self.refuse(code, reason, now()),
-            None => tracing::debug!("verdict on coupon {code} after its receipt: ignored"),
-        }
-    }
-
-    /// Journals a refused code and tells the cashier with a notice slip (the POS cannot
-    /// be told: it is never changed).
-    fn refuse(&mut self, code: String, reason: String, at: Timestamp) {
-        tracing::warn!("coupon {code} refused: {reason}");
-        if let Some(notices) = &self.notices {
-            let digits: String = code.chars().filter(char::is_ascii_digit).collect();
-            let last4 = &digits[digits.len().saturating_sub(4)..];
-            let lines = [self.notice_text.clone(), format!("{reason}  ...{last4}")];
-            let notice = notice_block(&lines, self.columns, &PrinterModes::of(&self.parser));
-            if notices.send(notice).is_err() {
-                tracing::error!("the proxy is gone: refused coupons are no longer printed");
-                self.notices = None;
-            }
-        }
-        self.record(at, EventKind::CouponRefused { code, reason });
-    }
-
-    /// Sends a request to the uplink; `false` when there is none to ask.
-    fn ask_hub(&mut self, request: HubRequest) -> bool {
-        let Some(requests) = &self.requests else {
-            return false;
-        };
-        if requests.send(request).is_err() {
-            tracing::warn!("the uplink is gone: the hub is no longer asked");
-            self.requests = None;
-            return false;
-        }
-        true
-    }
-
-    fn on_hub_news(&mut self, news: HubNews) {
-        match news {
-            HubNews::Campaigns(state) => {
-                tracing::info!(
-                    "coupons: campaign set version {} received",
-                    state.set.content_version()
-                );
-                self.desk.on_campaigns(*state);
-            }
-            HubNews::Digests { entries, reset } => self.desk.on_digests(entries, reset),
-            HubNews::Digest { card, digest } => {
-                tracing::info!(
-                    "card {}: the hub's digest {}",
-                    card.masked(),
-                    if digest.is_some() {
-                        "arrived"
-                    } else {
-                        "is none"
+                TillEffect::Notice(notice) => {
+                    if let Some(notices) = &self.notices {
+                        if notices.send(notice).is_err() {
+                            tracing::error!(
+                                "the proxy is gone: refused coupons are no longer printed"
+                            );
+                            self.notices = None;
+                        }
                     }
-                );
-                self.desk.on_digest(&card, digest);
-            }
-            HubNews::CouponVerdict { code, verdict } => self.on_verdict(code, verdict),
-            HubNews::Online(online) => {
-                self.online = online;
-                self.scanned.on_link(online);
-            }
-        }
-    }
-
-    /// Journals an event; its seq, or `None` when the journal failed (logged).
-    fn record(&mut self, at: Timestamp, kind: EventKind) -> Option<u64> {
-        let name = kind.name();
-        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        match journal.append(at, kind) {
-            Ok(event) => {
-                drop(journal);
-                self.seq_tx.send_replace(event.seq);
-                Some(event.seq)
-            }
-            // Principle 1: the journal failing never stops printing.
-            Err(e) => {
-                tracing::error!("{name} event NOT journaled: {e}");
-                None
+                }
+                TillEffect::AskHub(request) => {
+                    let undelivered = match &self.requests {
+                        Some(requests) => requests.send(request).err().map(|e| e.0),
+                        None => Some(request),
+                    };
+                    if let Some(request) = undelivered {
+                        self.requests = None;
+                        feedback.push_back(TillInput::Undelivered(request));
+                    }
+                }
+                TillEffect::Journaled(seq) => {
+                    self.seq_tx.send_replace(seq);
+                }
             }
         }
     }
@@ -1060,7 +756,7 @@ impl TillCore {
 fn read_scanner(
     config: ScannerConfig,
     prefixes: CardPrefixes,
-    core: Sender<CoreInput>,
+    core: Sender<TillInput>,
     running: &AtomicBool,
     opened: &AtomicBool,
 ) {
@@ -1092,7 +788,7 @@ const SCANNER_IDLE_SLICE: std::time::Duration = std::time::Duration::from_millis
 fn read_scanner_port(
     config: &ScannerConfig,
     prefixes: &CardPrefixes,
-    core: &Sender<CoreInput>,
+    core: &Sender<TillInput>,
     forward: Option<&mpsc::SyncSender<Vec<u8>>>,
     running: &AtomicBool,
     opened: &AtomicBool,
@@ -1107,8 +803,8 @@ fn read_scanner_port(
             let scan = frame.and_then(|code| classify(&code, prefixes));
             counts.record(&scan);
             let input = match scan {
-                Ok(Scan::Card(card)) => CoreInput::Card(card, now()),
-                Ok(Scan::Coupon(code)) => CoreInput::Coupon(code, now()),
+                Ok(Scan::Card(card)) => TillInput::Card(card, now()),
+                Ok(Scan::Coupon(code)) => TillInput::Coupon(code, now()),
                 Err(ScanError::Empty) => continue,
                 Err(e) if e.is_noise() => {
                     tracing::warn!("scanner: {e} ({} noise frames so far)", counts.noise);
@@ -1121,7 +817,7 @@ fn read_scanner_port(
                         "scanner: neither a loyalty card nor a coupon ({} so far): {e}",
                         counts.ignored
                     );
-                    CoreInput::Unrecognised
+                    TillInput::Unrecognised
                 }
             };
             if core.send(input).is_err() {
