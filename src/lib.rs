@@ -8,3 +8,4 @@ pub mod loadgen;
 pub mod loopback_ports;
 pub mod rig;
 pub mod sim;
+pub mod simulation;

@@ -23,6 +23,9 @@ enum Command {
     Demo(till360::demo::DemoArgs),
     /// Simulate N tills sending R receipts each to a running hub; print one JSON line.
     Loadgen(till360::loadgen::LoadgenArgs),
+    /// Deterministic simulation: run seeds of tills and hub under faults, check each
+    /// history, print the failing seeds with their replay commands.
+    Simulate(till360::simulation::SimulateArgs),
     /// The hub's command line, as `till360-hub` (see `till360 hub --help`).
     Hub {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Simulate(simulate_args) => till360::simulation::simulate_command(simulate_args),
         Command::Demo(demo_args) => {
             init_tracing();
             let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -18,6 +18,7 @@ mod metrics_scrape;
 mod migrate_demo;
 mod packages;
 mod service;
+mod simulation;
 mod sync_faults;
 mod tamper;
 mod two_hubs;

@@ -23,6 +23,7 @@
 //! After any error the task reconnects with a jittered exponential backoff, forever,
 //! and resumes from the hub's `Welcome`.
 
+pub mod conversation;
 mod failover;
 mod health;
 mod pending;
@@ -39,17 +40,18 @@ use thiserror::Error;
 use till360_shared::chain::ChainHash;
 use till360_shared::codec::{self, CodecError, FrameDecoder};
 use till360_shared::coupon::CardKey;
-use till360_shared::sync::{SyncError, UplinkEvent, UplinkSession};
+use till360_shared::sync::SyncError;
 use till360_shared::wire::{Message, Refusal};
 use till360_shared::{AgentId, CardNumber};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::HubLink;
-use crate::hub_link::{CampaignState, HubNews, HubRequest, NewsSink};
+use crate::hub_link::{HubNews, HubRequest, NewsSink};
 use crate::journal::{Journal, JournalError};
+use conversation::{Answer, Conversation, ConversationError, Output, Pacing, Transmit};
 use failover::{AfterFailure, HubRotation};
-use pending::{offline_answer, PendingRequests, Reply, MAX_PENDING};
+pub use pending::{offline_answer, PendingRequests, Reply, MAX_PENDING};
 pub use tls::{client_config, TlsConfigError};
 
 pub const SOFTWARE: &str = concat!("till360-agent/", env!("CARGO_PKG_VERSION"));
@@ -115,6 +117,16 @@ enum UplinkError {
     JournalTask(String),
     #[error("journal returned no events for seq {0} although the session expects some")]
     NothingToSend(u64),
+}
+
+impl From<ConversationError> for UplinkError {
+    fn from(e: ConversationError) -> Self {
+        match e {
+            ConversationError::Sync(e) => UplinkError::Sync(e),
+            ConversationError::Journal(e) => UplinkError::Journal(e),
+            ConversationError::NothingToSend(seq) => UplinkError::NothingToSend(seq),
+        }
+    }
 }
 
 /// A running uplink task.
@@ -191,8 +203,6 @@ type Requests = Option<mpsc::UnboundedReceiver<HubRequest>>;
 struct Link {
     /// Requests sent and not yet answered.
     pending: PendingRequests,
-    /// The digest key of the keyring held (to store a digest answered for a card).
-    digest_key: Option<[u8; 32]>,
     /// `HubNews::Online(true)` was sent for this connection. Shared with `run`, which
     /// tells `Online(false)` itself when a stop drops the session mid-way.
     online: Arc<AtomicBool>,
@@ -348,7 +358,6 @@ impl Uplink {
         endpoint.set_default_client_config(self.client_config.clone());
         let mut link = Link {
             pending: PendingRequests::new(self.request_timeout, MAX_PENDING),
-            digest_key: None,
             online: Arc::clone(online),
             hub: dialled.label.clone(),
             reached: false,
@@ -377,6 +386,9 @@ impl Uplink {
         result
     }
 
+    /// One connection's IO: the hub's frames go to the [`Conversation`], its output to
+    /// the hub, the till core and the status; requests, ticks and the journal's seq wake
+    /// it too.
     #[allow(clippy::too_many_arguments)]
     async fn converse(
         &mut self,
@@ -395,103 +407,34 @@ impl Uplink {
             .map_err(|_| UplinkError::ConnectTimeout)??;
         let (mut send, mut recv) = self.offline_while(requests, conn.open_bi()).await?;
 
-        let (
-            journal_last,
-            erasure_version,
-            campaign_version,
-            digest_version,
-            digest_key,
-            redeemed_version,
-        ) = self
-            .with_journal(move |j| {
-                // A corrupt stored set only costs the key until the hub resends it.
-                let digest_key = match j.campaigns() {
-                    Ok(state) => state.map(|s| s.keyring.digest_key),
-                    Err(e) => {
-                        tracing::warn!("{e}");
-                        None
-                    }
-                };
-                Ok((
-                    j.last_seq(),
-                    j.erasure_version()?,
-                    j.campaign_version()?,
-                    j.digest_version()?,
-                    digest_key,
-                    j.redeemed_version()?,
-                ))
+        let (agent, journal_seq) = (self.agent.clone(), *self.journal_seq.borrow_and_update());
+        let pacing = Pacing {
+            window: self.hub.window,
+            batch_max: self.hub.batch_max,
+        };
+        let till_ms = crate::runtime::now().unix_ms;
+        let (mut conversation, opening) = self
+            .in_journal(move |j| {
+                Conversation::open(agent, pacing, j, journal_seq, SOFTWARE, till_ms)
             })
             .await?;
-        link.digest_key = digest_key;
-        status.send_modify(|s| {
-            s.erasure_version = erasure_version;
-            s.campaign_version = campaign_version;
-            s.digest_version = digest_version;
-        });
-        let mut session = UplinkSession::new(
-            self.agent.clone(),
-            journal_last.max(*self.journal_seq.borrow_and_update()),
-            self.hub.window,
-            self.hub.batch_max,
-        )
-        .with_erasure_version(erasure_version)
-        .with_campaign_version(campaign_version)
-        .with_digest_version(digest_version)
-        .with_redeemed_version(redeemed_version);
-        // The till's health goes with the opening, then again when it changes.
-        let health_now = self
-            .with_journal(|j| Ok(health::of_status(&j.status()?)))
-            .await?;
-        let mut opening = codec::encode_frame(&session.hello(SOFTWARE))?;
-        opening.extend(codec::encode_frame(&session.subscribe())?);
-        opening.extend(codec::encode_frame(&Message::Health(health_now))?);
-        opening.extend(codec::encode_frame(&till_clock())?);
-        send.write_all(&opening).await?;
+        status.send_modify(|s| conversation.fill_status(s));
+        transmit(&mut send, opening.transmit).await?;
 
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut journal_seq_open = true;
-        // Erasure frames waiting for everything sent to be acknowledged.
-        let mut deferred_erasures: Vec<(Vec<CardKey>, u64)> = Vec::new();
-        // An erasure that could not be applied (no keyring) holds back every later one
-        // on this connection: applying a newer version would skip its cards.
-        let mut erasures_stalled = false;
-        // The till's health, reported once per connection and when it changes.
-        let mut last_health = Some(health_now);
         let mut health_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_CHECK, HEALTH_CHECK);
         let mut clock_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + CLOCK_REPORT, CLOCK_REPORT);
         loop {
-            if !deferred_erasures.is_empty() && session.sent() <= session.acked() {
-                for (card_keys, up_to_version) in std::mem::take(&mut deferred_erasures) {
-                    if erasures_stalled
-                        || !self
-                            .apply_erasures(card_keys, up_to_version, status)
-                            .await?
-                    {
-                        // Not acknowledged: the hub sends them again on the next
-                        // connection (by then the keyring is here).
-                        erasures_stalled = true;
-                        break;
-                    }
-                    let applied = session.erasures_applied(up_to_version);
-                    send.write_all(&codec::encode_frame(&applied)?).await?;
-                }
-            }
-            while deferred_erasures.is_empty() {
-                let Some((first, max)) = session.poll_batch() else {
-                    break;
-                };
-                let events = self
-                    .with_journal(move |j| j.read_linked(first, max))
-                    .await?;
-                let Some(last) = events.last().map(|(e, _)| e.seq) else {
-                    return Err(UplinkError::NothingToSend(first));
-                };
-                send_events(&mut send, events).await?;
-                session.on_sent(last);
-            }
+            let (moved, ((), out)) = self
+                .with_conversation(conversation, |c, j, out| c.poll(j, out))
+                .await?;
+            conversation = moved;
+            self.deliver(out, &conversation, &mut send, status, link, attempt)
+                .await?;
             let deadline = link.pending.next_deadline();
             tokio::select! {
                 read = recv.read(&mut buf) => {
@@ -500,57 +443,16 @@ impl Uplink {
                     };
                     decoder.feed(&buf[..n]);
                     while let Some(msg) = decoder.poll()? {
-                        let was_streaming = session.is_streaming();
-                        let event = session.handle(msg)?;
-                        if !was_streaming
-                            && session.is_streaming()
-                            && !link.online.swap(true, Ordering::SeqCst)
-                        {
-                            self.tell(HubNews::Online(true));
-                        }
-                        match event {
-                            Some(UplinkEvent::Acked(seq)) => {
-                                self.with_journal(move |j| j.ack(seq)).await?;
-                                status.send_modify(|s| {
-                                    s.acked_seq = seq;
-                                    s.connected = true;
-                                    s.last_error = None;
-                                });
-                                if !was_streaming {
-                                    link.reached = true;
-                                    tracing::info!("uplink: connected to {}, hub has seq {seq}", link.hub);
-                                    *attempt = 0;
-                                }
-                            }
-                            Some(UplinkEvent::Erase { card_keys, up_to_version }) => {
-                                // Applied at the top of the loop once nothing is in flight.
-                                deferred_erasures.push((card_keys, up_to_version));
-                            }
-                            Some(UplinkEvent::Campaigns { version, set, keyring, catalog }) => {
-                                let state = CampaignState { version, set, keyring, catalog };
-                                self.store_campaigns(state, status, link).await?;
-                            }
-                            Some(UplinkEvent::Digests { entries, up_to_version, reset }) => {
-                                self.apply_digests(entries, up_to_version, reset, status).await?;
-                            }
-                            Some(UplinkEvent::Digest { card, digest }) => {
-                                self.digest_reply(card, digest, link).await?;
-                            }
-                            Some(UplinkEvent::Redeemed { codes, up_to_version }) => {
-                                self.apply_redeemed(codes, up_to_version).await?;
-                            }
-                            Some(UplinkEvent::CouponVerdict { code, verdict }) => {
-                                match link.pending.coupon_reply(&code, verdict, Instant::now()) {
-                                    Some(news) => self.tell(news),
-                                    None => tracing::debug!("uplink: late coupon verdict dropped"),
-                                }
-                            }
-                            None => {}
-                        }
+                        let today = crate::runtime::now().local().date_naive();
+                        let (moved, ((), out)) = self
+                            .with_conversation(conversation, move |c, j, out| c.handle(msg, j, today, out))
+                            .await?;
+                        conversation = moved;
+                        self.deliver(out, &conversation, &mut send, status, link, attempt).await?;
                     }
                 }
                 request = next_request(requests) => {
-                    if session.is_streaming() {
+                    if conversation.is_streaming() {
                         self.ask(request, &mut send, link).await?;
                     } else {
                         self.answer_offline(request);
@@ -565,15 +467,17 @@ impl Uplink {
                     send.write_all(&codec::encode_frame(&till_clock())?).await?;
                 }
                 _ = health_tick.tick() => {
-                    let now = self.with_journal(|j| Ok(health::of_status(&j.status()?))).await?;
-                    if health::report_due(last_health.as_ref(), &now) {
-                        send.write_all(&codec::encode_frame(&Message::Health(now))?).await?;
-                        last_health = Some(now);
+                    let (moved, (report, _)) = self
+                        .with_conversation(conversation, |c, j, _| c.health_report(j))
+                        .await?;
+                    conversation = moved;
+                    if let Some(report) = report {
+                        send.write_all(&codec::encode_frame(&report)?).await?;
                     }
                 }
                 changed = self.journal_seq.changed(), if journal_seq_open => {
                     match changed {
-                        Ok(()) => session.journal_advanced(*self.journal_seq.borrow_and_update()),
+                        Ok(()) => conversation.journal_advanced(*self.journal_seq.borrow_and_update()),
                         // The till core stopped; keep draining what is journaled.
                         Err(_) => journal_seq_open = false,
                     }
@@ -584,6 +488,58 @@ impl Uplink {
                 }
             }
         }
+    }
+
+    /// Passes what the conversation produced on: frames to the hub, news and erased
+    /// cards to the till core, answers through the pending-request table, the status.
+    async fn deliver(
+        &self,
+        out: Output,
+        conversation: &Conversation,
+        send: &mut quinn::SendStream,
+        status: &watch::Sender<UplinkStatus>,
+        link: &mut Link,
+        attempt: &mut u32,
+    ) -> Result<(), UplinkError> {
+        if out.went_online && !link.online.swap(true, Ordering::SeqCst) {
+            self.tell(HubNews::Online(true));
+        }
+        for erased in out.erased {
+            if let Some(tx) = &self.erased_cards {
+                // The till core may have stopped; the journal is what counts.
+                let _ = tx.send(erased);
+            }
+        }
+        for news in out.news {
+            self.tell(news);
+        }
+        status.send_modify(|s| conversation.fill_status(s));
+        if let Some(seq) = out.acked {
+            status.send_modify(|s| {
+                s.connected = true;
+                s.last_error = None;
+            });
+            if out.went_online {
+                link.reached = true;
+                tracing::info!("uplink: connected to {}, hub has seq {seq}", link.hub);
+                *attempt = 0;
+            }
+        }
+        for answer in out.answers {
+            match answer {
+                Answer::Digest { card, digest } => {
+                    self.digest_reply(card, digest, conversation.digest_key(), link)
+                        .await?;
+                }
+                Answer::CouponVerdict { code, verdict } => {
+                    match link.pending.coupon_reply(&code, verdict, Instant::now()) {
+                        Some(news) => self.tell(news),
+                        None => tracing::debug!("uplink: late coupon verdict dropped"),
+                    }
+                }
+            }
+        }
+        transmit(send, out.transmit).await
     }
 
     /// Sends a request to the hub and remembers it until answered or timed out.
@@ -616,145 +572,59 @@ impl Uplink {
         &self,
         card: CardNumber,
         digest: Option<till360_shared::campaign::Digest>,
+        digest_key: Option<[u8; 32]>,
         link: &mut Link,
     ) -> Result<(), UplinkError> {
         if link.pending.digest_reply(&card, Instant::now()) == Reply::Late {
             tracing::debug!("uplink: late digest reply dropped");
             return Ok(());
         }
-        // Without a keyring there is no card key to store it under; the till core still
-        // gets it for this scan.
-        let (card, digest) = match link.digest_key {
-            Some(key) => {
-                self.with_journal(move |j| {
-                    let card_key = till360_shared::coupon::CardKey::of(&key, &card);
-                    j.put_digest(&card_key, digest.as_ref())?;
-                    Ok((card, digest))
-                })
-                .await?
-            }
-            None => (card, digest),
-        };
+        let (card, digest) = self
+            .with_journal(move |j| {
+                conversation::store_digest(digest_key, &card, digest.as_ref(), j)?;
+                Ok((card, digest))
+            })
+            .await?;
         self.tell(HubNews::Digest { card, digest });
         Ok(())
     }
 
-    /// Stores a campaign frame, then tells the till core.
-    async fn store_campaigns(
+    /// Runs a conversation step on the journal (off the runtime's threads) and gives the
+    /// conversation back with what the step produced.
+    async fn with_conversation<T, F>(
         &self,
-        state: CampaignState,
-        status: &watch::Sender<UplinkStatus>,
-        link: &mut Link,
-    ) -> Result<(), UplinkError> {
-        let state = self
-            .with_journal(move |j| {
-                j.store_campaigns(&state)?;
-                Ok(state)
-            })
-            .await?;
-        let version = state.version;
-        // The keys are never logged.
-        tracing::info!(
-            "uplink: {} campaigns and {} catalog items stored (version {version}) with this till's keyring",
-            state.set.campaigns.len(),
-            state.catalog.len()
-        );
-        link.digest_key = Some(state.keyring.digest_key);
-        status.send_modify(|s| s.campaign_version = version);
-        self.tell(HubNews::Campaigns(Box::new(state)));
-        Ok(())
+        conversation: Conversation,
+        f: F,
+    ) -> Result<(Conversation, (T, Output)), UplinkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conversation, &mut Journal, &mut Output) -> Result<T, ConversationError>
+            + Send
+            + 'static,
+    {
+        let mut conversation = conversation;
+        self.in_journal(move |j| {
+            let mut out = Output::default();
+            let value = f(&mut conversation, j, &mut out)?;
+            Ok((conversation, (value, out)))
+        })
+        .await
     }
 
-    /// Applies a digest delta to the journal's cache, then tells the till core.
-    async fn apply_digests(
-        &self,
-        entries: Vec<till360_shared::wire::DigestEntry>,
-        up_to_version: u64,
-        reset: bool,
-        status: &watch::Sender<UplinkStatus>,
-    ) -> Result<(), UplinkError> {
-        let entries = self
-            .with_journal(move |j| {
-                j.apply_digests(&entries, up_to_version, reset)?;
-                Ok(entries)
-            })
-            .await?;
-        tracing::debug!(
-            "uplink: {} digest changes applied (digest version {up_to_version}, reset {reset})",
-            entries.len()
-        );
-        status.send_modify(|s| s.digest_version = up_to_version);
-        self.tell(HubNews::Digests { entries, reset });
-        Ok(())
-    }
-
-    /// Adds the store's redeemed codes to the journal's ledger with `up_to_version`
-    /// (one transaction; expired codes dropped on the way).
-    async fn apply_redeemed(
-        &self,
-        codes: Vec<String>,
-        up_to_version: u64,
-    ) -> Result<(), UplinkError> {
-        let count = codes.len();
-        let today = crate::runtime::now().local().date_naive();
-        let held = self
-            .with_journal(move |j| j.apply_redeemed(&codes, up_to_version, today))
-            .await?;
-        tracing::info!(
-            "uplink: {count} codes redeemed in this store received (version {up_to_version}, {held} held)"
-        );
-        Ok(())
-    }
-
-    /// Pseudonymises the journal's events of the erased cards, drops their digests,
-    /// scrubs the quarantine and stores `up_to_version` (one transaction), then tells
-    /// the till core so a pending scan is dropped too. `false`: not applied, as the
-    /// journal holds no keyring to recognise the cards by (must not be acknowledged).
-    async fn apply_erasures(
-        &self,
-        card_keys: Vec<CardKey>,
-        up_to_version: u64,
-        status: &watch::Sender<UplinkStatus>,
-    ) -> Result<bool, UplinkError> {
-        let count = card_keys.len();
-        let (outcome, erased) = self
-            .with_journal(move |j| {
-                let outcome = j.apply_erasures(&card_keys, up_to_version)?;
-                let digest_key = match outcome {
-                    // Applied with a keyring, so it reads; the core can do without.
-                    Some(_) if !card_keys.is_empty() => {
-                        j.campaigns().ok().flatten().map(|s| s.keyring.digest_key)
-                    }
-                    _ => None,
-                };
-                Ok((
-                    outcome,
-                    digest_key.map(|digest_key| ErasedCards {
-                        digest_key,
-                        card_keys,
-                    }),
-                ))
-            })
-            .await?;
-        let Some(outcome) = outcome else {
-            tracing::warn!(
-                "uplink: erasures up to version {up_to_version} not applied yet: no keyring from the hub to recognise the cards by"
-            );
-            return Ok(false);
-        };
-        tracing::info!(
-            "uplink: {count} erased card keys applied (erasure version {}): {} journal events pseudonymised, {} digests removed, {} quarantined rows scrubbed",
-            outcome.erasure_version,
-            outcome.events_pseudonymised,
-            outcome.digests_removed,
-            outcome.quarantine_scrubbed
-        );
-        if let (Some(tx), Some(erased)) = (&self.erased_cards, erased) {
-            // The till core may have stopped; the journal is what counts.
-            let _ = tx.send(erased);
-        }
-        status.send_modify(|s| s.erasure_version = outcome.erasure_version);
-        Ok(true)
+    async fn in_journal<T, F>(&self, f: F) -> Result<T, UplinkError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Journal) -> Result<T, ConversationError> + Send + 'static,
+    {
+        let journal = Arc::clone(&self.journal);
+        tokio::task::spawn_blocking(move || {
+            // A panic elsewhere leaves SQLite consistent (transactions roll back).
+            let mut guard = journal.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| UplinkError::JournalTask(e.to_string()))?
+        .map_err(UplinkError::from)
     }
 
     async fn with_journal<T, F>(&self, f: F) -> Result<T, UplinkError>
@@ -781,12 +651,28 @@ fn till_clock() -> Message {
     }
 }
 
-/// Sends `events` as one frame, or as several if one would exceed the frame limit;
-/// each `Events` frame is followed by the `Chain` claim at its last event.
-async fn send_events(
-    send: &mut quinn::SendStream,
+/// Encodes what the conversation wants sent and writes it at once. An `Events` batch
+/// that would exceed the frame limit goes as several frames; each `Events` frame is
+/// followed by the `Chain` claim at its last event.
+async fn transmit(send: &mut quinn::SendStream, items: Vec<Transmit>) -> Result<(), UplinkError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    for item in items {
+        match item {
+            Transmit::Message(msg) => bytes.extend(codec::encode_frame(&msg)?),
+            Transmit::Events(events) => encode_events(events, &mut bytes)?,
+        }
+    }
+    send.write_all(&bytes).await?;
+    Ok(())
+}
+
+fn encode_events(
     events: Vec<(till360_shared::Event, ChainHash)>,
-) -> Result<(), UplinkError> {
+    bytes: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     let mut pending = vec![events];
     while let Some(batch) = pending.pop() {
         let Some((last, hash)) = batch.last().map(|(e, link)| (e.seq, *link)) else {
@@ -794,12 +680,12 @@ async fn send_events(
         };
         let events = batch.iter().map(|(e, _)| e.clone()).collect();
         match codec::encode_frame(&Message::Events(events)) {
-            Ok(mut frame) => {
-                frame.extend(codec::encode_frame(&Message::Chain {
+            Ok(frame) => {
+                bytes.extend(frame);
+                bytes.extend(codec::encode_frame(&Message::Chain {
                     last_seq: last,
                     hash,
                 })?);
-                send.write_all(&frame).await?
             }
             Err(CodecError::TooLarge { .. }) if batch.len() > 1 => {
                 let mut first = batch;
@@ -808,7 +694,7 @@ async fn send_events(
                 pending.push(second);
                 pending.push(first);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(())

@@ -5,14 +5,14 @@
 //! digest requests and coupon checks), the store's redeemed coupon codes through the
 //! [`RedeemedFeed`].
 
-mod campaigns;
+pub mod campaigns;
 mod connection;
 mod digests;
 mod endpoint;
 mod erasures;
 mod redeemed;
 mod revocation;
-mod session;
+pub mod session;
 mod till_guard;
 mod tls;
 
