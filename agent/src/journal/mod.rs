@@ -180,13 +180,15 @@ impl Journal {
         Self::open_file(&path, agent)
     }
 
-    fn open_file(path: &Path, agent: &AgentId) -> Result<Journal, JournalError> {
+    /// Opens the SQLite file in WAL mode with `synchronous=FULL`, its WAL files private
+    /// and deleted rows overwritten.
+    fn connect(path: &Path) -> Result<Connection, JournalError> {
         let label = path.display().to_string();
         let sql = |source| JournalError::Sqlite {
             path: label.clone(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(sql)?;
+        let conn = Connection::open(path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         space::configure(&conn).map_err(sql)?;
         let mode: String = conn
@@ -214,6 +216,16 @@ impl Journal {
         // not left readable in the file's free space.
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(sql)?;
+        Ok(conn)
+    }
+
+    fn open_file(path: &Path, agent: &AgentId) -> Result<Journal, JournalError> {
+        let label = path.display().to_string();
+        let sql = |source| JournalError::Sqlite {
+            path: label.clone(),
+            source,
+        };
+        let mut conn = Self::connect(path)?;
 
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -270,58 +282,7 @@ impl Journal {
                         found: version,
                     });
                 }
-                if version == 1 {
-                    tx.execute_batch(
-                        "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;",
-                    )
-                    .map_err(sql)?;
-                }
-                if version < 4 {
-                    // Schema 3 kept the keyring in a column named `till_key` and had no
-                    // catalog: drop that row's table; with version 0 the hub resends.
-                    // The new tables are created below.
-                    tx.execute_batch(
-                        "ALTER TABLE journal_meta ADD COLUMN digest_version INTEGER NOT NULL DEFAULT 0;
-                         DROP TABLE IF EXISTS campaigns;",
-                    )
-                    .map_err(sql)?;
-                }
-                if version < 5 {
-                    // The chain starts at the acked seq: the rows before it are gone.
-                    for (table, column) in [
-                        ("journal_meta", "chain_head"),
-                        ("journal_meta", "acked_link"),
-                        ("events", "link"),
-                    ] {
-                        add_blob_column(&tx, table, column).map_err(sql)?;
-                    }
-                    needs_relink = true;
-                }
-                if version < 6 {
-                    let has = tx
-                        .prepare(
-                            "SELECT 1 FROM pragma_table_info('journal_meta')
-                             WHERE name = 'redeemed_version'",
-                        )
-                        .and_then(|mut q| q.exists([]))
-                        .map_err(sql)?;
-                    if !has {
-                        tx.execute_batch(
-                            "ALTER TABLE journal_meta
-                                 ADD COLUMN redeemed_version INTEGER NOT NULL DEFAULT 0;",
-                        )
-                        .map_err(sql)?;
-                    }
-                    reencode_old_receipts(&tx).map_err(sql)?;
-                    needs_relink = true;
-                }
-                if version < SCHEMA_VERSION {
-                    tx.execute(
-                        "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
-                        params![SCHEMA_VERSION],
-                    )
-                    .map_err(sql)?;
-                }
+                needs_relink = upgrade(&tx, version).map_err(sql)?;
                 let found = AgentId::new(store, till);
                 if &found != agent {
                     return Err(JournalError::AgentMismatch {
@@ -333,49 +294,7 @@ impl Journal {
                 (to_u64(last), to_u64(acked))
             }
         };
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS campaigns (
-                 id INTEGER PRIMARY KEY CHECK (id = 1),
-                 version INTEGER NOT NULL,
-                 campaign_set BLOB NOT NULL,
-                 keyring BLOB NOT NULL,
-                 catalog BLOB NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS digests (
-                 card_key BLOB PRIMARY KEY,
-                 digest BLOB NOT NULL
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS redeemed_codes (
-                 code TEXT PRIMARY KEY,
-                 expires TEXT NOT NULL,
-                 -- 1: redeemed at this till (journaled here); 0: pushed by the hub.
-                 own INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS coupon_serials (
-                 campaign_number INTEGER NOT NULL,
-                 expires TEXT NOT NULL,
-                 next_serial INTEGER NOT NULL,
-                 PRIMARY KEY (campaign_number, expires)
-             ) WITHOUT ROWID;
-             -- Rows that could not be read, as they were found (the events table holds
-             -- a Quarantined event with the same seq instead).
-             -- Counts a pilot watches (`status`, the health report): receipts that did
-             -- not balance, scans that were neither a card nor a coupon.
-             CREATE TABLE IF NOT EXISTS counters (
-                 name TEXT PRIMARY KEY,
-                 count INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS quarantine (
-                 seq INTEGER PRIMARY KEY,
-                 kind TEXT,
-                 recorded_at_ms INTEGER,
-                 offset_min INTEGER,
-                 payload BLOB,
-                 reason TEXT NOT NULL,
-                 quarantined_at_ms INTEGER NOT NULL
-             );",
-        )
-        .map_err(sql)?;
+        create_concern_tables(&tx).map_err(sql)?;
         let (min, max): (Option<i64>, Option<i64>) = tx
             .query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -436,6 +355,107 @@ impl Journal {
             .query_row(query, [], |r| Ok(to_u64(r.get(0)?)))
             .map_err(|e| self.sql_err(e))
     }
+}
+
+/// Upgrades a journal of schema `version` (1 to [`SCHEMA_VERSION`]) in the opening
+/// transaction; `true` when the hash chain must be re-linked afterwards.
+fn upgrade(tx: &Connection, version: i64) -> rusqlite::Result<bool> {
+    let mut needs_relink = false;
+    if version == 1 {
+        tx.execute_batch(
+            "ALTER TABLE journal_meta ADD COLUMN erasure_version INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
+    if version < 4 {
+        // Schema 3 kept the keyring in a column named `till_key` and had no
+        // catalog: drop that row's table; with version 0 the hub resends.
+        // The new tables are created by `create_concern_tables`.
+        tx.execute_batch(
+            "ALTER TABLE journal_meta ADD COLUMN digest_version INTEGER NOT NULL DEFAULT 0;
+             DROP TABLE IF EXISTS campaigns;",
+        )?;
+    }
+    if version < 5 {
+        // The chain starts at the acked seq: the rows before it are gone.
+        for (table, column) in [
+            ("journal_meta", "chain_head"),
+            ("journal_meta", "acked_link"),
+            ("events", "link"),
+        ] {
+            add_blob_column(tx, table, column)?;
+        }
+        needs_relink = true;
+    }
+    if version < 6 {
+        let has = tx
+            .prepare(
+                "SELECT 1 FROM pragma_table_info('journal_meta')
+                 WHERE name = 'redeemed_version'",
+            )
+            .and_then(|mut q| q.exists([]))?;
+        if !has {
+            tx.execute_batch(
+                "ALTER TABLE journal_meta
+                     ADD COLUMN redeemed_version INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
+        reencode_old_receipts(tx)?;
+        needs_relink = true;
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE journal_meta SET schema_version = ?1 WHERE id = 1",
+            params![SCHEMA_VERSION],
+        )?;
+    }
+    Ok(needs_relink)
+}
+
+/// Creates the tables of the journal's concerns (campaigns, digests, coupons, counters,
+/// quarantine) that a new or upgraded journal lacks.
+fn create_concern_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS campaigns (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             version INTEGER NOT NULL,
+             campaign_set BLOB NOT NULL,
+             keyring BLOB NOT NULL,
+             catalog BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS digests (
+             card_key BLOB PRIMARY KEY,
+             digest BLOB NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS redeemed_codes (
+             code TEXT PRIMARY KEY,
+             expires TEXT NOT NULL,
+             -- 1: redeemed at this till (journaled here); 0: pushed by the hub.
+             own INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS coupon_serials (
+             campaign_number INTEGER NOT NULL,
+             expires TEXT NOT NULL,
+             next_serial INTEGER NOT NULL,
+             PRIMARY KEY (campaign_number, expires)
+         ) WITHOUT ROWID;
+         -- Counts a pilot watches (`status`, the health report): receipts that did
+         -- not balance, scans that were neither a card nor a coupon.
+         CREATE TABLE IF NOT EXISTS counters (
+             name TEXT PRIMARY KEY,
+             count INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         -- Rows that could not be read, as they were found (the events table holds
+         -- a Quarantined event with the same seq instead).
+         CREATE TABLE IF NOT EXISTS quarantine (
+             seq INTEGER PRIMARY KEY,
+             kind TEXT,
+             recorded_at_ms INTEGER,
+             offset_min INTEGER,
+             payload BLOB,
+             reason TEXT NOT NULL,
+             quarantined_at_ms INTEGER NOT NULL
+         );",
+    )
 }
 
 /// Schema 6: receipts written before they carried `unbalanced` and `unmatched_lines`
