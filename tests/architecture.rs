@@ -445,3 +445,156 @@ fn only_test_items_are_left_out_of_the_checks() {
     assert!(!code.contains("fn f()"), "{code}");
     assert!(!code.contains("mod more"), "{code}");
 }
+
+/// The `pure` list of [`pure_cores_do_no_io`], read from this file: one list, so a module
+/// added there is held by the lint check below as well.
+fn pure_list() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("tests/architecture.rs")).unwrap();
+    let start = text
+        .find("let pure = [")
+        .expect("the pure list in pure_cores_do_no_io");
+    let list = &text[start..];
+    let list = &list[..list.find("];").expect("the end of the pure list")];
+    list.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let entry = line.trim().trim_end_matches(',');
+            Some(entry.strip_prefix('"')?.strip_suffix('"')?.to_string())
+        })
+        .collect()
+}
+
+/// Pure modules in folders this change did not touch (`agent/src/uplink/` was being
+/// reworked, `src/` is the root package's): still held by the text check of
+/// [`pure_cores_do_no_io`]; their owners add the attribute and take them off this list.
+const DENY_PENDING: [&str; 4] = [
+    "agent/src/uplink/pending.rs",
+    "agent/src/uplink/health.rs",
+    "src/faults/plan.rs",
+    "src/faults/total_queue.rs",
+];
+
+const DENY_DISALLOWED_METHODS: &str = "#![deny(clippy::disallowed_methods)]";
+
+/// Whether the inner attributes at the top of `text` (after its `//!` comment) deny
+/// `clippy::disallowed_methods`.
+fn denies_disallowed_methods(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .take_while(|line| line.starts_with("#!["))
+        .any(|line| line == DENY_DISALLOWED_METHODS)
+}
+
+/// Purity is held by clippy too: every module in the `pure` list (a folder by its
+/// `lib.rs` or `mod.rs`) starts with `#![deny(clippy::disallowed_methods)]`, which turns
+/// clippy.toml's clock, sleep, file and socket methods into errors there (the workspace
+/// allows them elsewhere). A new pure module without the attribute fails here.
+#[test]
+fn every_pure_module_denies_the_disallowed_methods() {
+    let pure = pure_list();
+    assert!(pure.len() >= 10, "pure list not found: {pure:?}");
+    for pending in DENY_PENDING {
+        assert!(
+            pure.iter().any(|p| p == pending),
+            "{pending} is no longer in the pure list: take it off DENY_PENDING"
+        );
+    }
+    for entry in &pure {
+        let path = root().join(entry);
+        let file = if path.is_dir() {
+            ["lib.rs", "mod.rs"]
+                .iter()
+                .map(|name| path.join(name))
+                .find(|file| file.is_file())
+                .unwrap_or_else(|| panic!("{entry}: a pure folder without lib.rs or mod.rs"))
+        } else {
+            path
+        };
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let denies = denies_disallowed_methods(&text);
+        if DENY_PENDING.contains(&entry.as_str()) {
+            assert!(
+                !denies,
+                "{entry} now carries {DENY_DISALLOWED_METHODS}: take it off DENY_PENDING"
+            );
+            continue;
+        }
+        assert!(
+            denies,
+            "{}: a pure module starts with {DENY_DISALLOWED_METHODS} (after its //! comment)",
+            file.display()
+        );
+    }
+}
+
+/// clippy.toml names the clock, sleep, file and socket methods (each with a reason), the
+/// workspace allows the lint and every member takes the workspace's lints.
+#[test]
+fn clippy_toml_disallows_clock_sleep_file_and_socket_methods() {
+    let text = std::fs::read_to_string(root().join("clippy.toml")).unwrap();
+    let config: toml::Table = text.parse().unwrap();
+    let entries = config["disallowed-methods"].as_array().unwrap();
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry["path"].as_str().unwrap();
+        let reason = entry.get("reason").and_then(|r| r.as_str()).unwrap_or("");
+        assert!(
+            !reason.trim().is_empty(),
+            "clippy.toml: {path} has no reason"
+        );
+        paths.push(path);
+    }
+    for method in [
+        "std::time::SystemTime::now",
+        "std::time::Instant::now",
+        "chrono::Utc::now",
+        "chrono::Local::now",
+        "std::thread::sleep",
+        "tokio::time::sleep",
+        "std::fs::File::open",
+        "std::fs::File::create",
+        "std::fs::OpenOptions::open",
+        "std::fs::read",
+        "std::fs::read_to_string",
+        "std::fs::write",
+        "std::net::TcpStream::connect",
+        "std::net::TcpListener::bind",
+        "std::net::UdpSocket::bind",
+        "rusqlite::Connection::open",
+    ] {
+        assert!(
+            paths.contains(&method),
+            "clippy.toml does not disallow {method}"
+        );
+    }
+    let workspace: toml::Table = std::fs::read_to_string(root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        workspace["workspace"]["lints"]["clippy"]["disallowed_methods"].as_str(),
+        Some("allow"),
+        "Cargo.toml: [workspace.lints.clippy] disallowed_methods = \"allow\""
+    );
+    for member in [
+        "Cargo.toml",
+        "shared/Cargo.toml",
+        "agent/Cargo.toml",
+        "hub/Cargo.toml",
+    ] {
+        let manifest: toml::Table = std::fs::read_to_string(root().join(member))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            manifest
+                .get("lints")
+                .and_then(|l| l.get("workspace"))
+                .and_then(|w| w.as_bool()),
+            Some(true),
+            "{member}: [lints] workspace = true (or clippy.toml's list bites nowhere, or everywhere)"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! Checkout (pure): pairs the loyalty card scanned at the till with the receipt that
 //! follows it, and builds the Receipt event payload.
 
+#![deny(clippy::disallowed_methods)]
+
 use chrono::Duration;
 use till360_shared::{CardNumber, Currency, Receipt, Timestamp};
 

@@ -397,337 +397,42 @@ impl AgentConfig {
     }
 
     /// Parses `text` as if read from `origin` (whose folder anchors relative paths).
+    /// The sections are checked in file order, so the first error reported is the same
+    /// whatever else is wrong further down.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, ConfigError> {
         let file = file_label(origin);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let key = match e.span() {
-                None => String::new(),
-                // A missing key is reported on its table: the whole file for the top
-                // level (blame no key), the header line for a section.
-                Some(span) if e.message().starts_with("missing field") => {
-                    let table = key_at(text, span.start);
-                    let whole_file = span.start == 0 && span.end >= text.trim_end().len();
-                    if whole_file || !table.starts_with('[') || table.contains("] ") {
-                        String::new()
-                    } else {
-                        table
-                    }
-                }
-                Some(span) => key_at(text, span.start),
-            };
-            ConfigError::invalid(&file, &key, e.message())
-        })?;
-        let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &str| -> PathBuf {
-            let p = Path::new(p);
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
+        let raw = parse_raw(text, &file)?;
+        let cx = Checker {
+            file: &file,
+            base: origin.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
-        let bad = |key: &str, reason: String| ConfigError::invalid(&file, key, reason);
-
-        for (key, value) in [("store", &raw.store), ("till", &raw.till)] {
-            if !AgentId::is_valid_part(value) {
-                return Err(bad(
-                    key,
-                    format!("{value:?} is not a valid id (1 to 32 of A-Z a-z 0-9 _ . -)"),
-                ));
-            }
-        }
-        if raw.data_dir.trim().is_empty() {
-            return Err(bad("data_dir", "must not be empty".into()));
-        }
-
-        let port = |section: &str, value: &str, baud: Option<u32>, tcp_ok: bool| {
-            let key = format!("[{section}] port");
-            if value.trim().is_empty() {
-                return Err(bad(&key, "must not be empty".into()));
-            }
-            let baud = baud.unwrap_or(DEFAULT_BAUD);
-            if baud == 0 {
-                return Err(bad(&format!("[{section}] baud"), "must be above 0".into()));
-            }
-            let spec = PortSpec::parse(value, baud, &base).map_err(|e| bad(&key, e.to_string()))?;
-            if !tcp_ok && matches!(spec, PortSpec::Tcp { .. }) {
-                return Err(bad(
-                    &key,
-                    format!("{value:?}: tcp:// is only for the printer; use a serial device"),
-                ));
-            }
-            Ok(spec)
-        };
-
-        let scanner = match raw.scanner {
-            None => None,
-            Some(s) => {
-                let suffix_text = s.suffix.as_deref().unwrap_or(DEFAULT_SUFFIX);
-                let suffix = suffix_text.parse::<Suffix>().map_err(|_| {
-                    bad(
-                        "[scanner] suffix",
-                        format!("{suffix_text:?} is not one of cr, lf, crlf, stx_etx"),
-                    )
-                })?;
-                let scanner_port = port("scanner", &s.port, s.baud, false)?;
-                let forward_to = match s.forward_to.as_deref() {
-                    None => None,
-                    Some(value) => {
-                        let key = "[scanner] forward_to";
-                        if value.trim().is_empty() {
-                            return Err(bad(
-                                key,
-                                "must not be empty (leave the key out to forward nothing)".into(),
-                            ));
-                        }
-                        // The POS's scanner input runs at the scanner's line speed.
-                        let baud = s.baud.unwrap_or(DEFAULT_BAUD);
-                        let spec = PortSpec::parse(value, baud, &base)
-                            .map_err(|e| bad(key, e.to_string()))?;
-                        if matches!(spec, PortSpec::Tcp { .. }) {
-                            return Err(bad(
-                                key,
-                                format!("{value:?}: tcp:// is only for the printer; use a serial device"),
-                            ));
-                        }
-                        if spec == scanner_port {
-                            return Err(bad(key, format!("{value:?} is the scanner's own port")));
-                        }
-                        Some(spec)
-                    }
-                };
-                Some(ScannerConfig {
-                    port: scanner_port,
-                    suffix,
-                    forward_to,
-                })
-            }
-        };
-
-        let codepage_name = raw.pos.codepage.as_deref().unwrap_or(DEFAULT_CODEPAGE);
-        let codepage = CodePage::from_name(codepage_name).ok_or_else(|| {
-            bad(
-                "[pos] codepage",
-                format!("{codepage_name:?} is not a supported code page"),
-            )
-        })?;
-        if raw.pos.layout.trim().is_empty() {
-            return Err(bad("[pos] layout", "must not be empty".into()));
-        }
-        let esc_t = esc_t_table(&raw.pos).map_err(|(key, reason)| bad(key, reason))?;
-        let pos = PosConfig {
-            port: port("pos", &raw.pos.port, raw.pos.baud, false)?,
-            codepage,
-            esc_t,
-            layout: resolve(&raw.pos.layout),
-        };
-        let printer = PrinterConfig {
-            port: port("printer", &raw.printer.port, raw.printer.baud, true)?,
-        };
-
-        if raw.cards.prefixes.is_empty() {
-            return Err(bad(
-                "[cards] prefixes",
-                "lists no prefix: no scan could ever be a loyalty card".into(),
-            ));
-        }
-        let prefixes = CardPrefixes::new(raw.cards.prefixes.iter().map(String::as_str))
-            .map_err(|e| bad("[cards] prefixes", e.to_string()))?;
-
-        let hub = match raw.hub {
-            None => None,
-            Some(h) => {
-                let addresses = match h.address {
-                    RawAddresses::One(address) => vec![address],
-                    RawAddresses::Several(list) => list,
-                };
-                if addresses.is_empty() {
-                    return Err(bad(
-                        "[hub] address",
-                        "lists no hub: give \"HOST:PORT\" or a list of them".into(),
-                    ));
-                }
-                for address in &addresses {
-                    if host_of(address).is_empty() || !has_port(address) {
-                        return Err(bad(
-                            "[hub] address",
-                            format!("{address:?} is not HOST:PORT"),
-                        ));
-                    }
-                }
-                let server_name = match h.server_name {
-                    Some(name) => name,
-                    None => host_of(&addresses[0]).to_string(),
-                };
-                if server_name.trim().is_empty() {
-                    return Err(bad("[hub] server_name", "must not be empty".into()));
-                }
-                let batch_max = h.batch_max.unwrap_or(DEFAULT_BATCH_MAX);
-                if batch_max == 0 {
-                    return Err(bad("[hub] batch_max", "must be above 0".into()));
-                }
-                let window = h.window.unwrap_or(DEFAULT_WINDOW);
-                if window == 0 {
-                    return Err(bad("[hub] window", "must be above 0".into()));
-                }
-                for (key, value) in [("ca", &h.ca), ("cert", &h.cert), ("key", &h.key)] {
-                    if value.trim().is_empty() {
-                        return Err(bad(&format!("[hub] {key}"), "must not be empty".into()));
-                    }
-                }
-                Some(HubLink {
-                    addresses,
-                    server_name,
-                    ca: resolve(&h.ca),
-                    cert: resolve(&h.cert),
-                    key: resolve(&h.key),
-                    batch_max,
-                    window,
-                    origin: file.clone(),
-                })
-            }
-        };
-
-        let checkout = match raw.checkout.and_then(|c| c.card_timeout_secs) {
-            Some(0) => {
-                return Err(bad(
-                    "[checkout] card_timeout_secs",
-                    "must be above 0".into(),
-                ))
-            }
-            Some(secs) => CheckoutConfig {
-                card_timeout_secs: secs,
-            },
-            None => CheckoutConfig::default(),
-        };
-
+        identity_section(&raw, &cx)?;
+        let scanner = raw
+            .scanner
+            .as_ref()
+            .map(|s| scanner_section(s, &cx))
+            .transpose()?;
+        let pos = pos_section(&raw.pos, &cx)?;
+        let printer = printer_section(&raw.printer, &cx)?;
+        let cards = cards_section(&raw.cards, &cx)?;
+        let hub = raw.hub.map(|h| hub_section(h, &cx)).transpose()?;
+        let checkout = checkout_section(raw.checkout.as_ref(), &cx)?;
         let coupons = match raw.coupons {
             None => CouponsConfig::default(),
-            Some(c) => {
-                let defaults = CouponsConfig::default();
-                let budget_ms = c.budget_ms.unwrap_or(defaults.budget_ms);
-                if !(1..=MAX_COUPON_BUDGET_MS).contains(&budget_ms) {
-                    return Err(bad(
-                        "[coupons] budget_ms",
-                        format!(
-                            "{budget_ms} is out of range (1..={MAX_COUPON_BUDGET_MS}): \
-                             the receipt's cut waits this long at most"
-                        ),
-                    ));
-                }
-                let digest_timeout_ms = c.digest_timeout_ms.unwrap_or(defaults.digest_timeout_ms);
-                if !(1..=MAX_DIGEST_TIMEOUT_MS).contains(&digest_timeout_ms) {
-                    return Err(bad(
-                        "[coupons] digest_timeout_ms",
-                        format!(
-                            "{digest_timeout_ms} is out of range (1..={MAX_DIGEST_TIMEOUT_MS})"
-                        ),
-                    ));
-                }
-                let columns = c.columns.unwrap_or(defaults.columns);
-                if !COUPON_COLUMNS.contains(&columns) {
-                    return Err(bad(
-                        "[coupons] columns",
-                        format!(
-                            "{columns} is out of range ({}..={})",
-                            COUPON_COLUMNS.start(),
-                            COUPON_COLUMNS.end()
-                        ),
-                    ));
-                }
-                let expiry_label = c.expiry_label.unwrap_or(defaults.expiry_label);
-                if expiry_label.trim().is_empty() || expiry_label.chars().any(char::is_control) {
-                    return Err(bad(
-                        "[coupons] expiry_label",
-                        format!("{expiry_label:?} must be printable text, not empty"),
-                    ));
-                }
-                let max_unverified = c.max_unverified.unwrap_or(defaults.max_unverified);
-                if max_unverified > MAX_MAX_UNVERIFIED {
-                    return Err(bad(
-                        "[coupons] max_unverified",
-                        format!("{max_unverified} is out of range (0..={MAX_MAX_UNVERIFIED})"),
-                    ));
-                }
-                let notice_text = c.notice_text.unwrap_or(defaults.notice_text);
-                if notice_text.trim().is_empty()
-                    || notice_text.chars().any(char::is_control)
-                    || notice_text.chars().count() > columns
-                {
-                    return Err(bad(
-                        "[coupons] notice_text",
-                        format!(
-                            "{notice_text:?} must be printable text, not empty, at most \
-                             [coupons] columns ({columns}) characters"
-                        ),
-                    ));
-                }
-                CouponsConfig {
-                    enabled: c.enabled.unwrap_or(defaults.enabled),
-                    budget_ms,
-                    digest_timeout_ms,
-                    columns,
-                    expiry_label,
-                    max_unverified,
-                    notice_text,
-                }
-            }
+            Some(c) => coupons_section(c, &cx)?,
         };
-
-        let journal = match raw.journal {
-            None => JournalConfig::default(),
-            Some(j) => {
-                let max_bytes = j.max_bytes.unwrap_or(crate::journal::DEFAULT_MAX_BYTES);
-                // Below 1 MiB every till would alarm after a few receipts offline.
-                if max_bytes < MIN_JOURNAL_BYTES {
-                    return Err(bad(
-                        "[journal] max_bytes",
-                        format!("{max_bytes} is below the minimum of {MIN_JOURNAL_BYTES} (1 MiB)"),
-                    ));
-                }
-                JournalConfig { max_bytes }
-            }
-        };
-
-        if let Some(filter) = &raw.log {
-            if filter.trim().is_empty() {
-                return Err(bad(
-                    "log",
-                    "must not be empty (leave it out for info)".into(),
-                ));
-            }
-        }
-
-        let log_format = match raw.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(bad(
-                    "log_format",
-                    format!("{other:?} is not a log format: use \"text\" or \"json\""),
-                ))
-            }
-        };
-
-        let metrics_listen = match raw.metrics.and_then(|m| m.listen) {
-            None => None,
-            Some(listen) => Some(listen.parse::<std::net::SocketAddr>().map_err(|e| {
-                bad(
-                    "[metrics] listen",
-                    format!("{listen:?} is not IP:PORT (e.g. \"127.0.0.1:9184\"): {e}"),
-                )
-            })?),
-        };
-
+        let journal = journal_section(raw.journal.as_ref(), &cx)?;
+        let log_format = logging_section(raw.log.as_deref(), raw.log_format.as_deref(), &cx)?;
+        let metrics_listen = metrics_section(raw.metrics, &cx)?;
         Ok(AgentConfig {
             origin: origin.to_path_buf(),
+            data_dir: cx.resolve(&raw.data_dir),
             store: raw.store,
             till: raw.till,
-            data_dir: resolve(&raw.data_dir),
             scanner,
             pos,
             printer,
-            cards: CardsConfig { prefixes },
+            cards,
             hub,
             checkout,
             coupons,
@@ -739,7 +444,381 @@ impl AgentConfig {
     }
 }
 
-/// The host part of `HOST:PORT` or `[V6]:PORT`.
+// ---- the checks, one function per section, composed by `from_toml_str` ----
+
+/// What every section's check needs: the file as errors name it and the folder that
+/// anchors relative paths.
+struct Checker<'a> {
+    file: &'a str,
+    base: PathBuf,
+}
+
+impl Checker<'_> {
+    /// The error for `key` (`[section] key`, or a top-level key).
+    fn bad(&self, key: &str, reason: impl fmt::Display) -> ConfigError {
+        ConfigError::invalid(self.file, key, reason)
+    }
+
+    /// `Err(bad(key, reason()))` unless `ok`.
+    fn ensure(
+        &self,
+        ok: bool,
+        key: &str,
+        reason: impl FnOnce() -> String,
+    ) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.bad(key, reason()))
+        }
+    }
+
+    /// `value` must hold more than white space.
+    fn not_empty(&self, key: &str, value: &str, reason: &str) -> Result<(), ConfigError> {
+        self.ensure(!value.trim().is_empty(), key, || reason.to_string())
+    }
+
+    /// A path as given, or relative to the config file's folder.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// A device at `value` for `key`: a serial device (or a pty), or with `tcp_ok` also
+    /// `tcp://` (only the printer).
+    fn device(
+        &self,
+        key: &str,
+        value: &str,
+        baud: u32,
+        tcp_ok: bool,
+    ) -> Result<PortSpec, ConfigError> {
+        let spec = PortSpec::parse(value, baud, &self.base).map_err(|e| self.bad(key, e))?;
+        self.ensure(tcp_ok || !matches!(spec, PortSpec::Tcp { .. }), key, || {
+            format!("{value:?}: tcp:// is only for the printer; use a serial device")
+        })?;
+        Ok(spec)
+    }
+
+    /// `[section] port` and `[section] baud`.
+    fn port(
+        &self,
+        section: &str,
+        value: &str,
+        baud: Option<u32>,
+        tcp_ok: bool,
+    ) -> Result<PortSpec, ConfigError> {
+        let key = format!("[{section}] port");
+        self.not_empty(&key, value, "must not be empty")?;
+        let baud = baud.unwrap_or(DEFAULT_BAUD);
+        self.ensure(baud != 0, &format!("[{section}] baud"), || {
+            "must be above 0".into()
+        })?;
+        self.device(&key, value, baud, tcp_ok)
+    }
+}
+
+/// serde's reading of the file; its error names the key it points at.
+fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let key = match e.span() {
+            None => String::new(),
+            // A missing key is reported on its table: the whole file for the top
+            // level (blame no key), the header line for a section.
+            Some(span) if e.message().starts_with("missing field") => {
+                let table = key_at(text, span.start);
+                let whole_file = span.start == 0 && span.end >= text.trim_end().len();
+                if whole_file || !table.starts_with('[') || table.contains("] ") {
+                    String::new()
+                } else {
+                    table
+                }
+            }
+            Some(span) => key_at(text, span.start),
+        };
+        ConfigError::invalid(file, &key, e.message())
+    })
+}
+
+/// `store`, `till` and `data_dir`.
+fn identity_section(raw: &RawConfig, cx: &Checker<'_>) -> Result<(), ConfigError> {
+    for (key, value) in [("store", &raw.store), ("till", &raw.till)] {
+        cx.ensure(AgentId::is_valid_part(value), key, || {
+            format!("{value:?} is not a valid id (1 to 32 of A-Z a-z 0-9 _ . -)")
+        })?;
+    }
+    cx.not_empty("data_dir", &raw.data_dir, "must not be empty")
+}
+
+/// `[scanner]`: its port, suffix and the optional port it forwards scans to.
+fn scanner_section(s: &RawScanner, cx: &Checker<'_>) -> Result<ScannerConfig, ConfigError> {
+    let suffix_text = s.suffix.as_deref().unwrap_or(DEFAULT_SUFFIX);
+    let suffix = suffix_text.parse::<Suffix>().map_err(|_| {
+        cx.bad(
+            "[scanner] suffix",
+            format!("{suffix_text:?} is not one of cr, lf, crlf, stx_etx"),
+        )
+    })?;
+    let port = cx.port("scanner", &s.port, s.baud, false)?;
+    let forward_to = match s.forward_to.as_deref() {
+        None => None,
+        Some(value) => Some(scanner_forward_to(value, s.baud, &port, cx)?),
+    };
+    Ok(ScannerConfig {
+        port,
+        suffix,
+        forward_to,
+    })
+}
+
+/// `[scanner] forward_to`: a serial device other than the scanner's own.
+fn scanner_forward_to(
+    value: &str,
+    baud: Option<u32>,
+    scanner_port: &PortSpec,
+    cx: &Checker<'_>,
+) -> Result<PortSpec, ConfigError> {
+    let key = "[scanner] forward_to";
+    cx.not_empty(
+        key,
+        value,
+        "must not be empty (leave the key out to forward nothing)",
+    )?;
+    // The POS's scanner input runs at the scanner's line speed.
+    let spec = cx.device(key, value, baud.unwrap_or(DEFAULT_BAUD), false)?;
+    cx.ensure(spec != *scanner_port, key, || {
+        format!("{value:?} is the scanner's own port")
+    })?;
+    Ok(spec)
+}
+
+/// `[pos]`: its port, code page, the printer model's `ESC t` numbering and the layout.
+fn pos_section(pos: &RawPos, cx: &Checker<'_>) -> Result<PosConfig, ConfigError> {
+    let codepage_name = pos.codepage.as_deref().unwrap_or(DEFAULT_CODEPAGE);
+    let codepage = CodePage::from_name(codepage_name).ok_or_else(|| {
+        cx.bad(
+            "[pos] codepage",
+            format!("{codepage_name:?} is not a supported code page"),
+        )
+    })?;
+    cx.not_empty("[pos] layout", &pos.layout, "must not be empty")?;
+    let esc_t = esc_t_table(pos).map_err(|(key, reason)| cx.bad(key, reason))?;
+    Ok(PosConfig {
+        port: cx.port("pos", &pos.port, pos.baud, false)?,
+        codepage,
+        esc_t,
+        layout: cx.resolve(&pos.layout),
+    })
+}
+
+/// `[printer]`: the one port that may be `tcp://`.
+fn printer_section(printer: &RawPrinter, cx: &Checker<'_>) -> Result<PrinterConfig, ConfigError> {
+    Ok(PrinterConfig {
+        port: cx.port("printer", &printer.port, printer.baud, true)?,
+    })
+}
+
+/// `[cards] prefixes`: at least one.
+fn cards_section(cards: &RawCards, cx: &Checker<'_>) -> Result<CardsConfig, ConfigError> {
+    let key = "[cards] prefixes";
+    cx.ensure(!cards.prefixes.is_empty(), key, || {
+        "lists no prefix: no scan could ever be a loyalty card".into()
+    })?;
+    let prefixes =
+        CardPrefixes::new(cards.prefixes.iter().map(String::as_str)).map_err(|e| cx.bad(key, e))?;
+    Ok(CardsConfig { prefixes })
+}
+
+/// `[hub]`: the hubs to fail over between, the TLS files and the uplink's sizes.
+fn hub_section(h: RawHub, cx: &Checker<'_>) -> Result<HubLink, ConfigError> {
+    let addresses = hub_addresses(h.address, cx)?;
+    let server_name = match h.server_name {
+        Some(name) => name,
+        None => host_of(&addresses[0]).to_string(),
+    };
+    cx.not_empty("[hub] server_name", &server_name, "must not be empty")?;
+    let batch_max = h.batch_max.unwrap_or(DEFAULT_BATCH_MAX);
+    cx.ensure(batch_max != 0, "[hub] batch_max", || {
+        "must be above 0".into()
+    })?;
+    let window = h.window.unwrap_or(DEFAULT_WINDOW);
+    cx.ensure(window != 0, "[hub] window", || "must be above 0".into())?;
+    for (key, value) in [("ca", &h.ca), ("cert", &h.cert), ("key", &h.key)] {
+        cx.not_empty(&format!("[hub] {key}"), value, "must not be empty")?;
+    }
+    Ok(HubLink {
+        addresses,
+        server_name,
+        ca: cx.resolve(&h.ca),
+        cert: cx.resolve(&h.cert),
+        key: cx.resolve(&h.key),
+        batch_max,
+        window,
+        origin: cx.file.to_string(),
+    })
+}
+
+/// `[hub] address`: one `HOST:PORT` or a non-empty list of them.
+fn hub_addresses(address: RawAddresses, cx: &Checker<'_>) -> Result<Vec<String>, ConfigError> {
+    let key = "[hub] address";
+    let addresses = match address {
+        RawAddresses::One(address) => vec![address],
+        RawAddresses::Several(list) => list,
+    };
+    cx.ensure(!addresses.is_empty(), key, || {
+        "lists no hub: give \"HOST:PORT\" or a list of them".into()
+    })?;
+    for address in &addresses {
+        cx.ensure(
+            !host_of(address).is_empty() && has_port(address),
+            key,
+            || format!("{address:?} is not HOST:PORT"),
+        )?;
+    }
+    Ok(addresses)
+}
+
+/// `[checkout] card_timeout_secs`.
+fn checkout_section(
+    checkout: Option<&RawCheckout>,
+    cx: &Checker<'_>,
+) -> Result<CheckoutConfig, ConfigError> {
+    match checkout.and_then(|c| c.card_timeout_secs) {
+        Some(0) => Err(cx.bad("[checkout] card_timeout_secs", "must be above 0")),
+        Some(secs) => Ok(CheckoutConfig {
+            card_timeout_secs: secs,
+        }),
+        None => Ok(CheckoutConfig::default()),
+    }
+}
+
+/// `[coupons]`: the cut's budget, the digest wait, the block's width and texts, the
+/// offline allowance; a key left out keeps its default.
+fn coupons_section(c: RawCoupons, cx: &Checker<'_>) -> Result<CouponsConfig, ConfigError> {
+    let defaults = CouponsConfig::default();
+    let budget_ms = c.budget_ms.unwrap_or(defaults.budget_ms);
+    cx.ensure(
+        (1..=MAX_COUPON_BUDGET_MS).contains(&budget_ms),
+        "[coupons] budget_ms",
+        || {
+            format!(
+                "{budget_ms} is out of range (1..={MAX_COUPON_BUDGET_MS}): \
+                 the receipt's cut waits this long at most"
+            )
+        },
+    )?;
+    let digest_timeout_ms = c.digest_timeout_ms.unwrap_or(defaults.digest_timeout_ms);
+    cx.ensure(
+        (1..=MAX_DIGEST_TIMEOUT_MS).contains(&digest_timeout_ms),
+        "[coupons] digest_timeout_ms",
+        || format!("{digest_timeout_ms} is out of range (1..={MAX_DIGEST_TIMEOUT_MS})"),
+    )?;
+    let columns = c.columns.unwrap_or(defaults.columns);
+    cx.ensure(
+        COUPON_COLUMNS.contains(&columns),
+        "[coupons] columns",
+        || {
+            format!(
+                "{columns} is out of range ({}..={})",
+                COUPON_COLUMNS.start(),
+                COUPON_COLUMNS.end()
+            )
+        },
+    )?;
+    let expiry_label = c.expiry_label.unwrap_or(defaults.expiry_label);
+    cx.ensure(printable(&expiry_label), "[coupons] expiry_label", || {
+        format!("{expiry_label:?} must be printable text, not empty")
+    })?;
+    let max_unverified = c.max_unverified.unwrap_or(defaults.max_unverified);
+    cx.ensure(
+        max_unverified <= MAX_MAX_UNVERIFIED,
+        "[coupons] max_unverified",
+        || format!("{max_unverified} is out of range (0..={MAX_MAX_UNVERIFIED})"),
+    )?;
+    let notice_text = c.notice_text.unwrap_or(defaults.notice_text);
+    cx.ensure(
+        printable(&notice_text) && notice_text.chars().count() <= columns,
+        "[coupons] notice_text",
+        || {
+            format!(
+                "{notice_text:?} must be printable text, not empty, at most \
+                 [coupons] columns ({columns}) characters"
+            )
+        },
+    )?;
+    Ok(CouponsConfig {
+        enabled: c.enabled.unwrap_or(defaults.enabled),
+        budget_ms,
+        digest_timeout_ms,
+        columns,
+        expiry_label,
+        max_unverified,
+        notice_text,
+    })
+}
+
+/// Text for the receipt: not blank, no control characters.
+fn printable(text: &str) -> bool {
+    !text.trim().is_empty() && !text.chars().any(char::is_control)
+}
+
+/// `[journal] max_bytes`: at least [`MIN_JOURNAL_BYTES`].
+fn journal_section(
+    journal: Option<&RawJournal>,
+    cx: &Checker<'_>,
+) -> Result<JournalConfig, ConfigError> {
+    let Some(j) = journal else {
+        return Ok(JournalConfig::default());
+    };
+    let max_bytes = j.max_bytes.unwrap_or(crate::journal::DEFAULT_MAX_BYTES);
+    // Below 1 MiB every till would alarm after a few receipts offline.
+    cx.ensure(
+        max_bytes >= MIN_JOURNAL_BYTES,
+        "[journal] max_bytes",
+        || format!("{max_bytes} is below the minimum of {MIN_JOURNAL_BYTES} (1 MiB)"),
+    )?;
+    Ok(JournalConfig { max_bytes })
+}
+
+/// `log` (a filter, not blank when given) and `log_format`.
+fn logging_section(
+    log: Option<&str>,
+    log_format: Option<&str>,
+    cx: &Checker<'_>,
+) -> Result<LogFormat, ConfigError> {
+    if let Some(filter) = log {
+        cx.not_empty("log", filter, "must not be empty (leave it out for info)")?;
+    }
+    match log_format {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(cx.bad(
+            "log_format",
+            format!("{other:?} is not a log format: use \"text\" or \"json\""),
+        )),
+    }
+}
+
+/// `[metrics] listen`: `IP:PORT` when given.
+fn metrics_section(
+    metrics: Option<RawMetrics>,
+    cx: &Checker<'_>,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(listen) = metrics.and_then(|m| m.listen) else {
+        return Ok(None);
+    };
+    listen.parse().map(Some).map_err(|e| {
+        cx.bad(
+            "[metrics] listen",
+            format!("{listen:?} is not IP:PORT (e.g. \"127.0.0.1:9184\"): {e}"),
+        )
+    })
+}
+
 /// Whether `address` ends in `:PORT` with a port number.
 fn has_port(address: &str) -> bool {
     address
@@ -747,6 +826,7 @@ fn has_port(address: &str) -> bool {
         .is_some_and(|(_, port)| port.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
+/// The host part of `HOST:PORT` or `[V6]:PORT`.
 fn host_of(address: &str) -> &str {
     if let Some(rest) = address.strip_prefix('[') {
         return rest.split(']').next().unwrap_or("");

@@ -4,6 +4,8 @@
 //! (agent, seq)", the same events in any order leave the same profiles (DESIGN.md
 //! principle 3).
 
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

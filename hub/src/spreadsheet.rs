@@ -4,6 +4,8 @@
 //! a customer who calls themselves `=HYPERLINK(...)` is shown, not run. Only text
 //! columns go through here: a negative number in a numeric column is data.
 
+#![deny(clippy::disallowed_methods)]
+
 /// `text` as one CSV cell: neutralised, then quoted (RFC 4180) when it holds a comma,
 /// quote or line break.
 pub fn text_cell(text: &str) -> String {

@@ -3,6 +3,8 @@
 //! port, a file or a clock (`now` is always an argument). `tests/invariants.rs` holds
 //! that line by checking the manifest.
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod campaign;
 pub mod card;
 pub mod chain;

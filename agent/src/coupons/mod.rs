@@ -8,6 +8,8 @@
 //! - [`redeem`]: [`ScannedCoupons`] — a scanned code checked offline (own store), by the
 //!   hub (another store), and attached to the next receipt.
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod desk;
 pub mod redeem;
 pub mod serials;

@@ -1,6 +1,8 @@
 //! What the bytes a port sent mean (pure): the scanner's framing, the printer's status
 //! reply, whether the POS side speaks ESC/POS, and a short preview for people.
 
+#![deny(clippy::disallowed_methods)]
+
 use serde::Serialize;
 
 use crate::escpos::{EscPosParser, PrintEvent};

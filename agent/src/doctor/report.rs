@@ -1,5 +1,7 @@
 //! The doctor's findings per port, as text for people and as JSON for scripts (pure).
 
+#![deny(clippy::disallowed_methods)]
+
 use std::fmt::Write as _;
 
 use serde::Serialize;

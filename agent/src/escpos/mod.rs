@@ -7,6 +7,8 @@
 //! - `parser`: the streaming `feed`/`poll` state machine over that table.
 //! - `gate`: holds a cut until its coupon decision (or its budget), inserting the block.
 
+#![deny(clippy::disallowed_methods)]
+
 mod codepage;
 mod commands;
 pub mod encode;

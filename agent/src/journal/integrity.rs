@@ -13,7 +13,7 @@ use till360_shared::chain::{self, ChainHash, GENESIS};
 use till360_shared::codec;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
-use super::{to_i64, to_u64};
+use super::{to_i64, to_u64, Journal, JournalError};
 
 /// Rows re-linked per read, so a long tail is never held in memory at once.
 const RELINK_CHUNK: usize = 1000;
@@ -256,4 +256,24 @@ fn scrub_cards(bytes: &mut [u8], erased: &dyn Fn(&CardNumber) -> bool) -> bool {
         }
     }
     found
+}
+
+impl Journal {
+    /// The rows quarantined so far: seq and reason, in seq order.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, reason FROM quarantine ORDER BY seq")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Quarantined {
+                    seq: to_u64(r.get(0)?),
+                    reason: r.get(1)?,
+                })
+            })
+            .map_err(|e| self.sql_err(e))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql_err(e))
+    }
 }

@@ -10,6 +10,8 @@
 
 use rusqlite::Connection;
 
+use super::{to_u64, Journal, JournalError};
+
 /// `[journal] max_bytes` when the config does not say: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Appends between two explicit `wal_checkpoint(TRUNCATE)`s.
@@ -89,6 +91,77 @@ impl Quota {
         };
         self.exceeded = over;
         change
+    }
+}
+
+impl Journal {
+    /// Sets `[journal] max_bytes` (the quota alarm's threshold) and checks it at once.
+    pub fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.quota = Quota::new(max_bytes);
+        self.check_quota();
+    }
+
+    /// Caps the file at `pages` pages (SQLite `max_page_count`, this connection only)
+    /// and returns the cap SQLite applied: how tests emulate a full disk.
+    pub fn limit_pages(&mut self, pages: u64) -> Result<u64, JournalError> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(to_u64)
+            .map_err(|e| self.sql_err(e))
+    }
+
+    /// Whether the journal file is past its quota (the alarm is raised).
+    pub fn quota_exceeded(&self) -> bool {
+        self.quota.exceeded
+    }
+
+    /// The journal file's size in bytes.
+    pub fn bytes(&self) -> Result<u64, JournalError> {
+        database_bytes(&self.conn).map_err(|e| self.sql_err(e))
+    }
+
+    /// Truncates the WAL now (also done after acks and every [`CHECKPOINT_EVERY`]
+    /// appends). A failure is logged: it costs disk, never an event.
+    pub fn checkpoint(&mut self) {
+        self.appends_since_checkpoint = 0;
+        match checkpoint(&self.conn) {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(
+                "journal {}: WAL checkpoint deferred (a reader holds it)",
+                self.path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "journal {}: WAL checkpoint failed: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// Compares the file's size with the quota; logs once per crossing.
+    pub(super) fn check_quota(&mut self) {
+        let bytes = match database_bytes(&self.conn) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("journal {}: cannot read its size: {e}", self.path.display());
+                return;
+            }
+        };
+        match self.quota.observe(bytes) {
+            QuotaChange::Crossed => tracing::error!(
+                "journal {} is {bytes} bytes, over its quota of {} ([journal] max_bytes): \
+                 nothing is dropped, but the hub has not acknowledged events for a while",
+                self.path.display(),
+                self.quota.max_bytes
+            ),
+            QuotaChange::Back => tracing::info!(
+                "journal {} is back under its quota ({bytes} of {} bytes)",
+                self.path.display(),
+                self.quota.max_bytes
+            ),
+            QuotaChange::Same => {}
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! Applying a layout to the text lines of one receipt.
 
+#![deny(clippy::disallowed_methods)]
+
 use chrono::{NaiveDate, NaiveDateTime};
 use regex::Captures;
 use till360_shared::money::parse_amount;

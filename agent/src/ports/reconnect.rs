@@ -8,6 +8,8 @@
 //! [`Notice::Lost`] (or [`Notice::Absent`] when the device was never there) and one
 //! [`Notice::Back`]; the attempts in between are silent.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 /// The first retry comes this soon after a loss.

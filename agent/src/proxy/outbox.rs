@@ -7,6 +7,8 @@
 //! a clean prefix of the stream, printed in order once the printer is back, and the POS
 //! learns through `DLE EOT` that the printer is off line.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};

@@ -5,6 +5,8 @@
 //! command's data (the Epson reference warns about exactly that), so a byte-level scan
 //! with no command context is what a printer does too.
 
+#![deny(clippy::disallowed_methods)]
+
 const DLE: u8 = 0x10;
 const EOT: u8 = 0x04;
 const ENQ: u8 = 0x05;

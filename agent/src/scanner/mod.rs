@@ -7,6 +7,8 @@
 //!   normalises UPC-A to EAN-13 (via [`CardNumber`]) and says whether the scan is one of
 //!   our loyalty cards, a coupon code, or something to count and ignore.
 
+#![deny(clippy::disallowed_methods)]
+
 pub mod framing;
 pub mod symbology;
 #[cfg(test)]

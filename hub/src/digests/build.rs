@@ -2,6 +2,8 @@
 //! → the [`Digest`] a till holds for each of the profile's cards. No IO, no clock:
 //! `now` only bounds the coupon history.
 
+#![deny(clippy::disallowed_methods)]
+
 use chrono::{Datelike, NaiveDate};
 use till360_shared::campaign::{Digest, MonthDay};
 use till360_shared::coupon::derive_customer_key;

@@ -9,6 +9,8 @@
 //! `CouponCheck`) become steps whose store results [`HubSession::digest_reply`] and
 //! [`HubSession::coupon_reply`] turn into answers.
 
+#![deny(clippy::disallowed_methods)]
+
 use till360_shared::campaign::Digest;
 use till360_shared::codec::CodecError;
 use till360_shared::coupon::CardKey;
