@@ -3,6 +3,8 @@
 //! [`FaultPlan::poll_release`] hands out what is due. The same seed and the same inputs
 //! give the same decisions, so a failing run can be replayed.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};

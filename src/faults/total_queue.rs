@@ -1,6 +1,8 @@
 //! The total-queue check: what the tills printed against what the hub committed.
 //! Pure counting; the caller reads the hub's database.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use till360_hub::config::DatabaseUrl;
 use till360_hub::store::sql::SqlExt as _;
 use till360_hub::store::{Database, DatabaseOptions, IngestRequest, SqlStore, Store};
+use till360_shared::coupon::CardKey;
 use till360_shared::{AgentId, CardNumber, Event, EventKind, Timestamp};
 
 use crate::faults::total_queue::{ReceiptKey, TotalQueue};
@@ -39,6 +40,16 @@ impl Observed {
     }
 }
 
+/// What a till's journal holds at the end.
+#[derive(Debug)]
+pub struct TillEnd {
+    pub id: AgentId,
+    pub erasure_version: u64,
+    /// The digest cache's card keys, and the key that makes them from a card.
+    pub cached_digests: Vec<CardKey>,
+    pub digest_key: Option<[u8; 32]>,
+}
+
 /// The checks' findings; a run passes when there are no problems.
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -51,7 +62,7 @@ pub struct Verdict {
 pub fn check(
     hub: &mut SqlStore,
     tills: &[AgentId],
-    journals: &[(AgentId, u64)],
+    journals: &[TillEnd],
     observed: &Observed,
 ) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict::default();
@@ -109,15 +120,15 @@ fn exactly_once(hub: &SqlStore, observed: &Observed, verdict: &mut Verdict) -> a
 fn erasures(
     hub: &mut SqlStore,
     tills: &[AgentId],
-    journals: &[(AgentId, u64)],
+    journals: &[TillEnd],
     observed: &Observed,
     verdict: &mut Verdict,
 ) -> anyhow::Result<()> {
     let hub_version = till360_hub::store::erasures::erasure_version(hub.sql())?;
     for till in tills {
-        match journals.iter().find(|(id, _)| id == till) {
-            Some((_, version)) if *version == hub_version => {}
-            Some((_, version)) => verdict.problems.push(format!(
+        match journals.iter().find(|t| &t.id == till).map(|t| &t.erasure_version) {
+            Some(version) if *version == hub_version => {}
+            Some(version) => verdict.problems.push(format!(
                 "till {till}: erasures applied up to version {version}, the hub's log is at {hub_version}"
             )),
             None => verdict.problems.push(format!("till {till}: not running at the end")),
@@ -132,6 +143,18 @@ fn erasures(
                 .any(|e| e.recorded_at.unix_ms >= *at_ms && event_names(e, card));
             if named_later {
                 continue;
+            }
+            for till in journals {
+                let Some(key) = till.digest_key else {
+                    continue;
+                };
+                if till.cached_digests.contains(&CardKey::of(&key, card)) {
+                    verdict.problems.push(format!(
+                        "till {}: still holds the digest of card {} erased at version {version}",
+                        till.id,
+                        card.masked()
+                    ));
+                }
             }
             if let Some(profile) = hub.profile_by_card(card)? {
                 verdict.problems.push(format!(

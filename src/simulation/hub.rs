@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use till360_hub::campaigns::MasterKey;
 use till360_hub::config::DatabaseUrl;
+use till360_hub::config::DigestsConfig;
+use till360_hub::jobs::digest_refresh::{compaction_job, refresh_job};
 use till360_hub::listener::campaigns::CampaignFeed;
 use till360_hub::listener::session::{HubSession, Reply, Step};
 use till360_hub::store::coupon_checks::coupon_verdict;
 use till360_hub::store::coupon_ledger::{redeemed_since, redeemed_version};
-use till360_hub::store::digests::digest_of_card;
+use till360_hub::store::digests::{digest_of_card, max_version, rows_after};
 use till360_hub::store::erasures::{erasure_version, erasures_since};
 use till360_hub::store::{
     Database, DatabaseOptions, IngestRequest, SqlStore, Store, StoreError, TillClock,
@@ -74,6 +76,13 @@ impl SimHub {
         self.running = None;
     }
 
+    /// Restarts with another campaign set (an operator changed `campaigns.toml`): every
+    /// till gets it on its next connection.
+    pub fn restart_with(&mut self, set: CampaignSet) -> Result<(), StoreError> {
+        self.set = set;
+        self.restart()
+    }
+
     pub fn restart(&mut self) -> Result<(), StoreError> {
         let url = DatabaseUrl::Sqlite(self.dir.join("hub.db"));
         let db = Database::open(&url, &DatabaseOptions::default())?;
@@ -100,6 +109,33 @@ impl SimHub {
     pub fn erasure_version(&self) -> Result<u64, StoreError> {
         match &self.running {
             Some(r) => erasure_version(r.store.sql()),
+            None => Ok(0),
+        }
+    }
+
+    /// The digest refresh and compaction jobs, as the hub's timer runs them. Removals are
+    /// kept `retention_days` (0: compacted at once, so a till behind starts over).
+    pub fn refresh_digests(
+        &mut self,
+        now: Timestamp,
+        retention_days: u32,
+    ) -> Result<(), StoreError> {
+        let Some(r) = &self.running else {
+            return Ok(());
+        };
+        let config = DigestsConfig {
+            removal_retention_days: retention_days,
+            ..DigestsConfig::default()
+        };
+        refresh_job(&r.db, r.feed.master().as_bytes(), config, now)?;
+        compaction_job(&r.db, config, now)?;
+        Ok(())
+    }
+
+    /// The newest version of `store`'s digest feed.
+    pub fn digest_version(&self, store: &str) -> Result<u64, StoreError> {
+        match &self.running {
+            Some(r) => max_version(r.store.sql(), store),
             None => Ok(0),
         }
     }
@@ -233,6 +269,19 @@ impl SimHub {
             match session.erasure_frame(rows, hub_version) {
                 Some(message) => out.replies.push(message),
                 None => break,
+            }
+        }
+        // The digest feed's pages, as `send_digest_page` sends them between reads.
+        if session.digests_subscribed() {
+            let store_max = max_version(&*db, &agent.store)?;
+            for _ in 0..1_000 {
+                let Some(poll) = session.poll_digests(store_max) else {
+                    break;
+                };
+                let page = rows_after(&*db, &agent.store, poll.after, poll.limit)?;
+                if let Some(message) = session.digest_frame(page, store_max) {
+                    out.replies.push(message);
+                }
             }
         }
         Ok(())

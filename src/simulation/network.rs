@@ -4,6 +4,8 @@
 //! spikes, and, rarely, a frame duplicated or overtaking the one before it (the
 //! protocol must refuse that and start over, never lose or double an event).
 
+#![deny(clippy::disallowed_methods)]
+
 use crate::sim::SimRng;
 
 /// One connection's state as the network sees it.

@@ -38,7 +38,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             faults: true,
-            shopping_hours: 12,
+            shopping_hours: 6,
             trace: false,
         }
     }
@@ -91,6 +91,8 @@ enum Action {
     DiskFull(usize),
     DiskFreed(usize),
     Erase,
+    /// The hub's digest refresh and compaction jobs run (its timer).
+    DigestRefresh,
     /// Nothing but time passing (the healing phase looks for convergence at each).
     Tick,
     /// Shopping ends: faults stop, everything heals.
@@ -144,6 +146,10 @@ struct World {
     faults_on: bool,
     healing: bool,
     cards: Vec<CardNumber>,
+    /// `[digests] removal_retention_days` of this seed (0: removals compacted at once).
+    digest_retention_days: u32,
+    /// The campaign sets the hub restarts with (the operator changes them).
+    campaign_sets: [CampaignSet; 2],
     /// Coupon codes printed so far (shoppers bring some back).
     codes: Vec<String>,
     base_instant: Instant,
@@ -203,10 +209,14 @@ impl World {
         let shoppers = rng.fork();
         let mut setup = rng.fork();
         let network = NetworkModel::of_seed(&mut rng, options.faults);
-        let set = CampaignSet::from_toml_str(
-            &std::fs::read_to_string(campaigns_path())?,
-            &campaigns_path(),
-        )?;
+        let text = std::fs::read_to_string(campaigns_path())?;
+        let set = CampaignSet::from_toml_str(&text, &campaigns_path())?;
+        // The set an operator switches to at some hub restarts: a lower big-basket bar.
+        let changed = text.replacen("min_total_cents = 5000", "min_total_cents = 2500", 1);
+        let campaign_sets = [
+            set.clone(),
+            CampaignSet::from_toml_str(&changed, &campaigns_path())?,
+        ];
         let hub_dir = dir.join("hub");
         std::fs::create_dir_all(&hub_dir)?;
         let mut master = [0u8; 32];
@@ -254,6 +264,8 @@ impl World {
             faults_on: options.faults,
             healing: false,
             cards,
+            digest_retention_days: if setup.chance(50) { 0 } else { 30 },
+            campaign_sets,
             codes: Vec::new(),
             base_instant: Instant::now(),
             observed: Observed::default(),
@@ -266,6 +278,8 @@ impl World {
             world.schedule(first, Action::Visit(i));
         }
         world.schedule(i64::from(options.shopping_hours) * 3_600_000, Action::Heal);
+        let refresh = world.rng.range(60_000, 1_800_000) as SimMs;
+        world.schedule(refresh, Action::DigestRefresh);
         if options.faults {
             world.schedule_faults(options.shopping_hours);
         }
@@ -331,8 +345,9 @@ impl World {
                     return Ok(());
                 }
                 if self.now - started > HEAL_LIMIT_MS {
+                    let why = self.behind()?.unwrap_or_default();
                     self.observed.stuck.push(format!(
-                        "not converged {} min after healing",
+                        "not converged {} min after healing: {why}",
                         HEAL_LIMIT_MS / 60_000
                     ));
                     return Ok(());
@@ -389,8 +404,12 @@ impl World {
             }
             Action::RestartHub => {
                 if !self.hub.is_up() {
-                    self.note(|| "hub restarts".to_string());
-                    self.hub.restart()?;
+                    let set = self.rng.below(2) as usize;
+                    if set == 1 {
+                        self.count_fault("campaign change");
+                    }
+                    self.note(|| format!("hub restarts with campaign set {set}"));
+                    self.hub.restart_with(self.campaign_sets[set].clone())?;
                 }
             }
             Action::Partition(till) => {
@@ -425,6 +444,18 @@ impl World {
                 }
             }
             Action::Tick => {}
+            Action::DigestRefresh => {
+                if !self.healing {
+                    let next = self.rng.range(600_000, 5_400_000) as SimMs;
+                    self.after(next, Action::DigestRefresh);
+                }
+                if self.hub.is_up() {
+                    let retention = self.digest_retention_days;
+                    self.note(|| "hub refreshes the digest feed".to_string());
+                    self.hub.refresh_digests(self.hub_now(), retention)?;
+                    self.push_all()?;
+                }
+            }
             Action::Erase => self.erase()?,
             Action::Heal => self.heal()?,
         }
@@ -969,6 +1000,8 @@ impl World {
         });
         self.observed
             .erased(cards, now.unix_ms, report.erasure_version);
+        let refresh = self.rng.range(0, 600_000) as SimMs;
+        self.after(refresh, Action::DigestRefresh);
         self.push_all()
     }
 
@@ -1004,6 +1037,9 @@ impl World {
             }
             self.pump(till)?;
         }
+        self.hub
+            .refresh_digests(self.hub_now(), self.digest_retention_days)?;
+        self.push_all()?;
         // The check for convergence runs at every action; keep some coming.
         for step in 1..=(HEAL_LIMIT_MS / 1_000) {
             self.schedule(self.now + step * 1_000, Action::Tick);
@@ -1011,21 +1047,45 @@ impl World {
         Ok(())
     }
 
-    /// Every till has its journal acknowledged and every erasure applied.
+    /// Every till has its journal acknowledged, every erasure applied and its store's
+    /// digest feed read.
     fn converged(&mut self) -> anyhow::Result<bool> {
+        Ok(self.behind()?.is_none())
+    }
+
+    /// The first till not yet caught up, and how.
+    fn behind(&mut self) -> anyhow::Result<Option<String>> {
         let hub_version = self.hub.erasure_version()?;
         for till in &self.tills {
             let Some(agent) = &till.agent else {
-                return Ok(false);
+                return Ok(Some(format!("till {}: agent down", till.id)));
             };
-            if agent.journal.acked_seq() < agent.journal.last_seq() {
-                return Ok(false);
+            let (acked, last) = (agent.journal.acked_seq(), agent.journal.last_seq());
+            if acked < last {
+                return Ok(Some(format!(
+                    "till {}: acknowledged {acked} of {last}",
+                    till.id
+                )));
             }
-            if agent.journal.erasure_version()? < hub_version {
-                return Ok(false);
+            let erasures = agent.journal.erasure_version()?;
+            if erasures < hub_version {
+                return Ok(Some(format!(
+                    "till {}: erasures applied to {erasures}, hub at {hub_version}",
+                    till.id
+                )));
+            }
+            let (digests, feed) = (
+                agent.journal.digest_version()?,
+                self.hub.digest_version(&till.id.store)?,
+            );
+            if digests < feed {
+                return Ok(Some(format!(
+                    "till {}: digest feed read to {digests}, the store's is at {feed}",
+                    till.id
+                )));
             }
         }
-        Ok(true)
+        Ok(None)
     }
 
     fn check(&mut self) -> anyhow::Result<Verdict> {
@@ -1033,7 +1093,17 @@ impl World {
         let mut journals = Vec::new();
         for till in &self.tills {
             if let Some(agent) = &till.agent {
-                journals.push((till.id.clone(), agent.journal.erasure_version()?));
+                journals.push(checks::TillEnd {
+                    id: till.id.clone(),
+                    erasure_version: agent.journal.erasure_version()?,
+                    cached_digests: agent
+                        .journal
+                        .digests()?
+                        .into_iter()
+                        .map(|(k, _)| k)
+                        .collect(),
+                    digest_key: agent.journal.campaigns()?.map(|s| s.keyring.digest_key),
+                });
             }
         }
         let store = self.hub.store().context("the hub is up after healing")?;

@@ -6,6 +6,8 @@
 //! news; the simulator (root `src/simulation`) drives the same code under a simulated
 //! network and clock.
 
+#![deny(clippy::disallowed_methods)]
+
 use chrono::NaiveDate;
 use thiserror::Error;
 use till360_shared::chain::ChainHash;

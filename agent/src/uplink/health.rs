@@ -1,6 +1,8 @@
 //! The till's health report to the hub (`Message::Health`), pure: what to report and
 //! when a report is worth a frame.
 
+#![deny(clippy::disallowed_methods)]
+
 use till360_shared::wire::TillHealth;
 
 use crate::journal::JournalStatus;

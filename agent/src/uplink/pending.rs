@@ -5,6 +5,8 @@
 //! ends). A digest request has no "no answer" news: the till core keeps its cached
 //! digest. Answers are matched to the oldest request for the same card or code.
 
+#![deny(clippy::disallowed_methods)]
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

@@ -256,7 +256,11 @@ impl HubSession {
     pub fn digest_frame(&mut self, page: FeedPage, store_max: u64) -> Option<Message> {
         let d = &mut self.digests;
         let emptying = d.reset_pending && d.sent == 0;
-        if page.compacted_through > d.sent && !emptying {
+        // Removals dropped at or below the max a download from empty started at were
+        // removals before it began: the agent cannot hold their cards from it. Only a
+        // compaction past that start may have dropped a removal it needs.
+        let compacted_before_start = d.from_empty && page.compacted_through <= d.initial_max;
+        if page.compacted_through > d.sent && !emptying && !compacted_before_start {
             d.reset_pending = true;
             d.from_empty = true;
             d.initial_max = store_max;
@@ -265,14 +269,17 @@ impl HubSession {
         }
         let reset = d.reset_pending;
         let Some(last) = page.last_version else {
-            // Nothing after what was sent: the feed's max was read before a rebuild.
+            // Nothing after what was sent: the agent is up to date at the feed's max
+            // (the rows above the newest one were removals compacted away, or the max
+            // was read before a rebuild). It is told so, and needs nothing next time.
+            let behind = d.sent < store_max;
             d.sent = d.sent.max(store_max);
             d.reset_pending = false;
             let held = d.held.unwrap_or(0);
-            return (reset && held > 0).then_some(Message::Digests {
+            return ((reset && held > 0) || behind).then_some(Message::Digests {
                 entries: Vec::new(),
-                up_to_version: 0,
-                reset: true,
+                up_to_version: d.sent,
+                reset: reset && held > 0,
             });
         };
         d.sent = last;
@@ -659,7 +666,8 @@ mod tests {
             })
         ));
 
-        // A compaction between two pages of a download: from the start again.
+        // A compaction between two pages of a download, of removals from before it
+        // began: the agent cannot hold their cards, the download goes on.
         let mut s = subscribed_at(0);
         s.after_hello(Ok(0));
         assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(0));
@@ -668,13 +676,30 @@ mod tests {
             Some(Message::Digests { reset: true, .. })
         ));
         assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(1000));
-        assert_eq!(
+        assert!(matches!(
             s.digest_frame(compacted(page(vec![entry(2, true)], 2000), 1500), 2000),
+            Some(Message::Digests {
+                reset: false,
+                up_to_version: 2000,
+                ..
+            })
+        ));
+        // Of removals made during it (past its start, 2000): a card sent on the first
+        // page may have lost its digest since, so from the start again.
+        let mut s = subscribed_at(0);
+        s.after_hello(Ok(0));
+        assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(0));
+        assert!(s
+            .digest_frame(page(vec![entry(1, true)], 1000), 2000)
+            .is_some());
+        assert_eq!(s.poll_digests(2100).map(|p| p.after), Some(1000));
+        assert_eq!(
+            s.digest_frame(compacted(page(vec![entry(2, true)], 2050), 2100), 2100),
             None
         );
-        assert_eq!(s.poll_digests(2000).map(|p| p.after), Some(0));
+        assert_eq!(s.poll_digests(2100).map(|p| p.after), Some(0));
         assert!(matches!(
-            s.digest_frame(compacted(page(vec![entry(1, true)], 1000), 1500), 2000),
+            s.digest_frame(compacted(page(vec![entry(1, true)], 1000), 2100), 2100),
             Some(Message::Digests {
                 reset: true,
                 up_to_version: 1000,
@@ -704,11 +729,82 @@ mod tests {
             s.digest_frame(compacted(FeedPage::default(), 5), 5),
             Some(Message::Digests {
                 entries: vec![],
-                up_to_version: 0,
+                up_to_version: 5,
                 reset: true
-            })
+            }),
+            "emptied, and at the feed's max (nothing to read again next time)"
         );
         assert_eq!(s.poll_digests(5), None);
+    }
+
+    /// Polls and sends pages of a feed whose rows end at `newest` and whose removals were
+    /// compacted through `compacted`, until the session has nothing more (at most 10
+    /// rounds): the frames sent.
+    fn download(s: &mut HubSession, newest: u64, compacted: u64, store_max: u64) -> Vec<Message> {
+        let mut frames = Vec::new();
+        for _ in 0..10 {
+            let Some(poll) = s.poll_digests(store_max) else {
+                return frames;
+            };
+            let page = if poll.after < newest {
+                let last = newest.min(poll.after + poll.limit as u64);
+                FeedPage {
+                    entries: vec![entry((last % 200) as u8, true)],
+                    last_version: Some(last),
+                    compacted_through: compacted,
+                }
+            } else {
+                FeedPage {
+                    compacted_through: compacted,
+                    ..FeedPage::default()
+                }
+            };
+            frames.extend(s.digest_frame(page, store_max));
+        }
+        panic!("still polling after 10 rounds: {frames:?}");
+    }
+
+    /// Found by the simulation (seed 31): the newest rows of a store's feed were removals
+    /// and were compacted away, so the feed's max (49) is above its newest row (45). An
+    /// agent behind it was reset, got every row to 45, was found behind the compaction
+    /// again and reset again, forever (a busy loop of full downloads); and a fresh
+    /// agent's download of a feed compacted past its first page restarted at each page.
+    #[test]
+    fn a_download_of_a_compacted_feed_ends_with_the_agent_at_the_feed_max() {
+        for held in [0, 30, 45, 49] {
+            let mut s = subscribed_at(held);
+            s.after_hello(Ok(0));
+            let frames = download(&mut s, 45, 49, 49);
+            let last = frames.last().cloned();
+            if held == 49 {
+                assert_eq!(frames, vec![], "held {held}");
+                continue;
+            }
+            assert!(
+                matches!(
+                    last,
+                    Some(Message::Digests {
+                        up_to_version: 49,
+                        ..
+                    })
+                ),
+                "held {held}: {frames:?}"
+            );
+            assert!(frames.len() <= 2, "held {held}: {frames:?}");
+        }
+        // Two pages of 1000, removals compacted through 1500 before the download.
+        let mut s = subscribed_at(0);
+        s.after_hello(Ok(0));
+        let frames = download(&mut s, 2000, 1500, 2000);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(matches!(
+            frames[1],
+            Message::Digests {
+                up_to_version: 2000,
+                reset: false,
+                ..
+            }
+        ));
     }
 
     #[test]
