@@ -170,6 +170,8 @@ impl SimHub {
             .sessions
             .entry(conn)
             .or_insert_with(|| HubSession::new(agent.clone()));
+        // Every frame of a connection reaches its one session (the connection task
+        // exists until the hub closes it or notices it dead).
         let step = session.handle(msg);
         let mut out = HubOutput::default();
         let reply = match step {

@@ -38,7 +38,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             faults: true,
-            shopping_hours: 6,
+            shopping_hours: 4,
             trace: false,
         }
     }
@@ -81,6 +81,8 @@ enum Action {
     },
     /// Pending requests time out.
     Expire(usize),
+    /// The hub notices a dead connection (its idle timeout): the session goes.
+    HubNotices(u64),
     CrashAgent(usize),
     RestartAgent(usize),
     CrashHub,
@@ -378,6 +380,7 @@ impl World {
             Action::Dial(till) => self.dial(till)?,
             Action::Dropped { till, conn } => self.dropped(till, conn)?,
             Action::Expire(till) => self.expire(till)?,
+            Action::HubNotices(conn) => self.hub_forgets(conn),
             Action::CrashAgent(till) => {
                 if self.faults_on && self.tills[till].agent.is_some() {
                     self.count_fault("agent crash");
@@ -724,21 +727,9 @@ impl World {
         if c.dead_at.is_some() {
             return;
         }
-        let delivery = self.network.deliver(&mut self.rng, c, to_hub, self.now);
-        if let Some(at) = delivery.duplicate_at {
-            self.count_fault("frame duplicated");
-            self.schedule(
-                at,
-                Action::Deliver {
-                    conn,
-                    to_hub,
-                    sent_at: self.now,
-                    msg: Box::new(msg.clone()),
-                },
-            );
-        }
+        let at = self.network.deliver(&mut self.rng, c, to_hub, self.now);
         self.schedule(
-            delivery.at,
+            at,
             Action::Deliver {
                 conn,
                 to_hub,
@@ -766,8 +757,11 @@ impl World {
         }
         let till = c.till;
         if to_hub {
-            if c.hub_incarnation != self.hub.incarnation || !self.hub.is_up() {
+            if c.hub_incarnation != self.hub.incarnation || !self.hub.is_up() || c.hub_gone {
                 return Ok(());
+            }
+            if c.dead_at.is_some() {
+                self.count_fault("late frame");
             }
             let agent = self.tills[till].id.clone();
             let out = self.hub.on_frame(conn, &agent, msg, self.hub_now())?;
@@ -777,6 +771,7 @@ impl World {
             if out.close {
                 self.note(|| format!("hub closes connection {conn}"));
                 self.kill_conn(conn);
+                self.hub_forgets(conn);
                 let delay = self.rng.range(1, 50) as SimMs;
                 self.after(delay, Action::Dropped { till, conn });
             }
@@ -790,6 +785,15 @@ impl World {
         };
         if *current != conn {
             return Ok(());
+        }
+        if let Message::Digests {
+            up_to_version,
+            reset,
+            entries,
+        } = &msg
+        {
+            let (v, r, n) = (*up_to_version, *reset, entries.len());
+            self.note(|| format!("till {till}: digests to {v} (reset {r}, {n} entries) on {conn}"));
         }
         let today = self.tills[till]
             .clock(START_UNIX_MS + self.now)
@@ -816,11 +820,21 @@ impl World {
         self.dropped(till, conn)
     }
 
+    /// The connection dies on the wire; the hub's session lives on until the hub
+    /// notices (its idle timeout) or closes it.
     fn kill_conn(&mut self, conn: u64) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if c.dead_at.is_none() {
                 c.dead_at = Some(self.now);
+                self.after(IDLE_TIMEOUT_MS, Action::HubNotices(conn));
             }
+        }
+    }
+
+    /// The hub is done with a connection: its session goes.
+    fn hub_forgets(&mut self, conn: u64) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.hub_gone = true;
         }
         self.hub.forget(conn);
     }
@@ -896,6 +910,7 @@ impl World {
             Connection {
                 till,
                 hub_incarnation: self.hub.incarnation,
+                hub_gone: false,
                 dead_at: None,
                 last_to_hub: self.now,
                 last_to_till: self.now,
