@@ -23,6 +23,8 @@ pub struct Observed {
     pub erasures: Vec<(Vec<CardNumber>, i64, u64)>,
     /// Liveness problems (the run did not converge).
     pub stuck: Vec<String>,
+    /// `Refused` frames the tills got.
+    pub refusals: Vec<String>,
 }
 
 impl Observed {
@@ -67,6 +69,18 @@ pub fn check(
 ) -> anyhow::Result<Verdict> {
     let mut verdict = Verdict::default();
     verdict.problems.extend(observed.stuck.iter().cloned());
+    verdict.problems.extend(observed.refusals.iter().cloned());
+    let refused = hub.sql().query(
+        "SELECT store, till, reason, detail FROM agent_alerts WHERE kind = 'refusal'",
+        till360_hub::sql_params![],
+    )?;
+    for row in refused {
+        let (store, till, reason, detail): (String, String, String, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        verdict.problems.push(format!(
+            "till {store}/{till}: a batch was refused ({reason}: {detail})"
+        ));
+    }
     exactly_once(hub, observed, &mut verdict)?;
     erasures(hub, tills, journals, observed, &mut verdict)?;
     coupons(hub, &mut verdict)?;
@@ -89,6 +103,26 @@ fn exactly_once(hub: &SqlStore, observed: &Observed, verdict: &mut Verdict) -> a
         verdict
             .problems
             .push(format!("receipts not exactly once: {queue}"));
+    }
+    // The console's daily rollup agrees with the receipts it sums (kept by the ingest).
+    let rollup = hub.sql().query(
+        "SELECT t.store, t.till, t.n, t.cents, COALESCE(d.n, 0), COALESCE(d.cents, 0)
+         FROM (SELECT store, till, COUNT(*) AS n, SUM(total_cents) AS cents
+               FROM transactions GROUP BY store, till) t
+         LEFT JOIN (SELECT store, till, SUM(receipts) AS n, SUM(revenue_cents) AS cents
+                    FROM receipt_days GROUP BY store, till) d
+           ON d.store = t.store AND d.till = t.till",
+        till360_hub::sql_params![],
+    )?;
+    for row in rollup {
+        let (store, till): (String, String) = (row.get(0)?, row.get(1)?);
+        let (n, cents, days_n, days_cents): (i64, i64, i64, i64) =
+            (row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+        if (n, cents) != (days_n, days_cents) {
+            verdict.problems.push(format!(
+                "till {store}/{till}: {n} receipts of {cents} cents stored, the daily rollup says {days_n} of {days_cents}"
+            ));
+        }
     }
     for (agent, events) in &observed.events {
         let high_water: i64 = hub

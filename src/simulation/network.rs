@@ -19,6 +19,9 @@ pub struct Connection {
     pub hub_incarnation: u64,
     /// The hub has closed it or noticed it dead: frames still arriving are dropped.
     pub hub_gone: bool,
+    /// A frame in flight when it died was lost this way (to the hub, to the till): a
+    /// stream delivers a prefix, so every later frame that way is lost too.
+    pub lost: [bool; 2],
     /// When it died (cut, closed, hub crash): frames sent after never arrive; frames
     /// sent before may still arrive.
     pub dead_at: Option<i64>,
@@ -66,5 +69,22 @@ impl NetworkModel {
         let at = (now + latency).max(*last);
         *last = at;
         at
+    }
+}
+
+impl Connection {
+    /// Whether a frame sent at `sent_at` still arrives: always on a live connection;
+    /// on a dead one, never if sent after it died, else by `coin` (true: lost) until
+    /// one is lost that way, and never after.
+    pub fn arrives(&mut self, to_hub: bool, sent_at: i64, coin: bool) -> bool {
+        let Some(dead) = self.dead_at else {
+            return true;
+        };
+        let lost = &mut self.lost[usize::from(to_hub)];
+        if *lost || sent_at >= dead || coin {
+            *lost = true;
+            return false;
+        }
+        true
     }
 }

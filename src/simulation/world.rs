@@ -148,6 +148,9 @@ struct World {
     faults_on: bool,
     healing: bool,
     cards: Vec<CardNumber>,
+    /// How often (per mille of batches) a fault is aimed at a batch in flight: a cut
+    /// while it or its ack travels, a hub crash right after its commit.
+    targeted_per_mille: u64,
     /// `[digests] removal_retention_days` of this seed (0: removals compacted at once).
     digest_retention_days: u32,
     /// The campaign sets the hub restarts with (the operator changes them).
@@ -267,6 +270,11 @@ impl World {
             healing: false,
             cards,
             digest_retention_days: if setup.chance(50) { 0 } else { 30 },
+            targeted_per_mille: if options.faults {
+                setup.range(0, 30)
+            } else {
+                0
+            },
             campaign_sets,
             codes: Vec::new(),
             base_instant: Instant::now(),
@@ -663,6 +671,9 @@ impl World {
                 Transmit::Message(msg) => self.send(conn, true, msg),
                 Transmit::Events(events) => {
                     let last = events.last().map(|(e, link)| (e.seq, *link));
+                    let first = events.first().map_or(0, |(e, _)| e.seq);
+                    let end = last.map_or(0, |(seq, _)| seq);
+                    self.note(|| format!("till {till}: sends seqs {first}..={end} on {conn}"));
                     let events: Vec<Event> = events.into_iter().map(|(e, _)| e).collect();
                     self.send(conn, true, Message::Events(events));
                     if let Some((last_seq, hash)) = last {
@@ -727,7 +738,14 @@ impl World {
         if c.dead_at.is_some() {
             return;
         }
+        let till = c.till;
         let at = self.network.deliver(&mut self.rng, c, to_hub, self.now);
+        // Buggify: a link cut while a batch or its ack is in flight.
+        let in_flight = matches!(msg, Message::Events(_) | Message::Ack { .. });
+        if in_flight && self.faults_on && self.rng.below(1000) < self.targeted_per_mille {
+            let when = self.rng.range(0, (at - self.now).max(1) as u64 * 2) as SimMs;
+            self.after(when, Action::CutLink(till));
+        }
         self.schedule(
             at,
             Action::Deliver {
@@ -746,14 +764,12 @@ impl World {
         sent_at: SimMs,
         msg: Message,
     ) -> anyhow::Result<()> {
-        let Some(c) = self.conns.get(&conn) else {
+        let coin = self.rng.chance(50);
+        let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };
-        if let Some(dead) = c.dead_at {
-            // Sent after the cut: lost. Sent before: in flight, may still arrive.
-            if sent_at >= dead || self.rng.chance(50) {
-                return Ok(());
-            }
+        if !c.arrives(to_hub, sent_at, coin) {
+            return Ok(());
         }
         let till = c.till;
         if to_hub {
@@ -764,9 +780,22 @@ impl World {
                 self.count_fault("late frame");
             }
             let agent = self.tills[till].id.clone();
+            let ingest = matches!(msg, Message::Events(_));
+            if let Message::Events(events) = &msg {
+                let (first, last) = (
+                    events.first().map_or(0, |e| e.seq),
+                    events.last().map_or(0, |e| e.seq),
+                );
+                self.note(|| format!("hub gets seqs {first}..={last} of till {till} on {conn}"));
+            }
             let out = self.hub.on_frame(conn, &agent, msg, self.hub_now())?;
             for reply in out.replies {
                 self.send(conn, false, reply);
+            }
+            // Buggify: the hub dies right after a commit, its ack still on the wire.
+            if ingest && self.faults_on && self.rng.below(1000) < self.targeted_per_mille {
+                self.act(Action::CrashHub)?;
+                return Ok(());
             }
             if out.close {
                 self.note(|| format!("hub closes connection {conn}"));
@@ -785,6 +814,13 @@ impl World {
         };
         if *current != conn {
             return Ok(());
+        }
+        if let Message::Refused { reason, detail } = &msg {
+            // Faults alone never make a till and its hub disagree.
+            let id = self.tills[till].id.clone();
+            self.observed.refusals.push(format!(
+                "till {id}: the hub refused it: {reason:?} {detail}"
+            ));
         }
         if let Message::Digests {
             up_to_version,
@@ -911,6 +947,7 @@ impl World {
                 till,
                 hub_incarnation: self.hub.incarnation,
                 hub_gone: false,
+                lost: [false; 2],
                 dead_at: None,
                 last_to_hub: self.now,
                 last_to_till: self.now,
