@@ -429,14 +429,14 @@ impl World {
                     let length = self.rng.range(1_000, 1_800_000) as SimMs;
                     self.note(|| format!("till {till}: partitioned for {length} ms"));
                     self.tills[till].partitioned_until = self.now + length;
-                    self.cut(till, IDLE_TIMEOUT_MS);
+                    self.cut(till);
                 }
             }
             Action::CutLink(till) => {
                 if self.faults_on {
                     self.count_fault("link cut");
                     self.note(|| format!("till {till}: connection cut"));
-                    self.cut(till, IDLE_TIMEOUT_MS);
+                    self.cut(till);
                 }
             }
             Action::ClockJump(till) => {
@@ -875,8 +875,15 @@ impl World {
         self.hub.forget(conn);
     }
 
-    /// The till's link breaks: the agent notices after `notice_ms`.
-    fn cut(&mut self, till: usize, notice_ms: SimMs) {
+    /// The till's link breaks.
+    /// The agent notices at once (its network went down: an error) or only at its
+    /// idle timeout (the path failed silently).
+    fn cut(&mut self, till: usize) {
+        let notice_ms = if self.rng.chance(50) {
+            self.rng.range(0, 100) as SimMs
+        } else {
+            IDLE_TIMEOUT_MS
+        };
         let conn = self.tills[till]
             .agent
             .as_ref()
