@@ -95,7 +95,12 @@ pub struct SweepReport {
     pub faults: std::collections::BTreeMap<&'static str, u64>,
 }
 
-/// Runs `count` seeds from `first` on `threads` threads (each seed is independent).
+/// A sweep stops taking new seeds after this many failures (each failing seed is one
+/// replay away; a bug fails many).
+pub const MAX_FAILURES: usize = 5;
+
+/// Runs `count` seeds from `first` on `threads` threads (each seed is independent),
+/// until [`MAX_FAILURES`] failed.
 pub fn sweep(first: u64, count: u64, threads: usize, options: &SimOptions) -> SweepReport {
     let next = std::sync::atomic::AtomicU64::new(first);
     let end = first.saturating_add(count);
@@ -104,7 +109,8 @@ pub fn sweep(first: u64, count: u64, threads: usize, options: &SimOptions) -> Sw
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if seed >= end {
+                let failed = results.lock().map_or(0, |r| r.failures.len());
+                if seed >= end || failed >= MAX_FAILURES {
                     break;
                 }
                 let outcome = check_seed(seed, options);

@@ -129,6 +129,8 @@ const IDLE_TIMEOUT_MS: SimMs = 8_000;
 /// The uplink's backoff bounds.
 const BACKOFF_MIN_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 10_000;
+/// A run doing more than this is in a livelock (a healthy one does some thousands).
+const MAX_ACTIONS: u64 = 400_000;
 /// How long the healing phase may take before the run counts as stuck.
 const HEAL_LIMIT_MS: SimMs = 30 * 60_000;
 /// The run starts on a Monday morning (UTC).
@@ -347,8 +349,17 @@ impl World {
 
     fn run(&mut self, _options: &SimOptions) -> anyhow::Result<()> {
         let mut heal_started = None;
+        let mut actions = 0u64;
         while let Some(Reverse(next)) = self.queue.pop() {
             self.now = next.at;
+            actions += 1;
+            if actions > MAX_ACTIONS {
+                self.observed.stuck.push(format!(
+                    "more than {MAX_ACTIONS} actions by {} ms: a livelock (reconnecting or resending without end?)",
+                    self.now
+                ));
+                return Ok(());
+            }
             if let Some(started) = heal_started {
                 if self.converged()? {
                     self.note(|| "converged".to_string());
