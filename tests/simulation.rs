@@ -6,7 +6,6 @@
 use till360::simulation::{
     self, check_seed, run_seed, run_seed_with, SimOptions, FIRST_SEED_VAR, SEEDS_VAR, SEED_VAR,
 };
-use till360_hub::store::sql::SqlExt as _;
 
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
@@ -117,4 +116,15 @@ fn the_checkers_catch_a_lost_and_a_doubled_receipt() {
     .unwrap();
     let text = doubled.verdict.problems.join("\n");
     assert!(text.contains("duplicated"), "{text}");
+}
+
+/// Seeds that found bugs in the code of their day, replayed on every run. 9, 11, 12, 35
+/// and 40: a till behind a compacted digest feed was reset and sent the whole feed again
+/// and again, never catching up (`HubSession::digest_frame`; its unit test is
+/// `a_download_of_a_compacted_feed_ends_with_the_agent_at_the_feed_max`).
+#[test]
+fn seeds_that_found_bugs_pass() {
+    for seed in [9, 11, 12, 35, 40] {
+        check_seed(seed, &SimOptions::default()).unwrap_or_else(|f| panic!("{f}"));
+    }
 }

@@ -168,7 +168,7 @@ impl Conversation {
             [
                 session.hello(software),
                 session.subscribe(),
-                Message::Health(opening.health.clone()),
+                Message::Health(opening.health),
                 Message::TillClock { unix_ms: till_ms },
             ]
             .map(Transmit::Message),
@@ -331,7 +331,7 @@ impl Conversation {
         if !health::report_due(Some(&self.last_health), &now) {
             return Ok(None);
         }
-        self.last_health = now.clone();
+        self.last_health = now;
         Ok(Some(Message::Health(now)))
     }
 
