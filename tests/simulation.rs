@@ -42,7 +42,8 @@ fn seed_sweep_finds_no_lost_duplicated_or_unexpected_event() {
             "clock jump",
             "disk full",
             "erasure",
-            "frame duplicated",
+            "late frame",
+            "campaign change",
         ] {
             assert!(
                 report.faults.get(kind).copied().unwrap_or(0) > 0,
