@@ -580,7 +580,7 @@ impl Uplink {
             return Ok(());
         }
         let (card, digest) = self
-            .with_journal(move |j| {
+            .in_journal(move |j| {
                 conversation::store_digest(digest_key, &card, digest.as_ref(), j)?;
                 Ok((card, digest))
             })
@@ -615,22 +615,6 @@ impl Uplink {
     where
         T: Send + 'static,
         F: FnOnce(&mut Journal) -> Result<T, ConversationError> + Send + 'static,
-    {
-        let journal = Arc::clone(&self.journal);
-        tokio::task::spawn_blocking(move || {
-            // A panic elsewhere leaves SQLite consistent (transactions roll back).
-            let mut guard = journal.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| UplinkError::JournalTask(e.to_string()))?
-        .map_err(UplinkError::from)
-    }
-
-    async fn with_journal<T, F>(&self, f: F) -> Result<T, UplinkError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Journal) -> Result<T, JournalError> + Send + 'static,
     {
         let journal = Arc::clone(&self.journal);
         tokio::task::spawn_blocking(move || {
