@@ -27,3 +27,4 @@ mod scanner_pty;
 mod startup_guards;
 mod tls_config;
 mod uplink;
+mod uplink_conversation;
