@@ -560,6 +560,33 @@ async fn every_page_renders_with_campaigns_segments_and_a_till() {
             page.body
         );
     }
+    // One customer is far too few to fit the models: the 360° page and the API say the
+    // traits are provisional, and why (issue 15's small data).
+    let page = get(http, &format!("/console/customers/{id}"), Some(&session)).await;
+    assert!(
+        page.body.contains("id=\"traits-provisional\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("1 customers, 0 of them with a repeat purchase"),
+        "{}",
+        page.body
+    );
+    let profile = request(
+        http,
+        "GET",
+        &format!("/api/v1/profiles/{id}"),
+        &[("Authorization", &bearer)],
+        "",
+    )
+    .await;
+    let profile: serde_json::Value = serde_json::from_str(&profile.body).unwrap();
+    assert_eq!(profile["traits"]["provisional"], true, "{profile}");
+    assert!(profile["traits"]["model"]["provisional"]
+        .as_str()
+        .is_some_and(|why| why.contains("too few")));
     for (path, status) in [
         ("/console/campaigns/no-such".to_string(), 404),
         ("/console/segments/no-such".into(), 404),

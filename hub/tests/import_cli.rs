@@ -119,7 +119,7 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
     };
     let header =
         "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,\
-                  expected_purchases,clv_cents,churn_risk,segments";
+                  expected_purchases,clv_cents,churn_risk,segments,provisional";
     let before = export("2025-12-31");
     assert_eq!(before, vec![header.to_string()], "nothing happened yet");
     let first_day = export("2026-01-10");
@@ -132,7 +132,7 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
     assert_eq!(later.len(), 3, "both online orders: {later:?}");
     for row in &later[1..] {
         assert!(
-            row.ends_with("online-only"),
+            row.ends_with("online-only,1"),
             "online-only buyers are in the segment as of the date: {row}"
         );
     }

@@ -235,7 +235,7 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(
         CSV_HEADER,
-        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments"
+        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional"
     );
     assert_eq!(
         lines.len(),
@@ -247,7 +247,12 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     // Past the profile id, which has its own test.
     let data = |line: &str| cells(line)[1..].to_vec();
     let p1 = data(lines[1]);
-    assert_eq!(p1.len(), 12);
+    assert_eq!(p1.len(), 13);
+    // Two customers cannot support a fit: the population defaults, said so.
+    assert_eq!(p1[12], "1", "provisional");
+    let why = summary.models.provisional.as_deref().unwrap_or_default();
+    assert!(why.contains("2 customers"), "{why}");
+    assert!(summary.models.notes.iter().any(|n| n == why));
     assert_eq!(p1[0], "C1");
     assert_eq!(p1[1], "2000000000011;2000000000028");
     // Days Jan 5, Jan 12, Jan 31 (local): two repeat days; Jan 12 spent 1200, Jan 31 800.
@@ -358,7 +363,15 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
         serde_json::json!(["wine", "cheese"])
     );
     assert_eq!(json["stores"], serde_json::json!(["S001", "S002"]));
-    assert_eq!(json["model"]["version"], "bgnbd+gamma-gamma/1");
+    assert_eq!(json["model"]["version"], "bgnbd+gamma-gamma/2");
+    // Four customers: provisional traits, and the model says why (the API serves both).
+    assert_eq!(json["provisional"], true);
+    assert!(
+        json["model"]["provisional"]
+            .as_str()
+            .is_some_and(|why| why.contains("too few")),
+        "{json}"
+    );
     assert!(json["rfm"].as_str().is_some_and(|r| r.len() == 3));
     let all: Vec<String> = hub
         .sql()

@@ -154,6 +154,10 @@ pub struct SimulateArgs {
     /// Simulated shopping hours per seed.
     #[arg(long, default_value_t = SimOptions::default().shopping_hours)]
     pub hours: u32,
+    /// Also run the same seeds without faults and print that rate beside (the cost of
+    /// the faults and the healing, against the same tills and shoppers).
+    #[arg(long)]
+    pub baseline: bool,
 }
 
 /// Runs `till360 simulate`; exit 1 when a seed fails.
@@ -203,6 +207,24 @@ pub fn simulate_command(args: SimulateArgs) -> std::process::ExitCode {
         report.till_days / elapsed * 60.0,
         report.failures.len()
     );
+    if args.baseline {
+        let quiet = SimOptions {
+            faults: false,
+            ..options.clone()
+        };
+        let started = std::time::Instant::now();
+        let base = sweep(args.first, args.seeds, threads, &quiet);
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "baseline, the same seeds without faults: {:.1} s, {:.0} till-days, {} receipts; \
+             {:.0} till-days per wall minute; {} failed",
+            elapsed,
+            base.till_days,
+            base.receipts,
+            base.till_days / elapsed * 60.0,
+            base.failures.len()
+        );
+    }
     for failure in &report.failures {
         eprintln!("{failure}");
     }

@@ -409,6 +409,12 @@ fn profile_body(
             @if view.traits.is_empty() {
                 p { (ctx.t(Msg::TraitsNone)) }
             } @else {
+                @if view.traits.get("provisional") == Some(&serde_json::Value::Bool(true)) {
+                    p.notice #traits-provisional {
+                        strong { (ctx.t(Msg::TraitsProvisional)) } " "
+                        (view.traits.get("model").and_then(|m| m.get("provisional")).and_then(|r| r.as_str()).unwrap_or(""))
+                    }
+                }
                 dl.facts {
                     @for (key, label, help) in TRAITS {
                         dt { (ctx.t(label)) }

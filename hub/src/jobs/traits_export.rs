@@ -14,7 +14,7 @@ use crate::traits::subject;
 use crate::traits::TraitsError;
 
 /// The header, exactly (scripts depend on it).
-pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments";
+pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional";
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +127,9 @@ fn write_csv(
                 .map_or_else(String::new, |c| c.to_string()),
             decimal(t.churn_risk),
             text_cell(&member_of.join(";")),
+            // 1: p_alive, expected purchases and CLV come from the population defaults
+            // (too little data to fit; the summary's notes say why).
+            u8::from(t.provisional).to_string(),
         ];
         writeln!(out, "{}", cells.join(","))?;
         rows += 1;

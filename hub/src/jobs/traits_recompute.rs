@@ -63,6 +63,8 @@ fn fit_and_write(
         "as_of": as_of.to_string(),
         "horizon_days": config.traits.horizon_days,
         "margin_percent": config.traits.margin_percent,
+        // Why p_alive, expected purchases and CLV are the population defaults (null: fitted).
+        "provisional": population.models.provisional,
     });
 
     // The traits as JSON, encoded before the write transaction's rows are written; an

@@ -13,7 +13,27 @@ use super::history::{day_number, CustomerHistory};
 use super::rfm::{quintile_scores, summarize};
 
 /// Bumped when the meaning of a stored trait or the models change.
-pub const MODEL_VERSION: &str = "bgnbd+gamma-gamma/1";
+pub const MODEL_VERSION: &str = "bgnbd+gamma-gamma/2";
+
+/// The population defaults used below the data a fit needs: BG/NBD as Fader, Hardie &
+/// Lee (2005) fitted it on the CDNOW sample (r 0.243, α 4.414 weeks, a 0.793, b 2.426),
+/// α in days. A customer who bought today is then alive with 0.75 after one repeat
+/// purchase, and more after more.
+pub const DEFAULT_BGNBD: BgNbd = BgNbd {
+    r: 0.243,
+    alpha: 4.414 * 7.0,
+    a: 0.793,
+    b: 2.426,
+};
+
+/// What a fit needs: fewer customers, or fewer with a repeat purchase day, and the
+/// models are not fitted; the defaults are used and the traits are provisional.
+pub const MIN_FIT_CUSTOMERS: usize = 50;
+pub const MIN_FIT_REPEAT_CUSTOMERS: usize = 20;
+
+/// A fit this close to the bounds of its (log) parameters ran into a corner of the
+/// parameter space: it describes the sample's accident, not its customers.
+const DEGENERATE_LOG_PARAMETER: f64 = 14.0;
 
 /// One customer's traits (only customers with a purchase on or before `as_of`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,6 +68,9 @@ pub struct CustomerTraits {
     pub label: Option<Label>,
     pub store_share: f64,
     pub online_share: f64,
+    /// The models behind p_alive, expected purchases and CLV are the population defaults,
+    /// not a fit (`Models::provisional` says why).
+    pub provisional: bool,
 }
 
 /// Rounds an estimated amount to whole cents (values are finite by construction).
@@ -78,6 +101,10 @@ pub struct Models {
     /// Customers with a purchase as of the date, and those with a repeat purchase day.
     pub customers: usize,
     pub repeat_customers: usize,
+    /// Why the traits are provisional (the models are the population defaults), if
+    /// they are; also among the notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisional: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -147,15 +174,18 @@ pub fn compute(
     });
 
     let mut notes = Vec::new();
-    let bgnbd = if active.is_empty() {
+    let repeaters = summaries
+        .iter()
+        .flatten()
+        .filter(|s| s.frequency > 0)
+        .count();
+    let (bgnbd, provisional) = if active.is_empty() {
         notes.push(format!("no customer has a purchase on or before {as_of}"));
-        None
+        (None, None)
     } else {
-        BgNbd::fit(&observations)
-            .map_err(|e| notes.push(format!("BG/NBD not fitted: {e}")))
-            .ok()
+        bgnbd_or_defaults(&observations, active.len(), repeaters, &mut notes)
     };
-    let gamma_gamma = if active.is_empty() {
+    let gamma_gamma = if active.is_empty() || provisional.is_some() {
         None
     } else {
         GammaGamma::fit(&spends)
@@ -185,7 +215,14 @@ pub fn compute(
             }
             e
         });
-        let expected_spend = gamma_gamma.map(|g| g.expected_spend(s.frequency, s.monetary_cents));
+        let expected_spend = match gamma_gamma {
+            Some(g) => Some(g.expected_spend(s.frequency, s.monetary_cents)),
+            // Provisional: the customer's own spend per purchase stands in.
+            None if provisional.is_some() => {
+                Some(s.spend_cents as f64 / f64::from(s.purchases.max(1)))
+            }
+            None => None,
+        };
         let clv = match (expected_purchases, expected_spend) {
             (Some(e), Some(m)) => Some(e * m * margin_percent / 100.0).filter(|v| v.is_finite()),
             _ => None,
@@ -220,6 +257,7 @@ pub fn compute(
             label: b.label,
             store_share: b.store_share,
             online_share: b.online_share,
+            provisional: provisional.is_some(),
         });
     }
     if unconverged > 0 {
@@ -237,8 +275,51 @@ pub fn compute(
             gamma_gamma,
             customers: active.len(),
             repeat_customers: spends.len(),
+            provisional,
             notes,
         },
         customers,
     }
+}
+
+/// BG/NBD fitted on `observations`, or the population defaults with why the traits are
+/// provisional: too few customers or repeat customers to fit, or a degenerate fit.
+fn bgnbd_or_defaults(
+    observations: &[(Observation, u64)],
+    customers: usize,
+    repeaters: usize,
+    notes: &mut Vec<String>,
+) -> (Option<BgNbd>, Option<String>) {
+    let mut defaults = |why: String| {
+        let reason = format!(
+            "provisional: {why}; the population defaults are used (BG/NBD of the CDNOW \
+             study) and the customer's own spend per purchase"
+        );
+        notes.push(reason.clone());
+        (Some(DEFAULT_BGNBD), Some(reason))
+    };
+    if customers < MIN_FIT_CUSTOMERS || repeaters < MIN_FIT_REPEAT_CUSTOMERS {
+        return defaults(format!(
+            "{customers} customers, {repeaters} of them with a repeat purchase, are too few \
+             to fit the models (they need {MIN_FIT_CUSTOMERS} and {MIN_FIT_REPEAT_CUSTOMERS})"
+        ));
+    }
+    match BgNbd::fit(observations) {
+        Ok(m) if is_degenerate(&m) => defaults(format!(
+            "the BG/NBD fit ran into a corner of its parameters (r {:.3e}, alpha {:.3e}, \
+             a {:.3e}, b {:.3e})",
+            m.r, m.alpha, m.a, m.b
+        )),
+        Ok(m) => (Some(m), None),
+        Err(e) => {
+            notes.push(format!("BG/NBD not fitted: {e}"));
+            (None, None)
+        }
+    }
+}
+
+fn is_degenerate(m: &BgNbd) -> bool {
+    [m.r, m.alpha, m.a, m.b]
+        .iter()
+        .any(|v| v.ln().abs() >= DEGENERATE_LOG_PARAMETER)
 }
