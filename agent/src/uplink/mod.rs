@@ -501,19 +501,22 @@ impl Uplink {
         link: &mut Link,
         attempt: &mut u32,
     ) -> Result<(), UplinkError> {
-        if out.went_online && !link.online.swap(true, Ordering::SeqCst) {
-            self.tell(HubNews::Online(true));
-        }
+        // Erased cards are handed on before the status shows the erasure version, and the
+        // status moves before the news: whoever sees one and then looks at the other finds
+        // it up to date.
         for erased in out.erased {
             if let Some(tx) = &self.erased_cards {
                 // The till core may have stopped; the journal is what counts.
                 let _ = tx.send(erased);
             }
         }
+        status.send_modify(|s| conversation.fill_status(s));
+        if out.went_online && !link.online.swap(true, Ordering::SeqCst) {
+            self.tell(HubNews::Online(true));
+        }
         for news in out.news {
             self.tell(news);
         }
-        status.send_modify(|s| conversation.fill_status(s));
         if let Some(seq) = out.acked {
             status.send_modify(|s| {
                 s.connected = true;
