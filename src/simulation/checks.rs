@@ -28,7 +28,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn journaled(&mut self, agent: &AgentId, event: Event, _sim_ms: i64) {
+    pub fn journaled(&mut self, agent: &AgentId, event: Event) {
         if let EventKind::Receipt(receipt) = &event.kind {
             let no = receipt.receipt_no.clone().unwrap_or_default();
             self.receipts

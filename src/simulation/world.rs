@@ -601,7 +601,7 @@ impl World {
                     event.kind.name()
                 )
             });
-            self.observed.journaled(&id, event, self.now);
+            self.observed.journaled(&id, event);
         }
         Ok(())
     }
