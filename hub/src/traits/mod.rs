@@ -10,14 +10,19 @@ pub mod behaviour;
 pub mod bgnbd;
 pub mod gamma_gamma;
 pub mod history;
+pub mod mbgnbd;
 pub mod optimize;
+pub mod pareto_nbd;
 pub mod population;
 pub mod rfm;
+pub mod shoppers;
 pub mod simulate;
 pub mod special;
 mod subject;
 pub use subject::subject;
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 

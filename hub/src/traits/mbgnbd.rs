@@ -1,0 +1,1 @@
+//! MBG/NBD (Batislam, Denizel & Filiztekin 2007). (Being written.)

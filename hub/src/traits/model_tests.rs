@@ -1,0 +1,1 @@
+//! Likelihoods and predictions of the candidate models against independent references.

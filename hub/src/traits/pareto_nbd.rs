@@ -1,0 +1,1 @@
+//! Pareto/NBD (Schmittlein, Morrison & Colombo 1987). (Being written.)

@@ -1,0 +1,1 @@
+//! Realistic synthetic shoppers for back-tests. (Being written.)
