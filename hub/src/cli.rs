@@ -113,6 +113,22 @@ enum TraitsAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Score every candidate purchase model on the data the hub holds: fitted on the
+    /// purchases up to the end of --split, compared with each customer's purchase days
+    /// in the --horizon-days after it (MAE, RMSE, totals, top-10 % precision), and the
+    /// model the hub would have chosen then.
+    Backtest {
+        #[arg(long)]
+        config: PathBuf,
+        /// The last day of the calibration window (YYYY-MM-DD).
+        #[arg(long)]
+        split: chrono::NaiveDate,
+        #[arg(long = "horizon-days", value_parser = clap::value_parser!(u32).range(1..))]
+        horizon_days: u32,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recompute traits and segments now (a running hub also does after every import
     /// and on its schedule, and passes the result on to the tills).
     Recompute {
@@ -198,6 +214,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     out,
                 },
         } => run_traits_export(&config, as_of, horizon_days, out.as_deref()),
+        Command::Traits {
+            action:
+                TraitsAction::Backtest {
+                    config,
+                    split,
+                    horizon_days,
+                    json,
+                },
+        } => run_traits_backtest(&config, split, horizon_days, json),
         Command::Traits {
             action: TraitsAction::Recompute { config },
         } => run_traits_recompute(&config),
@@ -384,6 +409,42 @@ fn run_traits_export(
         }
         Err(err) => {
             eprintln!("till360-hub: traits export: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_traits_backtest(
+    config_path: &Path,
+    split: chrono::NaiveDate,
+    horizon_days: u32,
+    json: bool,
+) -> ExitCode {
+    let result = (|| -> Result<crate::traits::backtest::Backtest, String> {
+        let config = HubConfig::load(config_path).map_err(|e| e.to_string())?;
+        let database = open_database(&config)?;
+        let conn = database.get().map_err(|e| e.to_string())?;
+        crate::jobs::traits_backtest(&*conn, split, horizon_days).map_err(|e| e.to_string())
+    })();
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("till360-hub: traits backtest: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        crate::traits::backtest::write_table(&report, &mut out)
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("till360-hub: traits backtest: {err}");
             ExitCode::FAILURE
         }
     }

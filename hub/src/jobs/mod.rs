@@ -9,11 +9,13 @@
 //!   on a timer (under the `digests` lease), on demand and when a traits run finished.
 
 pub mod digest_refresh;
+mod traits_backtest;
 mod traits_export;
 mod traits_recompute;
 mod traits_schedule;
 
 pub use digest_refresh::DigestRefresh;
+pub use traits_backtest::backtest as traits_backtest;
 pub use traits_export::{export_csv, export_csv_with_segments, ExportSummary, CSV_HEADER};
 pub use traits_recompute::{recompute, RecomputeSummary};
 pub use traits_schedule::{RecomputeHandle, TraitsSchedule};

@@ -68,6 +68,13 @@ pub fn day_number(date: NaiveDate) -> i64 {
     date.signed_duration_since(NaiveDate::default()).num_days()
 }
 
+/// The date of a day number (the inverse of [`day_number`]); out-of-range days clamp.
+pub fn date_of_day(day: i64) -> NaiveDate {
+    NaiveDate::default()
+        .checked_add_signed(chrono::Duration::days(day))
+        .unwrap_or(if day < 0 { NaiveDate::MIN } else { NaiveDate::MAX })
+}
+
 /// Builds [`HubData`] from the rows the store reads (`store::traits::load_histories`):
 /// profiles, then their cards, consents, the product catalogue, receipts and orders.
 /// Rows of profiles it was not given are skipped (a profile created meanwhile waits

@@ -6,15 +6,20 @@
 //! the store. The jobs that read and write the store's traits live in `crate::jobs`
 //! (export, recompute, the schedule). Time is measured in days, money in cents.
 
+pub mod backtest;
 pub mod behaviour;
 pub mod bgnbd;
+pub mod correction;
 pub mod gamma_gamma;
 pub mod history;
 pub mod mbgnbd;
+pub mod model;
 pub mod optimize;
+pub mod panel;
 pub mod pareto_nbd;
 pub mod population;
 pub mod rfm;
+pub mod selection;
 pub mod shoppers;
 pub mod simulate;
 pub mod special;
@@ -23,6 +28,8 @@ pub use subject::subject;
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod selection_tests;
 #[cfg(test)]
 mod tests;
 

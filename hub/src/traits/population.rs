@@ -1,19 +1,22 @@
 //! Traits for a whole population as of a date: summaries, RFM quintiles, the fitted
 //! models and every customer's scores. Pure: no IO, `as_of` passed in.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::behaviour::{behaviour, Label};
 use super::bgnbd::{BgNbd, Observation};
+use super::model::{ModelKind, PurchaseModel};
+use super::panel::Panel;
+use super::selection::{
+    chosen, select, Candidate, Predictor, Selection, TrainError, Trainer, MIN_SELECTION_DAYS,
+};
 use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, CustomerHistory};
 use super::rfm::{quintile_scores, summarize};
 
 /// Bumped when the meaning of a stored trait or the models change.
-pub const MODEL_VERSION: &str = "bgnbd+gamma-gamma/2";
+pub const MODEL_VERSION: &str = "selected-btyd+gamma-gamma/3";
 
 /// The population defaults used below the data a fit needs: BG/NBD as Fader, Hardie &
 /// Lee (2005) fitted it on the CDNOW sample (r 0.243, α 4.414 weeks, a 0.793, b 2.426),
@@ -30,10 +33,6 @@ pub const DEFAULT_BGNBD: BgNbd = BgNbd {
 /// models are not fitted; the defaults are used and the traits are provisional.
 pub const MIN_FIT_CUSTOMERS: usize = 50;
 pub const MIN_FIT_REPEAT_CUSTOMERS: usize = 20;
-
-/// A fit this close to the bounds of its (log) parameters ran into a corner of the
-/// parameter space: it describes the sample's accident, not its customers.
-const DEGENERATE_LOG_PARAMETER: f64 = 14.0;
 
 /// One customer's traits (only customers with a purchase on or before `as_of`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,7 +95,14 @@ pub struct Models {
     pub as_of: NaiveDate,
     pub horizon_days: u32,
     pub margin_percent: f64,
+    /// The baseline's parameters as of the date (the defaults when provisional).
     pub bgnbd: Option<BgNbd>,
+    /// The model behind p_alive and expected purchases: the candidate the selection
+    /// chose, fitted on all the data, or BG/NBD.
+    pub purchase_model: Option<Predictor>,
+    /// How the model was chosen (absent when there was no choice to make: see notes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
     pub gamma_gamma: Option<GammaGamma>,
     /// Customers with a purchase as of the date, and those with a repeat purchase day.
     pub customers: usize,
@@ -143,48 +149,31 @@ pub fn compute(
     let f_scores = quintile_scores(&column(&|s| f64::from(s.purchases)));
     let m_scores = quintile_scores(&column(&|s| s.spend_cents as f64));
 
-    let mut grouped: HashMap<(u32, u32, u32), u64> = HashMap::new();
     let mut spends: Vec<(u32, f64)> = Vec::new();
     for s in summaries.iter().flatten() {
-        *grouped
-            .entry((s.frequency, s.recency_days, s.t_days))
-            .or_default() += 1;
         if s.frequency > 0 {
             spends.push((s.frequency, s.monetary_cents));
         }
     }
-    let mut observations: Vec<(Observation, u64)> = grouped
-        .into_iter()
-        .map(|((x, t_x, t), n)| {
-            (
-                Observation {
-                    x,
-                    t_x: f64::from(t_x),
-                    t: f64::from(t),
-                },
-                n,
-            )
-        })
-        .collect();
-    // HashMap order is random; the fit must not depend on it.
-    observations.sort_by(|a, b| {
-        (a.0.x, a.0.t_x, a.0.t)
-            .partial_cmp(&(b.0.x, b.0.t_x, b.0.t))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
 
+    let panel = Panel::new(histories);
+    let mut trainer = Trainer::new(&panel);
     let mut notes = Vec::new();
-    let repeaters = summaries
-        .iter()
-        .flatten()
-        .filter(|s| s.frequency > 0)
-        .count();
-    let (bgnbd, provisional) = if active.is_empty() {
+    let repeaters = spends.len();
+    let choice = if active.is_empty() {
         notes.push(format!("no customer has a purchase on or before {as_of}"));
-        (None, None)
+        Choice::default()
     } else {
-        bgnbd_or_defaults(&observations, active.len(), repeaters, &mut notes)
+        choose(
+            &mut trainer,
+            as_of_day,
+            horizon_days,
+            active.len(),
+            repeaters,
+            &mut notes,
+        )
     };
+    let provisional = choice.provisional.clone();
     let gamma_gamma = if active.is_empty() || provisional.is_some() {
         None
     } else {
@@ -207,9 +196,9 @@ pub fn compute(
             t_x: f64::from(s.recency_days),
             t: f64::from(s.t_days),
         };
-        let p_alive = bgnbd.map(|m| m.p_alive(observation));
-        let expected_purchases = bgnbd.and_then(|m| {
-            let e = m.expected_purchases(observation, horizon);
+        let p_alive = choice.predictor.map(|m| m.model.p_alive(observation));
+        let expected_purchases = choice.predictor.and_then(|m| {
+            let e = m.expected_purchases(observation, panel.covariates(i, as_of_day), horizon);
             if e.is_none() {
                 unconverged += 1;
             }
@@ -271,7 +260,9 @@ pub fn compute(
             as_of,
             horizon_days,
             margin_percent,
-            bgnbd,
+            bgnbd: choice.bgnbd,
+            purchase_model: choice.predictor,
+            selection: choice.selection,
             gamma_gamma,
             customers: active.len(),
             repeat_customers: spends.len(),
@@ -282,21 +273,41 @@ pub fn compute(
     }
 }
 
-/// BG/NBD fitted on `observations`, or the population defaults with why the traits are
-/// provisional: too few customers or repeat customers to fit, or a degenerate fit.
-fn bgnbd_or_defaults(
-    observations: &[(Observation, u64)],
+/// The purchase model for the traits and how it came to be.
+#[derive(Debug, Default)]
+struct Choice {
+    predictor: Option<Predictor>,
+    bgnbd: Option<BgNbd>,
+    selection: Option<Selection>,
+    provisional: Option<String>,
+}
+
+/// The selected candidate fitted on everything up to `as_of_day`; BG/NBD when there is
+/// no choice to make or the winner cannot be fitted on all the data; the population
+/// defaults (provisional) below the data a fit needs or when BG/NBD's fit is degenerate.
+fn choose(
+    trainer: &mut Trainer<'_>,
+    as_of_day: i64,
+    horizon_days: u32,
     customers: usize,
     repeaters: usize,
     notes: &mut Vec<String>,
-) -> (Option<BgNbd>, Option<String>) {
+) -> Choice {
     let mut defaults = |why: String| {
         let reason = format!(
             "provisional: {why}; the population defaults are used (BG/NBD of the CDNOW \
              study) and the customer's own spend per purchase"
         );
         notes.push(reason.clone());
-        (Some(DEFAULT_BGNBD), Some(reason))
+        Choice {
+            predictor: Some(Predictor {
+                model: PurchaseModel::BgNbd(DEFAULT_BGNBD),
+                correction: None,
+            }),
+            bgnbd: Some(DEFAULT_BGNBD),
+            selection: None,
+            provisional: Some(reason),
+        }
     };
     if customers < MIN_FIT_CUSTOMERS || repeaters < MIN_FIT_REPEAT_CUSTOMERS {
         return defaults(format!(
@@ -304,22 +315,44 @@ fn bgnbd_or_defaults(
              to fit the models (they need {MIN_FIT_CUSTOMERS} and {MIN_FIT_REPEAT_CUSTOMERS})"
         ));
     }
-    match BgNbd::fit(observations) {
-        Ok(m) if is_degenerate(&m) => defaults(format!(
-            "the BG/NBD fit ran into a corner of its parameters (r {:.3e}, alpha {:.3e}, \
-             a {:.3e}, b {:.3e})",
-            m.r, m.alpha, m.a, m.b
-        )),
-        Ok(m) => (Some(m), None),
-        Err(e) => {
-            notes.push(format!("BG/NBD not fitted: {e}"));
-            (None, None)
+    let baseline = match trainer.fit(ModelKind::BgNbd, as_of_day) {
+        Ok(PurchaseModel::BgNbd(m)) => Some(m),
+        Ok(_) => None,
+        Err(TrainError::Degenerate { parameters, .. }) => {
+            return defaults(format!(
+                "the BG/NBD fit ran into a corner of its parameters ({parameters})"
+            ))
         }
+        Err(e) => {
+            notes.push(e.to_string());
+            return Choice::default();
+        }
+    };
+    let selection = select(trainer, as_of_day, horizon_days)
+        .map_err(|why| notes.push(why))
+        .ok();
+    let candidate = selection.as_ref().map_or(Candidate::BASELINE, chosen);
+    let learn_days = selection
+        .as_ref()
+        .map_or(MIN_SELECTION_DAYS, |s| s.holdout_days);
+    let predictor = match trainer.train(candidate, as_of_day, learn_days) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            notes.push(format!("{e}: BG/NBD is used"));
+            trainer.train(Candidate::BASELINE, as_of_day, learn_days).ok()
+        }
+    };
+    if let Some(s) = &selection {
+        notes.push(format!(
+            "model: {} chosen by back-test on the last {} days of the calibration window \
+             (MAE {:.1} % below BG/NBD's)",
+            s.chosen, s.holdout_days, s.mae_gain_percent
+        ));
     }
-}
-
-fn is_degenerate(m: &BgNbd) -> bool {
-    [m.r, m.alpha, m.a, m.b]
-        .iter()
-        .any(|v| v.ln().abs() >= DEGENERATE_LOG_PARAMETER)
+    Choice {
+        predictor,
+        bgnbd: baseline,
+        selection,
+        provisional: None,
+    }
 }

@@ -1,0 +1,133 @@
+//! A correction learned from the customers' own recent past: a purchase model's
+//! prediction is re-weighted by a few features (did they ever come back, how alive,
+//! how many repeat days, how much online and on sale, their own naive rate), with
+//! weights fitted by least squares to what the customers did in the last part of the
+//! calibration window, predicted from the part before it. Ridge-shrunk towards "no
+//! correction", so a small or noisy window changes little.
+
+use serde::Serialize;
+
+use super::bgnbd::Observation;
+use super::panel::Covariates;
+
+pub const FEATURES: usize = 8;
+
+/// What each weight multiplies (the feature names, for the report).
+pub const FEATURE_NAMES: [&str; FEATURES] = [
+    "expected",
+    "expected*never_returned",
+    "expected*p_alive",
+    "expected*ln(1+x)",
+    "expected*online_share",
+    "expected*sale_share",
+    "horizon*rate",
+    "horizon*rate*p_alive",
+];
+
+/// The weights; `IDENTITY` leaves the model's prediction as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Correction {
+    pub weights: [f64; FEATURES],
+}
+
+/// How strongly the weights are pulled towards no correction, relative to the data's
+/// own scale (the mean diagonal of XᵀX).
+const RIDGE: f64 = 1e-3;
+
+impl Correction {
+    pub const IDENTITY: Correction = Correction {
+        weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    };
+
+    /// The features of one customer: the model's `expected` purchase days over
+    /// `horizon` days and its `p_alive`, with the observation and covariates they came
+    /// from. Rates are per day, so a correction learned over one horizon carries over to
+    /// another.
+    pub fn features(
+        o: Observation,
+        expected: f64,
+        p_alive: f64,
+        covariates: Covariates,
+        horizon: f64,
+    ) -> [f64; FEATURES] {
+        let x = f64::from(o.x);
+        let rate = x / (o.t + 1.0);
+        [
+            expected,
+            expected * f64::from(u8::from(o.x == 0)),
+            expected * p_alive,
+            expected * (1.0 + x).ln(),
+            expected * covariates.online_share,
+            expected * covariates.sale_share,
+            horizon * rate,
+            horizon * rate * p_alive,
+        ]
+    }
+
+    /// Least squares of `target` on `features`, shrunk towards [`IDENTITY`](Self::IDENTITY).
+    /// `None` without rows or when the system is singular even with the shrinkage.
+    pub fn learn(rows: &[([f64; FEATURES], f64)]) -> Option<Correction> {
+        if rows.is_empty() {
+            return None;
+        }
+        let mut xtx = [[0.0; FEATURES]; FEATURES];
+        let mut xty = [0.0; FEATURES];
+        for (f, y) in rows {
+            for i in 0..FEATURES {
+                xty[i] += f[i] * y;
+                for j in 0..FEATURES {
+                    xtx[i][j] += f[i] * f[j];
+                }
+            }
+        }
+        let scale = (0..FEATURES).map(|i| xtx[i][i]).sum::<f64>() / FEATURES as f64;
+        let lambda = RIDGE * scale.max(f64::MIN_POSITIVE);
+        for i in 0..FEATURES {
+            xtx[i][i] += lambda;
+            xty[i] += lambda * Self::IDENTITY.weights[i];
+        }
+        let weights = solve(xtx, xty)?;
+        weights
+            .iter()
+            .all(|w| w.is_finite())
+            .then_some(Correction { weights })
+    }
+
+    /// The corrected prediction (never below zero).
+    pub fn apply(&self, features: &[f64; FEATURES]) -> f64 {
+        let v: f64 = self.weights.iter().zip(features).map(|(w, f)| w * f).sum();
+        if v.is_finite() {
+            v.max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Solves `a · w = b` by Gaussian elimination with partial pivoting.
+fn solve(
+    mut a: [[f64; FEATURES]; FEATURES],
+    mut b: [f64; FEATURES],
+) -> Option<[f64; FEATURES]> {
+    for col in 0..FEATURES {
+        let pivot = (col..FEATURES).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-300 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..FEATURES {
+            let factor = a[row][col] / a[col][col];
+            for k in col..FEATURES {
+                a[row][k] -= factor * a[col][k];
+            }
+            b[row] -= factor * b[col];
+        }
+    }
+    let mut w = [0.0; FEATURES];
+    for row in (0..FEATURES).rev() {
+        let tail: f64 = (row + 1..FEATURES).map(|k| a[row][k] * w[k]).sum();
+        w[row] = (b[row] - tail) / a[row][row];
+    }
+    Some(w)
+}

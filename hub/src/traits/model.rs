@@ -1,0 +1,111 @@
+//! The candidate purchase models behind one interface: which customers are alive and
+//! how many purchase days they will have in the next N days. BG/NBD is the baseline;
+//! the hub picks among the candidates by back-test (`selection`).
+
+use serde::Serialize;
+
+use super::bgnbd::{BgNbd, FitError, Observation};
+
+/// A kind of purchase model, before it is fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    BgNbd,
+}
+
+impl ModelKind {
+    /// Every candidate, the baseline first.
+    pub const ALL: [ModelKind; 1] = [ModelKind::BgNbd];
+
+    /// The name in exports, the API and the back-test report.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::BgNbd => "bgnbd",
+        }
+    }
+
+    /// The name in the literature.
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::BgNbd => "BG/NBD",
+        }
+    }
+}
+
+/// A fitted purchase model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum PurchaseModel {
+    BgNbd(BgNbd),
+}
+
+/// A fit this close to the bounds of its (log) parameters ran into a corner of the
+/// parameter space: it describes the sample's accident, not its customers.
+const DEGENERATE_LOG_PARAMETER: f64 = 14.0;
+
+impl PurchaseModel {
+    /// Maximum likelihood on grouped observations.
+    pub fn fit(kind: ModelKind, data: &[(Observation, u64)]) -> Result<Self, FitError> {
+        Ok(match kind {
+            ModelKind::BgNbd => Self::BgNbd(BgNbd::fit(data)?),
+        })
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::BgNbd(_) => ModelKind::BgNbd,
+        }
+    }
+
+    /// P(alive at T | x, t_x, T).
+    pub fn p_alive(&self, o: Observation) -> f64 {
+        match self {
+            Self::BgNbd(m) => m.p_alive(o),
+        }
+    }
+
+    /// E[purchase days in (T, T + horizon] | x, t_x, T]; `None` if a series did not
+    /// converge.
+    pub fn expected_purchases(&self, o: Observation, horizon: f64) -> Option<f64> {
+        match self {
+            Self::BgNbd(m) => m.expected_purchases(o, horizon),
+        }
+    }
+
+    /// The four parameters, as named in the literature.
+    pub fn parameters(&self) -> [(&'static str, f64); 4] {
+        match *self {
+            Self::BgNbd(BgNbd { r, alpha, a, b }) => {
+                [("r", r), ("alpha", alpha), ("a", a), ("b", b)]
+            }
+        }
+    }
+
+    /// The same model with other parameter values, given as logarithms in the order of
+    /// [`parameters`](Self::parameters) (how the uncertainty of a fit is sampled).
+    pub fn with_log_parameters(&self, log: [f64; 4]) -> Self {
+        let [p0, p1, p2, p3] = log.map(f64::exp);
+        match self {
+            Self::BgNbd(_) => Self::BgNbd(BgNbd {
+                r: p0,
+                alpha: p1,
+                a: p2,
+                b: p3,
+            }),
+        }
+    }
+
+    pub fn total_log_likelihood(&self, data: &[(Observation, u64)]) -> f64 {
+        match self {
+            Self::BgNbd(m) => m.total_log_likelihood(data),
+        }
+    }
+
+    /// A parameter ran to the edge of what the optimiser allows: the data cannot
+    /// identify the model.
+    pub fn is_degenerate(&self) -> bool {
+        self.parameters()
+            .iter()
+            .any(|(_, v)| !v.is_finite() || v.ln().abs() >= DEGENERATE_LOG_PARAMETER)
+    }
+}

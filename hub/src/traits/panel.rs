@@ -1,0 +1,170 @@
+//! Every customer's purchase days, reduced to what the purchase models and their
+//! back-tests read: the observation `(x, t_x, T)` as of any day, the purchase days in a
+//! later window, and a few covariates. Reading "as of a day" never looks past that day,
+//! which is what makes a back-test honest.
+
+use super::bgnbd::Observation;
+use super::history::{Channel, CustomerHistory};
+
+/// One purchase, reduced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Visit {
+    day: i64,
+    online: bool,
+    amount_cents: i64,
+    discounted_cents: i64,
+}
+
+/// What the correction model may know about a customer besides (x, t_x, T).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Covariates {
+    /// Share of purchases made online.
+    pub online_share: f64,
+    /// Share of spend on discounted lines.
+    pub sale_share: f64,
+}
+
+/// The purchase days of a population (days since 1970-01-01, local till dates).
+#[derive(Debug, Clone, Default)]
+pub struct Panel {
+    customers: Vec<Vec<Visit>>,
+}
+
+impl Panel {
+    pub fn new(histories: &[CustomerHistory]) -> Self {
+        let customers = histories
+            .iter()
+            .map(|h| {
+                let mut visits: Vec<Visit> = h
+                    .purchases
+                    .iter()
+                    .map(|p| Visit {
+                        day: p.local_day(),
+                        online: p.channel == Channel::Online,
+                        amount_cents: p.amount_cents,
+                        discounted_cents: p.discounted_cents,
+                    })
+                    .collect();
+                visits.sort_by_key(|v| v.day);
+                visits
+            })
+            .collect();
+        Self { customers }
+    }
+
+    /// Customers, with or without purchases.
+    pub fn len(&self) -> usize {
+        self.customers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
+    }
+
+    /// The newest purchase day of anyone.
+    pub fn last_day(&self) -> Option<i64> {
+        self.customers
+            .iter()
+            .filter_map(|v| v.last().map(|v| v.day))
+            .max()
+    }
+
+    /// The oldest purchase day of anyone.
+    pub fn first_day(&self) -> Option<i64> {
+        self.customers
+            .iter()
+            .filter_map(|v| v.first().map(|v| v.day))
+            .min()
+    }
+
+    /// Customer `i`'s repeat-purchase summary at the end of `day`: x repeat purchase
+    /// days, the last t_x days after the first, T days from the first to `day`. `None`
+    /// before the first purchase.
+    pub fn observation(&self, i: usize, day: i64) -> Option<Observation> {
+        let visits = &self.customers[i];
+        let first = visits.first().filter(|v| v.day <= day)?.day;
+        let mut x = 0u32;
+        let mut last = first;
+        for v in visits.iter().take_while(|v| v.day <= day) {
+            if v.day != last {
+                x += 1;
+                last = v.day;
+            }
+        }
+        Some(Observation {
+            x,
+            t_x: (last - first) as f64,
+            t: (day - first) as f64,
+        })
+    }
+
+    /// Every customer's observation at the end of `day` (`None` before their first
+    /// purchase), and the same grouped by distinct (x, t_x, T) in a fixed order, as the
+    /// fits take them.
+    pub fn observations(&self, day: i64) -> (Vec<Option<Observation>>, Vec<(Observation, u64)>) {
+        let each: Vec<Option<Observation>> = (0..self.len())
+            .map(|i| self.observation(i, day))
+            .collect();
+        (each.clone(), group(each.iter().flatten().copied()))
+    }
+
+    /// Distinct purchase days of customer `i` after `after` up to and including `until`:
+    /// what the models predict as "purchases in the next N days".
+    pub fn purchase_days_between(&self, i: usize, after: i64, until: i64) -> u32 {
+        let mut count = 0;
+        let mut previous = None;
+        for v in &self.customers[i] {
+            if v.day > after && v.day <= until && previous != Some(v.day) {
+                count += 1;
+                previous = Some(v.day);
+            }
+        }
+        count
+    }
+
+    /// Customer `i`'s covariates from the purchases up to the end of `day`.
+    pub fn covariates(&self, i: usize, day: i64) -> Covariates {
+        let (mut purchases, mut online, mut spend, mut discounted) = (0u32, 0u32, 0i64, 0i64);
+        for v in self.customers[i].iter().take_while(|v| v.day <= day) {
+            purchases += 1;
+            online += u32::from(v.online);
+            spend += v.amount_cents.max(0);
+            discounted += v.discounted_cents.clamp(0, v.amount_cents.max(0));
+        }
+        Covariates {
+            online_share: if purchases > 0 {
+                f64::from(online) / f64::from(purchases)
+            } else {
+                0.0
+            },
+            sale_share: if spend > 0 {
+                discounted as f64 / spend as f64
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Groups observations by distinct (x, t_x, T), sorted, so the fit does not depend on
+/// the order customers came in.
+pub fn group(observations: impl Iterator<Item = Observation>) -> Vec<(Observation, u64)> {
+    let mut keys: Vec<(u32, u64, u64)> = observations
+        .map(|o| (o.x, o.t_x.to_bits(), o.t.to_bits()))
+        .collect();
+    // Non-negative finite floats order like their bit patterns.
+    keys.sort_unstable();
+    let mut grouped: Vec<(Observation, u64)> = Vec::new();
+    for (x, t_x, t) in keys {
+        let o = Observation {
+            x,
+            t_x: f64::from_bits(t_x),
+            t: f64::from_bits(t),
+        };
+        match grouped.last_mut() {
+            Some((last, n)) if *last == o => *n += 1,
+            _ => grouped.push((o, 1)),
+        }
+    }
+    grouped
+}

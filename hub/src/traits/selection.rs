@@ -1,0 +1,400 @@
+//! Model selection without peeking: every candidate is fitted on the calibration window
+//! minus its last part, predicts that last part, and the one with the lowest
+//! per-customer mean absolute error wins (BG/NBD, the baseline, wins ties). The same
+//! machinery scores candidates in `till360-hub traits backtest`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::bgnbd::{FitError, Observation};
+use super::correction::Correction;
+use super::model::{ModelKind, PurchaseModel};
+use super::panel::{Covariates, Panel};
+
+/// A candidate: a purchase model, with or without the learned correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Candidate {
+    pub kind: ModelKind,
+    pub corrected: bool,
+}
+
+impl Candidate {
+    pub const BASELINE: Candidate = Candidate {
+        kind: ModelKind::BgNbd,
+        corrected: false,
+    };
+
+    /// Every candidate, the baseline first.
+    pub fn all() -> Vec<Candidate> {
+        let mut all = Vec::new();
+        for corrected in [false, true] {
+            for kind in ModelKind::ALL {
+                all.push(Candidate { kind, corrected });
+            }
+        }
+        all
+    }
+
+    /// `bgnbd`, `pareto_nbd+correction`, …
+    pub fn name(&self) -> String {
+        if self.corrected {
+            format!("{}+correction", self.kind.name())
+        } else {
+            self.kind.name().to_string()
+        }
+    }
+}
+
+/// A candidate fitted as of a day, ready to predict.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Predictor {
+    pub model: PurchaseModel,
+    /// Present for corrected candidates.
+    pub correction: Option<Correction>,
+}
+
+impl Predictor {
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            kind: self.model.kind(),
+            corrected: self.correction.is_some(),
+        }
+    }
+
+    /// Expected purchase days in the next `horizon` days; `None` if the model's series
+    /// did not converge.
+    pub fn expected_purchases(
+        &self,
+        o: Observation,
+        covariates: Covariates,
+        horizon: f64,
+    ) -> Option<f64> {
+        let expected = self.model.expected_purchases(o, horizon)?;
+        Some(match &self.correction {
+            Some(c) => c.apply(&Correction::features(
+                o,
+                expected,
+                self.model.p_alive(o),
+                covariates,
+                horizon,
+            )),
+            None => expected,
+        })
+    }
+}
+
+/// How well a predictor did on a window it had not seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    pub model: String,
+    pub customers: usize,
+    /// Per-customer mean absolute and root mean squared error, in purchase days.
+    pub mae: f64,
+    pub rmse: f64,
+    pub predicted_total: f64,
+    pub actual_total: u64,
+    /// (predicted − actual) / actual, in percent.
+    pub total_error_percent: f64,
+    /// Of the customers with the top 10 % predictions, the share that were in the
+    /// actual top 10 % (ties at its edge count as in).
+    pub top_decile_precision: f64,
+    /// Customers whose prediction could not be computed (counted as 0).
+    pub unconverged: usize,
+}
+
+/// Why a candidate could not be trained.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error("{model} not fitted: {error}")]
+    NotFitted { model: &'static str, error: FitError },
+    /// The fit ran to the edge of the parameter space: it describes the sample's
+    /// accident, not its customers.
+    #[error("the {model} fit ran into a corner of its parameters ({parameters})")]
+    Degenerate {
+        model: &'static str,
+        parameters: String,
+    },
+    #[error("no correction could be learned for {0}")]
+    NoCorrection(String),
+}
+
+/// Fits models and corrections as of given days, each fit once.
+pub struct Trainer<'a> {
+    panel: &'a Panel,
+    observations: HashMap<i64, ObservationsAt>,
+    fits: HashMap<(ModelKind, i64), Result<PurchaseModel, TrainError>>,
+}
+
+/// Every customer's observation at a day, and the same grouped for the fits.
+struct ObservationsAt {
+    each: Vec<Option<Observation>>,
+    grouped: Vec<(Observation, u64)>,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(panel: &'a Panel) -> Self {
+        Self {
+            panel,
+            observations: HashMap::new(),
+            fits: HashMap::new(),
+        }
+    }
+
+    fn at(&mut self, day: i64) -> &ObservationsAt {
+        let panel = self.panel;
+        self.observations.entry(day).or_insert_with(|| {
+            let (each, grouped) = panel.observations(day);
+            ObservationsAt { each, grouped }
+        })
+    }
+
+    /// Customers with a purchase on or before `day`, and those of them with a repeat
+    /// purchase day.
+    pub fn population(&mut self, day: i64) -> (usize, usize) {
+        let at = self.at(day);
+        let customers = at.grouped.iter().map(|(_, n)| *n as usize).sum();
+        let repeaters = at
+            .grouped
+            .iter()
+            .filter(|(o, _)| o.x > 0)
+            .map(|(_, n)| *n as usize)
+            .sum();
+        (customers, repeaters)
+    }
+
+    /// `kind` fitted on what was known at the end of `day`. A degenerate fit is an
+    /// error: it describes the sample's accident.
+    pub fn fit(&mut self, kind: ModelKind, day: i64) -> Result<PurchaseModel, TrainError> {
+        if let Some(fit) = self.fits.get(&(kind, day)) {
+            return fit.clone();
+        }
+        let fit = PurchaseModel::fit(kind, &self.at(day).grouped)
+            .map_err(|error| TrainError::NotFitted {
+                model: kind.label(),
+                error,
+            })
+            .and_then(|m| {
+                if m.is_degenerate() {
+                    Err(TrainError::Degenerate {
+                        model: kind.label(),
+                        parameters: describe(&m),
+                    })
+                } else {
+                    Ok(m)
+                }
+            });
+        self.fits.insert((kind, day), fit.clone());
+        fit
+    }
+
+    /// `candidate` as of the end of `day`. A corrected candidate learns its correction
+    /// from the `learn_days` before `day`: the model fitted at `day − learn_days`
+    /// predicting what the customers then did until `day`.
+    pub fn train(
+        &mut self,
+        candidate: Candidate,
+        day: i64,
+        learn_days: u32,
+    ) -> Result<Predictor, TrainError> {
+        let model = self.fit(candidate.kind, day)?;
+        if !candidate.corrected {
+            return Ok(Predictor {
+                model,
+                correction: None,
+            });
+        }
+        let start = day - i64::from(learn_days);
+        let earlier = self.fit(candidate.kind, start)?;
+        let horizon = f64::from(learn_days);
+        let panel = self.panel;
+        let rows: Vec<_> = self
+            .at(start)
+            .each
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let o = (*o)?;
+                let expected = earlier.expected_purchases(o, horizon)?;
+                let features = Correction::features(
+                    o,
+                    expected,
+                    earlier.p_alive(o),
+                    panel.covariates(i, start),
+                    horizon,
+                );
+                Some((
+                    features,
+                    f64::from(panel.purchase_days_between(i, start, day)),
+                ))
+            })
+            .collect();
+        let correction =
+            Correction::learn(&rows).ok_or_else(|| TrainError::NoCorrection(candidate.name()))?;
+        Ok(Predictor {
+            model,
+            correction: Some(correction),
+        })
+    }
+
+    /// Scores `predictor`, trained as of the end of `day`, on the customers known then
+    /// against their purchase days in the `horizon_days` after it.
+    pub fn score(&mut self, predictor: &Predictor, day: i64, horizon_days: u32) -> Score {
+        let panel = self.panel;
+        let horizon = f64::from(horizon_days);
+        let until = day + i64::from(horizon_days);
+        let mut unconverged = 0;
+        let pairs: Vec<(f64, f64)> = self
+            .at(day)
+            .each
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let o = (*o)?;
+                let predicted = predictor
+                    .expected_purchases(o, panel.covariates(i, day), horizon)
+                    .unwrap_or_else(|| {
+                        unconverged += 1;
+                        0.0
+                    });
+                Some((
+                    predicted,
+                    f64::from(panel.purchase_days_between(i, day, until)),
+                ))
+            })
+            .collect();
+        score(predictor.candidate().name(), &pairs, unconverged)
+    }
+}
+
+/// Errors, totals and top-decile precision of (predicted, actual) pairs.
+pub fn score(model: String, pairs: &[(f64, f64)], unconverged: usize) -> Score {
+    let n = pairs.len().max(1) as f64;
+    let mae = pairs.iter().map(|(p, a)| (p - a).abs()).sum::<f64>() / n;
+    let rmse = (pairs.iter().map(|(p, a)| (p - a).powi(2)).sum::<f64>() / n).sqrt();
+    let predicted_total: f64 = pairs.iter().map(|(p, _)| p).sum();
+    let actual_total: f64 = pairs.iter().map(|(_, a)| a).sum();
+    let top = pairs.len().div_ceil(10);
+    let top_decile_precision = if top == 0 {
+        0.0
+    } else {
+        let mut by_actual: Vec<f64> = pairs.iter().map(|(_, a)| *a).collect();
+        by_actual.sort_by(|a, b| b.total_cmp(a));
+        let edge = by_actual[top - 1];
+        let mut by_predicted: Vec<&(f64, f64)> = pairs.iter().collect();
+        // Stable: equal predictions keep the customers' order.
+        by_predicted.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let hits = by_predicted[..top]
+            .iter()
+            .filter(|(_, a)| *a >= edge && *a > 0.0)
+            .count();
+        hits as f64 / top as f64
+    };
+    Score {
+        model,
+        customers: pairs.len(),
+        mae,
+        rmse,
+        predicted_total,
+        actual_total: actual_total as u64,
+        total_error_percent: if actual_total > 0.0 {
+            (predicted_total - actual_total) / actual_total * 100.0
+        } else {
+            0.0
+        },
+        top_decile_precision,
+        unconverged,
+    }
+}
+
+/// A model's parameters as `r 0.243, alpha 30.9, …`.
+pub fn describe(model: &PurchaseModel) -> String {
+    model
+        .parameters()
+        .iter()
+        .map(|(name, v)| format!("{name} {v:.4e}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The shortest last part of the calibration window worth scoring on.
+pub const MIN_SELECTION_DAYS: u32 = 14;
+
+/// What the selection did, for the export, the API and the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Selection {
+    /// The winner's name (`bgnbd` when nothing beat the baseline).
+    pub chosen: String,
+    /// Every candidate was fitted up to `calibration_end` and scored on the
+    /// `holdout_days` after it (the end of the calibration window).
+    pub calibration_end: chrono::NaiveDate,
+    pub holdout_days: u32,
+    /// The winner's MAE below BG/NBD's, in percent of BG/NBD's (0 if BG/NBD won).
+    pub mae_gain_percent: f64,
+    pub scores: Vec<Score>,
+    /// Candidates that could not be scored, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+}
+
+/// The last part of a calibration window ending at `as_of_day` that the selection
+/// holds out: the horizon, but at most a third of the data's span.
+pub fn holdout_days(panel: &Panel, as_of_day: i64, horizon_days: u32) -> u32 {
+    let span = panel.first_day().map_or(0, |first| (as_of_day - first).max(0));
+    horizon_days.min(u32::try_from(span / 3).unwrap_or(u32::MAX))
+}
+
+/// Picks the candidate for predictions as of the end of `as_of_day`, looking only at
+/// purchases up to then. `Err` says why there was no choice to make (the caller uses
+/// the baseline).
+pub fn select(
+    trainer: &mut Trainer<'_>,
+    as_of_day: i64,
+    horizon_days: u32,
+) -> Result<Selection, String> {
+    let holdout = holdout_days(trainer.panel, as_of_day, horizon_days);
+    if holdout < MIN_SELECTION_DAYS {
+        return Err(format!(
+            "model selection needs {MIN_SELECTION_DAYS} days to hold out and the data \
+             allows {holdout}: BG/NBD is used"
+        ));
+    }
+    let split = as_of_day - i64::from(holdout);
+    let mut scores = Vec::new();
+    let mut skipped = Vec::new();
+    for candidate in Candidate::all() {
+        match trainer.train(candidate, split, holdout) {
+            Ok(predictor) => scores.push(trainer.score(&predictor, split, holdout)),
+            Err(why) => skipped.push(format!("{}: {why}", candidate.name())),
+        }
+    }
+    let baseline = scores
+        .iter()
+        .find(|s| s.model == Candidate::BASELINE.name())
+        .map(|s| s.mae);
+    // The first of equals wins: the baseline comes first.
+    let best = scores
+        .iter()
+        .min_by(|a, b| a.mae.total_cmp(&b.mae))
+        .ok_or_else(|| format!("no candidate could be fitted: {}", skipped.join("; ")))?;
+    let mae_gain_percent = match baseline {
+        Some(b) if b > 0.0 => (b - best.mae) / b * 100.0,
+        _ => 0.0,
+    };
+    Ok(Selection {
+        chosen: best.model.clone(),
+        calibration_end: super::history::date_of_day(split),
+        holdout_days: holdout,
+        mae_gain_percent,
+        scores,
+        skipped,
+    })
+}
+
+/// The candidate a selection chose.
+pub fn chosen(selection: &Selection) -> Candidate {
+    Candidate::all()
+        .into_iter()
+        .find(|c| c.name() == selection.chosen)
+        .unwrap_or(Candidate::BASELINE)
+}

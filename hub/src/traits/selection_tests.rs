@@ -1,0 +1,259 @@
+//! The panel, the learned correction, scoring, selection without peeking and the
+//! back-test report.
+
+use chrono::NaiveDate;
+use till360_shared::Timestamp;
+
+use super::backtest::{backtest, write_table};
+use super::bgnbd::BgNbd;
+use super::correction::{Correction, FEATURES};
+use super::gamma_gamma::GammaGamma;
+use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
+use super::panel::{group, Panel};
+use super::rfm::summarize;
+use super::selection::{score, select, Candidate, Trainer};
+use super::simulate::{self, Rng};
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn on(date: NaiveDate, online: bool, cents: i64, discounted: i64) -> Purchase {
+    Purchase {
+        at: Timestamp::from_unix_ms(day_number(date) * MS_PER_DAY + 10 * 3_600_000, 0),
+        channel: if online {
+            Channel::Online
+        } else {
+            Channel::Store
+        },
+        store: (!online).then(|| "S001".to_string()),
+        amount_cents: cents,
+        discounted_cents: discounted,
+        categories: Vec::new(),
+    }
+}
+
+fn customer(purchases: Vec<Purchase>) -> CustomerHistory {
+    CustomerHistory {
+        profile_id: "p".into(),
+        purchases,
+        ..CustomerHistory::default()
+    }
+}
+
+fn cdnow_days() -> (BgNbd, GammaGamma) {
+    (
+        BgNbd {
+            r: 0.24,
+            alpha: 30.87,
+            a: 0.79,
+            b: 2.43,
+        },
+        GammaGamma {
+            p: 6.25,
+            q: 3.74,
+            gamma: 1544.0,
+        },
+    )
+}
+
+#[test]
+fn the_panel_agrees_with_the_rfm_summary_and_never_reads_past_its_day() {
+    // Two purchases on 3 March count as one day; the order of purchases does not matter.
+    let h = customer(vec![
+        on(day(2026, 3, 10), true, 500, 500),
+        on(day(2026, 3, 1), false, 1_000, 0),
+        on(day(2026, 3, 3), false, 300, 0),
+        on(day(2026, 3, 3), false, 200, 100),
+        on(day(2026, 4, 2), false, 700, 0),
+    ]);
+    let panel = Panel::new(std::slice::from_ref(&h));
+    for as_of in [day(2026, 2, 28), day(2026, 3, 3), day(2026, 3, 20), day(2026, 5, 1)] {
+        let d = day_number(as_of);
+        let expected = summarize(&h.purchases, d).map(|s| {
+            (
+                s.frequency,
+                f64::from(s.recency_days),
+                f64::from(s.t_days),
+            )
+        });
+        let actual = panel.observation(0, d).map(|o| (o.x, o.t_x, o.t));
+        assert_eq!(actual, expected, "as of {as_of}");
+    }
+    // Purchase days after 3 March up to 2 April: 10 March and 2 April.
+    assert_eq!(
+        panel.purchase_days_between(0, day_number(day(2026, 3, 3)), day_number(day(2026, 4, 2))),
+        2
+    );
+    assert_eq!(
+        panel.purchase_days_between(0, day_number(day(2026, 3, 2)), day_number(day(2026, 3, 3))),
+        1,
+        "two purchases on one day are one purchase day"
+    );
+    // Covariates as of 3 March: 3 purchases, none online; 100 of 1,500 cents discounted.
+    let c = panel.covariates(0, day_number(day(2026, 3, 3)));
+    assert_eq!(c.online_share, 0.0);
+    assert!((c.sale_share - 100.0 / 1_500.0).abs() < 1e-12);
+    let c = panel.covariates(0, day_number(day(2026, 3, 10)));
+    assert!((c.online_share - 0.25).abs() < 1e-12);
+    assert_eq!(panel.first_day(), Some(day_number(day(2026, 3, 1))));
+    assert_eq!(panel.last_day(), Some(day_number(day(2026, 4, 2))));
+}
+
+#[test]
+fn grouping_counts_identical_observations_in_a_fixed_order() {
+    let o = |x, t_x, t| super::bgnbd::Observation { x, t_x, t };
+    let grouped = group(
+        [o(1, 2.0, 9.0), o(0, 0.0, 3.0), o(1, 2.0, 9.0), o(1, 1.0, 9.0)].into_iter(),
+    );
+    assert_eq!(
+        grouped,
+        vec![(o(0, 0.0, 3.0), 1), (o(1, 1.0, 9.0), 1), (o(1, 2.0, 9.0), 2)]
+    );
+}
+
+#[test]
+fn the_correction_recovers_known_weights_and_stays_put_without_signal() {
+    let mut rng = Rng::new(5);
+    let rows: Vec<([f64; FEATURES], f64)> = (0..2_000)
+        .map(|_| {
+            let f: [f64; FEATURES] = std::array::from_fn(|_| rng.uniform() * 3.0);
+            (f, 1.3 * f[0] - 0.4 * f[1] + 0.5 * f[6])
+        })
+        .collect();
+    let c = Correction::learn(&rows).unwrap();
+    let expected = [1.3, -0.4, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0];
+    for (w, e) in c.weights.iter().zip(expected) {
+        assert!((w - e).abs() < 0.01, "{:?}", c.weights);
+    }
+    // The model is right already: the correction leaves it alone.
+    let exact: Vec<_> = rows.iter().map(|(f, _)| (*f, f[0])).collect();
+    let c = Correction::learn(&exact).unwrap();
+    for (w, e) in c.weights.iter().zip(Correction::IDENTITY.weights) {
+        assert!((w - e).abs() < 1e-6, "{:?}", c.weights);
+    }
+    // All-zero features: only the shrinkage speaks, and it says "no correction".
+    let zeros = vec![([0.0; FEATURES], 1.0); 10];
+    assert_eq!(Correction::learn(&zeros), None);
+    assert_eq!(Correction::learn(&[]), None);
+    // Never a negative prediction.
+    let negative = Correction {
+        weights: [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    };
+    assert_eq!(negative.apply(&[2.0; FEATURES]), 0.0);
+}
+
+#[test]
+fn scores_by_hand() {
+    // (predicted, actual)
+    let pairs = [(1.0, 0.0), (2.0, 4.0), (0.5, 0.0), (3.0, 3.0), (0.0, 1.0)];
+    let s = score("m".into(), &pairs, 1);
+    assert!((s.mae - (1.0 + 2.0 + 0.5 + 0.0 + 1.0) / 5.0).abs() < 1e-12);
+    assert!((s.rmse - ((1.0 + 4.0 + 0.25 + 0.0 + 1.0) / 5.0f64).sqrt()).abs() < 1e-12);
+    assert!((s.predicted_total - 6.5).abs() < 1e-12);
+    assert_eq!(s.actual_total, 8);
+    assert!((s.total_error_percent - (6.5 - 8.0) / 8.0 * 100.0).abs() < 1e-9);
+    // Top 10 % of 5 is one customer: the top prediction (3.0) bought 3; the actual top
+    // is 4, so it is a miss.
+    assert_eq!(s.top_decile_precision, 0.0);
+    let pairs = [(1.0, 0.0), (2.0, 4.0), (0.5, 0.0)];
+    assert_eq!(score("m".into(), &pairs, 0).top_decile_precision, 1.0);
+    // Nobody bought: no one is in the actual top, so no hit.
+    assert_eq!(
+        score("m".into(), &[(1.0, 0.0), (0.0, 0.0)], 0).top_decile_precision,
+        0.0
+    );
+    assert_eq!(s.unconverged, 1);
+}
+
+fn simulated(seed: u64, customers: usize, end: NaiveDate) -> Vec<CustomerHistory> {
+    let (truth, spend) = cdnow_days();
+    simulate::histories(seed, customers, end, 730, &truth, &spend)
+}
+
+#[test]
+fn selection_looks_at_nothing_after_its_day() {
+    let as_of = day(2026, 6, 30);
+    let histories = simulated(3, 1_500, day(2026, 12, 31));
+    let mut cut = histories.clone();
+    for h in &mut cut {
+        h.purchases
+            .retain(|p| p.local_day() <= day_number(as_of));
+    }
+    let horizon = 90;
+    let with_future = {
+        let panel = Panel::new(&histories);
+        select(&mut Trainer::new(&panel), day_number(as_of), horizon).unwrap()
+    };
+    let without = {
+        let panel = Panel::new(&cut);
+        select(&mut Trainer::new(&panel), day_number(as_of), horizon).unwrap()
+    };
+    assert_eq!(with_future, without);
+    assert_eq!(with_future.holdout_days, 90);
+    assert_eq!(with_future.calibration_end, day(2026, 4, 1));
+    assert_eq!(with_future.scores.len(), Candidate::all().len());
+    assert_eq!(with_future.scores[0].model, "bgnbd");
+    let best = with_future
+        .scores
+        .iter()
+        .map(|s| s.mae)
+        .fold(f64::INFINITY, f64::min);
+    let chosen = with_future
+        .scores
+        .iter()
+        .find(|s| s.model == with_future.chosen)
+        .unwrap();
+    assert_eq!(chosen.mae, best);
+}
+
+#[test]
+fn a_backtest_scores_every_candidate_against_what_the_customers_then_did() {
+    let split = day(2026, 6, 30);
+    let horizon = 120;
+    let histories = simulated(11, 2_000, day(2026, 10, 28));
+    let report = backtest(&histories, split, horizon);
+    assert_eq!(report.holdout_end, day(2026, 10, 28));
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    // Independently: customers known at the split and their purchase days after it.
+    let (s, e) = (day_number(split), day_number(split) + i64::from(horizon));
+    let mut customers = 0;
+    let mut actual = 0u64;
+    for h in &histories {
+        let mut days: Vec<i64> = h.purchases.iter().map(Purchase::local_day).collect();
+        days.sort_unstable();
+        days.dedup();
+        if days.first().is_some_and(|&d| d <= s) {
+            customers += 1;
+            actual += days.iter().filter(|&&d| d > s && d <= e).count() as u64;
+        }
+    }
+    assert_eq!(report.customers, customers);
+    assert_eq!(report.models[0].model, "bgnbd");
+    for m in &report.models {
+        assert_eq!((m.customers, m.actual_total), (customers, actual), "{}", m.model);
+        assert!(m.mae.is_finite() && m.rmse >= m.mae, "{m:?}");
+    }
+    // The data are BG/NBD's own: its total is close to the truth.
+    let bgnbd = &report.models[0];
+    assert!(bgnbd.total_error_percent.abs() < 15.0, "{bgnbd:?}");
+    let chosen = report.chosen.clone().unwrap();
+    assert!(report.models.iter().any(|m| m.model == chosen));
+
+    let mut table = Vec::new();
+    write_table(&report, &mut table).unwrap();
+    let table = String::from_utf8(table).unwrap();
+    eprintln!("{table}");
+    assert!(table.contains("model") && table.contains("top 10%"), "{table}");
+    let marked: Vec<&str> = table.lines().filter(|l| l.ends_with(" *")).collect();
+    assert_eq!(marked.len(), 1, "{table}");
+    assert!(marked[0].starts_with(&format!("{chosen} ")), "{table}");
+
+    // A hold-out past the data is flagged.
+    let early = backtest(&histories, split, 400);
+    assert!(
+        early.warnings.iter().any(|w| w.contains("incomplete")),
+        "{:?}",
+        early.warnings
+    );
+}
