@@ -119,7 +119,9 @@ fn import_commands_apply_good_files_and_refuse_bad_ones() {
     };
     let header =
         "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,\
-                  expected_purchases,clv_cents,churn_risk,segments,provisional";
+                  expected_purchases,clv_cents,churn_risk,segments,provisional,p_alive_low,\
+                  p_alive_high,expected_purchases_low,expected_purchases_high,clv_cents_low,\
+                  clv_cents_high";
     let before = export("2025-12-31");
     assert_eq!(before, vec![header.to_string()], "nothing happened yet");
     let first_day = export("2026-01-10");

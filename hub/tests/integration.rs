@@ -35,5 +35,6 @@ mod revocation;
 mod suspicious_cards;
 mod till_health;
 mod till_probing;
+mod traits_backtest;
 mod traits_export;
 mod traits_running_hub;

@@ -235,7 +235,7 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert_eq!(lines[0], CSV_HEADER);
     assert_eq!(
         CSV_HEADER,
-        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional"
+        "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional,p_alive_low,p_alive_high,expected_purchases_low,expected_purchases_high,clv_cents_low,clv_cents_high"
     );
     assert_eq!(
         lines.len(),
@@ -247,7 +247,7 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     // Past the profile id, which has its own test.
     let data = |line: &str| cells(line)[1..].to_vec();
     let p1 = data(lines[1]);
-    assert_eq!(p1.len(), 13);
+    assert_eq!(p1.len(), 19);
     // Two customers cannot support a fit: the population defaults, said so.
     assert_eq!(p1[12], "1", "provisional");
     let why = summary.models.provisional.as_deref().unwrap_or_default();
@@ -266,6 +266,13 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert!(p1[9].parse::<i64>().is_ok(), "clv_cents {:?}", p1[9]);
     let (p_alive, churn): (f64, f64) = (p1[7].parse().unwrap(), p1[10].parse().unwrap());
     assert!((p_alive + churn - 1.0).abs() < 2e-4);
+    // Provisional traits come with the prior's wide intervals around the value.
+    let number = |i: usize| -> f64 { p1[i].parse().unwrap_or_else(|_| panic!("{i}: {p1:?}")) };
+    let (expected, clv) = (number(8), number(9));
+    assert!(number(13) <= p_alive && p_alive <= number(14), "{p1:?}");
+    assert!(number(15) < expected && expected < number(16), "{p1:?}");
+    assert!(number(17) <= clv && clv <= number(18), "{p1:?}");
+    assert!(p1[17].parse::<i64>().is_ok() && is_decimal4(&p1[13]), "{p1:?}");
     // Consent given Jan 10 counts; the e-mail consent of p2 (Feb 10) does not yet.
     assert_eq!(p1[11], "wine-lovers;mailable");
 
@@ -363,7 +370,12 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
         serde_json::json!(["wine", "cheese"])
     );
     assert_eq!(json["stores"], serde_json::json!(["S001", "S002"]));
-    assert_eq!(json["model"]["version"], "bgnbd+gamma-gamma/2");
+    assert_eq!(json["model"]["version"], "selected-btyd+gamma-gamma/3");
+    assert_eq!(json["model"]["purchase_model"], "bgnbd");
+    assert_eq!(json["model"]["interval"]["source"], "prior");
+    let [low, high] = [0, 1].map(|k| json["expected_purchases_interval"][k].as_f64().unwrap());
+    let e = json["expected_purchases"].as_f64().unwrap();
+    assert!(low < e && e < high, "{json}");
     // Four customers: provisional traits, and the model says why (the API serves both).
     assert_eq!(json["provisional"], true);
     assert!(

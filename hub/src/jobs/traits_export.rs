@@ -14,7 +14,7 @@ use crate::traits::subject;
 use crate::traits::TraitsError;
 
 /// The header, exactly (scripts depend on it).
-pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional";
+pub const CSV_HEADER: &str = "profile_id,customer_no,cards,frequency,recency_days,t_days,monetary_cents,rfm,p_alive,expected_purchases,clv_cents,churn_risk,segments,provisional,p_alive_low,p_alive_high,expected_purchases_low,expected_purchases_high,clv_cents_low,clv_cents_high";
 
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,14 +122,19 @@ fn write_csv(
             text_cell(&t.rfm),
             decimal(t.p_alive),
             decimal(t.expected_purchases),
-            t.clv_cents
-                .map(round_cents)
-                .map_or_else(String::new, |c| c.to_string()),
+            cents(t.clv_cents),
             decimal(t.churn_risk),
             text_cell(&member_of.join(";")),
             // 1: p_alive, expected purchases and CLV come from the population defaults
             // (too little data to fit; the summary's notes say why).
             u8::from(t.provisional).to_string(),
+            // The central 80 % under the model's uncertainty (notes: how it was found).
+            decimal(t.p_alive_interval.map(|v| v[0])),
+            decimal(t.p_alive_interval.map(|v| v[1])),
+            decimal(t.expected_purchases_interval.map(|v| v[0])),
+            decimal(t.expected_purchases_interval.map(|v| v[1])),
+            cents(t.clv_interval_cents.map(|v| v[0])),
+            cents(t.clv_interval_cents.map(|v| v[1])),
         ];
         writeln!(out, "{}", cells.join(","))?;
         rows += 1;
@@ -140,6 +145,14 @@ fn write_csv(
         models: population.models,
         unreadable_lines: data.unreadable_lines,
     })
+}
+
+/// Whole cents; empty for a missing value.
+fn cents(value: Option<f64>) -> String {
+    value
+        .filter(|v| v.is_finite())
+        .map(round_cents)
+        .map_or_else(String::new, |c| c.to_string())
 }
 
 /// Four decimals; empty for a missing or non-finite value.

@@ -65,6 +65,15 @@ fn fit_and_write(
         "margin_percent": config.traits.margin_percent,
         // Why p_alive, expected purchases and CLV are the population defaults (null: fitted).
         "provisional": population.models.provisional,
+        // The purchase model behind p_alive and expected purchases, and how it won.
+        "purchase_model": population.models.purchase_model.map(|p| p.candidate().name()),
+        "selection": population.models.selection.as_ref().map(|s| serde_json::json!({
+            "chosen": s.chosen,
+            "mae_gain_percent": s.mae_gain_percent,
+            "holdout_days": s.holdout_days,
+            "calibration_end": s.calibration_end.to_string(),
+        })),
+        "interval": population.models.interval,
     });
 
     // The traits as JSON, encoded before the write transaction's rows are written; an

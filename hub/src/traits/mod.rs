@@ -23,6 +23,7 @@ pub mod selection;
 pub mod shoppers;
 pub mod simulate;
 pub mod special;
+pub mod uncertainty;
 mod subject;
 pub use subject::subject;
 

@@ -7,7 +7,9 @@ use serde::Serialize;
 use super::behaviour::{behaviour, Label};
 use super::bgnbd::{BgNbd, Observation};
 use super::model::{ModelKind, PurchaseModel};
+use super::correction::Correction;
 use super::panel::Panel;
+use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
 use super::selection::{
     chosen, select, Candidate, Predictor, Selection, TrainError, Trainer, MIN_SELECTION_DAYS,
 };
@@ -70,6 +72,12 @@ pub struct CustomerTraits {
     /// The models behind p_alive, expected purchases and CLV are the population defaults,
     /// not a fit (`Models::provisional` says why).
     pub provisional: bool,
+    /// The central 80 % of p_alive, expected purchases and CLV under the model's own
+    /// uncertainty (`Models::interval` says how it was found).
+    pub p_alive_interval: Option<[f64; 2]>,
+    pub expected_purchases_interval: Option<[f64; 2]>,
+    #[serde(serialize_with = "whole_cents_pair")]
+    pub clv_interval_cents: Option<[f64; 2]>,
 }
 
 /// Rounds an estimated amount to whole cents (values are finite by construction).
@@ -88,6 +96,27 @@ fn whole_cents_opt<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S:
     }
 }
 
+fn whole_cents_pair<S: serde::Serializer>(
+    value: &Option<[f64; 2]>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some([low, high]) => s.serialize_some(&[round_cents(*low), round_cents(*high)]),
+        None => s.serialize_none(),
+    }
+}
+
+/// How the intervals were found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalMethod {
+    /// The share of the parameter samples an interval spans.
+    pub level: f64,
+    pub samples: usize,
+    /// `laplace`: the fit's own curvature; `prior`: a spread around the population
+    /// defaults (provisional traits).
+    pub source: &'static str,
+}
+
 /// The fitted models and why one is missing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Models {
@@ -104,6 +133,9 @@ pub struct Models {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
     pub gamma_gamma: Option<GammaGamma>,
+    /// How the intervals of p_alive, expected purchases and CLV were found; `None`
+    /// without intervals (see notes).
+    pub interval: Option<IntervalMethod>,
     /// Customers with a purchase as of the date, and those with a repeat purchase day.
     pub customers: usize,
     pub repeat_customers: usize,
@@ -187,6 +219,17 @@ pub fn compute(
     };
 
     let horizon = f64::from(horizon_days);
+    let (intervals, interval) = match &choice.predictor {
+        Some(predictor) => uncertain(
+            &mut trainer,
+            predictor,
+            provisional.is_some(),
+            as_of_day,
+            horizon,
+            &mut notes,
+        ),
+        None => (vec![None; histories.len()], None),
+    };
     let mut customers: Vec<Option<CustomerTraits>> = vec![None; histories.len()];
     let mut unconverged = 0usize;
     for (rank, &i) in active.iter().enumerate() {
@@ -214,6 +257,17 @@ pub fn compute(
         };
         let clv = match (expected_purchases, expected_spend) {
             (Some(e), Some(m)) => Some(e * m * margin_percent / 100.0).filter(|v| v.is_finite()),
+            _ => None,
+        };
+        let (p_alive_interval, expected_purchases_interval) = match intervals[i] {
+            Some((p, e)) => (Some(p), Some(e)),
+            None => (None, None),
+        };
+        let clv_interval_cents = match (expected_purchases_interval, expected_spend) {
+            (Some([low, high]), Some(m)) => {
+                let scale = m * margin_percent / 100.0;
+                Some([low * scale, high * scale]).filter(|v| v.iter().all(|c| c.is_finite()))
+            }
             _ => None,
         };
         let purchases = histories[i]
@@ -247,6 +301,9 @@ pub fn compute(
             store_share: b.store_share,
             online_share: b.online_share,
             provisional: provisional.is_some(),
+            p_alive_interval,
+            expected_purchases_interval,
+            clv_interval_cents,
         });
     }
     if unconverged > 0 {
@@ -264,6 +321,7 @@ pub fn compute(
             purchase_model: choice.predictor,
             selection: choice.selection,
             gamma_gamma,
+            interval,
             customers: active.len(),
             repeat_customers: spends.len(),
             provisional,
@@ -356,3 +414,86 @@ fn choose(
         provisional: None,
     }
 }
+
+/// Per customer (by input index): the intervals of p_alive and expected purchases under
+/// parameter samples of the predictor's model (Laplace around a fit, the prior around
+/// provisional defaults). Customers are visited in order of their observation so each
+/// distinct (x, t_x, T) is evaluated once per sample.
+fn uncertain(
+    trainer: &mut Trainer<'_>,
+    predictor: &Predictor,
+    provisional: bool,
+    day: i64,
+    horizon: f64,
+    notes: &mut Vec<String>,
+) -> (Vec<Option<Intervals>>, Option<IntervalMethod>) {
+    let panel = trainer.panel();
+    let mut out = vec![None; panel.len()];
+    // Seeded by the date: the same data give the same intervals.
+    let seed = day as u64;
+    let (samples, source) = if provisional {
+        (prior_samples(&predictor.model, seed), "prior")
+    } else {
+        match laplace_samples(&predictor.model, trainer.grouped(day), seed) {
+            Ok(samples) => (samples, "laplace"),
+            Err(e) => {
+                notes.push(format!("no intervals: {e}"));
+                return (out, None);
+            }
+        }
+    };
+    let each = trainer.each(day);
+    let mut order: Vec<(Observation, usize)> = each
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.map(|o| (o, i)))
+        .collect();
+    order.sort_by(|a, b| {
+        (a.0.x, a.0.t_x, a.0.t)
+            .partial_cmp(&(b.0.x, b.0.t_x, b.0.t))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut base: Vec<(f64, Option<f64>)> = Vec::with_capacity(samples.len());
+    let mut current: Option<Observation> = None;
+    let (mut ps, mut es) = (Vec::with_capacity(SAMPLES), Vec::with_capacity(SAMPLES));
+    for (o, i) in order {
+        if current != Some(o) {
+            base.clear();
+            base.extend(
+                samples
+                    .iter()
+                    .map(|m| (m.p_alive(o), m.expected_purchases(o, horizon))),
+            );
+            current = Some(o);
+        }
+        ps.clear();
+        es.clear();
+        for &(p, e) in &base {
+            ps.push(p);
+            if let Some(e) = e {
+                es.push(match &predictor.correction {
+                    Some(c) => c.apply(&Correction::features(
+                        o,
+                        e,
+                        p,
+                        panel.covariates(i, day),
+                        horizon,
+                    )),
+                    None => e,
+                });
+            }
+        }
+        if let (Some(p), Some(e)) = (interval(&mut ps), interval(&mut es)) {
+            out[i] = Some((p, e));
+        }
+    }
+    let method = IntervalMethod {
+        level: LEVEL,
+        samples: SAMPLES,
+        source,
+    };
+    (out, Some(method))
+}
+
+/// (p_alive, expected purchases) intervals of one customer.
+type Intervals = ([f64; 2], [f64; 2]);

@@ -149,6 +149,21 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    pub fn panel(&self) -> &'a Panel {
+        self.panel
+    }
+
+    /// Every customer's observation at the end of `day` (`None` before the first
+    /// purchase), by input index.
+    pub fn each(&mut self, day: i64) -> Vec<Option<Observation>> {
+        self.at(day).each.clone()
+    }
+
+    /// The observations at the end of `day`, grouped as the fits take them.
+    pub fn grouped(&mut self, day: i64) -> &[(Observation, u64)] {
+        &self.at(day).grouped
+    }
+
     /// Customers with a purchase on or before `day`, and those of them with a repeat
     /// purchase day.
     pub fn population(&mut self, day: i64) -> (usize, usize) {
