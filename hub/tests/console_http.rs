@@ -587,6 +587,25 @@ async fn every_page_renders_with_campaigns_segments_and_a_till() {
     assert!(profile["traits"]["model"]["provisional"]
         .as_str()
         .is_some_and(|why| why.contains("too few")));
+    // Expected purchases and CLV come with their 80 % range, in the API and on the page.
+    let range = |key: &str| -> [f64; 2] {
+        [0, 1].map(|k| profile["traits"][key][k].as_f64().unwrap_or_else(|| panic!("{key}: {profile}")))
+    };
+    let [low, high] = range("expected_purchases_interval");
+    let expected = profile["traits"]["expected_purchases"].as_f64().unwrap();
+    assert!(low < expected && expected < high, "{profile}");
+    let [clv_low, clv_high] = range("clv_interval_cents");
+    for (key, shown) in [
+        ("expected_purchases", format!("{low:.2} – {high:.2}")),
+        (
+            "clv_cents",
+            format!("€{:.2} – €{:.2}", clv_low / 100.0, clv_high / 100.0),
+        ),
+    ] {
+        let marker = format!("data-range=\"{key}\">80 % range: {shown}</span>");
+        assert!(page.body.contains(&marker), "{marker} not in {}", page.body);
+    }
+    assert!(page.body.contains("id=\"traits-model\""), "{}", page.body);
     for (path, status) in [
         ("/console/campaigns/no-such".to_string(), 404),
         ("/console/segments/no-such".into(), 404),

@@ -244,6 +244,35 @@ fn trait_value(key: &str, value: &serde_json::Value, lang: Lang) -> String {
     }
 }
 
+/// The 80 % range of a trait, if the traits carry one: CLV and expected purchases have
+/// their own, churn risk is one minus the range of p_alive.
+fn trait_range(
+    key: &str,
+    traits: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Option<[serde_json::Value; 2]> {
+    let pair = |name: &str| -> Option<[f64; 2]> {
+        let v = traits.get(name)?.as_array()?;
+        Some([v.first()?.as_f64()?, v.get(1)?.as_f64()?])
+    };
+    let number = |v: f64| serde_json::Number::from_f64(v).map(serde_json::Value::Number);
+    let [low, high] = match key {
+        "clv_cents" => {
+            let [low, high] = pair("clv_interval_cents")?;
+            return Some([
+                serde_json::Value::from(low.round() as i64),
+                serde_json::Value::from(high.round() as i64),
+            ]);
+        }
+        "expected_purchases" => pair("expected_purchases_interval")?,
+        "churn_risk" => {
+            let [low, high] = pair("p_alive_interval")?;
+            [1.0 - high, 1.0 - low]
+        }
+        _ => return None,
+    };
+    Some([number(low)?, number(high)?])
+}
+
 #[derive(Deserialize)]
 pub struct ProfileQueryParams {
     changed: Option<String>,
@@ -415,11 +444,22 @@ fn profile_body(
                         (view.traits.get("model").and_then(|m| m.get("provisional")).and_then(|r| r.as_str()).unwrap_or(""))
                     }
                 }
+                @if let Some(model) = view.traits.get("model").and_then(|m| m.get("purchase_model")).and_then(|m| m.as_str()) {
+                    p.help #traits-model {
+                        (ctx.t(Msg::TraitsModel)) " " code { (model) }
+                        @if let Some(gain) = view.traits.get("model").and_then(|m| m.get("selection")).and_then(|s| s.get("mae_gain_percent")).and_then(|g| g.as_f64()) {
+                            ", " (ctx.t(Msg::TraitsModelGain)) " " (percent(gain / 100.0, lang))
+                        }
+                    }
+                }
                 dl.facts {
                     @for (key, label, help) in TRAITS {
                         dt { (ctx.t(label)) }
                         dd data-trait=(key) {
                             strong { (trait_value(key, view.traits.get(key).unwrap_or(&serde_json::Value::Null), lang)) }
+                            @if let Some([low, high]) = trait_range(key, &view.traits) {
+                                " " span.range data-range=(key) { (ctx.t(Msg::TraitsRange)) " " (trait_value(key, &low, lang)) " – " (trait_value(key, &high, lang)) }
+                            }
                             br; span.help { (ctx.t(help)) }
                         }
                     }

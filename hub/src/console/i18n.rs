@@ -162,6 +162,9 @@ messages! {
     Reached => "reached", "bereikt";
     Traits => "Traits", "Kenmerken";
     TraitsNone => "No traits yet: they are computed after the customer's first purchase, by the next traits run.", "Nog geen kenmerken: die worden na de eerste aankoop berekend, bij de volgende run.";
+    TraitsRange => "80 % range:", "80 %-bereik:";
+    TraitsModel => "Predictions by", "Voorspellingen met";
+    TraitsModelGain => "chosen by back-test, mean error below BG/NBD by", "gekozen met een terugtoets, gemiddelde fout lager dan BG/NBD met";
     TraitsProvisional => "Provisional: too little data yet to fit the models, so churn risk, expected purchases and CLV use population defaults. Why:", "Voorlopig: nog te weinig gegevens om de modellen te schatten, dus kans op afhaken, verwachte aankopen en CLV gebruiken standaardwaarden. Waarom:";
     Rfm => "RFM cell", "RFM-cel";
     RfmHelp => "Recency, frequency and monetary value, each 1 (low) to 5 (high) among all customers.", "Recentheid, frequentie en geldwaarde, elk 1 (laag) tot 5 (hoog) binnen alle klanten.";
