@@ -5,22 +5,28 @@
 use serde::Serialize;
 
 use super::bgnbd::{BgNbd, FitError, Observation};
+use super::mbgnbd::MbgNbd;
+use super::pareto_nbd::ParetoNbd;
 
 /// A kind of purchase model, before it is fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     BgNbd,
+    MbgNbd,
+    ParetoNbd,
 }
 
 impl ModelKind {
     /// Every candidate, the baseline first.
-    pub const ALL: [ModelKind; 1] = [ModelKind::BgNbd];
+    pub const ALL: [ModelKind; 3] = [ModelKind::BgNbd, ModelKind::MbgNbd, ModelKind::ParetoNbd];
 
     /// The name in exports, the API and the back-test report.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::BgNbd => "bgnbd",
+            ModelKind::MbgNbd => "mbgnbd",
+            ModelKind::ParetoNbd => "pareto_nbd",
         }
     }
 
@@ -28,6 +34,8 @@ impl ModelKind {
     pub fn label(self) -> &'static str {
         match self {
             ModelKind::BgNbd => "BG/NBD",
+            ModelKind::MbgNbd => "MBG/NBD",
+            ModelKind::ParetoNbd => "Pareto/NBD",
         }
     }
 }
@@ -37,6 +45,8 @@ impl ModelKind {
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum PurchaseModel {
     BgNbd(BgNbd),
+    MbgNbd(MbgNbd),
+    ParetoNbd(ParetoNbd),
 }
 
 /// A fit this close to the bounds of its (log) parameters ran into a corner of the
@@ -48,12 +58,16 @@ impl PurchaseModel {
     pub fn fit(kind: ModelKind, data: &[(Observation, u64)]) -> Result<Self, FitError> {
         Ok(match kind {
             ModelKind::BgNbd => Self::BgNbd(BgNbd::fit(data)?),
+            ModelKind::MbgNbd => Self::MbgNbd(MbgNbd::fit(data)?),
+            ModelKind::ParetoNbd => Self::ParetoNbd(ParetoNbd::fit(data)?),
         })
     }
 
     pub fn kind(&self) -> ModelKind {
         match self {
             Self::BgNbd(_) => ModelKind::BgNbd,
+            Self::MbgNbd(_) => ModelKind::MbgNbd,
+            Self::ParetoNbd(_) => ModelKind::ParetoNbd,
         }
     }
 
@@ -61,6 +75,8 @@ impl PurchaseModel {
     pub fn p_alive(&self, o: Observation) -> f64 {
         match self {
             Self::BgNbd(m) => m.p_alive(o),
+            Self::MbgNbd(m) => m.p_alive(o),
+            Self::ParetoNbd(m) => m.p_alive(o),
         }
     }
 
@@ -69,14 +85,19 @@ impl PurchaseModel {
     pub fn expected_purchases(&self, o: Observation, horizon: f64) -> Option<f64> {
         match self {
             Self::BgNbd(m) => m.expected_purchases(o, horizon),
+            Self::MbgNbd(m) => m.expected_purchases(o, horizon),
+            Self::ParetoNbd(m) => m.expected_purchases(o, horizon),
         }
     }
 
     /// The four parameters, as named in the literature.
     pub fn parameters(&self) -> [(&'static str, f64); 4] {
         match *self {
-            Self::BgNbd(BgNbd { r, alpha, a, b }) => {
+            Self::BgNbd(BgNbd { r, alpha, a, b }) | Self::MbgNbd(MbgNbd { r, alpha, a, b }) => {
                 [("r", r), ("alpha", alpha), ("a", a), ("b", b)]
+            }
+            Self::ParetoNbd(ParetoNbd { r, alpha, s, beta }) => {
+                [("r", r), ("alpha", alpha), ("s", s), ("beta", beta)]
             }
         }
     }
@@ -92,12 +113,26 @@ impl PurchaseModel {
                 a: p2,
                 b: p3,
             }),
+            Self::MbgNbd(_) => Self::MbgNbd(MbgNbd {
+                r: p0,
+                alpha: p1,
+                a: p2,
+                b: p3,
+            }),
+            Self::ParetoNbd(_) => Self::ParetoNbd(ParetoNbd {
+                r: p0,
+                alpha: p1,
+                s: p2,
+                beta: p3,
+            }),
         }
     }
 
     pub fn total_log_likelihood(&self, data: &[(Observation, u64)]) -> f64 {
         match self {
             Self::BgNbd(m) => m.total_log_likelihood(data),
+            Self::MbgNbd(m) => m.total_log_likelihood(data),
+            Self::ParetoNbd(m) => m.total_log_likelihood(data),
         }
     }
 

@@ -434,7 +434,8 @@ fn uncertain(
     let (samples, source) = if provisional {
         (prior_samples(&predictor.model, seed), "prior")
     } else {
-        match laplace_samples(&predictor.model, trainer.grouped(day), seed) {
+        let (data, weight) = trainer.fit_sample(day);
+        match laplace_samples(&predictor.model, data, weight, seed) {
             Ok(samples) => (samples, "laplace"),
             Err(e) => {
                 notes.push(format!("no intervals: {e}"));

@@ -34,14 +34,16 @@ pub enum UncertaintyError {
 }
 
 /// `SAMPLES` parameter sets around a fitted model, drawn from the Laplace
-/// approximation of its likelihood on `data`.
+/// approximation of its likelihood on `data`, each observation standing for `weight`
+/// customers (a sample's curvature scaled up to the population's).
 pub fn laplace_samples(
     model: &PurchaseModel,
     data: &[(Observation, u64)],
+    weight: f64,
     seed: u64,
 ) -> Result<Vec<PurchaseModel>, UncertaintyError> {
     let centre: [f64; 4] = model.parameters().map(|(_, v)| v.ln());
-    let nll = |p: [f64; 4]| -model.with_log_parameters(p).total_log_likelihood(data);
+    let nll = |p: [f64; 4]| -weight * model.with_log_parameters(p).total_log_likelihood(data);
     let hessian = hessian(nll, centre)?;
     let covariance = invert(hessian).ok_or(UncertaintyError::NotCurved)?;
     let lower = cholesky(covariance).ok_or(UncertaintyError::NotCurved)?;
@@ -225,21 +227,25 @@ mod tests {
             t_x: 200.0,
             t: 300.0,
         };
-        let width = |customers: usize| {
+        let width = |customers: usize, weight: f64| {
             let mut rng = simulate::Rng::new(9);
             let data = group(
                 (0..customers).map(|_| simulate::observation(&mut rng, &truth, 365.0)),
             );
             let fit = PurchaseModel::BgNbd(BgNbd::fit(&data).unwrap());
-            let samples = laplace_samples(&fit, &data, 1).unwrap();
+            let samples = laplace_samples(&fit, &data, weight, 1).unwrap();
             let mut p: Vec<f64> = samples.iter().map(|m| m.p_alive(o)).collect();
             let [low, high] = interval(&mut p).unwrap();
             (low, high)
         };
-        let (l1, h1) = width(2_000);
-        let (l4, h4) = width(8_000);
+        let (l1, h1) = width(2_000, 1.0);
+        let (l4, h4) = width(8_000, 1.0);
         let ratio = (h4 - l4) / (h1 - l1);
         assert!(ratio > 0.3 && ratio < 0.75, "{ratio}: {l1}..{h1} vs {l4}..{h4}");
+        // A sample of 2,000 standing for 8,000 is as sure as the 8,000.
+        let (ls, hs) = width(2_000, 4.0);
+        let ratio = (hs - ls) / (h4 - l4);
+        assert!(ratio > 0.7 && ratio < 1.4, "{ratio}: {ls}..{hs} vs {l4}..{h4}");
         let true_p = truth.p_alive(o);
         assert!(l1 < true_p && true_p < h1, "{true_p} not in {l1}..{h1}");
     }
