@@ -1,15 +1,17 @@
 //! Traits for N synthetic customers (default 1,000,000; `TILL360_BENCH_CUSTOMERS`
 //! overrides), simulated from the CDNOW BG/NBD and Gamma–Gamma parameters (in days
-//! and cents). Prints the model fit time, the full computation, profiles/s, next to
-//! a baseline from the same run: one pass computing only frequency, recency and
-//! monetary value per customer.
+//! and cents). Prints each candidate model's fit time, scoring, the model selection and
+//! the full computation, next to a baseline from the same run: one pass computing only
+//! frequency, recency and monetary value per customer.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use till360_hub::traits::bgnbd::{BgNbd, Observation};
+use till360_hub::traits::model::ModelKind;
+use till360_hub::traits::panel::Panel;
+use till360_hub::traits::selection::{describe, select, Trainer};
 use till360_hub::traits::gamma_gamma::GammaGamma;
 use till360_hub::traits::history::day_number;
 use till360_hub::traits::rfm::summarize;
@@ -42,6 +44,8 @@ fn main() {
         started.elapsed()
     );
 
+    let rate = |d: std::time::Duration| customers as f64 / d.as_secs_f64().max(1e-9);
+
     // Baseline: frequency / recency / monetary only, one pass.
     let as_of_day = day_number(as_of);
     let started = Instant::now();
@@ -52,59 +56,80 @@ fn main() {
     let baseline = started.elapsed();
     black_box(&summaries);
 
-    // The fits alone, on the grouped data compute() builds.
+    // The candidate purchase models, each fitted alone on the data compute() fits on
+    // (every customer grouped by (x, t_x, T), or a systematic sample above
+    // MAX_FIT_CUSTOMERS).
+    let panel = Panel::new(&histories);
+    let mut trainer = Trainer::new(&panel);
     let started = Instant::now();
-    let mut grouped: HashMap<(u32, u32, u32), u64> = HashMap::new();
-    let mut spends = Vec::new();
-    for s in summaries.iter().flatten() {
-        *grouped
-            .entry((s.frequency, s.recency_days, s.t_days))
-            .or_default() += 1;
-        if s.frequency > 0 {
-            spends.push((s.frequency, s.monetary_cents));
-        }
+    let (known, repeaters) = trainer.population(as_of_day);
+    let (sample, weight) = trainer.fit_sample(as_of_day);
+    let (groups, sampled) = (
+        sample.len(),
+        sample.iter().map(|(_, n)| n).sum::<u64>(),
+    );
+    println!(
+        "observations of {known} customers ({repeaters} with a repeat day) in {:.2?}; fits take {sampled} of them (x{weight:.1}) in {groups} distinct (x, t_x, T)",
+        started.elapsed()
+    );
+    let mut fits = Vec::new();
+    for kind in ModelKind::ALL {
+        let started = Instant::now();
+        let fit = trainer.fit(kind, as_of_day);
+        let took = started.elapsed();
+        println!(
+            "{} fit: {took:.2?} ({:.1}x the RFM pass) -> {}",
+            kind.label(),
+            took.as_secs_f64() / baseline.as_secs_f64().max(1e-9),
+            fit.as_ref().map_or_else(|e| e.to_string(), describe)
+        );
+        fits.push(fit);
     }
-    let mut observations: Vec<(Observation, u64)> = grouped
-        .iter()
-        .map(|(&(x, t_x, t), &n)| {
-            (
-                Observation {
-                    x,
-                    t_x: f64::from(t_x),
-                    t: f64::from(t),
-                },
-                n,
-            )
-        })
-        .collect();
-    observations.sort_by(|a, b| {
-        (a.0.x, a.0.t_x, a.0.t)
-            .partial_cmp(&(b.0.x, b.0.t_x, b.0.t))
-            .expect("finite")
-    });
-    let bgnbd = BgNbd::fit(&observations);
-    let bgnbd_time = started.elapsed();
     let started = Instant::now();
-    let gamma_gamma = GammaGamma::fit(&spends);
+    let gamma_gamma = GammaGamma::fit(
+        &summaries
+            .iter()
+            .flatten()
+            .filter(|s| s.frequency > 0)
+            .map(|s| (s.frequency, s.monetary_cents))
+            .collect::<Vec<_>>(),
+    );
     let gg_time = started.elapsed();
+    println!("Gamma-Gamma fit: {gg_time:.2?} -> {gamma_gamma:?}");
 
-    // Scoring with the fitted models: p_alive, expected purchases, expected spend, CLV.
-    let started = Instant::now();
-    let mut clv_total = 0.0;
-    if let (Ok(m), Ok(g)) = (&bgnbd, &gamma_gamma) {
+    // Scoring every customer with each fitted model: p_alive and expected purchases.
+    for fit in fits.iter().flatten() {
+        let started = Instant::now();
+        let mut total = 0.0;
         for s in summaries.iter().flatten() {
             let o = Observation {
                 x: s.frequency,
                 t_x: f64::from(s.recency_days),
                 t: f64::from(s.t_days),
             };
-            let p_alive = m.p_alive(o);
-            let e = m.expected_purchases(o, 365.0).unwrap_or(0.0);
-            clv_total += e * g.expected_spend(s.frequency, s.monetary_cents) * 0.4 + p_alive * 0.0;
+            total += fit.p_alive(o) * 0.0 + fit.expected_purchases(o, 365.0).unwrap_or(0.0);
         }
+        let took = started.elapsed();
+        black_box(total);
+        println!(
+            "{} scoring (p_alive, expected purchases over 365 days): {took:.2?} = {:.0} profiles/s",
+            fit.kind().label(),
+            rate(took)
+        );
     }
-    let scoring = started.elapsed();
-    black_box(clv_total);
+
+    // The selection: every candidate fitted on the calibration window minus its last
+    // 365 days, corrections learned, all scored on those days.
+    let started = Instant::now();
+    let selection = select(&mut trainer, as_of_day, 365);
+    println!(
+        "model selection (6 candidates, fits at 2 more dates, scoring): {:.2?} -> {}",
+        started.elapsed(),
+        selection.as_ref().map_or_else(
+            |e| e.clone(),
+            |s| format!("{} (MAE {:.1} % below BG/NBD's)", s.chosen, s.mae_gain_percent)
+        )
+    );
 
     // Everything: summaries, RFM quintiles, both fits, scoring, behaviour.
     let started = Instant::now();
@@ -112,22 +137,9 @@ fn main() {
     let full = started.elapsed();
     black_box(&population);
 
-    let rate = |d: std::time::Duration| customers as f64 / d.as_secs_f64().max(1e-9);
     println!(
         "baseline (frequency/recency/monetary only): {baseline:.2?} = {:.0} profiles/s",
         rate(baseline)
-    );
-    println!(
-        "BG/NBD fit on {} distinct (x, t_x, T) of {customers} customers: {bgnbd_time:.2?} -> {bgnbd:?}",
-        observations.len()
-    );
-    println!(
-        "Gamma-Gamma fit on {} repeat customers: {gg_time:.2?} -> {gamma_gamma:?}",
-        spends.len()
-    );
-    println!(
-        "scoring (p_alive, expected purchases over 365 days, expected spend, CLV): {scoring:.2?} = {:.0} profiles/s",
-        rate(scoring)
     );
     println!(
         "full traits end to end (summaries, RFM quintiles, both fits, scoring, behaviour): {full:.2?} = {:.0} profiles/s, {:.1}x the baseline time",

@@ -1,10 +1,13 @@
-//! Customer traits: RFM, buy-till-you-die (BG/NBD), Gamma–Gamma spend, CLV, churn
-//! risk and behaviour (favourite categories, sale share, channel mix).
+//! Customer traits: RFM, buy-till-you-die purchase models (BG/NBD, the baseline;
+//! MBG/NBD; Pareto/NBD; each with or without a learned correction, chosen per data set
+//! by back-test), Gamma–Gamma spend, CLV with intervals, churn risk and behaviour
+//! (favourite categories, sale share, channel mix).
 //!
 //! The models are pure (`population::compute` takes histories and `as_of`;
 //! `history::HistoryBuilder` turns stored rows into histories) and import nothing from
 //! the store. The jobs that read and write the store's traits live in `crate::jobs`
-//! (export, recompute, the schedule). Time is measured in days, money in cents.
+//! (export, recompute, backtest, the schedule). Time is measured in days, money in cents.
+#![deny(clippy::disallowed_methods)]
 
 pub mod backtest;
 pub mod behaviour;
