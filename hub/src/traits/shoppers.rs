@@ -1101,24 +1101,4 @@ mod tests {
             "{lapsing:.3} vs {irregular:.3}"
         );
     }
-
-    /// `cargo test --release -p till360-hub --lib shoppers::tests::million -- --ignored
-    /// --nocapture`
-    #[test]
-    #[ignore = "timing, in release"]
-    fn million_customers() {
-        let started = std::time::Instant::now();
-        let all = histories(
-            1,
-            1_000_000,
-            day(2024, 1, 1),
-            day(2025, 12, 31),
-            &ShopperMix::default(),
-        );
-        let purchases: usize = all.iter().map(|h| h.purchases.len()).sum();
-        println!(
-            "1,000,000 customers, {purchases} purchases in {:.2?}",
-            started.elapsed()
-        );
-    }
 }
