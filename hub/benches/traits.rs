@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use till360_hub::traits::bgnbd::{BgNbd, Observation};
-use till360_hub::traits::model::ModelKind;
-use till360_hub::traits::panel::Panel;
-use till360_hub::traits::selection::{describe, select, Trainer};
 use till360_hub::traits::gamma_gamma::GammaGamma;
 use till360_hub::traits::history::day_number;
+use till360_hub::traits::model::ModelKind;
+use till360_hub::traits::panel::Panel;
 use till360_hub::traits::rfm::summarize;
+use till360_hub::traits::selection::{describe, select, Trainer};
 use till360_hub::traits::{compute, simulate};
 
 fn main() {
@@ -64,10 +64,7 @@ fn main() {
     let started = Instant::now();
     let (known, repeaters) = trainer.population(as_of_day);
     let (sample, weight) = trainer.fit_sample(as_of_day);
-    let (groups, sampled) = (
-        sample.len(),
-        sample.iter().map(|(_, n)| n).sum::<u64>(),
-    );
+    let (groups, sampled) = (sample.len(), sample.iter().map(|(_, n)| n).sum::<u64>());
     println!(
         "observations of {known} customers ({repeaters} with a repeat day) in {:.2?}; fits take {sampled} of them (x{weight:.1}) in {groups} distinct (x, t_x, T)",
         started.elapsed()
@@ -127,7 +124,10 @@ fn main() {
         started.elapsed(),
         selection.as_ref().map_or_else(
             |e| e.clone(),
-            |s| format!("{} (MAE {:.1} % below BG/NBD's)", s.chosen, s.mae_gain_percent)
+            |s| format!(
+                "{} (MAE {:.1} % below BG/NBD's)",
+                s.chosen, s.mae_gain_percent
+            )
         )
     );
 

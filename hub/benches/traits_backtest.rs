@@ -52,11 +52,31 @@ fn main() {
         .unwrap_or(20_000);
     let mix = ShopperMix::default();
     let realistic = shoppers::histories(1, customers, date(2023, 1, 1), date(2025, 12, 31), &mix);
-    run("realistic shoppers, 26 weeks after a mid-year split", &realistic, date(2025, 6, 30), 182);
-    run("realistic shoppers, a year after a year-end split", &realistic, date(2024, 12, 31), 365);
-    run("realistic shoppers, 13 weeks over Christmas", &realistic, date(2025, 9, 30), 91);
+    run(
+        "realistic shoppers, 26 weeks after a mid-year split",
+        &realistic,
+        date(2025, 6, 30),
+        182,
+    );
+    run(
+        "realistic shoppers, a year after a year-end split",
+        &realistic,
+        date(2024, 12, 31),
+        365,
+    );
+    run(
+        "realistic shoppers, 13 weeks over Christmas",
+        &realistic,
+        date(2025, 9, 30),
+        91,
+    );
     let other = shoppers::histories(2, customers, date(2024, 1, 1), date(2025, 12, 31), &mix);
-    run("realistic shoppers (another seed, 2 years), 26 weeks", &other, date(2025, 6, 30), 182);
+    run(
+        "realistic shoppers (another seed, 2 years), 26 weeks",
+        &other,
+        date(2025, 6, 30),
+        182,
+    );
 
     let truth = BgNbd {
         r: 0.24,
@@ -70,5 +90,10 @@ fn main() {
         gamma: 1544.0,
     };
     let drawn = simulate::histories(3, customers, date(2025, 12, 31), 730, &truth, &spend);
-    run("customers drawn from BG/NBD itself, 26 weeks", &drawn, date(2025, 6, 30), 182);
+    run(
+        "customers drawn from BG/NBD itself, 26 weeks",
+        &drawn,
+        date(2025, 6, 30),
+        182,
+    );
 }

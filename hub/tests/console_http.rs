@@ -589,7 +589,11 @@ async fn every_page_renders_with_campaigns_segments_and_a_till() {
         .is_some_and(|why| why.contains("too few")));
     // Expected purchases and CLV come with their 80 % range, in the API and on the page.
     let range = |key: &str| -> [f64; 2] {
-        [0, 1].map(|k| profile["traits"][key][k].as_f64().unwrap_or_else(|| panic!("{key}: {profile}")))
+        [0, 1].map(|k| {
+            profile["traits"][key][k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key}: {profile}"))
+        })
     };
     let [low, high] = range("expected_purchases_interval");
     let expected = profile["traits"]["expected_purchases"].as_f64().unwrap();

@@ -119,7 +119,9 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
     }
     let chosen = report["chosen"].as_str().unwrap();
     assert!(models.iter().any(|m| m["model"] == chosen), "{report}");
-    assert!(report["selection"]["scores"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(report["selection"]["scores"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty()));
 
     // The table says the same, one line per model, the chosen one marked.
     let (ok, table, err) = hub_command(&args);
@@ -137,11 +139,25 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
 
     // Bad input: a clear error, nothing else.
     let (ok, _, err) = hub_command(&[
-        "traits", "backtest", "--config", config, "--split", "2026-13-01", "--horizon-days", "90",
+        "traits",
+        "backtest",
+        "--config",
+        config,
+        "--split",
+        "2026-13-01",
+        "--horizon-days",
+        "90",
     ]);
     assert!(!ok && err.contains("--split"), "{err}");
     let (ok, _, err) = hub_command(&[
-        "traits", "backtest", "--config", config, "--split", "2026-06-30", "--horizon-days", "0",
+        "traits",
+        "backtest",
+        "--config",
+        config,
+        "--split",
+        "2026-06-30",
+        "--horizon-days",
+        "0",
     ]);
     assert!(!ok && err.contains("--horizon-days"), "{err}");
     let (ok, _, err) = hub_command(&[
@@ -157,7 +173,14 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
     assert!(!ok && err.contains("/nonexistent/hub.toml"), "{err}");
     // A hold-out past the newest order is flagged in the report.
     let (ok, table, _) = hub_command(&[
-        "traits", "backtest", "--config", config, "--split", "2026-09-01", "--horizon-days", "90",
+        "traits",
+        "backtest",
+        "--config",
+        config,
+        "--split",
+        "2026-09-01",
+        "--horizon-days",
+        "90",
     ]);
     assert!(ok && table.contains("incomplete"), "{table}");
 }

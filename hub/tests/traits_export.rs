@@ -272,7 +272,10 @@ fn export_is_point_in_time_with_lifetimes_conventions() {
     assert!(number(13) <= p_alive && p_alive <= number(14), "{p1:?}");
     assert!(number(15) < expected && expected < number(16), "{p1:?}");
     assert!(number(17) <= clv && clv <= number(18), "{p1:?}");
-    assert!(p1[17].parse::<i64>().is_ok() && is_decimal4(&p1[13]), "{p1:?}");
+    assert!(
+        p1[17].parse::<i64>().is_ok() && is_decimal4(&p1[13]),
+        "{p1:?}"
+    );
     // Consent given Jan 10 counts; the e-mail consent of p2 (Feb 10) does not yet.
     assert_eq!(p1[11], "wine-lovers;mailable");
 

@@ -73,15 +73,12 @@ pub fn backtest(histories: &[CustomerHistory], split: NaiveDate, horizon_days: u
             None
         }
     };
-    let chosen = selection
-        .as_ref()
-        .map(|s| s.chosen.clone())
-        .or_else(|| {
-            models
-                .iter()
-                .any(|m| m.model == Candidate::BASELINE.name())
-                .then(|| Candidate::BASELINE.name())
-        });
+    let chosen = selection.as_ref().map(|s| s.chosen.clone()).or_else(|| {
+        models
+            .iter()
+            .any(|m| m.model == Candidate::BASELINE.name())
+            .then(|| Candidate::BASELINE.name())
+    });
     Backtest {
         split,
         horizon_days,

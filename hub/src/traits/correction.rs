@@ -105,10 +105,7 @@ impl Correction {
 }
 
 /// Solves `a · w = b` by Gaussian elimination with partial pivoting.
-fn solve(
-    mut a: [[f64; FEATURES]; FEATURES],
-    mut b: [f64; FEATURES],
-) -> Option<[f64; FEATURES]> {
+fn solve(mut a: [[f64; FEATURES]; FEATURES], mut b: [f64; FEATURES]) -> Option<[f64; FEATURES]> {
     for col in 0..FEATURES {
         let pivot = (col..FEATURES).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
         if a[pivot][col].abs() < 1e-300 {
@@ -118,8 +115,9 @@ fn solve(
         b.swap(col, pivot);
         for row in col + 1..FEATURES {
             let factor = a[row][col] / a[col][col];
-            for k in col..FEATURES {
-                a[row][k] -= factor * a[col][k];
+            let pivot_row = a[col];
+            for (k, v) in a[row].iter_mut().enumerate().skip(col) {
+                *v -= factor * pivot_row[k];
             }
             b[row] -= factor * b[col];
         }

@@ -72,7 +72,11 @@ pub fn day_number(date: NaiveDate) -> i64 {
 pub fn date_of_day(day: i64) -> NaiveDate {
     NaiveDate::default()
         .checked_add_signed(chrono::Duration::days(day))
-        .unwrap_or(if day < 0 { NaiveDate::MIN } else { NaiveDate::MAX })
+        .unwrap_or(if day < 0 {
+            NaiveDate::MIN
+        } else {
+            NaiveDate::MAX
+        })
 }
 
 /// Builds [`HubData`] from the rows the store reads (`store::traits::load_histories`):

@@ -26,8 +26,8 @@ pub mod selection;
 pub mod shoppers;
 pub mod simulate;
 pub mod special;
-pub mod uncertainty;
 mod subject;
+pub mod uncertainty;
 pub use subject::subject;
 
 #[cfg(test)]

@@ -102,9 +102,8 @@ impl Panel {
     /// purchase), and the same grouped by distinct (x, t_x, T) in a fixed order, as the
     /// fits take them.
     pub fn observations(&self, day: i64) -> (Vec<Option<Observation>>, Vec<(Observation, u64)>) {
-        let each: Vec<Option<Observation>> = (0..self.len())
-            .map(|i| self.observation(i, day))
-            .collect();
+        let each: Vec<Option<Observation>> =
+            (0..self.len()).map(|i| self.observation(i, day)).collect();
         (each.clone(), group(each.iter().flatten().copied()))
     }
 

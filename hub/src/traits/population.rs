@@ -6,16 +6,16 @@ use serde::Serialize;
 
 use super::behaviour::{behaviour, Label};
 use super::bgnbd::{BgNbd, Observation};
-use super::model::{ModelKind, PurchaseModel};
 use super::correction::Correction;
+use super::gamma_gamma::GammaGamma;
+use super::history::{day_number, CustomerHistory};
+use super::model::{ModelKind, PurchaseModel};
 use super::panel::Panel;
-use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
+use super::rfm::{quintile_scores, summarize};
 use super::selection::{
     chosen, select, Candidate, Predictor, Selection, TrainError, Trainer, MIN_SELECTION_DAYS,
 };
-use super::gamma_gamma::GammaGamma;
-use super::history::{day_number, CustomerHistory};
-use super::rfm::{quintile_scores, summarize};
+use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
 
 /// Bumped when the meaning of a stored trait or the models change.
 pub const MODEL_VERSION: &str = "selected-btyd+gamma-gamma/3";
@@ -397,7 +397,9 @@ fn choose(
         Ok(p) => Some(p),
         Err(e) => {
             notes.push(format!("{e}: BG/NBD is used"));
-            trainer.train(Candidate::BASELINE, as_of_day, learn_days).ok()
+            trainer
+                .train(Candidate::BASELINE, as_of_day, learn_days)
+                .ok()
         }
     };
     if let Some(s) = &selection {

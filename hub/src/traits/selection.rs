@@ -107,7 +107,10 @@ pub struct Score {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrainError {
     #[error("{model} not fitted: {error}")]
-    NotFitted { model: &'static str, error: FitError },
+    NotFitted {
+        model: &'static str,
+        error: FitError,
+    },
     /// The fit ran to the edge of the parameter space: it describes the sample's
     /// accident, not its customers.
     #[error("the {model} fit ran into a corner of its parameters ({parameters})")]
@@ -390,7 +393,9 @@ pub struct Selection {
 /// The last part of a calibration window ending at `as_of_day` that the selection
 /// holds out: the horizon, but at most a third of the data's span.
 pub fn holdout_days(panel: &Panel, as_of_day: i64, horizon_days: u32) -> u32 {
-    let span = panel.first_day().map_or(0, |first| (as_of_day - first).max(0));
+    let span = panel
+        .first_day()
+        .map_or(0, |first| (as_of_day - first).max(0));
     horizon_days.min(u32::try_from(span / 3).unwrap_or(u32::MAX))
 }
 

@@ -68,15 +68,15 @@ fn the_panel_agrees_with_the_rfm_summary_and_never_reads_past_its_day() {
         on(day(2026, 4, 2), false, 700, 0),
     ]);
     let panel = Panel::new(std::slice::from_ref(&h));
-    for as_of in [day(2026, 2, 28), day(2026, 3, 3), day(2026, 3, 20), day(2026, 5, 1)] {
+    for as_of in [
+        day(2026, 2, 28),
+        day(2026, 3, 3),
+        day(2026, 3, 20),
+        day(2026, 5, 1),
+    ] {
         let d = day_number(as_of);
-        let expected = summarize(&h.purchases, d).map(|s| {
-            (
-                s.frequency,
-                f64::from(s.recency_days),
-                f64::from(s.t_days),
-            )
-        });
+        let expected = summarize(&h.purchases, d)
+            .map(|s| (s.frequency, f64::from(s.recency_days), f64::from(s.t_days)));
         let actual = panel.observation(0, d).map(|o| (o.x, o.t_x, o.t));
         assert_eq!(actual, expected, "as of {as_of}");
     }
@@ -104,11 +104,21 @@ fn the_panel_agrees_with_the_rfm_summary_and_never_reads_past_its_day() {
 fn grouping_counts_identical_observations_in_a_fixed_order() {
     let o = |x, t_x, t| super::bgnbd::Observation { x, t_x, t };
     let grouped = group(
-        [o(1, 2.0, 9.0), o(0, 0.0, 3.0), o(1, 2.0, 9.0), o(1, 1.0, 9.0)].into_iter(),
+        [
+            o(1, 2.0, 9.0),
+            o(0, 0.0, 3.0),
+            o(1, 2.0, 9.0),
+            o(1, 1.0, 9.0),
+        ]
+        .into_iter(),
     );
     assert_eq!(
         grouped,
-        vec![(o(0, 0.0, 3.0), 1), (o(1, 1.0, 9.0), 1), (o(1, 2.0, 9.0), 2)]
+        vec![
+            (o(0, 0.0, 3.0), 1),
+            (o(1, 1.0, 9.0), 1),
+            (o(1, 2.0, 9.0), 2)
+        ]
     );
 }
 
@@ -177,8 +187,7 @@ fn selection_looks_at_nothing_after_its_day() {
     let histories = simulated(3, 700, day(2026, 12, 31));
     let mut cut = histories.clone();
     for h in &mut cut {
-        h.purchases
-            .retain(|p| p.local_day() <= day_number(as_of));
+        h.purchases.retain(|p| p.local_day() <= day_number(as_of));
     }
     let horizon = 90;
     let with_future = {
@@ -236,7 +245,12 @@ fn a_backtest_scores_every_candidate_against_what_the_customers_then_did() {
     assert_eq!(report.customers, customers);
     assert_eq!(report.models[0].model, "bgnbd");
     for m in &report.models {
-        assert_eq!((m.customers, m.actual_total), (customers, actual), "{}", m.model);
+        assert_eq!(
+            (m.customers, m.actual_total),
+            (customers, actual),
+            "{}",
+            m.model
+        );
         assert!(m.mae.is_finite() && m.rmse >= m.mae, "{m:?}");
     }
     // The data are BG/NBD's own: its total is close to the truth.
@@ -249,7 +263,10 @@ fn a_backtest_scores_every_candidate_against_what_the_customers_then_did() {
     write_table(&report, &mut table).unwrap();
     let table = String::from_utf8(table).unwrap();
     eprintln!("{table}");
-    assert!(table.contains("model") && table.contains("top 10%"), "{table}");
+    assert!(
+        table.contains("model") && table.contains("top 10%"),
+        "{table}"
+    );
     let marked: Vec<&str> = table.lines().filter(|l| l.ends_with(" *")).collect();
     assert_eq!(marked.len(), 1, "{table}");
     assert!(marked[0].starts_with(&format!("{chosen} ")), "{table}");

@@ -61,7 +61,12 @@ pub fn prior_samples(model: &PurchaseModel, seed: u64) -> Vec<PurchaseModel> {
     draw(model, centre, &lower, seed)
 }
 
-fn draw(model: &PurchaseModel, centre: [f64; 4], lower: &[[f64; 4]; 4], seed: u64) -> Vec<PurchaseModel> {
+fn draw(
+    model: &PurchaseModel,
+    centre: [f64; 4],
+    lower: &[[f64; 4]; 4],
+    seed: u64,
+) -> Vec<PurchaseModel> {
     let mut rng = Rng::new(seed);
     (0..SAMPLES)
         .map(|_| {
@@ -94,6 +99,7 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 }
 
 /// The Hessian of `f` at `x` by central differences.
+#[allow(clippy::needless_range_loop)] // the indices are the formula's (i, j)
 fn hessian(f: impl Fn([f64; 4]) -> f64, x: [f64; 4]) -> Result<[[f64; 4]; 4], UncertaintyError> {
     let at = |moves: &[(usize, f64)]| {
         let mut p = x;
@@ -164,7 +170,7 @@ fn cholesky(a: [[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
             let sum: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
             if i == j {
                 let d = a[i][i] - sum;
-                if !(d > 0.0) || !d.is_finite() {
+                if d <= 0.0 || !d.is_finite() {
                     return None;
                 }
                 l[i][j] = d.sqrt();
@@ -187,7 +193,10 @@ mod tests {
     fn quantiles_interpolate_between_order_statistics() {
         let mut v: Vec<f64> = (0..=10).rev().map(f64::from).collect();
         let [low, high] = interval(&mut v).unwrap();
-        assert!((low - 1.0).abs() < 1e-12 && (high - 9.0).abs() < 1e-12, "{low} {high}");
+        assert!(
+            (low - 1.0).abs() < 1e-12 && (high - 9.0).abs() < 1e-12,
+            "{low} {high}"
+        );
         assert_eq!(interval(&mut [2.0]), Some([2.0, 2.0]));
         assert_eq!(interval(&mut []), None);
     }
@@ -229,9 +238,8 @@ mod tests {
         };
         let width = |customers: usize, weight: f64| {
             let mut rng = simulate::Rng::new(9);
-            let data = group(
-                (0..customers).map(|_| simulate::observation(&mut rng, &truth, 365.0)),
-            );
+            let data =
+                group((0..customers).map(|_| simulate::observation(&mut rng, &truth, 365.0)));
             let fit = PurchaseModel::BgNbd(BgNbd::fit(&data).unwrap());
             let samples = laplace_samples(&fit, &data, weight, 1).unwrap();
             let mut p: Vec<f64> = samples.iter().map(|m| m.p_alive(o)).collect();
@@ -241,11 +249,17 @@ mod tests {
         let (l1, h1) = width(2_000, 1.0);
         let (l4, h4) = width(8_000, 1.0);
         let ratio = (h4 - l4) / (h1 - l1);
-        assert!(ratio > 0.3 && ratio < 0.75, "{ratio}: {l1}..{h1} vs {l4}..{h4}");
+        assert!(
+            ratio > 0.3 && ratio < 0.75,
+            "{ratio}: {l1}..{h1} vs {l4}..{h4}"
+        );
         // A sample of 2,000 standing for 8,000 is as sure as the 8,000.
         let (ls, hs) = width(2_000, 4.0);
         let ratio = (hs - ls) / (h4 - l4);
-        assert!(ratio > 0.7 && ratio < 1.4, "{ratio}: {ls}..{hs} vs {l4}..{h4}");
+        assert!(
+            ratio > 0.7 && ratio < 1.4,
+            "{ratio}: {ls}..{hs} vs {l4}..{h4}"
+        );
         let true_p = truth.p_alive(o);
         assert!(l1 < true_p && true_p < h1, "{true_p} not in {l1}..{h1}");
     }
@@ -261,6 +275,9 @@ mod tests {
             .collect();
         let [low, high] = interval(&mut r).unwrap();
         // ±1.28 sd for the central 80 %: roughly ±0.64, with sampling noise.
-        assert!(low < -0.3 && high > 0.3 && low > -1.2 && high < 1.2, "{low} {high}");
+        assert!(
+            low < -0.3 && high > 0.3 && low > -1.2 && high < 1.2,
+            "{low} {high}"
+        );
     }
 }
