@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::history::{date_of_day, day_number, CustomerHistory};
 use super::panel::Panel;
-use super::selection::{holdout_days, select, Candidate, Score, Selection, Trainer};
+use super::selection::{learn_window, select, Candidate, Score, Selection, Trainer};
 
 /// The back-test's findings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,10 +58,10 @@ pub fn backtest(histories: &[CustomerHistory], split: NaiveDate, horizon_days: u
     if customers == 0 {
         warnings.push(format!("no customer has a purchase on or before {split}"));
     }
-    let learn_days = holdout_days(&panel, split_day, horizon_days);
+    let window = learn_window(&panel, split_day, horizon_days);
     let mut models = Vec::new();
     for candidate in Candidate::all() {
-        match trainer.train(candidate, split_day, learn_days) {
+        match trainer.train(candidate, split_day, window) {
             Ok(predictor) => models.push(trainer.score(&predictor, split_day, horizon_days)),
             Err(why) => warnings.push(format!("{}: {why}", candidate.name())),
         }
@@ -126,8 +126,8 @@ pub fn write_table<W: Write>(report: &Backtest, mut out: W) -> io::Result<()> {
     match (&report.chosen, &report.selection) {
         (Some(chosen), Some(s)) => writeln!(
             out,
-            "* chosen by the hub at the split: {chosen} (fitted to {}, scored on the last \
-             {} days of the calibration window: MAE {:.1} % below BG/NBD's)",
+            "* chosen by the hub at the split: {chosen} (fitted to {}, scored on the {} days \
+             after: MAE {:.1} % below BG/NBD's)",
             s.calibration_end, s.holdout_days, s.mae_gain_percent
         )?,
         (Some(chosen), None) => writeln!(out, "* chosen by the hub at the split: {chosen}")?,

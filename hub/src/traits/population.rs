@@ -13,7 +13,7 @@ use super::model::{ModelKind, PurchaseModel};
 use super::panel::Panel;
 use super::rfm::{quintile_scores, summarize};
 use super::selection::{
-    chosen, select, Candidate, Predictor, Selection, TrainError, Trainer, MIN_SELECTION_DAYS,
+    chosen, learn_window, select, Candidate, Predictor, Selection, TrainError, Trainer,
 };
 use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
 
@@ -390,23 +390,21 @@ fn choose(
         .map_err(|why| notes.push(why))
         .ok();
     let candidate = selection.as_ref().map_or(Candidate::BASELINE, chosen);
-    let learn_days = selection
-        .as_ref()
-        .map_or(MIN_SELECTION_DAYS, |s| s.holdout_days);
-    let predictor = match trainer.train(candidate, as_of_day, learn_days) {
+    let window = learn_window(trainer.panel(), as_of_day, horizon_days);
+    let predictor = match trainer.train(candidate, as_of_day, window) {
         Ok(p) => Some(p),
         Err(e) => {
             notes.push(format!("{e}: BG/NBD is used"));
             trainer
-                .train(Candidate::BASELINE, as_of_day, learn_days)
+                .train(Candidate::BASELINE, as_of_day, window)
                 .ok()
         }
     };
     if let Some(s) = &selection {
         notes.push(format!(
-            "model: {} chosen by back-test on the last {} days of the calibration window \
+            "model: {} chosen by back-test, fitted to {} and scored on the {} days after \
              (MAE {:.1} % below BG/NBD's)",
-            s.chosen, s.holdout_days, s.mae_gain_percent
+            s.chosen, s.calibration_end, s.holdout_days, s.mae_gain_percent
         ));
     }
     Choice {

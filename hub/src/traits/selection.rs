@@ -242,13 +242,13 @@ impl<'a> Trainer<'a> {
     }
 
     /// `candidate` as of the end of `day`. A corrected candidate learns its correction
-    /// from the `learn_days` before `day`: the model fitted at `day − learn_days`
-    /// predicting what the customers then did until `day`.
+    /// on `window`: the model fitted at its start predicting what the customers did in
+    /// its days (see [`learn_window`]); `None` leaves corrected candidates untrainable.
     pub fn train(
         &mut self,
         candidate: Candidate,
         day: i64,
-        learn_days: u32,
+        window: Option<Window>,
     ) -> Result<Predictor, TrainError> {
         let model = self.fit(candidate.kind, day)?;
         if !candidate.corrected {
@@ -257,9 +257,12 @@ impl<'a> Trainer<'a> {
                 correction: None,
             });
         }
-        let start = day - i64::from(learn_days);
+        let Some(Window { start, days }) = window else {
+            return Err(TrainError::NoCorrection(candidate.name()));
+        };
+        let end = start + i64::from(days);
         let earlier = self.fit(candidate.kind, start)?;
-        let horizon = f64::from(learn_days);
+        let horizon = f64::from(days);
         let panel = self.panel;
         let rows: Vec<_> = self
             .at(start)
@@ -278,7 +281,7 @@ impl<'a> Trainer<'a> {
                 );
                 Some((
                     features,
-                    f64::from(panel.purchase_days_between(i, start, day)),
+                    f64::from(panel.purchase_days_between(i, start, end)),
                 ))
             })
             .collect();
@@ -379,7 +382,8 @@ pub struct Selection {
     /// The winner's name (`bgnbd` when nothing beat the baseline).
     pub chosen: String,
     /// Every candidate was fitted up to `calibration_end` and scored on the
-    /// `holdout_days` after it (the end of the calibration window).
+    /// `holdout_days` after it: the same season a year before, or the end of the
+    /// calibration window (see [`learn_window`]).
     pub calibration_end: chrono::NaiveDate,
     pub holdout_days: u32,
     /// The winner's MAE below BG/NBD's, in percent of BG/NBD's (0 if BG/NBD won).
@@ -390,36 +394,68 @@ pub struct Selection {
     pub skipped: Vec<String>,
 }
 
-/// The last part of a calibration window ending at `as_of_day` that the selection
-/// holds out: the horizon, but at most a third of the data's span.
-pub fn holdout_days(panel: &Panel, as_of_day: i64, horizon_days: u32) -> u32 {
-    let span = panel
-        .first_day()
-        .map_or(0, |first| (as_of_day - first).max(0));
-    horizon_days.min(u32::try_from(span / 3).unwrap_or(u32::MAX))
+/// A stretch of the past to learn from: the models fitted at the end of `start`
+/// predict the `days` after it, which are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub start: i64,
+    pub days: u32,
+}
+
+/// A year, for the same season of the year before.
+const YEAR_DAYS: i64 = 365;
+
+/// The least calibration data before a window a year back (else the window is the end
+/// of the calibration window).
+const MIN_CALIBRATION_DAYS: i64 = 90;
+
+/// The window to learn from (and to select on) for predictions of `horizon_days` made
+/// at the end of `day`, looking at nothing after `day`:
+/// - the same season a year before — fitted to `day` − 365, scored on the `horizon_days`
+///   after it — when that leaves at least 90 days of data before it and the horizon is a
+///   year or less: retail is seasonal, and a window over other months would teach the
+///   models the wrong season;
+/// - else the end of the calibration window: the horizon, at most a third of the data's
+///   span, if that is at least [`MIN_SELECTION_DAYS`].
+pub fn learn_window(panel: &Panel, day: i64, horizon_days: u32) -> Option<Window> {
+    let first = panel.first_day().filter(|&first| first <= day)?;
+    if i64::from(horizon_days) <= YEAR_DAYS && day - YEAR_DAYS - first >= MIN_CALIBRATION_DAYS {
+        return Some(Window {
+            start: day - YEAR_DAYS,
+            days: horizon_days,
+        });
+    }
+    let span = day - first;
+    let days = horizon_days.min(u32::try_from(span / 3).unwrap_or(u32::MAX));
+    (days >= MIN_SELECTION_DAYS).then(|| Window {
+        start: day - i64::from(days),
+        days,
+    })
 }
 
 /// Picks the candidate for predictions as of the end of `as_of_day`, looking only at
-/// purchases up to then. `Err` says why there was no choice to make (the caller uses
-/// the baseline).
+/// purchases up to then: every candidate is trained at the start of the
+/// [`learn_window`] and scored on its days. `Err` says why there was no choice to make
+/// (the caller uses the baseline).
 pub fn select(
     trainer: &mut Trainer<'_>,
     as_of_day: i64,
     horizon_days: u32,
 ) -> Result<Selection, String> {
-    let holdout = holdout_days(trainer.panel, as_of_day, horizon_days);
-    if holdout < MIN_SELECTION_DAYS {
+    let Some(window) = learn_window(trainer.panel, as_of_day, horizon_days) else {
         return Err(format!(
             "model selection needs {MIN_SELECTION_DAYS} days to hold out and the data \
-             allows {holdout}: BG/NBD is used"
+             has too few: BG/NBD is used"
         ));
-    }
-    let split = as_of_day - i64::from(holdout);
+    };
+    let Window { start, days } = window;
+    // The corrected candidates learn from a window before this one.
+    let inner = learn_window(trainer.panel, start, days);
     let mut scores = Vec::new();
     let mut skipped = Vec::new();
     for candidate in Candidate::all() {
-        match trainer.train(candidate, split, holdout) {
-            Ok(predictor) => scores.push(trainer.score(&predictor, split, holdout)),
+        match trainer.train(candidate, start, inner) {
+            Ok(predictor) => scores.push(trainer.score(&predictor, start, days)),
             Err(why) => skipped.push(format!("{}: {why}", candidate.name())),
         }
     }
@@ -438,8 +474,8 @@ pub fn select(
     };
     Ok(Selection {
         chosen: best.model.clone(),
-        calibration_end: super::history::date_of_day(split),
-        holdout_days: holdout,
+        calibration_end: super::history::date_of_day(start),
+        holdout_days: days,
         mae_gain_percent,
         scores,
         skipped,

@@ -11,7 +11,7 @@ use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
 use super::panel::{group, Panel};
 use super::rfm::summarize;
-use super::selection::{score, select, Candidate, Trainer};
+use super::selection::{learn_window, score, select, Candidate, Trainer, Window};
 use super::simulate::{self, Rng};
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -200,7 +200,8 @@ fn selection_looks_at_nothing_after_its_day() {
     };
     assert_eq!(with_future, without);
     assert_eq!(with_future.holdout_days, 90);
-    assert_eq!(with_future.calibration_end, day(2026, 4, 1));
+    // A year and a half of data: the same season a year before.
+    assert_eq!(with_future.calibration_end, day(2025, 6, 30));
     assert_eq!(
         with_future.scores.len(),
         Candidate::all().len(),
@@ -278,4 +279,42 @@ fn a_backtest_scores_every_candidate_against_what_the_customers_then_did() {
         "{:?}",
         early.warnings
     );
+}
+
+#[test]
+fn the_window_to_learn_from_is_the_same_season_a_year_before_when_the_data_reach() {
+    let h = customer(vec![
+        on(day(2024, 1, 1), false, 100, 0),
+        on(day(2025, 12, 1), false, 100, 0),
+    ]);
+    let panel = Panel::new(&[h]);
+    let d = |y, m, dd| day_number(day(y, m, dd));
+    // Two years back: a year before, the horizon long.
+    assert_eq!(
+        learn_window(&panel, d(2025, 6, 30), 90),
+        Some(Window {
+            start: d(2024, 6, 30),
+            days: 90
+        })
+    );
+    // Not 90 days of data before a year back: the end of the calibration window, at
+    // most a third of the span (182 days: 60).
+    assert_eq!(
+        learn_window(&panel, d(2024, 7, 1), 90),
+        Some(Window {
+            start: d(2024, 7, 1) - 60,
+            days: 60
+        })
+    );
+    // A horizon over a year: the end of the calibration window (546 days: 182).
+    assert_eq!(
+        learn_window(&panel, d(2025, 6, 30), 400),
+        Some(Window {
+            start: d(2025, 6, 30) - 182,
+            days: 182
+        })
+    );
+    // Too little data to hold anything out; nothing before the first purchase.
+    assert_eq!(learn_window(&panel, d(2024, 1, 20), 90), None);
+    assert_eq!(learn_window(&panel, d(2023, 6, 1), 90), None);
 }
