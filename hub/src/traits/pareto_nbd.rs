@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::bgnbd::{FitError, Observation};
 use super::optimize::minimize;
-use super::special::{expm1_over, ln_gamma, series, MAX_SERIES_TERMS};
+use super::special::{expm1_over, ln_gamma};
 
 /// Fitted Pareto/NBD parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -29,9 +29,13 @@ pub struct ParetoNbd {
 /// Log-parameters are kept within ±BOUND (e^15 ≈ 3.3 M), as for BG/NBD.
 const LOG_BOUND: f64 = 15.0;
 
-/// Above this argument the power series of Φ is replaced by its integral (the series
-/// needs ~ln(1e−16)/ln(z) terms: 350 at 0.9).
-const SERIES_MAX_Z: f64 = 0.9;
+/// Up to this argument Φ is summed as its power series (≤ 23 terms of ratio < z).
+const SERIES_MAX_Z: f64 = 0.2;
+
+/// Up to this argument Φ comes from Gauss's continued fraction, whose error shrinks by
+/// (1−√(1−z))/(1+√(1−z)) a level (55 levels at z = 0.9, ~600 at 0.999, where the
+/// series would need 350 and 37 000 terms); beyond, from its integral form.
+const FRACTION_MAX_Z: f64 = 0.999;
 
 impl ParetoNbd {
     /// ln L(r, α, s, β | x, t_x, T) =
@@ -40,13 +44,13 @@ impl ParetoNbd {
         let x = f64::from(o.x);
         let head = ln_gamma(self.r + x) - ln_gamma(self.r);
         let (ln_alpha, ln_beta) = (self.alpha.ln(), self.beta.ln());
-        let ln_odds = self.ln_dropout_odds(o, None);
+        let ln_odds = self.ln_dropout_odds(o, &mut self.phi(o), None);
         head + self.r * ln_alpha + self.s * ln_beta + self.ln_alive_branch(o) + softplus(ln_odds)
     }
 
     /// P(alive at T | x, t_x, T) = 1/(1 + (s/(r+s+x)) (α+T)^(r+x) (β+T)^s A₀).
     pub fn p_alive(&self, o: Observation) -> f64 {
-        inverse_one_plus_exp(self.ln_dropout_odds(o, None))
+        inverse_one_plus_exp(self.ln_dropout_odds(o, &mut self.phi(o), None))
     }
 
     /// E[purchases in (T, T + horizon] | x, t_x, T] =
@@ -68,6 +72,10 @@ impl ParetoNbd {
         (e.is_finite()).then_some(e.max(0.0))
     }
 
+    fn phi(&self, o: Observation) -> Phi {
+        Phi::new(self.r + f64::from(o.x), self.s)
+    }
+
     /// ln[(α+T)^−(r+x) (β+T)^−s]: the likelihood of being alive at T (without the
     /// constant Γ(r+x)α^r β^s/Γ(r)).
     fn ln_alive_branch(&self, o: Observation) -> f64 {
@@ -76,11 +84,11 @@ impl ParetoNbd {
 
     /// ln R, R = s (F(t_x) − F(T)) / ((α+T)^−(r+x) (β+T)^−s): the odds of having died
     /// before T. `phi_at_t_x` may pass Φ(ρ_{t_x}) when the caller already has it.
-    fn ln_dropout_odds(&self, o: Observation, phi_at_t_x: Option<f64>) -> f64 {
+    fn ln_dropout_odds(&self, o: Observation, phi: &mut Phi, phi_at_t_x: Option<f64>) -> f64 {
         let m = self.r + f64::from(o.x);
         let Self { alpha, s, beta, .. } = *self;
-        let phi_t = phi(m, s, (beta + o.t) / (alpha + o.t));
-        let phi_t_x = phi_at_t_x.unwrap_or_else(|| phi(m, s, (beta + o.t_x) / (alpha + o.t_x)));
+        let phi_t = phi.at((beta + o.t) / (alpha + o.t));
+        let phi_t_x = phi_at_t_x.unwrap_or_else(|| phi.at((beta + o.t_x) / (alpha + o.t_x)));
         // F(t_x)/F(T) · Φ_T/Φ_tx = e^excess ≥ 1
         let excess = m * ((o.t - o.t_x) / (alpha + o.t_x)).ln_1p()
             + s * ((o.t - o.t_x) / (beta + o.t_x)).ln_1p();
@@ -144,34 +152,138 @@ fn ln_dropout_odds_from(m: f64, s: f64, excess: f64, phi_t_x: f64, phi_t: f64) -
 
 /// Φ(ρ) = ₂F₁(1, m; m+s+1; 1−ρ) for ρ > 0, so that
 /// ∫_u^∞ (α+y)^−m (β+y)^−(s+1) dy = (α+u)^−m (β+u)^−s Φ((β+u)/(α+u)) / (m+s).
-/// For ρ ≤ 1 (α ≥ β) the series in z = 1−ρ; for ρ > 1 Pfaff's transformation
-/// Φ = ₂F₁(1, s+1; m+s+1; 1−1/ρ)/ρ (β as the base). Both have positive terms with
-/// ratio below z. Far from ρ = 1 the integral form [`phi_by_quadrature`].
+#[cfg(test)]
 pub(crate) fn phi(m: f64, s: f64, rho: f64) -> f64 {
-    let (b, z, scale) = if rho <= 1.0 {
-        (m, 1.0 - rho, 1.0)
-    } else {
-        (s + 1.0, 1.0 - 1.0 / rho, 1.0 / rho)
-    };
-    if z <= SERIES_MAX_Z {
-        if let Some(sum) = phi_series(b, m + s + 1.0, z) {
-            return scale * sum;
-        }
-    }
-    phi_by_quadrature(m, s, rho)
+    Phi::new(m, s).at(rho)
 }
 
-/// ₂F₁(1, b; c; z) = Σ (b)_k/(c)_k z^k for 0 ≤ z < 1, b < c.
-fn phi_series(b: f64, c: f64, z: f64) -> Option<f64> {
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    if z > 0.0 {
-        series(&mut sum, &mut term, MAX_SERIES_TERMS, |k| {
-            let k = k as f64;
-            (b + k) / (c + k) * z
-        })?;
+/// Φ for one (m, s), i.e. one x: the coefficients of its series and continued fraction
+/// are kept and reused across the rows of a fit.
+pub(crate) struct Phi {
+    m: f64,
+    s: f64,
+    alpha_base: Coefficients,
+    beta_base: Coefficients,
+}
+
+impl Phi {
+    pub(crate) fn new(m: f64, s: f64) -> Self {
+        let c = m + s + 1.0;
+        Self {
+            m,
+            s,
+            alpha_base: Coefficients::new(m, c),
+            beta_base: Coefficients::new(s + 1.0, c),
+        }
     }
-    Some(sum)
+
+    /// For ρ ≤ 1 (α ≥ β) the series in z = 1−ρ; for ρ > 1 Pfaff's transformation
+    /// Φ = ₂F₁(1, s+1; m+s+1; 1−1/ρ)/ρ (β as the base). Both have positive terms with
+    /// ratio below z: the series near ρ = 1, Gauss's continued fraction further out,
+    /// and the integral form [`phi_by_quadrature`] far from ρ = 1.
+    pub(crate) fn at(&mut self, rho: f64) -> f64 {
+        let (base, z, scale) = if rho <= 1.0 {
+            (&mut self.alpha_base, 1.0 - rho, 1.0)
+        } else {
+            (&mut self.beta_base, 1.0 - 1.0 / rho, 1.0 / rho)
+        };
+        let value = if z <= SERIES_MAX_Z {
+            base.series(z)
+        } else if z <= FRACTION_MAX_Z {
+            base.fraction(z)
+        } else {
+            None
+        };
+        match value {
+            Some(v) => scale * v,
+            None => phi_by_quadrature(self.m, self.s, rho),
+        }
+    }
+}
+
+/// ₂F₁(1, b; c; z) for 0 ≤ z < 1, b < c: the ratios of its series and the
+/// coefficients of its continued fraction, computed once as far as needed.
+struct Coefficients {
+    b: f64,
+    c: f64,
+    ratios: Vec<f64>,
+    fraction: Vec<f64>,
+}
+
+/// Most series terms or continued-fraction levels before giving up on them.
+const MAX_LEVELS: usize = 20_000;
+
+impl Coefficients {
+    fn new(b: f64, c: f64) -> Self {
+        Self {
+            b,
+            c,
+            ratios: Vec::new(),
+            fraction: Vec::new(),
+        }
+    }
+
+    /// Σ (b)_k/(c)_k z^k: positive terms with ratio (b+k)/(c+k)·z < z.
+    fn series(&mut self, z: f64) -> Option<f64> {
+        let (mut term, mut sum) = (1.0, 1.0);
+        for k in 0..MAX_LEVELS {
+            if k == self.ratios.len() {
+                let kf = k as f64;
+                self.ratios.push((self.b + kf) / (self.c + kf));
+            }
+            term *= self.ratios[k] * z;
+            sum += term;
+            if term <= 1e-17 * sum {
+                return Some(sum);
+            }
+        }
+        None
+    }
+
+    /// Gauss's continued fraction for ₂F₁(a+1, b; c; z)/₂F₁(a, b; c−1; z) at a = 0:
+    /// 1/(1 + k₁z/(1 + k₂z/(1 + …))), k_{2n+1} = −(c−1+n)(b+n)/((c−1+2n)(c+2n)),
+    /// k_{2n} = −n(c−1+n−b)/((c−2+2n)(c−1+2n)); all k < 0 and → −1/4. Evaluated by
+    /// the modified Lentz method.
+    fn fraction(&mut self, z: f64) -> Option<f64> {
+        const TINY: f64 = 1e-300;
+        let c0 = self.c - 1.0;
+        let (mut f, mut big_c, mut d) = (1.0f64, 1.0f64, 0.0f64);
+        for j in 1..MAX_LEVELS {
+            if j > self.fraction.len() {
+                let n = (j / 2) as f64;
+                self.fraction.push(if j % 2 == 1 {
+                    -(c0 + n) * (self.b + n) / ((c0 + 2.0 * n) * (c0 + 2.0 * n + 1.0))
+                } else {
+                    -n * (c0 + n - self.b) / ((c0 + 2.0 * n - 1.0) * (c0 + 2.0 * n))
+                });
+            }
+            let a = self.fraction[j - 1] * z;
+            d = 1.0 + a * d;
+            if d.abs() < TINY {
+                d = TINY;
+            }
+            big_c = 1.0 + a / big_c;
+            if big_c.abs() < TINY {
+                big_c = TINY;
+            }
+            d = 1.0 / d;
+            let delta = big_c * d;
+            f *= delta;
+            if !f.is_finite() {
+                return None;
+            }
+            if (delta - 1.0).abs() < 1e-16 {
+                return Some(1.0 / f);
+            }
+        }
+        None
+    }
+}
+
+/// ₂F₁(1, b; c; z) for 0 < z < 1, b < c, by the continued fraction alone (for tests).
+#[cfg(test)]
+pub(crate) fn phi_continued_fraction(b: f64, c: f64, z: f64) -> Option<f64> {
+    Coefficients::new(b, c).fraction(z)
 }
 
 /// Φ(ρ) = (m+s)/ρ ∫_{−∞}^{∞} e^{ψ(v)} dv, ψ(v) = v − m ln(1+e^v) − (s+1) ln(1+e^v/ρ)
@@ -280,17 +392,18 @@ impl GroupedLikelihood {
         for (x, rows) in &self.by_x {
             let m = r + f64::from(*x);
             let head = constant + ln_gamma(m);
+            let mut phi = Phi::new(m, s);
             let mut cached: Option<(f64, f64)> = None;
             for &(o, n) in rows {
                 let phi_t_x = match cached {
                     Some((t_x, value)) if t_x == o.t_x => value,
                     _ => {
-                        let value = phi(m, s, (beta + o.t_x) / (alpha + o.t_x));
+                        let value = phi.at((beta + o.t_x) / (alpha + o.t_x));
                         cached = Some((o.t_x, value));
                         value
                     }
                 };
-                let ln_odds = model.ln_dropout_odds(o, Some(phi_t_x));
+                let ln_odds = model.ln_dropout_odds(o, &mut phi, Some(phi_t_x));
                 total += n * (head + model.ln_alive_branch(o) + softplus(ln_odds));
             }
         }
