@@ -395,9 +395,7 @@ fn choose(
         Ok(p) => Some(p),
         Err(e) => {
             notes.push(format!("{e}: BG/NBD is used"));
-            trainer
-                .train(Candidate::BASELINE, as_of_day, window)
-                .ok()
+            trainer.train(Candidate::BASELINE, as_of_day, window).ok()
         }
     };
     if let Some(s) = &selection {
