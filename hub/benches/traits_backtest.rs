@@ -21,6 +21,10 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 fn run(name: &str, histories: &[CustomerHistory], split: NaiveDate, horizon_days: u32) {
+    // TILL360_BENCH_ONLY=TEXT runs only the data sets whose name contains TEXT.
+    if std::env::var("TILL360_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let started = Instant::now();
     let report = backtest(histories, split, horizon_days);
     println!("== {name}: {} customers in the data", histories.len());

@@ -29,6 +29,12 @@ pub struct ParetoNbd {
 /// Log-parameters are kept within ±BOUND (e^15 ≈ 3.3 M), as for BG/NBD.
 const LOG_BOUND: f64 = 15.0;
 
+/// The fit keeps β/α within e^±8 (about 3,000): further out the likelihood is flat (the
+/// dropout process hardly matters next to the purchase process, or the reverse) and Φ
+/// only costs more. Without it a population drawn from BG/NBD sent the search along
+/// the s, β → ∞ ridge for minutes.
+const RATIO_LOG_BOUND: f64 = 8.0;
+
 /// Up to this argument Φ is summed as its power series (≤ 23 terms of ratio < z).
 const SERIES_MAX_Z: f64 = 0.2;
 
@@ -119,7 +125,7 @@ impl ParetoNbd {
         };
         let best = minimize(
             |p| {
-                if p.iter().any(|v| v.abs() > LOG_BOUND) {
+                if p.iter().any(|v| v.abs() > LOG_BOUND) || (p[3] - p[1]).abs() > RATIO_LOG_BOUND {
                     return f64::INFINITY;
                 }
                 -likelihood.sum(&from_logs(p)) / total

@@ -1,6 +1,7 @@
 //! Model selection without peeking: every candidate is fitted on the calibration window
-//! minus its last part, predicts that last part, and the one with the lowest
-//! per-customer mean absolute error wins (BG/NBD, the baseline, wins ties). The same
+//! up to a past window (the same season a year before, or the window's last part),
+//! predicts that window, and the one with the lowest per-customer mean absolute error
+//! among those whose total is within 10 % wins (BG/NBD, the baseline, wins ties). The same
 //! machinery scores candidates in `till360-hub traits backtest`.
 
 use std::collections::HashMap;
@@ -373,6 +374,10 @@ pub fn describe(model: &PurchaseModel) -> String {
         .join(", ")
 }
 
+/// The largest error of a window's total purchases a winner may make, in percent,
+/// when any candidate stays within it.
+pub const MAX_TOTAL_ERROR_PERCENT: f64 = 10.0;
+
 /// The shortest last part of the calibration window worth scoring on.
 pub const MIN_SELECTION_DAYS: u32 = 14;
 
@@ -463,10 +468,7 @@ pub fn select(
         .iter()
         .find(|s| s.model == Candidate::BASELINE.name())
         .map(|s| s.mae);
-    // The first of equals wins: the baseline comes first.
-    let best = scores
-        .iter()
-        .min_by(|a, b| a.mae.total_cmp(&b.mae))
+    let best = winner(&scores)
         .ok_or_else(|| format!("no candidate could be fitted: {}", skipped.join("; ")))?;
     let mae_gain_percent = match baseline {
         Some(b) if b > 0.0 => (b - best.mae) / b * 100.0,
@@ -480,6 +482,20 @@ pub fn select(
         scores,
         skipped,
     })
+}
+
+/// The winner among scored candidates: among those whose total is within
+/// [`MAX_TOTAL_ERROR_PERCENT`] (all of them if none is), the lowest MAE; the first of
+/// equals (the baseline comes first). A campaign is sized on the totals, and MAE alone
+/// rewards shrinking every prediction towards the median, which is 0 for most customers.
+pub fn winner(scores: &[Score]) -> Option<&Score> {
+    let sized = |s: &&Score| s.total_error_percent.abs() <= MAX_TOTAL_ERROR_PERCENT;
+    let pool: Vec<&Score> = if scores.iter().any(|s| sized(&s)) {
+        scores.iter().filter(sized).collect()
+    } else {
+        scores.iter().collect()
+    };
+    pool.into_iter().min_by(|a, b| a.mae.total_cmp(&b.mae))
 }
 
 /// The candidate a selection chose.

@@ -11,7 +11,7 @@ use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
 use super::panel::{group, Panel};
 use super::rfm::summarize;
-use super::selection::{learn_window, score, select, Candidate, Trainer, Window};
+use super::selection::{learn_window, score, select, winner, Candidate, Trainer, Window};
 use super::simulate::{self, Rng};
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -209,17 +209,10 @@ fn selection_looks_at_nothing_after_its_day() {
         with_future.skipped
     );
     assert_eq!(with_future.scores[0].model, "bgnbd");
-    let best = with_future
-        .scores
-        .iter()
-        .map(|s| s.mae)
-        .fold(f64::INFINITY, f64::min);
-    let chosen = with_future
-        .scores
-        .iter()
-        .find(|s| s.model == with_future.chosen)
-        .unwrap();
-    assert_eq!(chosen.mae, best);
+    assert_eq!(
+        with_future.chosen,
+        winner(&with_future.scores).unwrap().model
+    );
 }
 
 #[test]
@@ -317,4 +310,32 @@ fn the_window_to_learn_from_is_the_same_season_a_year_before_when_the_data_reach
     // Too little data to hold anything out; nothing before the first purchase.
     assert_eq!(learn_window(&panel, d(2024, 1, 20), 90), None);
     assert_eq!(learn_window(&panel, d(2023, 6, 1), 90), None);
+}
+
+#[test]
+fn the_winner_has_the_lowest_mae_among_those_with_a_sound_total() {
+    let scored = |model: &str, mae: f64, total: f64| {
+        let mut s = score(model.into(), &[(1.0, 1.0)], 0);
+        s.mae = mae;
+        s.total_error_percent = total;
+        s
+    };
+    let scores = vec![
+        scored("bgnbd", 0.50, 4.0),
+        scored("shrunk", 0.40, -22.0),
+        scored("mbgnbd", 0.45, -9.5),
+        scored("pareto_nbd", 0.45, 2.0),
+    ];
+    // "shrunk" has the lowest MAE but misses the total by 22 %; of the equals, the first.
+    assert_eq!(winner(&scores).unwrap().model, "mbgnbd");
+    // Nobody within 10 %: the lowest MAE.
+    let off: Vec<_> = scores
+        .iter()
+        .map(|s| scored(&s.model, s.mae, 30.0 + s.total_error_percent.abs()))
+        .collect();
+    assert_eq!(winner(&off).unwrap().model, "shrunk");
+    // Ties go to the baseline, which comes first.
+    let tie = vec![scored("bgnbd", 0.4, 1.0), scored("pareto_nbd", 0.4, 0.0)];
+    assert_eq!(winner(&tie).unwrap().model, "bgnbd");
+    assert!(winner(&[]).is_none());
 }
