@@ -169,9 +169,9 @@ messages! {
     Rfm => "RFM cell", "RFM-cel";
     RfmHelp => "Recency, frequency and monetary value, each 1 (low) to 5 (high) among all customers.", "Recentheid, frequentie en geldwaarde, elk 1 (laag) tot 5 (hoog) binnen alle klanten.";
     Clv => "Customer lifetime value", "Klantwaarde (CLV)";
-    ClvHelp => "Expected spend over the traits horizon times the margin (BG/NBD and Gamma-Gamma).", "Verwachte besteding over de horizon maal de marge (BG/NBD en Gamma-Gamma).";
+    ClvHelp => "Expected spend over the traits horizon times the margin (the purchase model and Gamma-Gamma).", "Verwachte besteding over de horizon maal de marge (het aankoopmodel en Gamma-Gamma).";
     ChurnRisk => "Churn risk", "Kans op afhaken";
-    ChurnHelp => "Chance that the customer no longer buys (1 − P(alive), BG/NBD).", "Kans dat de klant niet meer koopt (1 − P(actief), BG/NBD).";
+    ChurnHelp => "Chance that the customer no longer buys (1 − P(alive) of the purchase model).", "Kans dat de klant niet meer koopt (1 − P(actief) van het aankoopmodel).";
     ExpectedPurchases => "Expected purchases", "Verwachte aankopen";
     ExpectedHelp => "Purchases the model expects over the traits horizon.", "Aankopen die het model over de horizon verwacht.";
     FavouriteCategories => "Favourite categories", "Favoriete categorieën";
