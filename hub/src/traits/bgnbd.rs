@@ -61,14 +61,7 @@ impl BgNbd {
         if o.x == 0 {
             return 1.0;
         }
-        let ln_odds = self.ln_dropout_odds(o);
-        // 1 / (1 + e^l), written so a huge l gives 0 rather than NaN.
-        if ln_odds > 0.0 {
-            let e = (-ln_odds).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + ln_odds.exp())
-        }
+        inverse_one_plus_exp(self.ln_dropout_odds(o))
     }
 
     /// ln of a/(b+x−1) · ((α+T)/(α+t_x))^(r+x): the odds of having dropped out.
@@ -119,49 +112,87 @@ impl BgNbd {
     /// grouped by the caller so a million customers cost as much as their distinct
     /// (x, t_x, T) triples.
     pub fn fit(data: &[(Observation, u64)]) -> Result<BgNbd, FitError> {
-        let customers: u64 = data.iter().map(|(_, n)| n).sum();
-        if customers == 0 {
-            return Err(FitError::NoCustomers);
-        }
-        if !data.iter().any(|(o, n)| o.x > 0 && *n > 0) {
-            return Err(FitError::NoRepeatPurchases);
-        }
         let likelihood = GroupedLikelihood::new(data);
-        let mean_t = data.iter().map(|(o, n)| o.t * *n as f64).sum::<f64>() / customers as f64;
-        let start = [0.0, mean_t.max(1.0).ln(), 0.0, 0.0];
-        let total = customers as f64;
-        let best = minimize(
-            |p| {
-                if p.iter().any(|v| v.abs() > LOG_BOUND) {
-                    return f64::INFINITY;
-                }
-                let model = BgNbd {
-                    r: p[0].exp(),
-                    alpha: p[1].exp(),
-                    a: p[2].exp(),
-                    b: p[3].exp(),
-                };
-                -likelihood.sum(&model) / total
+        fit_log_parameters(
+            data,
+            |ln_t| [0.0, ln_t, 0.0, 0.0],
+            |_| true,
+            |p| BgNbd {
+                r: p[0].exp(),
+                alpha: p[1].exp(),
+                a: p[2].exp(),
+                b: p[3].exp(),
             },
-            &start,
-            1.0,
-            20_000,
-        );
-        if !best.value.is_finite() {
-            return Err(FitError::NotFinite);
-        }
-        let p = &best.point;
-        Ok(BgNbd {
-            r: p[0].exp(),
-            alpha: p[1].exp(),
-            a: p[2].exp(),
-            b: p[3].exp(),
-        })
+            |m| likelihood.sum(m),
+        )
     }
 
     /// Σ count · ln L over grouped observations.
     pub fn total_log_likelihood(&self, data: &[(Observation, u64)]) -> f64 {
         GroupedLikelihood::new(data).sum(self)
+    }
+}
+
+/// Maximum likelihood of a four-parameter purchase model on grouped observations, as
+/// the models share it: Nelder–Mead on the log-parameters, each within ±[`LOG_BOUND`]
+/// and where `feasible`, from `start(ln of the mean T)`; `make` builds the model from
+/// log-parameters and `log_likelihood` sums its ln L over `data`.
+pub(super) fn fit_log_parameters<M>(
+    data: &[(Observation, u64)],
+    start: impl FnOnce(f64) -> [f64; 4],
+    feasible: impl Fn(&[f64]) -> bool,
+    make: impl Fn(&[f64]) -> M,
+    log_likelihood: impl Fn(&M) -> f64,
+) -> Result<M, FitError> {
+    let customers: u64 = data.iter().map(|(_, n)| n).sum();
+    if customers == 0 {
+        return Err(FitError::NoCustomers);
+    }
+    if !data.iter().any(|(o, n)| o.x > 0 && *n > 0) {
+        return Err(FitError::NoRepeatPurchases);
+    }
+    let total = customers as f64;
+    let mean_t = data.iter().map(|(o, n)| o.t * *n as f64).sum::<f64>() / total;
+    let best = minimize(
+        |p| {
+            if p.iter().any(|v| v.abs() > LOG_BOUND) || !feasible(p) {
+                return f64::INFINITY;
+            }
+            -log_likelihood(&make(p)) / total
+        },
+        &start(mean_t.max(1.0).ln()),
+        1.0,
+        20_000,
+    );
+    if !best.value.is_finite() {
+        return Err(FitError::NotFinite);
+    }
+    Ok(make(&best.point))
+}
+
+/// Observations with a count above 0, sorted by x then t_x, in runs of one x: the
+/// models' likelihoods compute the terms that depend only on x once per run.
+pub(super) fn runs_by_x(data: &[(Observation, u64)]) -> Vec<(u32, Vec<(Observation, f64)>)> {
+    let mut sorted: Vec<&(Observation, u64)> = data.iter().filter(|(_, n)| *n > 0).collect();
+    sorted.sort_by(|(p, _), (q, _)| p.x.cmp(&q.x).then(p.t_x.total_cmp(&q.t_x)));
+    let mut runs: Vec<(u32, Vec<(Observation, f64)>)> = Vec::new();
+    for (o, n) in sorted {
+        match runs.last_mut() {
+            Some((x, rows)) if *x == o.x => rows.push((*o, *n as f64)),
+            _ => runs.push((o.x, vec![(*o, *n as f64)])),
+        }
+    }
+    runs
+}
+
+/// 1 / (1 + e^l), written so a huge l gives 0 rather than NaN (a probability from
+/// log-odds against it).
+pub(super) fn inverse_one_plus_exp(l: f64) -> f64 {
+    if l > 0.0 {
+        let e = (-l).exp();
+        e / (1.0 + e)
+    } else {
+        1.0 / (1.0 + l.exp())
     }
 }
 

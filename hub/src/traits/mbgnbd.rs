@@ -7,8 +7,7 @@
 
 use serde::Serialize;
 
-use super::bgnbd::{FitError, Observation};
-use super::optimize::minimize;
+use super::bgnbd::{fit_log_parameters, inverse_one_plus_exp, runs_by_x, FitError, Observation};
 use super::special::{expm1_over, ln_gamma, series, MAX_SERIES_TERMS};
 
 /// Fitted MBG/NBD parameters.
@@ -19,10 +18,6 @@ pub struct MbgNbd {
     pub a: f64,
     pub b: f64,
 }
-
-/// Log-parameters are kept within ±BOUND (e^15 ≈ 3.3 M), as for BG/NBD, so a
-/// degenerate population drives the fit to a finite corner instead of to infinity.
-const LOG_BOUND: f64 = 15.0;
 
 impl MbgNbd {
     /// ln L(r, α, a, b | x, t_x, T) = ln[B(a, b+x+1)/B(a,b) · Γ(r+x)α^r/(Γ(r)(α+T)^(r+x)) +
@@ -87,38 +82,19 @@ impl MbgNbd {
 
     /// Maximum likelihood on (observation, count) pairs, grouped like `BgNbd::fit`.
     pub fn fit(data: &[(Observation, u64)]) -> Result<MbgNbd, FitError> {
-        let customers: u64 = data.iter().map(|(_, n)| n).sum();
-        if customers == 0 {
-            return Err(FitError::NoCustomers);
-        }
-        if !data.iter().any(|(o, n)| o.x > 0 && *n > 0) {
-            return Err(FitError::NoRepeatPurchases);
-        }
         let likelihood = GroupedLikelihood::new(data);
-        let mean_t = data.iter().map(|(o, n)| o.t * *n as f64).sum::<f64>() / customers as f64;
-        let start = [0.0, mean_t.max(1.0).ln(), 0.0, 0.0];
-        let total = customers as f64;
-        let from_logs = |p: &[f64]| MbgNbd {
-            r: p[0].exp(),
-            alpha: p[1].exp(),
-            a: p[2].exp(),
-            b: p[3].exp(),
-        };
-        let best = minimize(
-            |p| {
-                if p.iter().any(|v| v.abs() > LOG_BOUND) {
-                    return f64::INFINITY;
-                }
-                -likelihood.sum(&from_logs(p)) / total
+        fit_log_parameters(
+            data,
+            |ln_t| [0.0, ln_t, 0.0, 0.0],
+            |_| true,
+            |p| MbgNbd {
+                r: p[0].exp(),
+                alpha: p[1].exp(),
+                a: p[2].exp(),
+                b: p[3].exp(),
             },
-            &start,
-            1.0,
-            20_000,
-        );
-        if !best.value.is_finite() {
-            return Err(FitError::NotFinite);
-        }
-        Ok(from_logs(&best.point))
+            |m| likelihood.sum(m),
+        )
     }
 
     /// Σ count · ln L over grouped observations.
@@ -136,16 +112,6 @@ fn alive_or_not(ln_a: f64, ln_b_x: f64, r_x: f64, alpha: f64, o: Observation) ->
     )
 }
 
-/// 1 / (1 + e^l), written so a huge l gives 0 rather than NaN.
-fn inverse_one_plus_exp(l: f64) -> f64 {
-    if l > 0.0 {
-        let e = (-l).exp();
-        e / (1.0 + e)
-    } else {
-        1.0 / (1.0 + l.exp())
-    }
-}
-
 /// An observation and its count.
 type Row = (Observation, f64);
 
@@ -157,16 +123,9 @@ struct GroupedLikelihood {
 
 impl GroupedLikelihood {
     fn new(data: &[(Observation, u64)]) -> Self {
-        let mut sorted: Vec<&(Observation, u64)> = data.iter().filter(|(_, n)| *n > 0).collect();
-        sorted.sort_by_key(|(o, _)| o.x);
-        let mut by_x: Vec<(u32, Vec<Row>)> = Vec::new();
-        for (o, n) in sorted {
-            match by_x.last_mut() {
-                Some((x, rows)) if *x == o.x => rows.push((*o, *n as f64)),
-                _ => by_x.push((o.x, vec![(*o, *n as f64)])),
-            }
+        Self {
+            by_x: runs_by_x(data),
         }
-        Self { by_x }
     }
 
     fn sum(&self, m: &MbgNbd) -> f64 {

@@ -13,8 +13,7 @@
 
 use serde::Serialize;
 
-use super::bgnbd::{FitError, Observation};
-use super::optimize::minimize;
+use super::bgnbd::{fit_log_parameters, inverse_one_plus_exp, runs_by_x, FitError, Observation};
 use super::special::{expm1_over, ln_gamma};
 
 /// Fitted Pareto/NBD parameters.
@@ -25,9 +24,6 @@ pub struct ParetoNbd {
     pub s: f64,
     pub beta: f64,
 }
-
-/// Log-parameters are kept within ±BOUND (e^15 ≈ 3.3 M), as for BG/NBD.
-const LOG_BOUND: f64 = 15.0;
 
 /// The fit keeps β/α within e^±8 (about 3,000): further out the likelihood is flat (the
 /// dropout process hardly matters next to the purchase process, or the reverse) and Φ
@@ -105,39 +101,19 @@ impl ParetoNbd {
     /// grouped by the caller so a million customers cost as much as their distinct
     /// (x, t_x, T) triples.
     pub fn fit(data: &[(Observation, u64)]) -> Result<ParetoNbd, FitError> {
-        let customers: u64 = data.iter().map(|(_, n)| n).sum();
-        if customers == 0 {
-            return Err(FitError::NoCustomers);
-        }
-        if !data.iter().any(|(o, n)| o.x > 0 && *n > 0) {
-            return Err(FitError::NoRepeatPurchases);
-        }
         let likelihood = GroupedLikelihood::new(data);
-        let mean_t = data.iter().map(|(o, n)| o.t * *n as f64).sum::<f64>() / customers as f64;
-        let ln_t = mean_t.max(1.0).ln();
-        let start = [0.0, ln_t, 0.0, ln_t];
-        let total = customers as f64;
-        let from_logs = |p: &[f64]| ParetoNbd {
-            r: p[0].exp(),
-            alpha: p[1].exp(),
-            s: p[2].exp(),
-            beta: p[3].exp(),
-        };
-        let best = minimize(
-            |p| {
-                if p.iter().any(|v| v.abs() > LOG_BOUND) || (p[3] - p[1]).abs() > RATIO_LOG_BOUND {
-                    return f64::INFINITY;
-                }
-                -likelihood.sum(&from_logs(p)) / total
+        fit_log_parameters(
+            data,
+            |ln_t| [0.0, ln_t, 0.0, ln_t],
+            |p| (p[3] - p[1]).abs() <= RATIO_LOG_BOUND,
+            |p| ParetoNbd {
+                r: p[0].exp(),
+                alpha: p[1].exp(),
+                s: p[2].exp(),
+                beta: p[3].exp(),
             },
-            &start,
-            1.0,
-            20_000,
-        );
-        if !best.value.is_finite() {
-            return Err(FitError::NotFinite);
-        }
-        Ok(from_logs(&best.point))
+            |m| likelihood.sum(m),
+        )
     }
 
     /// Σ count · ln L over grouped observations.
@@ -357,16 +333,6 @@ fn softplus(l: f64) -> f64 {
     }
 }
 
-/// 1 / (1 + e^l), written so a huge l gives 0 rather than NaN.
-fn inverse_one_plus_exp(l: f64) -> f64 {
-    if l > 0.0 {
-        let e = (-l).exp();
-        e / (1.0 + e)
-    } else {
-        1.0 / (1.0 + l.exp())
-    }
-}
-
 /// An observation and its count.
 type Row = (Observation, f64);
 
@@ -379,16 +345,9 @@ struct GroupedLikelihood {
 
 impl GroupedLikelihood {
     fn new(data: &[(Observation, u64)]) -> Self {
-        let mut sorted: Vec<&(Observation, u64)> = data.iter().filter(|(_, n)| *n > 0).collect();
-        sorted.sort_by(|(p, _), (q, _)| p.x.cmp(&q.x).then(p.t_x.total_cmp(&q.t_x)));
-        let mut by_x: Vec<(u32, Vec<Row>)> = Vec::new();
-        for (o, n) in sorted {
-            match by_x.last_mut() {
-                Some((x, rows)) if *x == o.x => rows.push((*o, *n as f64)),
-                _ => by_x.push((o.x, vec![(*o, *n as f64)])),
-            }
+        Self {
+            by_x: runs_by_x(data),
         }
-        Self { by_x }
     }
 
     fn sum(&self, model: &ParetoNbd) -> f64 {
