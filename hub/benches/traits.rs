@@ -131,7 +131,7 @@ fn main() {
         )
     );
 
-    // Everything: summaries, RFM quintiles, both fits, scoring, behaviour.
+    // Everything: summaries, RFM quintiles, selection, fits, scoring, intervals, behaviour.
     let started = Instant::now();
     let population = compute(&histories, as_of, 365, 40.0);
     let full = started.elapsed();
@@ -142,7 +142,7 @@ fn main() {
         rate(baseline)
     );
     println!(
-        "full traits end to end (summaries, RFM quintiles, both fits, scoring, behaviour): {full:.2?} = {:.0} profiles/s, {:.1}x the baseline time",
+        "full traits end to end (summaries, RFM quintiles, model selection, fits, scoring, intervals, behaviour): {full:.2?} = {:.0} profiles/s, {:.1}x the baseline time",
         rate(full),
         full.as_secs_f64() / baseline.as_secs_f64().max(1e-9)
     );
