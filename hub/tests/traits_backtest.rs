@@ -137,6 +137,35 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
         assert_eq!(line.ends_with(" *"), name == chosen, "{line}");
     }
 
+    // `traits export` on the same data says which model won, and by how much.
+    let out = site.dir.path().join("traits.csv");
+    let (ok, _, err) = hub_command(&[
+        "traits",
+        "export",
+        "--config",
+        config,
+        "--as-of",
+        "2026-06-30",
+        "--horizon-days",
+        "90",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let note = err
+        .lines()
+        .find(|l| l.contains("chosen by back-test"))
+        .unwrap_or_else(|| panic!("no model note: {err}"));
+    assert!(note.contains("% below BG/NBD's"), "{note}");
+    assert!(
+        ["bgnbd", "mbgnbd", "pareto_nbd"]
+            .iter()
+            .any(|m| note.contains(&format!("model: {m}"))),
+        "{note}"
+    );
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv.lines().count() as u64, customers + 1, "{err}");
+
     // Bad input: a clear error, nothing else.
     let (ok, _, err) = hub_command(&[
         "traits",
