@@ -90,6 +90,15 @@ impl PurchaseModel {
         }
     }
 
+    /// P(alive) and the expected purchase days over `horizon` together (what the
+    /// intervals take per parameter draw; Pareto/NBD's P(alive) is then computed once).
+    pub fn predict(&self, o: Observation, horizon: f64) -> (f64, Option<f64>) {
+        match self {
+            Self::ParetoNbd(m) => m.predict(o, horizon),
+            _ => (self.p_alive(o), self.expected_purchases(o, horizon)),
+        }
+    }
+
     /// The four parameters, as named in the literature.
     pub fn parameters(&self) -> [(&'static str, f64); 4] {
         match *self {

@@ -61,6 +61,16 @@ impl ParetoNbd {
     /// so s = 1 (where it becomes ln((β+T+t)/(β+T))) is no special case. Always `Some`
     /// for finite inputs; the `Option` matches the other models.
     pub fn expected_purchases(&self, o: Observation, horizon: f64) -> Option<f64> {
+        self.expected_given_p_alive(o, horizon, self.p_alive(o))
+    }
+
+    /// P(alive) and the expected purchases together: P(alive) (two Φ) is computed once.
+    pub fn predict(&self, o: Observation, horizon: f64) -> (f64, Option<f64>) {
+        let p = self.p_alive(o);
+        (p, self.expected_given_p_alive(o, horizon, p))
+    }
+
+    fn expected_given_p_alive(&self, o: Observation, horizon: f64, p_alive: f64) -> Option<f64> {
         if horizon <= 0.0 {
             return Some(0.0);
         }
@@ -70,7 +80,7 @@ impl ParetoNbd {
             * (self.beta + o.t)
             * (-l)
             * expm1_over((self.s - 1.0) * l);
-        let e = per_alive * self.p_alive(o);
+        let e = per_alive * p_alive;
         (e.is_finite()).then_some(e.max(0.0))
     }
 

@@ -458,11 +458,7 @@ fn uncertain(
     for (o, i) in order {
         if current != Some(o) {
             base.clear();
-            base.extend(
-                samples
-                    .iter()
-                    .map(|m| (m.p_alive(o), m.expected_purchases(o, horizon))),
-            );
+            base.extend(samples.iter().map(|m| m.predict(o, horizon)));
             current = Some(o);
         }
         ps.clear();

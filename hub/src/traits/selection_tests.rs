@@ -339,3 +339,36 @@ fn the_winner_has_the_lowest_mae_among_those_with_a_sound_total() {
     assert_eq!(winner(&tie).unwrap().model, "bgnbd");
     assert!(winner(&[]).is_none());
 }
+
+#[test]
+fn predict_is_p_alive_and_expected_purchases_for_every_model() {
+    use super::bgnbd::Observation;
+    use super::model::{ModelKind, PurchaseModel};
+    let histories = simulated(5, 400, day(2026, 6, 30));
+    let panel = Panel::new(&histories);
+    let (_, grouped) = panel.observations(day_number(day(2026, 6, 30)));
+    for kind in ModelKind::ALL {
+        let m = PurchaseModel::fit(kind, &grouped).unwrap();
+        for o in [
+            Observation {
+                x: 0,
+                t_x: 0.0,
+                t: 40.0,
+            },
+            Observation {
+                x: 3,
+                t_x: 100.0,
+                t: 300.0,
+            },
+            Observation {
+                x: 12,
+                t_x: 299.0,
+                t: 300.0,
+            },
+        ] {
+            let (p, e) = m.predict(o, 90.0);
+            assert_eq!(p, m.p_alive(o), "{kind:?} {o:?}");
+            assert_eq!(e, m.expected_purchases(o, 90.0), "{kind:?} {o:?}");
+        }
+    }
+}
