@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use till360_hub::traits::bgnbd::{BgNbd, Observation};
+use till360_hub::traits::bgnbd::Observation;
 use till360_hub::traits::gamma_gamma::GammaGamma;
 use till360_hub::traits::history::day_number;
 use till360_hub::traits::model::ModelKind;
@@ -23,17 +23,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).expect("valid date");
-    let truth = BgNbd {
-        r: 0.24,
-        alpha: 4.41 * 7.0,
-        a: 0.79,
-        b: 2.43,
-    };
-    let spend = GammaGamma {
-        p: 6.25,
-        q: 3.74,
-        gamma: 1544.0,
-    };
+    let truth = simulate::CDNOW_DAYS;
+    let spend = simulate::CDNOW_SPEND;
 
     let started = Instant::now();
     let histories = simulate::histories(1, customers, as_of, 730, &truth, &spend);

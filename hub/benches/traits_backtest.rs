@@ -10,8 +10,6 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use till360_hub::traits::backtest::{backtest, write_table};
-use till360_hub::traits::bgnbd::BgNbd;
-use till360_hub::traits::gamma_gamma::GammaGamma;
 use till360_hub::traits::history::CustomerHistory;
 use till360_hub::traits::shoppers::{self, ShopperMix};
 use till360_hub::traits::simulate;
@@ -82,17 +80,8 @@ fn main() {
         182,
     );
 
-    let truth = BgNbd {
-        r: 0.24,
-        alpha: 30.87,
-        a: 0.79,
-        b: 2.43,
-    };
-    let spend = GammaGamma {
-        p: 6.25,
-        q: 3.74,
-        gamma: 1544.0,
-    };
+    let truth = simulate::CDNOW_DAYS;
+    let spend = simulate::CDNOW_SPEND;
     let drawn = simulate::histories(3, customers, date(2025, 12, 31), 730, &truth, &spend);
     run(
         "customers drawn from BG/NBD itself, 26 weeks",

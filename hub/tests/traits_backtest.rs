@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::Command;
 
 use chrono::NaiveDate;
-use till360_hub::traits::bgnbd::BgNbd;
-use till360_hub::traits::gamma_gamma::GammaGamma;
 use till360_hub::traits::history::{day_number, CustomerHistory};
 use till360_hub::traits::simulate;
 
@@ -56,17 +54,8 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
     let config = site.dir.path().join("hub.toml");
     let config = config.to_str().unwrap();
     let end = date(2026, 9, 30);
-    let truth = BgNbd {
-        r: 0.24,
-        alpha: 30.87,
-        a: 0.79,
-        b: 2.43,
-    };
-    let spend = GammaGamma {
-        p: 6.25,
-        q: 3.74,
-        gamma: 1544.0,
-    };
+    let truth = simulate::CDNOW_DAYS;
+    let spend = simulate::CDNOW_SPEND;
     let histories = simulate::histories(21, 400, end, 540, &truth, &spend);
     let orders = site.dir.path().join("orders.jsonl");
     write_orders(&histories, &orders);

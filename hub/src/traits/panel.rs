@@ -5,6 +5,7 @@
 
 use super::bgnbd::Observation;
 use super::history::{Channel, CustomerHistory};
+use super::rfm::{summarize_sorted, Summary};
 
 /// One purchase, reduced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,13 +99,40 @@ impl Panel {
         })
     }
 
+    /// Customer `i`'s RFM summary at the end of `day` (`None` before the first
+    /// purchase): the same (x, t_x, T) as [`observation`](Self::observation).
+    pub fn summary(&self, i: usize, day: i64) -> Option<Summary> {
+        summarize_sorted(
+            self.customers[i].iter().map(|v| (v.day, v.amount_cents)),
+            day,
+        )
+    }
+
+    /// Σ ln(gap) over customer `i`'s gaps between consecutive distinct purchase days up
+    /// to the end of `day`, gaps in days (≥ 1): how regular the customer buys, as the
+    /// Erlang-k models (BG/CNBD-k) read it. 0 without a repeat purchase day.
+    pub fn sum_ln_gaps(&self, i: usize, day: i64) -> f64 {
+        let mut previous: Option<i64> = None;
+        let mut sum = 0.0;
+        for v in self.customers[i].iter().take_while(|v| v.day <= day) {
+            match previous {
+                Some(p) if p == v.day => {}
+                Some(p) => sum += ((v.day - p) as f64).ln(),
+                None => {}
+            }
+            previous = Some(v.day);
+        }
+        sum
+    }
+
     /// Every customer's observation at the end of `day` (`None` before their first
     /// purchase), and the same grouped by distinct (x, t_x, T) in a fixed order, as the
     /// fits take them.
     pub fn observations(&self, day: i64) -> (Vec<Option<Observation>>, Vec<(Observation, u64)>) {
         let each: Vec<Option<Observation>> =
             (0..self.len()).map(|i| self.observation(i, day)).collect();
-        (each.clone(), group(each.iter().flatten().copied()))
+        let grouped = group(each.iter().flatten().copied());
+        (each, grouped)
     }
 
     /// Distinct purchase days of customer `i` after `after` up to and including `until`:

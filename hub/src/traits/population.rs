@@ -11,7 +11,7 @@ use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, CustomerHistory};
 use super::model::{ModelKind, PurchaseModel};
 use super::panel::Panel;
-use super::rfm::{quintile_scores, summarize};
+use super::rfm::quintile_scores;
 use super::selection::{
     chosen, learn_window, select, Candidate, Predictor, Selection, TrainError, Trainer,
 };
@@ -164,9 +164,10 @@ pub fn compute(
     margin_percent: f64,
 ) -> Population {
     let as_of_day = day_number(as_of);
-    let summaries: Vec<_> = histories
-        .iter()
-        .map(|h| summarize(&h.purchases, as_of_day))
+    // Every purchase is read once, into the panel; the summaries come from it.
+    let panel = Panel::new(histories);
+    let summaries: Vec<_> = (0..panel.len())
+        .map(|i| panel.summary(i, as_of_day))
         .collect();
     let active: Vec<usize> = (0..histories.len())
         .filter(|&i| summaries[i].is_some())
@@ -188,7 +189,6 @@ pub fn compute(
         }
     }
 
-    let panel = Panel::new(histories);
     let mut trainer = Trainer::new(&panel);
     let mut notes = Vec::new();
     let repeaters = spends.len();
@@ -441,8 +441,8 @@ fn uncertain(
             }
         }
     };
-    let each = trainer.each(day);
-    let mut order: Vec<(Observation, usize)> = each
+    let mut order: Vec<(Observation, usize)> = trainer
+        .each(day)
         .iter()
         .enumerate()
         .filter_map(|(i, o)| o.map(|o| (o, i)))

@@ -31,21 +31,25 @@ pub fn summarize<'a>(
     let mut days: Vec<(i64, i64)> = purchases
         .into_iter()
         .map(|p| (p.local_day(), p.amount_cents))
-        .filter(|(day, _)| *day <= as_of_day)
         .collect();
-    if days.is_empty() {
-        return None;
-    }
     days.sort_unstable();
-    let purchases = days.len() as u32;
-    let spend_cents = days.iter().map(|(_, c)| c).sum();
-    let first = days[0].0;
-    let last = days[days.len() - 1].0;
+    summarize_sorted(days, as_of_day)
+}
+
+/// The same from (day, cents) pairs already sorted by day (later days are ignored), in
+/// one pass: what the panel keeps per customer.
+pub fn summarize_sorted(
+    days: impl IntoIterator<Item = (i64, i64)>,
+    as_of_day: i64,
+) -> Option<Summary> {
+    let mut days = days.into_iter().take_while(|(day, _)| *day <= as_of_day);
+    let (first, first_cents) = days.next()?;
+    let (mut purchases, mut spend_cents) = (1u32, first_cents);
     // Spend per distinct day, the first day excluded from the monetary mean.
-    let mut repeat_days = 0u32;
-    let mut repeat_spend = 0i64;
-    let mut previous = first;
-    for &(day, cents) in &days {
+    let (mut repeat_days, mut repeat_spend, mut previous) = (0u32, 0i64, first);
+    for (day, cents) in days {
+        purchases += 1;
+        spend_cents += cents;
         if day != first {
             if day != previous {
                 repeat_days += 1;
@@ -54,6 +58,7 @@ pub fn summarize<'a>(
         }
         previous = day;
     }
+    let last = previous;
     let days_between = |from: i64, to: i64| u32::try_from(to - from).unwrap_or(u32::MAX);
     Some(Summary {
         purchases,

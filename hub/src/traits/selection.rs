@@ -138,6 +138,9 @@ struct ObservationsAt {
     /// What the fits take: every customer, or above [`MAX_FIT_CUSTOMERS`] a systematic
     /// sample of them, grouped.
     fit_sample: Vec<(Observation, u64)>,
+    /// Σ ln(gap days) over the customers in `fit_sample` (what BG/CNBD-k's choice of
+    /// k needs besides the grouped observations).
+    fit_sum_ln_gaps: f64,
     /// Customers per sampled customer (1 without sampling).
     weight: f64,
 }
@@ -160,23 +163,31 @@ impl<'a> Trainer<'a> {
         let panel = self.panel;
         self.observations.entry(day).or_insert_with(|| {
             let (each, grouped) = panel.observations(day);
-            let known: Vec<Observation> = each.iter().flatten().copied().collect();
-            if known.len() <= MAX_FIT_CUSTOMERS {
-                return ObservationsAt {
-                    each,
-                    fit_sample: grouped.clone(),
-                    grouped,
-                    weight: 1.0,
-                };
-            }
-            // Every k-th customer in input order (profile id order: unrelated to behaviour).
-            let step = known.len().div_ceil(MAX_FIT_CUSTOMERS);
-            let sample: Vec<Observation> = known.iter().step_by(step).copied().collect();
-            let weight = known.len() as f64 / sample.len() as f64;
+            let known: Vec<(usize, Observation)> = each
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| o.map(|o| (i, o)))
+                .collect();
+            // Every k-th customer in input order (profile id order: unrelated to
+            // behaviour); every customer up to the limit.
+            let step = known.len().div_ceil(MAX_FIT_CUSTOMERS).max(1);
+            let sample: Vec<(usize, Observation)> = known.iter().step_by(step).copied().collect();
+            let weight = if sample.is_empty() {
+                1.0
+            } else {
+                known.len() as f64 / sample.len() as f64
+            };
+            let fit_sum_ln_gaps = sample.iter().map(|&(i, _)| panel.sum_ln_gaps(i, day)).sum();
+            let fit_sample = if step == 1 {
+                grouped.clone()
+            } else {
+                group(sample.into_iter().map(|(_, o)| o))
+            };
             ObservationsAt {
                 each,
                 grouped,
-                fit_sample: group(sample.into_iter()),
+                fit_sample,
+                fit_sum_ln_gaps,
                 weight,
             }
         })
@@ -188,8 +199,8 @@ impl<'a> Trainer<'a> {
 
     /// Every customer's observation at the end of `day` (`None` before the first
     /// purchase), by input index.
-    pub fn each(&mut self, day: i64) -> Vec<Option<Observation>> {
-        self.at(day).each.clone()
+    pub fn each(&mut self, day: i64) -> &[Option<Observation>] {
+        &self.at(day).each
     }
 
     /// The observations at the end of `day` the fits take (grouped; a sample above

@@ -5,9 +5,7 @@ use chrono::NaiveDate;
 use till360_shared::Timestamp;
 
 use super::backtest::{backtest, write_table};
-use super::bgnbd::BgNbd;
 use super::correction::{Correction, FEATURES};
-use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
 use super::panel::{group, Panel};
 use super::rfm::summarize;
@@ -41,22 +39,6 @@ fn customer(purchases: Vec<Purchase>) -> CustomerHistory {
     }
 }
 
-fn cdnow_days() -> (BgNbd, GammaGamma) {
-    (
-        BgNbd {
-            r: 0.24,
-            alpha: 30.87,
-            a: 0.79,
-            b: 2.43,
-        },
-        GammaGamma {
-            p: 6.25,
-            q: 3.74,
-            gamma: 1544.0,
-        },
-    )
-}
-
 #[test]
 fn the_panel_agrees_with_the_rfm_summary_and_never_reads_past_its_day() {
     // Two purchases on 3 March count as one day; the order of purchases does not matter.
@@ -79,6 +61,25 @@ fn the_panel_agrees_with_the_rfm_summary_and_never_reads_past_its_day() {
             .map(|s| (s.frequency, f64::from(s.recency_days), f64::from(s.t_days)));
         let actual = panel.observation(0, d).map(|o| (o.x, o.t_x, o.t));
         assert_eq!(actual, expected, "as of {as_of}");
+        assert_eq!(
+            panel.summary(0, d),
+            summarize(&h.purchases, d),
+            "as of {as_of}"
+        );
+    }
+    // Distinct purchase days 1, 3 and 10 March and 2 April: gaps of 2, 7 and 23 days.
+    for (as_of, gaps) in [
+        (day(2026, 3, 2), vec![]),
+        (day(2026, 3, 3), vec![2.0]),
+        (day(2026, 3, 20), vec![2.0, 7.0]),
+        (day(2026, 5, 1), vec![2.0, 7.0, 23.0]),
+    ] {
+        let expected: f64 = gaps.iter().map(|g: &f64| g.ln()).sum();
+        let actual = panel.sum_ln_gaps(0, day_number(as_of));
+        assert!(
+            (actual - expected).abs() < 1e-12,
+            "as of {as_of}: {actual} ≠ {expected}"
+        );
     }
     // Purchase days after 3 March up to 2 April: 10 March and 2 April.
     assert_eq!(
@@ -177,7 +178,7 @@ fn scores_by_hand() {
 }
 
 fn simulated(seed: u64, customers: usize, end: NaiveDate) -> Vec<CustomerHistory> {
-    let (truth, spend) = cdnow_days();
+    let (truth, spend) = (simulate::CDNOW_DAYS, simulate::CDNOW_SPEND);
     simulate::histories(seed, customers, end, 730, &truth, &spend)
 }
 

@@ -223,12 +223,7 @@ fn gamma_gamma_by_hand() {
 #[test]
 fn bgnbd_recovers_known_parameters_from_simulated_customers() {
     // CDNOW parameters in days; each customer observed 200–400 days after joining.
-    let truth = BgNbd {
-        r: 0.24,
-        alpha: 4.41 * 7.0,
-        a: 0.79,
-        b: 2.43,
-    };
+    let truth = simulate::CDNOW_DAYS;
     let mut rng = Rng::new(2005);
     let mut data = Vec::new();
     for _ in 0..5_000 {
@@ -258,11 +253,7 @@ fn bgnbd_recovers_known_parameters_from_simulated_customers() {
 #[test]
 fn gamma_gamma_recovers_known_parameters_from_simulated_spend() {
     // CDNOW Gamma–Gamma parameters, spend in cents (γ = 15.44 dollars).
-    let truth = GammaGamma {
-        p: 6.25,
-        q: 3.74,
-        gamma: 1544.0,
-    };
+    let truth = simulate::CDNOW_SPEND;
     let mut rng = Rng::new(1_2005);
     let mut data = Vec::new();
     for _ in 0..20_000 {
@@ -554,17 +545,8 @@ fn free_with_one_repeat() -> Vec<CustomerHistory> {
 #[test]
 fn population_traits_from_simulated_histories() {
     let as_of = day(2026, 6, 30);
-    let truth = BgNbd {
-        r: 0.24,
-        alpha: 30.87,
-        a: 0.79,
-        b: 2.43,
-    };
-    let spend = GammaGamma {
-        p: 6.25,
-        q: 3.74,
-        gamma: 1544.0,
-    };
+    let truth = simulate::CDNOW_DAYS;
+    let spend = simulate::CDNOW_SPEND;
     let histories = simulate::histories(7, 3_000, as_of, 730, &truth, &spend);
     let population = compute(&histories, as_of, 365, 40.0);
     assert_eq!(population.models.customers, 3_000);

@@ -225,12 +225,7 @@ mod tests {
     /// width, and the truth's p_alive lies inside the interval.
     #[test]
     fn intervals_narrow_with_more_data_and_cover_the_truth() {
-        let truth = BgNbd {
-            r: 0.24,
-            alpha: 30.87,
-            a: 0.79,
-            b: 2.43,
-        };
+        let truth = simulate::CDNOW_DAYS;
         let o = Observation {
             x: 3,
             t_x: 200.0,
