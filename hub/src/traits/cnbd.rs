@@ -456,7 +456,7 @@ fn ln_phase_terms(shape: f64, z: f64, k: usize) -> [f64; PHASES] {
 
 fn ln_sum_exp(values: &[f64]) -> f64 {
     let m = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY || m == f64::INFINITY {
+    if m.is_infinite() {
         return m;
     }
     m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()

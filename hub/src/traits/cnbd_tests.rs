@@ -165,12 +165,7 @@ fn reference(m: &CnbdK, o: Observation, litt: f64, horizons: &[f64]) -> Referenc
     let extra = if m.dropout_at_zero { 1.0 } else { 0.0 };
     let s = o.t - o.t_x;
     let t_max = horizons.iter().copied().fold(0.0, f64::max);
-    let lambdas = lambda_nodes(
-        m.r,
-        m.alpha,
-        (kx(kf, x), kx(kf, x) + kf),
-        (o.t_x, o.t + t_max),
-    );
+    let lambdas = lambda_nodes(m.r, m.alpha, (kf * x, kf * x + kf), (o.t_x, o.t + t_max));
     let ps = p_nodes(m.a, m.b, x + 1.0);
     let ln_fact = (1..k).map(|i| (i as f64).ln()).sum::<f64>();
     let can_die = m.dropout_at_zero || o.x > 0;
@@ -229,10 +224,6 @@ fn reference(m: &CnbdK, o: Observation, litt: f64, horizons: &[f64]) -> Referenc
         p_alive: alive / total,
         expected: expected.into_iter().map(|e| e / total).collect(),
     }
-}
-
-fn kx(k: f64, x: f64) -> f64 {
-    k * x
 }
 
 #[test]
