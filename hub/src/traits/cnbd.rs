@@ -250,7 +250,7 @@ impl CnbdK {
         let mut m = 0.0;
         let (mut g, mut c) = (0.0, 1.0);
         let first_m = (n_lo / kf).floor();
-        if first_m > 1000.0 && (a - 1.0).abs() > 1e-3 {
+        if first_m > 50.0 && (a - 1.0).abs() > 1e-3 {
             // Σ_{i<m} B(a, b'+i) = B(a−1, b') − B(a−1, b'+m), over B(a, b').
             c = (ln_gamma(b1 + first_m) - ln_gamma(b1) + ln_gamma(a + b1)
                 - ln_gamma(a + b1 + first_m))

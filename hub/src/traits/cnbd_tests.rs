@@ -491,3 +491,29 @@ fn no_nan_or_panic_at_the_edges() {
         }
     }
 }
+
+#[test]
+fn heavy_buyers_match_the_quadrature() {
+    // r + kx in the thousands: the prediction's sum over phases starts far from 0
+    // (the mass at 0 underflows), and g is taken from its closed form.
+    let horizons = [365.0];
+    for (k, x, dropout_at_zero) in [(5, 200, false), (12, 200, true)] {
+        let m = cnbd(k, (1.5, 30.0, 1.4, 3.0), dropout_at_zero);
+        let o = obs(x, 398.5, 400.0);
+        // Gaps that put L near 1, so the quadrature's integrand stays within f64 (the
+        // code under test only picks the scale; the comparison is of the value).
+        let litt = -m.log_likelihood(o, 0.0) / f64::from(k - 1);
+        let q = reference(&m, o, litt, &horizons);
+        let tol = 1e-7;
+        assert_rel!(
+            m.log_likelihood(o, litt).exp(),
+            q.likelihood,
+            tol,
+            "{m:?} {o:?}"
+        );
+        assert_rel!(m.p_alive(o), q.p_alive, tol, "{m:?} {o:?}");
+        let ours = m.expected_purchases(o, horizons[0]).unwrap();
+        eprintln!("{m:?} {o:?}: P(alive) {}, E {ours}", m.p_alive(o));
+        assert_rel!(ours, q.expected[0], tol, "{m:?} {o:?}");
+    }
+}
