@@ -12,6 +12,7 @@
 pub mod backtest;
 pub mod behaviour;
 pub mod bgnbd;
+pub mod cnbd;
 pub mod correction;
 pub mod gamma_gamma;
 pub mod history;
@@ -30,6 +31,8 @@ mod subject;
 pub mod uncertainty;
 pub use subject::subject;
 
+#[cfg(test)]
+mod cnbd_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
