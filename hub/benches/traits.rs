@@ -14,7 +14,7 @@ use till360_hub::traits::history::day_number;
 use till360_hub::traits::model::ModelKind;
 use till360_hub::traits::panel::Panel;
 use till360_hub::traits::rfm::summarize;
-use till360_hub::traits::selection::{describe, select, Trainer};
+use till360_hub::traits::selection::{describe, select, Candidate, Trainer};
 use till360_hub::traits::{compute, simulate};
 
 fn main() {
@@ -111,7 +111,8 @@ fn main() {
     let started = Instant::now();
     let selection = select(&mut trainer, as_of_day, 365);
     println!(
-        "model selection (6 candidates, fits at 2 more dates, scoring): {:.2?} -> {}",
+        "model selection ({} candidates, fits at 2 more dates, scoring): {:.2?} -> {}",
+        Candidate::all().len(),
         started.elapsed(),
         selection.as_ref().map_or_else(
             |e| e.clone(),

@@ -373,7 +373,7 @@ fn recompute_replaces_traits_and_segments_in_one_go() {
         serde_json::json!(["wine", "cheese"])
     );
     assert_eq!(json["stores"], serde_json::json!(["S001", "S002"]));
-    assert_eq!(json["model"]["version"], "selected-btyd+gamma-gamma/3");
+    assert_eq!(json["model"]["version"], "selected-btyd+gamma-gamma/4");
     assert_eq!(json["model"]["purchase_model"], "bgnbd");
     assert_eq!(json["model"]["interval"]["source"], "prior");
     let [low, high] = [0, 1].map(|k| json["expected_purchases_interval"][k].as_f64().unwrap());

@@ -248,7 +248,8 @@ impl GroupedLikelihood {
     }
 }
 
-fn log_add_exp(u: f64, v: f64) -> f64 {
+/// ln(e^u + e^v) without overflow.
+pub(super) fn log_add_exp(u: f64, v: f64) -> f64 {
     let m = u.max(v);
     if m == f64::NEG_INFINITY {
         return m;

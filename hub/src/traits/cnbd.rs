@@ -11,7 +11,9 @@
 
 use serde::Serialize;
 
-use super::bgnbd::{fit_log_parameters, inverse_one_plus_exp, runs_by_x, FitError, Observation};
+use super::bgnbd::{
+    fit_log_parameters, inverse_one_plus_exp, log_add_exp, runs_by_x, FitError, Observation,
+};
 use super::special::ln_gamma;
 
 /// Fitted BG/CNBD-k (or MBG/CNBD-k) parameters.
@@ -460,15 +462,6 @@ fn ln_sum_exp(values: &[f64]) -> f64 {
         return m;
     }
     m + values.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-}
-
-/// ln(e^u + e^v) without overflow.
-fn log_add_exp(u: f64, v: f64) -> f64 {
-    let m = u.max(v);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + (-(u - v).abs()).exp().ln_1p()
 }
 
 /// Observations in runs of one x: the ln Γ terms that depend only on x are computed

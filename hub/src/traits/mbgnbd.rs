@@ -7,7 +7,9 @@
 
 use serde::Serialize;
 
-use super::bgnbd::{fit_log_parameters, inverse_one_plus_exp, runs_by_x, FitError, Observation};
+use super::bgnbd::{
+    fit_log_parameters, inverse_one_plus_exp, log_add_exp, runs_by_x, FitError, Observation,
+};
 use super::special::{expm1_over, ln_gamma, series, MAX_SERIES_TERMS};
 
 /// Fitted MBG/NBD parameters.
@@ -150,13 +152,4 @@ impl GroupedLikelihood {
         }
         total
     }
-}
-
-/// ln(e^u + e^v) without overflow.
-fn log_add_exp(u: f64, v: f64) -> f64 {
-    let m = u.max(v);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + (-(u - v).abs()).exp().ln_1p()
 }

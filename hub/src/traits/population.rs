@@ -18,7 +18,7 @@ use super::selection::{
 use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
 
 /// Bumped when the meaning of a stored trait or the models change.
-pub const MODEL_VERSION: &str = "selected-btyd+gamma-gamma/3";
+pub const MODEL_VERSION: &str = "selected-btyd+gamma-gamma/4";
 
 /// The population defaults used below the data a fit needs: BG/NBD as Fader, Hardie &
 /// Lee (2005) fitted it on the CDNOW sample (r 0.243, α 4.414 weeks, a 0.793, b 2.426),

@@ -230,7 +230,8 @@ impl<'a> Trainer<'a> {
         if let Some(fit) = self.fits.get(&(kind, day)) {
             return fit.clone();
         }
-        let fit = PurchaseModel::fit(kind, &self.at(day).fit_sample)
+        let at = self.at(day);
+        let fit = PurchaseModel::fit(kind, &at.fit_sample, at.fit_sum_ln_gaps)
             .map_err(|error| TrainError::NotFitted {
                 model: kind.label(),
                 error,
@@ -375,12 +376,19 @@ pub fn score(model: String, pairs: &[(f64, f64)], unconverged: usize) -> Score {
     }
 }
 
-/// A model's parameters as `r 0.243, alpha 30.9, …`.
+/// A model's parameters as `r 0.243, alpha 30.9, …` (`k 3, r …` for CNBD-k).
 pub fn describe(model: &PurchaseModel) -> String {
-    model
-        .parameters()
-        .iter()
-        .map(|(name, v)| format!("{name} {v:.4e}"))
+    let k = match model {
+        PurchaseModel::CnbdK(m) => Some(format!("k {}", m.k)),
+        _ => None,
+    };
+    k.into_iter()
+        .chain(
+            model
+                .parameters()
+                .iter()
+                .map(|(name, v)| format!("{name} {v:.4e}")),
+        )
         .collect::<Vec<_>>()
         .join(", ")
 }

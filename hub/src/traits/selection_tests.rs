@@ -347,9 +347,12 @@ fn predict_is_p_alive_and_expected_purchases_for_every_model() {
     use super::model::{ModelKind, PurchaseModel};
     let histories = simulated(5, 400, day(2026, 6, 30));
     let panel = Panel::new(&histories);
-    let (_, grouped) = panel.observations(day_number(day(2026, 6, 30)));
+    let as_of = day_number(day(2026, 6, 30));
+    let (_, grouped) = panel.observations(as_of);
+    let sum_ln_gaps = (0..panel.len()).map(|i| panel.sum_ln_gaps(i, as_of)).sum();
     for kind in ModelKind::ALL {
-        let m = PurchaseModel::fit(kind, &grouped).unwrap();
+        let m = PurchaseModel::fit(kind, &grouped, sum_ln_gaps).unwrap();
+        assert_eq!(m.kind(), kind);
         for o in [
             Observation {
                 x: 0,
