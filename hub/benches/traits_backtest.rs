@@ -2,7 +2,8 @@
 //! `till360-hub traits backtest` prints it, BG/NBD (the baseline) first: realistic
 //! shoppers (heterogeneous rates, regular and irregular buyers, dropout, seasonality,
 //! promotions, a sale-only segment, lapses; `traits::shoppers`) at several splits and
-//! horizons, and customers drawn from BG/NBD itself (where BG/NBD is the truth).
+//! horizons, a grocer's mostly regular shoppers (where the Erlang-k models should pay
+//! off), and customers drawn from BG/NBD itself (where BG/NBD is the truth).
 //! `TILL360_BENCH_CUSTOMERS` sets the size (default 20,000). Public data (CDNOW) goes
 //! through the hub itself: see the README, "Predictions".
 
@@ -78,6 +79,22 @@ fn main() {
         &other,
         date(2025, 6, 30),
         182,
+    );
+    // A grocer's customers: most buy on a rhythm (every other week or so), few once.
+    let grocer = ShopperMix {
+        one_time: 0.10,
+        sale_only: 0.03,
+        lapsing: 0.05,
+        regular: 0.60,
+        median_gap_days: 20.0,
+        ..ShopperMix::default()
+    };
+    let regular = shoppers::histories(4, customers, date(2024, 1, 1), date(2025, 12, 31), &grocer);
+    run(
+        "a grocer's regular shoppers (60 % on a rhythm), 13 weeks",
+        &regular,
+        date(2025, 6, 30),
+        91,
     );
 
     let truth = simulate::CDNOW_DAYS;

@@ -125,6 +125,17 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
         let mae = format!("{:.4}", m["mae"].as_f64().unwrap());
         assert!(line.contains(&mae), "{line} vs {mae}");
         assert_eq!(line.ends_with(" *"), name == chosen, "{line}");
+        // Each fitted model's parameters are printed (once per fit), k for CNBD-k.
+        let parameters = m["parameters"].as_str().unwrap();
+        assert!(
+            table.contains(&format!(": {parameters}\n")),
+            "{parameters}: {table}"
+        );
+        assert_eq!(
+            name.contains("cnbd_k"),
+            parameters.starts_with("k "),
+            "{name}: {parameters}"
+        );
     }
 
     // `traits export` on the same data says which model won, and by how much.

@@ -106,22 +106,8 @@ pub fn write_table<W: Write>(report: &Backtest, mut out: W) -> io::Result<()> {
         "model", "MAE", "RMSE", "predicted", "actual", "total", "top 10%"
     )?;
     for m in &report.models {
-        let mark = if report.chosen.as_deref() == Some(m.model.as_str()) {
-            " *"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "{:<24} {:>9.4} {:>9.4} {:>12.1} {:>9} {:>+7.1}% {:>8.1}%{mark}",
-            m.model,
-            m.mae,
-            m.rmse,
-            m.predicted_total,
-            m.actual_total,
-            m.total_error_percent,
-            m.top_decile_precision * 100.0
-        )?;
+        let chosen = report.chosen.as_deref() == Some(m.model.as_str());
+        write_score(&mut out, "", m, chosen)?;
     }
     match (&report.chosen, &report.selection) {
         (Some(chosen), Some(s)) => writeln!(
@@ -133,8 +119,48 @@ pub fn write_table<W: Write>(report: &Backtest, mut out: W) -> io::Result<()> {
         (Some(chosen), None) => writeln!(out, "* chosen by the hub at the split: {chosen}")?,
         _ => {}
     }
+    if let Some(s) = &report.selection {
+        writeln!(
+            out,
+            "the hub's own back-test before the split (fitted to {}, scored on the {} days after):",
+            s.calibration_end, s.holdout_days
+        )?;
+        for m in &s.scores {
+            write_score(&mut out, "  ", m, m.model == s.chosen)?;
+        }
+        for why in &s.skipped {
+            writeln!(out, "  not scored: {why}")?;
+        }
+    }
+    // Each fitted model once (a corrected candidate shares its model's fit).
+    let mut fitted: Vec<&Score> = Vec::new();
+    for m in report.models.iter().filter(|m| !m.parameters.is_empty()) {
+        if !fitted.iter().any(|f| f.parameters == m.parameters) {
+            fitted.push(m);
+        }
+    }
+    for m in fitted {
+        writeln!(out, "fitted {}: {}", m.model, m.parameters)?;
+    }
     for w in &report.warnings {
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
+}
+
+/// One model's line of the table, `*` marking the chosen one.
+fn write_score<W: Write>(out: &mut W, indent: &str, m: &Score, chosen: bool) -> io::Result<()> {
+    let mark = if chosen { " *" } else { "" };
+    writeln!(
+        out,
+        "{indent}{:<w$} {:>9.4} {:>9.4} {:>12.1} {:>9} {:>+7.1}% {:>8.1}%{mark}",
+        m.model,
+        m.mae,
+        m.rmse,
+        m.predicted_total,
+        m.actual_total,
+        m.total_error_percent,
+        m.top_decile_precision * 100.0,
+        w = 24 - indent.len()
+    )
 }

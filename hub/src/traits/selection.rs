@@ -102,6 +102,10 @@ pub struct Score {
     pub top_decile_precision: f64,
     /// Customers whose prediction could not be computed (counted as 0).
     pub unconverged: usize,
+    /// The fitted model's parameters (`k 3, r …` for CNBD-k), as [`describe`] writes
+    /// them; empty for pairs scored without a model.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub parameters: String,
 }
 
 /// Why a candidate could not be trained.
@@ -332,7 +336,10 @@ impl<'a> Trainer<'a> {
                 ))
             })
             .collect();
-        score(predictor.candidate().name(), &pairs, unconverged)
+        Score {
+            parameters: describe(&predictor.model),
+            ..score(predictor.candidate().name(), &pairs, unconverged)
+        }
     }
 }
 
@@ -373,6 +380,7 @@ pub fn score(model: String, pairs: &[(f64, f64)], unconverged: usize) -> Score {
         },
         top_decile_precision,
         unconverged,
+        parameters: String::new(),
     }
 }
 
@@ -473,11 +481,22 @@ pub fn select(
         ));
     };
     let Window { start, days } = window;
-    // The corrected candidates learn from a window before this one.
+    // The corrected candidates learn from a window before this one, and are judged only
+    // when it is as long as the one they predict: a correction learned for 60 days is
+    // another model than one for 182, and scoring it would judge a recipe that is not
+    // the one used.
     let inner = learn_window(trainer.panel, start, days);
     let mut scores = Vec::new();
     let mut skipped = Vec::new();
     for candidate in Candidate::all() {
+        if candidate.corrected && inner.is_some_and(|w| w.days < days) {
+            skipped.push(format!(
+                "{}: the data before {} are too short to learn a {days}-day correction",
+                candidate.name(),
+                super::history::date_of_day(start)
+            ));
+            continue;
+        }
         match trainer.train(candidate, start, inner) {
             Ok(predictor) => scores.push(trainer.score(&predictor, start, days)),
             Err(why) => skipped.push(format!("{}: {why}", candidate.name())),

@@ -7,6 +7,7 @@ use till360_shared::Timestamp;
 use super::backtest::{backtest, write_table};
 use super::correction::{Correction, FEATURES};
 use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
+use super::model::ModelKind;
 use super::panel::{group, Panel};
 use super::rfm::summarize;
 use super::selection::{learn_window, score, select, winner, Candidate, Trainer, Window};
@@ -203,17 +204,46 @@ fn selection_looks_at_nothing_after_its_day() {
     assert_eq!(with_future.holdout_days, 90);
     // A year and a half of data: the same season a year before.
     assert_eq!(with_future.calibration_end, day(2025, 6, 30));
+    // Half a year of data before that window: too little to learn a 90-day correction
+    // for it, so only the uncorrected candidates are judged.
     assert_eq!(
         with_future.scores.len(),
-        Candidate::all().len(),
+        ModelKind::ALL.len(),
         "{:?}",
         with_future.skipped
     );
+    assert!(with_future.scores.iter().all(|s| !s.model.contains('+')));
+    assert_eq!(with_future.skipped.len(), ModelKind::ALL.len());
+    for why in &with_future.skipped {
+        assert!(
+            why.contains("+correction: the data before 2025-06-30 are too short to learn a 90-day correction"),
+            "{why}"
+        );
+    }
     assert_eq!(with_future.scores[0].model, "bgnbd");
     assert_eq!(
         with_future.chosen,
         winner(&with_future.scores).unwrap().model
     );
+}
+
+#[test]
+fn corrected_candidates_are_judged_when_their_correction_window_is_as_long_as_the_one_they_predict()
+{
+    // Two years of data, 30 days: the window is December a year before, and the 11
+    // months before it hold a 30-day correction.
+    let histories = simulated(3, 700, day(2026, 12, 31));
+    let panel = Panel::new(&histories);
+    let selection = select(&mut Trainer::new(&panel), day_number(day(2026, 12, 31)), 30).unwrap();
+    assert_eq!(selection.holdout_days, 30);
+    assert_eq!(selection.calibration_end, day(2025, 12, 31));
+    assert_eq!(
+        selection.scores.len(),
+        Candidate::all().len(),
+        "{:?}",
+        selection.skipped
+    );
+    assert!(selection.skipped.is_empty(), "{:?}", selection.skipped);
 }
 
 #[test]
@@ -262,9 +292,15 @@ fn a_backtest_scores_every_candidate_against_what_the_customers_then_did() {
         table.contains("model") && table.contains("top 10%"),
         "{table}"
     );
+    // The chosen model is marked in the table and in the hub's own back-test below it.
     let marked: Vec<&str> = table.lines().filter(|l| l.ends_with(" *")).collect();
-    assert_eq!(marked.len(), 1, "{table}");
+    assert_eq!(marked.len(), 2, "{table}");
     assert!(marked[0].starts_with(&format!("{chosen} ")), "{table}");
+    assert!(marked[1].starts_with(&format!("  {chosen} ")), "{table}");
+    assert!(
+        table.contains("the hub's own back-test before the split"),
+        "{table}"
+    );
 
     // A hold-out past the data is flagged.
     let early = backtest(&histories, split, 400);
