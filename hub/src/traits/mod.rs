@@ -20,6 +20,7 @@ pub mod mbgnbd;
 pub mod model;
 pub mod optimize;
 pub mod panel;
+pub mod pareto_ggg;
 pub mod pareto_nbd;
 pub mod population;
 pub mod rfm;
@@ -35,6 +36,8 @@ pub use subject::subject;
 mod cnbd_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod pareto_ggg_tests;
 #[cfg(test)]
 mod selection_tests;
 #[cfg(test)]

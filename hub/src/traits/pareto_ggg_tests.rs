@@ -1,0 +1,447 @@
+//! Pareto/GGG: the incomplete gamma function against independent values, the sampler
+//! against Pareto/NBD's closed forms when k = 1, recovery of simulated populations,
+//! determinism and the edges of the input space.
+
+use super::bgnbd::{FitError, Observation};
+use super::pareto_ggg::{
+    run, sample, GggCustomer, Hyper, Pinned, Posterior, Settings, MAX_CUSTOMERS,
+};
+use super::pareto_nbd::ParetoNbd;
+use super::simulate::Rng;
+use super::special::{ln_gamma, ln_incomplete_gamma};
+
+fn q(a: f64, x: f64) -> f64 {
+    ln_incomplete_gamma(a, x).1.exp()
+}
+
+fn p(a: f64, x: f64) -> f64 {
+    ln_incomplete_gamma(a, x).0.exp()
+}
+
+fn assert_rel(actual: f64, expected: f64, tol: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= tol * expected.abs(),
+        "{what}: {actual:e}, expected {expected:e} (relative {:e})",
+        ((actual - expected) / expected).abs()
+    );
+}
+
+/// erfc(z), z ≥ 0, independently of the code under test: the Maclaurin series of erf for
+/// z ≤ 1.5, the Laplace continued fraction erfc(z) = e^−z²/√π · 1/(z + ½/(z + 1/(z + …)))
+/// (evaluated backwards from 20,000 levels) beyond.
+fn erfc(z: f64) -> f64 {
+    if z <= 1.5 {
+        let mut term = z;
+        let mut sum = z;
+        let mut n = 0.0;
+        while term.abs() > 1e-18 * sum.abs() {
+            n += 1.0;
+            term *= -z * z / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        1.0 - 2.0 / std::f64::consts::PI.sqrt() * sum
+    } else {
+        let mut f = z;
+        for n in (1..=20_000).rev() {
+            f = z + f64::from(n) / 2.0 / f;
+        }
+        (-z * z).exp() / (std::f64::consts::PI.sqrt() * f)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 1. Q(k, x)
+
+#[test]
+fn incomplete_gamma_integer_shape_is_the_poisson_tail() {
+    for k in 1..=40u32 {
+        for &x in &[
+            1e-3, 0.1, 0.5, 1.0, 2.5, 7.0, 15.0, 30.0, 39.5, 41.0, 60.0, 120.0,
+        ] {
+            // Q(k, x) = e^−x Σ_{j<k} x^j/j!
+            let mut term = 1.0;
+            let mut sum = 1.0;
+            for j in 1..k {
+                term *= x / f64::from(j);
+                sum += term;
+            }
+            let expected = (-x + sum.ln()).exp();
+            assert_rel(q(f64::from(k), x), expected, 1e-12, &format!("Q({k}, {x})"));
+            // and P as its complement, where the complement is not all cancellation
+            if expected < 0.5 {
+                assert_rel(
+                    p(f64::from(k), x),
+                    1.0 - expected,
+                    1e-12,
+                    &format!("P({k}, {x})"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn incomplete_gamma_half_integer_shapes_via_erfc() {
+    // Published: erfc(1) = 0.157299207050285130659, erfc(0.5) = 0.479500122186953462317.
+    assert_rel(erfc(1.0), 0.157_299_207_050_285_13, 1e-14, "test erfc(1)");
+    assert_rel(erfc(0.5), 0.479_500_122_186_953_46, 1e-14, "test erfc(0.5)");
+    assert_rel(q(0.5, 1.0), 0.157_299_207_050_285_13, 1e-12, "Q(1/2, 1)");
+    assert_rel(q(0.5, 0.25), 0.479_500_122_186_953_46, 1e-12, "Q(1/2, 1/4)");
+    for x in [
+        1e-4f64, 0.01, 0.3, 0.9, 1.4, 2.0, 2.4, 3.0, 5.0, 9.0, 16.0, 40.0,
+    ] {
+        // Q(1/2, x) = erfc(√x), and upwards Q(a+1, x) = Q(a, x) + x^a e^−x/Γ(a+1).
+        let mut expected = erfc(x.sqrt());
+        let mut a = 0.5;
+        for _ in 0..6 {
+            assert_rel(q(a, x), expected, 1e-12, &format!("Q({a}, {x})"));
+            expected += (a * x.ln() - x - ln_gamma(a + 1.0)).exp();
+            a += 1.0;
+        }
+    }
+}
+
+#[test]
+fn incomplete_gamma_edges() {
+    assert_eq!(ln_incomplete_gamma(2.0, 0.0), (f64::NEG_INFINITY, 0.0));
+    assert_eq!(ln_incomplete_gamma(2.0, f64::INFINITY).1, f64::NEG_INFINITY);
+    assert!(ln_incomplete_gamma(0.0, 1.0).1.is_nan());
+    assert!(ln_incomplete_gamma(1.0, -1.0).1.is_nan());
+    // Far tail stays finite in logs: ln Q(1, x) = −x.
+    assert_rel(
+        ln_incomplete_gamma(1.0, 5_000.0).1,
+        -5_000.0,
+        1e-12,
+        "ln Q(1, 5000)",
+    );
+    // Far left: ln P(1, x) = ln(1 − e^−x) ≈ ln x.
+    assert_rel(
+        ln_incomplete_gamma(1.0, 1e-200).0,
+        (1e-200f64).ln(),
+        1e-12,
+        "ln P(1, 1e-200)",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 2. k = 1 is Pareto/NBD.
+
+/// Mean and batch-means standard error (20 batches) of a chain's values.
+fn mean_and_se(values: &[f64]) -> (f64, f64) {
+    let batches = 20;
+    let size = values.len() / batches;
+    let means: Vec<f64> = (0..batches)
+        .map(|b| values[b * size..(b + 1) * size].iter().sum::<f64>() / size as f64)
+        .collect();
+    let mean = means.iter().sum::<f64>() / batches as f64;
+    let var = means.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (batches - 1) as f64;
+    (mean, (var / batches as f64).sqrt())
+}
+
+#[test]
+fn k_pinned_at_one_is_pareto_nbd() {
+    let pnbd = ParetoNbd {
+        r: 0.8,
+        alpha: 25.0,
+        s: 0.7,
+        beta: 150.0,
+    };
+    let hyper = Hyper {
+        t: 1.0,
+        gamma: 1.0,
+        r: pnbd.r,
+        alpha: pnbd.alpha,
+        s: pnbd.s,
+        beta: pnbd.beta,
+    };
+    let customers = [
+        (0, 0.0, 120.0),
+        (2, 30.0, 120.0),
+        (6, 110.0, 120.0),
+        (4, 20.0, 300.0),
+        (60, 170.0, 180.0),
+        (1, 5.0, 5.0),
+    ]
+    .map(|(x, t_x, t)| GggCustomer {
+        x,
+        t_x,
+        t,
+        // irrelevant at k = 1
+        sum_ln_gaps: 7.0,
+    });
+    let horizon = 90.0;
+    let settings = Settings {
+        burn_in: 100,
+        draws: 20_000,
+        seed: 11,
+    };
+    let pinned = Pinned {
+        k: Some(1.0),
+        hyper: Some(hyper),
+        threads: Some(1),
+    };
+    let run = run(&customers, horizon, &settings, &pinned).unwrap();
+    for (c, draws) in customers.iter().zip(&run.draws) {
+        let o = Observation {
+            x: c.x,
+            t_x: c.t_x,
+            t: c.t,
+        };
+        let (p_exact, e_exact) = pnbd.predict(o, horizon);
+        let e_exact = e_exact.unwrap();
+        let p: Vec<f64> = draws.iter().map(|d| f64::from(d.0)).collect();
+        let e: Vec<f64> = draws.iter().map(|d| f64::from(d.1)).collect();
+        let (p_mean, p_se) = mean_and_se(&p);
+        let (e_mean, e_se) = mean_and_se(&e);
+        // Tolerance: 4 batch-means standard errors (a two-sided 1e-3 event for a
+        // t with 19 df is ~3.9 SE) plus f32 storage rounding.
+        let p_tol = 4.0 * p_se + 1e-6;
+        let e_tol = 4.0 * e_se + 1e-5 * e_exact;
+        assert!(
+            (p_mean - p_exact).abs() <= p_tol,
+            "{c:?}: P(alive) {p_mean} vs Pareto/NBD {p_exact} (tol {p_tol})"
+        );
+        assert!(
+            (e_mean - e_exact).abs() <= e_tol,
+            "{c:?}: E[Y] {e_mean} vs Pareto/NBD {e_exact} (tol {e_tol})"
+        );
+        // The check has teeth: the standard errors are small next to the values.
+        assert!(
+            p_se < 0.01 && e_se < 0.02 * e_exact.max(0.05),
+            "{c:?}: se {p_se}, {e_se}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 3. Recovery
+
+struct Simulated {
+    customers: Vec<GggCustomer>,
+    holdout: Vec<u32>,
+    alive: Vec<bool>,
+}
+
+/// Pareto/GGG customers observed for T uniform in [200, 400] days, with their purchases
+/// in the `horizon` days after T and whether they were alive at T.
+fn simulate(seed: u64, n: usize, h: &Hyper, horizon: f64) -> Simulated {
+    let mut rng = Rng::new(seed);
+    let mut sim = Simulated {
+        customers: Vec::with_capacity(n),
+        holdout: Vec::with_capacity(n),
+        alive: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        let k = rng.gamma(h.t, 1.0 / h.gamma);
+        let lambda = rng.gamma(h.r, 1.0 / h.alpha);
+        let mu = rng.gamma(h.s, 1.0 / h.beta);
+        let tau = rng.exponential(mu);
+        let t = 200.0 + 200.0 * rng.uniform();
+        let (mut x, mut t_x, mut litt, mut later) = (0, 0.0, 0.0, 0);
+        let mut now = 0.0;
+        loop {
+            let gap = rng.gamma(k, 1.0 / (k * lambda));
+            now += gap;
+            if now > tau || now > t + horizon {
+                break;
+            }
+            if now <= t {
+                x += 1;
+                t_x = now;
+                litt += gap.ln();
+            } else {
+                later += 1;
+            }
+        }
+        sim.customers.push(GggCustomer {
+            x,
+            t_x,
+            t,
+            sum_ln_gaps: litt,
+        });
+        sim.holdout.push(later);
+        sim.alive.push(tau > t);
+    }
+    sim
+}
+
+#[test]
+fn recovers_a_simulated_regular_population() {
+    let truth = Hyper {
+        t: 6.0,
+        gamma: 2.0,
+        r: 2.0,
+        alpha: 40.0,
+        s: 1.5,
+        beta: 300.0,
+    };
+    let horizon = 180.0;
+    let sim = simulate(8, 2_000, &truth, horizon);
+    let settings = Settings {
+        burn_in: 150,
+        draws: 100,
+        seed: 3,
+    };
+    let post = sample(&sim.customers, horizon, &settings).unwrap();
+    let h = post.hyper;
+    let within = |got: f64, want: f64, tol: f64, what: &str| {
+        assert!(
+            ((got - want) / want).abs() <= tol,
+            "{what}: {got} vs truth {want} (posterior {h:?})"
+        );
+    };
+    within(h.t / h.gamma, truth.t / truth.gamma, 0.1, "mean k");
+    within(h.t, truth.t, 0.5, "t");
+    within(h.r / h.alpha, truth.r / truth.alpha, 0.1, "mean λ");
+    within(h.r, truth.r, 0.3, "r");
+    within(h.s / h.beta, truth.s / truth.beta, 0.3, "mean μ");
+
+    let predicted: f64 = post.predictions.iter().map(|p| p.expected_purchases).sum();
+    let actual: f64 = sim.holdout.iter().map(|&y| f64::from(y)).sum();
+    // SE of the hold-out total: its spread around the per-customer predictions.
+    let se = post
+        .predictions
+        .iter()
+        .zip(&sim.holdout)
+        .map(|(p, &y)| (f64::from(y) - p.expected_purchases).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(
+        (predicted - actual).abs() <= 3.0 * se,
+        "hold-out: predicted {predicted}, simulated {actual}, se {se}"
+    );
+
+    let n = sim.customers.len() as f64;
+    let p_mean = post.predictions.iter().map(|p| p.p_alive).sum::<f64>() / n;
+    let alive_share = sim.alive.iter().filter(|&&a| a).count() as f64 / n;
+    let p_se = post
+        .predictions
+        .iter()
+        .map(|p| p.p_alive * (1.0 - p.p_alive))
+        .sum::<f64>()
+        .sqrt()
+        / n;
+    assert!(
+        (p_mean - alive_share).abs() <= 3.0 * p_se + 0.005,
+        "mean P(alive) {p_mean} vs share alive {alive_share} (se {p_se})"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Determinism and edges
+
+fn edge_customers() -> Vec<GggCustomer> {
+    let c = |x, t_x, t, sum_ln_gaps| GggCustomer {
+        x,
+        t_x,
+        t,
+        sum_ln_gaps,
+    };
+    vec![
+        c(0, 0.0, 0.0, 0.0),
+        c(0, 0.0, 300.0, 0.0),
+        c(3, 100.0, 100.0, 8.0),
+        c(500, 364.0, 365.0, 500.0 * (364.0f64 / 500.0).ln() - 5.0),
+        c(10, 10.0, 200.0, 0.0),
+        c(3, 30.0, 60.0, 0.0),
+        c(1, 0.0, 0.0, 0.0),
+        c(2, f64::NAN, 50.0, f64::NAN),
+        c(2, 80.0, 50.0, 3.0),
+        c(4, 20.0, f64::INFINITY, -1.0),
+    ]
+}
+
+fn assert_sane(post: &Posterior) {
+    let h = post.hyper;
+    for v in [h.t, h.gamma, h.r, h.alpha, h.s, h.beta] {
+        assert!(v.is_finite() && v > 0.0, "{h:?}");
+    }
+    for p in &post.predictions {
+        assert!((0.0..=1.0).contains(&p.p_alive), "{p:?}");
+        assert!(
+            p.expected_purchases.is_finite() && p.expected_purchases >= 0.0,
+            "{p:?}"
+        );
+        assert!(p.p_alive_interval[0] <= p.p_alive_interval[1], "{p:?}");
+        assert!(
+            p.expected_purchases_interval[0] <= p.expected_purchases_interval[1]
+                && p.expected_purchases_interval[1].is_finite(),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_posterior_whatever_the_threads() {
+    let truth = Hyper {
+        t: 3.0,
+        gamma: 1.0,
+        r: 1.0,
+        alpha: 20.0,
+        s: 1.0,
+        beta: 200.0,
+    };
+    let sim = simulate(5, 200, &truth, 60.0);
+    let settings = Settings {
+        burn_in: 20,
+        draws: 20,
+        seed: 99,
+    };
+    let go = |threads| {
+        let pinned = Pinned {
+            threads: Some(threads),
+            ..Pinned::default()
+        };
+        run(&sim.customers, 60.0, &settings, &pinned)
+            .unwrap()
+            .posterior
+    };
+    let one = go(1);
+    assert_eq!(one, go(1));
+    assert_eq!(one, go(3));
+    assert_sane(&one);
+    let other = sample(
+        &sim.customers,
+        60.0,
+        &Settings {
+            seed: 100,
+            ..settings
+        },
+    )
+    .unwrap();
+    assert_ne!(one, other);
+}
+
+#[test]
+fn edge_cases_stay_finite() {
+    let settings = Settings {
+        burn_in: 30,
+        draws: 30,
+        seed: 1,
+    };
+    let post = sample(&edge_customers(), 365.0, &settings).unwrap();
+    assert_sane(&post);
+    // Just bought at T = t_x: surely alive.
+    assert_eq!(post.predictions[2].p_alive, 1.0);
+    assert_eq!(post.predictions[0].p_alive, 1.0);
+    // The heavy buyer is expected to keep buying.
+    assert!(
+        post.predictions[3].expected_purchases > 100.0,
+        "{:?}",
+        post.predictions[3]
+    );
+    // No draws kept, zero horizon, a single customer: still no NaN.
+    let none = sample(
+        &edge_customers()[..1],
+        0.0,
+        &Settings {
+            burn_in: 5,
+            draws: 0,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    assert_sane(&none);
+    assert_eq!(sample(&[], 30.0, &settings), Err(FitError::NoCustomers));
+    const { assert!(MAX_CUSTOMERS >= 1_000) };
+}
