@@ -84,9 +84,9 @@ fn incomplete_gamma_integer_shape_is_the_poisson_tail() {
 fn incomplete_gamma_half_integer_shapes_via_erfc() {
     // Published: erfc(1) = 0.157299207050285130659, erfc(0.5) = 0.479500122186953462317.
     assert_rel(erfc(1.0), 0.157_299_207_050_285_13, 1e-14, "test erfc(1)");
-    assert_rel(erfc(0.5), 0.479_500_122_186_953_46, 1e-14, "test erfc(0.5)");
+    assert_rel(erfc(0.5), 0.479_500_122_186_953_5, 1e-14, "test erfc(0.5)");
     assert_rel(q(0.5, 1.0), 0.157_299_207_050_285_13, 1e-12, "Q(1/2, 1)");
-    assert_rel(q(0.5, 0.25), 0.479_500_122_186_953_46, 1e-12, "Q(1/2, 1/4)");
+    assert_rel(q(0.5, 0.25), 0.479_500_122_186_953_5, 1e-12, "Q(1/2, 1/4)");
     for x in [
         1e-4f64, 0.01, 0.3, 0.9, 1.4, 2.0, 2.4, 3.0, 5.0, 9.0, 16.0, 40.0,
     ] {

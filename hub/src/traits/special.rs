@@ -113,6 +113,18 @@ enum Incomplete {
 }
 
 fn incomplete_gamma(a: f64, x: f64) -> Incomplete {
+    incomplete_gamma_with(a, x, ln_gamma(a))
+}
+
+/// ln Q(a, x) given ln Γ(a) (callers that vary x at fixed a, or already have it).
+pub fn ln_gamma_q_with(a: f64, x: f64, ln_gamma_a: f64) -> f64 {
+    match incomplete_gamma_with(a, x, ln_gamma_a) {
+        Incomplete::LnP(ln_p) => ln_one_minus_exp(ln_p),
+        Incomplete::LnQ(ln_q) => ln_q,
+    }
+}
+
+fn incomplete_gamma_with(a: f64, x: f64, ln_gamma_a: f64) -> Incomplete {
     if a.is_nan() || x.is_nan() || a <= 0.0 || x < 0.0 || a.is_infinite() {
         return Incomplete::LnQ(f64::NAN);
     }
@@ -123,7 +135,7 @@ fn incomplete_gamma(a: f64, x: f64) -> Incomplete {
         return Incomplete::LnQ(f64::NEG_INFINITY);
     }
     // ln(e^−x x^a / Γ(a))
-    let ln_prefactor = -x + a * x.ln() - ln_gamma(a);
+    let ln_prefactor = -x + a * x.ln() - ln_gamma_a;
     if x < a + 1.0 {
         let mut term = 1.0 / a;
         let mut sum = term;
