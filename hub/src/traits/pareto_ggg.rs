@@ -457,7 +457,7 @@ fn slice(rng: &mut Rng, x0: f64, w: f64, f: impl Fn(f64) -> f64) -> f64 {
 
 /// The mass of death in (t_x, t_x + u), without the factor e^−μt_x:
 /// C(u) = ∫_0^u μe^−μv Q(k, kλv) dv = 1 − ρ^k + ρ^k Q(k, (kλ+μ)u) − e^−μu Q(k, kλu).
-fn death_mass(k: f64, lg: f64, rate: f64, mu: f64, u: f64) -> f64 {
+pub(crate) fn death_mass(k: f64, lg: f64, rate: f64, mu: f64, u: f64) -> f64 {
     if u <= 0.0 {
         return 0.0;
     }
@@ -583,7 +583,7 @@ fn expected_purchases(s: &mut State, horizon: f64) -> f64 {
 
 /// A Gamma(k, rate) gap conditioned to exceed `silence`: by rejection when that is
 /// likely, else by inverting ln Q(k, rate·g) = ln U + ln Q(k, rate·silence).
-fn residual_gap(rng: &mut Rng, k: f64, rate: f64, silence: f64) -> f64 {
+pub(crate) fn residual_gap(rng: &mut Rng, k: f64, rate: f64, silence: f64) -> f64 {
     let z0 = rate * silence;
     let ln_q0 = ln_gamma_q(k, z0);
     if ln_q0 > -1.5 {

@@ -4,7 +4,8 @@
 
 use super::bgnbd::{FitError, Observation};
 use super::pareto_ggg::{
-    run, sample, GggCustomer, Hyper, Pinned, Posterior, Settings, MAX_CUSTOMERS,
+    death_mass, residual_gap, run, sample, GggCustomer, Hyper, Pinned, Posterior, Settings,
+    MAX_CUSTOMERS,
 };
 use super::pareto_nbd::ParetoNbd;
 use super::simulate::Rng;
@@ -121,6 +122,178 @@ fn incomplete_gamma_edges() {
         1e-12,
         "ln P(1, 1e-200)",
     );
+}
+
+// ---------------------------------------------------------------------------------
+// The sampler's pieces for k ≠ 1.
+
+/// Composite Simpson rule with `n` (even) intervals.
+fn simpson(f: impl Fn(f64) -> f64, a: f64, b: f64, n: usize) -> f64 {
+    let h = (b - a) / n as f64;
+    let mut sum = f(a) + f(b);
+    for i in 1..n {
+        sum += f(a + i as f64 * h) * if i % 2 == 1 { 4.0 } else { 2.0 };
+    }
+    sum * h / 3.0
+}
+
+#[test]
+fn death_mass_is_the_integral_of_the_death_density() {
+    // C(u) = ∫_0^u μ e^−μv Q(k, kλv) dv, by quadrature.
+    for &(k, lambda, mu, u) in &[
+        (3.0, 0.05, 0.005, 100.0),
+        (0.4, 0.2, 0.01, 30.0),
+        (1.0, 1.0, 0.001, 5.0),
+        (8.0, 0.03, 0.02, 400.0),
+        (2.5, 1.5, 0.0005, 300.0),
+    ] {
+        let rate = k * lambda;
+        // v = w⁵ smooths Q(k, ·)'s kink at 0 (Q ≈ 1 − c v^k) for Simpson.
+        let quadrature = simpson(
+            |w| 5.0 * w.powi(4) * mu * (-mu * w.powi(5)).exp() * q(k, rate * w.powi(5)),
+            0.0,
+            f64::powf(u, 0.2),
+            20_000,
+        );
+        let closed = death_mass(k, ln_gamma(k), rate, mu, u);
+        let tol = 1e-9;
+        assert_rel(
+            closed,
+            quadrature,
+            tol,
+            &format!("C for k {k}, λ {lambda}, μ {mu}, u {u}"),
+        );
+    }
+}
+
+#[test]
+fn first_future_gap_has_the_truncated_gamma_moments() {
+    // g ~ Gamma(k, rate) given g > silence: E[g] = k/rate · Q(k+1, z0)/Q(k, z0) and
+    // E[g²] = k(k+1)/rate² · Q(k+2, z0)/Q(k, z0), z0 = rate · silence. Both branches:
+    // plain rejection (Q(k, z0) large) and the exponential-proposal tail.
+    let mut rng = Rng::new(42);
+    for &(k, rate, silence) in &[
+        (3.0, 0.15, 5.0),
+        (3.0, 0.15, 60.0),
+        (0.5, 0.1, 40.0),
+        (12.0, 1.0, 20.0),
+        (1.7, 0.02, 500.0),
+        (2.0, 1.0, 0.0),
+    ] {
+        let z0 = rate * silence;
+        let ratio =
+            |j: f64| (ln_incomplete_gamma(k + j, z0).1 - ln_incomplete_gamma(k, z0).1).exp();
+        let mean = k / rate * ratio(1.0);
+        let second = k * (k + 1.0) / (rate * rate) * ratio(2.0);
+        let sd = (second - mean * mean).sqrt();
+        let n = 20_000;
+        let draws: Vec<f64> = (0..n)
+            .map(|_| residual_gap(&mut rng, k, rate, silence))
+            .collect();
+        assert!(
+            draws.iter().all(|&g| g >= silence),
+            "k {k}, silence {silence}"
+        );
+        let got = draws.iter().sum::<f64>() / n as f64;
+        let got_sd = (draws.iter().map(|g| (g - got).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+        assert!(
+            (got - mean).abs() <= 4.0 * sd / (n as f64).sqrt(),
+            "k {k}, rate {rate}, silence {silence}: mean {got} vs {mean} (sd {sd})"
+        );
+        assert!(
+            (got_sd / sd - 1.0).abs() < 0.05,
+            "k {k}, silence {silence}: sd {got_sd} vs {sd}"
+        );
+    }
+}
+
+#[test]
+fn k_pinned_at_three_matches_a_quadrature_of_p_alive() {
+    // Hyperparameters and k fixed: P(alive) = ∫∫ p(λ)p(μ) A / ∫∫ p(λ)p(μ)(A + B),
+    // A = G(λ) e^−μT Q(k, kλd), B = G(λ) e^−μt_x C(d), G = ∏ Gamma-pdf(gaps), on a
+    // grid in (ln λ, ln μ).
+    let k = 3.0;
+    let hyper = Hyper {
+        t: 1.0,
+        gamma: 1.0,
+        r: 2.0,
+        alpha: 40.0,
+        s: 1.5,
+        beta: 300.0,
+    };
+    let customers = [
+        GggCustomer {
+            x: 0,
+            t_x: 0.0,
+            t: 200.0,
+            sum_ln_gaps: 0.0,
+        },
+        GggCustomer {
+            x: 5,
+            t_x: 100.0,
+            t: 200.0,
+            sum_ln_gaps: 5.0 * (20.0f64).ln() - 0.3,
+        },
+        GggCustomer {
+            x: 8,
+            t_x: 150.0,
+            t: 250.0,
+            sum_ln_gaps: 8.0 * (150.0f64 / 8.0).ln() - 0.2,
+        },
+        GggCustomer {
+            x: 3,
+            t_x: 280.0,
+            t: 300.0,
+            sum_ln_gaps: 3.0 * (280.0f64 / 3.0).ln() - 0.5,
+        },
+    ];
+    let settings = Settings {
+        burn_in: 100,
+        draws: 10_000,
+        seed: 5,
+    };
+    let pinned = Pinned {
+        k: Some(k),
+        hyper: Some(hyper),
+        threads: Some(1),
+    };
+    let run = run(&customers, 30.0, &settings, &pinned).unwrap();
+    let lg = ln_gamma(k);
+    for (c, draws) in customers.iter().zip(&run.draws) {
+        let x = f64::from(c.x);
+        let d = c.t - c.t_x;
+        let (mut alive, mut total) = (0.0, 0.0);
+        let steps = 300;
+        let (lo_l, hi_l) = (-12.0, 2.0);
+        let (lo_m, hi_m) = (-16.0, 0.0);
+        for i in 0..=steps {
+            let ln_l = lo_l + (hi_l - lo_l) * f64::from(i) / f64::from(steps);
+            let lambda = f64::exp(ln_l);
+            let rate = k * lambda;
+            // prior in ln λ (Jacobian λ) and the gaps
+            let ln_g = hyper.r * ln_l - hyper.alpha * lambda
+                + x * (k * rate.ln() - lg)
+                + (k - 1.0) * c.sum_ln_gaps
+                - rate * c.t_x;
+            for j in 0..=steps {
+                let ln_m = lo_m + (hi_m - lo_m) * f64::from(j) / f64::from(steps);
+                let mu = f64::exp(ln_m);
+                let w = (ln_g + hyper.s * ln_m - hyper.beta * mu - 30.0).exp();
+                let a = (-mu * c.t).exp() * q(k, rate * d);
+                let b = (-mu * c.t_x).exp() * death_mass(k, lg, rate, mu, d);
+                alive += w * a;
+                total += w * (a + b);
+            }
+        }
+        let exact = alive / total;
+        let p: Vec<f64> = draws.iter().map(|d| f64::from(d.0)).collect();
+        let (mean, se) = mean_and_se(&p);
+        assert!(
+            (mean - exact).abs() <= 4.0 * se + 1e-4,
+            "{c:?}: sampled P(alive) {mean} vs quadrature {exact} (se {se})"
+        );
+        assert!(se < 0.01, "{c:?}: se {se}");
+    }
 }
 
 // ---------------------------------------------------------------------------------
