@@ -91,10 +91,11 @@ pub struct Posterior {
 }
 
 /// The most customers `sample` handles within about 20 s (release build, one core,
-/// default settings, i.e. 1,000 sweeps). Measured: 2.8 µs per customer-sweep for monthly
-/// buyers (k ≈ 3, 180-day horizon; 10,000 customers in 28 s) and 3.5 µs for weekly
-/// buyers at a 365-day horizon (their simulated futures are longer), so 20 s / 3.5 ms.
-pub const MAX_CUSTOMERS: usize = 5_500;
+/// default settings, i.e. 1,000 sweeps). Measured: 2.8–2.9 µs per customer-sweep for
+/// monthly buyers (k ≈ 3, 180-day horizon; 2,000 customers in 5.8 s, 10,000 in 28 s) and
+/// 3.8 µs for weekly buyers at a 365-day horizon (longer simulated futures; 2,000 in
+/// 7.5 s), so 20 s / 3.8 ms ≈ 5,300, rounded down.
+pub const MAX_CUSTOMERS: usize = 5_000;
 
 /// Simulated futures averaged per draw for the expected purchases (one when more than
 /// 20 purchases are expected over the horizon).
