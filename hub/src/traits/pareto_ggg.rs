@@ -61,8 +61,9 @@ pub struct Settings {
 
 impl Default for Settings {
     /// 500 + 500 sweeps: the hyperparameters settle within a few hundred sweeps from the
-    /// moment-based start, and 500 (autocorrelated) draws give P(alive) and the expected
-    /// purchases to about a percent.
+    /// moment-based start. The draws are autocorrelated (μ and τ move together): the
+    /// Monte-Carlo error of a customer's P(alive) is up to ~0.03 for the uncertain ones
+    /// (no or few repeat purchases, P(alive) near ½), far less for the rest.
     fn default() -> Self {
         Self {
             burn_in: 500,
