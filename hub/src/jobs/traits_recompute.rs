@@ -66,7 +66,7 @@ fn fit_and_write(
         // Why p_alive, expected purchases and CLV are the population defaults (null: fitted).
         "provisional": population.models.provisional,
         // The purchase model behind p_alive and expected purchases, and how it won.
-        "purchase_model": population.models.purchase_model.map(|p| p.candidate().name()),
+        "purchase_model": population.models.purchase_model_name(),
         "selection": population.models.selection.as_ref().map(|s| serde_json::json!({
             "chosen": s.chosen,
             "mae_gain_percent": s.mae_gain_percent,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::history::{date_of_day, day_number, CustomerHistory};
 use super::panel::Panel;
-use super::selection::{learn_window, select, Candidate, Score, Selection, Trainer};
+use super::selection::{learn_window, select, Candidate, Score, Selection, Trainer, PARETO_GGG};
 
 /// The back-test's findings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +65,10 @@ pub fn backtest(histories: &[CustomerHistory], split: NaiveDate, horizon_days: u
             Ok(predictor) => models.push(trainer.score(&predictor, split_day, horizon_days)),
             Err(why) => warnings.push(format!("{}: {why}", candidate.name())),
         }
+    }
+    match trainer.score_pareto_ggg(split_day, horizon_days) {
+        Ok(score) => models.push(score),
+        Err(why) => warnings.push(format!("{PARETO_GGG}: {why}")),
     }
     let selection = match select(&mut trainer, split_day, horizon_days) {
         Ok(selection) => Some(selection),

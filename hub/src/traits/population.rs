@@ -11,9 +11,11 @@ use super::gamma_gamma::GammaGamma;
 use super::history::{day_number, CustomerHistory};
 use super::model::{ModelKind, PurchaseModel};
 use super::panel::Panel;
+use super::pareto_ggg::{self, Hyper};
 use super::rfm::quintile_scores;
 use super::selection::{
-    chosen, learn_window, select, Candidate, Predictor, Selection, TrainError, Trainer,
+    chosen, learn_window, select, Candidate, Predictor, Sampled, Selection, TrainError, Trainer,
+    PARETO_GGG,
 };
 use super::uncertainty::{interval, laplace_samples, prior_samples, LEVEL, SAMPLES};
 
@@ -113,7 +115,7 @@ pub struct IntervalMethod {
     pub level: f64,
     pub samples: usize,
     /// `laplace`: the fit's own curvature; `prior`: a spread around the population
-    /// defaults (provisional traits).
+    /// defaults (provisional traits); `posterior`: Pareto/GGG's MCMC draws.
     pub source: &'static str,
 }
 
@@ -127,8 +129,11 @@ pub struct Models {
     /// The baseline's parameters as of the date (the defaults when provisional).
     pub bgnbd: Option<BgNbd>,
     /// The model behind p_alive and expected purchases: the candidate the selection
-    /// chose, fitted on all the data, or BG/NBD.
+    /// chose, fitted on all the data, or BG/NBD; `None` when Pareto/GGG won.
     pub purchase_model: Option<Predictor>,
+    /// Pareto/GGG's hyperparameters (posterior means), when it won the selection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pareto_ggg: Option<Hyper>,
     /// How the model was chosen (absent when there was no choice to make: see notes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
@@ -145,6 +150,18 @@ pub struct Models {
     pub provisional: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl Models {
+    /// The name of the model behind p_alive and expected purchases (`bgnbd`,
+    /// `pareto_nbd+correction`, `pareto_ggg`, …), if there is one.
+    pub fn purchase_model_name(&self) -> Option<String> {
+        match (&self.pareto_ggg, &self.purchase_model) {
+            (Some(_), _) => Some(PARETO_GGG.to_string()),
+            (None, Some(p)) => Some(p.candidate().name()),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,8 +236,21 @@ pub fn compute(
     };
 
     let horizon = f64::from(horizon_days);
-    let (intervals, interval) = match &choice.predictor {
-        Some(predictor) => uncertain(
+    let (intervals, interval) = match (&choice.sampled, &choice.predictor) {
+        // Pareto/GGG's intervals are its posterior draws'.
+        (Some(sampled), _) => {
+            let mut out = vec![None; histories.len()];
+            for (i, p) in &sampled.predictions {
+                out[*i] = Some((p.p_alive_interval, p.expected_purchases_interval));
+            }
+            let method = IntervalMethod {
+                level: LEVEL,
+                samples: pareto_ggg::Settings::default().draws as usize,
+                source: "posterior",
+            };
+            (out, Some(method))
+        }
+        (None, Some(predictor)) => uncertain(
             &mut trainer,
             predictor,
             provisional.is_some(),
@@ -228,8 +258,13 @@ pub fn compute(
             horizon,
             &mut notes,
         ),
-        None => (vec![None; histories.len()], None),
+        (None, None) => (vec![None; histories.len()], None),
     };
+    // Pareto/GGG's point predictions, by input index.
+    let mut sampled: Vec<Option<(f64, f64)>> = vec![None; histories.len()];
+    for (i, p) in choice.sampled.iter().flat_map(|s| &s.predictions) {
+        sampled[*i] = Some((p.p_alive, p.expected_purchases));
+    }
     let mut customers: Vec<Option<CustomerTraits>> = vec![None; histories.len()];
     let mut unconverged = 0usize;
     for (rank, &i) in active.iter().enumerate() {
@@ -239,14 +274,17 @@ pub fn compute(
             t_x: f64::from(s.recency_days),
             t: f64::from(s.t_days),
         };
-        let p_alive = choice.predictor.map(|m| m.model.p_alive(observation));
-        let expected_purchases = choice.predictor.and_then(|m| {
-            let e = m.expected_purchases(observation, panel.covariates(i, as_of_day), horizon);
-            if e.is_none() {
-                unconverged += 1;
+        let (p_alive, expected_purchases) = match (sampled[i], choice.predictor) {
+            (Some((p, e)), _) => (Some(p), Some(e)),
+            (None, Some(m)) => {
+                let e = m.expected_purchases(observation, panel.covariates(i, as_of_day), horizon);
+                if e.is_none() {
+                    unconverged += 1;
+                }
+                (Some(m.model.p_alive(observation)), e)
             }
-            e
-        });
+            (None, None) => (None, None),
+        };
         let expected_spend = match gamma_gamma {
             Some(g) => Some(g.expected_spend(s.frequency, s.monetary_cents)),
             // Provisional: the customer's own spend per purchase stands in.
@@ -319,6 +357,7 @@ pub fn compute(
             margin_percent,
             bgnbd: choice.bgnbd,
             purchase_model: choice.predictor,
+            pareto_ggg: choice.sampled.map(|s| s.hyper),
             selection: choice.selection,
             gamma_gamma,
             interval,
@@ -335,6 +374,8 @@ pub fn compute(
 #[derive(Debug, Default)]
 struct Choice {
     predictor: Option<Predictor>,
+    /// Pareto/GGG, when it won (`predictor` is then `None`).
+    sampled: Option<Sampled>,
     bgnbd: Option<BgNbd>,
     selection: Option<Selection>,
     provisional: Option<String>,
@@ -362,6 +403,7 @@ fn choose(
                 model: PurchaseModel::BgNbd(DEFAULT_BGNBD),
                 correction: None,
             }),
+            sampled: None,
             bgnbd: Some(DEFAULT_BGNBD),
             selection: None,
             provisional: Some(reason),
@@ -389,13 +431,25 @@ fn choose(
     let selection = select(trainer, as_of_day, horizon_days)
         .map_err(|why| notes.push(why))
         .ok();
+    // Pareto/GGG, when it won, sampled on everything; BG/NBD if that fails.
+    let mut sampled = None;
+    if selection.as_ref().is_some_and(|s| s.chosen == PARETO_GGG) {
+        match trainer.sample_pareto_ggg(as_of_day, horizon_days) {
+            Ok(s) => sampled = Some(s),
+            Err(why) => notes.push(format!("{PARETO_GGG}: {why}: BG/NBD is used")),
+        }
+    }
     let candidate = selection.as_ref().map_or(Candidate::BASELINE, chosen);
     let window = learn_window(trainer.panel(), as_of_day, horizon_days);
-    let predictor = match trainer.train(candidate, as_of_day, window) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            notes.push(format!("{e}: BG/NBD is used"));
-            trainer.train(Candidate::BASELINE, as_of_day, window).ok()
+    let predictor = if sampled.is_some() {
+        None
+    } else {
+        match trainer.train(candidate, as_of_day, window) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                notes.push(format!("{e}: BG/NBD is used"));
+                trainer.train(Candidate::BASELINE, as_of_day, window).ok()
+            }
         }
     };
     if let Some(s) = &selection {
@@ -407,6 +461,7 @@ fn choose(
     }
     Choice {
         predictor,
+        sampled,
         bgnbd: baseline,
         selection,
         provisional: None,

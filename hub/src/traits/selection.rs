@@ -12,6 +12,7 @@ use super::bgnbd::{FitError, Observation};
 use super::correction::Correction;
 use super::model::{ModelKind, PurchaseModel};
 use super::panel::{group, Covariates, Panel};
+use super::pareto_ggg::{self, GggCustomer, Hyper, Prediction};
 
 /// A candidate: a purchase model, with or without the learned correction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -343,6 +344,102 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Pareto/GGG's name in reports, the API and the export. It is not a [`Candidate`]:
+/// its predictions come from an MCMC over every customer, not from a formula of
+/// (x, t_x, T), so it is sampled per day and horizon, and only up to
+/// [`pareto_ggg::MAX_CUSTOMERS`] customers.
+pub const PARETO_GGG: &str = "pareto_ggg";
+
+/// Pareto/GGG sampled as of a day: each known customer's prediction, by input index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub hyper: Hyper,
+    pub predictions: Vec<(usize, Prediction)>,
+}
+
+impl Trainer<'_> {
+    /// Pareto/GGG sampled on what was known at the end of `day`, predicting the
+    /// `horizon_days` after it; `Err` says why not.
+    pub fn sample_pareto_ggg(&mut self, day: i64, horizon_days: u32) -> Result<Sampled, String> {
+        let panel = self.panel;
+        let known: Vec<(usize, GggCustomer)> = self
+            .at(day)
+            .each
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                o.map(|o| {
+                    let customer = GggCustomer {
+                        x: o.x,
+                        t_x: o.t_x,
+                        t: o.t,
+                        sum_ln_gaps: panel.sum_ln_gaps(i, day),
+                    };
+                    (i, customer)
+                })
+            })
+            .collect();
+        if known.len() > pareto_ggg::MAX_CUSTOMERS {
+            return Err(format!(
+                "{} customers are more than its sampler's limit of {}",
+                known.len(),
+                pareto_ggg::MAX_CUSTOMERS
+            ));
+        }
+        let customers: Vec<GggCustomer> = known.iter().map(|(_, c)| *c).collect();
+        let settings = pareto_ggg::Settings {
+            // Seeded by the day: the same data give the same draws.
+            seed: day as u64,
+            ..pareto_ggg::Settings::default()
+        };
+        let posterior = pareto_ggg::sample(&customers, f64::from(horizon_days), &settings)
+            .map_err(|e| format!("not fitted: {e}"))?;
+        Ok(Sampled {
+            hyper: posterior.hyper,
+            predictions: known
+                .iter()
+                .map(|(i, _)| *i)
+                .zip(posterior.predictions)
+                .collect(),
+        })
+    }
+
+    /// Pareto/GGG sampled at the end of `day` and scored, like [`score`](Self::score),
+    /// on the `horizon_days` after it.
+    pub fn score_pareto_ggg(&mut self, day: i64, horizon_days: u32) -> Result<Score, String> {
+        let sampled = self.sample_pareto_ggg(day, horizon_days)?;
+        let until = day + i64::from(horizon_days);
+        let pairs: Vec<(f64, f64)> = sampled
+            .predictions
+            .iter()
+            .map(|(i, p)| {
+                let actual = self.panel.purchase_days_between(*i, day, until);
+                (p.expected_purchases, f64::from(actual))
+            })
+            .collect();
+        Ok(Score {
+            parameters: describe_hyper(&sampled.hyper),
+            ..score(PARETO_GGG.to_string(), &pairs, 0)
+        })
+    }
+}
+
+/// Pareto/GGG's hyperparameters as `t 3.1, gamma 1.0, …`.
+pub fn describe_hyper(h: &Hyper) -> String {
+    [
+        ("t", h.t),
+        ("gamma", h.gamma),
+        ("r", h.r),
+        ("alpha", h.alpha),
+        ("s", h.s),
+        ("beta", h.beta),
+    ]
+    .iter()
+    .map(|(name, v)| format!("{name} {v:.4e}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// Errors, totals and top-decile precision of (predicted, actual) pairs.
 pub fn score(model: String, pairs: &[(f64, f64)], unconverged: usize) -> Score {
     let n = pairs.len().max(1) as f64;
@@ -502,6 +599,10 @@ pub fn select(
             Err(why) => skipped.push(format!("{}: {why}", candidate.name())),
         }
     }
+    match trainer.score_pareto_ggg(start, days) {
+        Ok(score) => scores.push(score),
+        Err(why) => skipped.push(format!("{PARETO_GGG}: {why}")),
+    }
     let baseline = scores
         .iter()
         .find(|s| s.model == Candidate::BASELINE.name())
@@ -536,7 +637,8 @@ pub fn winner(scores: &[Score]) -> Option<&Score> {
     pool.into_iter().min_by(|a, b| a.mae.total_cmp(&b.mae))
 }
 
-/// The candidate a selection chose.
+/// The candidate a selection chose (the baseline when Pareto/GGG won: see
+/// [`PARETO_GGG`]).
 pub fn chosen(selection: &Selection) -> Candidate {
     Candidate::all()
         .into_iter()

@@ -10,7 +10,9 @@ use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY}
 use super::model::ModelKind;
 use super::panel::{group, Panel};
 use super::rfm::summarize;
-use super::selection::{learn_window, score, select, winner, Candidate, Trainer, Window};
+use super::selection::{
+    learn_window, score, select, winner, Candidate, Trainer, Window, PARETO_GGG,
+};
 use super::simulate::{self, Rng};
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -205,13 +207,19 @@ fn selection_looks_at_nothing_after_its_day() {
     // A year and a half of data: the same season a year before.
     assert_eq!(with_future.calibration_end, day(2025, 6, 30));
     // Half a year of data before that window: too little to learn a 90-day correction
-    // for it, so only the uncorrected candidates are judged.
-    assert_eq!(
-        with_future.scores.len(),
-        ModelKind::ALL.len(),
-        "{:?}",
-        with_future.skipped
-    );
+    // for it, so only the uncorrected candidates are judged, and Pareto/GGG (few
+    // customers: it is sampled).
+    let names: Vec<&str> = with_future
+        .scores
+        .iter()
+        .map(|s| s.model.as_str())
+        .collect();
+    let mut expected: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+    expected.push(PARETO_GGG);
+    assert_eq!(names, expected, "{:?}", with_future.skipped);
+    let ggg = with_future.scores.last().unwrap();
+    assert!(ggg.parameters.starts_with("t "), "{ggg:?}");
+    assert!(ggg.mae.is_finite() && ggg.predicted_total > 0.0, "{ggg:?}");
     assert!(with_future.scores.iter().all(|s| !s.model.contains('+')));
     assert_eq!(with_future.skipped.len(), ModelKind::ALL.len());
     for why in &with_future.skipped {
@@ -239,7 +247,7 @@ fn corrected_candidates_are_judged_when_their_correction_window_is_as_long_as_th
     assert_eq!(selection.calibration_end, day(2025, 12, 31));
     assert_eq!(
         selection.scores.len(),
-        Candidate::all().len(),
+        Candidate::all().len() + 1,
         "{:?}",
         selection.skipped
     );
@@ -411,4 +419,20 @@ fn predict_is_p_alive_and_expected_purchases_for_every_model() {
             assert_eq!(e, m.expected_purchases(o, 90.0), "{kind:?} {o:?}");
         }
     }
+}
+
+#[test]
+fn pareto_ggg_is_left_out_above_its_sampler_limit_and_says_why() {
+    use super::pareto_ggg::MAX_CUSTOMERS;
+    let end = day(2026, 6, 30);
+    let histories = simulated(9, MAX_CUSTOMERS + 1, end);
+    let panel = Panel::new(&histories);
+    let mut trainer = Trainer::new(&panel);
+    let (known, _) = trainer.population(day_number(end));
+    assert!(known > MAX_CUSTOMERS, "{known}");
+    let why = trainer.score_pareto_ggg(day_number(end), 90).unwrap_err();
+    assert_eq!(
+        why,
+        format!("{known} customers are more than its sampler's limit of {MAX_CUSTOMERS}")
+    );
 }
