@@ -7,7 +7,7 @@ use std::process::Command;
 
 use chrono::NaiveDate;
 use till360_hub::traits::history::{day_number, CustomerHistory};
-use till360_hub::traits::model::ModelKind;
+use till360_hub::traits::selection::{Candidate, PARETO_GGG};
 use till360_hub::traits::simulate;
 
 use crate::common::Site;
@@ -159,9 +159,11 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
         .unwrap_or_else(|| panic!("no model note: {err}"));
     assert!(note.contains("% below BG/NBD's"), "{note}");
     assert!(
-        ModelKind::ALL
+        Candidate::all()
             .iter()
-            .any(|m| note.contains(&format!("model: {}", m.name()))),
+            .map(|c| c.name())
+            .chain([PARETO_GGG.to_string()])
+            .any(|m| note.contains(&format!("model: {m} "))),
         "{note}"
     );
     let csv = std::fs::read_to_string(&out).unwrap();
