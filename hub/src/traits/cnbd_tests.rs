@@ -5,6 +5,7 @@
 use super::bgnbd::{BgNbd, FitError, Observation};
 use super::cnbd::CnbdK;
 use super::mbgnbd::MbgNbd;
+use super::model_tests::gamma_nodes;
 use super::simulate::Rng;
 use super::special::ln_gamma;
 
@@ -95,26 +96,6 @@ fn k1_is_bgnbd_and_mbgnbd() {
 // ---------------------------------------------------------------------------------
 // 2. Against a 2-D quadrature of the individual-level model.
 
-/// Nodes (λ, weight) for λ ~ Gamma(shape, rate) in v = ln λ, weight = step · density · λ,
-/// for integrands density · λ^P e^{−cλ} · (bounded), P ∈ [p_lo, p_hi], c ∈ [c_lo, c_hi]:
-/// from far below the smallest peak to far above the largest, with a step that resolves
-/// the sharpest peak (width 1/√(shape+P) in v).
-fn lambda_nodes(shape: f64, rate: f64, p: (f64, f64), c: (f64, f64)) -> Vec<(f64, f64)> {
-    let (low, high) = (shape + p.0, shape + p.1);
-    let lo = (low / (rate + c.1)).ln() - 40.0 / low - 5.0;
-    let hi = ((high + 10.0 * high.sqrt() + 60.0) / (rate + c.0)).ln();
-    let step = (0.5 / high.sqrt()).min(0.2);
-    let ln_norm = shape * rate.ln() - ln_gamma(shape);
-    let n = ((hi - lo) / step).ceil() as usize;
-    (0..=n)
-        .map(|i| {
-            let v = lo + i as f64 * step;
-            let lambda = v.exp();
-            (lambda, step * (ln_norm + shape * v - rate * lambda).exp())
-        })
-        .collect()
-}
-
 /// Nodes (ln p, ln(1−p), weight) for p ~ Beta(a, b) in w = logit p, weight = step ·
 /// density · p(1−p), for integrands p^{a'} (1−p)^{b'}, a' ∈ [a, a+1], b' ∈ [b, b+extra].
 fn p_nodes(a: f64, b: f64, extra: f64) -> Vec<(f64, f64, f64)> {
@@ -165,7 +146,7 @@ fn reference(m: &CnbdK, o: Observation, litt: f64, horizons: &[f64]) -> Referenc
     let extra = if m.dropout_at_zero { 1.0 } else { 0.0 };
     let s = o.t - o.t_x;
     let t_max = horizons.iter().copied().fold(0.0, f64::max);
-    let lambdas = lambda_nodes(m.r, m.alpha, (kf * x, kf * x + kf), (o.t_x, o.t + t_max));
+    let lambdas = gamma_nodes(m.r, m.alpha, kf * x, kf * x + kf, o.t + t_max);
     let ps = p_nodes(m.a, m.b, x + 1.0);
     let ln_fact = (1..k).map(|i| (i as f64).ln()).sum::<f64>();
     let can_die = m.dropout_at_zero || o.x > 0;
