@@ -6,13 +6,20 @@
 //! τ ~ Exp(μ) runs from the first purchase. Given (k, λ, τ) the data (x, t_x, T, Σ ln gaps)
 //! have likelihood ∏ Gamma-pdf(gap; k, kλ) · Q(k, kλ(min(τ, T) − t_x)).
 //!
-//! The Gibbs sweep: per customer, k and λ by slice sampling on the log scale, μ | τ ~
-//! Gamma(s + 1, β + τ), then (alive at T, τ) exactly: with u = τ − t_x and d = T − t_x,
+//! The Gibbs sweep: per customer, μ | status ~ Gamma(s + dead, β + min(τ, T)) and an
+//! alive customer's τ − T ~ Exp(μ) (the rest of the hyperparameter block below), k and λ
+//! by slice sampling on the log scale given min(τ, T), then the block (μ, τ): μ with τ
+//! integrated out, by a slice step on ln μ of Gamma(μ; s, β) e^−μt_x (1 − ρ^k P(k,
+//! (kλ+μ)d)), then (alive at T, τ) exactly: with u = τ − t_x and d = T − t_x,
 //! P(τ > T) ∝ e^−μT Q(k, kλd) and P(τ ∈ t_x + du) ∝ e^−μt_x μe^−μu Q(k, kλu) du, whose
 //! integral C(u) = 1 − ρ^k + ρ^k Q(k, (kλ+μ)u) − e^−μu Q(k, kλu), ρ = kλ/(kλ+μ), is in
-//! closed form (by parts), so a dead customer's τ is drawn by inverting C. Then each
-//! (shape, rate) pair of hyperparameters: the shape by slice sampling with the mean held
-//! (a move along the ridge), the rate from its Gamma conditional; priors Gamma(0.001, 0.001).
+//! closed form (by parts), so a dead customer's τ is drawn by inverting C. (Updating μ
+//! given τ instead crawls: μ and τ move together, and (s, β) with the μ's.) Then the
+//! hyperparameters: (t, γ) and (r, α) each by the shape's slice step with the mean held
+//! (a move along the ridge) and the rate from its Gamma conditional; (s, β) given only
+//! each customer's status (alive at T, or dead at τ), μ integrated out (a Lomax
+//! likelihood), by slice steps on ln s with the mean held, on ln β and on ln s. Priors
+//! Gamma(0.001, 0.001).
 //!
 //! Predictions per retained draw are Rao–Blackwellised: P(alive at T | k, λ, μ, data)
 //! exactly, and E[purchases in (T, T+h]] = P(alive) · E[Σ e^−μs over the future purchase
@@ -27,7 +34,9 @@ use serde::Serialize;
 
 use super::bgnbd::FitError;
 use super::simulate::Rng;
-use super::special::{expm1_over, ln_gamma, ln_gamma_q, ln_gamma_q_with, ln_incomplete_gamma};
+use super::special::{
+    expm1_over, ln_gamma, ln_gamma_q, ln_gamma_q_with, ln_incomplete_gamma, ln_one_minus_exp,
+};
 
 /// One customer: x repeat purchases, the last at t_x, observed until T (days since the
 /// first purchase), and Σ ln gaps over the x gaps (0 when x = 0).
@@ -61,9 +70,11 @@ pub struct Settings {
 
 impl Default for Settings {
     /// 500 + 500 sweeps: the hyperparameters settle within a few hundred sweeps from the
-    /// moment-based start. The draws are autocorrelated (μ and τ move together): the
-    /// Monte-Carlo error of a customer's P(alive) is up to ~0.03 for the uncertain ones
-    /// (no or few repeat purchases, P(alive) near ½), far less for the rest.
+    /// moment-based start (a dropout shape s weakly identified by the data wanders along
+    /// its ridge with an autocorrelation of some tens of sweeps; on CDNOW's 2,349
+    /// customers two seeds gave s 0.87 and 0.89, with other random streams 0.64 and 0.91,
+    /// their predicted totals within ~3 %). A customer's P(alive) has a Monte-Carlo error up to ~0.03 for the
+    /// uncertain ones (no or few repeat purchases, P(alive) near ½), far less for the rest.
     fn default() -> Self {
         Self {
             burn_in: 500,
@@ -92,11 +103,11 @@ pub struct Posterior {
 }
 
 /// The most customers `sample` handles within about 20 s (release build, one core,
-/// default settings, i.e. 1,000 sweeps). Measured: 2.8–2.9 µs per customer-sweep for
-/// monthly buyers (k ≈ 3, 180-day horizon; 2,000 customers in 5.8 s, 10,000 in 28 s) and
-/// 3.8 µs for weekly buyers at a 365-day horizon (longer simulated futures; 2,000 in
-/// 7.5 s), so 20 s / 3.8 ms ≈ 5,300, rounded down.
-pub const MAX_CUSTOMERS: usize = 5_000;
+/// default settings, i.e. 1,000 sweeps). Measured: 4.3 µs per customer-sweep on CDNOW
+/// (2,349 customers in 10.0 s; the μ slice with τ integrated out and the exact τ draw
+/// cost more than the old μ | τ sweeps' 2.8–3.8 µs). Weekly buyers' longer simulated
+/// futures added ~1 µs in that older measurement, so 20 s / 5.3 ms ≈ 3,800.
+pub const MAX_CUSTOMERS: usize = 3_800;
 
 /// Simulated futures averaged per draw for the expected purchases (one when more than
 /// 20 purchases are expected over the horizon).
@@ -138,6 +149,9 @@ pub(crate) struct Run {
     /// Read by the tests (batch means against Pareto/NBD).
     #[cfg_attr(not(test), allow(dead_code))]
     pub draws: Vec<Vec<(f32, f32)>>,
+    /// The kept hyperparameter draws (read by the tests: mixing across seeds).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub hypers: Vec<Hyper>,
 }
 
 /// A customer's data, cleaned so nothing downstream sees NaN or t_x outside [0, T].
@@ -237,6 +251,7 @@ pub(crate) fn run(
         .clamp(1, 8);
     let chunk = states.len().div_ceil(threads).max(64);
     let mut hyper_sum = [0.0; 6];
+    let mut hypers = Vec::with_capacity(settings.draws as usize);
     let sweeps = settings.burn_in + settings.draws;
     for sweep in 0..sweeps {
         let keep = sweep >= settings.burn_in;
@@ -258,14 +273,12 @@ pub(crate) fn run(
             });
         }
         if pinned.hyper.is_none() {
-            let mut sums = [0.0; 6];
+            let mut sums = [0.0; 4];
             for s in &states {
                 sums[0] += s.k;
                 sums[1] += s.k.ln();
                 sums[2] += s.lambda;
                 sums[3] += s.lambda.ln();
-                sums[4] += s.mu;
-                sums[5] += s.mu.ln();
             }
             if pinned.k.is_none() {
                 (hyper.t, hyper.gamma) =
@@ -273,10 +286,14 @@ pub(crate) fn run(
             }
             (hyper.r, hyper.alpha) =
                 update_gamma_pair(&mut rng, hyper.r, hyper.alpha, n, sums[2], sums[3]);
-            (hyper.s, hyper.beta) =
-                update_gamma_pair(&mut rng, hyper.s, hyper.beta, n, sums[4], sums[5]);
+            let status: Vec<(f64, bool)> = states
+                .iter()
+                .map(|s| (s.tau.min(s.data.t), s.tau <= s.data.t))
+                .collect();
+            (hyper.s, hyper.beta) = update_lifetime_pair(&mut rng, hyper.s, hyper.beta, &status);
         }
         if keep {
+            hypers.push(hyper);
             let Hyper {
                 t,
                 gamma,
@@ -310,6 +327,7 @@ pub(crate) fn run(
             predictions,
         },
         draws: states.into_iter().map(|s| s.draws).collect(),
+        hypers,
     })
 }
 
@@ -362,6 +380,18 @@ fn central_80(v: &mut [f32]) -> [f64; 2] {
 /// One Gibbs sweep over a customer's (k, λ, μ, τ).
 fn update(s: &mut State, h: &Hyper, pinned_k: Option<f64>) {
     let d = s.data;
+    // The rest of the hyperparameter block (s, β, μ, τ beyond T) given the status:
+    // μ | status ~ Gamma(s + dead, β + min(τ, T)), then an alive customer's τ − T ~ Exp(μ).
+    let alive = s.tau > d.t;
+    let exposure = s.tau.min(d.t);
+    let shape = if alive { h.s } else { h.s + 1.0 };
+    s.mu = s
+        .rng
+        .gamma(shape, 1.0 / (h.beta + exposure))
+        .clamp(LN_RATE.0.exp(), LN_RATE.1.exp());
+    if alive {
+        s.tau = d.t + s.rng.exponential(s.mu);
+    }
     // Silence the survival term covers: until death or T, from the last purchase.
     let c = (s.tau.min(d.t) - d.t_x).max(0.0);
     if pinned_k.is_none() {
@@ -376,11 +406,32 @@ fn update(s: &mut State, h: &Hyper, pinned_k: Option<f64>) {
         s.k = slice(&mut s.rng, s.k.ln(), 0.5, log_density).exp();
     }
     s.lambda = draw_lambda(s, h, c);
-    s.mu = s
-        .rng
-        .gamma(h.s + 1.0, 1.0 / (h.beta + s.tau))
-        .clamp(LN_RATE.0.exp(), LN_RATE.1.exp());
+    // μ | k, λ with τ integrated out (μ | τ alone crawls: they move together), then τ
+    // exactly given μ: together a draw of the block (μ, τ).
+    let (k, rate) = (s.k, s.k * s.lambda);
+    let lg = ln_gamma(k);
+    let silence = d.t - d.t_x;
+    let log_density = |ln_mu: f64| {
+        if !(LN_RATE.0..=LN_RATE.1).contains(&ln_mu) {
+            return f64::NEG_INFINITY;
+        }
+        let mu = ln_mu.exp();
+        h.s * ln_mu - (h.beta + d.t_x) * mu + ln_lifetime_factor(k, lg, rate, mu, silence)
+    };
+    s.mu = slice(&mut s.rng, s.mu.ln(), 1.0, log_density).exp();
     draw_tau(s);
+}
+
+/// ln of the lifetime's factor in the likelihood given (k, λ, μ), without e^−μt_x:
+/// P(τ > T)·Q(k, kλd)·e^μt_x + C(d) = 1 − ρ^k P(k, (kλ+μ)d), d = T − t_x,
+/// ρ = kλ/(kλ+μ) (the alive term cancels against C's last one).
+pub(crate) fn ln_lifetime_factor(k: f64, lg: f64, rate: f64, mu: f64, silence: f64) -> f64 {
+    if silence <= 0.0 {
+        return 0.0;
+    }
+    let ln_rho_k = -k * (mu / rate).ln_1p();
+    let ln_p = ln_one_minus_exp(ln_gamma_q_with(k, (rate + mu) * silence, lg));
+    ln_one_minus_exp((ln_rho_k + ln_p).min(0.0))
 }
 
 /// λ | k, τ: its density is Gamma(r + kx, α + k t_x) times Q(k, kλc) ≤ 1, so a few
@@ -490,23 +541,26 @@ fn draw_tau(s: &mut State) {
         s.tau = d.t + s.rng.exponential(mu);
         return;
     }
-    // Dead: u = τ − t_x ∈ (0, silence), density ∝ e^−μu Q(k, kλu). From a dead τ a
-    // slice step (a few Q); from an alive one an exact draw, C(u) = U · C(silence) by
-    // safeguarded Newton. (Which one depends only on the previous τ, drawn from the
-    // same conditional, so the mixture keeps it invariant.)
-    let previous = s.tau - d.t_x;
-    let u = if s.tau < d.t && previous > 0.0 {
-        let log_density = |u: f64| {
-            if u <= 0.0 || u >= silence {
-                return f64::NEG_INFINITY;
+    // Dead: u = τ − t_x ∈ (0, silence), density ∝ e^−μu Q(k, kλu), drawn exactly
+    // (μ was just drawn with τ integrated out, so the old τ must not be a starting
+    // point): C(u) = U · C(silence) by safeguarded Newton.
+    // When the survival factor Q keeps a good share of the truncated Exp(μ) mass,
+    // rejection from that Exp (one Q per try) is cheaper. (The choice depends only on
+    // (k, λ, μ), and a refused run falls back to the inversion: still exact.)
+    let truncated = -(-mu * silence).exp_m1();
+    let mut u = f64::NAN;
+    if dead_mass >= 0.3 * truncated {
+        for _ in 0..8 {
+            let v = -(-s.rng.uniform() * truncated).ln_1p() / mu;
+            if v > 0.0 && v < silence && s.rng.uniform().ln() < ln_gamma_q_with(k, rate * v, lg) {
+                u = v;
+                break;
             }
-            -mu * u + ln_gamma_q_with(k, rate * u, lg)
-        };
-        let w = silence.min(2.0 / s.lambda + 1.0);
-        slice(&mut s.rng, previous, w, log_density)
-    } else {
-        invert_death_mass(&mut s.rng, k, lg, rate, mu, silence, dead_mass)
-    };
+        }
+    }
+    if u.is_nan() {
+        u = invert_death_mass(&mut s.rng, k, lg, rate, mu, silence, dead_mass);
+    }
     s.tau = d.t_x + u.clamp(0.0, silence);
 }
 
@@ -680,4 +734,33 @@ fn update_gamma_pair(rng: &mut Rng, a: f64, b: f64, n: f64, sum: f64, sum_ln: f6
     let a = slice(rng, a.ln(), 0.3, log_density).exp();
     let b = rng.gamma(PRIOR.0 + n * a, 1.0 / (PRIOR.1 + sum));
     (a, b.max(1e-300))
+}
+
+/// (s, β) given each customer's status, μ and an alive lifetime's excess over T
+/// integrated out: alive at T with probability (β/(β+T))^s, dead at τ with the Lomax
+/// density sβ^s/(β+τ)^(s+1). (μ | τ ties (s, β) to the μ's, which move slowly; the
+/// status moves freely.) Slice steps on ln s with the mean s/β held, then on ln β, then
+/// on ln s. `status`: (min(τ, T), dead).
+fn update_lifetime_pair(rng: &mut Rng, s: f64, beta: f64, status: &[(f64, bool)]) -> (f64, f64) {
+    let dead = status.iter().filter(|v| v.1).count() as f64;
+    let n = status.len() as f64;
+    let log_density = |ln_s: f64, ln_b: f64| {
+        if !(-10.0..=10.0).contains(&ln_s) || !(-30.0..=30.0).contains(&ln_b) {
+            return f64::NEG_INFINITY;
+        }
+        let (a, b) = (ln_s.exp(), ln_b.exp());
+        let mut sum = 0.0;
+        for &(e, d) in status {
+            let w = if d { a + 1.0 } else { a };
+            sum -= w * (b + e).ln();
+        }
+        dead * ln_s + n * a * ln_b + sum + PRIOR.0 * ln_s - PRIOR.1 * a + PRIOR.0 * ln_b
+            - PRIOR.1 * b
+    };
+    let ln_mean = s.ln() - beta.ln();
+    let ln_s = slice(rng, s.ln(), 0.3, |ln_s| log_density(ln_s, ln_s - ln_mean));
+    let ln_b0 = ln_s - ln_mean;
+    let ln_b = slice(rng, ln_b0, 0.3, |ln_b| log_density(ln_s, ln_b));
+    let ln_s = slice(rng, ln_s, 0.3, |ln_s| log_density(ln_s, ln_b));
+    (ln_s.exp(), ln_b.exp())
 }
