@@ -68,7 +68,13 @@ fn obs((x, t_x, t): (u32, f64, f64)) -> Observation {
 /// weight = step · density(λ) · λ. The grid covers integrands density · λ^k e^{−cλ}
 /// for k ∈ [k_lo, k_hi], c ∈ [rate, c_hi] to e^−40 of their peak; the step resolves
 /// the sharpest peak (curvature shape + k_hi in v) to ~e^−79.
-pub(super) fn gamma_nodes(shape: f64, rate: f64, k_lo: f64, k_hi: f64, c_hi: f64) -> Vec<(f64, f64)> {
+pub(super) fn gamma_nodes(
+    shape: f64,
+    rate: f64,
+    k_lo: f64,
+    k_hi: f64,
+    c_hi: f64,
+) -> Vec<(f64, f64)> {
     let (lo_power, hi_power) = (shape + k_lo, shape + k_hi);
     let lo = (lo_power / c_hi).ln() - 40.0 / lo_power - 5.0;
     let hi = ((hi_power + 10.0 * hi_power.sqrt() + 60.0) / rate).ln();

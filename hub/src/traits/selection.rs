@@ -362,8 +362,16 @@ impl Trainer<'_> {
     /// `horizon_days` after it; `Err` says why not.
     pub fn sample_pareto_ggg(&mut self, day: i64, horizon_days: u32) -> Result<Sampled, String> {
         let panel = self.panel;
-        let known: Vec<(usize, GggCustomer)> = self
-            .at(day)
+        let at = self.at(day);
+        // Counted first: above the limit, nobody's gaps are read.
+        let count = at.each.iter().flatten().count();
+        if count > pareto_ggg::MAX_CUSTOMERS {
+            return Err(format!(
+                "{count} customers are more than its sampler's limit of {}",
+                pareto_ggg::MAX_CUSTOMERS
+            ));
+        }
+        let known: Vec<(usize, GggCustomer)> = at
             .each
             .iter()
             .enumerate()
@@ -379,13 +387,6 @@ impl Trainer<'_> {
                 })
             })
             .collect();
-        if known.len() > pareto_ggg::MAX_CUSTOMERS {
-            return Err(format!(
-                "{} customers are more than its sampler's limit of {}",
-                known.len(),
-                pareto_ggg::MAX_CUSTOMERS
-            ));
-        }
         let customers: Vec<GggCustomer> = known.iter().map(|(_, c)| *c).collect();
         let settings = pareto_ggg::Settings {
             // Seeded by the day: the same data give the same draws.
