@@ -168,6 +168,23 @@ fn backtest_reports_every_model_as_a_table_and_as_json() {
     );
     let csv = std::fs::read_to_string(&out).unwrap();
     assert_eq!(csv.lines().count() as u64, customers + 1, "{err}");
+    // On these (seeded) customers Pareto/GGG wins, so this is also the end-to-end test of
+    // its path: its posterior gives every customer's values and 80 % ranges.
+    assert!(note.contains(&format!("model: {PARETO_GGG} ")), "{note}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for row in csv.lines().skip(1) {
+        let fields: Vec<&str> = row.split(',').collect();
+        let value = |name: &str| -> f64 { fields[column(name)].parse().unwrap() };
+        for (low, high) in [
+            ("p_alive_low", "p_alive_high"),
+            ("expected_purchases_low", "expected_purchases_high"),
+        ] {
+            assert!(value(low) <= value(high), "{row}");
+        }
+        assert!((0.0..=1.0).contains(&value("p_alive")), "{row}");
+        assert!(value("expected_purchases") >= 0.0, "{row}");
+    }
 
     // Bad input: a clear error, nothing else.
     let (ok, _, err) = hub_command(&[
