@@ -1,8 +1,8 @@
 //! A correction learned from the customers' own recent past: a purchase model's
 //! prediction is re-weighted by a few features (did they ever come back, how alive,
-//! how many repeat days, how much online and on sale, their own naive rate), with
-//! weights fitted by least squares to what the customers did in the last part of the
-//! calibration window, predicted from the part before it. Ridge-shrunk towards "no
+//! how many repeat days, how much online and on sale, how many categories, their own
+//! naive rate), with weights fitted by least squares to what the customers did in a past
+//! window, predicted from what was known before it. Ridge-shrunk towards "no
 //! correction", so a small or noisy window changes little.
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::bgnbd::Observation;
 use super::panel::Covariates;
 
-pub const FEATURES: usize = 8;
+pub const FEATURES: usize = 9;
 
 /// What each weight multiplies (the feature names, for the report).
 pub const FEATURE_NAMES: [&str; FEATURES] = [
@@ -20,6 +20,7 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "expected*ln(1+x)",
     "expected*online_share",
     "expected*sale_share",
+    "expected*ln(1+categories)",
     "horizon*rate",
     "horizon*rate*p_alive",
 ];
@@ -36,7 +37,7 @@ const RIDGE: f64 = 1e-3;
 
 impl Correction {
     pub const IDENTITY: Correction = Correction {
-        weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
     };
 
     /// The features of one customer: the model's `expected` purchase days over
@@ -59,6 +60,7 @@ impl Correction {
             expected * (1.0 + x).ln(),
             expected * covariates.online_share,
             expected * covariates.sale_share,
+            expected * f64::from(covariates.categories).ln_1p(),
             horizon * rate,
             horizon * rate * p_alive,
         ]

@@ -23,12 +23,16 @@ pub struct Covariates {
     pub online_share: f64,
     /// Share of spend on discounted lines.
     pub sale_share: f64,
+    /// Distinct categories bought (the breadth of the category mix).
+    pub categories: u32,
 }
 
 /// The purchase days of a population (days since 1970-01-01, local till dates).
 #[derive(Debug, Clone, Default)]
 pub struct Panel {
     customers: Vec<Vec<Visit>>,
+    /// Per customer, the day each category was first bought, sorted.
+    first_category_days: Vec<Vec<i64>>,
 }
 
 impl Panel {
@@ -50,7 +54,30 @@ impl Panel {
                 visits
             })
             .collect();
-        Self { customers }
+        let first_category_days = histories
+            .iter()
+            .map(|h| {
+                let mut first: Vec<(&str, i64)> = h
+                    .purchases
+                    .iter()
+                    .flat_map(|p| {
+                        let day = p.local_day();
+                        p.categories.iter().map(move |(c, _)| (c.as_str(), day))
+                    })
+                    .collect();
+                // The earliest day of each category: sorted by (category, day), keep the
+                // first of each run.
+                first.sort_unstable();
+                first.dedup_by(|later, earlier| later.0 == earlier.0);
+                let mut days: Vec<i64> = first.into_iter().map(|(_, day)| day).collect();
+                days.sort_unstable();
+                days
+            })
+            .collect();
+        Self {
+            customers,
+            first_category_days,
+        }
     }
 
     /// Customers, with or without purchases.
@@ -158,7 +185,9 @@ impl Panel {
             spend += v.amount_cents.max(0);
             discounted += v.discounted_cents.clamp(0, v.amount_cents.max(0));
         }
+        let categories = self.first_category_days[i].partition_point(|&first| first <= day);
         Covariates {
+            categories: u32::try_from(categories).unwrap_or(u32::MAX),
             online_share: if purchases > 0 {
                 f64::from(online) / f64::from(purchases)
             } else {

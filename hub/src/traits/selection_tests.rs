@@ -152,7 +152,7 @@ fn the_correction_recovers_known_weights_and_stays_put_without_signal() {
     assert_eq!(Correction::learn(&[]), None);
     // Never a negative prediction.
     let negative = Correction {
-        weights: [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        weights: std::array::from_fn(|i| if i == 0 { -1.0 } else { 0.0 }),
     };
     assert_eq!(negative.apply(&[2.0; FEATURES]), 0.0);
 }
@@ -435,4 +435,29 @@ fn pareto_ggg_is_left_out_above_its_sampler_limit_and_says_why() {
         why,
         format!("{known} customers are more than its sampler's limit of {MAX_CUSTOMERS}")
     );
+}
+
+#[test]
+fn covariates_count_the_distinct_categories_bought_so_far() {
+    let with = |date: NaiveDate, categories: &[&str]| Purchase {
+        categories: categories.iter().map(|c| (c.to_string(), 100)).collect(),
+        ..on(date, false, 100 * categories.len() as i64, 0)
+    };
+    let h = customer(vec![
+        with(day(2026, 3, 10), &["bread", "wine"]),
+        with(day(2026, 3, 1), &["wine", "cheese"]),
+        with(day(2026, 3, 3), &["wine"]),
+        with(day(2026, 4, 2), &[]),
+    ]);
+    let panel = Panel::new(std::slice::from_ref(&h));
+    for (as_of, categories) in [
+        (day(2026, 2, 28), 0),
+        (day(2026, 3, 1), 2),
+        (day(2026, 3, 9), 2),
+        (day(2026, 3, 10), 3),
+        (day(2026, 5, 1), 3),
+    ] {
+        let c = panel.covariates(0, day_number(as_of));
+        assert_eq!(c.categories, categories, "as of {as_of}");
+    }
 }
