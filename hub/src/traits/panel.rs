@@ -37,43 +37,32 @@ pub struct Panel {
 
 impl Panel {
     pub fn new(histories: &[CustomerHistory]) -> Self {
-        let customers = histories
-            .iter()
-            .map(|h| {
-                let mut visits: Vec<Visit> = h
-                    .purchases
-                    .iter()
-                    .map(|p| Visit {
-                        day: p.local_day(),
-                        online: p.channel == Channel::Online,
-                        amount_cents: p.amount_cents,
-                        discounted_cents: p.discounted_cents,
-                    })
-                    .collect();
-                visits.sort_by_key(|v| v.day);
-                visits
-            })
-            .collect();
-        let first_category_days = histories
-            .iter()
-            .map(|h| {
-                let mut first: Vec<(&str, i64)> = h
-                    .purchases
-                    .iter()
-                    .flat_map(|p| {
-                        let day = p.local_day();
-                        p.categories.iter().map(move |(c, _)| (c.as_str(), day))
-                    })
-                    .collect();
-                // The earliest day of each category: sorted by (category, day), keep the
-                // first of each run.
-                first.sort_unstable();
-                first.dedup_by(|later, earlier| later.0 == earlier.0);
-                let mut days: Vec<i64> = first.into_iter().map(|(_, day)| day).collect();
-                days.sort_unstable();
-                days
-            })
-            .collect();
+        let mut customers = Vec::with_capacity(histories.len());
+        let mut first_category_days = Vec::with_capacity(histories.len());
+        // One pass over each customer's purchases: the visits and the categories' days.
+        for h in histories {
+            let mut visits = Vec::with_capacity(h.purchases.len());
+            let mut categories: Vec<(&str, i64)> = Vec::new();
+            for p in &h.purchases {
+                let day = p.local_day();
+                visits.push(Visit {
+                    day,
+                    online: p.channel == Channel::Online,
+                    amount_cents: p.amount_cents,
+                    discounted_cents: p.discounted_cents,
+                });
+                categories.extend(p.categories.iter().map(|(c, _)| (c.as_str(), day)));
+            }
+            visits.sort_by_key(|v: &Visit| v.day);
+            // The earliest day of each category: sorted by (category, day), keep the first
+            // of each run.
+            categories.sort_unstable();
+            categories.dedup_by(|later, earlier| later.0 == earlier.0);
+            let mut days: Vec<i64> = categories.into_iter().map(|(_, day)| day).collect();
+            days.sort_unstable();
+            customers.push(visits);
+            first_category_days.push(days);
+        }
         Self {
             customers,
             first_category_days,

@@ -236,13 +236,18 @@ pub fn compute(
     };
 
     let horizon = f64::from(horizon_days);
+    // Pareto/GGG's predictions, by input index.
+    let mut sampled = vec![None; histories.len()];
+    for (i, p) in choice.sampled.iter().flat_map(|s| &s.predictions) {
+        sampled[*i] = Some(*p);
+    }
     let (intervals, interval) = match (&choice.sampled, &choice.predictor) {
         // Pareto/GGG's intervals are its posterior draws'.
-        (Some(sampled), _) => {
-            let mut out = vec![None; histories.len()];
-            for (i, p) in &sampled.predictions {
-                out[*i] = Some((p.p_alive_interval, p.expected_purchases_interval));
-            }
+        (Some(_), _) => {
+            let out = sampled
+                .iter()
+                .map(|p| p.map(|p| (p.p_alive_interval, p.expected_purchases_interval)))
+                .collect();
             let method = IntervalMethod {
                 level: LEVEL,
                 samples: pareto_ggg::Settings::default().draws as usize,
@@ -260,11 +265,6 @@ pub fn compute(
         ),
         (None, None) => (vec![None; histories.len()], None),
     };
-    // Pareto/GGG's point predictions, by input index.
-    let mut sampled: Vec<Option<(f64, f64)>> = vec![None; histories.len()];
-    for (i, p) in choice.sampled.iter().flat_map(|s| &s.predictions) {
-        sampled[*i] = Some((p.p_alive, p.expected_purchases));
-    }
     let mut customers: Vec<Option<CustomerTraits>> = vec![None; histories.len()];
     let mut unconverged = 0usize;
     for (rank, &i) in active.iter().enumerate() {
@@ -275,7 +275,7 @@ pub fn compute(
             t: f64::from(s.t_days),
         };
         let (p_alive, expected_purchases) = match (sampled[i], choice.predictor) {
-            (Some((p, e)), _) => (Some(p), Some(e)),
+            (Some(p), _) => (Some(p.p_alive), Some(p.expected_purchases)),
             (None, Some(m)) => {
                 let e = m.expected_purchases(observation, panel.covariates(i, as_of_day), horizon);
                 if e.is_none() {
