@@ -152,6 +152,25 @@ fn journal_seqs(journals: &[(PathBuf, String, String)]) -> Vec<u64> {
         .collect()
 }
 
+/// Panics with what the run knows when the hub stopped catching up: the seqs it waited
+/// for, the hub's high-water marks, the timeline and every process's log.
+fn stuck(site: &Site, what: &str, wanted: &[u64], timeline: &[String]) -> ! {
+    let mut msg = format!(
+        "{what}: waited for journal seqs {wanted:?}; the hub has {:?}\ntimeline:\n{}\n",
+        site.hub_high_water(),
+        timeline.join("\n")
+    );
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(site.path())
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    for log in logs {
+        msg.push_str(&format!("--- {}:\n{}\n", log.display(), read_log(&log)));
+    }
+    panic!("{msg}");
+}
+
 /// `Some` once the hub's high-water mark of each journal is at least `seqs`.
 fn hub_has(site: &Site, journals: &[(PathBuf, String, String)], seqs: &[u64]) -> Option<()> {
     let hub = site.hub_high_water()?;
@@ -300,10 +319,14 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
         mark("blackhole lifted");
         // Rebind live connections: first let the agents reconnect and catch up.
         let caught_up = wait_until(DEADLINE, || hub_has(site, &journals, &journaled_in_outage));
-        assert!(
-            caught_up.is_some(),
-            "the agents never caught up after the outage"
-        );
+        if caught_up.is_none() {
+            stuck(
+                site,
+                "the agents never caught up after the outage",
+                &journaled_in_outage,
+                &timeline,
+            );
+        }
         mark("agents caught up after the outage");
         at(0.58);
         let journaled_at_rebind = journal_seqs(&journals);
@@ -314,7 +337,14 @@ fn two_thousand_receipts_survive_loss_kills_blackhole_and_rebind() {
         ));
         // The hub keeps taking events from both agents at their new addresses.
         let synced = wait_until(DEADLINE, || hub_has(site, &journals, &journaled_at_rebind));
-        assert!(synced.is_some(), "no sync after the rebind");
+        if synced.is_none() {
+            stuck(
+                site,
+                "no sync after the rebind",
+                &journaled_at_rebind,
+                &timeline,
+            );
+        }
         mark("hub has every event journaled before the rebind");
         at(0.78);
         hub.kill();

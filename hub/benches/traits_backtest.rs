@@ -3,7 +3,8 @@
 //! shoppers (heterogeneous rates, regular and irregular buyers, dropout, seasonality,
 //! promotions, a sale-only segment, lapses; `traits::shoppers`) at several splits and
 //! horizons, a grocer's mostly regular shoppers (where the Erlang-k models should pay
-//! off), and customers drawn from BG/NBD itself (where BG/NBD is the truth).
+//! off), shoppers with personal coupons (where the coupon covariates may), and
+//! customers drawn from BG/NBD itself (where BG/NBD is the truth).
 //! `TILL360_BENCH_CUSTOMERS` sets the size (default 20,000). Public data (CDNOW) goes
 //! through the hub itself: see the README, "Predictions".
 
@@ -95,6 +96,28 @@ fn main() {
         &regular,
         date(2025, 6, 30),
         91,
+    );
+
+    // Personal coupons at half the store visits; a coupon brings a customer who redeems
+    // back before it expires, and those who redeem stay a little longer.
+    let couponed = ShopperMix {
+        coupon_share: 0.5,
+        coupon_pull: 1.0,
+        coupon_loyalty: 1.0,
+        ..ShopperMix::default()
+    };
+    let coupons = shoppers::histories(
+        5,
+        customers,
+        date(2023, 1, 1),
+        date(2025, 12, 31),
+        &couponed,
+    );
+    run(
+        "shoppers with personal coupons (printed at half the visits), 26 weeks",
+        &coupons,
+        date(2025, 6, 30),
+        182,
     );
 
     let truth = simulate::CDNOW_DAYS;

@@ -16,7 +16,7 @@ use crate::sql_params;
 /// The profile a coupon belongs to now: its card's profile in the identity graph (a
 /// card can join another profile after the issue; an erased card has none), else the
 /// profile recorded at merge.
-const COUPON_PROFILE: &str = "CASE WHEN c.card IS NULL THEN c.profile_id
+pub(super) const COUPON_PROFILE: &str = "CASE WHEN c.card IS NULL THEN c.profile_id
      ELSE (SELECT i.profile_id FROM identifiers i WHERE i.kind = 'card' AND i.value = c.card) END";
 
 /// The campaign a scanned code belongs to: the printed coupon with that code, else the

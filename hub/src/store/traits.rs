@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use till360_shared::Timestamp;
 
+use super::coupon_kpis::COUPON_PROFILE;
 use super::freshness;
 use super::sql::{transaction, Row, Sql, TxKind, Value};
 use super::StoreError;
+use crate::coupons::ledger::COUNTING_STATUSES;
 use crate::sql_params;
 use crate::traits::history::{end_of_local_day_ms, ConsentRow, HistoryBuilder, HubData};
 
@@ -112,6 +114,28 @@ pub fn load_histories(db: &dyn Sql, as_of: NaiveDate) -> Result<HubData, StoreEr
             Ok(())
         },
     )?;
+    // Printed coupons (not the control group's) of the profile their card belongs to
+    // now, as the campaign KPIs count them, with the first counting scan up to `as_of`.
+    db.query_each(
+        &format!(
+            "SELECT {COUPON_PROFILE}, c.issued_at_ms, c.offset_min, c.expires,
+                    (SELECT MIN(r.at_ms + r.offset_min * 60000) FROM redemptions r
+                     WHERE r.code = c.code AND r.status IN {COUNTING_STATUSES}
+                       AND r.at_ms + r.offset_min * 60000 < ?1)
+             FROM coupons c
+             WHERE c.control = 0 AND c.issued_at_ms + c.offset_min * 60000 < ?1
+             ORDER BY c.issued_at_ms, c.store, c.till, c.seq"
+        ),
+        sql_params![end_local_ms],
+        &mut |r| {
+            let profile: Option<String> = r.get(0)?;
+            let expires: String = r.get(3)?;
+            if let Some(profile) = profile {
+                data.coupon(&profile, r.get(1)?, r.get(2)?, &expires, r.get(4)?);
+            }
+            Ok(())
+        },
+    )?;
     Ok(data.finish())
 }
 
@@ -207,7 +231,7 @@ pub fn replace_all<R>(
 mod tests {
     use super::*;
     use crate::store::test_support::for_each_engine;
-    use crate::traits::history::Channel;
+    use crate::traits::history::{Channel, CouponIssue};
     use till360_shared::{codec, ReceiptLine};
 
     const DAY: i64 = 86_400_000;
@@ -330,6 +354,102 @@ mod tests {
 
             let later = histories(db, march(3)).unwrap();
             assert_eq!(later.histories[0].purchases.len(), 3);
+        });
+    }
+
+    fn coupon(db: &dyn Sql, seq: i64, control: i64, code: &str, card: Option<&str>, at_ms: i64) {
+        db.execute(
+            "INSERT INTO coupons (store, till, seq, campaign_id, control, code, card, profile_id,
+                 issued_at_ms, offset_min, expires, receipt_seq)
+             VALUES ('S1', 'T01', ?1, 'birthday', ?2, ?3, ?4, 'p-2', ?5, 60, '2026-12-31', ?1)",
+            sql_params![seq, control, code, card, at_ms],
+        )
+        .unwrap();
+    }
+
+    fn scan(db: &dyn Sql, seq: i64, code: &str, status: &str, at_ms: i64) {
+        db.execute(
+            "INSERT INTO redemptions (store, till, seq, code, at_ms, offset_min, status, commit_seq)
+             VALUES ('S1', 'T02', ?1, ?2, ?3, 60, ?4, ?1)",
+            sql_params![seq, code, at_ms, status],
+        )
+        .unwrap();
+    }
+
+    /// The coupons printed for a profile come with the local day they were issued and of
+    /// their first counting scan, as of a date: the control group's (never printed), a
+    /// scan after the date, a forged or duplicate scan do not count, and a coupon follows
+    /// its card to the card's profile now.
+    #[test]
+    fn histories_carry_each_printed_coupon_and_its_first_counting_redemption() {
+        for_each_engine(|database| {
+            let conn = database.get().unwrap();
+            let db: &dyn Sql = &*conn;
+            hub(db);
+            // p-2's own coupons (no card): redeemed twice (the first scan counts), a
+            // control-group row, one redeemed only after March 1, one scanned as forged.
+            coupon(db, 1, 0, "C1", None, MARCH_1 - 20 * DAY);
+            scan(db, 1, "C1", "genuine", MARCH_1 - 12 * DAY + 3_600_000);
+            scan(db, 2, "C1", "duplicate", MARCH_1 - 11 * DAY);
+            scan(db, 3, "C1", "unchecked", MARCH_1 - 10 * DAY);
+            coupon(db, 2, 1, "C2", None, MARCH_1 - 19 * DAY);
+            scan(db, 4, "C2", "genuine", MARCH_1 - 9 * DAY);
+            coupon(db, 3, 0, "C3", None, MARCH_1 - 8 * DAY);
+            scan(db, 5, "C3", "genuine", MARCH_1 + DAY);
+            coupon(db, 4, 0, "C4", None, MARCH_1 - 7 * DAY);
+            scan(db, 6, "C4", "forged", MARCH_1 - 6 * DAY);
+            // Printed to p-1's card (recorded at merge for p-2): p-1's now.
+            coupon(db, 5, 0, "C5", Some("2401000000010"), MARCH_1 - 2 * DAY);
+            // Issued 23:30 UTC on February 28, 00:30 the next day at the till.
+            coupon(db, 6, 0, "C6", None, MARCH_1 - 1_800_000);
+
+            let day_of = |ms: i64| (ms + 3_600_000).div_euclid(DAY);
+            let expires_day =
+                crate::traits::history::day_number(NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+            let data = histories(db, march(1)).unwrap();
+            let (one, two) = (&data.histories[0], &data.histories[1]);
+            assert_eq!(
+                one.coupons,
+                vec![CouponIssue {
+                    issued_day: day_of(MARCH_1 - 2 * DAY),
+                    expires_day,
+                    redeemed_day: None
+                }]
+            );
+            assert_eq!(
+                two.coupons,
+                vec![
+                    CouponIssue {
+                        issued_day: day_of(MARCH_1 - 20 * DAY),
+                        expires_day,
+                        redeemed_day: Some(day_of(MARCH_1 - 12 * DAY + 3_600_000)),
+                    },
+                    CouponIssue {
+                        issued_day: day_of(MARCH_1 - 8 * DAY),
+                        expires_day,
+                        redeemed_day: None,
+                    },
+                    CouponIssue {
+                        issued_day: day_of(MARCH_1 - 7 * DAY),
+                        expires_day,
+                        redeemed_day: None,
+                    },
+                    CouponIssue {
+                        issued_day: day_of(MARCH_1 - 1_800_000),
+                        expires_day,
+                        redeemed_day: None,
+                    },
+                ]
+            );
+            // The coupon issued at 00:30 local on March 1 is after February 28.
+            let before = histories(db, march(1).pred_opt().unwrap()).unwrap();
+            assert_eq!(before.histories[1].coupons.len(), 3);
+            // By March 2 the scan of C3 counts.
+            let later = histories(db, march(2)).unwrap();
+            assert_eq!(
+                later.histories[1].coupons[1].redeemed_day,
+                Some(day_of(MARCH_1 + DAY))
+            );
         });
     }
 

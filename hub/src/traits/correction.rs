@@ -1,8 +1,9 @@
 //! A correction learned from the customers' own recent past: a purchase model's
 //! prediction is re-weighted by a few features (did they ever come back, how alive,
-//! how many repeat days, how much online and on sale, how many categories, their own
-//! naive rate), with weights fitted by least squares to what the customers did in a past
-//! window, predicted from what was known before it. Ridge-shrunk towards "no
+//! how many repeat days, how much online and on sale, how many categories, how many of
+//! their coupons they redeemed and whether they hold one, their own naive rate), with weights fitted by least
+//! squares to what the customers did in a past window, predicted from what was known
+//! before it. Ridge-shrunk towards "no
 //! correction", so a small or noisy window changes little.
 
 use serde::Serialize;
@@ -10,7 +11,7 @@ use serde::Serialize;
 use super::bgnbd::Observation;
 use super::panel::Covariates;
 
-pub const FEATURES: usize = 9;
+pub const FEATURES: usize = 11;
 
 /// What each weight multiplies (the feature names, for the report).
 pub const FEATURE_NAMES: [&str; FEATURES] = [
@@ -21,6 +22,8 @@ pub const FEATURE_NAMES: [&str; FEATURES] = [
     "expected*online_share",
     "expected*sale_share",
     "expected*ln(1+categories)",
+    "expected*coupon_response",
+    "coupon_response*live_coupons",
     "horizon*rate",
     "horizon*rate*p_alive",
 ];
@@ -32,12 +35,12 @@ pub struct Correction {
 }
 
 /// How strongly the weights are pulled towards no correction, relative to the data's
-/// own scale (the mean diagonal of XᵀX).
+/// own scale (the mean of XᵀX's non-zero diagonal).
 const RIDGE: f64 = 1e-3;
 
 impl Correction {
     pub const IDENTITY: Correction = Correction {
-        weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        weights: [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
     };
 
     /// The features of one customer: the model's `expected` purchase days over
@@ -61,6 +64,10 @@ impl Correction {
             expected * covariates.online_share,
             expected * covariates.sale_share,
             expected * f64::from(covariates.categories).ln_1p(),
+            expected * covariates.coupon_response,
+            // A coupon in hand brings a customer who redeems back within its days,
+            // whatever the horizon: added, not scaled by the prediction.
+            covariates.coupon_response * f64::from(covariates.live_coupons),
             horizon * rate,
             horizon * rate * p_alive,
         ]
@@ -82,7 +89,13 @@ impl Correction {
                 }
             }
         }
-        let scale = (0..FEATURES).map(|i| xtx[i][i]).sum::<f64>() / FEATURES as f64;
+        // Over the features the data have: a covariate nobody has (no coupons printed)
+        // leaves the shrinkage of the others as it was.
+        let present: Vec<f64> = (0..FEATURES)
+            .map(|i| xtx[i][i])
+            .filter(|d| *d > 0.0)
+            .collect();
+        let scale = present.iter().sum::<f64>() / present.len().max(1) as f64;
         let lambda = RIDGE * scale.max(f64::MIN_POSITIVE);
         for i in 0..FEATURES {
             xtx[i][i] += lambda;

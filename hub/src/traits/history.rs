@@ -34,6 +34,16 @@ impl Purchase {
     }
 }
 
+/// A personal coupon printed for the customer (control-group coupons are never printed
+/// and are not here): the local day it was issued, the last day it is valid and, once
+/// redeemed, the local day of its first counting scan (genuine or unchecked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CouponIssue {
+    pub issued_day: i64,
+    pub expires_day: i64,
+    pub redeemed_day: Option<i64>,
+}
+
 /// Everything the traits are computed from for one profile.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CustomerHistory {
@@ -41,6 +51,8 @@ pub struct CustomerHistory {
     pub customer_no: Option<String>,
     pub cards: Vec<String>,
     pub purchases: Vec<Purchase>,
+    /// The coupons printed for them, in any order.
+    pub coupons: Vec<CouponIssue>,
 }
 
 /// A consent row as stored (purpose, granted, when it was last set).
@@ -195,6 +207,32 @@ impl HistoryBuilder {
             amount_cents: total_cents,
             discounted_cents,
             categories,
+        });
+    }
+
+    /// A coupon printed for the profile at `issued_at_ms` (till offset `offset_min`),
+    /// valid through `expires` (`YYYY-MM-DD`; unreadable: the issue day), with the local
+    /// wall time (ms) of its first counting redemption, if any.
+    pub fn coupon(
+        &mut self,
+        profile_id: &str,
+        issued_at_ms: i64,
+        offset_min: i64,
+        expires: &str,
+        redeemed_local_ms: Option<i64>,
+    ) {
+        let Some(i) = self.of(profile_id) else {
+            return;
+        };
+        let issued_local_ms = issued_at_ms.saturating_add(offset_min.saturating_mul(60_000));
+        let issued_day = issued_local_ms.div_euclid(MS_PER_DAY);
+        let expires_day = NaiveDate::parse_from_str(expires, "%Y-%m-%d")
+            .map_or(issued_day, day_number)
+            .max(issued_day);
+        self.data.histories[i].coupons.push(CouponIssue {
+            issued_day,
+            expires_day,
+            redeemed_day: redeemed_local_ms.map(|ms| ms.div_euclid(MS_PER_DAY)),
         });
     }
 

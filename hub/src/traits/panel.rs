@@ -4,7 +4,7 @@
 //! which is what makes a back-test honest.
 
 use super::bgnbd::Observation;
-use super::history::{Channel, CustomerHistory};
+use super::history::{Channel, CouponIssue, CustomerHistory};
 use super::rfm::{summarize_sorted, Summary};
 
 /// One purchase, reduced.
@@ -25,6 +25,10 @@ pub struct Covariates {
     pub sale_share: f64,
     /// Distinct categories bought (the breadth of the category mix).
     pub categories: u32,
+    /// Share of the coupons printed for them that they redeemed (0 without coupons).
+    pub coupon_response: f64,
+    /// Coupons in hand: printed, still valid after the day and not yet redeemed.
+    pub live_coupons: u32,
 }
 
 /// The purchase days of a population (days since 1970-01-01, local till dates).
@@ -33,12 +37,15 @@ pub struct Panel {
     customers: Vec<Vec<Visit>>,
     /// Per customer, the day each category was first bought, sorted.
     first_category_days: Vec<Vec<i64>>,
+    /// Per customer, the coupons printed for them, by issue day.
+    coupons: Vec<Vec<CouponIssue>>,
 }
 
 impl Panel {
     pub fn new(histories: &[CustomerHistory]) -> Self {
         let mut customers = Vec::with_capacity(histories.len());
         let mut first_category_days = Vec::with_capacity(histories.len());
+        let mut coupons = Vec::with_capacity(histories.len());
         // One pass over each customer's purchases: the visits and the categories' days.
         for h in histories {
             let mut visits = Vec::with_capacity(h.purchases.len());
@@ -62,10 +69,14 @@ impl Panel {
             days.sort_unstable();
             customers.push(visits);
             first_category_days.push(days);
+            let mut issued = h.coupons.clone();
+            issued.sort_by_key(|c| c.issued_day);
+            coupons.push(issued);
         }
         Self {
             customers,
             first_category_days,
+            coupons,
         }
     }
 
@@ -175,7 +186,22 @@ impl Panel {
             discounted += v.discounted_cents.clamp(0, v.amount_cents.max(0));
         }
         let categories = self.first_category_days[i].partition_point(|&first| first <= day);
+        let issued = &self.coupons[i][..self.coupons[i].partition_point(|c| c.issued_day <= day)];
+        let redeemed = issued
+            .iter()
+            .filter(|c| c.redeemed_day.is_some_and(|r| r <= day))
+            .count();
+        let live = issued
+            .iter()
+            .filter(|c| c.expires_day > day && c.redeemed_day.is_none_or(|r| r > day))
+            .count();
         Covariates {
+            live_coupons: u32::try_from(live).unwrap_or(u32::MAX),
+            coupon_response: if issued.is_empty() {
+                0.0
+            } else {
+                redeemed as f64 / issued.len() as f64
+            },
             categories: u32::try_from(categories).unwrap_or(u32::MAX),
             online_share: if purchases > 0 {
                 f64::from(online) / f64::from(purchases)

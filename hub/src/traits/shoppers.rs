@@ -27,7 +27,7 @@
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use till360_shared::Timestamp;
 
-use super::history::{day_number, Channel, CustomerHistory, Purchase, MS_PER_DAY};
+use super::history::{day_number, Channel, CouponIssue, CustomerHistory, Purchase, MS_PER_DAY};
 use super::simulate::Rng;
 
 /// The product categories purchases are split over.
@@ -105,6 +105,21 @@ pub struct ShopperMix {
     pub stores: u32,
     /// Median over customers of the mean spend per purchase, in cents.
     pub median_spend_cents: f64,
+    /// Share of store purchases that print a personal coupon. 0 prints none, and the
+    /// rest of the data is then what it is without coupons (they have their own random
+    /// stream).
+    pub coupon_share: f64,
+    /// Days a coupon stays valid after the purchase that printed it: it is redeemed at
+    /// the customer's next store purchase within them, if the customer cares (each has a
+    /// Beta-distributed responsiveness, the chance they redeem one).
+    pub coupon_days: u32,
+    /// How much longer a customer who redeems every coupon stays: the mean lifetime ×
+    /// (1 + this × responsiveness). 0: coupon response says nothing about the future.
+    pub coupon_loyalty: f64,
+    /// The chance that a customer who redeems every coupon comes back for one their next
+    /// visit would miss (× their responsiveness), while still a customer: the extra
+    /// visit a campaign buys. 0: coupons only ride on visits that happen anyway.
+    pub coupon_pull: f64,
 }
 
 impl Default for ShopperMix {
@@ -130,6 +145,10 @@ impl Default for ShopperMix {
             online: 0.12,
             stores: 8,
             median_spend_cents: 2_800.0,
+            coupon_share: 0.0,
+            coupon_days: 28,
+            coupon_loyalty: 0.0,
+            coupon_pull: 0.0,
         }
     }
 }
@@ -188,6 +207,8 @@ impl ShopperMix {
         assert!(self.stores >= 1 && self.stores <= 999);
         assert!(self.join_month_weights.iter().all(|w| *w >= 0.0));
         assert!(self.join_month_weights.iter().any(|w| *w > 0.0));
+        assert!((0.0..=1.0).contains(&self.coupon_share) && self.coupon_loyalty >= 0.0);
+        assert!((0.0..=1.0).contains(&self.coupon_pull));
     }
 }
 
@@ -208,6 +229,8 @@ pub struct Shopper {
     /// The last day the customer was still a customer, when they dropped out before
     /// the end (one-time buyers: the day of their purchase).
     pub dropped_out: Option<NaiveDate>,
+    /// The chance they redeem a coupon they can (0 when the mix prints none).
+    pub coupon_responsiveness: f64,
     pub history: CustomerHistory,
 }
 
@@ -242,9 +265,11 @@ pub fn shoppers(
     mix.check();
     let calendar = Calendar::new(start, end, mix);
     let mut rng = Rng::new(seed);
+    // "coupons!": their own stream, so printing none leaves every other draw as it was.
+    let mut coupon_rng = Rng::new(seed ^ 0x636f_7570_6f6e_7321);
     let mut days = Vec::new();
     (0..customers)
-        .map(|n| calendar.shopper(&mut rng, mix, n + 1, &mut days))
+        .map(|n| calendar.shopper(&mut rng, &mut coupon_rng, mix, n + 1, &mut days))
         .collect()
 }
 
@@ -332,7 +357,14 @@ impl Calendar {
     }
 
     /// Draws customer `n` (1-based); `days` is scratch space.
-    fn shopper(&self, rng: &mut Rng, mix: &ShopperMix, n: usize, days: &mut Vec<usize>) -> Shopper {
+    fn shopper(
+        &self,
+        rng: &mut Rng,
+        coupon_rng: &mut Rng,
+        mix: &ShopperMix,
+        n: usize,
+        days: &mut Vec<usize>,
+    ) -> Shopper {
         days.clear();
         let u = rng.uniform();
         let mut edge = 0.0;
@@ -356,7 +388,14 @@ impl Calendar {
             segment
         };
         let join = self.join_day(rng);
-        let mean_life = mix.median_lifetime_days * (mix.lifetime_spread * rng.normal()).exp();
+        let responsiveness = if mix.coupon_share > 0.0 {
+            coupon_rng.beta(0.6, 0.9)
+        } else {
+            0.0
+        };
+        let mean_life = mix.median_lifetime_days
+            * (mix.lifetime_spread * rng.normal()).exp()
+            * (1.0 + mix.coupon_loyalty * responsiveness);
         let life = rng.exponential(1.0 / mean_life);
         // Death in (fractional) days from the period's start.
         let mut death = join as f64 + rng.uniform() + life;
@@ -404,18 +443,23 @@ impl Calendar {
         let last = days.last().copied().unwrap_or(join);
         let dropped_out =
             (death < self.len() as f64).then(|| self.date((death.floor() as usize).max(last)));
-        let purchases = self.purchases(rng, mix, segment, days);
+        let mut purchases = self.purchases(rng, mix, segment, days);
+        // The last local day they can still shop: their dropout or the period's end.
+        let last_day = self.first_day + (death.floor().max(0.0) as i64).min(self.len() as i64 - 1);
+        let coupons = coupons(coupon_rng, mix, &mut purchases, responsiveness, last_day);
         Shopper {
             segment,
             k,
             mean_gap_days: mean_gap,
             weekday,
             dropped_out,
+            coupon_responsiveness: responsiveness,
             history: CustomerHistory {
                 profile_id: format!("s{n:07}"),
                 customer_no: Some(format!("C{n:07}")),
                 cards: vec![format!("2{n:012}")],
                 purchases,
+                coupons,
             },
         }
     }
@@ -607,6 +651,64 @@ impl Calendar {
     }
 }
 
+/// The coupons printed at a customer's store purchases (each with `mix.coupon_share`),
+/// each redeemed (with `responsiveness`) at their next store purchase day if that is
+/// within the coupon's days; if it is not, a customer who cares may come back for it
+/// (`mix.coupon_pull`) up to `last_day`: that extra visit is added to `purchases`.
+fn coupons(
+    rng: &mut Rng,
+    mix: &ShopperMix,
+    purchases: &mut Vec<Purchase>,
+    responsiveness: f64,
+    last_day: i64,
+) -> Vec<CouponIssue> {
+    if mix.coupon_share <= 0.0 {
+        return Vec::new();
+    }
+    let days = i64::from(mix.coupon_days);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < purchases.len() {
+        let printed = purchases[i].clone();
+        i += 1;
+        if printed.channel != Channel::Store || rng.uniform() >= mix.coupon_share {
+            continue;
+        }
+        let day = printed.local_day();
+        let expires_day = day + days;
+        let next = purchases[i..]
+            .iter()
+            .filter(|p| p.channel == Channel::Store)
+            .map(Purchase::local_day)
+            .find(|d| *d > day);
+        let redeemed_day = match next {
+            Some(next) if next <= expires_day => (rng.uniform() < responsiveness).then_some(next),
+            _ if rng.uniform() < responsiveness * mix.coupon_pull => {
+                let back = (day + 1 + (rng.uniform() * days as f64) as i64).min(expires_day);
+                (back <= last_day).then(|| {
+                    let visit = Purchase {
+                        at: Timestamp::from_unix_ms(
+                            printed.at.unix_ms + (back - day) * MS_PER_DAY,
+                            printed.at.offset_min,
+                        ),
+                        ..printed
+                    };
+                    let at = purchases.partition_point(|p| p.local_day() <= back);
+                    purchases.insert(at, visit);
+                    back
+                })
+            }
+            _ => None,
+        };
+        out.push(CouponIssue {
+            issued_day: day,
+            expires_day,
+            redeemed_day,
+        });
+    }
+    out
+}
+
 /// Splits `amount` over one to three distinct categories, the favourite most often
 /// first.
 fn categories(rng: &mut Rng, favourite: usize, amount: i64) -> Vec<(String, i64)> {
@@ -739,6 +841,94 @@ mod tests {
         assert!(plain.iter().all(|h| h.cards.len() == 1));
         let cards: std::collections::HashSet<_> = plain.iter().map(|h| &h.cards[0]).collect();
         assert_eq!(cards.len(), plain.len());
+    }
+
+    /// Coupons come from their own stream: printing them changes no purchase unless
+    /// their response is made to matter. Each is printed on a store purchase day and
+    /// redeemed only on the next store purchase day within its days; the more
+    /// responsive a customer, the more they redeem.
+    #[test]
+    fn coupons_are_printed_at_store_visits_and_redeemed_at_the_next_one_in_time() {
+        let plain = two_years(11, 3_000, &ShopperMix::default());
+        assert!(plain.iter().all(|s| s.history.coupons.is_empty()));
+        let printing = ShopperMix {
+            coupon_share: 0.4,
+            ..ShopperMix::default()
+        };
+        let printed = two_years(11, 3_000, &printing);
+        let purchases = |all: &[Shopper]| -> Vec<Vec<Purchase>> {
+            all.iter().map(|s| s.history.purchases.clone()).collect()
+        };
+        assert_eq!(purchases(&plain), purchases(&printed));
+
+        let (mut issued, mut store_visits) = (0usize, 0usize);
+        let (mut low, mut high) = ((0usize, 0usize), (0usize, 0usize));
+        for s in &printed {
+            let store_days: Vec<i64> = s
+                .history
+                .purchases
+                .iter()
+                .filter(|p| p.channel == Channel::Store)
+                .map(Purchase::local_day)
+                .collect();
+            store_visits += store_days.len();
+            issued += s.history.coupons.len();
+            for c in &s.history.coupons {
+                assert!(store_days.contains(&c.issued_day), "{c:?}");
+                let next = store_days.iter().find(|d| **d > c.issued_day);
+                if let Some(r) = c.redeemed_day {
+                    assert_eq!(Some(&r), next, "redeemed at the next store visit");
+                    assert!(r - c.issued_day <= 28, "{c:?}");
+                }
+                let can = next.is_some_and(|n| n - c.issued_day <= 28);
+                let tally = if s.coupon_responsiveness < 0.3 {
+                    &mut low
+                } else {
+                    &mut high
+                };
+                if can {
+                    tally.0 += 1;
+                    tally.1 += usize::from(c.redeemed_day.is_some());
+                }
+            }
+        }
+        let share = issued as f64 / store_visits as f64;
+        assert!(
+            (share - 0.4).abs() < 0.02,
+            "printed at {share:.3} of visits"
+        );
+        let rate = |(can, did): (usize, usize)| did as f64 / can as f64;
+        assert!(
+            rate(high) > rate(low) + 0.3,
+            "responsive {:.2}, not {:.2}",
+            rate(high),
+            rate(low)
+        );
+
+        // Made to matter, responsive customers stay longer.
+        let loyal = two_years(
+            11,
+            3_000,
+            &ShopperMix {
+                coupon_loyalty: 3.0,
+                ..printing
+            },
+        );
+        let still_there = |all: &[Shopper], responsive: bool| -> f64 {
+            let group: Vec<&Shopper> = all
+                .iter()
+                .filter(|s| s.segment != Segment::OneTime)
+                .filter(|s| (s.coupon_responsiveness > 0.5) == responsive)
+                .collect();
+            group.iter().filter(|s| s.dropped_out.is_none()).count() as f64 / group.len() as f64
+        };
+        let lift = |all: &[Shopper]| still_there(all, true) - still_there(all, false);
+        assert!(
+            lift(&loyal) > lift(&printed) + 0.1,
+            "responsive customers still there at the end: {:+.3} when loyal, {:+.3} when not",
+            lift(&loyal),
+            lift(&printed)
+        );
     }
 
     #[test]

@@ -177,6 +177,7 @@ pub fn histories(
                 customer_no: Some(format!("C{n:07}")),
                 cards: vec![format!("2{n:012}")],
                 purchases,
+                coupons: Vec::new(),
             }
         })
         .collect()
