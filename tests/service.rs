@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use harness::{journal_status, read_log, visits_at, Proc, Site, DEADLINE};
 use till360::http_client::http_get;
 use till360::rig::wait_until;
-use till360::sim::{Morning, MorningPlan, ReceiptStyle, Scan, StoreSetup, Suffix};
+use till360::sim::{Morning, MorningPlan, ReceiptStyle, Scan, StoreSetup, Suffix, Visit};
 use till360_hub::store::Store;
 
 /// What systemd's `WatchdogSec=1s` hands a service: it must feed every 0.5 s.
@@ -322,8 +322,13 @@ fn agent_stops_on_sigterm_with_every_printed_receipt_journaled() {
 /// waits) and cannot decide the coupon, so the proxy holds the cut for its budget (1 s
 /// here). The agent lets the held cut go to the printer at once, without the core, exits
 /// 0 once the lock is gone, and its journal has the card and the receipt.
+///
+/// The hold lasts 1 s at most by design (a printer cannot wait longer); a test thread
+/// slowed past it by a loaded machine finds the cut already released and tries again
+/// with a fresh till, so the result does not depend on the machine's speed.
 #[test]
 fn agent_on_sigterm_prints_a_held_cut_and_journals_the_receipt() {
+    const ATTEMPTS: usize = 5;
     let site = Site::new();
     let stores = StoreSetup::demo_stores();
     let morning = Morning::generate(&MorningPlan::new(1315, 40), &stores);
@@ -331,13 +336,25 @@ fn agent_on_sigterm_prints_a_held_cut_and_journals_the_receipt() {
         .into_iter()
         .find(|v| v.scans.iter().any(|s| matches!(s, Scan::Card(_))))
         .expect("a carded visit");
+    for attempt in 1..=ATTEMPTS {
+        if sigterm_while_a_cut_is_held(&site, &visit, &format!("T{attempt:02}")) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the cut's budget ran out before SIGTERM could be sent");
+    }
+    panic!("in {ATTEMPTS} attempts the cut was never still held when the test looked");
+}
+
+/// One attempt of the test above on a fresh till `till_name`; `false` when the cut had
+/// been released by its budget before the test could send SIGTERM.
+fn sigterm_while_a_cut_is_held(site: &Site, visit: &Visit, till_name: &str) -> bool {
     let Some(Scan::Card(card)) = visit.scans.iter().find(|s| matches!(s, Scan::Card(_))) else {
-        unreachable!("found above");
+        unreachable!("a carded visit");
     };
     // Coupons on (the default) with the longest budget: the cut is held up to 1 s.
     let till = site.till_named(
         "S001",
-        "T01",
+        till_name,
         ReceiptStyle::Supermarket,
         Suffix::Cr,
         15,
@@ -378,11 +395,12 @@ fn agent_on_sigterm_prints_a_held_cut_and_journals_the_receipt() {
         (till.devices.printer.byte_count() >= printed_before + cut_at).then_some(())
     });
     assert!(held.is_some(), "the printer gets the receipt up to its cut");
-    assert_eq!(
-        till.devices.printer.cuts(),
-        0,
-        "the cut is held while the core cannot decide"
-    );
+    if till.devices.printer.cuts() != 0 {
+        // Too slow to catch the hold: let this till go.
+        lock.execute_batch("COMMIT").expect("release the lock");
+        agent.kill();
+        return false;
+    }
     let sent = Instant::now();
     agent.send_sigterm();
     assert!(
@@ -415,4 +433,5 @@ fn agent_on_sigterm_prints_a_held_cut_and_journals_the_receipt() {
         "the card and the receipt are journaled:\n{}",
         read_log(&agent.log)
     );
+    true
 }

@@ -119,6 +119,20 @@ fn main() {
         date(2025, 6, 30),
         182,
     );
+    // The same customers with their coupons hidden: what the coupon covariates add.
+    let hidden: Vec<CustomerHistory> = coupons
+        .into_iter()
+        .map(|h| CustomerHistory {
+            coupons: Vec::new(),
+            ..h
+        })
+        .collect();
+    run(
+        "the same shoppers, their coupons hidden (no coupon covariates), 26 weeks",
+        &hidden,
+        date(2025, 6, 30),
+        182,
+    );
 
     let truth = simulate::CDNOW_DAYS;
     let spend = simulate::CDNOW_SPEND;
