@@ -30,8 +30,13 @@ pub struct Purchase {
 impl Purchase {
     /// Days since 1970-01-01 of the purchase's local (till) date.
     pub fn local_day(&self) -> i64 {
-        (self.at.unix_ms + i64::from(self.at.offset_min) * 60_000).div_euclid(MS_PER_DAY)
+        local_day(self.at)
     }
+}
+
+/// Days since 1970-01-01 of `at`'s local (till) date.
+fn local_day(at: Timestamp) -> i64 {
+    (at.unix_ms + i64::from(at.offset_min) * 60_000).div_euclid(MS_PER_DAY)
 }
 
 /// A personal coupon printed for the customer (control-group coupons are never printed
@@ -224,8 +229,10 @@ impl HistoryBuilder {
         let Some(i) = self.of(profile_id) else {
             return;
         };
-        let issued_local_ms = issued_at_ms.saturating_add(offset_min.saturating_mul(60_000));
-        let issued_day = issued_local_ms.div_euclid(MS_PER_DAY);
+        let issued_day = local_day(Timestamp::from_unix_ms(
+            issued_at_ms,
+            clamp_offset(offset_min),
+        ));
         let expires_day = NaiveDate::parse_from_str(expires, "%Y-%m-%d")
             .map_or(issued_day, day_number)
             .max(issued_day);

@@ -187,14 +187,15 @@ impl Panel {
         }
         let categories = self.first_category_days[i].partition_point(|&first| first <= day);
         let issued = &self.coupons[i][..self.coupons[i].partition_point(|c| c.issued_day <= day)];
-        let redeemed = issued
-            .iter()
-            .filter(|c| c.redeemed_day.is_some_and(|r| r <= day))
-            .count();
-        let live = issued
-            .iter()
-            .filter(|c| c.expires_day > day && c.redeemed_day.is_none_or(|r| r > day))
-            .count();
+        // One pass: redeemed by `day`, or still in hand (unexpired) after it.
+        let (mut redeemed, mut live) = (0usize, 0usize);
+        for c in issued {
+            if c.redeemed_day.is_some_and(|r| r <= day) {
+                redeemed += 1;
+            } else if c.expires_day > day {
+                live += 1;
+            }
+        }
         Covariates {
             live_coupons: u32::try_from(live).unwrap_or(u32::MAX),
             coupon_response: if issued.is_empty() {
